@@ -1,0 +1,1066 @@
+//! One connection, end to end: framing, the handshake, then the link.
+//!
+//! [`Connection`] is the only machine a shell drives per socket. Method groups, in the
+//! order a shell calls them:
+//!
+//! 1. **Inputs**: [`handle_input`](Connection::handle_input) (stream bytes) or
+//!    [`handle_frame`](Connection::handle_frame) (one message of a message transport),
+//!    [`handle_timeout`](Connection::handle_timeout),
+//!    [`handle_transport_closed`](Connection::handle_transport_closed), and the
+//!    application's [`request`](Connection::request), [`reply`](Connection::reply),
+//!    [`close`](Connection::close).
+//! 2. **Outputs**, drained after every input until `None`:
+//!    [`poll_transmit`](Connection::poll_transmit) (bytes to write, in order), then
+//!    [`poll_event`](Connection::poll_event).
+//! 3. **Timer**: [`poll_timeout`](Connection::poll_timeout), the instant at which
+//!    `handle_timeout` must be called next.
+//!
+//! Guarantees: every request issued with [`request`](Connection::request) ends with exactly
+//! one [`Event::Reply`] (the peer's answer, `timeout` at its deadline, or
+//! `connection_failed` when the link dies); the last event is always one
+//! [`Event::Closed`]; no peer input panics, and nothing is allocated beyond what actually
+//! arrived (frames are capped before buffering).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use thiserror::Error;
+
+use crate::auth::Key;
+use crate::frame::{FrameDecoder, FrameError, MAX_FRAME_DEFAULT, encode_frame};
+use crate::handshake::{
+    Handshake, HandshakeConfig, HandshakeError, Identity, Outcome, PeerInfo, Side,
+};
+use crate::message::{Close, DecodeError, Message, Ping, Pong, RemoteError, Reply, Request};
+use crate::time::Instant;
+
+/// How frames are delimited on the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A byte stream (TCP, TLS): 4-byte length prefixes.
+    Stream,
+    /// A message transport (WebSocket): one frame per message.
+    Messages,
+}
+
+/// Settings of a connection. Limits are part of the config, with units in the names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// Maximum frame body, both directions.
+    pub max_frame: u32,
+    /// Transport framing.
+    pub framing: Framing,
+    /// Handshake settings.
+    pub handshake: HandshakeConfig,
+    /// A ping goes out this long after the previous one.
+    pub ping_interval: Duration,
+    /// The link is declared dead when nothing arrived for this long.
+    pub idle_timeout: Duration,
+    /// Maximum of our requests awaiting a reply.
+    pub max_pending_requests: usize,
+    /// Maximum of the peer's requests we are still answering.
+    pub max_incoming_requests: usize,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            max_frame: MAX_FRAME_DEFAULT,
+            framing: Framing::Stream,
+            handshake: HandshakeConfig::default(),
+            ping_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+            max_pending_requests: 65_536,
+            max_incoming_requests: 4_096,
+        }
+    }
+}
+
+/// Identifies one of our requests on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+/// How a request ended, when not with the peer's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RequestError {
+    /// No reply before the deadline.
+    #[error("timeout")]
+    Timeout,
+    /// The link died before the reply came.
+    #[error("connection_failed")]
+    ConnectionFailed,
+    /// The peer answered with an error.
+    #[error("{0}")]
+    Remote(RemoteError),
+    /// The request was not sent: the link is not established (yet, or any more).
+    #[error("not_connected")]
+    NotConnected,
+    /// The request was not sent: too many requests are awaiting replies.
+    #[error("too_many_pending")]
+    TooManyPending,
+    /// The request was not sent: its body exceeds the frame maximum.
+    #[error("payload_too_large: {size} bytes, maximum {max}")]
+    PayloadTooLarge {
+        /// Encoded size.
+        size: usize,
+        /// The frame maximum.
+        max: u32,
+    },
+}
+
+impl RequestError {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &str {
+        match self {
+            RequestError::Timeout => "timeout",
+            RequestError::ConnectionFailed => "connection_failed",
+            RequestError::Remote(e) => &e.code,
+            RequestError::NotConnected => "not_connected",
+            RequestError::TooManyPending => "too_many_pending",
+            RequestError::PayloadTooLarge { .. } => "payload_too_large",
+        }
+    }
+}
+
+/// Why a connection ended. All variants are terminal.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConnError {
+    /// Bad framing (oversized frame).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A frame that is not a valid message.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Authentication failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// Nothing arrived within the idle timeout.
+    #[error("idle_timeout: nothing received for {0:?}")]
+    IdleTimeout(Duration),
+    /// The peer closed the link in order.
+    #[error("peer_closed: {0}")]
+    PeerClosed(String),
+    /// The transport ended (EOF, reset, I/O error).
+    #[error("transport_closed: {0}")]
+    TransportClosed(String),
+    /// The peer sent a message that makes no sense now.
+    #[error("protocol_error: {0}")]
+    Protocol(String),
+}
+
+impl ConnError {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConnError::Frame(_) => "frame_too_large",
+            ConnError::Decode(_) => "malformed_message",
+            ConnError::Handshake(e) => e.code(),
+            ConnError::IdleTimeout(_) => "idle_timeout",
+            ConnError::PeerClosed(_) => "peer_closed",
+            ConnError::TransportClosed(_) => "transport_closed",
+            ConnError::Protocol(_) => "protocol_error",
+        }
+    }
+}
+
+/// What the connection tells the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake succeeded; requests may flow.
+    Authenticated(PeerInfo),
+    /// The peer asks something; answer with [`Connection::reply`] using `id`.
+    Request {
+        /// The peer's request id.
+        id: u64,
+        /// Class name.
+        class: String,
+        /// Payload.
+        body: Bytes,
+        /// How long the peer waits.
+        timeout: Duration,
+    },
+    /// One of our requests ended.
+    Reply {
+        /// Which request.
+        id: RequestId,
+        /// The payload, or why there is none.
+        result: Result<Bytes, RequestError>,
+    },
+    /// The connection is over: `None` when we closed it ourselves. Always the last event.
+    Closed(Option<ConnError>),
+}
+
+/// Counters and measurements of a link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Latest ping round trip.
+    pub rtt: Option<Duration>,
+    /// Smoothed round trip (7/8 old + 1/8 new).
+    pub srtt: Option<Duration>,
+    /// Estimated `peer clock - our clock`, nanoseconds.
+    pub clock_offset_ns: Option<i64>,
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Replies that arrived for requests no longer pending (late or unknown).
+    pub late_replies: u64,
+}
+
+#[derive(Debug)]
+enum Phase {
+    Handshaking(Box<Handshake>),
+    Established,
+    Closed,
+}
+
+/// Parameters to open a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionParams {
+    /// Dialer or listener.
+    pub side: Side,
+    /// What we announce.
+    pub identity: Identity,
+    /// The cluster key for this peer's password.
+    pub key: Key,
+    /// Fresh random nonce.
+    pub nonce: [u8; 32],
+    /// TLS exporter value; empty on plain transports.
+    pub channel_binding: Vec<u8>,
+    /// Our wall clock at the shell's time origin, Unix nanoseconds (for clock offsets).
+    pub wall_origin_ns: u64,
+}
+
+/// One connection's state machine. See the module docs for the driving protocol.
+#[derive(Debug)]
+pub struct Connection {
+    config: ConnectionConfig,
+    side: Side,
+    phase: Phase,
+    decoder: FrameDecoder,
+    peer: Option<PeerInfo>,
+    out_stream: BytesMut,
+    out_msgs: VecDeque<Bytes>,
+    events: VecDeque<Event>,
+    wall_origin_ns: u64,
+    last_rx: Instant,
+    next_ping: Instant,
+    ping_seq: u64,
+    ping_outstanding: Option<(u64, Instant)>,
+    next_request_id: u64,
+    pending: BTreeMap<u64, Instant>,
+    deadlines: BTreeSet<(Instant, u64)>,
+    incoming: BTreeSet<u64>,
+    stats: LinkStats,
+}
+
+impl Connection {
+    /// Opens a connection at `now`. A dialer has its hello ready in `poll_transmit`.
+    pub fn new(config: ConnectionConfig, params: ConnectionParams, now: Instant) -> Self {
+        let hs = Handshake::new(
+            params.side,
+            &params.identity,
+            params.key,
+            params.nonce,
+            &params.channel_binding,
+            config.handshake.clone(),
+            now,
+        );
+        let mut c = Connection {
+            decoder: FrameDecoder::new(config.max_frame),
+            side: params.side,
+            phase: Phase::Handshaking(Box::new(hs)),
+            peer: None,
+            out_stream: BytesMut::new(),
+            out_msgs: VecDeque::new(),
+            events: VecDeque::new(),
+            wall_origin_ns: params.wall_origin_ns,
+            last_rx: now,
+            next_ping: now + config.ping_interval,
+            ping_seq: 0,
+            ping_outstanding: None,
+            next_request_id: 1,
+            pending: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            incoming: BTreeSet::new(),
+            stats: LinkStats::default(),
+            config,
+        };
+        c.drain_handshake(now);
+        c
+    }
+
+    /// Which side we are.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The authenticated peer, once known.
+    pub fn peer(&self) -> Option<&PeerInfo> {
+        self.peer.as_ref()
+    }
+
+    /// Whether requests may be sent.
+    pub fn is_established(&self) -> bool {
+        matches!(self.phase, Phase::Established)
+    }
+
+    /// Whether the connection is over (the shell closes the transport once transmits
+    /// are flushed).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Link measurements.
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    /// Number of our requests awaiting replies.
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Bytes buffered for an incomplete incoming frame.
+    pub fn buffered_input(&self) -> usize {
+        self.decoder.buffered()
+    }
+
+    // ----- inputs -----
+
+    /// Feeds bytes read from a stream transport.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
+        if self.is_closed() || self.config.framing != Framing::Stream {
+            return;
+        }
+        let mut decoder = core::mem::replace(&mut self.decoder, FrameDecoder::new(0));
+        let r = decoder.decode(data, |body| self.on_frame(now, body));
+        self.decoder = decoder;
+        if let Err(e) = r {
+            self.fail(ConnError::Frame(e), false);
+        }
+    }
+
+    /// Feeds one frame body from a message transport.
+    pub fn handle_frame(&mut self, now: Instant, body: &[u8]) {
+        if self.is_closed() {
+            return;
+        }
+        if body.len() > self.config.max_frame as usize {
+            let announced = u32::try_from(body.len()).unwrap_or(u32::MAX);
+            self.fail(
+                ConnError::Frame(FrameError::TooLarge {
+                    announced,
+                    max: self.config.max_frame,
+                }),
+                false,
+            );
+            return;
+        }
+        self.on_frame(now, body);
+    }
+
+    /// The transport ended (EOF or error) without a close message.
+    pub fn handle_transport_closed(&mut self, _now: Instant, detail: &str) {
+        if !self.is_closed() {
+            self.fail(ConnError::TransportClosed(detail.to_owned()), false);
+        }
+    }
+
+    /// Advances time: handshake deadline, pings, idle deadline, request deadlines.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.phase {
+            Phase::Closed => {}
+            Phase::Handshaking(hs) => {
+                hs.handle_timeout(now);
+                self.drain_handshake(now);
+            }
+            Phase::Established => {
+                let idle = now.saturating_duration_since(self.last_rx);
+                if idle >= self.config.idle_timeout {
+                    self.fail(ConnError::IdleTimeout(idle), true);
+                    return;
+                }
+                while let Some(&(deadline, id)) = self.deadlines.first() {
+                    if deadline > now {
+                        break;
+                    }
+                    self.deadlines.pop_first();
+                    self.pending.remove(&id);
+                    self.events.push_back(Event::Reply {
+                        id: RequestId(id),
+                        result: Err(RequestError::Timeout),
+                    });
+                }
+                if now >= self.next_ping {
+                    self.ping_seq += 1;
+                    self.ping_outstanding = Some((self.ping_seq, now));
+                    self.next_ping = now + self.config.ping_interval;
+                    let wall_ns = self.wall(now);
+                    self.send(&Message::Ping(Ping {
+                        seq: self.ping_seq,
+                        wall_ns,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Sends a request with `timeout`. Its outcome arrives later as [`Event::Reply`].
+    pub fn request(
+        &mut self,
+        now: Instant,
+        class: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<RequestId, RequestError> {
+        if !self.is_established() {
+            return Err(RequestError::NotConnected);
+        }
+        if self.pending.len() >= self.config.max_pending_requests {
+            return Err(RequestError::TooManyPending);
+        }
+        // Worst-case overhead of the envelope: variant, id, timeout, two lengths.
+        let size = body.len() + class.len() + 32;
+        if size > self.config.max_frame as usize {
+            return Err(RequestError::PayloadTooLarge {
+                size,
+                max: self.config.max_frame,
+            });
+        }
+        let id = self.next_request_id;
+        self.next_request_id += 1;
+        let deadline = now + timeout;
+        self.pending.insert(id, deadline);
+        self.deadlines.insert((deadline, id));
+        let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        self.send(&Message::Request(Request {
+            id,
+            timeout_ms,
+            class: class.to_owned(),
+            body,
+        }));
+        Ok(RequestId(id))
+    }
+
+    /// Answers the peer's request `id` (from [`Event::Request`]). Unknown ids (already
+    /// answered, or from before a reconnect) are ignored; an oversized payload is replaced
+    /// by a `payload_too_large` error so the peer is not left waiting.
+    pub fn reply(&mut self, id: u64, result: Result<Bytes, RemoteError>) {
+        if !self.is_established() || !self.incoming.remove(&id) {
+            return;
+        }
+        let result = match result {
+            Ok(b) if b.len() + 32 > self.config.max_frame as usize => Err(RemoteError::new(
+                "payload_too_large",
+                format!("reply of {} bytes exceeds the frame maximum", b.len()),
+            )),
+            r => r,
+        };
+        self.send(&Message::Reply(Reply { id, result }));
+    }
+
+    /// Closes in order: tells the peer, fails pending requests with `connection_failed`
+    /// and emits `Closed(None)`. Flush `poll_transmit` before closing the transport.
+    pub fn close(&mut self, reason: &str) {
+        if self.is_closed() {
+            return;
+        }
+        if self.is_established() {
+            self.send(&Message::Close(Close {
+                reason: reason.to_owned(),
+            }));
+        }
+        self.finish(None);
+    }
+
+    // ----- outputs -----
+
+    /// Next bytes (stream framing) or next frame body (message framing) to write.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        match self.config.framing {
+            Framing::Stream if self.out_stream.is_empty() => None,
+            Framing::Stream => Some(self.out_stream.split().freeze()),
+            Framing::Messages => self.out_msgs.pop_front(),
+        }
+    }
+
+    /// Next event for the application.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called; `None` once closed.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Closed => None,
+            Phase::Handshaking(hs) => hs.poll_timeout(),
+            Phase::Established => {
+                let mut t = (self.last_rx + self.config.idle_timeout).min(self.next_ping);
+                if let Some(&(d, _)) = self.deadlines.first() {
+                    t = t.min(d);
+                }
+                Some(t)
+            }
+        }
+    }
+
+    // ----- internals -----
+
+    fn wall(&self, now: Instant) -> u64 {
+        self.wall_origin_ns.saturating_add(now.as_nanos())
+    }
+
+    fn send(&mut self, msg: &Message) {
+        self.stats.frames_out += 1;
+        match self.config.framing {
+            Framing::Stream => msg.encode_frame_into(&mut self.out_stream),
+            Framing::Messages => self.out_msgs.push_back(msg.encode_body()),
+        }
+    }
+
+    fn send_body(&mut self, body: Bytes) {
+        self.stats.frames_out += 1;
+        match self.config.framing {
+            Framing::Stream => encode_frame(&body, &mut self.out_stream),
+            Framing::Messages => self.out_msgs.push_back(body),
+        }
+    }
+
+    /// Handles one frame; returns whether to keep decoding.
+    fn on_frame(&mut self, now: Instant, body: &[u8]) -> bool {
+        if self.is_closed() {
+            return false;
+        }
+        self.last_rx = now;
+        self.stats.frames_in += 1;
+        let msg = match Message::decode(body) {
+            Ok(m) => m,
+            Err(e) => {
+                let reject = !self.is_established();
+                self.fail(ConnError::Decode(e), !reject);
+                return false;
+            }
+        };
+        match &mut self.phase {
+            Phase::Closed => return false,
+            Phase::Handshaking(hs) => {
+                hs.handle_message(now, body, msg);
+                self.drain_handshake(now);
+            }
+            Phase::Established => self.on_link_message(now, msg),
+        }
+        !self.is_closed()
+    }
+
+    fn on_link_message(&mut self, now: Instant, msg: Message) {
+        match msg {
+            Message::Ping(p) => {
+                let wall_ns = self.wall(now);
+                self.send(&Message::Pong(Pong {
+                    seq: p.seq,
+                    echo_wall_ns: p.wall_ns,
+                    wall_ns,
+                }));
+            }
+            Message::Pong(p) => {
+                if let Some((seq, sent)) = self.ping_outstanding
+                    && seq == p.seq
+                {
+                    self.ping_outstanding = None;
+                    let rtt = now.saturating_duration_since(sent);
+                    self.stats.rtt = Some(rtt);
+                    self.stats.srtt = Some(match self.stats.srtt {
+                        None => rtt,
+                        Some(s) => (s * 7 + rtt) / 8,
+                    });
+                    let half = i64::try_from(rtt.as_nanos() / 2).unwrap_or(i64::MAX);
+                    let mid = (p.echo_wall_ns as i128) + half as i128;
+                    let off = (p.wall_ns as i128) - mid;
+                    self.stats.clock_offset_ns =
+                        Some(off.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
+                }
+            }
+            Message::Request(r) => {
+                if self.incoming.len() >= self.config.max_incoming_requests
+                    || self.incoming.contains(&r.id)
+                {
+                    let why = if self.incoming.contains(&r.id) {
+                        RemoteError::new(
+                            "duplicate_request",
+                            format!("request {} is already running", r.id),
+                        )
+                    } else {
+                        RemoteError::new("busy", "too many requests in flight")
+                    };
+                    self.send(&Message::Reply(Reply {
+                        id: r.id,
+                        result: Err(why),
+                    }));
+                    return;
+                }
+                self.incoming.insert(r.id);
+                self.events.push_back(Event::Request {
+                    id: r.id,
+                    class: r.class,
+                    body: r.body,
+                    timeout: Duration::from_millis(u64::from(r.timeout_ms)),
+                });
+            }
+            Message::Reply(r) => match self.pending.remove(&r.id) {
+                Some(deadline) => {
+                    self.deadlines.remove(&(deadline, r.id));
+                    self.events.push_back(Event::Reply {
+                        id: RequestId(r.id),
+                        result: r.result.map_err(RequestError::Remote),
+                    });
+                }
+                None => self.stats.late_replies += 1,
+            },
+            Message::Close(c) => self.fail(ConnError::PeerClosed(c.reason), false),
+            m @ (Message::Hello(_) | Message::Proof(_) | Message::Reject(_)) => {
+                self.fail(
+                    ConnError::Protocol(format!("{} on an established link", m.kind())),
+                    true,
+                );
+            }
+        }
+    }
+
+    fn drain_handshake(&mut self, now: Instant) {
+        let Phase::Handshaking(hs) = &mut self.phase else {
+            return;
+        };
+        let mut bodies = Vec::new();
+        while let Some(b) = hs.poll_transmit() {
+            bodies.push(b);
+        }
+        let outcome = hs.poll_outcome();
+        for b in bodies {
+            self.send_body(b);
+        }
+        match outcome {
+            None => {}
+            Some(Outcome::Authenticated(peer)) => {
+                self.phase = Phase::Established;
+                self.last_rx = now;
+                self.next_ping = now + self.config.ping_interval;
+                self.peer = Some(peer.clone());
+                self.events.push_back(Event::Authenticated(peer));
+            }
+            // The handshake already queued its reject for the peer.
+            Some(Outcome::Failed(e)) => self.finish(Some(ConnError::Handshake(e))),
+        }
+    }
+
+    /// Ends the connection with an error; `tell_peer` sends a close message first.
+    fn fail(&mut self, error: ConnError, tell_peer: bool) {
+        if self.is_closed() {
+            return;
+        }
+        if tell_peer && self.is_established() {
+            self.send(&Message::Close(Close {
+                reason: error.to_string(),
+            }));
+        }
+        self.finish(Some(error));
+    }
+
+    fn finish(&mut self, error: Option<ConnError>) {
+        self.phase = Phase::Closed;
+        self.deadlines.clear();
+        self.incoming.clear();
+        for (id, _) in core::mem::take(&mut self.pending) {
+            self.events.push_back(Event::Reply {
+                id: RequestId(id),
+                result: Err(RequestError::ConnectionFailed),
+            });
+        }
+        self.events.push_back(Event::Closed(error));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::Role;
+    use crate::message::RejectReason;
+
+    fn params(side: Side, id: &str, pw: &str, wall: u64) -> ConnectionParams {
+        ConnectionParams {
+            side,
+            identity: Identity {
+                cluster: "c".into(),
+                node_id: id.into(),
+                instance: 1,
+                role: if side == Side::Dialer {
+                    Role::Worker
+                } else {
+                    Role::Control
+                },
+                listen: vec![],
+                meta: String::new(),
+            },
+            key: Key::derive(pw, "c", 2),
+            nonce: [id.len() as u8; 32],
+            channel_binding: vec![],
+            wall_origin_ns: wall,
+        }
+    }
+
+    fn cfg() -> ConnectionConfig {
+        ConnectionConfig {
+            ping_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(3),
+            ..Default::default()
+        }
+    }
+
+    /// Moves every pending transmit of `a` into `b` (and back) until both are quiet.
+    fn pump(a: &mut Connection, b: &mut Connection, now: Instant) {
+        loop {
+            let mut moved = false;
+            while let Some(x) = a.poll_transmit() {
+                b.handle_input(now, &x);
+                moved = true;
+            }
+            while let Some(x) = b.poll_transmit() {
+                a.handle_input(now, &x);
+                moved = true;
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn events(c: &mut Connection) -> Vec<Event> {
+        std::iter::from_fn(|| c.poll_event()).collect()
+    }
+
+    fn linked() -> (Connection, Connection) {
+        let t0 = Instant::ZERO;
+        let mut d = Connection::new(cfg(), params(Side::Dialer, "w1", "pw", 0), t0);
+        let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), t0);
+        pump(&mut d, &mut l, t0);
+        assert!(matches!(&events(&mut d)[..], [Event::Authenticated(p)] if p.node_id == "c1"));
+        assert!(matches!(&events(&mut l)[..], [Event::Authenticated(p)] if p.node_id == "w1"));
+        (d, l)
+    }
+
+    #[test]
+    fn request_reply_round_trip() {
+        let (mut d, mut l) = linked();
+        let t = Instant::from_millis(10);
+        let id = d
+            .request(t, "echo", Bytes::from_static(b"hi"), Duration::from_secs(1))
+            .expect("sent");
+        assert_eq!(id, RequestId(1));
+        pump(&mut d, &mut l, t);
+        assert_eq!(
+            events(&mut l),
+            [Event::Request {
+                id: 1,
+                class: "echo".into(),
+                body: Bytes::from_static(b"hi"),
+                timeout: Duration::from_secs(1)
+            }]
+        );
+        l.reply(1, Ok(Bytes::from_static(b"hi!")));
+        l.reply(1, Ok(Bytes::from_static(b"twice is ignored")));
+        pump(&mut d, &mut l, t);
+        assert_eq!(
+            events(&mut d),
+            [Event::Reply {
+                id,
+                result: Ok(Bytes::from_static(b"hi!"))
+            }]
+        );
+        assert_eq!(d.pending_requests(), 0);
+    }
+
+    #[test]
+    fn remote_error_reaches_the_caller() {
+        let (mut d, mut l) = linked();
+        let t = Instant::from_millis(1);
+        let id = d
+            .request(t, "x", Bytes::new(), Duration::from_secs(1))
+            .expect("sent");
+        pump(&mut d, &mut l, t);
+        let _ = events(&mut l);
+        l.reply(1, Err(RemoteError::new("unknown_class", "x")));
+        pump(&mut d, &mut l, t);
+        assert_eq!(
+            events(&mut d),
+            [Event::Reply {
+                id,
+                result: Err(RequestError::Remote(RemoteError::new("unknown_class", "x")))
+            }]
+        );
+    }
+
+    #[test]
+    fn request_past_its_deadline_ends_timeout_and_late_reply_is_dropped() {
+        let (mut d, mut l) = linked();
+        let t = Instant::from_millis(0);
+        let id = d
+            .request(t, "slow", Bytes::new(), Duration::from_millis(100))
+            .expect("sent");
+        pump(&mut d, &mut l, t);
+        let _ = events(&mut l);
+        assert_eq!(d.poll_timeout(), Some(Instant::from_millis(100)));
+        d.handle_timeout(Instant::from_millis(99));
+        assert_eq!(events(&mut d), []);
+        d.handle_timeout(Instant::from_millis(100));
+        assert_eq!(
+            events(&mut d),
+            [Event::Reply {
+                id,
+                result: Err(RequestError::Timeout)
+            }]
+        );
+        l.reply(1, Ok(Bytes::new()));
+        pump(&mut d, &mut l, Instant::from_millis(200));
+        assert_eq!(events(&mut d), []);
+        assert_eq!(d.stats().late_replies, 1);
+    }
+
+    #[test]
+    fn transport_loss_fails_every_pending_request_then_closes() {
+        let (mut d, _l) = linked();
+        let t = Instant::from_millis(1);
+        let a = d
+            .request(t, "a", Bytes::new(), Duration::from_secs(9))
+            .expect("sent");
+        let b = d
+            .request(t, "b", Bytes::new(), Duration::from_secs(9))
+            .expect("sent");
+        d.handle_transport_closed(t, "reset by peer");
+        assert_eq!(
+            events(&mut d),
+            [
+                Event::Reply {
+                    id: a,
+                    result: Err(RequestError::ConnectionFailed)
+                },
+                Event::Reply {
+                    id: b,
+                    result: Err(RequestError::ConnectionFailed)
+                },
+                Event::Closed(Some(ConnError::TransportClosed("reset by peer".into()))),
+            ]
+        );
+        assert_eq!(d.poll_timeout(), None);
+        assert_eq!(
+            d.request(t, "c", Bytes::new(), Duration::from_secs(1)),
+            Err(RequestError::NotConnected)
+        );
+    }
+
+    #[test]
+    fn pings_keep_the_link_alive_and_measure_rtt_and_offset() {
+        // The listener's wall clock runs 5 s ahead of the dialer's.
+        let t0 = Instant::ZERO;
+        let mut d = Connection::new(cfg(), params(Side::Dialer, "w1", "pw", 1_000_000_000), t0);
+        let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 6_000_000_000), t0);
+        pump(&mut d, &mut l, t0);
+        let _ = (events(&mut d), events(&mut l));
+        assert_eq!(d.poll_timeout(), Some(Instant::from_millis(1000)));
+        d.handle_timeout(Instant::from_millis(1000));
+        let ping = d.poll_transmit().expect("ping");
+        l.handle_input(Instant::from_millis(1010), &ping);
+        let pong = l.poll_transmit().expect("pong");
+        d.handle_input(Instant::from_millis(1020), &pong);
+        assert_eq!(d.stats().rtt, Some(Duration::from_millis(20)));
+        assert_eq!(d.stats().clock_offset_ns, Some(5_000_000_000));
+        // Keep exchanging pings every second: nobody idles out for 10 s.
+        for s in 2..=10 {
+            let now = Instant::from_millis(s * 1000);
+            d.handle_timeout(now);
+            l.handle_timeout(now);
+            pump(&mut d, &mut l, now);
+            assert!(d.is_established() && l.is_established(), "at {s}s");
+        }
+    }
+
+    #[test]
+    fn silence_past_the_idle_timeout_kills_the_link() {
+        let (mut d, _l) = linked();
+        let id = d
+            .request(Instant::ZERO, "a", Bytes::new(), Duration::from_secs(60))
+            .expect("sent");
+        let mut now = Instant::ZERO;
+        // Follow the machine's own timer: pings at 1 s and 2 s, death at 3 s.
+        let mut pings = 0;
+        while let Some(t) = d.poll_timeout() {
+            now = t;
+            d.handle_timeout(now);
+            while d.poll_transmit().is_some() {
+                pings += 1;
+            }
+        }
+        assert_eq!(now, Instant::from_millis(3000));
+        assert_eq!(pings, 3, "two pings and the close message");
+        assert_eq!(
+            events(&mut d),
+            [
+                Event::Reply {
+                    id,
+                    result: Err(RequestError::ConnectionFailed)
+                },
+                Event::Closed(Some(ConnError::IdleTimeout(Duration::from_secs(3)))),
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_closes_with_a_typed_error() {
+        let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), Instant::ZERO);
+        l.handle_input(Instant::ZERO, &[0, 0, 0, 3, 0xde, 0xad, 0xbe]);
+        assert!(matches!(
+            &events(&mut l)[..],
+            [Event::Closed(Some(ConnError::Decode(_)))]
+        ));
+        assert!(l.is_closed());
+        // Later input is ignored.
+        l.handle_input(Instant::ZERO, &[1, 2, 3]);
+        assert_eq!(events(&mut l), []);
+    }
+
+    #[test]
+    fn oversized_header_closes_without_buffering() {
+        let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), Instant::ZERO);
+        l.handle_input(Instant::ZERO, &[0xff, 0xff, 0xff, 0xff, 0, 0]);
+        assert_eq!(
+            events(&mut l),
+            [Event::Closed(Some(ConnError::Frame(
+                FrameError::TooLarge {
+                    announced: u32::MAX,
+                    max: MAX_FRAME_DEFAULT
+                }
+            )))]
+        );
+        assert_eq!(l.buffered_input(), 0);
+    }
+
+    #[test]
+    fn wrong_password_closes_both_sides_with_typed_errors() {
+        let t0 = Instant::ZERO;
+        let mut d = Connection::new(cfg(), params(Side::Dialer, "w1", "bad", 0), t0);
+        let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), t0);
+        pump(&mut d, &mut l, t0);
+        assert_eq!(events(&mut l), []);
+        let t = Instant::from_millis(500);
+        assert_eq!(l.poll_timeout(), Some(t));
+        l.handle_timeout(t);
+        pump(&mut d, &mut l, t);
+        assert_eq!(
+            events(&mut l),
+            [Event::Closed(Some(ConnError::Handshake(
+                HandshakeError::AuthFailed
+            )))]
+        );
+        assert!(matches!(
+            &events(&mut d)[..],
+            [Event::Closed(Some(ConnError::Handshake(
+                HandshakeError::Rejected {
+                    reason: RejectReason::AuthFailed,
+                    ..
+                }
+            )))]
+        ));
+    }
+
+    #[test]
+    fn incoming_request_limit_answers_busy() {
+        let t0 = Instant::ZERO;
+        let small = ConnectionConfig {
+            max_incoming_requests: 1,
+            ..cfg()
+        };
+        let mut d = Connection::new(cfg(), params(Side::Dialer, "w1", "pw", 0), t0);
+        let mut l = Connection::new(small, params(Side::Listener, "c1", "pw", 0), t0);
+        pump(&mut d, &mut l, t0);
+        let _ = (events(&mut d), events(&mut l));
+        let _a = d
+            .request(t0, "a", Bytes::new(), Duration::from_secs(1))
+            .expect("sent");
+        let b = d
+            .request(t0, "b", Bytes::new(), Duration::from_secs(1))
+            .expect("sent");
+        pump(&mut d, &mut l, t0);
+        assert_eq!(events(&mut l).len(), 1);
+        assert_eq!(
+            events(&mut d),
+            [Event::Reply {
+                id: b,
+                result: Err(RequestError::Remote(RemoteError::new(
+                    "busy",
+                    "too many requests in flight"
+                )))
+            }]
+        );
+    }
+
+    #[test]
+    fn orderly_close_reaches_the_peer() {
+        let (mut d, mut l) = linked();
+        let id = d
+            .request(Instant::ZERO, "a", Bytes::new(), Duration::from_secs(1))
+            .expect("sent");
+        l.close("shutting down");
+        pump(&mut d, &mut l, Instant::ZERO);
+        assert_eq!(events(&mut l), [Event::Closed(None)]);
+        assert_eq!(
+            events(&mut d),
+            [
+                Event::Reply {
+                    id,
+                    result: Err(RequestError::ConnectionFailed)
+                },
+                Event::Closed(Some(ConnError::PeerClosed("shutting down".into()))),
+            ]
+        );
+    }
+
+    #[test]
+    fn message_framing_carries_one_body_per_frame() {
+        let mc = ConnectionConfig {
+            framing: Framing::Messages,
+            ..cfg()
+        };
+        let t0 = Instant::ZERO;
+        let mut d = Connection::new(mc.clone(), params(Side::Dialer, "w1", "pw", 0), t0);
+        let mut l = Connection::new(mc, params(Side::Listener, "c1", "pw", 0), t0);
+        loop {
+            let mut moved = false;
+            while let Some(x) = d.poll_transmit() {
+                assert!(Message::decode(&x).is_ok());
+                l.handle_frame(t0, &x);
+                moved = true;
+            }
+            while let Some(x) = l.poll_transmit() {
+                d.handle_frame(t0, &x);
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        assert!(d.is_established() && l.is_established());
+    }
+
+    #[test]
+    fn oversized_request_is_refused_locally() {
+        let (mut d, _l) = linked();
+        let small = vec![0u8; MAX_FRAME_DEFAULT as usize];
+        assert!(matches!(
+            d.request(Instant::ZERO, "a", small.into(), Duration::from_secs(1)),
+            Err(RequestError::PayloadTooLarge { .. })
+        ));
+    }
+}

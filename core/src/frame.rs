@@ -1,0 +1,286 @@
+//! Length-prefixed framing for stream transports (TCP, TLS).
+//!
+//! A frame is a 4-byte big-endian body length followed by the body. The decoder checks the
+//! announced length against a configured maximum *before* buffering anything for it, and
+//! never reserves memory for what the peer merely announces: a partial frame is buffered
+//! only as its bytes actually arrive. Frames whose bytes are all present in one input slice
+//! are handed out straight from that slice, without copying.
+//!
+//! Message transports (WebSocket) carry one body per message and skip this codec, but
+//! enforce the same maximum.
+
+use bytes::{BufMut, BytesMut};
+use thiserror::Error;
+
+/// Size of the length prefix.
+pub const HEADER_LEN: usize = 4;
+/// Default maximum frame body: 8 MiB.
+pub const MAX_FRAME_DEFAULT: u32 = 8 * 1024 * 1024;
+/// A partial frame never makes the decoder hold more than this beyond what arrived, and its
+/// buffer is released (shrunk) when it held more than this and becomes empty.
+const RETAIN_MAX: usize = 16 * 1024;
+
+/// Errors of the frame layer. Every variant is terminal: the stream cannot be resynchronised,
+/// the decoder stays poisoned and the connection must be closed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The peer announced a body larger than the configured maximum.
+    #[error("frame_too_large: peer announced {announced} bytes, maximum is {max}")]
+    TooLarge {
+        /// Length the header claimed.
+        announced: u32,
+        /// Configured maximum.
+        max: u32,
+    },
+}
+
+/// Incremental decoder for a stream of length-prefixed frames.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    max: u32,
+    /// Bytes of an incomplete frame (header and/or part of a body).
+    partial: BytesMut,
+    poisoned: Option<FrameError>,
+}
+
+impl FrameDecoder {
+    /// A decoder that refuses frames whose body exceeds `max` bytes.
+    pub fn new(max: u32) -> Self {
+        FrameDecoder {
+            max,
+            partial: BytesMut::new(),
+            poisoned: None,
+        }
+    }
+
+    /// The configured maximum body size.
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// Bytes currently held for an incomplete frame.
+    pub fn buffered(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// Capacity currently allocated for incomplete frames.
+    pub fn capacity(&self) -> usize {
+        self.partial.capacity()
+    }
+
+    /// Feeds `input` and calls `on_frame` with every complete body, in order. `on_frame`
+    /// returns `false` to stop early (the rest of the input is dropped: the caller is closing).
+    ///
+    /// On error nothing more is decoded, now or later.
+    pub fn decode(
+        &mut self,
+        mut input: &[u8],
+        mut on_frame: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), FrameError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        // Finish a frame started by earlier input.
+        if !self.partial.is_empty() {
+            if self.partial.len() < HEADER_LEN {
+                let need = HEADER_LEN - self.partial.len();
+                let take = need.min(input.len());
+                self.partial.extend_from_slice(&input[..take]);
+                input = &input[take..];
+                if self.partial.len() < HEADER_LEN {
+                    return Ok(());
+                }
+                self.check_len(header(&self.partial))?;
+            }
+            let total = HEADER_LEN + header(&self.partial) as usize;
+            let take = (total - self.partial.len()).min(input.len());
+            self.partial.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if self.partial.len() < total {
+                return Ok(());
+            }
+            let go_on = on_frame(&self.partial[HEADER_LEN..]);
+            self.partial.clear();
+            if self.partial.capacity() > RETAIN_MAX {
+                self.partial = BytesMut::new();
+            }
+            if !go_on {
+                return Ok(());
+            }
+        }
+        // Whole frames straight from the input.
+        while input.len() >= HEADER_LEN {
+            let len = header(input);
+            self.check_len(len)?;
+            let total = HEADER_LEN + len as usize;
+            if input.len() < total {
+                break;
+            }
+            if !on_frame(&input[HEADER_LEN..total]) {
+                return Ok(());
+            }
+            input = &input[total..];
+        }
+        if !input.is_empty() {
+            if input.len() >= HEADER_LEN {
+                self.check_len(header(input))?;
+            }
+            self.partial.extend_from_slice(input);
+        }
+        Ok(())
+    }
+
+    fn check_len(&mut self, announced: u32) -> Result<(), FrameError> {
+        if announced > self.max {
+            let e = FrameError::TooLarge {
+                announced,
+                max: self.max,
+            };
+            self.poisoned = Some(e.clone());
+            self.partial = BytesMut::new();
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+fn header(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Appends one frame (header and body) to `out`.
+///
+/// # Panics
+/// Never for bodies up to 4 GiB; callers keep bodies under their configured maximum.
+pub fn encode_frame(body: &[u8], out: &mut BytesMut) {
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    out.reserve(HEADER_LEN + body.len());
+    out.put_u32(len);
+    out.extend_from_slice(body);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn collect(dec: &mut FrameDecoder, input: &[u8]) -> Result<Vec<Vec<u8>>, FrameError> {
+        let mut v = Vec::new();
+        dec.decode(input, |f| {
+            v.push(f.to_vec());
+            true
+        })?;
+        Ok(v)
+    }
+
+    fn encode_all(frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        for f in frames {
+            encode_frame(f, &mut out);
+        }
+        out.to_vec()
+    }
+
+    #[test]
+    fn many_frames_in_one_read() {
+        let frames = vec![b"a".to_vec(), vec![], b"hello".to_vec()];
+        let mut dec = FrameDecoder::new(16);
+        assert_eq!(collect(&mut dec, &encode_all(&frames)), Ok(frames));
+        assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn partial_header_then_body() {
+        let mut dec = FrameDecoder::new(16);
+        let bytes = encode_all(&[b"xyz".to_vec()]);
+        assert_eq!(collect(&mut dec, &bytes[..2]), Ok(vec![]));
+        assert_eq!(dec.buffered(), 2);
+        assert_eq!(collect(&mut dec, &bytes[2..5]), Ok(vec![]));
+        assert_eq!(collect(&mut dec, &bytes[5..]), Ok(vec![b"xyz".to_vec()]));
+        assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn oversized_header_rejected_before_buffering() {
+        let mut dec = FrameDecoder::new(1024);
+        // A header claiming 4 GiB - 1, followed by a few bytes.
+        let r = collect(&mut dec, &[0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
+        assert_eq!(
+            r,
+            Err(FrameError::TooLarge {
+                announced: u32::MAX,
+                max: 1024
+            })
+        );
+        assert_eq!(dec.capacity(), 0);
+        // Poisoned: later input is refused too.
+        assert!(collect(&mut dec, &[0, 0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn oversized_header_split_across_reads() {
+        let mut dec = FrameDecoder::new(1024);
+        assert_eq!(collect(&mut dec, &[0x00, 0x10]), Ok(vec![]));
+        assert!(collect(&mut dec, &[0x00, 0x00]).is_err());
+    }
+
+    #[test]
+    fn max_is_inclusive() {
+        let mut dec = FrameDecoder::new(3);
+        assert_eq!(
+            collect(&mut dec, &encode_all(&[b"abc".to_vec()])),
+            Ok(vec![b"abc".to_vec()])
+        );
+        assert!(collect(&mut dec, &encode_all(&[b"abcd".to_vec()])).is_err());
+    }
+
+    #[test]
+    fn early_stop_drops_rest() {
+        let mut dec = FrameDecoder::new(16);
+        let bytes = encode_all(&[b"a".to_vec(), b"b".to_vec()]);
+        let mut n = 0;
+        dec.decode(&bytes, |_| {
+            n += 1;
+            false
+        })
+        .expect("decodes");
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn large_partial_buffer_is_released() {
+        let mut dec = FrameDecoder::new(1 << 20);
+        let bytes = encode_all(&[vec![7u8; 100_000]]);
+        assert_eq!(collect(&mut dec, &bytes[..50_000]), Ok(vec![]));
+        assert_eq!(collect(&mut dec, &bytes[50_000..]).map(|v| v.len()), Ok(1));
+        assert_eq!(dec.capacity(), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_decodes_the_same(
+            frames in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..20),
+            cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..10),
+        ) {
+            let bytes = encode_all(&frames);
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            points.sort_unstable();
+            let mut dec = FrameDecoder::new(300);
+            let mut got = Vec::new();
+            let mut last = 0;
+            for p in points.into_iter().chain(std::iter::once(bytes.len())) {
+                got.extend(collect(&mut dec, &bytes[last..p]).expect("valid stream"));
+                last = p;
+            }
+            prop_assert_eq!(got, frames);
+            prop_assert_eq!(dec.buffered(), 0);
+        }
+
+        #[test]
+        fn garbage_never_yields_oversized_frames(data in proptest::collection::vec(any::<u8>(), 0..2000), max in 0u32..512) {
+            let mut dec = FrameDecoder::new(max);
+            let _ = dec.decode(&data, |f| { assert!(f.len() <= max as usize); true });
+            prop_assert!(dec.buffered() <= data.len());
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! # nkcluster-core
+//!
+//! The sans-IO heart of nkcluster: every decision about bytes on the wire, authentication
+//! and link liveness is made here, by deterministic state machines that never touch a
+//! socket, a clock, a thread or a random number generator. Time (`now`) and randomness
+//! (nonces, ids) are passed in as arguments by the shell that drives the machines (the
+//! tokio daemon in `nkcluster`, the turmoil simulator in `nkcluster-sim`, or a unit test).
+//!
+//! Modules:
+//! - [`time`]: the monotonic [`Instant`](time::Instant) the machines reason with.
+//! - [`frame`]: the length-prefixed frame codec (maximum checked before any allocation).
+//! - [`message`]: the versioned protocol [`Message`](message::Message) enum (postcard).
+//! - [`url`]: `nkcluster://` URL lists; [`meta`]: node metadata tokens.
+//! - [`auth`]: password key derivation and transcript proofs.
+//! - [`handshake`]: the mutual authentication state machine.
+//! - [`conn`]: one connection end to end: framing, handshake, then the link
+//!   (ping/pong, idle deadline, requests with deadlines).
+//!
+//! Every machine follows one shape: feed an input (`handle_*`), then drain
+//! `poll_transmit`, `poll_event` until they return `None`, then arm a timer for
+//! `poll_timeout` and call `handle_timeout` when it fires.
+
+pub mod auth;
+pub mod conn;
+pub mod frame;
+pub mod handshake;
+pub mod message;
+pub mod meta;
+pub mod time;
+pub mod url;
+
+pub use conn::{ConnError, Connection, ConnectionConfig, Event, RequestError, RequestId};
+pub use frame::{FrameDecoder, FrameError, MAX_FRAME_DEFAULT};
+pub use handshake::{HandshakeError, Identity, PeerInfo, Role};
+pub use message::Message;
+pub use time::Instant;

@@ -1,0 +1,376 @@
+//! The protocol's messages: one versioned enum, encoded with postcard.
+//!
+//! Compatibility rule: variants and fields are only ever *appended* (postcard encodes the
+//! variant index as a varint), and a peer that receives a variant it does not know closes
+//! the connection with a typed decode error. The versions a node speaks travel in
+//! [`Hello`]; both ends pick the highest common one.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use crate::frame::HEADER_LEN;
+use crate::handshake::Role;
+
+/// Newest protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Oldest protocol version this build still speaks.
+pub const PROTOCOL_VERSION_MIN: u16 = 1;
+
+/// Every message that crosses a link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// First message of each side: who it is and a fresh nonce.
+    Hello(Hello),
+    /// Proof of knowledge of the cluster key over the handshake transcript.
+    Proof(Proof),
+    /// The handshake failed; the sender closes after this.
+    Reject(Reject),
+    /// Liveness and RTT probe.
+    Ping(Ping),
+    /// Answer to a [`Ping`].
+    Pong(Pong),
+    /// A request to the peer's job layer.
+    Request(Request),
+    /// The answer to a [`Request`].
+    Reply(Reply),
+    /// Orderly close.
+    Close(Close),
+}
+
+/// Handshake greeting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Oldest protocol version the sender speaks.
+    pub version_min: u16,
+    /// Newest protocol version the sender speaks.
+    pub version_max: u16,
+    /// Cluster name; must be equal on both sides.
+    pub cluster: String,
+    /// Stable node id (`dev1`).
+    pub node_id: String,
+    /// Random id of this run of the node (changes on restart).
+    pub instance: u64,
+    /// The sender's role.
+    pub role: Role,
+    /// URLs the sender listens on (canonical `nkcluster://` form, no passwords).
+    pub listen: Vec<String>,
+    /// The sender's metadata (canonical form).
+    pub meta: String,
+    /// Fresh random nonce.
+    pub nonce: [u8; 32],
+}
+
+/// HMAC proof over the handshake transcript.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proof {
+    /// HMAC-SHA256 value.
+    pub mac: [u8; 32],
+}
+
+/// Why a handshake was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// The cluster names differ.
+    ClusterMismatch,
+    /// The proof did not verify: the passwords differ (or a man in the middle).
+    AuthFailed,
+    /// No common protocol version.
+    UnsupportedVersion,
+    /// The peer broke the handshake protocol.
+    Protocol,
+    /// The handshake took too long.
+    Timeout,
+    /// The receiver refuses new connections for now.
+    Busy,
+}
+
+impl RejectReason {
+    /// Stable snake_case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::ClusterMismatch => "cluster_mismatch",
+            RejectReason::AuthFailed => "auth_failed",
+            RejectReason::UnsupportedVersion => "unsupported_version",
+            RejectReason::Protocol => "protocol_error",
+            RejectReason::Timeout => "handshake_timeout",
+            RejectReason::Busy => "busy",
+        }
+    }
+}
+
+/// Handshake refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {
+    /// Machine-readable reason.
+    pub reason: RejectReason,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+/// Liveness probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    /// Sequence number, echoed in the pong.
+    pub seq: u64,
+    /// Sender's wall clock, Unix nanoseconds.
+    pub wall_ns: u64,
+}
+
+/// Answer to a ping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    /// The ping's sequence number.
+    pub seq: u64,
+    /// The ping's `wall_ns`, echoed.
+    pub echo_wall_ns: u64,
+    /// Responder's wall clock when answering, Unix nanoseconds.
+    pub wall_ns: u64,
+}
+
+/// A request for the peer's job layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Sender-assigned id, unique on the connection.
+    pub id: u64,
+    /// How long the sender waits, in milliseconds.
+    pub timeout_ms: u32,
+    /// Job class (or built-in handler) name.
+    pub class: String,
+    /// Class-specific payload.
+    pub body: Bytes,
+}
+
+/// An error returned by the peer for a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+    /// Stable snake_case code (`unknown_class`, `timeout`, ...).
+    pub code: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+impl RemoteError {
+    /// Builds an error from a code and a message.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        RemoteError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl core::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+/// The answer to a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The request's id.
+    pub id: u64,
+    /// The payload, or the peer's error.
+    pub result: Result<Bytes, RemoteError>,
+}
+
+/// Orderly close.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Close {
+    /// Why the sender closes.
+    pub reason: String,
+}
+
+/// Decoding failed: the body is not a message this build understands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed message: {0}")]
+pub struct DecodeError(pub String);
+
+impl Message {
+    /// Decodes one frame body. Trailing bytes are an error.
+    pub fn decode(body: &[u8]) -> Result<Message, DecodeError> {
+        match postcard::take_from_bytes::<Message>(body) {
+            Ok((m, [])) => Ok(m),
+            Ok((_, rest)) => Err(DecodeError(format!("{} trailing bytes", rest.len()))),
+            Err(e) => Err(DecodeError(e.to_string())),
+        }
+    }
+
+    /// Encodes the message body alone.
+    pub fn encode_body(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        self.encode_into(&mut out);
+        out.freeze()
+    }
+
+    /// Appends the encoded body to `out`.
+    pub fn encode_into(&self, out: &mut BytesMut) {
+        // Serialising an owned enum of strings, byte buffers and integers into a growable
+        // buffer cannot fail; the fallback keeps the wire well-formed anyway.
+        if postcard::serialize_with_flavor::<Message, BytesMutFlavor<'_>, ()>(
+            self,
+            BytesMutFlavor { out },
+        )
+        .is_err()
+        {
+            out.clear();
+        }
+    }
+
+    /// Appends a whole frame (length prefix and body) to `out`.
+    pub fn encode_frame_into(&self, out: &mut BytesMut) {
+        let start = out.len();
+        out.put_u32(0);
+        self.encode_into(out);
+        let len = u32::try_from(out.len() - start - HEADER_LEN).unwrap_or(u32::MAX);
+        out[start..start + HEADER_LEN].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// Short name of the variant, for logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "hello",
+            Message::Proof(_) => "proof",
+            Message::Reject(_) => "reject",
+            Message::Ping(_) => "ping",
+            Message::Pong(_) => "pong",
+            Message::Request(_) => "request",
+            Message::Reply(_) => "reply",
+            Message::Close(_) => "close",
+        }
+    }
+}
+
+/// postcard flavor writing straight into a `BytesMut` (bulk copies for byte strings).
+struct BytesMutFlavor<'a> {
+    out: &'a mut BytesMut,
+}
+
+impl postcard::ser_flavors::Flavor for BytesMutFlavor<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.out.put_u8(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.out.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_message() -> impl Strategy<Value = Message> {
+        let s = "[a-z0-9]{0,12}";
+        prop_oneof![
+            (
+                any::<u16>(),
+                any::<u16>(),
+                s,
+                s,
+                any::<u64>(),
+                any::<bool>(),
+                proptest::collection::vec(s, 0..3),
+                s,
+                any::<[u8; 32]>()
+            )
+                .prop_map(|(a, b, c, n, i, r, l, m, nonce)| Message::Hello(Hello {
+                    version_min: a,
+                    version_max: b,
+                    cluster: c,
+                    node_id: n,
+                    instance: i,
+                    role: if r { Role::Control } else { Role::Worker },
+                    listen: l,
+                    meta: m,
+                    nonce,
+                })),
+            any::<[u8; 32]>().prop_map(|mac| Message::Proof(Proof { mac })),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(seq, wall_ns)| Message::Ping(Ping { seq, wall_ns })),
+            (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(seq, e, w)| Message::Pong(
+                Pong {
+                    seq,
+                    echo_wall_ns: e,
+                    wall_ns: w
+                }
+            )),
+            (
+                any::<u64>(),
+                any::<u32>(),
+                s,
+                proptest::collection::vec(any::<u8>(), 0..100)
+            )
+                .prop_map(|(id, t, class, body)| Message::Request(Request {
+                    id,
+                    timeout_ms: t,
+                    class,
+                    body: body.into()
+                })),
+            (
+                any::<u64>(),
+                proptest::collection::vec(any::<u8>(), 0..100),
+                any::<bool>(),
+                s
+            )
+                .prop_map(|(id, body, ok, m)| Message::Reply(Reply {
+                    id,
+                    result: if ok {
+                        Ok(body.into())
+                    } else {
+                        Err(RemoteError::new("x", m))
+                    }
+                })),
+            s.prop_map(|reason| Message::Close(Close { reason })),
+        ]
+    }
+
+    #[test]
+    fn trailing_bytes_rejected() {
+        let mut b = Message::Close(Close { reason: "x".into() })
+            .encode_body()
+            .to_vec();
+        b.push(0);
+        assert!(Message::decode(&b).is_err());
+    }
+
+    #[test]
+    fn unknown_variant_rejected() {
+        assert!(Message::decode(&[200]).is_err());
+        assert!(Message::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn claimed_huge_payload_is_not_allocated() {
+        // A Request whose body claims ~2^63 bytes: decoding must fail without allocating.
+        let mut b = vec![5u8, 1, 1, 0];
+        b.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        assert!(Message::decode(&b).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(m in arb_message()) {
+            let body = m.encode_body();
+            prop_assert_eq!(Message::decode(&body), Ok(m.clone()));
+            let mut framed = BytesMut::new();
+            m.encode_frame_into(&mut framed);
+            prop_assert_eq!(&framed[HEADER_LEN..], &body[..]);
+            prop_assert_eq!(u32::from_be_bytes([framed[0], framed[1], framed[2], framed[3]]) as usize, body.len());
+        }
+
+        #[test]
+        fn decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Message::decode(&data);
+        }
+    }
+}

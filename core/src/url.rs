@@ -1,0 +1,834 @@
+//! Cluster URLs: parsing, validation and canonical printing of `nkcluster://` URL lists.
+//!
+//! A cluster address is a comma-separated list of URLs of the form
+//! `nkcluster://host[:port][/path][;key=value]*`. Whitespace around entries and around
+//! `;` is tolerated. The host is a DNS name, an IPv4 literal, a bracketed IPv6 literal
+//! (`[::1]`) or `all` (every interface, for listeners). The port defaults to the
+//! transport's port (tcp 1972, tls 1973, ws 1974, wss 1975); `0` means "any port".
+//!
+//! Recognised parameters (keys are case-insensitive): `transport=tcp|tls|ws|wss`,
+//! `password`, `tls_verify=true|false`, `tls_depth=N`, `tls_certfile`, `tls_keyfile`,
+//! `tls_cacertfile` and `tls_password`. A path is only accepted for ws and wss.
+//!
+//! The parser never panics and only allocates in proportion to its input. The
+//! [`Display`](std::fmt::Display) form of a [`ClusterUrl`] is canonical and parses back to
+//! the same value. Note that it includes the password: log [`ClusterUrl::remote_label`]
+//! instead.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The URL scheme of cluster URLs (matched case-insensitively).
+pub const SCHEME: &str = "nkcluster";
+
+/// Longest accepted DNS name, in bytes.
+const MAX_NAME_LEN: usize = 253;
+/// Longest accepted DNS label, in bytes.
+const MAX_LABEL_LEN: usize = 63;
+
+/// Error from parsing a cluster URL or URL list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// The URL has a well-formed scheme other than `nkcluster` (the scheme seen).
+    #[error("invalid_scheme: {0}")]
+    InvalidScheme(String),
+    /// The `transport` parameter is not one of tcp, tls, ws, wss (the value seen).
+    #[error("invalid_transport: {0}")]
+    InvalidTransport(String),
+    /// Some part of the URL is malformed; carries a short name of that part
+    /// (`"host"`, `"port"`, `"path"`, `"scheme"`, `"url"`, `"parameter"` or a parameter key).
+    #[error("syntax_error: {0}")]
+    SyntaxError(String),
+}
+
+impl UrlError {
+    /// Stable error code: `"invalid_scheme"`, `"invalid_transport"` or `"syntax_error"`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            UrlError::InvalidScheme(_) => "invalid_scheme",
+            UrlError::InvalidTransport(_) => "invalid_transport",
+            UrlError::SyntaxError(_) => "syntax_error",
+        }
+    }
+}
+
+fn syntax(what: &str) -> UrlError {
+    UrlError::SyntaxError(what.to_string())
+}
+
+/// Transport used to reach a cluster node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Transport {
+    /// Plain TCP (default port 1972).
+    #[default]
+    Tcp,
+    /// TCP with TLS (default port 1973).
+    Tls,
+    /// WebSocket over TCP (default port 1974).
+    Ws,
+    /// WebSocket over TLS (default port 1975).
+    Wss,
+}
+
+impl Transport {
+    /// Every transport, in declaration order.
+    pub const ALL: [Transport; 4] = [
+        Transport::Tcp,
+        Transport::Tls,
+        Transport::Ws,
+        Transport::Wss,
+    ];
+
+    /// Lower-case name as used in URLs: `"tcp"`, `"tls"`, `"ws"` or `"wss"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
+
+    /// Port used when a URL does not give one.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tcp => 1972,
+            Transport::Tls => 1973,
+            Transport::Ws => 1974,
+            Transport::Wss => 1975,
+        }
+    }
+
+    /// Whether the transport runs over TLS (tls and wss).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
+    }
+
+    /// Whether the transport is a WebSocket (ws and wss), the only ones with a path.
+    pub fn is_ws(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
+    }
+}
+
+impl FromStr for Transport {
+    type Err = UrlError;
+
+    /// Parses a transport name case-insensitively.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Transport::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UrlError::InvalidTransport(s.to_string()))
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Host part of a cluster URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Host {
+    /// `all`: every local interface (for listeners).
+    All,
+    /// A DNS name, to be resolved by the runtime.
+    Name(String),
+    /// An IP literal.
+    Ip(IpAddr),
+}
+
+impl fmt::Display for Host {
+    /// Prints `all`, the name, or the address (IPv6 in brackets).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::All => f.write_str("all"),
+            Host::Name(name) => f.write_str(name),
+            Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}"),
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+        }
+    }
+}
+
+/// TLS parameters given in a URL; `None` means "not given, use the node's configuration".
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TlsOptions {
+    /// `tls_verify`: whether to verify the peer's certificate.
+    pub verify: Option<bool>,
+    /// `tls_depth`: maximum certificate chain depth.
+    pub depth: Option<u8>,
+    /// `tls_certfile`: path of the certificate file.
+    pub certfile: Option<String>,
+    /// `tls_keyfile`: path of the private key file.
+    pub keyfile: Option<String>,
+    /// `tls_cacertfile`: path of the CA certificates file.
+    pub cacertfile: Option<String>,
+    /// `tls_password`: password of the private key.
+    pub password: Option<String>,
+}
+
+/// One parsed cluster URL.
+///
+/// String fields produced by the parser never contain `;`, `,` or surrounding
+/// whitespace; values built by hand must respect the same rules to print canonically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterUrl {
+    /// Host to connect to or listen on.
+    pub host: Host,
+    /// Port (the transport's default when the URL has none; `0` means any port).
+    pub port: u16,
+    /// Transport.
+    pub transport: Transport,
+    /// WebSocket path, starting with `/` (always `"/"` unless the transport is ws or wss).
+    pub path: String,
+    /// Cluster password given in the URL, overriding the configured one.
+    pub password: Option<String>,
+    /// TLS parameters given in the URL.
+    pub tls: TlsOptions,
+}
+
+impl ClusterUrl {
+    /// The socket address, only when the host is an IP literal.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self.host {
+            Host::Ip(ip) => Some(SocketAddr::new(ip, self.port)),
+            Host::All | Host::Name(_) => None,
+        }
+    }
+
+    /// A short label without secrets for logs and reports: `transport:host:port`,
+    /// e.g. `tcp:127.0.0.1:1972` or `wss:[::1]:1975`.
+    pub fn remote_label(&self) -> String {
+        format!("{}:{}:{}", self.transport, self.host, self.port)
+    }
+}
+
+impl fmt::Display for ClusterUrl {
+    /// Canonical form: `nkcluster://host:port[/path];transport=T` followed by the set
+    /// parameters among `password`, `tls_verify`, `tls_depth`, `tls_certfile`,
+    /// `tls_keyfile`, `tls_cacertfile`, `tls_password`, in that order.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{SCHEME}://{}:{}", self.host, self.port)?;
+        if self.transport.is_ws() && self.path != "/" {
+            f.write_str(&self.path)?;
+        }
+        write!(f, ";transport={}", self.transport)?;
+        if let Some(password) = &self.password {
+            write!(f, ";password={password}")?;
+        }
+        let tls = &self.tls;
+        if let Some(verify) = tls.verify {
+            write!(f, ";tls_verify={verify}")?;
+        }
+        if let Some(depth) = tls.depth {
+            write!(f, ";tls_depth={depth}")?;
+        }
+        let strings = [
+            ("tls_certfile", &tls.certfile),
+            ("tls_keyfile", &tls.keyfile),
+            ("tls_cacertfile", &tls.cacertfile),
+            ("tls_password", &tls.password),
+        ];
+        for (key, value) in strings {
+            if let Some(value) = value {
+                write!(f, ";{key}={value}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ClusterUrl {
+    type Err = UrlError;
+
+    /// Same as [`parse_url`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_url(s)
+    }
+}
+
+/// Parses a single cluster URL (surrounding whitespace is ignored).
+///
+/// A `,` anywhere is an error: use [`parse_url_list`] for lists.
+pub fn parse_url(s: &str) -> Result<ClusterUrl, UrlError> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(syntax("url"));
+    }
+    parse_entry(s)
+}
+
+/// Parses a comma-separated list of cluster URLs.
+///
+/// An empty or all-whitespace string is an empty list; an empty entry anywhere in a
+/// non-empty list is `SyntaxError("url")`.
+pub fn parse_url_list(s: &str) -> Result<Vec<ClusterUrl>, UrlError> {
+    if s.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',').map(parse_url).collect()
+}
+
+/// Prints URLs in canonical form, separated by `", "`.
+pub fn format_url_list(urls: &[ClusterUrl]) -> String {
+    let mut out = String::new();
+    for (i, url) in urls.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&url.to_string());
+    }
+    out
+}
+
+/// Parses one trimmed, non-empty URL.
+fn parse_entry(s: &str) -> Result<ClusterUrl, UrlError> {
+    let (head, params) = match s.split_once(';') {
+        Some((head, params)) => (head.trim(), Some(params)),
+        None => (s, None),
+    };
+
+    let (scheme, rest) = head.split_once("://").ok_or_else(|| syntax("scheme"))?;
+    if !is_scheme(scheme) {
+        return Err(syntax("scheme"));
+    }
+    if !scheme.eq_ignore_ascii_case(SCHEME) {
+        return Err(UrlError::InvalidScheme(scheme.to_string()));
+    }
+
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    let (host, port) = parse_authority(authority)?;
+
+    let mut transport = None;
+    let mut password = None;
+    let mut tls = TlsOptions::default();
+    if let Some(params) = params {
+        for part in params.split(';') {
+            parse_param(part, &mut transport, &mut password, &mut tls)?;
+        }
+    }
+
+    let transport = transport.unwrap_or_default();
+    let path = match path {
+        None => "/".to_string(),
+        Some(path) => {
+            if path != "/" && !transport.is_ws() {
+                return Err(syntax("path"));
+            }
+            if !path.chars().all(is_path_char) {
+                return Err(syntax("path"));
+            }
+            path.to_string()
+        }
+    };
+    Ok(ClusterUrl {
+        host,
+        port: port.unwrap_or(transport.default_port()),
+        transport,
+        path,
+        password,
+        tls,
+    })
+}
+
+/// `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`, as in RFC 3986.
+fn is_scheme(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+fn is_path_char(c: char) -> bool {
+    !c.is_whitespace() && !c.is_control() && c != ',' && c != ';'
+}
+
+/// Parses `host[:port]`, where host may be a bracketed IPv6 literal.
+fn parse_authority(s: &str) -> Result<(Host, Option<u16>), UrlError> {
+    let (host, port) = if let Some(inner) = s.strip_prefix('[') {
+        let (literal, after) = inner.split_once(']').ok_or_else(|| syntax("host"))?;
+        let ip = Ipv6Addr::from_str(literal).map_err(|_| syntax("host"))?;
+        let port = if after.is_empty() {
+            None
+        } else {
+            Some(after.strip_prefix(':').ok_or_else(|| syntax("host"))?)
+        };
+        (Host::Ip(IpAddr::V6(ip)), port)
+    } else {
+        let (host, port) = match s.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (s, None),
+        };
+        (parse_host(host)?, port)
+    };
+    let port = port.map(parse_port).transpose()?;
+    Ok((host, port))
+}
+
+fn parse_port(s: &str) -> Result<u16, UrlError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(syntax("port"));
+    }
+    s.parse().map_err(|_| syntax("port"))
+}
+
+/// Parses an unbracketed host: `all`, an IPv4 literal or a DNS name.
+fn parse_host(s: &str) -> Result<Host, UrlError> {
+    if s.eq_ignore_ascii_case("all") {
+        return Ok(Host::All);
+    }
+    if let Ok(ip) = Ipv4Addr::from_str(s) {
+        return Ok(Host::Ip(IpAddr::V4(ip)));
+    }
+    if is_dns_name(s) {
+        Ok(Host::Name(s.to_string()))
+    } else {
+        Err(syntax("host"))
+    }
+}
+
+/// Dot-separated labels of ASCII letters, digits, `-` and `_`; the last label may not
+/// be all digits (so that malformed IPv4 literals such as `1.2.3` or `01.2.3.4` are
+/// rejected rather than resolved).
+fn is_dns_name(s: &str) -> bool {
+    if s.is_empty() || s.len() > MAX_NAME_LEN {
+        return false;
+    }
+    let labels_ok = s.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= MAX_LABEL_LEN
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    let last_numeric = s
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit()));
+    labels_ok && !last_numeric
+}
+
+/// Parses one `key=value` parameter into the accumulators.
+fn parse_param(
+    part: &str,
+    transport: &mut Option<Transport>,
+    password: &mut Option<String>,
+    tls: &mut TlsOptions,
+) -> Result<(), UrlError> {
+    let part = part.trim();
+    if part.is_empty() {
+        return Err(syntax("parameter"));
+    }
+    let (key, value) = match part.split_once('=') {
+        Some((key, value)) => (key.trim(), Some(value.trim())),
+        None => (part, None),
+    };
+    const KEYS: [&str; 8] = [
+        "transport",
+        "password",
+        "tls_verify",
+        "tls_depth",
+        "tls_certfile",
+        "tls_keyfile",
+        "tls_cacertfile",
+        "tls_password",
+    ];
+    let key = KEYS
+        .into_iter()
+        .find(|k| k.eq_ignore_ascii_case(key))
+        .ok_or_else(|| syntax(key))?;
+    // Missing or empty values, and `,` (a list separator), are errors for every key.
+    let value = match value {
+        Some(v) if !v.is_empty() && !v.contains(',') => v,
+        _ => return Err(syntax(key)),
+    };
+
+    fn set<T>(slot: &mut Option<T>, value: T, key: &str) -> Result<(), UrlError> {
+        if slot.is_some() {
+            return Err(syntax(key));
+        }
+        *slot = Some(value);
+        Ok(())
+    }
+
+    match key {
+        "transport" => set(transport, Transport::from_str(value)?, key),
+        "password" => set(password, value.to_string(), key),
+        "tls_verify" => {
+            let verify = if value.eq_ignore_ascii_case("true") {
+                true
+            } else if value.eq_ignore_ascii_case("false") {
+                false
+            } else {
+                return Err(syntax(key));
+            };
+            set(&mut tls.verify, verify, key)
+        }
+        "tls_depth" => {
+            if !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(syntax(key));
+            }
+            let depth = value.parse::<u8>().map_err(|_| syntax(key))?;
+            set(&mut tls.depth, depth, key)
+        }
+        "tls_certfile" => set(&mut tls.certfile, value.to_string(), key),
+        "tls_keyfile" => set(&mut tls.keyfile, value.to_string(), key),
+        "tls_cacertfile" => set(&mut tls.cacertfile, value.to_string(), key),
+        _ => set(&mut tls.password, value.to_string(), key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn err_code(s: &str) -> (&'static str, String) {
+        match parse_url_list(s) {
+            Ok(v) => panic!("expected an error for {s:?}, got {v:?}"),
+            Err(e) => (e.code(), e.to_string()),
+        }
+    }
+
+    fn url(host: Host, port: u16, transport: Transport) -> ClusterUrl {
+        ClusterUrl {
+            host,
+            port,
+            transport,
+            path: "/".into(),
+            password: None,
+            tls: TlsOptions::default(),
+        }
+    }
+
+    fn ip(s: &str) -> Host {
+        Host::Ip(s.parse().expect("valid"))
+    }
+
+    #[test]
+    fn invalid_scheme() {
+        assert_eq!(
+            parse_url("http://127.0.0.1"),
+            Err(UrlError::InvalidScheme("http".into()))
+        );
+        assert_eq!(err_code("http://127.0.0.1").1, "invalid_scheme: http");
+        assert_eq!(
+            parse_url("nkcluster://a, http://b"),
+            Err(UrlError::SyntaxError("host".into()))
+        );
+        assert_eq!(
+            parse_url_list("nkcluster://a, http://b"),
+            Err(UrlError::InvalidScheme("http".into()))
+        );
+        assert_eq!(
+            parse_url("127.0.0.1"),
+            Err(UrlError::SyntaxError("scheme".into()))
+        );
+        assert_eq!(
+            parse_url("://x"),
+            Err(UrlError::SyntaxError("scheme".into()))
+        );
+    }
+
+    #[test]
+    fn invalid_transport() {
+        assert_eq!(
+            parse_url("nkcluster://127.0.0.1;transport=udp"),
+            Err(UrlError::InvalidTransport("udp".into()))
+        );
+        assert_eq!(
+            err_code("nkcluster://127.0.0.1;transport=udp"),
+            ("invalid_transport", "invalid_transport: udp".into())
+        );
+        assert_eq!("WSS".parse::<Transport>(), Ok(Transport::Wss));
+        assert!("".parse::<Transport>().is_err());
+    }
+
+    #[test]
+    fn syntax_errors() {
+        let cases = [
+            ("nkcluster://127.0.0.1;tls_verify=hi", "tls_verify"),
+            ("nkcluster://h;tls_depth=256", "tls_depth"),
+            ("nkcluster://h;tls_depth=+1", "tls_depth"),
+            ("nkcluster://h;tls_depth", "tls_depth"),
+            ("nkcluster://h;password=", "password"),
+            ("nkcluster://h;password", "password"),
+            ("nkcluster://h;password=a;password=b", "password"),
+            ("nkcluster://h;foo=bar", "foo"),
+            ("nkcluster://h;;transport=tcp", "parameter"),
+            ("nkcluster://h;", "parameter"),
+            ("nkcluster://", "host"),
+            ("nkcluster://:1972", "host"),
+            ("nkcluster://a b", "host"),
+            ("nkcluster://a..b", "host"),
+            ("nkcluster://1.2.3", "host"),
+            ("nkcluster://::1", "host"),
+            ("nkcluster://[::1", "host"),
+            ("nkcluster://[1.2.3.4]", "host"),
+            ("nkcluster://[::1]x", "host"),
+            ("nkcluster://h:", "port"),
+            ("nkcluster://h:65536", "port"),
+            ("nkcluster://h:+1", "port"),
+            ("nkcluster://h:1:2", "port"),
+            ("nkcluster://h:1/p", "path"),
+            ("nkcluster://h:1/p;transport=tls", "path"),
+            ("nkcluster://a,,nkcluster://b", "url"),
+            ("nkcluster://a,", "url"),
+            (",nkcluster://a", "url"),
+        ];
+        for (input, what) in cases {
+            assert_eq!(
+                parse_url_list(input),
+                Err(UrlError::SyntaxError(what.into())),
+                "{input}"
+            );
+        }
+        assert_eq!(
+            err_code("nkcluster://127.0.0.1;tls_verify=hi"),
+            ("syntax_error", "syntax_error: tls_verify".into())
+        );
+        assert_eq!(parse_url(""), Err(UrlError::SyntaxError("url".into())));
+    }
+
+    #[test]
+    fn default_ports() {
+        for (t, port) in [
+            (Transport::Tcp, 1972),
+            (Transport::Tls, 1973),
+            (Transport::Ws, 1974),
+            (Transport::Wss, 1975),
+        ] {
+            assert_eq!(t.default_port(), port);
+            let u = parse_url(&format!("nkcluster://example.com;transport={t}")).expect("valid");
+            assert_eq!(u.port, port);
+            assert_eq!(u.transport, t);
+            assert_eq!(
+                u.transport.is_tls(),
+                matches!(t, Transport::Tls | Transport::Wss)
+            );
+        }
+        let u = parse_url("NKCluster://h").expect("valid");
+        assert_eq!(u, url(Host::Name("h".into()), 1972, Transport::Tcp));
+        let u = parse_url("nkcluster://h:0;transport=tls").expect("valid");
+        assert_eq!(u.port, 0);
+    }
+
+    #[test]
+    fn all_host() {
+        let u = parse_url("nkcluster://all;transport=wss").expect("valid");
+        assert_eq!(u, url(Host::All, 1975, Transport::Wss));
+        assert_eq!(u.to_string(), "nkcluster://all:1975;transport=wss");
+        assert_eq!(u.socket_addr(), None);
+        assert_eq!(parse_url("nkcluster://ALL").expect("valid").host, Host::All);
+    }
+
+    #[test]
+    fn list_with_spaces() {
+        let list = parse_url_list(
+            "nkcluster://a, nkcluster://10.0.0.1:1234;transport=wss;password=pass1;tls_depth=2",
+        )
+        .expect("valid");
+        let mut second = url(ip("10.0.0.1"), 1234, Transport::Wss);
+        second.password = Some("pass1".into());
+        second.tls.depth = Some(2);
+        assert_eq!(
+            list,
+            vec![url(Host::Name("a".into()), 1972, Transport::Tcp), second]
+        );
+        assert_eq!(
+            format_url_list(&list),
+            "nkcluster://a:1972;transport=tcp, \
+             nkcluster://10.0.0.1:1234;transport=wss;password=pass1;tls_depth=2"
+        );
+        let spaced = parse_url_list(
+            "  nkcluster://a ; transport = ws ;PASSWORD=p w ,\tnkcluster://b:1/x ;transport=ws  ",
+        )
+        .expect("valid");
+        assert_eq!(spaced.len(), 2);
+        assert_eq!(spaced[0].transport, Transport::Ws);
+        assert_eq!(spaced[0].password.as_deref(), Some("p w"));
+        assert_eq!(spaced[1].path, "/x");
+        assert_eq!(spaced[1].to_string(), "nkcluster://b:1/x;transport=ws");
+    }
+
+    #[test]
+    fn ipv6() {
+        let u = parse_url("nkcluster://[::1]:5000").expect("valid");
+        assert_eq!(u, url(ip("::1"), 5000, Transport::Tcp));
+        assert_eq!(u.to_string(), "nkcluster://[::1]:5000;transport=tcp");
+        assert_eq!(u.socket_addr(), Some("[::1]:5000".parse().expect("valid")));
+        assert_eq!(u.remote_label(), "tcp:[::1]:5000");
+        let u = parse_url("nkcluster://[::1];transport=tls").expect("valid");
+        assert_eq!(u.port, 1973);
+    }
+
+    #[test]
+    fn full_url() {
+        let s = "nkcluster://node1.example.com:4000/ws/path;transport=wss;password=secret;\
+                 tls_verify=true;tls_depth=3;tls_certfile=/c.pem;tls_keyfile=/k.pem;\
+                 tls_cacertfile=/ca.pem;tls_password=kp";
+        let u: ClusterUrl = s.parse().expect("valid");
+        assert_eq!(u.host, Host::Name("node1.example.com".into()));
+        assert_eq!(u.path, "/ws/path");
+        assert_eq!(
+            u.tls,
+            TlsOptions {
+                verify: Some(true),
+                depth: Some(3),
+                certfile: Some("/c.pem".into()),
+                keyfile: Some("/k.pem".into()),
+                cacertfile: Some("/ca.pem".into()),
+                password: Some("kp".into()),
+            }
+        );
+        assert_eq!(u.to_string(), s);
+        assert_eq!(u.remote_label(), "wss:node1.example.com:4000");
+        assert_eq!(
+            parse_url("nkcluster://127.0.0.1")
+                .expect("valid")
+                .remote_label(),
+            "tcp:127.0.0.1:1972"
+        );
+        // A trailing "/" is the default path and allowed for every transport.
+        assert_eq!(parse_url("nkcluster://h:1/").expect("valid").path, "/");
+        assert_eq!(
+            parse_url("nkcluster://h;TLS_VERIFY=False")
+                .expect("valid")
+                .tls
+                .verify,
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn empty_input() {
+        assert_eq!(parse_url_list(""), Ok(vec![]));
+        assert_eq!(parse_url_list(" \t\n "), Ok(vec![]));
+        assert_eq!(format_url_list(&[]), "");
+    }
+
+    #[test]
+    fn garbage_does_not_panic() {
+        let inputs = [
+            "nkcluster://[",
+            "nkcluster://]",
+            "nkcluster://[]",
+            "nkcluster://[:::]:",
+            "nkcluster://é:1",
+            "nkcluster://h/é",
+            "nkcluster://h;=",
+            "nkcluster://h;==",
+            "nkcluster://h;transport=",
+            "nkcluster:/",
+            "nkcluster",
+            "é://x",
+            "::::",
+            ";;;,,,",
+            "nkcluster://h:99999999999999999999999",
+            "nkcluster://h;tls_depth=99999999999999999999",
+            "\u{0}\u{ffff}",
+        ];
+        for input in inputs {
+            assert!(parse_url_list(input).is_err(), "{input:?}");
+            assert!(parse_url(input).is_err(), "{input:?}");
+        }
+    }
+
+    fn safe_string() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_./:+@!-]{1,12}"
+    }
+
+    fn host() -> impl Strategy<Value = Host> {
+        prop_oneof![
+            Just(Host::All),
+            "[A-Za-z][A-Za-z0-9_-]{0,8}(\\.[A-Za-z][A-Za-z0-9_-]{0,8}){0,3}"
+                .prop_filter("not all", |s| !s.eq_ignore_ascii_case("all"))
+                .prop_map(Host::Name),
+            any::<Ipv4Addr>().prop_map(|ip| Host::Ip(IpAddr::V4(ip))),
+            any::<Ipv6Addr>().prop_map(|ip| Host::Ip(IpAddr::V6(ip))),
+        ]
+    }
+
+    fn tls_options() -> impl Strategy<Value = TlsOptions> {
+        (
+            any::<Option<bool>>(),
+            any::<Option<u8>>(),
+            proptest::option::of(safe_string()),
+            proptest::option::of(safe_string()),
+            proptest::option::of(safe_string()),
+            proptest::option::of(safe_string()),
+        )
+            .prop_map(|(verify, depth, certfile, keyfile, cacertfile, password)| {
+                TlsOptions {
+                    verify,
+                    depth,
+                    certfile,
+                    keyfile,
+                    cacertfile,
+                    password,
+                }
+            })
+    }
+
+    fn cluster_url() -> impl Strategy<Value = ClusterUrl> {
+        (
+            host(),
+            any::<u16>(),
+            proptest::sample::select(Transport::ALL.to_vec()),
+            "/|/[A-Za-z0-9_./-]{1,10}",
+            proptest::option::of(safe_string()),
+            tls_options(),
+        )
+            .prop_map(|(host, port, transport, path, password, tls)| ClusterUrl {
+                host,
+                port,
+                transport,
+                path: if transport.is_ws() { path } else { "/".into() },
+                password,
+                tls,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn url_round_trip(u in cluster_url()) {
+            let s = u.to_string();
+            prop_assert_eq!(parse_url(&s), Ok(u.clone()));
+            prop_assert_eq!(parse_url_list(&s), Ok(vec![u]));
+        }
+
+        #[test]
+        fn url_list_round_trip(urls in proptest::collection::vec(cluster_url(), 0..5)) {
+            let s = format_url_list(&urls);
+            prop_assert_eq!(parse_url_list(&s), Ok(urls));
+        }
+
+        #[test]
+        fn url_serde_round_trip(u in cluster_url()) {
+            let bytes = postcard::to_allocvec(&u).expect("serializes");
+            prop_assert_eq!(postcard::from_bytes::<ClusterUrl>(&bytes), Ok(u));
+        }
+
+        #[test]
+        fn url_list_never_panics(s in any::<String>()) {
+            let _ = parse_url_list(&s);
+            let _ = parse_url(&s);
+        }
+
+        #[test]
+        fn url_like_never_panics(
+            s in "(nkcluster|http|NKCLUSTER)?(://)?[\\[\\]a-z0-9.:/;=, _é-]{0,40}"
+        ) {
+            if let Ok(urls) = parse_url_list(&s) {
+                // Whatever parses prints canonically and parses back to the same value.
+                prop_assert_eq!(parse_url_list(&format_url_list(&urls)), Ok(urls));
+            }
+        }
+    }
+}
