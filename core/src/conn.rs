@@ -240,6 +240,7 @@ pub struct Connection {
     phase: Phase,
     decoder: FrameDecoder,
     peer: Option<PeerInfo>,
+    claimed_peer: Option<String>,
     out_stream: BytesMut,
     out_msgs: VecDeque<Bytes>,
     events: VecDeque<Event>,
@@ -272,6 +273,7 @@ impl Connection {
             side: params.side,
             phase: Phase::Handshaking(Box::new(hs)),
             peer: None,
+            claimed_peer: None,
             out_stream: BytesMut::new(),
             out_msgs: VecDeque::new(),
             events: VecDeque::new(),
@@ -299,6 +301,14 @@ impl Connection {
     /// The authenticated peer, once known.
     pub fn peer(&self) -> Option<&PeerInfo> {
         self.peer.as_ref()
+    }
+
+    /// The node id the peer claims (from its hello, authenticated or not); for logs.
+    pub fn claimed_peer(&self) -> Option<&str> {
+        self.peer
+            .as_ref()
+            .map(|p| p.node_id.as_str())
+            .or(self.claimed_peer.as_deref())
     }
 
     /// Whether requests may be sent.
@@ -635,6 +645,9 @@ impl Connection {
         let Phase::Handshaking(hs) = &mut self.phase else {
             return;
         };
+        if self.claimed_peer.is_none() {
+            self.claimed_peer = hs.claimed_peer().map(str::to_owned);
+        }
         let mut bodies = Vec::new();
         while let Some(b) = hs.poll_transmit() {
             bodies.push(b);

@@ -230,6 +230,7 @@ pub struct Handshake {
     deadline: Instant,
     transmit: VecDeque<Bytes>,
     outcome: Option<Outcome>,
+    claimed_peer: Option<String>,
 }
 
 impl Handshake {
@@ -268,6 +269,7 @@ impl Handshake {
             state: State::AwaitHello,
             transmit: VecDeque::new(),
             outcome: None,
+            claimed_peer: None,
         };
         if side == Side::Dialer {
             hs.transcript.absorb(&hello);
@@ -279,6 +281,11 @@ impl Handshake {
     /// Which side we are.
     pub fn side(&self) -> Side {
         self.side
+    }
+
+    /// The node id the peer claimed in its hello (unauthenticated; for logs).
+    pub fn claimed_peer(&self) -> Option<&str> {
+        self.claimed_peer.as_deref()
     }
 
     /// Whether the handshake has ended (either way).
@@ -330,6 +337,9 @@ impl Handshake {
     }
 
     fn on_hello(&mut self, body: &[u8], h: Hello) -> State {
+        let mut claimed = h.node_id.clone();
+        claimed.truncate(MAX_NAME_LEN);
+        self.claimed_peer = Some(claimed);
         if let Err(e) = check_hello(&h) {
             self.fail(RejectReason::Protocol, e);
             return State::Failed;

@@ -12,6 +12,7 @@
 //! - [`message`]: the versioned protocol [`Message`](message::Message) enum (postcard).
 //! - [`url`]: `nkcluster://` URL lists; [`meta`]: node metadata tokens.
 //! - [`auth`]: password key derivation and transcript proofs.
+//! - [`backoff`]: reconnection delays with jitter and an attempt budget.
 //! - [`handshake`]: the mutual authentication state machine.
 //! - [`conn`]: one connection end to end: framing, handshake, then the link
 //!   (ping/pong, idle deadline, requests with deadlines).
@@ -21,6 +22,7 @@
 //! `poll_timeout` and call `handle_timeout` when it fires.
 
 pub mod auth;
+pub mod backoff;
 pub mod conn;
 pub mod frame;
 pub mod handshake;

@@ -62,6 +62,14 @@ impl Sub<Instant> for Instant {
 }
 
 #[cfg(test)]
+impl Instant {
+    /// Test helper: whole seconds after the origin.
+    pub(crate) const fn from_secs_for_test(s: u64) -> Self {
+        Instant::from_millis(s * 1000)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -75,13 +83,5 @@ mod tests {
             Instant::from_nanos(u64::MAX) + Duration::from_secs(1),
             Instant::from_nanos(u64::MAX)
         );
-    }
-}
-
-#[cfg(test)]
-impl Instant {
-    /// Test helper: whole seconds after the origin.
-    pub(crate) const fn from_secs_for_test(s: u64) -> Self {
-        Instant::from_millis(s * 1000)
     }
 }

@@ -1,1 +1,37 @@
-//! placeholder
+//! # nkcluster
+//!
+//! The node daemon, library API and CLI of nkcluster: a thin tokio shell around the
+//! sans-IO machines of [`nkcluster_core`]. The shell moves bytes between sockets and
+//! [`Connection`](nkcluster_core::Connection)s, turns timers into `handle_timeout` calls
+//! and hands requests to handlers; every decision lives in the core.
+//!
+//! - [`net`]: the network as a trait (tokio here, turmoil in `nkcluster-sim`).
+//! - [`clock`]: tokio time as core [`Instant`](nkcluster_core::Instant)s.
+//! - [`driver`]: the per-connection I/O loop.
+//! - [`node`]: the daemon: listeners, connector, peers, request API.
+//! - [`config`]: options (file, environment, flags).
+//! - [`cli`]: the `nkcluster` command.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use nkcluster::node::{Env, Node};
+//! use nkcluster::net::TokioNet;
+//! use nkcluster::config::NodeConfig;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut cfg = NodeConfig::new("worker1");
+//! cfg.control = false;
+//! cfg.cluster_addr = nkcluster_core::url::parse_url_list("nkcluster://127.0.0.1:1972")?;
+//! let node = Node::start(cfg, Env { net: TokioNet, seed: None, wall_origin_ns: None }).await?;
+//! let reply = node
+//!     .request("dev1", "nkcluster.node", bytes::Bytes::new(), Duration::from_secs(5))
+//!     .await;
+//! # Ok(()) }
+//! ```
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod driver;
+pub mod net;
+pub mod node;

@@ -1,0 +1,250 @@
+//! The `nkcluster` command: `node` runs a daemon, `dev` runs a local quick-start cluster.
+//!
+//! Exit codes: 0 on a clean stop, 2 for a configuration error, 3 when a node gives up
+//! connecting to its cluster (`--connect-attempts` spent; the log says why).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use nkcluster_core::url::parse_url_list;
+use tracing::{error, info};
+
+use crate::config::{NodeConfig, RawOptions};
+use crate::net::TokioNet;
+use crate::node::{Env, Node};
+
+/// nkcluster: clusters of control and worker nodes that run jobs.
+#[derive(Debug, Parser)]
+#[command(name = "nkcluster", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run a node daemon.
+    Node(NodeArgs),
+    /// Run a local quick-start cluster on loopback until interrupted.
+    Dev(DevArgs),
+}
+
+/// Options of `nkcluster node` (the original's names; flags > environment > file).
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// TOML file with any of the options below (snake_case keys).
+    #[arg(long, env = "NKCLUSTER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's id (default: the host name).
+    #[arg(long, env = "NKCLUSTER_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Cluster name (default `nkcluster`).
+    #[arg(long, env = "NKCLUSTER_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// Password (default `nkcluster`).
+    #[arg(long, env = "NKCLUSTER_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Listen URLs, e.g. `nkcluster://all:1972;transport=tcp` (default
+    /// `nkcluster://all;transport=tcp`; an empty string: no listener).
+    #[arg(long, env = "NKCLUSTER_LISTEN")]
+    pub listen: Option<String>,
+    /// Control nodes to connect to, tried in order.
+    #[arg(long, env = "NKCLUSTER_CLUSTER_ADDR")]
+    pub cluster_addr: Option<String>,
+    /// Whether this node has the control role (`true` or `false`).
+    #[arg(long, env = "NKCLUSTER_CONTROL")]
+    pub control: Option<bool>,
+    /// Metadata, e.g. `core;group=g1;master, m2;a=1`.
+    #[arg(long, env = "NKCLUSTER_META")]
+    pub meta: Option<String>,
+    /// Give up (exit 3) after this many rounds of failed connection attempts.
+    #[arg(long, env = "NKCLUSTER_CONNECT_ATTEMPTS")]
+    pub connect_attempts: Option<u32>,
+    /// Ping interval in milliseconds.
+    #[arg(long)]
+    pub ping_interval_ms: Option<u64>,
+    /// Idle timeout in milliseconds (the link dies when nothing arrives for this long).
+    #[arg(long)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Maximum frame body in bytes.
+    #[arg(long)]
+    pub max_frame: Option<u32>,
+}
+
+impl NodeArgs {
+    fn raw(&self) -> RawOptions {
+        RawOptions {
+            cluster_name: self.cluster_name.clone(),
+            node_id: self.node_id.clone(),
+            password: self.password.clone(),
+            listen: self.listen.clone(),
+            cluster_addr: self.cluster_addr.clone(),
+            control: self.control,
+            meta: self.meta.clone(),
+            connect_attempts: self.connect_attempts,
+            ping_interval_ms: self.ping_interval_ms,
+            idle_timeout_ms: self.idle_timeout_ms,
+            max_frame: self.max_frame,
+        }
+    }
+
+    /// Merges file, environment and flags into a config.
+    pub fn load(&self) -> Result<NodeConfig, crate::config::ConfigError> {
+        let file = match &self.config {
+            Some(p) => RawOptions::from_file(p)?,
+            None => RawOptions::default(),
+        };
+        file.overlay(self.raw()).build(&default_node_id())
+    }
+}
+
+/// Options of `nkcluster dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// dev1 listens here; dev2 and dev3 on the next ports, ten apart.
+    #[arg(long, default_value_t = 1972)]
+    pub base_port: u16,
+}
+
+fn default_node_id() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NKCLUSTER_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nkcluster: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async {
+        match cli.command {
+            Cmd::Node(args) => run_node(args).await,
+            Cmd::Dev(args) => run_dev(args).await,
+        }
+    })
+}
+
+async fn run_node(args: NodeArgs) -> ExitCode {
+    let config = match args.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("nkcluster: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    info!(node = %config.node_id, cluster = %config.cluster_name, control = config.control,
+          "starting node");
+    let node = match Node::start(config, env()).await {
+        Ok(n) => n,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    tokio::select! {
+        f = node.fatal() => {
+            error!(code = %f.code, "{f}");
+            ExitCode::from(3)
+        }
+        _ = tokio::signal::ctrl_c() => {
+            info!("interrupted, shutting down");
+            node.shutdown();
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn env() -> Env<TokioNet> {
+    Env {
+        net: TokioNet,
+        seed: None,
+        wall_origin_ns: None,
+    }
+}
+
+async fn run_dev(args: DevArgs) -> ExitCode {
+    let dev1 = format!("nkcluster://127.0.0.1:{};transport=tcp", args.base_port);
+    let mut nodes = Vec::new();
+    for i in 1..=5u16 {
+        let mut c = NodeConfig::new(format!("dev{i}"));
+        c.control = i <= 3;
+        c.listen = if c.control {
+            let port = args.base_port + 10 * (i - 1);
+            match parse_url_list(&format!("nkcluster://127.0.0.1:{port};transport=tcp")) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("nkcluster dev: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        if i > 1 {
+            c.cluster_addr = parse_url_list(&dev1).unwrap_or_default();
+        }
+        let listen = c.listen.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        match Node::start(c, env()).await {
+            Ok(n) => {
+                println!(
+                    "dev{i}  {:<8} {}",
+                    if i <= 3 { "control" } else { "worker" },
+                    if listen.is_empty() {
+                        "(no listener)".into()
+                    } else {
+                        listen.join(", ")
+                    }
+                );
+                nodes.push(n);
+            }
+            Err(e) => {
+                eprintln!("nkcluster dev: dev{i}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // Wait until dev1 sees the four others, then print its link table.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut ev = nodes[0].subscribe();
+    while nodes[0].peers().len() < 4 && tokio::time::Instant::now() < deadline {
+        let _ = tokio::time::timeout_at(deadline, ev.recv()).await;
+    }
+    println!("\nlinks at dev1:");
+    for p in nodes[0].peers() {
+        println!("  {:<6} {:<8} {}", p.node_id, p.role.as_str(), p.remote);
+    }
+    println!("\nrunning; Ctrl-C to stop");
+    let _ = tokio::signal::ctrl_c().await;
+    for n in &nodes {
+        n.shutdown();
+    }
+    ExitCode::SUCCESS
+}

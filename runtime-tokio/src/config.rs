@@ -1,0 +1,246 @@
+//! Node configuration: the original system's option names, read from a TOML file,
+//! the environment and command-line flags (flags win over the environment, which wins
+//! over the file, which wins over the defaults).
+
+use std::path::Path;
+use std::time::Duration;
+
+use nkcluster_core::ConnectionConfig;
+use nkcluster_core::auth::KEY_ITERATIONS;
+use nkcluster_core::backoff::BackoffConfig;
+use nkcluster_core::meta::Meta;
+use nkcluster_core::url::{ClusterUrl, parse_url_list};
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Default cluster name, as in the original.
+pub const DEFAULT_CLUSTER: &str = "nkcluster";
+/// Default password, as in the original.
+pub const DEFAULT_PASSWORD: &str = "nkcluster";
+/// Default listen URL.
+pub const DEFAULT_LISTEN: &str = "nkcluster://all;transport=tcp";
+
+/// Everything a node needs to run.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Nodes only talk to nodes of the same cluster.
+    pub cluster_name: String,
+    /// This node's stable id.
+    pub node_id: String,
+    /// Password for incoming connections and the default for outgoing ones.
+    pub password: String,
+    /// Where to listen (empty: no listener, the node only dials out).
+    pub listen: Vec<ClusterUrl>,
+    /// Control nodes to connect to, tried in order.
+    pub cluster_addr: Vec<ClusterUrl>,
+    /// Whether this node has the control role.
+    pub control: bool,
+    /// This node's metadata.
+    pub meta: Meta,
+    /// Connection machine settings (frame maximum, ping, idle, limits).
+    pub connection: ConnectionConfig,
+    /// Reconnection backoff and attempt budget.
+    pub backoff: BackoffConfig,
+    /// PBKDF2 iterations (every node of a cluster must agree).
+    pub key_iterations: u32,
+}
+
+impl NodeConfig {
+    /// A config with the original's defaults and the given node id.
+    pub fn new(node_id: impl Into<String>) -> Self {
+        NodeConfig {
+            cluster_name: DEFAULT_CLUSTER.into(),
+            node_id: node_id.into(),
+            password: DEFAULT_PASSWORD.into(),
+            listen: Vec::new(),
+            cluster_addr: Vec::new(),
+            control: true,
+            meta: Meta::default(),
+            connection: ConnectionConfig::default(),
+            backoff: BackoffConfig::default(),
+            key_iterations: KEY_ITERATIONS,
+        }
+    }
+}
+
+/// A configuration problem, named by its option.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {error}")]
+    Read {
+        /// File path.
+        path: String,
+        /// OS error.
+        error: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("invalid config file {path}: {error}")]
+    Toml {
+        /// File path.
+        path: String,
+        /// Parser message.
+        error: String,
+    },
+    /// An option has a bad value.
+    #[error("invalid {option}: {error}")]
+    Invalid {
+        /// Option name.
+        option: &'static str,
+        /// What is wrong.
+        error: String,
+    },
+}
+
+/// Raw option values (strings as the user wrote them), as read from one source.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawOptions {
+    /// `cluster_name`
+    pub cluster_name: Option<String>,
+    /// `node_id`
+    pub node_id: Option<String>,
+    /// `password`
+    pub password: Option<String>,
+    /// `listen`
+    pub listen: Option<String>,
+    /// `cluster_addr`
+    pub cluster_addr: Option<String>,
+    /// `control`
+    pub control: Option<bool>,
+    /// `meta`
+    pub meta: Option<String>,
+    /// `connect_attempts`: give up (exit) after this many failed rounds; absent: never.
+    pub connect_attempts: Option<u32>,
+    /// `ping_interval_ms`
+    pub ping_interval_ms: Option<u64>,
+    /// `idle_timeout_ms`
+    pub idle_timeout_ms: Option<u64>,
+    /// `max_frame`: maximum frame body in bytes.
+    pub max_frame: Option<u32>,
+}
+
+impl RawOptions {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<RawOptions, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.display().to_string(),
+            error,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Toml {
+            path: path.display().to_string(),
+            error: e.to_string(),
+        })
+    }
+
+    /// Fields set in `over` replace ours.
+    pub fn overlay(mut self, over: RawOptions) -> RawOptions {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
+        }
+        take!(
+            cluster_name,
+            node_id,
+            password,
+            listen,
+            cluster_addr,
+            control,
+            meta,
+            connect_attempts,
+            ping_interval_ms,
+            idle_timeout_ms,
+            max_frame
+        );
+        self
+    }
+
+    /// Validates and builds a [`NodeConfig`]; `default_node_id` is used when none is set.
+    pub fn build(self, default_node_id: &str) -> Result<NodeConfig, ConfigError> {
+        let invalid = |option: &'static str, error: String| ConfigError::Invalid { option, error };
+        let mut c = NodeConfig::new(self.node_id.unwrap_or_else(|| default_node_id.into()));
+        if c.node_id.is_empty() || c.node_id.len() > 255 {
+            return Err(invalid("node_id", "must be 1 to 255 bytes".into()));
+        }
+        if let Some(v) = self.cluster_name {
+            c.cluster_name = v;
+        }
+        if let Some(v) = self.password {
+            c.password = v;
+        }
+        let listen = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
+        c.listen = parse_url_list(&listen).map_err(|e| invalid("listen", e.to_string()))?;
+        if let Some(v) = self.cluster_addr {
+            c.cluster_addr =
+                parse_url_list(&v).map_err(|e| invalid("cluster_addr", e.to_string()))?;
+        }
+        if let Some(v) = self.control {
+            c.control = v;
+        }
+        if let Some(v) = self.meta {
+            c.meta = Meta::parse(&v).map_err(|e| invalid("meta", e.to_string()))?;
+        }
+        c.backoff.max_attempts = self.connect_attempts;
+        if let Some(ms) = self.ping_interval_ms {
+            c.connection.ping_interval = Duration::from_millis(ms.max(1));
+        }
+        if let Some(ms) = self.idle_timeout_ms {
+            c.connection.idle_timeout = Duration::from_millis(ms.max(1));
+        }
+        if c.connection.idle_timeout <= c.connection.ping_interval {
+            return Err(invalid(
+                "idle_timeout_ms",
+                "must be longer than ping_interval_ms".into(),
+            ));
+        }
+        if let Some(m) = self.max_frame {
+            if m < 1024 {
+                return Err(invalid("max_frame", "must be at least 1024".into()));
+            }
+            c.connection.max_frame = m;
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_originals() {
+        let c = RawOptions::default().build("n1").expect("valid");
+        assert_eq!(c.cluster_name, "nkcluster");
+        assert_eq!(c.password, "nkcluster");
+        assert!(c.control);
+        assert_eq!(c.listen.len(), 1);
+        assert_eq!(c.listen[0].port, 1972);
+    }
+
+    #[test]
+    fn later_sources_win() {
+        let file: RawOptions =
+            toml::from_str("cluster_name = \"a\"\npassword = \"p\"\ncontrol = false\n")
+                .expect("toml");
+        let flags = RawOptions {
+            cluster_name: Some("b".into()),
+            ..Default::default()
+        };
+        let c = file.overlay(flags).build("n").expect("valid");
+        assert_eq!(c.cluster_name, "b");
+        assert_eq!(c.password, "p");
+        assert!(!c.control);
+    }
+
+    #[test]
+    fn bad_values_name_their_option() {
+        let e = RawOptions {
+            listen: Some("http://x".into()),
+            ..Default::default()
+        }
+        .build("n")
+        .expect_err("invalid");
+        assert_eq!(e.to_string(), "invalid listen: invalid_scheme: http");
+        let e = toml::from_str::<RawOptions>("pasword = \"x\"").expect_err("unknown key");
+        assert!(e.to_string().contains("pasword"), "{e}");
+    }
+}

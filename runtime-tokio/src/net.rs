@@ -1,0 +1,66 @@
+//! The network the shell runs on, as a trait, so that the same daemon code runs over
+//! tokio's real sockets in production and over turmoil's simulated network in `sim`.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A byte stream the connection driver can use.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// A TCP-like network: bind, accept, connect.
+pub trait Net: Clone + Send + Sync + 'static {
+    /// Connected stream type.
+    type Stream: Stream;
+    /// Listening socket type.
+    type Listener: Send + Sync + 'static;
+
+    /// Binds a listener.
+    fn bind(&self, addr: SocketAddr) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+    /// Accepts one connection.
+    fn accept(
+        &self,
+        listener: &Self::Listener,
+    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+    /// The address a listener is bound to.
+    fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr>;
+    /// Connects to `host:port` (`host` is a name or an IP literal).
+    fn connect(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+}
+
+/// The real network, through tokio.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioNet;
+
+impl Net for TokioNet {
+    type Stream = tokio::net::TcpStream;
+    type Listener = tokio::net::TcpListener;
+
+    async fn bind(&self, addr: SocketAddr) -> io::Result<Self::Listener> {
+        tokio::net::TcpListener::bind(addr).await
+    }
+
+    async fn accept(&self, listener: &Self::Listener) -> io::Result<(Self::Stream, SocketAddr)> {
+        let (s, a) = listener.accept().await?;
+        s.set_nodelay(true)?;
+        Ok((s, a))
+    }
+
+    fn local_addr(&self, listener: &Self::Listener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+
+    async fn connect(&self, host: &str, port: u16) -> io::Result<(Self::Stream, SocketAddr)> {
+        let s = tokio::net::TcpStream::connect((host, port)).await?;
+        s.set_nodelay(true)?;
+        let peer = s.peer_addr()?;
+        Ok((s, peer))
+    }
+}

@@ -1,0 +1,689 @@
+//! The node daemon: listeners, the connector that dials `cluster_addr`, the table of
+//! authenticated peers, and the request API. Every connection runs in its own task
+//! ([`crate::driver::drive`]); the node only keeps track of them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use nkcluster_core::ConnError;
+use nkcluster_core::auth::Key;
+use nkcluster_core::backoff::Backoff;
+use nkcluster_core::conn::{Connection, ConnectionParams, Event, RequestError};
+use nkcluster_core::handshake::{Identity, PeerInfo, Role, Side};
+use nkcluster_core::message::RemoteError;
+use nkcluster_core::url::{ClusterUrl, Host, Transport};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::config::NodeConfig;
+use crate::driver::{Command, EventSink, RequestHandler, drive};
+use crate::net::Net;
+
+/// Commands queued per connection before callers wait.
+const COMMAND_QUEUE: usize = 1024;
+/// Node events kept for slow subscribers.
+const EVENT_QUEUE: usize = 4096;
+
+/// What happens on a node, for logs, tests and the simulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A listener is up.
+    Listening {
+        /// Transport and bound address, e.g. `tcp:127.0.0.1:1972`.
+        addr: String,
+    },
+    /// A peer authenticated.
+    LinkUp {
+        /// Peer node id.
+        peer: String,
+        /// Peer role.
+        role: Role,
+        /// Transport and remote address.
+        remote: String,
+        /// Whether we dialed.
+        dialer: bool,
+    },
+    /// An authenticated link ended.
+    LinkDown {
+        /// Peer node id.
+        peer: String,
+        /// Transport and remote address.
+        remote: String,
+        /// Error code (`idle_timeout`, `peer_closed`, ...); `None` when we closed it.
+        code: Option<String>,
+    },
+    /// A connection failed before authenticating.
+    HandshakeFailed {
+        /// Transport and remote address.
+        remote: String,
+        /// Node id the peer claimed, if it said one.
+        claimed: Option<String>,
+        /// Error code.
+        code: String,
+    },
+    /// A dial attempt found nobody.
+    ConnectFailed {
+        /// The URL (without password).
+        url: String,
+        /// OS error.
+        error: String,
+    },
+    /// The connector spent its attempt budget.
+    GaveUp {
+        /// Error code of the last failure.
+        code: String,
+    },
+}
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// A listen URL cannot be served.
+    #[error("cannot listen on {url}: {error}")]
+    Listen {
+        /// The URL.
+        url: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Where the process should stop: the connector gave up.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("gave up connecting to the cluster: {code}: {detail}")]
+pub struct Fatal {
+    /// Error code of the last attempt (`auth_failed`, `no_connections`, ...).
+    pub code: String,
+    /// Detail.
+    pub detail: String,
+}
+
+/// A summary of one authenticated link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// Peer node id.
+    pub node_id: String,
+    /// Peer role.
+    pub role: Role,
+    /// Transport and remote address.
+    pub remote: String,
+    /// Whether we dialed.
+    pub dialer: bool,
+    /// Peer listen URLs.
+    pub listen: Vec<String>,
+    /// Peer metadata.
+    pub meta: String,
+}
+
+/// Handlers for incoming requests, by class name. Built in: `nkcluster.echo` (returns
+/// the body) and `nkcluster.node` (returns this node's id).
+#[derive(Clone)]
+pub struct Handlers {
+    map: HashMap<String, Arc<dyn Fn(Bytes) -> Result<Bytes, RemoteError> + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.map.keys()).finish()
+    }
+}
+
+impl Handlers {
+    /// The built-in handlers for `node_id`.
+    pub fn builtin(node_id: &str) -> Self {
+        let mut h = Handlers {
+            map: HashMap::new(),
+        };
+        h.insert("nkcluster.echo", Ok);
+        let id = Bytes::from(node_id.to_owned());
+        h.insert("nkcluster.node", move |_| Ok(id.clone()));
+        h
+    }
+
+    /// Adds or replaces a handler.
+    pub fn insert(
+        &mut self,
+        class: &str,
+        f: impl Fn(Bytes) -> Result<Bytes, RemoteError> + Send + Sync + 'static,
+    ) {
+        self.map.insert(class.to_owned(), Arc::new(f));
+    }
+}
+
+impl RequestHandler for Handlers {
+    fn handle(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError> {
+        match self.map.get(class) {
+            Some(f) => f(body),
+            None => Err(RemoteError::new(
+                "unknown_class",
+                format!("no handler for class {class:?}"),
+            )),
+        }
+    }
+}
+
+/// How the node meets the outside world: the network, randomness and the wall clock.
+#[derive(Debug, Clone)]
+pub struct Env<N> {
+    /// The network.
+    pub net: N,
+    /// Seed for nonces, instance ids and jitter (`None`: from the OS).
+    pub seed: Option<u64>,
+    /// Wall clock at start, Unix ns (`None`: the system clock).
+    pub wall_origin_ns: Option<u64>,
+}
+
+struct PeerLink {
+    conn_id: u64,
+    commands: mpsc::Sender<Command>,
+    summary: PeerSummary,
+}
+
+struct Inner<N: Net> {
+    config: NodeConfig,
+    identity: Identity,
+    net: N,
+    clock: Clock,
+    keys: Mutex<HashMap<String, Key>>,
+    rng: Mutex<StdRng>,
+    peers: Mutex<BTreeMap<String, Vec<PeerLink>>>,
+    next_conn_id: AtomicU64,
+    events: broadcast::Sender<NodeEvent>,
+    handlers: Handlers,
+    shutdown: watch::Sender<bool>,
+    fatal: watch::Sender<Option<Fatal>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the whole node down with poisoned locks.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running node. Cloning gives another handle to the same node.
+pub struct Node<N: Net> {
+    inner: Arc<Inner<N>>,
+    listen_addrs: Arc<Vec<(Transport, SocketAddr)>>,
+}
+
+impl<N: Net> Clone for Node<N> {
+    fn clone(&self) -> Self {
+        Node {
+            inner: self.inner.clone(),
+            listen_addrs: self.listen_addrs.clone(),
+        }
+    }
+}
+
+impl<N: Net> Node<N> {
+    /// Starts a node: binds its listeners, then dials `cluster_addr` in the background.
+    pub async fn start(config: NodeConfig, env: Env<N>) -> Result<Node<N>, StartError> {
+        Self::start_with(config, env, None).await
+    }
+
+    /// Like [`start`](Self::start), with extra request handlers.
+    pub async fn start_with(
+        config: NodeConfig,
+        env: Env<N>,
+        handlers: Option<Handlers>,
+    ) -> Result<Node<N>, StartError> {
+        let mut rng = match env.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_os_rng(),
+        };
+        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
+        for url in &config.listen {
+            let addr = bind_addr(url).map_err(|error| StartError::Listen {
+                url: url.remote_label(),
+                error,
+            })?;
+            if url.transport != Transport::Tcp {
+                return Err(StartError::Listen {
+                    url: url.remote_label(),
+                    error: format!("transport {} is not available yet", url.transport),
+                });
+            }
+            let l = env.net.bind(addr).await.map_err(|e| StartError::Listen {
+                url: url.remote_label(),
+                error: e.to_string(),
+            })?;
+            let local = env.net.local_addr(&l).map_err(|e| StartError::Listen {
+                url: url.remote_label(),
+                error: e.to_string(),
+            })?;
+            bound.push((url.transport, local));
+            listeners.push((url.clone(), l, local));
+        }
+        let listen_urls = listeners
+            .iter()
+            .map(|(u, _, local)| {
+                let mut u = u.clone();
+                u.port = local.port();
+                u.password = None;
+                u.to_string()
+            })
+            .collect();
+        let identity = Identity {
+            cluster: config.cluster_name.clone(),
+            node_id: config.node_id.clone(),
+            instance: rng.random(),
+            role: if config.control {
+                Role::Control
+            } else {
+                Role::Worker
+            },
+            listen: listen_urls,
+            meta: config.meta.to_string(),
+        };
+        let key = Key::derive(
+            &config.password,
+            &config.cluster_name,
+            config.key_iterations,
+        );
+        let mut keys = HashMap::new();
+        keys.insert(config.password.clone(), key);
+        let handlers = handlers.unwrap_or_else(|| Handlers::builtin(&config.node_id));
+        let inner = Arc::new(Inner {
+            identity,
+            net: env.net,
+            clock: Clock::new(env.wall_origin_ns),
+            keys: Mutex::new(keys),
+            rng: Mutex::new(rng),
+            peers: Mutex::new(BTreeMap::new()),
+            next_conn_id: AtomicU64::new(1),
+            events: broadcast::channel(EVENT_QUEUE).0,
+            handlers,
+            shutdown: watch::channel(false).0,
+            fatal: watch::channel(None).0,
+            config,
+        });
+        for (url, l, local) in listeners {
+            let label = format!("{}:{}", url.transport, local);
+            info!(node = %inner.config.node_id, addr = %label, "listening");
+            inner.emit(NodeEvent::Listening { addr: label });
+            tokio::spawn(accept_loop(inner.clone(), l, url.transport));
+        }
+        if !inner.config.cluster_addr.is_empty() {
+            tokio::spawn(connector(inner.clone()));
+        }
+        Ok(Node {
+            inner,
+            listen_addrs: Arc::new(bound),
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.config.node_id
+    }
+
+    /// The addresses the listeners are bound to.
+    pub fn listen_addrs(&self) -> Vec<(Transport, SocketAddr)> {
+        self.listen_addrs.to_vec()
+    }
+
+    /// Subscribes to node events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Authenticated links, by peer id.
+    pub fn peers(&self) -> Vec<PeerSummary> {
+        lock(&self.inner.peers)
+            .values()
+            .flat_map(|v| v.iter().map(|l| l.summary.clone()))
+            .collect()
+    }
+
+    /// Sends a request to `peer` and waits for its outcome: the peer's reply, its error,
+    /// `timeout`, `connection_failed` if the link dies, or `not_connected` when there is no
+    /// link to that peer. Never waits past `timeout` plus scheduling delays.
+    pub async fn request(
+        &self,
+        peer: &str,
+        class: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, RequestError> {
+        let commands = {
+            let peers = lock(&self.inner.peers);
+            match peers.get(peer).and_then(|v| v.first()) {
+                Some(l) => l.commands.clone(),
+                None => return Err(RequestError::NotConnected),
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        let cmd = Command::Request {
+            class: class.to_owned(),
+            body,
+            timeout,
+            reply: tx,
+        };
+        if commands.send(cmd).await.is_err() {
+            return Err(RequestError::ConnectionFailed);
+        }
+        rx.await.unwrap_or(Err(RequestError::ConnectionFailed))
+    }
+
+    /// Resolves when the node must stop (its connector gave up).
+    pub async fn fatal(&self) -> Fatal {
+        let mut rx = self.inner.fatal.subscribe();
+        loop {
+            if let Some(f) = rx.borrow_and_update().clone() {
+                return f;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Closes every link in order and stops listening and dialing.
+    pub fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        let links: Vec<_> = std::mem::take(&mut *lock(&self.inner.peers))
+            .into_values()
+            .flatten()
+            .collect();
+        for l in links {
+            let _ = l.commands.try_send(Command::Close {
+                reason: "node shutting down".into(),
+            });
+        }
+    }
+}
+
+impl<N: Net> Inner<N> {
+    fn emit(&self, e: NodeEvent) {
+        let _ = self.events.send(e);
+    }
+
+    fn random_u64(&self) -> u64 {
+        lock(&self.rng).random()
+    }
+
+    fn nonce(&self) -> [u8; 32] {
+        lock(&self.rng).random()
+    }
+
+    fn key_for(&self, password: &str) -> Key {
+        if let Some(k) = lock(&self.keys).get(password) {
+            return k.clone();
+        }
+        let k = Key::derive(
+            password,
+            &self.config.cluster_name,
+            self.config.key_iterations,
+        );
+        lock(&self.keys).insert(password.to_owned(), k.clone());
+        k
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+fn bind_addr(url: &ClusterUrl) -> Result<SocketAddr, String> {
+    let ip = match &url.host {
+        Host::All => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Host::Ip(ip) => *ip,
+        Host::Name(n) if n.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Host::Name(n) => {
+            return Err(format!(
+                "listen host must be an IP address or all, not {n:?}"
+            ));
+        }
+    };
+    Ok(SocketAddr::new(ip, url.port))
+}
+
+/// Outcome of one connection, as seen by its sink.
+#[derive(Default)]
+struct LinkOutcome {
+    authenticated: bool,
+    error: Option<ConnError>,
+}
+
+struct LinkSink<N: Net> {
+    inner: Arc<Inner<N>>,
+    conn_id: u64,
+    remote: String,
+    dialer: bool,
+    commands: Option<mpsc::Sender<Command>>,
+    outcome: LinkOutcome,
+}
+
+impl<N: Net> EventSink for LinkSink<N> {
+    fn on_event(&mut self, conn: &Connection, event: &Event) {
+        let me = &self.inner.config.node_id;
+        match event {
+            Event::Authenticated(p) => {
+                self.outcome.authenticated = true;
+                info!(node = %me, peer = %p.node_id, role = p.role.as_str(), remote = %self.remote,
+                      "link up");
+                if let Some(commands) = self.commands.take() {
+                    let summary = summary(p, &self.remote, self.dialer);
+                    lock(&self.inner.peers)
+                        .entry(p.node_id.clone())
+                        .or_default()
+                        .push(PeerLink {
+                            conn_id: self.conn_id,
+                            commands,
+                            summary,
+                        });
+                }
+                self.inner.emit(NodeEvent::LinkUp {
+                    peer: p.node_id.clone(),
+                    role: p.role,
+                    remote: self.remote.clone(),
+                    dialer: self.dialer,
+                });
+            }
+            Event::Closed(err) => {
+                self.outcome.error = err.clone();
+                let claimed = conn.claimed_peer().map(str::to_owned);
+                if self.outcome.authenticated {
+                    let peer = claimed.unwrap_or_default();
+                    {
+                        let mut peers = lock(&self.inner.peers);
+                        if let Some(v) = peers.get_mut(&peer) {
+                            v.retain(|l| l.conn_id != self.conn_id);
+                            if v.is_empty() {
+                                peers.remove(&peer);
+                            }
+                        }
+                    }
+                    match err {
+                        Some(e) => warn!(node = %me, peer = %peer, remote = %self.remote,
+                                         code = e.code(), error = %e, "link down"),
+                        None => {
+                            info!(node = %me, peer = %peer, remote = %self.remote, "link closed")
+                        }
+                    }
+                    self.inner.emit(NodeEvent::LinkDown {
+                        peer,
+                        remote: self.remote.clone(),
+                        code: err.as_ref().map(|e| e.code().to_owned()),
+                    });
+                } else {
+                    let code = err.as_ref().map_or("closed", |e| e.code()).to_owned();
+                    let detail = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
+                    warn!(node = %me, remote = %self.remote,
+                          claimed_peer = claimed.as_deref().unwrap_or("?"),
+                          code = %code, error = %detail, "connection refused");
+                    self.inner.emit(NodeEvent::HandshakeFailed {
+                        remote: self.remote.clone(),
+                        claimed,
+                        code,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn summary(p: &PeerInfo, remote: &str, dialer: bool) -> PeerSummary {
+    PeerSummary {
+        node_id: p.node_id.clone(),
+        role: p.role,
+        remote: remote.to_owned(),
+        dialer,
+        listen: p.listen.clone(),
+        meta: p.meta.clone(),
+    }
+}
+
+/// Runs one connection over `stream` to completion.
+async fn run_connection<N: Net>(
+    inner: Arc<Inner<N>>,
+    stream: N::Stream,
+    side: Side,
+    key: Key,
+    remote: String,
+) -> LinkOutcome {
+    let params = ConnectionParams {
+        side,
+        identity: inner.identity.clone(),
+        key,
+        nonce: inner.nonce(),
+        channel_binding: Vec::new(),
+        wall_origin_ns: inner.clock.wall_origin_ns(),
+    };
+    let conn = Connection::new(inner.config.connection.clone(), params, inner.clock.now());
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let conn_id = inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let mut sink = LinkSink {
+        inner: inner.clone(),
+        conn_id,
+        remote,
+        dialer: side == Side::Dialer,
+        commands: Some(tx),
+        outcome: LinkOutcome::default(),
+    };
+    let handlers = inner.handlers.clone();
+    drive(stream, conn, inner.clock, rx, &handlers, &mut sink).await;
+    sink.outcome
+}
+
+async fn accept_loop<N: Net>(inner: Arc<Inner<N>>, listener: N::Listener, transport: Transport) {
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            r = inner.net.accept(&listener) => r,
+            _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                let remote = format!("{transport}:{addr}");
+                let key = inner.key_for(&inner.config.password);
+                tokio::spawn(run_connection(
+                    inner.clone(),
+                    stream,
+                    Side::Listener,
+                    key,
+                    remote,
+                ));
+            }
+            Err(e) => {
+                // Out of descriptors and similar: keep serving, but do not spin.
+                warn!(node = %inner.config.node_id, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Dials `cluster_addr` entries in order until one links; stays linked while it lasts;
+/// backs off (core [`Backoff`]) after a round in which every entry failed.
+async fn connector<N: Net>(inner: Arc<Inner<N>>) {
+    let mut backoff = Backoff::new(inner.config.backoff.clone());
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        let mut last = (
+            "no_connections".to_owned(),
+            "no url could be reached".to_owned(),
+        );
+        let mut linked = false;
+        for url in inner.config.cluster_addr.clone() {
+            if inner.stopping() {
+                return;
+            }
+            let label = url.remote_label();
+            if url.transport != Transport::Tcp {
+                last = (
+                    "invalid_transport".into(),
+                    format!("{label}: transport not available yet"),
+                );
+                continue;
+            }
+            let host = url.host.to_string();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let (stream, addr) = match inner.net.connect(host, url.port).await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(node = %inner.config.node_id, url = %label, error = %e, "connect failed");
+                    inner.emit(NodeEvent::ConnectFailed {
+                        url: label.clone(),
+                        error: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let password = url.password.as_deref().unwrap_or(&inner.config.password);
+            let key = inner.key_for(password);
+            let remote = format!("{}:{}", url.transport, addr);
+            let outcome = run_connection(inner.clone(), stream, Side::Dialer, key, remote).await;
+            if outcome.authenticated {
+                linked = true;
+                break;
+            }
+            // A refused handshake (say, a wrong password in this URL): try the next entry.
+            if let Some(e) = outcome.error {
+                last = (e.code().to_owned(), e.to_string());
+            }
+        }
+        if inner.stopping() {
+            return;
+        }
+        if linked {
+            // The link lasted and then ended: not a failed attempt. Pause briefly so a
+            // peer that drops us right after the handshake cannot make us spin.
+            backoff.reset();
+            tokio::select! {
+                _ = tokio::time::sleep(inner.config.backoff.initial) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
+        match backoff.on_failure(inner.random_u64()) {
+            Some(delay) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            None => {
+                warn!(node = %inner.config.node_id, code = %last.0, error = %last.1,
+                      attempts = backoff.failures(), "giving up connecting to the cluster");
+                inner.emit(NodeEvent::GaveUp {
+                    code: last.0.clone(),
+                });
+                let _ = inner.fatal.send(Some(Fatal {
+                    code: last.0,
+                    detail: last.1,
+                }));
+                return;
+            }
+        }
+    }
+}
