@@ -53,6 +53,9 @@ pub struct ConnectionConfig {
     pub framing: Framing,
     /// Handshake settings.
     pub handshake: HandshakeConfig,
+    /// A dial that has not connected after this long is abandoned (the shell applies it
+    /// around its connect call; a partitioned network may never answer).
+    pub connect_timeout: Duration,
     /// A ping goes out this long after the previous one.
     pub ping_interval: Duration,
     /// The link is declared dead when nothing arrived for this long.
@@ -69,6 +72,7 @@ impl Default for ConnectionConfig {
             max_frame: MAX_FRAME_DEFAULT,
             framing: Framing::Stream,
             handshake: HandshakeConfig::default(),
+            connect_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(15),
             max_pending_requests: 65_536,

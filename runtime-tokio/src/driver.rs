@@ -2,7 +2,7 @@
 //! transmits, arms its timer, forwards application commands. No decisions are made here:
 //! the loop only moves bytes, time and commands between the socket and the core.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::Poll;
@@ -74,8 +74,9 @@ pub async fn drive<S: Stream>(
     handler: &dyn RequestHandler,
     sink: &mut dyn EventSink,
 ) {
-    let mut pending: HashMap<RequestId, oneshot::Sender<Result<Bytes, RequestError>>> =
-        HashMap::new();
+    // Ordered, so that failing them all at the end wakes callers in a reproducible order.
+    let mut pending: BTreeMap<RequestId, oneshot::Sender<Result<Bytes, RequestError>>> =
+        BTreeMap::new();
     let mut wq: VecDeque<Bytes> = VecDeque::new();
     let mut wq_bytes = 0usize;
     let mut need_flush = false;
@@ -221,7 +222,7 @@ pub async fn drive<S: Stream>(
         }
     }
     // Every caller gets an answer, even if the machine could not give one.
-    for (_, tx) in pending.drain() {
+    for (_, tx) in std::mem::take(&mut pending) {
         let _ = tx.send(Err(RequestError::ConnectionFailed));
     }
     while let Some(ev) = conn.poll_event() {

@@ -628,13 +628,22 @@ async fn connector<N: Net>(inner: Arc<Inner<N>>) {
             }
             let host = url.host.to_string();
             let host = host.trim_start_matches('[').trim_end_matches(']');
-            let (stream, addr) = match inner.net.connect(host, url.port).await {
+            let dial = inner.net.connect(host, url.port);
+            let dialed = tokio::time::timeout(inner.config.connection.connect_timeout, dial)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connect timed out",
+                    ))
+                });
+            let (stream, addr) = match dialed {
                 Ok(s) => s,
                 Err(e) => {
                     warn!(node = %inner.config.node_id, url = %label, error = %e, "connect failed");
                     inner.emit(NodeEvent::ConnectFailed {
                         url: label.clone(),
-                        error: e.to_string(),
+                        error: format!("{}: {e}", e.kind()),
                     });
                     continue;
                 }
