@@ -52,7 +52,10 @@ fn bench_decode(quick: bool) -> Vec<(String, String)> {
     }
     let secs = t.elapsed().as_secs_f64();
     let gbps = (stream.len() * rounds) as f64 / secs / 1e9;
-    rows.push(("frame decode, 1 MiB frames".into(), format!("{gbps:.2} GB/s")));
+    rows.push((
+        "frame decode, 1 MiB frames".into(),
+        format!("{gbps:.2} GB/s"),
+    ));
 
     // Small frames: Request messages with 64-byte bodies.
     let msg = Message::Request(Request {
@@ -74,7 +77,10 @@ fn bench_decode(quick: bool) -> Vec<(String, String)> {
         });
     }
     let rate = (count * rounds) as f64 / t.elapsed().as_secs_f64();
-    rows.push(("frame decode, small frames".into(), format!("{:.1} M frames/s", rate / 1e6)));
+    rows.push((
+        "frame decode, small frames".into(),
+        format!("{:.1} M frames/s", rate / 1e6),
+    ));
     let t = Instant::now();
     for _ in 0..rounds {
         decode_all(&stream, &mut dec, |b| {
@@ -106,7 +112,9 @@ fn stats(mut v: Vec<Duration>) -> Lat {
 }
 
 async fn raw_ping_pong(n: usize, size: usize) -> Lat {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     tokio::spawn(async move {
         let (mut s, _) = l.accept().await.expect("accept");
@@ -185,7 +193,10 @@ fn us(d: Duration) -> String {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    println!("nkcluster protocol bench ({})", if quick { "quick" } else { "full" });
+    println!(
+        "nkcluster protocol bench ({})",
+        if quick { "quick" } else { "full" }
+    );
     println!("\n{:<42} {:>16}", "decode", "throughput");
     for (k, v) in bench_decode(quick) {
         println!("{k:<42} {v:>16}");
@@ -193,7 +204,9 @@ fn main() {
     let n = if quick { 2_000 } else { 20_000 };
     for flavor in ["current_thread", "multi_thread(2)"] {
         let rt = if flavor == "current_thread" {
-            tokio::runtime::Builder::new_current_thread().enable_all().build()
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
         } else {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -207,12 +220,22 @@ fn main() {
             let nk = nk_round_trip(n, 32).await;
             (raw, nk)
         });
-        println!(
-            "\nrequest round trip, 32-byte body, loopback, tokio {flavor}, {n} sequential"
-        );
+        println!("\nrequest round trip, 32-byte body, loopback, tokio {flavor}, {n} sequential");
         println!("{:<28} {:>10} {:>10} {:>10}", "", "mean", "p50", "p99");
-        println!("{:<28} {:>10} {:>10} {:>10}", "raw framed TCP ping-pong", us(raw.mean), us(raw.p50), us(raw.p99));
-        println!("{:<28} {:>10} {:>10} {:>10}", "nkcluster request", us(nk.mean), us(nk.p50), us(nk.p99));
+        println!(
+            "{:<28} {:>10} {:>10} {:>10}",
+            "raw framed TCP ping-pong",
+            us(raw.mean),
+            us(raw.p50),
+            us(raw.p99)
+        );
+        println!(
+            "{:<28} {:>10} {:>10} {:>10}",
+            "nkcluster request",
+            us(nk.mean),
+            us(nk.p50),
+            us(nk.p99)
+        );
         println!(
             "{:<28} {:>10.2} {:>10.2} {:>10.2}   (target <= 1.30)",
             "ratio nkcluster / raw",

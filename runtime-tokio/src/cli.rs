@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Run a node daemon.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Run a local quick-start cluster on loopback until interrupted.
     Dev(DevArgs),
 }
@@ -146,7 +146,7 @@ pub fn main() -> ExitCode {
     };
     rt.block_on(async {
         match cli.command {
-            Cmd::Node(args) => run_node(args).await,
+            Cmd::Node(args) => run_node(*args).await,
             Cmd::Dev(args) => run_dev(args).await,
         }
     })

@@ -127,8 +127,11 @@ pub struct PeerSummary {
 /// the body) and `nkcluster.node` (returns this node's id).
 #[derive(Clone)]
 pub struct Handlers {
-    map: HashMap<String, Arc<dyn Fn(Bytes) -> Result<Bytes, RemoteError> + Send + Sync>>,
+    map: HashMap<String, HandlerFn>,
 }
+
+/// A synchronous request handler.
+pub type HandlerFn = Arc<dyn Fn(Bytes) -> Result<Bytes, RemoteError> + Send + Sync>;
 
 impl std::fmt::Debug for Handlers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

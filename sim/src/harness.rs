@@ -209,7 +209,7 @@ pub fn seeds(default_count: u64) -> Vec<u64> {
 
 /// Runs `scenario` once per seed; on the first failure panics with the seed, the replay
 /// command and the tail of the event log.
-pub fn check(name: &str, default_seeds: u64, scenario: fn(u64) -> Result<Vec<String>, Failure>) {
+pub fn check(name: &str, default_seeds: u64, scenario: Scenario) {
     for seed in seeds(default_seeds) {
         if let Err(f) = scenario(seed) {
             let tail = f.log.len().saturating_sub(60);
@@ -225,6 +225,9 @@ pub fn check(name: &str, default_seeds: u64, scenario: fn(u64) -> Result<Vec<Str
         }
     }
 }
+
+/// A scenario: runs one seed, returns the event log or the failure.
+pub type Scenario = fn(u64) -> Result<Vec<String>, Failure>;
 
 /// A failed scenario run: what went wrong and the event log up to then.
 #[derive(Debug)]

@@ -12,7 +12,10 @@ fn main() -> ExitCode {
         }
         return ExitCode::from(2);
     };
-    let Some((_, f)) = nkcluster_sim::scenarios::ALL.iter().find(|(n, _)| n == name) else {
+    let Some((_, f)) = nkcluster_sim::scenarios::ALL
+        .iter()
+        .find(|(n, _)| n == name)
+    else {
         eprintln!("unknown scenario {name}");
         return ExitCode::from(2);
     };

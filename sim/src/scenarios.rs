@@ -10,7 +10,7 @@ use nkcluster_core::RequestError;
 use nkcluster_core::url::parse_url_list;
 
 use crate::harness::{
-    BoxError, Entry, Failure, Log, What, add_node, builder, link_up, run, sim_config,
+    BoxError, Entry, Failure, Log, Scenario, What, add_node, builder, link_up, run, sim_config,
 };
 
 /// Ping interval used by the scenarios.
@@ -23,7 +23,7 @@ const PARTITION_HOLD: Duration = Duration::from_secs(4);
 const SLACK: Duration = Duration::from_millis(5);
 
 /// Every scenario, by name (for the replay binary).
-pub const ALL: &[(&str, fn(u64) -> Result<Vec<String>, Failure>)] = &[
+pub const ALL: &[(&str, Scenario)] = &[
     ("two_nodes_link_up", two_nodes_link_up),
     ("partition_detect_and_repair", partition_detect_and_repair),
 ];
@@ -75,14 +75,24 @@ pub fn two_nodes_link_up(seed: u64) -> Result<Vec<String>, Failure> {
         let r = w1
             .request("c1", "nkcluster.node", Bytes::new(), Duration::from_secs(5))
             .await?;
-        ensure(r == Bytes::from_static(b"c1"), || format!("node answered {r:?}"))?;
-        l.note(format!("w1 -> c1 nkcluster.node = {}", String::from_utf8_lossy(&r)));
+        ensure(r == Bytes::from_static(b"c1"), || {
+            format!("node answered {r:?}")
+        })?;
+        l.note(format!(
+            "w1 -> c1 nkcluster.node = {}",
+            String::from_utf8_lossy(&r)
+        ));
         Ok(())
     });
     run(sim, &log)
 }
 
-fn link_down_at(entries: &[Entry], host: &str, peer: &str, from: usize) -> Option<(Duration, Option<String>)> {
+fn link_down_at(
+    entries: &[Entry],
+    host: &str,
+    peer: &str,
+    from: usize,
+) -> Option<(Duration, Option<String>)> {
     entries.iter().skip(from).find_map(|e| match &e.what {
         What::Node(NodeEvent::LinkDown { peer: p, code, .. }) if e.host == host && p == peer => {
             Some((e.at, code.clone()))
@@ -111,13 +121,18 @@ pub fn partition_detect_and_repair(seed: u64) -> Result<Vec<String>, Failure> {
             c1.request("w1", "nkcluster.echo", Bytes::from_static(b"y"), long),
         );
         let t_fail = turmoil::sim_elapsed().unwrap_or_default();
-        l.note(format!("pending requests ended: w1->c1 {a:?}, c1->w1 {b:?}"));
+        l.note(format!(
+            "pending requests ended: w1->c1 {a:?}, c1->w1 {b:?}"
+        ));
         ensure(
             a == Err(RequestError::ConnectionFailed) && b == Err(RequestError::ConnectionFailed),
             || format!("expected connection_failed on both sides, got {a:?} and {b:?}"),
         )?;
         ensure(t_fail - t_part <= IDLE + SLACK, || {
-            format!("requests failed {:?} after the partition (idle timeout {IDLE:?})", t_fail - t_part)
+            format!(
+                "requests failed {:?} after the partition (idle timeout {IDLE:?})",
+                t_fail - t_part
+            )
         })?;
         let entries = l.entries();
         for (host, peer) in [("c1", "w1"), ("w1", "c1")] {
@@ -127,7 +142,10 @@ pub fn partition_detect_and_repair(seed: u64) -> Result<Vec<String>, Failure> {
                 format!("{host}: link down with {code:?}, expected idle_timeout")
             })?;
             ensure(at - t_part <= IDLE + SLACK, || {
-                format!("{host} detected the loss {:?} after the partition", at - t_part)
+                format!(
+                    "{host} detected the loss {:?} after the partition",
+                    at - t_part
+                )
             })?;
         }
         // Keep the partition for a while, so the worker's redials run into it (connect
@@ -141,7 +159,9 @@ pub fn partition_detect_and_repair(seed: u64) -> Result<Vec<String>, Failure> {
         let r = w1
             .request("c1", "nkcluster.node", Bytes::new(), Duration::from_secs(5))
             .await?;
-        ensure(r == Bytes::from_static(b"c1"), || format!("node answered {r:?}"))?;
+        ensure(r == Bytes::from_static(b"c1"), || {
+            format!("node answered {r:?}")
+        })?;
         l.note("request after repair ok");
         Ok(())
     });

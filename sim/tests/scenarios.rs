@@ -10,7 +10,11 @@ fn two_nodes_link_up() {
 
 #[test]
 fn partition_detect_and_repair() {
-    check("partition_detect_and_repair", 8, scenarios::partition_detect_and_repair);
+    check(
+        "partition_detect_and_repair",
+        8,
+        scenarios::partition_detect_and_repair,
+    );
 }
 
 #[test]
