@@ -337,9 +337,7 @@ impl Handshake {
     }
 
     fn on_hello(&mut self, body: &[u8], h: Hello) -> State {
-        let mut claimed = h.node_id.clone();
-        claimed.truncate(MAX_NAME_LEN);
-        self.claimed_peer = Some(claimed);
+        self.claimed_peer = Some(prefix_at_char_boundary(&h.node_id, MAX_NAME_LEN).to_owned());
         if let Err(e) = check_hello(&h) {
             self.fail(RejectReason::Protocol, e);
             return State::Failed;
@@ -472,6 +470,15 @@ impl Handshake {
     pub fn poll_outcome(&mut self) -> Option<Outcome> {
         self.outcome.take()
     }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn prefix_at_char_boundary(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn check_hello(h: &Hello) -> Result<(), HandshakeError> {
@@ -770,6 +777,29 @@ mod tests {
             l.poll_outcome(),
             Some(Outcome::Failed(HandshakeError::Protocol(_)))
         ));
+    }
+
+    #[test]
+    fn overlong_multibyte_node_id_is_refused_without_panicking() {
+        // 'é' is two bytes: byte 255 falls inside a character.
+        let (_, mut l) = pair("pw", "pw", "c", "c", (b"", b""));
+        let m = Message::Hello(Hello {
+            version_min: 1,
+            version_max: 1,
+            cluster: "c".into(),
+            node_id: "é".repeat(200),
+            instance: 1,
+            role: Role::Worker,
+            listen: vec![],
+            meta: String::new(),
+            nonce: [0; 32],
+        });
+        l.handle_message(Instant::ZERO, &m.encode_body(), m);
+        assert!(matches!(
+            l.poll_outcome(),
+            Some(Outcome::Failed(HandshakeError::Protocol(_)))
+        ));
+        assert_eq!(l.claimed_peer().map(str::len), Some(254));
     }
 
     proptest! {

@@ -521,7 +521,7 @@ impl<N: Net> EventSink for LinkSink<N> {
                     let code = err.as_ref().map_or("closed", |e| e.code()).to_owned();
                     let detail = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
                     warn!(node = %me, remote = %self.remote,
-                          claimed_peer = claimed.as_deref().unwrap_or("?"),
+                          claimed_peer = %claimed.as_deref().unwrap_or("?"),
                           code = %code, error = %detail, "connection refused");
                     self.inner.emit(NodeEvent::HandshakeFailed {
                         remote: self.remote.clone(),
@@ -690,7 +690,8 @@ async fn connector<N: Net>(inner: Arc<Inner<N>>) {
                 inner.emit(NodeEvent::GaveUp {
                     code: last.0.clone(),
                 });
-                let _ = inner.fatal.send(Some(Fatal {
+                // send_replace: the value must stay even if nobody is waiting yet.
+                inner.fatal.send_replace(Some(Fatal {
                     code: last.0,
                     detail: last.1,
                 }));
