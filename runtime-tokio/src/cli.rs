@@ -65,13 +65,13 @@ pub struct NodeArgs {
     #[arg(long, env = "NKCLUSTER_CONNECT_ATTEMPTS")]
     pub connect_attempts: Option<u32>,
     /// Ping interval in milliseconds.
-    #[arg(long)]
+    #[arg(long, env = "NKCLUSTER_PING_INTERVAL_MS")]
     pub ping_interval_ms: Option<u64>,
     /// Idle timeout in milliseconds (the link dies when nothing arrives for this long).
-    #[arg(long)]
+    #[arg(long, env = "NKCLUSTER_IDLE_TIMEOUT_MS")]
     pub idle_timeout_ms: Option<u64>,
     /// Maximum frame body in bytes.
-    #[arg(long)]
+    #[arg(long, env = "NKCLUSTER_MAX_FRAME")]
     pub max_frame: Option<u32>,
 }
 
