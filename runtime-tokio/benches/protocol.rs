@@ -214,10 +214,11 @@ fn main() {
                 .build()
         }
         .expect("runtime");
+        // Both clients run as tasks on the runtime's workers, like real callers in a
+        // daemon (block_on would keep them on the main thread and add a thread hop).
         let (raw, nk) = rt.block_on(async {
-            // Interleave to share any drift in machine load.
-            let raw = raw_ping_pong(n, 32).await;
-            let nk = nk_round_trip(n, 32).await;
+            let raw = tokio::spawn(raw_ping_pong(n, 32)).await.expect("raw task");
+            let nk = tokio::spawn(nk_round_trip(n, 32)).await.expect("nk task");
             (raw, nk)
         });
         println!("\nrequest round trip, 32-byte body, loopback, tokio {flavor}, {n} sequential");
