@@ -73,6 +73,24 @@ pub struct NodeArgs {
     /// Maximum frame body in bytes.
     #[arg(long, env = "NKCLUSTER_MAX_FRAME")]
     pub max_frame: Option<u32>,
+    /// PEM certificate (chain) for TLS listeners (default: a generated self-signed one).
+    #[arg(long, env = "NKCLUSTER_TLS_CERTFILE")]
+    pub tls_certfile: Option<String>,
+    /// PEM private key of the certificate (PKCS#8; encrypted needs --tls-password).
+    #[arg(long, env = "NKCLUSTER_TLS_KEYFILE")]
+    pub tls_keyfile: Option<String>,
+    /// PEM CA certificates used to verify servers (with --tls-verify true).
+    #[arg(long, env = "NKCLUSTER_TLS_CACERTFILE")]
+    pub tls_cacertfile: Option<String>,
+    /// Password of an encrypted key file.
+    #[arg(long, env = "NKCLUSTER_TLS_PASSWORD", hide_env_values = true)]
+    pub tls_password: Option<String>,
+    /// Verify server certificates when dialing (`true` or `false`, default false).
+    #[arg(long, env = "NKCLUSTER_TLS_VERIFY")]
+    pub tls_verify: Option<bool>,
+    /// Maximum intermediate certificates when verifying.
+    #[arg(long, env = "NKCLUSTER_TLS_DEPTH")]
+    pub tls_depth: Option<u8>,
 }
 
 impl NodeArgs {
@@ -89,6 +107,12 @@ impl NodeArgs {
             ping_interval_ms: self.ping_interval_ms,
             idle_timeout_ms: self.idle_timeout_ms,
             max_frame: self.max_frame,
+            tls_certfile: self.tls_certfile.clone(),
+            tls_keyfile: self.tls_keyfile.clone(),
+            tls_cacertfile: self.tls_cacertfile.clone(),
+            tls_password: self.tls_password.clone(),
+            tls_verify: self.tls_verify,
+            tls_depth: self.tls_depth,
         }
     }
 

@@ -9,7 +9,7 @@ use nkcluster_core::ConnectionConfig;
 use nkcluster_core::auth::KEY_ITERATIONS;
 use nkcluster_core::backoff::BackoffConfig;
 use nkcluster_core::meta::Meta;
-use nkcluster_core::url::{ClusterUrl, parse_url_list};
+use nkcluster_core::url::{ClusterUrl, TlsOptions, parse_url_list};
 use serde::Deserialize;
 use thiserror::Error;
 
@@ -43,6 +43,8 @@ pub struct NodeConfig {
     pub backoff: BackoffConfig,
     /// PBKDF2 iterations (every node of a cluster must agree).
     pub key_iterations: u32,
+    /// Node-level TLS options (`tls_*`); a URL's own parameters override them.
+    pub tls: TlsOptions,
 }
 
 impl NodeConfig {
@@ -59,6 +61,7 @@ impl NodeConfig {
             connection: ConnectionConfig::default(),
             backoff: BackoffConfig::default(),
             key_iterations: KEY_ITERATIONS,
+            tls: TlsOptions::default(),
         }
     }
 }
@@ -118,6 +121,18 @@ pub struct RawOptions {
     pub idle_timeout_ms: Option<u64>,
     /// `max_frame`: maximum frame body in bytes.
     pub max_frame: Option<u32>,
+    /// `tls_certfile`: PEM certificate chain for TLS listeners.
+    pub tls_certfile: Option<String>,
+    /// `tls_keyfile`: PEM private key (PKCS#8, optionally encrypted).
+    pub tls_keyfile: Option<String>,
+    /// `tls_cacertfile`: PEM CA certificates to verify peers with.
+    pub tls_cacertfile: Option<String>,
+    /// `tls_password`: password of an encrypted `tls_keyfile`.
+    pub tls_password: Option<String>,
+    /// `tls_verify`: verify the server certificate when dialing (needs `tls_cacertfile`).
+    pub tls_verify: Option<bool>,
+    /// `tls_depth`: maximum intermediate certificates when verifying.
+    pub tls_depth: Option<u8>,
 }
 
 impl RawOptions {
@@ -149,7 +164,13 @@ impl RawOptions {
             connect_attempts,
             ping_interval_ms,
             idle_timeout_ms,
-            max_frame
+            max_frame,
+            tls_certfile,
+            tls_keyfile,
+            tls_cacertfile,
+            tls_password,
+            tls_verify,
+            tls_depth
         );
         self
     }
@@ -192,6 +213,14 @@ impl RawOptions {
                 "must be longer than ping_interval_ms".into(),
             ));
         }
+        c.tls = TlsOptions {
+            verify: self.tls_verify,
+            depth: self.tls_depth,
+            certfile: self.tls_certfile,
+            keyfile: self.tls_keyfile,
+            cacertfile: self.tls_cacertfile,
+            password: self.tls_password,
+        };
         if let Some(m) = self.max_frame {
             if m < 1024 {
                 return Err(invalid("max_frame", "must be at least 1024".into()));

@@ -1,25 +1,25 @@
-//! Drives one [`Connection`] over one byte stream: reads into the machine, writes what it
+//! Drives one [`Connection`] over one transport ([`LinkIo`]): reads into the machine, writes what it
 //! transmits, arms its timer, forwards application commands. No decisions are made here:
 //! the loop only moves bytes, time and commands between the socket and the core.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::poll_fn;
-use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use nkcluster_core::conn::{Connection, Event, RequestError, RequestId};
 use nkcluster_core::message::RemoteError;
-use tokio::io::ReadBuf;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::net::Stream;
+use crate::linkio::{Incoming, LinkIo};
 
 /// Read buffer bounds: small while idle (memory per connection), grows under bulk load.
 const READ_BUF_MIN: usize = 4 * 1024;
 const READ_BUF_MAX: usize = 256 * 1024;
+/// How long a closed connection may take to write its last bytes.
+const LINGER: Duration = Duration::from_secs(5);
 /// Stop taking new commands while this much output is waiting for the socket.
 const WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
 
@@ -57,17 +57,20 @@ pub trait EventSink: Send + 'static {
 }
 
 enum Wake {
-    Read(usize),
-    Eof,
+    Read(Incoming),
     IoError(String),
     Command(Command),
     CommandsClosed,
     Timer,
+    Flushed,
 }
 
-/// Runs the connection until it is closed and its last bytes are written.
-pub async fn drive<S: Stream>(
-    mut stream: S,
+/// Runs the connection over `io` until it is closed and its last bytes are written.
+///
+/// Commands wait until the handshake is done. When every command sender is gone the
+/// connection closes as soon as no request of ours is pending ("closed when idle").
+pub async fn drive(
+    mut io: Box<dyn LinkIo>,
     mut conn: Connection,
     clock: Clock,
     mut commands: mpsc::Receiver<Command>,
@@ -85,6 +88,7 @@ pub async fn drive<S: Stream>(
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
     let mut write_failed = false;
+    let mut linger: Option<nkcluster_core::Instant> = None;
 
     loop {
         // Drain the machine.
@@ -104,65 +108,70 @@ pub async fn drive<S: Stream>(
                 ev => sink.on_event(&conn, &ev),
             }
         }
+        if !commands_open && pending.is_empty() && conn.is_established() {
+            conn.close("idle");
+            continue;
+        }
         while let Some(b) = conn.poll_transmit() {
             wq_bytes += b.len();
             wq.push_back(b);
         }
-        if conn.is_closed() && (wq.is_empty() || write_failed) {
+        if conn.is_closed() && (wq.is_empty() || write_failed) && !need_flush {
             break;
         }
-        let deadline = conn.poll_timeout();
+        let established = conn.is_established();
+        let closed = conn.is_closed();
+        let deadline = if closed {
+            // Last writes to a peer that does not read must not hold the task forever.
+            let d = *linger.get_or_insert_with(|| clock.now() + LINGER);
+            Some(d)
+        } else {
+            conn.poll_timeout()
+        };
         if let Some(d) = deadline {
             sleep.as_mut().reset(clock.to_tokio(d));
         }
 
         let wake = poll_fn(|cx| {
-            // 1. Write as much as the socket takes.
-            while let Some(front) = wq.front_mut() {
-                match Pin::new(&mut stream).poll_write(cx, front) {
-                    Poll::Ready(Ok(0)) => {
-                        return Poll::Ready(Wake::IoError("write returned zero".into()));
-                    }
-                    Poll::Ready(Ok(n)) => {
-                        wq_bytes -= n;
-                        need_flush = true;
-                        if n == front.len() {
-                            wq.pop_front();
-                        } else {
-                            let _ = front.split_to(n);
-                        }
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Wake::IoError(e.to_string())),
-                    Poll::Pending => break,
+            // 1. Write as much as the transport takes, then flush.
+            if !wq.is_empty() {
+                let mut written = 0;
+                let r = io.poll_write_queue(cx, &mut wq, &mut written);
+                wq_bytes -= written;
+                if written > 0 {
+                    need_flush = true;
+                }
+                if let Poll::Ready(Err(e)) = r {
+                    return Poll::Ready(Wake::IoError(e.to_string()));
                 }
             }
             if wq.is_empty() && need_flush {
-                match Pin::new(&mut stream).poll_flush(cx) {
-                    Poll::Ready(Ok(())) => need_flush = false,
+                match io.poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        need_flush = false;
+                        if closed {
+                            return Poll::Ready(Wake::Flushed);
+                        }
+                    }
                     Poll::Ready(Err(e)) => return Poll::Ready(Wake::IoError(e.to_string())),
                     Poll::Pending => {}
                 }
             }
-            if conn.is_closed() {
-                // Only the remaining writes matter now.
-                return if wq.is_empty() {
-                    Poll::Ready(Wake::Eof)
-                } else {
-                    Poll::Pending
+            if closed {
+                // Only the remaining writes matter now, until the linger deadline.
+                return match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Wake::Timer),
+                    Poll::Pending => Poll::Pending,
                 };
             }
             // 2. Read.
-            let mut rb = ReadBuf::new(&mut rbuf);
-            match Pin::new(&mut stream).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {
-                    let n = rb.filled().len();
-                    return Poll::Ready(if n == 0 { Wake::Eof } else { Wake::Read(n) });
-                }
+            match io.poll_read(cx, &mut rbuf) {
+                Poll::Ready(Ok(inc)) => return Poll::Ready(Wake::Read(inc)),
                 Poll::Ready(Err(e)) => return Poll::Ready(Wake::IoError(e.to_string())),
                 Poll::Pending => {}
             }
-            // 3. Commands, unless the socket is backed up.
-            if commands_open && wq_bytes < WRITE_HIGH_WATER {
+            // 3. Commands: once authenticated, and unless the transport is backed up.
+            if established && commands_open && wq_bytes < WRITE_HIGH_WATER {
                 match commands.poll_recv(cx) {
                     Poll::Ready(Some(c)) => return Poll::Ready(Wake::Command(c)),
                     Poll::Ready(None) => return Poll::Ready(Wake::CommandsClosed),
@@ -179,7 +188,7 @@ pub async fn drive<S: Stream>(
 
         let now = clock.now();
         match wake {
-            Wake::Read(n) => {
+            Wake::Read(Incoming::Bytes(n)) => {
                 conn.handle_input(now, &rbuf[..n]);
                 // Grow the buffer under bulk load; shrink it back when traffic is small.
                 if n == rbuf.len() && rbuf.len() < READ_BUF_MAX {
@@ -188,14 +197,12 @@ pub async fn drive<S: Stream>(
                     rbuf = vec![0u8; READ_BUF_MIN];
                 }
             }
-            Wake::Eof => {
-                if conn.is_closed() {
-                    break;
-                }
-                conn.handle_transport_closed(now, "eof");
-            }
+            Wake::Read(Incoming::Frame(b)) => conn.handle_frame(now, &b),
+            Wake::Read(Incoming::Eof) => conn.handle_transport_closed(now, "eof"),
+            Wake::Flushed => {}
             Wake::IoError(e) => {
                 write_failed = true;
+                need_flush = false;
                 wq.clear();
                 wq_bytes = 0;
                 conn.handle_transport_closed(now, &e);
@@ -214,9 +221,10 @@ pub async fn drive<S: Stream>(
                 }
             },
             Wake::Command(Command::Close { reason }) => conn.close(&reason),
-            Wake::CommandsClosed => {
-                commands_open = false;
-                conn.close("node shutting down");
+            Wake::CommandsClosed => commands_open = false,
+            Wake::Timer if closed => {
+                write_failed = true;
+                break;
             }
             Wake::Timer => conn.handle_timeout(now),
         }
@@ -230,5 +238,8 @@ pub async fn drive<S: Stream>(
             sink.on_event(&conn, &ev);
         }
     }
-    let _ = poll_fn(|cx| Pin::new(&mut stream).poll_shutdown(cx)).await;
+    if !write_failed {
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| io.poll_shutdown(cx))).await;
+    }
 }

@@ -15,7 +15,7 @@ use nkcluster_core::backoff::Backoff;
 use nkcluster_core::conn::{Connection, ConnectionParams, Event, RequestError};
 use nkcluster_core::handshake::{Identity, PeerInfo, Role, Side};
 use nkcluster_core::message::RemoteError;
-use nkcluster_core::url::{ClusterUrl, Host, Transport};
+use nkcluster_core::url::{ClusterUrl, Host, TlsOptions, Transport, parse_url};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use thiserror::Error;
@@ -26,6 +26,7 @@ use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::driver::{Command, EventSink, RequestHandler, drive};
 use crate::net::Net;
+use crate::transport::{self, ServerTls, merge_tls};
 
 /// Commands queued per connection before callers wait.
 const COMMAND_QUEUE: usize = 1024;
@@ -94,6 +95,26 @@ pub enum StartError {
         /// Why.
         error: String,
     },
+}
+
+/// Why [`Node::connect`] reached no peer.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{code}: {detail}")]
+pub struct ConnectError {
+    /// Stable code: `invalid_scheme`, `invalid_transport`, `syntax_error`,
+    /// `no_connections`, `auth_failed`, `cluster_mismatch`, `tls_error`, `tls_config`, ...
+    pub code: String,
+    /// Detail.
+    pub detail: String,
+}
+
+/// Options of [`Node::request_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestOptions {
+    /// How long to wait for the reply.
+    pub timeout: Duration,
+    /// Use a dedicated connection.
+    pub exclusive: bool,
 }
 
 /// Where the process should stop: the connector gave up.
@@ -203,6 +224,7 @@ struct Inner<N: Net> {
     handlers: Handlers,
     shutdown: watch::Sender<bool>,
     fatal: watch::Sender<Option<Fatal>>,
+    client_tls: Mutex<HashMap<String, Arc<rustls::ClientConfig>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -243,17 +265,33 @@ impl<N: Net> Node<N> {
         };
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
+        // One generated certificate serves every TLS listener without a configured one.
+        let mut generated: Option<ServerTls> = None;
         for url in &config.listen {
             let addr = bind_addr(url).map_err(|error| StartError::Listen {
                 url: url.remote_label(),
                 error,
             })?;
-            if url.transport != Transport::Tcp {
-                return Err(StartError::Listen {
-                    url: url.remote_label(),
-                    error: format!("transport {} is not available yet", url.transport),
-                });
-            }
+            let tls = if url.transport.is_tls() {
+                let opts = merge_tls(&config.tls, &url.tls);
+                let t = if opts.certfile.is_none() && generated.is_some() {
+                    generated.clone()
+                } else {
+                    let t = transport::server_tls(&opts, &config.node_id).map_err(|e| {
+                        StartError::Listen {
+                            url: url.remote_label(),
+                            error: e.to_string(),
+                        }
+                    })?;
+                    if t.self_signed {
+                        generated = Some(t.clone());
+                    }
+                    Some(t)
+                };
+                t.map(Arc::new)
+            } else {
+                None
+            };
             let l = env.net.bind(addr).await.map_err(|e| StartError::Listen {
                 url: url.remote_label(),
                 error: e.to_string(),
@@ -263,14 +301,15 @@ impl<N: Net> Node<N> {
                 error: e.to_string(),
             })?;
             bound.push((url.transport, local));
-            listeners.push((url.clone(), l, local));
+            listeners.push((url.clone(), l, local, tls));
         }
         let listen_urls = listeners
             .iter()
-            .map(|(u, _, local)| {
+            .map(|(u, _, local, _)| {
                 let mut u = u.clone();
                 u.port = local.port();
                 u.password = None;
+                u.tls = TlsOptions::default();
                 u.to_string()
             })
             .collect();
@@ -306,13 +345,14 @@ impl<N: Net> Node<N> {
             handlers,
             shutdown: watch::channel(false).0,
             fatal: watch::channel(None).0,
+            client_tls: Mutex::new(HashMap::new()),
             config,
         });
-        for (url, l, local) in listeners {
+        for (url, l, local, tls) in listeners {
             let label = format!("{}:{}", url.transport, local);
             info!(node = %inner.config.node_id, addr = %label, "listening");
             inner.emit(NodeEvent::Listening { addr: label });
-            tokio::spawn(accept_loop(inner.clone(), l, url.transport));
+            tokio::spawn(accept_loop(inner.clone(), l, url, tls));
         }
         if !inner.config.cluster_addr.is_empty() {
             tokio::spawn(connector(inner.clone()));
@@ -376,6 +416,130 @@ impl<N: Net> Node<N> {
         rx.await.unwrap_or(Err(RequestError::ConnectionFailed))
     }
 
+    /// Connects to the first entry of `urls` (a `nkcluster://` list, tried in order) that
+    /// authenticates, and keeps that link (it is listed in [`peers`](Self::peers)).
+    /// Returns the peer reached, with the remote address and its transport
+    /// (`tls:127.0.0.1:1973`). Errors: the URL list's own (`invalid_scheme`,
+    /// `invalid_transport`, `syntax_error`), `no_connections` when nothing answered,
+    /// otherwise the last entry's failure (`auth_failed`, `tls_error`, ...).
+    pub async fn connect(&self, urls: &str) -> Result<PeerSummary, ConnectError> {
+        let urls = nkcluster_core::url::parse_url_list(urls).map_err(|e| ConnectError {
+            code: e.code().to_owned(),
+            detail: e.to_string(),
+        })?;
+        let mut last = ConnectError {
+            code: "no_connections".into(),
+            detail: "no url could be reached".into(),
+        };
+        for url in urls {
+            let (remote, ready) = match self.inner.dial(&url).await {
+                Ok(r) => r,
+                Err((code, detail)) => {
+                    if code != "no_connections" || last.code == "no_connections" {
+                        last = ConnectError {
+                            code: code.to_owned(),
+                            detail,
+                        };
+                    }
+                    continue;
+                }
+            };
+            let password = url
+                .password
+                .as_deref()
+                .unwrap_or(&self.inner.config.password);
+            let key = self.inner.key_for(password);
+            let (tx, rx) = oneshot::channel();
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                run_connection(inner, ready, Side::Dialer, key, remote, None, Some(tx)).await;
+            });
+            match rx.await {
+                Ok(Ok(p)) => return Ok(p),
+                Ok(Err(e)) => {
+                    last = ConnectError {
+                        code: e.code().to_owned(),
+                        detail: e.to_string(),
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        Err(last)
+    }
+
+    /// Like [`request`](Self::request), with options: `exclusive` opens a dedicated
+    /// connection to the peer (to one of its listen URLs, authenticated like any other),
+    /// sends the request over it and closes it once idle, so a long or large request does
+    /// not share the main link. A peer without a listener is asked over its main link.
+    pub async fn request_with(
+        &self,
+        peer: &str,
+        class: &str,
+        body: Bytes,
+        opts: RequestOptions,
+    ) -> Result<Bytes, RequestError> {
+        if !opts.exclusive {
+            return self.request(peer, class, body, opts.timeout).await;
+        }
+        let listen = {
+            let peers = lock(&self.inner.peers);
+            match peers.get(peer).and_then(|v| v.first()) {
+                Some(l) => l.summary.listen.clone(),
+                None => return Err(RequestError::NotConnected),
+            }
+        };
+        let urls: Vec<ClusterUrl> = listen.iter().filter_map(|u| parse_url(u).ok()).collect();
+        if urls.is_empty() {
+            return self.request(peer, class, body, opts.timeout).await;
+        }
+        let deadline = tokio::time::Instant::now() + opts.timeout;
+        let mut last = RequestError::ConnectionFailed;
+        for url in urls {
+            let (remote, ready) = match tokio::time::timeout_at(deadline, self.inner.dial(&url))
+                .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err((code, e))) => {
+                    warn!(node = %self.inner.config.node_id, url = %url.remote_label(), code, error = %e,
+                          "exclusive connection failed");
+                    continue;
+                }
+                Err(_) => return Err(RequestError::Timeout),
+            };
+            let (tx, rx) = mpsc::channel(1);
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let _ = tx.try_send(Command::Request {
+                class: class.to_owned(),
+                body: body.clone(),
+                timeout: left,
+                reply: reply_tx,
+            });
+            // The connection gets the only sender and drops it: once this request is
+            // answered, the driver sees no more commands can come and closes the link.
+            let key = self.inner.key_for(&self.inner.config.password);
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                run_connection(
+                    inner,
+                    ready,
+                    Side::Dialer,
+                    key,
+                    remote,
+                    Some((tx, rx)),
+                    None,
+                )
+                .await;
+            });
+            match reply_rx.await {
+                Ok(r) => return r,
+                Err(_) => last = RequestError::ConnectionFailed,
+            }
+        }
+        Err(last)
+    }
+
     /// Resolves when the node must stop (its connector gave up).
     pub async fn fatal(&self) -> Fatal {
         let mut rx = self.inner.fatal.subscribe();
@@ -433,6 +597,77 @@ impl<N: Net> Inner<N> {
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }
+
+    fn refused(&self, remote: &str, claimed: Option<String>, code: &str, detail: &str) {
+        warn!(node = %self.config.node_id, remote = %remote,
+              claimed_peer = %claimed.as_deref().unwrap_or("?"),
+              code = %code, error = %detail, "connection refused");
+        self.emit(NodeEvent::HandshakeFailed {
+            remote: remote.to_owned(),
+            claimed,
+            code: code.to_owned(),
+        });
+    }
+
+    fn client_tls(
+        &self,
+        url: &ClusterUrl,
+    ) -> Result<Arc<rustls::ClientConfig>, transport::TransportError> {
+        let opts = merge_tls(&self.config.tls, &url.tls);
+        let k = format!("{opts:?}");
+        if let Some(c) = lock(&self.client_tls).get(&k) {
+            return Ok(c.clone());
+        }
+        let c = transport::client_tls(&opts)?;
+        lock(&self.client_tls).insert(k, c.clone());
+        Ok(c)
+    }
+
+    /// Connects to `url` and sets up its transport, within the connect and handshake
+    /// deadlines. Returns the remote label (`tls:10.0.0.1:1973`) and the transport, or an
+    /// error code (`no_connections` when nothing answered) and detail.
+    async fn dial(
+        &self,
+        url: &ClusterUrl,
+    ) -> Result<(String, transport::Ready), (&'static str, String)> {
+        let client = if url.transport.is_tls() {
+            Some(
+                self.client_tls(url)
+                    .map_err(|e| (e.code(), e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let host = url.host.to_string();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let limit = self.config.connection.connect_timeout;
+        let (stream, addr) =
+            match tokio::time::timeout(limit, self.net.connect(host, url.port)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(("no_connections", format!("{}: {e}", e.kind()))),
+                Err(_) => {
+                    return Err((
+                        "no_connections",
+                        format!("connect timed out after {limit:?}"),
+                    ));
+                }
+            };
+        let limit = self.config.connection.handshake.timeout;
+        let setup = transport::dial(
+            stream,
+            url,
+            client.as_ref(),
+            self.config.connection.max_frame,
+        );
+        match tokio::time::timeout(limit, setup).await {
+            Ok(Ok(r)) => Ok((format!("{}:{addr}", url.transport), r)),
+            Ok(Err(e)) => Err((e.code(), e.to_string())),
+            Err(_) => Err((
+                "handshake_timeout",
+                format!("no {} handshake within {limit:?}", url.transport),
+            )),
+        }
+    }
 }
 
 fn bind_addr(url: &ClusterUrl) -> Result<SocketAddr, String> {
@@ -463,6 +698,7 @@ struct LinkSink<N: Net> {
     dialer: bool,
     commands: Option<mpsc::Sender<Command>>,
     outcome: LinkOutcome,
+    notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
 }
 
 impl<N: Net> EventSink for LinkSink<N> {
@@ -484,6 +720,9 @@ impl<N: Net> EventSink for LinkSink<N> {
                             summary,
                         });
                 }
+                if let Some(n) = self.notify.take() {
+                    let _ = n.send(Ok(summary(p, &self.remote, self.dialer)));
+                }
                 self.inner.emit(NodeEvent::LinkUp {
                     peer: p.node_id.clone(),
                     role: p.role,
@@ -493,6 +732,12 @@ impl<N: Net> EventSink for LinkSink<N> {
             }
             Event::Closed(err) => {
                 self.outcome.error = err.clone();
+                if let Some(n) = self.notify.take() {
+                    let e = err
+                        .clone()
+                        .unwrap_or_else(|| ConnError::PeerClosed("closed".into()));
+                    let _ = n.send(Err(e));
+                }
                 let claimed = conn.claimed_peer().map(str::to_owned);
                 if self.outcome.authenticated {
                     let peer = claimed.unwrap_or_default();
@@ -518,16 +763,9 @@ impl<N: Net> EventSink for LinkSink<N> {
                         code: err.as_ref().map(|e| e.code().to_owned()),
                     });
                 } else {
-                    let code = err.as_ref().map_or("closed", |e| e.code()).to_owned();
+                    let code = err.as_ref().map_or("closed", |e| e.code());
                     let detail = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
-                    warn!(node = %me, remote = %self.remote,
-                          claimed_peer = %claimed.as_deref().unwrap_or("?"),
-                          code = %code, error = %detail, "connection refused");
-                    self.inner.emit(NodeEvent::HandshakeFailed {
-                        remote: self.remote.clone(),
-                        claimed,
-                        code,
-                    });
+                    self.inner.refused(&self.remote, claimed, code, &detail);
                 }
             }
             _ => {}
@@ -546,39 +784,56 @@ fn summary(p: &PeerInfo, remote: &str, dialer: bool) -> PeerSummary {
     }
 }
 
-/// Runs one connection over `stream` to completion.
+/// Runs one connection over an established transport to completion.
 async fn run_connection<N: Net>(
     inner: Arc<Inner<N>>,
-    stream: N::Stream,
+    ready: transport::Ready,
     side: Side,
     key: Key,
     remote: String,
+    commands: Option<(mpsc::Sender<Command>, mpsc::Receiver<Command>)>,
+    notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
 ) -> LinkOutcome {
     let params = ConnectionParams {
         side,
         identity: inner.identity.clone(),
         key,
         nonce: inner.nonce(),
-        channel_binding: Vec::new(),
+        channel_binding: ready.binding,
         wall_origin_ns: inner.clock.wall_origin_ns(),
     };
-    let conn = Connection::new(inner.config.connection.clone(), params, inner.clock.now());
-    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let mut config = inner.config.connection.clone();
+    config.framing = ready.io.framing();
+    let conn = Connection::new(config, params, inner.clock.now());
+    // An exclusive connection brings its own channel and is not listed as a peer link.
+    let (register, tx, rx) = match commands {
+        Some((tx, rx)) => (false, tx, rx),
+        None => {
+            let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+            (true, tx, rx)
+        }
+    };
     let conn_id = inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let mut sink = LinkSink {
         inner: inner.clone(),
         conn_id,
         remote,
         dialer: side == Side::Dialer,
-        commands: Some(tx),
+        commands: register.then_some(tx),
         outcome: LinkOutcome::default(),
+        notify,
     };
     let handlers = inner.handlers.clone();
-    drive(stream, conn, inner.clock, rx, &handlers, &mut sink).await;
+    drive(ready.io, conn, inner.clock, rx, &handlers, &mut sink).await;
     sink.outcome
 }
 
-async fn accept_loop<N: Net>(inner: Arc<Inner<N>>, listener: N::Listener, transport: Transport) {
+async fn accept_loop<N: Net>(
+    inner: Arc<Inner<N>>,
+    listener: N::Listener,
+    url: ClusterUrl,
+    tls: Option<Arc<ServerTls>>,
+) {
     let mut stop = inner.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -587,15 +842,32 @@ async fn accept_loop<N: Net>(inner: Arc<Inner<N>>, listener: N::Listener, transp
         };
         match accepted {
             Ok((stream, addr)) => {
-                let remote = format!("{transport}:{addr}");
-                let key = inner.key_for(&inner.config.password);
-                tokio::spawn(run_connection(
-                    inner.clone(),
-                    stream,
-                    Side::Listener,
-                    key,
-                    remote,
-                ));
+                let inner = inner.clone();
+                let tls = tls.clone();
+                let path = url.path.clone();
+                let transport = url.transport;
+                tokio::spawn(async move {
+                    let remote = format!("{transport}:{addr}");
+                    let max = inner.config.connection.max_frame;
+                    // The transport's own handshake (TLS, WebSocket upgrade) counts against
+                    // the handshake deadline too: a silent peer cannot hold a task.
+                    let limit = inner.config.connection.handshake.timeout;
+                    let setup = transport::accept(stream, transport, tls.as_deref(), &path, max);
+                    let ready = match tokio::time::timeout(limit, setup).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(e)) => {
+                            inner.refused(&remote, None, e.code(), &e.to_string());
+                            return;
+                        }
+                        Err(_) => {
+                            let e = format!("no {transport} handshake within {limit:?}");
+                            inner.refused(&remote, None, "handshake_timeout", &e);
+                            return;
+                        }
+                    };
+                    let key = inner.key_for(&inner.config.password);
+                    run_connection(inner, ready, Side::Listener, key, remote, None, None).await;
+                });
             }
             Err(e) => {
                 // Out of descriptors and similar: keep serving, but do not spin.
@@ -622,39 +894,32 @@ async fn connector<N: Net>(inner: Arc<Inner<N>>) {
                 return;
             }
             let label = url.remote_label();
-            if url.transport != Transport::Tcp {
-                last = (
-                    "invalid_transport".into(),
-                    format!("{label}: transport not available yet"),
-                );
-                continue;
-            }
-            let host = url.host.to_string();
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let dial = inner.net.connect(host, url.port);
-            let dialed = tokio::time::timeout(inner.config.connection.connect_timeout, dial)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "connect timed out",
-                    ))
-                });
-            let (stream, addr) = match dialed {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(node = %inner.config.node_id, url = %label, error = %e, "connect failed");
+            let password = url.password.as_deref().unwrap_or(&inner.config.password);
+            let key = inner.key_for(password);
+            let ready = match inner.dial(&url).await {
+                Ok(r) => r,
+                Err((code, e)) => {
+                    warn!(node = %inner.config.node_id, url = %label, code, error = %e, "connect failed");
                     inner.emit(NodeEvent::ConnectFailed {
                         url: label.clone(),
-                        error: format!("{}: {e}", e.kind()),
+                        error: e.clone(),
                     });
+                    if code != "no_connections" {
+                        last = (code.to_owned(), e);
+                    }
                     continue;
                 }
             };
-            let password = url.password.as_deref().unwrap_or(&inner.config.password);
-            let key = inner.key_for(password);
-            let remote = format!("{}:{}", url.transport, addr);
-            let outcome = run_connection(inner.clone(), stream, Side::Dialer, key, remote).await;
+            let outcome = run_connection(
+                inner.clone(),
+                ready.1,
+                Side::Dialer,
+                key,
+                ready.0,
+                None,
+                None,
+            )
+            .await;
             if outcome.authenticated {
                 linked = true;
                 break;

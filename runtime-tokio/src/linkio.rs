@@ -1,0 +1,181 @@
+//! What the connection driver reads from and writes to: a byte stream (TCP, TLS) carrying
+//! length-prefixed frames, or a WebSocket carrying one frame per binary message. Both are
+//! [`LinkIo`] trait objects, so one driver loop serves every transport.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use futures_util::{Sink, Stream as _};
+use nkcluster_core::conn::Framing;
+use tokio::io::ReadBuf;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::net::Stream;
+
+/// What a read produced.
+#[derive(Debug)]
+pub enum Incoming {
+    /// `n` bytes were placed at the start of the read buffer (stream framing).
+    Bytes(usize),
+    /// One whole frame body (message framing).
+    Frame(Bytes),
+    /// The peer closed.
+    Eof,
+}
+
+/// A transport as the driver sees it.
+pub trait LinkIo: Send + 'static {
+    /// How frames are delimited.
+    fn framing(&self) -> Framing;
+    /// Reads some input.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<Incoming>>;
+    /// Writes from the front of `queue`, removing what was fully written, until the queue is
+    /// empty (`Ready(Ok)`) or the transport is full (`Pending`). Returns bytes accepted
+    /// through `written`.
+    fn poll_write_queue(
+        &mut self,
+        cx: &mut Context<'_>,
+        queue: &mut VecDeque<Bytes>,
+        written: &mut usize,
+    ) -> Poll<io::Result<()>>;
+    /// Flushes buffered output.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Closes the write side cleanly (TLS close_notify, WebSocket close frame).
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+/// A byte stream with length-prefixed frames.
+pub struct StreamIo<S>(pub S);
+
+impl<S: Stream> LinkIo for StreamIo<S> {
+    fn framing(&self) -> Framing {
+        Framing::Stream
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<Incoming>> {
+        let mut rb = ReadBuf::new(buf);
+        ready!(Pin::new(&mut self.0).poll_read(cx, &mut rb))?;
+        let n = rb.filled().len();
+        Poll::Ready(Ok(if n == 0 {
+            Incoming::Eof
+        } else {
+            Incoming::Bytes(n)
+        }))
+    }
+
+    fn poll_write_queue(
+        &mut self,
+        cx: &mut Context<'_>,
+        queue: &mut VecDeque<Bytes>,
+        written: &mut usize,
+    ) -> Poll<io::Result<()>> {
+        while let Some(front) = queue.front_mut() {
+            let n = ready!(Pin::new(&mut self.0).poll_write(cx, front))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            *written += n;
+            if n == front.len() {
+                queue.pop_front();
+            } else {
+                let _ = front.split_to(n);
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// A WebSocket: one binary message per frame. Anything else (text) ends the link with a
+/// clean close frame (1003, unsupported data).
+pub struct WsIo<S> {
+    ws: WebSocketStream<S>,
+    close: Option<CloseFrame>,
+}
+
+impl<S> WsIo<S> {
+    /// Wraps an upgraded WebSocket.
+    pub fn new(ws: WebSocketStream<S>) -> Self {
+        WsIo { ws, close: None }
+    }
+}
+
+fn ws_err(e: tokio_tungstenite::tungstenite::Error) -> io::Error {
+    io::Error::other(e)
+}
+
+impl<S: Stream> LinkIo for WsIo<S> {
+    fn framing(&self) -> Framing {
+        Framing::Messages
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, _buf: &mut [u8]) -> Poll<io::Result<Incoming>> {
+        loop {
+            match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
+                None => return Poll::Ready(Ok(Incoming::Eof)),
+                Some(Err(e)) => return Poll::Ready(Err(ws_err(e))),
+                Some(Ok(WsMessage::Binary(b))) => return Poll::Ready(Ok(Incoming::Frame(b))),
+                Some(Ok(WsMessage::Close(_))) => return Poll::Ready(Ok(Incoming::Eof)),
+                // tungstenite answers pings itself; the answer goes out on the next flush.
+                Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {
+                    let _ = Pin::new(&mut self.ws).poll_flush(cx);
+                }
+                Some(Ok(WsMessage::Text(_))) => {
+                    self.close = Some(CloseFrame {
+                        code: CloseCode::Unsupported,
+                        reason: "nkcluster speaks binary messages only".into(),
+                    });
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "text message on an nkcluster websocket",
+                    )));
+                }
+            }
+        }
+    }
+
+    fn poll_write_queue(
+        &mut self,
+        cx: &mut Context<'_>,
+        queue: &mut VecDeque<Bytes>,
+        written: &mut usize,
+    ) -> Poll<io::Result<()>> {
+        while !queue.is_empty() {
+            ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(ws_err)?;
+            if let Some(b) = queue.pop_front() {
+                *written += b.len();
+                Pin::new(&mut self.ws)
+                    .start_send(WsMessage::Binary(b))
+                    .map_err(ws_err)?;
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.ws).poll_flush(cx).map_err(ws_err)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(frame) = self.close.take() {
+            // Best effort: queue our close frame with its reason, then close.
+            if Pin::new(&mut self.ws).poll_ready(cx).is_ready() {
+                let _ = Pin::new(&mut self.ws).start_send(WsMessage::Close(Some(frame)));
+            }
+        }
+        Pin::new(&mut self.ws).poll_close(cx).map_err(ws_err)
+    }
+}

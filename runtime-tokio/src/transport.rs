@@ -1,0 +1,484 @@
+//! The four transports: TCP, TLS, WebSocket and secure WebSocket, dialed and accepted
+//! over any [`Net`](crate::net::Net). Each yields a [`LinkIo`] for the driver and the
+//! channel-binding value the handshake must include (the TLS exporter; empty without TLS).
+//!
+//! TLS is TLS 1.3 only (rustls, ring provider): its exporter is what binds our
+//! handshake's proofs to this very TLS session, so a man in the middle that terminates TLS
+//! on both sides cannot complete authentication, even with `tls_verify=false`. Without a
+//! configured certificate a self-signed one is generated at start. WebSockets carry one
+//! binary message per frame, path `/`, subprotocol `nkcluster`, messages capped at the
+//! frame maximum.
+
+use std::fmt;
+use std::sync::Arc;
+
+use nkcluster_core::url::{ClusterUrl, TlsOptions, Transport};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use thiserror::Error;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{self, HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::linkio::{LinkIo, StreamIo, WsIo};
+use crate::net::Stream;
+
+/// The WebSocket subprotocol.
+pub const WS_PROTOCOL: &str = "nkcluster";
+/// Exporter label of the channel binding.
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-nkcluster-channel-binding";
+
+/// Why a transport could not be set up.
+#[derive(Debug, Error)]
+pub enum TransportError {
+    /// TLS files or options are wrong.
+    #[error("tls_config: {0}")]
+    Config(String),
+    /// The TLS handshake failed.
+    #[error("tls_error: {0}")]
+    Tls(String),
+    /// The WebSocket upgrade failed.
+    #[error("ws_error: {0}")]
+    Ws(String),
+}
+
+impl TransportError {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TransportError::Config(_) => "tls_config",
+            TransportError::Tls(_) => "tls_error",
+            TransportError::Ws(_) => "ws_error",
+        }
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Node-level TLS options, overridden field by field by a URL's own.
+pub fn merge_tls(node: &TlsOptions, url: &TlsOptions) -> TlsOptions {
+    TlsOptions {
+        verify: url.verify.or(node.verify),
+        depth: url.depth.or(node.depth),
+        certfile: url.certfile.clone().or_else(|| node.certfile.clone()),
+        keyfile: url.keyfile.clone().or_else(|| node.keyfile.clone()),
+        cacertfile: url.cacertfile.clone().or_else(|| node.cacertfile.clone()),
+        password: url.password.clone().or_else(|| node.password.clone()),
+    }
+}
+
+fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TransportError::Config(format!("{path}: {e}")))?;
+    if certs.is_empty() {
+        return Err(TransportError::Config(format!("{path}: no certificate")));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &str, password: Option<&str>) -> Result<PrivateKeyDer<'static>, TransportError> {
+    let cfg = |e: String| TransportError::Config(format!("{path}: {e}"));
+    let text = std::fs::read_to_string(path).map_err(|e| cfg(e.to_string()))?;
+    if text.contains("ENCRYPTED PRIVATE KEY") {
+        let password = password.ok_or_else(|| cfg("encrypted key needs tls_password".into()))?;
+        let (_, doc) = pkcs8::SecretDocument::from_pem(&text).map_err(|e| cfg(e.to_string()))?;
+        let enc = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.as_bytes())
+            .map_err(|e| cfg(e.to_string()))?;
+        let plain = enc
+            .decrypt(password)
+            .map_err(|_| cfg("cannot decrypt the key (wrong tls_password?)".into()))?;
+        return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            plain.as_bytes().to_vec(),
+        )));
+    }
+    PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| cfg(e.to_string()))
+}
+
+/// A server-side TLS setup.
+#[derive(Clone)]
+pub struct ServerTls {
+    config: Arc<ServerConfig>,
+    /// Whether the certificate was generated at start.
+    pub self_signed: bool,
+}
+
+impl fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerTls")
+            .field("self_signed", &self.self_signed)
+            .finish()
+    }
+}
+
+/// Builds the server side: the configured certificate and key, or a generated
+/// self-signed certificate for `localhost` and `node_id`.
+pub fn server_tls(opts: &TlsOptions, node_id: &str) -> Result<ServerTls, TransportError> {
+    let (certs, key, self_signed) = match (&opts.certfile, &opts.keyfile) {
+        (Some(c), Some(k)) => (
+            read_certs(c)?,
+            read_key(k, opts.password.as_deref())?,
+            false,
+        ),
+        (Some(c), None) => (
+            read_certs(c)?,
+            read_key(c, opts.password.as_deref())?,
+            false,
+        ),
+        (None, Some(_)) => {
+            return Err(TransportError::Config(
+                "tls_keyfile without tls_certfile".into(),
+            ));
+        }
+        (None, None) => {
+            let ck = rcgen::generate_simple_self_signed(vec![
+                "localhost".to_owned(),
+                node_id.to_owned(),
+            ])
+            .map_err(|e| TransportError::Config(format!("generating a certificate: {e}")))?;
+            let key =
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+            (vec![ck.cert.der().clone()], key, true)
+        }
+    };
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| TransportError::Config(e.to_string()))?;
+    Ok(ServerTls {
+        config: Arc::new(config),
+        self_signed,
+    })
+}
+
+/// Accepts any certificate, but still checks the handshake signatures. Used with
+/// `tls_verify=false`: confidentiality against passive listeners; active attackers are
+/// stopped by the channel-bound handshake, not by the certificate.
+#[derive(Debug)]
+struct AnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// WebPKI verification plus a limit on the chain depth (`tls_depth`: how many
+/// intermediate certificates may stand between the peer's and the CA).
+#[derive(Debug)]
+struct DepthLimited {
+    inner: Arc<WebPkiServerVerifier>,
+    depth: Option<u8>,
+}
+
+impl ServerCertVerifier for DepthLimited {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(d) = self.depth
+            && intermediates.len() > usize::from(d)
+        {
+            return Err(rustls::Error::General(format!(
+                "certificate chain has {} intermediates, tls_depth allows {d}",
+                intermediates.len()
+            )));
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Builds the client side. `tls_verify=true` needs `tls_cacertfile`.
+pub fn client_tls(opts: &TlsOptions) -> Result<Arc<ClientConfig>, TransportError> {
+    let p = provider();
+    let builder = ClientConfig::builder_with_provider(p.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Config(e.to_string()))?;
+    let verifier: Arc<dyn ServerCertVerifier> = if opts.verify == Some(true) {
+        let ca = opts.cacertfile.as_deref().ok_or_else(|| {
+            TransportError::Config(
+                "tls_verify=true needs tls_cacertfile (no CA to verify with)".into(),
+            )
+        })?;
+        let mut roots = RootCertStore::empty();
+        for c in read_certs(ca)? {
+            roots
+                .add(c)
+                .map_err(|e| TransportError::Config(format!("{ca}: {e}")))?;
+        }
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), p)
+            .build()
+            .map_err(|e| TransportError::Config(e.to_string()))?;
+        Arc::new(DepthLimited {
+            inner,
+            depth: opts.depth,
+        })
+    } else {
+        Arc::new(AnyCert(p))
+    };
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+fn ws_config(max_frame: u32) -> WebSocketConfig {
+    let max = max_frame as usize;
+    WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(0)
+}
+
+fn export(e: Result<[u8; 32], rustls::Error>) -> Result<Vec<u8>, TransportError> {
+    e.map(|b| b.to_vec())
+        .map_err(|e| TransportError::Tls(format!("exporter: {e}")))
+}
+
+/// A transport set up on a connected stream.
+pub struct Ready {
+    /// What the driver runs.
+    pub io: Box<dyn LinkIo>,
+    /// The channel binding (TLS exporter), empty without TLS.
+    pub binding: Vec<u8>,
+}
+
+/// Completes the listener side of `transport` on an accepted stream.
+pub async fn accept<S: Stream>(
+    stream: S,
+    transport: Transport,
+    tls: Option<&ServerTls>,
+    path: &str,
+    max_frame: u32,
+) -> Result<Ready, TransportError> {
+    match transport {
+        Transport::Tcp => Ok(Ready {
+            io: Box::new(StreamIo(stream)),
+            binding: Vec::new(),
+        }),
+        Transport::Ws => Ok(Ready {
+            io: Box::new(WsIo::new(ws_accept(stream, path, max_frame).await?)),
+            binding: Vec::new(),
+        }),
+        Transport::Tls | Transport::Wss => {
+            let tls = tls.ok_or_else(|| TransportError::Config("no server tls".into()))?;
+            let s = TlsAcceptor::from(tls.config.clone())
+                .accept(stream)
+                .await
+                .map_err(|e| TransportError::Tls(e.to_string()))?;
+            let binding = export(s.get_ref().1.export_keying_material(
+                [0u8; 32],
+                EXPORTER_LABEL,
+                None,
+            ))?;
+            let io: Box<dyn LinkIo> = if transport == Transport::Tls {
+                Box::new(StreamIo(s))
+            } else {
+                Box::new(WsIo::new(ws_accept(s, path, max_frame).await?))
+            };
+            Ok(Ready { io, binding })
+        }
+    }
+}
+
+async fn ws_accept<S: Stream>(
+    stream: S,
+    path: &str,
+    max_frame: u32,
+) -> Result<tokio_tungstenite::WebSocketStream<S>, TransportError> {
+    let want_path = path.to_owned();
+    // The signature is tungstenite's callback type; its error type is not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    let check = move |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        let reject = |status: StatusCode, why: &str| {
+            let mut r = ErrorResponse::new(Some(why.to_owned()));
+            *r.status_mut() = status;
+            r
+        };
+        if req.uri().path() != want_path {
+            return Err(reject(
+                StatusCode::NOT_FOUND,
+                "no nkcluster endpoint at this path",
+            ));
+        }
+        let offered = req
+            .headers()
+            .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim() == WS_PROTOCOL);
+        if !offered {
+            return Err(reject(
+                StatusCode::BAD_REQUEST,
+                "the nkcluster websocket subprotocol is required",
+            ));
+        }
+        resp.headers_mut().insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(WS_PROTOCOL),
+        );
+        Ok(resp)
+    };
+    tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config(max_frame)))
+        .await
+        .map_err(|e| TransportError::Ws(e.to_string()))
+}
+
+/// Completes the dialer side of `url`'s transport on a connected stream.
+pub async fn dial<S: Stream>(
+    stream: S,
+    url: &ClusterUrl,
+    client: Option<&Arc<ClientConfig>>,
+    max_frame: u32,
+) -> Result<Ready, TransportError> {
+    let host = url.host.to_string();
+    match url.transport {
+        Transport::Tcp => Ok(Ready {
+            io: Box::new(StreamIo(stream)),
+            binding: Vec::new(),
+        }),
+        Transport::Ws => Ok(Ready {
+            io: Box::new(WsIo::new(
+                ws_dial(stream, "ws", &host, url, max_frame).await?,
+            )),
+            binding: Vec::new(),
+        }),
+        Transport::Tls | Transport::Wss => {
+            let client = client.ok_or_else(|| TransportError::Config("no client tls".into()))?;
+            let name = ServerName::try_from(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+            )
+            .map_err(|e| TransportError::Config(format!("server name {host}: {e}")))?;
+            let s = TlsConnector::from(client.clone())
+                .connect(name, stream)
+                .await
+                .map_err(|e| TransportError::Tls(e.to_string()))?;
+            let binding = export(s.get_ref().1.export_keying_material(
+                [0u8; 32],
+                EXPORTER_LABEL,
+                None,
+            ))?;
+            let io: Box<dyn LinkIo> = if url.transport == Transport::Tls {
+                Box::new(StreamIo(s))
+            } else {
+                Box::new(WsIo::new(ws_dial(s, "wss", &host, url, max_frame).await?))
+            };
+            Ok(Ready { io, binding })
+        }
+    }
+}
+
+async fn ws_dial<S: Stream>(
+    stream: S,
+    scheme: &str,
+    host: &str,
+    url: &ClusterUrl,
+    max_frame: u32,
+) -> Result<tokio_tungstenite::WebSocketStream<S>, TransportError> {
+    let uri = format!("{scheme}://{host}:{}{}", url.port, url.path);
+    let req = http::Request::builder()
+        .uri(&uri)
+        .header(http::header::HOST, format!("{host}:{}", url.port))
+        .header(http::header::CONNECTION, "Upgrade")
+        .header(http::header::UPGRADE, "websocket")
+        .header(http::header::SEC_WEBSOCKET_VERSION, "13")
+        .header(http::header::SEC_WEBSOCKET_KEY, generate_key())
+        .header(http::header::SEC_WEBSOCKET_PROTOCOL, WS_PROTOCOL)
+        .body(())
+        .map_err(|e| TransportError::Ws(format!("{uri}: {e}")))?;
+    let (ws, resp) =
+        tokio_tungstenite::client_async_with_config(req, stream, Some(ws_config(max_frame)))
+            .await
+            .map_err(|e| TransportError::Ws(e.to_string()))?;
+    let agreed = resp
+        .headers()
+        .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok());
+    if agreed != Some(WS_PROTOCOL) {
+        return Err(TransportError::Ws(format!(
+            "server did not agree to the {WS_PROTOCOL} subprotocol"
+        )));
+    }
+    Ok(ws)
+}
