@@ -49,7 +49,7 @@ pub struct NodeArgs {
     #[arg(long, env = "NKCLUSTER_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
     /// Listen URLs, e.g. `nkcluster://all:1972;transport=tcp` (default
-    /// `nkcluster://all;transport=tcp`; an empty string: no listener).
+    /// `nkcluster://all;transport=tls`, as in the original; an empty string: no listener).
     #[arg(long, env = "NKCLUSTER_LISTEN")]
     pub listen: Option<String>,
     /// Control nodes to connect to, tried in order.

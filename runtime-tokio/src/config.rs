@@ -18,7 +18,7 @@ pub const DEFAULT_CLUSTER: &str = "nkcluster";
 /// Default password, as in the original.
 pub const DEFAULT_PASSWORD: &str = "nkcluster";
 /// Default listen URL.
-pub const DEFAULT_LISTEN: &str = "nkcluster://all;transport=tcp";
+pub const DEFAULT_LISTEN: &str = "nkcluster://all;transport=tls";
 
 /// Everything a node needs to run.
 #[derive(Debug, Clone)]
@@ -242,7 +242,8 @@ mod tests {
         assert_eq!(c.password, "nkcluster");
         assert!(c.control);
         assert_eq!(c.listen.len(), 1);
-        assert_eq!(c.listen[0].port, 1972);
+        assert_eq!(c.listen[0].port, 1973);
+        assert_eq!(c.listen[0].transport, nkcluster_core::url::Transport::Tls);
     }
 
     #[test]

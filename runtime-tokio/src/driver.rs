@@ -105,7 +105,12 @@ pub async fn drive(
                         let _ = tx.send(result);
                     }
                 }
-                ev => sink.on_event(&conn, &ev),
+                ev => {
+                    if let Event::Closed(why) = &ev {
+                        io.closing(why.as_ref());
+                    }
+                    sink.on_event(&conn, &ev)
+                }
             }
         }
         if !commands_open && pending.is_empty() && conn.is_established() {
@@ -234,6 +239,9 @@ pub async fn drive(
         let _ = tx.send(Err(RequestError::ConnectionFailed));
     }
     while let Some(ev) = conn.poll_event() {
+        if let Event::Closed(why) = &ev {
+            io.closing(why.as_ref());
+        }
         if !matches!(ev, Event::Reply { .. } | Event::Request { .. }) {
             sink.on_event(&conn, &ev);
         }

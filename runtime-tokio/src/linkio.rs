@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use futures_util::{Sink, Stream as _};
-use nkcluster_core::conn::Framing;
+use nkcluster_core::conn::{ConnError, Framing};
 use tokio::io::ReadBuf;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -48,6 +48,9 @@ pub trait LinkIo: Send + 'static {
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Closes the write side cleanly (TLS close_notify, WebSocket close frame).
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Tells the transport why the connection ended, before `poll_shutdown` (a WebSocket
+    /// puts it in its close frame). `None`: an orderly close.
+    fn closing(&mut self, _why: Option<&ConnError>) {}
 }
 
 /// A byte stream with length-prefixed frames.
@@ -99,8 +102,9 @@ impl<S: Stream> LinkIo for StreamIo<S> {
     }
 }
 
-/// A WebSocket: one binary message per frame. Anything else (text) ends the link with a
-/// clean close frame (1003, unsupported data).
+/// A WebSocket: one binary message per frame. Anything else ends the link with a clean
+/// close frame: 1003 for text, 1002 for non-protocol binary data, 1009 for an oversized
+/// frame, 1008 for a failed handshake, 1001 for an idle timeout, 1000 otherwise.
 pub struct WsIo<S> {
     ws: WebSocketStream<S>,
     close: Option<CloseFrame>,
@@ -167,6 +171,26 @@ impl<S: Stream> LinkIo for WsIo<S> {
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.ws).poll_flush(cx).map_err(ws_err)
+    }
+
+    fn closing(&mut self, why: Option<&ConnError>) {
+        if self.close.is_some() {
+            return;
+        }
+        let code = match why {
+            None => CloseCode::Normal,
+            Some(ConnError::Frame(_)) => CloseCode::Size,
+            Some(ConnError::Decode(_) | ConnError::Protocol(_)) => CloseCode::Protocol,
+            Some(ConnError::Handshake(_)) => CloseCode::Policy,
+            Some(ConnError::IdleTimeout(_)) => CloseCode::Away,
+            Some(ConnError::PeerClosed(_) | ConnError::TransportClosed(_)) => CloseCode::Normal,
+        };
+        let mut reason = why.map_or_else(|| "closed".to_owned(), |e| e.code().to_owned());
+        reason.truncate(120); // close reasons are limited to 123 bytes; codes are ASCII
+        self.close = Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        });
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
