@@ -375,6 +375,21 @@ impl Connection {
         self.on_frame(now, body);
     }
 
+    /// A message transport refused a frame of `size` bytes as larger than the maximum
+    /// (it enforces the cap itself, before buffering): ends like an oversized stream frame.
+    pub fn handle_oversized_frame(&mut self, _now: Instant, size: usize) {
+        if !self.is_closed() {
+            let announced = u32::try_from(size).unwrap_or(u32::MAX);
+            self.fail(
+                ConnError::Frame(FrameError::TooLarge {
+                    announced,
+                    max: self.config.max_frame,
+                }),
+                false,
+            );
+        }
+    }
+
     /// The transport ended (EOF or error) without a close message.
     pub fn handle_transport_closed(&mut self, _now: Instant, detail: &str) {
         if !self.is_closed() {
@@ -1069,6 +1084,28 @@ mod tests {
             }
         }
         assert!(d.is_established() && l.is_established());
+    }
+
+    #[test]
+    fn oversized_message_from_a_message_transport_is_a_frame_error() {
+        let (mut d, _l) = linked();
+        let id = d
+            .request(Instant::ZERO, "a", Bytes::new(), Duration::from_secs(1))
+            .expect("sent");
+        d.handle_oversized_frame(Instant::ZERO, 9_000_000);
+        assert_eq!(
+            events(&mut d),
+            [
+                Event::Reply {
+                    id,
+                    result: Err(RequestError::ConnectionFailed)
+                },
+                Event::Closed(Some(ConnError::Frame(FrameError::TooLarge {
+                    announced: 9_000_000,
+                    max: MAX_FRAME_DEFAULT
+                }))),
+            ]
+        );
     }
 
     #[test]

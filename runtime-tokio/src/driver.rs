@@ -58,6 +58,7 @@ pub trait EventSink: Send + 'static {
 
 enum Wake {
     Read(Incoming),
+    ReadError(String),
     IoError(String),
     Command(Command),
     CommandsClosed,
@@ -172,7 +173,7 @@ pub async fn drive(
             // 2. Read.
             match io.poll_read(cx, &mut rbuf) {
                 Poll::Ready(Ok(inc)) => return Poll::Ready(Wake::Read(inc)),
-                Poll::Ready(Err(e)) => return Poll::Ready(Wake::IoError(e.to_string())),
+                Poll::Ready(Err(e)) => return Poll::Ready(Wake::ReadError(e.to_string())),
                 Poll::Pending => {}
             }
             // 3. Commands: once authenticated, and unless the transport is backed up.
@@ -204,6 +205,10 @@ pub async fn drive(
             }
             Wake::Read(Incoming::Frame(b)) => conn.handle_frame(now, &b),
             Wake::Read(Incoming::Eof) => conn.handle_transport_closed(now, "eof"),
+            Wake::Read(Incoming::Oversized(n)) => conn.handle_oversized_frame(now, n),
+            // The read side failed (say, a text message on a websocket): the write side
+            // may still work, so the close frame or close_notify still goes out.
+            Wake::ReadError(e) => conn.handle_transport_closed(now, &e),
             Wake::Flushed => {}
             Wake::IoError(e) => {
                 write_failed = true;

@@ -13,6 +13,7 @@ use nkcluster_core::conn::{ConnError, Framing};
 use tokio::io::ReadBuf;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -25,6 +26,8 @@ pub enum Incoming {
     Bytes(usize),
     /// One whole frame body (message framing).
     Frame(Bytes),
+    /// The peer sent a message larger than the maximum; it was not buffered.
+    Oversized(usize),
     /// The peer closed.
     Eof,
 }
@@ -130,6 +133,15 @@ impl<S: Stream> LinkIo for WsIo<S> {
         loop {
             match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
                 None => return Poll::Ready(Ok(Incoming::Eof)),
+                Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(
+                    CapacityError::MessageTooLong { size, .. },
+                ))) => {
+                    self.close = Some(CloseFrame {
+                        code: CloseCode::Size,
+                        reason: "frame_too_large".into(),
+                    });
+                    return Poll::Ready(Ok(Incoming::Oversized(size)));
+                }
                 Some(Err(e)) => return Poll::Ready(Err(ws_err(e))),
                 Some(Ok(WsMessage::Binary(b))) => return Poll::Ready(Ok(Incoming::Frame(b))),
                 Some(Ok(WsMessage::Close(_))) => return Poll::Ready(Ok(Incoming::Eof)),

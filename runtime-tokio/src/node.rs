@@ -209,6 +209,8 @@ struct PeerLink {
     conn_id: u64,
     commands: mpsc::Sender<Command>,
     summary: PeerSummary,
+    /// IP address the link reached (to dial a peer announced on `all`).
+    remote_ip: Option<IpAddr>,
 }
 
 struct Inner<N: Net> {
@@ -482,19 +484,27 @@ impl<N: Net> Node<N> {
         if !opts.exclusive {
             return self.request(peer, class, body, opts.timeout).await;
         }
-        let listen = {
+        let (listen, ip) = {
             let peers = lock(&self.inner.peers);
             match peers.get(peer).and_then(|v| v.first()) {
-                Some(l) => l.summary.listen.clone(),
+                Some(l) => (l.summary.listen.clone(), l.remote_ip),
                 None => return Err(RequestError::NotConnected),
             }
         };
-        let urls: Vec<ClusterUrl> = listen.iter().filter_map(|u| parse_url(u).ok()).collect();
-        if urls.is_empty() {
-            return self.request(peer, class, body, opts.timeout).await;
-        }
+        // A peer listening on `all` is reachable where its main link reached it.
+        let urls: Vec<ClusterUrl> = listen
+            .iter()
+            .filter_map(|u| parse_url(u).ok())
+            .filter_map(|mut u| {
+                if u.host == Host::All {
+                    u.host = Host::Ip(ip?);
+                }
+                Some(u)
+            })
+            .collect();
         let deadline = tokio::time::Instant::now() + opts.timeout;
         let mut last = RequestError::ConnectionFailed;
+        let mut dialed = false;
         for url in urls {
             let (remote, ready) = match tokio::time::timeout_at(deadline, self.inner.dial(&url))
                 .await
@@ -507,6 +517,7 @@ impl<N: Net> Node<N> {
                 }
                 Err(_) => return Err(RequestError::Timeout),
             };
+            dialed = true;
             let (tx, rx) = mpsc::channel(1);
             let (reply_tx, reply_rx) = oneshot::channel();
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -536,6 +547,12 @@ impl<N: Net> Node<N> {
                 Ok(r) => return r,
                 Err(_) => last = RequestError::ConnectionFailed,
             }
+        }
+        if !dialed {
+            // No exclusive connection is possible (no listener, or none reachable): the
+            // original's "if possible" semantics, use the main link.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            return self.request(peer, class, body, left).await;
         }
         Err(last)
     }
@@ -697,6 +714,7 @@ struct LinkSink<N: Net> {
     remote: String,
     dialer: bool,
     commands: Option<mpsc::Sender<Command>>,
+    remote_ip: Option<IpAddr>,
     outcome: LinkOutcome,
     notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
 }
@@ -718,6 +736,7 @@ impl<N: Net> EventSink for LinkSink<N> {
                             conn_id: self.conn_id,
                             commands,
                             summary,
+                            remote_ip: self.remote_ip,
                         });
                 }
                 if let Some(n) = self.notify.take() {
@@ -773,6 +792,12 @@ impl<N: Net> EventSink for LinkSink<N> {
     }
 }
 
+/// The IP of a remote label like `tls:127.0.0.1:1973` or `ws:[::1]:1974`.
+fn remote_ip_of(remote: &str) -> Option<IpAddr> {
+    let addr = remote.split_once(':')?.1;
+    addr.parse::<SocketAddr>().ok().map(|a| a.ip())
+}
+
 fn summary(p: &PeerInfo, remote: &str, dialer: bool) -> PeerSummary {
     PeerSummary {
         node_id: p.node_id.clone(),
@@ -817,6 +842,7 @@ async fn run_connection<N: Net>(
     let mut sink = LinkSink {
         inner: inner.clone(),
         conn_id,
+        remote_ip: remote_ip_of(&remote),
         remote,
         dialer: side == Side::Dialer,
         commands: register.then_some(tx),
