@@ -119,6 +119,13 @@ impl fmt::Debug for ServerTls {
     }
 }
 
+impl ServerTls {
+    /// The rustls server configuration (for embedding the same setup elsewhere).
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.config.clone()
+    }
+}
+
 /// Builds the server side: the configured certificate and key, or a generated
 /// self-signed certificate for `localhost` and `node_id`.
 pub fn server_tls(opts: &TlsOptions, node_id: &str) -> Result<ServerTls, TransportError> {

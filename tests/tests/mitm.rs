@@ -11,68 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use nkcluster::node::NodeEvent;
+use nkcluster::transport::{client_tls, server_tls};
+use nkcluster_core::url::TlsOptions;
 use nkcluster_core::url::Transport;
 use nkcluster_tests::inproc::{Relay, TestNode, config, port_of, start, wait_event};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::{DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The middlebox trusts whatever the control presents, as a worker with
-/// `tls_verify=false` does.
-#[derive(Debug)]
-struct TrustAnything(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for TrustAnything {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
 
 /// A TLS-terminating relay on 127.0.0.1 toward `target`.
 struct TlsMitm {
@@ -90,26 +35,15 @@ impl Drop for TlsMitm {
 
 impl TlsMitm {
     async fn start(target: SocketAddr) -> TlsMitm {
-        let ck = rcgen::generate_simple_self_signed(vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-        ])
-        .expect("the middlebox's certificate");
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-        let server = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("TLS 1.3")
-            .with_no_client_auth()
-            .with_single_cert(vec![ck.cert.der().clone()], key)
-            .expect("server config");
-        let client = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("TLS 1.3")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(TrustAnything(provider())))
-            .with_no_client_auth();
-        let acceptor = TlsAcceptor::from(Arc::new(server));
-        let connector = TlsConnector::from(Arc::new(client));
+        // The middlebox uses the product's own setup: a generated self-signed
+        // certificate toward the worker, and a client that trusts whatever the control
+        // presents, as a worker with `tls_verify=false` does.
+        let server = server_tls(&TlsOptions::default(), "middlebox")
+            .expect("the middlebox's certificate")
+            .config();
+        let client = client_tls(&TlsOptions::default()).expect("client config");
+        let acceptor = TlsAcceptor::from(server);
+        let connector = TlsConnector::from(client);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the middlebox");
