@@ -36,8 +36,7 @@ use nkcluster::net::{Stream, TokioNet};
 use nkcluster::node::{Env, Handlers, Node};
 use nkcluster::transport;
 use nkcluster_core::url::{TlsOptions, parse_url_list};
-use rustls::ServerConfig;
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -136,28 +135,19 @@ struct Row {
 // Raw stacks.
 
 struct Tls {
-    server: Arc<ServerConfig>,
+    server: Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
 }
 
-/// The raw TLS configuration: a generated self-signed certificate, TLS 1.3 only, ring,
-/// as `transport::server_tls` builds it (its `ServerConfig` is not public); the client
-/// side is nkcluster's own (`tls_verify=false`).
+/// The raw TLS configuration: exactly nkcluster's own (`transport::server_tls` with a
+/// generated self-signed certificate, TLS 1.3 only, ring; the client with
+/// `tls_verify=false`), used here by plain tokio-rustls.
 fn raw_tls() -> Tls {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("rcgen");
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let server =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("tls13")
-            .with_no_client_auth()
-            .with_single_cert(vec![ck.cert.der().clone()], key)
-            .expect("server config");
+    let server = transport::server_tls(&TlsOptions::default(), "bench")
+        .expect("server config")
+        .config();
     let client = transport::client_tls(&TlsOptions::default()).expect("client config");
-    Tls {
-        server: Arc::new(server),
-        client,
-    }
+    Tls { server, client }
 }
 
 /// A connected loopback TCP pair (client, server), no Nagle.
@@ -254,7 +244,7 @@ async fn stream_rtt<C: Stream, S: Stream>(mut c: C, mut s: S, n: usize) -> Vec<D
 }
 
 /// One-way copy in `CHUNK` writes; the receiver acknowledges the warm-up and the end with
-/// one byte each. Returns MB/s of the timed part.
+/// one byte each. Returns the timed part.
 async fn stream_bulk<C: Stream, S: Stream>(mut c: C, mut s: S, total: usize) -> Bulk {
     tokio::spawn(async move {
         let mut buf = vec![0u8; RAW_READ_BUF];
@@ -326,7 +316,7 @@ async fn ws_rtt<C: Stream, S: Stream>(
 }
 
 /// One-way copy in `CHUNK` binary messages; the receiver acknowledges the warm-up and the
-/// end with one small message each. Returns MB/s of the timed part.
+/// end with one small message each. Returns the timed part.
 async fn ws_bulk<C: Stream, S: Stream>(
     mut c: WebSocketStream<C>,
     mut s: WebSocketStream<S>,
