@@ -219,6 +219,9 @@ enum Phase {
     Closed,
 }
 
+/// `handle_input`'s buffer is released when empty and larger than this.
+const INBUF_RETAIN: usize = 16 * 1024;
+
 /// Parameters to open a connection.
 #[derive(Debug, Clone)]
 pub struct ConnectionParams {
@@ -245,8 +248,11 @@ pub struct Connection {
     decoder: FrameDecoder,
     peer: Option<PeerInfo>,
     claimed_peer: Option<String>,
-    out_stream: BytesMut,
-    out_msgs: VecDeque<Bytes>,
+    /// Input of `handle_input` (shells that read into their own buffer skip it).
+    inbuf: BytesMut,
+    /// Small frames accumulate here; `out` holds segments ready to go, in order.
+    acc: BytesMut,
+    out: VecDeque<Bytes>,
     events: VecDeque<Event>,
     wall_origin_ns: u64,
     last_rx: Instant,
@@ -278,8 +284,9 @@ impl Connection {
             phase: Phase::Handshaking(Box::new(hs)),
             peer: None,
             claimed_peer: None,
-            out_stream: BytesMut::new(),
-            out_msgs: VecDeque::new(),
+            inbuf: BytesMut::new(),
+            acc: BytesMut::new(),
+            out: VecDeque::new(),
             events: VecDeque::new(),
             wall_origin_ns: params.wall_origin_ns,
             last_rx: now,
@@ -336,40 +343,63 @@ impl Connection {
         self.pending.len()
     }
 
-    /// Bytes buffered for an incomplete incoming frame.
+    /// Bytes buffered for an incomplete incoming frame (by `handle_input`).
     pub fn buffered_input(&self) -> usize {
-        self.decoder.buffered()
+        self.inbuf.len()
+    }
+
+    /// How many bytes a shell reading into its own buffer (see
+    /// [`handle_input_buf`](Self::handle_input_buf)) should make room for next: what the
+    /// current frame still needs, between `min` and `max`.
+    pub fn read_hint(&self, buf: &[u8], min: usize, max: usize) -> usize {
+        self.decoder.read_hint(buf, min, max)
     }
 
     // ----- inputs -----
 
-    /// Feeds bytes read from a stream transport.
+    /// Feeds bytes read from a stream transport (copied into an internal buffer; shells
+    /// on a hot path read into their own buffer and call
+    /// [`handle_input_buf`](Self::handle_input_buf) instead).
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
         if self.is_closed() || self.config.framing != Framing::Stream {
             return;
         }
+        let mut buf = core::mem::take(&mut self.inbuf);
+        buf.extend_from_slice(data);
+        self.handle_input_buf(now, &mut buf);
+        if buf.is_empty() && buf.capacity() > INBUF_RETAIN {
+            buf = BytesMut::new();
+        }
+        self.inbuf = buf;
+    }
+
+    /// Decodes every complete frame at the front of `buf` (stream framing), splitting
+    /// them off without copying; an incomplete frame stays in `buf` for the next read.
+    pub fn handle_input_buf(&mut self, now: Instant, buf: &mut BytesMut) {
+        if self.is_closed() || self.config.framing != Framing::Stream {
+            return;
+        }
         let mut decoder = core::mem::replace(&mut self.decoder, FrameDecoder::new(0));
-        let r = decoder.decode(data, |body| self.on_frame(now, body));
+        let r = decoder.decode_buf(buf, |body| self.on_frame(now, body));
         self.decoder = decoder;
         if let Err(e) = r {
+            buf.clear();
             self.fail(ConnError::Frame(e), false);
         }
     }
 
     /// Feeds one frame body from a message transport.
     pub fn handle_frame(&mut self, now: Instant, body: &[u8]) {
+        self.handle_frame_bytes(now, Bytes::copy_from_slice(body));
+    }
+
+    /// Feeds one frame body from a message transport, without copying it.
+    pub fn handle_frame_bytes(&mut self, now: Instant, body: Bytes) {
         if self.is_closed() {
             return;
         }
         if body.len() > self.config.max_frame as usize {
-            let announced = u32::try_from(body.len()).unwrap_or(u32::MAX);
-            self.fail(
-                ConnError::Frame(FrameError::TooLarge {
-                    announced,
-                    max: self.config.max_frame,
-                }),
-                false,
-            );
+            self.handle_oversized_frame(now, body.len());
             return;
         }
         self.on_frame(now, body);
@@ -509,10 +539,13 @@ impl Connection {
     /// Next bytes (stream framing) or next frame body (message framing) to write.
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        match self.config.framing {
-            Framing::Stream if self.out_stream.is_empty() => None,
-            Framing::Stream => Some(self.out_stream.split().freeze()),
-            Framing::Messages => self.out_msgs.pop_front(),
+        if let Some(b) = self.out.pop_front() {
+            return Some(b);
+        }
+        if self.acc.is_empty() {
+            None
+        } else {
+            Some(self.acc.split().freeze())
         }
     }
 
@@ -547,27 +580,45 @@ impl Connection {
     fn send(&mut self, msg: &Message) {
         self.stats.frames_out += 1;
         match self.config.framing {
-            Framing::Stream => msg.encode_frame_into(&mut self.out_stream),
-            Framing::Messages => self.out_msgs.push_back(msg.encode_body()),
+            Framing::Stream => {
+                // A large payload is not copied: it follows its header as its own segment.
+                if let Some(payload) = msg.encode_frame_split(&mut self.acc) {
+                    self.out.push_back(self.acc.split().freeze());
+                    self.out.push_back(payload);
+                }
+            }
+            Framing::Messages => {
+                self.flush_acc();
+                self.out.push_back(msg.encode_body());
+            }
         }
     }
 
     fn send_body(&mut self, body: Bytes) {
         self.stats.frames_out += 1;
         match self.config.framing {
-            Framing::Stream => encode_frame(&body, &mut self.out_stream),
-            Framing::Messages => self.out_msgs.push_back(body),
+            Framing::Stream => encode_frame(&body, &mut self.acc),
+            Framing::Messages => {
+                self.flush_acc();
+                self.out.push_back(body);
+            }
+        }
+    }
+
+    fn flush_acc(&mut self) {
+        if !self.acc.is_empty() {
+            self.out.push_back(self.acc.split().freeze());
         }
     }
 
     /// Handles one frame; returns whether to keep decoding.
-    fn on_frame(&mut self, now: Instant, body: &[u8]) -> bool {
+    fn on_frame(&mut self, now: Instant, body: Bytes) -> bool {
         if self.is_closed() {
             return false;
         }
         self.last_rx = now;
         self.stats.frames_in += 1;
-        let msg = match Message::decode(body) {
+        let msg = match Message::decode_bytes(&body) {
             Ok(m) => m,
             Err(e) => {
                 let reject = !self.is_established();
@@ -578,7 +629,7 @@ impl Connection {
         match &mut self.phase {
             Phase::Closed => return false,
             Phase::Handshaking(hs) => {
-                hs.handle_message(now, body, msg);
+                hs.handle_message(now, &body, msg);
                 self.drain_handshake(now);
             }
             Phase::Established => self.on_link_message(now, msg),

@@ -9,7 +9,7 @@
 //! Message transports (WebSocket) carry one body per message and skip this codec, but
 //! enforce the same maximum.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 /// Size of the length prefix.
@@ -130,6 +130,46 @@ impl FrameDecoder {
         Ok(())
     }
 
+    /// Splits every complete frame off the front of `buf` and hands out its body as a
+    /// `Bytes` sharing `buf`'s memory (no copy). Incomplete data stays in `buf`: the shell
+    /// reads further input straight after it. Same checks and errors as
+    /// [`decode`](Self::decode).
+    pub fn decode_buf(
+        &mut self,
+        buf: &mut BytesMut,
+        mut on_frame: impl FnMut(Bytes) -> bool,
+    ) -> Result<(), FrameError> {
+        if let Some(e) = &self.poisoned {
+            return Err(e.clone());
+        }
+        while buf.len() >= HEADER_LEN {
+            let len = header(buf);
+            self.check_len(len)?;
+            let total = HEADER_LEN + len as usize;
+            if buf.len() < total {
+                break;
+            }
+            let mut frame = buf.split_to(total).freeze();
+            let body = frame.split_off(HEADER_LEN);
+            if !on_frame(body) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// How many bytes the shell should make room for before its next read into a buffer
+    /// used with [`decode_buf`](Self::decode_buf): what the current frame still needs,
+    /// at least `min` and at most `max`. It never exceeds what the peer *sent* by more
+    /// than `max`, so a claimed length alone cannot make us allocate it.
+    pub fn read_hint(&self, buf: &[u8], min: usize, max: usize) -> usize {
+        if buf.len() < HEADER_LEN {
+            return min;
+        }
+        let total = HEADER_LEN + header(buf).min(self.max) as usize;
+        total.saturating_sub(buf.len()).clamp(min, max)
+    }
+
     fn check_len(&mut self, announced: u32) -> Result<(), FrameError> {
         if announced > self.max {
             let e = FrameError::TooLarge {
@@ -248,6 +288,39 @@ mod tests {
     }
 
     #[test]
+    fn read_hint_is_bounded_by_what_arrived() {
+        let dec = FrameDecoder::new(8 << 20);
+        assert_eq!(dec.read_hint(&[], 4096, 1 << 18), 4096);
+        // A header claiming 8 MiB: room for at most `max` more, never the claim.
+        assert_eq!(dec.read_hint(&[0, 0x80, 0, 0], 4096, 1 << 18), 1 << 18);
+        // Near the end of a frame: just what is missing (but at least `min`).
+        assert_eq!(dec.read_hint(&[0, 0, 0, 10, 1, 2], 16, 1 << 18), 16);
+        let mut b = vec![0, 0, 0x10, 0];
+        b.extend(vec![0; 4000]);
+        assert_eq!(dec.read_hint(&b, 16, 1 << 18), 4096 - 4000);
+    }
+
+    #[test]
+    fn buffered_frames_share_the_buffer() {
+        let mut dec = FrameDecoder::new(1 << 20);
+        let mut buf = BytesMut::new();
+        encode_frame(&[9u8; 1000], &mut buf);
+        encode_frame(b"x", &mut buf);
+        buf.extend_from_slice(&[0, 0, 0]);
+        let base = buf.as_ptr() as usize;
+        let mut got = Vec::new();
+        dec.decode_buf(&mut buf, |f| {
+            got.push(f);
+            true
+        })
+        .expect("valid");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].as_ptr() as usize, base + HEADER_LEN, "no copy");
+        assert_eq!(&got[1][..], b"x");
+        assert_eq!(&buf[..], &[0, 0, 0]);
+    }
+
+    #[test]
     fn large_partial_buffer_is_released() {
         let mut dec = FrameDecoder::new(1 << 20);
         let bytes = encode_all(&[vec![7u8; 100_000]]);
@@ -274,6 +347,34 @@ mod tests {
             }
             prop_assert_eq!(got, frames);
             prop_assert_eq!(dec.buffered(), 0);
+        }
+
+        #[test]
+        fn buffered_decoding_matches_slice_decoding(
+            data in proptest::collection::vec(any::<u8>(), 0..600),
+            cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..8),
+            max in 0u32..200,
+        ) {
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(data.len() + 1)).collect();
+            points.sort_unstable();
+            let (mut a, mut b) = (FrameDecoder::new(max), FrameDecoder::new(max));
+            let (mut fa, mut fb) = (Vec::new(), Vec::new());
+            let (mut ea, mut eb) = (None, None);
+            let mut buf = BytesMut::new();
+            let mut last = 0;
+            for p in points.into_iter().chain(std::iter::once(data.len())) {
+                let chunk = &data[last..p];
+                last = p;
+                if ea.is_none() {
+                    if let Err(e) = a.decode(chunk, |f| { fa.push(f.to_vec()); true }) { ea = Some(e); }
+                }
+                if eb.is_none() {
+                    buf.extend_from_slice(chunk);
+                    if let Err(e) = b.decode_buf(&mut buf, |f| { fb.push(f.to_vec()); true }) { eb = Some(e); }
+                }
+            }
+            prop_assert_eq!(fa, fb);
+            prop_assert_eq!(ea, eb);
         }
 
         #[test]

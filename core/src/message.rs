@@ -196,6 +196,65 @@ impl Message {
         }
     }
 
+    /// Decodes one frame body held in `frame`, without copying request and reply
+    /// payloads: they become slices of `frame`. Same result as [`decode`](Self::decode).
+    pub fn decode_bytes(frame: &Bytes) -> Result<Message, DecodeError> {
+        let m = match postcard::take_from_bytes::<wire::MessageRef<'_>>(frame) {
+            Ok((m, [])) => m,
+            Ok((_, rest)) => return Err(DecodeError(format!("{} trailing bytes", rest.len()))),
+            Err(e) => return Err(DecodeError(e.to_string())),
+        };
+        Ok(m.into_owned(frame))
+    }
+
+    /// Bodies at least this large are sent as their own segment (no copy into the frame).
+    pub const SPLIT_BODY_MIN: usize = 16 * 1024;
+
+    /// Appends a whole frame to `out`, except that a request or reply payload of at least
+    /// [`SPLIT_BODY_MIN`](Self::SPLIT_BODY_MIN) bytes is not copied: it is returned, and
+    /// must be written right after `out`'s new bytes. The concatenation is exactly
+    /// [`encode_frame_into`](Self::encode_frame_into)'s output.
+    pub fn encode_frame_split(&self, out: &mut BytesMut) -> Option<Bytes> {
+        let body = match self {
+            Message::Request(r) if r.body.len() >= Self::SPLIT_BODY_MIN => r.body.clone(),
+            Message::Reply(Reply { result: Ok(b), .. }) if b.len() >= Self::SPLIT_BODY_MIN => {
+                b.clone()
+            }
+            _ => {
+                self.encode_frame_into(out);
+                return None;
+            }
+        };
+        // The payload is the last field, encoded as varint(len) ++ bytes: encode the
+        // message with an empty payload (which ends in the single byte varint(0)), then
+        // replace that byte with the real length.
+        let hollow = match self {
+            Message::Request(r) => Message::Request(Request {
+                body: Bytes::new(),
+                ..r.clone()
+            }),
+            Message::Reply(r) => Message::Reply(Reply {
+                id: r.id,
+                result: Ok(Bytes::new()),
+            }),
+            _ => return None,
+        };
+        let start = out.len();
+        out.put_u32(0);
+        hollow.encode_into(out);
+        out.truncate(out.len() - 1);
+        let mut len = body.len();
+        while len >= 0x80 {
+            out.put_u8((len as u8) | 0x80);
+            len >>= 7;
+        }
+        out.put_u8(len as u8);
+        let total = out.len() - start - HEADER_LEN + body.len();
+        let total = u32::try_from(total).unwrap_or(u32::MAX);
+        out[start..start + HEADER_LEN].copy_from_slice(&total.to_be_bytes());
+        Some(body)
+    }
+
     /// Encodes the message body alone.
     pub fn encode_body(&self) -> Bytes {
         let mut out = BytesMut::new();
@@ -237,6 +296,66 @@ impl Message {
             Message::Request(_) => "request",
             Message::Reply(_) => "reply",
             Message::Close(_) => "close",
+        }
+    }
+}
+
+/// Borrowed mirror of [`Message`] (same variants, same order) so that payloads can be
+/// decoded as slices of the frame instead of copies.
+mod wire {
+    use bytes::Bytes;
+    use serde::Deserialize;
+
+    use super::{Close, Hello, Ping, Pong, Proof, Reject, RemoteError};
+
+    #[derive(Deserialize)]
+    pub(super) enum MessageRef<'a> {
+        Hello(Hello),
+        Proof(Proof),
+        Reject(Reject),
+        Ping(Ping),
+        Pong(Pong),
+        Request(#[serde(borrow)] RequestRef<'a>),
+        Reply(#[serde(borrow)] ReplyRef<'a>),
+        Close(Close),
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct RequestRef<'a> {
+        id: u64,
+        timeout_ms: u32,
+        class: String,
+        body: &'a [u8],
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct ReplyRef<'a> {
+        id: u64,
+        #[serde(borrow)]
+        result: Result<&'a [u8], RemoteError>,
+    }
+
+    impl MessageRef<'_> {
+        pub(super) fn into_owned(self, frame: &Bytes) -> super::Message {
+            use super::{Message, Reply, Request};
+            match self {
+                MessageRef::Hello(m) => Message::Hello(m),
+                MessageRef::Proof(m) => Message::Proof(m),
+                MessageRef::Reject(m) => Message::Reject(m),
+                MessageRef::Ping(m) => Message::Ping(m),
+                MessageRef::Pong(m) => Message::Pong(m),
+                MessageRef::Request(r) => Message::Request(Request {
+                    id: r.id,
+                    timeout_ms: r.timeout_ms,
+                    class: r.class,
+                    body: frame.slice_ref(r.body),
+                }),
+                MessageRef::Reply(r) => Message::Reply(Reply {
+                    id: r.id,
+                    result: r.result.map(|b| frame.slice_ref(b)),
+                }),
+                MessageRef::Close(m) => Message::Close(m),
+            }
         }
     }
 }
@@ -369,8 +488,33 @@ mod tests {
         }
 
         #[test]
+        fn zero_copy_decode_matches(m in arb_message()) {
+            let body = m.encode_body();
+            prop_assert_eq!(Message::decode_bytes(&body), Message::decode(&body));
+        }
+
+        #[test]
+        fn split_frames_concatenate_to_the_whole_frame(m in arb_message(), big in 0usize..70_000) {
+            // Grow the payload past the split threshold sometimes.
+            let m = match m {
+                Message::Request(mut r) => { r.body = vec![3u8; big].into(); Message::Request(r) }
+                Message::Reply(mut r) if r.result.is_ok() => { r.result = Ok(vec![4u8; big].into()); Message::Reply(r) }
+                m => m,
+            };
+            let mut whole = BytesMut::new();
+            m.encode_frame_into(&mut whole);
+            let mut split = BytesMut::new();
+            if let Some(body) = m.encode_frame_split(&mut split) {
+                prop_assert!(body.len() >= Message::SPLIT_BODY_MIN);
+                split.extend_from_slice(&body);
+            }
+            prop_assert_eq!(&split[..], &whole[..]);
+        }
+
+        #[test]
         fn decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let _ = Message::decode(&data);
+            let r = Message::decode(&data);
+            prop_assert_eq!(Message::decode_bytes(&Bytes::from(data)).is_ok(), r.is_ok());
         }
     }
 }

@@ -7,7 +7,7 @@ use std::future::poll_fn;
 use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use nkcluster_core::conn::{Connection, Event, RequestError, RequestId};
 use nkcluster_core::message::RemoteError;
 use tokio::sync::{mpsc, oneshot};
@@ -15,9 +15,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::linkio::{Incoming, LinkIo};
 
-/// Read buffer bounds: small while idle (memory per connection), grows under bulk load.
+/// Read buffer: room made before each read is what the current frame still needs,
+/// between these bounds; an empty buffer larger than `READ_BUF_RETAIN` is released.
 const READ_BUF_MIN: usize = 4 * 1024;
-const READ_BUF_MAX: usize = 256 * 1024;
+const READ_BUF_MAX: usize = 1024 * 1024;
+const READ_BUF_RETAIN: usize = 64 * 1024;
 /// How long a closed connection may take to write its last bytes.
 const LINGER: Duration = Duration::from_secs(5);
 /// Stop taking new commands while this much output is waiting for the socket.
@@ -84,7 +86,7 @@ pub async fn drive(
     let mut wq: VecDeque<Bytes> = VecDeque::new();
     let mut wq_bytes = 0usize;
     let mut need_flush = false;
-    let mut rbuf = vec![0u8; READ_BUF_MIN];
+    let mut rbuf = BytesMut::new();
     let mut commands_open = true;
     let sleep = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(sleep);
@@ -127,6 +129,12 @@ pub async fn drive(
         }
         let established = conn.is_established();
         let closed = conn.is_closed();
+        // Room for the next read: what the current frame still needs, within bounds. An
+        // idle connection gives back a large buffer.
+        if rbuf.is_empty() && rbuf.capacity() > READ_BUF_RETAIN {
+            rbuf = BytesMut::new();
+        }
+        rbuf.reserve(conn.read_hint(&rbuf, READ_BUF_MIN, READ_BUF_MAX));
         let deadline = if closed {
             // Last writes to a peer that does not read must not hold the task forever.
             let d = *linger.get_or_insert_with(|| clock.now() + LINGER);
@@ -194,16 +202,8 @@ pub async fn drive(
 
         let now = clock.now();
         match wake {
-            Wake::Read(Incoming::Bytes(n)) => {
-                conn.handle_input(now, &rbuf[..n]);
-                // Grow the buffer under bulk load; shrink it back when traffic is small.
-                if n == rbuf.len() && rbuf.len() < READ_BUF_MAX {
-                    rbuf.resize(rbuf.len() * 2, 0);
-                } else if n < READ_BUF_MIN / 2 && rbuf.len() > READ_BUF_MIN {
-                    rbuf = vec![0u8; READ_BUF_MIN];
-                }
-            }
-            Wake::Read(Incoming::Frame(b)) => conn.handle_frame(now, &b),
+            Wake::Read(Incoming::Bytes(_)) => conn.handle_input_buf(now, &mut rbuf),
+            Wake::Read(Incoming::Frame(b)) => conn.handle_frame_bytes(now, b),
             Wake::Read(Incoming::Eof) => conn.handle_transport_closed(now, "eof"),
             Wake::Read(Incoming::Oversized(n)) => conn.handle_oversized_frame(now, n),
             // The read side failed (say, a text message on a websocket): the write side

@@ -7,10 +7,9 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::{Sink, Stream as _};
 use nkcluster_core::conn::{ConnError, Framing};
-use tokio::io::ReadBuf;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::error::CapacityError;
@@ -22,7 +21,7 @@ use crate::net::Stream;
 /// What a read produced.
 #[derive(Debug)]
 pub enum Incoming {
-    /// `n` bytes were placed at the start of the read buffer (stream framing).
+    /// `n` bytes were appended to the read buffer (stream framing).
     Bytes(usize),
     /// One whole frame body (message framing).
     Frame(Bytes),
@@ -36,8 +35,10 @@ pub enum Incoming {
 pub trait LinkIo: Send + 'static {
     /// How frames are delimited.
     fn framing(&self) -> Framing;
-    /// Reads some input.
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<Incoming>>;
+    /// Reads some input: stream transports append to `buf` (into its spare capacity),
+    /// message transports return whole frames.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut)
+    -> Poll<io::Result<Incoming>>;
     /// Writes from the front of `queue`, removing what was fully written, until the queue is
     /// empty (`Ready(Ok)`) or the transport is full (`Pending`). Returns bytes accepted
     /// through `written`.
@@ -64,10 +65,16 @@ impl<S: Stream> LinkIo for StreamIo<S> {
         Framing::Stream
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<Incoming>> {
-        let mut rb = ReadBuf::new(buf);
-        ready!(Pin::new(&mut self.0).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<Incoming>> {
+        let n = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.0),
+            cx,
+            buf
+        ))?;
         Poll::Ready(Ok(if n == 0 {
             Incoming::Eof
         } else {
@@ -129,7 +136,11 @@ impl<S: Stream> LinkIo for WsIo<S> {
         Framing::Messages
     }
 
-    fn poll_read(&mut self, cx: &mut Context<'_>, _buf: &mut [u8]) -> Poll<io::Result<Incoming>> {
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        _buf: &mut BytesMut,
+    ) -> Poll<io::Result<Incoming>> {
         loop {
             match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
                 None => return Poll::Ready(Ok(Incoming::Eof)),

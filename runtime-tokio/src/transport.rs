@@ -311,7 +311,9 @@ fn ws_config(max_frame: u32) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
-        .read_buffer_size(8 * 1024)
+        // tungstenite allocates this eagerly per connection and zero-fills it before
+        // reads: 32 KiB balances idle memory, bulk throughput and latency (measured).
+        .read_buffer_size(32 * 1024)
         .write_buffer_size(0)
 }
 
