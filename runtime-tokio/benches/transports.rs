@@ -182,7 +182,7 @@ fn ws_config(nk: bool) -> WebSocketConfig {
         WebSocketConfig::default()
             .max_message_size(Some(max))
             .max_frame_size(Some(max))
-            .read_buffer_size(8 * 1024)
+            .read_buffer_size(32 * 1024)
             .write_buffer_size(0)
     } else {
         WebSocketConfig::default()
