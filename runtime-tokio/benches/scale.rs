@@ -1,0 +1,131 @@
+//! Scale bench: handshakes per second on one control node, and memory per idle link.
+//!
+//! A control node listens on loopback; a worker node opens `N` links to it with
+//! `Node::connect` (64 at a time), each a full TCP (or TLS) connect plus the mutual
+//! handshake. Both ends run in this process on one 2-worker runtime, so the rate is a
+//! lower bound for the control node alone. The key is derived once per password
+//! (production iteration count), not per connection. Then the process's RSS growth per
+//! idle link is reported (both ends of each link live here, so one end is about half).
+//!
+//! Run: `cargo bench -p nkcluster --bench scale` (`-- --quick` for N = 500).
+
+use std::time::{Duration, Instant};
+
+use nkcluster::config::NodeConfig;
+use nkcluster::net::TokioNet;
+use nkcluster::node::{Env, Node};
+use nkcluster_core::url::parse_url_list;
+use tokio::task::JoinSet;
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn env() -> Env<TokioNet> {
+    Env {
+        net: TokioNet,
+        seed: None,
+        wall_origin_ns: None,
+    }
+}
+
+async fn run(transport: &str, n: usize) -> (f64, f64, f64) {
+    let mut c = NodeConfig::new("c1");
+    c.listen =
+        parse_url_list(&format!("nkcluster://127.0.0.1:0;transport={transport}")).expect("url");
+    // Idle links must stay up for the memory reading: long ping and idle timeouts.
+    c.connection.ping_interval = Duration::from_secs(60);
+    c.connection.idle_timeout = Duration::from_secs(600);
+    let control = Node::start(c, env()).await.expect("control");
+    let port = control.listen_addrs()[0].1.port();
+    let mut w = NodeConfig::new("w1");
+    w.control = false;
+    w.listen = Vec::new();
+    w.connection = control_conn();
+    let worker = Node::start(w, env()).await.expect("worker");
+    let url = format!("nkcluster://127.0.0.1:{port};transport={transport}");
+    // Warm up (key derivation, TLS config caches) outside the timed part.
+    worker.connect(&url).await.expect("warm-up link");
+    let rss0 = rss_kib();
+    let t = Instant::now();
+    let mut set = JoinSet::new();
+    let mut done = 0;
+    let mut started = 0;
+    while done < n {
+        while started < n && set.len() < 64 {
+            let w = worker.clone();
+            let u = url.clone();
+            set.spawn(async move { w.connect(&u).await });
+            started += 1;
+        }
+        if let Some(r) = set.join_next().await {
+            r.expect("task").expect("link");
+            done += 1;
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let rss1 = rss_kib();
+    let per_link = (rss1.saturating_sub(rss0)) as f64 / n as f64;
+    worker.shutdown();
+    control.shutdown();
+    (n as f64 / secs, per_link, per_link / 2.0)
+}
+
+fn control_conn() -> nkcluster_core::ConnectionConfig {
+    nkcluster_core::ConnectionConfig {
+        ping_interval: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(600),
+        ..Default::default()
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let n = if quick { 500 } else { 5000 };
+    // Each transport runs in a fresh process, so that memory freed by one run does not
+    // hide the next run's growth.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let Some(only) = only else {
+        println!("nkcluster scale bench: {n} links per transport, 64 connecting at a time");
+        println!(
+            "{:<6} {:>16} {:>22} {:>22}",
+            "", "handshakes/s", "RSS KiB/link (2 ends)", "~KiB per end"
+        );
+        let exe = std::env::current_exe().expect("own path");
+        for t in ["tcp", "tls", "ws", "wss"] {
+            let mut cmd = std::process::Command::new(&exe);
+            cmd.args(["--only", t]);
+            if quick {
+                cmd.arg("--quick");
+            }
+            let status = cmd.status().expect("run a transport");
+            assert!(status.success(), "{t} run failed");
+        }
+        println!("targets: >= 5000 handshakes/s on one control node; <= 16 KiB per idle worker");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let t = only.as_str();
+    let (rate, both, one) = rt.block_on(async {
+        let t = t.to_owned();
+        tokio::spawn(async move { run(&t, n).await })
+            .await
+            .expect("run")
+    });
+    println!("{t:<6} {rate:>16.0} {both:>22.1} {one:>22.1}");
+}
