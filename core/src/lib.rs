@@ -11,6 +11,7 @@
 //! - [`frame`]: the length-prefixed frame codec (maximum checked before any allocation).
 //! - [`message`]: the versioned protocol [`Message`](message::Message) enum (postcard).
 //! - [`url`]: `nkcluster://` URL lists; [`meta`]: node metadata tokens.
+//! - [`membership`]: control-node views, failure handling and explicit leave (issue 4).
 //! - [`auth`]: password key derivation and transcript proofs.
 //! - [`backoff`]: reconnection delays with jitter and an attempt budget.
 //! - [`handshake`]: the mutual authentication state machine.
@@ -26,6 +27,7 @@ pub mod backoff;
 pub mod conn;
 pub mod frame;
 pub mod handshake;
+pub mod membership;
 pub mod message;
 pub mod meta;
 pub mod time;
