@@ -13,7 +13,7 @@ use tracing::{error, info};
 
 use crate::config::{NodeConfig, RawOptions};
 use crate::net::TokioNet;
-use crate::node::{Env, Node};
+use crate::node::{Env, Node, NodeRow};
 
 /// nkcluster: clusters of control and worker nodes that run jobs.
 #[derive(Debug, Parser)]
@@ -31,6 +31,37 @@ pub enum Cmd {
     Node(Box<NodeArgs>),
     /// Run a local quick-start cluster on loopback until interrupted.
     Dev(DevArgs),
+    /// List the nodes a control node knows (admin client).
+    Nodes(AdminArgs),
+    /// Show one node (admin client).
+    NodeInfo {
+        /// Node id.
+        id: String,
+        /// Connection options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// How the admin commands reach a control node.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Control node URL(s), tried in order (default: dev1 of the quick start).
+    #[arg(
+        long,
+        env = "NKCLUSTER_ADDR",
+        default_value = "nkcluster://127.0.0.1:1972;transport=tcp"
+    )]
+    pub addr: String,
+    /// Password.
+    #[arg(long, env = "NKCLUSTER_PASSWORD", hide_env_values = true, default_value = crate::config::DEFAULT_PASSWORD)]
+    pub password: String,
+    /// Cluster name.
+    #[arg(long, env = "NKCLUSTER_CLUSTER_NAME", default_value = crate::config::DEFAULT_CLUSTER)]
+    pub cluster_name: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `nkcluster node` (the original's names; flags > environment > file).
@@ -143,10 +174,10 @@ fn default_node_id() -> String {
         .unwrap_or_else(|| "node".into())
 }
 
-fn init_logs() {
+fn init_logs(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NKCLUSTER_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -157,7 +188,11 @@ fn init_logs() {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs();
+    // Daemons log at info; admin commands print their own results and errors.
+    init_logs(match cli.command {
+        Cmd::Node(_) | Cmd::Dev(_) => "info",
+        Cmd::Nodes(_) | Cmd::NodeInfo { .. } => "off",
+    });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -172,6 +207,8 @@ pub fn main() -> ExitCode {
         match cli.command {
             Cmd::Node(args) => run_node(*args).await,
             Cmd::Dev(args) => run_dev(args).await,
+            Cmd::Nodes(admin) => run_admin(admin, None).await,
+            Cmd::NodeInfo { id, admin } => run_admin(admin, Some(id)).await,
         }
     })
 }
@@ -204,6 +241,86 @@ async fn run_node(args: NodeArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Connects to a control node as an admin client and prints its node table (or one row).
+/// Exit 1 when the control node cannot be reached or refuses us, 4 for an unknown node.
+async fn run_admin(args: AdminArgs, id: Option<String>) -> ExitCode {
+    let mut c = NodeConfig::new(format!("admin-{}", std::process::id()));
+    c.admin = true;
+    c.control = false;
+    c.cluster_name = args.cluster_name.clone();
+    c.password = args.password.clone();
+    let node = match Node::start(c, env()).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("nkcluster: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let peer = match node.connect(&args.addr).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "nkcluster: cannot reach a control node at {}: {e}",
+                args.addr
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let timeout = Duration::from_secs(10);
+    let (class, body) = match &id {
+        None => (crate::node::CLASS_NODES, bytes::Bytes::new()),
+        Some(id) => (crate::node::CLASS_NODE_INFO, bytes::Bytes::from(id.clone())),
+    };
+    let reply = node.request(&peer.node_id, class, body, timeout).await;
+    node.shutdown();
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) if e.code() == "unknown_node" => {
+            eprintln!("nkcluster: {e}");
+            return ExitCode::from(4);
+        }
+        Err(e) => {
+            eprintln!("nkcluster: {} did not answer: {e}", peer.node_id);
+            return ExitCode::from(1);
+        }
+    };
+    let rows: Vec<NodeRow> = match &id {
+        None => postcard::from_bytes(&reply).map_err(|e| e.to_string()),
+        Some(_) => postcard::from_bytes(&reply)
+            .map(|r| vec![r])
+            .map_err(|e| e.to_string()),
+    }
+    .unwrap_or_else(|e| {
+        eprintln!("nkcluster: malformed answer from {}: {e}", peer.node_id);
+        Vec::new()
+    });
+    if args.json {
+        let text = match &id {
+            None => serde_json::to_string_pretty(&rows),
+            Some(_) => serde_json::to_string_pretty(&rows.first()),
+        };
+        match text {
+            Ok(t) => println!("{t}"),
+            Err(e) => {
+                eprintln!("nkcluster: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        println!(
+            "{:<12} {:<8} {:<8} {:<10} {:<24} META",
+            "ID", "ROLE", "STATUS", "OWNER", "REMOTE"
+        );
+        for r in &rows {
+            println!(
+                "{:<12} {:<8} {:<8} {:<10} {:<24} {}",
+                r.id, r.role, r.status, r.owner, r.remote, r.meta
+            );
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn env() -> Env<TokioNet> {

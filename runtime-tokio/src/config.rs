@@ -35,6 +35,8 @@ pub struct NodeConfig {
     pub cluster_addr: Vec<ClusterUrl>,
     /// Whether this node has the control role.
     pub control: bool,
+    /// An administrative client (the CLI): announces the admin role, holds no jobs.
+    pub admin: bool,
     /// This node's metadata.
     pub meta: Meta,
     /// Connection machine settings (frame maximum, ping, idle, limits).
@@ -57,6 +59,7 @@ impl NodeConfig {
             listen: Vec::new(),
             cluster_addr: Vec::new(),
             control: true,
+            admin: false,
             meta: Meta::default(),
             connection: ConnectionConfig::default(),
             backoff: BackoffConfig::default(),

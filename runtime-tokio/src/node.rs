@@ -194,6 +194,75 @@ impl RequestHandler for Handlers {
     }
 }
 
+/// Admin request: every node this node has a link to, and itself.
+pub const CLASS_NODES: &str = "nkcluster.nodes";
+/// Admin request: one node's row (body: the node id, UTF-8).
+pub const CLASS_NODE_INFO: &str = "nkcluster.node_info";
+
+/// One row of the node table, as control nodes answer admin requests.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeRow {
+    /// Node id.
+    pub id: String,
+    /// `control` or `worker`.
+    pub role: String,
+    /// Node status as seen by the answering node (`ready` while linked).
+    pub status: String,
+    /// The control node holding the link (the answering node, for now).
+    pub owner: String,
+    /// Transport and remote address of the link (`-` for the answering node itself).
+    pub remote: String,
+    /// Listen URLs.
+    pub listen: Vec<String>,
+    /// Metadata.
+    pub meta: String,
+    /// Latest ping round trip of the link, microseconds.
+    pub rtt_us: Option<u64>,
+}
+
+/// Answers the node's own request classes, then the registered handlers.
+struct NodeHandler<N: Net> {
+    inner: Arc<Inner<N>>,
+}
+
+impl<N: Net> RequestHandler for NodeHandler<N> {
+    fn handle(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError> {
+        let encode = |v: &dyn erased::Encode| {
+            v.encode()
+                .map_err(|e| RemoteError::new("internal_error", e.to_string()))
+        };
+        match class {
+            CLASS_NODES => encode(&self.inner.node_rows()),
+            CLASS_NODE_INFO => {
+                let id = String::from_utf8_lossy(&body);
+                match self.inner.node_rows().into_iter().find(|r| r.id == id) {
+                    Some(row) => encode(&row),
+                    None => Err(RemoteError::new(
+                        "unknown_node",
+                        format!("no node {id:?} is known here"),
+                    )),
+                }
+            }
+            _ => self.inner.handlers.handle(class, body),
+        }
+    }
+}
+
+mod erased {
+    //! postcard encoding behind a trait object (so one closure serves several types).
+    use bytes::Bytes;
+
+    pub(super) trait Encode {
+        fn encode(&self) -> Result<Bytes, postcard::Error>;
+    }
+
+    impl<T: serde::Serialize> Encode for T {
+        fn encode(&self) -> Result<Bytes, postcard::Error> {
+            postcard::to_allocvec(self).map(Bytes::from)
+        }
+    }
+}
+
 /// How the node meets the outside world: the network, randomness and the wall clock.
 #[derive(Debug, Clone)]
 pub struct Env<N> {
@@ -319,7 +388,9 @@ impl<N: Net> Node<N> {
             cluster: config.cluster_name.clone(),
             node_id: config.node_id.clone(),
             instance: rng.random(),
-            role: if config.control {
+            role: if config.admin {
+                Role::Admin
+            } else if config.control {
                 Role::Control
             } else {
                 Role::Worker
@@ -615,6 +686,38 @@ impl<N: Net> Inner<N> {
         *self.shutdown.borrow()
     }
 
+    fn node_rows(&self) -> Vec<NodeRow> {
+        let me = &self.config.node_id;
+        let mut rows = vec![NodeRow {
+            id: me.clone(),
+            role: self.identity.role.as_str().into(),
+            status: "ready".into(),
+            owner: me.clone(),
+            remote: "-".into(),
+            listen: self.identity.listen.clone(),
+            meta: self.identity.meta.clone(),
+            rtt_us: None,
+        }];
+        for links in lock(&self.peers).values() {
+            // One row per node (its first link); admin clients are not nodes.
+            let Some(l) = links.iter().find(|l| l.summary.role != Role::Admin) else {
+                continue;
+            };
+            rows.push(NodeRow {
+                id: l.summary.node_id.clone(),
+                role: l.summary.role.as_str().into(),
+                status: "ready".into(),
+                owner: me.clone(),
+                remote: l.summary.remote.clone(),
+                listen: l.summary.listen.clone(),
+                meta: l.summary.meta.clone(),
+                rtt_us: None,
+            });
+        }
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows
+    }
+
     fn refused(&self, remote: &str, claimed: Option<String>, code: &str, detail: &str) {
         warn!(node = %self.config.node_id, remote = %remote,
               claimed_peer = %claimed.as_deref().unwrap_or("?"),
@@ -849,8 +952,10 @@ async fn run_connection<N: Net>(
         outcome: LinkOutcome::default(),
         notify,
     };
-    let handlers = inner.handlers.clone();
-    drive(ready.io, conn, inner.clock, rx, &handlers, &mut sink).await;
+    let handler = NodeHandler {
+        inner: inner.clone(),
+    };
+    drive(ready.io, conn, inner.clock, rx, &handler, &mut sink).await;
     sink.outcome
 }
 
