@@ -191,6 +191,8 @@ pub enum Event {
         /// The payload, or why there is none.
         result: Result<Bytes, RequestError>,
     },
+    /// The peer sent its membership view (control links).
+    Gossip(Vec<crate::membership::MemberInfo>),
     /// The connection is over: `None` when we closed it ourselves. Always the last event.
     Closed(Option<ConnError>),
 }
@@ -520,6 +522,23 @@ impl Connection {
         self.send(&Message::Reply(Reply { id, result }));
     }
 
+    /// Sends our membership view. Ignored unless established; a view too large for one
+    /// frame is cut to what fits (the receiver bounds it too).
+    pub fn send_gossip(&mut self, mut view: Vec<crate::membership::MemberInfo>) {
+        if !self.is_established() {
+            return;
+        }
+        // A member record is small (id, two integers, status, a few URLs): keep the
+        // encoded view well under the frame maximum.
+        let budget = self.config.max_frame as usize / 2;
+        let mut size = 0usize;
+        view.retain(|m| {
+            size += 64 + m.id.len() + m.listen.iter().map(|u| u.len() + 2).sum::<usize>();
+            size <= budget
+        });
+        self.send(&Message::Gossip(view));
+    }
+
     /// Closes in order: tells the peer, fails pending requests with `connection_failed`
     /// and emits `Closed(None)`. Flush `poll_transmit` before closing the transport.
     pub fn close(&mut self, reason: &str) {
@@ -702,6 +721,7 @@ impl Connection {
                 None => self.stats.late_replies += 1,
             },
             Message::Close(c) => self.fail(ConnError::PeerClosed(c.reason), false),
+            Message::Gossip(v) => self.events.push_back(Event::Gossip(v)),
             m @ (Message::Hello(_) | Message::Proof(_) | Message::Reject(_)) => {
                 self.fail(
                     ConnError::Protocol(format!("{} on an established link", m.kind())),

@@ -343,6 +343,19 @@ impl Membership {
         self.events.pop_front()
     }
 
+    /// The whole view now (ourselves first, tombstones included), whether or not it
+    /// changed: for a newly linked member.
+    pub fn view(&self) -> Vec<MemberInfo> {
+        let mut v = vec![self.me.clone()];
+        v.extend(
+            self.others
+                .values()
+                .filter(|r| !r.removed)
+                .map(|r| r.info.clone()),
+        );
+        v
+    }
+
     /// When the view changed since the last call: the whole view to send to every
     /// linked member (ourselves included, tombstones included).
     #[must_use]

@@ -35,6 +35,8 @@ pub enum Message {
     Reply(Reply),
     /// Orderly close.
     Close(Close),
+    /// A control node's membership view (first entry: the sender itself).
+    Gossip(Vec<crate::membership::MemberInfo>),
 }
 
 /// Handshake greeting.
@@ -296,6 +298,7 @@ impl Message {
             Message::Request(_) => "request",
             Message::Reply(_) => "reply",
             Message::Close(_) => "close",
+            Message::Gossip(_) => "gossip",
         }
     }
 }
@@ -318,6 +321,7 @@ mod wire {
         Request(#[serde(borrow)] RequestRef<'a>),
         Reply(#[serde(borrow)] ReplyRef<'a>),
         Close(Close),
+        Gossip(Vec<crate::membership::MemberInfo>),
     }
 
     #[derive(Deserialize)]
@@ -355,6 +359,7 @@ mod wire {
                     result: r.result.map(|b| frame.slice_ref(b)),
                 }),
                 MessageRef::Close(m) => Message::Close(m),
+                MessageRef::Gossip(v) => Message::Gossip(v),
             }
         }
     }

@@ -237,7 +237,7 @@ async fn run_node(args: NodeArgs) -> ExitCode {
         }
         _ = tokio::signal::ctrl_c() => {
             info!("interrupted, shutting down");
-            node.shutdown();
+            node.shutdown_and_wait(Duration::from_secs(3)).await;
             ExitCode::SUCCESS
         }
     }
@@ -385,7 +385,7 @@ async fn run_dev(args: DevArgs) -> ExitCode {
     println!("\nrunning; Ctrl-C to stop");
     let _ = tokio::signal::ctrl_c().await;
     for n in &nodes {
-        n.shutdown();
+        n.shutdown_and_wait(Duration::from_secs(3)).await;
     }
     ExitCode::SUCCESS
 }

@@ -39,6 +39,8 @@ pub enum Command {
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<Bytes, RequestError>>,
     },
+    /// Send our membership view (control links).
+    Gossip(Vec<nkcluster_core::membership::MemberInfo>),
     /// Close in order.
     Close {
         /// Told to the peer.
@@ -230,6 +232,7 @@ pub async fn drive(
                     let _ = reply.send(Err(e));
                 }
             },
+            Wake::Command(Command::Gossip(view)) => conn.send_gossip(view),
             Wake::Command(Command::Close { reason }) => conn.close(&reason),
             Wake::CommandsClosed => commands_open = false,
             Wake::Timer if closed => {

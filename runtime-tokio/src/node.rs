@@ -14,6 +14,7 @@ use nkcluster_core::auth::Key;
 use nkcluster_core::backoff::Backoff;
 use nkcluster_core::conn::{Connection, ConnectionParams, Event, RequestError};
 use nkcluster_core::handshake::{Identity, PeerInfo, Role, Side};
+use nkcluster_core::membership::{MemberEvent, MemberInfo, Membership, MembershipConfig};
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::url::{ClusterUrl, Host, TlsOptions, Transport, parse_url};
 use rand::rngs::StdRng;
@@ -76,6 +77,13 @@ pub enum NodeEvent {
         url: String,
         /// OS error.
         error: String,
+    },
+    /// A control member changed state (`up`, `down`, `left`, `removed`).
+    Member {
+        /// Member id.
+        id: String,
+        /// What happened.
+        change: &'static str,
     },
     /// The connector spent its attempt budget.
     GaveUp {
@@ -296,6 +304,12 @@ struct Inner<N: Net> {
     shutdown: watch::Sender<bool>,
     fatal: watch::Sender<Option<Fatal>>,
     client_tls: Mutex<HashMap<String, Arc<rustls::ClientConfig>>>,
+    /// Control nodes only: the membership view, and members being dialed.
+    membership: Option<Mutex<Membership>>,
+    mesh_dialing: Mutex<std::collections::BTreeSet<String>>,
+    membership_timer: tokio::sync::Notify,
+    /// Connection tasks still running (any phase), for an orderly stop.
+    running: watch::Sender<usize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -406,10 +420,11 @@ impl<N: Net> Node<N> {
         let mut keys = HashMap::new();
         keys.insert(config.password.clone(), key);
         let handlers = handlers.unwrap_or_else(|| Handlers::builtin(&config.node_id));
+        let clock = Clock::new(env.wall_origin_ns);
         let inner = Arc::new(Inner {
-            identity,
+            identity: identity.clone(),
             net: env.net,
-            clock: Clock::new(env.wall_origin_ns),
+            clock,
             keys: Mutex::new(keys),
             rng: Mutex::new(rng),
             peers: Mutex::new(BTreeMap::new()),
@@ -419,6 +434,17 @@ impl<N: Net> Node<N> {
             shutdown: watch::channel(false).0,
             fatal: watch::channel(None).0,
             client_tls: Mutex::new(HashMap::new()),
+            membership: (config.control && !config.admin).then(|| {
+                Mutex::new(Membership::new(
+                    &config.node_id,
+                    clock.wall_origin_ns() / 1_000_000,
+                    identity.listen.clone(),
+                    MembershipConfig::default(),
+                ))
+            }),
+            mesh_dialing: Mutex::new(std::collections::BTreeSet::new()),
+            membership_timer: tokio::sync::Notify::new(),
+            running: watch::channel(0).0,
             config,
         });
         for (url, l, local, tls) in listeners {
@@ -429,6 +455,9 @@ impl<N: Net> Node<N> {
         }
         if !inner.config.cluster_addr.is_empty() {
             tokio::spawn(connector(inner.clone()));
+        }
+        if inner.membership.is_some() {
+            tokio::spawn(membership_timer(inner.clone()));
         }
         Ok(Node {
             inner,
@@ -641,8 +670,22 @@ impl<N: Net> Node<N> {
         }
     }
 
+    /// [`shutdown`](Self::shutdown), then waits (at most `limit`) until every connection
+    /// has written its last messages (the leave notice, the close) and ended.
+    pub async fn shutdown_and_wait(&self, limit: Duration) {
+        let mut running = self.inner.running.subscribe();
+        self.shutdown();
+        let _ = tokio::time::timeout(limit, running.wait_for(|n| *n == 0)).await;
+    }
+
     /// Closes every link in order and stops listening and dialing.
     pub fn shutdown(&self) {
+        // A control node leaves explicitly: peers drop it at once, without waiting for
+        // failure detection. The view goes out before the close on every link.
+        if let Some(m) = &self.inner.membership {
+            lock(m).leave();
+            self.inner.after_membership();
+        }
         let _ = self.inner.shutdown.send(true);
         let links: Vec<_> = std::mem::take(&mut *lock(&self.inner.peers))
             .into_values()
@@ -684,6 +727,43 @@ impl<N: Net> Inner<N> {
 
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Acts on membership changes: logs them, gossips the view to every control link,
+    /// dials members we have no link to, and re-arms the removal timer.
+    fn after_membership(self: &Arc<Self>) {
+        let Some(m) = &self.membership else { return };
+        let (events, gossip, to_dial) = {
+            let mut m = lock(m);
+            let events: Vec<MemberEvent> = std::iter::from_fn(|| m.poll_event()).collect();
+            let gossip = m.poll_gossip();
+            let to_dial: Vec<MemberInfo> = m.to_dial().into_iter().cloned().collect();
+            (events, gossip, to_dial)
+        };
+        for e in events {
+            let (id, change) = match e {
+                MemberEvent::Up(id) => (id, "up"),
+                MemberEvent::Down(id) => (id, "down"),
+                MemberEvent::Left(id) => (id, "left"),
+                MemberEvent::Removed(id) => (id, "removed"),
+            };
+            info!(node = %self.config.node_id, member = %id, change, "membership");
+            self.emit(NodeEvent::Member { id, change });
+        }
+        if let Some(view) = gossip {
+            for links in lock(&self.peers).values() {
+                for l in links.iter().filter(|l| l.summary.role == Role::Control) {
+                    let _ = l.commands.try_send(Command::Gossip(view.clone()));
+                }
+            }
+        }
+        for member in to_dial {
+            if self.stopping() || !lock(&self.mesh_dialing).insert(member.id.clone()) {
+                continue;
+            }
+            tokio::spawn(mesh_dial(self.clone(), member));
+        }
+        self.membership_timer.notify_one();
     }
 
     fn node_rows(&self) -> Vec<NodeRow> {
@@ -831,6 +911,13 @@ impl<N: Net> EventSink for LinkSink<N> {
                 info!(node = %me, peer = %p.node_id, role = p.role.as_str(), remote = %self.remote,
                       "link up");
                 if let Some(commands) = self.commands.take() {
+                    if p.role == Role::Control
+                        && let Some(m) = &self.inner.membership
+                    {
+                        // Tell a new control peer everything we know.
+                        let view = lock(m).view();
+                        let _ = commands.try_send(Command::Gossip(view));
+                    }
                     let summary = summary(p, &self.remote, self.dialer);
                     lock(&self.inner.peers)
                         .entry(p.node_id.clone())
@@ -852,6 +939,21 @@ impl<N: Net> EventSink for LinkSink<N> {
                     dialer: self.dialer,
                 });
             }
+            Event::Gossip(view) => {
+                let peer = conn.peer().map(|p| (p.node_id.clone(), p.role));
+                if let (Some((id, Role::Control)), Some(m)) = (peer, &self.inner.membership) {
+                    let now = self.inner.clock.now();
+                    {
+                        let mut m = lock(m);
+                        // The sender's own record comes first; the link proves it alive.
+                        if let Some(me) = view.first().filter(|r| r.id == id) {
+                            m.handle_link_up(now, me.clone());
+                        }
+                        m.handle_view(now, view);
+                    }
+                    self.inner.after_membership();
+                }
+            }
             Event::Closed(err) => {
                 self.outcome.error = err.clone();
                 if let Some(n) = self.notify.take() {
@@ -863,14 +965,23 @@ impl<N: Net> EventSink for LinkSink<N> {
                 let claimed = conn.claimed_peer().map(str::to_owned);
                 if self.outcome.authenticated {
                     let peer = claimed.unwrap_or_default();
-                    {
+                    let last_link = {
                         let mut peers = lock(&self.inner.peers);
-                        if let Some(v) = peers.get_mut(&peer) {
-                            v.retain(|l| l.conn_id != self.conn_id);
-                            if v.is_empty() {
-                                peers.remove(&peer);
+                        match peers.get_mut(&peer) {
+                            Some(v) => {
+                                v.retain(|l| l.conn_id != self.conn_id);
+                                let empty = v.is_empty();
+                                if empty {
+                                    peers.remove(&peer);
+                                }
+                                empty
                             }
+                            None => true,
                         }
+                    };
+                    if last_link && let Some(m) = &self.inner.membership {
+                        lock(m).handle_link_down(self.inner.clock.now(), &peer);
+                        self.inner.after_membership();
                     }
                     match err {
                         Some(e) => warn!(node = %me, peer = %peer, remote = %self.remote,
@@ -955,7 +1066,9 @@ async fn run_connection<N: Net>(
     let handler = NodeHandler {
         inner: inner.clone(),
     };
+    inner.running.send_modify(|n| *n += 1);
     drive(ready.io, conn, inner.clock, rx, &handler, &mut sink).await;
+    inner.running.send_modify(|n| *n -= 1);
     sink.outcome
 }
 
@@ -1005,6 +1118,60 @@ async fn accept_loop<N: Net>(
                 warn!(node = %inner.config.node_id, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+}
+
+/// Dials a control member we learned of (full mesh), trying its listen URLs in order,
+/// and stays linked while the link lasts.
+async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: MemberInfo) {
+    for url in member.listen.iter().filter_map(|u| parse_url(u).ok()) {
+        if url.host == Host::All || inner.stopping() {
+            // Announced on every interface: not dialable from here (it dials us).
+            continue;
+        }
+        let already = lock(&inner.peers).contains_key(&member.id);
+        if already {
+            break;
+        }
+        match inner.dial(&url).await {
+            Ok((remote, ready)) => {
+                let key = inner.key_for(&inner.config.password);
+                run_connection(inner.clone(), ready, Side::Dialer, key, remote, None, None).await;
+                break;
+            }
+            Err((code, e)) => {
+                warn!(node = %inner.config.node_id, member = %member.id, url = %url.remote_label(),
+                      code, error = %e, "cannot reach member");
+            }
+        }
+    }
+    lock(&inner.mesh_dialing).remove(&member.id);
+}
+
+/// Fires the membership machine's removal timer.
+async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        let next = inner
+            .membership
+            .as_ref()
+            .and_then(|m| lock(m).poll_timeout());
+        let sleep = async {
+            match next {
+                Some(t) => tokio::time::sleep_until(inner.clock.to_tokio(t)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {
+                if let Some(m) = &inner.membership {
+                    lock(m).handle_timeout(inner.clock.now());
+                }
+                inner.after_membership();
+            }
+            _ = inner.membership_timer.notified() => {}
+            _ = stop.changed() => return,
         }
     }
 }

@@ -1,0 +1,60 @@
+//! Control nodes form a full mesh from gossip, notice an explicit leave at once, and mark
+//! a member that dies down by failure detection (real processes on loopback).
+
+use std::time::Duration;
+
+use nkcluster_tests::{Daemon, has};
+
+fn member(id: &'static str, change: &'static str) -> impl Fn(&str) -> bool {
+    move |l| l.contains("membership") && has(l, "member", id) && has(l, "change", change)
+}
+
+/// c1 first; c2 and c3 only know c1. Liveness flags are passed through.
+fn three(extra: &[&str]) -> (Daemon, Daemon, Daemon, u16) {
+    let (c1, port) = Daemon::control("c1", extra);
+    let addr = format!("nkcluster://127.0.0.1:{port}");
+    let mut args = vec!["--cluster-addr", addr.as_str()];
+    args.extend_from_slice(extra);
+    let (c2, _) = Daemon::control("c2", &args);
+    let (c3, _) = Daemon::control("c3", &args);
+    (c1, c2, c3, port)
+}
+
+#[test]
+fn gossip_builds_a_full_mesh_and_a_leave_is_noticed_at_once() {
+    // A long idle timeout: only the explicit leave can explain a fast departure.
+    let slow = ["--ping-interval-ms", "5000", "--idle-timeout-ms", "60000"];
+    let (mut c1, mut c2, mut c3, _) = three(&slow);
+    // c2 and c3 never had each other's address: they learn it from c1's view.
+    c2.wait_line("c2 learns of c3", member("c3", "up"));
+    c3.wait_line("c3 learns of c2", member("c2", "up"));
+    c2.wait_line("c2 linked to c3", |l| {
+        l.contains("link up") && has(l, "peer", "c3")
+    });
+    c1.wait_line("c1 sees c3", member("c3", "up"));
+
+    let start = std::time::Instant::now();
+    c3.signal("INT");
+    c1.wait_line("c1 sees c3 leave", member("c3", "left"));
+    c2.wait_line("c2 sees c3 leave", member("c3", "left"));
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "a leave must not wait for failure detection (idle timeout 60 s): took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        c3.wait_exit(Duration::from_secs(20)).success(),
+        "c3 stops cleanly"
+    );
+}
+
+#[test]
+fn a_killed_member_is_marked_down_by_failure_detection() {
+    let fast = ["--ping-interval-ms", "200", "--idle-timeout-ms", "1000"];
+    let (mut c1, mut c2, mut c3, _) = three(&fast);
+    c1.wait_line("c1 sees c2", member("c2", "up"));
+    c3.wait_line("c3 sees c2", member("c2", "up"));
+    c2.kill();
+    c1.wait_line("c1 marks c2 down", member("c2", "down"));
+    c3.wait_line("c3 marks c2 down", member("c2", "down"));
+}
