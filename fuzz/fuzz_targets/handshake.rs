@@ -124,6 +124,10 @@ impl Driver {
                         Err(e) => panic!("unexpected request outcome {e:?}"),
                     }
                 }
+                Event::Gossip(view) => {
+                    assert!(self.authenticated, "gossip event before auth");
+                    assert!(view.len() <= 1 << 20, "absurd view size");
+                }
                 Event::Closed(e) => {
                     self.closed = true;
                     assert!(
