@@ -140,11 +140,13 @@ impl Membership {
         v
     }
 
-    /// Alive members we have no direct link to (the shell dials them: full mesh).
+    /// Members we have no direct link to and that have not left: the shell dials them
+    /// (full mesh), and keeps redialing down ones until they are removed, since only a
+    /// link proves a member alive again after a partition heals.
     pub fn to_dial(&self) -> Vec<&MemberInfo> {
         self.others
             .values()
-            .filter(|r| !r.removed && !r.linked && r.info.status == Status::Alive)
+            .filter(|r| !r.removed && !r.linked && r.info.status != Status::Left)
             .map(|r| &r.info)
             .collect()
     }
@@ -212,6 +214,21 @@ impl Membership {
         };
         r.linked = false;
         if !r.removed && r.info.status == Status::Alive {
+            r.info.status = Status::Down;
+            r.since = Some(now);
+            self.events.push_back(MemberEvent::Down(id.to_owned()));
+            self.gossip_due = true;
+        }
+    }
+
+    /// Dialing `id` failed and we have no link to it: in a full mesh that is our own
+    /// observation that it is unreachable, so an alive member becomes down (and keeps
+    /// being dialed until it is removed).
+    pub fn handle_dial_failed(&mut self, now: Instant, id: &str) {
+        let Some(r) = self.others.get_mut(id) else {
+            return;
+        };
+        if !r.linked && !r.removed && r.info.status == Status::Alive {
             r.info.status = Status::Down;
             r.since = Some(now);
             self.events.push_back(MemberEvent::Down(id.to_owned()));
@@ -439,6 +456,8 @@ mod tests {
         a.handle_link_down(Instant::from_millis(1000), "b");
         assert_eq!(events(&mut a), [MemberEvent::Down("b".into())]);
         assert_eq!(a.live(), ["a"]);
+        // Still dialed: after a partition heals only a new link brings it back.
+        assert_eq!(a.to_dial().len(), 1);
         assert_eq!(a.poll_timeout(), Some(Instant::from_millis(11_000)));
         a.handle_timeout(Instant::from_millis(10_999));
         assert_eq!(events(&mut a), []);
@@ -448,6 +467,21 @@ mod tests {
         assert_eq!(a.poll_timeout(), Some(Instant::from_millis(21_000)));
         a.handle_timeout(Instant::from_millis(21_000));
         assert_eq!(a.poll_timeout(), None);
+    }
+
+    #[test]
+    fn an_unreachable_member_known_by_gossip_goes_down() {
+        let mut a = Membership::new("a", 1, vec![], cfg());
+        a.handle_view(Instant::ZERO, &[info("c", 1, 0, Status::Alive)]);
+        let _ = events(&mut a);
+        a.handle_dial_failed(Instant::from_millis(5), "c");
+        assert_eq!(events(&mut a), [MemberEvent::Down("c".into())]);
+        assert_eq!(a.live(), ["a"]);
+        // A linked member is not marked down by a failed extra dial.
+        a.handle_link_up(Instant::from_millis(6), info("b", 1, 0, Status::Alive));
+        let _ = events(&mut a);
+        a.handle_dial_failed(Instant::from_millis(7), "b");
+        assert_eq!(events(&mut a), []);
     }
 
     #[test]

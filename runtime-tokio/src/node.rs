@@ -480,6 +480,16 @@ impl<N: Net> Node<N> {
         self.inner.events.subscribe()
     }
 
+    /// Control nodes: the alive members of the control cluster (ourselves included),
+    /// sorted; empty on other nodes.
+    pub fn members(&self) -> Vec<String> {
+        self.inner
+            .membership
+            .as_ref()
+            .map(|m| lock(m).live())
+            .unwrap_or_default()
+    }
+
     /// Authenticated links, by peer id.
     pub fn peers(&self) -> Vec<PeerSummary> {
         lock(&self.inner.peers)
@@ -730,8 +740,14 @@ impl<N: Net> Inner<N> {
     }
 
     /// Acts on membership changes: logs them, gossips the view to every control link,
-    /// dials members we have no link to, and re-arms the removal timer.
+    /// dials members that just came up and that we have no link to (`redial_all`: every
+    /// unlinked member, from the periodic tick only, so failures cannot cascade into a
+    /// dial storm), and re-arms the removal timer.
     fn after_membership(self: &Arc<Self>) {
+        self.after_membership_with(false);
+    }
+
+    fn after_membership_with(self: &Arc<Self>, redial_all: bool) {
         let Some(m) = &self.membership else { return };
         let (events, gossip, to_dial) = {
             let mut m = lock(m);
@@ -740,6 +756,13 @@ impl<N: Net> Inner<N> {
             let to_dial: Vec<MemberInfo> = m.to_dial().into_iter().cloned().collect();
             (events, gossip, to_dial)
         };
+        let came_up: Vec<String> = events
+            .iter()
+            .filter_map(|e| match e {
+                MemberEvent::Up(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
         for e in events {
             let (id, change) = match e {
                 MemberEvent::Up(id) => (id, "up"),
@@ -758,6 +781,9 @@ impl<N: Net> Inner<N> {
             }
         }
         for member in to_dial {
+            if !redial_all && !came_up.contains(&member.id) {
+                continue;
+            }
             if self.stopping() || !lock(&self.mesh_dialing).insert(member.id.clone()) {
                 continue;
             }
@@ -875,11 +901,8 @@ fn bind_addr(url: &ClusterUrl) -> Result<SocketAddr, String> {
         Host::All => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         Host::Ip(ip) => *ip,
         Host::Name(n) if n.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Host::Name(n) => {
-            return Err(format!(
-                "listen host must be an IP address or all, not {n:?}"
-            ));
-        }
+        // A name is what peers dial: bind every interface, announce the name.
+        Host::Name(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
     Ok(SocketAddr::new(ip, url.port))
 }
@@ -1125,6 +1148,8 @@ async fn accept_loop<N: Net>(
 /// Dials a control member we learned of (full mesh), trying its listen URLs in order,
 /// and stays linked while the link lasts.
 async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: MemberInfo) {
+    let mut linked = false;
+    let mut tried = false;
     for url in member.listen.iter().filter_map(|u| parse_url(u).ok()) {
         if url.host == Host::All || inner.stopping() {
             // Announced on every interface: not dialable from here (it dials us).
@@ -1132,12 +1157,17 @@ async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: MemberInfo) {
         }
         let already = lock(&inner.peers).contains_key(&member.id);
         if already {
+            linked = true;
             break;
         }
+        tried = true;
         match inner.dial(&url).await {
             Ok((remote, ready)) => {
                 let key = inner.key_for(&inner.config.password);
-                run_connection(inner.clone(), ready, Side::Dialer, key, remote, None, None).await;
+                let outcome =
+                    run_connection(inner.clone(), ready, Side::Dialer, key, remote, None, None)
+                        .await;
+                linked |= outcome.authenticated;
                 break;
             }
             Err((code, e)) => {
@@ -1146,12 +1176,23 @@ async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: MemberInfo) {
             }
         }
     }
+    if tried && !linked && !inner.stopping() {
+        if let Some(m) = &inner.membership {
+            lock(m).handle_dial_failed(inner.clock.now(), &member.id);
+        }
+        inner.after_membership();
+    }
     lock(&inner.mesh_dialing).remove(&member.id);
 }
 
-/// Fires the membership machine's removal timer.
+/// How often unlinked members are dialed again.
+const MESH_REDIAL: Duration = Duration::from_secs(2);
+
+/// Fires the membership machine's removal timer, and redials unlinked members.
 async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
     let mut stop = inner.shutdown.subscribe();
+    let mut redial = tokio::time::interval(MESH_REDIAL);
+    redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next = inner
             .membership
@@ -1171,6 +1212,7 @@ async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
                 inner.after_membership();
             }
             _ = inner.membership_timer.notified() => {}
+            _ = redial.tick() => inner.after_membership_with(true),
             _ = stop.changed() => return,
         }
     }

@@ -26,6 +26,7 @@ const SLACK: Duration = Duration::from_millis(5);
 pub const ALL: &[(&str, Scenario)] = &[
     ("two_nodes_link_up", two_nodes_link_up),
     ("partition_detect_and_repair", partition_detect_and_repair),
+    ("control_split_and_heal", control_split_and_heal),
 ];
 
 fn pair() -> Result<(NodeConfig, NodeConfig), BoxError> {
@@ -163,6 +164,97 @@ pub fn partition_detect_and_repair(seed: u64) -> Result<Vec<String>, Failure> {
             format!("node answered {r:?}")
         })?;
         l.note("request after repair ok");
+        Ok(())
+    });
+    run(sim, &log)
+}
+
+fn member_event(entries: &[Entry], host: &str, id: &str, change: &str, from: usize) -> bool {
+    entries.iter().skip(from).any(|e| {
+        matches!(&e.what, What::Node(NodeEvent::Member { id: i, change: c })
+            if e.host == host && i == id && *c == change)
+    })
+}
+
+/// Three control nodes mesh through gossip (c2 and c3 only know c1); a 2|1 split makes
+/// each side mark the other down within the failure-detection time; after the heal the
+/// mesh re-forms by itself and every member sees all three alive.
+pub fn control_split_and_heal(seed: u64) -> Result<Vec<String>, Failure> {
+    let log = Log::default();
+    let mut sim = builder(seed, Duration::from_secs(120)).build();
+    let mut configs = Vec::new();
+    for id in ["c1", "c2", "c3"] {
+        let mut c = sim_config(id);
+        let listen = format!("nkcluster://{id}:1972;transport=tcp");
+        let fail = |e: nkcluster_core::url::UrlError| Failure {
+            error: e.to_string(),
+            log: vec![],
+        };
+        c.listen = parse_url_list(&listen).map_err(fail)?;
+        if id != "c1" {
+            c.cluster_addr = parse_url_list("nkcluster://c1:1972;transport=tcp").map_err(fail)?;
+        }
+        c.connection.ping_interval = PING;
+        c.connection.idle_timeout = IDLE;
+        c.connection.connect_timeout = Duration::from_secs(1);
+        configs.push(c);
+    }
+    for (i, c) in configs.into_iter().enumerate() {
+        add_node(&mut sim, &log, c, seed, i as u64 + 1);
+    }
+    let l = log.clone();
+    sim.client("driver", async move {
+        let ids = ["c1", "c2", "c3"];
+        // Every pair linked directly (either side dialing) and every member up everywhere.
+        let all_up = |e: &[Entry], from: usize| {
+            ids.iter().all(|h| {
+                ids.iter()
+                    .filter(|m| *m != h)
+                    .all(|m| member_event(e, h, m, "up", from) && link_up(e, h, m, from).is_some())
+            })
+        };
+        l.wait_for("the full mesh", Duration::from_secs(30), |e| all_up(e, 0))
+            .await?;
+        for h in ids {
+            let members = l.node(h).ok_or("node missing")?.members();
+            ensure(members == ids, || format!("{h} sees {members:?}"))?;
+        }
+        let from = l.entries().len();
+        turmoil::partition("c3", "c1");
+        turmoil::partition("c3", "c2");
+        let t_split = turmoil::sim_elapsed().unwrap_or_default();
+        l.note("partition c3 | c1 c2");
+        let split_seen = |e: &[Entry]| {
+            member_event(e, "c1", "c3", "down", from)
+                && member_event(e, "c2", "c3", "down", from)
+                && member_event(e, "c3", "c1", "down", from)
+                && member_event(e, "c3", "c2", "down", from)
+        };
+        let t = l
+            .wait_for("both sides to see the split", IDLE * 3, split_seen)
+            .await?;
+        ensure(t - t_split <= IDLE + SLACK, || {
+            format!("split detected {:?} after it happened", t - t_split)
+        })?;
+        let majority = l.node("c1").ok_or("c1 missing")?.members();
+        ensure(majority == ["c1", "c2"], || format!("c1 sees {majority:?}"))?;
+        let minority = l.node("c3").ok_or("c3 missing")?.members();
+        ensure(minority == ["c3"], || format!("c3 sees {minority:?}"))?;
+        // The split lasts a while (a fault's duration, not a wait for a condition).
+        tokio::time::sleep(PARTITION_HOLD).await;
+        turmoil::repair("c3", "c1");
+        turmoil::repair("c3", "c2");
+        l.note("repair");
+        // Converged: every member sees all three alive (re-checked on every log entry,
+        // and every membership change is logged).
+        let nodes: Vec<_> = ids.iter().filter_map(|h| l.node(h)).collect();
+        l.wait_for(
+            "every member to see c1, c2, c3 again",
+            Duration::from_secs(60),
+            |_| nodes.iter().all(|n| n.members() == ids),
+        )
+        .await?;
+        l.note("healed: every member sees c1, c2, c3");
         Ok(())
     });
     run(sim, &log)

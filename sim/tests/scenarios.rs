@@ -18,6 +18,15 @@ fn partition_detect_and_repair() {
 }
 
 #[test]
+fn control_split_and_heal() {
+    check(
+        "control_split_and_heal",
+        8,
+        scenarios::control_split_and_heal,
+    );
+}
+
+#[test]
 fn same_seed_replays_bit_for_bit() {
     for seed in [7u64, 0xdead_beef] {
         let a = scenarios::partition_detect_and_repair(seed).expect("first run");
