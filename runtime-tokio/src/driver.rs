@@ -48,10 +48,52 @@ pub enum Command {
     },
 }
 
-/// Answers the peer's requests, synchronously, inside the connection task.
+/// Answers the peer's requests. Quick handlers answer at once, inside the connection
+/// task; others return [`Answer::Later`] and answer through the [`Responder`] from a task
+/// of their own, so a slow request never holds up the link.
 pub trait RequestHandler: Send + Sync + 'static {
     /// Handles one request of `class`.
-    fn handle(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError>;
+    fn handle(&self, class: &str, body: Bytes, responder: Responder) -> Answer;
+}
+
+/// A handler's answer.
+#[derive(Debug)]
+pub enum Answer {
+    /// The reply, now.
+    Now(Result<Bytes, RemoteError>),
+    /// The handler kept the [`Responder`] and will answer later.
+    Later,
+}
+
+/// Answers one request later, from any task. Dropping it unanswered answers
+/// `no_reply`, so the peer is never left waiting for its deadline.
+#[derive(Debug)]
+pub struct Responder {
+    id: u64,
+    tx: Option<mpsc::UnboundedSender<(u64, Result<Bytes, RemoteError>)>>,
+}
+
+impl Responder {
+    /// Sends the reply (ignored if the connection is gone).
+    pub fn reply(mut self, result: Result<Bytes, RemoteError>) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send((self.id, result));
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send((
+                self.id,
+                Err(RemoteError::new(
+                    "no_reply",
+                    "the handler ended without answering",
+                )),
+            ));
+        }
+    }
 }
 
 /// Receives the connection's events that the driver does not consume itself.
@@ -61,6 +103,7 @@ pub trait EventSink: Send + 'static {
 }
 
 enum Wake {
+    Late(u64, Result<Bytes, RemoteError>),
     Read(Incoming),
     ReadError(String),
     IoError(String),
@@ -94,6 +137,9 @@ pub async fn drive(
     tokio::pin!(sleep);
     let mut write_failed = false;
     let mut linger: Option<nkcluster_core::Instant> = None;
+    // Late answers of handlers. Unbounded, but the core caps the peer's requests in
+    // flight (`max_incoming_requests`), so at most that many answers can be queued.
+    let (late_tx, mut late_rx) = mpsc::unbounded_channel::<(u64, Result<Bytes, RemoteError>)>();
 
     loop {
         // Drain the machine.
@@ -102,8 +148,13 @@ pub async fn drive(
                 Event::Request {
                     id, class, body, ..
                 } => {
-                    let r = handler.handle(&class, body);
-                    conn.reply(id, r);
+                    let responder = Responder {
+                        id,
+                        tx: Some(late_tx.clone()),
+                    };
+                    if let Answer::Now(r) = handler.handle(&class, body, responder) {
+                        conn.reply(id, r);
+                    }
                 }
                 Event::Reply { id, result } => {
                     if let Some(tx) = pending.remove(&id) {
@@ -186,7 +237,13 @@ pub async fn drive(
                 Poll::Ready(Err(e)) => return Poll::Ready(Wake::ReadError(e.to_string())),
                 Poll::Pending => {}
             }
-            // 3. Commands: once authenticated, and unless the transport is backed up.
+            // 3. Late answers, then commands: once authenticated, and unless the
+            // transport is backed up.
+            if established && wq_bytes < WRITE_HIGH_WATER {
+                if let Poll::Ready(Some((id, r))) = late_rx.poll_recv(cx) {
+                    return Poll::Ready(Wake::Late(id, r));
+                }
+            }
             if established && commands_open && wq_bytes < WRITE_HIGH_WATER {
                 match commands.poll_recv(cx) {
                     Poll::Ready(Some(c)) => return Poll::Ready(Wake::Command(c)),
@@ -212,6 +269,7 @@ pub async fn drive(
             // may still work, so the close frame or close_notify still goes out.
             Wake::ReadError(e) => conn.handle_transport_closed(now, &e),
             Wake::Flushed => {}
+            Wake::Late(id, r) => conn.reply(id, r),
             Wake::IoError(e) => {
                 write_failed = true;
                 need_flush = false;

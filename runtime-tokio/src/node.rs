@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::config::NodeConfig;
-use crate::driver::{Command, EventSink, RequestHandler, drive};
+use crate::driver::{Answer, Command, EventSink, RequestHandler, Responder, drive};
 use crate::net::Net;
 use crate::transport::{self, ServerTls, merge_tls};
 
@@ -190,8 +190,9 @@ impl Handlers {
     }
 }
 
-impl RequestHandler for Handlers {
-    fn handle(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError> {
+impl Handlers {
+    /// Runs the handler of `class` (at once: these handlers are synchronous).
+    pub fn call(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError> {
         match self.map.get(class) {
             Some(f) => f(body),
             None => Err(RemoteError::new(
@@ -206,6 +207,10 @@ impl RequestHandler for Handlers {
 pub const CLASS_NODES: &str = "nkcluster.nodes";
 /// Admin request: one node's row (body: the node id, UTF-8).
 pub const CLASS_NODE_INFO: &str = "nkcluster.node_info";
+/// Between control nodes: the rows of the answering node's own links.
+pub const CLASS_LOCAL_NODES: &str = "nkcluster.local_nodes";
+/// How long a control node waits for each member's rows.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// One row of the node table, as control nodes answer admin requests.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -234,26 +239,39 @@ struct NodeHandler<N: Net> {
 }
 
 impl<N: Net> RequestHandler for NodeHandler<N> {
-    fn handle(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError> {
-        let encode = |v: &dyn erased::Encode| {
-            v.encode()
-                .map_err(|e| RemoteError::new("internal_error", e.to_string()))
-        };
+    fn handle(&self, class: &str, body: Bytes, responder: Responder) -> Answer {
         match class {
-            CLASS_NODES => encode(&self.inner.node_rows()),
-            CLASS_NODE_INFO => {
-                let id = String::from_utf8_lossy(&body);
-                match self.inner.node_rows().into_iter().find(|r| r.id == id) {
-                    Some(row) => encode(&row),
-                    None => Err(RemoteError::new(
-                        "unknown_node",
-                        format!("no node {id:?} is known here"),
-                    )),
-                }
+            // This node's own links only (what other control nodes gather).
+            CLASS_LOCAL_NODES => Answer::Now(encode(&self.inner.node_rows())),
+            // The whole cluster: ours plus every control member's, gathered over the mesh.
+            CLASS_NODES | CLASS_NODE_INFO => {
+                let inner = self.inner.clone();
+                let want =
+                    (class == CLASS_NODE_INFO).then(|| String::from_utf8_lossy(&body).into_owned());
+                tokio::spawn(async move {
+                    let rows = inner.cluster_rows().await;
+                    let r = match want {
+                        None => encode(&rows),
+                        Some(id) => match rows.into_iter().find(|r| r.id == id) {
+                            Some(row) => encode(&row),
+                            None => Err(RemoteError::new(
+                                "unknown_node",
+                                format!("no node {id:?} is known in the cluster"),
+                            )),
+                        },
+                    };
+                    responder.reply(r);
+                });
+                Answer::Later
             }
-            _ => self.inner.handlers.handle(class, body),
+            _ => Answer::Now(self.inner.handlers.call(class, body)),
         }
     }
+}
+
+fn encode(v: &dyn erased::Encode) -> Result<Bytes, RemoteError> {
+    v.encode()
+        .map_err(|e| RemoteError::new("internal_error", e.to_string()))
 }
 
 mod erased {
@@ -790,6 +808,59 @@ impl<N: Net> Inner<N> {
             tokio::spawn(mesh_dial(self.clone(), member));
         }
         self.membership_timer.notify_one();
+    }
+
+    /// Rows of the whole cluster: ours, plus each alive control member's own rows asked
+    /// over the mesh (in parallel, each within `GATHER_TIMEOUT`; a member that does not
+    /// answer is listed from our view only). A node listed by several control nodes
+    /// appears once.
+    async fn cluster_rows(self: &Arc<Self>) -> Vec<NodeRow> {
+        let mut rows = self.node_rows();
+        let members: Vec<(String, mpsc::Sender<Command>)> = {
+            let peers = lock(&self.peers);
+            peers
+                .values()
+                .filter_map(|v| v.iter().find(|l| l.summary.role == Role::Control))
+                .map(|l| (l.summary.node_id.clone(), l.commands.clone()))
+                .collect()
+        };
+        let mut asks = tokio::task::JoinSet::new();
+        for (id, commands) in members {
+            asks.spawn(async move {
+                let (tx, rx) = oneshot::channel();
+                let cmd = Command::Request {
+                    class: CLASS_LOCAL_NODES.to_owned(),
+                    body: Bytes::new(),
+                    timeout: GATHER_TIMEOUT,
+                    reply: tx,
+                };
+                if commands.send(cmd).await.is_err() {
+                    return (id, None);
+                }
+                let rows = match rx.await {
+                    Ok(Ok(b)) => postcard::from_bytes::<Vec<NodeRow>>(&b).ok(),
+                    _ => None,
+                };
+                (id, rows)
+            });
+        }
+        while let Some(r) = asks.join_next().await {
+            let Ok((member, Some(theirs))) = r else {
+                continue;
+            };
+            for row in theirs {
+                match rows.iter_mut().find(|r| r.id == row.id) {
+                    // A member's row about itself beats our second-hand row about it.
+                    Some(mine) if row.id == member => *mine = row,
+                    // Otherwise the first control node to list a node keeps it (a node
+                    // linked to two control nodes is a transient state).
+                    Some(_) => {}
+                    None => rows.push(row),
+                }
+            }
+        }
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows
     }
 
     fn node_rows(&self) -> Vec<NodeRow> {

@@ -10,14 +10,14 @@ fn member(id: &'static str, change: &'static str) -> impl Fn(&str) -> bool {
 }
 
 /// c1 first; c2 and c3 only know c1. Liveness flags are passed through.
-fn three(extra: &[&str]) -> (Daemon, Daemon, Daemon, u16) {
+fn three(extra: &[&str]) -> (Daemon, Daemon, Daemon, [u16; 3]) {
     let (c1, port) = Daemon::control("c1", extra);
     let addr = format!("nkcluster://127.0.0.1:{port}");
     let mut args = vec!["--cluster-addr", addr.as_str()];
     args.extend_from_slice(extra);
-    let (c2, _) = Daemon::control("c2", &args);
-    let (c3, _) = Daemon::control("c3", &args);
-    (c1, c2, c3, port)
+    let (c2, p2) = Daemon::control("c2", &args);
+    let (c3, p3) = Daemon::control("c3", &args);
+    (c1, c2, c3, [port, p2, p3])
 }
 
 #[test]
@@ -57,4 +57,64 @@ fn a_killed_member_is_marked_down_by_failure_detection() {
     c2.kill();
     c1.wait_line("c1 marks c2 down", member("c2", "down"));
     c3.wait_line("c3 marks c2 down", member("c2", "down"));
+}
+
+#[test]
+fn any_control_node_lists_the_whole_cluster() {
+    use std::process::Command;
+
+    use nkcluster_tests::{nkcluster_bin, run_with_deadline};
+
+    let (mut c1, mut c2, mut c3, ports) = three(&[]);
+    // w1 is linked to c1 only.
+    let mut w1 = Daemon::worker("w1", &format!("nkcluster://127.0.0.1:{}", ports[0]), &[]);
+    w1.wait_line("w1 linked", |l| {
+        l.contains("link up") && has(l, "peer", "c1")
+    });
+    for c in [&mut c2, &mut c3] {
+        for m in ["c1", "c2", "c3"] {
+            if m != c.name() {
+                c.wait_line("mesh member up", member(m, "up"));
+            }
+        }
+    }
+    c1.wait_line("c1 sees c3", member("c3", "up"));
+    for p in ports {
+        let mut cmd = Command::new(nkcluster_bin());
+        cmd.args([
+            "nodes",
+            "--json",
+            "--addr",
+            &format!("nkcluster://127.0.0.1:{p}"),
+        ]);
+        let out = run_with_deadline(&mut cmd, Duration::from_secs(30));
+        assert!(out.status.success(), "{out:?}");
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let ids: Vec<&str> = rows
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|r| r["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["c1", "c2", "c3", "w1"], "from port {p}");
+        let w1 = &rows[3];
+        assert_eq!(w1["owner"], "c1", "from port {p}: {w1}");
+        assert!(w1["remote"].as_str().is_some_and(|r| r.starts_with("tcp:")));
+
+        let mut cmd = Command::new(nkcluster_bin());
+        cmd.args([
+            "node-info",
+            "w1",
+            "--json",
+            "--addr",
+            &format!("nkcluster://127.0.0.1:{p}"),
+        ]);
+        let out = run_with_deadline(&mut cmd, Duration::from_secs(30));
+        assert!(out.status.success(), "{out:?}");
+        let row: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(
+            (row["id"].as_str(), row["owner"].as_str()),
+            (Some("w1"), Some("c1"))
+        );
+    }
 }
