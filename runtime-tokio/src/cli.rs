@@ -309,18 +309,22 @@ async fn run_admin(args: AdminArgs, id: Option<String>) -> ExitCode {
             }
         }
     } else {
-        println!(
-            "{:<12} {:<8} {:<8} {:<10} {:<24} META",
-            "ID", "ROLE", "STATUS", "OWNER", "REMOTE"
-        );
-        for r in &rows {
-            println!(
-                "{:<12} {:<8} {:<8} {:<10} {:<24} {}",
-                r.id, r.role, r.status, r.owner, r.remote, r.meta
-            );
-        }
+        print_rows(&rows);
     }
     ExitCode::SUCCESS
+}
+
+fn print_rows(rows: &[NodeRow]) {
+    println!(
+        "{:<12} {:<8} {:<8} {:<10} {:<24} META",
+        "ID", "ROLE", "STATUS", "OWNER", "REMOTE"
+    );
+    for r in rows {
+        println!(
+            "{:<12} {:<8} {:<8} {:<10} {:<24} {}",
+            r.id, r.role, r.status, r.owner, r.remote, r.meta
+        );
+    }
 }
 
 fn env() -> Env<TokioNet> {
@@ -372,16 +376,26 @@ async fn run_dev(args: DevArgs) -> ExitCode {
             }
         }
     }
-    // Wait until dev1 sees the four others, then print its link table.
+    // Wait until the cluster has converged (every control node sees the three control
+    // members, the workers are linked), then print the node table.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut ev = nodes[0].subscribe();
-    while nodes[0].peers().len() < 4 && tokio::time::Instant::now() < deadline {
-        let _ = tokio::time::timeout_at(deadline, ev.recv()).await;
+    let mut events: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
+    let converged = |nodes: &[Node<TokioNet>]| {
+        nodes[..3]
+            .iter()
+            .all(|n| n.members() == ["dev1", "dev2", "dev3"])
+            && nodes[3..].iter().all(|n| !n.peers().is_empty())
+    };
+    while !converged(&nodes) && tokio::time::Instant::now() < deadline {
+        // Any node event may complete convergence.
+        let any = futures_util::future::select_all(events.iter_mut().map(|e| Box::pin(e.recv())));
+        let _ = tokio::time::timeout_at(deadline, any).await;
     }
-    println!("\nlinks at dev1:");
-    for p in nodes[0].peers() {
-        println!("  {:<6} {:<8} {}", p.node_id, p.role.as_str(), p.remote);
+    if !converged(&nodes) {
+        eprintln!("nkcluster dev: the cluster did not converge within 30 s (see the log)");
     }
+    println!();
+    print_rows(&nodes[0].cluster_nodes().await);
     println!("\nrunning; Ctrl-C to stop");
     let _ = tokio::signal::ctrl_c().await;
     for n in &nodes {

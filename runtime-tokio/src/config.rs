@@ -265,6 +265,19 @@ mod tests {
     }
 
     #[test]
+    fn the_quick_start_config_files_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        for i in 1..=5 {
+            let raw = RawOptions::from_file(&dir.join(format!("dev{i}.toml"))).expect("file");
+            let c = raw.build("x").expect("valid");
+            assert_eq!(c.node_id, format!("dev{i}"));
+            assert_eq!(c.control, i <= 3);
+            assert_eq!(c.listen.len(), usize::from(i <= 3));
+            assert_eq!(c.cluster_addr.len(), usize::from(i > 1));
+        }
+    }
+
+    #[test]
     fn bad_values_name_their_option() {
         let e = RawOptions {
             listen: Some("http://x".into()),

@@ -508,6 +508,12 @@ impl<N: Net> Node<N> {
             .unwrap_or_default()
     }
 
+    /// The node table of the whole cluster as this node can see it: its own links plus,
+    /// on a control node, every control member's (asked over the mesh).
+    pub async fn cluster_nodes(&self) -> Vec<NodeRow> {
+        self.inner.cluster_rows().await
+    }
+
     /// Authenticated links, by peer id.
     pub fn peers(&self) -> Vec<PeerSummary> {
         lock(&self.inner.peers)
