@@ -7,6 +7,9 @@
 //!
 //! Run: `cargo bench -p nkcluster --bench protocol` (`-- --quick` for a short run).
 
+mod common;
+
+use common::{Lat, stats};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -93,22 +96,6 @@ fn bench_decode(quick: bool) -> Vec<(String, String)> {
         format!("{:.2} M msgs/s", rate / 1e6),
     ));
     rows
-}
-
-struct Lat {
-    mean: Duration,
-    p50: Duration,
-    p99: Duration,
-}
-
-fn stats(mut v: Vec<Duration>) -> Lat {
-    v.sort_unstable();
-    let mean = v.iter().sum::<Duration>() / v.len() as u32;
-    Lat {
-        mean,
-        p50: v[v.len() / 2],
-        p99: v[v.len() * 99 / 100],
-    }
 }
 
 async fn raw_ping_pong(n: usize, size: usize) -> Lat {

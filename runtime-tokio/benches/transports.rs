@@ -25,6 +25,9 @@
 //!
 //! Run: `cargo bench -p nkcluster --bench transports` (`-- --quick` for a short run).
 
+mod common;
+
+use common::{Lat, stats};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,22 +86,6 @@ impl Kind {
             Kind::Ws => "raw tungstenite",
             Kind::Wss => "raw tungstenite+rustls",
         }
-    }
-}
-
-struct Lat {
-    mean: Duration,
-    p50: Duration,
-    p99: Duration,
-}
-
-fn stats(mut v: Vec<Duration>) -> Lat {
-    v.sort_unstable();
-    let mean = v.iter().sum::<Duration>() / v.len() as u32;
-    Lat {
-        mean,
-        p50: v[v.len() / 2],
-        p99: v[v.len() * 99 / 100],
     }
 }
 
