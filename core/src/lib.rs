@@ -12,6 +12,7 @@
 //! - [`message`]: the versioned protocol [`Message`](message::Message) enum (postcard).
 //! - [`url`]: `nkcluster://` URL lists; [`meta`]: node metadata tokens.
 //! - [`membership`]: control-node views, failure handling and explicit leave (issue 4).
+//! - [`ring`]: partition ownership candidates (issue 4, pending a design decision).
 //! - [`auth`]: password key derivation and transcript proofs.
 //! - [`backoff`]: reconnection delays with jitter and an attempt budget.
 //! - [`handshake`]: the mutual authentication state machine.
@@ -30,6 +31,7 @@ pub mod handshake;
 pub mod membership;
 pub mod message;
 pub mod meta;
+pub mod ring;
 pub mod time;
 pub mod url;
 
