@@ -77,6 +77,8 @@ pub struct MembershipConfig {
     pub remove_after: Duration,
     /// Most members a view may hold (gossip beyond it is ignored).
     pub max_members: usize,
+    /// Unlinked members (down ones included) are dialed again this often.
+    pub redial_every: Duration,
 }
 
 impl Default for MembershipConfig {
@@ -84,6 +86,7 @@ impl Default for MembershipConfig {
         MembershipConfig {
             remove_after: Duration::from_secs(30),
             max_members: 1024,
+            redial_every: Duration::from_secs(2),
         }
     }
 }
@@ -105,6 +108,10 @@ pub struct Membership {
     config: MembershipConfig,
     events: VecDeque<MemberEvent>,
     gossip_due: bool,
+    /// Members to dial now (see [`Membership::poll_dial`]).
+    dial_now: std::collections::BTreeSet<String>,
+    /// When every unlinked member is dialed again; `None` while nobody needs it.
+    redial_at: Option<Instant>,
 }
 
 impl Membership {
@@ -122,6 +129,8 @@ impl Membership {
             config,
             events: VecDeque::new(),
             gossip_due: false,
+            dial_now: std::collections::BTreeSet::new(),
+            redial_at: None,
         }
     }
 
@@ -219,6 +228,7 @@ impl Membership {
             self.events.push_back(MemberEvent::Down(id.to_owned()));
             self.gossip_due = true;
         }
+        self.arm_redial(now);
     }
 
     /// Dialing `id` failed and we have no link to it: in a full mesh that is our own
@@ -234,6 +244,7 @@ impl Membership {
             self.events.push_back(MemberEvent::Down(id.to_owned()));
             self.gossip_due = true;
         }
+        self.arm_redial(now);
     }
 
     /// Merges a view received from another member.
@@ -261,6 +272,34 @@ impl Membership {
     }
 
     fn merge(&mut self, now: Instant, info: &MemberInfo) {
+        let before = self.events.len();
+        self.merge_record(now, info);
+        let came_up = self
+            .events
+            .iter()
+            .skip(before)
+            .any(|e| *e == MemberEvent::Up(info.id.clone()));
+        if let Some(r) = self.others.get(&info.id)
+            && !r.linked
+            && !r.removed
+            && r.info.status != Status::Left
+        {
+            // News of a member we have no link to: dial it now if it just came up, and in
+            // any case on the next redial round.
+            if came_up {
+                self.dial_now.insert(info.id.clone());
+            }
+            self.arm_redial(now);
+        }
+    }
+
+    fn arm_redial(&mut self, now: Instant) {
+        if self.redial_at.is_none() {
+            self.redial_at = Some(now + self.config.redial_every);
+        }
+    }
+
+    fn merge_record(&mut self, now: Instant, info: &MemberInfo) {
         match self.others.get_mut(&info.id) {
             None => {
                 if self.others.len() >= self.config.max_members {
@@ -342,16 +381,38 @@ impl Membership {
         for id in expired {
             self.others.remove(&id);
         }
+        if self.redial_at.is_some_and(|t| now >= t) {
+            let ids: Vec<String> = self.to_dial().iter().map(|i| i.id.clone()).collect();
+            self.redial_at = (!ids.is_empty()).then(|| now + self.config.redial_every);
+            self.dial_now.extend(ids);
+        }
+    }
+
+    /// Members to dial now: newly learned members without a link, and every unlinked
+    /// member when a redial round is due. Each comes out once per round.
+    #[must_use]
+    pub fn poll_dial(&mut self) -> Vec<MemberInfo> {
+        let ids = core::mem::take(&mut self.dial_now);
+        ids.iter()
+            .filter_map(|id| self.others.get(id))
+            .filter(|r| !r.removed && !r.linked && r.info.status != Status::Left)
+            .map(|r| r.info.clone())
+            .collect()
     }
 
     /// When `handle_timeout` must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.others
+        let removal = self
+            .others
             .values()
             .filter_map(|r| r.since)
             .min()
-            .map(|s| s + self.config.remove_after)
+            .map(|s| s + self.config.remove_after);
+        match (removal, self.redial_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Next change for the shell.
@@ -458,12 +519,16 @@ mod tests {
         assert_eq!(a.live(), ["a"]);
         // Still dialed: after a partition heals only a new link brings it back.
         assert_eq!(a.to_dial().len(), 1);
-        assert_eq!(a.poll_timeout(), Some(Instant::from_millis(11_000)));
+        // Redial rounds (every 2 s) come before the removal at 11 s.
+        assert_eq!(a.poll_timeout(), Some(Instant::from_millis(3_000)));
         a.handle_timeout(Instant::from_millis(10_999));
         assert_eq!(events(&mut a), []);
         a.handle_timeout(Instant::from_millis(11_000));
         assert_eq!(events(&mut a), [MemberEvent::Removed("b".into())]);
-        // The tombstone expires after another period.
+        // Removed: no more redials; the tombstone expires after another period.
+        assert_eq!(a.poll_timeout(), Some(Instant::from_millis(12_999)));
+        a.handle_timeout(Instant::from_millis(12_999));
+        assert_eq!(a.poll_dial(), []);
         assert_eq!(a.poll_timeout(), Some(Instant::from_millis(21_000)));
         a.handle_timeout(Instant::from_millis(21_000));
         assert_eq!(a.poll_timeout(), None);
@@ -482,6 +547,30 @@ mod tests {
         let _ = events(&mut a);
         a.handle_dial_failed(Instant::from_millis(7), "b");
         assert_eq!(events(&mut a), []);
+    }
+
+    #[test]
+    fn new_members_are_dialed_at_once_and_unlinked_ones_every_round() {
+        let mut a = Membership::new("a", 1, vec![], cfg());
+        a.handle_link_up(Instant::ZERO, info("b", 1, 0, Status::Alive));
+        a.handle_view(Instant::ZERO, &[info("c", 1, 0, Status::Alive)]);
+        // c is news without a link: dial it now; b is linked.
+        let ids = |v: Vec<MemberInfo>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
+        assert_eq!(ids(a.poll_dial()), ["c"]);
+        assert_eq!(a.poll_dial(), []);
+        // The dial fails; the next round is 2 s after the member was learned.
+        a.handle_dial_failed(Instant::from_millis(100), "c");
+        assert_eq!(a.poll_timeout(), Some(Instant::from_millis(2_000)));
+        a.handle_timeout(Instant::from_millis(1_999));
+        assert_eq!(a.poll_dial(), []);
+        a.handle_timeout(Instant::from_millis(2_000));
+        assert_eq!(ids(a.poll_dial()), ["c"]);
+        assert_eq!(a.poll_timeout(), Some(Instant::from_millis(4_000)));
+        // Once linked, no more rounds are needed.
+        a.handle_link_up(Instant::from_millis(2_100), info("c", 1, 0, Status::Alive));
+        a.handle_timeout(Instant::from_millis(4_000));
+        assert_eq!(a.poll_dial(), []);
+        assert_eq!(a.poll_timeout(), None, "nothing down, nothing to redial");
     }
 
     #[test]

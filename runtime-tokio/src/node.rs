@@ -764,29 +764,15 @@ impl<N: Net> Inner<N> {
     }
 
     /// Acts on membership changes: logs them, gossips the view to every control link,
-    /// dials members that just came up and that we have no link to (`redial_all`: every
-    /// unlinked member, from the periodic tick only, so failures cannot cascade into a
-    /// dial storm), and re-arms the removal timer.
+    /// dials the members the machine asks for (it decides when: newly learned ones at
+    /// once, unlinked ones every redial round), and re-arms the membership timer.
     fn after_membership(self: &Arc<Self>) {
-        self.after_membership_with(false);
-    }
-
-    fn after_membership_with(self: &Arc<Self>, redial_all: bool) {
         let Some(m) = &self.membership else { return };
         let (events, gossip, to_dial) = {
             let mut m = lock(m);
             let events: Vec<MemberEvent> = std::iter::from_fn(|| m.poll_event()).collect();
-            let gossip = m.poll_gossip();
-            let to_dial: Vec<MemberInfo> = m.to_dial().into_iter().cloned().collect();
-            (events, gossip, to_dial)
+            (events, m.poll_gossip(), m.poll_dial())
         };
-        let came_up: Vec<String> = events
-            .iter()
-            .filter_map(|e| match e {
-                MemberEvent::Up(id) => Some(id.clone()),
-                _ => None,
-            })
-            .collect();
         for e in events {
             let (id, change) = match e {
                 MemberEvent::Up(id) => (id, "up"),
@@ -805,9 +791,6 @@ impl<N: Net> Inner<N> {
             }
         }
         for member in to_dial {
-            if !redial_all && !came_up.contains(&member.id) {
-                continue;
-            }
             if self.stopping() || !lock(&self.mesh_dialing).insert(member.id.clone()) {
                 continue;
             }
@@ -1262,14 +1245,9 @@ async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: MemberInfo) {
     lock(&inner.mesh_dialing).remove(&member.id);
 }
 
-/// How often unlinked members are dialed again.
-const MESH_REDIAL: Duration = Duration::from_secs(2);
-
-/// Fires the membership machine's removal timer, and redials unlinked members.
+/// Drives the membership machine's timer (removals, redial rounds).
 async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
     let mut stop = inner.shutdown.subscribe();
-    let mut redial = tokio::time::interval(MESH_REDIAL);
-    redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next = inner
             .membership
@@ -1289,7 +1267,6 @@ async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
                 inner.after_membership();
             }
             _ = inner.membership_timer.notified() => {}
-            _ = redial.tick() => inner.after_membership_with(true),
             _ = stop.changed() => return,
         }
     }
