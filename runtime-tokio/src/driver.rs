@@ -22,6 +22,10 @@ const READ_BUF_MAX: usize = 1024 * 1024;
 const READ_BUF_RETAIN: usize = 64 * 1024;
 /// How long a closed connection may take to write its last bytes.
 const LINGER: Duration = Duration::from_secs(5);
+/// After our close: how long, and how many bytes, we read and discard while waiting for
+/// the peer to close its side (see [`LinkIo::poll_drain`]).
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+const DRAIN_BYTES: usize = 4 * 1024 * 1024;
 /// Stop taking new commands while this much output is waiting for the socket.
 const WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
 
@@ -275,7 +279,12 @@ pub async fn drive(
                 need_flush = false;
                 wq.clear();
                 wq_bytes = 0;
-                conn.handle_transport_closed(now, &e);
+                // The peer may have closed in order just before our write failed: what it
+                // sent last (a leave notice, its close) may already be here. Read it first.
+                read_what_is_there(io.as_mut(), &mut conn, &mut rbuf, now);
+                if !conn.is_closed() {
+                    conn.handle_transport_closed(now, &e);
+                }
             }
             Wake::Command(Command::Request {
                 class,
@@ -315,5 +324,50 @@ pub async fn drive(
     if !write_failed {
         let _ =
             tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| io.poll_shutdown(cx))).await;
+        // Wait (briefly, boundedly) for the peer's side to close, so that closing the
+        // socket with its input unread does not reset the connection under our last
+        // messages.
+        let mut drained = 0usize;
+        let _ = tokio::time::timeout(
+            DRAIN_TIME,
+            poll_fn(|cx| {
+                loop {
+                    match io.poll_drain(cx) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                        Poll::Ready(Ok(n)) => {
+                            drained += n;
+                            if drained > DRAIN_BYTES {
+                                return Poll::Ready(());
+                            }
+                        }
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            }),
+        )
+        .await;
+    }
+}
+
+/// Feeds the machine whatever input is already readable, without waiting.
+fn read_what_is_there(
+    io: &mut dyn LinkIo,
+    conn: &mut Connection,
+    rbuf: &mut BytesMut,
+    now: nkcluster_core::Instant,
+) {
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    for _ in 0..64 {
+        if conn.is_closed() {
+            return;
+        }
+        rbuf.reserve(conn.read_hint(rbuf, READ_BUF_MIN, READ_BUF_MAX));
+        match io.poll_read(&mut cx, rbuf) {
+            Poll::Ready(Ok(Incoming::Bytes(_))) => conn.handle_input_buf(now, rbuf),
+            Poll::Ready(Ok(Incoming::Frame(b))) => conn.handle_frame_bytes(now, b),
+            Poll::Ready(Ok(Incoming::Oversized(n))) => conn.handle_oversized_frame(now, n),
+            Poll::Ready(Ok(Incoming::Eof)) | Poll::Ready(Err(_)) | Poll::Pending => return,
+        }
     }
 }

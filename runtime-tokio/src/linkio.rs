@@ -55,6 +55,12 @@ pub trait LinkIo: Send + 'static {
     /// Tells the transport why the connection ended, before `poll_shutdown` (a WebSocket
     /// puts it in its close frame). `None`: an orderly close.
     fn closing(&mut self, _why: Option<&ConnError>) {}
+    /// After `poll_shutdown`: reads and discards input until the peer closes its side
+    /// (`Ready(Ok(n))` with `n` bytes discarded in this call, `0` at the end). Closing a
+    /// socket with unread input makes the kernel send a reset, which can destroy our own
+    /// last messages (a leave notice, a close) before the peer reads them; draining
+    /// first avoids that.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>>;
 }
 
 /// A byte stream with length-prefixed frames.
@@ -109,6 +115,13 @@ impl<S: Stream> LinkIo for StreamIo<S> {
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut scratch = [0u8; 4096];
+        let mut rb = tokio::io::ReadBuf::new(&mut scratch);
+        ready!(Pin::new(&mut self.0).poll_read(cx, &mut rb))?;
+        Poll::Ready(Ok(rb.filled().len()))
     }
 }
 
@@ -224,5 +237,14 @@ impl<S: Stream> LinkIo for WsIo<S> {
             }
         }
         Pin::new(&mut self.ws).poll_close(cx).map_err(ws_err)
+    }
+
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        // tungstenite answers the peer's close frame itself; the stream ends after it.
+        match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
+            None => Poll::Ready(Ok(0)),
+            Some(Err(e)) => Poll::Ready(Err(ws_err(e))),
+            Some(Ok(m)) => Poll::Ready(Ok(m.len().max(1))),
+        }
     }
 }
