@@ -1,16 +1,15 @@
-//! Ring placement (issue 4, not final): which control node owns each of `P` partitions
-//! (a power of two). A worker's proxy lives at the owner of `partition_of(worker id)`.
+//! Ring placement: which control node owns each of `P` partitions (a power of two). A
+//! worker's proxy lives at the owner of `partition_of(worker id)`.
 //!
-//! Two candidate placements, both deterministic and strictly balanced (no member owns
-//! more than `ceil(P/n)`), pending a design decision recorded in the session note:
-//!
-//! - [`place`]: a pure function of the member set (DESIGN §3 as written): a greedy
-//!   stable matching over rendezvous scores. Measured movement on a join or leave is
-//!   above the ideal (mean about 1.2x, worst about 1.9x for P = 64 and up to 8 members).
-//! - [`rebalance`]: the next ring from the previous one (what riak_core does): partitions
-//!   of departed members go to the least loaded, then over-quota members give partitions
-//!   to under-quota ones. Movement is the minimum needed to restore balance, so the ring
-//!   must be replicated state (gossiped, versioned) for members to agree.
+//! Ownership is a pure function of the live member set ([`place`]), so every control node
+//! that sees the same members computes the same ring, with no ring state to replicate or
+//! reconcile after a split. It is strictly balanced (no member owns more than
+//! `ceil(P/n)`). Movement on a join or leave is close to the minimum on average (1.06x
+//! the ideal over long seeded walks at P = 64, 1.03x at P = 256) but a single step can
+//! move up to 2x its ideal at P = 64 with up to 8 members (more when there are few
+//! partitions per member): a pure, strictly balanced function cannot
+//! keep every step within 1.25x (the balance constraint forces displacement chains that
+//! depend on the whole member set; see the issue 4 note).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -83,7 +82,7 @@ fn sorted_unique(members: &[String]) -> Vec<String> {
     m
 }
 
-/// Pure placement: every (partition, member) pair ranked by score; each pair in turn
+/// Pure placement (rendezvous scores, greedy stable matching): every (partition, member) pair ranked by score; each pair in turn
 /// assigns its partition when the partition is free and the member is under
 /// `ceil(P/n)`. `None` when there are no members or `partitions` is not a power of two.
 pub fn place(partitions: u32, members: &[String]) -> Option<Ring> {
@@ -107,72 +106,6 @@ pub fn place(partitions: u32, members: &[String]) -> Option<Ring> {
             owner[p as usize] = Some(i);
             load[i] += 1;
         }
-    }
-    let owners = owner
-        .into_iter()
-        .map(|o| members[o.unwrap_or(0)].clone())
-        .collect();
-    Some(Ring { owners })
-}
-
-/// Stateful placement: the ring for `members` that moves the fewest partitions from
-/// `prev`. Quotas: `floor(P/n)` each, plus one for the first `P mod n` members in
-/// (score-based) canonical order. Departed members' partitions, then partitions above
-/// quota, go to members below quota; each move picks the partition that scores highest
-/// for its new owner, so the result depends only on `prev` and the member set.
-pub fn rebalance(prev: &Ring, members: &[String]) -> Option<Ring> {
-    let members = sorted_unique(members);
-    let partitions = prev.partitions();
-    if members.is_empty() || !partitions.is_power_of_two() {
-        return None;
-    }
-    let n = members.len();
-    let mut canonical: Vec<usize> = (0..n).collect();
-    canonical.sort_by_key(|&i| (score(u32::MAX, &members[i]), i));
-    let base = partitions as usize / n;
-    let extra = partitions as usize % n;
-    let mut quota = vec![base; n];
-    for &i in canonical.iter().take(extra) {
-        quota[i] += 1;
-    }
-    let index = |m: &str| members.binary_search_by(|x| x.as_str().cmp(m)).ok();
-    let mut owner: Vec<Option<usize>> = prev.owners.iter().map(|m| index(m)).collect();
-    let mut load = vec![0usize; n];
-    for i in owner.iter().flatten() {
-        load[*i] += 1;
-    }
-    // Members over quota release their lowest-scoring partitions.
-    for i in 0..n {
-        while load[i] > quota[i] {
-            let weakest = (0..partitions)
-                .filter(|&p| owner[p as usize] == Some(i))
-                .min_by_key(|&p| (score(p, &members[i]), p));
-            let Some(p) = weakest else { break };
-            owner[p as usize] = None;
-            load[i] -= 1;
-        }
-    }
-    // Free partitions go to members below quota: repeatedly, the neediest member (ties in
-    // canonical order) takes the free partition it scores highest.
-    loop {
-        let free: Vec<u32> = (0..partitions)
-            .filter(|&p| owner[p as usize].is_none())
-            .collect();
-        if free.is_empty() {
-            break;
-        }
-        let Some(&taker) = canonical
-            .iter()
-            .filter(|&&i| load[i] < quota[i])
-            .max_by_key(|&&i| (quota[i] - load[i], std::cmp::Reverse(i)))
-        else {
-            break;
-        };
-        let Some(&p) = free.iter().max_by_key(|&&p| (score(p, &members[taker]), p)) else {
-            break;
-        };
-        owner[p as usize] = Some(taker);
-        load[taker] += 1;
     }
     let owners = owner
         .into_iter()
@@ -222,37 +155,111 @@ mod tests {
             prop_assert_eq!(Some(r), place(p, &rev));
         }
 
+    }
+
+    /// The fewest partitions a change from `before` (members `from`) to a balanced ring
+    /// over `to` must move: every partition of a departed member, every partition above
+    /// the new cap, and at least a newcomer's fair share `floor(P/n)`.
+    fn ideal(before: &Ring, from: &[String], to: &[String]) -> usize {
+        let p = before.partitions() as usize;
+        let cap = p.div_ceil(to.len());
+        let gone: usize = from
+            .iter()
+            .filter(|m| !to.contains(m))
+            .map(|m| before.load(m))
+            .sum();
+        let excess: usize = to.iter().map(|m| before.load(m).saturating_sub(cap)).sum();
+        let newcomers = to.iter().filter(|m| !from.contains(m)).count();
+        (gone + excess).max(newcomers * (p / to.len()))
+    }
+
+    /// Movement of the pure placement over seeded join/leave walks: every step, its
+    /// ratio to the ideal. Deterministic (a fixed xorshift seed).
+    fn walks(p: u32, walks: usize, steps: usize, max_members: usize) -> Vec<(usize, usize)> {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut out = Vec::new();
+        for _ in 0..walks {
+            let mut m: Vec<String> = vec![format!("c{}", next() % 100_000)];
+            let mut ring = place(p, &m).expect("ring");
+            for _ in 0..steps {
+                let before = m.clone();
+                let join = m.len() == 1 || (m.len() < max_members && next() % 2 == 0);
+                if join {
+                    m.push(format!("c{}", next() % 100_000));
+                    m.sort();
+                    m.dedup();
+                } else {
+                    let k = (next() % m.len() as u64) as usize;
+                    m.remove(k);
+                }
+                let r = place(p, &m).expect("ring");
+                out.push((ring.moved(&r), ideal(&ring, &before, &m)));
+                ring = r;
+            }
+        }
+        out
+    }
+
+    /// The movement figures the README and the design note quote, as a regression
+    /// guard: over 18,000 seeded join/leave steps (up to 8 members), the total moved is
+    /// within 1.10x of the ideal (measured 1.06x at P = 64, 1.03x at P = 256) and no
+    /// single step moves more than 2.5x / 2.0x its ideal (measured 2.00x and 1.50x).
+    #[test]
+    fn movement_stays_close_to_the_minimum() {
+        for (p, worst_allowed) in [(64u32, 2.5), (256, 2.0)] {
+            let w = walks(p, 1500, 12, 8);
+            let moved: usize = w.iter().map(|x| x.0).sum();
+            let ideal: usize = w.iter().map(|x| x.1).sum();
+            let total = moved as f64 / ideal as f64;
+            let worst = w
+                .iter()
+                .map(|&(a, b)| a as f64 / b.max(1) as f64)
+                .fold(0.0, f64::max);
+            eprintln!("P={p}: total {total:.3}x, worst step {worst:.2}x");
+            assert!(total <= 1.10, "P={p}: total {total:.3}x the ideal");
+            assert!(
+                worst <= worst_allowed,
+                "P={p}: a step moved {worst:.2}x its ideal"
+            );
+        }
+    }
+
+    proptest! {
         #[test]
-        fn rebalance_is_balanced_and_moves_at_most_the_fair_share(
-            ids in proptest::collection::btree_set(0u16..500, 1..40),
+        fn every_step_of_a_walk_is_balanced_and_bounded(
+            ids in proptest::collection::btree_set(0u16..500, 1..24),
             steps in proptest::collection::vec((any::<bool>(), 500u16..1000, any::<proptest::sample::Index>()), 1..12),
             pexp in 4u32..9,
         ) {
             let p = 1u32 << pexp;
             let mut m: Vec<String> = names(&ids.iter().copied().collect::<Vec<_>>());
-            let mut ring = rebalance(&place(p, &m).expect("ring"), &m).expect("ring");
-            prop_assert!(balanced(&ring, &m));
+            // The regime the guard is for: a few control nodes (up to 8).
+            m.truncate(8);
+            let mut ring = place(p, &m).expect("ring");
             for (join, new, pick) in steps {
-                let before = m.len();
-                if join || before == 1 {
+                let before = m.clone();
+                if m.len() == 1 || (join && m.len() < 8) {
                     m.push(format!("c{new}"));
-                    m.sort(); m.dedup();
-                    if m.len() == before { continue; }
+                    m.sort();
+                    m.dedup();
                 } else {
-                    let gone = m.remove(pick.index(before));
-                    let owned = ring.load(&gone);
-                    let next = rebalance(&ring, &m).expect("ring");
-                    prop_assert!(balanced(&next, &m));
-                    // A leave moves exactly the departed member's partitions.
-                    prop_assert_eq!(ring.moved(&next), owned);
-                    ring = next;
-                    continue;
+                    m.remove(pick.index(m.len()));
                 }
-                let next = rebalance(&ring, &m).expect("ring");
+                let next = place(p, &m).expect("ring");
                 prop_assert!(balanced(&next, &m));
-                // A join moves no more than the newcomer's fair share, rounded up.
-                let fair = (p as usize).div_ceil(m.len());
-                prop_assert!(ring.moved(&next) <= fair, "moved {} > {}", ring.moved(&next), fair);
+                // Loose per-step guard, for the default partition count and up. With
+                // few partitions per member a step can move far more than it must
+                // (at P = 64, 16 members down to 15 moved 14 partitions where 4 must).
+                let ideal = ideal(&ring, &before, &m);
+                let cap = (p as usize).div_ceil(m.len());
+                prop_assert!(p < 64 || ring.moved(&next) <= 2 * ideal + cap,
+                    "moved {} with ideal {ideal}", ring.moved(&next));
                 ring = next;
             }
         }
