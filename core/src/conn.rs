@@ -100,6 +100,13 @@ pub enum RequestError {
     /// The request was not sent: the link is not established (yet, or any more).
     #[error("not_connected")]
     NotConnected,
+    /// The worker's proxy moved to another control node while the request was pending
+    /// (ring ownership changed); the request may be sent again through `to`.
+    #[error("proxy_moved: the node is now served by {to}")]
+    ProxyMoved {
+        /// The control node that now holds the proxy.
+        to: String,
+    },
     /// The request was not sent: too many requests are awaiting replies.
     #[error("too_many_pending")]
     TooManyPending,
@@ -121,6 +128,7 @@ impl RequestError {
             RequestError::ConnectionFailed => "connection_failed",
             RequestError::Remote(e) => &e.code,
             RequestError::NotConnected => "not_connected",
+            RequestError::ProxyMoved { .. } => "proxy_moved",
             RequestError::TooManyPending => "too_many_pending",
             RequestError::PayloadTooLarge { .. } => "payload_too_large",
         }
@@ -553,6 +561,21 @@ impl Connection {
         self.finish(None);
     }
 
+    /// Like [`close`](Self::close), but our pending requests end with `pending` instead of
+    /// `connection_failed` (a proxy handing its worker over says where it went).
+    pub fn close_with(&mut self, reason: &str, pending: RequestError) {
+        if self.is_closed() {
+            return;
+        }
+        for (id, _) in core::mem::take(&mut self.pending) {
+            self.events.push_back(Event::Reply {
+                id: RequestId(id),
+                result: Err(pending.clone()),
+            });
+        }
+        self.close(reason);
+    }
+
     // ----- outputs -----
 
     /// Next bytes (stream framing) or next frame body (message framing) to write.
@@ -961,6 +984,37 @@ mod tests {
         assert_eq!(
             d.request(t, "c", Bytes::new(), Duration::from_secs(1)),
             Err(RequestError::NotConnected)
+        );
+    }
+
+    #[test]
+    fn a_handoff_close_ends_pending_requests_with_proxy_moved() {
+        let (mut d, mut l) = linked();
+        let t = Instant::from_millis(1);
+        let a = d
+            .request(t, "a", Bytes::new(), Duration::from_secs(9))
+            .expect("sent");
+        let moved = RequestError::ProxyMoved { to: "c2".into() };
+        d.close_with("proxy moved to c2", moved.clone());
+        assert_eq!(
+            events(&mut d),
+            [
+                Event::Reply {
+                    id: a,
+                    result: Err(moved.clone())
+                },
+                Event::Closed(None),
+            ]
+        );
+        assert_eq!(moved.code(), "proxy_moved");
+        // The peer sees an orderly close with the reason.
+        pump(&mut d, &mut l, t);
+        let ev = events(&mut l);
+        assert!(
+            ev.iter().any(
+                |e| matches!(e, Event::Closed(Some(ConnError::PeerClosed(r))) if r.contains("c2"))
+            ),
+            "{ev:?}"
         );
     }
 

@@ -11,8 +11,9 @@
 //! - [`frame`]: the length-prefixed frame codec (maximum checked before any allocation).
 //! - [`message`]: the versioned protocol [`Message`](message::Message) enum (postcard).
 //! - [`url`]: `nkcluster://` URL lists; [`meta`]: node metadata tokens.
-//! - [`membership`]: control-node views, failure handling and explicit leave (issue 4).
-//! - [`ring`]: partition ownership candidates (issue 4, pending a design decision).
+//! - [`membership`]: control-node views, failure handling and explicit leave.
+//! - [`ring`]: partition ownership, a pure function of the live members.
+//! - [`proxy`]: which workers a control node serves, and hand-offs to their owner.
 //! - [`auth`]: password key derivation and transcript proofs.
 //! - [`backoff`]: reconnection delays with jitter and an attempt budget.
 //! - [`handshake`]: the mutual authentication state machine.
@@ -31,6 +32,7 @@ pub mod handshake;
 pub mod membership;
 pub mod message;
 pub mod meta;
+pub mod proxy;
 pub mod ring;
 pub mod time;
 pub mod url;

@@ -1,0 +1,326 @@
+//! Node proxies, as seen by one control node: which of the workers linked here it should
+//! serve (it owns their ring partition) and how to hand the others to their owner.
+//!
+//! The machine knows the live control members (from [`membership`](crate::membership))
+//! and the workers linked here; it computes the ring with [`ring::place`] and, for every
+//! worker whose owner is another member, emits one hand-off [`Action`]:
+//!
+//! - [`Action::Adopt`]: the worker listens, so the owner is asked to dial it; when the
+//!   owner reports success ([`Proxies::handle_adopted`]) the machine emits
+//!   [`Action::Release`] (close our link; our pending requests end `proxy_moved`). If the
+//!   owner cannot reach it, the machine falls back to a redirect.
+//! - [`Action::Redirect`]: the worker has no reachable listener: it is told to reconnect
+//!   to the owner, and our link is closed.
+//!
+//! A hand-off in progress is not repeated; a ring change that makes this node the owner
+//! again cancels it. Once every control node sees the same live members, each worker has
+//! exactly one owner, and each non-owner hands it over: one proxy per worker.
+//!
+//! ```
+//! use nkcluster_core::proxy::{Action, Proxies};
+//! let mut p = Proxies::new("c1", 64);
+//! p.set_members(&["c1".to_owned()]);
+//! p.handle_worker_up("w1", false);
+//! assert_eq!(p.poll_action(), None); // c1 alone owns everything
+//! p.set_members(&["c1".to_owned(), "c2".to_owned()]);
+//! // Whatever c2 now owns is handed over.
+//! while let Some(a) = p.poll_action() {
+//!     assert!(matches!(a, Action::Redirect { ref owner, .. } if owner == "c2"));
+//! }
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::ring::{self, Ring};
+
+/// What the shell must do for a hand-off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Ask `owner` (over the mesh) to dial `worker`'s listen URLs and serve it; report
+    /// the outcome with [`Proxies::handle_adopted`].
+    Adopt {
+        /// The worker.
+        worker: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// Tell `worker` to reconnect to `owner`, then close our link with it (pending
+    /// requests end `proxy_moved`).
+    Redirect {
+        /// The worker.
+        worker: String,
+        /// Its owner.
+        owner: String,
+    },
+    /// `owner` serves `worker` now: close our link with it (pending requests end
+    /// `proxy_moved`).
+    Release {
+        /// The worker.
+        worker: String,
+        /// Its owner.
+        owner: String,
+    },
+}
+
+#[derive(Debug)]
+struct Held {
+    dialable: bool,
+    moving_to: Option<String>,
+}
+
+/// The proxy bookkeeping of one control node.
+#[derive(Debug)]
+pub struct Proxies {
+    me: String,
+    partitions: u32,
+    members: Vec<String>,
+    ring: Option<Ring>,
+    workers: BTreeMap<String, Held>,
+    actions: VecDeque<Action>,
+}
+
+impl Proxies {
+    /// A machine for control node `me` with a ring of `partitions` (a power of two).
+    pub fn new(me: &str, partitions: u32) -> Self {
+        Proxies {
+            me: me.into(),
+            partitions,
+            members: Vec::new(),
+            ring: None,
+            workers: BTreeMap::new(),
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The live control members changed (ourselves included): recompute the ring and
+    /// re-evaluate every worker held here.
+    pub fn set_members(&mut self, live: &[String]) {
+        let mut live = live.to_vec();
+        live.sort();
+        live.dedup();
+        if live == self.members {
+            return;
+        }
+        self.ring = ring::place(self.partitions, &live);
+        self.members = live;
+        let ids: Vec<String> = self.workers.keys().cloned().collect();
+        for w in ids {
+            self.evaluate(&w);
+        }
+    }
+
+    /// The current ring (`None` before the first member set).
+    pub fn ring(&self) -> Option<&Ring> {
+        self.ring.as_ref()
+    }
+
+    /// The control node that should serve `worker` (ourselves while there is no ring).
+    pub fn owner_of(&self, worker: &str) -> &str {
+        self.ring
+            .as_ref()
+            .and_then(|r| r.owner_of(worker))
+            .unwrap_or(&self.me)
+    }
+
+    /// Whether `worker` is linked here and being handed over.
+    pub fn moving_to(&self, worker: &str) -> Option<&str> {
+        self.workers.get(worker)?.moving_to.as_deref()
+    }
+
+    /// A worker linked to us (its first link). `dialable`: it has a listen URL we could
+    /// give to another control node.
+    pub fn handle_worker_up(&mut self, worker: &str, dialable: bool) {
+        self.workers.insert(
+            worker.into(),
+            Held {
+                dialable,
+                moving_to: None,
+            },
+        );
+        self.evaluate(worker);
+    }
+
+    /// A worker's last link to us ended.
+    pub fn handle_worker_down(&mut self, worker: &str) {
+        self.workers.remove(worker);
+    }
+
+    /// The outcome of an [`Action::Adopt`]: `ok` when `owner` now holds a link to
+    /// `worker`. Success releases our link; failure falls back to a redirect. Stale
+    /// outcomes (the ring moved on meanwhile) are ignored.
+    pub fn handle_adopted(&mut self, worker: &str, owner: &str, ok: bool) {
+        let Some(h) = self.workers.get_mut(worker) else {
+            return;
+        };
+        if h.moving_to.as_deref() != Some(owner) {
+            return;
+        }
+        let (worker, owner) = (worker.into(), owner.into());
+        self.actions.push_back(if ok {
+            Action::Release { worker, owner }
+        } else {
+            Action::Redirect { worker, owner }
+        });
+    }
+
+    /// Next hand-off to carry out.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    fn evaluate(&mut self, worker: &str) {
+        let owner = self.owner_of(worker).to_owned();
+        let Some(h) = self.workers.get_mut(worker) else {
+            return;
+        };
+        if owner == self.me {
+            h.moving_to = None;
+            return;
+        }
+        if h.moving_to.as_deref() == Some(owner.as_str()) {
+            return;
+        }
+        h.moving_to = Some(owner.clone());
+        let worker = worker.into();
+        self.actions.push_back(if h.dialable {
+            Action::Adopt { worker, owner }
+        } else {
+            Action::Redirect { worker, owner }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn drain(p: &mut Proxies) -> Vec<Action> {
+        core::iter::from_fn(|| p.poll_action()).collect()
+    }
+
+    /// Workers that `owner` owns in the ring over `members`.
+    fn owned_by(owner: &str, members: &[&str], n: usize) -> Vec<String> {
+        let r = ring::place(64, &m(members)).expect("ring");
+        (0..)
+            .map(|i| format!("w{i}"))
+            .filter(|w| r.owner_of(w) == Some(owner))
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn an_owned_worker_stays_and_a_foreign_one_is_handed_over() {
+        let mut p = Proxies::new("c1", 64);
+        p.set_members(&m(&["c1", "c2"]));
+        let mine = owned_by("c1", &["c1", "c2"], 1).remove(0);
+        let theirs = owned_by("c2", &["c1", "c2"], 2);
+        p.handle_worker_up(&mine, true);
+        assert_eq!(drain(&mut p), []);
+        p.handle_worker_up(&theirs[0], true);
+        p.handle_worker_up(&theirs[1], false);
+        assert_eq!(
+            drain(&mut p),
+            [
+                Action::Adopt {
+                    worker: theirs[0].clone(),
+                    owner: "c2".into()
+                },
+                Action::Redirect {
+                    worker: theirs[1].clone(),
+                    owner: "c2".into()
+                },
+            ]
+        );
+        assert_eq!(p.moving_to(&theirs[0]), Some("c2"));
+        assert_eq!(p.moving_to(&mine), None);
+        // Adoption succeeded: release. A repeated member set does not repeat anything.
+        p.handle_adopted(&theirs[0], "c2", true);
+        p.set_members(&m(&["c2", "c1"]));
+        assert_eq!(
+            drain(&mut p),
+            [Action::Release {
+                worker: theirs[0].clone(),
+                owner: "c2".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_failed_adoption_falls_back_to_a_redirect_and_stale_outcomes_are_ignored() {
+        let mut p = Proxies::new("c1", 64);
+        p.set_members(&m(&["c1", "c2"]));
+        let w = owned_by("c2", &["c1", "c2"], 1).remove(0);
+        p.handle_worker_up(&w, true);
+        drain(&mut p);
+        p.handle_adopted(&w, "c9", false); // not the hand-off in progress
+        assert_eq!(drain(&mut p), []);
+        p.handle_adopted(&w, "c2", false);
+        assert_eq!(
+            drain(&mut p),
+            [Action::Redirect {
+                worker: w.clone(),
+                owner: "c2".into()
+            }]
+        );
+        p.handle_worker_down(&w);
+        p.handle_adopted(&w, "c2", true);
+        assert_eq!(drain(&mut p), []);
+    }
+
+    #[test]
+    fn owning_again_cancels_a_hand_off_and_a_new_owner_restarts_it() {
+        let mut p = Proxies::new("c1", 64);
+        p.set_members(&m(&["c1"]));
+        // A worker c2 would own next to c1, and c3 would own among c1, c3.
+        let r12 = ring::place(64, &m(&["c1", "c2"])).expect("ring");
+        let r123 = ring::place(64, &m(&["c1", "c2", "c3"])).expect("ring");
+        let w = (0..)
+            .map(|i| format!("w{i}"))
+            .find(|w| r12.owner_of(w) == Some("c2") && r123.owner_of(w) == Some("c3"))
+            .expect("such a worker");
+        p.handle_worker_up(&w, false);
+        assert_eq!(drain(&mut p), []);
+        p.set_members(&m(&["c1", "c2"]));
+        assert_eq!(
+            drain(&mut p),
+            [Action::Redirect {
+                worker: w.clone(),
+                owner: "c2".into()
+            }]
+        );
+        p.set_members(&m(&["c1", "c2", "c3"]));
+        assert_eq!(
+            drain(&mut p),
+            [Action::Redirect {
+                worker: w.clone(),
+                owner: "c3".into()
+            }]
+        );
+        p.set_members(&m(&["c1"]));
+        assert_eq!(drain(&mut p), []);
+        assert_eq!(p.moving_to(&w), None);
+        assert_eq!(p.owner_of(&w), "c1");
+    }
+
+    #[test]
+    fn with_agreeing_views_every_worker_has_exactly_one_owner_that_keeps_it() {
+        let members = m(&["c1", "c2", "c3"]);
+        let mut nodes: Vec<Proxies> = members.iter().map(|c| Proxies::new(c, 64)).collect();
+        for (i, n) in nodes.iter_mut().enumerate() {
+            n.set_members(&members);
+            // Every worker linked everywhere (the worst case after a heal).
+            for w in 0..30 {
+                n.handle_worker_up(&format!("w{w}"), i % 2 == 0);
+            }
+        }
+        for w in 0..30 {
+            let w = format!("w{w}");
+            let keepers = nodes.iter().filter(|n| n.moving_to(&w).is_none()).count();
+            assert_eq!(keepers, 1, "{w}");
+        }
+    }
+}
