@@ -122,6 +122,9 @@ pub struct NodeArgs {
     /// Maximum intermediate certificates when verifying.
     #[arg(long, env = "NKCLUSTER_TLS_DEPTH")]
     pub tls_depth: Option<u8>,
+    /// Ring partitions (a power of two, default 64; all control nodes must agree).
+    #[arg(long, env = "NKCLUSTER_PARTITIONS")]
+    pub partitions: Option<u32>,
 }
 
 impl NodeArgs {
@@ -143,6 +146,7 @@ impl NodeArgs {
             tls_cacertfile: self.tls_cacertfile.clone(),
             tls_password: self.tls_password.clone(),
             tls_verify: self.tls_verify,
+            partitions: self.partitions,
             tls_depth: self.tls_depth,
         }
     }

@@ -47,6 +47,8 @@ pub struct NodeConfig {
     pub key_iterations: u32,
     /// Node-level TLS options (`tls_*`); a URL's own parameters override them.
     pub tls: TlsOptions,
+    /// Ring partitions (a power of two; every control node must agree).
+    pub partitions: u32,
 }
 
 impl NodeConfig {
@@ -65,6 +67,7 @@ impl NodeConfig {
             backoff: BackoffConfig::default(),
             key_iterations: KEY_ITERATIONS,
             tls: TlsOptions::default(),
+            partitions: nkcluster_core::ring::PARTITIONS_DEFAULT,
         }
     }
 }
@@ -136,6 +139,8 @@ pub struct RawOptions {
     pub tls_verify: Option<bool>,
     /// `tls_depth`: maximum intermediate certificates when verifying.
     pub tls_depth: Option<u8>,
+    /// `partitions`: ring partitions, a power of two (default 64).
+    pub partitions: Option<u32>,
 }
 
 impl RawOptions {
@@ -173,7 +178,8 @@ impl RawOptions {
             tls_cacertfile,
             tls_password,
             tls_verify,
-            tls_depth
+            tls_depth,
+            partitions
         );
         self
     }
@@ -202,6 +208,15 @@ impl RawOptions {
         }
         if let Some(v) = self.meta {
             c.meta = Meta::parse(&v).map_err(|e| invalid("meta", e.to_string()))?;
+        }
+        if let Some(p) = self.partitions {
+            if !p.is_power_of_two() || !(4..=65_536).contains(&p) {
+                return Err(invalid(
+                    "partitions",
+                    format!("{p} is not a power of two between 4 and 65536"),
+                ));
+            }
+            c.partitions = p;
         }
         c.backoff.max_attempts = self.connect_attempts;
         if let Some(ms) = self.ping_interval_ms {

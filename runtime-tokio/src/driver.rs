@@ -45,6 +45,12 @@ pub enum Command {
     },
     /// Send our membership view (control links).
     Gossip(Vec<nkcluster_core::membership::MemberInfo>),
+    /// Close in order because the peer's proxy moved to control node `to`: our pending
+    /// requests end `proxy_moved`.
+    Handoff {
+        /// The new owner.
+        to: String,
+    },
     /// Close in order.
     Close {
         /// Told to the peer.
@@ -301,6 +307,10 @@ pub async fn drive(
             },
             Wake::Command(Command::Gossip(view)) => conn.send_gossip(view),
             Wake::Command(Command::Close { reason }) => conn.close(&reason),
+            Wake::Command(Command::Handoff { to }) => conn.close_with(
+                &format!("proxy moved to {to}"),
+                RequestError::ProxyMoved { to },
+            ),
             Wake::CommandsClosed => commands_open = false,
             Wake::Timer if closed => {
                 write_failed = true;

@@ -16,6 +16,7 @@ use nkcluster_core::conn::{Connection, ConnectionParams, Event, RequestError};
 use nkcluster_core::handshake::{Identity, PeerInfo, Role, Side};
 use nkcluster_core::membership::{MemberEvent, MemberInfo, Membership, MembershipConfig};
 use nkcluster_core::message::RemoteError;
+use nkcluster_core::proxy::{Action, Proxies};
 use nkcluster_core::url::{ClusterUrl, Host, TlsOptions, Transport, parse_url};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -209,8 +210,23 @@ pub const CLASS_NODES: &str = "nkcluster.nodes";
 pub const CLASS_NODE_INFO: &str = "nkcluster.node_info";
 /// Between control nodes: the rows of the answering node's own links.
 pub const CLASS_LOCAL_NODES: &str = "nkcluster.local_nodes";
+/// Between control nodes: "dial this worker and serve it" (a proxy hand-off). Body: an
+/// [`AdoptRequest`] (postcard).
+pub const CLASS_ADOPT: &str = "nkcluster.adopt";
+/// From a control node to a worker: "reconnect to these URLs" (its owner's). Body: the
+/// URL list, UTF-8, comma separated.
+pub const CLASS_REDIRECT: &str = "nkcluster.redirect";
 /// How long a control node waits for each member's rows.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A proxy hand-off: the worker and the URLs to dial it at.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AdoptRequest {
+    /// The worker's node id.
+    pub worker: String,
+    /// Its listen URLs (`all` already replaced by the address it was reached at).
+    pub urls: Vec<String>,
+}
 
 /// One row of the node table, as control nodes answer admin requests.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -221,8 +237,12 @@ pub struct NodeRow {
     pub role: String,
     /// Node status as seen by the answering node (`ready` while linked).
     pub status: String,
-    /// The control node holding the link (the answering node, for now).
+    /// The control node holding the node's proxy (its link); for a control node, itself.
     pub owner: String,
+    /// Every control node holding a link to this node: one, once the cluster has
+    /// converged (two during a hand-off).
+    #[serde(default)]
+    pub proxies: Vec<String>,
     /// Transport and remote address of the link (`-` for the answering node itself).
     pub remote: String,
     /// Listen URLs.
@@ -243,6 +263,30 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
         match class {
             // This node's own links only (what other control nodes gather).
             CLASS_LOCAL_NODES => Answer::Now(encode(&self.inner.node_rows())),
+            CLASS_ADOPT if self.inner.proxies.is_some() => {
+                let req: AdoptRequest = match postcard::from_bytes(&body) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Answer::Now(Err(RemoteError::new(
+                            "bad_request",
+                            format!("adopt: {e}"),
+                        )));
+                    }
+                };
+                tokio::spawn(adopt(self.inner.clone(), req, responder));
+                Answer::Later
+            }
+            CLASS_REDIRECT if self.inner.membership.is_none() => {
+                let text = String::from_utf8_lossy(&body);
+                match nkcluster_core::url::parse_url_list(&text) {
+                    Ok(urls) => {
+                        info!(node = %self.inner.config.node_id, to = %text, "told to reconnect to our proxy's owner");
+                        *lock(&self.inner.redirect) = urls;
+                        Answer::Now(Ok(Bytes::new()))
+                    }
+                    Err(e) => Answer::Now(Err(RemoteError::new(e.code(), e.to_string()))),
+                }
+            }
             // The whole cluster: ours plus every control member's, gathered over the mesh.
             CLASS_NODES | CLASS_NODE_INFO => {
                 let inner = self.inner.clone();
@@ -326,6 +370,10 @@ struct Inner<N: Net> {
     membership: Option<Mutex<Membership>>,
     mesh_dialing: Mutex<std::collections::BTreeSet<String>>,
     membership_timer: tokio::sync::Notify,
+    /// Control nodes only: which workers we serve, and hand-offs.
+    proxies: Option<Mutex<Proxies>>,
+    /// Workers only: where a control node told us to reconnect (tried first, once).
+    redirect: Mutex<Vec<ClusterUrl>>,
     /// Connection tasks still running (any phase), for an orderly stop.
     running: watch::Sender<usize>,
 }
@@ -462,6 +510,9 @@ impl<N: Net> Node<N> {
             }),
             mesh_dialing: Mutex::new(std::collections::BTreeSet::new()),
             membership_timer: tokio::sync::Notify::new(),
+            proxies: (config.control && !config.admin)
+                .then(|| Mutex::new(Proxies::new(&config.node_id, config.partitions))),
+            redirect: Mutex::new(Vec::new()),
             running: watch::channel(0).0,
             config,
         });
@@ -797,6 +848,67 @@ impl<N: Net> Inner<N> {
             tokio::spawn(mesh_dial(self.clone(), member));
         }
         self.membership_timer.notify_one();
+        if let Some(p) = &self.proxies
+            && !self.stopping()
+        {
+            let live = lock(m).live();
+            lock(p).set_members(&live);
+            self.after_proxies();
+        }
+    }
+
+    /// Carries out the proxy machine's hand-offs.
+    fn after_proxies(self: &Arc<Self>) {
+        let Some(p) = &self.proxies else { return };
+        let actions: Vec<Action> = {
+            let mut p = lock(p);
+            std::iter::from_fn(|| p.poll_action()).collect()
+        };
+        for a in actions {
+            match a {
+                Action::Adopt { worker, owner } => {
+                    tokio::spawn(ask_adopt(self.clone(), worker, owner));
+                }
+                Action::Redirect { worker, owner } => {
+                    tokio::spawn(redirect(self.clone(), worker, owner));
+                }
+                Action::Release { worker, owner } => {
+                    info!(node = %self.config.node_id, worker = %worker, to = %owner, "proxy moved");
+                    self.release(&worker, &owner);
+                }
+            }
+        }
+    }
+
+    /// Closes our links with `worker`; requests pending on them end `proxy_moved`.
+    fn release(&self, worker: &str, to: &str) {
+        let links: Vec<mpsc::Sender<Command>> = lock(&self.peers)
+            .get(worker)
+            .map(|v| v.iter().map(|l| l.commands.clone()).collect())
+            .unwrap_or_default();
+        for c in links {
+            let _ = c.try_send(Command::Handoff { to: to.to_owned() });
+        }
+    }
+
+    /// Listen URLs of `peer` we could dial, with `all` replaced by the address its link
+    /// came from.
+    fn dialable_urls(&self, peer: &str) -> Vec<String> {
+        let peers = lock(&self.peers);
+        let Some(l) = peers.get(peer).and_then(|v| v.first()) else {
+            return Vec::new();
+        };
+        l.summary
+            .listen
+            .iter()
+            .filter_map(|u| parse_url(u).ok())
+            .filter_map(|mut u| {
+                if u.host == Host::All {
+                    u.host = Host::Ip(l.remote_ip?);
+                }
+                Some(u.to_string())
+            })
+            .collect()
     }
 
     /// Rows of the whole cluster: ours, plus each alive control member's own rows asked
@@ -841,9 +953,24 @@ impl<N: Net> Inner<N> {
                 match rows.iter_mut().find(|r| r.id == row.id) {
                     // A member's row about itself beats our second-hand row about it.
                     Some(mine) if row.id == member => *mine = row,
-                    // Otherwise the first control node to list a node keeps it (a node
-                    // linked to two control nodes is a transient state).
-                    Some(_) => {}
+                    // A worker linked to several control nodes (a hand-off in flight):
+                    // one row listing every proxy; the owner named is the ring's.
+                    Some(mine) => {
+                        for p in row.proxies {
+                            if !mine.proxies.contains(&p) {
+                                mine.proxies.push(p);
+                            }
+                        }
+                        mine.proxies.sort();
+                        if let Some(p) = &self.proxies
+                            && mine.role == "worker"
+                        {
+                            let owner = lock(p).owner_of(&mine.id).to_owned();
+                            if mine.proxies.contains(&owner) {
+                                mine.owner = owner;
+                            }
+                        }
+                    }
                     None => rows.push(row),
                 }
             }
@@ -859,6 +986,7 @@ impl<N: Net> Inner<N> {
             role: self.identity.role.as_str().into(),
             status: "ready".into(),
             owner: me.clone(),
+            proxies: Vec::new(),
             remote: "-".into(),
             listen: self.identity.listen.clone(),
             meta: self.identity.meta.clone(),
@@ -873,7 +1001,16 @@ impl<N: Net> Inner<N> {
                 id: l.summary.node_id.clone(),
                 role: l.summary.role.as_str().into(),
                 status: "ready".into(),
-                owner: me.clone(),
+                owner: if l.summary.role == Role::Control {
+                    l.summary.node_id.clone()
+                } else {
+                    me.clone()
+                },
+                proxies: if l.summary.role == Role::Control {
+                    Vec::new()
+                } else {
+                    vec![me.clone()]
+                },
                 remote: l.summary.remote.clone(),
                 listen: l.summary.listen.clone(),
                 meta: l.summary.meta.clone(),
@@ -1015,6 +1152,13 @@ impl<N: Net> EventSink for LinkSink<N> {
                 if let Some(n) = self.notify.take() {
                     let _ = n.send(Ok(summary(p, &self.remote, self.dialer)));
                 }
+                if p.role == Role::Worker
+                    && let Some(px) = &self.inner.proxies
+                {
+                    let dialable = !self.inner.dialable_urls(&p.node_id).is_empty();
+                    lock(px).handle_worker_up(&p.node_id, dialable);
+                    self.inner.after_proxies();
+                }
                 self.inner.emit(NodeEvent::LinkUp {
                     peer: p.node_id.clone(),
                     role: p.role,
@@ -1062,7 +1206,17 @@ impl<N: Net> EventSink for LinkSink<N> {
                             None => true,
                         }
                     };
-                    if last_link && let Some(m) = &self.inner.membership {
+                    let role = conn.peer().map(|p| p.role);
+                    if last_link
+                        && role == Some(Role::Worker)
+                        && let Some(px) = &self.inner.proxies
+                    {
+                        lock(px).handle_worker_down(&peer);
+                    }
+                    if last_link
+                        && role == Some(Role::Control)
+                        && let Some(m) = &self.inner.membership
+                    {
                         lock(m).handle_link_down(self.inner.clock.now(), &peer);
                         self.inner.after_membership();
                     }
@@ -1272,6 +1426,104 @@ async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
     }
 }
 
+/// Hand-off, at the old proxy: asks `owner` to dial `worker` and serve it.
+async fn ask_adopt<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
+    let req = AdoptRequest {
+        worker: worker.clone(),
+        urls: inner.dialable_urls(&worker),
+    };
+    let limit = inner.config.connection.connect_timeout + inner.config.connection.handshake.timeout;
+    let body = postcard::to_allocvec(&req)
+        .map(Bytes::from)
+        .unwrap_or_default();
+    let node = Node {
+        inner: inner.clone(),
+        listen_addrs: Arc::new(Vec::new()),
+    };
+    let r = node.request(&owner, CLASS_ADOPT, body, limit).await;
+    let ok = r.is_ok();
+    if let Err(e) = r {
+        warn!(node = %inner.config.node_id, worker = %worker, owner = %owner, code = e.code(), error = %e,
+              "owner could not adopt the worker; redirecting it");
+    }
+    if let Some(p) = &inner.proxies {
+        lock(p).handle_adopted(&worker, &owner, ok);
+    }
+    inner.after_proxies();
+}
+
+/// Hand-off, at the old proxy, for a worker we cannot have dialed: tell it to reconnect
+/// to `owner`, then close our link.
+async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
+    let urls: Vec<String> = inner
+        .membership
+        .as_ref()
+        .map(|m| lock(m).view())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|r| r.id == owner)
+        .map(|r| r.listen)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|u| parse_url(u).is_ok_and(|u| u.host != Host::All))
+        .collect();
+    let node = Node {
+        inner: inner.clone(),
+        listen_addrs: Arc::new(Vec::new()),
+    };
+    let body = Bytes::from(urls.join(", "));
+    if let Err(e) = node
+        .request(&worker, CLASS_REDIRECT, body, GATHER_TIMEOUT)
+        .await
+    {
+        warn!(node = %inner.config.node_id, worker = %worker, owner = %owner, code = e.code(), error = %e,
+              "redirect not acknowledged; closing anyway");
+    }
+    info!(node = %inner.config.node_id, worker = %worker, to = %owner, "proxy moved (worker redirected)");
+    inner.release(&worker, &owner);
+}
+
+/// Hand-off, at the new owner: dial the worker (unless already linked) and answer once
+/// it is linked here.
+async fn adopt<N: Net>(inner: Arc<Inner<N>>, req: AdoptRequest, responder: Responder) {
+    if lock(&inner.peers).contains_key(&req.worker) {
+        responder.reply(Ok(Bytes::new()));
+        return;
+    }
+    let mut last = RemoteError::new("no_connections", "the worker announced no reachable URL");
+    for url in req.urls.iter().filter_map(|u| parse_url(u).ok()) {
+        let (remote, ready) = match inner.dial(&url).await {
+            Ok(r) => r,
+            Err((code, e)) => {
+                last = RemoteError::new(code, e);
+                continue;
+            }
+        };
+        let key = inner.key_for(&inner.config.password);
+        let (tx, rx) = oneshot::channel();
+        let i2 = inner.clone();
+        tokio::spawn(async move {
+            run_connection(i2, ready, Side::Dialer, key, remote, None, Some(tx)).await;
+        });
+        match rx.await {
+            Ok(Ok(p)) if p.node_id == req.worker => {
+                info!(node = %inner.config.node_id, worker = %req.worker, remote = %p.remote, "adopted worker");
+                responder.reply(Ok(Bytes::new()));
+                return;
+            }
+            Ok(Ok(p)) => {
+                last = RemoteError::new(
+                    "wrong_node",
+                    format!("{} answered at the worker's URL", p.node_id),
+                );
+            }
+            Ok(Err(e)) => last = RemoteError::new(e.code(), e.to_string()),
+            Err(_) => {}
+        }
+    }
+    responder.reply(Err(last));
+}
+
 /// Dials `cluster_addr` entries in order until one links; stays linked while it lasts;
 /// backs off (core [`Backoff`]) after a round in which every entry failed.
 async fn connector<N: Net>(inner: Arc<Inner<N>>) {
@@ -1283,7 +1535,12 @@ async fn connector<N: Net>(inner: Arc<Inner<N>>) {
             "no url could be reached".to_owned(),
         );
         let mut linked = false;
-        for url in inner.config.cluster_addr.clone() {
+        // A control node's redirect (to our proxy's owner) is tried first, once.
+        let redirected = std::mem::take(&mut *lock(&inner.redirect));
+        for url in redirected
+            .into_iter()
+            .chain(inner.config.cluster_addr.clone())
+        {
             if inner.stopping() {
                 return;
             }
@@ -1327,12 +1584,27 @@ async fn connector<N: Net>(inner: Arc<Inner<N>>) {
             return;
         }
         if linked {
-            // The link lasted and then ended: not a failed attempt. Pause briefly so a
-            // peer that drops us right after the handshake cannot make us spin.
+            // The link lasted and then ended: not a failed attempt. A control node that
+            // adopted us (it dialed us) serves us now: wait while any such link lasts.
             backoff.reset();
-            tokio::select! {
-                _ = tokio::time::sleep(inner.config.backoff.initial) => {}
-                _ = stop.changed() => return,
+            let mut events = inner.events.subscribe();
+            while lock(&inner.peers)
+                .values()
+                .flatten()
+                .any(|l| l.summary.role == Role::Control)
+            {
+                tokio::select! {
+                    _ = events.recv() => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            // Pause briefly so a peer that drops us right after the handshake cannot
+            // make us spin; a redirect to our owner is followed at once.
+            if lock(&inner.redirect).is_empty() {
+                tokio::select! {
+                    _ = tokio::time::sleep(inner.config.backoff.initial) => {}
+                    _ = stop.changed() => return,
+                }
             }
             continue;
         }
