@@ -120,7 +120,9 @@ impl Log {
         let mut rx = self.changed.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if pred(&lock(&self.inner).entries) {
+            // A snapshot, so that `pred` may look at the nodes (which takes the lock).
+            let entries = lock(&self.inner).entries.clone();
+            if pred(&entries) {
                 return Ok(sim_now());
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {

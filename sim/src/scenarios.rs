@@ -27,6 +27,7 @@ pub const ALL: &[(&str, Scenario)] = &[
     ("two_nodes_link_up", two_nodes_link_up),
     ("partition_detect_and_repair", partition_detect_and_repair),
     ("control_split_and_heal", control_split_and_heal),
+    ("split_with_workers", split_with_workers),
 ];
 
 fn pair() -> Result<(NodeConfig, NodeConfig), BoxError> {
@@ -255,6 +256,155 @@ pub fn control_split_and_heal(seed: u64) -> Result<Vec<String>, Failure> {
         )
         .await?;
         l.note("healed: every member sees c1, c2, c3");
+        Ok(())
+    });
+    run(sim, &log)
+}
+
+/// The control nodes holding a link to `worker` (its proxies).
+fn proxies_of(l: &Log, controls: &[&str], worker: &str) -> Vec<String> {
+    controls
+        .iter()
+        .filter(|c| {
+            l.node(c).is_some_and(|n| {
+                n.peers()
+                    .iter()
+                    .any(|p| p.node_id == worker && p.role == nkcluster_core::Role::Worker)
+            })
+        })
+        .map(|c| (*c).to_owned())
+        .collect()
+}
+
+/// Whether every worker has exactly one proxy, at its owner in the ring over `members`.
+fn one_proxy_each(l: &Log, controls: &[&str], members: &[&str], workers: &[String]) -> bool {
+    let members: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
+    let Some(ring) = nkcluster_core::ring::place(64, &members) else {
+        return false;
+    };
+    workers.iter().all(|w| {
+        let p = proxies_of(l, controls, w);
+        p.len() == 1 && ring.owner_of(w) == Some(p[0].as_str())
+    })
+}
+
+/// Three control nodes and six workers (no listeners: every hand-off is a redirect).
+/// After convergence the network splits 2|1: {c1, c2, w1..w3} | {c3, w4..w6}. Each side
+/// serves the workers it can reach: every worker ends with exactly one proxy on its side
+/// (at its owner in that side's ring) and answers a request through it. After the heal,
+/// every worker has exactly one proxy again, at its owner in the ring over all three.
+pub fn split_with_workers(seed: u64) -> Result<Vec<String>, Failure> {
+    let log = Log::default();
+    let mut sim = builder(seed, Duration::from_secs(180)).build();
+    let fail = |e: nkcluster_core::url::UrlError| Failure {
+        error: e.to_string(),
+        log: vec![],
+    };
+    let controls = ["c1", "c2", "c3"];
+    let workers: Vec<String> = (1..=6).map(|i| format!("w{i}")).collect();
+    let mut configs = Vec::new();
+    for id in controls {
+        let mut c = sim_config(id);
+        c.listen = parse_url_list(&format!("nkcluster://{id}:1972;transport=tcp")).map_err(fail)?;
+        if id != "c1" {
+            c.cluster_addr = parse_url_list("nkcluster://c1:1972;transport=tcp").map_err(fail)?;
+        }
+        configs.push(c);
+    }
+    for (i, w) in workers.iter().enumerate() {
+        let mut c = sim_config(w);
+        c.control = false;
+        // Each worker starts at a different control node; most will be redirected.
+        let first = controls[i % 3];
+        let rest: Vec<String> = controls
+            .iter()
+            .filter(|c| **c != first)
+            .map(|c| format!("nkcluster://{c}:1972;transport=tcp"))
+            .collect();
+        let list = format!(
+            "nkcluster://{first}:1972;transport=tcp, {}",
+            rest.join(", ")
+        );
+        c.cluster_addr = parse_url_list(&list).map_err(fail)?;
+        configs.push(c);
+    }
+    for c in &mut configs {
+        c.connection.ping_interval = PING;
+        c.connection.idle_timeout = IDLE;
+        c.connection.connect_timeout = Duration::from_secs(1);
+    }
+    for (i, c) in configs.into_iter().enumerate() {
+        add_node(&mut sim, &log, c, seed, i as u64 + 1);
+    }
+    let l = log.clone();
+    sim.client("driver", async move {
+        let ws = workers.clone();
+        l.wait_for(
+            "one proxy per worker at its owner (c1, c2, c3)",
+            Duration::from_secs(60),
+            |_| one_proxy_each(&l, &controls, &controls, &ws),
+        )
+        .await?;
+        l.note("converged: one proxy per worker");
+        let (left, right) = ws.split_at(3);
+        let (left_c, right_c) = (["c1", "c2"], ["c3"]);
+        for a in left_c
+            .iter()
+            .copied()
+            .chain(left.iter().map(String::as_str))
+        {
+            for b in right_c
+                .iter()
+                .copied()
+                .chain(right.iter().map(String::as_str))
+            {
+                turmoil::partition(a, b);
+            }
+        }
+        l.note("partition c1 c2 w1 w2 w3 | c3 w4 w5 w6");
+        l.wait_for(
+            "each side to serve its reachable workers",
+            Duration::from_secs(60),
+            |_| {
+                one_proxy_each(&l, &left_c, &left_c, left)
+                    && one_proxy_each(&l, &right_c, &right_c, right)
+            },
+        )
+        .await?;
+        for w in &ws {
+            let proxy = proxies_of(&l, &controls, w).remove(0);
+            let node = l.node(&proxy).ok_or("proxy node missing")?;
+            let r = node
+                .request(w, "nkcluster.node", Bytes::new(), Duration::from_secs(2))
+                .await;
+            ensure(r.as_deref() == Ok(w.as_bytes()), || {
+                format!("{w} through {proxy} during the split: {r:?}")
+            })?;
+        }
+        l.note("split: every worker served by its side, one proxy each");
+        // The split lasts a while (a fault's duration, not a wait for a condition).
+        tokio::time::sleep(PARTITION_HOLD).await;
+        for a in left_c
+            .iter()
+            .copied()
+            .chain(left.iter().map(String::as_str))
+        {
+            for b in right_c
+                .iter()
+                .copied()
+                .chain(right.iter().map(String::as_str))
+            {
+                turmoil::repair(a, b);
+            }
+        }
+        l.note("repair");
+        l.wait_for(
+            "one proxy per worker at its owner after the heal",
+            Duration::from_secs(60),
+            |_| one_proxy_each(&l, &controls, &controls, &ws),
+        )
+        .await?;
+        l.note("healed: one proxy per worker");
         Ok(())
     });
     run(sim, &log)

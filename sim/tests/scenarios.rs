@@ -44,3 +44,10 @@ fn different_seeds_take_different_paths() {
     let b = scenarios::partition_detect_and_repair(2).expect("seed 2");
     assert_ne!(a, b);
 }
+
+#[test]
+fn split_with_workers() {
+    // A 2|1 split of the control nodes with six workers: each side serves its workers,
+    // and after the heal every worker has exactly one proxy, at its ring owner.
+    check("split_with_workers", 4, scenarios::split_with_workers);
+}
