@@ -147,6 +147,8 @@ pub async fn drive(
     tokio::pin!(sleep);
     let mut write_failed = false;
     let mut linger: Option<nkcluster_core::Instant> = None;
+    // Closed by us in order (not by an error): worth waiting for the peer's close.
+    let mut orderly = false;
     // Late answers of handlers. Unbounded, but the core caps the peer's requests in
     // flight (`max_incoming_requests`), so at most that many answers can be queued.
     let (late_tx, mut late_rx) = mpsc::unbounded_channel::<(u64, Result<Bytes, RemoteError>)>();
@@ -174,6 +176,7 @@ pub async fn drive(
                 ev => {
                     if let Event::Closed(why) = &ev {
                         io.closing(why.as_ref());
+                        orderly = why.is_none();
                     }
                     sink.on_event(&conn, &ev)
                 }
@@ -334,9 +337,11 @@ pub async fn drive(
     if !write_failed {
         let _ =
             tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| io.poll_shutdown(cx))).await;
+    }
+    if !write_failed && orderly {
         // Wait (briefly, boundedly) for the peer's side to close, so that closing the
         // socket with its input unread does not reset the connection under our last
-        // messages.
+        // messages. Not after a failure (a hung peer would hold us for nothing).
         let mut drained = 0usize;
         let _ = tokio::time::timeout(
             DRAIN_TIME,

@@ -1471,6 +1471,23 @@ async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
         inner: inner.clone(),
         listen_addrs: Arc::new(Vec::new()),
     };
+    // Never send a worker to an owner that does not answer (it may have hung without
+    // our failure detection noticing yet): the worker stays served here, and the hand-off
+    // is retried until the owner answers or the ring moves on.
+    let probe = inner.config.connection.idle_timeout;
+    if let Err(e) = node
+        .request(&owner, "nkcluster.echo", Bytes::new(), probe)
+        .await
+    {
+        warn!(node = %inner.config.node_id, worker = %worker, owner = %owner, code = e.code(), error = %e,
+              "owner does not answer; the worker stays here for now");
+        tokio::time::sleep(inner.config.connection.ping_interval).await;
+        if let Some(p) = &inner.proxies {
+            lock(p).handle_adopted(&worker, &owner, false);
+        }
+        inner.after_proxies();
+        return;
+    }
     let body = Bytes::from(urls.join(", "));
     if let Err(e) = node
         .request(&worker, CLASS_REDIRECT, body, GATHER_TIMEOUT)
@@ -1529,6 +1546,8 @@ async fn adopt<N: Net>(inner: Arc<Inner<N>>, req: AdoptRequest, responder: Respo
 async fn connector<N: Net>(inner: Arc<Inner<N>>) {
     let mut backoff = Backoff::new(inner.config.backoff.clone());
     let mut stop = inner.shutdown.subscribe();
+    // The URL of the link we last had (its entries go last after we lose it).
+    let mut last_served: Option<ClusterUrl> = None;
     loop {
         let mut last = (
             "no_connections".to_owned(),
@@ -1536,11 +1555,22 @@ async fn connector<N: Net>(inner: Arc<Inner<N>>) {
         );
         let mut linked = false;
         // A control node's redirect (to our proxy's owner) is tried first, once.
-        let redirected = std::mem::take(&mut *lock(&inner.redirect));
-        for url in redirected
-            .into_iter()
-            .chain(inner.config.cluster_addr.clone())
-        {
+        let redirected: Vec<ClusterUrl> = std::mem::take(&mut *lock(&inner.redirect));
+        // After a lost link, the node that served us goes last: if it died or hangs, the
+        // others are tried before it (a hung node costs a handshake timeout).
+        let list = &inner.config.cluster_addr;
+        let same = |u: &ClusterUrl| {
+            last_served
+                .as_ref()
+                .is_some_and(|l: &ClusterUrl| l.host == u.host && l.port == u.port)
+        };
+        let rotated: Vec<ClusterUrl> = list
+            .iter()
+            .filter(|u| !same(u))
+            .chain(list.iter().filter(|u| same(u)))
+            .cloned()
+            .collect();
+        for url in redirected.into_iter().chain(rotated) {
             if inner.stopping() {
                 return;
             }
@@ -1573,6 +1603,7 @@ async fn connector<N: Net>(inner: Arc<Inner<N>>) {
             .await;
             if outcome.authenticated {
                 linked = true;
+                last_served = Some(url.clone());
                 break;
             }
             // A refused handshake (say, a wrong password in this URL): try the next entry.
