@@ -178,6 +178,7 @@ impl Membership {
         match self.others.get_mut(&id) {
             Some(r) => {
                 let was_alive = !r.removed && r.info.status == Status::Alive;
+                let before = r.info.clone();
                 r.linked = true;
                 // A link proves the member is alive in the run it announced.
                 if info.generation >= r.info.generation {
@@ -195,6 +196,11 @@ impl Membership {
                 }
                 if !was_alive && r.info.status == Status::Alive {
                     self.events.push_back(MemberEvent::Up(id));
+                }
+                // Only news is gossiped: the shell calls this for every view a linked
+                // member sends, and an unconditional gossip would echo forever.
+                if was_alive && r.info == before {
+                    return;
                 }
             }
             None => {
@@ -507,6 +513,26 @@ mod tests {
             ["a", "b", "c"]
         );
         assert_eq!(a.poll_gossip(), None);
+    }
+
+    #[test]
+    fn a_view_that_brings_no_news_is_not_gossiped_back() {
+        // The shell feeds every received view's sender record through handle_link_up:
+        // gossiping after each one would echo between members forever.
+        let mut a = Membership::new("a", 1, vec![], cfg());
+        let t = Instant::ZERO;
+        a.handle_link_up(t, info("b", 1, 0, Status::Alive));
+        assert!(a.poll_gossip().is_some(), "a new member is news");
+        let view = [info("b", 1, 0, Status::Alive), a.me().clone()];
+        for _ in 0..3 {
+            a.handle_link_up(t, view[0].clone());
+            a.handle_view(t, &view);
+            assert_eq!(a.poll_gossip(), None);
+        }
+        assert_eq!(events(&mut a), [MemberEvent::Up("b".into())]);
+        // A refutation (higher incarnation) is news again.
+        a.handle_link_up(t, info("b", 1, 1, Status::Alive));
+        assert!(a.poll_gossip().is_some());
     }
 
     #[test]

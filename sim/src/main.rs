@@ -1,9 +1,31 @@
 //! Replays one scenario with one seed and prints its event log:
 //! `cargo run -p nkcluster-sim -- <scenario> <seed>` (no arguments: list scenarios).
+//! With `NKCLUSTER_LOG=info` the nodes' own log lines go to stderr.
 
 use std::process::ExitCode;
 
+/// Log lines stamped with simulated time.
+struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match turmoil::sim_elapsed() {
+            Some(t) => write!(w, "{:>9.3}s", t.as_secs_f64()),
+            None => write!(w, "{:>10}", "-"),
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    // The nodes' own logs (stderr) when asked: NKCLUSTER_LOG=info.
+    if let Ok(f) = tracing_subscriber::EnvFilter::try_from_env("NKCLUSTER_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(f)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .with_timer(SimTime)
+            .try_init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [name, seed] = args.as_slice() else {
         eprintln!("usage: nkcluster-sim <scenario> <seed>\nscenarios:");

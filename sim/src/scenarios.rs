@@ -288,6 +288,24 @@ fn one_proxy_each(l: &Log, controls: &[&str], members: &[&str], workers: &[Strin
     })
 }
 
+/// Where each worker is served, and where the ring over `members` wants it, for failure
+/// messages.
+fn placement_report(l: &Log, controls: &[&str], members: &[&str], workers: &[String]) -> String {
+    let m: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
+    let ring = nkcluster_core::ring::place(64, &m);
+    workers
+        .iter()
+        .map(|w| {
+            let owner = ring.as_ref().and_then(|r| r.owner_of(w)).unwrap_or("?");
+            format!(
+                "{w}: proxies {:?}, owner {owner}",
+                proxies_of(l, controls, w)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Three control nodes and six workers (no listeners: every hand-off is a redirect).
 /// After convergence the network splits 2|1: {c1, c2, w1..w3} | {c3, w4..w6}. Each side
 /// serves the workers it can reach: every worker ends with exactly one proxy on its side
@@ -344,7 +362,8 @@ pub fn split_with_workers(seed: u64) -> Result<Vec<String>, Failure> {
             Duration::from_secs(60),
             |_| one_proxy_each(&l, &controls, &controls, &ws),
         )
-        .await?;
+        .await
+        .map_err(|e| format!("{e}: {}", placement_report(&l, &controls, &controls, &ws)))?;
         l.note("converged: one proxy per worker");
         let (left, right) = ws.split_at(3);
         let (left_c, right_c) = (["c1", "c2"], ["c3"]);
