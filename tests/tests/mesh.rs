@@ -67,10 +67,13 @@ fn any_control_node_lists_the_whole_cluster() {
     use nkcluster_tests::{nkcluster_bin, run_with_deadline};
 
     let (mut c1, mut c2, mut c3, ports) = three(&[]);
-    // w1 is linked to c1 only.
+    // w1 dials c1; its proxy ends at its ring owner among c1..c3 (c2 for these names).
+    let members: Vec<String> = ["c1", "c2", "c3"].map(String::from).to_vec();
+    let ring = nkcluster_core::ring::place(64, &members).expect("ring");
+    let owner = ring.owner_of("w1").expect("an owner").to_owned();
     let mut w1 = Daemon::worker("w1", &format!("nkcluster://127.0.0.1:{}", ports[0]), &[]);
-    w1.wait_line("w1 linked", |l| {
-        l.contains("link up") && has(l, "peer", "c1")
+    w1.wait_line_after(0, "w1 linked to its owner", |l| {
+        l.contains("link up") && has(l, "peer", &owner)
     });
     for c in [&mut c2, &mut c3] {
         for m in ["c1", "c2", "c3"] {
@@ -100,7 +103,8 @@ fn any_control_node_lists_the_whole_cluster() {
             .collect();
         assert_eq!(ids, ["c1", "c2", "c3", "w1"], "from port {p}");
         let w1 = &rows[3];
-        assert_eq!(w1["owner"], "c1", "from port {p}: {w1}");
+        assert_eq!(w1["owner"], owner.as_str(), "from port {p}: {w1}");
+        assert_eq!(w1["proxies"], serde_json::json!([owner]), "from port {p}: {w1}");
         assert!(w1["remote"].as_str().is_some_and(|r| r.starts_with("tcp:")));
 
         let mut cmd = Command::new(nkcluster_bin());
@@ -116,7 +120,7 @@ fn any_control_node_lists_the_whole_cluster() {
         let row: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         assert_eq!(
             (row["id"].as_str(), row["owner"].as_str()),
-            (Some("w1"), Some("c1"))
+            (Some("w1"), Some(owner.as_str()))
         );
     }
 }
