@@ -380,15 +380,24 @@ async fn run_dev(args: DevArgs) -> ExitCode {
             }
         }
     }
-    // Wait until the cluster has converged (every control node sees the three control
-    // members, the workers are linked), then print the node table.
+    // Wait until the cluster has converged, then print the node table.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut events: Vec<_> = nodes.iter().map(|n| n.subscribe()).collect();
+    let members = ["dev1", "dev2", "dev3"].map(String::from);
+    let ring = nkcluster_core::ring::place(nkcluster_core::ring::PARTITIONS_DEFAULT, &members);
+    // Converged: every control node sees the three members, and every worker is linked
+    // to exactly one control node, its ring owner (its one proxy).
     let converged = |nodes: &[Node<TokioNet>]| {
-        nodes[..3]
-            .iter()
-            .all(|n| n.members() == ["dev1", "dev2", "dev3"])
-            && nodes[3..].iter().all(|n| !n.peers().is_empty())
+        nodes[..3].iter().all(|n| n.members() == members)
+            && nodes[3..].iter().all(|w| {
+                let owner = ring.as_ref().and_then(|r| r.owner_of(w.node_id()));
+                let holders: Vec<&str> = nodes[..3]
+                    .iter()
+                    .filter(|c| c.peers().iter().any(|p| p.node_id == w.node_id()))
+                    .map(|c| c.node_id())
+                    .collect();
+                holders.len() == 1 && owner == Some(holders[0])
+            })
     };
     while !converged(&nodes) && tokio::time::Instant::now() < deadline {
         // Any node event may complete convergence.
