@@ -104,7 +104,11 @@ fn any_control_node_lists_the_whole_cluster() {
         assert_eq!(ids, ["c1", "c2", "c3", "w1"], "from port {p}");
         let w1 = &rows[3];
         assert_eq!(w1["owner"], owner.as_str(), "from port {p}: {w1}");
-        assert_eq!(w1["proxies"], serde_json::json!([owner]), "from port {p}: {w1}");
+        assert_eq!(
+            w1["proxies"],
+            serde_json::json!([owner]),
+            "from port {p}: {w1}"
+        );
         assert!(w1["remote"].as_str().is_some_and(|r| r.starts_with("tcp:")));
 
         let mut cmd = Command::new(nkcluster_bin());

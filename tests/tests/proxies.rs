@@ -1,7 +1,8 @@
 //! Node proxies on a real multi-process cluster (loopback): 3 control nodes and 5 workers
 //! converge to one proxy per worker at its ring owner; a 4th control node joins and only
 //! the workers whose partition moved are re-homed; a control node is killed and its
-//! workers are re-homed to the survivors.
+//! workers are re-homed to the survivors. In process: a request pending at the old proxy
+//! ends `proxy_moved` when its worker is handed over.
 //!
 //! Workers all dial c1 first, so some start at the wrong control node: w1, w2 listen
 //! (their owner dials them: adoption), w3..w5 do not (they are redirected). With these
@@ -208,4 +209,73 @@ fn proxies_converge_rebalance_on_join_and_rehome_on_loss() {
     );
     assert!(rehomed.values().all(|o| o != "c2"));
     drop((c1, c3, c4));
+}
+
+/// The old proxy never leaves a request hanging: a request pending at c1 for a worker
+/// that stops answering (a paused network path) ends `proxy_moved` (naming c2) as soon
+/// as c2 joins and takes the worker's partition, long before the request's own deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_off_ends_pending_requests_with_proxy_moved() {
+    use bytes::Bytes;
+    use nkcluster::node::NodeEvent;
+    use nkcluster_core::RequestError;
+    use nkcluster_core::url::Transport;
+    use nkcluster_tests::inproc::{Relay, config, port_of, start, url_of, wait_event};
+
+    // A worker whose owner is c2 once c1 and c2 are both members.
+    let pair = ["c1", "c2"].map(String::from).to_vec();
+    let r = ring::place(64, &pair).expect("ring");
+    let wid = (0..)
+        .map(|i| format!("w{i}"))
+        .find(|w| r.owner_of(w) == Some("c2"))
+        .expect("such a worker");
+
+    let mut c = config("c1", true, "nkcluster://127.0.0.1:0;transport=tcp");
+    // The pause must not kill the link by failure detection during the test.
+    c.connection.idle_timeout = Duration::from_secs(60);
+    let c1 = start(c).await;
+    let mut events = c1.subscribe();
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port_of(&c1, Transport::Tcp)));
+    let relay = Relay::start(target).await;
+    let mut w = config(&wid, false, "");
+    w.connection.idle_timeout = Duration::from_secs(60);
+    w.cluster_addr = nkcluster_core::url::parse_url_list(&format!(
+        "nkcluster://127.0.0.1:{};transport=tcp",
+        relay.addr().port()
+    ))
+    .expect("url");
+    let worker = start(w).await;
+    wait_event(
+        &mut events,
+        "the worker linked to c1",
+        |e| matches!(e, NodeEvent::LinkUp { peer, .. } if *peer == wid),
+    )
+    .await;
+
+    relay.pause();
+    let c1b = c1.clone();
+    let w2 = wid.clone();
+    let t0 = Instant::now();
+    let pending = tokio::spawn(async move {
+        c1b.request(
+            &w2,
+            "nkcluster.echo",
+            Bytes::from_static(b"x"),
+            Duration::from_secs(60),
+        )
+        .await
+    });
+    let mut c = config("c2", true, "nkcluster://127.0.0.1:0;transport=tcp");
+    c.cluster_addr =
+        nkcluster_core::url::parse_url_list(&url_of(&c1, Transport::Tcp)).expect("url");
+    let c2 = start(c).await;
+    let r = tokio::time::timeout(Duration::from_secs(30), pending)
+        .await
+        .expect("the pending request ended")
+        .expect("task");
+    assert_eq!(r, Err(RequestError::ProxyMoved { to: "c2".into() }));
+    assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
+    worker.shutdown();
+    c1.shutdown();
+    c2.shutdown();
 }
