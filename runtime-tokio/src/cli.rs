@@ -341,6 +341,16 @@ fn env() -> Env<TokioNet> {
 
 async fn run_dev(args: DevArgs) -> ExitCode {
     let dev1 = format!("nkcluster://127.0.0.1:{};transport=tcp", args.base_port);
+    // Workers know every control node, so losing one never strands them.
+    let controls = (0..3u16)
+        .map(|k| {
+            format!(
+                "nkcluster://127.0.0.1:{};transport=tcp",
+                args.base_port + 10 * k
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut nodes = Vec::new();
     for i in 1..=5u16 {
         let mut c = NodeConfig::new(format!("dev{i}"));
@@ -357,7 +367,9 @@ async fn run_dev(args: DevArgs) -> ExitCode {
         } else {
             Vec::new()
         };
-        if i > 1 {
+        if i > 3 {
+            c.cluster_addr = parse_url_list(&controls).unwrap_or_default();
+        } else if i > 1 {
             c.cluster_addr = parse_url_list(&dev1).unwrap_or_default();
         }
         let listen = c.listen.iter().map(|u| u.to_string()).collect::<Vec<_>>();
