@@ -14,6 +14,7 @@
 //! - [`membership`]: control-node views, failure handling and explicit leave.
 //! - [`ring`]: partition ownership, a pure function of the live members.
 //! - [`proxy`]: which workers a control node serves, and hand-offs to their owner.
+//! - [`status`]: a node's status (the original's seven states) and its running tasks.
 //! - [`auth`]: password key derivation and transcript proofs.
 //! - [`backoff`]: reconnection delays with jitter and an attempt budget.
 //! - [`handshake`]: the mutual authentication state machine.
@@ -34,6 +35,7 @@ pub mod message;
 pub mod meta;
 pub mod proxy;
 pub mod ring;
+pub mod status;
 pub mod time;
 pub mod url;
 
