@@ -41,6 +41,18 @@ pub enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Call a named function on a node (built in: `node`, `echo`) and print its result.
+    Call {
+        /// Node id (any node of the cluster; routed to it through its control node).
+        node: String,
+        /// Function name.
+        function: String,
+        /// Arguments.
+        args: Vec<String>,
+        /// Connection options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 /// How the admin commands reach a control node.
@@ -195,7 +207,7 @@ pub fn main() -> ExitCode {
     // Daemons log at info; admin commands print their own results and errors.
     init_logs(match cli.command {
         Cmd::Node(_) | Cmd::Dev(_) => "info",
-        Cmd::Nodes(_) | Cmd::NodeInfo { .. } => "off",
+        Cmd::Nodes(_) | Cmd::NodeInfo { .. } | Cmd::Call { .. } => "off",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -213,6 +225,12 @@ pub fn main() -> ExitCode {
             Cmd::Dev(args) => run_dev(args).await,
             Cmd::Nodes(admin) => run_admin(admin, None).await,
             Cmd::NodeInfo { id, admin } => run_admin(admin, Some(id)).await,
+            Cmd::Call {
+                node,
+                function,
+                args,
+                admin,
+            } => run_call(admin, node, function, args).await,
         }
     })
 }
@@ -249,6 +267,98 @@ async fn run_node(args: NodeArgs) -> ExitCode {
 
 /// Connects to a control node as an admin client and prints its node table (or one row).
 /// Exit 1 when the control node cannot be reached or refuses us, 4 for an unknown node.
+/// An admin client linked to a control node (exit code on failure).
+async fn admin_link(args: &AdminArgs) -> Result<(Node<TokioNet>, String), ExitCode> {
+    let mut c = NodeConfig::new(format!("admin-{}", std::process::id()));
+    c.admin = true;
+    c.control = false;
+    c.cluster_name = args.cluster_name.clone();
+    c.password = args.password.clone();
+    let node = Node::start(c, env()).await.map_err(|e| {
+        eprintln!("nkcluster: {e}");
+        ExitCode::from(1)
+    })?;
+    match node.connect(&args.addr).await {
+        Ok(p) => Ok((node, p.node_id)),
+        Err(e) => {
+            eprintln!(
+                "nkcluster: cannot reach a control node at {}: {e}",
+                args.addr
+            );
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// Sends `class` to `target` through the control node the admin client reached; prints
+/// errors and maps them to exit codes (4: unknown node).
+async fn admin_send(
+    args: &AdminArgs,
+    target: &str,
+    class: &str,
+    body: bytes::Bytes,
+    timeout: Duration,
+) -> Result<bytes::Bytes, ExitCode> {
+    let (node, control) = admin_link(args).await?;
+    let route = crate::node::RouteRequest {
+        node: target.to_owned(),
+        class: class.to_owned(),
+        body,
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        hops: 0,
+    };
+    let body = postcard::to_allocvec(&route)
+        .map(bytes::Bytes::from)
+        .map_err(|e| {
+            eprintln!("nkcluster: {e}");
+            ExitCode::from(1)
+        })?;
+    let r = node
+        .request(
+            &control,
+            crate::node::CLASS_ROUTE,
+            body,
+            timeout + Duration::from_secs(1),
+        )
+        .await;
+    node.shutdown_and_wait(Duration::from_secs(1)).await;
+    r.map_err(|e| {
+        eprintln!("nkcluster: {target}: {e}");
+        ExitCode::from(if e.code() == "unknown_node" { 4 } else { 1 })
+    })
+}
+
+async fn run_call(args: AdminArgs, node: String, function: String, fargs: Vec<String>) -> ExitCode {
+    let req = crate::node::CallRequest {
+        function: function.clone(),
+        args: fargs,
+    };
+    let Ok(body) = postcard::to_allocvec(&req) else {
+        return ExitCode::from(1);
+    };
+    let r = admin_send(
+        &args,
+        &node,
+        crate::node::CLASS_CALL,
+        body.into(),
+        Duration::from_secs(10),
+    )
+    .await;
+    match r {
+        Ok(b) => {
+            let text = String::from_utf8_lossy(&b);
+            if args.json {
+                let v = serde_json::json!({ "node": node, "function": function, "result": text });
+                println!("{v}");
+            } else {
+                println!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
 async fn run_admin(args: AdminArgs, id: Option<String>) -> ExitCode {
     let mut c = NodeConfig::new(format!("admin-{}", std::process::id()));
     c.admin = true;

@@ -158,7 +158,11 @@ pub struct PeerSummary {
 #[derive(Clone)]
 pub struct Handlers {
     map: HashMap<String, HandlerFn>,
+    functions: HashMap<String, FunctionFn>,
 }
+
+/// A named function of the registry that `call` reaches (arguments as strings).
+pub type FunctionFn = Arc<dyn Fn(&[String]) -> Result<String, RemoteError> + Send + Sync>;
 
 /// A synchronous request handler.
 pub type HandlerFn = Arc<dyn Fn(Bytes) -> Result<Bytes, RemoteError> + Send + Sync>;
@@ -174,11 +178,25 @@ impl Handlers {
     pub fn builtin(node_id: &str) -> Self {
         let mut h = Handlers {
             map: HashMap::new(),
+            functions: HashMap::new(),
         };
         h.insert("nkcluster.echo", Ok);
         let id = Bytes::from(node_id.to_owned());
         h.insert("nkcluster.node", move |_| Ok(id.clone()));
+        let name = node_id.to_owned();
+        h.insert_function("node", move |_| Ok(name.clone()));
+        h.insert_function("echo", |args| Ok(args.join(" ")));
         h
+    }
+
+    /// Adds or replaces a named function (what `call` and `nkcluster call` reach).
+    /// Built in: `node` (this node's id) and `echo` (its arguments, space separated).
+    pub fn insert_function(
+        &mut self,
+        name: &str,
+        f: impl Fn(&[String]) -> Result<String, RemoteError> + Send + Sync + 'static,
+    ) {
+        self.functions.insert(name.to_owned(), Arc::new(f));
     }
 
     /// Adds or replaces a handler.
@@ -194,6 +212,27 @@ impl Handlers {
 impl Handlers {
     /// Runs the handler of `class` (at once: these handlers are synchronous).
     pub fn call(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError> {
+        if class == CLASS_CALL {
+            let req: CallRequest = postcard::from_bytes(&body)
+                .map_err(|e| RemoteError::new("bad_request", format!("call: {e}")))?;
+            let f = self.functions.get(&req.function).ok_or_else(|| {
+                RemoteError::new(
+                    "unknown_function",
+                    format!("no function {:?} is registered", req.function),
+                )
+            })?;
+            // A function that panics is reported with its message; the node keeps running.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&req.args)))
+                .map_err(|p| {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".into());
+                    RemoteError::new("function_panicked", msg)
+                })??;
+            return Ok(Bytes::from(r));
+        }
         match self.map.get(class) {
             Some(f) => f(body),
             None => Err(RemoteError::new(
@@ -216,8 +255,38 @@ pub const CLASS_ADOPT: &str = "nkcluster.adopt";
 /// From a control node to a worker: "reconnect to these URLs" (its owner's). Body: the
 /// URL list, UTF-8, comma separated.
 pub const CLASS_REDIRECT: &str = "nkcluster.redirect";
+/// Any node: call a named function of its registry. Body: a [`CallRequest`] (postcard);
+/// reply: the function's result, UTF-8.
+pub const CLASS_CALL: &str = "nkcluster.call";
+/// To a control node: "send this request to that node", wherever its proxy lives (routed
+/// over the mesh to the owner when needed). Body: a [`RouteRequest`] (postcard).
+pub const CLASS_ROUTE: &str = "nkcluster.route";
 /// How long a control node waits for each member's rows.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A `call` of a named function.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CallRequest {
+    /// Function name.
+    pub function: String,
+    /// Arguments.
+    pub args: Vec<String>,
+}
+
+/// A request for another node, routed by control nodes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RouteRequest {
+    /// Target node id.
+    pub node: String,
+    /// Request class.
+    pub class: String,
+    /// Request body.
+    pub body: Bytes,
+    /// Deadline, milliseconds.
+    pub timeout_ms: u64,
+    /// Control nodes it went through (a routed request is forwarded at most once).
+    pub hops: u8,
+}
 
 /// A proxy hand-off: the worker and the URLs to dial it at.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -263,6 +332,33 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
         match class {
             // This node's own links only (what other control nodes gather).
             CLASS_LOCAL_NODES => Answer::Now(encode(&self.inner.node_rows())),
+            CLASS_ROUTE if self.inner.membership.is_some() => {
+                let req: RouteRequest = match postcard::from_bytes(&body) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Answer::Now(Err(RemoteError::new(
+                            "bad_request",
+                            format!("route: {e}"),
+                        )));
+                    }
+                };
+                let node = Node {
+                    inner: self.inner.clone(),
+                    listen_addrs: Arc::new(Vec::new()),
+                };
+                tokio::spawn(async move {
+                    let timeout = Duration::from_millis(req.timeout_ms);
+                    let r = node
+                        .route(&req.node, &req.class, req.body, timeout, req.hops)
+                        .await
+                        .map_err(|e| match e {
+                            RequestError::Remote(r) => r,
+                            e => RemoteError::new(e.code(), e.to_string()),
+                        });
+                    responder.reply(r);
+                });
+                Answer::Later
+            }
             CLASS_ADOPT if self.inner.proxies.is_some() => {
                 let req: AdoptRequest = match postcard::from_bytes(&body) {
                     Ok(r) => r,
@@ -601,6 +697,88 @@ impl<N: Net> Node<N> {
             return Err(RequestError::ConnectionFailed);
         }
         rx.await.unwrap_or(Err(RequestError::ConnectionFailed))
+    }
+
+    /// Sends a request to any node of the cluster, wherever its proxy lives: this node
+    /// itself, a node linked here, or (on a control node) a node linked to another
+    /// control member, through the member that owns its ring partition (over the mesh).
+    /// A node nobody holds ends `unknown_node`.
+    pub async fn send(
+        &self,
+        node: &str,
+        class: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, RequestError> {
+        self.route(node, class, body, timeout, 0).await
+    }
+
+    async fn route(
+        &self,
+        node: &str,
+        class: &str,
+        body: Bytes,
+        timeout: Duration,
+        hops: u8,
+    ) -> Result<Bytes, RequestError> {
+        let inner = &self.inner;
+        if node == inner.config.node_id {
+            return inner
+                .handlers
+                .call(class, body)
+                .map_err(RequestError::Remote);
+        }
+        if lock(&inner.peers).contains_key(node) {
+            return self.request(node, class, body, timeout).await;
+        }
+        let unknown = || {
+            RequestError::Remote(RemoteError::new(
+                "unknown_node",
+                format!("no node {node:?} is connected to the cluster"),
+            ))
+        };
+        let Some(p) = &inner.proxies else {
+            return Err(unknown());
+        };
+        let owner = lock(p).owner_of(node).to_owned();
+        if hops > 0 || owner == inner.config.node_id {
+            return Err(unknown());
+        }
+        let req = RouteRequest {
+            node: node.to_owned(),
+            class: class.to_owned(),
+            body,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            hops: hops + 1,
+        };
+        let body = postcard::to_allocvec(&req)
+            .map(Bytes::from)
+            .map_err(|e| RequestError::Remote(RemoteError::new("bad_request", e.to_string())))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let r = self
+            .request(&owner, CLASS_ROUTE, body.clone(), timeout)
+            .await;
+        if !matches!(&r, Err(RequestError::Remote(e)) if e.code == "unknown_node") {
+            return r;
+        }
+        // Not at its owner (a hand-off in flight, or views that disagree for a moment):
+        // ask the other members once each.
+        let others: Vec<String> = inner
+            .membership
+            .as_ref()
+            .map(|m| lock(m).live())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| *m != owner && *m != inner.config.node_id)
+            .collect();
+        for m in others {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let r = self.request(&m, CLASS_ROUTE, body.clone(), left).await;
+            if !matches!(&r, Err(RequestError::Remote(e)) if e.code == "unknown_node") {
+                return r;
+            }
+        }
+        Err(unknown())
     }
 
     /// Connects to the first entry of `urls` (a `nkcluster://` list, tried in order) that

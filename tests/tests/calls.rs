@@ -1,0 +1,111 @@
+//! `call` of named functions on any node, routed by whichever control node the admin
+//! client reaches (issue 5's function registry; the quick start's `nkcluster call dev3
+//! node`), and the typed errors around it.
+
+use std::process::Command;
+use std::time::Duration;
+
+use nkcluster_tests::{Daemon, has, nkcluster_bin, run_with_deadline};
+
+fn call(port: u16, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(nkcluster_bin());
+    cmd.arg("call")
+        .args(args)
+        .args(["--addr", &format!("nkcluster://127.0.0.1:{port}")]);
+    run_with_deadline(&mut cmd, Duration::from_secs(30))
+}
+
+#[test]
+fn any_control_node_routes_a_call_to_any_node() {
+    let (mut c1, p1) = Daemon::control("c1", &[]);
+    let first = format!("nkcluster://127.0.0.1:{p1}");
+    let (mut c2, p2) = Daemon::control("c2", &["--cluster-addr", &first]);
+    let (mut c3, p3) = Daemon::control("c3", &["--cluster-addr", &first]);
+    let mut workers: Vec<Daemon> = ["w1", "w2"]
+        .iter()
+        .map(|w| Daemon::worker(w, &first, &[]))
+        .collect();
+    for c in [&mut c1, &mut c2, &mut c3] {
+        for m in ["c1", "c2", "c3"] {
+            if m != c.name() {
+                c.wait_line_after(0, "mesh member up", |l| {
+                    l.contains("membership") && has(l, "member", m) && has(l, "change", "up")
+                });
+            }
+        }
+    }
+    // Each worker linked to its ring owner.
+    let members: Vec<String> = ["c1", "c2", "c3"].map(String::from).to_vec();
+    let ring = nkcluster_core::ring::place(64, &members).expect("ring");
+    for w in &mut workers {
+        let owner = ring.owner_of(w.name()).expect("owner").to_owned();
+        w.wait_line_after(0, "linked to its owner", |l| {
+            l.contains("link up") && has(l, "peer", &owner)
+        });
+    }
+    for port in [p1, p2, p3] {
+        for node in ["c1", "c2", "c3", "w1", "w2"] {
+            let out = call(port, &[node, "node"]);
+            assert!(out.status.success(), "call {node} node via {port}: {out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), node);
+        }
+    }
+    let out = call(p2, &["w1", "echo", "a", "b", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["result"], "a b");
+
+    // Typed errors, non-zero exits.
+    let out = call(p1, &["nobody", "node"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_node"));
+    let out = call(p1, &["w2", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown_function"));
+}
+
+/// A function that panics is reported with its message and the node keeps answering.
+#[tokio::test]
+async fn a_panicking_function_is_reported_and_the_node_keeps_running() {
+    use bytes::Bytes;
+    use nkcluster::node::{CLASS_CALL, CallRequest, Handlers, Node};
+    use nkcluster_core::RequestError;
+    use nkcluster_tests::inproc::config;
+
+    let mut h = Handlers::builtin("n1");
+    h.insert_function("boom", |_| panic!("kaboom"));
+    let n = Node::start_with(
+        config("n1", true, ""),
+        nkcluster::node::Env {
+            net: nkcluster::net::TokioNet,
+            seed: None,
+            wall_origin_ns: None,
+        },
+        Some(h),
+    )
+    .await
+    .expect("start");
+    let body = |f: &str| {
+        Bytes::from(
+            postcard::to_allocvec(&CallRequest {
+                function: f.into(),
+                args: vec![],
+            })
+            .expect("encode"),
+        )
+    };
+    let r = n
+        .send("n1", CLASS_CALL, body("boom"), Duration::from_secs(1))
+        .await;
+    match r {
+        Err(RequestError::Remote(e)) => {
+            assert_eq!(e.code, "function_panicked");
+            assert!(e.to_string().contains("kaboom"), "{e}");
+        }
+        other => panic!("expected function_panicked, got {other:?}"),
+    }
+    let r = n
+        .send("n1", CLASS_CALL, body("node"), Duration::from_secs(1))
+        .await;
+    assert_eq!(r.as_deref(), Ok(&b"n1"[..]));
+    n.shutdown();
+}
