@@ -33,6 +33,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod driver;
+pub mod jobs;
 pub mod linkio;
 pub mod net;
 pub mod node;

@@ -17,6 +17,7 @@ use nkcluster_core::handshake::{Identity, PeerInfo, Role, Side};
 use nkcluster_core::membership::{MemberEvent, MemberInfo, Membership, MembershipConfig};
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::proxy::{Action, Proxies};
+use nkcluster_core::status::{NodeStatus, Status, StatusEvent};
 use nkcluster_core::url::{ClusterUrl, Host, TlsOptions, Transport, parse_url};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -27,6 +28,7 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::driver::{Answer, Command, EventSink, RequestHandler, Responder, drive};
+use crate::jobs::{EventMsg, JobCall, JobClass, JobClasses, NodeJobEvent, TaskStarted, WireEvent};
 use crate::net::Net;
 use crate::transport::{self, ServerTls, merge_tls};
 
@@ -159,6 +161,7 @@ pub struct PeerSummary {
 pub struct Handlers {
     map: HashMap<String, HandlerFn>,
     functions: HashMap<String, FunctionFn>,
+    classes: JobClasses,
 }
 
 /// A named function of the registry that `call` reaches (arguments as strings).
@@ -179,6 +182,7 @@ impl Handlers {
         let mut h = Handlers {
             map: HashMap::new(),
             functions: HashMap::new(),
+            classes: JobClasses::new(),
         };
         h.insert("nkcluster.echo", Ok);
         let id = Bytes::from(node_id.to_owned());
@@ -187,6 +191,11 @@ impl Handlers {
         h.insert_function("node", move |_| Ok(name.clone()));
         h.insert_function("echo", |args| Ok(args.join(" ")));
         h
+    }
+
+    /// Sets the job classes this node runs (worker side) and hears (control side).
+    pub fn set_classes(&mut self, classes: JobClasses) {
+        self.classes = classes;
     }
 
     /// Adds or replaces a named function (what `call` and `nkcluster call` reach).
@@ -261,6 +270,10 @@ pub const CLASS_CALL: &str = "nkcluster.call";
 /// To a control node: "send this request to that node", wherever its proxy lives (routed
 /// over the mesh to the owner when needed). Body: a [`RouteRequest`] (postcard).
 pub const CLASS_ROUTE: &str = "nkcluster.route";
+/// Any node: a job operation (a [`JobCall`], postcard).
+pub const CLASS_JOB: &str = "nkcluster.job";
+/// Worker to its control node: an event ([`EventMsg`], postcard).
+pub const CLASS_JOB_EVENT: &str = "nkcluster.job_event";
 /// How long a control node waits for each member's rows.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -332,6 +345,25 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
         match class {
             // This node's own links only (what other control nodes gather).
             CLASS_LOCAL_NODES => Answer::Now(encode(&self.inner.node_rows())),
+            CLASS_JOB => match postcard::from_bytes::<JobCall>(&body) {
+                Err(e) => Answer::Now(Err(RemoteError::new("bad_request", format!("job: {e}")))),
+                // A class's request and command callbacks may take a while: they run on
+                // the blocking pool, so the link (pings, other requests) never waits.
+                Ok(call @ (JobCall::Request { .. } | JobCall::Command { .. })) => {
+                    let inner = self.inner.clone();
+                    tokio::task::spawn_blocking(move || responder.reply(inner.job_call(call)));
+                    Answer::Later
+                }
+                Ok(call) => Answer::Now(self.inner.job_call(call)),
+            },
+            CLASS_JOB_EVENT if self.inner.membership.is_some() => Answer::Now(
+                postcard::from_bytes::<EventMsg>(&body)
+                    .map_err(|e| RemoteError::new("bad_request", format!("event: {e}")))
+                    .map(|ev| {
+                        self.inner.handle_job_event(ev);
+                        Bytes::new()
+                    }),
+            ),
             CLASS_ROUTE if self.inner.membership.is_some() => {
                 let req: RouteRequest = match postcard::from_bytes(&body) {
                     Ok(r) => r,
@@ -409,6 +441,17 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
     }
 }
 
+fn encode_req<T: serde::Serialize>(v: &T) -> Result<Bytes, RequestError> {
+    postcard::to_allocvec(v)
+        .map(Bytes::from)
+        .map_err(|e| RequestError::Remote(RemoteError::new("bad_request", e.to_string())))
+}
+
+fn decode_reply<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, RequestError> {
+    postcard::from_bytes(b)
+        .map_err(|e| RequestError::Remote(RemoteError::new("bad_reply", e.to_string())))
+}
+
 fn encode(v: &dyn erased::Encode) -> Result<Bytes, RemoteError> {
     v.encode()
         .map_err(|e| RemoteError::new("internal_error", e.to_string()))
@@ -470,6 +513,17 @@ struct Inner<N: Net> {
     proxies: Option<Mutex<Proxies>>,
     /// Workers only: where a control node told us to reconnect (tried first, once).
     redirect: Mutex<Vec<ClusterUrl>>,
+    /// This node's status and running tasks (every node runs jobs).
+    status: Mutex<NodeStatus>,
+    /// Running tasks: id -> (class, abort handle of its body).
+    tasks: Mutex<HashMap<u64, (String, tokio::task::AbortHandle)>>,
+    next_task: AtomicU64,
+    /// Our events, in order, to the control node holding our proxy.
+    events_out: mpsc::UnboundedSender<EventMsg>,
+    /// Control side: events of the workers we serve.
+    job_events: broadcast::Sender<NodeJobEvent>,
+    /// Control side: per worker, the classes that have seen an event, and its status.
+    seen: Mutex<HashMap<String, (std::collections::BTreeSet<String>, String)>>,
     /// Connection tasks still running (any phase), for an orderly stop.
     running: watch::Sender<usize>,
 }
@@ -583,6 +637,7 @@ impl<N: Net> Node<N> {
         keys.insert(config.password.clone(), key);
         let handlers = handlers.unwrap_or_else(|| Handlers::builtin(&config.node_id));
         let clock = Clock::new(env.wall_origin_ns);
+        let (events_out, events_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             identity: identity.clone(),
             net: env.net,
@@ -609,6 +664,12 @@ impl<N: Net> Node<N> {
             proxies: (config.control && !config.admin)
                 .then(|| Mutex::new(Proxies::new(&config.node_id, config.partitions))),
             redirect: Mutex::new(Vec::new()),
+            status: Mutex::new(NodeStatus::new()),
+            tasks: Mutex::new(HashMap::new()),
+            next_task: AtomicU64::new(1),
+            events_out,
+            job_events: broadcast::channel(EVENT_QUEUE).0,
+            seen: Mutex::new(HashMap::new()),
             running: watch::channel(0).0,
             config,
         });
@@ -624,6 +685,9 @@ impl<N: Net> Node<N> {
         if inner.membership.is_some() {
             tokio::spawn(membership_timer(inner.clone()));
         }
+        tokio::spawn(forward_events(inner.clone(), events_rx));
+        lock(&inner.status).handle_started();
+        inner.after_status();
         Ok(Node {
             inner,
             listen_addrs: Arc::new(bound),
@@ -699,6 +763,119 @@ impl<N: Net> Node<N> {
         rx.await.unwrap_or(Err(RequestError::ConnectionFailed))
     }
 
+    /// A job class's request to `node` (anywhere in the cluster; `exclusive` opens a
+    /// dedicated connection when the worker is linked here and listens).
+    pub async fn job_request<C: JobClass>(
+        &self,
+        node: &str,
+        class: &str,
+        req: &C::Request,
+        opts: RequestOptions,
+    ) -> Result<C::Reply, RequestError> {
+        let call = JobCall::Request {
+            class: class.to_owned(),
+            body: encode_req(req)?,
+        };
+        let body = encode_req(&call)?;
+        let r = if opts.exclusive && lock(&self.inner.peers).contains_key(node) {
+            self.request_with(node, CLASS_JOB, body, opts).await
+        } else {
+            self.send(node, CLASS_JOB, body, opts.timeout).await
+        };
+        decode_reply(&r?)
+    }
+
+    /// Starts a task of `class` at `node`: its id and the class's immediate reply.
+    /// Refused with `node_not_ready(status)` unless the node is `ready`.
+    pub async fn start_task<C: JobClass>(
+        &self,
+        node: &str,
+        class: &str,
+        spec: &C::Spec,
+        timeout: Duration,
+    ) -> Result<(u64, Option<C::Reply>), RequestError> {
+        let call = JobCall::Task {
+            class: class.to_owned(),
+            body: encode_req(spec)?,
+        };
+        let r: TaskStarted = decode_reply(
+            &self
+                .send(node, CLASS_JOB, encode_req(&call)?, timeout)
+                .await?,
+        )?;
+        let reply = match r.reply {
+            Some(b) => Some(decode_reply(&b)?),
+            None => None,
+        };
+        Ok((r.task, reply))
+    }
+
+    /// A command to running task `task` of `class` at `node` (`task_not_found` when it
+    /// is not running).
+    pub async fn command<C: JobClass>(
+        &self,
+        node: &str,
+        class: &str,
+        task: u64,
+        cmd: &C::Command,
+        timeout: Duration,
+    ) -> Result<C::Reply, RequestError> {
+        let call = JobCall::Command {
+            class: class.to_owned(),
+            task,
+            body: encode_req(cmd)?,
+        };
+        decode_reply(
+            &self
+                .send(node, CLASS_JOB, encode_req(&call)?, timeout)
+                .await?,
+        )
+    }
+
+    /// Stops running task `task` at `node` (it ends `stopped`).
+    pub async fn stop_task(
+        &self,
+        node: &str,
+        task: u64,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
+        let body = encode_req(&JobCall::StopTask(task))?;
+        self.send(node, CLASS_JOB, body, timeout).await.map(|_| ())
+    }
+
+    /// Sets `node`'s status (`ready`, `standby`, `stopped`...).
+    pub async fn set_status(
+        &self,
+        node: &str,
+        status: Status,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
+        let body = encode_req(&JobCall::SetStatus(status.as_str().to_owned()))?;
+        self.send(node, CLASS_JOB, body, timeout).await.map(|_| ())
+    }
+
+    /// Running tasks `(id, class)` at `node`, all or those of `class`.
+    pub async fn get_tasks(
+        &self,
+        node: &str,
+        class: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Vec<(u64, String)>, RequestError> {
+        let body = encode_req(&JobCall::GetTasks(class.map(str::to_owned)))?;
+        decode_reply(&self.send(node, CLASS_JOB, body, timeout).await?)
+    }
+
+    /// Events of the workers this control node serves (and its own tasks'), in order
+    /// per worker: a class's own events, `task_started`, `task_stopped`, `node_status`.
+    pub fn job_events(&self) -> broadcast::Receiver<NodeJobEvent> {
+        self.inner.job_events.subscribe()
+    }
+
+    /// This node's own status.
+    pub fn status(&self) -> Status {
+        lock(&self.inner.status).status()
+    }
+
     /// Sends a request to any node of the cluster, wherever its proxy lives: this node
     /// itself, a node linked here, or (on a control node) a node linked to another
     /// control member, through the member that owns its ring partition (over the mesh).
@@ -723,6 +900,12 @@ impl<N: Net> Node<N> {
     ) -> Result<Bytes, RequestError> {
         let inner = &self.inner;
         if node == inner.config.node_id {
+            if class == CLASS_JOB {
+                return postcard::from_bytes::<JobCall>(&body)
+                    .map_err(|e| RemoteError::new("bad_request", format!("job: {e}")))
+                    .and_then(|call| self.inner.job_call(call))
+                    .map_err(RequestError::Remote);
+            }
             return inner
                 .handlers
                 .call(class, body)
@@ -995,6 +1178,188 @@ impl<N: Net> Inner<N> {
     /// Acts on membership changes: logs them, gossips the view to every control link,
     /// dials the members the machine asks for (it decides when: newly learned ones at
     /// once, unlinked ones every redial round), and re-arms the membership timer.
+    /// Carries out status changes: the `node_status` event first, then every running
+    /// task's `status` callback, in that order.
+    fn after_status(self: &Arc<Self>) {
+        let changes: Vec<Status> = {
+            let mut st = lock(&self.status);
+            std::iter::from_fn(|| st.poll_event())
+                .map(|StatusEvent::Changed(s)| s)
+                .collect()
+        };
+        for s in changes {
+            info!(node = %self.config.node_id, status = %s, "node status");
+            let _ = self.events_out.send(EventMsg {
+                node: self.config.node_id.clone(),
+                class: "nkcluster".into(),
+                task: None,
+                event: WireEvent::NodeStatus(s.as_str().into()),
+            });
+            let tasks: Vec<(u64, String)> = lock(&self.status)
+                .tasks(None)
+                .into_iter()
+                .map(|(id, c)| (id, c.to_owned()))
+                .collect();
+            for (id, class) in tasks {
+                if let Ok(c) = self.handlers.classes.get(&class) {
+                    c.status(id, s);
+                }
+            }
+        }
+    }
+
+    /// A job operation at this node (the worker side).
+    fn job_call(self: &Arc<Self>, call: JobCall) -> Result<Bytes, RemoteError> {
+        let not_found =
+            |id: u64| RemoteError::new("task_not_found", format!("no task {id} runs here"));
+        match call {
+            JobCall::Request { class, body } => self.handlers.classes.get(&class)?.request(&body),
+            JobCall::Command { class, task, body } => {
+                if lock(&self.status).task_class(task) != Some(class.as_str()) {
+                    return Err(not_found(task));
+                }
+                self.handlers.classes.get(&class)?.command(task, &body)
+            }
+            JobCall::Task { class, body } => {
+                let c = self.handlers.classes.get(&class)?.clone();
+                let id = self.next_task.fetch_add(1, Ordering::Relaxed);
+                lock(&self.status)
+                    .task_started(id, &class)
+                    .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
+                // task_started goes out before anything the task itself sends.
+                let _ = self.events_out.send(EventMsg {
+                    node: self.config.node_id.clone(),
+                    class: class.clone(),
+                    task: Some(id),
+                    event: WireEvent::TaskStarted,
+                });
+                let ids = (
+                    Arc::from(self.config.node_id.as_str()),
+                    id,
+                    Arc::from(class.as_str()),
+                );
+                match c.task(ids, self.events_out.clone(), &body) {
+                    Ok((reply, run)) => {
+                        let inner = self.clone();
+                        // The body runs in its own task; a panic ends it with its message.
+                        let body = tokio::spawn(run);
+                        let abort = body.abort_handle();
+                        lock(&self.tasks).insert(id, (class.clone(), abort));
+                        tokio::spawn(async move {
+                            let reason = match body.await {
+                                Ok(Ok(())) => "normal".to_owned(),
+                                Ok(Err(e)) => e,
+                                Err(e) if e.is_panic() => format!(
+                                    "panic: {}",
+                                    crate::jobs::panic_message(&*e.into_panic())
+                                ),
+                                Err(_) => "stopped".to_owned(),
+                            };
+                            inner.task_ended(id, &reason);
+                        });
+                        encode(&TaskStarted { task: id, reply })
+                    }
+                    Err(e) => {
+                        self.finish_task(id, &e.to_string());
+                        Err(e)
+                    }
+                }
+            }
+            JobCall::StopTask(id) => {
+                let Some((_, h)) = lock(&self.tasks).remove(&id) else {
+                    return Err(not_found(id));
+                };
+                h.abort();
+                self.finish_task(id, "stopped");
+                Ok(Bytes::new())
+            }
+            JobCall::SetStatus(name) => {
+                let st = Status::parse(&name).ok_or_else(|| {
+                    RemoteError::new("invalid_status", format!("no status {name:?}"))
+                })?;
+                lock(&self.status)
+                    .set_status(st)
+                    .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
+                self.after_status();
+                Ok(Bytes::new())
+            }
+            JobCall::GetTasks(class) => {
+                let t: Vec<(u64, String)> = lock(&self.status)
+                    .tasks(class.as_deref())
+                    .into_iter()
+                    .map(|(id, c)| (id, c.to_owned()))
+                    .collect();
+                encode(&t)
+            }
+        }
+    }
+
+    /// A task's body ended by itself (not stopped: that path finished it already).
+    fn task_ended(self: &Arc<Self>, id: u64, reason: &str) {
+        if lock(&self.tasks).remove(&id).is_none() {
+            return;
+        }
+        self.finish_task(id, reason);
+    }
+
+    fn finish_task(self: &Arc<Self>, id: u64, reason: &str) {
+        let Some(class) = lock(&self.status).task_stopped(id) else {
+            return;
+        };
+        let _ = self.events_out.send(EventMsg {
+            node: self.config.node_id.clone(),
+            class,
+            task: Some(id),
+            event: WireEvent::TaskStopped(reason.to_owned()),
+        });
+        self.after_status();
+    }
+
+    /// Control side: an event from a worker we serve (or from ourselves).
+    fn handle_job_event(&self, ev: EventMsg) {
+        let targets: Vec<String> = {
+            let mut seen = lock(&self.seen);
+            let entry = seen
+                .entry(ev.node.clone())
+                .or_insert_with(|| (Default::default(), "ready".into()));
+            if let WireEvent::NodeStatus(s) = &ev.event {
+                entry.1 = s.clone();
+            }
+            if ev.class != "nkcluster" {
+                entry.0.insert(ev.class.clone());
+                vec![ev.class.clone()]
+            } else {
+                // Node-level news goes to every class that has seen the node.
+                entry.0.iter().cloned().collect()
+            }
+        };
+        for class in &targets {
+            if let Ok(c) = self.handlers.classes.get(class) {
+                c.event(&ev.node, ev.task, &ev.event);
+            }
+        }
+        let _ = self.job_events.send(NodeJobEvent {
+            node: ev.node,
+            class: ev.class,
+            task: ev.task,
+            event: ev.event,
+        });
+    }
+
+    /// Control side: a worker's last link dropped: every class that has seen it hears
+    /// `not_connected`.
+    fn worker_gone(&self, worker: &str) {
+        let known = lock(&self.seen).contains_key(worker);
+        if known {
+            self.handle_job_event(EventMsg {
+                node: worker.to_owned(),
+                class: "nkcluster".into(),
+                task: None,
+                event: WireEvent::NodeStatus(Status::NotConnected.as_str().into()),
+            });
+        }
+    }
+
     fn after_membership(self: &Arc<Self>) {
         let Some(m) = &self.membership else { return };
         let (events, gossip, to_dial) = {
@@ -1162,7 +1527,7 @@ impl<N: Net> Inner<N> {
         let mut rows = vec![NodeRow {
             id: me.clone(),
             role: self.identity.role.as_str().into(),
-            status: "ready".into(),
+            status: lock(&self.status).status().as_str().into(),
             owner: me.clone(),
             proxies: Vec::new(),
             remote: "-".into(),
@@ -1175,10 +1540,13 @@ impl<N: Net> Inner<N> {
             let Some(l) = links.iter().find(|l| l.summary.role != Role::Admin) else {
                 continue;
             };
+            let status = lock(&self.seen)
+                .get(&l.summary.node_id)
+                .map_or_else(|| "ready".to_owned(), |(_, s)| s.clone());
             rows.push(NodeRow {
                 id: l.summary.node_id.clone(),
                 role: l.summary.role.as_str().into(),
-                status: "ready".into(),
+                status,
                 owner: if l.summary.role == Role::Control {
                     l.summary.node_id.clone()
                 } else {
@@ -1330,6 +1698,16 @@ impl<N: Net> EventSink for LinkSink<N> {
                 if let Some(n) = self.notify.take() {
                     let _ = n.send(Ok(summary(p, &self.remote, self.dialer)));
                 }
+                if p.role == Role::Control && self.inner.membership.is_none() {
+                    // Tell the (new) proxy where we stand.
+                    let st = lock(&self.inner.status).status();
+                    let _ = self.inner.events_out.send(EventMsg {
+                        node: me.clone(),
+                        class: "nkcluster".into(),
+                        task: None,
+                        event: WireEvent::NodeStatus(st.as_str().into()),
+                    });
+                }
                 if p.role == Role::Worker
                     && let Some(px) = &self.inner.proxies
                 {
@@ -1390,6 +1768,7 @@ impl<N: Net> EventSink for LinkSink<N> {
                         && let Some(px) = &self.inner.proxies
                     {
                         lock(px).handle_worker_down(&peer);
+                        self.inner.worker_gone(&peer);
                     }
                     if last_link
                         && role == Some(Role::Control)
@@ -1601,6 +1980,36 @@ async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
             _ = inner.membership_timer.notified() => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Sends our events, in order, to the control node holding our proxy (a control node
+/// hears its own). With no control link they are dropped: the control side has told the
+/// classes `not_connected`.
+async fn forward_events<N: Net>(inner: Arc<Inner<N>>, mut rx: mpsc::UnboundedReceiver<EventMsg>) {
+    while let Some(ev) = rx.recv().await {
+        if inner.membership.is_some() {
+            inner.handle_job_event(ev);
+            continue;
+        }
+        let link = lock(&inner.peers)
+            .values()
+            .flatten()
+            .find(|l| l.summary.role == Role::Control)
+            .map(|l| l.commands.clone());
+        let Some(commands) = link else { continue };
+        let Ok(body) = postcard::to_allocvec(&ev) else {
+            continue;
+        };
+        let (tx, _rx) = oneshot::channel();
+        let _ = commands
+            .send(Command::Request {
+                class: CLASS_JOB_EVENT.to_owned(),
+                body: Bytes::from(body),
+                timeout: GATHER_TIMEOUT,
+                reply: tx,
+            })
+            .await;
     }
 }
 

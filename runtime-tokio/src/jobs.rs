@@ -1,0 +1,358 @@
+//! Job classes: what users run on the cluster.
+//!
+//! A job class is a typed Rust trait ([`JobClass`]) registered by name at both ends
+//! ([`JobClasses::register`]). At the worker it answers `request`s, starts long-lived
+//! `task`s (which send events back and take `command`s) and hears `status` changes; at
+//! the control node that holds the worker's proxy it receives the `event`s. Payloads are
+//! serde types encoded with postcard.
+//!
+//! From any control node ([`Node`](crate::node::Node)): `job_request`, `start_task`,
+//! `command`, `set_status`, `get_tasks`, `stop_task`, and `job_events()` (every event of
+//! every worker this node serves). Automatic events: `task_started`,
+//! `task_stopped(reason)`, `node_status(status)`; when a worker's link drops, every class
+//! that has seen an event from it gets `node_status(not_connected)`, and its status again
+//! when it is back.
+//!
+//! `examples/job_class.rs` is a runnable example.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use nkcluster_core::message::RemoteError;
+use nkcluster_core::status::Status;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+/// The body of a task: runs until the task ends. `Ok(())` ends it `normal`; `Err(reason)`
+/// with that reason; a panic with `panic: <message>`.
+pub type TaskRun = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+
+/// What a class's `task` returns: an optional immediate reply and the task's body.
+pub struct TaskStart<R> {
+    /// Sent back to the caller with the task id.
+    pub reply: Option<R>,
+    /// Spawned by the node; the task lasts as long as this runs.
+    pub run: TaskRun,
+}
+
+/// An event as the control side receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEvent<E> {
+    /// Sent by a task.
+    User(E),
+    /// The task started.
+    TaskStarted,
+    /// The task ended, with its reason (`normal`, `stopped`, an error, `panic: ...`).
+    TaskStopped(String),
+    /// The worker's status changed (`not_connected` when its link dropped).
+    NodeStatus(Status),
+}
+
+/// The wire form of events (payload still encoded).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WireEvent {
+    /// A class's own event, postcard-encoded.
+    User(Bytes),
+    /// The task started.
+    TaskStarted,
+    /// The task ended.
+    TaskStopped(String),
+    /// The worker's status, by name.
+    NodeStatus(String),
+}
+
+/// One event from a worker to the control node holding its proxy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EventMsg {
+    /// The node it comes from.
+    pub node: String,
+    /// Job class (`nkcluster` for node-level events).
+    pub class: String,
+    /// The task it concerns.
+    pub task: Option<u64>,
+    /// What happened.
+    pub event: WireEvent,
+}
+
+/// An event as [`Node::job_events`](crate::node::Node::job_events) delivers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeJobEvent {
+    /// The worker it came from.
+    pub node: String,
+    /// Job class (`nkcluster` for node-level events).
+    pub class: String,
+    /// The task it concerns.
+    pub task: Option<u64>,
+    /// What happened (a class's own events still encoded).
+    pub event: WireEvent,
+}
+
+/// Sends a task's events to the control side.
+pub struct TaskCtx<E> {
+    node: Arc<str>,
+    id: u64,
+    class: Arc<str>,
+    tx: mpsc::UnboundedSender<EventMsg>,
+    _e: std::marker::PhantomData<fn(E)>,
+}
+
+impl<E> Clone for TaskCtx<E> {
+    fn clone(&self) -> Self {
+        TaskCtx {
+            node: self.node.clone(),
+            id: self.id,
+            class: self.class.clone(),
+            tx: self.tx.clone(),
+            _e: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<E: Serialize> TaskCtx<E> {
+    /// The task's id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Sends an event to the control node holding the proxy (in order; lost if the link
+    /// is down, which the control side learns as `not_connected`).
+    pub fn send(&self, event: &E) {
+        if let Ok(b) = postcard::to_allocvec(event) {
+            let _ = self.tx.send(EventMsg {
+                node: self.node.to_string(),
+                class: self.class.to_string(),
+                task: Some(self.id),
+                event: WireEvent::User(Bytes::from(b)),
+            });
+        }
+    }
+}
+
+/// A job class. Every method has a default, so a class implements what it uses.
+pub trait JobClass: Send + Sync + 'static {
+    /// Request payload.
+    type Request: Serialize + DeserializeOwned + Send;
+    /// Reply payload (requests, commands, a task's immediate reply).
+    type Reply: Serialize + DeserializeOwned + Send;
+    /// Task specification.
+    type Spec: Serialize + DeserializeOwned + Send;
+    /// Command payload.
+    type Command: Serialize + DeserializeOwned + Send;
+    /// Event payload.
+    type Event: Serialize + DeserializeOwned + Send;
+
+    /// Worker: answers a request at once.
+    fn request(&self, _req: Self::Request) -> Result<Self::Reply, RemoteError> {
+        Err(RemoteError::new(
+            "unknown_request",
+            "this class takes no requests",
+        ))
+    }
+
+    /// Worker: starts a task.
+    fn task(
+        &self,
+        _ctx: TaskCtx<Self::Event>,
+        _spec: Self::Spec,
+    ) -> Result<TaskStart<Self::Reply>, RemoteError> {
+        Err(RemoteError::new(
+            "unknown_request",
+            "this class has no tasks",
+        ))
+    }
+
+    /// Worker: a command for running task `task`.
+    fn command(&self, _task: u64, _cmd: Self::Command) -> Result<Self::Reply, RemoteError> {
+        Err(RemoteError::new(
+            "unknown_request",
+            "this class takes no commands",
+        ))
+    }
+
+    /// Worker: the node status changed (called once per running task of the class).
+    fn status(&self, _task: u64, _status: Status) {}
+
+    /// Control: an event from `node` (at the node holding its proxy).
+    fn event(&self, _node: &str, _task: Option<u64>, _event: JobEvent<Self::Event>) {}
+}
+
+/// The erased form the node dispatches to.
+pub(crate) trait DynClass: Send + Sync {
+    fn request(&self, body: &[u8]) -> Result<Bytes, RemoteError>;
+    fn task(
+        &self,
+        ids: (Arc<str>, u64, Arc<str>),
+        tx: mpsc::UnboundedSender<EventMsg>,
+        body: &[u8],
+    ) -> Result<(Option<Bytes>, TaskRun), RemoteError>;
+    fn command(&self, task: u64, body: &[u8]) -> Result<Bytes, RemoteError>;
+    fn status(&self, task: u64, status: Status);
+    fn event(&self, node: &str, task: Option<u64>, event: &WireEvent);
+}
+
+fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, RemoteError> {
+    postcard::from_bytes(b).map_err(|e| RemoteError::new("bad_request", e.to_string()))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Bytes, RemoteError> {
+    postcard::to_allocvec(v)
+        .map(Bytes::from)
+        .map_err(|e| RemoteError::new("bad_reply", e.to_string()))
+}
+
+/// Runs `f`, turning a panic into `callback_panicked` with its message.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, RemoteError>) -> Result<T, RemoteError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|p| Err(RemoteError::new("callback_panicked", panic_message(&*p))))
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+struct Adapter<C>(C);
+
+impl<C: JobClass> DynClass for Adapter<C> {
+    fn request(&self, body: &[u8]) -> Result<Bytes, RemoteError> {
+        let req = decode(body)?;
+        guarded(|| self.0.request(req)).and_then(|r| encode(&r))
+    }
+
+    fn task(
+        &self,
+        (node, id, class): (Arc<str>, u64, Arc<str>),
+        tx: mpsc::UnboundedSender<EventMsg>,
+        body: &[u8],
+    ) -> Result<(Option<Bytes>, TaskRun), RemoteError> {
+        let spec = decode(body)?;
+        let ctx = TaskCtx {
+            node,
+            id,
+            class,
+            tx,
+            _e: std::marker::PhantomData,
+        };
+        let start = guarded(|| self.0.task(ctx, spec))?;
+        let reply = match start.reply {
+            Some(r) => Some(encode(&r)?),
+            None => None,
+        };
+        Ok((reply, start.run))
+    }
+
+    fn command(&self, task: u64, body: &[u8]) -> Result<Bytes, RemoteError> {
+        let cmd = decode(body)?;
+        guarded(|| self.0.command(task, cmd)).and_then(|r| encode(&r))
+    }
+
+    fn status(&self, task: u64, status: Status) {
+        let _ = guarded(|| {
+            self.0.status(task, status);
+            Ok(())
+        });
+    }
+
+    fn event(&self, node: &str, task: Option<u64>, event: &WireEvent) {
+        let ev = match event {
+            WireEvent::User(b) => match postcard::from_bytes(b) {
+                Ok(e) => JobEvent::User(e),
+                Err(_) => return,
+            },
+            WireEvent::TaskStarted => JobEvent::TaskStarted,
+            WireEvent::TaskStopped(r) => JobEvent::TaskStopped(r.clone()),
+            WireEvent::NodeStatus(s) => match Status::parse(s) {
+                Some(s) => JobEvent::NodeStatus(s),
+                None => return,
+            },
+        };
+        let _ = guarded(|| {
+            self.0.event(node, task, ev);
+            Ok(())
+        });
+    }
+}
+
+/// The job classes a node knows, by name.
+#[derive(Clone, Default)]
+pub struct JobClasses {
+    pub(crate) map: HashMap<String, Arc<dyn DynClass>>,
+}
+
+impl std::fmt::Debug for JobClasses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.map.keys()).finish()
+    }
+}
+
+impl JobClasses {
+    /// No classes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `class` under `name` (replacing any class of that name).
+    pub fn register<C: JobClass>(mut self, name: &str, class: C) -> Self {
+        self.map.insert(name.to_owned(), Arc::new(Adapter(class)));
+        self
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Result<&Arc<dyn DynClass>, RemoteError> {
+        self.map.get(name).ok_or_else(|| {
+            RemoteError::new(
+                "unknown_class",
+                format!("no job class {name:?} is registered"),
+            )
+        })
+    }
+}
+
+/// Everything a control node asks of a worker's job side (the body of `nkcluster.job`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum JobCall {
+    /// A class's request.
+    Request {
+        /// Class.
+        class: String,
+        /// Encoded request.
+        body: Bytes,
+    },
+    /// Start a task; replies `(task id, immediate reply)`.
+    Task {
+        /// Class.
+        class: String,
+        /// Encoded spec.
+        body: Bytes,
+    },
+    /// A command for a running task.
+    Command {
+        /// Class.
+        class: String,
+        /// Task id.
+        task: u64,
+        /// Encoded command.
+        body: Bytes,
+    },
+    /// Stop a running task (it ends `stopped`).
+    StopTask(u64),
+    /// Change the node status (by name).
+    SetStatus(String),
+    /// Running tasks `(id, class)`, all or one class's.
+    GetTasks(Option<String>),
+}
+
+/// The reply to [`JobCall::Task`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaskStarted {
+    /// The new task's id.
+    pub task: u64,
+    /// The class's immediate reply, encoded.
+    pub reply: Option<Bytes>,
+}
