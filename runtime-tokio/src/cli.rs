@@ -41,6 +41,52 @@ pub enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Set a node's status: ready, standby, stopped (stopping waits for its tasks).
+    SetStatus {
+        /// Node id.
+        node: String,
+        /// New status.
+        status: String,
+        /// Connection options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List a node's running tasks.
+    Tasks {
+        /// Node id.
+        node: String,
+        /// Only this job class.
+        #[arg(long)]
+        class: Option<String>,
+        /// Connection options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Show a node's metadata, or change it: `meta N update "tok;a=1, t2"`,
+    /// `meta N remove tok t2`.
+    Meta {
+        /// Node id.
+        node: String,
+        /// `update` or `remove` (none: show).
+        action: Option<String>,
+        /// Tokens to update, or names to remove.
+        args: Vec<String>,
+        /// Connection options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Send a local file to a node (checked with SHA-256 there).
+    SendFile {
+        /// Node id.
+        node: String,
+        /// Local file.
+        local: PathBuf,
+        /// Path on the node.
+        remote: String,
+        /// Connection options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Call a named function on a node (built in: `node`, `echo`) and print its result.
     Call {
         /// Node id (any node of the cluster; routed to it through its control node).
@@ -207,7 +253,13 @@ pub fn main() -> ExitCode {
     // Daemons log at info; admin commands print their own results and errors.
     init_logs(match cli.command {
         Cmd::Node(_) | Cmd::Dev(_) => "info",
-        Cmd::Nodes(_) | Cmd::NodeInfo { .. } | Cmd::Call { .. } => "off",
+        Cmd::Nodes(_)
+        | Cmd::NodeInfo { .. }
+        | Cmd::Call { .. }
+        | Cmd::SetStatus { .. }
+        | Cmd::Tasks { .. }
+        | Cmd::Meta { .. }
+        | Cmd::SendFile { .. } => "off",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -231,6 +283,24 @@ pub fn main() -> ExitCode {
                 args,
                 admin,
             } => run_call(admin, node, function, args).await,
+            Cmd::SetStatus {
+                node,
+                status,
+                admin,
+            } => run_set_status(admin, node, status).await,
+            Cmd::Tasks { node, class, admin } => run_tasks(admin, node, class).await,
+            Cmd::Meta {
+                node,
+                action,
+                args,
+                admin,
+            } => run_meta(admin, node, action, args).await,
+            Cmd::SendFile {
+                node,
+                local,
+                remote,
+                admin,
+            } => run_send_file(admin, node, local, remote).await,
         }
     })
 }
@@ -290,6 +360,12 @@ async fn admin_link(args: &AdminArgs) -> Result<(Node<TokioNet>, String), ExitCo
     }
 }
 
+/// A failed admin request: the message, and exit 4 for an unknown node, 1 otherwise.
+fn admin_error(target: &str, e: &nkcluster_core::RequestError) -> ExitCode {
+    eprintln!("nkcluster: {target}: {e}");
+    ExitCode::from(if e.code() == "unknown_node" { 4 } else { 1 })
+}
+
 /// Sends `class` to `target` through the control node the admin client reached; prints
 /// errors and maps them to exit codes (4: unknown node).
 async fn admin_send(
@@ -299,33 +375,147 @@ async fn admin_send(
     body: bytes::Bytes,
     timeout: Duration,
 ) -> Result<bytes::Bytes, ExitCode> {
-    let (node, control) = admin_link(args).await?;
-    let route = crate::node::RouteRequest {
-        node: target.to_owned(),
-        class: class.to_owned(),
-        body,
-        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        hops: 0,
+    let (node, _) = admin_link(args).await?;
+    let r = node.send(target, class, body, timeout).await;
+    node.shutdown_and_wait(Duration::from_secs(1)).await;
+    r.map_err(|e| admin_error(target, &e))
+}
+
+/// Prints `value` as JSON, or `text` otherwise.
+fn emit(args: &AdminArgs, value: serde_json::Value, text: &str) -> ExitCode {
+    if args.json {
+        println!("{value}");
+    } else if !text.is_empty() {
+        println!("{text}");
+    }
+    ExitCode::SUCCESS
+}
+
+async fn run_set_status(args: AdminArgs, node: String, status: String) -> ExitCode {
+    let Some(st) = nkcluster_core::status::Status::parse(&status) else {
+        eprintln!("nkcluster: unknown status {status:?} (ready, standby, stopping, stopped)");
+        return ExitCode::from(2);
     };
-    let body = postcard::to_allocvec(&route)
-        .map(bytes::Bytes::from)
-        .map_err(|e| {
-            eprintln!("nkcluster: {e}");
-            ExitCode::from(1)
-        })?;
-    let r = node
-        .request(
-            &control,
-            crate::node::CLASS_ROUTE,
-            body,
-            timeout + Duration::from_secs(1),
+    let (n, _) = match admin_link(&args).await {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    let r = n.set_status(&node, st, Duration::from_secs(10)).await;
+    n.shutdown_and_wait(Duration::from_secs(1)).await;
+    match r {
+        Ok(()) => emit(
+            &args,
+            serde_json::json!({"node": node, "status": st.as_str()}),
+            &format!("{node}: {st}"),
+        ),
+        Err(e) => admin_error(&node, &e),
+    }
+}
+
+async fn run_tasks(args: AdminArgs, node: String, class: Option<String>) -> ExitCode {
+    let (n, _) = match admin_link(&args).await {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    let r = n
+        .get_tasks(&node, class.as_deref(), Duration::from_secs(10))
+        .await;
+    n.shutdown_and_wait(Duration::from_secs(1)).await;
+    match r {
+        Ok(tasks) => {
+            let text = tasks
+                .iter()
+                .map(|(id, c)| format!("{id:<8} {c}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let v = serde_json::json!(
+                tasks
+                    .iter()
+                    .map(|(id, c)| serde_json::json!({"task": id, "class": c}))
+                    .collect::<Vec<_>>()
+            );
+            emit(&args, v, &text)
+        }
+        Err(e) => admin_error(&node, &e),
+    }
+}
+
+async fn run_meta(
+    args: AdminArgs,
+    node: String,
+    action: Option<String>,
+    margs: Vec<String>,
+) -> ExitCode {
+    let (n, _) = match admin_link(&args).await {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    let t = Duration::from_secs(10);
+    let r = match action.as_deref() {
+        None => n.get_meta(&node, t).await,
+        Some("update") => n.update_meta(&node, &margs.join(", "), t).await,
+        Some("remove") => {
+            let names: Vec<&str> = margs.iter().map(String::as_str).collect();
+            n.remove_meta(&node, &names, t).await
+        }
+        Some(other) => {
+            eprintln!("nkcluster: meta: unknown action {other:?} (update, remove)");
+            return ExitCode::from(2);
+        }
+    };
+    n.shutdown_and_wait(Duration::from_secs(1)).await;
+    match r {
+        Ok(m) => emit(&args, serde_json::json!({"node": node, "meta": m}), &m),
+        Err(e) => admin_error(&node, &e),
+    }
+}
+
+async fn run_send_file(args: AdminArgs, node: String, local: PathBuf, remote: String) -> ExitCode {
+    use std::io::{IsTerminal, Write};
+    let (n, _) = match admin_link(&args).await {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    let bar = std::io::stderr().is_terminal() && !args.json;
+    let started = std::time::Instant::now();
+    let r = n
+        .send_file(
+            &node,
+            &local,
+            &remote,
+            Duration::from_secs(60),
+            |sent, total| {
+                if bar {
+                    let pct = if total == 0 { 100 } else { sent * 100 / total };
+                    let filled = usize::try_from(pct / 4).unwrap_or(25);
+                    let mut e = std::io::stderr();
+                    let _ = write!(
+                        e,
+                        "\r[{:<25}] {pct:>3}% {:.1}/{:.1} MiB",
+                        "#".repeat(filled),
+                        sent as f64 / 1048576.0,
+                        total as f64 / 1048576.0
+                    );
+                    let _ = e.flush();
+                }
+            },
         )
         .await;
-    node.shutdown_and_wait(Duration::from_secs(1)).await;
-    r.map_err(|e| {
-        eprintln!("nkcluster: {target}: {e}");
-        ExitCode::from(if e.code() == "unknown_node" { 4 } else { 1 })
-    })
+    if bar {
+        eprintln!();
+    }
+    n.shutdown_and_wait(Duration::from_secs(1)).await;
+    match r {
+        Ok(size) => {
+            let secs = started.elapsed().as_secs_f64();
+            emit(
+                &args,
+                serde_json::json!({"node": node, "path": remote, "bytes": size, "seconds": secs}),
+                &format!("{node}:{remote}: {size} bytes in {secs:.2} s"),
+            )
+        }
+        Err(e) => admin_error(&node, &e),
+    }
 }
 
 async fn run_call(args: AdminArgs, node: String, function: String, fargs: Vec<String>) -> ExitCode {

@@ -39,6 +39,11 @@ impl Clock {
         self.origin + Duration::from_nanos(t.as_nanos())
     }
 
+    /// Wall clock now (origin plus elapsed time), Unix nanoseconds.
+    pub fn wall_now_ns(&self) -> u64 {
+        self.wall_origin_ns.saturating_add(self.now().as_nanos())
+    }
+
     /// Wall clock at the origin, Unix nanoseconds.
     pub fn wall_origin_ns(&self) -> u64 {
         self.wall_origin_ns

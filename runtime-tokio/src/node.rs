@@ -28,7 +28,10 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::driver::{Answer, Command, EventSink, RequestHandler, Responder, drive};
-use crate::jobs::{EventMsg, JobCall, JobClass, JobClasses, NodeJobEvent, TaskStarted, WireEvent};
+use crate::jobs::{
+    EventMsg, FilePart, JobCall, JobClass, JobClasses, NodeInfo, NodeJobEvent, Stats, TaskStarted,
+    WireEvent,
+};
 use crate::net::Net;
 use crate::transport::{self, ServerTls, merge_tls};
 
@@ -274,6 +277,12 @@ pub const CLASS_ROUTE: &str = "nkcluster.route";
 pub const CLASS_JOB: &str = "nkcluster.job";
 /// Worker to its control node: an event ([`EventMsg`], postcard).
 pub const CLASS_JOB_EVENT: &str = "nkcluster.job_event";
+/// Size of the parts big files travel in.
+const FILE_PART: usize = 1024 * 1024;
+/// The data registry's size limit (keys plus values), bytes.
+const DATA_LIMIT: usize = 64 * 1024 * 1024;
+/// How often a node reports its information to its control node.
+const INFO_EVERY: Duration = Duration::from_secs(10);
 /// How long a control node waits for each member's rows.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -349,7 +358,11 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
                 Err(e) => Answer::Now(Err(RemoteError::new("bad_request", format!("job: {e}")))),
                 // A class's request and command callbacks may take a while: they run on
                 // the blocking pool, so the link (pings, other requests) never waits.
-                Ok(call @ (JobCall::Request { .. } | JobCall::Command { .. })) => {
+                Ok(
+                    call @ (JobCall::Request { .. }
+                    | JobCall::Command { .. }
+                    | JobCall::SendFile(_)),
+                ) => {
                     let inner = self.inner.clone();
                     tokio::task::spawn_blocking(move || responder.reply(inner.job_call(call)));
                     Answer::Later
@@ -524,6 +537,16 @@ struct Inner<N: Net> {
     job_events: broadcast::Sender<NodeJobEvent>,
     /// Control side: per worker, the classes that have seen an event, and its status.
     seen: Mutex<HashMap<String, (std::collections::BTreeSet<String>, String)>>,
+    /// Control side: the latest information each worker reported.
+    infos: Mutex<HashMap<String, NodeInfo>>,
+    /// This node's metadata (updated by `update_meta` / `remove_meta`).
+    meta: Mutex<nkcluster_core::meta::Meta>,
+    /// The data registry (`get_data` / `put_data` / `del_data`) and its size in bytes.
+    data: Mutex<(HashMap<String, Bytes>, usize)>,
+    /// Files being received: path -> (hash so far, next offset).
+    files: Mutex<HashMap<String, (sha2::Sha256, u64)>>,
+    /// Machine figures for `get_info`.
+    sys: Mutex<sysinfo::System>,
     /// Connection tasks still running (any phase), for an orderly stop.
     running: watch::Sender<usize>,
 }
@@ -670,6 +693,11 @@ impl<N: Net> Node<N> {
             events_out,
             job_events: broadcast::channel(EVENT_QUEUE).0,
             seen: Mutex::new(HashMap::new()),
+            infos: Mutex::new(HashMap::new()),
+            meta: Mutex::new(config.meta.clone()),
+            data: Mutex::new((HashMap::new(), 0)),
+            files: Mutex::new(HashMap::new()),
+            sys: Mutex::new(sysinfo::System::new()),
             running: watch::channel(0).0,
             config,
         });
@@ -686,6 +714,7 @@ impl<N: Net> Node<N> {
             tokio::spawn(membership_timer(inner.clone()));
         }
         tokio::spawn(forward_events(inner.clone(), events_rx));
+        tokio::spawn(report_info(inner.clone()));
         lock(&inner.status).handle_started();
         inner.after_status();
         Ok(Node {
@@ -871,6 +900,149 @@ impl<N: Net> Node<N> {
         self.inner.job_events.subscribe()
     }
 
+    async fn job(
+        &self,
+        node: &str,
+        call: &JobCall,
+        timeout: Duration,
+    ) -> Result<Bytes, RequestError> {
+        self.send(node, CLASS_JOB, encode_req(call)?, timeout).await
+    }
+
+    /// `node`'s information: status, listen URLs, metadata, machine figures.
+    pub async fn get_info(&self, node: &str, timeout: Duration) -> Result<NodeInfo, RequestError> {
+        decode_reply(&self.job(node, &JobCall::GetInfo, timeout).await?)
+    }
+
+    /// `node`'s metadata.
+    pub async fn get_meta(&self, node: &str, timeout: Duration) -> Result<String, RequestError> {
+        let b = self.job(node, &JobCall::GetMeta, timeout).await?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Updates `node`'s metadata with `tokens` (appended, or replacing tokens of the same
+    /// name); returns the new metadata.
+    pub async fn update_meta(
+        &self,
+        node: &str,
+        tokens: &str,
+        timeout: Duration,
+    ) -> Result<String, RequestError> {
+        let b = self
+            .job(node, &JobCall::UpdateMeta(tokens.to_owned()), timeout)
+            .await?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Removes metadata tokens by name; returns the new metadata.
+    pub async fn remove_meta(
+        &self,
+        node: &str,
+        names: &[&str],
+        timeout: Duration,
+    ) -> Result<String, RequestError> {
+        let names = names.iter().map(|n| (*n).to_owned()).collect();
+        let b = self.job(node, &JobCall::RemoveMeta(names), timeout).await?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// A value of `node`'s data registry (`not_found` when absent).
+    pub async fn get_data(
+        &self,
+        node: &str,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Bytes, RequestError> {
+        self.job(node, &JobCall::GetData(key.to_owned()), timeout)
+            .await
+    }
+
+    /// Stores a value in `node`'s data registry.
+    pub async fn put_data(
+        &self,
+        node: &str,
+        key: &str,
+        value: Bytes,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
+        self.job(node, &JobCall::PutData(key.to_owned(), value), timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes a value from `node`'s data registry.
+    pub async fn del_data(
+        &self,
+        node: &str,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<(), RequestError> {
+        self.job(node, &JobCall::DelData(key.to_owned()), timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends the local file `local` to `node`, where it appears at `remote` once whole and
+    /// checked (SHA-256). Up to 4 KiB goes in one message; bigger files in 1 MiB parts,
+    /// each its own request, so small messages on the link pass between them.
+    /// `progress(sent, total)` is called after each part. Returns the size.
+    pub async fn send_file(
+        &self,
+        node: &str,
+        local: &std::path::Path,
+        remote: &str,
+        timeout: Duration,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64, RequestError> {
+        use sha2::Digest;
+        use tokio::io::AsyncReadExt;
+        let io = |e: std::io::Error| {
+            RequestError::Remote(RemoteError::new(
+                "file_error",
+                format!("{}: {e}", local.display()),
+            ))
+        };
+        // The whole file's hash first (the receiver checks it on the last part).
+        let mut f = tokio::fs::File::open(local).await.map_err(io)?;
+        let total = f.metadata().await.map_err(io)?.len();
+        let mut hash = sha2::Sha256::new();
+        let mut buf = vec![0u8; FILE_PART];
+        loop {
+            let n = f.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+        }
+        let sha: [u8; 32] = hash.finalize().into();
+        let mut f = tokio::fs::File::open(local).await.map_err(io)?;
+        let mut offset = 0u64;
+        loop {
+            let mut filled = 0;
+            while filled < FILE_PART {
+                let n = f.read(&mut buf[filled..]).await.map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            let last = offset + filled as u64 >= total;
+            let part = FilePart {
+                path: remote.to_owned(),
+                offset,
+                total,
+                data: Bytes::copy_from_slice(&buf[..filled]),
+                sha256: last.then_some(sha),
+            };
+            self.job(node, &JobCall::SendFile(part), timeout).await?;
+            offset += filled as u64;
+            progress(offset, total);
+            if last {
+                return Ok(total);
+            }
+        }
+    }
+
     /// This node's own status.
     pub fn status(&self) -> Status {
         lock(&self.inner.status).status()
@@ -921,7 +1093,26 @@ impl<N: Net> Node<N> {
             ))
         };
         let Some(p) = &inner.proxies else {
-            return Err(unknown());
+            // Not a control node (a worker, an admin client): a control node we are
+            // linked to routes it.
+            let control = lock(&inner.peers)
+                .values()
+                .flatten()
+                .find(|l| l.summary.role == Role::Control)
+                .map(|l| l.summary.node_id.clone());
+            let Some(control) = control else {
+                return Err(unknown());
+            };
+            let req = RouteRequest {
+                node: node.to_owned(),
+                class: class.to_owned(),
+                body,
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                hops: 0,
+            };
+            return self
+                .request(&control, CLASS_ROUTE, encode_req(&req)?, timeout)
+                .await;
         };
         let owner = lock(p).owner_of(node).to_owned();
         if hops > 0 || owner == inner.config.node_id {
@@ -1291,7 +1482,161 @@ impl<N: Net> Inner<N> {
                     .collect();
                 encode(&t)
             }
+            JobCall::GetInfo => encode(&self.info()),
+            JobCall::GetMeta => Ok(Bytes::from(lock(&self.meta).to_string())),
+            JobCall::UpdateMeta(tokens) => {
+                let m = nkcluster_core::meta::Meta::parse(&tokens)
+                    .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
+                let now = {
+                    let mut meta = lock(&self.meta);
+                    meta.update(&m);
+                    meta.to_string()
+                };
+                self.send_info();
+                Ok(Bytes::from(now))
+            }
+            JobCall::RemoveMeta(names) => {
+                let now = {
+                    let mut meta = lock(&self.meta);
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    meta.remove(&names);
+                    meta.to_string()
+                };
+                self.send_info();
+                Ok(Bytes::from(now))
+            }
+            JobCall::GetData(key) => lock(&self.data)
+                .0
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| RemoteError::new("not_found", format!("no data under {key:?}"))),
+            JobCall::PutData(key, value) => {
+                let mut d = lock(&self.data);
+                let old = d.0.get(&key).map_or(0, |v| key.len() + v.len());
+                let size = d.1 - old + key.len() + value.len();
+                if size > DATA_LIMIT {
+                    return Err(RemoteError::new(
+                        "too_large",
+                        format!("the data registry holds at most {DATA_LIMIT} bytes"),
+                    ));
+                }
+                d.1 = size;
+                d.0.insert(key, value);
+                Ok(Bytes::new())
+            }
+            JobCall::DelData(key) => {
+                let mut d = lock(&self.data);
+                if let Some(v) = d.0.remove(&key) {
+                    d.1 -= key.len() + v.len();
+                }
+                Ok(Bytes::new())
+            }
+            JobCall::SendFile(part) => self.receive_file(part),
         }
+    }
+
+    /// One part of a file: appended to `<path>.part`; after the last, the whole file's
+    /// SHA-256 is checked and the file renamed into place.
+    fn receive_file(&self, part: FilePart) -> Result<Bytes, RemoteError> {
+        use sha2::Digest;
+        use std::io::Write;
+        let io = |e: std::io::Error| RemoteError::new("file_error", format!("{}: {e}", part.path));
+        let tmp = format!("{}.part", part.path);
+        let mut files = lock(&self.files);
+        if part.offset == 0 {
+            files.insert(part.path.clone(), (sha2::Sha256::new(), 0));
+            std::fs::File::create(&tmp).map_err(io)?;
+        }
+        let Some((hash, next)) = files.get_mut(&part.path) else {
+            return Err(RemoteError::new(
+                "bad_offset",
+                format!(
+                    "{}: no transfer in progress at offset {}",
+                    part.path, part.offset
+                ),
+            ));
+        };
+        if part.offset != *next || part.offset + part.data.len() as u64 > part.total {
+            let want = *next;
+            files.remove(&part.path);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(RemoteError::new(
+                "bad_offset",
+                format!("{}: part at {} (expected {want})", part.path, part.offset),
+            ));
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&tmp)
+            .map_err(io)?;
+        f.write_all(&part.data).map_err(io)?;
+        hash.update(&part.data);
+        *next += part.data.len() as u64;
+        if *next < part.total {
+            return Ok(Bytes::new());
+        }
+        let Some((hash, _)) = files.remove(&part.path) else {
+            return Ok(Bytes::new());
+        };
+        let got: [u8; 32] = hash.finalize().into();
+        if part.sha256 != Some(got) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(RemoteError::new(
+                "checksum_mismatch",
+                format!("{}: SHA-256 of the received bytes differs", part.path),
+            ));
+        }
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &part.path).map_err(io)?;
+        Ok(Bytes::new())
+    }
+
+    /// This node's information, with fresh machine figures.
+    fn info(&self) -> NodeInfo {
+        let stats = {
+            let mut sys = lock(&self.sys);
+            sys.refresh_cpu_usage();
+            sys.refresh_memory();
+            let load = sysinfo::System::load_average();
+            let disks = sysinfo::Disks::new_with_refreshed_list()
+                .list()
+                .iter()
+                .map(|d| {
+                    (
+                        d.mount_point().display().to_string(),
+                        d.total_space(),
+                        d.available_space(),
+                    )
+                })
+                .collect();
+            Stats {
+                cpu_percent: sys.global_cpu_usage(),
+                load_avg: [load.one, load.five, load.fifteen],
+                mem_total: sys.total_memory(),
+                mem_used: sys.used_memory(),
+                disks,
+                time_ms: self.clock.wall_now_ns() / 1_000_000,
+                os: sysinfo::System::long_os_version().unwrap_or_default(),
+                uptime_s: sysinfo::System::uptime(),
+            }
+        };
+        NodeInfo {
+            id: self.config.node_id.clone(),
+            status: lock(&self.status).status().as_str().into(),
+            listen: self.identity.listen.clone(),
+            meta: lock(&self.meta).to_string(),
+            stats,
+        }
+    }
+
+    /// Reports our information to the control node holding our proxy.
+    fn send_info(&self) {
+        let _ = self.events_out.send(EventMsg {
+            node: self.config.node_id.clone(),
+            class: "nkcluster".into(),
+            task: None,
+            event: WireEvent::Info(self.info()),
+        });
     }
 
     /// A task's body ended by itself (not stopped: that path finished it already).
@@ -1324,6 +1669,10 @@ impl<N: Net> Inner<N> {
                 .or_insert_with(|| (Default::default(), "ready".into()));
             if let WireEvent::NodeStatus(s) = &ev.event {
                 entry.1 = s.clone();
+            }
+            if let WireEvent::Info(i) = &ev.event {
+                entry.1 = i.status.clone();
+                lock(&self.infos).insert(ev.node.clone(), i.clone());
             }
             if ev.class != "nkcluster" {
                 entry.0.insert(ev.class.clone());
@@ -1532,7 +1881,7 @@ impl<N: Net> Inner<N> {
             proxies: Vec::new(),
             remote: "-".into(),
             listen: self.identity.listen.clone(),
-            meta: self.identity.meta.clone(),
+            meta: lock(&self.meta).to_string(),
             rtt_us: None,
         }];
         for links in lock(&self.peers).values() {
@@ -1559,7 +1908,9 @@ impl<N: Net> Inner<N> {
                 },
                 remote: l.summary.remote.clone(),
                 listen: l.summary.listen.clone(),
-                meta: l.summary.meta.clone(),
+                meta: lock(&self.infos)
+                    .get(&l.summary.node_id)
+                    .map_or_else(|| l.summary.meta.clone(), |i| i.meta.clone()),
                 rtt_us: None,
             });
         }
@@ -1707,6 +2058,7 @@ impl<N: Net> EventSink for LinkSink<N> {
                         task: None,
                         event: WireEvent::NodeStatus(st.as_str().into()),
                     });
+                    self.inner.send_info();
                 }
                 if p.role == Role::Worker
                     && let Some(px) = &self.inner.proxies
@@ -1978,6 +2330,18 @@ async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
                 inner.after_membership();
             }
             _ = inner.membership_timer.notified() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Reports our information periodically (it also goes out on every status or metadata
+/// change, and when a control link comes up).
+async fn report_info<N: Net>(inner: Arc<Inner<N>>) {
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(INFO_EVERY) => inner.send_info(),
             _ = stop.changed() => return,
         }
     }
