@@ -486,7 +486,7 @@ async fn run_send_file(args: AdminArgs, node: String, local: PathBuf, remote: St
             Duration::from_secs(60),
             |sent, total| {
                 if bar {
-                    let pct = if total == 0 { 100 } else { sent * 100 / total };
+                    let pct = (sent * 100).checked_div(total).unwrap_or(100);
                     let filled = usize::try_from(pct / 4).unwrap_or(25);
                     let mut e = std::io::stderr();
                     let _ = write!(
