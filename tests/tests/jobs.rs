@@ -220,11 +220,16 @@ async fn next(
     }
 }
 
-/// The next `n` events about w1 (node-level or `probe`), as short strings.
+/// The next `n` events about w1 (node-level or `probe`, not information reports), as
+/// short strings.
 async fn take(rx: &mut broadcast::Receiver<NodeJobEvent>, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     while out.len() < n {
-        let e = next(rx, "w1 events", |e| e.node == "w1").await;
+        // Information reports come and go on their own schedule: not counted.
+        let e = next(rx, "w1 events", |e| {
+            e.node == "w1" && !matches!(e.event, WireEvent::Info(_))
+        })
+        .await;
         out.push(match e.event {
             WireEvent::User(b) => format!(
                 "user:{}",
@@ -233,6 +238,7 @@ async fn take(rx: &mut broadcast::Receiver<NodeJobEvent>, n: usize) -> Vec<Strin
             WireEvent::TaskStarted => "task_started".into(),
             WireEvent::TaskStopped(r) => format!("task_stopped:{r}"),
             WireEvent::NodeStatus(s) => format!("node_status:{s}"),
+            WireEvent::Info(_) => continue,
         });
     }
     out
