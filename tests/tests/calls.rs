@@ -1,11 +1,19 @@
-//! `call` of named functions on any node, routed by whichever control node the admin
-//! client reaches (issue 5's function registry; the quick start's `nkcluster call dev3
-//! node`), and the typed errors around it.
+//! The admin CLI's job commands on a real multi-process cluster: `call` of named
+//! functions on any node (routed by whichever control node the admin client reaches),
+//! `set-status` seen in `node-info`, `send-file`, `meta`, `tasks`, and the typed errors
+//! around them.
 
 use std::process::Command;
 use std::time::Duration;
 
 use nkcluster_tests::{Daemon, has, nkcluster_bin, run_with_deadline};
+
+fn admin(port: u16, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(nkcluster_bin());
+    cmd.args(args)
+        .args(["--addr", &format!("nkcluster://127.0.0.1:{port}")]);
+    run_with_deadline(&mut cmd, Duration::from_secs(30))
+}
 
 fn call(port: u16, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(nkcluster_bin());
@@ -53,6 +61,38 @@ fn any_control_node_routes_a_call_to_any_node() {
     let out = call(p2, &["w1", "echo", "a", "b", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["result"], "a b");
+
+    // Status: set through any control node, seen in node-info, calls still answered.
+    let out = admin(p3, &["set-status", "w1", "standby"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = admin(p1, &["node-info", "w1", "--json"]);
+    let row: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(row["status"], "standby", "{row}");
+    let out = call(p2, &["w1", "node"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "w1");
+    let out = admin(p1, &["set-status", "w1", "sleepy"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // A 3 MiB file arrives identical.
+    let dir = nkcluster_tests::TempDir::new("calls-file");
+    let mut rng = nkcluster_tests::XorShift::new(3);
+    let data: Vec<u8> = (0..3 * 1024 * 1024).map(|_| rng.next_u64() as u8).collect();
+    let local = dir.path().join("in");
+    std::fs::write(&local, &data).expect("write");
+    let remote = dir.path().join("out");
+    let (l, r) = (local.display().to_string(), remote.display().to_string());
+    let out = admin(p2, &["send-file", "w2", &l, &r, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["bytes"], 3 * 1024 * 1024);
+    assert_eq!(std::fs::read(&remote).expect("arrived"), data);
+    // Metadata and tasks.
+    let out = admin(p1, &["meta", "w2", "update", "core;group=g1"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "core;group=g1");
+    let out = admin(p1, &["meta", "w2", "remove", "core", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["meta"], "");
+    let out = admin(p3, &["tasks", "w2", "--json"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
 
     // Typed errors, non-zero exits.
     let out = call(p1, &["nobody", "node"]);

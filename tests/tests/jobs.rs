@@ -494,3 +494,114 @@ async fn a_lost_link_tells_the_classes_not_connected_then_ready_again() {
     c.worker.shutdown();
     c.control.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_data_registry_and_info() {
+    let c = cluster().await;
+    let ctl = &c.control;
+    // Metadata: update appends tokens, updating a token replaces its options, remove
+    // restores the original.
+    let original = ctl.get_meta("w1", T).await.expect("meta");
+    assert_eq!(original, "");
+    let m = ctl
+        .update_meta("w1", "core;group=g1;master, m2;a=1", T)
+        .await
+        .expect("update");
+    assert_eq!(m, "core;group=g1;master, m2;a=1");
+    let m = ctl
+        .update_meta("w1", "core;group=g2", T)
+        .await
+        .expect("update");
+    assert_eq!(m, "core;group=g2, m2;a=1");
+    let m = ctl
+        .remove_meta("w1", &["core", "m2"], T)
+        .await
+        .expect("remove");
+    assert_eq!(m, original);
+    assert_eq!(
+        code(ctl.update_meta("w1", ";;;", T).await),
+        "syntax_error",
+        "a malformed token list is refused"
+    );
+    // Data registry.
+    assert_eq!(code(ctl.get_data("w1", "k", T).await), "not_found");
+    ctl.put_data("w1", "k", bytes::Bytes::from_static(b"v1"), T)
+        .await
+        .expect("put");
+    assert_eq!(ctl.get_data("w1", "k", T).await.as_deref(), Ok(&b"v1"[..]));
+    ctl.put_data("w1", "k", bytes::Bytes::from_static(b"v2"), T)
+        .await
+        .expect("overwrite");
+    assert_eq!(ctl.get_data("w1", "k", T).await.as_deref(), Ok(&b"v2"[..]));
+    ctl.del_data("w1", "k", T).await.expect("del");
+    assert_eq!(code(ctl.get_data("w1", "k", T).await), "not_found");
+    // Info: status, metadata and machine figures.
+    let info = ctl.get_info("w1", T).await.expect("info");
+    assert_eq!(info.id, "w1");
+    assert_eq!(info.status, "ready");
+    assert!(
+        info.stats.mem_total > 0 && info.stats.time_ms > 0,
+        "{info:?}"
+    );
+    assert!(!info.stats.os.is_empty(), "{info:?}");
+    c.worker.shutdown();
+    c.control.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_arrive_intact_and_a_bad_checksum_is_refused() {
+    use nkcluster::jobs::{FilePart, JobCall};
+    use nkcluster::node::CLASS_JOB;
+    use nkcluster_tests::{TempDir, XorShift};
+
+    let c = cluster().await;
+    let ctl = &c.control;
+    let dir = TempDir::new("jobs-files");
+    let mut rng = XorShift::new(7);
+    // 500 B (one message) and 2 MiB (1 MiB parts), compared byte for byte on the worker's
+    // side (the same machine's file system here).
+    for size in [500usize, 2 * 1024 * 1024 + 17] {
+        let data: Vec<u8> = (0..size).map(|_| rng.next_u64() as u8).collect();
+        let local = dir.path().join(format!("in-{size}"));
+        std::fs::write(&local, &data).expect("write");
+        let remote = dir.path().join(format!("out-{size}"));
+        let mut parts = 0;
+        let n = ctl
+            .send_file("w1", &local, &remote.display().to_string(), T, |_, _| {
+                parts += 1
+            })
+            .await
+            .expect("sent");
+        assert_eq!(n, size as u64);
+        assert_eq!(parts, size.div_ceil(1024 * 1024));
+        assert_eq!(std::fs::read(&remote).expect("arrived"), data);
+    }
+    // A wrong checksum: refused, and nothing appears.
+    let remote = dir.path().join("bad").display().to_string();
+    let part = FilePart {
+        path: remote.clone(),
+        offset: 0,
+        total: 3,
+        data: bytes::Bytes::from_static(b"abc"),
+        sha256: Some([0; 32]),
+    };
+    let body = bytes::Bytes::from(postcard::to_allocvec(&JobCall::SendFile(part)).expect("enc"));
+    assert_eq!(
+        code(ctl.send("w1", CLASS_JOB, body, T).await),
+        "checksum_mismatch"
+    );
+    assert!(!std::path::Path::new(&remote).exists());
+    assert!(!std::path::Path::new(&format!("{remote}.part")).exists());
+    // A part out of order is refused.
+    let part = FilePart {
+        path: remote.clone(),
+        offset: 10,
+        total: 20,
+        data: bytes::Bytes::from_static(b"x"),
+        sha256: None,
+    };
+    let body = bytes::Bytes::from(postcard::to_allocvec(&JobCall::SendFile(part)).expect("enc"));
+    assert_eq!(code(ctl.send("w1", CLASS_JOB, body, T).await), "bad_offset");
+    c.worker.shutdown();
+    c.control.shutdown();
+}
