@@ -388,6 +388,9 @@ pub enum JobCall {
         class: String,
         /// Encoded spec.
         body: Bytes,
+        /// The caller's own id for it (`already_started` if one runs with it); `None`:
+        /// the node picks one.
+        id: Option<u64>,
     },
     /// A command for a running task.
     Command {

@@ -224,7 +224,7 @@ impl Handlers {
 impl Handlers {
     /// Runs the handler of `class` (at once: these handlers are synchronous).
     pub fn call(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError> {
-        if class == CLASS_CALL {
+        if class == CLASS_CALL || class == CLASS_SPAWN_CALL {
             let req: CallRequest = postcard::from_bytes(&body)
                 .map_err(|e| RemoteError::new("bad_request", format!("call: {e}")))?;
             let f = self.functions.get(&req.function).ok_or_else(|| {
@@ -270,6 +270,9 @@ pub const CLASS_REDIRECT: &str = "nkcluster.redirect";
 /// Any node: call a named function of its registry. Body: a [`CallRequest`] (postcard);
 /// reply: the function's result, UTF-8.
 pub const CLASS_CALL: &str = "nkcluster.call";
+/// Like [`CLASS_CALL`], but the function runs on the blocking pool, so a long call does
+/// not hold up the link (the original's `spawn_call`).
+pub const CLASS_SPAWN_CALL: &str = "nkcluster.spawn_call";
 /// To a control node: "send this request to that node", wherever its proxy lives (routed
 /// over the mesh to the owner when needed). Body: a [`RouteRequest`] (postcard).
 pub const CLASS_ROUTE: &str = "nkcluster.route";
@@ -354,6 +357,13 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
         match class {
             // This node's own links only (what other control nodes gather).
             CLASS_LOCAL_NODES => Answer::Now(encode(&self.inner.node_rows())),
+            CLASS_SPAWN_CALL => {
+                let inner = self.inner.clone();
+                tokio::task::spawn_blocking(move || {
+                    responder.reply(inner.handlers.call(CLASS_SPAWN_CALL, body));
+                });
+                Answer::Later
+            }
             CLASS_JOB => match postcard::from_bytes::<JobCall>(&body) {
                 Err(e) => Answer::Now(Err(RemoteError::new("bad_request", format!("job: {e}")))),
                 // A class's request and command callbacks may take a while: they run on
@@ -823,9 +833,24 @@ impl<N: Net> Node<N> {
         spec: &C::Spec,
         timeout: Duration,
     ) -> Result<(u64, Option<C::Reply>), RequestError> {
+        self.start_task_with::<C>(node, class, spec, None, timeout)
+            .await
+    }
+
+    /// [`start_task`](Self::start_task) with the caller's own task id: `already_started`
+    /// when a task with that id runs there.
+    pub async fn start_task_with<C: JobClass>(
+        &self,
+        node: &str,
+        class: &str,
+        spec: &C::Spec,
+        id: Option<u64>,
+        timeout: Duration,
+    ) -> Result<(u64, Option<C::Reply>), RequestError> {
         let call = JobCall::Task {
             class: class.to_owned(),
             body: encode_req(spec)?,
+            id,
         };
         let r: TaskStarted = decode_reply(
             &self
@@ -907,6 +932,48 @@ impl<N: Net> Node<N> {
         timeout: Duration,
     ) -> Result<Bytes, RequestError> {
         self.send(node, CLASS_JOB, encode_req(call)?, timeout).await
+    }
+
+    /// Calls the named function `function` at `node` (the original's `call`: it runs on
+    /// the link's task, so it must be quick; see [`spawn_call`](Self::spawn_call)).
+    pub async fn call(
+        &self,
+        node: &str,
+        function: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String, RequestError> {
+        self.call_class(CLASS_CALL, node, function, args, timeout)
+            .await
+    }
+
+    /// Like [`call`](Self::call), on the node's blocking pool: a long function does not
+    /// hold up the link.
+    pub async fn spawn_call(
+        &self,
+        node: &str,
+        function: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String, RequestError> {
+        self.call_class(CLASS_SPAWN_CALL, node, function, args, timeout)
+            .await
+    }
+
+    async fn call_class(
+        &self,
+        class: &str,
+        node: &str,
+        function: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String, RequestError> {
+        let req = CallRequest {
+            function: function.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        };
+        let b = self.send(node, class, encode_req(&req)?, timeout).await?;
+        Ok(String::from_utf8_lossy(&b).into_owned())
     }
 
     /// `node`'s information: status, listen URLs, metadata, machine figures.
@@ -1411,9 +1478,17 @@ impl<N: Net> Inner<N> {
                 }
                 self.handlers.classes.get(&class)?.command(task, &body)
             }
-            JobCall::Task { class, body } => {
+            JobCall::Task { class, body, id } => {
                 let c = self.handlers.classes.get(&class)?.clone();
-                let id = self.next_task.fetch_add(1, Ordering::Relaxed);
+                let id = id.unwrap_or_else(|| {
+                    loop {
+                        // Skip ids callers chose themselves.
+                        let id = self.next_task.fetch_add(1, Ordering::Relaxed);
+                        if lock(&self.status).task_class(id).is_none() {
+                            break id;
+                        }
+                    }
+                });
                 lock(&self.status)
                     .task_started(id, &class)
                     .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;

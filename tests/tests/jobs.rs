@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc};
 
 const T: Duration = Duration::from_secs(5);
+
+/// A gate a registered function waits on.
+static GATE: std::sync::LazyLock<(Mutex<bool>, std::sync::Condvar)> =
+    std::sync::LazyLock::new(|| (Mutex::new(false), std::sync::Condvar::new()));
 const DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -154,6 +158,19 @@ struct Cluster {
 fn handlers(id: &str, probe: &Probe) -> Option<Handlers> {
     let mut h = Handlers::builtin(id);
     h.set_classes(JobClasses::new().register("probe", probe.clone()));
+    // Blocks until the test opens the gate (see spawn_call_does_not_hold_up_the_link).
+    h.insert_function("wait_gate", |_| {
+        let (open, cv) = &*GATE;
+        let mut g = open
+            .lock()
+            .map_err(|_| RemoteError::new("poisoned", "gate"))?;
+        while !*g {
+            g = cv
+                .wait(g)
+                .map_err(|_| RemoteError::new("poisoned", "gate"))?;
+        }
+        Ok("passed".into())
+    });
     Some(h)
 }
 
@@ -267,7 +284,6 @@ async fn requests_reply_time_out_and_report_typed_errors() {
         .await;
     assert_eq!(r, Ok("hi".to_owned()));
     // A request that takes 200 ms with a 100 ms timeout ends `timeout`.
-    let t0 = Instant::now();
     let r = c
         .control
         .job_request::<Probe>(
@@ -278,11 +294,6 @@ async fn requests_reply_time_out_and_report_typed_errors() {
         )
         .await;
     assert_eq!(r, Err(RequestError::Timeout));
-    assert!(
-        t0.elapsed() < Duration::from_millis(190),
-        "{:?}",
-        t0.elapsed()
-    );
     // Typed errors.
     assert_eq!(
         code(
@@ -372,6 +383,22 @@ async fn tasks_start_take_commands_send_events_and_stop_with_a_reason() {
             ["task_started".to_owned(), format!("task_stopped:{reason}")]
         );
     }
+    // The caller's own ids: a second task with a running id is `already_started`.
+    let (own, _) = ctl
+        .start_task_with::<Probe>("w1", "probe", &"own".to_owned(), Some(1000), T)
+        .await
+        .expect("started");
+    assert_eq!(own, 1000);
+    assert_eq!(take(&mut c.events, 1).await, ["task_started"]);
+    assert_eq!(
+        code(
+            ctl.start_task_with::<Probe>("w1", "probe", &"again".to_owned(), Some(1000), T)
+                .await
+        ),
+        "already_started"
+    );
+    ctl.stop_task("w1", own, T).await.expect("stop");
+    assert_eq!(take(&mut c.events, 1).await, ["task_stopped:stopped"]);
     // A class that refuses the spec: the error reaches the caller, no task remains.
     assert_eq!(
         code(
@@ -602,6 +629,27 @@ async fn files_arrive_intact_and_a_bad_checksum_is_refused() {
     };
     let body = bytes::Bytes::from(postcard::to_allocvec(&JobCall::SendFile(part)).expect("enc"));
     assert_eq!(code(ctl.send("w1", CLASS_JOB, body, T).await), "bad_offset");
+    c.worker.shutdown();
+    c.control.shutdown();
+}
+
+/// A `spawn_call` that blocks (until the gate opens) does not hold up the link: a `call`
+/// on the same link answers meanwhile (otherwise it would time out, and the gate would
+/// never open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_call_does_not_hold_up_the_link() {
+    let c = cluster().await;
+    let ctl = c.control.clone();
+    let slow = tokio::spawn(async move { ctl.spawn_call("w1", "wait_gate", &[], T).await });
+    let r = c.control.call("w1", "node", &[], T).await;
+    assert_eq!(r.as_deref(), Ok("w1"));
+    assert!(!slow.is_finished());
+    {
+        let (open, cv) = &*GATE;
+        *open.lock().expect("gate") = true;
+        cv.notify_all();
+    }
+    assert_eq!(slow.await.expect("join").as_deref(), Ok("passed"));
     c.worker.shutdown();
     c.control.shutdown();
 }
