@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nkcluster::jobs::{
     JobClass, JobClasses, JobEvent, NodeJobEvent, TaskCtx, TaskStart, WireEvent,
