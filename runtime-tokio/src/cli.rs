@@ -87,6 +87,16 @@ pub enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Print the cluster's job events (task_started, task_stopped, node_status, info and
+    /// the classes' own) as they happen; without `--follow`, each node's status.
+    Events {
+        /// Keep streaming until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// Connection options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Call a named function on a node (built in: `node`, `echo`) and print its result.
     Call {
         /// Node id (any node of the cluster; routed to it through its control node).
@@ -259,7 +269,8 @@ pub fn main() -> ExitCode {
         | Cmd::SetStatus { .. }
         | Cmd::Tasks { .. }
         | Cmd::Meta { .. }
-        | Cmd::SendFile { .. } => "off",
+        | Cmd::SendFile { .. }
+        | Cmd::Events { .. } => "off",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -289,6 +300,7 @@ pub fn main() -> ExitCode {
                 admin,
             } => run_set_status(admin, node, status).await,
             Cmd::Tasks { node, class, admin } => run_tasks(admin, node, class).await,
+            Cmd::Events { follow, admin } => run_events(admin, follow).await,
             Cmd::Meta {
                 node,
                 action,
@@ -339,12 +351,20 @@ async fn run_node(args: NodeArgs) -> ExitCode {
 /// Exit 1 when the control node cannot be reached or refuses us, 4 for an unknown node.
 /// An admin client linked to a control node (exit code on failure).
 async fn admin_link(args: &AdminArgs) -> Result<(Node<TokioNet>, String), ExitCode> {
+    admin_link_with(args, None).await
+}
+
+/// [`admin_link`] with request handlers of the client's own (an event stream printer).
+async fn admin_link_with(
+    args: &AdminArgs,
+    handlers: Option<crate::node::Handlers>,
+) -> Result<(Node<TokioNet>, String), ExitCode> {
     let mut c = NodeConfig::new(format!("admin-{}", std::process::id()));
     c.admin = true;
     c.control = false;
     c.cluster_name = args.cluster_name.clone();
     c.password = args.password.clone();
-    let node = Node::start(c, env()).await.map_err(|e| {
+    let node = Node::start_with(c, env(), handlers).await.map_err(|e| {
         eprintln!("nkcluster: {e}");
         ExitCode::from(1)
     })?;
@@ -388,6 +408,96 @@ fn emit(args: &AdminArgs, value: serde_json::Value, text: &str) -> ExitCode {
     } else if !text.is_empty() {
         println!("{text}");
     }
+    ExitCode::SUCCESS
+}
+
+/// One event as a line of text or JSON.
+fn event_line(ev: &crate::jobs::EventMsg, json: bool) -> String {
+    use crate::jobs::WireEvent;
+    let (kind, detail) = match &ev.event {
+        WireEvent::User(b) => ("event", serde_json::json!({ "bytes": b.len() })),
+        WireEvent::TaskStarted => ("task_started", serde_json::Value::Null),
+        WireEvent::TaskStopped(r) => ("task_stopped", serde_json::json!(r)),
+        WireEvent::NodeStatus(s) => ("node_status", serde_json::json!(s)),
+        WireEvent::Info(i) => (
+            "info",
+            serde_json::json!({
+                "status": i.status,
+                "meta": i.meta,
+                "cpu_percent": i.stats.cpu_percent,
+                "mem_used": i.stats.mem_used,
+                "mem_total": i.stats.mem_total,
+            }),
+        ),
+    };
+    if json {
+        serde_json::json!({
+            "node": ev.node, "class": ev.class, "task": ev.task, "event": kind, "detail": detail,
+        })
+        .to_string()
+    } else {
+        let task = ev.task.map(|t| format!(" task {t}")).unwrap_or_default();
+        let detail = if detail.is_null() {
+            String::new()
+        } else {
+            format!(" {detail}")
+        };
+        format!("{:<12} {:<12}{task} {kind}{detail}", ev.node, ev.class)
+    }
+}
+
+async fn run_events(args: AdminArgs, follow: bool) -> ExitCode {
+    if !follow {
+        // A snapshot: each node's status, as events would report it.
+        return run_admin(args, None).await;
+    }
+    let json = args.json;
+    let mut h = crate::node::Handlers::builtin("admin");
+    h.insert(crate::node::CLASS_EVENT_STREAM, move |body| {
+        if let Ok(ev) = postcard::from_bytes::<crate::jobs::EventMsg>(&body) {
+            println!("{}", event_line(&ev, json));
+        }
+        Ok(bytes::Bytes::new())
+    });
+    let (node, control) = match admin_link_with(&args, Some(h)).await {
+        Ok(l) => l,
+        Err(c) => return c,
+    };
+    let req = crate::node::SubscribeRequest {
+        subscriber: node.node_id().to_owned(),
+        fanout: true,
+    };
+    let Ok(body) = postcard::to_allocvec(&req) else {
+        return ExitCode::from(1);
+    };
+    if let Err(e) = node
+        .request(
+            &control,
+            crate::node::CLASS_SUBSCRIBE,
+            body.into(),
+            Duration::from_secs(10),
+        )
+        .await
+    {
+        return admin_error(&control, &e);
+    }
+    eprintln!("following the events of the cluster through {control}; Ctrl-C to stop");
+    let mut events = node.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            e = events.recv() => match e {
+                Ok(crate::node::NodeEvent::LinkDown { peer, .. }) if peer == control => {
+                    eprintln!("nkcluster: the link to {control} ended");
+                    node.shutdown();
+                    return ExitCode::from(1);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                _ => {}
+            },
+        }
+    }
+    node.shutdown_and_wait(Duration::from_secs(1)).await;
     ExitCode::SUCCESS
 }
 

@@ -273,6 +273,10 @@ pub const CLASS_CALL: &str = "nkcluster.call";
 /// Like [`CLASS_CALL`], but the function runs on the blocking pool, so a long call does
 /// not hold up the link (the original's `spawn_call`).
 pub const CLASS_SPAWN_CALL: &str = "nkcluster.spawn_call";
+/// To a control node: "stream me the events you hear" (body: a [`SubscribeRequest`]).
+pub const CLASS_SUBSCRIBE: &str = "nkcluster.subscribe";
+/// A control node to a subscriber: one event (body: an [`EventMsg`], postcard).
+pub const CLASS_EVENT_STREAM: &str = "nkcluster.event_stream";
 /// To a control node: "send this request to that node", wherever its proxy lives (routed
 /// over the mesh to the owner when needed). Body: a [`RouteRequest`] (postcard).
 pub const CLASS_ROUTE: &str = "nkcluster.route";
@@ -296,6 +300,16 @@ pub struct CallRequest {
     pub function: String,
     /// Arguments.
     pub args: Vec<String>,
+}
+
+/// A subscription to a control node's events.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubscribeRequest {
+    /// Who receives the stream (linked to the control node).
+    pub subscriber: String,
+    /// Also gather every other control member's events (an admin client's whole-cluster
+    /// view); members asked on its behalf stream to this control node only.
+    pub fanout: bool,
 }
 
 /// A request for another node, routed by control nodes.
@@ -357,6 +371,20 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
         match class {
             // This node's own links only (what other control nodes gather).
             CLASS_LOCAL_NODES => Answer::Now(encode(&self.inner.node_rows())),
+            CLASS_SUBSCRIBE if self.inner.membership.is_some() => {
+                match postcard::from_bytes::<SubscribeRequest>(&body) {
+                    Ok(req) => {
+                        self.inner.subscribe(req);
+                        Answer::Now(Ok(Bytes::new()))
+                    }
+                    Err(e) => Answer::Now(Err(RemoteError::new("bad_request", e.to_string()))),
+                }
+            }
+            // A member's event for our whole-cluster subscribers.
+            CLASS_EVENT_STREAM if self.inner.membership.is_some() => {
+                self.inner.publish(&body, true);
+                Answer::Now(Ok(Bytes::new()))
+            }
             CLASS_SPAWN_CALL => {
                 let inner = self.inner.clone();
                 tokio::task::spawn_blocking(move || {
@@ -557,6 +585,8 @@ struct Inner<N: Net> {
     files: Mutex<HashMap<String, (sha2::Sha256, u64)>>,
     /// Machine figures for `get_info`.
     sys: Mutex<sysinfo::System>,
+    /// Control side: who gets our events (id -> wants the whole cluster's).
+    subscribers: Mutex<HashMap<String, bool>>,
     /// Connection tasks still running (any phase), for an orderly stop.
     running: watch::Sender<usize>,
 }
@@ -708,6 +738,7 @@ impl<N: Net> Node<N> {
             data: Mutex::new((HashMap::new(), 0)),
             files: Mutex::new(HashMap::new()),
             sys: Mutex::new(sysinfo::System::new()),
+            subscribers: Mutex::new(HashMap::new()),
             running: watch::channel(0).0,
             config,
         });
@@ -722,6 +753,7 @@ impl<N: Net> Node<N> {
         }
         if inner.membership.is_some() {
             tokio::spawn(membership_timer(inner.clone()));
+            tokio::spawn(stream_events(inner.clone()));
         }
         tokio::spawn(forward_events(inner.clone(), events_rx));
         tokio::spawn(report_info(inner.clone()));
@@ -1770,6 +1802,70 @@ impl<N: Net> Inner<N> {
         });
     }
 
+    /// Control side: a new subscriber (and, for a whole-cluster one, our subscriptions to
+    /// every other member).
+    fn subscribe(self: &Arc<Self>, req: SubscribeRequest) {
+        lock(&self.subscribers).insert(req.subscriber.clone(), req.fanout);
+        if !req.fanout {
+            return;
+        }
+        let me = self.config.node_id.clone();
+        let members: Vec<String> = self
+            .membership
+            .as_ref()
+            .map(|m| lock(m).live())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| *m != me)
+            .collect();
+        let body = match postcard::to_allocvec(&SubscribeRequest {
+            subscriber: me,
+            fanout: false,
+        }) {
+            Ok(b) => Bytes::from(b),
+            Err(_) => return,
+        };
+        for m in members {
+            let _ = self.fire(&m, CLASS_SUBSCRIBE, body.clone());
+        }
+    }
+
+    /// Sends an encoded event to our subscribers (only whole-cluster ones for a member's
+    /// event); drops subscribers that are gone.
+    fn publish(&self, body: &Bytes, members_only: bool) {
+        let subs: Vec<(String, bool)> = lock(&self.subscribers)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for (s, fanout) in subs {
+            if members_only && !fanout {
+                continue;
+            }
+            if !self.fire(&s, CLASS_EVENT_STREAM, body.clone()) {
+                lock(&self.subscribers).remove(&s);
+            }
+        }
+    }
+
+    /// Queues a request to `peer` without waiting for its reply; false when not linked.
+    fn fire(&self, peer: &str, class: &str, body: Bytes) -> bool {
+        let Some(c) = lock(&self.peers)
+            .get(peer)
+            .and_then(|v| v.first())
+            .map(|l| l.commands.clone())
+        else {
+            return false;
+        };
+        let (tx, _rx) = oneshot::channel();
+        let _ = c.try_send(Command::Request {
+            class: class.to_owned(),
+            body,
+            timeout: GATHER_TIMEOUT,
+            reply: tx,
+        });
+        true
+    }
+
     /// Control side: a worker's last link dropped: every class that has seen it hears
     /// `not_connected`.
     fn worker_gone(&self, worker: &str) {
@@ -2124,7 +2220,10 @@ impl<N: Net> EventSink for LinkSink<N> {
                 if let Some(n) = self.notify.take() {
                     let _ = n.send(Ok(summary(p, &self.remote, self.dialer)));
                 }
-                if p.role == Role::Control && self.inner.membership.is_none() {
+                if p.role == Role::Control
+                    && self.inner.membership.is_none()
+                    && !self.inner.config.admin
+                {
                     // Tell the (new) proxy where we stand.
                     let st = lock(&self.inner.status).status();
                     let _ = self.inner.events_out.send(EventMsg {
@@ -2410,9 +2509,44 @@ async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
     }
 }
 
+/// Control side: streams the events we hear to our subscribers.
+async fn stream_events<N: Net>(inner: Arc<Inner<N>>) {
+    let mut rx = inner.job_events.subscribe();
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        let ev = tokio::select! {
+            r = rx.recv() => r,
+            _ = stop.changed() => return,
+        };
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!(node = %inner.config.node_id, lost = n, "event subscribers missed events");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if lock(&inner.subscribers).is_empty() {
+            continue;
+        }
+        let msg = EventMsg {
+            node: ev.node,
+            class: ev.class,
+            task: ev.task,
+            event: ev.event,
+        };
+        if let Ok(b) = postcard::to_allocvec(&msg) {
+            inner.publish(&Bytes::from(b), false);
+        }
+    }
+}
+
 /// Reports our information periodically (it also goes out on every status or metadata
 /// change, and when a control link comes up).
 async fn report_info<N: Net>(inner: Arc<Inner<N>>) {
+    if inner.config.admin {
+        return;
+    }
     let mut stop = inner.shutdown.subscribe();
     loop {
         tokio::select! {
@@ -2427,6 +2561,9 @@ async fn report_info<N: Net>(inner: Arc<Inner<N>>) {
 /// classes `not_connected`.
 async fn forward_events<N: Net>(inner: Arc<Inner<N>>, mut rx: mpsc::UnboundedReceiver<EventMsg>) {
     while let Some(ev) = rx.recv().await {
+        if inner.config.admin {
+            continue; // an admin client runs no jobs
+        }
         if inner.membership.is_some() {
             inner.handle_job_event(ev);
             continue;

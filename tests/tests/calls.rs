@@ -62,6 +62,16 @@ fn any_control_node_routes_a_call_to_any_node() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v["result"], "a b");
 
+    // An event follower (through c1) sees status changes of workers served anywhere.
+    let addr1 = format!("nkcluster://127.0.0.1:{p1}");
+    let mut follower = Daemon::spawn(
+        "events",
+        &["events", "--follow", "--json", "--addr", &addr1],
+        &[],
+    );
+    follower.wait_line("the follower is subscribed", |l| {
+        l.contains("following the events")
+    });
     // Status: set through any control node, seen in node-info, calls still answered.
     let out = admin(p3, &["set-status", "w1", "standby"]);
     assert!(out.status.success(), "{out:?}");
@@ -70,6 +80,9 @@ fn any_control_node_routes_a_call_to_any_node() {
     assert_eq!(row["status"], "standby", "{row}");
     let out = call(p2, &["w1", "node"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "w1");
+    follower.wait_line("w1's standby event", |l| {
+        l.contains("\"node\":\"w1\"") && l.contains("node_status") && l.contains("standby")
+    });
     let out = admin(p1, &["set-status", "w1", "sleepy"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     // A 3 MiB file arrives identical.
