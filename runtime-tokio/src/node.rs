@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use nkcluster_core::ConnError;
 use nkcluster_core::auth::Key;
 use nkcluster_core::backoff::Backoff;
@@ -286,6 +286,8 @@ pub const CLASS_JOB: &str = "nkcluster.job";
 pub const CLASS_JOB_EVENT: &str = "nkcluster.job_event";
 /// Size of the parts big files travel in.
 const FILE_PART: usize = 1024 * 1024;
+/// File parts in flight at once.
+const FILE_WINDOW: usize = 2;
 /// The data registry's size limit (keys plus values), bytes.
 const DATA_LIMIT: usize = 64 * 1024 * 1024;
 /// How often a node reports its information to its control node.
@@ -396,11 +398,11 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
                 Err(e) => Answer::Now(Err(RemoteError::new("bad_request", format!("job: {e}")))),
                 // A class's request and command callbacks may take a while: they run on
                 // the blocking pool, so the link (pings, other requests) never waits.
-                Ok(
-                    call @ (JobCall::Request { .. }
-                    | JobCall::Command { .. }
-                    | JobCall::SendFile(_)),
-                ) => {
+                Ok(JobCall::SendFile(part)) => {
+                    self.inner.write_file_part(part, responder);
+                    Answer::Later
+                }
+                Ok(call @ (JobCall::Request { .. } | JobCall::Command { .. })) => {
                     let inner = self.inner.clone();
                     tokio::task::spawn_blocking(move || responder.reply(inner.job_call(call)));
                     Answer::Later
@@ -429,15 +431,17 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
                     inner: self.inner.clone(),
                     listen_addrs: Arc::new(Vec::new()),
                 };
+                // Queued now, in arrival order; answered when the reply comes.
+                let timeout = Duration::from_millis(req.timeout_ms);
+                let routed = node.route_enqueue(&req.node, &req.class, req.body, timeout, req.hops);
                 tokio::spawn(async move {
-                    let timeout = Duration::from_millis(req.timeout_ms);
-                    let r = node
-                        .route(&req.node, &req.class, req.body, timeout, req.hops)
-                        .await
-                        .map_err(|e| match e {
-                            RequestError::Remote(r) => r,
-                            e => RemoteError::new(e.code(), e.to_string()),
-                        });
+                    let r =
+                        node.route_finish(&req.node, routed, timeout)
+                            .await
+                            .map_err(|e| match e {
+                                RequestError::Remote(r) => r,
+                                e => RemoteError::new(e.code(), e.to_string()),
+                            });
                     responder.reply(r);
                 });
                 Answer::Later
@@ -490,6 +494,27 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
             _ => Answer::Now(self.inner.handlers.call(class, body)),
         }
     }
+}
+
+/// A routed request after its synchronous half.
+enum Routed {
+    /// Answered already.
+    Done(Result<Bytes, RequestError>),
+    /// Queued on the target's own link.
+    Direct(Result<oneshot::Receiver<Result<Bytes, RequestError>>, RequestError>),
+    /// Queued to a control node that routes it further.
+    Forwarded {
+        rx: Result<oneshot::Receiver<Result<Bytes, RequestError>>, RequestError>,
+        body: Bytes,
+        owner: String,
+        fallback: bool,
+    },
+}
+
+async fn wait_reply(
+    rx: Result<oneshot::Receiver<Result<Bytes, RequestError>>, RequestError>,
+) -> Result<Bytes, RequestError> {
+    rx?.await.unwrap_or(Err(RequestError::ConnectionFailed))
 }
 
 fn encode_req<T: serde::Serialize>(v: &T) -> Result<Bytes, RequestError> {
@@ -581,8 +606,10 @@ struct Inner<N: Net> {
     meta: Mutex<nkcluster_core::meta::Meta>,
     /// The data registry (`get_data` / `put_data` / `del_data`) and its size in bytes.
     data: Mutex<(HashMap<String, Bytes>, usize)>,
-    /// Files being received: path -> (hash so far, next offset).
-    files: Mutex<HashMap<String, (sha2::Sha256, u64)>>,
+    /// Files being received: path -> (hash so far, next offset, the open `.part` file).
+    files: Mutex<HashMap<String, (sha2::Sha256, u64, std::fs::File)>>,
+    /// File parts are written in arrival order by one thread (started at first use).
+    file_writer: Mutex<Option<std::sync::mpsc::Sender<(FilePart, Responder)>>>,
     /// Machine figures for `get_info`.
     sys: Mutex<sysinfo::System>,
     /// Control side: who gets our events (id -> wants the whole cluster's).
@@ -737,6 +764,7 @@ impl<N: Net> Node<N> {
             meta: Mutex::new(config.meta.clone()),
             data: Mutex::new((HashMap::new(), 0)),
             files: Mutex::new(HashMap::new()),
+            file_writer: Mutex::new(None),
             sys: Mutex::new(sysinfo::System::new()),
             subscribers: Mutex::new(HashMap::new()),
             running: watch::channel(0).0,
@@ -1101,22 +1129,15 @@ impl<N: Net> Node<N> {
                 format!("{}: {e}", local.display()),
             ))
         };
-        // The whole file's hash first (the receiver checks it on the last part).
         let mut f = tokio::fs::File::open(local).await.map_err(io)?;
         let total = f.metadata().await.map_err(io)?.len();
         let mut hash = sha2::Sha256::new();
-        let mut buf = vec![0u8; FILE_PART];
-        loop {
-            let n = f.read(&mut buf).await.map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-        }
-        let sha: [u8; 32] = hash.finalize().into();
-        let mut f = tokio::fs::File::open(local).await.map_err(io)?;
+        // Up to FILE_WINDOW parts in flight, queued in order (routing keeps the order);
+        // the hash is computed as the parts go and travels with the last one.
+        let mut in_flight = std::collections::VecDeque::new();
         let mut offset = 0u64;
         loop {
+            let mut buf = BytesMut::zeroed(FILE_PART);
             let mut filled = 0;
             while filled < FILE_PART {
                 let n = f.read(&mut buf[filled..]).await.map_err(io)?;
@@ -1125,17 +1146,27 @@ impl<N: Net> Node<N> {
                 }
                 filled += n;
             }
+            buf.truncate(filled);
+            hash.update(&buf);
             let last = offset + filled as u64 >= total;
             let part = FilePart {
                 path: remote.to_owned(),
                 offset,
                 total,
-                data: Bytes::copy_from_slice(&buf[..filled]),
-                sha256: last.then_some(sha),
+                data: buf.freeze(),
+                sha256: last.then(|| hash.clone().finalize().into()),
             };
-            self.job(node, &JobCall::SendFile(part), timeout).await?;
+            let body = encode_req(&JobCall::SendFile(part))?;
+            let routed = self.route_enqueue(node, CLASS_JOB, body, timeout, 0);
             offset += filled as u64;
-            progress(offset, total);
+            in_flight.push_back((routed, offset));
+            while in_flight.len() >= FILE_WINDOW || (last && !in_flight.is_empty()) {
+                let Some((routed, upto)) = in_flight.pop_front() else {
+                    break;
+                };
+                self.route_finish(node, routed, timeout).await?;
+                progress(upto, total);
+            }
             if last {
                 return Ok(total);
             }
@@ -1169,21 +1200,34 @@ impl<N: Net> Node<N> {
         timeout: Duration,
         hops: u8,
     ) -> Result<Bytes, RequestError> {
+        let routed = self.route_enqueue(node, class, body, timeout, hops);
+        self.route_finish(node, routed, timeout).await
+    }
+
+    /// The synchronous half of routing: answers at once, or queues the request on the
+    /// right link now, so that requests routed one after the other leave in that order
+    /// (a file's parts, pipelined).
+    fn route_enqueue(
+        &self,
+        node: &str,
+        class: &str,
+        body: Bytes,
+        timeout: Duration,
+        hops: u8,
+    ) -> Routed {
         let inner = &self.inner;
         if node == inner.config.node_id {
-            if class == CLASS_JOB {
-                return postcard::from_bytes::<JobCall>(&body)
+            let r = if class == CLASS_JOB {
+                postcard::from_bytes::<JobCall>(&body)
                     .map_err(|e| RemoteError::new("bad_request", format!("job: {e}")))
                     .and_then(|call| self.inner.job_call(call))
-                    .map_err(RequestError::Remote);
-            }
-            return inner
-                .handlers
-                .call(class, body)
-                .map_err(RequestError::Remote);
+            } else {
+                inner.handlers.call(class, body)
+            };
+            return Routed::Done(r.map_err(RequestError::Remote));
         }
         if lock(&inner.peers).contains_key(node) {
-            return self.request(node, class, body, timeout).await;
+            return Routed::Direct(inner.enqueue(node, class, body, timeout));
         }
         let unknown = || {
             RequestError::Remote(RemoteError::new(
@@ -1191,46 +1235,74 @@ impl<N: Net> Node<N> {
                 format!("no node {node:?} is connected to the cluster"),
             ))
         };
-        let Some(p) = &inner.proxies else {
+        let via = match &inner.proxies {
             // Not a control node (a worker, an admin client): a control node we are
             // linked to routes it.
-            let control = lock(&inner.peers)
+            None => lock(&inner.peers)
                 .values()
                 .flatten()
                 .find(|l| l.summary.role == Role::Control)
-                .map(|l| l.summary.node_id.clone());
-            let Some(control) = control else {
-                return Err(unknown());
-            };
-            let req = RouteRequest {
-                node: node.to_owned(),
-                class: class.to_owned(),
-                body,
-                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-                hops: 0,
-            };
-            return self
-                .request(&control, CLASS_ROUTE, encode_req(&req)?, timeout)
-                .await;
+                .map(|l| (l.summary.node_id.clone(), 0)),
+            Some(p) => {
+                let owner = lock(p).owner_of(node).to_owned();
+                (hops == 0 && owner != inner.config.node_id).then_some((owner, hops + 1))
+            }
         };
-        let owner = lock(p).owner_of(node).to_owned();
-        if hops > 0 || owner == inner.config.node_id {
-            return Err(unknown());
-        }
+        let Some((via, hops)) = via else {
+            return Routed::Done(Err(unknown()));
+        };
         let req = RouteRequest {
             node: node.to_owned(),
             class: class.to_owned(),
             body,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            hops: hops + 1,
+            hops,
         };
-        let body = postcard::to_allocvec(&req)
-            .map(Bytes::from)
-            .map_err(|e| RequestError::Remote(RemoteError::new("bad_request", e.to_string())))?;
+        let body = match encode_req(&req) {
+            Ok(b) => b,
+            Err(e) => return Routed::Done(Err(e)),
+        };
+        let rx = inner.enqueue(&via, CLASS_ROUTE, body.clone(), timeout);
+        Routed::Forwarded {
+            rx,
+            body,
+            owner: via,
+            fallback: inner.proxies.is_some(),
+        }
+    }
+
+    /// The asynchronous half: waits for the answer; a control node whose owner did not
+    /// hold the node asks the other members once each.
+    async fn route_finish(
+        &self,
+        node: &str,
+        routed: Routed,
+        timeout: Duration,
+    ) -> Result<Bytes, RequestError> {
+        let inner = &self.inner;
         let deadline = tokio::time::Instant::now() + timeout;
-        let r = self
-            .request(&owner, CLASS_ROUTE, body.clone(), timeout)
-            .await;
+        let (r, body, owner) = match routed {
+            Routed::Done(r) => return r,
+            Routed::Direct(rx) => return wait_reply(rx).await,
+            Routed::Forwarded {
+                rx,
+                body,
+                owner,
+                fallback,
+            } => {
+                let r = wait_reply(rx).await;
+                if !fallback {
+                    return r;
+                }
+                (r, body, owner)
+            }
+        };
+        let unknown = || {
+            RequestError::Remote(RemoteError::new(
+                "unknown_node",
+                format!("no node {node:?} is connected to the cluster"),
+            ))
+        };
         if !matches!(&r, Err(RequestError::Remote(e)) if e.code == "unknown_node") {
             return r;
         }
@@ -1642,6 +1714,28 @@ impl<N: Net> Inner<N> {
         }
     }
 
+    /// Queues a file part for the writer thread, which handles parts in arrival order.
+    fn write_file_part(self: &Arc<Self>, part: FilePart, responder: Responder) {
+        let mut w = lock(&self.file_writer);
+        let tx = w.get_or_insert_with(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<(FilePart, Responder)>();
+            let weak = Arc::downgrade(self);
+            std::thread::spawn(move || {
+                while let Ok((part, responder)) = rx.recv() {
+                    let Some(inner) = weak.upgrade() else { return };
+                    responder.reply(inner.receive_file(part));
+                }
+            });
+            tx
+        });
+        if let Err(std::sync::mpsc::SendError((_, responder))) = tx.send((part, responder)) {
+            responder.reply(Err(RemoteError::new(
+                "file_error",
+                "the file writer stopped",
+            )));
+        }
+    }
+
     /// One part of a file: appended to `<path>.part`; after the last, the whole file's
     /// SHA-256 is checked and the file renamed into place.
     fn receive_file(&self, part: FilePart) -> Result<Bytes, RemoteError> {
@@ -1651,10 +1745,10 @@ impl<N: Net> Inner<N> {
         let tmp = format!("{}.part", part.path);
         let mut files = lock(&self.files);
         if part.offset == 0 {
-            files.insert(part.path.clone(), (sha2::Sha256::new(), 0));
-            std::fs::File::create(&tmp).map_err(io)?;
+            let f = std::fs::File::create(&tmp).map_err(io)?;
+            files.insert(part.path.clone(), (sha2::Sha256::new(), 0, f));
         }
-        let Some((hash, next)) = files.get_mut(&part.path) else {
+        let Some((hash, next, f)) = files.get_mut(&part.path) else {
             return Err(RemoteError::new(
                 "bad_offset",
                 format!(
@@ -1672,17 +1766,17 @@ impl<N: Net> Inner<N> {
                 format!("{}: part at {} (expected {want})", part.path, part.offset),
             ));
         }
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(&part.data).map_err(io)?;
+        if let Err(e) = f.write_all(&part.data) {
+            files.remove(&part.path);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
         hash.update(&part.data);
         *next += part.data.len() as u64;
         if *next < part.total {
             return Ok(Bytes::new());
         }
-        let Some((hash, _)) = files.remove(&part.path) else {
+        let Some((hash, _, f)) = files.remove(&part.path) else {
             return Ok(Bytes::new());
         };
         let got: [u8; 32] = hash.finalize().into();
@@ -1693,7 +1787,7 @@ impl<N: Net> Inner<N> {
                 format!("{}: SHA-256 of the received bytes differs", part.path),
             ));
         }
-        f.sync_all().map_err(io)?;
+        drop(f);
         std::fs::rename(&tmp, &part.path).map_err(io)?;
         Ok(Bytes::new())
     }
@@ -1845,6 +1939,35 @@ impl<N: Net> Inner<N> {
                 lock(&self.subscribers).remove(&s);
             }
         }
+    }
+
+    /// Queues a request on `peer`'s link now (in call order) and returns where its
+    /// outcome will arrive.
+    fn enqueue(
+        &self,
+        peer: &str,
+        class: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<oneshot::Receiver<Result<Bytes, RequestError>>, RequestError> {
+        let commands = lock(&self.peers)
+            .get(peer)
+            .and_then(|v| v.first())
+            .map(|l| l.commands.clone())
+            .ok_or(RequestError::NotConnected)?;
+        let (tx, rx) = oneshot::channel();
+        commands
+            .try_send(Command::Request {
+                class: class.to_owned(),
+                body,
+                timeout,
+                reply: tx,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => RequestError::TooManyPending,
+                mpsc::error::TrySendError::Closed(_) => RequestError::ConnectionFailed,
+            })?;
+        Ok(rx)
     }
 
     /// Queues a request to `peer` without waiting for its reply; false when not linked.

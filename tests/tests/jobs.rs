@@ -147,6 +147,17 @@ impl JobClass for Probe {
     }
 }
 
+/// A class that implements nothing: every call gets the trait's typed defaults.
+struct Bare;
+
+impl JobClass for Bare {
+    type Request = ();
+    type Reply = ();
+    type Spec = ();
+    type Command = ();
+    type Event = ();
+}
+
 struct Cluster {
     control: Node<TokioNet>,
     worker: Node<TokioNet>,
@@ -157,7 +168,11 @@ struct Cluster {
 
 fn handlers(id: &str, probe: &Probe) -> Option<Handlers> {
     let mut h = Handlers::builtin(id);
-    h.set_classes(JobClasses::new().register("probe", probe.clone()));
+    h.set_classes(
+        JobClasses::new()
+            .register("probe", probe.clone())
+            .register("bare", Bare),
+    );
     // Blocks until the test opens the gate (see spawn_call_does_not_hold_up_the_link).
     h.insert_function("wait_gate", |_| {
         let (open, cv) = &*GATE;
@@ -310,6 +325,18 @@ async fn requests_reply_time_out_and_report_typed_errors() {
                 .await
         ),
         "unknown_node"
+    );
+    assert_eq!(
+        code(
+            c.control
+                .job_request::<Bare>("w1", "bare", &(), opts(T))
+                .await
+        ),
+        "unknown_request"
+    );
+    assert_eq!(
+        code(c.control.start_task::<Bare>("w1", "bare", &(), T).await),
+        "unknown_request"
     );
     // A callback that panics is reported with its message; the worker keeps running.
     match c
