@@ -8,7 +8,8 @@
 //! - [`net`]: the network as a trait (tokio here, turmoil in `nkcluster-sim`).
 //! - [`clock`]: tokio time as core [`Instant`](nkcluster_core::Instant)s.
 //! - [`driver`]: the per-connection I/O loop.
-//! - [`node`]: the daemon: listeners, connector, peers, request API.
+//! - [`node`]: the daemon: listeners, connector, peers, proxies, routing, request API.
+//! - [`jobs`]: job classes (requests, tasks, commands, events) and the core class types.
 //! - [`config`]: options (file, environment, flags).
 //! - [`cli`]: the `nkcluster` command.
 //!
