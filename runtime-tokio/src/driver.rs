@@ -147,6 +147,8 @@ pub async fn drive(
     tokio::pin!(sleep);
     let mut write_failed = false;
     let mut linger: Option<nkcluster_core::Instant> = None;
+    // The deadline the sleep is armed for.
+    let mut armed: Option<nkcluster_core::Instant> = None;
     // Closed by us in order (not by an error): worth waiting for the peer's close.
     let mut orderly = false;
     // Late answers of handlers. Unbounded, but the core caps the peer's requests in
@@ -208,8 +210,13 @@ pub async fn drive(
         } else {
             conn.poll_timeout()
         };
-        if let Some(d) = deadline {
+        // Re-arm only when the deadline moved: a reset touches the shared timer wheel,
+        // and the usual deadline (the next ping) stays put across many requests.
+        if let Some(d) = deadline
+            && armed != Some(d)
+        {
             sleep.as_mut().reset(clock.to_tokio(d));
+            armed = Some(d);
         }
 
         let wake = poll_fn(|cx| {
