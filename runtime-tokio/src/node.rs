@@ -290,6 +290,8 @@ const FILE_PART: usize = 1024 * 1024;
 const FILE_WINDOW: usize = 2;
 /// The data registry's size limit (keys plus values), bytes.
 const DATA_LIMIT: usize = 64 * 1024 * 1024;
+/// Machine figures younger than this are reused.
+const STATS_MAX_AGE: Duration = Duration::from_secs(1);
 /// How often a node reports its information to its control node.
 const INFO_EVERY: Duration = Duration::from_secs(10);
 /// How long a control node waits for each member's rows.
@@ -610,8 +612,10 @@ struct Inner<N: Net> {
     files: Mutex<HashMap<String, (sha2::Sha256, u64, std::fs::File)>>,
     /// File parts are written in arrival order by one thread (started at first use).
     file_writer: Mutex<Option<std::sync::mpsc::Sender<(FilePart, Responder)>>>,
-    /// Machine figures for `get_info`.
+    /// Machine figures for `get_info`, and the latest sample (taken at most once per
+    /// `STATS_MAX_AGE`: disk enumeration is not cheap).
     sys: Mutex<sysinfo::System>,
+    stats_cache: Mutex<Option<(nkcluster_core::Instant, Stats)>>,
     /// Control side: who gets our events (id -> wants the whole cluster's).
     subscribers: Mutex<HashMap<String, bool>>,
     /// Connection tasks still running (any phase), for an orderly stop.
@@ -766,6 +770,7 @@ impl<N: Net> Node<N> {
             files: Mutex::new(HashMap::new()),
             file_writer: Mutex::new(None),
             sys: Mutex::new(sysinfo::System::new()),
+            stats_cache: Mutex::new(None),
             subscribers: Mutex::new(HashMap::new()),
             running: watch::channel(0).0,
             config,
@@ -1794,7 +1799,14 @@ impl<N: Net> Inner<N> {
 
     /// This node's information, with fresh machine figures.
     fn info(&self) -> NodeInfo {
-        let stats = {
+        let now = self.clock.now();
+        let cached = lock(&self.stats_cache)
+            .as_ref()
+            .filter(|(at, _)| now.saturating_duration_since(*at) < STATS_MAX_AGE)
+            .map(|(_, s)| s.clone());
+        let stats = if let Some(s) = cached {
+            s
+        } else {
             let mut sys = lock(&self.sys);
             sys.refresh_cpu_usage();
             sys.refresh_memory();
@@ -1810,7 +1822,7 @@ impl<N: Net> Inner<N> {
                     )
                 })
                 .collect();
-            Stats {
+            let stats = Stats {
                 cpu_percent: sys.global_cpu_usage(),
                 load_avg: [load.one, load.five, load.fifteen],
                 mem_total: sys.total_memory(),
@@ -1819,7 +1831,9 @@ impl<N: Net> Inner<N> {
                 time_ms: self.clock.wall_now_ns() / 1_000_000,
                 os: sysinfo::System::long_os_version().unwrap_or_default(),
                 uptime_s: sysinfo::System::uptime(),
-            }
+            };
+            *lock(&self.stats_cache) = Some((now, stats.clone()));
+            stats
         };
         NodeInfo {
             id: self.config.node_id.clone(),
@@ -2343,11 +2357,21 @@ impl<N: Net> EventSink for LinkSink<N> {
                 if let Some(n) = self.notify.take() {
                     let _ = n.send(Ok(summary(p, &self.remote, self.dialer)));
                 }
+                let first_control_link = || {
+                    lock(&self.inner.peers)
+                        .values()
+                        .flatten()
+                        .filter(|l| l.summary.role == Role::Control)
+                        .count()
+                        == 1
+                };
                 if p.role == Role::Control
                     && self.inner.membership.is_none()
                     && !self.inner.config.admin
+                    && first_control_link()
                 {
-                    // Tell the (new) proxy where we stand.
+                    // Tell the (new) proxy where we stand (once: extra links to control
+                    // nodes, such as exclusive ones, do not repeat it).
                     let st = lock(&self.inner.status).status();
                     let _ = self.inner.events_out.send(EventMsg {
                         node: me.clone(),
