@@ -433,3 +433,57 @@ pub struct TaskStarted {
     /// The class's immediate reply, encoded.
     pub reply: Option<Bytes>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{AdoptRequest, CallRequest, RouteRequest, SubscribeRequest};
+    use proptest::prelude::*;
+
+    /// Every body a peer can send us is decoded from arbitrary bytes without a panic;
+    /// what decodes re-encodes, and that encoding is a fixed point (decode, encode again:
+    /// the same bytes), never longer than the input.
+    fn decodes_or_refuses<T: serde::de::DeserializeOwned + Serialize>(b: &[u8]) {
+        if let Ok(v) = postcard::from_bytes::<T>(b) {
+            let once = postcard::to_allocvec(&v).expect("re-encode");
+            assert!(once.len() <= b.len(), "{} > {}", once.len(), b.len());
+            let back: T = postcard::from_bytes(&once).expect("decode own encoding");
+            assert_eq!(postcard::to_allocvec(&back).expect("encode"), once);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn peer_bodies_never_panic(b in proptest::collection::vec(any::<u8>(), 0..512)) {
+            decodes_or_refuses::<JobCall>(&b);
+            decodes_or_refuses::<EventMsg>(&b);
+            decodes_or_refuses::<TaskStarted>(&b);
+            decodes_or_refuses::<RouteRequest>(&b);
+            decodes_or_refuses::<CallRequest>(&b);
+            decodes_or_refuses::<AdoptRequest>(&b);
+            decodes_or_refuses::<SubscribeRequest>(&b);
+            decodes_or_refuses::<NodeInfo>(&b);
+        }
+    }
+
+    #[test]
+    fn a_claimed_huge_length_is_refused_without_allocating_it() {
+        // GetTasks(Some(class)) whose class claims 2^62 bytes, then a part claiming 2^62.
+        let mut b = vec![5u8, 1];
+        b.extend([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f]);
+        assert!(postcard::from_bytes::<JobCall>(&b).is_err());
+        let part = FilePart {
+            path: "p".into(),
+            offset: 0,
+            total: 1,
+            data: Bytes::from_static(b"x"),
+            sha256: None,
+        };
+        let mut enc = postcard::to_allocvec(&JobCall::SendFile(part)).expect("enc");
+        // Replace the 1-byte data length with a huge varint.
+        let at = enc.len() - 3;
+        assert_eq!(enc[at], 1);
+        enc.splice(at..=at, [0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(postcard::from_bytes::<JobCall>(&enc).is_err());
+    }
+}
