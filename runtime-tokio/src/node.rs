@@ -286,6 +286,8 @@ pub const CLASS_JOB: &str = "nkcluster.job";
 pub const CLASS_JOB_EVENT: &str = "nkcluster.job_event";
 /// Size of the parts big files travel in.
 const FILE_PART: usize = 1024 * 1024;
+/// Files received at once (each holds an open `.part` file).
+const MAX_TRANSFERS: usize = 64;
 /// File parts in flight at once.
 const FILE_WINDOW: usize = 2;
 /// The data registry's size limit (keys plus values), bytes.
@@ -377,6 +379,13 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
             CLASS_LOCAL_NODES => Answer::Now(encode(&self.inner.node_rows())),
             CLASS_SUBSCRIBE if self.inner.membership.is_some() => {
                 match postcard::from_bytes::<SubscribeRequest>(&body) {
+                    // Only a node linked here can receive the stream.
+                    Ok(req) if !lock(&self.inner.peers).contains_key(&req.subscriber) => {
+                        Answer::Now(Err(RemoteError::new(
+                            "not_connected",
+                            format!("{} is not linked here", req.subscriber),
+                        )))
+                    }
                     Ok(req) => {
                         self.inner.subscribe(req);
                         Answer::Now(Ok(Bytes::new()))
@@ -1750,6 +1759,12 @@ impl<N: Net> Inner<N> {
         let tmp = format!("{}.part", part.path);
         let mut files = lock(&self.files);
         if part.offset == 0 {
+            if files.len() >= MAX_TRANSFERS && !files.contains_key(&part.path) {
+                return Err(RemoteError::new(
+                    "too_many_transfers",
+                    format!("at most {MAX_TRANSFERS} files are received at once"),
+                ));
+            }
             let f = std::fs::File::create(&tmp).map_err(io)?;
             files.insert(part.path.clone(), (sha2::Sha256::new(), 0, f));
         }

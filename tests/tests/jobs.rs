@@ -656,6 +656,40 @@ async fn files_arrive_intact_and_a_bad_checksum_is_refused() {
     };
     let body = bytes::Bytes::from(postcard::to_allocvec(&JobCall::SendFile(part)).expect("enc"));
     assert_eq!(code(ctl.send("w1", CLASS_JOB, body, T).await), "bad_offset");
+    // Transfers that never finish hold open files: at most 64 at once.
+    let start = |i: usize| {
+        let part = FilePart {
+            path: dir.path().join(format!("open-{i}")).display().to_string(),
+            offset: 0,
+            total: 10,
+            data: bytes::Bytes::from_static(b"x"),
+            sha256: None,
+        };
+        bytes::Bytes::from(postcard::to_allocvec(&JobCall::SendFile(part)).expect("enc"))
+    };
+    for i in 0..64 {
+        ctl.send("w1", CLASS_JOB, start(i), T)
+            .await
+            .expect("started");
+    }
+    assert_eq!(
+        code(ctl.send("w1", CLASS_JOB, start(64), T).await),
+        "too_many_transfers"
+    );
+    // A subscription names a node linked to the control node, or is refused.
+    let sub = nkcluster::node::SubscribeRequest {
+        subscriber: "nobody".into(),
+        fanout: true,
+    };
+    let body = bytes::Bytes::from(postcard::to_allocvec(&sub).expect("enc"));
+    assert_eq!(
+        code(
+            c.worker
+                .request("c1", nkcluster::node::CLASS_SUBSCRIBE, body, T)
+                .await
+        ),
+        "not_connected"
+    );
     c.worker.shutdown();
     c.control.shutdown();
 }
