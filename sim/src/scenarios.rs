@@ -367,19 +367,23 @@ pub fn split_with_workers(seed: u64) -> Result<Vec<String>, Failure> {
         l.note("converged: one proxy per worker");
         let (left, right) = ws.split_at(3);
         let (left_c, right_c) = (["c1", "c2"], ["c3"]);
-        for a in left_c
-            .iter()
-            .copied()
-            .chain(left.iter().map(String::as_str))
-        {
-            for b in right_c
+        // Every host of one side against every host of the other.
+        let sides = |f: fn(&str, &str)| {
+            let l = left_c
                 .iter()
                 .copied()
-                .chain(right.iter().map(String::as_str))
-            {
-                turmoil::partition(a, b);
+                .chain(left.iter().map(String::as_str));
+            for a in l {
+                let r = right_c
+                    .iter()
+                    .copied()
+                    .chain(right.iter().map(String::as_str));
+                for b in r {
+                    f(a, b);
+                }
             }
-        }
+        };
+        sides(|a, b| turmoil::partition(a, b));
         l.note("partition c1 c2 w1 w2 w3 | c3 w4 w5 w6");
         l.wait_for(
             "each side to serve its reachable workers",
@@ -403,19 +407,7 @@ pub fn split_with_workers(seed: u64) -> Result<Vec<String>, Failure> {
         l.note("split: every worker served by its side, one proxy each");
         // The split lasts a while (a fault's duration, not a wait for a condition).
         tokio::time::sleep(PARTITION_HOLD).await;
-        for a in left_c
-            .iter()
-            .copied()
-            .chain(left.iter().map(String::as_str))
-        {
-            for b in right_c
-                .iter()
-                .copied()
-                .chain(right.iter().map(String::as_str))
-            {
-                turmoil::repair(a, b);
-            }
-        }
+        sides(|a, b| turmoil::repair(a, b));
         l.note("repair");
         l.wait_for(
             "one proxy per worker at its owner after the heal",
