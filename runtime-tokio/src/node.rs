@@ -438,10 +438,7 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
                         )));
                     }
                 };
-                let node = Node {
-                    inner: self.inner.clone(),
-                    listen_addrs: Arc::new(Vec::new()),
-                };
+                let node = Node::from_inner(self.inner.clone());
                 // Queued now, in arrival order; answered when the reply comes.
                 let timeout = Duration::from_millis(req.timeout_ms);
                 let routed = node.route_enqueue(&req.node, &req.class, req.body, timeout, req.hops);
@@ -505,6 +502,14 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
             _ => Answer::Now(self.inner.handlers.call(class, body)),
         }
     }
+}
+
+/// The error for a node nobody in the cluster holds.
+fn unknown_node(node: &str) -> RequestError {
+    RequestError::Remote(RemoteError::new(
+        "unknown_node",
+        format!("no node {node:?} is connected to the cluster"),
+    ))
 }
 
 /// A routed request after its synchronous half.
@@ -652,6 +657,14 @@ impl<N: Net> Clone for Node<N> {
 }
 
 impl<N: Net> Node<N> {
+    /// A handle for the node's own tasks (they do not need the listen addresses).
+    fn from_inner(inner: Arc<Inner<N>>) -> Self {
+        Node {
+            inner,
+            listen_addrs: Arc::new(Vec::new()),
+        }
+    }
+
     /// Starts a node: binds its listeners, then dials `cluster_addr` in the background.
     pub async fn start(config: NodeConfig, env: Env<N>) -> Result<Node<N>, StartError> {
         Self::start_with(config, env, None).await
@@ -1243,12 +1256,7 @@ impl<N: Net> Node<N> {
         if lock(&inner.peers).contains_key(node) {
             return Routed::Direct(inner.enqueue(node, class, body, timeout));
         }
-        let unknown = || {
-            RequestError::Remote(RemoteError::new(
-                "unknown_node",
-                format!("no node {node:?} is connected to the cluster"),
-            ))
-        };
+        let unknown = || unknown_node(node);
         let via = match &inner.proxies {
             // Not a control node (a worker, an admin client): a control node we are
             // linked to routes it.
@@ -1311,12 +1319,7 @@ impl<N: Net> Node<N> {
                 (r, body, owner)
             }
         };
-        let unknown = || {
-            RequestError::Remote(RemoteError::new(
-                "unknown_node",
-                format!("no node {node:?} is connected to the cluster"),
-            ))
-        };
+        let unknown = || unknown_node(node);
         if !matches!(&r, Err(RequestError::Remote(e)) if e.code == "unknown_node") {
             return r;
         }
@@ -1565,12 +1568,7 @@ impl<N: Net> Inner<N> {
         };
         for s in changes {
             info!(node = %self.config.node_id, status = %s, "node status");
-            let _ = self.events_out.send(EventMsg {
-                node: self.config.node_id.clone(),
-                class: "nkcluster".into(),
-                task: None,
-                event: WireEvent::NodeStatus(s.as_str().into()),
-            });
+            self.node_event(WireEvent::NodeStatus(s.as_str().into()));
             let tasks: Vec<(u64, String)> = lock(&self.status)
                 .tasks(None)
                 .into_iter()
@@ -1861,11 +1859,16 @@ impl<N: Net> Inner<N> {
 
     /// Reports our information to the control node holding our proxy.
     fn send_info(&self) {
+        self.node_event(WireEvent::Info(self.info()));
+    }
+
+    /// Queues a node-level event (class `nkcluster`) of ours for our proxy.
+    fn node_event(&self, event: WireEvent) {
         let _ = self.events_out.send(EventMsg {
             node: self.config.node_id.clone(),
             class: "nkcluster".into(),
             task: None,
-            event: WireEvent::Info(self.info()),
+            event,
         });
     }
 
@@ -2001,21 +2004,10 @@ impl<N: Net> Inner<N> {
 
     /// Queues a request to `peer` without waiting for its reply; false when not linked.
     fn fire(&self, peer: &str, class: &str, body: Bytes) -> bool {
-        let Some(c) = lock(&self.peers)
-            .get(peer)
-            .and_then(|v| v.first())
-            .map(|l| l.commands.clone())
-        else {
-            return false;
-        };
-        let (tx, _rx) = oneshot::channel();
-        let _ = c.try_send(Command::Request {
-            class: class.to_owned(),
-            body,
-            timeout: GATHER_TIMEOUT,
-            reply: tx,
-        });
-        true
+        !matches!(
+            self.enqueue(peer, class, body, GATHER_TIMEOUT),
+            Err(RequestError::NotConnected)
+        )
     }
 
     /// Control side: a worker's last link dropped: every class that has seen it hears
@@ -2388,12 +2380,8 @@ impl<N: Net> EventSink for LinkSink<N> {
                     // Tell the (new) proxy where we stand (once: extra links to control
                     // nodes, such as exclusive ones, do not repeat it).
                     let st = lock(&self.inner.status).status();
-                    let _ = self.inner.events_out.send(EventMsg {
-                        node: me.clone(),
-                        class: "nkcluster".into(),
-                        task: None,
-                        event: WireEvent::NodeStatus(st.as_str().into()),
-                    });
+                    self.inner
+                        .node_event(WireEvent::NodeStatus(st.as_str().into()));
                     self.inner.send_info();
                 }
                 if p.role == Role::Worker
@@ -2761,10 +2749,7 @@ async fn ask_adopt<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) 
     let body = postcard::to_allocvec(&req)
         .map(Bytes::from)
         .unwrap_or_default();
-    let node = Node {
-        inner: inner.clone(),
-        listen_addrs: Arc::new(Vec::new()),
-    };
+    let node = Node::from_inner(inner.clone());
     let r = node.request(&owner, CLASS_ADOPT, body, limit).await;
     let ok = r.is_ok();
     if let Err(e) = r {
@@ -2792,10 +2777,7 @@ async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
         .into_iter()
         .filter(|u| parse_url(u).is_ok_and(|u| u.host != Host::All))
         .collect();
-    let node = Node {
-        inner: inner.clone(),
-        listen_addrs: Arc::new(Vec::new()),
-    };
+    let node = Node::from_inner(inner.clone());
     // Never send a worker to an owner that does not answer (it may have hung without
     // our failure detection noticing yet): the worker stays served here, and the hand-off
     // is retried until the owner answers or the ring moves on.
