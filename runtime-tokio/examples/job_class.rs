@@ -166,7 +166,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start_task::<Counter>("w1", "counter", &Spec { every_ms: 20 }, t)
         .await?;
     println!("task {task} started, immediate reply {reply:?}");
-    tokio::time::sleep(Duration::from_millis(70)).await; // let it tick a few times
+    // Let it tick three times (the events say so).
+    let mut ticks = 0;
+    while ticks < 3 {
+        if let Ok(e) = events.recv().await
+            && e.task == Some(task)
+            && matches!(e.event, WireEvent::User(_))
+        {
+            ticks += 1;
+        }
+    }
     control.set_status("w1", Status::Standby, t).await?;
     let n = control
         .command::<Counter>("w1", "counter", task, &Cmd::Finish, t)
