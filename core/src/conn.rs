@@ -165,7 +165,7 @@ impl ConnError {
     /// Stable snake_case code.
     pub fn code(&self) -> &'static str {
         match self {
-            ConnError::Frame(_) => "frame_too_large",
+            ConnError::Frame(e) => e.code(),
             ConnError::Decode(_) => "malformed_message",
             ConnError::Handshake(e) => e.code(),
             ConnError::IdleTimeout(_) => "idle_timeout",
@@ -201,6 +201,8 @@ pub enum Event {
     },
     /// The peer sent its membership view (control links).
     Gossip(Vec<crate::membership::MemberInfo>),
+    /// A ping's answer came back: the link's latest round trip.
+    RttMeasured(Duration),
     /// The connection is over: `None` when we closed it ourselves. Always the last event.
     Closed(Option<ConnError>),
 }
@@ -228,6 +230,10 @@ enum Phase {
     Established,
     Closed,
 }
+
+/// Maximum frame body before the peer has authenticated: a hello with every field at its
+/// limit fits, and an unauthenticated peer cannot make us buffer more.
+pub const HANDSHAKE_MAX_FRAME: u32 = 64 * 1024;
 
 /// `handle_input`'s buffer is released when empty and larger than this.
 const INBUF_RETAIN: usize = 16 * 1024;
@@ -288,8 +294,10 @@ impl Connection {
             config.handshake.clone(),
             now,
         );
+        let mut decoder = FrameDecoder::new(config.max_frame.min(HANDSHAKE_MAX_FRAME));
+        decoder.set_sniff(true);
         let mut c = Connection {
-            decoder: FrameDecoder::new(config.max_frame),
+            decoder,
             side: params.side,
             phase: Phase::Handshaking(Box::new(hs)),
             peer: None,
@@ -389,12 +397,24 @@ impl Connection {
         if self.is_closed() || self.config.framing != Framing::Stream {
             return;
         }
-        let mut decoder = core::mem::replace(&mut self.decoder, FrameDecoder::new(0));
-        let r = decoder.decode_buf(buf, |body| self.on_frame(now, body));
-        self.decoder = decoder;
-        if let Err(e) = r {
-            buf.clear();
-            self.fail(ConnError::Frame(e), false);
+        loop {
+            // Frames after the one that completes the handshake may use the full maximum:
+            // decoding stops there and resumes with the raised limit.
+            let handshaking = !self.is_established();
+            let mut decoder = core::mem::replace(&mut self.decoder, FrameDecoder::new(0));
+            let r = decoder.decode_buf(buf, |body| {
+                self.on_frame(now, body) && !(handshaking && self.is_established())
+            });
+            self.decoder = decoder;
+            self.sync_decoder();
+            if let Err(e) = r {
+                buf.clear();
+                self.fail(ConnError::Frame(e), false);
+                return;
+            }
+            if !(handshaking && self.is_established()) || buf.is_empty() {
+                return;
+            }
         }
     }
 
@@ -408,7 +428,7 @@ impl Connection {
         if self.is_closed() {
             return;
         }
-        if body.len() > self.config.max_frame as usize {
+        if body.len() > self.decoder.max() as usize {
             self.handle_oversized_frame(now, body.len());
             return;
         }
@@ -423,7 +443,7 @@ impl Connection {
             self.fail(
                 ConnError::Frame(FrameError::TooLarge {
                     announced,
-                    max: self.config.max_frame,
+                    max: self.decoder.max(),
                 }),
                 false,
             );
@@ -705,6 +725,7 @@ impl Connection {
                     let off = (p.wall_ns as i128) - mid;
                     self.stats.clock_offset_ns =
                         Some(off.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
+                    self.events.push_back(Event::RttMeasured(rtt));
                 }
             }
             Message::Request(r) => {
@@ -773,6 +794,7 @@ impl Connection {
             None => {}
             Some(Outcome::Authenticated(peer)) => {
                 self.phase = Phase::Established;
+                self.sync_decoder();
                 self.last_rx = now;
                 self.next_ping = now + self.config.ping_interval;
                 self.peer = Some(peer.clone());
@@ -780,6 +802,15 @@ impl Connection {
             }
             // The handshake already queued its reject for the peer.
             Some(Outcome::Failed(e)) => self.finish(Some(ConnError::Handshake(e))),
+        }
+    }
+
+    /// The frame limit follows the phase: small and sniffing for other protocols until
+    /// the peer has authenticated, the configured maximum after.
+    fn sync_decoder(&mut self) {
+        if self.is_established() {
+            self.decoder.set_max(self.config.max_frame);
+            self.decoder.set_sniff(false);
         }
     }
 
@@ -830,6 +861,7 @@ mod tests {
                 },
                 listen: vec![],
                 meta: String::new(),
+                partitions: 64,
             },
             key: Key::derive(pw, "c", 2),
             nonce: [id.len() as u8; 32],
@@ -1034,6 +1066,10 @@ mod tests {
         d.handle_input(Instant::from_millis(1020), &pong);
         assert_eq!(d.stats().rtt, Some(Duration::from_millis(20)));
         assert_eq!(d.stats().clock_offset_ns, Some(5_000_000_000));
+        assert_eq!(
+            events(&mut d),
+            [Event::RttMeasured(Duration::from_millis(20))]
+        );
         // Keep exchanging pings every second: nobody idles out for 10 s.
         for s in 2..=10 {
             let now = Instant::from_millis(s * 1000);
@@ -1090,7 +1126,7 @@ mod tests {
 
     #[test]
     fn oversized_header_closes_without_buffering() {
-        let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), Instant::ZERO);
+        let (_d, mut l) = linked();
         l.handle_input(Instant::ZERO, &[0xff, 0xff, 0xff, 0xff, 0, 0]);
         assert_eq!(
             events(&mut l),
@@ -1102,6 +1138,69 @@ mod tests {
             )))]
         );
         assert_eq!(l.buffered_input(), 0);
+    }
+
+    #[test]
+    fn before_authentication_a_frame_is_capped_at_the_handshake_maximum() {
+        // An unauthenticated peer announcing 8 MiB is refused on the header: nothing is
+        // buffered for it, whatever the configured maximum.
+        let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), Instant::ZERO);
+        l.handle_input(Instant::ZERO, &(8u32 << 20).to_be_bytes());
+        assert_eq!(
+            events(&mut l),
+            [Event::Closed(Some(ConnError::Frame(
+                FrameError::TooLarge {
+                    announced: 8 << 20,
+                    max: HANDSHAKE_MAX_FRAME
+                }
+            )))]
+        );
+        assert_eq!(l.buffered_input(), 0);
+        // The same over a message transport.
+        let ws = ConnectionConfig {
+            framing: Framing::Messages,
+            ..cfg()
+        };
+        let mut l = Connection::new(ws, params(Side::Listener, "c1", "pw", 0), Instant::ZERO);
+        l.handle_frame(Instant::ZERO, &vec![0u8; HANDSHAKE_MAX_FRAME as usize + 1]);
+        assert!(matches!(
+            &events(&mut l)[..],
+            [Event::Closed(Some(ConnError::Frame(
+                FrameError::TooLarge {
+                    max: HANDSHAKE_MAX_FRAME,
+                    ..
+                }
+            )))]
+        ));
+        // Once authenticated, frames up to the configured maximum pass.
+        let (mut d, mut l) = linked();
+        let big = Bytes::from(vec![7u8; 1 << 20]);
+        d.request(Instant::ZERO, "big", big.clone(), Duration::from_secs(1))
+            .expect("sent");
+        pump(&mut d, &mut l, Instant::ZERO);
+        assert!(matches!(&events(&mut l)[..], [Event::Request { body, .. }] if *body == big));
+    }
+
+    #[test]
+    fn a_tls_answer_to_plain_bytes_says_which_transport_to_use() {
+        // What a TLS server sends back to a plain hello: an alert record.
+        let mut d = Connection::new(cfg(), params(Side::Dialer, "w1", "pw", 0), Instant::ZERO);
+        d.handle_input(Instant::ZERO, &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32]);
+        let evs = events(&mut d);
+        assert_eq!(
+            evs,
+            [Event::Closed(Some(ConnError::Frame(
+                FrameError::ForeignProtocol(crate::frame::ForeignProtocol::Tls)
+            )))]
+        );
+        let Event::Closed(Some(e)) = &evs[0] else {
+            unreachable!()
+        };
+        assert_eq!(e.code(), "transport_mismatch");
+        assert!(
+            e.to_string()
+                .contains("is this a TLS port? try ;transport=tls")
+        );
     }
 
     #[test]

@@ -32,12 +32,66 @@ pub enum FrameError {
         /// Configured maximum.
         max: u32,
     },
+    /// Before authentication, the first bytes are another protocol's: a TLS record or an
+    /// HTTP request, that is, a peer dialing with the wrong transport.
+    #[error("transport_mismatch: {}", .0.hint())]
+    ForeignProtocol(ForeignProtocol),
+}
+
+impl FrameError {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FrameError::TooLarge { .. } => "frame_too_large",
+            FrameError::ForeignProtocol(_) => "transport_mismatch",
+        }
+    }
+}
+
+/// Another protocol recognised in a would-be frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForeignProtocol {
+    /// A TLS record (handshake, alert...).
+    Tls,
+    /// An HTTP request or response (a WebSocket upgrade).
+    Http,
+}
+
+impl ForeignProtocol {
+    /// What to tell the user.
+    pub fn hint(self) -> &'static str {
+        match self {
+            ForeignProtocol::Tls => {
+                "the peer speaks TLS, not plain nkcluster frames: is this a TLS port? \
+                 try ;transport=tls (or wss)"
+            }
+            ForeignProtocol::Http => {
+                "the peer speaks HTTP, not plain nkcluster frames: is this a WebSocket port? \
+                 try ;transport=ws (or wss)"
+            }
+        }
+    }
+
+    /// Recognises the first four bytes of a stream.
+    pub fn sniff(header: [u8; 4]) -> Option<ForeignProtocol> {
+        match header {
+            // Record type (change_cipher_spec, alert, handshake, application_data), then
+            // protocol version 3.x.
+            [0x14..=0x17, 0x03, 0x00..=0x04, _] => Some(ForeignProtocol::Tls),
+            [b'G', b'E', b'T', b' '] | [b'H', b'T', b'T', b'P'] | [b'P', b'O', b'S', b'T'] => {
+                Some(ForeignProtocol::Http)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Incremental decoder for a stream of length-prefixed frames.
 #[derive(Debug)]
 pub struct FrameDecoder {
     max: u32,
+    /// Recognise another protocol's first bytes (before authentication).
+    sniff: bool,
     /// Bytes of an incomplete frame (header and/or part of a body).
     partial: BytesMut,
     poisoned: Option<FrameError>,
@@ -48,6 +102,7 @@ impl FrameDecoder {
     pub fn new(max: u32) -> Self {
         FrameDecoder {
             max,
+            sniff: false,
             partial: BytesMut::new(),
             poisoned: None,
         }
@@ -56,6 +111,18 @@ impl FrameDecoder {
     /// The configured maximum body size.
     pub fn max(&self) -> u32 {
         self.max
+    }
+
+    /// Changes the maximum for the frames still to come (a connection raises it once the
+    /// peer has authenticated).
+    pub fn set_max(&mut self, max: u32) {
+        self.max = max;
+    }
+
+    /// While on, an oversized header that is really a TLS record or an HTTP request is
+    /// reported as [`FrameError::ForeignProtocol`] (a peer using the wrong transport).
+    pub fn set_sniff(&mut self, on: bool) {
+        self.sniff = on;
     }
 
     /// Bytes currently held for an incomplete frame.
@@ -172,9 +239,16 @@ impl FrameDecoder {
 
     fn check_len(&mut self, announced: u32) -> Result<(), FrameError> {
         if announced > self.max {
-            let e = FrameError::TooLarge {
-                announced,
-                max: self.max,
+            let foreign = self
+                .sniff
+                .then(|| ForeignProtocol::sniff(announced.to_be_bytes()))
+                .flatten();
+            let e = match foreign {
+                Some(p) => FrameError::ForeignProtocol(p),
+                None => FrameError::TooLarge {
+                    announced,
+                    max: self.max,
+                },
             };
             self.poisoned = Some(e.clone());
             self.partial = BytesMut::new();
@@ -219,6 +293,54 @@ mod tests {
             encode_frame(f, &mut out);
         }
         out.to_vec()
+    }
+
+    #[test]
+    fn tls_and_http_bytes_are_named_while_sniffing() {
+        // A TLS alert (what a TLS server answers to plain bytes) and a ClientHello.
+        for (bytes, want) in [
+            (&[0x15u8, 0x03, 0x03, 0x00, 0x02][..], ForeignProtocol::Tls),
+            (&[0x16, 0x03, 0x01, 0x02, 0x00][..], ForeignProtocol::Tls),
+            (b"GET / HTTP/1.1\r\n", ForeignProtocol::Http),
+            (b"HTTP/1.1 400 Bad Request\r\n", ForeignProtocol::Http),
+        ] {
+            let mut dec = FrameDecoder::new(64 * 1024);
+            dec.set_sniff(true);
+            assert_eq!(
+                collect(&mut dec, bytes),
+                Err(FrameError::ForeignProtocol(want))
+            );
+            assert_eq!(
+                FrameError::ForeignProtocol(want).code(),
+                "transport_mismatch"
+            );
+            // Without sniffing it is just too large.
+            let mut dec = FrameDecoder::new(64 * 1024);
+            assert!(matches!(
+                collect(&mut dec, bytes),
+                Err(FrameError::TooLarge { .. })
+            ));
+        }
+        // A length within the maximum is a frame, whatever its bytes.
+        let mut dec = FrameDecoder::new(u32::MAX);
+        dec.set_sniff(true);
+        assert_eq!(collect(&mut dec, &[0x16, 0x03, 0x01]), Ok(vec![]));
+        let msg = FrameError::ForeignProtocol(ForeignProtocol::Tls).to_string();
+        assert!(msg.contains("try ;transport=tls"), "{msg}");
+    }
+
+    #[test]
+    fn the_maximum_can_be_raised_between_frames() {
+        let mut dec = FrameDecoder::new(4);
+        assert_eq!(
+            collect(&mut dec, &encode_all(&[b"abcd".to_vec()])),
+            Ok(vec![b"abcd".to_vec()])
+        );
+        dec.set_max(8);
+        assert_eq!(
+            collect(&mut dec, &encode_all(&[b"abcdefgh".to_vec()])),
+            Ok(vec![b"abcdefgh".to_vec()])
+        );
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct Identity {
     pub listen: Vec<String>,
     /// Canonical metadata.
     pub meta: String,
+    /// Ring partitions (control nodes; every control node of a cluster must agree).
+    pub partitions: u32,
 }
 
 /// What an authenticated peer told us about itself.
@@ -142,6 +144,17 @@ pub enum HandshakeError {
         /// The peer's cluster.
         theirs: String,
     },
+    /// Two control nodes with different ring partition counts: they cannot agree on
+    /// ownership, so they refuse to link.
+    #[error(
+        "partition_mismatch: we have {ours} ring partitions, the peer {theirs}; every control node of a cluster needs the same `partitions`"
+    )]
+    PartitionMismatch {
+        /// Our partition count.
+        ours: u32,
+        /// The peer's.
+        theirs: u32,
+    },
     /// The peer's proof did not verify: different password, or a man in the middle.
     #[error("auth_failed: the peer's proof did not verify (wrong password or a man in the middle)")]
     AuthFailed,
@@ -180,6 +193,7 @@ impl HandshakeError {
     pub fn code(&self) -> &'static str {
         match self {
             HandshakeError::ClusterMismatch { .. } => "cluster_mismatch",
+            HandshakeError::PartitionMismatch { .. } => "partition_mismatch",
             HandshakeError::AuthFailed => "auth_failed",
             HandshakeError::UnsupportedVersion { .. } => "unsupported_version",
             HandshakeError::Rejected { reason, .. } => reason.code(),
@@ -222,6 +236,8 @@ pub struct Handshake {
     side: Side,
     key: Key,
     cluster: String,
+    role: Role,
+    partitions: u32,
     config: HandshakeConfig,
     our_hello: Bytes,
     channel_binding: Vec<u8>,
@@ -255,12 +271,15 @@ impl Handshake {
             listen: identity.listen.clone(),
             meta: identity.meta.clone(),
             nonce,
+            partitions: identity.partitions,
         })
         .encode_body();
         let mut hs = Handshake {
             side,
             key,
             cluster: identity.cluster.clone(),
+            role: identity.role,
+            partitions: identity.partitions,
             deadline: now + config.timeout,
             config,
             our_hello: hello.clone(),
@@ -303,10 +322,8 @@ impl Handshake {
         let state = core::mem::replace(&mut self.state, State::Failed);
         self.state = match (state, msg) {
             (_, Message::Reject(r)) => {
-                self.fail_silently(HandshakeError::Rejected {
-                    reason: r.reason,
-                    detail: r.detail,
-                });
+                let error = self.rejected(r);
+                self.fail_silently(error);
                 State::Failed
             }
             (State::AwaitHello, Message::Hello(h)) => self.on_hello(body, h),
@@ -356,12 +373,26 @@ impl Handshake {
             return State::Failed;
         }
         if h.cluster != self.cluster {
-            self.fail(
+            let ours = Some(self.cluster.clone());
+            self.fail_with(
                 RejectReason::ClusterMismatch,
                 HandshakeError::ClusterMismatch {
                     ours: self.cluster.clone(),
                     theirs: h.cluster,
                 },
+                ours,
+            );
+            return State::Failed;
+        }
+        if self.role == Role::Control && h.role == Role::Control && h.partitions != self.partitions
+        {
+            self.fail_with(
+                RejectReason::PartitionMismatch,
+                HandshakeError::PartitionMismatch {
+                    ours: self.partitions,
+                    theirs: h.partitions,
+                },
+                Some(self.partitions.to_string()),
             );
             return State::Failed;
         }
@@ -422,10 +453,46 @@ impl Handshake {
 
     /// Sends a reject to the peer and reports the failure.
     fn fail(&mut self, reason: RejectReason, error: HandshakeError) {
+        self.fail_with(reason, error, None);
+    }
+
+    /// [`fail`](Self::fail), telling the peer our own value of the setting that differs.
+    fn fail_with(&mut self, reason: RejectReason, error: HandshakeError, ours: Option<String>) {
         let detail = error.to_string();
-        self.transmit
-            .push_back(Message::Reject(Reject { reason, detail }).encode_body());
+        self.transmit.push_back(
+            Message::Reject(Reject {
+                reason,
+                detail,
+                theirs: ours,
+            })
+            .encode_body(),
+        );
         self.outcome = Some(Outcome::Failed(error));
+    }
+
+    /// The error for the peer's refusal, from our point of view: a setting that differs
+    /// names our value and the peer's (the peer's own detail text speaks for the peer).
+    fn rejected(&self, r: Reject) -> HandshakeError {
+        match (r.reason, r.theirs) {
+            (RejectReason::ClusterMismatch, Some(theirs)) => HandshakeError::ClusterMismatch {
+                ours: self.cluster.clone(),
+                theirs: prefix_at_char_boundary(&theirs, MAX_NAME_LEN).to_owned(),
+            },
+            (RejectReason::PartitionMismatch, Some(theirs)) => match theirs.parse() {
+                Ok(theirs) => HandshakeError::PartitionMismatch {
+                    ours: self.partitions,
+                    theirs,
+                },
+                Err(_) => HandshakeError::Rejected {
+                    reason: r.reason,
+                    detail: r.detail,
+                },
+            },
+            (reason, _) => HandshakeError::Rejected {
+                reason,
+                detail: r.detail,
+            },
+        }
     }
 
     fn fail_silently(&mut self, error: HandshakeError) {
@@ -514,6 +581,7 @@ mod tests {
             role,
             listen: vec!["nkcluster://127.0.0.1:1972;transport=tcp".into()],
             meta: "core;group=g1".into(),
+            partitions: 64,
         }
     }
 
@@ -631,13 +699,83 @@ mod tests {
                 theirs: "a".into()
             }))
         );
-        assert!(matches!(
-            d.poll_outcome(),
-            Some(Outcome::Failed(HandshakeError::Rejected {
-                reason: RejectReason::ClusterMismatch,
-                ..
+        // The dialer names its own cluster as ours, the listener's as the peer's.
+        let dialer = d.poll_outcome();
+        assert_eq!(
+            dialer,
+            Some(Outcome::Failed(HandshakeError::ClusterMismatch {
+                ours: "a".into(),
+                theirs: "b".into()
             }))
-        ));
+        );
+        let Some(Outcome::Failed(e)) = dialer else {
+            unreachable!()
+        };
+        assert_eq!(
+            e.to_string(),
+            "cluster_mismatch: we are in cluster \"a\", the peer in \"b\""
+        );
+    }
+
+    fn control_pair(partitions_d: u32, partitions_l: u32, role_d: Role) -> (Handshake, Handshake) {
+        let id = |id: &str, role: Role, partitions: u32| Identity {
+            partitions,
+            ..ident(id, "c", role)
+        };
+        let hs = |side, ident: &Identity, nonce| {
+            Handshake::new(
+                side,
+                ident,
+                Key::derive("pw", "c", 2),
+                nonce,
+                b"",
+                HandshakeConfig::default(),
+                Instant::ZERO,
+            )
+        };
+        (
+            hs(Side::Dialer, &id("c2", role_d, partitions_d), [1; 32]),
+            hs(
+                Side::Listener,
+                &id("c1", Role::Control, partitions_l),
+                [2; 32],
+            ),
+        )
+    }
+
+    #[test]
+    fn control_nodes_with_different_partitions_refuse_each_other_naming_both_values() {
+        let (mut d, mut l) = control_pair(128, 64, Role::Control);
+        let log = run(&mut d, &mut l, Instant::ZERO);
+        assert_eq!(log, ["d>hello", "l>reject"]);
+        assert_eq!(
+            l.poll_outcome(),
+            Some(Outcome::Failed(HandshakeError::PartitionMismatch {
+                ours: 64,
+                theirs: 128
+            }))
+        );
+        assert_eq!(
+            d.poll_outcome(),
+            Some(Outcome::Failed(HandshakeError::PartitionMismatch {
+                ours: 128,
+                theirs: 64
+            }))
+        );
+    }
+
+    #[test]
+    fn partitions_only_matter_between_control_nodes() {
+        // A worker announces whatever it likes (0): the control node accepts it.
+        let (mut d, mut l) = control_pair(0, 64, Role::Worker);
+        let log = run(&mut d, &mut l, Instant::ZERO);
+        assert_eq!(log, ["d>hello", "l>hello", "d>proof", "l>proof"]);
+        assert!(matches!(d.poll_outcome(), Some(Outcome::Authenticated(_))));
+        assert!(matches!(l.poll_outcome(), Some(Outcome::Authenticated(_))));
+        // Equal counts link.
+        let (mut d, mut l) = control_pair(64, 64, Role::Control);
+        run(&mut d, &mut l, Instant::ZERO);
+        assert!(matches!(d.poll_outcome(), Some(Outcome::Authenticated(_))));
     }
 
     #[test]
@@ -771,6 +909,7 @@ mod tests {
             listen: vec![],
             meta: String::new(),
             nonce: [0; 32],
+            partitions: 0,
         });
         l.handle_message(Instant::ZERO, &m.encode_body(), m);
         assert!(matches!(
@@ -793,6 +932,7 @@ mod tests {
             listen: vec![],
             meta: String::new(),
             nonce: [0; 32],
+            partitions: 0,
         });
         l.handle_message(Instant::ZERO, &m.encode_body(), m);
         assert!(matches!(

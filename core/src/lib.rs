@@ -8,6 +8,7 @@
 //!
 //! Modules:
 //! - [`time`]: the monotonic [`Instant`](time::Instant) the machines reason with.
+//! - [`files`]: where received files may land (below `files_dir`).
 //! - [`frame`]: the length-prefixed frame codec (maximum checked before any allocation).
 //! - [`message`]: the versioned protocol [`Message`](message::Message) enum (postcard).
 //! - [`url`]: `nkcluster://` URL lists; [`meta`]: node metadata tokens.
@@ -16,6 +17,7 @@
 //! - [`proxy`]: which workers a control node serves, and hand-offs to their owner.
 //! - [`status`]: a node's status (the original's seven states) and its running tasks.
 //! - [`auth`]: password key derivation and transcript proofs.
+//! - [`admission`]: limits on connections that have not authenticated yet.
 //! - [`backoff`]: reconnection delays with jitter and an attempt budget.
 //! - [`handshake`]: the mutual authentication state machine.
 //! - [`conn`]: one connection end to end: framing, handshake, then the link
@@ -25,9 +27,11 @@
 //! `poll_transmit`, `poll_event` until they return `None`, then arm a timer for
 //! `poll_timeout` and call `handle_timeout` when it fires.
 
+pub mod admission;
 pub mod auth;
 pub mod backoff;
 pub mod conn;
+pub mod files;
 pub mod frame;
 pub mod handshake;
 pub mod membership;

@@ -60,6 +60,9 @@ pub struct Hello {
     pub meta: String,
     /// Fresh random nonce.
     pub nonce: [u8; 32],
+    /// Ring partitions of a control node (every control node of a cluster must agree);
+    /// 0 for other roles.
+    pub partitions: u32,
 }
 
 /// HMAC proof over the handshake transcript.
@@ -84,6 +87,8 @@ pub enum RejectReason {
     Timeout,
     /// The receiver refuses new connections for now.
     Busy,
+    /// Two control nodes with different ring partition counts.
+    PartitionMismatch,
 }
 
 impl RejectReason {
@@ -96,6 +101,7 @@ impl RejectReason {
             RejectReason::Protocol => "protocol_error",
             RejectReason::Timeout => "handshake_timeout",
             RejectReason::Busy => "busy",
+            RejectReason::PartitionMismatch => "partition_mismatch",
         }
     }
 }
@@ -107,6 +113,9 @@ pub struct Reject {
     pub reason: RejectReason,
     /// Human-readable detail.
     pub detail: String,
+    /// The refusing side's own value of the setting that differs (its cluster name, its
+    /// partition count), so the refused side can say which value is whose.
+    pub theirs: Option<String>,
 }
 
 /// Liveness probe.
@@ -152,18 +161,43 @@ pub struct RemoteError {
 }
 
 impl RemoteError {
-    /// Builds an error from a code and a message.
+    /// Builds an error from a code and a message. A message that already starts with
+    /// the code (a typed error's own text, `code: detail`) is not prefixed twice.
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        RemoteError {
-            code: code.into(),
-            message: message.into(),
+        let code = code.into();
+        let mut message = message.into();
+        if let Some(rest) = message
+            .strip_prefix(code.as_str())
+            .and_then(|r| r.strip_prefix(": "))
+        {
+            message = rest.to_owned();
         }
+        RemoteError { code, message }
     }
 }
 
 impl core::fmt::Display for RemoteError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.message.is_empty() {
+            return f.write_str(&self.code);
+        }
         write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+#[cfg(test)]
+mod remote_error_tests {
+    use super::RemoteError;
+
+    #[test]
+    fn the_code_is_printed_once() {
+        let e = RemoteError::new("invalid_status", "invalid_status: no status \"x\"");
+        assert_eq!(e.message, "no status \"x\"");
+        assert_eq!(e.to_string(), "invalid_status: no status \"x\"");
+        let e = RemoteError::new("timeout", "");
+        assert_eq!(e.to_string(), "timeout");
+        // Only a leading `code: ` is dropped.
+        assert_eq!(RemoteError::new("a", "b: a: c").to_string(), "a: b: a: c");
     }
 }
 
@@ -405,19 +439,22 @@ mod tests {
                 any::<bool>(),
                 proptest::collection::vec(s, 0..3),
                 s,
-                any::<[u8; 32]>()
+                (any::<[u8; 32]>(), any::<u32>())
             )
-                .prop_map(|(a, b, c, n, i, r, l, m, nonce)| Message::Hello(Hello {
-                    version_min: a,
-                    version_max: b,
-                    cluster: c,
-                    node_id: n,
-                    instance: i,
-                    role: if r { Role::Control } else { Role::Worker },
-                    listen: l,
-                    meta: m,
-                    nonce,
-                })),
+                .prop_map(|(a, b, c, n, i, r, l, m, (nonce, partitions))| {
+                    Message::Hello(Hello {
+                        version_min: a,
+                        version_max: b,
+                        cluster: c,
+                        node_id: n,
+                        instance: i,
+                        role: if r { Role::Control } else { Role::Worker },
+                        listen: l,
+                        meta: m,
+                        nonce,
+                        partitions,
+                    })
+                }),
             any::<[u8; 32]>().prop_map(|mac| Message::Proof(Proof { mac })),
             (any::<u64>(), any::<u64>())
                 .prop_map(|(seq, wall_ns)| Message::Ping(Ping { seq, wall_ns })),

@@ -29,18 +29,21 @@ const MAX_NAME_LEN: usize = 253;
 /// Longest accepted DNS label, in bytes.
 const MAX_LABEL_LEN: usize = 63;
 
+/// The syntax of a cluster URL, as error messages show it.
+pub const URL_SYNTAX: &str = "nkcluster://host[:port][;transport=tcp|tls|ws|wss][;password=P][;tls_verify=true|false][;tls_depth=N], comma separated";
+
 /// Error from parsing a cluster URL or URL list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
     /// The URL has a well-formed scheme other than `nkcluster` (the scheme seen).
-    #[error("invalid_scheme: {0}")]
+    #[error("invalid_scheme: {0} (expected {URL_SYNTAX})")]
     InvalidScheme(String),
     /// The `transport` parameter is not one of tcp, tls, ws, wss (the value seen).
-    #[error("invalid_transport: {0}")]
+    #[error("invalid_transport: {0} (expected tcp, tls, ws or wss)")]
     InvalidTransport(String),
     /// Some part of the URL is malformed; carries a short name of that part
     /// (`"host"`, `"port"`, `"path"`, `"scheme"`, `"url"`, `"parameter"` or a parameter key).
-    #[error("syntax_error: {0}")]
+    #[error("syntax_error: {0} (expected {URL_SYNTAX})")]
     SyntaxError(String),
 }
 
@@ -273,6 +276,20 @@ pub fn parse_url_list(s: &str) -> Result<Vec<ClusterUrl>, UrlError> {
     s.split(',').map(parse_url).collect()
 }
 
+/// `urls` with the host `all` (every interface) replaced by `ip`, the address the node
+/// was reached at, so that others can dial it; URLs that do not parse are dropped.
+pub fn reachable_at(urls: &[String], ip: Option<IpAddr>) -> Vec<String> {
+    urls.iter()
+        .filter_map(|u| parse_url(u).ok())
+        .filter_map(|mut u| {
+            if u.host == Host::All {
+                u.host = Host::Ip(ip?);
+            }
+            Some(u.to_string())
+        })
+        .collect()
+}
+
 /// Prints URLs in canonical form, separated by `", "`.
 pub fn format_url_list(urls: &[ClusterUrl]) -> String {
     let mut out = String::new();
@@ -485,6 +502,33 @@ fn parse_param(
 }
 
 #[cfg(test)]
+mod reachable_tests {
+    use super::*;
+
+    #[test]
+    fn all_becomes_the_address_the_node_was_reached_at() {
+        let urls = [
+            "nkcluster://all:1973;transport=tls".to_owned(),
+            "nkcluster://10.0.0.5:1972".to_owned(),
+            "not a url".to_owned(),
+        ];
+        let ip = "192.168.1.7".parse().ok();
+        assert_eq!(
+            reachable_at(&urls, ip),
+            [
+                "nkcluster://192.168.1.7:1973;transport=tls",
+                "nkcluster://10.0.0.5:1972;transport=tcp"
+            ]
+        );
+        // Without an address, `all` cannot be dialed: it is dropped.
+        assert_eq!(
+            reachable_at(&urls, None),
+            ["nkcluster://10.0.0.5:1972;transport=tcp"]
+        );
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -517,7 +561,10 @@ mod tests {
             parse_url("http://127.0.0.1"),
             Err(UrlError::InvalidScheme("http".into()))
         );
-        assert_eq!(err_code("http://127.0.0.1").1, "invalid_scheme: http");
+        assert_eq!(
+            err_code("http://127.0.0.1").1,
+            format!("invalid_scheme: http (expected {URL_SYNTAX})")
+        );
         assert_eq!(
             parse_url("nkcluster://a, http://b"),
             Err(UrlError::SyntaxError("host".into()))
@@ -544,7 +591,10 @@ mod tests {
         );
         assert_eq!(
             err_code("nkcluster://127.0.0.1;transport=udp"),
-            ("invalid_transport", "invalid_transport: udp".into())
+            (
+                "invalid_transport",
+                "invalid_transport: udp (expected tcp, tls, ws or wss)".into()
+            )
         );
         assert_eq!("WSS".parse::<Transport>(), Ok(Transport::Wss));
         assert!("".parse::<Transport>().is_err());
@@ -591,7 +641,10 @@ mod tests {
         }
         assert_eq!(
             err_code("nkcluster://127.0.0.1;tls_verify=hi"),
-            ("syntax_error", "syntax_error: tls_verify".into())
+            (
+                "syntax_error",
+                format!("syntax_error: tls_verify (expected {URL_SYNTAX})")
+            )
         );
         assert_eq!(parse_url(""), Err(UrlError::SyntaxError("url".into())));
     }

@@ -79,6 +79,7 @@ fn hello(node_id: &str) -> Message {
         listen: vec!["nkcluster://10.0.0.2:1972;transport=tcp".into()],
         meta: "core;group=g1;master".into(),
         nonce: [3; 32],
+        partitions: 0,
     })
 }
 
@@ -91,6 +92,7 @@ fn sample_messages() -> Vec<(&'static str, Message)> {
             Message::Reject(Reject {
                 reason: RejectReason::AuthFailed,
                 detail: "auth_failed".into(),
+                theirs: None,
             }),
         ),
         (
@@ -384,6 +386,7 @@ fn main() {
     let reject = framed(&Message::Reject(Reject {
         reason: RejectReason::Busy,
         detail: "busy".into(),
+        theirs: None,
     }));
     o.put(
         "dialer-rejected",

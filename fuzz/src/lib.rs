@@ -299,6 +299,7 @@ pub fn identity(side: Side, node_id: &str) -> Identity {
         },
         listen: vec!["nkcluster://127.0.0.1:1972;transport=tcp".into()],
         meta: "core;group=g1".into(),
+        partitions: 64,
     }
 }
 

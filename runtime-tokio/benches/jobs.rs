@@ -118,6 +118,7 @@ fn main() {
         let control = Node::start(c, env()).await.expect("control");
         let port = control.listen_addrs()[0].1.port();
         let mut w = NodeConfig::new("w1");
+        w.files_dir = std::env::temp_dir();
         w.control = false;
         w.listen = Vec::new();
         w.cluster_addr =

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use nkcluster_core::ConnectionConfig;
+use nkcluster_core::admission::AdmissionConfig;
 use nkcluster_core::auth::KEY_ITERATIONS;
 use nkcluster_core::backoff::BackoffConfig;
 use nkcluster_core::meta::Meta;
@@ -49,6 +50,10 @@ pub struct NodeConfig {
     pub tls: TlsOptions,
     /// Ring partitions (a power of two; every control node must agree).
     pub partitions: u32,
+    /// Limits on accepted connections that have not authenticated yet.
+    pub admission: AdmissionConfig,
+    /// Received files land only below this directory (absolute).
+    pub files_dir: std::path::PathBuf,
 }
 
 impl NodeConfig {
@@ -68,8 +73,17 @@ impl NodeConfig {
             key_iterations: KEY_ITERATIONS,
             tls: TlsOptions::default(),
             partitions: nkcluster_core::ring::PARTITIONS_DEFAULT,
+            admission: AdmissionConfig::default(),
+            files_dir: default_files_dir(),
         }
     }
+}
+
+/// `files` under the working directory.
+fn default_files_dir() -> std::path::PathBuf {
+    std::env::current_dir()
+        .unwrap_or_else(|_| std::path::PathBuf::from("/"))
+        .join("files")
 }
 
 /// A configuration problem, named by its option.
@@ -115,7 +129,8 @@ pub struct RawOptions {
     pub listen: Option<String>,
     /// `cluster_addr`
     pub cluster_addr: Option<String>,
-    /// `control`
+    /// `control` (the original's `is_control` is accepted too)
+    #[serde(alias = "is_control")]
     pub control: Option<bool>,
     /// `meta`
     pub meta: Option<String>,
@@ -141,6 +156,13 @@ pub struct RawOptions {
     pub tls_depth: Option<u8>,
     /// `partitions`: ring partitions, a power of two (default 64).
     pub partitions: Option<u32>,
+    /// `max_handshakes`: accepted connections that may be authenticating at once.
+    pub max_handshakes: Option<usize>,
+    /// `max_handshakes_per_source`: the same, from one source address.
+    pub max_handshakes_per_source: Option<usize>,
+    /// `files_dir`: where received files land (default `files` under the working
+    /// directory).
+    pub files_dir: Option<String>,
 }
 
 impl RawOptions {
@@ -179,7 +201,10 @@ impl RawOptions {
             tls_password,
             tls_verify,
             tls_depth,
-            partitions
+            partitions,
+            max_handshakes,
+            max_handshakes_per_source,
+            files_dir
         );
         self
     }
@@ -217,6 +242,30 @@ impl RawOptions {
                 ));
             }
             c.partitions = p;
+        }
+        if let Some(n) = self.max_handshakes {
+            c.admission.max_total = n.max(1);
+        }
+        if let Some(n) = self.max_handshakes_per_source {
+            c.admission.max_per_source = n.max(1);
+        }
+        if let Some(d) = self.files_dir {
+            let d = std::path::PathBuf::from(d);
+            if d.as_os_str().is_empty() {
+                return Err(invalid("files_dir", "must not be empty".into()));
+            }
+            let d = if d.is_absolute() {
+                d
+            } else {
+                std::env::current_dir()
+                    .unwrap_or_else(|_| std::path::PathBuf::from("/"))
+                    .join(d)
+            };
+            // Without `.` components, so that paths inside it compare equal.
+            c.files_dir = d
+                .components()
+                .filter(|p| *p != std::path::Component::CurDir)
+                .collect();
         }
         c.backoff.max_attempts = self.connect_attempts;
         if let Some(ms) = self.ping_interval_ms {
@@ -306,7 +355,12 @@ mod tests {
         }
         .build("n")
         .expect_err("invalid");
-        assert_eq!(e.to_string(), "invalid listen: invalid_scheme: http");
+        assert!(
+            e.to_string().starts_with(
+                "invalid listen: invalid_scheme: http (expected nkcluster://host[:port]"
+            ),
+            "{e}"
+        );
         let e = toml::from_str::<RawOptions>("pasword = \"x\"").expect_err("unknown key");
         assert!(e.to_string().contains("pasword"), "{e}");
     }

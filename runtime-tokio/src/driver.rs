@@ -62,8 +62,8 @@ pub enum Command {
 /// task; others return [`Answer::Later`] and answer through the [`Responder`] from a task
 /// of their own, so a slow request never holds up the link.
 pub trait RequestHandler: Send + Sync + 'static {
-    /// Handles one request of `class`.
-    fn handle(&self, class: &str, body: Bytes, responder: Responder) -> Answer;
+    /// Handles one request of `class` from the authenticated peer `peer` (its node id).
+    fn handle(&self, peer: &str, class: &str, body: Bytes, responder: Responder) -> Answer;
 }
 
 /// A handler's answer.
@@ -166,7 +166,8 @@ pub async fn drive(
                         id,
                         tx: Some(late_tx.clone()),
                     };
-                    if let Answer::Now(r) = handler.handle(&class, body, responder) {
+                    let peer = conn.peer().map_or("", |p| p.node_id.as_str());
+                    if let Answer::Now(r) = handler.handle(peer, &class, body, responder) {
                         conn.reply(id, r);
                     }
                 }
@@ -254,7 +255,7 @@ pub async fn drive(
             // 2. Read.
             match io.poll_read(cx, &mut rbuf) {
                 Poll::Ready(Ok(inc)) => return Poll::Ready(Wake::Read(inc)),
-                Poll::Ready(Err(e)) => return Poll::Ready(Wake::ReadError(e.to_string())),
+                Poll::Ready(Err(e)) => return Poll::Ready(Wake::ReadError(read_error_text(&e))),
                 Poll::Pending => {}
             }
             // 3. Late answers, then commands: once authenticated, and unless the
@@ -368,6 +369,16 @@ pub async fn drive(
             }),
         )
         .await;
+    }
+}
+
+/// A read error for logs: a TLS peer that closed without `close_notify` simply closed
+/// (rustls words it as an error with a documentation link).
+fn read_error_text(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        "eof (no TLS close_notify)".to_owned()
+    } else {
+        e.to_string()
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use nkcluster_core::ConnError;
+use nkcluster_core::admission::{Admission, Refusal};
 use nkcluster_core::auth::Key;
 use nkcluster_core::backoff::Backoff;
 use nkcluster_core::conn::{Connection, ConnectionParams, Event, RequestError};
@@ -23,7 +24,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::clock::Clock;
 use crate::config::NodeConfig;
@@ -280,6 +281,13 @@ pub const CLASS_EVENT_STREAM: &str = "nkcluster.event_stream";
 /// To a control node: "send this request to that node", wherever its proxy lives (routed
 /// over the mesh to the owner when needed). Body: a [`RouteRequest`] (postcard).
 pub const CLASS_ROUTE: &str = "nkcluster.route";
+/// To a control node: the job events it heard last, oldest first, as `(wall ms, event)`
+/// pairs (postcard). An empty body gathers every control member's too; `local` asks for
+/// the answering node's only.
+pub const CLASS_RECENT_EVENTS: &str = "nkcluster.recent_events";
+/// Job events a control node keeps for [`CLASS_RECENT_EVENTS`] (periodic info reports
+/// are not kept).
+const RECENT_EVENTS: usize = 200;
 /// Any node: a job operation (a [`JobCall`], postcard).
 pub const CLASS_JOB: &str = "nkcluster.job";
 /// Worker to its control node: an event ([`EventMsg`], postcard).
@@ -342,6 +350,15 @@ pub struct AdoptRequest {
     pub urls: Vec<String>,
 }
 
+/// The node table of the whole cluster, as one control node gathered it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct NodesReport {
+    /// One row per node, sorted by id.
+    pub rows: Vec<NodeRow>,
+    /// Control members that did not answer in time: the nodes they serve may be missing.
+    pub incomplete: Vec<String>,
+}
+
 /// One row of the node table, as control nodes answer admin requests.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeRow {
@@ -373,7 +390,7 @@ struct NodeHandler<N: Net> {
 }
 
 impl<N: Net> RequestHandler for NodeHandler<N> {
-    fn handle(&self, class: &str, body: Bytes, responder: Responder) -> Answer {
+    fn handle(&self, peer: &str, class: &str, body: Bytes, responder: Responder) -> Answer {
         match class {
             // This node's own links only (what other control nodes gather).
             CLASS_LOCAL_NODES => Answer::Now(encode(&self.inner.node_rows())),
@@ -410,15 +427,18 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
                 // A class's request and command callbacks may take a while: they run on
                 // the blocking pool, so the link (pings, other requests) never waits.
                 Ok(JobCall::SendFile(part)) => {
-                    self.inner.write_file_part(part, responder);
+                    self.inner.write_file_part(peer, part, responder);
                     Answer::Later
                 }
                 Ok(call @ (JobCall::Request { .. } | JobCall::Command { .. })) => {
                     let inner = self.inner.clone();
-                    tokio::task::spawn_blocking(move || responder.reply(inner.job_call(call)));
+                    let peer = peer.to_owned();
+                    tokio::task::spawn_blocking(move || {
+                        responder.reply(inner.job_call(&peer, call))
+                    });
                     Answer::Later
                 }
-                Ok(call) => Answer::Now(self.inner.job_call(call)),
+                Ok(call) => Answer::Now(self.inner.job_call(peer, call)),
             },
             CLASS_JOB_EVENT if self.inner.membership.is_some() => Answer::Now(
                 postcard::from_bytes::<EventMsg>(&body)
@@ -470,6 +490,10 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
             CLASS_REDIRECT if self.inner.membership.is_none() => {
                 let text = String::from_utf8_lossy(&body);
                 match nkcluster_core::url::parse_url_list(&text) {
+                    Ok(urls) if urls.is_empty() => Answer::Now(Err(RemoteError::new(
+                        "bad_request",
+                        "a redirect needs at least one URL",
+                    ))),
                     Ok(urls) => {
                         info!(node = %self.inner.config.node_id, to = %text, "told to reconnect to our proxy's owner");
                         *lock(&self.inner.redirect) = urls;
@@ -478,17 +502,36 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
                     Err(e) => Answer::Now(Err(RemoteError::new(e.code(), e.to_string()))),
                 }
             }
+            CLASS_RECENT_EVENTS if self.inner.membership.is_some() => {
+                if body.as_ref() == b"local" {
+                    let recent: Vec<(u64, EventMsg)> =
+                        lock(&self.inner.recent).iter().cloned().collect();
+                    return Answer::Now(encode(&recent));
+                }
+                let inner = self.inner.clone();
+                tokio::spawn(async move {
+                    responder.reply(encode(&inner.cluster_recent_events().await));
+                });
+                Answer::Later
+            }
             // The whole cluster: ours plus every control member's, gathered over the mesh.
             CLASS_NODES | CLASS_NODE_INFO => {
                 let inner = self.inner.clone();
                 let want =
                     (class == CLASS_NODE_INFO).then(|| String::from_utf8_lossy(&body).into_owned());
                 tokio::spawn(async move {
-                    let rows = inner.cluster_rows().await;
+                    let report = inner.cluster_rows().await;
                     let r = match want {
-                        None => encode(&rows),
-                        Some(id) => match rows.into_iter().find(|r| r.id == id) {
+                        None => encode(&report),
+                        Some(id) => match report.rows.into_iter().find(|r| r.id == id) {
                             Some(row) => encode(&row),
+                            None if !report.incomplete.is_empty() => Err(RemoteError::new(
+                                "incomplete",
+                                format!(
+                                    "no node {id:?} among the answers, but {} did not answer: the list is incomplete",
+                                    report.incomplete.join(", ")
+                                ),
+                            )),
                             None => Err(RemoteError::new(
                                 "unknown_node",
                                 format!("no node {id:?} is known in the cluster"),
@@ -581,6 +624,8 @@ struct PeerLink {
     summary: PeerSummary,
     /// IP address the link reached (to dial a peer announced on `all`).
     remote_ip: Option<IpAddr>,
+    /// Latest ping round trip, microseconds (0: none yet).
+    rtt_us: Arc<AtomicU64>,
 }
 
 struct Inner<N: Net> {
@@ -625,15 +670,19 @@ struct Inner<N: Net> {
     /// Files being received: path -> (hash so far, next offset, the open `.part` file).
     files: Mutex<HashMap<String, (sha2::Sha256, u64, std::fs::File)>>,
     /// File parts are written in arrival order by one thread (started at first use).
-    file_writer: Mutex<Option<std::sync::mpsc::Sender<(FilePart, Responder)>>>,
+    file_writer: Mutex<Option<std::sync::mpsc::Sender<(String, FilePart, Responder)>>>,
     /// Machine figures for `get_info`, and the latest sample (taken at most once per
     /// `STATS_MAX_AGE`: disk enumeration is not cheap).
     sys: Mutex<sysinfo::System>,
     stats_cache: Mutex<Option<(nkcluster_core::Instant, Stats)>>,
+    /// Control side: the last job events heard, with their wall time (ms).
+    recent: Mutex<std::collections::VecDeque<(u64, EventMsg)>>,
     /// Control side: who gets our events (id -> wants the whole cluster's).
     subscribers: Mutex<HashMap<String, bool>>,
     /// Connection tasks still running (any phase), for an orderly stop.
     running: watch::Sender<usize>,
+    /// Accepted connections that have not authenticated yet.
+    admission: Arc<Mutex<Admission>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -743,6 +792,11 @@ impl<N: Net> Node<N> {
             },
             listen: listen_urls,
             meta: config.meta.to_string(),
+            partitions: if config.control && !config.admin {
+                config.partitions
+            } else {
+                0
+            },
         };
         let key = Key::derive(
             &config.password,
@@ -794,7 +848,9 @@ impl<N: Net> Node<N> {
             sys: Mutex::new(sysinfo::System::new()),
             stats_cache: Mutex::new(None),
             subscribers: Mutex::new(HashMap::new()),
+            recent: Mutex::new(std::collections::VecDeque::new()),
             running: watch::channel(0).0,
+            admission: Arc::new(Mutex::new(Admission::new(config.admission))),
             config,
         });
         for (url, l, local, tls) in listeners {
@@ -846,8 +902,9 @@ impl<N: Net> Node<N> {
     }
 
     /// The node table of the whole cluster as this node can see it: its own links plus,
-    /// on a control node, every control member's (asked over the mesh).
-    pub async fn cluster_nodes(&self) -> Vec<NodeRow> {
+    /// on a control node, every control member's (asked over the mesh), and the members
+    /// that did not answer.
+    pub async fn cluster_nodes(&self) -> NodesReport {
         self.inner.cluster_rows().await
     }
 
@@ -1247,7 +1304,7 @@ impl<N: Net> Node<N> {
             let r = if class == CLASS_JOB {
                 postcard::from_bytes::<JobCall>(&body)
                     .map_err(|e| RemoteError::new("bad_request", format!("job: {e}")))
-                    .and_then(|call| self.inner.job_call(call))
+                    .and_then(|call| self.inner.job_call(node, call))
             } else {
                 inner.handlers.call(class, body)
             };
@@ -1379,7 +1436,18 @@ impl<N: Net> Node<N> {
             let (tx, rx) = oneshot::channel();
             let inner = self.inner.clone();
             tokio::spawn(async move {
-                run_connection(inner, ready, Side::Dialer, key, remote, None, Some(tx)).await;
+                run_connection(
+                    inner,
+                    ready,
+                    Side::Dialer,
+                    key,
+                    remote,
+                    LinkExtras {
+                        notify: Some(tx),
+                        ..Default::default()
+                    },
+                )
+                .await;
             });
             match rx.await {
                 Ok(Ok(p)) => return Ok(p),
@@ -1417,15 +1485,9 @@ impl<N: Net> Node<N> {
             }
         };
         // A peer listening on `all` is reachable where its main link reached it.
-        let urls: Vec<ClusterUrl> = listen
+        let urls: Vec<ClusterUrl> = nkcluster_core::url::reachable_at(&listen, ip)
             .iter()
             .filter_map(|u| parse_url(u).ok())
-            .filter_map(|mut u| {
-                if u.host == Host::All {
-                    u.host = Host::Ip(ip?);
-                }
-                Some(u)
-            })
             .collect();
         let deadline = tokio::time::Instant::now() + opts.timeout;
         let mut last = RequestError::ConnectionFailed;
@@ -1463,8 +1525,10 @@ impl<N: Net> Node<N> {
                     Side::Dialer,
                     key,
                     remote,
-                    Some((tx, rx)),
-                    None,
+                    LinkExtras {
+                        commands: Some((tx, rx)),
+                        ..Default::default()
+                    },
                 )
                 .await;
             });
@@ -1497,10 +1561,47 @@ impl<N: Net> Node<N> {
 
     /// [`shutdown`](Self::shutdown), then waits (at most `limit`) until every connection
     /// has written its last messages (the leave notice, the close) and ended.
+    ///
+    /// A control node leaves gracefully first: it tells the members it leaves, then hands
+    /// every worker it serves to the worker's new owner while the mesh is still up (for at
+    /// most half of `limit`), and only then closes its links.
     pub async fn shutdown_and_wait(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        self.leave_and_hand_off(limit / 2).await;
         let mut running = self.inner.running.subscribe();
         self.shutdown();
-        let _ = tokio::time::timeout(limit, running.wait_for(|n| *n == 0)).await;
+        let _ = tokio::time::timeout_at(deadline, running.wait_for(|n| *n == 0)).await;
+    }
+
+    /// A control node leaving: gossips its leave, so that the ring moves every partition to
+    /// the other members, and waits (at most `limit`) until its workers have been handed
+    /// over (adopted by their new owners or redirected to them).
+    async fn leave_and_hand_off(&self, limit: Duration) {
+        let inner = &self.inner;
+        let Some(m) = &inner.membership else { return };
+        lock(m).leave();
+        inner.after_membership();
+        if lock(m).live().is_empty() {
+            return; // nobody to hand the workers to
+        }
+        let holds_workers = || {
+            lock(&inner.peers)
+                .values()
+                .flatten()
+                .any(|l| l.summary.role == Role::Worker)
+        };
+        let mut events = inner.events.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        while holds_workers() {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => {
+                    info!(node = %inner.config.node_id, "leaving with workers not yet handed over; they reconnect on their own");
+                    return;
+                }
+                Ok(_) => {}
+            }
+        }
+        info!(node = %inner.config.node_id, "every worker handed over; leaving");
     }
 
     /// Closes every link in order and stops listening and dialing.
@@ -1554,6 +1655,24 @@ impl<N: Net> Inner<N> {
         *self.shutdown.borrow()
     }
 
+    /// Waits (at most `limit`) until a link to `peer` is up; false if none came.
+    async fn wait_linked(&self, peer: &str, limit: Duration) -> bool {
+        let mut events = self.events.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if lock(&self.peers).contains_key(peer) {
+                return true;
+            }
+            if self.stopping() {
+                return false;
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return false,
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// Acts on membership changes: logs them, gossips the view to every control link,
     /// dials the members the machine asks for (it decides when: newly learned ones at
     /// once, unlinked ones every redial round), and re-arms the membership timer.
@@ -1583,7 +1702,7 @@ impl<N: Net> Inner<N> {
     }
 
     /// A job operation at this node (the worker side).
-    fn job_call(self: &Arc<Self>, call: JobCall) -> Result<Bytes, RemoteError> {
+    fn job_call(self: &Arc<Self>, from: &str, call: JobCall) -> Result<Bytes, RemoteError> {
         let not_found =
             |id: u64| RemoteError::new("task_not_found", format!("no task {id} runs here"));
         match call {
@@ -1722,25 +1841,27 @@ impl<N: Net> Inner<N> {
                 }
                 Ok(Bytes::new())
             }
-            JobCall::SendFile(part) => self.receive_file(part),
+            JobCall::SendFile(part) => self.receive_file(from, part),
         }
     }
 
     /// Queues a file part for the writer thread, which handles parts in arrival order.
-    fn write_file_part(self: &Arc<Self>, part: FilePart, responder: Responder) {
+    fn write_file_part(self: &Arc<Self>, from: &str, part: FilePart, responder: Responder) {
         let mut w = lock(&self.file_writer);
         let tx = w.get_or_insert_with(|| {
-            let (tx, rx) = std::sync::mpsc::channel::<(FilePart, Responder)>();
+            let (tx, rx) = std::sync::mpsc::channel::<(String, FilePart, Responder)>();
             let weak = Arc::downgrade(self);
             std::thread::spawn(move || {
-                while let Ok((part, responder)) = rx.recv() {
+                while let Ok((from, part, responder)) = rx.recv() {
                     let Some(inner) = weak.upgrade() else { return };
-                    responder.reply(inner.receive_file(part));
+                    responder.reply(inner.receive_file(&from, part));
                 }
             });
             tx
         });
-        if let Err(std::sync::mpsc::SendError((_, responder))) = tx.send((part, responder)) {
+        if let Err(std::sync::mpsc::SendError((_, _, responder))) =
+            tx.send((from.to_owned(), part, responder))
+        {
             responder.reply(Err(RemoteError::new(
                 "file_error",
                 "the file writer stopped",
@@ -1750,9 +1871,21 @@ impl<N: Net> Inner<N> {
 
     /// One part of a file: appended to `<path>.part`; after the last, the whole file's
     /// SHA-256 is checked and the file renamed into place.
-    fn receive_file(&self, part: FilePart) -> Result<Bytes, RemoteError> {
+    ///
+    /// The path is resolved below `files_dir` (relative paths from there; absolute ones
+    /// must lie inside it; `..` may not climb out): anything else is `forbidden_path`.
+    fn receive_file(&self, from: &str, mut part: FilePart) -> Result<Bytes, RemoteError> {
         use sha2::Digest;
         use std::io::Write;
+        let requested = part.path.clone();
+        part.path = match self.file_target(&requested, part.offset == 0) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(node = %self.config.node_id, from = %from, path = %requested, code = e.code, error = %e.message,
+                      "refused a file");
+                return Err(e);
+            }
+        };
         let io = |e: std::io::Error| RemoteError::new("file_error", format!("{}: {e}", part.path));
         let tmp = format!("{}.part", part.path);
         let mut files = lock(&self.files);
@@ -1807,7 +1940,34 @@ impl<N: Net> Inner<N> {
         }
         drop(f);
         std::fs::rename(&tmp, &part.path).map_err(io)?;
+        info!(node = %self.config.node_id, from = %from, path = %part.path, bytes = part.total, "received a file");
         Ok(Bytes::new())
+    }
+
+    /// Where a file named `requested` lands: below `files_dir`, or `forbidden_path`. On a
+    /// transfer's first part the directories are created, and a symbolic link that leads
+    /// out of `files_dir` is refused too.
+    fn file_target(&self, requested: &str, first: bool) -> Result<String, RemoteError> {
+        let root = &self.config.files_dir;
+        let forbidden =
+            |e: nkcluster_core::files::ForbiddenPath| RemoteError::new(e.code(), e.to_string());
+        let target = nkcluster_core::files::resolve_under(root, requested).map_err(forbidden)?;
+        if first && let Some(dir) = target.parent() {
+            let io = |e: std::io::Error| {
+                RemoteError::new("file_error", format!("{}: {e}", dir.display()))
+            };
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let real_dir = dir.canonicalize().map_err(io)?;
+            let real_root = root.canonicalize().map_err(io)?;
+            if !real_dir.starts_with(&real_root) {
+                return Err(forbidden(nkcluster_core::files::ForbiddenPath {
+                    path: requested.to_owned(),
+                    why: "leads out of the files directory through a link",
+                    root: root.display().to_string(),
+                }));
+            }
+        }
+        Ok(target.display().to_string())
     }
 
     /// This node's information, with fresh machine figures.
@@ -1919,6 +2079,13 @@ impl<N: Net> Inner<N> {
             if let Ok(c) = self.handlers.classes.get(class) {
                 c.event(&ev.node, ev.task, &ev.event);
             }
+        }
+        if !matches!(ev.event, WireEvent::Info(_)) {
+            let mut recent = lock(&self.recent);
+            if recent.len() >= RECENT_EVENTS {
+                recent.pop_front();
+            }
+            recent.push_back((self.clock.wall_now_ns() / 1_000_000, ev.clone()));
         }
         let _ = self.job_events.send(NodeJobEvent {
             node: ev.node,
@@ -2074,9 +2241,13 @@ impl<N: Net> Inner<N> {
         for a in actions {
             match a {
                 Action::Adopt { worker, owner } => {
+                    debug!(node = %self.config.node_id, worker = %worker, owner = %owner, reason = "ring owner is elsewhere; the worker listens",
+                           "asking the owner to adopt the worker");
                     tokio::spawn(ask_adopt(self.clone(), worker, owner));
                 }
                 Action::Redirect { worker, owner } => {
+                    debug!(node = %self.config.node_id, worker = %worker, owner = %owner, reason = "ring owner is elsewhere",
+                           "handing the worker over by redirect");
                     tokio::spawn(redirect(self.clone(), worker, owner));
                 }
                 Action::Release { worker, owner } => {
@@ -2105,32 +2276,35 @@ impl<N: Net> Inner<N> {
         let Some(l) = peers.get(peer).and_then(|v| v.first()) else {
             return Vec::new();
         };
-        l.summary
-            .listen
-            .iter()
-            .filter_map(|u| parse_url(u).ok())
-            .filter_map(|mut u| {
-                if u.host == Host::All {
-                    u.host = Host::Ip(l.remote_ip?);
-                }
-                Some(u.to_string())
-            })
-            .collect()
+        nkcluster_core::url::reachable_at(&l.summary.listen, l.remote_ip)
     }
 
     /// Rows of the whole cluster: ours, plus each alive control member's own rows asked
     /// over the mesh (in parallel, each within `GATHER_TIMEOUT`; a member that does not
-    /// answer is listed from our view only). A node listed by several control nodes
-    /// appears once.
-    async fn cluster_rows(self: &Arc<Self>) -> Vec<NodeRow> {
+    /// answer is listed from our view only, and named in `incomplete`). A node listed by
+    /// several control nodes appears once.
+    async fn cluster_rows(self: &Arc<Self>) -> NodesReport {
         let mut rows = self.node_rows();
-        let members: Vec<(String, mpsc::Sender<Command>)> = {
+        let me = &self.config.node_id;
+        let live: Vec<String> = self
+            .membership
+            .as_ref()
+            .map(|m| lock(m).live())
+            .unwrap_or_default();
+        let (members, mut incomplete): (Vec<(String, mpsc::Sender<Command>)>, Vec<String>) = {
             let peers = lock(&self.peers);
-            peers
+            let linked: Vec<(String, mpsc::Sender<Command>)> = peers
                 .values()
                 .filter_map(|v| v.iter().find(|l| l.summary.role == Role::Control))
                 .map(|l| (l.summary.node_id.clone(), l.commands.clone()))
-                .collect()
+                .collect();
+            // Alive members we have no link to cannot be asked.
+            let unlinked = live
+                .iter()
+                .filter(|m| *m != me && !linked.iter().any(|(id, _)| id == *m))
+                .cloned()
+                .collect();
+            (linked, unlinked)
         };
         let mut asks = tokio::task::JoinSet::new();
         for (id, commands) in members {
@@ -2153,8 +2327,13 @@ impl<N: Net> Inner<N> {
             });
         }
         while let Some(r) = asks.join_next().await {
-            let Ok((member, Some(theirs))) = r else {
-                continue;
+            let (member, theirs) = match r {
+                Ok((member, Some(theirs))) => (member, theirs),
+                Ok((member, None)) => {
+                    incomplete.push(member);
+                    continue;
+                }
+                Err(_) => continue,
             };
             for row in theirs {
                 match rows.iter_mut().find(|r| r.id == row.id) {
@@ -2183,7 +2362,45 @@ impl<N: Net> Inner<N> {
             }
         }
         rows.sort_by(|a, b| a.id.cmp(&b.id));
-        rows
+        incomplete.sort();
+        if !incomplete.is_empty() {
+            warn!(node = %self.config.node_id, members = %incomplete.join(", "),
+                  "control members did not answer; the node table is incomplete");
+        }
+        NodesReport { rows, incomplete }
+    }
+
+    /// The job events heard last by every control member we are linked to and by us,
+    /// oldest first (members that do not answer within `GATHER_TIMEOUT` are left out).
+    async fn cluster_recent_events(self: &Arc<Self>) -> Vec<(u64, EventMsg)> {
+        let mut all: Vec<(u64, EventMsg)> = lock(&self.recent).iter().cloned().collect();
+        let members: Vec<String> = lock(&self.peers)
+            .iter()
+            .filter(|(_, v)| v.iter().any(|l| l.summary.role == Role::Control))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut asks = tokio::task::JoinSet::new();
+        for m in members {
+            let rx = self.enqueue(
+                &m,
+                CLASS_RECENT_EVENTS,
+                Bytes::from_static(b"local"),
+                GATHER_TIMEOUT,
+            );
+            asks.spawn(wait_reply(rx));
+        }
+        while let Some(r) = asks.join_next().await {
+            if let Ok(Ok(b)) = r
+                && let Ok(theirs) = postcard::from_bytes::<Vec<(u64, EventMsg)>>(&b)
+            {
+                all.extend(theirs);
+            }
+        }
+        // Stable: one member's events keep their order when their times are equal.
+        all.sort_by_key(|(t, _)| *t);
+        let skip = all.len().saturating_sub(RECENT_EVENTS);
+        all.drain(..skip);
+        all
     }
 
     fn node_rows(&self) -> Vec<NodeRow> {
@@ -2226,7 +2443,7 @@ impl<N: Net> Inner<N> {
                 meta: lock(&self.infos)
                     .get(&l.summary.node_id)
                     .map_or_else(|| l.summary.meta.clone(), |i| i.meta.clone()),
-                rtt_us: None,
+                rtt_us: Some(l.rtt_us.load(Ordering::Relaxed)).filter(|us| *us > 0),
             });
         }
         rows.sort_by(|a, b| a.id.cmp(&b.id));
@@ -2234,9 +2451,16 @@ impl<N: Net> Inner<N> {
     }
 
     fn refused(&self, remote: &str, claimed: Option<String>, code: &str, detail: &str) {
-        warn!(node = %self.config.node_id, remote = %remote,
-              claimed_peer = %claimed.as_deref().unwrap_or("?"),
-              code = %code, error = %detail, "connection refused");
+        let claimed_peer = claimed.as_deref().unwrap_or("?");
+        if is_misconfiguration(code) {
+            // Two nodes that disagree on a setting: retried with growing backoff, so one
+            // line per attempt.
+            error!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
+                   code = %code, error = %detail, "connection refused");
+        } else {
+            warn!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
+                  code = %code, error = %detail, "connection refused");
+        }
         self.emit(NodeEvent::HandshakeFailed {
             remote: remote.to_owned(),
             claimed,
@@ -2316,6 +2540,40 @@ fn bind_addr(url: &ClusterUrl) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, url.port))
 }
 
+/// One unauthenticated connection's slot in the node's [`Admission`] counts, freed when
+/// dropped.
+struct AdmissionTicket {
+    admission: Arc<Mutex<Admission>>,
+    ip: IpAddr,
+}
+
+impl AdmissionTicket {
+    fn take(admission: &Arc<Mutex<Admission>>, ip: IpAddr) -> Result<Self, Refusal> {
+        lock(admission).admit(ip)?;
+        Ok(AdmissionTicket {
+            admission: admission.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AdmissionTicket {
+    fn drop(&mut self) {
+        lock(&self.admission).release(self.ip);
+    }
+}
+
+/// What some connections bring beyond the transport and key.
+#[derive(Default)]
+struct LinkExtras {
+    /// An exclusive connection's own command channel (it is not listed as a peer link).
+    commands: Option<(mpsc::Sender<Command>, mpsc::Receiver<Command>)>,
+    /// Told the handshake's outcome.
+    notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
+    /// An accepted connection's slot among the unauthenticated ones.
+    admission: Option<AdmissionTicket>,
+}
+
 /// Outcome of one connection, as seen by its sink.
 #[derive(Default)]
 struct LinkOutcome {
@@ -2330,6 +2588,10 @@ struct LinkSink<N: Net> {
     dialer: bool,
     commands: Option<mpsc::Sender<Command>>,
     remote_ip: Option<IpAddr>,
+    rtt_us: Arc<AtomicU64>,
+    /// An accepted connection's slot among the unauthenticated ones (freed at
+    /// authentication, or when the connection ends).
+    admission: Option<AdmissionTicket>,
     outcome: LinkOutcome,
     notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
 }
@@ -2340,6 +2602,7 @@ impl<N: Net> EventSink for LinkSink<N> {
         match event {
             Event::Authenticated(p) => {
                 self.outcome.authenticated = true;
+                self.admission = None;
                 info!(node = %me, peer = %p.node_id, role = p.role.as_str(), remote = %self.remote,
                       "link up");
                 if let Some(commands) = self.commands.take() {
@@ -2350,16 +2613,31 @@ impl<N: Net> EventSink for LinkSink<N> {
                         let view = lock(m).view();
                         let _ = commands.try_send(Command::Gossip(view));
                     }
-                    let summary = summary(p, &self.remote, self.dialer);
-                    lock(&self.inner.peers)
-                        .entry(p.node_id.clone())
-                        .or_default()
-                        .push(PeerLink {
-                            conn_id: self.conn_id,
-                            commands,
-                            summary,
-                            remote_ip: self.remote_ip,
-                        });
+                    let link = PeerLink {
+                        conn_id: self.conn_id,
+                        commands,
+                        summary: summary(p, &self.remote, self.dialer),
+                        remote_ip: self.remote_ip,
+                        rtt_us: self.rtt_us.clone(),
+                    };
+                    let mut peers = lock(&self.inner.peers);
+                    let links = peers.entry(p.node_id.clone()).or_default();
+                    let control = links.iter().position(|l| l.summary.role == Role::Control);
+                    match control {
+                        Some(i) if p.role == Role::Control => {
+                            // Both ends dialed: one link per pair. Both ends keep the link
+                            // dialed by the smaller node id; the other is dropped from the
+                            // table and closes once its pending requests are answered.
+                            let wins = |dialer: bool| dialer == (me.as_str() < p.node_id.as_str());
+                            let new_wins = wins(self.dialer) && !wins(links[i].summary.dialer);
+                            debug!(node = %me, peer = %p.node_id, keep = if new_wins { "new" } else { "old" },
+                                   "two links with one control node: keeping the one the smaller id dialed");
+                            if new_wins {
+                                links[i] = link;
+                            }
+                        }
+                        _ => links.push(link),
+                    }
                 }
                 if let Some(n) = self.notify.take() {
                     let _ = n.send(Ok(summary(p, &self.remote, self.dialer)));
@@ -2398,17 +2676,28 @@ impl<N: Net> EventSink for LinkSink<N> {
                     dialer: self.dialer,
                 });
             }
+            Event::RttMeasured(rtt) => {
+                let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+                self.rtt_us.store(us, Ordering::Relaxed);
+            }
             Event::Gossip(view) => {
                 let peer = conn.peer().map(|p| (p.node_id.clone(), p.role));
                 if let (Some((id, Role::Control)), Some(m)) = (peer, &self.inner.membership) {
                     let now = self.inner.clock.now();
+                    // The sender's own record comes first; the link proves it alive. A
+                    // sender listening on `all` is dialable where this link reached it:
+                    // that address goes into the view, so every member can dial it.
+                    let mut view = view.clone();
+                    if let Some(sender) = view.first_mut().filter(|r| r.id == id) {
+                        sender.listen =
+                            nkcluster_core::url::reachable_at(&sender.listen, self.remote_ip);
+                    }
                     {
                         let mut m = lock(m);
-                        // The sender's own record comes first; the link proves it alive.
-                        if let Some(me) = view.first().filter(|r| r.id == id) {
-                            m.handle_link_up(now, me.clone());
+                        if let Some(sender) = view.first().filter(|r| r.id == id) {
+                            m.handle_link_up(now, sender.clone());
                         }
-                        m.handle_view(now, view);
+                        m.handle_view(now, &view);
                     }
                     self.inner.after_membership();
                 }
@@ -2454,6 +2743,14 @@ impl<N: Net> EventSink for LinkSink<N> {
                         self.inner.after_membership();
                     }
                     match err {
+                        // The peer closed in order (a stop, a hand-off, an admin client
+                        // done with its command): news, not trouble.
+                        Some(e @ ConnError::PeerClosed(_)) => {
+                            info!(node = %me, peer = %peer, remote = %self.remote, reason = %e, "link closed by peer")
+                        }
+                        Some(e) if role == Some(Role::Admin) => {
+                            info!(node = %me, peer = %peer, remote = %self.remote, code = e.code(), error = %e, "admin client gone")
+                        }
                         Some(e) => warn!(node = %me, peer = %peer, remote = %self.remote,
                                          code = e.code(), error = %e, "link down"),
                         None => {
@@ -2474,6 +2771,19 @@ impl<N: Net> EventSink for LinkSink<N> {
             _ => {}
         }
     }
+}
+
+/// Handshake failures that mean the two nodes are configured differently (wrong password
+/// or cluster name, another ring size or transport): worth an `error` line.
+fn is_misconfiguration(code: &str) -> bool {
+    matches!(
+        code,
+        "auth_failed"
+            | "cluster_mismatch"
+            | "partition_mismatch"
+            | "unsupported_version"
+            | "transport_mismatch"
+    )
 }
 
 /// The IP of a remote label like `tls:127.0.0.1:1973` or `ws:[::1]:1974`.
@@ -2500,9 +2810,13 @@ async fn run_connection<N: Net>(
     side: Side,
     key: Key,
     remote: String,
-    commands: Option<(mpsc::Sender<Command>, mpsc::Receiver<Command>)>,
-    notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
+    extras: LinkExtras,
 ) -> LinkOutcome {
+    let LinkExtras {
+        commands,
+        notify,
+        admission,
+    } = extras;
     let params = ConnectionParams {
         side,
         identity: inner.identity.clone(),
@@ -2527,6 +2841,8 @@ async fn run_connection<N: Net>(
         inner: inner.clone(),
         conn_id,
         remote_ip: remote_ip_of(&remote),
+        rtt_us: Arc::new(AtomicU64::new(0)),
+        admission,
         remote,
         dialer: side == Side::Dialer,
         commands: register.then_some(tx),
@@ -2549,6 +2865,9 @@ async fn accept_loop<N: Net>(
     tls: Option<Arc<ServerTls>>,
 ) {
     let mut stop = inner.shutdown.subscribe();
+    // Refusals at accept are logged at most once a second, with their count.
+    let mut refused = 0u64;
+    let mut refused_logged: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             r = inner.net.accept(&listener) => r,
@@ -2556,6 +2875,21 @@ async fn accept_loop<N: Net>(
         };
         match accepted {
             Ok((stream, addr)) => {
+                let ticket = match AdmissionTicket::take(&inner.admission, addr.ip()) {
+                    Ok(t) => t,
+                    Err(r) => {
+                        drop(stream);
+                        refused += 1;
+                        let now = tokio::time::Instant::now();
+                        if refused_logged.is_none_or(|t| now >= t + Duration::from_secs(1)) {
+                            warn!(node = %inner.config.node_id, remote = %format!("{}:{addr}", url.transport),
+                                  code = r.code(), error = %r, refused, "connection refused at accept");
+                            refused_logged = Some(now);
+                            refused = 0;
+                        }
+                        continue;
+                    }
+                };
                 let inner = inner.clone();
                 let tls = tls.clone();
                 let path = url.path.clone();
@@ -2580,7 +2914,18 @@ async fn accept_loop<N: Net>(
                         }
                     };
                     let key = inner.key_for(&inner.config.password);
-                    run_connection(inner, ready, Side::Listener, key, remote, None, None).await;
+                    run_connection(
+                        inner,
+                        ready,
+                        Side::Listener,
+                        key,
+                        remote,
+                        LinkExtras {
+                            admission: Some(ticket),
+                            ..Default::default()
+                        },
+                    )
+                    .await;
                 });
             }
             Err(e) => {
@@ -2608,12 +2953,19 @@ async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: MemberInfo) {
             break;
         }
         tried = true;
+        debug!(node = %inner.config.node_id, member = %member.id, url = %url.remote_label(), "dialing control member (mesh)");
         match inner.dial(&url).await {
             Ok((remote, ready)) => {
                 let key = inner.key_for(&inner.config.password);
-                let outcome =
-                    run_connection(inner.clone(), ready, Side::Dialer, key, remote, None, None)
-                        .await;
+                let outcome = run_connection(
+                    inner.clone(),
+                    ready,
+                    Side::Dialer,
+                    key,
+                    remote,
+                    LinkExtras::default(),
+                )
+                .await;
                 linked |= outcome.authenticated;
                 break;
             }
@@ -2750,7 +3102,12 @@ async fn ask_adopt<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) 
         .map(Bytes::from)
         .unwrap_or_default();
     let node = Node::from_inner(inner.clone());
-    let r = node.request(&owner, CLASS_ADOPT, body, limit).await;
+    // An owner learned through gossip may not be linked yet (it is joining): wait for it.
+    let r = if inner.wait_linked(&owner, limit).await {
+        node.request(&owner, CLASS_ADOPT, body, limit).await
+    } else {
+        Err(RequestError::NotConnected)
+    };
     let ok = r.is_ok();
     if let Err(e) = r {
         warn!(node = %inner.config.node_id, worker = %worker, owner = %owner, code = e.code(), error = %e,
@@ -2765,6 +3122,31 @@ async fn ask_adopt<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) 
 /// Hand-off, at the old proxy, for a worker we cannot have dialed: tell it to reconnect
 /// to `owner`, then close our link.
 async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
+    let node = Node::from_inner(inner.clone());
+    // Never send a worker to an owner that does not answer (it may have hung without
+    // our failure detection noticing yet): the worker stays served here, and the hand-off
+    // is retried until the owner answers or the ring moves on. An owner that is joining
+    // (learned through gossip, not linked yet) is waited for, so the worker moves as soon
+    // as the link is up.
+    let probe = inner.config.connection.idle_timeout;
+    let answered = if inner.wait_linked(&owner, probe).await {
+        node.request(&owner, "nkcluster.echo", Bytes::new(), probe)
+            .await
+    } else {
+        Err(RequestError::NotConnected)
+    };
+    if let Err(e) = answered {
+        warn!(node = %inner.config.node_id, worker = %worker, owner = %owner, code = e.code(), error = %e,
+              "owner does not answer; the worker stays here for now");
+        tokio::time::sleep(inner.config.connection.ping_interval).await;
+        if let Some(p) = &inner.proxies {
+            lock(p).handle_adopted(&worker, &owner, false);
+        }
+        inner.after_proxies();
+        return;
+    }
+    // The owner's URLs as the mesh knows them (`all` already replaced by the address it
+    // was reached at). None that a worker could dial: no redirect, the worker stays.
     let urls: Vec<String> = inner
         .membership
         .as_ref()
@@ -2777,25 +3159,13 @@ async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
         .into_iter()
         .filter(|u| parse_url(u).is_ok_and(|u| u.host != Host::All))
         .collect();
-    let node = Node::from_inner(inner.clone());
-    // Never send a worker to an owner that does not answer (it may have hung without
-    // our failure detection noticing yet): the worker stays served here, and the hand-off
-    // is retried until the owner answers or the ring moves on.
-    let probe = inner.config.connection.idle_timeout;
-    if let Err(e) = node
-        .request(&owner, "nkcluster.echo", Bytes::new(), probe)
-        .await
-    {
-        warn!(node = %inner.config.node_id, worker = %worker, owner = %owner, code = e.code(), error = %e,
-              "owner does not answer; the worker stays here for now");
-        tokio::time::sleep(inner.config.connection.ping_interval).await;
-        if let Some(p) = &inner.proxies {
-            lock(p).handle_adopted(&worker, &owner, false);
-        }
-        inner.after_proxies();
+    if urls.is_empty() {
+        warn!(node = %inner.config.node_id, worker = %worker, owner = %owner,
+              "cannot redirect the worker: its owner announced no address a worker could dial; the worker stays here");
         return;
     }
     let body = Bytes::from(urls.join(", "));
+    debug!(node = %inner.config.node_id, worker = %worker, owner = %owner, to = %urls.join(", "), "redirecting worker");
     if let Err(e) = node
         .request(&worker, CLASS_REDIRECT, body, GATHER_TIMEOUT)
         .await
@@ -2827,7 +3197,18 @@ async fn adopt<N: Net>(inner: Arc<Inner<N>>, req: AdoptRequest, responder: Respo
         let (tx, rx) = oneshot::channel();
         let i2 = inner.clone();
         tokio::spawn(async move {
-            run_connection(i2, ready, Side::Dialer, key, remote, None, Some(tx)).await;
+            run_connection(
+                i2,
+                ready,
+                Side::Dialer,
+                key,
+                remote,
+                LinkExtras {
+                    notify: Some(tx),
+                    ..Default::default()
+                },
+            )
+            .await;
         });
         match rx.await {
             Ok(Ok(p)) if p.node_id == req.worker => {
@@ -2882,6 +3263,7 @@ async fn connector<N: Net>(inner: Arc<Inner<N>>) {
                 return;
             }
             let label = url.remote_label();
+            debug!(node = %inner.config.node_id, url = %label, "dialing cluster_addr entry");
             let password = url.password.as_deref().unwrap_or(&inner.config.password);
             let key = inner.key_for(password);
             let ready = match inner.dial(&url).await {
@@ -2904,8 +3286,7 @@ async fn connector<N: Net>(inner: Arc<Inner<N>>) {
                 Side::Dialer,
                 key,
                 ready.0,
-                None,
-                None,
+                LinkExtras::default(),
             )
             .await;
             if outcome.authenticated {

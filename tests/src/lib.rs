@@ -703,6 +703,8 @@ pub mod inproc {
         c.control = control;
         c.key_iterations = TEST_ITERATIONS;
         c.listen = parse_url_list(listen).expect("a valid listen list");
+        // Tests send files to paths under the system temp dir (see `TempDir`).
+        c.files_dir = std::env::temp_dir();
         c
     }
 

@@ -171,6 +171,7 @@ fn overlong_non_ascii_node_id_in_hello_is_refused() {
         listen: Vec::new(),
         meta: String::new(),
         nonce: [7; 32],
+        partitions: 0,
     })
     .encode_body();
     let mut data = u32::try_from(hello.len())

@@ -29,9 +29,11 @@ fn any_control_node_routes_a_call_to_any_node() {
     let first = format!("nkcluster://127.0.0.1:{p1}");
     let (mut c2, p2) = Daemon::control("c2", &["--cluster-addr", &first]);
     let (mut c3, p3) = Daemon::control("c3", &["--cluster-addr", &first]);
+    // Files land below the system temp dir (where the test's TempDir is).
+    let tmp = std::env::temp_dir().display().to_string();
     let mut workers: Vec<Daemon> = ["w1", "w2"]
         .iter()
-        .map(|w| Daemon::worker(w, &first, &[]))
+        .map(|w| Daemon::worker(w, &first, &["--files-dir", &tmp]))
         .collect();
     for c in [&mut c1, &mut c2, &mut c3] {
         for m in ["c1", "c2", "c3"] {

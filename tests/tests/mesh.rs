@@ -95,6 +95,7 @@ fn any_control_node_lists_the_whole_cluster() {
         let out = run_with_deadline(&mut cmd, Duration::from_secs(30));
         assert!(out.status.success(), "{out:?}");
         let rows: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        let rows = &rows["nodes"];
         let ids: Vec<&str> = rows
             .as_array()
             .expect("a list")

@@ -31,7 +31,7 @@ fn nodes(port: u16) -> Vec<Value> {
     }
     serde_json::from_slice::<Value>(&out.stdout)
         .ok()
-        .and_then(|v| v.as_array().cloned())
+        .and_then(|v| v["nodes"].as_array().cloned())
         .unwrap_or_default()
 }
 
