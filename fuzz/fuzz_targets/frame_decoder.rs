@@ -87,6 +87,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(&encoded[..], &stream[..consumed], "re-encoding differs");
     let rest = &stream[consumed..];
     match &error {
+        Some(FrameError::ForeignProtocol(p)) => panic!("the decoder does not sniff here: {p:?}"),
         None => {
             assert_eq!(
                 dec.buffered(),

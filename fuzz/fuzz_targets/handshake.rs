@@ -124,6 +124,9 @@ impl Driver {
                         Err(e) => panic!("unexpected request outcome {e:?}"),
                     }
                 }
+                Event::RttMeasured(_) => {
+                    assert!(self.authenticated, "rtt measured before auth");
+                }
                 Event::Gossip(view) => {
                     assert!(self.authenticated, "gossip event before auth");
                     assert!(view.len() <= 1 << 20, "absurd view size");
