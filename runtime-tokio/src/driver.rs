@@ -181,6 +181,9 @@ pub async fn drive(
                         io.closing(why.as_ref());
                         orderly = why.is_none();
                     }
+                    if let Event::Authenticated(_) = &ev {
+                        io.authenticated();
+                    }
                     sink.on_event(&conn, &ev)
                 }
             }

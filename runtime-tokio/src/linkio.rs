@@ -7,9 +7,13 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::{Bytes, BytesMut};
 use futures_util::{Sink, Stream as _};
 use nkcluster_core::conn::{ConnError, Framing};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::error::CapacityError;
@@ -52,6 +56,8 @@ pub trait LinkIo: Send + 'static {
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Closes the write side cleanly (TLS close_notify, WebSocket close frame).
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// The peer has authenticated: limits meant for unauthenticated peers are lifted.
+    fn authenticated(&mut self) {}
     /// Tells the transport why the connection ended, before `poll_shutdown` (a WebSocket
     /// puts it in its close frame). `None`: an orderly close.
     fn closing(&mut self, _why: Option<&ConnError>) {}
@@ -131,12 +137,105 @@ impl<S: Stream> LinkIo for StreamIo<S> {
 pub struct WsIo<S> {
     ws: WebSocketStream<S>,
     close: Option<CloseFrame>,
+    /// The read budget of the stream under the WebSocket, lifted at authentication.
+    budget: Option<Budget>,
 }
 
 impl<S> WsIo<S> {
     /// Wraps an upgraded WebSocket.
     pub fn new(ws: WebSocketStream<S>) -> Self {
-        WsIo { ws, close: None }
+        WsIo {
+            ws,
+            close: None,
+            budget: None,
+        }
+    }
+
+    /// Wraps an upgraded WebSocket whose stream reads under `budget` (see [`ReadBudget`])
+    /// until the peer authenticates.
+    pub fn with_budget(ws: WebSocketStream<S>, budget: Budget) -> Self {
+        WsIo {
+            ws,
+            close: None,
+            budget: Some(budget),
+        }
+    }
+}
+
+/// Bytes a [`ReadBudget`] may still read; shared with the link, which lifts it.
+pub type Budget = Arc<AtomicUsize>;
+
+/// A stream that reads at most its budget, then fails: a WebSocket library assembles a
+/// whole message before we see it, so an unauthenticated peer announcing a large message
+/// could make it buffer up to the frame maximum. Under a budget it cannot; once the peer
+/// has authenticated the budget is lifted (`usize::MAX`) and reads pass straight through.
+pub struct ReadBudget<S> {
+    inner: S,
+    left: Budget,
+}
+
+impl<S> ReadBudget<S> {
+    /// `inner` may read `bytes` until the returned budget is lifted.
+    pub fn new(inner: S, bytes: usize) -> (Self, Budget) {
+        let left = Arc::new(AtomicUsize::new(bytes));
+        (
+            ReadBudget {
+                inner,
+                left: left.clone(),
+            },
+            left,
+        )
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ReadBudget<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let left = self.left.load(Ordering::Relaxed);
+        if left == usize::MAX {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        if left == 0 {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "an unauthenticated peer sent more than it may before authenticating",
+            )));
+        }
+        // Through a small buffer of our own, so that at most `left` bytes are taken.
+        let mut tmp = [0u8; 4096];
+        let take = left.min(tmp.len()).min(buf.remaining());
+        let mut small = ReadBuf::new(&mut tmp[..take]);
+        ready!(Pin::new(&mut self.inner).poll_read(cx, &mut small))?;
+        let n = small.filled().len();
+        buf.put_slice(small.filled());
+        // Lifted meanwhile: stays lifted.
+        let _ = self
+            .left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                (l != usize::MAX).then(|| l.saturating_sub(n))
+            });
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ReadBudget<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -147,6 +246,12 @@ fn ws_err(e: tokio_tungstenite::tungstenite::Error) -> io::Error {
 impl<S: Stream> LinkIo for WsIo<S> {
     fn framing(&self) -> Framing {
         Framing::Messages
+    }
+
+    fn authenticated(&mut self) {
+        if let Some(b) = self.budget.take() {
+            b.store(usize::MAX, Ordering::Relaxed);
+        }
     }
 
     fn poll_read(

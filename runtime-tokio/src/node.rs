@@ -2337,8 +2337,16 @@ impl<N: Net> Inner<N> {
             };
             for row in theirs {
                 match rows.iter_mut().find(|r| r.id == row.id) {
-                    // A member's row about itself beats our second-hand row about it.
-                    Some(mine) if row.id == member => *mine = row,
+                    // A member's row about itself beats our second-hand row about it,
+                    // but the link (its remote address, its round trip) is ours.
+                    Some(mine) if row.id == member => {
+                        let (remote, rtt_us) = (mine.remote.clone(), mine.rtt_us);
+                        *mine = NodeRow {
+                            remote,
+                            rtt_us,
+                            ..row
+                        };
+                    }
                     // A worker linked to several control nodes (a hand-off in flight):
                     // one row listing every proxy; the owner named is the ring's.
                     Some(mine) => {
@@ -2745,11 +2753,11 @@ impl<N: Net> EventSink for LinkSink<N> {
                     match err {
                         // The peer closed in order (a stop, a hand-off, an admin client
                         // done with its command): news, not trouble.
-                        Some(e @ ConnError::PeerClosed(_)) => {
-                            info!(node = %me, peer = %peer, remote = %self.remote, reason = %e, "link closed by peer")
-                        }
-                        Some(e) if role == Some(Role::Admin) => {
-                            info!(node = %me, peer = %peer, remote = %self.remote, code = e.code(), error = %e, "admin client gone")
+                        Some(e)
+                            if matches!(e, ConnError::PeerClosed(_))
+                                || role == Some(Role::Admin) =>
+                        {
+                            info!(node = %me, peer = %peer, remote = %self.remote, code = e.code(), error = %e, "link down")
                         }
                         Some(e) => warn!(node = %me, peer = %peer, remote = %self.remote,
                                          code = e.code(), error = %e, "link down"),

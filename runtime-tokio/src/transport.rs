@@ -26,7 +26,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::{self, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::linkio::{LinkIo, StreamIo, WsIo};
+use crate::linkio::{LinkIo, ReadBudget, StreamIo, WsIo};
 use crate::net::Stream;
 
 /// The WebSocket subprotocol.
@@ -331,6 +331,10 @@ pub struct Ready {
 }
 
 /// Completes the listener side of `transport` on an accepted stream.
+/// What an accepted WebSocket peer may send before it has authenticated: the upgrade
+/// request and a hello at the handshake's frame maximum.
+const PREAUTH_READ_BUDGET: usize = 64 * 1024 + nkcluster_core::conn::HANDSHAKE_MAX_FRAME as usize;
+
 pub async fn accept<S: Stream>(
     stream: S,
     transport: Transport,
@@ -343,10 +347,16 @@ pub async fn accept<S: Stream>(
             io: Box::new(StreamIo(stream)),
             binding: Vec::new(),
         }),
-        Transport::Ws => Ok(Ready {
-            io: Box::new(WsIo::new(ws_accept(stream, path, max_frame).await?)),
-            binding: Vec::new(),
-        }),
+        Transport::Ws => {
+            let (stream, budget) = ReadBudget::new(stream, PREAUTH_READ_BUDGET);
+            Ok(Ready {
+                io: Box::new(WsIo::with_budget(
+                    ws_accept(stream, path, max_frame).await?,
+                    budget,
+                )),
+                binding: Vec::new(),
+            })
+        }
         Transport::Tls | Transport::Wss => {
             let tls = tls.ok_or_else(|| TransportError::Config("no server tls".into()))?;
             let s = TlsAcceptor::from(tls.config.clone())
@@ -361,7 +371,11 @@ pub async fn accept<S: Stream>(
             let io: Box<dyn LinkIo> = if transport == Transport::Tls {
                 Box::new(StreamIo(s))
             } else {
-                Box::new(WsIo::new(ws_accept(s, path, max_frame).await?))
+                let (s, budget) = ReadBudget::new(s, PREAUTH_READ_BUDGET);
+                Box::new(WsIo::with_budget(
+                    ws_accept(s, path, max_frame).await?,
+                    budget,
+                ))
             };
             Ok(Ready { io, binding })
         }
