@@ -490,7 +490,12 @@ impl Handshake {
             },
             (reason, _) => HandshakeError::Rejected {
                 reason,
-                detail: r.detail,
+                // The peer's text starts with the code already: not twice.
+                detail: r
+                    .detail
+                    .strip_prefix(reason.code())
+                    .and_then(|d| d.strip_prefix(": "))
+                    .map_or_else(|| r.detail.clone(), str::to_owned),
             },
         }
     }

@@ -114,13 +114,24 @@ pub enum StartError {
 
 /// Why [`Node::connect`] reached no peer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("{code}: {detail}")]
 pub struct ConnectError {
     /// Stable code: `invalid_scheme`, `invalid_transport`, `syntax_error`,
     /// `no_connections`, `auth_failed`, `cluster_mismatch`, `tls_error`, `tls_config`, ...
     pub code: String,
     /// Detail.
     pub detail: String,
+}
+
+impl std::fmt::Display for ConnectError {
+    /// `code: detail`, or the detail alone when it names the code already (typed errors
+    /// print their own code).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.detail.contains(self.code.as_str()) {
+            f.write_str(&self.detail)
+        } else {
+            write!(f, "{}: {}", self.code, self.detail)
+        }
+    }
 }
 
 /// Options of [`Node::request_with`].

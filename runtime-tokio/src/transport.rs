@@ -362,7 +362,14 @@ pub async fn accept<S: Stream>(
             let s = TlsAcceptor::from(tls.config.clone())
                 .accept(stream)
                 .await
-                .map_err(|e| TransportError::Tls(e.to_string()))?;
+                .map_err(|e| {
+                    let text = e.to_string();
+                    TransportError::Tls(if text.contains("InvalidContentType") {
+                        format!("{text}: the peer does not speak TLS (a plain tcp or ws client on a TLS port)")
+                    } else {
+                        text
+                    })
+                })?;
             let binding = export(s.get_ref().1.export_keying_material(
                 [0u8; 32],
                 EXPORTER_LABEL,
@@ -456,7 +463,16 @@ pub async fn dial<S: Stream>(
             let s = TlsConnector::from(client.clone())
                 .connect(name, stream)
                 .await
-                .map_err(|e| TransportError::Tls(e.to_string()))?;
+                .map_err(|e| {
+                    TransportError::Tls(if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        format!(
+                            "{e}: the peer closed during the TLS handshake: is this a TLS port? \
+                             a plain port wants ;transport=tcp (or ws)"
+                        )
+                    } else {
+                        e.to_string()
+                    })
+                })?;
             let binding = export(s.get_ref().1.export_keying_material(
                 [0u8; 32],
                 EXPORTER_LABEL,
@@ -493,7 +509,16 @@ async fn ws_dial<S: Stream>(
     let (ws, resp) =
         tokio_tungstenite::client_async_with_config(req, stream, Some(ws_config(max_frame)))
             .await
-            .map_err(|e| TransportError::Ws(e.to_string()))?;
+            .map_err(|e| {
+                use tokio_tungstenite::tungstenite::Error as E;
+                TransportError::Ws(match e {
+                    E::Protocol(_) | E::HttpFormat(_) | E::Io(_) => format!(
+                        "{e}: no WebSocket upgrade answer: is this a WebSocket port? \
+                         a plain port wants ;transport=tcp (or tls)"
+                    ),
+                    e => e.to_string(),
+                })
+            })?;
     let agreed = resp
         .headers()
         .get(http::header::SEC_WEBSOCKET_PROTOCOL)

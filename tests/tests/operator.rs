@@ -193,6 +193,31 @@ fn misconfigured_peers_get_messages_that_say_what_to_fix() {
         text(&out.stderr).contains("is this a TLS port? try ;transport=tls"),
         "{out:?}"
     );
+    // And the reverse: TLS to a plain port.
+    let (_plain, plain_port) = Daemon::control("c-plain", &[]);
+    let addr = format!("nkcluster://127.0.0.1:{plain_port};transport=tls");
+    let out = cli(&["nodes", "--addr", &addr], &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("a plain port wants ;transport=tcp"),
+        "{out:?}"
+    );
+    // A wrong password: the code once, the reason in words.
+    let out = cli(
+        &[
+            "nodes",
+            "--password",
+            "nope",
+            "--addr",
+            &format!("nkcluster://127.0.0.1:{plain_port}"),
+        ],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("auth_failed") && !err.contains("auth_failed: auth_failed"),
+        "{err}"
+    );
 }
 
 #[test]
