@@ -13,6 +13,7 @@
 //! - [`message`]: the versioned protocol [`Message`](message::Message) enum (postcard).
 //! - [`url`]: `nkcluster://` URL lists; [`meta`]: node metadata tokens.
 //! - [`membership`]: control-node views, failure handling and explicit leave.
+//! - [`mesh`]: one link per pair of control nodes.
 //! - [`ring`]: partition ownership, a pure function of the live members.
 //! - [`proxy`]: which workers a control node serves, and hand-offs to their owner.
 //! - [`status`]: a node's status (the original's seven states) and its running tasks.
@@ -35,6 +36,7 @@ pub mod files;
 pub mod frame;
 pub mod handshake;
 pub mod membership;
+pub mod mesh;
 pub mod message;
 pub mod meta;
 pub mod proxy;

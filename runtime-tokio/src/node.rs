@@ -2647,9 +2647,14 @@ impl<N: Net> EventSink for LinkSink<N> {
                             // Both ends dialed: one link per pair. Both ends keep the link
                             // dialed by the smaller node id; the other is dropped from the
                             // table and closes once its pending requests are answered.
-                            let wins = |dialer: bool| dialer == (me.as_str() < p.node_id.as_str());
-                            let new_wins = wins(self.dialer) && !wins(links[i].summary.dialer);
-                            debug!(node = %me, peer = %p.node_id, keep = if new_wins { "new" } else { "old" },
+                            let keep = nkcluster_core::mesh::duplicate_link(
+                                me,
+                                &p.node_id,
+                                links[i].summary.dialer,
+                                self.dialer,
+                            );
+                            let new_wins = keep == nkcluster_core::mesh::KeepLink::New;
+                            debug!(node = %me, peer = %p.node_id, keep = ?keep,
                                    "two links with one control node: keeping the one the smaller id dialed");
                             if new_wins {
                                 links[i] = link;
@@ -3166,7 +3171,7 @@ async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
     }
     // The owner's URLs as the mesh knows them (`all` already replaced by the address it
     // was reached at). None that a worker could dial: no redirect, the worker stays.
-    let urls: Vec<String> = inner
+    let announced = inner
         .membership
         .as_ref()
         .map(|m| lock(m).view())
@@ -3174,10 +3179,8 @@ async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
         .into_iter()
         .find(|r| r.id == owner)
         .map(|r| r.listen)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|u| parse_url(u).is_ok_and(|u| u.host != Host::All))
-        .collect();
+        .unwrap_or_default();
+    let urls = nkcluster_core::url::reachable_at(&announced, None);
     if urls.is_empty() {
         warn!(node = %inner.config.node_id, worker = %worker, owner = %owner,
               "cannot redirect the worker: its owner announced no address a worker could dial; the worker stays here");
