@@ -1444,23 +1444,7 @@ impl<N: Net> Node<N> {
                 .as_deref()
                 .unwrap_or(&self.inner.config.password);
             let key = self.inner.key_for(password);
-            let (tx, rx) = oneshot::channel();
-            let inner = self.inner.clone();
-            tokio::spawn(async move {
-                run_connection(
-                    inner,
-                    ready,
-                    Side::Dialer,
-                    key,
-                    remote,
-                    LinkExtras {
-                        notify: Some(tx),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            });
-            match rx.await {
+            match spawn_dialed(&self.inner, ready, key, remote).await {
                 Ok(Ok(p)) => return Ok(p),
                 Ok(Err(e)) => {
                     last = ConnectError {
@@ -2827,6 +2811,30 @@ fn summary(p: &PeerInfo, remote: &str, dialer: bool) -> PeerSummary {
     }
 }
 
+/// Runs a connection we dialed in a task of its own; resolves with its handshake's
+/// outcome (an error when the task ended first).
+fn spawn_dialed<N: Net>(
+    inner: &Arc<Inner<N>>,
+    ready: transport::Ready,
+    key: Key,
+    remote: String,
+) -> oneshot::Receiver<Result<PeerSummary, ConnError>> {
+    let (tx, rx) = oneshot::channel();
+    let extras = LinkExtras {
+        notify: Some(tx),
+        ..Default::default()
+    };
+    tokio::spawn(run_connection(
+        inner.clone(),
+        ready,
+        Side::Dialer,
+        key,
+        remote,
+        extras,
+    ));
+    rx
+}
+
 /// Runs one connection over an established transport to completion.
 async fn run_connection<N: Net>(
     inner: Arc<Inner<N>>,
@@ -3216,23 +3224,7 @@ async fn adopt<N: Net>(inner: Arc<Inner<N>>, req: AdoptRequest, responder: Respo
             }
         };
         let key = inner.key_for(&inner.config.password);
-        let (tx, rx) = oneshot::channel();
-        let i2 = inner.clone();
-        tokio::spawn(async move {
-            run_connection(
-                i2,
-                ready,
-                Side::Dialer,
-                key,
-                remote,
-                LinkExtras {
-                    notify: Some(tx),
-                    ..Default::default()
-                },
-            )
-            .await;
-        });
-        match rx.await {
+        match spawn_dialed(&inner, ready, key, remote).await {
             Ok(Ok(p)) if p.node_id == req.worker => {
                 info!(node = %inner.config.node_id, worker = %req.worker, remote = %p.remote, "adopted worker");
                 responder.reply(Ok(Bytes::new()));
