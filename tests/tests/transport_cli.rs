@@ -92,15 +92,7 @@ fn node_on(id: &str, listen: &str, extra: &[&str]) -> (Daemon, u16) {
 }
 
 fn openssl() -> Command {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "the openssl command is required by this test (apt-get install openssl)"
-    );
-    Command::new("openssl")
+    nkcluster_tests::tools::openssl()
 }
 
 fn text(b: &[u8]) -> String {
@@ -240,19 +232,9 @@ fn json(line: &str, key: &str) -> Option<String> {
 }
 
 fn ws_client(url: &str, mode: &[&str]) -> WsRun {
-    let probe = run_with_deadline(
-        Command::new("python3").args(["-c", "import websockets.sync.client"]),
-        TOOL,
-    );
-    assert!(
-        probe.status.success(),
-        "python3 with the websockets package (>= 12) is required by this test: \
-         `python3 -m pip install websockets` ({}): {}",
-        probe.status,
-        text(&probe.stderr)
-    );
+    let python = nkcluster_tests::tools::python_with_websockets();
     let out = run_with_deadline(
-        Command::new("python3").arg(WS_CLIENT).arg(url).args(mode),
+        Command::new(&python).arg(WS_CLIENT).arg(url).args(mode),
         TOOL,
     );
     let stdout = text(&out.stdout);

@@ -1,0 +1,123 @@
+//! The foreign tools some tests use as real peers, set up by the tests themselves on
+//! first use, so that `cargo test --workspace` alone passes on a fresh machine:
+//!
+//! - [`python_with_websockets`]: a Python interpreter that has the `websockets` package
+//!   (>= 12): the system's if it has it, otherwise a virtual environment created under
+//!   the build's target directory and filled from PyPI once.
+//! - [`openssl`]: the `openssl` command, installed with apt-get when missing (as root).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::run_with_deadline;
+
+/// How long a set-up step may take (a pip or apt-get download).
+const SETUP: Duration = Duration::from_secs(600);
+
+fn works(cmd: &mut Command) -> bool {
+    cmd.output().is_ok_and(|o| o.status.success())
+}
+
+/// The target directory of this build (`target/<profile>`), where set-ups are kept.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
+    if dir.file_name() == Some(std::ffi::OsStr::new("deps")) {
+        dir.pop();
+    }
+    dir
+}
+
+/// A Python interpreter that can `import websockets.sync.client`.
+///
+/// # Panics
+/// When neither the system's Python has the package nor a virtual environment can be
+/// made (the message says what failed).
+pub fn python_with_websockets() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let probe = |py: &PathBuf| {
+                works(Command::new(py).args(["-c", "import websockets.sync.client"]))
+            };
+            let system = PathBuf::from("python3");
+            if probe(&system) {
+                return system;
+            }
+            let venv = target_dir().join("test-venv");
+            let python = venv.join("bin").join("python3");
+            if probe(&python) {
+                return python;
+            }
+            let out = run_with_deadline(
+                Command::new("python3").args(["-m", "venv"]).arg(&venv),
+                SETUP,
+            );
+            assert!(
+                out.status.success(),
+                "cannot create a virtual environment at {} for the websockets package: {}",
+                venv.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let out = run_with_deadline(
+                Command::new(&python).args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "websockets>=12",
+                ]),
+                SETUP,
+            );
+            assert!(
+                out.status.success() && probe(&python),
+                "cannot install websockets into {}: {}",
+                venv.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            python
+        })
+        .clone()
+}
+
+/// The `openssl` command.
+///
+/// # Panics
+/// When it is missing and cannot be installed.
+pub fn openssl() -> Command {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        if works(Command::new("openssl").arg("version")) {
+            return Ok(());
+        }
+        for args in [
+            &["update", "-qq"][..],
+            &["install", "-y", "-qq", "openssl"][..],
+        ] {
+            let out = run_with_deadline(
+                Command::new("apt-get")
+                    .args(args)
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+                SETUP,
+            );
+            if !out.status.success() {
+                return Err(format!(
+                    "apt-get {args:?} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        if works(Command::new("openssl").arg("version")) {
+            Ok(())
+        } else {
+            Err("openssl is still missing after apt-get install".into())
+        }
+    });
+    if let Err(e) = ready {
+        panic!("the openssl command is required by this test and could not be installed: {e}");
+    }
+    Command::new("openssl")
+}
