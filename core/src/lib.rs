@@ -9,6 +9,7 @@
 //! Modules:
 //! - [`time`]: the monotonic [`Instant`](time::Instant) the machines reason with.
 //! - [`files`]: where received files may land (below `files_dir`).
+//! - [`transfers`]: the file-transfer receiver (parts, checksum, limits, expiry).
 //! - [`frame`]: the length-prefixed frame codec (maximum checked before any allocation).
 //! - [`message`]: the versioned protocol [`Message`](message::Message) enum (postcard).
 //! - [`url`]: `nkcluster://` URL lists; [`meta`]: node metadata tokens.
@@ -43,6 +44,7 @@ pub mod proxy;
 pub mod ring;
 pub mod status;
 pub mod time;
+pub mod transfers;
 pub mod url;
 
 pub use conn::{ConnError, Connection, ConnectionConfig, Event, RequestError, RequestId};

@@ -678,8 +678,10 @@ struct Inner<N: Net> {
     meta: Mutex<nkcluster_core::meta::Meta>,
     /// The data registry (`get_data` / `put_data` / `del_data`) and its size in bytes.
     data: Mutex<(HashMap<String, Bytes>, usize)>,
-    /// Files being received: path -> (hash so far, next offset, the open `.part` file).
-    files: Mutex<HashMap<String, (sha2::Sha256, u64, std::fs::File)>>,
+    /// Files being received (the core receiver machine).
+    transfers: Mutex<nkcluster_core::transfers::Transfers>,
+    /// The `.part` files of the transfers in progress, open between parts.
+    open_files: Mutex<HashMap<std::path::PathBuf, std::fs::File>>,
     /// File parts are written in arrival order by one thread (started at first use).
     file_writer: Mutex<Option<std::sync::mpsc::Sender<(String, FilePart, Responder)>>>,
     /// Machine figures for `get_info`, and the latest sample (taken at most once per
@@ -854,7 +856,14 @@ impl<N: Net> Node<N> {
             infos: Mutex::new(HashMap::new()),
             meta: Mutex::new(config.meta.clone()),
             data: Mutex::new((HashMap::new(), 0)),
-            files: Mutex::new(HashMap::new()),
+            transfers: Mutex::new(nkcluster_core::transfers::Transfers::new(
+                &config.files_dir,
+                nkcluster_core::transfers::TransfersConfig {
+                    max_open: MAX_TRANSFERS,
+                    ..Default::default()
+                },
+            )),
+            open_files: Mutex::new(HashMap::new()),
             file_writer: Mutex::new(None),
             sys: Mutex::new(sysinfo::System::new()),
             stats_cache: Mutex::new(None),
@@ -1864,105 +1873,101 @@ impl<N: Net> Inner<N> {
         }
     }
 
-    /// One part of a file: appended to `<path>.part`; after the last, the whole file's
-    /// SHA-256 is checked and the file renamed into place.
-    ///
-    /// The path is resolved below `files_dir` (relative paths from there; absolute ones
-    /// must lie inside it; `..` may not climb out): anything else is `forbidden_path`.
-    fn receive_file(&self, from: &str, mut part: FilePart) -> Result<Bytes, RemoteError> {
-        use sha2::Digest;
-        use std::io::Write;
-        let requested = part.path.clone();
-        part.path = match self.file_target(&requested, part.offset == 0) {
-            Ok(p) => p,
+    /// One part of a file. The core receiver decides (where it lands, order, checksum,
+    /// limits, expiry); this performs its file operations and answers.
+    fn receive_file(&self, from: &str, part: FilePart) -> Result<Bytes, RemoteError> {
+        use nkcluster_core::transfers::{Part, Received};
+        let out = lock(&self.transfers).handle_part(
+            self.clock.now(),
+            from,
+            Part {
+                path: &part.path,
+                offset: part.offset,
+                total: part.total,
+                data: part.data,
+                sha256: part.sha256,
+            },
+        );
+        if let Err(e) = self.perform_file_ops(out.ops) {
+            let cleanup = lock(&self.transfers).handle_io_error(&part.path);
+            let _ = self.perform_file_ops(cleanup);
+            warn!(node = %self.config.node_id, from = %from, path = %part.path, code = %e.code, error = %e.message,
+                  "a file transfer failed");
+            return Err(e);
+        }
+        match out.result {
+            Ok(Received::Part) => Ok(Bytes::new()),
+            Ok(Received::File { path, bytes }) => {
+                info!(node = %self.config.node_id, from = %from, path = %path.display(), bytes, "received a file");
+                Ok(Bytes::new())
+            }
             Err(e) => {
-                warn!(node = %self.config.node_id, from = %from, path = %requested, code = e.code, error = %e.message,
+                warn!(node = %self.config.node_id, from = %from, path = %part.path, code = e.code(), error = %e,
                       "refused a file");
-                return Err(e);
+                Err(RemoteError::new(e.code(), e.to_string()))
             }
-        };
-        let io = |e: std::io::Error| RemoteError::new("file_error", format!("{}: {e}", part.path));
-        let tmp = format!("{}.part", part.path);
-        let mut files = lock(&self.files);
-        if part.offset == 0 {
-            if files.len() >= MAX_TRANSFERS && !files.contains_key(&part.path) {
-                return Err(RemoteError::new(
-                    "too_many_transfers",
-                    format!("at most {MAX_TRANSFERS} files are received at once"),
-                ));
-            }
-            let f = std::fs::File::create(&tmp).map_err(io)?;
-            files.insert(part.path.clone(), (sha2::Sha256::new(), 0, f));
         }
-        let Some((hash, next, f)) = files.get_mut(&part.path) else {
-            return Err(RemoteError::new(
-                "bad_offset",
-                format!(
-                    "{}: no transfer in progress at offset {}",
-                    part.path, part.offset
-                ),
-            ));
-        };
-        if part.offset != *next || part.offset + part.data.len() as u64 > part.total {
-            let want = *next;
-            files.remove(&part.path);
-            let _ = std::fs::remove_file(&tmp);
-            return Err(RemoteError::new(
-                "bad_offset",
-                format!("{}: part at {} (expected {want})", part.path, part.offset),
-            ));
-        }
-        if let Err(e) = f.write_all(&part.data) {
-            files.remove(&part.path);
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(e));
-        }
-        hash.update(&part.data);
-        *next += part.data.len() as u64;
-        if *next < part.total {
-            return Ok(Bytes::new());
-        }
-        let Some((hash, _, f)) = files.remove(&part.path) else {
-            return Ok(Bytes::new());
-        };
-        let got: [u8; 32] = hash.finalize().into();
-        if part.sha256 != Some(got) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(RemoteError::new(
-                "checksum_mismatch",
-                format!("{}: SHA-256 of the received bytes differs", part.path),
-            ));
-        }
-        drop(f);
-        std::fs::rename(&tmp, &part.path).map_err(io)?;
-        info!(node = %self.config.node_id, from = %from, path = %part.path, bytes = part.total, "received a file");
-        Ok(Bytes::new())
     }
 
-    /// Where a file named `requested` lands: below `files_dir`, or `forbidden_path`. On a
-    /// transfer's first part the directories are created, and a symbolic link that leads
-    /// out of `files_dir` is refused too.
-    fn file_target(&self, requested: &str, first: bool) -> Result<String, RemoteError> {
-        let root = &self.config.files_dir;
-        let forbidden =
-            |e: nkcluster_core::files::ForbiddenPath| RemoteError::new(e.code(), e.to_string());
-        let target = nkcluster_core::files::resolve_under(root, requested).map_err(forbidden)?;
-        if first && let Some(dir) = target.parent() {
-            let io = |e: std::io::Error| {
-                RemoteError::new("file_error", format!("{}: {e}", dir.display()))
-            };
-            std::fs::create_dir_all(dir).map_err(io)?;
-            let real_dir = dir.canonicalize().map_err(io)?;
-            let real_root = root.canonicalize().map_err(io)?;
-            if !real_dir.starts_with(&real_root) {
-                return Err(forbidden(nkcluster_core::files::ForbiddenPath {
-                    path: requested.to_owned(),
-                    why: "leads out of the files directory through a link",
-                    root: root.display().to_string(),
-                }));
+    /// Performs the receiver's file operations in order; the `.part` files stay open
+    /// between parts.
+    fn perform_file_ops(
+        &self,
+        ops: Vec<nkcluster_core::transfers::FileOp>,
+    ) -> Result<(), RemoteError> {
+        use nkcluster_core::transfers::FileOp;
+        use std::io::Write;
+        let io = |p: &std::path::Path, e: std::io::Error| {
+            RemoteError::new("file_error", format!("{}: {e}", p.display()))
+        };
+        let mut open = lock(&self.open_files);
+        for op in ops {
+            match op {
+                FileOp::Create { tmp } => {
+                    self.check_file_dir(&tmp)?;
+                    let f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+                    open.insert(tmp, f);
+                }
+                FileOp::Append { tmp, data } => {
+                    let f = open.get_mut(&tmp).ok_or_else(|| {
+                        io(&tmp, std::io::Error::other("the part file is not open"))
+                    })?;
+                    f.write_all(&data).map_err(|e| io(&tmp, e))?;
+                }
+                FileOp::Rename { tmp, to } => {
+                    open.remove(&tmp);
+                    std::fs::rename(&tmp, &to).map_err(|e| io(&to, e))?;
+                }
+                FileOp::Remove { tmp } => {
+                    open.remove(&tmp);
+                    let _ = std::fs::remove_file(&tmp);
+                }
             }
         }
-        Ok(target.display().to_string())
+        Ok(())
+    }
+
+    /// Makes the directory of `file` and refuses it when a symbolic link leads it out of
+    /// `files_dir` (the one check the core cannot make without the file system).
+    fn check_file_dir(&self, file: &std::path::Path) -> Result<(), RemoteError> {
+        let root = &self.config.files_dir;
+        let Some(dir) = file.parent() else {
+            return Ok(());
+        };
+        let io =
+            |e: std::io::Error| RemoteError::new("file_error", format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let real_dir = dir.canonicalize().map_err(io)?;
+        let real_root = root.canonicalize().map_err(io)?;
+        if real_dir.starts_with(&real_root) {
+            return Ok(());
+        }
+        let e = nkcluster_core::files::ForbiddenPath {
+            path: file.display().to_string(),
+            why: "leads out of the files directory through a link",
+            root: root.display().to_string(),
+        };
+        Err(RemoteError::new(e.code(), e.to_string()))
     }
 
     /// This node's information, with fresh machine figures.

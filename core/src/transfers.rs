@@ -1,0 +1,534 @@
+//! The file-transfer receiver: a file arrives as parts (offset, whole size, bytes; the
+//! SHA-256 of the whole file with the last part) and is written to `<path>.part`, checked,
+//! then renamed into place. This machine decides everything (where the file may land,
+//! whether a part is the expected one, when the file is complete and intact, how many
+//! transfers may be open, when an abandoned one expires) and emits [`FileOp`]s; the shell
+//! performs them in order and reports an I/O failure back with
+//! [`Transfers::handle_io_error`].
+//!
+//! ```
+//! use std::path::Path;
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use nkcluster_core::Instant;
+//! use nkcluster_core::transfers::{FileOp, Part, Received, Transfers, TransfersConfig};
+//! use sha2::Digest;
+//! let mut t = Transfers::new(Path::new("/srv/files"), TransfersConfig::default());
+//! let data = Bytes::from_static(b"hello");
+//! let part = Part { path: "a.txt", offset: 0, total: 5, data: data.clone(),
+//!                   sha256: Some(sha2::Sha256::digest(&data).into()) };
+//! let out = t.handle_part(Instant::ZERO, "c1", part);
+//! assert_eq!(out.result, Ok(Received::File { path: "/srv/files/a.txt".into(), bytes: 5 }));
+//! assert_eq!(out.ops.len(), 3); // create a.txt.part, append, rename
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sha2::Digest;
+use thiserror::Error;
+
+use crate::files::{ForbiddenPath, resolve_under};
+use crate::time::Instant;
+
+/// Limits of the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransfersConfig {
+    /// Transfers open at once (each holds an open `.part` file in the shell).
+    pub max_open: usize,
+    /// A transfer that received nothing for this long is abandoned: its `.part` file is
+    /// removed and its slot freed.
+    pub idle_expiry: Duration,
+}
+
+impl Default for TransfersConfig {
+    fn default() -> Self {
+        TransfersConfig {
+            max_open: 64,
+            idle_expiry: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One part as a peer sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part<'a> {
+    /// Destination, as the peer wrote it (resolved below the files directory).
+    pub path: &'a str,
+    /// Offset of `data` in the file.
+    pub offset: u64,
+    /// Whole file size.
+    pub total: u64,
+    /// The bytes.
+    pub data: Bytes,
+    /// SHA-256 of the whole file, on the last part.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// A file-system operation for the shell, performed in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileOp {
+    /// Create (or truncate) `tmp`, making its directories; refuse it (report an I/O
+    /// error) when its directory leads out of the files directory through a link.
+    Create {
+        /// The `.part` file.
+        tmp: PathBuf,
+    },
+    /// Append `data` to `tmp`.
+    Append {
+        /// The `.part` file.
+        tmp: PathBuf,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Close `tmp` and rename it to `to`.
+    Rename {
+        /// The `.part` file.
+        tmp: PathBuf,
+        /// The final path.
+        to: PathBuf,
+    },
+    /// Close and delete `tmp` (a failed or abandoned transfer).
+    Remove {
+        /// The `.part` file.
+        tmp: PathBuf,
+    },
+}
+
+/// What a part achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// The part was taken; more are expected.
+    Part,
+    /// The file is whole, intact and in place (once the ops are performed).
+    File {
+        /// Where it landed.
+        path: PathBuf,
+        /// Its size.
+        bytes: u64,
+    },
+}
+
+/// Why a part was refused. After `BadOffset` and `ChecksumMismatch` the transfer is over
+/// (its `.part` file is removed); after the others no transfer state changed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TransferError {
+    /// The path is outside the files directory.
+    #[error(transparent)]
+    Forbidden(#[from] ForbiddenPath),
+    /// Too many transfers are open.
+    #[error("too_many_transfers: at most {max} files are received at once")]
+    TooMany {
+        /// The limit.
+        max: usize,
+    },
+    /// The part is not the one expected (or runs past the announced size).
+    #[error("bad_offset: {path}: part at {got} (expected {expected})")]
+    BadOffset {
+        /// The path as sent.
+        path: String,
+        /// The part's offset.
+        got: u64,
+        /// The offset expected (0 when no transfer is open).
+        expected: u64,
+    },
+    /// The whole file's SHA-256 differs from the one sent.
+    #[error("checksum_mismatch: {path}: SHA-256 of the received bytes differs")]
+    ChecksumMismatch {
+        /// The path as sent.
+        path: String,
+    },
+}
+
+impl TransferError {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TransferError::Forbidden(e) => e.code(),
+            TransferError::TooMany { .. } => "too_many_transfers",
+            TransferError::BadOffset { .. } => "bad_offset",
+            TransferError::ChecksumMismatch { .. } => "checksum_mismatch",
+        }
+    }
+}
+
+/// The ops to perform (even when the part was refused: cleanup) and the part's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct PartOutcome {
+    /// Performed in order before answering.
+    pub ops: Vec<FileOp>,
+    /// The answer to the sender.
+    pub result: Result<Received, TransferError>,
+}
+
+#[derive(Debug)]
+struct Open {
+    hash: sha2::Sha256,
+    next: u64,
+    total: u64,
+    last_activity: Instant,
+}
+
+/// The transfers being received by one node.
+#[derive(Debug)]
+pub struct Transfers {
+    root: PathBuf,
+    config: TransfersConfig,
+    /// By final path.
+    open: BTreeMap<PathBuf, Open>,
+}
+
+fn part_file(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".part");
+    PathBuf::from(s)
+}
+
+impl Transfers {
+    /// A receiver writing below `root` (absolute, normalised).
+    pub fn new(root: &Path, config: TransfersConfig) -> Self {
+        Transfers {
+            root: root.to_path_buf(),
+            config,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Transfers open now.
+    pub fn open(&self) -> usize {
+        self.open.len()
+    }
+
+    /// One part from `from`. Abandoned transfers (idle past `idle_expiry`) expire first.
+    pub fn handle_part(&mut self, now: Instant, _from: &str, part: Part<'_>) -> PartOutcome {
+        let mut ops = self.expire(now);
+        let result = self.take(now, &part, &mut ops);
+        PartOutcome { ops, result }
+    }
+
+    fn take(
+        &mut self,
+        now: Instant,
+        part: &Part<'_>,
+        ops: &mut Vec<FileOp>,
+    ) -> Result<Received, TransferError> {
+        let target = resolve_under(&self.root, part.path)?;
+        let tmp = part_file(&target);
+        if part.offset == 0 {
+            if !self.open.contains_key(&target) && self.open.len() >= self.config.max_open {
+                return Err(TransferError::TooMany {
+                    max: self.config.max_open,
+                });
+            }
+            // A restart of the same file replaces the one in progress.
+            ops.push(FileOp::Create { tmp: tmp.clone() });
+            self.open.insert(
+                target.clone(),
+                Open {
+                    hash: sha2::Sha256::new(),
+                    next: 0,
+                    total: part.total,
+                    last_activity: now,
+                },
+            );
+        }
+        let Some(t) = self.open.get_mut(&target) else {
+            return Err(TransferError::BadOffset {
+                path: part.path.to_owned(),
+                got: part.offset,
+                expected: 0,
+            });
+        };
+        let end = part.offset.saturating_add(part.data.len() as u64);
+        if part.offset != t.next || end > t.total || part.total != t.total {
+            let expected = t.next;
+            self.open.remove(&target);
+            ops.push(FileOp::Remove { tmp });
+            return Err(TransferError::BadOffset {
+                path: part.path.to_owned(),
+                got: part.offset,
+                expected,
+            });
+        }
+        t.hash.update(&part.data);
+        t.next = end;
+        t.last_activity = now;
+        if !part.data.is_empty() {
+            ops.push(FileOp::Append {
+                tmp: tmp.clone(),
+                data: part.data.clone(),
+            });
+        }
+        if t.next < t.total {
+            return Ok(Received::Part);
+        }
+        let Some(t) = self.open.remove(&target) else {
+            return Ok(Received::Part);
+        };
+        let got: [u8; 32] = t.hash.finalize().into();
+        if part.sha256 != Some(got) {
+            ops.push(FileOp::Remove { tmp });
+            return Err(TransferError::ChecksumMismatch {
+                path: part.path.to_owned(),
+            });
+        }
+        ops.push(FileOp::Rename {
+            tmp,
+            to: target.clone(),
+        });
+        Ok(Received::File {
+            path: target,
+            bytes: t.total,
+        })
+    }
+
+    /// Performing an op for the transfer to `path` (as sent) failed: the transfer is
+    /// over; remove its `.part` file.
+    pub fn handle_io_error(&mut self, path: &str) -> Vec<FileOp> {
+        let Ok(target) = resolve_under(&self.root, path) else {
+            return Vec::new();
+        };
+        match self.open.remove(&target) {
+            Some(_) => vec![FileOp::Remove {
+                tmp: part_file(&target),
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// Expires abandoned transfers: the ops removing their `.part` files.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<FileOp> {
+        self.expire(now)
+    }
+
+    /// When the next transfer would expire.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.open
+            .values()
+            .map(|t| t.last_activity + self.config.idle_expiry)
+            .min()
+    }
+
+    fn expire(&mut self, now: Instant) -> Vec<FileOp> {
+        let limit = self.config.idle_expiry;
+        let stale: Vec<PathBuf> = self
+            .open
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(t.last_activity) >= limit)
+            .map(|(p, _)| p.clone())
+            .collect();
+        stale
+            .into_iter()
+            .map(|p| {
+                self.open.remove(&p);
+                FileOp::Remove { tmp: part_file(&p) }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(b: &[u8]) -> [u8; 32] {
+        sha2::Sha256::digest(b).into()
+    }
+
+    fn part<'a>(
+        path: &'a str,
+        offset: u64,
+        total: u64,
+        data: &'static [u8],
+        last: Option<&[u8]>,
+    ) -> Part<'a> {
+        Part {
+            path,
+            offset,
+            total,
+            data: Bytes::from_static(data),
+            sha256: last.map(sha),
+        }
+    }
+
+    fn t() -> Transfers {
+        Transfers::new(
+            Path::new("/f"),
+            TransfersConfig {
+                max_open: 2,
+                idle_expiry: Duration::from_secs(10),
+            },
+        )
+    }
+
+    fn p(s: &str) -> PathBuf {
+        PathBuf::from(s)
+    }
+
+    #[test]
+    fn parts_in_order_make_the_file_then_it_is_renamed() {
+        let mut t = t();
+        let now = Instant::ZERO;
+        let out = t.handle_part(now, "c1", part("d/x", 0, 6, b"abc", None));
+        assert_eq!(
+            out,
+            PartOutcome {
+                ops: vec![
+                    FileOp::Create {
+                        tmp: p("/f/d/x.part")
+                    },
+                    FileOp::Append {
+                        tmp: p("/f/d/x.part"),
+                        data: Bytes::from_static(b"abc")
+                    },
+                ],
+                result: Ok(Received::Part),
+            }
+        );
+        let out = t.handle_part(now, "c1", part("d/x", 3, 6, b"def", Some(b"abcdef")));
+        assert_eq!(
+            out,
+            PartOutcome {
+                ops: vec![
+                    FileOp::Append {
+                        tmp: p("/f/d/x.part"),
+                        data: Bytes::from_static(b"def")
+                    },
+                    FileOp::Rename {
+                        tmp: p("/f/d/x.part"),
+                        to: p("/f/d/x")
+                    },
+                ],
+                result: Ok(Received::File {
+                    path: p("/f/d/x"),
+                    bytes: 6
+                }),
+            }
+        );
+        assert_eq!(t.open(), 0);
+        // An empty file is one part with no bytes.
+        let out = t.handle_part(now, "c1", part("e", 0, 0, b"", Some(b"")));
+        assert_eq!(
+            out.ops,
+            [
+                FileOp::Create {
+                    tmp: p("/f/e.part")
+                },
+                FileOp::Rename {
+                    tmp: p("/f/e.part"),
+                    to: p("/f/e")
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wrong_checksum_or_offset_ends_the_transfer_and_removes_the_part_file() {
+        let mut t = t();
+        let now = Instant::ZERO;
+        let out = t.handle_part(now, "c1", part("x", 0, 3, b"abc", Some(b"zzz")));
+        assert_eq!(
+            out.ops.last(),
+            Some(&FileOp::Remove {
+                tmp: p("/f/x.part")
+            })
+        );
+        assert_eq!(
+            out.result,
+            Err(TransferError::ChecksumMismatch { path: "x".into() })
+        );
+        let _ = t.handle_part(now, "c1", part("y", 0, 9, b"abc", None));
+        let out = t.handle_part(now, "c1", part("y", 6, 9, b"ghi", None));
+        assert_eq!(
+            out.ops,
+            [FileOp::Remove {
+                tmp: p("/f/y.part")
+            }]
+        );
+        assert_eq!(
+            out.result,
+            Err(TransferError::BadOffset {
+                path: "y".into(),
+                got: 6,
+                expected: 3
+            })
+        );
+        // No transfer open: a later part is refused, nothing to clean.
+        let out = t.handle_part(now, "c1", part("z", 5, 9, b"x", None));
+        assert_eq!(out.ops, []);
+        assert_eq!(out.result.map_err(|e| e.code()), Err("bad_offset"));
+        // Past the announced size.
+        let _ = t.handle_part(now, "c1", part("w", 0, 2, b"a", None));
+        let out = t.handle_part(now, "c1", part("w", 1, 2, b"bc", None));
+        assert_eq!(out.result.map_err(|e| e.code()), Err("bad_offset"));
+        assert_eq!(t.open(), 0);
+    }
+
+    #[test]
+    fn at_most_max_open_and_abandoned_transfers_expire() {
+        let mut t = t();
+        let _ = t.handle_part(Instant::ZERO, "c1", part("a", 0, 9, b"1", None));
+        let _ = t.handle_part(
+            Instant::from_millis(5_000),
+            "c1",
+            part("b", 0, 9, b"1", None),
+        );
+        let out = t.handle_part(
+            Instant::from_millis(5_000),
+            "c1",
+            part("c", 0, 9, b"1", None),
+        );
+        assert_eq!(out.ops, []);
+        assert_eq!(out.result, Err(TransferError::TooMany { max: 2 }));
+        assert_eq!(t.poll_timeout(), Some(Instant::from_millis(10_000)));
+        // `a` is idle for 10 s: it expires, and `c` takes its slot.
+        let out = t.handle_part(
+            Instant::from_millis(10_000),
+            "c1",
+            part("c", 0, 9, b"1", None),
+        );
+        assert_eq!(
+            out.ops,
+            [
+                FileOp::Remove {
+                    tmp: p("/f/a.part")
+                },
+                FileOp::Create {
+                    tmp: p("/f/c.part")
+                },
+                FileOp::Append {
+                    tmp: p("/f/c.part"),
+                    data: Bytes::from_static(b"1")
+                },
+            ]
+        );
+        assert_eq!(out.result, Ok(Received::Part));
+        assert_eq!(
+            t.handle_timeout(Instant::from_millis(15_000)),
+            [FileOp::Remove {
+                tmp: p("/f/b.part")
+            }]
+        );
+        assert_eq!(
+            t.handle_io_error("c"),
+            [FileOp::Remove {
+                tmp: p("/f/c.part")
+            }]
+        );
+        assert_eq!(t.handle_io_error("c"), []);
+        assert_eq!(t.poll_timeout(), None);
+    }
+
+    #[test]
+    fn paths_outside_the_files_directory_are_refused_before_anything_happens() {
+        let mut t = t();
+        let out = t.handle_part(Instant::ZERO, "c1", part("../x", 0, 1, b"a", None));
+        assert_eq!(out.ops, []);
+        assert_eq!(out.result.map_err(|e| e.code()), Err("forbidden_path"));
+        assert_eq!(t.open(), 0);
+    }
+}
