@@ -21,6 +21,7 @@
 //! - [`auth`]: password key derivation and transcript proofs.
 //! - [`admission`]: limits on connections that have not authenticated yet.
 //! - [`backoff`]: reconnection delays with jitter and an attempt budget.
+//! - [`connector`]: which control node a node dials next, when it waits, when it gives up.
 //! - [`handshake`]: the mutual authentication state machine.
 //! - [`conn`]: one connection end to end: framing, handshake, then the link
 //!   (ping/pong, idle deadline, requests with deadlines).
@@ -33,6 +34,7 @@ pub mod admission;
 pub mod auth;
 pub mod backoff;
 pub mod conn;
+pub mod connector;
 pub mod files;
 pub mod frame;
 pub mod handshake;

@@ -12,7 +12,6 @@ use bytes::{Bytes, BytesMut};
 use nkcluster_core::ConnError;
 use nkcluster_core::admission::{Admission, Refusal};
 use nkcluster_core::auth::Key;
-use nkcluster_core::backoff::Backoff;
 use nkcluster_core::conn::{Connection, ConnectionParams, Event, RequestError};
 use nkcluster_core::handshake::{Identity, PeerInfo, Role, Side};
 use nkcluster_core::membership::{MemberEvent, MemberInfo, Membership, MembershipConfig};
@@ -507,7 +506,7 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
                     ))),
                     Ok(urls) => {
                         info!(node = %self.inner.config.node_id, to = %text, "told to reconnect to our proxy's owner");
-                        *lock(&self.inner.redirect) = urls;
+                        lock(&self.inner.connector).handle_redirect(urls);
                         Answer::Now(Ok(Bytes::new()))
                     }
                     Err(e) => Answer::Now(Err(RemoteError::new(e.code(), e.to_string()))),
@@ -659,8 +658,9 @@ struct Inner<N: Net> {
     membership_timer: tokio::sync::Notify,
     /// Control nodes only: which workers we serve, and hand-offs.
     proxies: Option<Mutex<Proxies>>,
-    /// Workers only: where a control node told us to reconnect (tried first, once).
-    redirect: Mutex<Vec<ClusterUrl>>,
+    /// Nodes with `cluster_addr`: what to dial next (a redirect first, once), when to
+    /// wait, when to give up.
+    connector: Mutex<nkcluster_core::connector::Connector>,
     /// This node's status and running tasks (every node runs jobs).
     status: Mutex<NodeStatus>,
     /// Running tasks: id -> (class, abort handle of its body).
@@ -846,7 +846,10 @@ impl<N: Net> Node<N> {
             membership_timer: tokio::sync::Notify::new(),
             proxies: (config.control && !config.admin)
                 .then(|| Mutex::new(Proxies::new(&config.node_id, config.partitions))),
-            redirect: Mutex::new(Vec::new()),
+            connector: Mutex::new(nkcluster_core::connector::Connector::new(
+                config.cluster_addr.clone(),
+                config.backoff.clone(),
+            )),
             status: Mutex::new(NodeStatus::new()),
             tasks: Mutex::new(HashMap::new()),
             next_task: AtomicU64::new(1),
@@ -3248,124 +3251,110 @@ async fn adopt<N: Net>(inner: Arc<Inner<N>>, req: AdoptRequest, responder: Respo
     responder.reply(Err(last));
 }
 
-/// Dials `cluster_addr` entries in order until one links; stays linked while it lasts;
-/// backs off (core [`Backoff`]) after a round in which every entry failed.
+/// Performs the core [`Connector`](nkcluster_core::connector::Connector)'s plan: dials
+/// the entry it names and runs the link while it lasts, waits while any control link is
+/// up, sleeps between rounds, gives up when it says so.
 async fn connector<N: Net>(inner: Arc<Inner<N>>) {
-    let mut backoff = Backoff::new(inner.config.backoff.clone());
+    use nkcluster_core::connector::ConnectorAction;
     let mut stop = inner.shutdown.subscribe();
-    // The URL of the link we last had (its entries go last after we lose it).
-    let mut last_served: Option<ClusterUrl> = None;
+    lock(&inner.connector).start(inner.clock.now());
     loop {
-        let mut last = (
-            "no_connections".to_owned(),
-            "no url could be reached".to_owned(),
-        );
-        let mut linked = false;
-        // A control node's redirect (to our proxy's owner) is tried first, once.
-        let redirected: Vec<ClusterUrl> = std::mem::take(&mut *lock(&inner.redirect));
-        // After a lost link, the node that served us goes last: if it died or hangs, the
-        // others are tried before it (a hung node costs a handshake timeout).
-        let list = &inner.config.cluster_addr;
-        let same = |u: &ClusterUrl| {
-            last_served
-                .as_ref()
-                .is_some_and(|l: &ClusterUrl| l.host == u.host && l.port == u.port)
-        };
-        let rotated: Vec<ClusterUrl> = list
-            .iter()
-            .filter(|u| !same(u))
-            .chain(list.iter().filter(|u| same(u)))
-            .cloned()
-            .collect();
-        for url in redirected.into_iter().chain(rotated) {
-            if inner.stopping() {
-                return;
-            }
-            let label = url.remote_label();
-            debug!(node = %inner.config.node_id, url = %label, "dialing cluster_addr entry");
-            let password = url.password.as_deref().unwrap_or(&inner.config.password);
-            let key = inner.key_for(password);
-            let ready = match inner.dial(&url).await {
-                Ok(r) => r,
-                Err((code, e)) => {
-                    warn!(node = %inner.config.node_id, url = %label, code, error = %e, "connect failed");
-                    inner.emit(NodeEvent::ConnectFailed {
-                        url: label.clone(),
-                        error: e.clone(),
-                    });
-                    if code != "no_connections" {
-                        last = (code.to_owned(), e);
-                    }
-                    continue;
-                }
-            };
-            let outcome = run_connection(
-                inner.clone(),
-                ready.1,
-                Side::Dialer,
-                key,
-                ready.0,
-                LinkExtras::default(),
-            )
-            .await;
-            if outcome.authenticated {
-                linked = true;
-                last_served = Some(url.clone());
-                break;
-            }
-            // A refused handshake (say, a wrong password in this URL): try the next entry.
-            if let Some(e) = outcome.error {
-                last = (e.code().to_owned(), e.to_string());
-            }
-        }
         if inner.stopping() {
             return;
         }
-        if linked {
-            // The link lasted and then ended: not a failed attempt. A control node that
-            // adopted us (it dialed us) serves us now: wait while any such link lasts.
-            backoff.reset();
-            let mut events = inner.events.subscribe();
-            while lock(&inner.peers)
-                .values()
-                .flatten()
-                .any(|l| l.summary.role == Role::Control)
-            {
-                tokio::select! {
-                    _ = events.recv() => {}
-                    _ = stop.changed() => return,
+        let action = lock(&inner.connector).poll_action();
+        match action {
+            Some(ConnectorAction::Dial(url)) => match connect_once(&inner, &url).await {
+                Ok(()) => lock(&inner.connector).handle_linked(inner.clock.now()),
+                Err((code, detail)) => {
+                    let random = inner.random_u64();
+                    lock(&inner.connector).handle_dial_failed(
+                        inner.clock.now(),
+                        &code,
+                        &detail,
+                        random,
+                    );
                 }
+            },
+            Some(ConnectorAction::WaitWhileLinked) => {
+                // A control node that adopted us (it dialed us) serves us now.
+                let mut events = inner.events.subscribe();
+                while lock(&inner.peers)
+                    .values()
+                    .flatten()
+                    .any(|l| l.summary.role == Role::Control)
+                {
+                    tokio::select! {
+                        _ = events.recv() => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+                lock(&inner.connector).handle_links_lost(inner.clock.now());
             }
-            // Pause briefly so a peer that drops us right after the handshake cannot
-            // make us spin; a redirect to our owner is followed at once.
-            if lock(&inner.redirect).is_empty() {
-                tokio::select! {
-                    _ = tokio::time::sleep(inner.config.backoff.initial) => {}
-                    _ = stop.changed() => return,
-                }
-            }
-            continue;
-        }
-        match backoff.on_failure(inner.random_u64()) {
-            Some(delay) => {
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop.changed() => return,
-                }
+            Some(ConnectorAction::GiveUp { code, detail }) => {
+                let attempts = lock(&inner.connector).failures();
+                warn!(node = %inner.config.node_id, code = %code, error = %detail,
+                      attempts, "giving up connecting to the cluster");
+                inner.emit(NodeEvent::GaveUp { code: code.clone() });
+                // send_replace: the value must stay even if nobody is waiting yet.
+                inner.fatal.send_replace(Some(Fatal { code, detail }));
+                return;
             }
             None => {
-                warn!(node = %inner.config.node_id, code = %last.0, error = %last.1,
-                      attempts = backoff.failures(), "giving up connecting to the cluster");
-                inner.emit(NodeEvent::GaveUp {
-                    code: last.0.clone(),
-                });
-                // send_replace: the value must stay even if nobody is waiting yet.
-                inner.fatal.send_replace(Some(Fatal {
-                    code: last.0,
-                    detail: last.1,
-                }));
-                return;
+                let Some(t) = lock(&inner.connector).poll_timeout() else {
+                    return; // nothing left to do
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep_until(inner.clock.to_tokio(t)) => {}
+                    _ = stop.changed() => return,
+                }
+                lock(&inner.connector).handle_timeout(inner.clock.now());
             }
         }
     }
+}
+
+/// Dials `url` and runs the link until it ends: `Ok` when it authenticated, otherwise
+/// the failure's code and detail.
+async fn connect_once<N: Net>(
+    inner: &Arc<Inner<N>>,
+    url: &ClusterUrl,
+) -> Result<(), (String, String)> {
+    let label = url.remote_label();
+    debug!(node = %inner.config.node_id, url = %label, "dialing cluster_addr entry");
+    let password = url.password.as_deref().unwrap_or(&inner.config.password);
+    let key = inner.key_for(password);
+    let (remote, ready) = match inner.dial(url).await {
+        Ok(r) => r,
+        Err((code, e)) => {
+            warn!(node = %inner.config.node_id, url = %label, code, error = %e, "connect failed");
+            inner.emit(NodeEvent::ConnectFailed {
+                url: label,
+                error: e.clone(),
+            });
+            return Err((code.to_owned(), e));
+        }
+    };
+    let outcome = run_connection(
+        inner.clone(),
+        ready,
+        Side::Dialer,
+        key,
+        remote,
+        LinkExtras::default(),
+    )
+    .await;
+    if outcome.authenticated {
+        return Ok(());
+    }
+    // A refused handshake (say, a wrong password in this URL): the next entry.
+    Err(outcome.error.map_or_else(
+        || {
+            (
+                "closed".to_owned(),
+                "the peer closed during the handshake".to_owned(),
+            )
+        },
+        |e| (e.code().to_owned(), e.to_string()),
+    ))
 }

@@ -1,0 +1,343 @@
+//! The connector of a node with `cluster_addr`: which control node to dial next, when to
+//! wait, when to give up. Sans-IO: the shell dials what [`ConnectorAction::Dial`] names,
+//! keeps the link while it lasts, and reports back.
+//!
+//! - A round tries the entries one at a time: a redirect received from a control node
+//!   first (once), then `cluster_addr` in its order, except that the control node that
+//!   served us last goes last (if it died or hangs, the others are tried before it).
+//! - A round in which every entry failed is followed by a backoff delay (exponential,
+//!   with the jitter the shell injects); when the attempt budget is spent the connector
+//!   gives up with the most telling error of the last round.
+//! - After a link that authenticated, the shell waits while any control link lasts (a
+//!   control node may have adopted us over a link it dialed), then reports the loss: the
+//!   next round starts at once after a redirect, otherwise after the initial backoff delay
+//!   (a peer that drops us right after the handshake cannot make us spin).
+//!
+//! ```
+//! use nkcluster_core::Instant;
+//! use nkcluster_core::backoff::BackoffConfig;
+//! use nkcluster_core::connector::{Connector, ConnectorAction};
+//! use nkcluster_core::url::parse_url_list;
+//! let urls = parse_url_list("nkcluster://10.0.0.1, nkcluster://10.0.0.2").unwrap();
+//! let mut c = Connector::new(urls.clone(), BackoffConfig::default());
+//! c.start(Instant::ZERO);
+//! assert_eq!(c.poll_action(), Some(ConnectorAction::Dial(urls[0].clone())));
+//! ```
+
+use std::collections::VecDeque;
+
+use crate::backoff::{Backoff, BackoffConfig};
+use crate::time::Instant;
+use crate::url::ClusterUrl;
+
+/// What the shell must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectorAction {
+    /// Dial this URL and run the link; report with
+    /// [`handle_dial_failed`](Connector::handle_dial_failed) or
+    /// [`handle_linked`](Connector::handle_linked).
+    Dial(ClusterUrl),
+    /// Wait until no control link is left, then call
+    /// [`handle_links_lost`](Connector::handle_links_lost).
+    WaitWhileLinked,
+    /// Stop trying: the attempt budget is spent.
+    GiveUp {
+        /// Code of the most telling failure of the last round.
+        code: String,
+        /// Its detail.
+        detail: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Not started, or given up.
+    Idle,
+    /// Trying the round's entries; the current one is being dialed.
+    Dialing,
+    /// Between rounds, until the instant.
+    Waiting(Instant),
+    /// A link authenticated; waiting for the shell to report its loss.
+    Linked,
+    /// Gave up.
+    Done,
+}
+
+/// The connector's state. See the module docs.
+#[derive(Debug)]
+pub struct Connector {
+    entries: Vec<ClusterUrl>,
+    backoff_config: BackoffConfig,
+    backoff: Backoff,
+    redirect: Vec<ClusterUrl>,
+    last_served: Option<ClusterUrl>,
+    round: VecDeque<ClusterUrl>,
+    dialing: Option<ClusterUrl>,
+    last_error: (String, String),
+    state: State,
+    actions: VecDeque<ConnectorAction>,
+}
+
+fn same_node(a: &ClusterUrl, b: &ClusterUrl) -> bool {
+    a.host == b.host && a.port == b.port
+}
+
+fn no_connections() -> (String, String) {
+    (
+        "no_connections".to_owned(),
+        "no url could be reached".to_owned(),
+    )
+}
+
+impl Connector {
+    /// A connector for `entries` (the node's `cluster_addr`).
+    pub fn new(entries: Vec<ClusterUrl>, backoff: BackoffConfig) -> Self {
+        Connector {
+            entries,
+            backoff: Backoff::new(backoff.clone()),
+            backoff_config: backoff,
+            redirect: Vec::new(),
+            last_served: None,
+            round: VecDeque::new(),
+            dialing: None,
+            last_error: no_connections(),
+            state: State::Idle,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Starts the first round.
+    pub fn start(&mut self, now: Instant) {
+        if self.state == State::Idle {
+            self.start_round(now);
+        }
+    }
+
+    /// A control node told us to reconnect to `urls` (our proxy's owner): they are tried
+    /// first in the next round. An empty list is ignored.
+    pub fn handle_redirect(&mut self, urls: Vec<ClusterUrl>) {
+        if !urls.is_empty() {
+            self.redirect = urls;
+        }
+    }
+
+    /// The dial of the current entry failed (nothing answered, the transport or the
+    /// handshake failed). `random` picks the backoff jitter when the round is over.
+    pub fn handle_dial_failed(&mut self, now: Instant, code: &str, detail: &str, random: u64) {
+        if self.state != State::Dialing {
+            return;
+        }
+        // An answer that refused us says more than a silence.
+        if code != "no_connections" || self.last_error.0 == "no_connections" {
+            self.last_error = (code.to_owned(), detail.to_owned());
+        }
+        self.dialing = None;
+        self.next_dial(now, random);
+    }
+
+    /// The current entry's link authenticated.
+    pub fn handle_linked(&mut self, _now: Instant) {
+        if self.state != State::Dialing {
+            return;
+        }
+        self.last_served = self.dialing.take();
+        self.round.clear();
+        self.backoff.reset();
+        self.state = State::Linked;
+        self.actions.push_back(ConnectorAction::WaitWhileLinked);
+    }
+
+    /// No control link is left: start again, at once after a redirect, otherwise after
+    /// the initial backoff delay.
+    pub fn handle_links_lost(&mut self, now: Instant) {
+        if self.state != State::Linked {
+            return;
+        }
+        if self.redirect.is_empty() {
+            self.state = State::Waiting(now + self.backoff_config.initial);
+        } else {
+            self.start_round(now);
+        }
+    }
+
+    /// Advances time: a wait between rounds ends.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let State::Waiting(until) = self.state
+            && now >= until
+        {
+            self.start_round(now);
+        }
+    }
+
+    /// Next thing to do.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<ConnectorAction> {
+        self.actions.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Waiting(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// Failed rounds in a row.
+    pub fn failures(&self) -> u32 {
+        self.backoff.failures()
+    }
+
+    fn start_round(&mut self, now: Instant) {
+        let redirect = core::mem::take(&mut self.redirect);
+        let served = self.last_served.clone();
+        let is_served = |u: &ClusterUrl| served.as_ref().is_some_and(|s| same_node(s, u));
+        self.round = redirect
+            .into_iter()
+            .chain(self.entries.iter().filter(|u| !is_served(u)).cloned())
+            .chain(self.entries.iter().filter(|u| is_served(u)).cloned())
+            .collect();
+        self.last_error = no_connections();
+        self.state = State::Dialing;
+        self.next_dial(now, 0);
+    }
+
+    fn next_dial(&mut self, now: Instant, random: u64) {
+        if let Some(url) = self.round.pop_front() {
+            self.dialing = Some(url.clone());
+            self.actions.push_back(ConnectorAction::Dial(url));
+            return;
+        }
+        match self.backoff.on_failure(random) {
+            Some(delay) => self.state = State::Waiting(now + delay),
+            None => {
+                self.state = State::Done;
+                let (code, detail) = self.last_error.clone();
+                self.actions
+                    .push_back(ConnectorAction::GiveUp { code, detail });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::url::parse_url_list;
+
+    fn urls(s: &str) -> Vec<ClusterUrl> {
+        parse_url_list(s).expect("urls")
+    }
+
+    fn cfg(max_attempts: Option<u32>) -> BackoffConfig {
+        BackoffConfig {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            max_attempts,
+        }
+    }
+
+    fn dial(c: &mut Connector) -> Option<String> {
+        match c.poll_action() {
+            Some(ConnectorAction::Dial(u)) => Some(u.remote_label()),
+            None => None,
+            Some(a) => panic!("expected a dial, got {a:?}"),
+        }
+    }
+
+    const ABC: &str = "nkcluster://10.0.0.1:1, nkcluster://10.0.0.2:2, nkcluster://10.0.0.3:3";
+
+    #[test]
+    fn a_failed_round_backs_off_with_the_injected_jitter_then_tries_again() {
+        let mut c = Connector::new(urls(ABC), cfg(None));
+        c.start(Instant::ZERO);
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.1:1"));
+        c.handle_dial_failed(Instant::ZERO, "no_connections", "refused", 0);
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.2:2"));
+        c.handle_dial_failed(Instant::ZERO, "no_connections", "refused", 0);
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.3:3"));
+        // The round is over: delay in [50, 100] ms; random 0 picks 50 ms.
+        c.handle_dial_failed(Instant::from_millis(10), "no_connections", "refused", 0);
+        assert_eq!(c.poll_action(), None);
+        assert_eq!(c.poll_timeout(), Some(Instant::from_millis(60)));
+        c.handle_timeout(Instant::from_millis(59));
+        assert_eq!(c.poll_action(), None);
+        c.handle_timeout(Instant::from_millis(60));
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.1:1"));
+        assert_eq!(c.failures(), 1);
+    }
+
+    #[test]
+    fn after_a_link_the_node_that_served_goes_last_and_a_redirect_goes_first() {
+        let mut c = Connector::new(urls(ABC), cfg(None));
+        c.start(Instant::ZERO);
+        c.handle_dial_failed(Instant::ZERO, "no_connections", "", 0);
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.1:1"));
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.2:2"));
+        c.handle_linked(Instant::ZERO);
+        assert_eq!(c.poll_action(), Some(ConnectorAction::WaitWhileLinked));
+        // Lost: the next round starts after the initial delay, served node last.
+        c.handle_links_lost(Instant::from_millis(1000));
+        assert_eq!(c.poll_timeout(), Some(Instant::from_millis(1100)));
+        c.handle_timeout(Instant::from_millis(1100));
+        let mut order = vec![dial(&mut c)];
+        for _ in 0..2 {
+            c.handle_dial_failed(Instant::from_millis(1100), "no_connections", "", 0);
+            order.push(dial(&mut c));
+        }
+        assert_eq!(
+            order,
+            [
+                Some("tcp:10.0.0.1:1".into()),
+                Some("tcp:10.0.0.3:3".into()),
+                Some("tcp:10.0.0.2:2".into())
+            ]
+        );
+        c.handle_linked(Instant::from_millis(1100));
+        let _ = c.poll_action();
+        // A redirect is followed at once, before the list.
+        c.handle_redirect(urls("nkcluster://10.0.0.9:9"));
+        c.handle_links_lost(Instant::from_millis(2000));
+        assert_eq!(c.poll_timeout(), None);
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.9:9"));
+        c.handle_dial_failed(Instant::from_millis(2000), "no_connections", "", 0);
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.1:1"));
+        // An empty redirect changes nothing.
+        c.handle_redirect(Vec::new());
+        assert!(c.redirect.is_empty());
+    }
+
+    #[test]
+    fn gives_up_after_the_budget_with_the_most_telling_error() {
+        let mut c = Connector::new(
+            urls("nkcluster://10.0.0.1:1, nkcluster://10.0.0.2:2"),
+            cfg(Some(2)),
+        );
+        c.start(Instant::ZERO);
+        let _ = dial(&mut c);
+        c.handle_dial_failed(Instant::ZERO, "auth_failed", "wrong password", 0);
+        let _ = dial(&mut c);
+        // A later silence does not hide the refusal.
+        c.handle_dial_failed(Instant::ZERO, "no_connections", "refused", 0);
+        let t = c.poll_timeout().expect("a backoff");
+        c.handle_timeout(t);
+        let _ = dial(&mut c);
+        c.handle_dial_failed(t, "no_connections", "refused", 0);
+        let _ = dial(&mut c);
+        c.handle_dial_failed(t, "auth_failed", "wrong password", 0);
+        assert_eq!(
+            c.poll_action(),
+            Some(ConnectorAction::GiveUp {
+                code: "auth_failed".into(),
+                detail: "wrong password".into()
+            })
+        );
+        assert_eq!(c.poll_timeout(), None);
+        // Nothing after giving up.
+        c.handle_timeout(Instant::from_millis(10_000));
+        assert_eq!(c.poll_action(), None);
+    }
+}
