@@ -16,6 +16,7 @@
 //! - [`membership`]: control-node views, failure handling and explicit leave.
 //! - [`mesh`]: one link per pair of control nodes.
 //! - [`ring`]: partition ownership, a pure function of the live members.
+//! - [`workers`]: what a control node remembers of the workers it hears (bounded).
 //! - [`proxy`]: which workers a control node serves, and hand-offs to their owner.
 //! - [`status`]: a node's status (the original's seven states) and its running tasks.
 //! - [`auth`]: password key derivation and transcript proofs.
@@ -48,6 +49,7 @@ pub mod status;
 pub mod time;
 pub mod transfers;
 pub mod url;
+pub mod workers;
 
 pub use conn::{ConnError, Connection, ConnectionConfig, Event, RequestError, RequestId};
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME_DEFAULT};

@@ -670,10 +670,9 @@ struct Inner<N: Net> {
     events_out: mpsc::UnboundedSender<EventMsg>,
     /// Control side: events of the workers we serve.
     job_events: broadcast::Sender<NodeJobEvent>,
-    /// Control side: per worker, the classes that have seen an event, and its status.
-    seen: Mutex<HashMap<String, (std::collections::BTreeSet<String>, String)>>,
-    /// Control side: the latest information each worker reported.
-    infos: Mutex<HashMap<String, NodeInfo>>,
+    /// Control side: per worker, the classes that have seen it, its last status and
+    /// information (bounded; gone workers are forgotten after a while).
+    workers: Mutex<nkcluster_core::workers::Workers<NodeInfo>>,
     /// This node's metadata (updated by `update_meta` / `remove_meta`).
     meta: Mutex<nkcluster_core::meta::Meta>,
     /// The data registry (`get_data` / `put_data` / `del_data`) and its size in bytes.
@@ -855,8 +854,7 @@ impl<N: Net> Node<N> {
             next_task: AtomicU64::new(1),
             events_out,
             job_events: broadcast::channel(EVENT_QUEUE).0,
-            seen: Mutex::new(HashMap::new()),
-            infos: Mutex::new(HashMap::new()),
+            workers: Mutex::new(nkcluster_core::workers::Workers::new(Default::default())),
             meta: Mutex::new(config.meta.clone()),
             data: Mutex::new((HashMap::new(), 0)),
             transfers: Mutex::new(nkcluster_core::transfers::Transfers::new(
@@ -2058,26 +2056,18 @@ impl<N: Net> Inner<N> {
 
     /// Control side: an event from a worker we serve (or from ourselves).
     fn handle_job_event(&self, ev: EventMsg) {
-        let targets: Vec<String> = {
-            let mut seen = lock(&self.seen);
-            let entry = seen
-                .entry(ev.node.clone())
-                .or_insert_with(|| (Default::default(), "ready".into()));
-            if let WireEvent::NodeStatus(s) = &ev.event {
-                entry.1 = s.clone();
-            }
-            if let WireEvent::Info(i) = &ev.event {
-                entry.1 = i.status.clone();
-                lock(&self.infos).insert(ev.node.clone(), i.clone());
-            }
-            if ev.class != "nkcluster" {
-                entry.0.insert(ev.class.clone());
-                vec![ev.class.clone()]
-            } else {
-                // Node-level news goes to every class that has seen the node.
-                entry.0.iter().cloned().collect()
-            }
+        use nkcluster_core::workers::{NODE_CLASS, WorkerNews};
+        let news = match &ev.event {
+            _ if ev.class != NODE_CLASS => WorkerNews::Class(&ev.class),
+            WireEvent::NodeStatus(s) => WorkerNews::Status(s),
+            WireEvent::Info(i) => WorkerNews::Info {
+                status: &i.status,
+                info: i.clone(),
+            },
+            // Other node-level events go to every class that has seen the node.
+            _ => WorkerNews::Node,
         };
+        let targets = lock(&self.workers).handle_event(self.clock.now(), &ev.node, news);
         for class in &targets {
             if let Ok(c) = self.handlers.classes.get(class) {
                 c.event(&ev.node, ev.task, &ev.event);
@@ -2183,7 +2173,7 @@ impl<N: Net> Inner<N> {
     /// Control side: a worker's last link dropped: every class that has seen it hears
     /// `not_connected`.
     fn worker_gone(&self, worker: &str) {
-        let known = lock(&self.seen).contains_key(worker);
+        let known = lock(&self.workers).status(worker).is_some();
         if known {
             self.handle_job_event(EventMsg {
                 node: worker.to_owned(),
@@ -2191,6 +2181,7 @@ impl<N: Net> Inner<N> {
                 task: None,
                 event: WireEvent::NodeStatus(Status::NotConnected.as_str().into()),
             });
+            lock(&self.workers).handle_worker_gone(self.clock.now(), worker);
         }
     }
 
@@ -2432,9 +2423,15 @@ impl<N: Net> Inner<N> {
             let Some(l) = links.iter().find(|l| l.summary.role != Role::Admin) else {
                 continue;
             };
-            let status = lock(&self.seen)
-                .get(&l.summary.node_id)
-                .map_or_else(|| "ready".to_owned(), |(_, s)| s.clone());
+            let book = lock(&self.workers);
+            let status = book
+                .status(&l.summary.node_id)
+                .unwrap_or("ready")
+                .to_owned();
+            let meta = book
+                .info(&l.summary.node_id)
+                .map_or_else(|| l.summary.meta.clone(), |i| i.meta.clone());
+            drop(book);
             rows.push(NodeRow {
                 id: l.summary.node_id.clone(),
                 role: l.summary.role.as_str().into(),
@@ -2451,9 +2448,7 @@ impl<N: Net> Inner<N> {
                 },
                 remote: l.summary.remote.clone(),
                 listen: l.summary.listen.clone(),
-                meta: lock(&self.infos)
-                    .get(&l.summary.node_id)
-                    .map_or_else(|| l.summary.meta.clone(), |i| i.meta.clone()),
+                meta,
                 rtt_us: Some(l.rtt_us.load(Ordering::Relaxed)).filter(|us| *us > 0),
             });
         }

@@ -1,0 +1,295 @@
+//! What a control node remembers about the workers whose events it hears: the job
+//! classes that have seen each worker (they hear its node-level news, `not_connected`
+//! included), its last status and its last information report. Bounded: a worker whose
+//! link is gone is forgotten after `forget_after` (its classes were told
+//! `not_connected`), and at most `max_workers` are remembered (the longest-gone is
+//! forgotten first; a new worker beyond the limit is not remembered).
+//!
+//! `I` is the information report's type (the shell's).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::time::Instant;
+
+/// The class name of node-level events (status, information).
+pub const NODE_CLASS: &str = "nkcluster";
+
+/// Limits of the book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkersConfig {
+    /// Workers remembered at once.
+    pub max_workers: usize,
+    /// A worker whose link is gone is forgotten after this long.
+    pub forget_after: Duration,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig {
+            max_workers: 100_000,
+            forget_after: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What an event says about its worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerNews<'a, I> {
+    /// A class's own event (task events included).
+    Class(&'a str),
+    /// The worker's status changed.
+    Status(&'a str),
+    /// Other node-level news (no change to what is remembered).
+    Node,
+    /// The worker's information report (with its status).
+    Info {
+        /// The status it reports.
+        status: &'a str,
+        /// The report.
+        info: I,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Worker<I> {
+    classes: BTreeSet<String>,
+    status: String,
+    info: Option<I>,
+    /// Its link is gone since.
+    gone_since: Option<Instant>,
+}
+
+/// The book. See the module docs.
+#[derive(Debug)]
+pub struct Workers<I> {
+    config: WorkersConfig,
+    workers: BTreeMap<String, Worker<I>>,
+}
+
+impl<I: Clone> Workers<I> {
+    /// An empty book.
+    pub fn new(config: WorkersConfig) -> Self {
+        Workers {
+            config,
+            workers: BTreeMap::new(),
+        }
+    }
+
+    /// An event from `worker`: returns the classes to hand it to (the event's own class;
+    /// for node-level news, every class that has seen the worker).
+    pub fn handle_event(
+        &mut self,
+        now: Instant,
+        worker: &str,
+        news: WorkerNews<'_, I>,
+    ) -> Vec<String> {
+        self.forget(now);
+        if !self.workers.contains_key(worker) && !self.make_room() {
+            // Not remembered: a class event still reaches its class.
+            return match news {
+                WorkerNews::Class(c) => vec![c.to_owned()],
+                _ => Vec::new(),
+            };
+        }
+        let w = self
+            .workers
+            .entry(worker.to_owned())
+            .or_insert_with(|| Worker {
+                classes: BTreeSet::new(),
+                status: "ready".to_owned(),
+                info: None,
+                gone_since: None,
+            });
+        w.gone_since = None;
+        match news {
+            WorkerNews::Class(c) => {
+                w.classes.insert(c.to_owned());
+                vec![c.to_owned()]
+            }
+            WorkerNews::Status(s) => {
+                s.clone_into(&mut w.status);
+                w.classes.iter().cloned().collect()
+            }
+            WorkerNews::Node => w.classes.iter().cloned().collect(),
+            WorkerNews::Info { status, info } => {
+                status.clone_into(&mut w.status);
+                w.info = Some(info);
+                w.classes.iter().cloned().collect()
+            }
+        }
+    }
+
+    /// `worker`'s last link here ended: its status is `not_connected`; returns whether
+    /// it is remembered (then its classes must hear `not_connected`, through
+    /// [`handle_event`](Self::handle_event) with that status).
+    pub fn handle_worker_gone(&mut self, now: Instant, worker: &str) -> bool {
+        self.forget(now);
+        match self.workers.get_mut(worker) {
+            Some(w) => {
+                w.gone_since = Some(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets workers gone for longer than `forget_after`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.forget(now);
+    }
+
+    /// When the next gone worker will be forgotten.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.workers
+            .values()
+            .filter_map(|w| w.gone_since)
+            .min()
+            .map(|t| t + self.config.forget_after)
+    }
+
+    /// `worker`'s last known status.
+    pub fn status(&self, worker: &str) -> Option<&str> {
+        self.workers.get(worker).map(|w| w.status.as_str())
+    }
+
+    /// `worker`'s last information report.
+    pub fn info(&self, worker: &str) -> Option<&I> {
+        self.workers.get(worker)?.info.as_ref()
+    }
+
+    /// Workers remembered now.
+    pub fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Whether no worker is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    fn forget(&mut self, now: Instant) {
+        let after = self.config.forget_after;
+        self.workers.retain(|_, w| {
+            w.gone_since
+                .is_none_or(|t| now.saturating_duration_since(t) < after)
+        });
+    }
+
+    /// Room for one more: forgets the longest-gone worker when full; false when every
+    /// remembered worker is linked.
+    fn make_room(&mut self) -> bool {
+        if self.workers.len() < self.config.max_workers {
+            return true;
+        }
+        let oldest = self
+            .workers
+            .iter()
+            .filter_map(|(id, w)| w.gone_since.map(|t| (t, id.clone())))
+            .min();
+        match oldest {
+            Some((_, id)) => {
+                self.workers.remove(&id);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn book(max: usize) -> Workers<u32> {
+        Workers::new(WorkersConfig {
+            max_workers: max,
+            forget_after: Duration::from_secs(10),
+        })
+    }
+
+    #[test]
+    fn node_news_reaches_every_class_that_has_seen_the_worker() {
+        let mut b = book(10);
+        let t = Instant::ZERO;
+        assert_eq!(
+            b.handle_event(t, "w1", WorkerNews::Status("ready")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            b.handle_event(t, "w1", WorkerNews::Class("video")),
+            ["video"]
+        );
+        assert_eq!(
+            b.handle_event(t, "w1", WorkerNews::Class("audio")),
+            ["audio"]
+        );
+        assert_eq!(
+            b.handle_event(t, "w1", WorkerNews::Status("standby")),
+            ["audio", "video"]
+        );
+        assert_eq!(b.status("w1"), Some("standby"));
+        assert_eq!(
+            b.handle_event(
+                t,
+                "w1",
+                WorkerNews::Info {
+                    status: "ready",
+                    info: 7
+                }
+            ),
+            ["audio", "video"]
+        );
+        assert_eq!((b.status("w1"), b.info("w1")), (Some("ready"), Some(&7)));
+        assert_eq!(
+            b.handle_event(t, "w1", WorkerNews::Node),
+            ["audio", "video"]
+        );
+        assert_eq!(b.status("w1"), Some("ready"));
+    }
+
+    #[test]
+    fn gone_workers_are_forgotten_after_the_delay_unless_they_come_back() {
+        let mut b = book(10);
+        let _ = b.handle_event(Instant::ZERO, "w1", WorkerNews::Class("c"));
+        let _ = b.handle_event(Instant::ZERO, "w2", WorkerNews::Class("c"));
+        assert!(b.handle_worker_gone(Instant::from_millis(1_000), "w1"));
+        assert!(!b.handle_worker_gone(Instant::from_millis(1_000), "w9"));
+        assert!(b.handle_worker_gone(Instant::from_millis(2_000), "w2"));
+        assert_eq!(b.poll_timeout(), Some(Instant::from_millis(11_000)));
+        // w2 comes back (any event): it stays.
+        let _ = b.handle_event(
+            Instant::from_millis(3_000),
+            "w2",
+            WorkerNews::Status("ready"),
+        );
+        b.handle_timeout(Instant::from_millis(11_000));
+        assert_eq!((b.status("w1"), b.status("w2")), (None, Some("ready")));
+        assert_eq!(b.poll_timeout(), None);
+    }
+
+    #[test]
+    fn the_book_is_bounded_and_forgets_the_longest_gone_first() {
+        let mut b = book(2);
+        let _ = b.handle_event(Instant::ZERO, "w1", WorkerNews::Class("c"));
+        let _ = b.handle_event(Instant::ZERO, "w2", WorkerNews::Class("c"));
+        // Full of linked workers: a third is not remembered, its class still hears it.
+        assert_eq!(
+            b.handle_event(Instant::ZERO, "w3", WorkerNews::Class("d")),
+            ["d"]
+        );
+        assert_eq!(
+            b.handle_event(Instant::ZERO, "w3", WorkerNews::Status("ready")),
+            Vec::<String>::new()
+        );
+        assert_eq!(b.len(), 2);
+        let _ = b.handle_worker_gone(Instant::from_millis(1), "w2");
+        let _ = b.handle_worker_gone(Instant::from_millis(2), "w1");
+        let _ = b.handle_event(Instant::from_millis(3), "w3", WorkerNews::Class("d"));
+        assert_eq!(
+            (b.status("w1"), b.status("w2"), b.status("w3")),
+            (Some("ready"), None, Some("ready"))
+        );
+    }
+}
