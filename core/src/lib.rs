@@ -17,6 +17,7 @@
 //! - [`mesh`]: one link per pair of control nodes.
 //! - [`ring`]: partition ownership, a pure function of the live members.
 //! - [`workers`]: what a control node remembers of the workers it hears (bounded).
+//! - [`routing`]: where a request for a node goes (local, direct, via a control node).
 //! - [`proxy`]: which workers a control node serves, and hand-offs to their owner.
 //! - [`status`]: a node's status (the original's seven states) and its running tasks.
 //! - [`auth`]: password key derivation and transcript proofs.
@@ -45,6 +46,7 @@ pub mod message;
 pub mod meta;
 pub mod proxy;
 pub mod ring;
+pub mod routing;
 pub mod status;
 pub mod time;
 pub mod transfers;

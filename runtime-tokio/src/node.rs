@@ -1320,36 +1320,42 @@ impl<N: Net> Node<N> {
         timeout: Duration,
         hops: u8,
     ) -> Routed {
+        use nkcluster_core::routing::{RouteStep, RouteView, route};
         let inner = &self.inner;
-        if node == inner.config.node_id {
-            let r = if class == CLASS_JOB {
-                postcard::from_bytes::<JobCall>(&body)
-                    .map_err(|e| RemoteError::new("bad_request", format!("job: {e}")))
-                    .and_then(|call| self.inner.job_call(node, call))
-            } else {
-                inner.handlers.call(class, body)
-            };
-            return Routed::Done(r.map_err(RequestError::Remote));
-        }
-        if lock(&inner.peers).contains_key(node) {
-            return Routed::Direct(inner.enqueue(node, class, body, timeout));
-        }
-        let unknown = || unknown_node(node);
-        let via = match &inner.proxies {
-            // Not a control node (a worker, an admin client): a control node we are
-            // linked to routes it.
-            None => lock(&inner.peers)
+        let step = {
+            let peers = lock(&inner.peers);
+            let control_link = peers
                 .values()
                 .flatten()
                 .find(|l| l.summary.role == Role::Control)
-                .map(|l| (l.summary.node_id.clone(), 0)),
-            Some(p) => {
-                let owner = lock(p).owner_of(node).to_owned();
-                (hops == 0 && owner != inner.config.node_id).then_some((owner, hops + 1))
-            }
+                .map(|l| l.summary.node_id.clone());
+            let owner = inner
+                .proxies
+                .as_ref()
+                .map(|p| lock(p).owner_of(node).to_owned());
+            let view = RouteView {
+                me: &inner.config.node_id,
+                is_control: inner.proxies.is_some(),
+                target_linked: peers.contains_key(node),
+                control_link: control_link.as_deref(),
+                owner: owner.as_deref(),
+            };
+            route(&view, node, hops)
         };
-        let Some((via, hops)) = via else {
-            return Routed::Done(Err(unknown()));
+        let (via, hops, fallback) = match step {
+            RouteStep::Local => {
+                let r = if class == CLASS_JOB {
+                    postcard::from_bytes::<JobCall>(&body)
+                        .map_err(|e| RemoteError::new("bad_request", format!("job: {e}")))
+                        .and_then(|call| self.inner.job_call(node, call))
+                } else {
+                    inner.handlers.call(class, body)
+                };
+                return Routed::Done(r.map_err(RequestError::Remote));
+            }
+            RouteStep::Direct => return Routed::Direct(inner.enqueue(node, class, body, timeout)),
+            RouteStep::Unknown => return Routed::Done(Err(unknown_node(node))),
+            RouteStep::Via { via, hops, fan_out } => (via, hops, fan_out),
         };
         let req = RouteRequest {
             node: node.to_owned(),
@@ -1367,7 +1373,7 @@ impl<N: Net> Node<N> {
             rx,
             body,
             owner: via,
-            fallback: inner.proxies.is_some(),
+            fallback,
         }
     }
 
@@ -1403,14 +1409,12 @@ impl<N: Net> Node<N> {
         }
         // Not at its owner (a hand-off in flight, or views that disagree for a moment):
         // ask the other members once each.
-        let others: Vec<String> = inner
+        let live = inner
             .membership
             .as_ref()
             .map(|m| lock(m).live())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|m| *m != owner && *m != inner.config.node_id)
-            .collect();
+            .unwrap_or_default();
+        let others = nkcluster_core::routing::fan_out(&live, &inner.config.node_id, &owner);
         for m in others {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let r = self.request(&m, CLASS_ROUTE, body.clone(), left).await;
