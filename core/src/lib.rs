@@ -19,6 +19,7 @@
 //! - [`workers`]: what a control node remembers of the workers it hears (bounded).
 //! - [`routing`]: where a request for a node goes (local, direct, via a control node).
 //! - [`proxy`]: which workers a control node serves, and hand-offs to their owner.
+//! - [`table`]: the cluster's node table and how members' answers merge.
 //! - [`status`]: a node's status (the original's seven states) and its running tasks.
 //! - [`auth`]: password key derivation and transcript proofs.
 //! - [`admission`]: limits on connections that have not authenticated yet.
@@ -48,6 +49,7 @@ pub mod proxy;
 pub mod ring;
 pub mod routing;
 pub mod status;
+pub mod table;
 pub mod time;
 pub mod transfers;
 pub mod url;

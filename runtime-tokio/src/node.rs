@@ -360,39 +360,7 @@ pub struct AdoptRequest {
     pub urls: Vec<String>,
 }
 
-/// The node table of the whole cluster, as one control node gathered it.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct NodesReport {
-    /// One row per node, sorted by id.
-    pub rows: Vec<NodeRow>,
-    /// Control members that did not answer in time: the nodes they serve may be missing.
-    pub incomplete: Vec<String>,
-}
-
-/// One row of the node table, as control nodes answer admin requests.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct NodeRow {
-    /// Node id.
-    pub id: String,
-    /// `control` or `worker`.
-    pub role: String,
-    /// Node status as seen by the answering node (`ready` while linked).
-    pub status: String,
-    /// The control node holding the node's proxy (its link); for a control node, itself.
-    pub owner: String,
-    /// Every control node holding a link to this node: one, once the cluster has
-    /// converged (two during a hand-off).
-    #[serde(default)]
-    pub proxies: Vec<String>,
-    /// Transport and remote address of the link (`-` for the answering node itself).
-    pub remote: String,
-    /// Listen URLs.
-    pub listen: Vec<String>,
-    /// Metadata.
-    pub meta: String,
-    /// Latest ping round trip of the link, microseconds.
-    pub rtt_us: Option<u64>,
-}
+pub use nkcluster_core::table::{NodeRow, NodesReport};
 
 /// Answers the node's own request classes, then the registered handlers.
 struct NodeHandler<N: Net> {
@@ -2333,41 +2301,13 @@ impl<N: Net> Inner<N> {
                 }
                 Err(_) => continue,
             };
-            for row in theirs {
-                match rows.iter_mut().find(|r| r.id == row.id) {
-                    // A member's row about itself beats our second-hand row about it,
-                    // but the link (its remote address, its round trip) is ours.
-                    Some(mine) if row.id == member => {
-                        let (remote, rtt_us) = (mine.remote.clone(), mine.rtt_us);
-                        *mine = NodeRow {
-                            remote,
-                            rtt_us,
-                            ..row
-                        };
-                    }
-                    // A worker linked to several control nodes (a hand-off in flight):
-                    // one row listing every proxy; the owner named is the ring's.
-                    Some(mine) => {
-                        for p in row.proxies {
-                            if !mine.proxies.contains(&p) {
-                                mine.proxies.push(p);
-                            }
-                        }
-                        mine.proxies.sort();
-                        if let Some(p) = &self.proxies
-                            && mine.role == "worker"
-                        {
-                            let owner = lock(p).owner_of(&mine.id).to_owned();
-                            if mine.proxies.contains(&owner) {
-                                mine.owner = owner;
-                            }
-                        }
-                    }
-                    None => rows.push(row),
-                }
-            }
+            let owner_of = |w: &str| {
+                self.proxies
+                    .as_ref()
+                    .map(|p| lock(p).owner_of(w).to_owned())
+            };
+            nkcluster_core::table::merge(&mut rows, &member, theirs, owner_of);
         }
-        rows.sort_by(|a, b| a.id.cmp(&b.id));
         incomplete.sort();
         if !incomplete.is_empty() {
             warn!(node = %self.config.node_id, members = %incomplete.join(", "),

@@ -1,0 +1,139 @@
+//! The node table behind `nodes`: one row per node, as the answering control node merges
+//! its own rows with every member's.
+
+use serde::{Deserialize, Serialize};
+
+/// The node table of the whole cluster, as one control node gathered it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NodesReport {
+    /// One row per node, sorted by id.
+    pub rows: Vec<NodeRow>,
+    /// Control members that did not answer in time: the nodes they serve may be missing.
+    pub incomplete: Vec<String>,
+}
+
+/// One row of the node table, as control nodes answer admin requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRow {
+    /// Node id.
+    pub id: String,
+    /// `control` or `worker`.
+    pub role: String,
+    /// Node status as seen by the answering node (`ready` while linked).
+    pub status: String,
+    /// The control node holding the node's proxy (its link); for a control node, itself.
+    pub owner: String,
+    /// Every control node holding a link to this node: one, once the cluster has
+    /// converged (two during a hand-off).
+    #[serde(default)]
+    pub proxies: Vec<String>,
+    /// Transport and remote address of the link (`-` for the answering node itself).
+    pub remote: String,
+    /// Listen URLs.
+    pub listen: Vec<String>,
+    /// Metadata.
+    pub meta: String,
+    /// Latest ping round trip of the link, microseconds.
+    pub rtt_us: Option<u64>,
+}
+
+/// Merges `theirs`, the rows control member `member` answered about its own links, into
+/// `rows` (ours), and sorts them by id:
+///
+/// - a member's row about itself beats our second-hand row about it, but the link (its
+///   remote address, its round trip) is ours;
+/// - a worker listed by several control nodes (a hand-off in flight) gets one row naming
+///   every proxy; its owner is the ring's (`owner_of`) when that one holds it;
+/// - nodes we did not know are added.
+pub fn merge(
+    rows: &mut Vec<NodeRow>,
+    member: &str,
+    theirs: Vec<NodeRow>,
+    owner_of: impl Fn(&str) -> Option<String>,
+) {
+    for row in theirs {
+        match rows.iter_mut().find(|r| r.id == row.id) {
+            Some(mine) if row.id == member => {
+                let (remote, rtt_us) = (mine.remote.clone(), mine.rtt_us);
+                *mine = NodeRow {
+                    remote,
+                    rtt_us,
+                    ..row
+                };
+            }
+            Some(mine) => {
+                for p in row.proxies {
+                    if !mine.proxies.contains(&p) {
+                        mine.proxies.push(p);
+                    }
+                }
+                mine.proxies.sort();
+                if mine.role == "worker"
+                    && let Some(owner) = owner_of(&mine.id)
+                    && mine.proxies.contains(&owner)
+                {
+                    mine.owner = owner;
+                }
+            }
+            None => rows.push(row),
+        }
+    }
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, role: &str, owner: &str, proxies: &[&str], remote: &str) -> NodeRow {
+        NodeRow {
+            id: id.into(),
+            role: role.into(),
+            status: "ready".into(),
+            owner: owner.into(),
+            proxies: proxies.iter().map(|p| (*p).to_owned()).collect(),
+            remote: remote.into(),
+            listen: Vec::new(),
+            meta: String::new(),
+            rtt_us: None,
+        }
+    }
+
+    #[test]
+    fn members_speak_for_themselves_over_our_link_and_workers_appear_once() {
+        // c1's own view: itself, its link to c2 (rtt measured), w1 linked here.
+        let mut rows = vec![
+            row("c1", "control", "c1", &[], "-"),
+            NodeRow {
+                rtt_us: Some(120),
+                ..row("c2", "control", "c2", &[], "tcp:10.0.0.2:1972")
+            },
+            row("w1", "worker", "c1", &["c1"], "tcp:10.0.0.9:5000"),
+        ];
+        // c2 answers: itself (with its metadata), w1 (a hand-off in flight), w2.
+        let theirs = vec![
+            NodeRow {
+                meta: "core".into(),
+                ..row("c2", "control", "c2", &[], "-")
+            },
+            row("w2", "worker", "c2", &["c2"], "tcp:10.0.0.8:5000"),
+            row("w1", "worker", "c2", &["c2"], "tcp:10.0.0.9:5001"),
+        ];
+        merge(&mut rows, "c2", theirs, |w| {
+            (w == "w1").then(|| "c2".to_owned())
+        });
+        assert_eq!(
+            rows,
+            vec![
+                row("c1", "control", "c1", &[], "-"),
+                NodeRow {
+                    rtt_us: Some(120),
+                    meta: "core".into(),
+                    ..row("c2", "control", "c2", &[], "tcp:10.0.0.2:1972")
+                },
+                row("w1", "worker", "c2", &["c1", "c2"], "tcp:10.0.0.9:5000"),
+                row("w2", "worker", "c2", &["c2"], "tcp:10.0.0.8:5000"),
+            ]
+        );
+    }
+}
