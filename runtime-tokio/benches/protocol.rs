@@ -4,6 +4,9 @@
 //!    64 KiB reads as a socket would deliver them.
 //! 2. Request round trip over loopback: nkcluster (two nodes, `nkcluster.echo`) next to a
 //!    raw length-prefixed TCP ping-pong on the same runtime, with their ratio.
+//! 3. Pipelined requests: 64 in flight on one link, requests/s and CPU µs per request
+//!    (both ends, the whole process), next to a raw length-prefixed TCP echo with the same
+//!    window.
 //!
 //! Run: `cargo bench -p nkcluster --bench protocol` (`-- --quick` for a short run).
 
@@ -174,6 +177,150 @@ async fn nk_round_trip(n: usize, size: usize) -> Lat {
     stats(lat)
 }
 
+/// CPU time of this process's live threads so far, in nanoseconds as the scheduler
+/// counts it (`/proc/self/task/*/schedstat`, first field).
+fn cpu_time() -> Duration {
+    let mut ns = 0u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            ns += stat
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(ns)
+}
+
+/// Throughput of a pipelined run.
+struct Pipe {
+    per_sec: f64,
+    cpu_us: f64,
+}
+
+const WINDOW: usize = 64;
+
+async fn raw_pipelined(n: usize, size: usize) -> Pipe {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    // An echo that handles whatever arrived in one go, like a multiplexed server would.
+    tokio::spawn(async move {
+        let (s, _) = l.accept().await.expect("accept");
+        s.set_nodelay(true).expect("nodelay");
+        let (mut r, mut w) = s.into_split();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(k) => {
+                    if w.write_all(&buf[..k]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    c.set_nodelay(true).expect("nodelay");
+    let (mut r, mut w) = c.into_split();
+    let mut msg = (size as u32).to_be_bytes().to_vec();
+    msg.extend(std::iter::repeat_n(7u8, size));
+    let (credit_tx, mut credit_rx) = tokio::sync::mpsc::channel::<()>(WINDOW);
+    for _ in 0..WINDOW {
+        credit_tx.try_send(()).expect("window");
+    }
+    let cpu = cpu_time();
+    let t = Instant::now();
+    let writer = tokio::spawn(async move {
+        // Each reply returns a credit; a batch of credits goes out as one write.
+        let mut sent = 0;
+        let mut batch = Vec::new();
+        while sent < n {
+            if credit_rx.recv().await.is_none() {
+                return;
+            }
+            batch.clear();
+            batch.extend_from_slice(&msg);
+            sent += 1;
+            while sent < n && credit_rx.try_recv().is_ok() {
+                batch.extend_from_slice(&msg);
+                sent += 1;
+            }
+            w.write_all(&batch).await.expect("write");
+        }
+    });
+    let mut back = vec![0u8; 4 + size];
+    for _ in 0..n {
+        r.read_exact(&mut back).await.expect("read");
+        let _ = credit_tx.try_send(());
+    }
+    let took = t.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu);
+    let _ = writer.await;
+    Pipe {
+        per_sec: n as f64 / took.as_secs_f64(),
+        cpu_us: cpu.as_secs_f64() * 1e6 / n as f64,
+    }
+}
+
+async fn nk_pipelined(n: usize, size: usize) -> Pipe {
+    let env = || Env {
+        net: TokioNet,
+        seed: None,
+        wall_origin_ns: None,
+    };
+    let mut c = NodeConfig::new("c1");
+    c.listen = parse_url_list("nkcluster://127.0.0.1:0;transport=tcp").expect("url");
+    let c1 = Node::start(c, env()).await.expect("c1");
+    let port = c1.listen_addrs()[0].1.port();
+    let mut w = NodeConfig::new("w1");
+    w.control = false;
+    w.cluster_addr =
+        parse_url_list(&format!("nkcluster://127.0.0.1:{port};transport=tcp")).expect("url");
+    let w1 = Node::start(w, env()).await.expect("w1");
+    let mut ev = w1.subscribe();
+    while w1.peers().is_empty() {
+        let _ = tokio::time::timeout(Duration::from_secs(10), ev.recv()).await;
+    }
+    let body = Bytes::from(vec![7u8; size]);
+    let cpu = cpu_time();
+    let t = Instant::now();
+    let mut callers = Vec::new();
+    for _ in 0..WINDOW {
+        let (w1, body) = (w1.clone(), body.clone());
+        callers.push(tokio::spawn(async move {
+            for _ in 0..n / WINDOW {
+                let r = w1
+                    .request(
+                        "c1",
+                        "nkcluster.echo",
+                        body.clone(),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .expect("reply");
+                black_box(r);
+            }
+        }));
+    }
+    for c in callers {
+        c.await.expect("caller");
+    }
+    let took = t.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu);
+    let done = (n / WINDOW) * WINDOW;
+    w1.shutdown();
+    c1.shutdown();
+    Pipe {
+        per_sec: done as f64 / took.as_secs_f64(),
+        cpu_us: cpu.as_secs_f64() * 1e6 / done as f64,
+    }
+}
+
 fn us(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
@@ -230,6 +377,27 @@ fn main() {
             nk.mean.as_secs_f64() / raw.mean.as_secs_f64(),
             nk.p50.as_secs_f64() / raw.p50.as_secs_f64(),
             nk.p99.as_secs_f64() / raw.p99.as_secs_f64()
+        );
+        let pn = if quick { 64_000 } else { 640_000 };
+        let (raw, nk) = rt.block_on(async {
+            let raw = tokio::spawn(raw_pipelined(pn, 32)).await.expect("raw task");
+            let nk = tokio::spawn(nk_pipelined(pn, 32)).await.expect("nk task");
+            (raw, nk)
+        });
+        println!(
+            "\npipelined requests, {WINDOW} in flight on one link, 32-byte body, tokio {flavor}, {pn} requests"
+        );
+        println!("{:<28} {:>14} {:>16}", "", "requests/s", "CPU µs/request");
+        for (name, p) in [
+            ("raw multiplexed TCP echo", &raw),
+            ("nkcluster request", &nk),
+        ] {
+            println!("{name:<28} {:>14.0} {:>16.2}", p.per_sec, p.cpu_us);
+        }
+        println!(
+            "{:<28} {:>14.3}   (target >= 0.6)",
+            "ratio nkcluster / raw",
+            nk.per_sec / raw.per_sec
         );
     }
 }

@@ -26,6 +26,8 @@ const LINGER: Duration = Duration::from_secs(5);
 /// the peer to close its side (see [`LinkIo::poll_drain`]).
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 const DRAIN_BYTES: usize = 4 * 1024 * 1024;
+/// Commands (or late answers) taken in one wake-up, so that they leave in one write.
+const BATCH: usize = 256;
 /// Stop taking new commands while this much output is waiting for the socket.
 const WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
 
@@ -293,7 +295,15 @@ pub async fn drive(
             // may still work, so the close frame or close_notify still goes out.
             Wake::ReadError(e) => conn.handle_transport_closed(now, &e),
             Wake::Flushed => {}
-            Wake::Late(id, r) => conn.reply(id, r),
+            Wake::Late(id, r) => {
+                conn.reply(id, r);
+                for _ in 1..BATCH {
+                    match late_rx.try_recv() {
+                        Ok((id, r)) => conn.reply(id, r),
+                        Err(_) => break,
+                    }
+                }
+            }
             Wake::IoError(e) => {
                 write_failed = true;
                 need_flush = false;
@@ -306,25 +316,19 @@ pub async fn drive(
                     conn.handle_transport_closed(now, &e);
                 }
             }
-            Wake::Command(Command::Request {
-                class,
-                body,
-                timeout,
-                reply,
-            }) => match conn.request(now, &class, body, timeout) {
-                Ok(id) => {
-                    pending.insert(id, reply);
+            Wake::Command(cmd) => {
+                apply_command(&mut conn, &mut pending, now, cmd);
+                // Every command already queued joins it, so they leave in one write.
+                for _ in 1..BATCH {
+                    if conn.is_closed() {
+                        break;
+                    }
+                    match commands.try_recv() {
+                        Ok(cmd) => apply_command(&mut conn, &mut pending, now, cmd),
+                        Err(_) => break,
+                    }
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            },
-            Wake::Command(Command::Gossip(view)) => conn.send_gossip(view),
-            Wake::Command(Command::Close { reason }) => conn.close(&reason),
-            Wake::Command(Command::Handoff { to }) => conn.close_with(
-                &format!("proxy moved to {to}"),
-                RequestError::ProxyMoved { to },
-            ),
+            }
             Wake::CommandsClosed => commands_open = false,
             Wake::Timer if closed => {
                 write_failed = true;
@@ -382,6 +386,36 @@ fn read_error_text(e: &std::io::Error) -> String {
         "eof (no TLS close_notify)".to_owned()
     } else {
         e.to_string()
+    }
+}
+
+/// Hands one application command to the machine.
+fn apply_command(
+    conn: &mut Connection,
+    pending: &mut BTreeMap<RequestId, oneshot::Sender<Result<Bytes, RequestError>>>,
+    now: nkcluster_core::Instant,
+    cmd: Command,
+) {
+    match cmd {
+        Command::Request {
+            class,
+            body,
+            timeout,
+            reply,
+        } => match conn.request(now, &class, body, timeout) {
+            Ok(id) => {
+                pending.insert(id, reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        },
+        Command::Gossip(view) => conn.send_gossip(view),
+        Command::Close { reason } => conn.close(&reason),
+        Command::Handoff { to } => conn.close_with(
+            &format!("proxy moved to {to}"),
+            RequestError::ProxyMoved { to },
+        ),
     }
 }
 
