@@ -30,8 +30,10 @@
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use crate::ring::{self, Ring};
+use crate::time::Instant;
 
 /// What the shell must do for a hand-off.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +68,12 @@ pub enum Action {
 struct Held {
     dialable: bool,
     moving_to: Option<String>,
+    /// The owner did not answer: the redirect is tried again at this instant.
+    retry_at: Option<Instant>,
 }
+
+/// How long after an owner did not answer a redirect is tried again.
+pub const RETRY_DEFAULT: Duration = Duration::from_secs(5);
 
 /// The proxy bookkeeping of one control node.
 #[derive(Debug)]
@@ -77,6 +84,7 @@ pub struct Proxies {
     ring: Option<Ring>,
     workers: BTreeMap<String, Held>,
     actions: VecDeque<Action>,
+    retry_after: Duration,
 }
 
 impl Proxies {
@@ -89,7 +97,14 @@ impl Proxies {
             ring: None,
             workers: BTreeMap::new(),
             actions: VecDeque::new(),
+            retry_after: RETRY_DEFAULT,
         }
+    }
+
+    /// Sets how long after an owner did not answer a redirect is tried again (the
+    /// shell uses its ping interval).
+    pub fn set_retry_after(&mut self, retry_after: Duration) {
+        self.retry_after = retry_after;
     }
 
     /// The live control members changed (ourselves included): recompute the ring and
@@ -135,6 +150,7 @@ impl Proxies {
             Held {
                 dialable,
                 moving_to: None,
+                retry_at: None,
             },
         );
         self.evaluate(worker);
@@ -163,7 +179,40 @@ impl Proxies {
         });
     }
 
+    /// The owner of a hand-off in progress did not answer (it may hang, or not be
+    /// linked yet): the worker stays here, and the redirect is tried again after the
+    /// retry delay unless the ring moves on first. Stale reports are ignored.
+    pub fn handle_owner_silent(&mut self, now: Instant, worker: &str, owner: &str) {
+        if let Some(h) = self.workers.get_mut(worker)
+            && h.moving_to.as_deref() == Some(owner)
+        {
+            h.retry_at = Some(now + self.retry_after);
+        }
+    }
+
+    /// Advances time: redirects whose retry is due go out again.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (worker, h) in self.workers.iter_mut() {
+            if h.retry_at.is_some_and(|t| now >= t) {
+                h.retry_at = None;
+                if let Some(owner) = &h.moving_to {
+                    self.actions.push_back(Action::Redirect {
+                        worker: worker.clone(),
+                        owner: owner.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.workers.values().filter_map(|h| h.retry_at).min()
+    }
+
     /// Next hand-off to carry out.
+    #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
@@ -175,12 +224,14 @@ impl Proxies {
         };
         if owner == self.me {
             h.moving_to = None;
+            h.retry_at = None;
             return;
         }
         if h.moving_to.as_deref() == Some(owner.as_str()) {
             return;
         }
         h.moving_to = Some(owner.clone());
+        h.retry_at = None;
         let worker = worker.into();
         self.actions.push_back(if h.dialable {
             Action::Adopt { worker, owner }
@@ -268,6 +319,37 @@ mod tests {
         );
         p.handle_worker_down(&w);
         p.handle_adopted(&w, "c2", true);
+        assert_eq!(drain(&mut p), []);
+    }
+
+    #[test]
+    fn a_silent_owner_is_retried_after_the_delay_unless_the_ring_moves_on() {
+        let mut p = Proxies::new("c1", 64);
+        p.set_retry_after(Duration::from_millis(500));
+        p.set_members(&m(&["c1", "c2"]));
+        let w = owned_by("c2", &["c1", "c2"], 1).remove(0);
+        p.handle_worker_up(&w, false);
+        drain(&mut p);
+        p.handle_owner_silent(Instant::from_millis(100), &w, "c9"); // stale
+        assert_eq!(p.poll_timeout(), None);
+        p.handle_owner_silent(Instant::from_millis(100), &w, "c2");
+        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(600)));
+        p.handle_timeout(Instant::from_millis(599));
+        assert_eq!(drain(&mut p), []);
+        p.handle_timeout(Instant::from_millis(600));
+        assert_eq!(
+            drain(&mut p),
+            [Action::Redirect {
+                worker: w.clone(),
+                owner: "c2".into()
+            }]
+        );
+        assert_eq!(p.poll_timeout(), None);
+        // Silent again, then c2 leaves the ring: we own it again, no retry.
+        p.handle_owner_silent(Instant::from_millis(700), &w, "c2");
+        p.set_members(&m(&["c1"]));
+        assert_eq!(p.poll_timeout(), None);
+        p.handle_timeout(Instant::from_millis(5_000));
         assert_eq!(drain(&mut p), []);
     }
 

@@ -811,8 +811,11 @@ impl<N: Net> Node<N> {
             }),
             mesh_dialing: Mutex::new(std::collections::BTreeSet::new()),
             membership_timer: tokio::sync::Notify::new(),
-            proxies: (config.control && !config.admin)
-                .then(|| Mutex::new(Proxies::new(&config.node_id, config.partitions))),
+            proxies: (config.control && !config.admin).then(|| {
+                let mut p = Proxies::new(&config.node_id, config.partitions);
+                p.set_retry_after(config.connection.ping_interval);
+                Mutex::new(p)
+            }),
             connector: Mutex::new(nkcluster_core::connector::Connector::new(
                 config.cluster_addr.clone(),
                 config.backoff.clone(),
@@ -2963,14 +2966,20 @@ async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: MemberInfo) {
     lock(&inner.mesh_dialing).remove(&member.id);
 }
 
-/// Drives the membership machine's timer (removals, redial rounds).
+/// Drives the timers of the membership machine (removals, redial rounds) and of the
+/// proxy machine (hand-off retries).
 async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
     let mut stop = inner.shutdown.subscribe();
     loop {
-        let next = inner
+        let membership = inner
             .membership
             .as_ref()
             .and_then(|m| lock(m).poll_timeout());
+        let proxies = inner.proxies.as_ref().and_then(|p| lock(p).poll_timeout());
+        let next = match (membership, proxies) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let sleep = async {
             match next {
                 Some(t) => tokio::time::sleep_until(inner.clock.to_tokio(t)).await,
@@ -2979,10 +2988,15 @@ async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
         };
         tokio::select! {
             _ = sleep => {
+                let now = inner.clock.now();
                 if let Some(m) = &inner.membership {
-                    lock(m).handle_timeout(inner.clock.now());
+                    lock(m).handle_timeout(now);
+                }
+                if let Some(p) = &inner.proxies {
+                    lock(p).handle_timeout(now);
                 }
                 inner.after_membership();
+                inner.after_proxies();
             }
             _ = inner.membership_timer.notified() => {}
             _ = stop.changed() => return,
@@ -3117,11 +3131,10 @@ async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
     if let Err(e) = answered {
         warn!(node = %inner.config.node_id, worker = %worker, owner = %owner, code = e.code(), error = %e,
               "owner does not answer; the worker stays here for now");
-        tokio::time::sleep(inner.config.connection.ping_interval).await;
         if let Some(p) = &inner.proxies {
-            lock(p).handle_adopted(&worker, &owner, false);
+            lock(p).handle_owner_silent(inner.clock.now(), &worker, &owner);
         }
-        inner.after_proxies();
+        inner.membership_timer.notify_one();
         return;
     }
     // The owner's URLs as the mesh knows them (`all` already replaced by the address it
