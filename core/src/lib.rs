@@ -8,6 +8,7 @@
 //!
 //! Modules:
 //! - [`time`]: the monotonic [`Instant`](time::Instant) the machines reason with.
+//! - [`data`]: a node's data registry, under a size limit.
 //! - [`files`]: where received files may land (below `files_dir`).
 //! - [`transfers`]: the file-transfer receiver (parts, checksum, limits, expiry).
 //! - [`frame`]: the length-prefixed frame codec (maximum checked before any allocation).
@@ -38,6 +39,7 @@ pub mod auth;
 pub mod backoff;
 pub mod conn;
 pub mod connector;
+pub mod data;
 pub mod files;
 pub mod frame;
 pub mod handshake;

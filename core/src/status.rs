@@ -132,6 +132,8 @@ pub struct NodeStatus {
     status: Status,
     tasks: BTreeMap<u64, String>,
     max_tasks: usize,
+    /// The next id [`start_task`](NodeStatus::start_task) hands out.
+    next_id: u64,
     events: VecDeque<StatusEvent>,
 }
 
@@ -148,6 +150,7 @@ impl NodeStatus {
             status: Status::Launching,
             tasks: BTreeMap::new(),
             max_tasks: 100_000,
+            next_id: 1,
             events: VecDeque::new(),
         }
     }
@@ -186,6 +189,25 @@ impl NodeStatus {
                 Ok(())
             }
         }
+    }
+
+    /// Starts a task of `class`: the caller's own id, or the next free one (ids callers
+    /// chose themselves are skipped). Only in `ready`; `already_started` when `id` runs.
+    pub fn start_task(&mut self, id: Option<u64>, class: &str) -> Result<u64, StatusError> {
+        let id = match id {
+            Some(id) => id,
+            None => {
+                while self.tasks.contains_key(&self.next_id) {
+                    self.next_id = self.next_id.wrapping_add(1).max(1);
+                }
+                self.next_id
+            }
+        };
+        self.task_started(id, class)?;
+        if id == self.next_id {
+            self.next_id = self.next_id.wrapping_add(1).max(1);
+        }
+        Ok(id)
     }
 
     /// Registers a new task: only in `ready`.
@@ -244,6 +266,28 @@ impl NodeStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_ids_are_allocated_skipping_ids_callers_chose() {
+        let mut n = NodeStatus::new();
+        n.handle_started();
+        assert_eq!(n.start_task(Some(2), "a"), Ok(2));
+        assert_eq!(n.start_task(None, "a"), Ok(1));
+        assert_eq!(n.start_task(None, "b"), Ok(3));
+        assert_eq!(
+            n.start_task(Some(3), "b"),
+            Err(StatusError::AlreadyStarted(3))
+        );
+        assert_eq!(n.tasks(None), [(1, "a"), (2, "a"), (3, "b")]);
+        let _ = n.task_stopped(1);
+        // Ids are not reused while the counter moves on.
+        assert_eq!(n.start_task(None, "c"), Ok(4));
+        n.set_status(Status::Standby).expect("standby");
+        assert_eq!(
+            n.start_task(None, "c"),
+            Err(StatusError::NodeNotReady(Status::Standby))
+        );
+    }
 
     fn drain(s: &mut NodeStatus) -> Vec<Status> {
         std::iter::from_fn(|| s.poll_event())

@@ -631,9 +631,9 @@ struct Inner<N: Net> {
     connector: Mutex<nkcluster_core::connector::Connector>,
     /// This node's status and running tasks (every node runs jobs).
     status: Mutex<NodeStatus>,
-    /// Running tasks: id -> (class, abort handle of its body).
-    tasks: Mutex<HashMap<u64, (String, tokio::task::AbortHandle)>>,
-    next_task: AtomicU64,
+    /// The bodies of running tasks, by id (the task table itself is the status
+    /// machine's).
+    tasks: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
     /// Our events, in order, to the control node holding our proxy.
     events_out: mpsc::UnboundedSender<EventMsg>,
     /// Control side: events of the workers we serve.
@@ -643,8 +643,8 @@ struct Inner<N: Net> {
     workers: Mutex<nkcluster_core::workers::Workers<NodeInfo>>,
     /// This node's metadata (updated by `update_meta` / `remove_meta`).
     meta: Mutex<nkcluster_core::meta::Meta>,
-    /// The data registry (`get_data` / `put_data` / `del_data`) and its size in bytes.
-    data: Mutex<(HashMap<String, Bytes>, usize)>,
+    /// The data registry (`get_data` / `put_data` / `del_data`).
+    data: Mutex<nkcluster_core::data::DataRegistry>,
     /// Files being received (the core receiver machine).
     transfers: Mutex<nkcluster_core::transfers::Transfers>,
     /// The `.part` files of the transfers in progress, open between parts.
@@ -822,12 +822,11 @@ impl<N: Net> Node<N> {
             )),
             status: Mutex::new(NodeStatus::new()),
             tasks: Mutex::new(HashMap::new()),
-            next_task: AtomicU64::new(1),
             events_out,
             job_events: broadcast::channel(EVENT_QUEUE).0,
             workers: Mutex::new(nkcluster_core::workers::Workers::new(Default::default())),
             meta: Mutex::new(config.meta.clone()),
-            data: Mutex::new((HashMap::new(), 0)),
+            data: Mutex::new(nkcluster_core::data::DataRegistry::new(DATA_LIMIT)),
             transfers: Mutex::new(nkcluster_core::transfers::Transfers::new(
                 &config.files_dir,
                 nkcluster_core::transfers::TransfersConfig {
@@ -1695,17 +1694,8 @@ impl<N: Net> Inner<N> {
             }
             JobCall::Task { class, body, id } => {
                 let c = self.handlers.classes.get(&class)?.clone();
-                let id = id.unwrap_or_else(|| {
-                    loop {
-                        // Skip ids callers chose themselves.
-                        let id = self.next_task.fetch_add(1, Ordering::Relaxed);
-                        if lock(&self.status).task_class(id).is_none() {
-                            break id;
-                        }
-                    }
-                });
-                lock(&self.status)
-                    .task_started(id, &class)
+                let id = lock(&self.status)
+                    .start_task(id, &class)
                     .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
                 // task_started goes out before anything the task itself sends.
                 let _ = self.events_out.send(EventMsg {
@@ -1725,7 +1715,7 @@ impl<N: Net> Inner<N> {
                         // The body runs in its own task; a panic ends it with its message.
                         let body = tokio::spawn(run);
                         let abort = body.abort_handle();
-                        lock(&self.tasks).insert(id, (class.clone(), abort));
+                        lock(&self.tasks).insert(id, abort);
                         tokio::spawn(async move {
                             let reason = match body.await {
                                 Ok(Ok(())) => "normal".to_owned(),
@@ -1747,7 +1737,7 @@ impl<N: Net> Inner<N> {
                 }
             }
             JobCall::StopTask(id) => {
-                let Some((_, h)) = lock(&self.tasks).remove(&id) else {
+                let Some(h) = lock(&self.tasks).remove(&id) else {
                     return Err(not_found(id));
                 };
                 h.abort();
@@ -1796,29 +1786,15 @@ impl<N: Net> Inner<N> {
                 Ok(Bytes::from(now))
             }
             JobCall::GetData(key) => lock(&self.data)
-                .0
                 .get(&key)
                 .cloned()
                 .ok_or_else(|| RemoteError::new("not_found", format!("no data under {key:?}"))),
-            JobCall::PutData(key, value) => {
-                let mut d = lock(&self.data);
-                let old = d.0.get(&key).map_or(0, |v| key.len() + v.len());
-                let size = d.1 - old + key.len() + value.len();
-                if size > DATA_LIMIT {
-                    return Err(RemoteError::new(
-                        "too_large",
-                        format!("the data registry holds at most {DATA_LIMIT} bytes"),
-                    ));
-                }
-                d.1 = size;
-                d.0.insert(key, value);
-                Ok(Bytes::new())
-            }
+            JobCall::PutData(key, value) => lock(&self.data)
+                .put(key, value)
+                .map(|()| Bytes::new())
+                .map_err(|e| RemoteError::new(e.code(), e.to_string())),
             JobCall::DelData(key) => {
-                let mut d = lock(&self.data);
-                if let Some(v) = d.0.remove(&key) {
-                    d.1 -= key.len() + v.len();
-                }
+                lock(&self.data).delete(&key);
                 Ok(Bytes::new())
             }
             JobCall::SendFile(part) => self.receive_file(from, part),
