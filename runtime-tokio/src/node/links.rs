@@ -1,0 +1,523 @@
+//! Links: dialing, accepting (with admission limits), running one connection and
+//! keeping the table of authenticated peers as links come and go.
+
+use super::*;
+
+impl<N: Net> Inner<N> {
+    pub(super) fn refused(&self, remote: &str, claimed: Option<String>, code: &str, detail: &str) {
+        let claimed_peer = claimed.as_deref().unwrap_or("?");
+        if is_misconfiguration(code) {
+            // Two nodes that disagree on a setting: retried with growing backoff, so one
+            // line per attempt.
+            error!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
+                   code = %code, error = %detail, "connection refused");
+        } else {
+            warn!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
+                  code = %code, error = %detail, "connection refused");
+        }
+        self.emit(NodeEvent::HandshakeFailed {
+            remote: remote.to_owned(),
+            claimed,
+            code: code.to_owned(),
+        });
+    }
+
+    pub(super) fn client_tls(
+        &self,
+        url: &ClusterUrl,
+    ) -> Result<Arc<rustls::ClientConfig>, transport::TransportError> {
+        let opts = merge_tls(&self.config.tls, &url.tls);
+        let k = format!("{opts:?}");
+        if let Some(c) = lock(&self.client_tls).get(&k) {
+            return Ok(c.clone());
+        }
+        let c = transport::client_tls(&opts)?;
+        lock(&self.client_tls).insert(k, c.clone());
+        Ok(c)
+    }
+
+    /// Connects to `url` and sets up its transport, within the connect and handshake
+    /// deadlines. Returns the remote label (`tls:10.0.0.1:1973`) and the transport, or an
+    /// error code (`no_connections` when nothing answered) and detail.
+    pub(super) async fn dial(
+        &self,
+        url: &ClusterUrl,
+    ) -> Result<(String, transport::Ready), (&'static str, String)> {
+        let client = if url.transport.is_tls() {
+            Some(
+                self.client_tls(url)
+                    .map_err(|e| (e.code(), e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let host = url.host.to_string();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let limit = self.config.connection.connect_timeout;
+        let (stream, addr) =
+            match tokio::time::timeout(limit, self.net.connect(host, url.port)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(("no_connections", format!("{}: {e}", e.kind()))),
+                Err(_) => {
+                    return Err((
+                        "no_connections",
+                        format!("connect timed out after {limit:?}"),
+                    ));
+                }
+            };
+        let limit = self.config.connection.handshake.timeout;
+        let setup = transport::dial(
+            stream,
+            url,
+            client.as_ref(),
+            self.config.connection.max_frame,
+        );
+        match tokio::time::timeout(limit, setup).await {
+            Ok(Ok(r)) => Ok((format!("{}:{addr}", url.transport), r)),
+            Ok(Err(e)) => Err((e.code(), e.to_string())),
+            Err(_) => Err((
+                "handshake_timeout",
+                format!("no {} handshake within {limit:?}", url.transport),
+            )),
+        }
+    }
+}
+
+pub(super) fn bind_addr(url: &ClusterUrl) -> Result<SocketAddr, String> {
+    let ip = match &url.host {
+        Host::All => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Host::Ip(ip) => *ip,
+        Host::Name(n) if n.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        // A name is what peers dial: bind every interface, announce the name.
+        Host::Name(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+    Ok(SocketAddr::new(ip, url.port))
+}
+
+/// One unauthenticated connection's slot in the node's [`Admission`] counts, freed when
+/// dropped.
+pub(super) struct AdmissionTicket {
+    admission: Arc<Mutex<Admission>>,
+    ip: IpAddr,
+}
+
+impl AdmissionTicket {
+    pub(super) fn take(admission: &Arc<Mutex<Admission>>, ip: IpAddr) -> Result<Self, Refusal> {
+        lock(admission).admit(ip)?;
+        Ok(AdmissionTicket {
+            admission: admission.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for AdmissionTicket {
+    fn drop(&mut self) {
+        lock(&self.admission).release(self.ip);
+    }
+}
+
+/// What some connections bring beyond the transport and key.
+#[derive(Default)]
+pub(super) struct LinkExtras {
+    /// An exclusive connection's own command channel (it is not listed as a peer link).
+    pub(super) commands: Option<(mpsc::Sender<Command>, mpsc::Receiver<Command>)>,
+    /// Told the handshake's outcome.
+    pub(super) notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
+    /// An accepted connection's slot among the unauthenticated ones.
+    pub(super) admission: Option<AdmissionTicket>,
+}
+
+/// Outcome of one connection, as seen by its sink.
+#[derive(Default)]
+pub(super) struct LinkOutcome {
+    /// The handshake succeeded.
+    pub(super) authenticated: bool,
+    /// Why the connection ended, if not by our own close.
+    pub(super) error: Option<ConnError>,
+}
+
+pub(super) struct LinkSink<N: Net> {
+    inner: Arc<Inner<N>>,
+    conn_id: u64,
+    remote: String,
+    dialer: bool,
+    commands: Option<mpsc::Sender<Command>>,
+    remote_ip: Option<IpAddr>,
+    rtt_us: Arc<AtomicU64>,
+    /// An accepted connection's slot among the unauthenticated ones (freed at
+    /// authentication, or when the connection ends).
+    admission: Option<AdmissionTicket>,
+    outcome: LinkOutcome,
+    notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
+}
+
+impl<N: Net> EventSink for LinkSink<N> {
+    fn on_event(&mut self, conn: &Connection, event: &Event) {
+        let me = &self.inner.config.node_id;
+        match event {
+            Event::Authenticated(p) => {
+                self.outcome.authenticated = true;
+                self.admission = None;
+                info!(node = %me, peer = %p.node_id, role = p.role.as_str(), remote = %self.remote,
+                      "link up");
+                if let Some(commands) = self.commands.take() {
+                    if p.role == Role::Control
+                        && let Some(m) = &self.inner.membership
+                    {
+                        // Tell a new control peer everything we know.
+                        let view = lock(m).view();
+                        let _ = commands.try_send(Command::Gossip(view));
+                    }
+                    let link = PeerLink {
+                        conn_id: self.conn_id,
+                        commands,
+                        summary: summary(p, &self.remote, self.dialer),
+                        remote_ip: self.remote_ip,
+                        rtt_us: self.rtt_us.clone(),
+                    };
+                    let mut peers = lock(&self.inner.peers);
+                    let links = peers.entry(p.node_id.clone()).or_default();
+                    let control = links.iter().position(|l| l.summary.role == Role::Control);
+                    match control {
+                        Some(i) if p.role == Role::Control => {
+                            // Both ends dialed: one link per pair. Both ends keep the link
+                            // dialed by the smaller node id; the other is dropped from the
+                            // table and closes once its pending requests are answered.
+                            let keep = nkcluster_core::mesh::duplicate_link(
+                                me,
+                                &p.node_id,
+                                links[i].summary.dialer,
+                                self.dialer,
+                            );
+                            let new_wins = keep == nkcluster_core::mesh::KeepLink::New;
+                            debug!(node = %me, peer = %p.node_id, keep = ?keep,
+                                   "two links with one control node: keeping the one the smaller id dialed");
+                            if new_wins {
+                                links[i] = link;
+                            }
+                        }
+                        _ => links.push(link),
+                    }
+                }
+                if let Some(n) = self.notify.take() {
+                    let _ = n.send(Ok(summary(p, &self.remote, self.dialer)));
+                }
+                let first_control_link = || {
+                    lock(&self.inner.peers)
+                        .values()
+                        .flatten()
+                        .filter(|l| l.summary.role == Role::Control)
+                        .count()
+                        == 1
+                };
+                if p.role == Role::Control
+                    && self.inner.membership.is_none()
+                    && !self.inner.config.admin
+                    && first_control_link()
+                {
+                    // Tell the (new) proxy where we stand (once: extra links to control
+                    // nodes, such as exclusive ones, do not repeat it).
+                    let st = lock(&self.inner.status).status();
+                    self.inner
+                        .node_event(WireEvent::NodeStatus(st.as_str().into()));
+                    self.inner.send_info();
+                }
+                if p.role == Role::Worker
+                    && let Some(px) = &self.inner.proxies
+                {
+                    let dialable = !self.inner.dialable_urls(&p.node_id).is_empty();
+                    lock(px).handle_worker_up(&p.node_id, dialable);
+                    self.inner.after_proxies();
+                }
+                self.inner.emit(NodeEvent::LinkUp {
+                    peer: p.node_id.clone(),
+                    role: p.role,
+                    remote: self.remote.clone(),
+                    dialer: self.dialer,
+                });
+            }
+            Event::RttMeasured(rtt) => {
+                let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+                self.rtt_us.store(us, Ordering::Relaxed);
+            }
+            Event::Gossip(view) => {
+                let peer = conn.peer().map(|p| (p.node_id.clone(), p.role));
+                if let (Some((id, Role::Control)), Some(m)) = (peer, &self.inner.membership) {
+                    let now = self.inner.clock.now();
+                    // The sender's own record comes first; the link proves it alive. A
+                    // sender listening on `all` is dialable where this link reached it:
+                    // that address goes into the view, so every member can dial it.
+                    let mut view = view.clone();
+                    if let Some(sender) = view.first_mut().filter(|r| r.id == id) {
+                        sender.listen =
+                            nkcluster_core::url::reachable_at(&sender.listen, self.remote_ip);
+                    }
+                    {
+                        let mut m = lock(m);
+                        if let Some(sender) = view.first().filter(|r| r.id == id) {
+                            m.handle_link_up(now, sender.clone());
+                        }
+                        m.handle_view(now, &view);
+                    }
+                    self.inner.after_membership();
+                }
+            }
+            Event::Closed(err) => {
+                self.outcome.error = err.clone();
+                if let Some(n) = self.notify.take() {
+                    let e = err
+                        .clone()
+                        .unwrap_or_else(|| ConnError::PeerClosed("closed".into()));
+                    let _ = n.send(Err(e));
+                }
+                let claimed = conn.claimed_peer().map(str::to_owned);
+                if self.outcome.authenticated {
+                    let peer = claimed.unwrap_or_default();
+                    let last_link = {
+                        let mut peers = lock(&self.inner.peers);
+                        match peers.get_mut(&peer) {
+                            Some(v) => {
+                                v.retain(|l| l.conn_id != self.conn_id);
+                                let empty = v.is_empty();
+                                if empty {
+                                    peers.remove(&peer);
+                                }
+                                empty
+                            }
+                            None => true,
+                        }
+                    };
+                    let role = conn.peer().map(|p| p.role);
+                    if last_link
+                        && role == Some(Role::Worker)
+                        && let Some(px) = &self.inner.proxies
+                    {
+                        lock(px).handle_worker_down(&peer);
+                        self.inner.worker_gone(&peer);
+                    }
+                    if last_link
+                        && role == Some(Role::Control)
+                        && let Some(m) = &self.inner.membership
+                    {
+                        lock(m).handle_link_down(self.inner.clock.now(), &peer);
+                        self.inner.after_membership();
+                    }
+                    match err {
+                        // The peer closed in order (a stop, a hand-off, an admin client
+                        // done with its command): news, not trouble.
+                        Some(e)
+                            if matches!(e, ConnError::PeerClosed(_))
+                                || role == Some(Role::Admin) =>
+                        {
+                            info!(node = %me, peer = %peer, remote = %self.remote, code = e.code(), error = %e, "link down")
+                        }
+                        Some(e) => warn!(node = %me, peer = %peer, remote = %self.remote,
+                                         code = e.code(), error = %e, "link down"),
+                        None => {
+                            info!(node = %me, peer = %peer, remote = %self.remote, "link closed")
+                        }
+                    }
+                    self.inner.emit(NodeEvent::LinkDown {
+                        peer,
+                        remote: self.remote.clone(),
+                        code: err.as_ref().map(|e| e.code().to_owned()),
+                    });
+                } else {
+                    let code = err.as_ref().map_or("closed", |e| e.code());
+                    let detail = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
+                    self.inner.refused(&self.remote, claimed, code, &detail);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Handshake failures that mean the two nodes are configured differently (wrong password
+/// or cluster name, another ring size or transport): worth an `error` line.
+pub(super) fn is_misconfiguration(code: &str) -> bool {
+    matches!(
+        code,
+        "auth_failed"
+            | "cluster_mismatch"
+            | "partition_mismatch"
+            | "unsupported_version"
+            | "transport_mismatch"
+    )
+}
+
+/// The IP of a remote label like `tls:127.0.0.1:1973` or `ws:[::1]:1974`.
+pub(super) fn remote_ip_of(remote: &str) -> Option<IpAddr> {
+    let addr = remote.split_once(':')?.1;
+    addr.parse::<SocketAddr>().ok().map(|a| a.ip())
+}
+
+pub(super) fn summary(p: &PeerInfo, remote: &str, dialer: bool) -> PeerSummary {
+    PeerSummary {
+        node_id: p.node_id.clone(),
+        role: p.role,
+        remote: remote.to_owned(),
+        dialer,
+        listen: p.listen.clone(),
+        meta: p.meta.clone(),
+    }
+}
+
+/// Runs a connection we dialed in a task of its own; resolves with its handshake's
+/// outcome (an error when the task ended first).
+pub(super) fn spawn_dialed<N: Net>(
+    inner: &Arc<Inner<N>>,
+    ready: transport::Ready,
+    key: Key,
+    remote: String,
+) -> oneshot::Receiver<Result<PeerSummary, ConnError>> {
+    let (tx, rx) = oneshot::channel();
+    let extras = LinkExtras {
+        notify: Some(tx),
+        ..Default::default()
+    };
+    tokio::spawn(run_connection(
+        inner.clone(),
+        ready,
+        Side::Dialer,
+        key,
+        remote,
+        extras,
+    ));
+    rx
+}
+
+/// Runs one connection over an established transport to completion.
+pub(super) async fn run_connection<N: Net>(
+    inner: Arc<Inner<N>>,
+    ready: transport::Ready,
+    side: Side,
+    key: Key,
+    remote: String,
+    extras: LinkExtras,
+) -> LinkOutcome {
+    let LinkExtras {
+        commands,
+        notify,
+        admission,
+    } = extras;
+    let params = ConnectionParams {
+        side,
+        identity: inner.identity.clone(),
+        key,
+        nonce: inner.nonce(),
+        channel_binding: ready.binding,
+        wall_origin_ns: inner.clock.wall_origin_ns(),
+    };
+    let mut config = inner.config.connection.clone();
+    config.framing = ready.io.framing();
+    let conn = Connection::new(config, params, inner.clock.now());
+    // An exclusive connection brings its own channel and is not listed as a peer link.
+    let (register, tx, rx) = match commands {
+        Some((tx, rx)) => (false, tx, rx),
+        None => {
+            let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+            (true, tx, rx)
+        }
+    };
+    let conn_id = inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let mut sink = LinkSink {
+        inner: inner.clone(),
+        conn_id,
+        remote_ip: remote_ip_of(&remote),
+        rtt_us: Arc::new(AtomicU64::new(0)),
+        admission,
+        remote,
+        dialer: side == Side::Dialer,
+        commands: register.then_some(tx),
+        outcome: LinkOutcome::default(),
+        notify,
+    };
+    let handler = NodeHandler {
+        inner: inner.clone(),
+    };
+    inner.running.send_modify(|n| *n += 1);
+    drive(ready.io, conn, inner.clock, rx, &handler, &mut sink).await;
+    inner.running.send_modify(|n| *n -= 1);
+    sink.outcome
+}
+
+pub(super) async fn accept_loop<N: Net>(
+    inner: Arc<Inner<N>>,
+    listener: N::Listener,
+    url: ClusterUrl,
+    tls: Option<Arc<ServerTls>>,
+) {
+    let mut stop = inner.shutdown.subscribe();
+    // Refusals at accept are logged at most once a second, with their count.
+    let mut refused = 0u64;
+    let mut refused_logged: Option<tokio::time::Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            r = inner.net.accept(&listener) => r,
+            _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                let ticket = match AdmissionTicket::take(&inner.admission, addr.ip()) {
+                    Ok(t) => t,
+                    Err(r) => {
+                        drop(stream);
+                        refused += 1;
+                        let now = tokio::time::Instant::now();
+                        if refused_logged.is_none_or(|t| now >= t + Duration::from_secs(1)) {
+                            warn!(node = %inner.config.node_id, remote = %format!("{}:{addr}", url.transport),
+                                  code = r.code(), error = %r, refused, "connection refused at accept");
+                            refused_logged = Some(now);
+                            refused = 0;
+                        }
+                        continue;
+                    }
+                };
+                let inner = inner.clone();
+                let tls = tls.clone();
+                let path = url.path.clone();
+                let transport = url.transport;
+                tokio::spawn(async move {
+                    let remote = format!("{transport}:{addr}");
+                    let max = inner.config.connection.max_frame;
+                    // The transport's own handshake (TLS, WebSocket upgrade) counts against
+                    // the handshake deadline too: a silent peer cannot hold a task.
+                    let limit = inner.config.connection.handshake.timeout;
+                    let setup = transport::accept(stream, transport, tls.as_deref(), &path, max);
+                    let ready = match tokio::time::timeout(limit, setup).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(e)) => {
+                            inner.refused(&remote, None, e.code(), &e.to_string());
+                            return;
+                        }
+                        Err(_) => {
+                            let e = format!("no {transport} handshake within {limit:?}");
+                            inner.refused(&remote, None, "handshake_timeout", &e);
+                            return;
+                        }
+                    };
+                    let key = inner.key_for(&inner.config.password);
+                    run_connection(
+                        inner,
+                        ready,
+                        Side::Listener,
+                        key,
+                        remote,
+                        LinkExtras {
+                            admission: Some(ticket),
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+                });
+            }
+            Err(e) => {
+                // Out of descriptors and similar: keep serving, but do not spin.
+                warn!(node = %inner.config.node_id, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

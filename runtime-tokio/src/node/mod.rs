@@ -1,0 +1,545 @@
+//! The node daemon: listeners, the connector that dials `cluster_addr`, the table of
+//! authenticated peers, and the request API. Every connection runs in its own task
+//! ([`crate::driver::drive`]); the node only keeps track of them. The decisions are the
+//! core machines' (membership, ring, proxies, routing, connector, status, workers,
+//! transfers, data, table); this module holds them and performs what they decide.
+//!
+//! This file: the public types, the request classes and the node's state. The rest:
+//! `start` (starting), `api` (requests, jobs, files), `routing` (sending anywhere,
+//! connecting), `stop` (graceful leave), `handler` (dispatching peers' requests),
+//! `links` (dial, accept, one connection), `worker_side` and `control_side` (the two
+//! roles' bookkeeping), `tasks` (background tasks and hand-off steps).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use nkcluster_core::ConnError;
+use nkcluster_core::admission::{Admission, Refusal};
+use nkcluster_core::auth::Key;
+use nkcluster_core::conn::{Connection, ConnectionParams, Event, RequestError};
+use nkcluster_core::handshake::{Identity, PeerInfo, Role, Side};
+use nkcluster_core::membership::{MemberEvent, MemberInfo, Membership, MembershipConfig};
+use nkcluster_core::message::RemoteError;
+use nkcluster_core::proxy::{Action, Proxies};
+use nkcluster_core::status::{NodeStatus, Status, StatusEvent};
+use nkcluster_core::url::{ClusterUrl, Host, TlsOptions, Transport, parse_url};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::clock::Clock;
+use crate::config::NodeConfig;
+use crate::driver::{Answer, Command, EventSink, RequestHandler, Responder, drive};
+use crate::jobs::{
+    EventMsg, FilePart, JobCall, JobClass, JobClasses, NodeInfo, NodeJobEvent, Stats, TaskStarted,
+    WireEvent,
+};
+use crate::net::Net;
+use crate::transport::{self, ServerTls, merge_tls};
+
+mod api;
+mod control_side;
+mod handler;
+mod links;
+mod routing;
+mod start;
+mod stop;
+mod tasks;
+mod worker_side;
+
+use handler::*;
+use links::*;
+use tasks::*;
+
+/// Commands queued per connection before callers wait.
+const COMMAND_QUEUE: usize = 1024;
+/// Node events kept for slow subscribers.
+const EVENT_QUEUE: usize = 4096;
+
+/// What happens on a node, for logs, tests and the simulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A listener is up.
+    Listening {
+        /// Transport and bound address, e.g. `tcp:127.0.0.1:1972`.
+        addr: String,
+    },
+    /// A peer authenticated.
+    LinkUp {
+        /// Peer node id.
+        peer: String,
+        /// Peer role.
+        role: Role,
+        /// Transport and remote address.
+        remote: String,
+        /// Whether we dialed.
+        dialer: bool,
+    },
+    /// An authenticated link ended.
+    LinkDown {
+        /// Peer node id.
+        peer: String,
+        /// Transport and remote address.
+        remote: String,
+        /// Error code (`idle_timeout`, `peer_closed`, ...); `None` when we closed it.
+        code: Option<String>,
+    },
+    /// A connection failed before authenticating.
+    HandshakeFailed {
+        /// Transport and remote address.
+        remote: String,
+        /// Node id the peer claimed, if it said one.
+        claimed: Option<String>,
+        /// Error code.
+        code: String,
+    },
+    /// A dial attempt found nobody.
+    ConnectFailed {
+        /// The URL (without password).
+        url: String,
+        /// OS error.
+        error: String,
+    },
+    /// A control member changed state (`up`, `down`, `left`, `removed`).
+    Member {
+        /// Member id.
+        id: String,
+        /// What happened.
+        change: &'static str,
+    },
+    /// The connector spent its attempt budget.
+    GaveUp {
+        /// Error code of the last failure.
+        code: String,
+    },
+}
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// A listen URL cannot be served.
+    #[error("cannot listen on {url}: {error}")]
+    Listen {
+        /// The URL.
+        url: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Why [`Node::connect`] reached no peer.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub struct ConnectError {
+    /// Stable code: `invalid_scheme`, `invalid_transport`, `syntax_error`,
+    /// `no_connections`, `auth_failed`, `cluster_mismatch`, `tls_error`, `tls_config`, ...
+    pub code: String,
+    /// Detail.
+    pub detail: String,
+}
+
+impl std::fmt::Display for ConnectError {
+    /// `code: detail`, or the detail alone when it names the code already (typed errors
+    /// print their own code).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.detail.contains(self.code.as_str()) {
+            f.write_str(&self.detail)
+        } else {
+            write!(f, "{}: {}", self.code, self.detail)
+        }
+    }
+}
+
+/// Options of [`Node::request_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestOptions {
+    /// How long to wait for the reply.
+    pub timeout: Duration,
+    /// Use a dedicated connection.
+    pub exclusive: bool,
+}
+
+/// Where the process should stop: the connector gave up.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("gave up connecting to the cluster: {code}: {detail}")]
+pub struct Fatal {
+    /// Error code of the last attempt (`auth_failed`, `no_connections`, ...).
+    pub code: String,
+    /// Detail.
+    pub detail: String,
+}
+
+/// A summary of one authenticated link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// Peer node id.
+    pub node_id: String,
+    /// Peer role.
+    pub role: Role,
+    /// Transport and remote address.
+    pub remote: String,
+    /// Whether we dialed.
+    pub dialer: bool,
+    /// Peer listen URLs.
+    pub listen: Vec<String>,
+    /// Peer metadata.
+    pub meta: String,
+}
+
+/// Handlers for incoming requests, by class name. Built in: `nkcluster.echo` (returns
+/// the body) and `nkcluster.node` (returns this node's id).
+#[derive(Clone)]
+pub struct Handlers {
+    map: HashMap<String, HandlerFn>,
+    functions: HashMap<String, FunctionFn>,
+    classes: JobClasses,
+}
+
+/// A named function of the registry that `call` reaches (arguments as strings).
+pub type FunctionFn = Arc<dyn Fn(&[String]) -> Result<String, RemoteError> + Send + Sync>;
+
+/// A synchronous request handler.
+pub type HandlerFn = Arc<dyn Fn(Bytes) -> Result<Bytes, RemoteError> + Send + Sync>;
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.map.keys()).finish()
+    }
+}
+
+impl Handlers {
+    /// The built-in handlers for `node_id`.
+    pub fn builtin(node_id: &str) -> Self {
+        let mut h = Handlers {
+            map: HashMap::new(),
+            functions: HashMap::new(),
+            classes: JobClasses::new(),
+        };
+        h.insert("nkcluster.echo", Ok);
+        let id = Bytes::from(node_id.to_owned());
+        h.insert("nkcluster.node", move |_| Ok(id.clone()));
+        let name = node_id.to_owned();
+        h.insert_function("node", move |_| Ok(name.clone()));
+        h.insert_function("echo", |args| Ok(args.join(" ")));
+        h
+    }
+
+    /// Sets the job classes this node runs (worker side) and hears (control side).
+    pub fn set_classes(&mut self, classes: JobClasses) {
+        self.classes = classes;
+    }
+
+    /// Adds or replaces a named function (what `call` and `nkcluster call` reach).
+    /// Built in: `node` (this node's id) and `echo` (its arguments, space separated).
+    pub fn insert_function(
+        &mut self,
+        name: &str,
+        f: impl Fn(&[String]) -> Result<String, RemoteError> + Send + Sync + 'static,
+    ) {
+        self.functions.insert(name.to_owned(), Arc::new(f));
+    }
+
+    /// Adds or replaces a handler.
+    pub fn insert(
+        &mut self,
+        class: &str,
+        f: impl Fn(Bytes) -> Result<Bytes, RemoteError> + Send + Sync + 'static,
+    ) {
+        self.map.insert(class.to_owned(), Arc::new(f));
+    }
+}
+
+impl Handlers {
+    /// Runs the handler of `class` (at once: these handlers are synchronous).
+    pub fn call(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError> {
+        if class == CLASS_CALL || class == CLASS_SPAWN_CALL {
+            let req: CallRequest = postcard::from_bytes(&body)
+                .map_err(|e| RemoteError::new("bad_request", format!("call: {e}")))?;
+            let f = self.functions.get(&req.function).ok_or_else(|| {
+                RemoteError::new(
+                    "unknown_function",
+                    format!("no function {:?} is registered", req.function),
+                )
+            })?;
+            // A function that panics is reported with its message; the node keeps running.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&req.args)))
+                .map_err(|p| {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".into());
+                    RemoteError::new("function_panicked", msg)
+                })??;
+            return Ok(Bytes::from(r));
+        }
+        match self.map.get(class) {
+            Some(f) => f(body),
+            None => Err(RemoteError::new(
+                "unknown_class",
+                format!("no handler for class {class:?}"),
+            )),
+        }
+    }
+}
+
+/// Admin request: every node this node has a link to, and itself.
+pub const CLASS_NODES: &str = "nkcluster.nodes";
+/// Admin request: one node's row (body: the node id, UTF-8).
+pub const CLASS_NODE_INFO: &str = "nkcluster.node_info";
+/// Between control nodes: the rows of the answering node's own links.
+pub const CLASS_LOCAL_NODES: &str = "nkcluster.local_nodes";
+/// Between control nodes: "dial this worker and serve it" (a proxy hand-off). Body: an
+/// [`AdoptRequest`] (postcard).
+pub const CLASS_ADOPT: &str = "nkcluster.adopt";
+/// From a control node to a worker: "reconnect to these URLs" (its owner's). Body: the
+/// URL list, UTF-8, comma separated.
+pub const CLASS_REDIRECT: &str = "nkcluster.redirect";
+/// Any node: call a named function of its registry. Body: a [`CallRequest`] (postcard);
+/// reply: the function's result, UTF-8.
+pub const CLASS_CALL: &str = "nkcluster.call";
+/// Like [`CLASS_CALL`], but the function runs on the blocking pool, so a long call does
+/// not hold up the link (the original's `spawn_call`).
+pub const CLASS_SPAWN_CALL: &str = "nkcluster.spawn_call";
+/// To a control node: "stream me the events you hear" (body: a [`SubscribeRequest`]).
+pub const CLASS_SUBSCRIBE: &str = "nkcluster.subscribe";
+/// A control node to a subscriber: one event (body: an [`EventMsg`], postcard).
+pub const CLASS_EVENT_STREAM: &str = "nkcluster.event_stream";
+/// To a control node: "send this request to that node", wherever its proxy lives (routed
+/// over the mesh to the owner when needed). Body: a [`RouteRequest`] (postcard).
+pub const CLASS_ROUTE: &str = "nkcluster.route";
+/// To a control node: the job events it heard last, oldest first, as `(wall ms, event)`
+/// pairs (postcard). An empty body gathers every control member's too; `local` asks for
+/// the answering node's only.
+pub const CLASS_RECENT_EVENTS: &str = "nkcluster.recent_events";
+/// Job events a control node keeps for [`CLASS_RECENT_EVENTS`] (periodic info reports
+/// are not kept).
+const RECENT_EVENTS: usize = 200;
+/// Any node: a job operation (a [`JobCall`], postcard).
+pub const CLASS_JOB: &str = "nkcluster.job";
+/// Worker to its control node: an event ([`EventMsg`], postcard).
+pub const CLASS_JOB_EVENT: &str = "nkcluster.job_event";
+/// Size of the parts big files travel in.
+const FILE_PART: usize = 1024 * 1024;
+/// Files received at once (each holds an open `.part` file).
+const MAX_TRANSFERS: usize = 64;
+/// File parts in flight at once.
+const FILE_WINDOW: usize = 2;
+/// The data registry's size limit (keys plus values), bytes.
+const DATA_LIMIT: usize = 64 * 1024 * 1024;
+/// Machine figures younger than this are reused.
+const STATS_MAX_AGE: Duration = Duration::from_secs(1);
+/// How often a node reports its information to its control node.
+const INFO_EVERY: Duration = Duration::from_secs(10);
+/// How long a control node waits for each member's rows.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A `call` of a named function.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CallRequest {
+    /// Function name.
+    pub function: String,
+    /// Arguments.
+    pub args: Vec<String>,
+}
+
+/// A subscription to a control node's events.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubscribeRequest {
+    /// Who receives the stream (linked to the control node).
+    pub subscriber: String,
+    /// Also gather every other control member's events (an admin client's whole-cluster
+    /// view); members asked on its behalf stream to this control node only.
+    pub fanout: bool,
+}
+
+/// A request for another node, routed by control nodes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RouteRequest {
+    /// Target node id.
+    pub node: String,
+    /// Request class.
+    pub class: String,
+    /// Request body.
+    pub body: Bytes,
+    /// Deadline, milliseconds.
+    pub timeout_ms: u64,
+    /// Control nodes it went through (a routed request is forwarded at most once).
+    pub hops: u8,
+}
+
+/// A proxy hand-off: the worker and the URLs to dial it at.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AdoptRequest {
+    /// The worker's node id.
+    pub worker: String,
+    /// Its listen URLs (`all` already replaced by the address it was reached at).
+    pub urls: Vec<String>,
+}
+
+pub use nkcluster_core::table::{NodeRow, NodesReport};
+
+/// The error for a node nobody in the cluster holds.
+fn unknown_node(node: &str) -> RequestError {
+    RequestError::Remote(RemoteError::new(
+        "unknown_node",
+        format!("no node {node:?} is connected to the cluster"),
+    ))
+}
+
+/// A routed request after its synchronous half.
+enum Routed {
+    /// Answered already.
+    Done(Result<Bytes, RequestError>),
+    /// Queued on the target's own link.
+    Direct(Result<oneshot::Receiver<Result<Bytes, RequestError>>, RequestError>),
+    /// Queued to a control node that routes it further.
+    Forwarded {
+        rx: Result<oneshot::Receiver<Result<Bytes, RequestError>>, RequestError>,
+        body: Bytes,
+        owner: String,
+        fallback: bool,
+    },
+}
+
+async fn wait_reply(
+    rx: Result<oneshot::Receiver<Result<Bytes, RequestError>>, RequestError>,
+) -> Result<Bytes, RequestError> {
+    rx?.await.unwrap_or(Err(RequestError::ConnectionFailed))
+}
+
+fn encode_req<T: serde::Serialize>(v: &T) -> Result<Bytes, RequestError> {
+    postcard::to_allocvec(v)
+        .map(Bytes::from)
+        .map_err(|e| RequestError::Remote(RemoteError::new("bad_request", e.to_string())))
+}
+
+fn decode_reply<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, RequestError> {
+    postcard::from_bytes(b)
+        .map_err(|e| RequestError::Remote(RemoteError::new("bad_reply", e.to_string())))
+}
+
+fn encode(v: &dyn erased::Encode) -> Result<Bytes, RemoteError> {
+    v.encode()
+        .map_err(|e| RemoteError::new("internal_error", e.to_string()))
+}
+
+mod erased {
+    //! postcard encoding behind a trait object (so one closure serves several types).
+    use bytes::Bytes;
+
+    pub(super) trait Encode {
+        fn encode(&self) -> Result<Bytes, postcard::Error>;
+    }
+
+    impl<T: serde::Serialize> Encode for T {
+        fn encode(&self) -> Result<Bytes, postcard::Error> {
+            postcard::to_allocvec(self).map(Bytes::from)
+        }
+    }
+}
+
+/// How the node meets the outside world: the network, randomness and the wall clock.
+#[derive(Debug, Clone)]
+pub struct Env<N> {
+    /// The network.
+    pub net: N,
+    /// Seed for nonces, instance ids and jitter (`None`: from the OS).
+    pub seed: Option<u64>,
+    /// Wall clock at start, Unix ns (`None`: the system clock).
+    pub wall_origin_ns: Option<u64>,
+}
+
+struct PeerLink {
+    conn_id: u64,
+    commands: mpsc::Sender<Command>,
+    summary: PeerSummary,
+    /// IP address the link reached (to dial a peer announced on `all`).
+    remote_ip: Option<IpAddr>,
+    /// Latest ping round trip, microseconds (0: none yet).
+    rtt_us: Arc<AtomicU64>,
+}
+
+struct Inner<N: Net> {
+    config: NodeConfig,
+    identity: Identity,
+    net: N,
+    clock: Clock,
+    keys: Mutex<HashMap<String, Key>>,
+    rng: Mutex<StdRng>,
+    peers: Mutex<BTreeMap<String, Vec<PeerLink>>>,
+    next_conn_id: AtomicU64,
+    events: broadcast::Sender<NodeEvent>,
+    handlers: Handlers,
+    shutdown: watch::Sender<bool>,
+    fatal: watch::Sender<Option<Fatal>>,
+    client_tls: Mutex<HashMap<String, Arc<rustls::ClientConfig>>>,
+    /// Control nodes only: the membership view, and members being dialed.
+    membership: Option<Mutex<Membership>>,
+    mesh_dialing: Mutex<std::collections::BTreeSet<String>>,
+    membership_timer: tokio::sync::Notify,
+    /// Control nodes only: which workers we serve, and hand-offs.
+    proxies: Option<Mutex<Proxies>>,
+    /// Nodes with `cluster_addr`: what to dial next (a redirect first, once), when to
+    /// wait, when to give up.
+    connector: Mutex<nkcluster_core::connector::Connector>,
+    /// This node's status and running tasks (every node runs jobs).
+    status: Mutex<NodeStatus>,
+    /// The bodies of running tasks, by id (the task table itself is the status
+    /// machine's).
+    tasks: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
+    /// Our events, in order, to the control node holding our proxy.
+    events_out: mpsc::UnboundedSender<EventMsg>,
+    /// Control side: events of the workers we serve.
+    job_events: broadcast::Sender<NodeJobEvent>,
+    /// Control side: per worker, the classes that have seen it, its last status and
+    /// information (bounded; gone workers are forgotten after a while).
+    workers: Mutex<nkcluster_core::workers::Workers<NodeInfo>>,
+    /// This node's metadata (updated by `update_meta` / `remove_meta`).
+    meta: Mutex<nkcluster_core::meta::Meta>,
+    /// The data registry (`get_data` / `put_data` / `del_data`).
+    data: Mutex<nkcluster_core::data::DataRegistry>,
+    /// Files being received (the core receiver machine).
+    transfers: Mutex<nkcluster_core::transfers::Transfers>,
+    /// The `.part` files of the transfers in progress, open between parts.
+    open_files: Mutex<HashMap<std::path::PathBuf, std::fs::File>>,
+    /// File parts are written in arrival order by one thread (started at first use).
+    file_writer: Mutex<Option<std::sync::mpsc::Sender<(String, FilePart, Responder)>>>,
+    /// Machine figures for `get_info`, and the latest sample (taken at most once per
+    /// `STATS_MAX_AGE`: disk enumeration is not cheap).
+    sys: Mutex<sysinfo::System>,
+    stats_cache: Mutex<Option<(nkcluster_core::Instant, Stats)>>,
+    /// Control side: the last job events heard, with their wall time (ms).
+    recent: Mutex<std::collections::VecDeque<(u64, EventMsg)>>,
+    /// Control side: who gets our events (id -> wants the whole cluster's).
+    subscribers: Mutex<HashMap<String, bool>>,
+    /// Connection tasks still running (any phase), for an orderly stop.
+    running: watch::Sender<usize>,
+    /// Accepted connections that have not authenticated yet.
+    admission: Arc<Mutex<Admission>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the whole node down with poisoned locks.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running node. Cloning gives another handle to the same node.
+pub struct Node<N: Net> {
+    inner: Arc<Inner<N>>,
+    listen_addrs: Arc<Vec<(Transport, SocketAddr)>>,
+}
+
+impl<N: Net> Clone for Node<N> {
+    fn clone(&self) -> Self {
+        Node {
+            inner: self.inner.clone(),
+            listen_addrs: self.listen_addrs.clone(),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Sending to any node (the core's routing decision, then the link), connecting by hand
+//! and exclusive connections.
+
+use super::*;
+
+impl<N: Net> Node<N> {
+    /// This node's own status.
+    pub fn status(&self) -> Status {
+        lock(&self.inner.status).status()
+    }
+
+    /// Sends a request to any node of the cluster, wherever its proxy lives: this node
+    /// itself, a node linked here, or (on a control node) a node linked to another
+    /// control member, through the member that owns its ring partition (over the mesh).
+    /// A node nobody holds ends `unknown_node`.
+    pub async fn send(
+        &self,
+        node: &str,
+        class: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, RequestError> {
+        self.route(node, class, body, timeout, 0).await
+    }
+
+    pub(super) async fn route(
+        &self,
+        node: &str,
+        class: &str,
+        body: Bytes,
+        timeout: Duration,
+        hops: u8,
+    ) -> Result<Bytes, RequestError> {
+        let routed = self.route_enqueue(node, class, body, timeout, hops);
+        self.route_finish(node, routed, timeout).await
+    }
+
+    /// The synchronous half of routing: answers at once, or queues the request on the
+    /// right link now, so that requests routed one after the other leave in that order
+    /// (a file's parts, pipelined).
+    pub(super) fn route_enqueue(
+        &self,
+        node: &str,
+        class: &str,
+        body: Bytes,
+        timeout: Duration,
+        hops: u8,
+    ) -> Routed {
+        use nkcluster_core::routing::{RouteStep, RouteView, route};
+        let inner = &self.inner;
+        let step = {
+            let peers = lock(&inner.peers);
+            let control_link = peers
+                .values()
+                .flatten()
+                .find(|l| l.summary.role == Role::Control)
+                .map(|l| l.summary.node_id.clone());
+            let owner = inner
+                .proxies
+                .as_ref()
+                .map(|p| lock(p).owner_of(node).to_owned());
+            let view = RouteView {
+                me: &inner.config.node_id,
+                is_control: inner.proxies.is_some(),
+                target_linked: peers.contains_key(node),
+                control_link: control_link.as_deref(),
+                owner: owner.as_deref(),
+            };
+            route(&view, node, hops)
+        };
+        let (via, hops, fallback) = match step {
+            RouteStep::Local => {
+                let r = if class == CLASS_JOB {
+                    postcard::from_bytes::<JobCall>(&body)
+                        .map_err(|e| RemoteError::new("bad_request", format!("job: {e}")))
+                        .and_then(|call| self.inner.job_call(node, call))
+                } else {
+                    inner.handlers.call(class, body)
+                };
+                return Routed::Done(r.map_err(RequestError::Remote));
+            }
+            RouteStep::Direct => return Routed::Direct(inner.enqueue(node, class, body, timeout)),
+            RouteStep::Unknown => return Routed::Done(Err(unknown_node(node))),
+            RouteStep::Via { via, hops, fan_out } => (via, hops, fan_out),
+        };
+        let req = RouteRequest {
+            node: node.to_owned(),
+            class: class.to_owned(),
+            body,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            hops,
+        };
+        let body = match encode_req(&req) {
+            Ok(b) => b,
+            Err(e) => return Routed::Done(Err(e)),
+        };
+        let rx = inner.enqueue(&via, CLASS_ROUTE, body.clone(), timeout);
+        Routed::Forwarded {
+            rx,
+            body,
+            owner: via,
+            fallback,
+        }
+    }
+
+    /// The asynchronous half: waits for the answer; a control node whose owner did not
+    /// hold the node asks the other members once each.
+    pub(super) async fn route_finish(
+        &self,
+        node: &str,
+        routed: Routed,
+        timeout: Duration,
+    ) -> Result<Bytes, RequestError> {
+        let inner = &self.inner;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (r, body, owner) = match routed {
+            Routed::Done(r) => return r,
+            Routed::Direct(rx) => return wait_reply(rx).await,
+            Routed::Forwarded {
+                rx,
+                body,
+                owner,
+                fallback,
+            } => {
+                let r = wait_reply(rx).await;
+                if !fallback {
+                    return r;
+                }
+                (r, body, owner)
+            }
+        };
+        let unknown = || unknown_node(node);
+        if !matches!(&r, Err(RequestError::Remote(e)) if e.code == "unknown_node") {
+            return r;
+        }
+        // Not at its owner (a hand-off in flight, or views that disagree for a moment):
+        // ask the other members once each.
+        let live = inner
+            .membership
+            .as_ref()
+            .map(|m| lock(m).live())
+            .unwrap_or_default();
+        let others = nkcluster_core::routing::fan_out(&live, &inner.config.node_id, &owner);
+        for m in others {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let r = self.request(&m, CLASS_ROUTE, body.clone(), left).await;
+            if !matches!(&r, Err(RequestError::Remote(e)) if e.code == "unknown_node") {
+                return r;
+            }
+        }
+        Err(unknown())
+    }
+
+    /// Connects to the first entry of `urls` (a `nkcluster://` list, tried in order) that
+    /// authenticates, and keeps that link (it is listed in [`peers`](Self::peers)).
+    /// Returns the peer reached, with the remote address and its transport
+    /// (`tls:127.0.0.1:1973`). Errors: the URL list's own (`invalid_scheme`,
+    /// `invalid_transport`, `syntax_error`), `no_connections` when nothing answered,
+    /// otherwise the last entry's failure (`auth_failed`, `tls_error`, ...).
+    pub async fn connect(&self, urls: &str) -> Result<PeerSummary, ConnectError> {
+        let urls = nkcluster_core::url::parse_url_list(urls).map_err(|e| ConnectError {
+            code: e.code().to_owned(),
+            detail: e.to_string(),
+        })?;
+        let mut last = ConnectError {
+            code: "no_connections".into(),
+            detail: "no url could be reached".into(),
+        };
+        for url in urls {
+            let (remote, ready) = match self.inner.dial(&url).await {
+                Ok(r) => r,
+                Err((code, detail)) => {
+                    if code != "no_connections" || last.code == "no_connections" {
+                        last = ConnectError {
+                            code: code.to_owned(),
+                            detail,
+                        };
+                    }
+                    continue;
+                }
+            };
+            let password = url
+                .password
+                .as_deref()
+                .unwrap_or(&self.inner.config.password);
+            let key = self.inner.key_for(password);
+            match spawn_dialed(&self.inner, ready, key, remote).await {
+                Ok(Ok(p)) => return Ok(p),
+                Ok(Err(e)) => {
+                    last = ConnectError {
+                        code: e.code().to_owned(),
+                        detail: e.to_string(),
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        Err(last)
+    }
+
+    /// Like [`request`](Self::request), with options: `exclusive` opens a dedicated
+    /// connection to the peer (to one of its listen URLs, authenticated like any other),
+    /// sends the request over it and closes it once idle, so a long or large request does
+    /// not share the main link. A peer without a listener is asked over its main link.
+    pub async fn request_with(
+        &self,
+        peer: &str,
+        class: &str,
+        body: Bytes,
+        opts: RequestOptions,
+    ) -> Result<Bytes, RequestError> {
+        if !opts.exclusive {
+            return self.request(peer, class, body, opts.timeout).await;
+        }
+        let (listen, ip) = {
+            let peers = lock(&self.inner.peers);
+            match peers.get(peer).and_then(|v| v.first()) {
+                Some(l) => (l.summary.listen.clone(), l.remote_ip),
+                None => return Err(RequestError::NotConnected),
+            }
+        };
+        // A peer listening on `all` is reachable where its main link reached it.
+        let urls: Vec<ClusterUrl> = nkcluster_core::url::reachable_at(&listen, ip)
+            .iter()
+            .filter_map(|u| parse_url(u).ok())
+            .collect();
+        let deadline = tokio::time::Instant::now() + opts.timeout;
+        let mut last = RequestError::ConnectionFailed;
+        let mut dialed = false;
+        for url in urls {
+            let (remote, ready) = match tokio::time::timeout_at(deadline, self.inner.dial(&url))
+                .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err((code, e))) => {
+                    warn!(node = %self.inner.config.node_id, url = %url.remote_label(), code, error = %e,
+                          "exclusive connection failed");
+                    continue;
+                }
+                Err(_) => return Err(RequestError::Timeout),
+            };
+            dialed = true;
+            let (tx, rx) = mpsc::channel(1);
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let _ = tx.try_send(Command::Request {
+                class: class.to_owned(),
+                body: body.clone(),
+                timeout: left,
+                reply: reply_tx,
+            });
+            // The connection gets the only sender and drops it: once this request is
+            // answered, the driver sees no more commands can come and closes the link.
+            let key = self.inner.key_for(&self.inner.config.password);
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                run_connection(
+                    inner,
+                    ready,
+                    Side::Dialer,
+                    key,
+                    remote,
+                    LinkExtras {
+                        commands: Some((tx, rx)),
+                        ..Default::default()
+                    },
+                )
+                .await;
+            });
+            match reply_rx.await {
+                Ok(r) => return r,
+                Err(_) => last = RequestError::ConnectionFailed,
+            }
+        }
+        if !dialed {
+            // No exclusive connection is possible (no listener, or none reachable): the
+            // original's "if possible" semantics, use the main link.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            return self.request(peer, class, body, left).await;
+        }
+        Err(last)
+    }
+}

@@ -1,0 +1,227 @@
+//! Starting a node (listeners, identity, machines, background tasks) and its simple
+//! getters.
+
+use super::*;
+
+impl<N: Net> Node<N> {
+    /// A handle for the node's own tasks (they do not need the listen addresses).
+    pub(super) fn from_inner(inner: Arc<Inner<N>>) -> Self {
+        Node {
+            inner,
+            listen_addrs: Arc::new(Vec::new()),
+        }
+    }
+
+    /// Starts a node: binds its listeners, then dials `cluster_addr` in the background.
+    pub async fn start(config: NodeConfig, env: Env<N>) -> Result<Node<N>, StartError> {
+        Self::start_with(config, env, None).await
+    }
+
+    /// Like [`start`](Self::start), with extra request handlers.
+    pub async fn start_with(
+        config: NodeConfig,
+        env: Env<N>,
+        handlers: Option<Handlers>,
+    ) -> Result<Node<N>, StartError> {
+        let mut rng = match env.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_os_rng(),
+        };
+        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
+        // One generated certificate serves every TLS listener without a configured one.
+        let mut generated: Option<ServerTls> = None;
+        for url in &config.listen {
+            let addr = bind_addr(url).map_err(|error| StartError::Listen {
+                url: url.remote_label(),
+                error,
+            })?;
+            let tls = if url.transport.is_tls() {
+                let opts = merge_tls(&config.tls, &url.tls);
+                let t = if opts.certfile.is_none() && generated.is_some() {
+                    generated.clone()
+                } else {
+                    let t = transport::server_tls(&opts, &config.node_id).map_err(|e| {
+                        StartError::Listen {
+                            url: url.remote_label(),
+                            error: e.to_string(),
+                        }
+                    })?;
+                    if t.self_signed {
+                        generated = Some(t.clone());
+                    }
+                    Some(t)
+                };
+                t.map(Arc::new)
+            } else {
+                None
+            };
+            let l = env.net.bind(addr).await.map_err(|e| StartError::Listen {
+                url: url.remote_label(),
+                error: e.to_string(),
+            })?;
+            let local = env.net.local_addr(&l).map_err(|e| StartError::Listen {
+                url: url.remote_label(),
+                error: e.to_string(),
+            })?;
+            bound.push((url.transport, local));
+            listeners.push((url.clone(), l, local, tls));
+        }
+        let listen_urls = listeners
+            .iter()
+            .map(|(u, _, local, _)| {
+                let mut u = u.clone();
+                u.port = local.port();
+                u.password = None;
+                u.tls = TlsOptions::default();
+                u.to_string()
+            })
+            .collect();
+        let identity = Identity {
+            cluster: config.cluster_name.clone(),
+            node_id: config.node_id.clone(),
+            instance: rng.random(),
+            role: if config.admin {
+                Role::Admin
+            } else if config.control {
+                Role::Control
+            } else {
+                Role::Worker
+            },
+            listen: listen_urls,
+            meta: config.meta.to_string(),
+            partitions: if config.control && !config.admin {
+                config.partitions
+            } else {
+                0
+            },
+        };
+        let key = Key::derive(
+            &config.password,
+            &config.cluster_name,
+            config.key_iterations,
+        );
+        let mut keys = HashMap::new();
+        keys.insert(config.password.clone(), key);
+        let handlers = handlers.unwrap_or_else(|| Handlers::builtin(&config.node_id));
+        let clock = Clock::new(env.wall_origin_ns);
+        let (events_out, events_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            identity: identity.clone(),
+            net: env.net,
+            clock,
+            keys: Mutex::new(keys),
+            rng: Mutex::new(rng),
+            peers: Mutex::new(BTreeMap::new()),
+            next_conn_id: AtomicU64::new(1),
+            events: broadcast::channel(EVENT_QUEUE).0,
+            handlers,
+            shutdown: watch::channel(false).0,
+            fatal: watch::channel(None).0,
+            client_tls: Mutex::new(HashMap::new()),
+            membership: (config.control && !config.admin).then(|| {
+                Mutex::new(Membership::new(
+                    &config.node_id,
+                    clock.wall_origin_ns() / 1_000_000,
+                    identity.listen.clone(),
+                    MembershipConfig::default(),
+                ))
+            }),
+            mesh_dialing: Mutex::new(std::collections::BTreeSet::new()),
+            membership_timer: tokio::sync::Notify::new(),
+            proxies: (config.control && !config.admin).then(|| {
+                let mut p = Proxies::new(&config.node_id, config.partitions);
+                p.set_retry_after(config.connection.ping_interval);
+                Mutex::new(p)
+            }),
+            connector: Mutex::new(nkcluster_core::connector::Connector::new(
+                config.cluster_addr.clone(),
+                config.backoff.clone(),
+            )),
+            status: Mutex::new(NodeStatus::new()),
+            tasks: Mutex::new(HashMap::new()),
+            events_out,
+            job_events: broadcast::channel(EVENT_QUEUE).0,
+            workers: Mutex::new(nkcluster_core::workers::Workers::new(Default::default())),
+            meta: Mutex::new(config.meta.clone()),
+            data: Mutex::new(nkcluster_core::data::DataRegistry::new(DATA_LIMIT)),
+            transfers: Mutex::new(nkcluster_core::transfers::Transfers::new(
+                &config.files_dir,
+                nkcluster_core::transfers::TransfersConfig {
+                    max_open: MAX_TRANSFERS,
+                    ..Default::default()
+                },
+            )),
+            open_files: Mutex::new(HashMap::new()),
+            file_writer: Mutex::new(None),
+            sys: Mutex::new(sysinfo::System::new()),
+            stats_cache: Mutex::new(None),
+            subscribers: Mutex::new(HashMap::new()),
+            recent: Mutex::new(std::collections::VecDeque::new()),
+            running: watch::channel(0).0,
+            admission: Arc::new(Mutex::new(Admission::new(config.admission))),
+            config,
+        });
+        for (url, l, local, tls) in listeners {
+            let label = format!("{}:{}", url.transport, local);
+            info!(node = %inner.config.node_id, addr = %label, "listening");
+            inner.emit(NodeEvent::Listening { addr: label });
+            tokio::spawn(accept_loop(inner.clone(), l, url, tls));
+        }
+        if !inner.config.cluster_addr.is_empty() {
+            tokio::spawn(connector(inner.clone()));
+        }
+        if inner.membership.is_some() {
+            tokio::spawn(membership_timer(inner.clone()));
+            tokio::spawn(stream_events(inner.clone()));
+        }
+        tokio::spawn(forward_events(inner.clone(), events_rx));
+        tokio::spawn(report_info(inner.clone()));
+        lock(&inner.status).handle_started();
+        inner.after_status();
+        Ok(Node {
+            inner,
+            listen_addrs: Arc::new(bound),
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.config.node_id
+    }
+
+    /// The addresses the listeners are bound to.
+    pub fn listen_addrs(&self) -> Vec<(Transport, SocketAddr)> {
+        self.listen_addrs.to_vec()
+    }
+
+    /// Subscribes to node events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// Control nodes: the alive members of the control cluster (ourselves included),
+    /// sorted; empty on other nodes.
+    pub fn members(&self) -> Vec<String> {
+        self.inner
+            .membership
+            .as_ref()
+            .map(|m| lock(m).live())
+            .unwrap_or_default()
+    }
+
+    /// The node table of the whole cluster as this node can see it: its own links plus,
+    /// on a control node, every control member's (asked over the mesh), and the members
+    /// that did not answer.
+    pub async fn cluster_nodes(&self) -> NodesReport {
+        self.inner.cluster_rows().await
+    }
+
+    /// Authenticated links, by peer id.
+    pub fn peers(&self) -> Vec<PeerSummary> {
+        lock(&self.inner.peers)
+            .values()
+            .flat_map(|v| v.iter().map(|l| l.summary.clone()))
+            .collect()
+    }
+}

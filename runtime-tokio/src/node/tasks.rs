@@ -1,0 +1,399 @@
+//! The node's background tasks: mesh dialing, timers, event streams and reports, the
+//! hand-off steps, and the connector that performs the core connector's plan.
+
+use super::*;
+
+/// Dials a control member we learned of (full mesh), trying its listen URLs in order,
+/// and stays linked while the link lasts.
+pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: MemberInfo) {
+    let mut linked = false;
+    let mut tried = false;
+    for url in member.listen.iter().filter_map(|u| parse_url(u).ok()) {
+        if url.host == Host::All || inner.stopping() {
+            // Announced on every interface: not dialable from here (it dials us).
+            continue;
+        }
+        let already = lock(&inner.peers).contains_key(&member.id);
+        if already {
+            linked = true;
+            break;
+        }
+        tried = true;
+        debug!(node = %inner.config.node_id, member = %member.id, url = %url.remote_label(), "dialing control member (mesh)");
+        match inner.dial(&url).await {
+            Ok((remote, ready)) => {
+                let key = inner.key_for(&inner.config.password);
+                let outcome = run_connection(
+                    inner.clone(),
+                    ready,
+                    Side::Dialer,
+                    key,
+                    remote,
+                    LinkExtras::default(),
+                )
+                .await;
+                linked |= outcome.authenticated;
+                break;
+            }
+            Err((code, e)) => {
+                warn!(node = %inner.config.node_id, member = %member.id, url = %url.remote_label(),
+                      code, error = %e, "cannot reach member");
+            }
+        }
+    }
+    if tried && !linked && !inner.stopping() {
+        if let Some(m) = &inner.membership {
+            lock(m).handle_dial_failed(inner.clock.now(), &member.id);
+        }
+        inner.after_membership();
+    }
+    lock(&inner.mesh_dialing).remove(&member.id);
+}
+
+/// Drives the timers of the membership machine (removals, redial rounds) and of the
+/// proxy machine (hand-off retries).
+pub(super) async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        let membership = inner
+            .membership
+            .as_ref()
+            .and_then(|m| lock(m).poll_timeout());
+        let proxies = inner.proxies.as_ref().and_then(|p| lock(p).poll_timeout());
+        let next = match (membership, proxies) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let sleep = async {
+            match next {
+                Some(t) => tokio::time::sleep_until(inner.clock.to_tokio(t)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => {
+                let now = inner.clock.now();
+                if let Some(m) = &inner.membership {
+                    lock(m).handle_timeout(now);
+                }
+                if let Some(p) = &inner.proxies {
+                    lock(p).handle_timeout(now);
+                }
+                inner.after_membership();
+                inner.after_proxies();
+            }
+            _ = inner.membership_timer.notified() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Control side: streams the events we hear to our subscribers.
+pub(super) async fn stream_events<N: Net>(inner: Arc<Inner<N>>) {
+    let mut rx = inner.job_events.subscribe();
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        let ev = tokio::select! {
+            r = rx.recv() => r,
+            _ = stop.changed() => return,
+        };
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!(node = %inner.config.node_id, lost = n, "event subscribers missed events");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if lock(&inner.subscribers).is_empty() {
+            continue;
+        }
+        let msg = EventMsg {
+            node: ev.node,
+            class: ev.class,
+            task: ev.task,
+            event: ev.event,
+        };
+        if let Ok(b) = postcard::to_allocvec(&msg) {
+            inner.publish(&Bytes::from(b), false);
+        }
+    }
+}
+
+/// Reports our information periodically (it also goes out on every status or metadata
+/// change, and when a control link comes up).
+pub(super) async fn report_info<N: Net>(inner: Arc<Inner<N>>) {
+    if inner.config.admin {
+        return;
+    }
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(INFO_EVERY) => inner.send_info(),
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Sends our events, in order, to the control node holding our proxy (a control node
+/// hears its own). With no control link they are dropped: the control side has told the
+/// classes `not_connected`.
+pub(super) async fn forward_events<N: Net>(
+    inner: Arc<Inner<N>>,
+    mut rx: mpsc::UnboundedReceiver<EventMsg>,
+) {
+    while let Some(ev) = rx.recv().await {
+        if inner.config.admin {
+            continue; // an admin client runs no jobs
+        }
+        if inner.membership.is_some() {
+            inner.handle_job_event(ev);
+            continue;
+        }
+        let link = lock(&inner.peers)
+            .values()
+            .flatten()
+            .find(|l| l.summary.role == Role::Control)
+            .map(|l| l.commands.clone());
+        let Some(commands) = link else { continue };
+        let Ok(body) = postcard::to_allocvec(&ev) else {
+            continue;
+        };
+        let (tx, _rx) = oneshot::channel();
+        let _ = commands
+            .send(Command::Request {
+                class: CLASS_JOB_EVENT.to_owned(),
+                body: Bytes::from(body),
+                timeout: GATHER_TIMEOUT,
+                reply: tx,
+            })
+            .await;
+    }
+}
+
+/// Hand-off, at the old proxy: asks `owner` to dial `worker` and serve it.
+pub(super) async fn ask_adopt<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
+    let req = AdoptRequest {
+        worker: worker.clone(),
+        urls: inner.dialable_urls(&worker),
+    };
+    let limit = inner.config.connection.connect_timeout + inner.config.connection.handshake.timeout;
+    let body = postcard::to_allocvec(&req)
+        .map(Bytes::from)
+        .unwrap_or_default();
+    let node = Node::from_inner(inner.clone());
+    // An owner learned through gossip may not be linked yet (it is joining): wait for it.
+    let r = if inner.wait_linked(&owner, limit).await {
+        node.request(&owner, CLASS_ADOPT, body, limit).await
+    } else {
+        Err(RequestError::NotConnected)
+    };
+    let ok = r.is_ok();
+    if let Err(e) = r {
+        warn!(node = %inner.config.node_id, worker = %worker, owner = %owner, code = e.code(), error = %e,
+              "owner could not adopt the worker; redirecting it");
+    }
+    if let Some(p) = &inner.proxies {
+        lock(p).handle_adopted(&worker, &owner, ok);
+    }
+    inner.after_proxies();
+}
+
+/// Hand-off, at the old proxy, for a worker we cannot have dialed: tell it to reconnect
+/// to `owner`, then close our link.
+pub(super) async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
+    let node = Node::from_inner(inner.clone());
+    // Never send a worker to an owner that does not answer (it may have hung without
+    // our failure detection noticing yet): the worker stays served here, and the hand-off
+    // is retried until the owner answers or the ring moves on. An owner that is joining
+    // (learned through gossip, not linked yet) is waited for, so the worker moves as soon
+    // as the link is up.
+    let probe = inner.config.connection.idle_timeout;
+    let answered = if inner.wait_linked(&owner, probe).await {
+        node.request(&owner, "nkcluster.echo", Bytes::new(), probe)
+            .await
+    } else {
+        Err(RequestError::NotConnected)
+    };
+    if let Err(e) = answered {
+        warn!(node = %inner.config.node_id, worker = %worker, owner = %owner, code = e.code(), error = %e,
+              "owner does not answer; the worker stays here for now");
+        if let Some(p) = &inner.proxies {
+            lock(p).handle_owner_silent(inner.clock.now(), &worker, &owner);
+        }
+        inner.membership_timer.notify_one();
+        return;
+    }
+    // The owner's URLs as the mesh knows them (`all` already replaced by the address it
+    // was reached at). None that a worker could dial: no redirect, the worker stays.
+    let announced = inner
+        .membership
+        .as_ref()
+        .map(|m| lock(m).view())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|r| r.id == owner)
+        .map(|r| r.listen)
+        .unwrap_or_default();
+    let urls = nkcluster_core::url::reachable_at(&announced, None);
+    if urls.is_empty() {
+        warn!(node = %inner.config.node_id, worker = %worker, owner = %owner,
+              "cannot redirect the worker: its owner announced no address a worker could dial; the worker stays here");
+        return;
+    }
+    let body = Bytes::from(urls.join(", "));
+    debug!(node = %inner.config.node_id, worker = %worker, owner = %owner, to = %urls.join(", "), "redirecting worker");
+    if let Err(e) = node
+        .request(&worker, CLASS_REDIRECT, body, GATHER_TIMEOUT)
+        .await
+    {
+        warn!(node = %inner.config.node_id, worker = %worker, owner = %owner, code = e.code(), error = %e,
+              "redirect not acknowledged; closing anyway");
+    }
+    info!(node = %inner.config.node_id, worker = %worker, to = %owner, "proxy moved (worker redirected)");
+    inner.release(&worker, &owner);
+}
+
+/// Hand-off, at the new owner: dial the worker (unless already linked) and answer once
+/// it is linked here.
+pub(super) async fn adopt<N: Net>(inner: Arc<Inner<N>>, req: AdoptRequest, responder: Responder) {
+    if lock(&inner.peers).contains_key(&req.worker) {
+        responder.reply(Ok(Bytes::new()));
+        return;
+    }
+    let mut last = RemoteError::new("no_connections", "the worker announced no reachable URL");
+    for url in req.urls.iter().filter_map(|u| parse_url(u).ok()) {
+        let (remote, ready) = match inner.dial(&url).await {
+            Ok(r) => r,
+            Err((code, e)) => {
+                last = RemoteError::new(code, e);
+                continue;
+            }
+        };
+        let key = inner.key_for(&inner.config.password);
+        match spawn_dialed(&inner, ready, key, remote).await {
+            Ok(Ok(p)) if p.node_id == req.worker => {
+                info!(node = %inner.config.node_id, worker = %req.worker, remote = %p.remote, "adopted worker");
+                responder.reply(Ok(Bytes::new()));
+                return;
+            }
+            Ok(Ok(p)) => {
+                last = RemoteError::new(
+                    "wrong_node",
+                    format!("{} answered at the worker's URL", p.node_id),
+                );
+            }
+            Ok(Err(e)) => last = RemoteError::new(e.code(), e.to_string()),
+            Err(_) => {}
+        }
+    }
+    responder.reply(Err(last));
+}
+
+/// Performs the core [`Connector`](nkcluster_core::connector::Connector)'s plan: dials
+/// the entry it names and runs the link while it lasts, waits while any control link is
+/// up, sleeps between rounds, gives up when it says so.
+pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
+    use nkcluster_core::connector::ConnectorAction;
+    let mut stop = inner.shutdown.subscribe();
+    lock(&inner.connector).start(inner.clock.now());
+    loop {
+        if inner.stopping() {
+            return;
+        }
+        let action = lock(&inner.connector).poll_action();
+        match action {
+            Some(ConnectorAction::Dial(url)) => match connect_once(&inner, &url).await {
+                Ok(()) => lock(&inner.connector).handle_linked(inner.clock.now()),
+                Err((code, detail)) => {
+                    let random = inner.random_u64();
+                    lock(&inner.connector).handle_dial_failed(
+                        inner.clock.now(),
+                        &code,
+                        &detail,
+                        random,
+                    );
+                }
+            },
+            Some(ConnectorAction::WaitWhileLinked) => {
+                // A control node that adopted us (it dialed us) serves us now.
+                let mut events = inner.events.subscribe();
+                while lock(&inner.peers)
+                    .values()
+                    .flatten()
+                    .any(|l| l.summary.role == Role::Control)
+                {
+                    tokio::select! {
+                        _ = events.recv() => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+                lock(&inner.connector).handle_links_lost(inner.clock.now());
+            }
+            Some(ConnectorAction::GiveUp { code, detail }) => {
+                let attempts = lock(&inner.connector).failures();
+                warn!(node = %inner.config.node_id, code = %code, error = %detail,
+                      attempts, "giving up connecting to the cluster");
+                inner.emit(NodeEvent::GaveUp { code: code.clone() });
+                // send_replace: the value must stay even if nobody is waiting yet.
+                inner.fatal.send_replace(Some(Fatal { code, detail }));
+                return;
+            }
+            None => {
+                let Some(t) = lock(&inner.connector).poll_timeout() else {
+                    return; // nothing left to do
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep_until(inner.clock.to_tokio(t)) => {}
+                    _ = stop.changed() => return,
+                }
+                lock(&inner.connector).handle_timeout(inner.clock.now());
+            }
+        }
+    }
+}
+
+/// Dials `url` and runs the link until it ends: `Ok` when it authenticated, otherwise
+/// the failure's code and detail.
+pub(super) async fn connect_once<N: Net>(
+    inner: &Arc<Inner<N>>,
+    url: &ClusterUrl,
+) -> Result<(), (String, String)> {
+    let label = url.remote_label();
+    debug!(node = %inner.config.node_id, url = %label, "dialing cluster_addr entry");
+    let password = url.password.as_deref().unwrap_or(&inner.config.password);
+    let key = inner.key_for(password);
+    let (remote, ready) = match inner.dial(url).await {
+        Ok(r) => r,
+        Err((code, e)) => {
+            warn!(node = %inner.config.node_id, url = %label, code, error = %e, "connect failed");
+            inner.emit(NodeEvent::ConnectFailed {
+                url: label,
+                error: e.clone(),
+            });
+            return Err((code.to_owned(), e));
+        }
+    };
+    let outcome = run_connection(
+        inner.clone(),
+        ready,
+        Side::Dialer,
+        key,
+        remote,
+        LinkExtras::default(),
+    )
+    .await;
+    if outcome.authenticated {
+        return Ok(());
+    }
+    // A refused handshake (say, a wrong password in this URL): the next entry.
+    Err(outcome.error.map_or_else(
+        || {
+            (
+                "closed".to_owned(),
+                "the peer closed during the handshake".to_owned(),
+            )
+        },
+        |e| (e.code().to_owned(), e.to_string()),
+    ))
+}

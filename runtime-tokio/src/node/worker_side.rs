@@ -1,0 +1,415 @@
+//! What every node does as a worker: job calls (requests, tasks, commands, status,
+//! metadata, data, files), its status changes and reports, its task bodies.
+
+use super::*;
+
+impl<N: Net> Inner<N> {
+    pub(super) fn emit(&self, e: NodeEvent) {
+        let _ = self.events.send(e);
+    }
+
+    pub(super) fn random_u64(&self) -> u64 {
+        lock(&self.rng).random()
+    }
+
+    pub(super) fn nonce(&self) -> [u8; 32] {
+        lock(&self.rng).random()
+    }
+
+    pub(super) fn key_for(&self, password: &str) -> Key {
+        if let Some(k) = lock(&self.keys).get(password) {
+            return k.clone();
+        }
+        let k = Key::derive(
+            password,
+            &self.config.cluster_name,
+            self.config.key_iterations,
+        );
+        lock(&self.keys).insert(password.to_owned(), k.clone());
+        k
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Waits (at most `limit`) until a link to `peer` is up; false if none came.
+    pub(super) async fn wait_linked(&self, peer: &str, limit: Duration) -> bool {
+        let mut events = self.events.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if lock(&self.peers).contains_key(peer) {
+                return true;
+            }
+            if self.stopping() {
+                return false;
+            }
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return false,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Acts on membership changes: logs them, gossips the view to every control link,
+    /// dials the members the machine asks for (it decides when: newly learned ones at
+    /// once, unlinked ones every redial round), and re-arms the membership timer.
+    /// Carries out status changes: the `node_status` event first, then every running
+    /// task's `status` callback, in that order.
+    pub(super) fn after_status(self: &Arc<Self>) {
+        let changes: Vec<Status> = {
+            let mut st = lock(&self.status);
+            std::iter::from_fn(|| st.poll_event())
+                .map(|StatusEvent::Changed(s)| s)
+                .collect()
+        };
+        for s in changes {
+            info!(node = %self.config.node_id, status = %s, "node status");
+            self.node_event(WireEvent::NodeStatus(s.as_str().into()));
+            let tasks: Vec<(u64, String)> = lock(&self.status)
+                .tasks(None)
+                .into_iter()
+                .map(|(id, c)| (id, c.to_owned()))
+                .collect();
+            for (id, class) in tasks {
+                if let Ok(c) = self.handlers.classes.get(&class) {
+                    c.status(id, s);
+                }
+            }
+        }
+    }
+
+    /// A job operation at this node (the worker side).
+    pub(super) fn job_call(
+        self: &Arc<Self>,
+        from: &str,
+        call: JobCall,
+    ) -> Result<Bytes, RemoteError> {
+        let not_found =
+            |id: u64| RemoteError::new("task_not_found", format!("no task {id} runs here"));
+        match call {
+            JobCall::Request { class, body } => self.handlers.classes.get(&class)?.request(&body),
+            JobCall::Command { class, task, body } => {
+                if lock(&self.status).task_class(task) != Some(class.as_str()) {
+                    return Err(not_found(task));
+                }
+                self.handlers.classes.get(&class)?.command(task, &body)
+            }
+            JobCall::Task { class, body, id } => {
+                let c = self.handlers.classes.get(&class)?.clone();
+                let id = lock(&self.status)
+                    .start_task(id, &class)
+                    .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
+                // task_started goes out before anything the task itself sends.
+                let _ = self.events_out.send(EventMsg {
+                    node: self.config.node_id.clone(),
+                    class: class.clone(),
+                    task: Some(id),
+                    event: WireEvent::TaskStarted,
+                });
+                let ids = (
+                    Arc::from(self.config.node_id.as_str()),
+                    id,
+                    Arc::from(class.as_str()),
+                );
+                match c.task(ids, self.events_out.clone(), &body) {
+                    Ok((reply, run)) => {
+                        let inner = self.clone();
+                        // The body runs in its own task; a panic ends it with its message.
+                        let body = tokio::spawn(run);
+                        let abort = body.abort_handle();
+                        lock(&self.tasks).insert(id, abort);
+                        tokio::spawn(async move {
+                            let reason = match body.await {
+                                Ok(Ok(())) => "normal".to_owned(),
+                                Ok(Err(e)) => e,
+                                Err(e) if e.is_panic() => format!(
+                                    "panic: {}",
+                                    crate::jobs::panic_message(&*e.into_panic())
+                                ),
+                                Err(_) => "stopped".to_owned(),
+                            };
+                            inner.task_ended(id, &reason);
+                        });
+                        encode(&TaskStarted { task: id, reply })
+                    }
+                    Err(e) => {
+                        self.finish_task(id, &e.to_string());
+                        Err(e)
+                    }
+                }
+            }
+            JobCall::StopTask(id) => {
+                let Some(h) = lock(&self.tasks).remove(&id) else {
+                    return Err(not_found(id));
+                };
+                h.abort();
+                self.finish_task(id, "stopped");
+                Ok(Bytes::new())
+            }
+            JobCall::SetStatus(name) => {
+                let st = Status::parse(&name).ok_or_else(|| {
+                    RemoteError::new("invalid_status", format!("no status {name:?}"))
+                })?;
+                lock(&self.status)
+                    .set_status(st)
+                    .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
+                self.after_status();
+                Ok(Bytes::new())
+            }
+            JobCall::GetTasks(class) => {
+                let t: Vec<(u64, String)> = lock(&self.status)
+                    .tasks(class.as_deref())
+                    .into_iter()
+                    .map(|(id, c)| (id, c.to_owned()))
+                    .collect();
+                encode(&t)
+            }
+            JobCall::GetInfo => encode(&self.info()),
+            JobCall::GetMeta => Ok(Bytes::from(lock(&self.meta).to_string())),
+            JobCall::UpdateMeta(tokens) => {
+                let m = nkcluster_core::meta::Meta::parse(&tokens)
+                    .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
+                let now = {
+                    let mut meta = lock(&self.meta);
+                    meta.update(&m);
+                    meta.to_string()
+                };
+                self.send_info();
+                Ok(Bytes::from(now))
+            }
+            JobCall::RemoveMeta(names) => {
+                let now = {
+                    let mut meta = lock(&self.meta);
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    meta.remove(&names);
+                    meta.to_string()
+                };
+                self.send_info();
+                Ok(Bytes::from(now))
+            }
+            JobCall::GetData(key) => lock(&self.data)
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| RemoteError::new("not_found", format!("no data under {key:?}"))),
+            JobCall::PutData(key, value) => lock(&self.data)
+                .put(key, value)
+                .map(|()| Bytes::new())
+                .map_err(|e| RemoteError::new(e.code(), e.to_string())),
+            JobCall::DelData(key) => {
+                lock(&self.data).delete(&key);
+                Ok(Bytes::new())
+            }
+            JobCall::SendFile(part) => self.receive_file(from, part),
+        }
+    }
+
+    /// Queues a file part for the writer thread, which handles parts in arrival order.
+    pub(super) fn write_file_part(
+        self: &Arc<Self>,
+        from: &str,
+        part: FilePart,
+        responder: Responder,
+    ) {
+        let mut w = lock(&self.file_writer);
+        let tx = w.get_or_insert_with(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<(String, FilePart, Responder)>();
+            let weak = Arc::downgrade(self);
+            std::thread::spawn(move || {
+                while let Ok((from, part, responder)) = rx.recv() {
+                    let Some(inner) = weak.upgrade() else { return };
+                    responder.reply(inner.receive_file(&from, part));
+                }
+            });
+            tx
+        });
+        if let Err(std::sync::mpsc::SendError((_, _, responder))) =
+            tx.send((from.to_owned(), part, responder))
+        {
+            responder.reply(Err(RemoteError::new(
+                "file_error",
+                "the file writer stopped",
+            )));
+        }
+    }
+
+    /// One part of a file. The core receiver decides (where it lands, order, checksum,
+    /// limits, expiry); this performs its file operations and answers.
+    pub(super) fn receive_file(&self, from: &str, part: FilePart) -> Result<Bytes, RemoteError> {
+        use nkcluster_core::transfers::{Part, Received};
+        let out = lock(&self.transfers).handle_part(
+            self.clock.now(),
+            from,
+            Part {
+                path: &part.path,
+                offset: part.offset,
+                total: part.total,
+                data: part.data,
+                sha256: part.sha256,
+            },
+        );
+        if let Err(e) = self.perform_file_ops(out.ops) {
+            let cleanup = lock(&self.transfers).handle_io_error(&part.path);
+            let _ = self.perform_file_ops(cleanup);
+            warn!(node = %self.config.node_id, from = %from, path = %part.path, code = %e.code, error = %e.message,
+                  "a file transfer failed");
+            return Err(e);
+        }
+        match out.result {
+            Ok(Received::Part) => Ok(Bytes::new()),
+            Ok(Received::File { path, bytes }) => {
+                info!(node = %self.config.node_id, from = %from, path = %path.display(), bytes, "received a file");
+                Ok(Bytes::new())
+            }
+            Err(e) => {
+                warn!(node = %self.config.node_id, from = %from, path = %part.path, code = e.code(), error = %e,
+                      "refused a file");
+                Err(RemoteError::new(e.code(), e.to_string()))
+            }
+        }
+    }
+
+    /// Performs the receiver's file operations in order; the `.part` files stay open
+    /// between parts.
+    pub(super) fn perform_file_ops(
+        &self,
+        ops: Vec<nkcluster_core::transfers::FileOp>,
+    ) -> Result<(), RemoteError> {
+        use nkcluster_core::transfers::FileOp;
+        use std::io::Write;
+        let io = |p: &std::path::Path, e: std::io::Error| {
+            RemoteError::new("file_error", format!("{}: {e}", p.display()))
+        };
+        let mut open = lock(&self.open_files);
+        for op in ops {
+            match op {
+                FileOp::Create { tmp } => {
+                    self.check_file_dir(&tmp)?;
+                    let f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+                    open.insert(tmp, f);
+                }
+                FileOp::Append { tmp, data } => {
+                    let f = open.get_mut(&tmp).ok_or_else(|| {
+                        io(&tmp, std::io::Error::other("the part file is not open"))
+                    })?;
+                    f.write_all(&data).map_err(|e| io(&tmp, e))?;
+                }
+                FileOp::Rename { tmp, to } => {
+                    open.remove(&tmp);
+                    std::fs::rename(&tmp, &to).map_err(|e| io(&to, e))?;
+                }
+                FileOp::Remove { tmp } => {
+                    open.remove(&tmp);
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the directory of `file` and refuses it when a symbolic link leads it out of
+    /// `files_dir` (the one check the core cannot make without the file system).
+    pub(super) fn check_file_dir(&self, file: &std::path::Path) -> Result<(), RemoteError> {
+        let root = &self.config.files_dir;
+        let Some(dir) = file.parent() else {
+            return Ok(());
+        };
+        let io =
+            |e: std::io::Error| RemoteError::new("file_error", format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let real_dir = dir.canonicalize().map_err(io)?;
+        let real_root = root.canonicalize().map_err(io)?;
+        if real_dir.starts_with(&real_root) {
+            return Ok(());
+        }
+        let e = nkcluster_core::files::ForbiddenPath {
+            path: file.display().to_string(),
+            why: "leads out of the files directory through a link",
+            root: root.display().to_string(),
+        };
+        Err(RemoteError::new(e.code(), e.to_string()))
+    }
+
+    /// This node's information, with fresh machine figures.
+    pub(super) fn info(&self) -> NodeInfo {
+        let now = self.clock.now();
+        let cached = lock(&self.stats_cache)
+            .as_ref()
+            .filter(|(at, _)| now.saturating_duration_since(*at) < STATS_MAX_AGE)
+            .map(|(_, s)| s.clone());
+        let stats = if let Some(s) = cached {
+            s
+        } else {
+            let mut sys = lock(&self.sys);
+            sys.refresh_cpu_usage();
+            sys.refresh_memory();
+            let load = sysinfo::System::load_average();
+            let disks = sysinfo::Disks::new_with_refreshed_list()
+                .list()
+                .iter()
+                .map(|d| {
+                    (
+                        d.mount_point().display().to_string(),
+                        d.total_space(),
+                        d.available_space(),
+                    )
+                })
+                .collect();
+            let stats = Stats {
+                cpu_percent: sys.global_cpu_usage(),
+                load_avg: [load.one, load.five, load.fifteen],
+                mem_total: sys.total_memory(),
+                mem_used: sys.used_memory(),
+                disks,
+                time_ms: self.clock.wall_now_ns() / 1_000_000,
+                os: sysinfo::System::long_os_version().unwrap_or_default(),
+                uptime_s: sysinfo::System::uptime(),
+            };
+            *lock(&self.stats_cache) = Some((now, stats.clone()));
+            stats
+        };
+        NodeInfo {
+            id: self.config.node_id.clone(),
+            status: lock(&self.status).status().as_str().into(),
+            listen: self.identity.listen.clone(),
+            meta: lock(&self.meta).to_string(),
+            stats,
+        }
+    }
+
+    /// Reports our information to the control node holding our proxy.
+    pub(super) fn send_info(&self) {
+        self.node_event(WireEvent::Info(self.info()));
+    }
+
+    /// Queues a node-level event (class `nkcluster`) of ours for our proxy.
+    pub(super) fn node_event(&self, event: WireEvent) {
+        let _ = self.events_out.send(EventMsg {
+            node: self.config.node_id.clone(),
+            class: "nkcluster".into(),
+            task: None,
+            event,
+        });
+    }
+
+    /// A task's body ended by itself (not stopped: that path finished it already).
+    pub(super) fn task_ended(self: &Arc<Self>, id: u64, reason: &str) {
+        if lock(&self.tasks).remove(&id).is_none() {
+            return;
+        }
+        self.finish_task(id, reason);
+    }
+
+    pub(super) fn finish_task(self: &Arc<Self>, id: u64, reason: &str) {
+        let Some(class) = lock(&self.status).task_stopped(id) else {
+            return;
+        };
+        let _ = self.events_out.send(EventMsg {
+            node: self.config.node_id.clone(),
+            class,
+            task: Some(id),
+            event: WireEvent::TaskStopped(reason.to_owned()),
+        });
+        self.after_status();
+    }
+}
