@@ -40,8 +40,8 @@ pub enum Command {
         class: String,
         /// Payload.
         body: Bytes,
-        /// Deadline from now.
-        timeout: Duration,
+        /// When the caller stops waiting: time spent queued for the link counts too.
+        deadline: nkcluster_core::Instant,
         /// Where the outcome goes.
         reply: oneshot::Sender<Result<Bytes, RequestError>>,
     },
@@ -400,16 +400,24 @@ fn apply_command(
         Command::Request {
             class,
             body,
-            timeout,
+            deadline,
             reply,
-        } => match conn.request(now, &class, body, timeout) {
-            Ok(id) => {
-                pending.insert(id, reply);
+        } => {
+            let left = deadline.saturating_duration_since(now);
+            if left.is_zero() {
+                // Its whole time went waiting for the link.
+                let _ = reply.send(Err(RequestError::Timeout));
+                return;
             }
-            Err(e) => {
-                let _ = reply.send(Err(e));
+            match conn.request(now, &class, body, left) {
+                Ok(id) => {
+                    pending.insert(id, reply);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
             }
-        },
+        }
         Command::Gossip(view) => conn.send_gossip(view),
         Command::Close { reason } => conn.close(&reason),
         Command::Handoff { to } => conn.close_with(

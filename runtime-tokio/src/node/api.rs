@@ -25,13 +25,20 @@ impl<N: Net> Node<N> {
         let cmd = Command::Request {
             class: class.to_owned(),
             body,
-            timeout,
+            deadline: self.inner.clock.now() + timeout,
             reply: tx,
         };
-        if commands.send(cmd).await.is_err() {
-            return Err(RequestError::ConnectionFailed);
-        }
-        rx.await.unwrap_or(Err(RequestError::ConnectionFailed))
+        // The timeout covers everything, the wait to be queued on a link that takes no
+        // commands (its socket backed up) included: the caller never waits longer.
+        let sent = async {
+            if commands.send(cmd).await.is_err() {
+                return Err(RequestError::ConnectionFailed);
+            }
+            rx.await.unwrap_or(Err(RequestError::ConnectionFailed))
+        };
+        tokio::time::timeout(timeout, sent)
+            .await
+            .unwrap_or(Err(RequestError::Timeout))
     }
 
     /// A job class's request to `node` (anywhere in the cluster; `exclusive` opens a

@@ -102,7 +102,7 @@ impl<N: Net> Inner<N> {
             .try_send(Command::Request {
                 class: class.to_owned(),
                 body,
-                timeout,
+                deadline: self.clock.now() + timeout,
                 reply: tx,
             })
             .map_err(|e| match e {
@@ -251,13 +251,14 @@ impl<N: Net> Inner<N> {
             (linked, unlinked)
         };
         let mut asks = tokio::task::JoinSet::new();
+        let deadline = self.clock.now() + GATHER_TIMEOUT;
         for (id, commands) in members {
             asks.spawn(async move {
                 let (tx, rx) = oneshot::channel();
                 let cmd = Command::Request {
                     class: CLASS_LOCAL_NODES.to_owned(),
                     body: Bytes::new(),
-                    timeout: GATHER_TIMEOUT,
+                    deadline,
                     reply: tx,
                 };
                 if commands.send(cmd).await.is_err() {
@@ -311,7 +312,7 @@ impl<N: Net> Inner<N> {
                 Bytes::from_static(b"local"),
                 GATHER_TIMEOUT,
             );
-            asks.spawn(wait_reply(rx));
+            asks.spawn(wait_reply(rx, tokio::time::Instant::now() + GATHER_TIMEOUT));
         }
         while let Some(r) = asks.join_next().await {
             if let Ok(Ok(b)) = r

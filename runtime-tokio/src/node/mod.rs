@@ -407,10 +407,17 @@ enum Routed {
     },
 }
 
+/// Waits for a queued request's outcome, at most until `deadline` (a request still
+/// queued behind a backed-up link then ends `timeout`, like one that was sent).
 async fn wait_reply(
     rx: Result<oneshot::Receiver<Result<Bytes, RequestError>>, RequestError>,
+    deadline: tokio::time::Instant,
 ) -> Result<Bytes, RequestError> {
-    rx?.await.unwrap_or(Err(RequestError::ConnectionFailed))
+    let rx = rx?;
+    tokio::time::timeout_at(deadline, rx)
+        .await
+        .map_err(|_| RequestError::Timeout)?
+        .unwrap_or(Err(RequestError::ConnectionFailed))
 }
 
 fn encode_req<T: serde::Serialize>(v: &T) -> Result<Bytes, RequestError> {

@@ -115,14 +115,14 @@ impl<N: Net> Node<N> {
         let deadline = tokio::time::Instant::now() + timeout;
         let (r, body, owner) = match routed {
             Routed::Done(r) => return r,
-            Routed::Direct(rx) => return wait_reply(rx).await,
+            Routed::Direct(rx) => return wait_reply(rx, deadline).await,
             Routed::Forwarded {
                 rx,
                 body,
                 owner,
                 fallback,
             } => {
-                let r = wait_reply(rx).await;
+                let r = wait_reply(rx, deadline).await;
                 if !fallback {
                     return r;
                 }
@@ -246,7 +246,7 @@ impl<N: Net> Node<N> {
             let _ = tx.try_send(Command::Request {
                 class: class.to_owned(),
                 body: body.clone(),
-                timeout: left,
+                deadline: self.inner.clock.now() + left,
                 reply: reply_tx,
             });
             // The connection gets the only sender and drops it: once this request is

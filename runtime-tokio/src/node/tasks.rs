@@ -164,7 +164,7 @@ pub(super) async fn forward_events<N: Net>(
             .send(Command::Request {
                 class: CLASS_JOB_EVENT.to_owned(),
                 body: Bytes::from(body),
-                timeout: GATHER_TIMEOUT,
+                deadline: inner.clock.now() + GATHER_TIMEOUT,
                 reply: tx,
             })
             .await;

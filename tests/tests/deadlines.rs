@@ -1,0 +1,83 @@
+//! A request's timeout covers everything: a link whose peer stopped reading backs up,
+//! stops taking requests, and a caller still gets `timeout` at its deadline instead of
+//! waiting for the link to die (in process, real sockets through a pausable relay).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nkcluster::node::NodeEvent;
+use nkcluster_core::RequestError;
+use nkcluster_core::url::{Transport, parse_url_list};
+use nkcluster_tests::inproc::{Relay, config, port_of, start, wait_event};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backed_up_link_costs_a_caller_its_timeout_not_more() {
+    // A long idle timeout: only the request's own deadline can end it.
+    let mut c = config("c1", true, "nkcluster://127.0.0.1:0;transport=tcp");
+    c.connection.idle_timeout = Duration::from_secs(120);
+    let c1 = start(c).await;
+    let target = SocketAddr::from(([127, 0, 0, 1], port_of(&c1, Transport::Tcp)));
+    let relay = Relay::start(target).await;
+    let mut w = config("w1", false, "");
+    w.connection.idle_timeout = Duration::from_secs(120);
+    w.cluster_addr = parse_url_list(&format!(
+        "nkcluster://127.0.0.1:{};transport=tcp",
+        relay.addr().port()
+    ))
+    .expect("url");
+    let mut events = c1.subscribe();
+    let w1 = start(w).await;
+    wait_event(
+        &mut events,
+        "w1 linked",
+        |e| matches!(e, NodeEvent::LinkUp { peer, .. } if peer == "w1"),
+    )
+    .await;
+    // c1 stops reading: w1's socket, then its output queue, back up, and its link stops
+    // taking requests. Far more than fits is asked for, each 1 MiB.
+    relay.pause();
+    let big = Bytes::from(vec![7u8; 1 << 20]);
+    let mut flood = Vec::new();
+    for _ in 0..1500 {
+        let (w1, big) = (w1.clone(), big.clone());
+        flood.push(tokio::spawn(async move {
+            w1.request("c1", "nkcluster.echo", big, Duration::from_secs(2))
+                .await
+        }));
+    }
+    // Every one of them ends at its deadline, whether it was sent, queued in the link or
+    // still waiting to be queued.
+    let started = Instant::now();
+    for f in flood {
+        let r = tokio::time::timeout(Duration::from_secs(20), f)
+            .await
+            .expect("a request outlived its deadline by far")
+            .expect("task");
+        assert_eq!(r, Err(RequestError::Timeout));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "2 s deadlines took {:?}",
+        started.elapsed()
+    );
+    // A small request now: its 300 ms count from now, queue included.
+    let t = Instant::now();
+    let r = w1
+        .request(
+            "c1",
+            "nkcluster.echo",
+            Bytes::new(),
+            Duration::from_millis(300),
+        )
+        .await;
+    assert_eq!(r, Err(RequestError::Timeout));
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t.elapsed()
+    );
+    relay.cut();
+    w1.shutdown();
+    c1.shutdown();
+}
