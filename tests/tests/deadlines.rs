@@ -81,3 +81,60 @@ async fn a_backed_up_link_costs_a_caller_its_timeout_not_more() {
     w1.shutdown();
     c1.shutdown();
 }
+
+/// An exclusive request routed through a control node: that control node, which holds
+/// the worker's link, opens the dedicated connection to the worker (it listens), and the
+/// reply comes back through the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusive_request_routed_through_a_control_node_gets_its_own_connection() {
+    use nkcluster::node::RequestOptions;
+
+    let c1 = start(config("c1", true, "nkcluster://127.0.0.1:0;transport=tcp")).await;
+    let url = format!(
+        "nkcluster://127.0.0.1:{};transport=tcp",
+        port_of(&c1, Transport::Tcp)
+    );
+    let mut cev = c1.subscribe();
+    // w1 listens (a dedicated connection can reach it); a2 asks, through c1.
+    let mut w = config("w1", false, "nkcluster://127.0.0.1:0;transport=tcp");
+    w.cluster_addr = parse_url_list(&url).expect("url");
+    let w1 = start(w).await;
+    let mut wev = w1.subscribe();
+    let mut a = config("a2", false, "");
+    a.cluster_addr = parse_url_list(&url).expect("url");
+    let a2 = start(a).await;
+    for who in ["w1", "a2"] {
+        wait_event(
+            &mut cev,
+            "linked to c1",
+            |e| matches!(e, NodeEvent::LinkUp { peer, .. } if peer == who),
+        )
+        .await;
+    }
+    let body = Bytes::from_static(b"over a dedicated connection");
+    let opts = RequestOptions {
+        timeout: Duration::from_secs(10),
+        exclusive: true,
+    };
+    let reply = a2
+        .send_with("w1", "nkcluster.echo", body.clone(), opts)
+        .await
+        .expect("routed exclusive echo");
+    assert_eq!(reply, body);
+    // c1 dialed w1 for it (w1's main link was dialed by w1 itself).
+    wait_event(
+        &mut wev,
+        "w1: a link c1 dialed",
+        |e| matches!(e, NodeEvent::LinkUp { peer, dialer: false, .. } if peer == "c1"),
+    )
+    .await;
+    // A worker that does not listen gets the request over its main link instead.
+    let reply = w1
+        .send_with("a2", "nkcluster.echo", body.clone(), opts)
+        .await
+        .expect("exclusive falls back to the main link");
+    assert_eq!(reply, body);
+    a2.shutdown();
+    w1.shutdown();
+    c1.shutdown();
+}

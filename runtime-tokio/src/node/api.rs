@@ -41,8 +41,8 @@ impl<N: Net> Node<N> {
             .unwrap_or(Err(RequestError::Timeout))
     }
 
-    /// A job class's request to `node` (anywhere in the cluster; `exclusive` opens a
-    /// dedicated connection when the worker is linked here and listens).
+    /// A job class's request to `node` (anywhere in the cluster; `exclusive` sends it over
+    /// a dedicated connection when the worker listens, see [`send_with`](Self::send_with)).
     pub async fn job_request<C: JobClass>(
         &self,
         node: &str,
@@ -55,12 +55,7 @@ impl<N: Net> Node<N> {
             body: encode_req(req)?,
         };
         let body = encode_req(&call)?;
-        let r = if opts.exclusive && lock(&self.inner.peers).contains_key(node) {
-            self.request_with(node, CLASS_JOB, body, opts).await
-        } else {
-            self.send(node, CLASS_JOB, body, opts.timeout).await
-        };
-        decode_reply(&r?)
+        decode_reply(&self.send_with(node, CLASS_JOB, body, opts).await?)
     }
 
     /// Starts a task of `class` at `node`: its id and the class's immediate reply.
@@ -336,7 +331,7 @@ impl<N: Net> Node<N> {
                 sha256: last.then(|| hash.clone().finalize().into()),
             };
             let body = encode_req(&JobCall::SendFile(part))?;
-            let routed = self.route_enqueue(node, CLASS_JOB, body, timeout, 0);
+            let routed = self.route_enqueue(node, CLASS_JOB, body, timeout, 0, false);
             offset += filled as u64;
             in_flight.push_back((routed, offset));
             while in_flight.len() >= FILE_WINDOW || (last && !in_flight.is_empty()) {

@@ -78,9 +78,33 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
                     }
                 };
                 let node = Node::from_inner(self.inner.clone());
-                // Queued now, in arrival order; answered when the reply comes.
                 let timeout = Duration::from_millis(req.timeout_ms);
-                let routed = node.route_enqueue(&req.node, &req.class, req.body, timeout, req.hops);
+                if req.exclusive && lock(&self.inner.peers).contains_key(&req.node) {
+                    // We hold the target's link: a dedicated connection from here.
+                    let opts = RequestOptions {
+                        timeout,
+                        exclusive: true,
+                    };
+                    tokio::spawn(async move {
+                        let r = node
+                            .request_with(&req.node, &req.class, req.body, opts)
+                            .await;
+                        responder.reply(r.map_err(|e| match e {
+                            RequestError::Remote(r) => r,
+                            e => RemoteError::new(e.code(), e.to_string()),
+                        }));
+                    });
+                    return Answer::Later;
+                }
+                // Queued now, in arrival order; answered when the reply comes.
+                let routed = node.route_enqueue(
+                    &req.node,
+                    &req.class,
+                    req.body,
+                    timeout,
+                    req.hops,
+                    req.exclusive,
+                );
                 tokio::spawn(async move {
                     let r =
                         node.route_finish(&req.node, routed, timeout)

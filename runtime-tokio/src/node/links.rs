@@ -180,8 +180,8 @@ impl<N: Net> EventSink for LinkSink<N> {
                     let links = peers.entry(p.node_id.clone()).or_default();
                     let control = links.iter().position(|l| l.summary.role == Role::Control);
                     match control {
-                        Some(i) if p.role == Role::Control => {
-                            // Both ends dialed: one link per pair. Both ends keep the link
+                        Some(i) if p.role == Role::Control && self.inner.membership.is_some() => {
+                            // Two control members both dialed: one link per pair. Both ends keep the link
                             // dialed by the smaller node id; the other is dropped from the
                             // table and closes once its pending requests are answered.
                             let keep = nkcluster_core::mesh::duplicate_link(

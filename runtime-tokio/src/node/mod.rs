@@ -371,6 +371,9 @@ pub struct RouteRequest {
     pub timeout_ms: u64,
     /// Control nodes it went through (a routed request is forwarded at most once).
     pub hops: u8,
+    /// The control node holding the target's link sends it over a dedicated connection
+    /// (when the target listens).
+    pub exclusive: bool,
 }
 
 /// A proxy hand-off: the worker and the URLs to dial it at.

@@ -23,6 +23,26 @@ impl<N: Net> Node<N> {
         self.route(node, class, body, timeout, 0).await
     }
 
+    /// [`send`](Self::send) with options: `exclusive` sends the request over a dedicated
+    /// connection to the node, opened by whichever node holds its link (this one, or the
+    /// control node serving it), when the node listens; otherwise over its main link.
+    pub async fn send_with(
+        &self,
+        node: &str,
+        class: &str,
+        body: Bytes,
+        opts: RequestOptions,
+    ) -> Result<Bytes, RequestError> {
+        if !opts.exclusive {
+            return self.send(node, class, body, opts.timeout).await;
+        }
+        if lock(&self.inner.peers).contains_key(node) {
+            return self.request_with(node, class, body, opts).await;
+        }
+        let routed = self.route_enqueue(node, class, body, opts.timeout, 0, true);
+        self.route_finish(node, routed, opts.timeout).await
+    }
+
     pub(super) async fn route(
         &self,
         node: &str,
@@ -31,7 +51,7 @@ impl<N: Net> Node<N> {
         timeout: Duration,
         hops: u8,
     ) -> Result<Bytes, RequestError> {
-        let routed = self.route_enqueue(node, class, body, timeout, hops);
+        let routed = self.route_enqueue(node, class, body, timeout, hops, false);
         self.route_finish(node, routed, timeout).await
     }
 
@@ -45,6 +65,7 @@ impl<N: Net> Node<N> {
         body: Bytes,
         timeout: Duration,
         hops: u8,
+        exclusive: bool,
     ) -> Routed {
         use nkcluster_core::routing::{RouteStep, RouteView, route};
         let inner = &self.inner;
@@ -89,6 +110,7 @@ impl<N: Net> Node<N> {
             body,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             hops,
+            exclusive,
         };
         let body = match encode_req(&req) {
             Ok(b) => b,
