@@ -62,7 +62,28 @@ pub enum Action {
         /// Its owner.
         owner: String,
     },
+    /// We own `worker`, it listens and its link is gone: dial it at `urls`; report a
+    /// failure with [`Proxies::handle_redial_failed`] (a success shows as the worker's
+    /// link coming up).
+    Redial {
+        /// The worker.
+        worker: String,
+        /// Where it listens (as reached before).
+        urls: Vec<String>,
+    },
 }
+
+/// A worker we own whose link is gone, redialed until it is back.
+#[derive(Debug)]
+struct Lost {
+    urls: Vec<String>,
+    since: Instant,
+    retry_at: Option<Instant>,
+}
+
+/// How long a lost worker is redialed before the control node stops (it may be gone
+/// for good; it reconnects by itself when it comes back).
+pub const REDIAL_FOR_DEFAULT: Duration = Duration::from_secs(600);
 
 #[derive(Debug)]
 struct Held {
@@ -83,8 +104,10 @@ pub struct Proxies {
     members: Vec<String>,
     ring: Option<Ring>,
     workers: BTreeMap<String, Held>,
+    lost: BTreeMap<String, Lost>,
     actions: VecDeque<Action>,
     retry_after: Duration,
+    redial_for: Duration,
 }
 
 impl Proxies {
@@ -96,9 +119,16 @@ impl Proxies {
             members: Vec::new(),
             ring: None,
             workers: BTreeMap::new(),
+            lost: BTreeMap::new(),
             actions: VecDeque::new(),
             retry_after: RETRY_DEFAULT,
+            redial_for: REDIAL_FOR_DEFAULT,
         }
+    }
+
+    /// Sets how long a lost worker is redialed.
+    pub fn set_redial_for(&mut self, redial_for: Duration) {
+        self.redial_for = redial_for;
     }
 
     /// Sets how long after an owner did not answer a redirect is tried again (the
@@ -118,6 +148,14 @@ impl Proxies {
         }
         self.ring = ring::place(self.partitions, &live);
         self.members = live;
+        // Lost workers now owned elsewhere are their new owner's to wait for.
+        let me = self.me.clone();
+        let ring = self.ring.clone();
+        self.lost.retain(|w, _| {
+            ring.as_ref()
+                .and_then(|r| r.owner_of(w))
+                .is_none_or(|o| o == me)
+        });
         let ids: Vec<String> = self.workers.keys().cloned().collect();
         for w in ids {
             self.evaluate(&w);
@@ -145,6 +183,7 @@ impl Proxies {
     /// A worker linked to us (its first link). `dialable`: it has a listen URL we could
     /// give to another control node.
     pub fn handle_worker_up(&mut self, worker: &str, dialable: bool) {
+        self.lost.remove(worker);
         self.workers.insert(
             worker.into(),
             Held {
@@ -156,9 +195,45 @@ impl Proxies {
         self.evaluate(worker);
     }
 
-    /// A worker's last link to us ended.
-    pub fn handle_worker_down(&mut self, worker: &str) {
+    /// A worker's last link to us ended. `urls`: where it listens, as reached (empty:
+    /// it does not listen). When we own it and it listens, it is redialed at once, then
+    /// every retry delay for `redial_for`, until its link is back.
+    pub fn handle_worker_down(&mut self, now: Instant, worker: &str, urls: Vec<String>) {
         self.workers.remove(worker);
+        if urls.is_empty() || self.owner_of(worker) != self.me {
+            return;
+        }
+        self.actions.push_back(Action::Redial {
+            worker: worker.to_owned(),
+            urls: urls.clone(),
+        });
+        self.lost.insert(
+            worker.to_owned(),
+            Lost {
+                urls,
+                since: now,
+                retry_at: None,
+            },
+        );
+    }
+
+    /// A redial of a lost worker failed: again after the retry delay, unless it has been
+    /// lost for `redial_for`.
+    pub fn handle_redial_failed(&mut self, now: Instant, worker: &str) {
+        let (retry_after, redial_for) = (self.retry_after, self.redial_for);
+        if let Some(l) = self.lost.get_mut(worker) {
+            if now.saturating_duration_since(l.since) >= redial_for {
+                self.lost.remove(worker);
+            } else {
+                l.retry_at = Some(now + retry_after);
+            }
+        }
+    }
+
+    /// Whether `worker` is ours, lost, and being redialed (requests to it fail
+    /// `not_connected` meanwhile).
+    pub fn is_reconnecting(&self, worker: &str) -> bool {
+        self.lost.contains_key(worker)
     }
 
     /// The outcome of an [`Action::Adopt`]: `ok` when `owner` now holds a link to
@@ -190,8 +265,17 @@ impl Proxies {
         }
     }
 
-    /// Advances time: redirects whose retry is due go out again.
+    /// Advances time: redirects and redials whose retry is due go out again.
     pub fn handle_timeout(&mut self, now: Instant) {
+        for (worker, l) in self.lost.iter_mut() {
+            if l.retry_at.is_some_and(|t| now >= t) {
+                l.retry_at = None;
+                self.actions.push_back(Action::Redial {
+                    worker: worker.clone(),
+                    urls: l.urls.clone(),
+                });
+            }
+        }
         for (worker, h) in self.workers.iter_mut() {
             if h.retry_at.is_some_and(|t| now >= t) {
                 h.retry_at = None;
@@ -208,7 +292,11 @@ impl Proxies {
     /// When [`handle_timeout`](Self::handle_timeout) must be called next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.workers.values().filter_map(|h| h.retry_at).min()
+        self.workers
+            .values()
+            .filter_map(|h| h.retry_at)
+            .chain(self.lost.values().filter_map(|l| l.retry_at))
+            .min()
     }
 
     /// Next hand-off to carry out.
@@ -317,7 +405,7 @@ mod tests {
                 owner: "c2".into()
             }]
         );
-        p.handle_worker_down(&w);
+        p.handle_worker_down(Instant::ZERO, &w, Vec::new());
         p.handle_adopted(&w, "c2", true);
         assert_eq!(drain(&mut p), []);
     }
@@ -351,6 +439,51 @@ mod tests {
         assert_eq!(p.poll_timeout(), None);
         p.handle_timeout(Instant::from_millis(5_000));
         assert_eq!(drain(&mut p), []);
+    }
+
+    #[test]
+    fn a_lost_listening_worker_is_redialed_at_once_then_periodically_until_back() {
+        let mut p = Proxies::new("c1", 64);
+        p.set_retry_after(Duration::from_millis(500));
+        p.set_redial_for(Duration::from_secs(2));
+        p.set_members(&m(&["c1"]));
+        let urls = vec!["nkcluster://10.0.0.9:1972;transport=tcp".to_owned()];
+        p.handle_worker_up("w1", true);
+        p.handle_worker_down(Instant::ZERO, "w1", urls.clone());
+        let redial = Action::Redial {
+            worker: "w1".into(),
+            urls: urls.clone(),
+        };
+        assert_eq!(drain(&mut p), std::slice::from_ref(&redial));
+        assert!(p.is_reconnecting("w1"));
+        p.handle_redial_failed(Instant::from_millis(100), "w1");
+        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(600)));
+        p.handle_timeout(Instant::from_millis(600));
+        assert_eq!(drain(&mut p), [redial]);
+        // Back (it reconnected, or our dial worked): no more redials.
+        p.handle_worker_up("w1", true);
+        assert!(!p.is_reconnecting("w1"));
+        p.handle_redial_failed(Instant::from_millis(700), "w1");
+        assert_eq!(p.poll_timeout(), None);
+        // Lost for longer than redial_for: given up.
+        p.handle_worker_down(Instant::from_millis(1_000), "w1", urls.clone());
+        drain(&mut p);
+        p.handle_redial_failed(Instant::from_millis(3_000), "w1");
+        assert!(!p.is_reconnecting("w1"));
+        // A worker that does not listen, or that another member owns, is not redialed.
+        p.handle_worker_down(Instant::ZERO, "w2", Vec::new());
+        assert_eq!(drain(&mut p), []);
+        p.set_members(&m(&["c1", "c2"]));
+        let theirs = owned_by("c2", &["c1", "c2"], 1).remove(0);
+        p.handle_worker_down(Instant::ZERO, &theirs, urls.clone());
+        assert_eq!(drain(&mut p), []);
+        // A lost worker whose partition moves is left to its new owner.
+        let mine = owned_by("c1", &["c1", "c2"], 1).remove(0);
+        p.handle_worker_down(Instant::ZERO, &mine, urls);
+        drain(&mut p);
+        assert!(p.is_reconnecting(&mine));
+        p.set_members(&m(&["c2"]));
+        assert!(!p.is_reconnecting(&mine));
     }
 
     #[test]

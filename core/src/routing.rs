@@ -17,6 +17,8 @@ pub struct RouteView<'a> {
     pub control_link: Option<&'a str>,
     /// The ring owner of the target (control members).
     pub owner: Option<&'a str>,
+    /// We own the target, its link failed and we are redialing it.
+    pub target_reconnecting: bool,
 }
 
 /// The next step of a request.
@@ -38,6 +40,8 @@ pub enum RouteStep {
     },
     /// Nobody here can reach it: `unknown_node`.
     Unknown,
+    /// We serve it but its link is down while we redial it: `not_connected`.
+    NotConnected,
 }
 
 /// Routes a request for `target` that has already been forwarded `hops` times.
@@ -47,6 +51,9 @@ pub fn route(view: &RouteView<'_>, target: &str, hops: u8) -> RouteStep {
     }
     if view.target_linked {
         return RouteStep::Direct;
+    }
+    if view.is_control && view.target_reconnecting {
+        return RouteStep::NotConnected;
     }
     if !view.is_control {
         return match view.control_link {
@@ -88,6 +95,7 @@ mod tests {
             target_linked: linked,
             control_link: if is_control { None } else { Some("c2") },
             owner,
+            target_reconnecting: false,
         }
     }
 
@@ -138,6 +146,16 @@ mod tests {
             ..view(false, false, None)
         };
         assert_eq!(route(&alone, "w9", 0), RouteStep::Unknown);
+    }
+
+    #[test]
+    fn a_worker_being_redialed_is_not_connected_not_unknown() {
+        let v = RouteView {
+            target_reconnecting: true,
+            ..view(true, false, Some("c1"))
+        };
+        assert_eq!(route(&v, "w1", 0), RouteStep::NotConnected);
+        assert_eq!(route(&v, "w1", 1), RouteStep::NotConnected);
     }
 
     #[test]

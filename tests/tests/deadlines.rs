@@ -138,3 +138,47 @@ async fn an_exclusive_request_routed_through_a_control_node_gets_its_own_connect
     w1.shutdown();
     c1.shutdown();
 }
+
+/// The control node serving a listening worker redials it at once when their link fails
+/// (here the only path the worker knows is cut for good, so only the redial can bring the
+/// link back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_redials_a_listening_worker_whose_link_failed() {
+    let c1 = start(config("c1", true, "nkcluster://127.0.0.1:0;transport=tcp")).await;
+    let target = SocketAddr::from(([127, 0, 0, 1], port_of(&c1, Transport::Tcp)));
+    let relay = Relay::start(target).await;
+    let mut w = config("w1", false, "nkcluster://127.0.0.1:0;transport=tcp");
+    w.cluster_addr = parse_url_list(&format!(
+        "nkcluster://127.0.0.1:{};transport=tcp",
+        relay.addr().port()
+    ))
+    .expect("url");
+    let mut events = c1.subscribe();
+    let w1 = start(w).await;
+    wait_event(
+        &mut events,
+        "w1 linked through the relay",
+        |e| matches!(e, NodeEvent::LinkUp { peer, dialer: false, .. } if peer == "w1"),
+    )
+    .await;
+    relay.cut();
+    wait_event(
+        &mut events,
+        "the link fails",
+        |e| matches!(e, NodeEvent::LinkDown { peer, .. } if peer == "w1"),
+    )
+    .await;
+    wait_event(
+        &mut events,
+        "c1 dials w1 back",
+        |e| matches!(e, NodeEvent::LinkUp { peer, dialer: true, .. } if peer == "w1"),
+    )
+    .await;
+    let r = c1
+        .send("w1", "nkcluster.node", Bytes::new(), Duration::from_secs(5))
+        .await
+        .expect("w1 answers over the new link");
+    assert_eq!(r, Bytes::from_static(b"w1"));
+    w1.shutdown();
+    c1.shutdown();
+}

@@ -198,6 +198,14 @@ impl<N: Net> Inner<N> {
                     info!(node = %self.config.node_id, worker = %worker, to = %owner, "proxy moved");
                     self.release(&worker, &owner);
                 }
+                Action::Redial { worker, urls } => {
+                    if self.stopping() {
+                        continue;
+                    }
+                    debug!(node = %self.config.node_id, worker = %worker, reason = "its link failed and it listens",
+                           "redialing the worker");
+                    tokio::spawn(redial(self.clone(), worker, urls));
+                }
             }
         }
     }

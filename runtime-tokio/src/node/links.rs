@@ -293,8 +293,17 @@ impl<N: Net> EventSink for LinkSink<N> {
                         && role == Some(Role::Worker)
                         && let Some(px) = &self.inner.proxies
                     {
-                        lock(px).handle_worker_down(&peer);
+                        // A link that failed (not one the worker closed in order) to a
+                        // worker that listens: the owner redials it.
+                        let urls = match (err, conn.peer()) {
+                            (Some(e), Some(p)) if !matches!(e, ConnError::PeerClosed(_)) => {
+                                nkcluster_core::url::reachable_at(&p.listen, self.remote_ip)
+                            }
+                            _ => Vec::new(),
+                        };
+                        lock(px).handle_worker_down(self.inner.clock.now(), &peer, urls);
                         self.inner.worker_gone(&peer);
+                        self.inner.after_proxies();
                     }
                     if last_link
                         && role == Some(Role::Control)

@@ -86,6 +86,10 @@ impl<N: Net> Node<N> {
                 target_linked: peers.contains_key(node),
                 control_link: control_link.as_deref(),
                 owner: owner.as_deref(),
+                target_reconnecting: inner
+                    .proxies
+                    .as_ref()
+                    .is_some_and(|p| lock(p).is_reconnecting(node)),
             };
             route(&view, node, hops)
         };
@@ -102,6 +106,7 @@ impl<N: Net> Node<N> {
             }
             RouteStep::Direct => return Routed::Direct(inner.enqueue(node, class, body, timeout)),
             RouteStep::Unknown => return Routed::Done(Err(unknown_node(node))),
+            RouteStep::NotConnected => return Routed::Done(Err(RequestError::NotConnected)),
             RouteStep::Via { via, hops, fan_out } => (via, hops, fan_out),
         };
         let req = RouteRequest {

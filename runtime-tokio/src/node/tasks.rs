@@ -257,12 +257,43 @@ pub(super) async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner
 /// Hand-off, at the new owner: dial the worker (unless already linked) and answer once
 /// it is linked here.
 pub(super) async fn adopt<N: Net>(inner: Arc<Inner<N>>, req: AdoptRequest, responder: Responder) {
-    if lock(&inner.peers).contains_key(&req.worker) {
-        responder.reply(Ok(Bytes::new()));
-        return;
+    let r = dial_worker(&inner, &req.worker, &req.urls).await;
+    if r.is_ok() {
+        info!(node = %inner.config.node_id, worker = %req.worker, "adopted worker");
+    }
+    responder.reply(r.map(|()| Bytes::new()));
+}
+
+/// At the owner, for a listening worker whose link failed: dial it (what the proxy
+/// machine's `Redial` asks); a failure is reported so the machine retries later.
+pub(super) async fn redial<N: Net>(inner: Arc<Inner<N>>, worker: String, urls: Vec<String>) {
+    match dial_worker(&inner, &worker, &urls).await {
+        Ok(()) => {
+            info!(node = %inner.config.node_id, worker = %worker, "worker redialed after its link failed")
+        }
+        Err(e) => {
+            debug!(node = %inner.config.node_id, worker = %worker, code = %e.code, error = %e.message,
+                   "redial failed; trying again later");
+            if let Some(p) = &inner.proxies {
+                lock(p).handle_redial_failed(inner.clock.now(), &worker);
+            }
+            inner.membership_timer.notify_one();
+        }
+    }
+}
+
+/// Dials `worker` at `urls` (unless it is linked here already) until one link to it
+/// authenticates.
+async fn dial_worker<N: Net>(
+    inner: &Arc<Inner<N>>,
+    worker: &str,
+    urls: &[String],
+) -> Result<(), RemoteError> {
+    if lock(&inner.peers).contains_key(worker) {
+        return Ok(());
     }
     let mut last = RemoteError::new("no_connections", "the worker announced no reachable URL");
-    for url in req.urls.iter().filter_map(|u| parse_url(u).ok()) {
+    for url in urls.iter().filter_map(|u| parse_url(u).ok()) {
         let (remote, ready) = match inner.dial(&url).await {
             Ok(r) => r,
             Err((code, e)) => {
@@ -271,12 +302,8 @@ pub(super) async fn adopt<N: Net>(inner: Arc<Inner<N>>, req: AdoptRequest, respo
             }
         };
         let key = inner.key_for(&inner.config.password);
-        match spawn_dialed(&inner, ready, key, remote).await {
-            Ok(Ok(p)) if p.node_id == req.worker => {
-                info!(node = %inner.config.node_id, worker = %req.worker, remote = %p.remote, "adopted worker");
-                responder.reply(Ok(Bytes::new()));
-                return;
-            }
+        match spawn_dialed(inner, ready, key, remote).await {
+            Ok(Ok(p)) if p.node_id == worker => return Ok(()),
             Ok(Ok(p)) => {
                 last = RemoteError::new(
                     "wrong_node",
@@ -287,7 +314,7 @@ pub(super) async fn adopt<N: Net>(inner: Arc<Inner<N>>, req: AdoptRequest, respo
             Err(_) => {}
         }
     }
-    responder.reply(Err(last));
+    Err(last)
 }
 
 /// Performs the core [`Connector`](nkcluster_core::connector::Connector)'s plan: dials
