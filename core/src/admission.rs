@@ -41,7 +41,8 @@ impl Default for AdmissionConfig {
     }
 }
 
-/// Why a connection was refused at accept.
+/// Why a connection was refused at accept. A refusal is not counted: the counts are as
+/// before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum Refusal {
     /// Too many unauthenticated connections in all.

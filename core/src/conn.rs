@@ -85,7 +85,10 @@ impl Default for ConnectionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
 
-/// How a request ended, when not with the peer's payload.
+/// How a request ended, when not with the peer's payload. `NotConnected`,
+/// `TooManyPending` and `PayloadTooLarge` are refusals at [`Connection::request`]: nothing
+/// was sent and the connection's state is unchanged; the others end a request that was
+/// pending (it is no longer).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RequestError {
     /// No reply before the deadline.

@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Error from parsing or validating metadata.
+/// Error from parsing or validating metadata. Metadata being updated is left as it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetaError {
     /// The text is malformed; carries what was wrong (e.g. `"empty token"`, `"empty key"`).

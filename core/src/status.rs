@@ -90,7 +90,8 @@ impl fmt::Display for Status {
     }
 }
 
-/// Why a status change or a task was refused.
+/// Why a status change or a task was refused. No variant changes the status or the task
+/// table.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum StatusError {
     /// Tasks only start in `ready`.
@@ -247,6 +248,7 @@ impl NodeStatus {
     }
 
     /// Next event.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<StatusEvent> {
         self.events.pop_front()
     }

@@ -32,7 +32,7 @@ const MAX_LABEL_LEN: usize = 63;
 /// The syntax of a cluster URL, as error messages show it.
 pub const URL_SYNTAX: &str = "nkcluster://host[:port][;transport=tcp|tls|ws|wss][;password=P][;tls_verify=true|false][;tls_depth=N], comma separated";
 
-/// Error from parsing a cluster URL or URL list.
+/// Error from parsing a cluster URL or URL list (parsing holds no state).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
     /// The URL has a well-formed scheme other than `nkcluster` (the scheme seen).

@@ -330,11 +330,11 @@ pub struct Ready {
     pub binding: Vec<u8>,
 }
 
-/// Completes the listener side of `transport` on an accepted stream.
 /// What an accepted WebSocket peer may send before it has authenticated: the upgrade
 /// request and a hello at the handshake's frame maximum.
 const PREAUTH_READ_BUDGET: usize = 64 * 1024 + nkcluster_core::conn::HANDSHAKE_MAX_FRAME as usize;
 
+/// Completes the listener side of `transport` on an accepted stream.
 pub async fn accept<S: Stream>(
     stream: S,
     transport: Transport,
