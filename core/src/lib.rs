@@ -24,6 +24,7 @@
 //! - [`status`]: a node's status (the original's seven states) and its running tasks.
 //! - [`auth`]: password key derivation and transcript proofs.
 //! - [`admission`]: limits on connections that have not authenticated yet.
+//! - [`cluster`]: the cluster protocol above one link, as typed requests.
 //! - [`backoff`]: reconnection delays with jitter and an attempt budget.
 //! - [`connector`]: which control node a node dials next, when it waits, when it gives up.
 //! - [`handshake`]: the mutual authentication state machine.
@@ -37,6 +38,7 @@
 pub mod admission;
 pub mod auth;
 pub mod backoff;
+pub mod cluster;
 pub mod conn;
 pub mod connector;
 pub mod data;

@@ -431,4 +431,63 @@ fn main() {
         &postcard::to_allocvec(&meta).expect("serializable"),
     );
     println!("url_meta: {} seeds", o.count);
+
+    // ----- cluster_message: one seed per class (the first byte picks it) -----
+    use nkcluster_core::cluster::{
+        AdoptRequest, CLASSES, CallRequest, ClusterRequest, EventMsg, JobCall, RouteRequest,
+        SubscribeRequest, WireEvent,
+    };
+    let mut o = Out::target(&root, "cluster_message");
+    let event = EventMsg {
+        node: "w1".into(),
+        class: "video".into(),
+        task: Some(7),
+        event: WireEvent::User(Bytes::from_static(b"payload")),
+    };
+    let requests = [
+        ClusterRequest::Nodes,
+        ClusterRequest::NodeInfo("w1".into()),
+        ClusterRequest::LocalNodes,
+        ClusterRequest::Adopt(AdoptRequest {
+            worker: "w1".into(),
+            urls: vec!["nkcluster://127.0.0.1:1972;transport=tcp".into()],
+        }),
+        ClusterRequest::Redirect("nkcluster://127.0.0.1:1982;transport=tcp".into()),
+        ClusterRequest::Call(CallRequest {
+            function: "echo".into(),
+            args: vec!["a".into(), "b".into()],
+        }),
+        ClusterRequest::SpawnCall(CallRequest {
+            function: "node".into(),
+            args: vec![],
+        }),
+        ClusterRequest::Subscribe(SubscribeRequest {
+            subscriber: "admin-1".into(),
+            fanout: true,
+        }),
+        ClusterRequest::EventStream(event.clone()),
+        ClusterRequest::Route(RouteRequest {
+            node: "w1".into(),
+            class: "nkcluster.job".into(),
+            body: Bytes::from_static(b"body"),
+            timeout_ms: 5000,
+            hops: 1,
+            exclusive: true,
+        }),
+        ClusterRequest::RecentEvents { local: true },
+        ClusterRequest::Job(JobCall::Task {
+            class: "video".into(),
+            body: Bytes::from_static(b"spec"),
+            id: Some(3),
+        }),
+        ClusterRequest::JobEvent(event),
+    ];
+    for r in &requests {
+        let (class, body) = r.encode().expect("encodes");
+        let pick = CLASSES.iter().position(|c| *c == class).expect("a class") as u8;
+        let mut input = vec![pick];
+        input.extend_from_slice(&body);
+        o.put(&class.replace("nkcluster.", ""), &input);
+    }
+    println!("cluster_message: {} seeds", o.count);
 }

@@ -52,87 +52,9 @@ pub enum JobEvent<E> {
     NodeStatus(Status),
 }
 
-/// The wire form of events (payload still encoded).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum WireEvent {
-    /// A class's own event, postcard-encoded.
-    User(Bytes),
-    /// The task started.
-    TaskStarted,
-    /// The task ended.
-    TaskStopped(String),
-    /// The worker's status, by name.
-    NodeStatus(String),
-    /// The worker's information (sent periodically and when its status or metadata
-    /// change).
-    Info(NodeInfo),
-}
-
-/// What `get_info` returns, and what workers report periodically.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct NodeInfo {
-    /// Node id.
-    pub id: String,
-    /// Status, by name.
-    pub status: String,
-    /// Listen URLs.
-    pub listen: Vec<String>,
-    /// Metadata.
-    pub meta: String,
-    /// Machine figures.
-    pub stats: Stats,
-}
-
-/// Machine figures, gathered with `sysinfo`.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Stats {
-    /// Global CPU usage, percent (since the previous sample).
-    pub cpu_percent: f32,
-    /// Load averages (1, 5, 15 minutes).
-    pub load_avg: [f64; 3],
-    /// Memory, bytes.
-    pub mem_total: u64,
-    /// Memory in use, bytes.
-    pub mem_used: u64,
-    /// Disks: mount point, total and available bytes.
-    pub disks: Vec<(String, u64, u64)>,
-    /// Wall clock, Unix milliseconds.
-    pub time_ms: u64,
-    /// Operating system and version.
-    pub os: String,
-    /// Seconds since boot.
-    pub uptime_s: u64,
-}
-
-/// One part of a file sent to a node (`send_file`): small files go in one part, big
-/// ones in 1 MiB parts, in order. The last part carries the SHA-256 of the whole file,
-/// which the receiver checks before the file appears at `path`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FilePart {
-    /// Destination path on the receiving node.
-    pub path: String,
-    /// Offset of `data` in the file.
-    pub offset: u64,
-    /// Whole file size.
-    pub total: u64,
-    /// The bytes.
-    pub data: Bytes,
-    /// SHA-256 of the whole file, on the last part.
-    pub sha256: Option<[u8; 32]>,
-}
-
-/// One event from a worker to the control node holding its proxy.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EventMsg {
-    /// The node it comes from.
-    pub node: String,
-    /// Job class (`nkcluster` for node-level events).
-    pub class: String,
-    /// The task it concerns.
-    pub task: Option<u64>,
-    /// What happened.
-    pub event: WireEvent,
-}
+pub use nkcluster_core::cluster::{
+    EventMsg, FilePart, JobCall, NodeInfo, Stats, TaskStarted, WireEvent,
+};
 
 /// An event as [`Node::job_events`](crate::node::Node::job_events) delivers it.
 #[derive(Debug, Clone, PartialEq)]
@@ -370,68 +292,6 @@ impl JobClasses {
             )
         })
     }
-}
-
-/// Everything a control node asks of a worker's job side (the body of `nkcluster.job`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum JobCall {
-    /// A class's request.
-    Request {
-        /// Class.
-        class: String,
-        /// Encoded request.
-        body: Bytes,
-    },
-    /// Start a task; replies `(task id, immediate reply)`.
-    Task {
-        /// Class.
-        class: String,
-        /// Encoded spec.
-        body: Bytes,
-        /// The caller's own id for it (`already_started` if one runs with it); `None`:
-        /// the node picks one.
-        id: Option<u64>,
-    },
-    /// A command for a running task.
-    Command {
-        /// Class.
-        class: String,
-        /// Task id.
-        task: u64,
-        /// Encoded command.
-        body: Bytes,
-    },
-    /// Stop a running task (it ends `stopped`).
-    StopTask(u64),
-    /// Change the node status (by name).
-    SetStatus(String),
-    /// Running tasks `(id, class)`, all or one class's.
-    GetTasks(Option<String>),
-    /// The node's [`NodeInfo`].
-    GetInfo,
-    /// The node's metadata.
-    GetMeta,
-    /// Updates metadata tokens (appends, or replaces a token of the same name).
-    UpdateMeta(String),
-    /// Removes metadata tokens by name.
-    RemoveMeta(Vec<String>),
-    /// A value of the node's data registry (`not_found` when absent).
-    GetData(String),
-    /// Stores a value in the data registry.
-    PutData(String, Bytes),
-    /// Deletes a value from the data registry.
-    DelData(String),
-    /// A part of a file.
-    SendFile(FilePart),
-}
-
-/// The reply to [`JobCall::Task`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TaskStarted {
-    /// The new task's id.
-    pub task: u64,
-    /// The class's immediate reply, encoded.
-    pub reply: Option<Bytes>,
 }
 
 #[cfg(test)]

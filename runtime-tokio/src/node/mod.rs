@@ -255,28 +255,13 @@ impl Handlers {
 }
 
 impl Handlers {
-    /// Runs the handler of `class` (at once: these handlers are synchronous).
+    /// Runs the handler of `class` (at once: these handlers are synchronous); the cluster's
+    /// `call` classes reach the named functions.
     pub fn call(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError> {
         if class == CLASS_CALL || class == CLASS_SPAWN_CALL {
             let req: CallRequest = postcard::from_bytes(&body)
                 .map_err(|e| RemoteError::new("bad_request", format!("call: {e}")))?;
-            let f = self.functions.get(&req.function).ok_or_else(|| {
-                RemoteError::new(
-                    "unknown_function",
-                    format!("no function {:?} is registered", req.function),
-                )
-            })?;
-            // A function that panics is reported with its message; the node keeps running.
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&req.args)))
-                .map_err(|p| {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".into());
-                    RemoteError::new("function_panicked", msg)
-                })??;
-            return Ok(Bytes::from(r));
+            return self.call_function(&req);
         }
         match self.map.get(class) {
             Some(f) => f(body),
@@ -286,44 +271,33 @@ impl Handlers {
             )),
         }
     }
+
+    /// Runs a named function; a function that panics is reported with its message (the
+    /// node keeps running).
+    pub fn call_function(&self, req: &CallRequest) -> Result<Bytes, RemoteError> {
+        let f = self.functions.get(&req.function).ok_or_else(|| {
+            RemoteError::new(
+                "unknown_function",
+                format!("no function {:?} is registered", req.function),
+            )
+        })?;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&req.args))).map_err(
+            |p| {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into());
+                RemoteError::new("function_panicked", msg)
+            },
+        )??;
+        Ok(Bytes::from(r))
+    }
 }
 
-/// Admin request: every node this node has a link to, and itself.
-pub const CLASS_NODES: &str = "nkcluster.nodes";
-/// Admin request: one node's row (body: the node id, UTF-8).
-pub const CLASS_NODE_INFO: &str = "nkcluster.node_info";
-/// Between control nodes: the rows of the answering node's own links.
-pub const CLASS_LOCAL_NODES: &str = "nkcluster.local_nodes";
-/// Between control nodes: "dial this worker and serve it" (a proxy hand-off). Body: an
-/// [`AdoptRequest`] (postcard).
-pub const CLASS_ADOPT: &str = "nkcluster.adopt";
-/// From a control node to a worker: "reconnect to these URLs" (its owner's). Body: the
-/// URL list, UTF-8, comma separated.
-pub const CLASS_REDIRECT: &str = "nkcluster.redirect";
-/// Any node: call a named function of its registry. Body: a [`CallRequest`] (postcard);
-/// reply: the function's result, UTF-8.
-pub const CLASS_CALL: &str = "nkcluster.call";
-/// Like [`CLASS_CALL`], but the function runs on the blocking pool, so a long call does
-/// not hold up the link (the original's `spawn_call`).
-pub const CLASS_SPAWN_CALL: &str = "nkcluster.spawn_call";
-/// To a control node: "stream me the events you hear" (body: a [`SubscribeRequest`]).
-pub const CLASS_SUBSCRIBE: &str = "nkcluster.subscribe";
-/// A control node to a subscriber: one event (body: an [`EventMsg`], postcard).
-pub const CLASS_EVENT_STREAM: &str = "nkcluster.event_stream";
-/// To a control node: "send this request to that node", wherever its proxy lives (routed
-/// over the mesh to the owner when needed). Body: a [`RouteRequest`] (postcard).
-pub const CLASS_ROUTE: &str = "nkcluster.route";
-/// To a control node: the job events it heard last, oldest first, as `(wall ms, event)`
-/// pairs (postcard). An empty body gathers every control member's too; `local` asks for
-/// the answering node's only.
-pub const CLASS_RECENT_EVENTS: &str = "nkcluster.recent_events";
 /// Job events a control node keeps for [`CLASS_RECENT_EVENTS`] (periodic info reports
 /// are not kept).
 const RECENT_EVENTS: usize = 200;
-/// Any node: a job operation (a [`JobCall`], postcard).
-pub const CLASS_JOB: &str = "nkcluster.job";
-/// Worker to its control node: an event ([`EventMsg`], postcard).
-pub const CLASS_JOB_EVENT: &str = "nkcluster.job_event";
 /// Size of the parts big files travel in.
 const FILE_PART: usize = 1024 * 1024;
 /// Files received at once (each holds an open `.part` file).
@@ -339,52 +313,12 @@ const INFO_EVERY: Duration = Duration::from_secs(10);
 /// How long a control node waits for each member's rows.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A `call` of a named function.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CallRequest {
-    /// Function name.
-    pub function: String,
-    /// Arguments.
-    pub args: Vec<String>,
-}
-
-/// A subscription to a control node's events.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SubscribeRequest {
-    /// Who receives the stream (linked to the control node).
-    pub subscriber: String,
-    /// Also gather every other control member's events (an admin client's whole-cluster
-    /// view); members asked on its behalf stream to this control node only.
-    pub fanout: bool,
-}
-
-/// A request for another node, routed by control nodes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RouteRequest {
-    /// Target node id.
-    pub node: String,
-    /// Request class.
-    pub class: String,
-    /// Request body.
-    pub body: Bytes,
-    /// Deadline, milliseconds.
-    pub timeout_ms: u64,
-    /// Control nodes it went through (a routed request is forwarded at most once).
-    pub hops: u8,
-    /// The control node holding the target's link sends it over a dedicated connection
-    /// (when the target listens).
-    pub exclusive: bool,
-}
-
-/// A proxy hand-off: the worker and the URLs to dial it at.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AdoptRequest {
-    /// The worker's node id.
-    pub worker: String,
-    /// Its listen URLs (`all` already replaced by the address it was reached at).
-    pub urls: Vec<String>,
-}
-
+pub use nkcluster_core::cluster::{
+    AdoptRequest, CLASS_ADOPT, CLASS_CALL, CLASS_EVENT_STREAM, CLASS_JOB, CLASS_JOB_EVENT,
+    CLASS_LOCAL_NODES, CLASS_NODE_INFO, CLASS_NODES, CLASS_RECENT_EVENTS, CLASS_REDIRECT,
+    CLASS_ROUTE, CLASS_SPAWN_CALL, CLASS_SUBSCRIBE, CallRequest, ClusterRequest, RouteRequest,
+    SubscribeRequest,
+};
 pub use nkcluster_core::table::{NodeRow, NodesReport};
 
 /// The error for a node nobody in the cluster holds.
