@@ -14,6 +14,7 @@
 //! - [`frame`]: the length-prefixed frame codec (maximum checked before any allocation).
 //! - [`message`]: the versioned protocol [`Message`](message::Message) enum (postcard).
 //! - [`url`]: `nkcluster://` URL lists; [`meta`]: node metadata tokens.
+//! - [`links`]: the link table (which link serves a peer, one per control pair).
 //! - [`membership`]: control-node views, failure handling and explicit leave.
 //! - [`mesh`]: one link per pair of control nodes.
 //! - [`ring`]: partition ownership, a pure function of the live members.
@@ -45,6 +46,7 @@ pub mod data;
 pub mod files;
 pub mod frame;
 pub mod handshake;
+pub mod links;
 pub mod membership;
 pub mod mesh;
 pub mod message;

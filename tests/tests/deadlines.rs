@@ -11,6 +11,17 @@ use nkcluster_core::RequestError;
 use nkcluster_core::url::{Transport, parse_url_list};
 use nkcluster_tests::inproc::{Relay, config, port_of, start, wait_event};
 
+/// Waits (with the suite's deadline) until `node` has a link to `peer`.
+async fn wait_linked(node: &nkcluster_tests::inproc::TestNode, peer: &str) {
+    let mut events = node.subscribe();
+    while !node.peers().iter().any(|p| p.node_id == peer) {
+        wait_event(&mut events, "a link up", |e| {
+            matches!(e, NodeEvent::LinkUp { .. })
+        })
+        .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backed_up_link_costs_a_caller_its_timeout_not_more() {
     // A long idle timeout: only the request's own deadline can end it.
@@ -26,14 +37,8 @@ async fn a_backed_up_link_costs_a_caller_its_timeout_not_more() {
         relay.addr().port()
     ))
     .expect("url");
-    let mut events = c1.subscribe();
     let w1 = start(w).await;
-    wait_event(
-        &mut events,
-        "w1 linked",
-        |e| matches!(e, NodeEvent::LinkUp { peer, .. } if peer == "w1"),
-    )
-    .await;
+    wait_linked(&w1, "c1").await;
     // c1 stops reading: w1's socket, then its output queue, back up, and its link stops
     // taking requests. Far more than fits is asked for, each 1 MiB.
     relay.pause();
@@ -103,14 +108,19 @@ async fn an_exclusive_request_routed_through_a_control_node_gets_its_own_connect
     let mut a = config("a2", false, "");
     a.cluster_addr = parse_url_list(&url).expect("url");
     let a2 = start(a).await;
-    for who in ["w1", "a2"] {
-        wait_event(
-            &mut cev,
-            "linked to c1",
-            |e| matches!(e, NodeEvent::LinkUp { peer, .. } if peer == who),
-        )
+    // Both linked, in either order.
+    let linked = |c: &nkcluster_tests::inproc::TestNode| {
+        let ids: Vec<String> = c.peers().into_iter().map(|p| p.node_id).collect();
+        ids.contains(&"w1".to_owned()) && ids.contains(&"a2".to_owned())
+    };
+    while !linked(&c1) {
+        wait_event(&mut cev, "a link up at c1", |e| {
+            matches!(e, NodeEvent::LinkUp { .. })
+        })
         .await;
     }
+    wait_linked(&a2, "c1").await;
+    wait_linked(&w1, "c1").await;
     let body = Bytes::from_static(b"over a dedicated connection");
     let opts = RequestOptions {
         timeout: Duration::from_secs(10),

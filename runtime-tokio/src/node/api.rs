@@ -16,7 +16,7 @@ impl<N: Net> Node<N> {
     ) -> Result<Bytes, RequestError> {
         let commands = {
             let peers = lock(&self.inner.peers);
-            match peers.get(peer).and_then(|v| v.first()) {
+            match peers.first(peer) {
                 Some(l) => l.commands.clone(),
                 None => return Err(RequestError::NotConnected),
             }

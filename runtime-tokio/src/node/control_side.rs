@@ -93,8 +93,7 @@ impl<N: Net> Inner<N> {
         timeout: Duration,
     ) -> Result<oneshot::Receiver<Result<Bytes, RequestError>>, RequestError> {
         let commands = lock(&self.peers)
-            .get(peer)
-            .and_then(|v| v.first())
+            .first(peer)
             .map(|l| l.commands.clone())
             .ok_or(RequestError::NotConnected)?;
         let (tx, rx) = oneshot::channel();
@@ -153,10 +152,8 @@ impl<N: Net> Inner<N> {
             self.emit(NodeEvent::Member { id, change });
         }
         if let Some(view) = gossip {
-            for links in lock(&self.peers).values() {
-                for l in links.iter().filter(|l| l.summary.role == Role::Control) {
-                    let _ = l.commands.try_send(Command::Gossip(view.clone()));
-                }
+            for (_, l) in lock(&self.peers).control_links() {
+                let _ = l.commands.try_send(Command::Gossip(view.clone()));
             }
         }
         for member in to_dial {
@@ -213,9 +210,10 @@ impl<N: Net> Inner<N> {
     /// Closes our links with `worker`; requests pending on them end `proxy_moved`.
     pub(super) fn release(&self, worker: &str, to: &str) {
         let links: Vec<mpsc::Sender<Command>> = lock(&self.peers)
-            .get(worker)
-            .map(|v| v.iter().map(|l| l.commands.clone()).collect())
-            .unwrap_or_default();
+            .links_of(worker)
+            .iter()
+            .map(|l| l.commands.clone())
+            .collect();
         for c in links {
             let _ = c.try_send(Command::Handoff { to: to.to_owned() });
         }
@@ -225,7 +223,7 @@ impl<N: Net> Inner<N> {
     /// came from.
     pub(super) fn dialable_urls(&self, peer: &str) -> Vec<String> {
         let peers = lock(&self.peers);
-        let Some(l) = peers.get(peer).and_then(|v| v.first()) else {
+        let Some(l) = peers.first(peer) else {
             return Vec::new();
         };
         nkcluster_core::url::reachable_at(&l.summary.listen, l.remote_ip)
@@ -246,9 +244,8 @@ impl<N: Net> Inner<N> {
         let (members, mut incomplete): (Vec<(String, mpsc::Sender<Command>)>, Vec<String>) = {
             let peers = lock(&self.peers);
             let linked: Vec<(String, mpsc::Sender<Command>)> = peers
-                .values()
-                .filter_map(|v| v.iter().find(|l| l.summary.role == Role::Control))
-                .map(|l| (l.summary.node_id.clone(), l.commands.clone()))
+                .control_links()
+                .map(|(id, l)| (id.to_owned(), l.commands.clone()))
                 .collect();
             // Alive members we have no link to cannot be asked.
             let unlinked = live
@@ -308,9 +305,8 @@ impl<N: Net> Inner<N> {
     pub(super) async fn cluster_recent_events(self: &Arc<Self>) -> Vec<(u64, EventMsg)> {
         let mut all: Vec<(u64, EventMsg)> = lock(&self.recent).iter().cloned().collect();
         let members: Vec<String> = lock(&self.peers)
-            .iter()
-            .filter(|(_, v)| v.iter().any(|l| l.summary.role == Role::Control))
-            .map(|(id, _)| id.clone())
+            .control_links()
+            .map(|(id, _)| id.to_owned())
             .collect();
         let mut asks = tokio::task::JoinSet::new();
         for m in members {
@@ -349,9 +345,16 @@ impl<N: Net> Inner<N> {
             meta: lock(&self.meta).to_string(),
             rtt_us: None,
         }];
-        for links in lock(&self.peers).values() {
+        let table = lock(&self.peers);
+        let mut ids: Vec<&str> = table.iter().map(|(id, _)| id).collect();
+        ids.dedup();
+        for id in ids {
             // One row per node (its first link); admin clients are not nodes.
-            let Some(l) = links.iter().find(|l| l.summary.role != Role::Admin) else {
+            let Some(l) = table
+                .links_of(id)
+                .iter()
+                .find(|l| l.summary.role != Role::Admin)
+            else {
                 continue;
             };
             let book = lock(&self.workers);

@@ -22,7 +22,7 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
             ClusterRequest::LocalNodes => Answer::Now(encode(&self.inner.node_rows())),
             ClusterRequest::Subscribe(req) if control => {
                 // Only a node linked here can receive the stream.
-                if !lock(&self.inner.peers).contains_key(&req.subscriber) {
+                if !lock(&self.inner.peers).is_linked(&req.subscriber) {
                     return Answer::Now(Err(RemoteError::new(
                         "not_connected",
                         format!("{} is not linked here", req.subscriber),
@@ -111,7 +111,7 @@ impl<N: Net> NodeHandler<N> {
             RequestError::Remote(r) => r,
             e => RemoteError::new(e.code(), e.to_string()),
         };
-        if req.exclusive && lock(&self.inner.peers).contains_key(&req.node) {
+        if req.exclusive && lock(&self.inner.peers).is_linked(&req.node) {
             let opts = RequestOptions {
                 timeout,
                 exclusive: true,

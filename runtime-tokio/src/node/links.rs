@@ -176,41 +176,18 @@ impl<N: Net> EventSink for LinkSink<N> {
                         remote_ip: self.remote_ip,
                         rtt_us: self.rtt_us.clone(),
                     };
-                    let mut peers = lock(&self.inner.peers);
-                    let links = peers.entry(p.node_id.clone()).or_default();
-                    let control = links.iter().position(|l| l.summary.role == Role::Control);
-                    match control {
-                        Some(i) if p.role == Role::Control && self.inner.membership.is_some() => {
-                            // Two control members both dialed: one link per pair. Both ends keep the link
-                            // dialed by the smaller node id; the other is dropped from the
-                            // table and closes once its pending requests are answered.
-                            let keep = nkcluster_core::mesh::duplicate_link(
-                                me,
-                                &p.node_id,
-                                links[i].summary.dialer,
-                                self.dialer,
-                            );
-                            let new_wins = keep == nkcluster_core::mesh::KeepLink::New;
-                            debug!(node = %me, peer = %p.node_id, keep = ?keep,
-                                   "two links with one control node: keeping the one the smaller id dialed");
-                            if new_wins {
-                                links[i] = link;
-                            }
-                        }
-                        _ => links.push(link),
+                    let dropped = lock(&self.inner.peers).add(&p.node_id, link);
+                    if dropped.is_some() {
+                        // Two control members both dialed: both ends keep the link the
+                        // smaller id dialed; the other closes once its requests are done.
+                        debug!(node = %me, peer = %p.node_id,
+                               "two links with one control member: keeping the one the smaller id dialed");
                     }
                 }
                 if let Some(n) = self.notify.take() {
                     let _ = n.send(Ok(summary(p, &self.remote, self.dialer)));
                 }
-                let first_control_link = || {
-                    lock(&self.inner.peers)
-                        .values()
-                        .flatten()
-                        .filter(|l| l.summary.role == Role::Control)
-                        .count()
-                        == 1
-                };
+                let first_control_link = || lock(&self.inner.peers).count_role(Role::Control) == 1;
                 if p.role == Role::Control
                     && self.inner.membership.is_none()
                     && !self.inner.config.admin
@@ -274,20 +251,7 @@ impl<N: Net> EventSink for LinkSink<N> {
                 let claimed = conn.claimed_peer().map(str::to_owned);
                 if self.outcome.authenticated {
                     let peer = claimed.unwrap_or_default();
-                    let last_link = {
-                        let mut peers = lock(&self.inner.peers);
-                        match peers.get_mut(&peer) {
-                            Some(v) => {
-                                v.retain(|l| l.conn_id != self.conn_id);
-                                let empty = v.is_empty();
-                                if empty {
-                                    peers.remove(&peer);
-                                }
-                                empty
-                            }
-                            None => true,
-                        }
-                    };
+                    let last_link = lock(&self.inner.peers).remove(&peer, self.conn_id).last;
                     let role = conn.peer().map(|p| p.role);
                     if last_link
                         && role == Some(Role::Worker)

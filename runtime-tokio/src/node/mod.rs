@@ -10,7 +10,7 @@
 //! `links` (dial, accept, one connection), `worker_side` and `control_side` (the two
 //! roles' bookkeeping), `tasks` (background tasks and hand-off steps).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +22,7 @@ use nkcluster_core::admission::{Admission, Refusal};
 use nkcluster_core::auth::Key;
 use nkcluster_core::conn::{Connection, ConnectionParams, Event, RequestError};
 use nkcluster_core::handshake::{Identity, PeerInfo, Role, Side};
+use nkcluster_core::links::{LinkInfo, LinkTable};
 use nkcluster_core::membership::{MemberEvent, MemberInfo, Membership, MembershipConfig};
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::proxy::{Action, Proxies};
@@ -399,6 +400,7 @@ pub struct Env<N> {
     pub wall_origin_ns: Option<u64>,
 }
 
+/// One authenticated link, as the node's [`LinkTable`] holds it.
 struct PeerLink {
     conn_id: u64,
     commands: mpsc::Sender<Command>,
@@ -409,6 +411,18 @@ struct PeerLink {
     rtt_us: Arc<AtomicU64>,
 }
 
+impl LinkInfo for PeerLink {
+    fn conn_id(&self) -> u64 {
+        self.conn_id
+    }
+    fn role(&self) -> Role {
+        self.summary.role
+    }
+    fn dialer(&self) -> bool {
+        self.summary.dialer
+    }
+}
+
 struct Inner<N: Net> {
     config: NodeConfig,
     identity: Identity,
@@ -416,7 +430,7 @@ struct Inner<N: Net> {
     clock: Clock,
     keys: Mutex<HashMap<String, Key>>,
     rng: Mutex<StdRng>,
-    peers: Mutex<BTreeMap<String, Vec<PeerLink>>>,
+    peers: Mutex<LinkTable<PeerLink>>,
     next_conn_id: AtomicU64,
     events: broadcast::Sender<NodeEvent>,
     handlers: Handlers,

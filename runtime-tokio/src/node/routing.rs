@@ -36,7 +36,7 @@ impl<N: Net> Node<N> {
         if !opts.exclusive {
             return self.send(node, class, body, opts.timeout).await;
         }
-        if lock(&self.inner.peers).contains_key(node) {
+        if lock(&self.inner.peers).is_linked(node) {
             return self.request_with(node, class, body, opts).await;
         }
         let routed = self.route_enqueue(node, class, body, opts.timeout, 0, true);
@@ -71,11 +71,7 @@ impl<N: Net> Node<N> {
         let inner = &self.inner;
         let step = {
             let peers = lock(&inner.peers);
-            let control_link = peers
-                .values()
-                .flatten()
-                .find(|l| l.summary.role == Role::Control)
-                .map(|l| l.summary.node_id.clone());
+            let control_link = peers.first_control().map(|(id, _)| id.to_owned());
             let owner = inner
                 .proxies
                 .as_ref()
@@ -83,7 +79,7 @@ impl<N: Net> Node<N> {
             let view = RouteView {
                 me: &inner.config.node_id,
                 is_control: inner.proxies.is_some(),
-                target_linked: peers.contains_key(node),
+                target_linked: peers.is_linked(node),
                 control_link: control_link.as_deref(),
                 owner: owner.as_deref(),
                 target_reconnecting: inner
@@ -241,7 +237,7 @@ impl<N: Net> Node<N> {
         }
         let (listen, ip) = {
             let peers = lock(&self.inner.peers);
-            match peers.get(peer).and_then(|v| v.first()) {
+            match peers.first(peer) {
                 Some(l) => (l.summary.listen.clone(), l.remote_ip),
                 None => return Err(RequestError::NotConnected),
             }

@@ -112,7 +112,10 @@ impl<N: Net> Node<N> {
             clock,
             keys: Mutex::new(keys),
             rng: Mutex::new(rng),
-            peers: Mutex::new(BTreeMap::new()),
+            peers: Mutex::new(LinkTable::new(
+                &config.node_id,
+                config.control && !config.admin,
+            )),
             next_conn_id: AtomicU64::new(1),
             events: broadcast::channel(EVENT_QUEUE).0,
             handlers,
@@ -220,8 +223,8 @@ impl<N: Net> Node<N> {
     /// Authenticated links, by peer id.
     pub fn peers(&self) -> Vec<PeerSummary> {
         lock(&self.inner.peers)
-            .values()
-            .flat_map(|v| v.iter().map(|l| l.summary.clone()))
+            .iter()
+            .map(|(_, l)| l.summary.clone())
             .collect()
     }
 }

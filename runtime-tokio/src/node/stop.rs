@@ -42,12 +42,7 @@ impl<N: Net> Node<N> {
         if lock(m).live().is_empty() {
             return; // nobody to hand the workers to
         }
-        let holds_workers = || {
-            lock(&inner.peers)
-                .values()
-                .flatten()
-                .any(|l| l.summary.role == Role::Worker)
-        };
+        let holds_workers = || lock(&inner.peers).count_role(Role::Worker) > 0;
         let mut events = inner.events.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         while holds_workers() {
@@ -71,10 +66,7 @@ impl<N: Net> Node<N> {
             self.inner.after_membership();
         }
         let _ = self.inner.shutdown.send(true);
-        let links: Vec<_> = std::mem::take(&mut *lock(&self.inner.peers))
-            .into_values()
-            .flatten()
-            .collect();
+        let links = lock(&self.inner.peers).take_all();
         for l in links {
             let _ = l.commands.try_send(Command::Close {
                 reason: "node shutting down".into(),

@@ -13,7 +13,7 @@ pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: MemberInfo) 
             // Announced on every interface: not dialable from here (it dials us).
             continue;
         }
-        let already = lock(&inner.peers).contains_key(&member.id);
+        let already = lock(&inner.peers).is_linked(&member.id);
         if already {
             linked = true;
             break;
@@ -151,10 +151,8 @@ pub(super) async fn forward_events<N: Net>(
             continue;
         }
         let link = lock(&inner.peers)
-            .values()
-            .flatten()
-            .find(|l| l.summary.role == Role::Control)
-            .map(|l| l.commands.clone());
+            .first_control()
+            .map(|(_, l)| l.commands.clone());
         let Some(commands) = link else { continue };
         let Ok(body) = postcard::to_allocvec(&ev) else {
             continue;
@@ -289,7 +287,7 @@ async fn dial_worker<N: Net>(
     worker: &str,
     urls: &[String],
 ) -> Result<(), RemoteError> {
-    if lock(&inner.peers).contains_key(worker) {
+    if lock(&inner.peers).is_linked(worker) {
         return Ok(());
     }
     let mut last = RemoteError::new("no_connections", "the worker announced no reachable URL");
@@ -345,11 +343,7 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
             Some(ConnectorAction::WaitWhileLinked) => {
                 // A control node that adopted us (it dialed us) serves us now.
                 let mut events = inner.events.subscribe();
-                while lock(&inner.peers)
-                    .values()
-                    .flatten()
-                    .any(|l| l.summary.role == Role::Control)
-                {
+                while lock(&inner.peers).count_role(Role::Control) > 0 {
                     tokio::select! {
                         _ = events.recv() => {}
                         _ = stop.changed() => return,

@@ -38,7 +38,7 @@ impl<N: Net> Inner<N> {
         let mut events = self.events.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if lock(&self.peers).contains_key(peer) {
+            if lock(&self.peers).is_linked(peer) {
                 return true;
             }
             if self.stopping() {

@@ -1,0 +1,240 @@
+//! The link table: which authenticated links a node has, per peer, and which one serves
+//! what. A peer may have several links (an exclusive connection from a control node, a
+//! hand-off in flight); requests go on the first. Between two control members only one
+//! link is kept (see [`crate::mesh`]). `L` is the shell's handle of a link; the table
+//! reads what it needs through [`LinkInfo`].
+
+use std::collections::BTreeMap;
+
+use crate::handshake::Role;
+use crate::mesh::{KeepLink, duplicate_link};
+
+/// What the table needs to know of a link.
+pub trait LinkInfo {
+    /// Unique id of the connection.
+    fn conn_id(&self) -> u64;
+    /// The peer's authenticated role.
+    fn role(&self) -> Role;
+    /// Whether we dialed it.
+    fn dialer(&self) -> bool;
+}
+
+/// What [`LinkTable::remove`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    /// The link was in the table.
+    pub listed: bool,
+    /// No link to that peer is left.
+    pub last: bool,
+}
+
+/// The table. See the module docs.
+#[derive(Debug)]
+pub struct LinkTable<L> {
+    me: String,
+    me_control: bool,
+    links: BTreeMap<String, Vec<L>>,
+}
+
+impl<L: LinkInfo> LinkTable<L> {
+    /// An empty table of node `me` (a control member when `me_control`).
+    pub fn new(me: &str, me_control: bool) -> Self {
+        LinkTable {
+            me: me.to_owned(),
+            me_control,
+            links: BTreeMap::new(),
+        }
+    }
+
+    /// Adds an authenticated link to `peer`. Returns the link dropped under the
+    /// one-link-per-pair rule between control members (the new one or the one it
+    /// replaces; the shell closes it once idle), or `None`.
+    #[must_use]
+    pub fn add(&mut self, peer: &str, link: L) -> Option<L> {
+        let me_control = self.me_control;
+        let links = self.links.entry(peer.to_owned()).or_default();
+        let control = links.iter().position(|l| l.role() == Role::Control);
+        match control {
+            Some(i) if me_control && link.role() == Role::Control => {
+                match duplicate_link(&self.me, peer, links[i].dialer(), link.dialer()) {
+                    KeepLink::New => Some(std::mem::replace(&mut links[i], link)),
+                    KeepLink::Old => Some(link),
+                }
+            }
+            _ => {
+                links.push(link);
+                None
+            }
+        }
+    }
+
+    /// Removes connection `conn_id` of `peer`.
+    pub fn remove(&mut self, peer: &str, conn_id: u64) -> Removed {
+        let Some(v) = self.links.get_mut(peer) else {
+            return Removed {
+                listed: false,
+                last: true,
+            };
+        };
+        let before = v.len();
+        v.retain(|l| l.conn_id() != conn_id);
+        let listed = v.len() < before;
+        let last = v.is_empty();
+        if last {
+            self.links.remove(peer);
+        }
+        Removed { listed, last }
+    }
+
+    /// The link that serves `peer` (its first).
+    pub fn first(&self, peer: &str) -> Option<&L> {
+        self.links.get(peer)?.first()
+    }
+
+    /// Whether `peer` has a link.
+    pub fn is_linked(&self, peer: &str) -> bool {
+        self.links.contains_key(peer)
+    }
+
+    /// A link to a control node (a worker's or admin client's way into the cluster),
+    /// the first by peer id.
+    pub fn first_control(&self) -> Option<(&str, &L)> {
+        self.control_links().next()
+    }
+
+    /// One link per control peer (its first control link), by peer id.
+    pub fn control_links(&self) -> impl Iterator<Item = (&str, &L)> {
+        self.links.iter().filter_map(|(id, v)| {
+            v.iter()
+                .find(|l| l.role() == Role::Control)
+                .map(|l| (id.as_str(), l))
+        })
+    }
+
+    /// How many links have peers of `role`.
+    pub fn count_role(&self, role: Role) -> usize {
+        self.links
+            .values()
+            .flatten()
+            .filter(|l| l.role() == role)
+            .count()
+    }
+
+    /// Every link of `peer`.
+    pub fn links_of(&self, peer: &str) -> &[L] {
+        self.links.get(peer).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every link, by peer id.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &L)> {
+        self.links
+            .iter()
+            .flat_map(|(id, v)| v.iter().map(move |l| (id.as_str(), l)))
+    }
+
+    /// Empties the table (a node stopping): every link.
+    pub fn take_all(&mut self) -> Vec<L> {
+        std::mem::take(&mut self.links)
+            .into_values()
+            .flatten()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct L(u64, Role, bool);
+
+    impl LinkInfo for L {
+        fn conn_id(&self) -> u64 {
+            self.0
+        }
+        fn role(&self) -> Role {
+            self.1
+        }
+        fn dialer(&self) -> bool {
+            self.2
+        }
+    }
+
+    #[test]
+    fn the_first_link_serves_and_the_last_removal_says_so() {
+        let mut t = LinkTable::new("c1", true);
+        assert_eq!(t.add("w1", L(1, Role::Worker, false)), None);
+        // An exclusive link to the same worker is a second one.
+        assert_eq!(t.add("w1", L(2, Role::Worker, true)), None);
+        assert_eq!(t.first("w1"), Some(&L(1, Role::Worker, false)));
+        assert_eq!(t.links_of("w1").len(), 2);
+        assert_eq!(
+            t.remove("w1", 1),
+            Removed {
+                listed: true,
+                last: false
+            }
+        );
+        assert_eq!(t.first("w1"), Some(&L(2, Role::Worker, true)));
+        assert_eq!(
+            t.remove("w1", 9),
+            Removed {
+                listed: false,
+                last: false
+            }
+        );
+        assert_eq!(
+            t.remove("w1", 2),
+            Removed {
+                listed: true,
+                last: true
+            }
+        );
+        assert!(!t.is_linked("w1"));
+        assert_eq!(
+            t.remove("w1", 2),
+            Removed {
+                listed: false,
+                last: true
+            }
+        );
+    }
+
+    #[test]
+    fn two_control_members_keep_one_link_and_a_worker_keeps_both() {
+        let mut t = LinkTable::new("c2", true);
+        assert_eq!(t.add("c1", L(1, Role::Control, true)), None);
+        // c1 dialed too: c1 is the smaller id, its link is kept, ours is dropped.
+        assert_eq!(
+            t.add("c1", L(2, Role::Control, false)),
+            Some(L(1, Role::Control, true))
+        );
+        assert_eq!(t.first("c1"), Some(&L(2, Role::Control, false)));
+        assert_eq!(t.count_role(Role::Control), 1);
+        // A worker linked to a control node twice (its main link and an exclusive one
+        // the control node dialed) keeps both.
+        let mut w = LinkTable::new("w1", false);
+        assert_eq!(w.add("c1", L(1, Role::Control, true)), None);
+        assert_eq!(w.add("c1", L(2, Role::Control, false)), None);
+        assert_eq!(w.links_of("c1").len(), 2);
+    }
+
+    #[test]
+    fn control_links_and_iteration_are_by_peer_id() {
+        let mut t = LinkTable::new("w9", false);
+        for (peer, l) in [
+            ("c3", L(1, Role::Control, true)),
+            ("a1", L(2, Role::Admin, false)),
+            ("c1", L(3, Role::Control, true)),
+        ] {
+            assert_eq!(t.add(peer, l), None);
+        }
+        assert_eq!(t.first_control(), Some(("c1", &L(3, Role::Control, true))));
+        let ids: Vec<&str> = t.control_links().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["c1", "c3"]);
+        let all: Vec<u64> = t.iter().map(|(_, l)| l.0).collect();
+        assert_eq!(all, [2, 3, 1]);
+        assert_eq!(t.take_all().len(), 3);
+        assert_eq!(t.first_control(), None);
+    }
+}
