@@ -9,6 +9,7 @@
 //! Modules:
 //! - [`time`]: the monotonic [`Instant`](time::Instant) the machines reason with.
 //! - [`data`]: a node's data registry, under a size limit.
+//! - [`events`]: a control node's event subscribers and recent events (bounded).
 //! - [`files`]: where received files may land (below `files_dir`).
 //! - [`transfers`]: the file-transfer receiver (parts, checksum, limits, expiry).
 //! - [`frame`]: the length-prefixed frame codec (maximum checked before any allocation).
@@ -43,6 +44,7 @@ pub mod cluster;
 pub mod conn;
 pub mod connector;
 pub mod data;
+pub mod events;
 pub mod files;
 pub mod frame;
 pub mod handshake;

@@ -24,11 +24,8 @@ impl<N: Net> Inner<N> {
             }
         }
         if !matches!(ev.event, WireEvent::Info(_)) {
-            let mut recent = lock(&self.recent);
-            if recent.len() >= RECENT_EVENTS {
-                recent.pop_front();
-            }
-            recent.push_back((self.clock.wall_now_ns() / 1_000_000, ev.clone()));
+            let now_ms = self.clock.wall_now_ns() / 1_000_000;
+            lock(&self.events_book).record(now_ms, ev.clone());
         }
         let _ = self.job_events.send(NodeJobEvent {
             node: ev.node,
@@ -40,10 +37,12 @@ impl<N: Net> Inner<N> {
 
     /// Control side: a new subscriber (and, for a whole-cluster one, our subscriptions to
     /// every other member).
-    pub(super) fn subscribe(self: &Arc<Self>, req: SubscribeRequest) {
-        lock(&self.subscribers).insert(req.subscriber.clone(), req.fanout);
+    pub(super) fn subscribe(self: &Arc<Self>, req: SubscribeRequest) -> Result<(), RemoteError> {
+        lock(&self.events_book)
+            .subscribe(&req.subscriber, req.fanout)
+            .map_err(|e| RemoteError::new("too_many_subscribers", e.to_string()))?;
         if !req.fanout {
-            return;
+            return Ok(());
         }
         let me = self.config.node_id.clone();
         let members: Vec<String> = self
@@ -59,26 +58,21 @@ impl<N: Net> Inner<N> {
             fanout: false,
         }) {
             Ok(b) => Bytes::from(b),
-            Err(_) => return,
+            Err(e) => return Err(RemoteError::new("internal_error", e.to_string())),
         };
         for m in members {
             let _ = self.fire(&m, CLASS_SUBSCRIBE, body.clone());
         }
+        Ok(())
     }
 
     /// Sends an encoded event to our subscribers (only whole-cluster ones for a member's
     /// event); drops subscribers that are gone.
     pub(super) fn publish(&self, body: &Bytes, members_only: bool) {
-        let subs: Vec<(String, bool)> = lock(&self.subscribers)
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        for (s, fanout) in subs {
-            if members_only && !fanout {
-                continue;
-            }
+        let targets = lock(&self.events_book).targets(members_only);
+        for s in targets {
             if !self.fire(&s, CLASS_EVENT_STREAM, body.clone()) {
-                lock(&self.subscribers).remove(&s);
+                lock(&self.events_book).unsubscribe(&s);
             }
         }
     }
@@ -303,7 +297,7 @@ impl<N: Net> Inner<N> {
     /// The job events heard last by every control member we are linked to and by us,
     /// oldest first (members that do not answer within `GATHER_TIMEOUT` are left out).
     pub(super) async fn cluster_recent_events(self: &Arc<Self>) -> Vec<(u64, EventMsg)> {
-        let mut all: Vec<(u64, EventMsg)> = lock(&self.recent).iter().cloned().collect();
+        let mut theirs_all: Vec<(u64, EventMsg)> = Vec::new();
         let members: Vec<String> = lock(&self.peers)
             .control_links()
             .map(|(id, _)| id.to_owned())
@@ -322,14 +316,10 @@ impl<N: Net> Inner<N> {
             if let Ok(Ok(b)) = r
                 && let Ok(theirs) = postcard::from_bytes::<Vec<(u64, EventMsg)>>(&b)
             {
-                all.extend(theirs);
+                theirs_all.extend(theirs);
             }
         }
-        // Stable: one member's events keep their order when their times are equal.
-        all.sort_by_key(|(t, _)| *t);
-        let skip = all.len().saturating_sub(RECENT_EVENTS);
-        all.drain(..skip);
-        all
+        lock(&self.events_book).merged(theirs_all)
     }
 
     pub(super) fn node_rows(&self) -> Vec<NodeRow> {

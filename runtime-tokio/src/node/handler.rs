@@ -28,8 +28,7 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
                         format!("{} is not linked here", req.subscriber),
                     )));
                 }
-                self.inner.subscribe(req);
-                Answer::Now(Ok(Bytes::new()))
+                Answer::Now(self.inner.subscribe(req).map(|()| Bytes::new()))
             }
             // A member's event for our whole-cluster subscribers.
             ClusterRequest::EventStream(_) if control => {
@@ -81,9 +80,7 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
                 }
             }
             ClusterRequest::RecentEvents { local: true } if control => {
-                let recent: Vec<(u64, EventMsg)> =
-                    lock(&self.inner.recent).iter().cloned().collect();
-                Answer::Now(encode(&recent))
+                Answer::Now(encode(&lock(&self.inner.events_book).recent()))
             }
             ClusterRequest::RecentEvents { local: false } if control => {
                 let inner = self.inner.clone();

@@ -296,9 +296,6 @@ impl Handlers {
     }
 }
 
-/// Job events a control node keeps for [`CLASS_RECENT_EVENTS`] (periodic info reports
-/// are not kept).
-const RECENT_EVENTS: usize = 200;
 /// Size of the parts big files travel in.
 const FILE_PART: usize = 1024 * 1024;
 /// Files received at once (each holds an open `.part` file).
@@ -472,10 +469,8 @@ struct Inner<N: Net> {
     /// `STATS_MAX_AGE`: disk enumeration is not cheap).
     sys: Mutex<sysinfo::System>,
     stats_cache: Mutex<Option<(nkcluster_core::Instant, Stats)>>,
-    /// Control side: the last job events heard, with their wall time (ms).
-    recent: Mutex<std::collections::VecDeque<(u64, EventMsg)>>,
-    /// Control side: who gets our events (id -> wants the whole cluster's).
-    subscribers: Mutex<HashMap<String, bool>>,
+    /// Control side: who gets the events we hear, and the last ones (bounded).
+    events_book: Mutex<nkcluster_core::events::Events<EventMsg>>,
     /// Connection tasks still running (any phase), for an orderly stop.
     running: watch::Sender<usize>,
     /// Accepted connections that have not authenticated yet.

@@ -105,7 +105,7 @@ pub(super) async fn stream_events<N: Net>(inner: Arc<Inner<N>>) {
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        if lock(&inner.subscribers).is_empty() {
+        if !lock(&inner.events_book).has_subscribers() {
             continue;
         }
         let msg = EventMsg {
