@@ -140,7 +140,8 @@ async fn raw_ping_pong(n: usize, size: usize) -> Lat {
     stats(lat)
 }
 
-async fn nk_round_trip(n: usize, size: usize) -> Lat {
+/// A control node and a worker linked to it over loopback TCP.
+async fn two_nodes() -> (Node<TokioNet>, Node<TokioNet>) {
     let env = || Env {
         net: TokioNet,
         seed: None,
@@ -159,6 +160,11 @@ async fn nk_round_trip(n: usize, size: usize) -> Lat {
     while w1.peers().is_empty() {
         let _ = tokio::time::timeout(Duration::from_secs(10), ev.recv()).await;
     }
+    (c1, w1)
+}
+
+async fn nk_round_trip(n: usize, size: usize) -> Lat {
+    let (c1, w1) = two_nodes().await;
     let body = Bytes::from(vec![7u8; size]);
     let mut lat = Vec::with_capacity(n);
     for i in 0..n + n / 10 {
@@ -268,24 +274,7 @@ async fn raw_pipelined(n: usize, size: usize) -> Pipe {
 }
 
 async fn nk_pipelined(n: usize, size: usize) -> Pipe {
-    let env = || Env {
-        net: TokioNet,
-        seed: None,
-        wall_origin_ns: None,
-    };
-    let mut c = NodeConfig::new("c1");
-    c.listen = parse_url_list("nkcluster://127.0.0.1:0;transport=tcp").expect("url");
-    let c1 = Node::start(c, env()).await.expect("c1");
-    let port = c1.listen_addrs()[0].1.port();
-    let mut w = NodeConfig::new("w1");
-    w.control = false;
-    w.cluster_addr =
-        parse_url_list(&format!("nkcluster://127.0.0.1:{port};transport=tcp")).expect("url");
-    let w1 = Node::start(w, env()).await.expect("w1");
-    let mut ev = w1.subscribe();
-    while w1.peers().is_empty() {
-        let _ = tokio::time::timeout(Duration::from_secs(10), ev.recv()).await;
-    }
+    let (c1, w1) = two_nodes().await;
     let body = Bytes::from(vec![7u8; size]);
     let cpu = cpu_time();
     let t = Instant::now();
