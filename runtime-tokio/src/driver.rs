@@ -28,6 +28,9 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 const DRAIN_BYTES: usize = 4 * 1024 * 1024;
 /// Commands (or late answers) taken in one wake-up, so that they leave in one write.
 const BATCH: usize = 256;
+/// Commands held at most while the transport is backed up (then callers wait, within
+/// their deadlines, to be queued).
+const HELD_MAX: usize = 1024;
 /// Stop taking new commands while this much output is waiting for the socket.
 const WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
 
@@ -116,6 +119,10 @@ pub trait EventSink: Send + 'static {
 
 enum Wake {
     Late(u64, Result<Bytes, RemoteError>),
+    /// A command taken while the transport is backed up: held, its deadline watched.
+    Hold(Command),
+    /// The transport has room again: the held commands go first.
+    Unhold,
     Read(Incoming),
     ReadError(String),
     IoError(String),
@@ -153,6 +160,10 @@ pub async fn drive(
     let mut armed: Option<nkcluster_core::Instant> = None;
     // Closed by us in order (not by an error): worth waiting for the peer's close.
     let mut orderly = false;
+    // Commands taken while the transport is backed up (at most HELD_MAX): their callers'
+    // deadlines keep running, so a request that waits too long ends `timeout` here
+    // instead of waiting for room.
+    let mut held: VecDeque<Command> = VecDeque::new();
     // Late answers of handlers. Unbounded, but the core caps the peer's requests in
     // flight (`max_incoming_requests`), so at most that many answers can be queued.
     let (late_tx, mut late_rx) = mpsc::unbounded_channel::<(u64, Result<Bytes, RemoteError>)>();
@@ -214,7 +225,17 @@ pub async fn drive(
             let d = *linger.get_or_insert_with(|| clock.now() + LINGER);
             Some(d)
         } else {
-            conn.poll_timeout()
+            let held_deadline = held
+                .iter()
+                .filter_map(|c| match c {
+                    Command::Request { deadline, .. } => Some(*deadline),
+                    _ => None,
+                })
+                .min();
+            match (conn.poll_timeout(), held_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
         };
         // Re-arm only when the deadline moved: a reset touches the shared timer wheel,
         // and the usual deadline (the next ping) stays put across many requests.
@@ -270,9 +291,18 @@ pub async fn drive(
                     return Poll::Ready(Wake::Late(id, r));
                 }
             }
+            if established && wq_bytes < WRITE_HIGH_WATER && !held.is_empty() {
+                return Poll::Ready(Wake::Unhold);
+            }
             if established && commands_open && wq_bytes < WRITE_HIGH_WATER {
                 match commands.poll_recv(cx) {
                     Poll::Ready(Some(c)) => return Poll::Ready(Wake::Command(c)),
+                    Poll::Ready(None) => return Poll::Ready(Wake::CommandsClosed),
+                    Poll::Pending => {}
+                }
+            } else if established && commands_open && held.len() < HELD_MAX {
+                match commands.poll_recv(cx) {
+                    Poll::Ready(Some(c)) => return Poll::Ready(Wake::Hold(c)),
                     Poll::Ready(None) => return Poll::Ready(Wake::CommandsClosed),
                     Poll::Pending => {}
                 }
@@ -329,17 +359,31 @@ pub async fn drive(
                     }
                 }
             }
+            Wake::Hold(cmd) => held.push_back(cmd),
+            Wake::Unhold => {
+                while let Some(cmd) = held.pop_front() {
+                    apply_command(&mut conn, &mut pending, now, cmd);
+                }
+            }
             Wake::CommandsClosed => commands_open = false,
             Wake::Timer if closed => {
                 write_failed = true;
                 break;
             }
-            Wake::Timer => conn.handle_timeout(now),
+            Wake::Timer => {
+                expire_held(&mut held, now);
+                conn.handle_timeout(now);
+            }
         }
     }
     // Every caller gets an answer, even if the machine could not give one.
     for (_, tx) in std::mem::take(&mut pending) {
         let _ = tx.send(Err(RequestError::ConnectionFailed));
+    }
+    for cmd in held {
+        if let Command::Request { reply, .. } = cmd {
+            let _ = reply.send(Err(RequestError::ConnectionFailed));
+        }
     }
     while let Some(ev) = conn.poll_event() {
         if let Event::Closed(why) = &ev {
@@ -387,6 +431,22 @@ fn read_error_text(e: &std::io::Error) -> String {
     } else {
         e.to_string()
     }
+}
+
+/// Held requests whose deadline has passed end `timeout`.
+fn expire_held(held: &mut VecDeque<Command>, now: nkcluster_core::Instant) {
+    let mut keep = VecDeque::with_capacity(held.len());
+    for cmd in held.drain(..) {
+        match cmd {
+            Command::Request {
+                deadline, reply, ..
+            } if deadline <= now => {
+                let _ = reply.send(Err(RequestError::Timeout));
+            }
+            cmd => keep.push_back(cmd),
+        }
+    }
+    *held = keep;
 }
 
 /// Hands one application command to the machine.

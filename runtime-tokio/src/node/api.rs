@@ -28,17 +28,22 @@ impl<N: Net> Node<N> {
             deadline: self.inner.clock.now() + timeout,
             reply: tx,
         };
-        // The timeout covers everything, the wait to be queued on a link that takes no
-        // commands (its socket backed up) included: the caller never waits longer.
-        let sent = async {
-            if commands.send(cmd).await.is_err() {
+        // The timeout covers everything: once queued, the link ends the request at its
+        // deadline (held or sent); a full queue is waited for within the deadline only.
+        match commands.try_send(cmd) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
                 return Err(RequestError::ConnectionFailed);
             }
-            rx.await.unwrap_or(Err(RequestError::ConnectionFailed))
-        };
-        tokio::time::timeout(timeout, sent)
-            .await
-            .unwrap_or(Err(RequestError::Timeout))
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                match tokio::time::timeout(timeout, commands.send(cmd)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(RequestError::ConnectionFailed),
+                    Err(_) => return Err(RequestError::Timeout),
+                }
+            }
+        }
+        rx.await.unwrap_or(Err(RequestError::ConnectionFailed))
     }
 
     /// A job class's request to `node` (anywhere in the cluster; `exclusive` sends it over
