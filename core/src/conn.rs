@@ -25,14 +25,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use thiserror::Error;
 
 use crate::auth::Key;
 use crate::frame::{FrameDecoder, FrameError, MAX_FRAME_DEFAULT, encode_frame};
-use crate::handshake::{
-    Handshake, HandshakeConfig, HandshakeError, Identity, Outcome, PeerInfo, Side,
-};
-use crate::message::{Close, DecodeError, Message, Ping, Pong, RemoteError, Reply, Request};
+use crate::handshake::{Handshake, HandshakeConfig, Identity, Outcome, PeerInfo, Side};
+use crate::message::{Close, Message, Ping, Pong, RemoteError, Reply, Request};
 use crate::time::Instant;
 
 /// How frames are delimited on the transport.
@@ -85,99 +82,7 @@ impl Default for ConnectionConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
 
-/// How a request ended, when not with the peer's payload. `NotConnected`,
-/// `TooManyPending` and `PayloadTooLarge` are refusals at [`Connection::request`]: nothing
-/// was sent and the connection's state is unchanged; the others end a request that was
-/// pending (it is no longer).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum RequestError {
-    /// No reply before the deadline.
-    #[error("timeout")]
-    Timeout,
-    /// The link died before the reply came.
-    #[error("connection_failed")]
-    ConnectionFailed,
-    /// The peer answered with an error.
-    #[error("{0}")]
-    Remote(RemoteError),
-    /// The request was not sent: the link is not established (yet, or any more).
-    #[error("not_connected")]
-    NotConnected,
-    /// The worker's proxy moved to another control node while the request was pending
-    /// (ring ownership changed); the request may be sent again through `to`.
-    #[error("proxy_moved: the node is now served by {to}")]
-    ProxyMoved {
-        /// The control node that now holds the proxy.
-        to: String,
-    },
-    /// The request was not sent: too many requests are awaiting replies.
-    #[error("too_many_pending")]
-    TooManyPending,
-    /// The request was not sent: its body exceeds the frame maximum.
-    #[error("payload_too_large: {size} bytes, maximum {max}")]
-    PayloadTooLarge {
-        /// Encoded size.
-        size: usize,
-        /// The frame maximum.
-        max: u32,
-    },
-}
-
-impl RequestError {
-    /// Stable snake_case code.
-    pub fn code(&self) -> &str {
-        match self {
-            RequestError::Timeout => "timeout",
-            RequestError::ConnectionFailed => "connection_failed",
-            RequestError::Remote(e) => &e.code,
-            RequestError::NotConnected => "not_connected",
-            RequestError::ProxyMoved { .. } => "proxy_moved",
-            RequestError::TooManyPending => "too_many_pending",
-            RequestError::PayloadTooLarge { .. } => "payload_too_large",
-        }
-    }
-}
-
-/// Why a connection ended. All variants are terminal.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ConnError {
-    /// Bad framing (oversized frame).
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-    /// A frame that is not a valid message.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-    /// Authentication failed.
-    #[error("handshake failed: {0}")]
-    Handshake(#[from] HandshakeError),
-    /// Nothing arrived within the idle timeout.
-    #[error("idle_timeout: nothing received for {0:?}")]
-    IdleTimeout(Duration),
-    /// The peer closed the link in order.
-    #[error("peer_closed: {0}")]
-    PeerClosed(String),
-    /// The transport ended (EOF, reset, I/O error).
-    #[error("transport_closed: {0}")]
-    TransportClosed(String),
-    /// The peer sent a message that makes no sense now.
-    #[error("protocol_error: {0}")]
-    Protocol(String),
-}
-
-impl ConnError {
-    /// Stable snake_case code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ConnError::Frame(e) => e.code(),
-            ConnError::Decode(_) => "malformed_message",
-            ConnError::Handshake(e) => e.code(),
-            ConnError::IdleTimeout(_) => "idle_timeout",
-            ConnError::PeerClosed(_) => "peer_closed",
-            ConnError::TransportClosed(_) => "transport_closed",
-            ConnError::Protocol(_) => "protocol_error",
-        }
-    }
-}
+pub use crate::conn_error::{ConnError, RequestError};
 
 /// What the connection tells the application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -847,7 +752,7 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handshake::Role;
+    use crate::handshake::{HandshakeError, Role};
     use crate::message::RejectReason;
 
     fn params(side: Side, id: &str, pw: &str, wall: u64) -> ConnectionParams {

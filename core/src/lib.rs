@@ -42,6 +42,7 @@ pub mod auth;
 pub mod backoff;
 pub mod cluster;
 pub mod conn;
+pub mod conn_error;
 pub mod connector;
 pub mod data;
 pub mod events;
