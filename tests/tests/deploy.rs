@@ -311,3 +311,17 @@ fn a_joining_control_node_gets_its_workers_within_two_pings() {
     );
     wait_converged(&seed, &["c1", "c2", "c3"], &names, Duration::from_secs(30));
 }
+
+#[test]
+fn a_stop_signal_right_after_start_still_stops_gracefully() {
+    // The handlers are installed before the node starts (its key derivation alone takes
+    // a while): a SIGTERM as soon as the node says it starts ends it cleanly, exit 0.
+    let mut c1 = Daemon::node(
+        "c1",
+        &["--node-id", "c1", "--listen", "nkcluster://127.0.0.1:0"],
+    );
+    c1.wait_line("starting", |l| l.contains("starting node"));
+    c1.signal("TERM");
+    let status = c1.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

@@ -247,6 +247,21 @@ fn the_cli_explains_itself() {
         }
         assert!(Instant::now() < until, "no standby event listed: {t}");
     }
+    // A reader that went away (`| head -1`) ends the command quietly, not with a panic.
+    let mut child = Command::new(nkcluster_bin())
+        .args(["nodes", "--addr", &format!("nkcluster://127.0.0.1:{port}")])
+        .env_remove("NKCLUSTER_ADDR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take()); // before it has connected, let alone printed
+    let out = child.wait_with_output().expect("output");
+    assert!(
+        out.status.success() && !text(&out.stderr).contains("panicked"),
+        "{out:?}"
+    );
     // Help that lists the choices and the defaults.
     let help = text(&cli(&["set-status", "--help"], &[]).stdout);
     for s in ["ready", "standby", "stopping", "stopped"] {

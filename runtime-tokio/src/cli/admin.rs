@@ -85,9 +85,9 @@ async fn admin_send(
 /// Prints `value` as JSON, or `text` otherwise.
 fn emit(args: &AdminArgs, value: serde_json::Value, text: &str) -> ExitCode {
     if args.json {
-        println!("{value}");
+        outln!("{value}");
     } else if !text.is_empty() {
-        println!("{text}");
+        outln!("{text}");
     }
     ExitCode::SUCCESS
 }
@@ -135,7 +135,7 @@ pub(super) async fn run_events(args: AdminArgs, follow: bool) -> ExitCode {
     let mut h = crate::node::Handlers::builtin("admin");
     h.insert(crate::node::CLASS_EVENT_STREAM, move |body| {
         if let Ok(ev) = postcard::from_bytes::<crate::jobs::EventMsg>(&body) {
-            println!("{}", event_line(&ev, json));
+            outln!("{}", event_line(&ev, json));
         }
         Ok(bytes::Bytes::new())
     });
@@ -345,9 +345,9 @@ pub(super) async fn run_call(
             let text = String::from_utf8_lossy(&b);
             if args.json {
                 let v = serde_json::json!({ "node": node, "function": function, "result": text });
-                println!("{v}");
+                outln!("{v}");
             } else {
-                println!("{text}");
+                outln!("{text}");
             }
             ExitCode::SUCCESS
         }
@@ -409,7 +409,7 @@ pub(super) async fn run_admin(args: AdminArgs, id: Option<String>) -> ExitCode {
             Some(_) => serde_json::to_string_pretty(&report.rows.first()),
         };
         match text {
-            Ok(t) => println!("{t}"),
+            Ok(t) => outln!("{t}"),
             Err(e) => {
                 eprintln!("nkcluster: {e}");
                 return ExitCode::from(1);
@@ -427,9 +427,14 @@ pub(super) async fn run_admin(args: AdminArgs, id: Option<String>) -> ExitCode {
 
 /// Prints node rows as a table; members in `incomplete` are marked (they did not answer).
 pub(super) fn print_rows(rows: &[NodeRow], incomplete: &[String]) {
-    println!(
+    outln!(
         "{:<12} {:<8} {:<8} {:<10} {:<24} {:>8} META",
-        "ID", "ROLE", "STATUS", "OWNER", "REMOTE", "RTT_MS"
+        "ID",
+        "ROLE",
+        "STATUS",
+        "OWNER",
+        "REMOTE",
+        "RTT_MS"
     );
     for r in rows {
         let id = if incomplete.contains(&r.id) {
@@ -440,16 +445,22 @@ pub(super) fn print_rows(rows: &[NodeRow], incomplete: &[String]) {
         let rtt = r
             .rtt_us
             .map_or_else(|| "-".to_owned(), |us| format!("{:.2}", us as f64 / 1000.0));
-        println!(
+        outln!(
             "{:<12} {:<8} {:<8} {:<10} {:<24} {:>8} {}",
-            id, r.role, r.status, r.owner, r.remote, rtt, r.meta
+            id,
+            r.role,
+            r.status,
+            r.owner,
+            r.remote,
+            rtt,
+            r.meta
         );
     }
     if rows.is_empty() {
-        println!("(none)");
+        outln!("(none)");
     }
     if !incomplete.is_empty() {
-        println!("* did not answer: the nodes it serves may be missing");
+        outln!("* did not answer: the nodes it serves may be missing");
     }
 }
 
@@ -481,16 +492,16 @@ async fn run_recent_events(args: AdminArgs) -> ExitCode {
             let mut v: serde_json::Value =
                 serde_json::from_str(&event_line(ev, true)).unwrap_or_default();
             v["time_ms"] = serde_json::json!(ms);
-            println!("{v}");
+            outln!("{v}");
         }
         return ExitCode::SUCCESS;
     }
-    println!("{:<13} {:<12} {:<12} EVENT", "TIME_MS", "NODE", "CLASS");
+    outln!("{:<13} {:<12} {:<12} EVENT", "TIME_MS", "NODE", "CLASS");
     for (ms, ev) in &events {
-        println!("{ms:<13} {}", event_line(ev, false));
+        outln!("{ms:<13} {}", event_line(ev, false));
     }
     if events.is_empty() {
-        println!("(none)");
+        outln!("(none)");
     }
     ExitCode::SUCCESS
 }

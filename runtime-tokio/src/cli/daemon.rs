@@ -17,31 +17,49 @@ use crate::node::Node;
 /// How long a stopping daemon may take to hand its workers over and close its links.
 const STOP_LIMIT: Duration = Duration::from_secs(3);
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM, with the signal's name.
-pub(super) async fn stop_signal() -> &'static str {
+/// Listens for SIGINT (Ctrl-C) and SIGTERM from the moment it is called (the handlers
+/// are installed at once, before the node starts, so an early signal stops the node
+/// gracefully instead of killing it); the future resolves with the signal's name.
+pub(super) fn stop_signals() -> impl std::future::Future<Output = &'static str> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this process");
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (int, term) {
+                (Ok(mut i), Ok(mut t)) => tokio::select! {
+                    _ = i.recv() => "SIGINT",
+                    _ = t.recv() => "SIGTERM",
+                },
+                (Ok(mut i), Err(e)) => {
+                    warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this process");
+                    let _ = i.recv().await;
+                    "SIGINT"
+                }
+                (Err(e), Ok(mut t)) => {
+                    warn!(error = %e, "cannot listen for SIGINT");
+                    let _ = t.recv().await;
+                    "SIGTERM"
+                }
+                (Err(e), Err(_)) => {
+                    warn!(error = %e, "cannot listen for stop signals");
+                    std::future::pending().await
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }
 
 pub(super) async fn run_node(args: NodeArgs) -> ExitCode {
+    let stop = stop_signals();
     let config = match args.load() {
         Ok(c) => c,
         Err(e) => {
@@ -67,7 +85,7 @@ pub(super) async fn run_node(args: NodeArgs) -> ExitCode {
             error!(code = %f.code, "{f}");
             ExitCode::from(3)
         }
-        sig = stop_signal() => {
+        sig = stop => {
             info!(signal = sig, "stopping: leaving the cluster");
             node.shutdown_and_wait(STOP_LIMIT).await;
             ExitCode::SUCCESS
@@ -76,6 +94,7 @@ pub(super) async fn run_node(args: NodeArgs) -> ExitCode {
 }
 
 pub(super) async fn run_dev(args: DevArgs) -> ExitCode {
+    let stop = stop_signals();
     let control_url = |k: u16| {
         format!(
             "nkcluster://127.0.0.1:{};transport=tcp",
@@ -108,7 +127,7 @@ pub(super) async fn run_dev(args: DevArgs) -> ExitCode {
         let listen = c.listen.iter().map(|u| u.to_string()).collect::<Vec<_>>();
         match Node::start(c, env()).await {
             Ok(n) => {
-                println!(
+                outln!(
                     "dev{i}  {:<8} {}",
                     if i <= 3 { "control" } else { "worker" },
                     if listen.is_empty() {
@@ -152,7 +171,7 @@ pub(super) async fn run_dev(args: DevArgs) -> ExitCode {
     if !converged(&nodes) {
         eprintln!("nkcluster dev: the cluster did not converge within 30 s (see the log)");
     }
-    println!();
+    outln!();
     let report = nodes[0].cluster_nodes().await;
     print_rows(&report.rows, &report.incomplete);
     let addr = if args.base_port == 1972 {
@@ -160,7 +179,7 @@ pub(super) async fn run_dev(args: DevArgs) -> ExitCode {
     } else {
         format!(" --addr '{dev1}'")
     };
-    println!("\nrunning; Ctrl-C to stop. In another terminal, try:");
+    outln!("\nrunning; Ctrl-C to stop. In another terminal, try:");
     for cmd in [
         "nodes",
         "node-info dev4",
@@ -174,9 +193,9 @@ pub(super) async fn run_dev(args: DevArgs) -> ExitCode {
         } else {
             format!(" {rest}")
         };
-        println!("  cargo run --release -p nkcluster -- {verb}{addr}{rest}");
+        outln!("  cargo run --release -p nkcluster -- {verb}{addr}{rest}");
     }
-    let _ = stop_signal().await;
+    let _ = stop.await;
     for n in &nodes {
         n.shutdown_and_wait(STOP_LIMIT).await;
     }

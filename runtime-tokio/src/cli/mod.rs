@@ -7,6 +7,19 @@
 //! - [`daemon`]: `node` and `dev`.
 //! - [`admin`]: the admin client commands.
 
+/// Prints a line on stdout; a closed stdout (`nkcluster events | head -1`) ends the
+/// command quietly instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 mod admin;
 mod daemon;
 
