@@ -10,6 +10,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::status::Status;
+
 /// Admin request: every node this node has a link to, and itself.
 pub const CLASS_NODES: &str = "nkcluster.nodes";
 /// Admin request: one node's row (body: the node id, UTF-8).
@@ -99,8 +101,8 @@ pub enum WireEvent {
     TaskStarted,
     /// The task ended.
     TaskStopped(String),
-    /// The worker's status, by name.
-    NodeStatus(String),
+    /// The worker's status.
+    NodeStatus(Status),
     /// The worker's information (sent periodically and when its status or metadata
     /// change).
     Info(NodeInfo),
@@ -203,8 +205,8 @@ pub enum JobCall {
     },
     /// Stop a running task (it ends `stopped`).
     StopTask(u64),
-    /// Change the node status (by name).
-    SetStatus(String),
+    /// Change the node status.
+    SetStatus(Status),
     /// Running tasks `(id, class)`, all or one class's.
     GetTasks(Option<String>),
     /// The node's [`NodeInfo`].
@@ -417,7 +419,7 @@ mod tests {
             }),
             ClusterRequest::RecentEvents { local: true },
             ClusterRequest::RecentEvents { local: false },
-            ClusterRequest::Job(JobCall::SetStatus("standby".into())),
+            ClusterRequest::Job(JobCall::SetStatus(Status::Standby)),
             ClusterRequest::JobEvent(event),
         ];
         for r in all {

@@ -36,6 +36,7 @@ use thiserror::Error;
 
 /// The original's node states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Starting.
     Launching,

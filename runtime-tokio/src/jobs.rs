@@ -246,10 +246,7 @@ impl<C: JobClass> DynClass for Adapter<C> {
             },
             WireEvent::TaskStarted => JobEvent::TaskStarted,
             WireEvent::TaskStopped(r) => JobEvent::TaskStopped(r.clone()),
-            WireEvent::NodeStatus(s) => match Status::parse(s) {
-                Some(s) => JobEvent::NodeStatus(s),
-                None => return,
-            },
+            WireEvent::NodeStatus(s) => JobEvent::NodeStatus(*s),
             // Node information is for the control node itself, not the classes.
             WireEvent::Info(_) => return,
         };

@@ -223,7 +223,7 @@ async fn cluster() -> Cluster {
         .await
         .expect("worker");
     next(&mut events, "w1 reports ready", |e| {
-        e.node == "w1" && e.event == WireEvent::NodeStatus("ready".into())
+        e.node == "w1" && e.event == WireEvent::NodeStatus(Status::Ready)
     })
     .await;
     Cluster {
@@ -516,12 +516,12 @@ async fn a_lost_link_tells_the_classes_not_connected_then_ready_again() {
     assert_eq!(take(&mut c.events, 1).await, ["task_started"]);
     c.relay.cut();
     next(&mut c.events, "not_connected", |e| {
-        e.node == "w1" && e.event == WireEvent::NodeStatus("not_connected".into())
+        e.node == "w1" && e.event == WireEvent::NodeStatus(Status::NotConnected)
     })
     .await;
     // The worker relinks by itself; its task kept running.
     next(&mut c.events, "ready again", |e| {
-        e.node == "w1" && e.event == WireEvent::NodeStatus("ready".into())
+        e.node == "w1" && e.event == WireEvent::NodeStatus(Status::Ready)
     })
     .await;
     let heard: Vec<String> = c

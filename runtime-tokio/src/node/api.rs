@@ -143,7 +143,7 @@ impl<N: Net> Node<N> {
         status: Status,
         timeout: Duration,
     ) -> Result<(), RequestError> {
-        let body = encode_req(&JobCall::SetStatus(status.as_str().to_owned()))?;
+        let body = encode_req(&JobCall::SetStatus(status))?;
         self.send(node, CLASS_JOB, body, timeout).await.map(|_| ())
     }
 

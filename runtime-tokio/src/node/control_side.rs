@@ -9,7 +9,7 @@ impl<N: Net> Inner<N> {
         use nkcluster_core::workers::{NODE_CLASS, WorkerNews};
         let news = match &ev.event {
             _ if ev.class != NODE_CLASS => WorkerNews::Class(&ev.class),
-            WireEvent::NodeStatus(s) => WorkerNews::Status(s),
+            WireEvent::NodeStatus(s) => WorkerNews::Status(s.as_str()),
             WireEvent::Info(i) => WorkerNews::Info {
                 status: &i.status,
                 info: i.clone(),
@@ -122,7 +122,7 @@ impl<N: Net> Inner<N> {
                 node: worker.to_owned(),
                 class: "nkcluster".into(),
                 task: None,
-                event: WireEvent::NodeStatus(Status::NotConnected.as_str().into()),
+                event: WireEvent::NodeStatus(Status::NotConnected),
             });
             lock(&self.workers).handle_worker_gone(self.clock.now(), worker);
         }

@@ -196,8 +196,7 @@ impl<N: Net> EventSink for LinkSink<N> {
                     // Tell the (new) proxy where we stand (once: extra links to control
                     // nodes, such as exclusive ones, do not repeat it).
                     let st = lock(&self.inner.status).status();
-                    self.inner
-                        .node_event(WireEvent::NodeStatus(st.as_str().into()));
+                    self.inner.node_event(WireEvent::NodeStatus(st));
                     self.inner.send_info();
                 }
                 if p.role == Role::Worker

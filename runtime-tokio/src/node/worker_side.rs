@@ -65,7 +65,7 @@ impl<N: Net> Inner<N> {
         };
         for s in changes {
             info!(node = %self.config.node_id, status = %s, "node status");
-            self.node_event(WireEvent::NodeStatus(s.as_str().into()));
+            self.node_event(WireEvent::NodeStatus(s));
             let tasks: Vec<(u64, String)> = lock(&self.status)
                 .tasks(None)
                 .into_iter()
@@ -147,10 +147,7 @@ impl<N: Net> Inner<N> {
                 self.finish_task(id, "stopped");
                 Ok(Bytes::new())
             }
-            JobCall::SetStatus(name) => {
-                let st = Status::parse(&name).ok_or_else(|| {
-                    RemoteError::new("invalid_status", format!("no status {name:?}"))
-                })?;
+            JobCall::SetStatus(st) => {
                 lock(&self.status)
                     .set_status(st)
                     .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
