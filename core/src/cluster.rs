@@ -113,8 +113,8 @@ pub enum WireEvent {
 pub struct NodeInfo {
     /// Node id.
     pub id: String,
-    /// Status, by name.
-    pub status: String,
+    /// Status.
+    pub status: Status,
     /// Listen URLs.
     pub listen: Vec<String>,
     /// Metadata.

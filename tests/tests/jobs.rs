@@ -592,7 +592,7 @@ async fn metadata_data_registry_and_info() {
     // Info: status, metadata and machine figures.
     let info = ctl.get_info("w1", T).await.expect("info");
     assert_eq!(info.id, "w1");
-    assert_eq!(info.status, "ready");
+    assert_eq!(info.status, Status::Ready);
     assert!(
         info.stats.mem_total > 0 && info.stats.time_ms > 0,
         "{info:?}"

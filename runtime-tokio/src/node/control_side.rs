@@ -11,7 +11,7 @@ impl<N: Net> Inner<N> {
             _ if ev.class != NODE_CLASS => WorkerNews::Class(&ev.class),
             WireEvent::NodeStatus(s) => WorkerNews::Status(s.as_str()),
             WireEvent::Info(i) => WorkerNews::Info {
-                status: &i.status,
+                status: i.status.as_str(),
                 info: i.clone(),
             },
             // Other node-level events go to every class that has seen the node.

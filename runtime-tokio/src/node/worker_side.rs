@@ -367,7 +367,7 @@ impl<N: Net> Inner<N> {
         };
         NodeInfo {
             id: self.config.node_id.clone(),
-            status: lock(&self.status).status().as_str().into(),
+            status: lock(&self.status).status(),
             listen: self.identity.listen.clone(),
             meta: lock(&self.meta).to_string(),
             stats,
