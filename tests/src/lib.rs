@@ -462,6 +462,17 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     Some(rest.split(' ').next().unwrap_or(rest))
 }
 
+/// The strings of a JSON array (a node row's `proxies`, `listen`...); empty otherwise.
+pub fn string_list(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether `line` has `key=value` exactly.
 pub fn has(line: &str, key: &str, value: &str) -> bool {
     field(line, key) == Some(value)

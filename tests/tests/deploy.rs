@@ -42,14 +42,7 @@ fn placement(addr: &str) -> Option<Placement> {
         .iter()
         .filter(|r| r["role"] == "worker")
         .map(|r| {
-            let proxies = r["proxies"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|p| p.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let proxies = nkcluster_tests::string_list(&r["proxies"]);
             (r["id"].as_str().unwrap_or("").to_owned(), proxies)
         })
         .collect();

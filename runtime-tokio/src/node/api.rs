@@ -132,8 +132,9 @@ impl<N: Net> Node<N> {
         task: u64,
         timeout: Duration,
     ) -> Result<(), RequestError> {
-        let body = encode_req(&JobCall::StopTask(task))?;
-        self.send(node, CLASS_JOB, body, timeout).await.map(|_| ())
+        self.job(node, &JobCall::StopTask(task), timeout)
+            .await
+            .map(|_| ())
     }
 
     /// Sets `node`'s status (`ready`, `standby`, `stopped`...).
@@ -143,8 +144,9 @@ impl<N: Net> Node<N> {
         status: Status,
         timeout: Duration,
     ) -> Result<(), RequestError> {
-        let body = encode_req(&JobCall::SetStatus(status))?;
-        self.send(node, CLASS_JOB, body, timeout).await.map(|_| ())
+        self.job(node, &JobCall::SetStatus(status), timeout)
+            .await
+            .map(|_| ())
     }
 
     /// Running tasks `(id, class)` at `node`, all or those of `class`.
@@ -154,8 +156,8 @@ impl<N: Net> Node<N> {
         class: Option<&str>,
         timeout: Duration,
     ) -> Result<Vec<(u64, String)>, RequestError> {
-        let body = encode_req(&JobCall::GetTasks(class.map(str::to_owned)))?;
-        decode_reply(&self.send(node, CLASS_JOB, body, timeout).await?)
+        let call = JobCall::GetTasks(class.map(str::to_owned));
+        decode_reply(&self.job(node, &call, timeout).await?)
     }
 
     /// Events of the workers this control node serves (and its own tasks'), in order
