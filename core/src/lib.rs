@@ -19,6 +19,7 @@
 //! - [`membership`]: control-node views, failure handling and explicit leave.
 //! - [`mesh`]: one link per pair of control nodes.
 //! - [`ring`]: partition ownership, a pure function of the live members.
+//! - [`node`]: the node machine, composing the others: every decision above one link.
 //! - [`workers`]: what a control node remembers of the workers it hears (bounded).
 //! - [`routing`]: where a request for a node goes (local, direct, via a control node).
 //! - [`proxy`]: which workers a control node serves, and hand-offs to their owner.
@@ -54,6 +55,7 @@ pub mod membership;
 pub mod mesh;
 pub mod message;
 pub mod meta;
+pub mod node;
 pub mod proxy;
 pub mod ring;
 pub mod routing;

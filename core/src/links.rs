@@ -125,6 +125,11 @@ impl<L: LinkInfo> LinkTable<L> {
         self.links.get(peer).map_or(&[], Vec::as_slice)
     }
 
+    /// Every link of `peer`, to update what the shell keeps in them.
+    pub fn links_of_mut(&mut self, peer: &str) -> &mut [L] {
+        self.links.get_mut(peer).map_or(&mut [], Vec::as_mut_slice)
+    }
+
     /// Every link, by peer id.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &L)> {
         self.links

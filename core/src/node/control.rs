@@ -1,0 +1,352 @@
+//! What a control member decides for the cluster: membership changes (gossip, mesh
+//! dials), proxy hand-offs, the workers' events (their classes, the event book and its
+//! subscribers) and the node table.
+
+use super::*;
+use crate::cluster::SubscribeRequest;
+use crate::events::TooManySubscribers;
+use crate::membership::MemberEvent;
+use crate::proxy::Action;
+use crate::table::NodeRow;
+use crate::url::{Host, parse_url};
+use crate::workers::WorkerNews;
+
+/// Why a subscription was refused (nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// The subscriber has no link here to receive the stream.
+    #[error("not_connected: {0} is not linked here")]
+    NotLinked(String),
+    /// The subscriber limit is reached.
+    #[error(transparent)]
+    TooMany(#[from] TooManySubscribers),
+}
+
+impl SubscribeError {
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SubscribeError::NotLinked(_) => "not_connected",
+            SubscribeError::TooMany(_) => "too_many_subscribers",
+        }
+    }
+}
+
+impl<H: Clone> NodeMachine<H> {
+    /// Drains the membership machine: member changes as events, our view to every
+    /// control link when it has news, dials of members not linked yet (one at a time
+    /// each, none while stopping), and the live members to the proxies.
+    pub(super) fn after_membership(&mut self) {
+        let Some(m) = &mut self.membership else {
+            return;
+        };
+        let events: Vec<MemberEvent> = std::iter::from_fn(|| m.poll_event()).collect();
+        let gossip = m.poll_gossip();
+        let to_dial = m.poll_dial();
+        let live = m.live();
+        for e in events {
+            let (id, change) = match e {
+                MemberEvent::Up(id) => (id, "up"),
+                MemberEvent::Down(id) => (id, "down"),
+                MemberEvent::Left(id) => (id, "left"),
+                MemberEvent::Removed(id) => (id, "removed"),
+            };
+            self.out
+                .push_back(Output::Event(NodeEvent::Member { id, change }));
+        }
+        if let Some(view) = gossip {
+            for (_, l) in self.links.control_links() {
+                self.out.push_back(Output::Gossip {
+                    link: l.handle.clone(),
+                    view: view.clone(),
+                });
+            }
+        }
+        for member in to_dial {
+            if self.stopping || !self.mesh_dialing.insert(member.id.clone()) {
+                continue;
+            }
+            // A member announced on every interface is not dialable from here: it dials
+            // us (and the address its link reaches us from goes into the view).
+            let urls = member
+                .listen
+                .iter()
+                .filter(|u| parse_url(u).is_ok_and(|u| u.host != Host::All))
+                .cloned()
+                .collect();
+            self.out.push_back(Output::DialMember {
+                id: member.id,
+                urls,
+            });
+        }
+        if !self.stopping
+            && let Some(p) = &mut self.proxies
+        {
+            p.set_members(&live);
+            self.after_proxies();
+        }
+    }
+
+    /// Drains the proxy machine's hand-offs into outputs.
+    pub(super) fn after_proxies(&mut self) {
+        let Some(p) = &mut self.proxies else { return };
+        let actions: Vec<Action> = std::iter::from_fn(|| p.poll_action()).collect();
+        for a in actions {
+            let out = match a {
+                Action::Adopt { worker, owner } => Output::AskAdopt {
+                    urls: self.dialable_urls(&worker),
+                    worker,
+                    owner,
+                },
+                Action::Redirect { worker, owner } => {
+                    // The owner's URLs as the mesh knows them (`all` already replaced by
+                    // the address it was reached at).
+                    let announced = self
+                        .view()
+                        .into_iter()
+                        .find(|r| r.id == owner)
+                        .map(|r| r.listen)
+                        .unwrap_or_default();
+                    Output::Redirect {
+                        urls: crate::url::reachable_at(&announced, None),
+                        worker,
+                        owner,
+                    }
+                }
+                Action::Release { worker, owner } => self.release(&worker, &owner),
+                Action::Redial { .. } if self.stopping => continue,
+                Action::Redial { worker, urls } => Output::Redial { worker, urls },
+            };
+            self.out.push_back(out);
+        }
+    }
+
+    /// Closing our links with `worker`, whose proxy moved to `to`.
+    fn release(&self, worker: &str, to: &str) -> Output<H> {
+        Output::Release {
+            worker: worker.to_owned(),
+            to: to.to_owned(),
+            links: self
+                .links
+                .links_of(worker)
+                .iter()
+                .map(|l| l.handle.clone())
+                .collect(),
+        }
+    }
+
+    /// The outcome of an [`Output::AskAdopt`].
+    pub fn handle_adopted(&mut self, worker: &str, owner: &str, ok: bool) {
+        if let Some(p) = &mut self.proxies {
+            p.handle_adopted(worker, owner, ok);
+        }
+        self.after_proxies();
+    }
+
+    /// The owner of an [`Output::Redirect`] did not answer: the worker stays here and
+    /// the redirect is retried later.
+    pub fn handle_owner_silent(&mut self, now: Instant, worker: &str, owner: &str) {
+        if let Some(p) = &mut self.proxies {
+            p.handle_owner_silent(now, worker, owner);
+        }
+    }
+
+    /// The worker of an [`Output::Redirect`] was told where to go: our links with it
+    /// close (pending requests end `proxy_moved`).
+    pub fn handle_redirected(&mut self, worker: &str, owner: &str) {
+        let out = self.release(worker, owner);
+        self.out.push_back(out);
+    }
+
+    /// An [`Output::Redial`] failed: tried again later.
+    pub fn handle_redial_failed(&mut self, now: Instant, worker: &str) {
+        if let Some(p) = &mut self.proxies {
+            p.handle_redial_failed(now, worker);
+        }
+    }
+
+    /// Control side: an event of a node we serve (or our own). Its classes hear it, it
+    /// is kept among the recent events (information reports are not), the API hears it,
+    /// and so does every subscriber (those no longer linked are dropped).
+    pub fn handle_job_event(&mut self, now: Instant, ev: EventMsg) {
+        let news = match &ev.event {
+            _ if ev.class != NODE_EVENT_CLASS => WorkerNews::Class(&ev.class),
+            WireEvent::NodeStatus(s) => WorkerNews::Status(s.as_str()),
+            WireEvent::Info(i) => WorkerNews::Info {
+                status: i.status.as_str(),
+                info: i.clone(),
+            },
+            // Other node-level events go to every class that has seen the node.
+            _ => WorkerNews::Node,
+        };
+        let classes = self.workers.handle_event(now, &ev.node, news);
+        for class in classes {
+            self.out.push_back(Output::ClassEvent {
+                class,
+                event: ev.clone(),
+            });
+        }
+        if !matches!(ev.event, WireEvent::Info(_)) {
+            let wall_ms = self.wall_ms(now);
+            self.events.record(wall_ms, ev.clone());
+        }
+        self.publish(&ev, false);
+        self.out.push_back(Output::JobEvent(ev));
+    }
+
+    /// Control side: an event another member streamed to us, for our whole-cluster
+    /// subscribers.
+    pub fn handle_member_event(&mut self, ev: &EventMsg) {
+        self.publish(ev, true);
+    }
+
+    fn publish(&mut self, ev: &EventMsg, from_member: bool) {
+        for s in self.events.targets(from_member) {
+            match self.links.first(&s) {
+                Some(l) => self.out.push_back(Output::Notify {
+                    link: l.handle.clone(),
+                    request: ClusterRequest::EventStream(ev.clone()),
+                }),
+                None => self.events.unsubscribe(&s),
+            }
+        }
+    }
+
+    /// Control side: a node linked here subscribes to the events we hear; a
+    /// whole-cluster subscriber (`fanout`) makes us subscribe to every other member.
+    pub fn handle_subscribe(&mut self, req: &SubscribeRequest) -> Result<(), SubscribeError> {
+        if !self.links.is_linked(&req.subscriber) {
+            return Err(SubscribeError::NotLinked(req.subscriber.clone()));
+        }
+        self.events.subscribe(&req.subscriber, req.fanout)?;
+        if !req.fanout {
+            return Ok(());
+        }
+        let me = self.settings.me.clone();
+        for m in self.members() {
+            if let Some(link) = self.link_of(&m).filter(|_| m != me) {
+                self.out.push_back(Output::Notify {
+                    link: link.clone(),
+                    request: ClusterRequest::Subscribe(SubscribeRequest {
+                        subscriber: me.clone(),
+                        fanout: false,
+                    }),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Control side: a worker's last link dropped: every class that has seen it hears
+    /// `not_connected`, and it is forgotten after a while.
+    pub(super) fn worker_gone(&mut self, now: Instant, worker: &str) {
+        if self.workers.status(worker).is_none() {
+            return;
+        }
+        self.handle_job_event(
+            now,
+            EventMsg {
+                node: worker.to_owned(),
+                class: NODE_EVENT_CLASS.into(),
+                task: None,
+                event: WireEvent::NodeStatus(Status::NotConnected),
+            },
+        );
+        self.workers.handle_worker_gone(now, worker);
+    }
+
+    /// Workers remembered by the control side.
+    pub fn workers_known(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The events kept here, oldest first (`(wall ms, event)`).
+    pub fn recent_events(&self) -> Vec<(u64, EventMsg)> {
+        self.events.recent()
+    }
+
+    /// Ours merged with the members' answers, oldest first.
+    pub fn merged_events(&self, theirs: Vec<(u64, EventMsg)>) -> Vec<(u64, EventMsg)> {
+        self.events.merged(theirs)
+    }
+
+    /// The rows of this node's own links, and its own: what `nodes` shows of it.
+    pub fn local_rows(&self) -> Vec<NodeRow> {
+        let me = &self.settings.me;
+        let mut rows = vec![NodeRow {
+            id: me.clone(),
+            role: self.settings.role.as_str().into(),
+            status: self.status.status().as_str().into(),
+            owner: me.clone(),
+            proxies: Vec::new(),
+            remote: "-".into(),
+            listen: self.settings.listen.clone(),
+            meta: self.meta.to_string(),
+            rtt_us: None,
+        }];
+        let mut ids: Vec<&str> = self.links.iter().map(|(id, _)| id).collect();
+        ids.dedup();
+        for id in ids {
+            // One row per node (its first link); admin clients are not nodes.
+            let Some(l) = self
+                .links
+                .links_of(id)
+                .iter()
+                .find(|l| l.summary.role != Role::Admin)
+            else {
+                continue;
+            };
+            let s = &l.summary;
+            let control = s.role == Role::Control;
+            rows.push(NodeRow {
+                id: s.node_id.clone(),
+                role: s.role.as_str().into(),
+                status: self.workers.status(id).unwrap_or("ready").to_owned(),
+                owner: if control {
+                    s.node_id.clone()
+                } else {
+                    me.clone()
+                },
+                proxies: if control {
+                    Vec::new()
+                } else {
+                    vec![me.clone()]
+                },
+                remote: s.remote.clone(),
+                listen: s.listen.clone(),
+                meta: self
+                    .workers
+                    .info(id)
+                    .map_or_else(|| s.meta.clone(), |i| i.meta.clone()),
+                rtt_us: Some(l.rtt_us).filter(|us| *us > 0),
+            });
+        }
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
+        rows
+    }
+
+    /// Whom to ask for the whole node table: the control members linked here (with
+    /// their links), and the live members we cannot ask (not linked: the table will be
+    /// incomplete without them).
+    pub fn table_sources(&self) -> (Vec<(String, H)>, Vec<String>) {
+        let linked: Vec<(String, H)> = self
+            .links
+            .control_links()
+            .map(|(id, l)| (id.to_owned(), l.handle.clone()))
+            .collect();
+        let unlinked = self
+            .members()
+            .into_iter()
+            .filter(|m| *m != self.settings.me && !linked.iter().any(|(id, _)| id == m))
+            .collect();
+        (linked, unlinked)
+    }
+
+    /// Merges member `member`'s answer into `rows` (see [`crate::table::merge`]); a
+    /// worker held by several members is owned by its ring owner.
+    pub fn merge_rows(&self, rows: &mut Vec<NodeRow>, member: &str, theirs: Vec<NodeRow>) {
+        crate::table::merge(rows, member, theirs, |w| {
+            self.proxies.as_ref().map(|p| p.owner_of(w).to_owned())
+        });
+    }
+}

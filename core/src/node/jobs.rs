@@ -1,0 +1,189 @@
+//! What every node decides as a worker: its status and what hears of it, its task table
+//! (ids, `task_started` before a task's own events, end reasons), the job calls that only
+//! touch state (status, tasks, metadata, data), where its own events go, and redirects.
+
+use bytes::Bytes;
+
+use super::*;
+use crate::cluster::JobCall;
+use crate::message::RemoteError;
+use crate::status::StatusEvent;
+
+fn remote(code: &str, e: impl std::fmt::Display) -> RemoteError {
+    RemoteError::new(code, e.to_string())
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Bytes, RemoteError> {
+    postcard::to_allocvec(v)
+        .map(Bytes::from)
+        .map_err(|e| remote("internal_error", e))
+}
+
+impl<H: Clone> NodeMachine<H> {
+    /// Drains status changes: each goes to our proxy (`node_status`), then to every
+    /// running task, in that order.
+    pub(super) fn after_status(&mut self) {
+        while let Some(StatusEvent::Changed(s)) = self.status.poll_event() {
+            self.out
+                .push_back(Output::Event(NodeEvent::StatusChanged { status: s }));
+            self.own_node_event(WireEvent::NodeStatus(s));
+            let tasks: Vec<(u64, String)> = self
+                .status
+                .tasks(None)
+                .into_iter()
+                .map(|(id, c)| (id, c.to_owned()))
+                .collect();
+            for (task, class) in tasks {
+                self.out.push_back(Output::TaskStatus {
+                    class,
+                    task,
+                    status: s,
+                });
+            }
+        }
+    }
+
+    /// One of our own events, taken from the ordered path of [`Output::OwnEvent`]s: a
+    /// control member hears it itself, another node sends it on its first control link
+    /// (with none, it is dropped: the control side has told the classes
+    /// `not_connected`), an admin client runs no jobs.
+    pub fn handle_own_event(&mut self, now: Instant, ev: EventMsg) {
+        match self.settings.role {
+            Role::Admin => {}
+            Role::Control => self.handle_job_event(now, ev),
+            Role::Worker => {
+                if let Some((_, l)) = self.links.first_control() {
+                    self.out.push_back(Output::Notify {
+                        link: l.handle.clone(),
+                        request: ClusterRequest::JobEvent(ev),
+                    });
+                }
+            }
+        }
+    }
+
+    /// A task of `class` starts (with the caller's id, or the next free one): only in
+    /// `ready`. Its `task_started` event is queued before anything the task sends.
+    pub fn start_task(&mut self, id: Option<u64>, class: &str) -> Result<u64, RemoteError> {
+        let id = self
+            .status
+            .start_task(id, class)
+            .map_err(|e| remote(e.code(), e))?;
+        self.out.push_back(Output::OwnEvent(EventMsg {
+            node: self.settings.me.clone(),
+            class: class.to_owned(),
+            task: Some(id),
+            event: WireEvent::TaskStarted,
+        }));
+        Ok(id)
+    }
+
+    /// Task `id` ended (`normal`, `stopped`, its error or panic): its class's proxy hears
+    /// `task_stopped` with the reason, and the status may move on (`stopping` becomes
+    /// `stopped` with the last task). Returns false for a task that was not running.
+    pub fn handle_task_ended(&mut self, id: u64, reason: &str) -> bool {
+        let Some(class) = self.status.task_stopped(id) else {
+            return false;
+        };
+        self.out.push_back(Output::OwnEvent(EventMsg {
+            node: self.settings.me.clone(),
+            class,
+            task: Some(id),
+            event: WireEvent::TaskStopped(reason.to_owned()),
+        }));
+        self.after_status();
+        true
+    }
+
+    /// The class of running task `id`.
+    pub fn task_class(&self, id: u64) -> Option<&str> {
+        self.status.task_class(id)
+    }
+
+    /// A job call that only touches the node's state (status, tasks, metadata, data):
+    /// answered at once. `None` for the calls the shell runs (class callbacks, tasks,
+    /// files, machine figures).
+    pub fn handle_state_call(&mut self, call: &JobCall) -> Option<Result<Bytes, RemoteError>> {
+        Some(match call {
+            JobCall::SetStatus(st) => match self.status.set_status(*st) {
+                Ok(()) => {
+                    self.after_status();
+                    Ok(Bytes::new())
+                }
+                Err(e) => Err(remote(e.code(), e)),
+            },
+            JobCall::GetTasks(class) => {
+                let t: Vec<(u64, &str)> = self.status.tasks(class.as_deref());
+                encode(&t)
+            }
+            JobCall::GetMeta => Ok(Bytes::from(self.meta.to_string())),
+            JobCall::UpdateMeta(tokens) => match Meta::parse(tokens) {
+                Ok(m) => {
+                    self.meta.update(&m);
+                    self.out.push_back(Output::ReportInfo);
+                    Ok(Bytes::from(self.meta.to_string()))
+                }
+                Err(e) => Err(remote(e.code(), e)),
+            },
+            JobCall::RemoveMeta(names) => {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                self.meta.remove(&names);
+                self.out.push_back(Output::ReportInfo);
+                Ok(Bytes::from(self.meta.to_string()))
+            }
+            JobCall::GetData(key) => self
+                .data
+                .get(key)
+                .cloned()
+                .ok_or_else(|| RemoteError::new("not_found", format!("no data under {key:?}"))),
+            JobCall::PutData(key, value) => self
+                .data
+                .put(key.clone(), value.clone())
+                .map(|()| Bytes::new())
+                .map_err(|e| remote(e.code(), e)),
+            JobCall::DelData(key) => {
+                self.data.delete(key);
+                Ok(Bytes::new())
+            }
+            JobCall::Request { .. }
+            | JobCall::Task { .. }
+            | JobCall::Command { .. }
+            | JobCall::StopTask(_)
+            | JobCall::GetInfo
+            | JobCall::SendFile(_) => return None,
+        })
+    }
+
+    /// A worker told by its control node to reconnect to `urls` (its proxy's owner): the
+    /// connector dials them first, once.
+    pub fn handle_redirect(&mut self, urls: &str) -> Result<(), RemoteError> {
+        if self.is_control() {
+            return Err(RemoteError::new(
+                "unknown_class",
+                "a control member is never redirected",
+            ));
+        }
+        match crate::url::parse_url_list(urls) {
+            Ok(list) if list.is_empty() => Err(RemoteError::new(
+                "bad_request",
+                "a redirect needs at least one URL",
+            )),
+            Ok(list) => {
+                self.connector.handle_redirect(list);
+                Ok(())
+            }
+            Err(e) => Err(remote(e.code(), e)),
+        }
+    }
+
+    /// Our information as the proxy hears it, with the shell's machine figures.
+    pub fn node_info(&self, stats: crate::cluster::Stats) -> NodeInfo {
+        NodeInfo {
+            id: self.settings.me.clone(),
+            status: self.status.status(),
+            listen: self.settings.listen.clone(),
+            meta: self.meta.to_string(),
+            stats,
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Links coming and going, and what arrives on control links (views, round trips).
+
+use super::*;
+use crate::conn::ConnError;
+
+/// An authenticated link that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkGone {
+    /// Unique id of the connection.
+    pub conn_id: u64,
+    /// The peer.
+    pub summary: PeerSummary,
+    /// IP address the link reached.
+    pub remote_ip: Option<IpAddr>,
+    /// Why it ended; `None` when we closed it.
+    pub error: Option<ConnError>,
+}
+
+impl<H: Clone> NodeMachine<H> {
+    /// A peer authenticated on connection `conn_id`. A `listed` link goes into the link
+    /// table (an exclusive connection is not listed: it serves one request).
+    ///
+    /// A new control peer gets our view at once; a node that is not a control member
+    /// tells its first control link where it stands (status, then information); a worker
+    /// linked to a control member is one of its proxies (which may hand it over).
+    pub fn handle_link_up(&mut self, _now: Instant, link: Link<H>, listed: bool) {
+        let summary = link.summary.clone();
+        if listed {
+            if summary.role == Role::Control
+                && let Some(m) = &self.membership
+            {
+                self.out.push_back(Output::Gossip {
+                    link: link.handle.clone(),
+                    view: m.view(),
+                });
+            }
+            if let Some(dropped) = self.links.add(&summary.node_id, link) {
+                // Two control members both dialed: both ends keep the link the smaller
+                // id dialed; the other closes once its requests are done.
+                self.out.push_back(Output::Unlisted {
+                    link: dropped.handle,
+                });
+            }
+        }
+        let first_control_link = self.links.count_role(Role::Control) == 1;
+        if summary.role == Role::Control && self.settings.role == Role::Worker && first_control_link
+        {
+            // Our (new) proxy hears where we stand, once: extra links to control nodes,
+            // such as exclusive ones, do not repeat it.
+            self.own_node_event(WireEvent::NodeStatus(self.status.status()));
+            self.out.push_back(Output::ReportInfo);
+        }
+        if summary.role == Role::Worker && self.proxies.is_some() {
+            let dialable = !self.dialable_urls(&summary.node_id).is_empty();
+            if let Some(p) = &mut self.proxies {
+                p.handle_worker_up(&summary.node_id, dialable);
+            }
+            self.after_proxies();
+        }
+        self.out.push_back(Output::Event(NodeEvent::LinkUp {
+            peer: summary.node_id,
+            role: summary.role,
+            remote: summary.remote,
+            dialer: summary.dialer,
+        }));
+    }
+
+    /// An authenticated link ended. When it was the peer's last: a worker's proxy marks
+    /// it gone (its classes hear `not_connected`; a listening worker whose link failed is
+    /// redialed), a control member's link loss goes to membership.
+    pub fn handle_link_down(&mut self, now: Instant, gone: LinkGone) {
+        let peer = gone.summary.node_id.as_str();
+        let last = self.links.remove(peer, gone.conn_id).last;
+        if last && gone.summary.role == Role::Worker && self.proxies.is_some() {
+            // A link that failed (not one the worker closed in order) to a worker that
+            // listens: the owner redials it.
+            let urls = match &gone.error {
+                Some(e) if !matches!(e, ConnError::PeerClosed(_)) => {
+                    crate::url::reachable_at(&gone.summary.listen, gone.remote_ip)
+                }
+                _ => Vec::new(),
+            };
+            if let Some(p) = &mut self.proxies {
+                p.handle_worker_down(now, peer, urls);
+            }
+            self.worker_gone(now, peer);
+            self.after_proxies();
+        }
+        if last
+            && gone.summary.role == Role::Control
+            && let Some(m) = &mut self.membership
+        {
+            m.handle_link_down(now, peer);
+            self.after_membership();
+        }
+        self.out.push_back(Output::Event(NodeEvent::LinkDown {
+            peer: gone.summary.node_id,
+            remote: gone.summary.remote,
+            code: gone.error.as_ref().map(|e| e.code().to_owned()),
+        }));
+    }
+
+    /// A membership view arrived on control link `conn_id` from `peer`. The sender's own
+    /// record comes first and the link proves it alive; a sender listening on `all` is
+    /// dialable where this link reached it, and that address goes into the view so that
+    /// every member can dial it.
+    pub fn handle_gossip(&mut self, now: Instant, peer: &str, conn_id: u64, view: &[MemberInfo]) {
+        let Some(m) = &mut self.membership else {
+            return;
+        };
+        let Some(link) = self
+            .links
+            .links_of(peer)
+            .iter()
+            .find(|l| l.conn_id == conn_id)
+        else {
+            return;
+        };
+        if link.summary.role != Role::Control {
+            return;
+        }
+        let mut view = view.to_vec();
+        if let Some(sender) = view.first_mut().filter(|r| r.id == peer) {
+            sender.listen = crate::url::reachable_at(&sender.listen, link.remote_ip);
+            m.handle_link_up(now, sender.clone());
+        }
+        m.handle_view(now, &view);
+        self.after_membership();
+    }
+
+    /// A ping round trip was measured on a link.
+    pub fn handle_rtt(&mut self, peer: &str, conn_id: u64, rtt: Duration) {
+        let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+        if let Some(l) = self
+            .links
+            .links_of_mut(peer)
+            .iter_mut()
+            .find(|l| l.conn_id == conn_id)
+        {
+            l.rtt_us = us;
+        }
+    }
+
+    /// A mesh dial asked by [`Output::DialMember`] ended: `linked` when a link to the
+    /// member is up, `tried` when some URL was dialed.
+    pub fn handle_mesh_dial_done(&mut self, now: Instant, member: &str, tried: bool, linked: bool) {
+        self.mesh_dialing.remove(member);
+        if tried && !linked && !self.stopping {
+            if let Some(m) = &mut self.membership {
+                m.handle_dial_failed(now, member);
+            }
+            self.after_membership();
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! The node machine: everything a node decides above one link, in one sans-IO machine
+//! that composes the smaller ones (the link table, membership, the proxies and their
+//! hand-offs, the connector, the node's status and tasks, the control side's book of
+//! workers and events, metadata and the data registry).
+//!
+//! Inputs are `handle_*(now, …)` calls (a link came up or went down, a view arrived, a
+//! hand-off step ended, a worker's event, a job call, a timer); what the node must do
+//! comes out of one [`Output`] queue, drained with [`NodeMachine::poll_output`] until it
+//! is empty, after which [`NodeMachine::poll_timeout`] says when to call
+//! [`NodeMachine::handle_timeout`]. The shell (the tokio daemon), the simulator and the
+//! unit tests all drain it the same way. Queries that answer at once (routing, the node
+//! table, job calls that only touch state) return their result directly and queue their
+//! side effects as outputs.
+//!
+//! `H` is the shell's handle of an authenticated link (a command channel in the daemon,
+//! a connection id in tests); the machine stores it in its link table and hands it back
+//! in the outputs that act on a link, so the shell never looks a link up itself.
+//!
+//! Files: `links` (links up and down, views), `control` (membership, hand-offs, the
+//! workers' events and their subscribers, the node table), `jobs` (status, tasks,
+//! metadata, data, redirects).
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::backoff::BackoffConfig;
+use crate::cluster::{ClusterRequest, EventMsg, NodeInfo, WireEvent};
+use crate::connector::Connector;
+use crate::data::DataRegistry;
+use crate::events::{Events, EventsConfig};
+use crate::handshake::Role;
+use crate::links::{LinkInfo, LinkTable};
+use crate::membership::{MemberInfo, Membership, MembershipConfig};
+use crate::meta::Meta;
+use crate::proxy::Proxies;
+use crate::routing::{RouteStep, RouteView, route};
+use crate::status::{NodeStatus, Status};
+use crate::time::Instant;
+use crate::url::ClusterUrl;
+use crate::workers::{Workers, WorkersConfig};
+
+mod control;
+mod jobs;
+mod links;
+#[cfg(test)]
+mod tests;
+
+pub use control::SubscribeError;
+pub use links::LinkGone;
+
+/// The class name of node-level events (status, information).
+pub const NODE_EVENT_CLASS: &str = crate::workers::NODE_CLASS;
+
+/// What a node is configured with (what the machine needs of it).
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// This node's id.
+    pub me: String,
+    /// Its role: a control member, a worker, or an admin client.
+    pub role: Role,
+    /// Its listen URLs as announced.
+    pub listen: Vec<String>,
+    /// Ring partitions (control members).
+    pub partitions: u32,
+    /// Wall clock at the machine's time origin, Unix ns (event times, generations).
+    pub wall_origin_ns: u64,
+    /// Membership settings (control members).
+    pub membership: MembershipConfig,
+    /// How long a hand-off waits before asking a silent owner again.
+    pub handoff_retry: Duration,
+    /// Where to dial the cluster, and how often to try.
+    pub cluster_addr: Vec<ClusterUrl>,
+    /// Backoff between connection rounds.
+    pub backoff: BackoffConfig,
+    /// The data registry's size limit, bytes.
+    pub data_limit: usize,
+    /// The node's metadata at start.
+    pub meta: Meta,
+    /// Limits of the control side's book of workers.
+    pub workers: WorkersConfig,
+    /// Limits of the control side's subscribers and recent events.
+    pub events: EventsConfig,
+}
+
+/// One authenticated link as the node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// Peer node id.
+    pub node_id: String,
+    /// Peer role.
+    pub role: Role,
+    /// Transport and remote address (`tls:10.0.0.1:1973`).
+    pub remote: String,
+    /// Whether we dialed.
+    pub dialer: bool,
+    /// Peer listen URLs.
+    pub listen: Vec<String>,
+    /// Peer metadata.
+    pub meta: String,
+}
+
+/// A link in the machine's table: what the peer said, where it came from, and the
+/// shell's handle.
+#[derive(Debug, Clone)]
+pub struct Link<H> {
+    /// Unique id of the connection.
+    pub conn_id: u64,
+    /// The peer.
+    pub summary: PeerSummary,
+    /// IP address the link reached (to dial a peer announced on `all`).
+    pub remote_ip: Option<IpAddr>,
+    /// Latest ping round trip, microseconds (0: none yet).
+    pub rtt_us: u64,
+    /// The shell's handle.
+    pub handle: H,
+}
+
+impl<H> LinkInfo for Link<H> {
+    fn conn_id(&self) -> u64 {
+        self.conn_id
+    }
+    fn role(&self) -> Role {
+        self.summary.role
+    }
+    fn dialer(&self) -> bool {
+        self.summary.dialer
+    }
+}
+
+/// What happens on a node, for logs, tests and the simulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// A listener is up.
+    Listening {
+        /// Transport and bound address, e.g. `tcp:127.0.0.1:1972`.
+        addr: String,
+    },
+    /// A peer authenticated.
+    LinkUp {
+        /// Peer node id.
+        peer: String,
+        /// Peer role.
+        role: Role,
+        /// Transport and remote address.
+        remote: String,
+        /// Whether we dialed.
+        dialer: bool,
+    },
+    /// An authenticated link ended.
+    LinkDown {
+        /// Peer node id.
+        peer: String,
+        /// Transport and remote address.
+        remote: String,
+        /// Error code (`idle_timeout`, `peer_closed`, ...); `None` when we closed it.
+        code: Option<String>,
+    },
+    /// A connection failed before authenticating.
+    HandshakeFailed {
+        /// Transport and remote address.
+        remote: String,
+        /// Node id the peer claimed, if it said one.
+        claimed: Option<String>,
+        /// Error code.
+        code: String,
+    },
+    /// A dial attempt found nobody.
+    ConnectFailed {
+        /// The URL (without password).
+        url: String,
+        /// OS error.
+        error: String,
+    },
+    /// A control member changed state (`up`, `down`, `left`, `removed`).
+    Member {
+        /// Member id.
+        id: String,
+        /// What happened.
+        change: &'static str,
+    },
+    /// This node's own status changed.
+    StatusChanged {
+        /// The new status.
+        status: Status,
+    },
+    /// The connector spent its attempt budget.
+    GaveUp {
+        /// Error code of the last failure.
+        code: String,
+    },
+}
+
+/// What the shell must do. Drained with [`NodeMachine::poll_output`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output<H> {
+    /// Send our membership view on a control link.
+    Gossip {
+        /// The link.
+        link: H,
+        /// The view.
+        view: Vec<MemberInfo>,
+    },
+    /// Send a cluster request nobody waits for (an event, a subscription) on a link.
+    Notify {
+        /// The link.
+        link: H,
+        /// The request.
+        request: ClusterRequest,
+    },
+    /// Dial a control member we are not linked to (full mesh), trying `urls` in order
+    /// until one authenticates or the member is linked; then report with
+    /// [`NodeMachine::handle_mesh_dial_done`].
+    DialMember {
+        /// The member.
+        id: String,
+        /// Its URLs we could dial.
+        urls: Vec<String>,
+    },
+    /// Hand-off, at the old proxy: ask `owner` to dial `worker` at `urls` and serve it;
+    /// report with [`NodeMachine::handle_adopted`].
+    AskAdopt {
+        /// The worker.
+        worker: String,
+        /// Its ring owner.
+        owner: String,
+        /// The worker's URLs we could dial.
+        urls: Vec<String>,
+    },
+    /// Hand-off, at the old proxy, of a worker nobody can dial: check that `owner`
+    /// answers (report silence with [`NodeMachine::handle_owner_silent`]), then tell the
+    /// worker to reconnect to `urls` and close our links with it
+    /// ([`NodeMachine::release`]).
+    Redirect {
+        /// The worker.
+        worker: String,
+        /// Its ring owner.
+        owner: String,
+        /// The owner's URLs a worker could dial (empty: the worker stays here).
+        urls: Vec<String>,
+    },
+    /// Close these links with `worker` in order: their pending requests end
+    /// `proxy_moved` (to `to`).
+    Release {
+        /// The worker.
+        worker: String,
+        /// Its new proxy.
+        to: String,
+        /// The links.
+        links: Vec<H>,
+    },
+    /// At the owner: dial a listening worker whose link failed; report a failure with
+    /// [`NodeMachine::handle_redial_failed`].
+    Redial {
+        /// The worker.
+        worker: String,
+        /// Its URLs.
+        urls: Vec<String>,
+    },
+    /// Close a link in order (the node stops).
+    Close {
+        /// The link.
+        link: H,
+        /// Told to the peer.
+        reason: String,
+    },
+    /// A link is no longer listed (a second link to a control member): the shell lets it
+    /// close once its requests are done.
+    Unlisted {
+        /// The link.
+        link: H,
+    },
+    /// A job class hears an event of a node (control side).
+    ClassEvent {
+        /// The class.
+        class: String,
+        /// The event.
+        event: EventMsg,
+    },
+    /// A running task hears the node's new status (its class's `status` callback).
+    TaskStatus {
+        /// The task's class.
+        class: String,
+        /// Task id.
+        task: u64,
+        /// The new status.
+        status: Status,
+    },
+    /// Control side: an event heard, for the API's subscribers.
+    JobEvent(EventMsg),
+    /// An event of our own, for our proxy: the shell queues it on the one ordered path
+    /// of our events and hands it back to [`NodeMachine::handle_own_event`].
+    OwnEvent(EventMsg),
+    /// Send our information (status, metadata, machine figures) to our proxy: the shell
+    /// measures the machine and queues [`WireEvent::Info`] as an own event.
+    ReportInfo,
+    /// Something happened (logs, tests, the simulator).
+    Event(NodeEvent),
+}
+
+/// The node machine. See the module docs.
+#[derive(Debug)]
+pub struct NodeMachine<H> {
+    settings: NodeSettings,
+    links: LinkTable<Link<H>>,
+    /// Control members only.
+    membership: Option<Membership>,
+    proxies: Option<Proxies>,
+    /// Members being dialed (one dial at a time each).
+    mesh_dialing: BTreeSet<String>,
+    connector: Connector,
+    status: NodeStatus,
+    meta: Meta,
+    data: DataRegistry,
+    workers: Workers<NodeInfo>,
+    events: Events<EventMsg>,
+    /// The node is stopping: nothing new is dialed.
+    stopping: bool,
+    out: VecDeque<Output<H>>,
+}
+
+impl<H: Clone> NodeMachine<H> {
+    /// A node that has not started yet (see [`start`](Self::start)).
+    pub fn new(settings: NodeSettings) -> Self {
+        let control = settings.role == Role::Control;
+        let membership = control.then(|| {
+            Membership::new(
+                &settings.me,
+                settings.wall_origin_ns / 1_000_000,
+                settings.listen.clone(),
+                settings.membership.clone(),
+            )
+        });
+        let proxies = control.then(|| {
+            let mut p = Proxies::new(&settings.me, settings.partitions);
+            p.set_retry_after(settings.handoff_retry);
+            p
+        });
+        NodeMachine {
+            links: LinkTable::new(&settings.me, control),
+            membership,
+            proxies,
+            mesh_dialing: BTreeSet::new(),
+            connector: Connector::new(settings.cluster_addr.clone(), settings.backoff.clone()),
+            status: NodeStatus::new(),
+            meta: settings.meta.clone(),
+            data: DataRegistry::new(settings.data_limit),
+            workers: Workers::new(settings.workers),
+            events: Events::new(settings.events),
+            stopping: false,
+            out: VecDeque::new(),
+            settings,
+        }
+    }
+
+    /// The node has started: its status becomes `ready` (an own event).
+    pub fn start(&mut self, now: Instant) {
+        self.status.handle_started();
+        self.after_status();
+        if !self.settings.cluster_addr.is_empty() {
+            self.connector.start(now);
+        }
+    }
+
+    /// The next thing to do, until `None`.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output<H>> {
+        self.out.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is due next (membership removals and
+    /// redial rounds, hand-off retries, forgetting gone workers).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.membership.as_ref().and_then(Membership::poll_timeout),
+            self.proxies.as_ref().and_then(Proxies::poll_timeout),
+            self.workers.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Time passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(m) = &mut self.membership {
+            m.handle_timeout(now);
+        }
+        if let Some(p) = &mut self.proxies {
+            p.handle_timeout(now);
+        }
+        self.workers.handle_timeout(now);
+        self.after_membership();
+        self.after_proxies();
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> &str {
+        &self.settings.me
+    }
+
+    /// Whether this node is a control member.
+    pub fn is_control(&self) -> bool {
+        self.membership.is_some()
+    }
+
+    /// Whether the node is stopping.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// The link table.
+    pub fn links(&self) -> &LinkTable<Link<H>> {
+        &self.links
+    }
+
+    /// The shell's handle of the link serving `peer` (its first), if linked.
+    pub fn link_of(&self, peer: &str) -> Option<&H> {
+        self.links.first(peer).map(|l| &l.handle)
+    }
+
+    /// Control members: the alive members, ourselves included, sorted; empty otherwise.
+    pub fn members(&self) -> Vec<String> {
+        self.membership
+            .as_ref()
+            .map(Membership::live)
+            .unwrap_or_default()
+    }
+
+    /// Control members: the membership view (every record, ourselves first).
+    pub fn view(&self) -> Vec<MemberInfo> {
+        self.membership
+            .as_ref()
+            .map(Membership::view)
+            .unwrap_or_default()
+    }
+
+    /// The connector (which control node to dial next, when to wait or give up).
+    pub fn connector_mut(&mut self) -> &mut Connector {
+        &mut self.connector
+    }
+
+    /// This node's status.
+    pub fn status(&self) -> Status {
+        self.status.status()
+    }
+
+    /// This node's metadata, as text.
+    pub fn meta_text(&self) -> String {
+        self.meta.to_string()
+    }
+
+    /// Listen URLs of `peer` we could dial, with `all` replaced by the address its link
+    /// came from.
+    pub fn dialable_urls(&self, peer: &str) -> Vec<String> {
+        match self.links.first(peer) {
+            Some(l) => crate::url::reachable_at(&l.summary.listen, l.remote_ip),
+            None => Vec::new(),
+        }
+    }
+
+    /// Where a request for `node`, forwarded `hops` times already, goes next.
+    pub fn route(&self, node: &str, hops: u8) -> RouteStep {
+        let control_link = self.links.first_control().map(|(id, _)| id);
+        let owner = self.proxies.as_ref().map(|p| p.owner_of(node));
+        let view = RouteView {
+            me: &self.settings.me,
+            is_control: self.proxies.is_some(),
+            target_linked: self.links.is_linked(node),
+            control_link,
+            owner,
+            target_reconnecting: self
+                .proxies
+                .as_ref()
+                .is_some_and(|p| p.is_reconnecting(node)),
+        };
+        route(&view, node, hops)
+    }
+
+    /// The members to ask, in order, when `owner` did not hold a node: every live member
+    /// but ourselves and the owner.
+    pub fn fan_out(&self, owner: &str) -> Vec<String> {
+        crate::routing::fan_out(&self.members(), &self.settings.me, owner)
+    }
+
+    /// The node is stopping: a control member leaves the membership (the view goes out
+    /// before any close), every link is closed in order and nothing new is dialed.
+    pub fn handle_shutdown(&mut self) {
+        self.leave();
+        self.stopping = true;
+        for l in self.links.take_all() {
+            self.out.push_back(Output::Close {
+                link: l.handle,
+                reason: "node shutting down".into(),
+            });
+        }
+    }
+
+    /// A control member leaves on purpose (gossiped at once): the ring moves every
+    /// partition to the other members and its workers are handed over.
+    pub fn leave(&mut self) {
+        if let Some(m) = &mut self.membership {
+            m.leave();
+        }
+        self.after_membership();
+    }
+
+    /// Wall clock at `now`, Unix ms.
+    fn wall_ms(&self, now: Instant) -> u64 {
+        self.settings.wall_origin_ns.saturating_add(now.as_nanos()) / 1_000_000
+    }
+
+    /// Queues a node-level event of ours.
+    fn own_node_event(&mut self, event: WireEvent) {
+        self.out.push_back(Output::OwnEvent(EventMsg {
+            node: self.settings.me.clone(),
+            class: NODE_EVENT_CLASS.into(),
+            task: None,
+            event,
+        }));
+    }
+}
