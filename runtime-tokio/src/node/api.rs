@@ -14,12 +14,8 @@ impl<N: Net> Node<N> {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, RequestError> {
-        let commands = {
-            let peers = lock(&self.inner.peers);
-            match peers.first(peer) {
-                Some(l) => l.commands.clone(),
-                None => return Err(RequestError::NotConnected),
-            }
+        let Some(commands) = self.inner.peek(|b| b.link_of(peer).cloned()) else {
+            return Err(RequestError::NotConnected);
         };
         let (tx, rx) = oneshot::channel();
         let cmd = Command::Request {

@@ -16,23 +16,20 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
             Some(Err(e)) => return Answer::Now(Err(RemoteError::new(e.code(), e.to_string()))),
             Some(Ok(req)) => req,
         };
-        let control = self.inner.membership.is_some();
+        let control = self.inner.is_control();
         match req {
             // This node's own links only (what other control nodes gather).
-            ClusterRequest::LocalNodes => Answer::Now(encode(&self.inner.node_rows())),
-            ClusterRequest::Subscribe(req) if control => {
-                // Only a node linked here can receive the stream.
-                if !lock(&self.inner.peers).is_linked(&req.subscriber) {
-                    return Answer::Now(Err(RemoteError::new(
-                        "not_connected",
-                        format!("{} is not linked here", req.subscriber),
-                    )));
-                }
-                Answer::Now(self.inner.subscribe(req).map(|()| Bytes::new()))
-            }
+            ClusterRequest::LocalNodes => Answer::Now(encode(&self.inner.peek(|b| b.local_rows()))),
+            // Only a node linked here can receive the stream.
+            ClusterRequest::Subscribe(req) if control => Answer::Now(
+                self.inner
+                    .with_brain(|b, _| b.handle_subscribe(&req))
+                    .map(|()| Bytes::new())
+                    .map_err(|e| RemoteError::new(e.code(), e.to_string())),
+            ),
             // A member's event for our whole-cluster subscribers.
-            ClusterRequest::EventStream(_) if control => {
-                self.inner.publish(&body, true);
+            ClusterRequest::EventStream(ev) if control => {
+                self.inner.with_brain(|b, _| b.handle_member_event(&ev));
                 Answer::Now(Ok(Bytes::new()))
             }
             ClusterRequest::Call(req) => Answer::Now(self.inner.handlers.call_function(&req)),
@@ -57,30 +54,23 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
             }
             ClusterRequest::Job(call) => Answer::Now(self.inner.job_call(peer, call)),
             ClusterRequest::JobEvent(ev) if control => {
-                self.inner.handle_job_event(ev);
+                self.inner.with_brain(|b, now| b.handle_job_event(now, ev));
                 Answer::Now(Ok(Bytes::new()))
             }
             ClusterRequest::Route(req) if control => self.route(req, responder),
-            ClusterRequest::Adopt(req) if self.inner.proxies.is_some() => {
+            ClusterRequest::Adopt(req) if control => {
                 tokio::spawn(adopt(self.inner.clone(), req, responder));
                 Answer::Later
             }
             ClusterRequest::Redirect(text) if !control => {
-                match nkcluster_core::url::parse_url_list(&text) {
-                    Ok(urls) if urls.is_empty() => Answer::Now(Err(RemoteError::new(
-                        "bad_request",
-                        "a redirect needs at least one URL",
-                    ))),
-                    Ok(urls) => {
-                        info!(node = %self.inner.config.node_id, to = %text, "told to reconnect to our proxy's owner");
-                        lock(&self.inner.connector).handle_redirect(urls);
-                        Answer::Now(Ok(Bytes::new()))
-                    }
-                    Err(e) => Answer::Now(Err(RemoteError::new(e.code(), e.to_string()))),
+                let r = self.inner.with_brain(|b, _| b.handle_redirect(&text));
+                if r.is_ok() {
+                    info!(node = %self.inner.config.node_id, to = %text, "told to reconnect to our proxy's owner");
                 }
+                Answer::Now(r.map(|()| Bytes::new()))
             }
             ClusterRequest::RecentEvents { local: true } if control => {
-                Answer::Now(encode(&lock(&self.inner.events_book).recent()))
+                Answer::Now(encode(&self.inner.peek(|b| b.recent_events())))
             }
             ClusterRequest::RecentEvents { local: false } if control => {
                 let inner = self.inner.clone();
@@ -108,7 +98,7 @@ impl<N: Net> NodeHandler<N> {
             RequestError::Remote(r) => r,
             e => RemoteError::new(e.code(), e.to_string()),
         };
-        if req.exclusive && lock(&self.inner.peers).is_linked(&req.node) {
+        if req.exclusive && self.inner.peek(|b| b.links().is_linked(&req.node)) {
             let opts = RequestOptions {
                 timeout,
                 exclusive: true,

@@ -142,9 +142,11 @@ pub(super) struct LinkSink<N: Net> {
     conn_id: u64,
     remote: String,
     dialer: bool,
+    /// The link's command channel, handed to the brain at authentication.
     commands: Option<mpsc::Sender<Command>>,
+    /// Listed in the link table (an exclusive connection is not: it serves one request).
+    listed: bool,
     remote_ip: Option<IpAddr>,
-    rtt_us: Arc<AtomicU64>,
     /// An accepted connection's slot among the unauthenticated ones (freed at
     /// authentication, or when the connection ends).
     admission: Option<AdmissionTicket>,
@@ -161,82 +163,36 @@ impl<N: Net> EventSink for LinkSink<N> {
                 self.admission = None;
                 info!(node = %me, peer = %p.node_id, role = p.role.as_str(), remote = %self.remote,
                       "link up");
-                if let Some(commands) = self.commands.take() {
-                    if p.role == Role::Control
-                        && let Some(m) = &self.inner.membership
-                    {
-                        // Tell a new control peer everything we know.
-                        let view = lock(m).view();
-                        let _ = commands.try_send(Command::Gossip(view));
-                    }
-                    let link = PeerLink {
+                let summary = summary(p, &self.remote, self.dialer);
+                if let Some(handle) = self.commands.take() {
+                    let link = Link {
                         conn_id: self.conn_id,
-                        commands,
-                        summary: summary(p, &self.remote, self.dialer),
+                        summary: summary.clone(),
                         remote_ip: self.remote_ip,
-                        rtt_us: self.rtt_us.clone(),
+                        rtt_us: 0,
+                        handle,
                     };
-                    let dropped = lock(&self.inner.peers).add(&p.node_id, link);
-                    if dropped.is_some() {
-                        // Two control members both dialed: both ends keep the link the
-                        // smaller id dialed; the other closes once its requests are done.
-                        debug!(node = %me, peer = %p.node_id,
-                               "two links with one control member: keeping the one the smaller id dialed");
-                    }
+                    let listed = self.listed;
+                    self.inner
+                        .with_brain(|b, now| b.handle_link_up(now, link, listed));
                 }
+                // Told once the link is listed: the caller may use it at once.
                 if let Some(n) = self.notify.take() {
-                    let _ = n.send(Ok(summary(p, &self.remote, self.dialer)));
+                    let _ = n.send(Ok(summary));
                 }
-                let first_control_link = || lock(&self.inner.peers).count_role(Role::Control) == 1;
-                if p.role == Role::Control
-                    && self.inner.membership.is_none()
-                    && !self.inner.config.admin
-                    && first_control_link()
-                {
-                    // Tell the (new) proxy where we stand (once: extra links to control
-                    // nodes, such as exclusive ones, do not repeat it).
-                    let st = lock(&self.inner.status).status();
-                    self.inner.node_event(WireEvent::NodeStatus(st));
-                    self.inner.send_info();
-                }
-                if p.role == Role::Worker
-                    && let Some(px) = &self.inner.proxies
-                {
-                    let dialable = !self.inner.dialable_urls(&p.node_id).is_empty();
-                    lock(px).handle_worker_up(&p.node_id, dialable);
-                    self.inner.after_proxies();
-                }
-                self.inner.emit(NodeEvent::LinkUp {
-                    peer: p.node_id.clone(),
-                    role: p.role,
-                    remote: self.remote.clone(),
-                    dialer: self.dialer,
-                });
             }
             Event::RttMeasured(rtt) => {
-                let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
-                self.rtt_us.store(us, Ordering::Relaxed);
+                if let Some(p) = conn.peer() {
+                    let id = self.conn_id;
+                    self.inner
+                        .with_brain(|b, _| b.handle_rtt(&p.node_id, id, *rtt));
+                }
             }
             Event::Gossip(view) => {
-                let peer = conn.peer().map(|p| (p.node_id.clone(), p.role));
-                if let (Some((id, Role::Control)), Some(m)) = (peer, &self.inner.membership) {
-                    let now = self.inner.clock.now();
-                    // The sender's own record comes first; the link proves it alive. A
-                    // sender listening on `all` is dialable where this link reached it:
-                    // that address goes into the view, so every member can dial it.
-                    let mut view = view.clone();
-                    if let Some(sender) = view.first_mut().filter(|r| r.id == id) {
-                        sender.listen =
-                            nkcluster_core::url::reachable_at(&sender.listen, self.remote_ip);
-                    }
-                    {
-                        let mut m = lock(m);
-                        if let Some(sender) = view.first().filter(|r| r.id == id) {
-                            m.handle_link_up(now, sender.clone());
-                        }
-                        m.handle_view(now, &view);
-                    }
-                    self.inner.after_membership();
+                if let Some(p) = conn.peer() {
+                    let id = self.conn_id;
+                    self.inner
+                        .with_brain(|b, now| b.handle_gossip(now, &p.node_id, id, view));
                 }
             }
             Event::Closed(err) => {
@@ -248,57 +204,38 @@ impl<N: Net> EventSink for LinkSink<N> {
                     let _ = n.send(Err(e));
                 }
                 let claimed = conn.claimed_peer().map(str::to_owned);
-                if self.outcome.authenticated {
-                    let peer = claimed.unwrap_or_default();
-                    let last_link = lock(&self.inner.peers).remove(&peer, self.conn_id).last;
-                    let role = conn.peer().map(|p| p.role);
-                    if last_link
-                        && role == Some(Role::Worker)
-                        && let Some(px) = &self.inner.proxies
-                    {
-                        // A link that failed (not one the worker closed in order) to a
-                        // worker that listens: the owner redials it.
-                        let urls = match (err, conn.peer()) {
-                            (Some(e), Some(p)) if !matches!(e, ConnError::PeerClosed(_)) => {
-                                nkcluster_core::url::reachable_at(&p.listen, self.remote_ip)
+                match (self.outcome.authenticated, conn.peer()) {
+                    (true, Some(p)) => {
+                        let peer = p.node_id.clone();
+                        match err {
+                            // The peer closed in order (a stop, a hand-off, an admin client
+                            // done with its command): news, not trouble.
+                            Some(e)
+                                if matches!(e, ConnError::PeerClosed(_))
+                                    || p.role == Role::Admin =>
+                            {
+                                info!(node = %me, peer = %peer, remote = %self.remote, code = e.code(), error = %e, "link down")
                             }
-                            _ => Vec::new(),
+                            Some(e) => warn!(node = %me, peer = %peer, remote = %self.remote,
+                                             code = e.code(), error = %e, "link down"),
+                            None => {
+                                info!(node = %me, peer = %peer, remote = %self.remote, "link closed")
+                            }
+                        }
+                        let gone = LinkGone {
+                            conn_id: self.conn_id,
+                            summary: summary(p, &self.remote, self.dialer),
+                            remote_ip: self.remote_ip,
+                            error: err.clone(),
                         };
-                        lock(px).handle_worker_down(self.inner.clock.now(), &peer, urls);
-                        self.inner.worker_gone(&peer);
-                        self.inner.after_proxies();
+                        self.inner
+                            .with_brain(|b, now| b.handle_link_down(now, gone));
                     }
-                    if last_link
-                        && role == Some(Role::Control)
-                        && let Some(m) = &self.inner.membership
-                    {
-                        lock(m).handle_link_down(self.inner.clock.now(), &peer);
-                        self.inner.after_membership();
+                    _ => {
+                        let code = err.as_ref().map_or("closed", |e| e.code());
+                        let detail = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
+                        self.inner.refused(&self.remote, claimed, code, &detail);
                     }
-                    match err {
-                        // The peer closed in order (a stop, a hand-off, an admin client
-                        // done with its command): news, not trouble.
-                        Some(e)
-                            if matches!(e, ConnError::PeerClosed(_))
-                                || role == Some(Role::Admin) =>
-                        {
-                            info!(node = %me, peer = %peer, remote = %self.remote, code = e.code(), error = %e, "link down")
-                        }
-                        Some(e) => warn!(node = %me, peer = %peer, remote = %self.remote,
-                                         code = e.code(), error = %e, "link down"),
-                        None => {
-                            info!(node = %me, peer = %peer, remote = %self.remote, "link closed")
-                        }
-                    }
-                    self.inner.emit(NodeEvent::LinkDown {
-                        peer,
-                        remote: self.remote.clone(),
-                        code: err.as_ref().map(|e| e.code().to_owned()),
-                    });
-                } else {
-                    let code = err.as_ref().map_or("closed", |e| e.code());
-                    let detail = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
-                    self.inner.refused(&self.remote, claimed, code, &detail);
                 }
             }
             _ => {}
@@ -386,7 +323,7 @@ pub(super) async fn run_connection<N: Net>(
     config.framing = ready.io.framing();
     let conn = Connection::new(config, params, inner.clock.now());
     // An exclusive connection brings its own channel and is not listed as a peer link.
-    let (register, tx, rx) = match commands {
+    let (listed, tx, rx) = match commands {
         Some((tx, rx)) => (false, tx, rx),
         None => {
             let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
@@ -398,11 +335,11 @@ pub(super) async fn run_connection<N: Net>(
         inner: inner.clone(),
         conn_id,
         remote_ip: remote_ip_of(&remote),
-        rtt_us: Arc::new(AtomicU64::new(0)),
         admission,
         remote,
         dialer: side == Side::Dialer,
-        commands: register.then_some(tx),
+        commands: Some(tx),
+        listed,
         outcome: LinkOutcome::default(),
         notify,
     };

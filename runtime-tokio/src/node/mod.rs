@@ -22,11 +22,10 @@ use nkcluster_core::admission::{Admission, Refusal};
 use nkcluster_core::auth::Key;
 use nkcluster_core::conn::{Connection, ConnectionParams, Event, RequestError};
 use nkcluster_core::handshake::{Identity, PeerInfo, Role, Side};
-use nkcluster_core::links::{LinkInfo, LinkTable};
-use nkcluster_core::membership::{MemberEvent, MemberInfo, Membership, MembershipConfig};
 use nkcluster_core::message::RemoteError;
-use nkcluster_core::proxy::{Action, Proxies};
-use nkcluster_core::status::{NodeStatus, Status, StatusEvent};
+use nkcluster_core::node::{Link, LinkGone, NodeMachine, NodeSettings, Output};
+pub use nkcluster_core::node::{NodeEvent, PeerSummary};
+use nkcluster_core::status::Status;
 use nkcluster_core::url::{ClusterUrl, Host, TlsOptions, Transport, parse_url};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -45,6 +44,7 @@ use crate::net::Net;
 use crate::transport::{self, ServerTls, merge_tls};
 
 mod api;
+mod brain;
 mod control_side;
 mod handler;
 mod links;
@@ -54,6 +54,7 @@ mod stop;
 mod tasks;
 mod worker_side;
 
+use brain::*;
 use handler::*;
 use links::*;
 use tasks::*;
@@ -62,64 +63,6 @@ use tasks::*;
 const COMMAND_QUEUE: usize = 1024;
 /// Node events kept for slow subscribers.
 const EVENT_QUEUE: usize = 4096;
-
-/// What happens on a node, for logs, tests and the simulator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NodeEvent {
-    /// A listener is up.
-    Listening {
-        /// Transport and bound address, e.g. `tcp:127.0.0.1:1972`.
-        addr: String,
-    },
-    /// A peer authenticated.
-    LinkUp {
-        /// Peer node id.
-        peer: String,
-        /// Peer role.
-        role: Role,
-        /// Transport and remote address.
-        remote: String,
-        /// Whether we dialed.
-        dialer: bool,
-    },
-    /// An authenticated link ended.
-    LinkDown {
-        /// Peer node id.
-        peer: String,
-        /// Transport and remote address.
-        remote: String,
-        /// Error code (`idle_timeout`, `peer_closed`, ...); `None` when we closed it.
-        code: Option<String>,
-    },
-    /// A connection failed before authenticating.
-    HandshakeFailed {
-        /// Transport and remote address.
-        remote: String,
-        /// Node id the peer claimed, if it said one.
-        claimed: Option<String>,
-        /// Error code.
-        code: String,
-    },
-    /// A dial attempt found nobody.
-    ConnectFailed {
-        /// The URL (without password).
-        url: String,
-        /// OS error.
-        error: String,
-    },
-    /// A control member changed state (`up`, `down`, `left`, `removed`).
-    Member {
-        /// Member id.
-        id: String,
-        /// What happened.
-        change: &'static str,
-    },
-    /// The connector spent its attempt budget.
-    GaveUp {
-        /// Error code of the last failure.
-        code: String,
-    },
-}
 
 /// Why a node could not start.
 #[derive(Debug, Error)]
@@ -173,23 +116,6 @@ pub struct Fatal {
     pub code: String,
     /// Detail.
     pub detail: String,
-}
-
-/// A summary of one authenticated link.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerSummary {
-    /// Peer node id.
-    pub node_id: String,
-    /// Peer role.
-    pub role: Role,
-    /// Transport and remote address.
-    pub remote: String,
-    /// Whether we dialed.
-    pub dialer: bool,
-    /// Peer listen URLs.
-    pub listen: Vec<String>,
-    /// Peer metadata.
-    pub meta: String,
 }
 
 /// Handlers for incoming requests, by class name. Built in: `nkcluster.echo` (returns
@@ -397,28 +323,8 @@ pub struct Env<N> {
     pub wall_origin_ns: Option<u64>,
 }
 
-/// One authenticated link, as the node's [`LinkTable`] holds it.
-struct PeerLink {
-    conn_id: u64,
-    commands: mpsc::Sender<Command>,
-    summary: PeerSummary,
-    /// IP address the link reached (to dial a peer announced on `all`).
-    remote_ip: Option<IpAddr>,
-    /// Latest ping round trip, microseconds (0: none yet).
-    rtt_us: Arc<AtomicU64>,
-}
-
-impl LinkInfo for PeerLink {
-    fn conn_id(&self) -> u64 {
-        self.conn_id
-    }
-    fn role(&self) -> Role {
-        self.summary.role
-    }
-    fn dialer(&self) -> bool {
-        self.summary.dialer
-    }
-}
+/// The shell's handle of a link: its command channel (a byte pump's input).
+type Pump = mpsc::Sender<Command>;
 
 struct Inner<N: Net> {
     config: NodeConfig,
@@ -427,38 +333,23 @@ struct Inner<N: Net> {
     clock: Clock,
     keys: Mutex<HashMap<String, Key>>,
     rng: Mutex<StdRng>,
-    peers: Mutex<LinkTable<PeerLink>>,
+    /// Every decision above one link (see [`nkcluster_core::node`]); held only while an
+    /// input is handled and its outputs drained, never across an await.
+    brain: Mutex<NodeMachine<Pump>>,
+    /// The brain's timer may have moved.
+    brain_timer: tokio::sync::Notify,
     next_conn_id: AtomicU64,
     events: broadcast::Sender<NodeEvent>,
     handlers: Handlers,
     shutdown: watch::Sender<bool>,
     fatal: watch::Sender<Option<Fatal>>,
     client_tls: Mutex<HashMap<String, Arc<rustls::ClientConfig>>>,
-    /// Control nodes only: the membership view, and members being dialed.
-    membership: Option<Mutex<Membership>>,
-    mesh_dialing: Mutex<std::collections::BTreeSet<String>>,
-    membership_timer: tokio::sync::Notify,
-    /// Control nodes only: which workers we serve, and hand-offs.
-    proxies: Option<Mutex<Proxies>>,
-    /// Nodes with `cluster_addr`: what to dial next (a redirect first, once), when to
-    /// wait, when to give up.
-    connector: Mutex<nkcluster_core::connector::Connector>,
-    /// This node's status and running tasks (every node runs jobs).
-    status: Mutex<NodeStatus>,
-    /// The bodies of running tasks, by id (the task table itself is the status
-    /// machine's).
+    /// The bodies of running tasks, by id (the task table itself is the brain's).
     tasks: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
-    /// Our events, in order, to the control node holding our proxy.
+    /// Our events, in order, on their way to the brain (then to our proxy).
     events_out: mpsc::UnboundedSender<EventMsg>,
     /// Control side: events of the workers we serve.
     job_events: broadcast::Sender<NodeJobEvent>,
-    /// Control side: per worker, the classes that have seen it, its last status and
-    /// information (bounded; gone workers are forgotten after a while).
-    workers: Mutex<nkcluster_core::workers::Workers<NodeInfo>>,
-    /// This node's metadata (updated by `update_meta` / `remove_meta`).
-    meta: Mutex<nkcluster_core::meta::Meta>,
-    /// The data registry (`get_data` / `put_data` / `del_data`).
-    data: Mutex<nkcluster_core::data::DataRegistry>,
     /// Files being received (the core receiver machine).
     transfers: Mutex<nkcluster_core::transfers::Transfers>,
     /// The `.part` files of the transfers in progress, open between parts.
@@ -469,8 +360,6 @@ struct Inner<N: Net> {
     /// `STATS_MAX_AGE`: disk enumeration is not cheap).
     sys: Mutex<sysinfo::System>,
     stats_cache: Mutex<Option<(nkcluster_core::Instant, Stats)>>,
-    /// Control side: who gets the events we hear, and the last ones (bounded).
-    events_book: Mutex<nkcluster_core::events::Events<EventMsg>>,
     /// Connection tasks still running (any phase), for an orderly stop.
     running: watch::Sender<usize>,
     /// Accepted connections that have not authenticated yet.

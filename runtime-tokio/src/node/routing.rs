@@ -6,7 +6,7 @@ use super::*;
 impl<N: Net> Node<N> {
     /// This node's own status.
     pub fn status(&self) -> Status {
-        lock(&self.inner.status).status()
+        self.inner.peek(NodeMachine::status)
     }
 
     /// Sends a request to any node of the cluster, wherever its proxy lives: this node
@@ -36,7 +36,7 @@ impl<N: Net> Node<N> {
         if !opts.exclusive {
             return self.send(node, class, body, opts.timeout).await;
         }
-        if lock(&self.inner.peers).is_linked(node) {
+        if self.inner.peek(|b| b.links().is_linked(node)) {
             return self.request_with(node, class, body, opts).await;
         }
         let routed = self.route_enqueue(node, class, body, opts.timeout, 0, true);
@@ -67,28 +67,9 @@ impl<N: Net> Node<N> {
         hops: u8,
         exclusive: bool,
     ) -> Routed {
-        use nkcluster_core::routing::{RouteStep, RouteView, route};
+        use nkcluster_core::routing::RouteStep;
         let inner = &self.inner;
-        let step = {
-            let peers = lock(&inner.peers);
-            let control_link = peers.first_control().map(|(id, _)| id.to_owned());
-            let owner = inner
-                .proxies
-                .as_ref()
-                .map(|p| lock(p).owner_of(node).to_owned());
-            let view = RouteView {
-                me: &inner.config.node_id,
-                is_control: inner.proxies.is_some(),
-                target_linked: peers.is_linked(node),
-                control_link: control_link.as_deref(),
-                owner: owner.as_deref(),
-                target_reconnecting: inner
-                    .proxies
-                    .as_ref()
-                    .is_some_and(|p| lock(p).is_reconnecting(node)),
-            };
-            route(&view, node, hops)
-        };
+        let step = inner.peek(|b| b.route(node, hops));
         let (via, hops, fallback) = match step {
             RouteStep::Local => {
                 let r = if class == CLASS_JOB {
@@ -158,12 +139,7 @@ impl<N: Net> Node<N> {
         }
         // Not at its owner (a hand-off in flight, or views that disagree for a moment):
         // ask the other members once each.
-        let live = inner
-            .membership
-            .as_ref()
-            .map(|m| lock(m).live())
-            .unwrap_or_default();
-        let others = nkcluster_core::routing::fan_out(&live, &inner.config.node_id, &owner);
+        let others = inner.peek(|b| b.fan_out(&owner));
         for m in others {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let r = self.request(&m, CLASS_ROUTE, body.clone(), left).await;
@@ -235,12 +211,12 @@ impl<N: Net> Node<N> {
         if !opts.exclusive {
             return self.request(peer, class, body, opts.timeout).await;
         }
-        let (listen, ip) = {
-            let peers = lock(&self.inner.peers);
-            match peers.first(peer) {
-                Some(l) => (l.summary.listen.clone(), l.remote_ip),
-                None => return Err(RequestError::NotConnected),
-            }
+        let Some((listen, ip)) = self.inner.peek(|b| {
+            b.links()
+                .first(peer)
+                .map(|l| (l.summary.listen.clone(), l.remote_ip))
+        }) else {
+            return Err(RequestError::NotConnected);
         };
         // A peer listening on `all` is reachable where its main link reached it.
         let urls: Vec<ClusterUrl> = nkcluster_core::url::reachable_at(&listen, ip)

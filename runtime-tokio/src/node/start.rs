@@ -106,48 +106,39 @@ impl<N: Net> Node<N> {
         let handlers = handlers.unwrap_or_else(|| Handlers::builtin(&config.node_id));
         let clock = Clock::new(env.wall_origin_ns);
         let (events_out, events_rx) = mpsc::unbounded_channel();
+        let control = config.control && !config.admin;
+        let brain = NodeMachine::new(NodeSettings {
+            me: config.node_id.clone(),
+            role: identity.role,
+            listen: identity.listen.clone(),
+            partitions: config.partitions,
+            wall_origin_ns: clock.wall_origin_ns(),
+            membership: Default::default(),
+            handoff_retry: config.connection.ping_interval,
+            cluster_addr: config.cluster_addr.clone(),
+            backoff: config.backoff.clone(),
+            data_limit: DATA_LIMIT,
+            meta: config.meta.clone(),
+            workers: Default::default(),
+            events: Default::default(),
+        });
         let inner = Arc::new(Inner {
             identity: identity.clone(),
             net: env.net,
             clock,
             keys: Mutex::new(keys),
             rng: Mutex::new(rng),
-            peers: Mutex::new(LinkTable::new(
-                &config.node_id,
-                config.control && !config.admin,
-            )),
+            brain: Mutex::new(brain),
+            brain_timer: tokio::sync::Notify::new(),
             next_conn_id: AtomicU64::new(1),
             events: broadcast::channel(EVENT_QUEUE).0,
             handlers,
             shutdown: watch::channel(false).0,
             fatal: watch::channel(None).0,
             client_tls: Mutex::new(HashMap::new()),
-            membership: (config.control && !config.admin).then(|| {
-                Mutex::new(Membership::new(
-                    &config.node_id,
-                    clock.wall_origin_ns() / 1_000_000,
-                    identity.listen.clone(),
-                    MembershipConfig::default(),
-                ))
-            }),
-            mesh_dialing: Mutex::new(std::collections::BTreeSet::new()),
-            membership_timer: tokio::sync::Notify::new(),
-            proxies: (config.control && !config.admin).then(|| {
-                let mut p = Proxies::new(&config.node_id, config.partitions);
-                p.set_retry_after(config.connection.ping_interval);
-                Mutex::new(p)
-            }),
-            connector: Mutex::new(nkcluster_core::connector::Connector::new(
-                config.cluster_addr.clone(),
-                config.backoff.clone(),
-            )),
-            status: Mutex::new(NodeStatus::new()),
             tasks: Mutex::new(HashMap::new()),
             events_out,
             job_events: broadcast::channel(EVENT_QUEUE).0,
-            workers: Mutex::new(nkcluster_core::workers::Workers::new(Default::default())),
-            meta: Mutex::new(config.meta.clone()),
-            data: Mutex::new(nkcluster_core::data::DataRegistry::new(DATA_LIMIT)),
             transfers: Mutex::new(nkcluster_core::transfers::Transfers::new(
                 &config.files_dir,
                 nkcluster_core::transfers::TransfersConfig {
@@ -159,7 +150,6 @@ impl<N: Net> Node<N> {
             file_writer: Mutex::new(None),
             sys: Mutex::new(sysinfo::System::new()),
             stats_cache: Mutex::new(None),
-            events_book: Mutex::new(nkcluster_core::events::Events::new(Default::default())),
             running: watch::channel(0).0,
             admission: Arc::new(Mutex::new(Admission::new(config.admission))),
             config,
@@ -170,17 +160,15 @@ impl<N: Net> Node<N> {
             inner.emit(NodeEvent::Listening { addr: label });
             tokio::spawn(accept_loop(inner.clone(), l, url, tls));
         }
+        inner.with_brain(|b, now| b.start(now));
         if !inner.config.cluster_addr.is_empty() {
             tokio::spawn(connector(inner.clone()));
         }
-        if inner.membership.is_some() {
-            tokio::spawn(membership_timer(inner.clone()));
-            tokio::spawn(stream_events(inner.clone()));
+        if control {
+            tokio::spawn(brain_timer(inner.clone()));
         }
         tokio::spawn(forward_events(inner.clone(), events_rx));
         tokio::spawn(report_info(inner.clone()));
-        lock(&inner.status).handle_started();
-        inner.after_status();
         Ok(Node {
             inner,
             listen_addrs: Arc::new(bound),
@@ -205,11 +193,7 @@ impl<N: Net> Node<N> {
     /// Control nodes: the alive members of the control cluster (ourselves included),
     /// sorted; empty on other nodes.
     pub fn members(&self) -> Vec<String> {
-        self.inner
-            .membership
-            .as_ref()
-            .map(|m| lock(m).live())
-            .unwrap_or_default()
+        self.inner.peek(NodeMachine::members)
     }
 
     /// The node table of the whole cluster as this node can see it: its own links plus,
@@ -221,9 +205,7 @@ impl<N: Net> Node<N> {
 
     /// Authenticated links, by peer id.
     pub fn peers(&self) -> Vec<PeerSummary> {
-        lock(&self.inner.peers)
-            .iter()
-            .map(|(_, l)| l.summary.clone())
-            .collect()
+        self.inner
+            .peek(|b| b.links().iter().map(|(_, l)| l.summary.clone()).collect())
     }
 }

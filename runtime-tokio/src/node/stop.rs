@@ -36,13 +36,14 @@ impl<N: Net> Node<N> {
     /// over (adopted by their new owners or redirected to them).
     pub(super) async fn leave_and_hand_off(&self, limit: Duration) {
         let inner = &self.inner;
-        let Some(m) = &inner.membership else { return };
-        lock(m).leave();
-        inner.after_membership();
-        if lock(m).live().is_empty() {
+        if !inner.is_control() {
+            return;
+        }
+        inner.with_brain(|b, _| b.leave());
+        if inner.peek(|b| b.members().is_empty()) {
             return; // nobody to hand the workers to
         }
-        let holds_workers = || lock(&inner.peers).count_role(Role::Worker) > 0;
+        let holds_workers = || inner.peek(|b| b.links().count_role(Role::Worker) > 0);
         let mut events = inner.events.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         while holds_workers() {
@@ -61,16 +62,7 @@ impl<N: Net> Node<N> {
     pub fn shutdown(&self) {
         // A control node leaves explicitly: peers drop it at once, without waiting for
         // failure detection. The view goes out before the close on every link.
-        if let Some(m) = &self.inner.membership {
-            lock(m).leave();
-            self.inner.after_membership();
-        }
         let _ = self.inner.shutdown.send(true);
-        let links = lock(&self.inner.peers).take_all();
-        for l in links {
-            let _ = l.commands.try_send(Command::Close {
-                reason: "node shutting down".into(),
-            });
-        }
+        self.inner.with_brain(|b, _| b.handle_shutdown());
     }
 }

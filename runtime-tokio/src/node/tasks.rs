@@ -3,23 +3,20 @@
 
 use super::*;
 
-/// Dials a control member we learned of (full mesh), trying its listen URLs in order,
-/// and stays linked while the link lasts.
-pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: MemberInfo) {
+/// Dials a control member we learned of (full mesh), trying `urls` in order, and stays
+/// linked while the link lasts; then tells the brain how it went.
+pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: String, urls: Vec<String>) {
     let mut linked = false;
     let mut tried = false;
-    for url in member.listen.iter().filter_map(|u| parse_url(u).ok()) {
-        if url.host == Host::All || inner.stopping() {
-            // Announced on every interface: not dialable from here (it dials us).
-            continue;
+    for url in urls.iter().filter_map(|u| parse_url(u).ok()) {
+        if inner.stopping() {
+            break;
         }
-        let already = lock(&inner.peers).is_linked(&member.id);
-        if already {
+        if inner.peek(|b| b.links().is_linked(&member)) {
             linked = true;
             break;
         }
         tried = true;
-        debug!(node = %inner.config.node_id, member = %member.id, url = %url.remote_label(), "dialing control member (mesh)");
         match inner.dial(&url).await {
             Ok((remote, ready)) => {
                 let key = inner.key_for(&inner.config.password);
@@ -36,88 +33,12 @@ pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: MemberInfo) 
                 break;
             }
             Err((code, e)) => {
-                warn!(node = %inner.config.node_id, member = %member.id, url = %url.remote_label(),
+                warn!(node = %inner.config.node_id, member = %member, url = %url.remote_label(),
                       code, error = %e, "cannot reach member");
             }
         }
     }
-    if tried && !linked && !inner.stopping() {
-        if let Some(m) = &inner.membership {
-            lock(m).handle_dial_failed(inner.clock.now(), &member.id);
-        }
-        inner.after_membership();
-    }
-    lock(&inner.mesh_dialing).remove(&member.id);
-}
-
-/// Drives the timers of the membership machine (removals, redial rounds) and of the
-/// proxy machine (hand-off retries).
-pub(super) async fn membership_timer<N: Net>(inner: Arc<Inner<N>>) {
-    let mut stop = inner.shutdown.subscribe();
-    loop {
-        let membership = inner
-            .membership
-            .as_ref()
-            .and_then(|m| lock(m).poll_timeout());
-        let proxies = inner.proxies.as_ref().and_then(|p| lock(p).poll_timeout());
-        let next = match (membership, proxies) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let sleep = async {
-            match next {
-                Some(t) => tokio::time::sleep_until(inner.clock.to_tokio(t)).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = sleep => {
-                let now = inner.clock.now();
-                if let Some(m) = &inner.membership {
-                    lock(m).handle_timeout(now);
-                }
-                if let Some(p) = &inner.proxies {
-                    lock(p).handle_timeout(now);
-                }
-                inner.after_membership();
-                inner.after_proxies();
-            }
-            _ = inner.membership_timer.notified() => {}
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-/// Control side: streams the events we hear to our subscribers.
-pub(super) async fn stream_events<N: Net>(inner: Arc<Inner<N>>) {
-    let mut rx = inner.job_events.subscribe();
-    let mut stop = inner.shutdown.subscribe();
-    loop {
-        let ev = tokio::select! {
-            r = rx.recv() => r,
-            _ = stop.changed() => return,
-        };
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                warn!(node = %inner.config.node_id, lost = n, "event subscribers missed events");
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        if !lock(&inner.events_book).has_subscribers() {
-            continue;
-        }
-        let msg = EventMsg {
-            node: ev.node,
-            class: ev.class,
-            task: ev.task,
-            event: ev.event,
-        };
-        if let Ok(b) = postcard::to_allocvec(&msg) {
-            inner.publish(&Bytes::from(b), false);
-        }
-    }
+    inner.with_brain(|b, now| b.handle_mesh_dial_done(now, &member, tried, linked));
 }
 
 /// Reports our information periodically (it also goes out on every status or metadata
@@ -135,45 +56,16 @@ pub(super) async fn report_info<N: Net>(inner: Arc<Inner<N>>) {
     }
 }
 
-/// Sends our events, in order, to the control node holding our proxy (a control node
-/// hears its own). With no control link they are dropped: the control side has told the
-/// classes `not_connected`.
-pub(super) async fn forward_events<N: Net>(
-    inner: Arc<Inner<N>>,
-    mut rx: mpsc::UnboundedReceiver<EventMsg>,
-) {
-    while let Some(ev) = rx.recv().await {
-        if inner.config.admin {
-            continue; // an admin client runs no jobs
-        }
-        if inner.membership.is_some() {
-            inner.handle_job_event(ev);
-            continue;
-        }
-        let link = lock(&inner.peers)
-            .first_control()
-            .map(|(_, l)| l.commands.clone());
-        let Some(commands) = link else { continue };
-        let Ok(body) = postcard::to_allocvec(&ev) else {
-            continue;
-        };
-        let (tx, _rx) = oneshot::channel();
-        let _ = commands
-            .send(Command::Request {
-                class: CLASS_JOB_EVENT.to_owned(),
-                body: Bytes::from(body),
-                deadline: inner.clock.now() + GATHER_TIMEOUT,
-                reply: tx,
-            })
-            .await;
-    }
-}
-
 /// Hand-off, at the old proxy: asks `owner` to dial `worker` and serve it.
-pub(super) async fn ask_adopt<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
+pub(super) async fn ask_adopt<N: Net>(
+    inner: Arc<Inner<N>>,
+    worker: String,
+    owner: String,
+    urls: Vec<String>,
+) {
     let req = AdoptRequest {
         worker: worker.clone(),
-        urls: inner.dialable_urls(&worker),
+        urls,
     };
     let limit = inner.config.connection.connect_timeout + inner.config.connection.handshake.timeout;
     let body = postcard::to_allocvec(&req)
@@ -191,15 +83,17 @@ pub(super) async fn ask_adopt<N: Net>(inner: Arc<Inner<N>>, worker: String, owne
         warn!(node = %inner.config.node_id, worker = %worker, owner = %owner, code = e.code(), error = %e,
               "owner could not adopt the worker; redirecting it");
     }
-    if let Some(p) = &inner.proxies {
-        lock(p).handle_adopted(&worker, &owner, ok);
-    }
-    inner.after_proxies();
+    inner.with_brain(|b, _| b.handle_adopted(&worker, &owner, ok));
 }
 
 /// Hand-off, at the old proxy, for a worker we cannot have dialed: tell it to reconnect
 /// to `owner`, then close our link.
-pub(super) async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner: String) {
+pub(super) async fn redirect<N: Net>(
+    inner: Arc<Inner<N>>,
+    worker: String,
+    owner: String,
+    urls: Vec<String>,
+) {
     let node = Node::from_inner(inner.clone());
     // Never send a worker to an owner that does not answer (it may have hung without
     // our failure detection noticing yet): the worker stays served here, and the hand-off
@@ -216,24 +110,9 @@ pub(super) async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner
     if let Err(e) = answered {
         warn!(node = %inner.config.node_id, worker = %worker, owner = %owner, code = e.code(), error = %e,
               "owner does not answer; the worker stays here for now");
-        if let Some(p) = &inner.proxies {
-            lock(p).handle_owner_silent(inner.clock.now(), &worker, &owner);
-        }
-        inner.membership_timer.notify_one();
+        inner.with_brain(|b, now| b.handle_owner_silent(now, &worker, &owner));
         return;
     }
-    // The owner's URLs as the mesh knows them (`all` already replaced by the address it
-    // was reached at). None that a worker could dial: no redirect, the worker stays.
-    let announced = inner
-        .membership
-        .as_ref()
-        .map(|m| lock(m).view())
-        .unwrap_or_default()
-        .into_iter()
-        .find(|r| r.id == owner)
-        .map(|r| r.listen)
-        .unwrap_or_default();
-    let urls = nkcluster_core::url::reachable_at(&announced, None);
     if urls.is_empty() {
         warn!(node = %inner.config.node_id, worker = %worker, owner = %owner,
               "cannot redirect the worker: its owner announced no address a worker could dial; the worker stays here");
@@ -249,7 +128,7 @@ pub(super) async fn redirect<N: Net>(inner: Arc<Inner<N>>, worker: String, owner
               "redirect not acknowledged; closing anyway");
     }
     info!(node = %inner.config.node_id, worker = %worker, to = %owner, "proxy moved (worker redirected)");
-    inner.release(&worker, &owner);
+    inner.with_brain(|b, _| b.handle_redirected(&worker, &owner));
 }
 
 /// Hand-off, at the new owner: dial the worker (unless already linked) and answer once
@@ -272,10 +151,7 @@ pub(super) async fn redial<N: Net>(inner: Arc<Inner<N>>, worker: String, urls: V
         Err(e) => {
             debug!(node = %inner.config.node_id, worker = %worker, code = %e.code, error = %e.message,
                    "redial failed; trying again later");
-            if let Some(p) = &inner.proxies {
-                lock(p).handle_redial_failed(inner.clock.now(), &worker);
-            }
-            inner.membership_timer.notify_one();
+            inner.with_brain(|b, now| b.handle_redial_failed(now, &worker));
         }
     }
 }
@@ -287,7 +163,7 @@ async fn dial_worker<N: Net>(
     worker: &str,
     urls: &[String],
 ) -> Result<(), RemoteError> {
-    if lock(&inner.peers).is_linked(worker) {
+    if inner.peek(|b| b.links().is_linked(worker)) {
         return Ok(());
     }
     let mut last = RemoteError::new("no_connections", "the worker announced no reachable URL");
@@ -321,18 +197,19 @@ async fn dial_worker<N: Net>(
 pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
     use nkcluster_core::connector::ConnectorAction;
     let mut stop = inner.shutdown.subscribe();
-    lock(&inner.connector).start(inner.clock.now());
     loop {
         if inner.stopping() {
             return;
         }
-        let action = lock(&inner.connector).poll_action();
+        let action = lock(&inner.brain).connector_mut().poll_action();
         match action {
             Some(ConnectorAction::Dial(url)) => match connect_once(&inner, &url).await {
-                Ok(()) => lock(&inner.connector).handle_linked(inner.clock.now()),
+                Ok(()) => lock(&inner.brain)
+                    .connector_mut()
+                    .handle_linked(inner.clock.now()),
                 Err((code, detail)) => {
                     let random = inner.random_u64();
-                    lock(&inner.connector).handle_dial_failed(
+                    lock(&inner.brain).connector_mut().handle_dial_failed(
                         inner.clock.now(),
                         &code,
                         &detail,
@@ -343,16 +220,18 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
             Some(ConnectorAction::WaitWhileLinked) => {
                 // A control node that adopted us (it dialed us) serves us now.
                 let mut events = inner.events.subscribe();
-                while lock(&inner.peers).count_role(Role::Control) > 0 {
+                while inner.peek(|b| b.links().count_role(Role::Control) > 0) {
                     tokio::select! {
                         _ = events.recv() => {}
                         _ = stop.changed() => return,
                     }
                 }
-                lock(&inner.connector).handle_links_lost(inner.clock.now());
+                lock(&inner.brain)
+                    .connector_mut()
+                    .handle_links_lost(inner.clock.now());
             }
             Some(ConnectorAction::GiveUp { code, detail }) => {
-                let attempts = lock(&inner.connector).failures();
+                let attempts = lock(&inner.brain).connector_mut().failures();
                 warn!(node = %inner.config.node_id, code = %code, error = %detail,
                       attempts, "giving up connecting to the cluster");
                 inner.emit(NodeEvent::GaveUp { code: code.clone() });
@@ -361,14 +240,16 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
                 return;
             }
             None => {
-                let Some(t) = lock(&inner.connector).poll_timeout() else {
+                let Some(t) = lock(&inner.brain).connector_mut().poll_timeout() else {
                     return; // nothing left to do
                 };
                 tokio::select! {
                     _ = tokio::time::sleep_until(inner.clock.to_tokio(t)) => {}
                     _ = stop.changed() => return,
                 }
-                lock(&inner.connector).handle_timeout(inner.clock.now());
+                lock(&inner.brain)
+                    .connector_mut()
+                    .handle_timeout(inner.clock.now());
             }
         }
     }

@@ -38,7 +38,7 @@ impl<N: Net> Inner<N> {
         let mut events = self.events.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if lock(&self.peers).is_linked(peer) {
+            if self.peek(|b| b.links().is_linked(peer)) {
                 return true;
             }
             if self.stopping() {
@@ -51,34 +51,6 @@ impl<N: Net> Inner<N> {
         }
     }
 
-    /// Acts on membership changes: logs them, gossips the view to every control link,
-    /// dials the members the machine asks for (it decides when: newly learned ones at
-    /// once, unlinked ones every redial round), and re-arms the membership timer.
-    /// Carries out status changes: the `node_status` event first, then every running
-    /// task's `status` callback, in that order.
-    pub(super) fn after_status(self: &Arc<Self>) {
-        let changes: Vec<Status> = {
-            let mut st = lock(&self.status);
-            std::iter::from_fn(|| st.poll_event())
-                .map(|StatusEvent::Changed(s)| s)
-                .collect()
-        };
-        for s in changes {
-            info!(node = %self.config.node_id, status = %s, "node status");
-            self.node_event(WireEvent::NodeStatus(s));
-            let tasks: Vec<(u64, String)> = lock(&self.status)
-                .tasks(None)
-                .into_iter()
-                .map(|(id, c)| (id, c.to_owned()))
-                .collect();
-            for (id, class) in tasks {
-                if let Ok(c) = self.handlers.classes.get(&class) {
-                    c.status(id, s);
-                }
-            }
-        }
-    }
-
     /// A job operation at this node (the worker side).
     pub(super) fn job_call(
         self: &Arc<Self>,
@@ -87,26 +59,21 @@ impl<N: Net> Inner<N> {
     ) -> Result<Bytes, RemoteError> {
         let not_found =
             |id: u64| RemoteError::new("task_not_found", format!("no task {id} runs here"));
+        if let Some(r) = self.with_brain(|b, _| b.handle_state_call(&call)) {
+            return r;
+        }
         match call {
             JobCall::Request { class, body } => self.handlers.classes.get(&class)?.request(&body),
             JobCall::Command { class, task, body } => {
-                if lock(&self.status).task_class(task) != Some(class.as_str()) {
+                if self.peek(|b| b.task_class(task) != Some(class.as_str())) {
                     return Err(not_found(task));
                 }
                 self.handlers.classes.get(&class)?.command(task, &body)
             }
             JobCall::Task { class, body, id } => {
                 let c = self.handlers.classes.get(&class)?.clone();
-                let id = lock(&self.status)
-                    .start_task(id, &class)
-                    .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
                 // task_started goes out before anything the task itself sends.
-                let _ = self.events_out.send(EventMsg {
-                    node: self.config.node_id.clone(),
-                    class: class.clone(),
-                    task: Some(id),
-                    event: WireEvent::TaskStarted,
-                });
+                let id = self.with_brain(|b, _| b.start_task(id, &class))?;
                 let ids = (
                     Arc::from(self.config.node_id.as_str()),
                     id,
@@ -147,57 +114,17 @@ impl<N: Net> Inner<N> {
                 self.finish_task(id, "stopped");
                 Ok(Bytes::new())
             }
-            JobCall::SetStatus(st) => {
-                lock(&self.status)
-                    .set_status(st)
-                    .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
-                self.after_status();
-                Ok(Bytes::new())
-            }
-            JobCall::GetTasks(class) => {
-                let t: Vec<(u64, String)> = lock(&self.status)
-                    .tasks(class.as_deref())
-                    .into_iter()
-                    .map(|(id, c)| (id, c.to_owned()))
-                    .collect();
-                encode(&t)
-            }
             JobCall::GetInfo => encode(&self.info()),
-            JobCall::GetMeta => Ok(Bytes::from(lock(&self.meta).to_string())),
-            JobCall::UpdateMeta(tokens) => {
-                let m = nkcluster_core::meta::Meta::parse(&tokens)
-                    .map_err(|e| RemoteError::new(e.code(), e.to_string()))?;
-                let now = {
-                    let mut meta = lock(&self.meta);
-                    meta.update(&m);
-                    meta.to_string()
-                };
-                self.send_info();
-                Ok(Bytes::from(now))
-            }
-            JobCall::RemoveMeta(names) => {
-                let now = {
-                    let mut meta = lock(&self.meta);
-                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                    meta.remove(&names);
-                    meta.to_string()
-                };
-                self.send_info();
-                Ok(Bytes::from(now))
-            }
-            JobCall::GetData(key) => lock(&self.data)
-                .get(&key)
-                .cloned()
-                .ok_or_else(|| RemoteError::new("not_found", format!("no data under {key:?}"))),
-            JobCall::PutData(key, value) => lock(&self.data)
-                .put(key, value)
-                .map(|()| Bytes::new())
-                .map_err(|e| RemoteError::new(e.code(), e.to_string())),
-            JobCall::DelData(key) => {
-                lock(&self.data).delete(&key);
-                Ok(Bytes::new())
-            }
             JobCall::SendFile(part) => self.receive_file(from, part),
+            // State calls: answered by the brain above.
+            JobCall::SetStatus(_)
+            | JobCall::GetTasks(_)
+            | JobCall::GetMeta
+            | JobCall::UpdateMeta(_)
+            | JobCall::RemoveMeta(_)
+            | JobCall::GetData(_)
+            | JobCall::PutData(..)
+            | JobCall::DelData(_) => Err(RemoteError::new("internal_error", "unreachable")),
         }
     }
 
@@ -365,13 +292,7 @@ impl<N: Net> Inner<N> {
             *lock(&self.stats_cache) = Some((now, stats.clone()));
             stats
         };
-        NodeInfo {
-            id: self.config.node_id.clone(),
-            status: lock(&self.status).status(),
-            listen: self.identity.listen.clone(),
-            meta: lock(&self.meta).to_string(),
-            stats,
-        }
+        self.peek(|b| b.node_info(stats))
     }
 
     /// Reports our information to the control node holding our proxy.
@@ -398,15 +319,6 @@ impl<N: Net> Inner<N> {
     }
 
     pub(super) fn finish_task(self: &Arc<Self>, id: u64, reason: &str) {
-        let Some(class) = lock(&self.status).task_stopped(id) else {
-            return;
-        };
-        let _ = self.events_out.send(EventMsg {
-            node: self.config.node_id.clone(),
-            class,
-            task: Some(id),
-            event: WireEvent::TaskStopped(reason.to_owned()),
-        });
-        self.after_status();
+        self.with_brain(|b, _| b.handle_task_ended(id, reason));
     }
 }
