@@ -12,6 +12,28 @@ pub struct NodesReport {
     pub incomplete: Vec<String>,
 }
 
+impl NodesReport {
+    /// Node `id`'s row: `unknown_node` when nobody listed it, `incomplete` when it may
+    /// be served by a member that did not answer.
+    pub fn into_row(self, id: &str) -> Result<NodeRow, crate::message::RemoteError> {
+        use crate::message::RemoteError;
+        match self.rows.into_iter().find(|r| r.id == id) {
+            Some(row) => Ok(row),
+            None if !self.incomplete.is_empty() => Err(RemoteError::new(
+                "incomplete",
+                format!(
+                    "no node {id:?} among the answers, but {} did not answer: the list is incomplete",
+                    self.incomplete.join(", ")
+                ),
+            )),
+            None => Err(RemoteError::new(
+                "unknown_node",
+                format!("no node {id:?} is known in the cluster"),
+            )),
+        }
+    }
+}
+
 /// One row of the node table, as control nodes answer admin requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRow {
@@ -84,6 +106,26 @@ pub fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_row_is_unknown_or_incomplete_when_missing() {
+        let report = |incomplete: &[&str]| NodesReport {
+            rows: vec![row("c1", "control", "c1", &[], "-")],
+            incomplete: incomplete.iter().map(|m| (*m).to_owned()).collect(),
+        };
+        assert_eq!(
+            report(&[]).into_row("c1"),
+            Ok(row("c1", "control", "c1", &[], "-"))
+        );
+        assert_eq!(
+            report(&[]).into_row("w1").map_err(|e| e.code),
+            Err("unknown_node".into())
+        );
+        assert_eq!(
+            report(&["c2"]).into_row("w1").map_err(|e| e.code),
+            Err("incomplete".into())
+        );
+    }
 
     fn row(id: &str, role: &str, owner: &str, proxies: &[&str], remote: &str) -> NodeRow {
         NodeRow {

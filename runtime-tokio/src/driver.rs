@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use nkcluster_core::conn::{Connection, Event, RequestError, RequestId};
+use nkcluster_core::handshake::Role;
 use nkcluster_core::message::RemoteError;
 use tokio::sync::{mpsc, oneshot};
 
@@ -67,8 +68,16 @@ pub enum Command {
 /// task; others return [`Answer::Later`] and answer through the [`Responder`] from a task
 /// of their own, so a slow request never holds up the link.
 pub trait RequestHandler: Send + Sync + 'static {
-    /// Handles one request of `class` from the authenticated peer `peer` (its node id).
-    fn handle(&self, peer: &str, class: &str, body: Bytes, responder: Responder) -> Answer;
+    /// Handles one request of `class` from the authenticated peer `peer` (its node id),
+    /// whose role is `role`.
+    fn handle(
+        &self,
+        peer: &str,
+        role: Role,
+        class: &str,
+        body: Bytes,
+        responder: Responder,
+    ) -> Answer;
 }
 
 /// A handler's answer.
@@ -84,30 +93,56 @@ pub enum Answer {
 /// `no_reply`, so the peer is never left waiting for its deadline.
 #[derive(Debug)]
 pub struct Responder {
-    id: u64,
-    tx: Option<mpsc::UnboundedSender<(u64, Result<Bytes, RemoteError>)>>,
+    to: Option<ReplyTo>,
+}
+
+#[derive(Debug)]
+enum ReplyTo {
+    /// A peer's request on a link.
+    Link {
+        id: u64,
+        tx: mpsc::UnboundedSender<(u64, Result<Bytes, RemoteError>)>,
+    },
+    /// A request this node made to itself.
+    Local(oneshot::Sender<Result<Bytes, RemoteError>>),
 }
 
 impl Responder {
+    /// A responder for a request this node makes to itself, and where its answer goes.
+    pub fn local() -> (Responder, oneshot::Receiver<Result<Bytes, RemoteError>>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Responder {
+                to: Some(ReplyTo::Local(tx)),
+            },
+            rx,
+        )
+    }
+
     /// Sends the reply (ignored if the connection is gone).
     pub fn reply(mut self, result: Result<Bytes, RemoteError>) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send((self.id, result));
+        self.send(result);
+    }
+
+    fn send(&mut self, result: Result<Bytes, RemoteError>) {
+        match self.to.take() {
+            Some(ReplyTo::Link { id, tx }) => {
+                let _ = tx.send((id, result));
+            }
+            Some(ReplyTo::Local(tx)) => {
+                let _ = tx.send(result);
+            }
+            None => {}
         }
     }
 }
 
 impl Drop for Responder {
     fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send((
-                self.id,
-                Err(RemoteError::new(
-                    "no_reply",
-                    "the handler ended without answering",
-                )),
-            ));
-        }
+        self.send(Err(RemoteError::new(
+            "no_reply",
+            "the handler ended without answering",
+        )));
     }
 }
 
@@ -176,11 +211,15 @@ pub async fn drive(
                     id, class, body, ..
                 } => {
                     let responder = Responder {
-                        id,
-                        tx: Some(late_tx.clone()),
+                        to: Some(ReplyTo::Link {
+                            id,
+                            tx: late_tx.clone(),
+                        }),
                     };
-                    let peer = conn.peer().map_or("", |p| p.node_id.as_str());
-                    if let Answer::Now(r) = handler.handle(peer, &class, body, responder) {
+                    let (peer, role) = conn
+                        .peer()
+                        .map_or(("", Role::Worker), |p| (p.node_id.as_str(), p.role));
+                    if let Answer::Now(r) = handler.handle(peer, role, &class, body, responder) {
                         conn.reply(id, r);
                     }
                 }

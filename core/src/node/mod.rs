@@ -18,7 +18,7 @@
 //!
 //! Files: `links` (links up and down, views), `control` (membership, hand-offs, the
 //! workers' events and their subscribers, the node table), `jobs` (status, tasks,
-//! metadata, data, redirects).
+//! metadata, data, redirects), `dispatch` (a peer's cluster request, with its role).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
@@ -41,12 +41,14 @@ use crate::url::ClusterUrl;
 use crate::workers::{Workers, WorkersConfig};
 
 mod control;
+mod dispatch;
 mod jobs;
 mod links;
 #[cfg(test)]
 mod tests;
 
 pub use control::SubscribeError;
+pub use dispatch::{Dispatch, ShellWork};
 pub use links::LinkGone;
 
 /// The class name of node-level events (status, information).

@@ -805,3 +805,83 @@ fn a_second_link_between_two_members_is_unlisted() {
     assert!(out.contains(&Output::Unlisted { link: 2 }), "{out:?}");
     assert_eq!(c1.link_of("c2"), Some(&3));
 }
+
+#[test]
+fn requests_are_dispatched_by_what_they_need_and_who_asks() {
+    let mut c1 = machine("c1", Role::Control);
+    c1.handle_link_up(T0, link(10, peer("w1", Role::Worker, &[])), true);
+    drain(&mut c1);
+    let ev = class_event("w1", "video", Some(1), WireEvent::TaskStarted);
+    // A worker speaks for itself only.
+    assert_eq!(
+        c1.handle_request(T0, "w1", Role::Worker, ClusterRequest::JobEvent(ev.clone())),
+        Dispatch::Answer(Ok(Bytes::new()))
+    );
+    let Dispatch::Answer(Err(e)) =
+        c1.handle_request(T0, "w2", Role::Worker, ClusterRequest::JobEvent(ev))
+    else {
+        panic!("w2 cannot send w1's events");
+    };
+    assert_eq!(e.code, "forbidden");
+    // Only a control member hands a worker over, or streams members' events.
+    let adopt = ClusterRequest::Adopt(crate::cluster::AdoptRequest {
+        worker: "w9".into(),
+        urls: vec![],
+    });
+    assert!(
+        matches!(
+            c1.handle_request(T0, "w1", Role::Worker, adopt.clone()),
+            Dispatch::Shell(ShellWork::Handler { ref class, .. }) if class == "nkcluster.adopt"
+        ),
+        "a worker cannot ask for an adoption: only a registered handler could serve it"
+    );
+    assert!(matches!(
+        c1.handle_request(T0, "c2", Role::Control, adopt),
+        Dispatch::Shell(ShellWork::Adopt(_))
+    ));
+    // State calls are answered here; a command to a task that does not run is refused
+    // before any callback runs.
+    assert_eq!(
+        c1.handle_request(
+            T0,
+            "admin",
+            Role::Admin,
+            ClusterRequest::Job(JobCall::GetMeta)
+        ),
+        Dispatch::Answer(Ok(Bytes::new()))
+    );
+    let command = JobCall::Command {
+        class: "video".into(),
+        task: 7,
+        body: Bytes::new(),
+    };
+    let Dispatch::Answer(Err(e)) =
+        c1.handle_request(T0, "admin", Role::Admin, ClusterRequest::Job(command))
+    else {
+        panic!("task 7 does not run");
+    };
+    assert_eq!(e.code, "task_not_found");
+    assert_eq!(
+        c1.handle_request(
+            T0,
+            "admin",
+            Role::Admin,
+            ClusterRequest::Job(JobCall::GetInfo)
+        ),
+        Dispatch::Shell(ShellWork::GetInfo)
+    );
+    // A worker is never routed through, nor redirected by anyone but a control node.
+    let mut w = machine("w1", Role::Worker);
+    let redirect = ClusterRequest::Redirect("nkcluster://10.0.0.2:1972".into());
+    assert!(
+        matches!(
+            w.handle_request(T0, "admin", Role::Admin, redirect.clone()),
+            Dispatch::Shell(ShellWork::Handler { .. })
+        ),
+        "only a control node redirects"
+    );
+    assert_eq!(
+        w.handle_request(T0, "c1", Role::Control, redirect),
+        Dispatch::Answer(Ok(Bytes::new()))
+    );
+}

@@ -182,14 +182,8 @@ impl Handlers {
 }
 
 impl Handlers {
-    /// Runs the handler of `class` (at once: these handlers are synchronous); the cluster's
-    /// `call` classes reach the named functions.
+    /// Runs the handler of `class` (at once: these handlers are synchronous).
     pub fn call(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError> {
-        if class == CLASS_CALL || class == CLASS_SPAWN_CALL {
-            let req: CallRequest = postcard::from_bytes(&body)
-                .map_err(|e| RemoteError::new("bad_request", format!("call: {e}")))?;
-            return self.call_function(&req);
-        }
         match self.map.get(class) {
             Some(f) => f(body),
             None => Err(RemoteError::new(
@@ -257,6 +251,8 @@ fn unknown_node(node: &str) -> RequestError {
 enum Routed {
     /// Answered already.
     Done(Result<Bytes, RequestError>),
+    /// Served by this node itself, answered later.
+    Local(oneshot::Receiver<Result<Bytes, RemoteError>>),
     /// Queued on the target's own link.
     Direct(Result<oneshot::Receiver<Result<Bytes, RequestError>>, RequestError>),
     /// Queued to a control node that routes it further.

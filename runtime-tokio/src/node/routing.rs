@@ -72,14 +72,13 @@ impl<N: Net> Node<N> {
         let step = inner.peek(|b| b.route(node, hops));
         let (via, hops, fallback) = match step {
             RouteStep::Local => {
-                let r = if class == CLASS_JOB {
-                    postcard::from_bytes::<JobCall>(&body)
-                        .map_err(|e| RemoteError::new("bad_request", format!("job: {e}")))
-                        .and_then(|call| self.inner.job_call(node, call))
-                } else {
-                    inner.handlers.call(class, body)
+                // Served like a peer's request, by ourselves.
+                let (responder, rx) = Responder::local();
+                let role = inner.identity.role;
+                return match inner.serve(node, role, class, body, responder) {
+                    Answer::Now(r) => Routed::Done(r.map_err(RequestError::Remote)),
+                    Answer::Later => Routed::Local(rx),
                 };
-                return Routed::Done(r.map_err(RequestError::Remote));
             }
             RouteStep::Direct => return Routed::Direct(inner.enqueue(node, class, body, timeout)),
             RouteStep::Unknown => return Routed::Done(Err(unknown_node(node))),
@@ -119,6 +118,13 @@ impl<N: Net> Node<N> {
         let deadline = tokio::time::Instant::now() + timeout;
         let (r, body, owner) = match routed {
             Routed::Done(r) => return r,
+            Routed::Local(rx) => {
+                return match tokio::time::timeout_at(deadline, rx).await {
+                    Err(_) => Err(RequestError::Timeout),
+                    Ok(Ok(r)) => r.map_err(RequestError::Remote),
+                    Ok(Err(_)) => Err(RequestError::ConnectionFailed),
+                };
+            }
             Routed::Direct(rx) => return wait_reply(rx, deadline).await,
             Routed::Forwarded {
                 rx,

@@ -51,81 +51,58 @@ impl<N: Net> Inner<N> {
         }
     }
 
-    /// A job operation at this node (the worker side).
-    pub(super) fn job_call(
+    /// Starts a task of `class` (the brain gives its id and queues `task_started`
+    /// before anything the task itself sends), then runs its body in a task of its own.
+    pub(super) fn start_task(
         self: &Arc<Self>,
-        from: &str,
-        call: JobCall,
+        class: &str,
+        body: &[u8],
+        id: Option<u64>,
     ) -> Result<Bytes, RemoteError> {
-        let not_found =
-            |id: u64| RemoteError::new("task_not_found", format!("no task {id} runs here"));
-        if let Some(r) = self.with_brain(|b, _| b.handle_state_call(&call)) {
-            return r;
+        let c = self.handlers.classes.get(class)?.clone();
+        let id = self.with_brain(|b, _| b.start_task(id, class))?;
+        let ids = (
+            Arc::from(self.config.node_id.as_str()),
+            id,
+            Arc::from(class),
+        );
+        match c.task(ids, self.events_out.clone(), body) {
+            Ok((reply, run)) => {
+                let inner = self.clone();
+                // The body runs in its own task; a panic ends it with its message.
+                let body = tokio::spawn(run);
+                lock(&self.tasks).insert(id, body.abort_handle());
+                tokio::spawn(async move {
+                    let reason = match body.await {
+                        Ok(Ok(())) => "normal".to_owned(),
+                        Ok(Err(e)) => e,
+                        Err(e) if e.is_panic() => {
+                            format!("panic: {}", crate::jobs::panic_message(&*e.into_panic()))
+                        }
+                        Err(_) => "stopped".to_owned(),
+                    };
+                    inner.task_ended(id, &reason);
+                });
+                encode(&TaskStarted { task: id, reply })
+            }
+            Err(e) => {
+                self.finish_task(id, &e.to_string());
+                Err(e)
+            }
         }
-        match call {
-            JobCall::Request { class, body } => self.handlers.classes.get(&class)?.request(&body),
-            JobCall::Command { class, task, body } => {
-                if self.peek(|b| b.task_class(task) != Some(class.as_str())) {
-                    return Err(not_found(task));
-                }
-                self.handlers.classes.get(&class)?.command(task, &body)
-            }
-            JobCall::Task { class, body, id } => {
-                let c = self.handlers.classes.get(&class)?.clone();
-                // task_started goes out before anything the task itself sends.
-                let id = self.with_brain(|b, _| b.start_task(id, &class))?;
-                let ids = (
-                    Arc::from(self.config.node_id.as_str()),
-                    id,
-                    Arc::from(class.as_str()),
-                );
-                match c.task(ids, self.events_out.clone(), &body) {
-                    Ok((reply, run)) => {
-                        let inner = self.clone();
-                        // The body runs in its own task; a panic ends it with its message.
-                        let body = tokio::spawn(run);
-                        let abort = body.abort_handle();
-                        lock(&self.tasks).insert(id, abort);
-                        tokio::spawn(async move {
-                            let reason = match body.await {
-                                Ok(Ok(())) => "normal".to_owned(),
-                                Ok(Err(e)) => e,
-                                Err(e) if e.is_panic() => format!(
-                                    "panic: {}",
-                                    crate::jobs::panic_message(&*e.into_panic())
-                                ),
-                                Err(_) => "stopped".to_owned(),
-                            };
-                            inner.task_ended(id, &reason);
-                        });
-                        encode(&TaskStarted { task: id, reply })
-                    }
-                    Err(e) => {
-                        self.finish_task(id, &e.to_string());
-                        Err(e)
-                    }
-                }
-            }
-            JobCall::StopTask(id) => {
-                let Some(h) = lock(&self.tasks).remove(&id) else {
-                    return Err(not_found(id));
-                };
-                h.abort();
-                self.finish_task(id, "stopped");
-                Ok(Bytes::new())
-            }
-            JobCall::GetInfo => encode(&self.info()),
-            JobCall::SendFile(part) => self.receive_file(from, part),
-            // State calls: answered by the brain above.
-            JobCall::SetStatus(_)
-            | JobCall::GetTasks(_)
-            | JobCall::GetMeta
-            | JobCall::UpdateMeta(_)
-            | JobCall::RemoveMeta(_)
-            | JobCall::GetData(_)
-            | JobCall::PutData(..)
-            | JobCall::DelData(_) => Err(RemoteError::new("internal_error", "unreachable")),
-        }
+    }
+
+    /// Stops running task `id`: its body is aborted and it ends `stopped`.
+    pub(super) fn stop_task(self: &Arc<Self>, id: u64) -> Result<Bytes, RemoteError> {
+        let Some(h) = lock(&self.tasks).remove(&id) else {
+            return Err(RemoteError::new(
+                "task_not_found",
+                format!("no task {id} runs here"),
+            ));
+        };
+        h.abort();
+        self.finish_task(id, "stopped");
+        Ok(Bytes::new())
     }
 
     /// Queues a file part for the writer thread, which handles parts in arrival order.

@@ -1,0 +1,196 @@
+//! The one place where a peer's cluster request is dispatched, with the peer's
+//! authenticated id and role: answered by the machine when it only touches state, handed
+//! to the shell ([`ShellWork`]) when it needs callbacks, files, machine figures or other
+//! nodes, refused when this node's role does not serve it.
+
+use bytes::Bytes;
+
+use super::*;
+use crate::cluster::{AdoptRequest, CallRequest, FilePart, JobCall, RouteRequest};
+use crate::message::RemoteError;
+
+/// What the shell carries out for a request (then answers it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ShellWork {
+    /// Call a named function of the registry; `blocking`: on the blocking pool.
+    Call {
+        /// The call.
+        req: CallRequest,
+        /// Run it on the blocking pool (`spawn_call`).
+        blocking: bool,
+    },
+    /// A job class's request callback (on the blocking pool).
+    ClassRequest {
+        /// The class.
+        class: String,
+        /// Its request.
+        body: Bytes,
+    },
+    /// A command to running task `task` of `class` (on the blocking pool).
+    Command {
+        /// The class.
+        class: String,
+        /// The task (checked to run, with that class).
+        task: u64,
+        /// The command.
+        body: Bytes,
+    },
+    /// Start a task of `class`: the shell checks the class, then calls
+    /// [`NodeMachine::start_task`] and runs its body.
+    StartTask {
+        /// The class.
+        class: String,
+        /// Its spec.
+        body: Bytes,
+        /// The caller's own id.
+        id: Option<u64>,
+    },
+    /// Stop running task `id` (abort its body; it ends `stopped`).
+    StopTask(u64),
+    /// This node's information with fresh machine figures.
+    GetInfo,
+    /// One part of a file for `files_dir`.
+    SendFile(FilePart),
+    /// Route a request to another node.
+    Route(RouteRequest),
+    /// Dial a worker and serve it (a hand-off to us).
+    Adopt(AdoptRequest),
+    /// The whole node table (or one node's row), gathered from every member.
+    Nodes {
+        /// One node only.
+        one: Option<String>,
+    },
+    /// The recent events of every member, merged.
+    RecentEvents,
+    /// A cluster class this node's role does not serve, for the registered handlers
+    /// (`unknown_class` when none is registered).
+    Handler {
+        /// The class.
+        class: String,
+        /// Its body.
+        body: Bytes,
+    },
+}
+
+/// How a request is served.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Dispatch {
+    /// Answered now.
+    Answer(Result<Bytes, RemoteError>),
+    /// The shell carries it out.
+    Shell(ShellWork),
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Bytes, RemoteError> {
+    postcard::to_allocvec(v)
+        .map(Bytes::from)
+        .map_err(|e| RemoteError::new("internal_error", e.to_string()))
+}
+
+impl<H: Clone> NodeMachine<H> {
+    /// Dispatches a cluster request from `from` (authenticated as `role`).
+    pub fn handle_request(
+        &mut self,
+        now: Instant,
+        from: &str,
+        role: Role,
+        req: ClusterRequest,
+    ) -> Dispatch {
+        let control = self.is_control();
+        let answer = Dispatch::Answer;
+        let shell = Dispatch::Shell;
+        match req {
+            // This node's own links only (what other control nodes gather).
+            ClusterRequest::LocalNodes => answer(encode(&self.local_rows())),
+            ClusterRequest::Nodes => shell(ShellWork::Nodes { one: None }),
+            ClusterRequest::NodeInfo(id) => shell(ShellWork::Nodes { one: Some(id) }),
+            ClusterRequest::Call(req) => shell(ShellWork::Call {
+                req,
+                blocking: false,
+            }),
+            ClusterRequest::SpawnCall(req) => shell(ShellWork::Call {
+                req,
+                blocking: true,
+            }),
+            ClusterRequest::Job(call) => self.job(call),
+            ClusterRequest::Subscribe(req) if control => answer(
+                self.handle_subscribe(&req)
+                    .map(|()| Bytes::new())
+                    .map_err(|e| RemoteError::new(e.code(), e.to_string())),
+            ),
+            // A member's event for our whole-cluster subscribers.
+            ClusterRequest::EventStream(ev) if control && role == Role::Control => {
+                self.handle_member_event(&ev);
+                answer(Ok(Bytes::new()))
+            }
+            // A worker's event (only the node itself speaks for it).
+            ClusterRequest::JobEvent(ev) if control && ev.node == from => {
+                self.handle_job_event(now, ev);
+                answer(Ok(Bytes::new()))
+            }
+            ClusterRequest::JobEvent(ev) if control => answer(Err(RemoteError::new(
+                "forbidden",
+                format!("{from} cannot send events of {}", ev.node),
+            ))),
+            ClusterRequest::Route(req) if control => shell(ShellWork::Route(req)),
+            ClusterRequest::Adopt(req) if control && role == Role::Control => {
+                shell(ShellWork::Adopt(req))
+            }
+            ClusterRequest::Redirect(urls) if !control && role == Role::Control => {
+                answer(self.handle_redirect(&urls).map(|()| Bytes::new()))
+            }
+            ClusterRequest::RecentEvents { local: true } if control => {
+                answer(encode(&self.recent_events()))
+            }
+            ClusterRequest::RecentEvents { local: false } if control => {
+                shell(ShellWork::RecentEvents)
+            }
+            // A request this node's role does not serve: a registered handler may (an
+            // admin client follows events with one), otherwise it is unknown here.
+            other => match other.encode() {
+                Ok((class, body)) => shell(ShellWork::Handler {
+                    class: class.to_owned(),
+                    body,
+                }),
+                Err(e) => answer(Err(RemoteError::new("internal_error", e.to_string()))),
+            },
+        }
+    }
+
+    /// A job operation: state calls are answered here, the rest goes to the shell.
+    fn job(&mut self, call: JobCall) -> Dispatch {
+        if let Some(r) = self.handle_state_call(&call) {
+            return Dispatch::Answer(r);
+        }
+        Dispatch::Shell(match call {
+            JobCall::Request { class, body } => ShellWork::ClassRequest { class, body },
+            JobCall::Command { class, task, body } => {
+                if self.task_class(task) != Some(class.as_str()) {
+                    return Dispatch::Answer(Err(RemoteError::new(
+                        "task_not_found",
+                        format!("no task {task} runs here"),
+                    )));
+                }
+                ShellWork::Command { class, task, body }
+            }
+            JobCall::Task { class, body, id } => ShellWork::StartTask { class, body, id },
+            JobCall::StopTask(id) => ShellWork::StopTask(id),
+            JobCall::GetInfo => ShellWork::GetInfo,
+            JobCall::SendFile(part) => ShellWork::SendFile(part),
+            // Answered by handle_state_call above.
+            call @ (JobCall::SetStatus(_)
+            | JobCall::GetTasks(_)
+            | JobCall::GetMeta
+            | JobCall::UpdateMeta(_)
+            | JobCall::RemoveMeta(_)
+            | JobCall::GetData(_)
+            | JobCall::PutData(..)
+            | JobCall::DelData(_)) => {
+                return Dispatch::Answer(Err(RemoteError::new(
+                    "internal_error",
+                    format!("{call:?} was not answered"),
+                )));
+            }
+        })
+    }
+}
