@@ -19,6 +19,8 @@
 //! - [`membership`]: control-node views, failure handling and explicit leave.
 //! - [`mesh`]: one link per pair of control nodes.
 //! - [`ring`]: partition ownership, a pure function of the live members.
+//! - [`handlers`]: registered request handlers and named functions.
+//! - [`jobs`]: job classes (typed requests, tasks, commands, events) and their registry.
 //! - [`node`]: the node machine, composing the others: every decision above one link.
 //! - [`workers`]: what a control node remembers of the workers it hears (bounded).
 //! - [`routing`]: where a request for a node goes (local, direct, via a control node).
@@ -49,7 +51,9 @@ pub mod data;
 pub mod events;
 pub mod files;
 pub mod frame;
+pub mod handlers;
 pub mod handshake;
+pub mod jobs;
 pub mod links;
 pub mod membership;
 pub mod mesh;

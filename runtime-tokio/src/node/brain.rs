@@ -99,7 +99,7 @@ impl<N: Net> Inner<N> {
                 drop(link);
             }
             Output::ClassEvent { class, event } => {
-                if let Ok(c) = self.handlers.classes.get(&class) {
+                if let Ok(c) = self.handlers.classes().get(&class) {
                     c.event(&event.node, event.task, &event.event);
                 }
             }
@@ -108,7 +108,7 @@ impl<N: Net> Inner<N> {
                 task,
                 status,
             } => {
-                if let Ok(c) = self.handlers.classes.get(&class) {
+                if let Ok(c) = self.handlers.classes().get(&class) {
                     c.status(task, status);
                 }
             }

@@ -76,10 +76,10 @@ impl<N: Net> Inner<N> {
                 blocking(responder, move || inner.handlers.call_function(&req))
             }
             ShellWork::ClassRequest { class, body } => blocking(responder, move || {
-                inner.handlers.classes.get(&class)?.request(&body)
+                inner.handlers.classes().get(&class)?.request(&body)
             }),
             ShellWork::Command { class, task, body } => blocking(responder, move || {
-                inner.handlers.classes.get(&class)?.command(task, &body)
+                inner.handlers.classes().get(&class)?.command(task, &body)
             }),
             ShellWork::StartTask { class, body, id } => {
                 Answer::Now(self.start_task(&class, &body, id))

@@ -59,14 +59,18 @@ impl<N: Net> Inner<N> {
         body: &[u8],
         id: Option<u64>,
     ) -> Result<Bytes, RemoteError> {
-        let c = self.handlers.classes.get(class)?.clone();
+        let c = self.handlers.classes().get(class)?.clone();
         let id = self.with_brain(|b, _| b.start_task(id, class))?;
         let ids = (
             Arc::from(self.config.node_id.as_str()),
             id,
             Arc::from(class),
         );
-        match c.task(ids, self.events_out.clone(), body) {
+        let out = self.events_out.clone();
+        let events: nkcluster_core::jobs::EventSender = Arc::new(move |ev| {
+            let _ = out.send(ev);
+        });
+        match c.task(ids, events, body) {
             Ok((reply, run)) => {
                 let inner = self.clone();
                 // The body runs in its own task; a panic ends it with its message.
