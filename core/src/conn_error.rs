@@ -102,3 +102,17 @@ impl ConnError {
         }
     }
 }
+
+/// Whether a handshake failure's code means that the two nodes are configured
+/// differently (wrong password or cluster name, another ring size, protocol version or
+/// transport), rather than a passing fault: worth an `error` log line.
+pub fn is_misconfiguration(code: &str) -> bool {
+    matches!(
+        code,
+        "auth_failed"
+            | "cluster_mismatch"
+            | "partition_mismatch"
+            | "unsupported_version"
+            | "transport_mismatch"
+    )
+}

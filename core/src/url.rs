@@ -174,6 +174,26 @@ pub struct TlsOptions {
     pub password: Option<String>,
 }
 
+impl TlsOptions {
+    /// These options (a URL's), with every field they leave unset taken from `node`'s.
+    pub fn over(&self, node: &TlsOptions) -> TlsOptions {
+        TlsOptions {
+            verify: self.verify.or(node.verify),
+            depth: self.depth.or(node.depth),
+            certfile: self.certfile.clone().or_else(|| node.certfile.clone()),
+            keyfile: self.keyfile.clone().or_else(|| node.keyfile.clone()),
+            cacertfile: self.cacertfile.clone().or_else(|| node.cacertfile.clone()),
+            password: self.password.clone().or_else(|| node.password.clone()),
+        }
+    }
+}
+
+/// The IP address of a remote label like `tls:127.0.0.1:1973` or `ws:[::1]:1974`.
+pub fn ip_of_remote(remote: &str) -> Option<std::net::IpAddr> {
+    let addr = remote.split_once(':')?.1;
+    addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
+}
+
 /// One parsed cluster URL.
 ///
 /// String fields produced by the parser never contain `;`, `,` or surrounding
@@ -531,6 +551,38 @@ mod reachable_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_tls_options_override_the_node_ones_field_by_field() {
+        let node = TlsOptions {
+            verify: Some(true),
+            certfile: Some("node.pem".into()),
+            ..Default::default()
+        };
+        let url = TlsOptions {
+            verify: Some(false),
+            keyfile: Some("url.key".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            url.over(&node),
+            TlsOptions {
+                verify: Some(false),
+                certfile: Some("node.pem".into()),
+                keyfile: Some("url.key".into()),
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            ip_of_remote("ws:[::1]:1974"),
+            Some("::1".parse().expect("ip"))
+        );
+        assert_eq!(
+            ip_of_remote("tls:127.0.0.1:1973"),
+            Some("127.0.0.1".parse().expect("ip"))
+        );
+        assert_eq!(ip_of_remote("garbage"), None);
+    }
     use proptest::prelude::*;
 
     fn err_code(s: &str) -> (&'static str, String) {

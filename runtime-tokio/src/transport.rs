@@ -63,18 +63,6 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Node-level TLS options, overridden field by field by a URL's own.
-pub fn merge_tls(node: &TlsOptions, url: &TlsOptions) -> TlsOptions {
-    TlsOptions {
-        verify: url.verify.or(node.verify),
-        depth: url.depth.or(node.depth),
-        certfile: url.certfile.clone().or_else(|| node.certfile.clone()),
-        keyfile: url.keyfile.clone().or_else(|| node.keyfile.clone()),
-        cacertfile: url.cacertfile.clone().or_else(|| node.cacertfile.clone()),
-        password: url.password.clone().or_else(|| node.password.clone()),
-    }
-}
-
 fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, TransportError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())

@@ -102,6 +102,20 @@ pub struct PeerSummary {
     pub meta: String,
 }
 
+impl PeerSummary {
+    /// What an authenticated peer said of itself, and where its link came from.
+    pub fn new(peer: &crate::handshake::PeerInfo, remote: &str, dialer: bool) -> Self {
+        PeerSummary {
+            node_id: peer.node_id.clone(),
+            role: peer.role,
+            remote: remote.to_owned(),
+            dialer,
+            listen: peer.listen.clone(),
+            meta: peer.meta.clone(),
+        }
+    }
+}
+
 /// A link in the machine's table: what the peer said, where it came from, and the
 /// shell's handle.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use super::*;
 impl<N: Net> Inner<N> {
     pub(super) fn refused(&self, remote: &str, claimed: Option<String>, code: &str, detail: &str) {
         let claimed_peer = claimed.as_deref().unwrap_or("?");
-        if is_misconfiguration(code) {
+        if nkcluster_core::conn_error::is_misconfiguration(code) {
             // Two nodes that disagree on a setting: retried with growing backoff, so one
             // line per attempt.
             error!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
@@ -26,7 +26,7 @@ impl<N: Net> Inner<N> {
         &self,
         url: &ClusterUrl,
     ) -> Result<Arc<rustls::ClientConfig>, transport::TransportError> {
-        let opts = merge_tls(&self.config.tls, &url.tls);
+        let opts = url.tls.over(&self.config.tls);
         let k = format!("{opts:?}");
         if let Some(c) = lock(&self.client_tls).get(&k) {
             return Ok(c.clone());
@@ -163,7 +163,7 @@ impl<N: Net> EventSink for LinkSink<N> {
                 self.admission = None;
                 info!(node = %me, peer = %p.node_id, role = p.role.as_str(), remote = %self.remote,
                       "link up");
-                let summary = summary(p, &self.remote, self.dialer);
+                let summary = PeerSummary::new(p, &self.remote, self.dialer);
                 if let Some(handle) = self.commands.take() {
                     let link = Link {
                         conn_id: self.conn_id,
@@ -224,7 +224,7 @@ impl<N: Net> EventSink for LinkSink<N> {
                         }
                         let gone = LinkGone {
                             conn_id: self.conn_id,
-                            summary: summary(p, &self.remote, self.dialer),
+                            summary: PeerSummary::new(p, &self.remote, self.dialer),
                             remote_ip: self.remote_ip,
                             error: err.clone(),
                         };
@@ -240,36 +240,6 @@ impl<N: Net> EventSink for LinkSink<N> {
             }
             _ => {}
         }
-    }
-}
-
-/// Handshake failures that mean the two nodes are configured differently (wrong password
-/// or cluster name, another ring size or transport): worth an `error` line.
-pub(super) fn is_misconfiguration(code: &str) -> bool {
-    matches!(
-        code,
-        "auth_failed"
-            | "cluster_mismatch"
-            | "partition_mismatch"
-            | "unsupported_version"
-            | "transport_mismatch"
-    )
-}
-
-/// The IP of a remote label like `tls:127.0.0.1:1973` or `ws:[::1]:1974`.
-pub(super) fn remote_ip_of(remote: &str) -> Option<IpAddr> {
-    let addr = remote.split_once(':')?.1;
-    addr.parse::<SocketAddr>().ok().map(|a| a.ip())
-}
-
-pub(super) fn summary(p: &PeerInfo, remote: &str, dialer: bool) -> PeerSummary {
-    PeerSummary {
-        node_id: p.node_id.clone(),
-        role: p.role,
-        remote: remote.to_owned(),
-        dialer,
-        listen: p.listen.clone(),
-        meta: p.meta.clone(),
     }
 }
 
@@ -334,7 +304,7 @@ pub(super) async fn run_connection<N: Net>(
     let mut sink = LinkSink {
         inner: inner.clone(),
         conn_id,
-        remote_ip: remote_ip_of(&remote),
+        remote_ip: nkcluster_core::url::ip_of_remote(&remote),
         admission,
         remote,
         dialer: side == Side::Dialer,

@@ -22,7 +22,7 @@ use nkcluster_core::admission::{Admission, Refusal};
 use nkcluster_core::auth::Key;
 use nkcluster_core::conn::{Connection, ConnectionParams, Event, RequestError};
 pub use nkcluster_core::handlers::{FunctionFn, HandlerFn, Handlers};
-use nkcluster_core::handshake::{Identity, PeerInfo, Role, Side};
+use nkcluster_core::handshake::{Identity, Role, Side};
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::node::{Link, LinkGone, NodeMachine, NodeSettings, Output};
 pub use nkcluster_core::node::{NodeEvent, PeerSummary};
@@ -41,7 +41,7 @@ use crate::jobs::{
     EventMsg, FilePart, JobCall, JobClass, NodeInfo, NodeJobEvent, Stats, TaskStarted, WireEvent,
 };
 use crate::net::Net;
-use crate::transport::{self, ServerTls, merge_tls};
+use crate::transport::{self, ServerTls};
 
 mod api;
 mod brain;

@@ -37,7 +37,7 @@ impl<N: Net> Node<N> {
                 error,
             })?;
             let tls = if url.transport.is_tls() {
-                let opts = merge_tls(&config.tls, &url.tls);
+                let opts = url.tls.over(&config.tls);
                 let t = if opts.certfile.is_none() && generated.is_some() {
                     generated.clone()
                 } else {
