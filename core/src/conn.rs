@@ -750,7 +750,7 @@ impl Connection {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::handshake::{HandshakeError, Role};
     use crate::message::RejectReason;
@@ -808,7 +808,8 @@ mod tests {
         std::iter::from_fn(|| c.poll_event()).collect()
     }
 
-    fn linked() -> (Connection, Connection) {
+    /// Two connections that authenticated each other at time zero.
+    pub(crate) fn linked() -> (Connection, Connection) {
         let t0 = Instant::ZERO;
         let mut d = Connection::new(cfg(), params(Side::Dialer, "w1", "pw", 0), t0);
         let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), t0);

@@ -33,6 +33,7 @@
 //! - [`backoff`]: reconnection delays with jitter and an attempt budget.
 //! - [`connector`]: which control node a node dials next, when it waits, when it gives up.
 //! - [`handshake`]: the mutual authentication state machine.
+//! - [`pump`]: a link driver's bookkeeping: queued, held and pending requests.
 //! - [`conn`]: one connection end to end: framing, handshake, then the link
 //!   (ping/pong, idle deadline, requests with deadlines).
 //!
@@ -61,6 +62,7 @@ pub mod message;
 pub mod meta;
 pub mod node;
 pub mod proxy;
+pub mod pump;
 pub mod ring;
 pub mod routing;
 pub mod status;

@@ -2,15 +2,16 @@
 //! transmits, arms its timer, forwards application commands. No decisions are made here:
 //! the loop only moves bytes, time and commands between the socket and the core.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use nkcluster_core::conn::{Connection, Event, RequestError, RequestId};
+use nkcluster_core::conn::{Connection, Event, RequestError};
 use nkcluster_core::handshake::Role;
 use nkcluster_core::message::RemoteError;
+use nkcluster_core::pump::{Accept, Outcome, Pump};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
@@ -29,40 +30,12 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 const DRAIN_BYTES: usize = 4 * 1024 * 1024;
 /// Commands (or late answers) taken in one wake-up, so that they leave in one write.
 const BATCH: usize = 256;
-/// Commands held at most while the transport is backed up (then callers wait, within
-/// their deadlines, to be queued).
-const HELD_MAX: usize = 1024;
-/// Stop taking new commands while this much output is waiting for the socket.
-const WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
 
-/// What the application asks of a connection.
-#[derive(Debug)]
-pub enum Command {
-    /// Send a request; the outcome goes to `reply`.
-    Request {
-        /// Class name.
-        class: String,
-        /// Payload.
-        body: Bytes,
-        /// When the caller stops waiting: time spent queued for the link counts too.
-        deadline: nkcluster_core::Instant,
-        /// Where the outcome goes.
-        reply: oneshot::Sender<Result<Bytes, RequestError>>,
-    },
-    /// Send our membership view (control links).
-    Gossip(Vec<nkcluster_core::membership::MemberInfo>),
-    /// Close in order because the peer's proxy moved to control node `to`: our pending
-    /// requests end `proxy_moved`.
-    Handoff {
-        /// The new owner.
-        to: String,
-    },
-    /// Close in order.
-    Close {
-        /// Told to the peer.
-        reason: String,
-    },
-}
+/// Where a request's outcome goes.
+pub type Reply = oneshot::Sender<Result<Bytes, RequestError>>;
+
+/// What the application asks of a connection (see [`nkcluster_core::pump::Command`]).
+pub type Command = nkcluster_core::pump::Command<Reply>;
 
 /// Answers the peer's requests. Quick handlers answer at once, inside the connection
 /// task; others return [`Answer::Later`] and answer through the [`Responder`] from a task
@@ -179,9 +152,9 @@ pub async fn drive(
     handler: &dyn RequestHandler,
     sink: &mut dyn EventSink,
 ) {
-    // Ordered, so that failing them all at the end wakes callers in a reproducible order.
-    let mut pending: BTreeMap<RequestId, oneshot::Sender<Result<Bytes, RequestError>>> =
-        BTreeMap::new();
+    // Callers waiting for our requests, and commands held while the transport is backed
+    // up (their deadlines keep running): the core's bookkeeping.
+    let mut pump: Pump<Reply> = Pump::new();
     let mut wq: VecDeque<Bytes> = VecDeque::new();
     let mut wq_bytes = 0usize;
     let mut need_flush = false;
@@ -195,10 +168,6 @@ pub async fn drive(
     let mut armed: Option<nkcluster_core::Instant> = None;
     // Closed by us in order (not by an error): worth waiting for the peer's close.
     let mut orderly = false;
-    // Commands taken while the transport is backed up (at most HELD_MAX): their callers'
-    // deadlines keep running, so a request that waits too long ends `timeout` here
-    // instead of waiting for room.
-    let mut held: VecDeque<Command> = VecDeque::new();
     // Late answers of handlers. Unbounded, but the core caps the peer's requests in
     // flight (`max_incoming_requests`), so at most that many answers can be queued.
     let (late_tx, mut late_rx) = mpsc::unbounded_channel::<(u64, Result<Bytes, RemoteError>)>();
@@ -224,8 +193,8 @@ pub async fn drive(
                     }
                 }
                 Event::Reply { id, result } => {
-                    if let Some(tx) = pending.remove(&id) {
-                        let _ = tx.send(result);
+                    if let Some(outcome) = pump.answered(id, result) {
+                        deliver(outcome);
                     }
                 }
                 ev => {
@@ -240,7 +209,7 @@ pub async fn drive(
                 }
             }
         }
-        if !commands_open && pending.is_empty() && conn.is_established() {
+        if pump.idle_close(commands_open, &conn) {
             conn.close("idle");
             continue;
         }
@@ -264,17 +233,7 @@ pub async fn drive(
             let d = *linger.get_or_insert_with(|| clock.now() + LINGER);
             Some(d)
         } else {
-            let held_deadline = held
-                .iter()
-                .filter_map(|c| match c {
-                    Command::Request { deadline, .. } => Some(*deadline),
-                    _ => None,
-                })
-                .min();
-            match (conn.poll_timeout(), held_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
+            pump.poll_timeout(&conn)
         };
         // Re-arm only when the deadline moved: a reset touches the shared timer wheel,
         // and the usual deadline (the next ping) stays put across many requests.
@@ -324,23 +283,21 @@ pub async fn drive(
                 Poll::Pending => {}
             }
             // 3. Late answers, then commands: once authenticated, and unless the
-            // transport is backed up.
-            if established && wq_bytes < WRITE_HIGH_WATER {
-                if let Poll::Ready(Some((id, r))) = late_rx.poll_recv(cx) {
-                    return Poll::Ready(Wake::Late(id, r));
-                }
+            // transport is backed up (then commands are held, up to a limit).
+            let accept = pump.accepts(established, wq_bytes);
+            if matches!(accept, Accept::Send | Accept::Unhold)
+                && let Poll::Ready(Some((id, r))) = late_rx.poll_recv(cx)
+            {
+                return Poll::Ready(Wake::Late(id, r));
             }
-            if established && wq_bytes < WRITE_HIGH_WATER && !held.is_empty() {
+            if accept == Accept::Unhold {
                 return Poll::Ready(Wake::Unhold);
             }
-            if established && commands_open && wq_bytes < WRITE_HIGH_WATER {
+            if commands_open && matches!(accept, Accept::Send | Accept::Hold) {
                 match commands.poll_recv(cx) {
-                    Poll::Ready(Some(c)) => return Poll::Ready(Wake::Command(c)),
-                    Poll::Ready(None) => return Poll::Ready(Wake::CommandsClosed),
-                    Poll::Pending => {}
-                }
-            } else if established && commands_open && held.len() < HELD_MAX {
-                match commands.poll_recv(cx) {
+                    Poll::Ready(Some(c)) if accept == Accept::Send => {
+                        return Poll::Ready(Wake::Command(c));
+                    }
                     Poll::Ready(Some(c)) => return Poll::Ready(Wake::Hold(c)),
                     Poll::Ready(None) => return Poll::Ready(Wake::CommandsClosed),
                     Poll::Pending => {}
@@ -386,44 +343,33 @@ pub async fn drive(
                 }
             }
             Wake::Command(cmd) => {
-                apply_command(&mut conn, &mut pending, now, cmd);
+                submit(&mut pump, &mut conn, now, cmd);
                 // Every command already queued joins it, so they leave in one write.
                 for _ in 1..BATCH {
                     if conn.is_closed() {
                         break;
                     }
                     match commands.try_recv() {
-                        Ok(cmd) => apply_command(&mut conn, &mut pending, now, cmd),
+                        Ok(cmd) => submit(&mut pump, &mut conn, now, cmd),
                         Err(_) => break,
                     }
                 }
             }
-            Wake::Hold(cmd) => held.push_back(cmd),
-            Wake::Unhold => {
-                while let Some(cmd) = held.pop_front() {
-                    apply_command(&mut conn, &mut pending, now, cmd);
-                }
-            }
+            Wake::Hold(cmd) => pump.hold(cmd),
+            Wake::Unhold => pump.unhold(&mut conn, now).into_iter().for_each(deliver),
             Wake::CommandsClosed => commands_open = false,
             Wake::Timer if closed => {
                 write_failed = true;
                 break;
             }
             Wake::Timer => {
-                expire_held(&mut held, now);
+                pump.expire(now).into_iter().for_each(deliver);
                 conn.handle_timeout(now);
             }
         }
     }
     // Every caller gets an answer, even if the machine could not give one.
-    for (_, tx) in std::mem::take(&mut pending) {
-        let _ = tx.send(Err(RequestError::ConnectionFailed));
-    }
-    for cmd in held {
-        if let Command::Request { reply, .. } = cmd {
-            let _ = reply.send(Err(RequestError::ConnectionFailed));
-        }
-    }
+    pump.finish().into_iter().for_each(deliver);
     while let Some(ev) = conn.poll_event() {
         if let Event::Closed(why) = &ev {
             io.closing(why.as_ref());
@@ -472,57 +418,20 @@ fn read_error_text(e: &std::io::Error) -> String {
     }
 }
 
-/// Held requests whose deadline has passed end `timeout`.
-fn expire_held(held: &mut VecDeque<Command>, now: nkcluster_core::Instant) {
-    let mut keep = VecDeque::with_capacity(held.len());
-    for cmd in held.drain(..) {
-        match cmd {
-            Command::Request {
-                deadline, reply, ..
-            } if deadline <= now => {
-                let _ = reply.send(Err(RequestError::Timeout));
-            }
-            cmd => keep.push_back(cmd),
-        }
-    }
-    *held = keep;
+/// Tells a caller its request's outcome (ignored if it stopped waiting).
+fn deliver((reply, result): Outcome<Reply>) {
+    let _ = reply.send(result);
 }
 
 /// Hands one application command to the machine.
-fn apply_command(
+fn submit(
+    pump: &mut Pump<Reply>,
     conn: &mut Connection,
-    pending: &mut BTreeMap<RequestId, oneshot::Sender<Result<Bytes, RequestError>>>,
     now: nkcluster_core::Instant,
     cmd: Command,
 ) {
-    match cmd {
-        Command::Request {
-            class,
-            body,
-            deadline,
-            reply,
-        } => {
-            let left = deadline.saturating_duration_since(now);
-            if left.is_zero() {
-                // Its whole time went waiting for the link.
-                let _ = reply.send(Err(RequestError::Timeout));
-                return;
-            }
-            match conn.request(now, &class, body, left) {
-                Ok(id) => {
-                    pending.insert(id, reply);
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
-            }
-        }
-        Command::Gossip(view) => conn.send_gossip(view),
-        Command::Close { reason } => conn.close(&reason),
-        Command::Handoff { to } => conn.close_with(
-            &format!("proxy moved to {to}"),
-            RequestError::ProxyMoved { to },
-        ),
+    if let Some(outcome) = pump.submit(conn, now, cmd) {
+        deliver(outcome);
     }
 }
 

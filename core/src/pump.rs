@@ -1,0 +1,315 @@
+//! What a link driver decides around one [`Connection`]: the commands the application
+//! queues for it, which callers wait for which request, the commands held while the
+//! transport is backed up (their deadlines keep running), and who hears what when the
+//! link ends. The shell's driver only moves bytes, time and commands; `R` is its handle
+//! of a waiting caller (a one-shot channel in the daemon).
+//!
+//! Every caller gets exactly one outcome: the peer's reply, `timeout` (its deadline
+//! passed, queued or sent), or the link's failure.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use crate::conn::{Connection, RequestError, RequestId};
+use crate::membership::MemberInfo;
+use crate::time::Instant;
+
+/// Commands held at most while the transport is backed up (then callers wait, within
+/// their deadlines, to be queued).
+pub const HELD_MAX: usize = 1024;
+/// Stop taking new commands while this much output waits for the socket.
+pub const WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
+
+/// What the application asks of a link.
+#[derive(Debug)]
+pub enum Command<R> {
+    /// Send a request; its outcome goes to `reply`.
+    Request {
+        /// Class name.
+        class: String,
+        /// Payload.
+        body: Bytes,
+        /// When the caller stops waiting: time spent queued for the link counts too.
+        deadline: Instant,
+        /// Where the outcome goes.
+        reply: R,
+    },
+    /// Send our membership view (control links).
+    Gossip(Vec<MemberInfo>),
+    /// Close in order because the peer's proxy moved to control node `to`: our pending
+    /// requests end `proxy_moved`.
+    Handoff {
+        /// The new owner.
+        to: String,
+    },
+    /// Close in order.
+    Close {
+        /// Told to the peer.
+        reason: String,
+    },
+}
+
+/// A caller and the outcome it gets.
+pub type Outcome<R> = (R, Result<Bytes, RequestError>);
+
+/// The driver's bookkeeping for one link. See the module docs.
+#[derive(Debug)]
+pub struct Pump<R> {
+    /// Ordered, so that failing them all at the end wakes callers in a reproducible order.
+    pending: BTreeMap<RequestId, R>,
+    held: VecDeque<Command<R>>,
+}
+
+impl<R> Default for Pump<R> {
+    fn default() -> Self {
+        Pump {
+            pending: BTreeMap::new(),
+            held: VecDeque::new(),
+        }
+    }
+}
+
+impl<R> Pump<R> {
+    /// Nothing queued or pending.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the driver takes new commands now: once authenticated, and unless the
+    /// transport is backed up (`queued` bytes wait for the socket); otherwise they are
+    /// held (up to [`HELD_MAX`]) or left in the caller's queue.
+    pub fn accepts(&self, established: bool, queued: usize) -> Accept {
+        if !established {
+            Accept::Wait
+        } else if queued < WRITE_HIGH_WATER {
+            if self.held.is_empty() {
+                Accept::Send
+            } else {
+                Accept::Unhold
+            }
+        } else if self.held.len() < HELD_MAX {
+            Accept::Hold
+        } else {
+            Accept::Wait
+        }
+    }
+
+    /// Hands a command to the connection; an outcome that is known at once (its time
+    /// went waiting for the link, or the connection refused it) is returned.
+    #[must_use]
+    pub fn submit(
+        &mut self,
+        conn: &mut Connection,
+        now: Instant,
+        cmd: Command<R>,
+    ) -> Option<Outcome<R>> {
+        match cmd {
+            Command::Request {
+                class,
+                body,
+                deadline,
+                reply,
+            } => {
+                let left = deadline.saturating_duration_since(now);
+                if left.is_zero() {
+                    // Its whole time went waiting for the link.
+                    return Some((reply, Err(RequestError::Timeout)));
+                }
+                match conn.request(now, &class, body, left) {
+                    Ok(id) => {
+                        self.pending.insert(id, reply);
+                        None
+                    }
+                    Err(e) => Some((reply, Err(e))),
+                }
+            }
+            Command::Gossip(view) => {
+                conn.send_gossip(view);
+                None
+            }
+            Command::Close { reason } => {
+                conn.close(&reason);
+                None
+            }
+            Command::Handoff { to } => {
+                conn.close_with(
+                    &format!("proxy moved to {to}"),
+                    RequestError::ProxyMoved { to },
+                );
+                None
+            }
+        }
+    }
+
+    /// Holds a command taken while the transport is backed up.
+    pub fn hold(&mut self, cmd: Command<R>) {
+        self.held.push_back(cmd);
+    }
+
+    /// The transport has room again: the held commands go first, in order.
+    #[must_use]
+    pub fn unhold(&mut self, conn: &mut Connection, now: Instant) -> Vec<Outcome<R>> {
+        let held = std::mem::take(&mut self.held);
+        held.into_iter()
+            .filter_map(|cmd| self.submit(conn, now, cmd))
+            .collect()
+    }
+
+    /// Held requests whose deadline has passed end `timeout`.
+    #[must_use]
+    pub fn expire(&mut self, now: Instant) -> Vec<Outcome<R>> {
+        let mut out = Vec::new();
+        let mut keep = VecDeque::with_capacity(self.held.len());
+        for cmd in self.held.drain(..) {
+            match cmd {
+                Command::Request {
+                    deadline, reply, ..
+                } if deadline <= now => out.push((reply, Err(RequestError::Timeout))),
+                cmd => keep.push_back(cmd),
+            }
+        }
+        self.held = keep;
+        out
+    }
+
+    /// The peer's answer to request `id`, for its caller.
+    #[must_use]
+    pub fn answered(
+        &mut self,
+        id: RequestId,
+        result: Result<Bytes, RequestError>,
+    ) -> Option<Outcome<R>> {
+        self.pending.remove(&id).map(|r| (r, result))
+    }
+
+    /// When the driver must wake next: the connection's own timer or a held request's
+    /// deadline.
+    #[must_use]
+    pub fn poll_timeout(&self, conn: &Connection) -> Option<Instant> {
+        let held = self
+            .held
+            .iter()
+            .filter_map(|c| match c {
+                Command::Request { deadline, .. } => Some(*deadline),
+                _ => None,
+            })
+            .min();
+        match (conn.poll_timeout(), held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the link should close now because it is idle: nobody can queue more
+    /// commands and none of our requests is pending ("closed when idle").
+    pub fn idle_close(&self, commands_open: bool, conn: &Connection) -> bool {
+        !commands_open && self.pending.is_empty() && conn.is_established()
+    }
+
+    /// The link is gone: every caller still waiting, pending or held, ends
+    /// `connection_failed` (pending ones first, in request order).
+    #[must_use]
+    pub fn finish(&mut self) -> Vec<Outcome<R>> {
+        let pending = std::mem::take(&mut self.pending).into_values();
+        let held = std::mem::take(&mut self.held)
+            .into_iter()
+            .filter_map(|c| match c {
+                Command::Request { reply, .. } => Some(reply),
+                _ => None,
+            });
+        pending
+            .chain(held)
+            .map(|r| (r, Err(RequestError::ConnectionFailed)))
+            .collect()
+    }
+}
+
+/// What the driver does with the application's commands now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// Take them and send them.
+    Send,
+    /// Send the held ones first.
+    Unhold,
+    /// Take them but hold them (the transport is backed up).
+    Hold,
+    /// Leave them queued (not authenticated yet, or the held queue is full).
+    Wait,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn request(deadline_ms: u64, reply: u32) -> Command<u32> {
+        Command::Request {
+            class: "c".into(),
+            body: Bytes::new(),
+            deadline: Instant::from_millis(deadline_ms),
+            reply,
+        }
+    }
+
+    #[test]
+    fn commands_are_taken_held_or_left_by_the_transport_backlog() {
+        let mut p = Pump::<u32>::new();
+        assert_eq!(p.accepts(false, 0), Accept::Wait);
+        assert_eq!(p.accepts(true, 0), Accept::Send);
+        assert_eq!(p.accepts(true, WRITE_HIGH_WATER), Accept::Hold);
+        for i in 0..HELD_MAX {
+            p.hold(request(100, i as u32));
+        }
+        assert_eq!(p.accepts(true, WRITE_HIGH_WATER), Accept::Wait);
+        assert_eq!(p.accepts(true, 0), Accept::Unhold);
+    }
+
+    #[test]
+    fn held_requests_end_timeout_at_their_deadline_and_the_rest_connection_failed() {
+        let mut p = Pump::<u32>::new();
+        p.hold(request(100, 1));
+        p.hold(Command::Gossip(Vec::new()));
+        p.hold(request(300, 2));
+        p.hold(request(200, 3));
+        let ids = |v: Vec<Outcome<u32>>| -> Vec<(u32, Result<Bytes, RequestError>)> { v };
+        assert_eq!(
+            ids(p.expire(Instant::from_millis(200))),
+            vec![
+                (1, Err(RequestError::Timeout)),
+                (3, Err(RequestError::Timeout))
+            ]
+        );
+        assert_eq!(
+            ids(p.finish()),
+            vec![(2, Err(RequestError::ConnectionFailed))]
+        );
+        assert_eq!(p.finish(), vec![]);
+    }
+
+    #[test]
+    fn a_request_whose_time_went_waiting_ends_timeout_without_being_sent() {
+        let (mut a, _b) = crate::conn::tests::linked();
+        let now = Instant::from_millis(10);
+        let mut p = Pump::<u32>::new();
+        let late = p.submit(&mut a, now + Duration::from_millis(5), request(0, 7));
+        assert_eq!(late, Some((7, Err(RequestError::Timeout))));
+        let in_time = Command::Request {
+            class: "c".into(),
+            body: Bytes::new(),
+            deadline: now + Duration::from_secs(1),
+            reply: 8,
+        };
+        assert_eq!(p.submit(&mut a, now, in_time), None);
+        assert!(!p.idle_close(false, &a), "a request of ours is pending");
+        assert_eq!(
+            p.poll_timeout(&a)
+                .map(|t| t <= now + Duration::from_secs(1)),
+            Some(true)
+        );
+        assert_eq!(p.finish(), vec![(8, Err(RequestError::ConnectionFailed))]);
+        assert!(p.idle_close(false, &a));
+        assert!(!p.idle_close(true, &a));
+    }
+}
