@@ -53,7 +53,7 @@ impl RequestError {
         match self {
             RequestError::Timeout => "timeout",
             RequestError::ConnectionFailed => "connection_failed",
-            RequestError::Remote(e) => &e.code,
+            RequestError::Remote(e) => e.code.as_str(),
             RequestError::NotConnected => "not_connected",
             RequestError::ProxyMoved { .. } => "proxy_moved",
             RequestError::TooManyPending => "too_many_pending",

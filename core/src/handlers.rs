@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::cluster::CallRequest;
+use crate::error::ErrorCode;
 use crate::jobs::{JobClasses, panic_message};
 use crate::message::RemoteError;
 
@@ -85,7 +86,7 @@ impl Handlers {
         match self.map.get(class) {
             Some(f) => f(body),
             None => Err(RemoteError::new(
-                "unknown_class",
+                ErrorCode::UnknownClass,
                 format!("no handler for class {class:?}"),
             )),
         }
@@ -96,12 +97,12 @@ impl Handlers {
     pub fn call_function(&self, req: &CallRequest) -> Result<Bytes, RemoteError> {
         let f = self.functions.get(&req.function).ok_or_else(|| {
             RemoteError::new(
-                "unknown_function",
+                ErrorCode::UnknownFunction,
                 format!("no function {:?} is registered", req.function),
             )
         })?;
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&req.args)))
-            .map_err(|p| RemoteError::new("function_panicked", panic_message(&*p)))??;
+            .map_err(|p| RemoteError::new(ErrorCode::FunctionPanicked, panic_message(&*p)))??;
         Ok(Bytes::from(r))
     }
 }

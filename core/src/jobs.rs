@@ -26,6 +26,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::error::ErrorCode;
 use crate::message::RemoteError;
 use crate::status::Status;
 
@@ -129,7 +130,7 @@ pub trait JobClass: Send + Sync + 'static {
     /// Worker: answers a request at once.
     fn request(&self, _req: Self::Request) -> Result<Self::Reply, RemoteError> {
         Err(RemoteError::new(
-            "unknown_request",
+            ErrorCode::UnknownRequest,
             "this class takes no requests",
         ))
     }
@@ -141,7 +142,7 @@ pub trait JobClass: Send + Sync + 'static {
         _spec: Self::Spec,
     ) -> Result<TaskStart<Self::Reply>, RemoteError> {
         Err(RemoteError::new(
-            "unknown_request",
+            ErrorCode::UnknownRequest,
             "this class has no tasks",
         ))
     }
@@ -149,7 +150,7 @@ pub trait JobClass: Send + Sync + 'static {
     /// Worker: a command for running task `task`.
     fn command(&self, _task: u64, _cmd: Self::Command) -> Result<Self::Reply, RemoteError> {
         Err(RemoteError::new(
-            "unknown_request",
+            ErrorCode::UnknownRequest,
             "this class takes no commands",
         ))
     }
@@ -181,19 +182,23 @@ pub trait DynClass: Send + Sync {
 }
 
 fn decode<T: DeserializeOwned>(b: &[u8]) -> Result<T, RemoteError> {
-    postcard::from_bytes(b).map_err(|e| RemoteError::new("bad_request", e.to_string()))
+    postcard::from_bytes(b).map_err(|e| RemoteError::new(ErrorCode::BadRequest, e.to_string()))
 }
 
 fn encode<T: Serialize>(v: &T) -> Result<Bytes, RemoteError> {
     postcard::to_allocvec(v)
         .map(Bytes::from)
-        .map_err(|e| RemoteError::new("bad_reply", e.to_string()))
+        .map_err(|e| RemoteError::new(ErrorCode::BadReply, e.to_string()))
 }
 
 /// Runs `f`, turning a panic into `callback_panicked` with its message.
 pub fn guarded<T>(f: impl FnOnce() -> Result<T, RemoteError>) -> Result<T, RemoteError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .unwrap_or_else(|p| Err(RemoteError::new("callback_panicked", panic_message(&*p))))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(RemoteError::new(
+            ErrorCode::CallbackPanicked,
+            panic_message(&*p),
+        ))
+    })
 }
 
 /// The message of a panic payload.
@@ -293,7 +298,7 @@ impl JobClasses {
     pub fn get(&self, name: &str) -> Result<&Arc<dyn DynClass>, RemoteError> {
         self.map.get(name).ok_or_else(|| {
             RemoteError::new(
-                "unknown_class",
+                ErrorCode::UnknownClass,
                 format!("no job class {name:?} is registered"),
             )
         })

@@ -8,6 +8,7 @@
 //!
 //! Modules:
 //! - [`time`]: the monotonic [`Instant`](time::Instant) the machines reason with.
+//! - [`error`]: the stable error codes every typed error and peer error carries.
 //! - [`data`]: a node's data registry, under a size limit.
 //! - [`events`]: a control node's event subscribers and recent events (bounded).
 //! - [`files`]: where received files may land (below `files_dir`).
@@ -49,6 +50,7 @@ pub mod conn;
 pub mod conn_error;
 pub mod connector;
 pub mod data;
+pub mod error;
 pub mod events;
 pub mod files;
 pub mod frame;

@@ -155,7 +155,7 @@ pub struct Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteError {
     /// Stable snake_case code (`unknown_class`, `timeout`, ...).
-    pub code: String,
+    pub code: crate::error::ErrorCode,
     /// Human-readable detail.
     pub message: String,
 }
@@ -163,7 +163,7 @@ pub struct RemoteError {
 impl RemoteError {
     /// Builds an error from a code and a message. A message that already starts with
     /// the code (a typed error's own text, `code: detail`) is not prefixed twice.
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: impl Into<crate::error::ErrorCode>, message: impl Into<String>) -> Self {
         let code = code.into();
         let mut message = message.into();
         if let Some(rest) = message
@@ -179,7 +179,7 @@ impl RemoteError {
 impl core::fmt::Display for RemoteError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         if self.message.is_empty() {
-            return f.write_str(&self.code);
+            return f.write_str(self.code.as_str());
         }
         write!(f, "{}: {}", self.code, self.message)
     }

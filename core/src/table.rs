@@ -16,18 +16,19 @@ impl NodesReport {
     /// Node `id`'s row: `unknown_node` when nobody listed it, `incomplete` when it may
     /// be served by a member that did not answer.
     pub fn into_row(self, id: &str) -> Result<NodeRow, crate::message::RemoteError> {
+        use crate::error::ErrorCode;
         use crate::message::RemoteError;
         match self.rows.into_iter().find(|r| r.id == id) {
             Some(row) => Ok(row),
             None if !self.incomplete.is_empty() => Err(RemoteError::new(
-                "incomplete",
+                ErrorCode::Incomplete,
                 format!(
                     "no node {id:?} among the answers, but {} did not answer: the list is incomplete",
                     self.incomplete.join(", ")
                 ),
             )),
             None => Err(RemoteError::new(
-                "unknown_node",
+                ErrorCode::UnknownNode,
                 format!("no node {id:?} is known in the cluster"),
             )),
         }

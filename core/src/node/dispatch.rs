@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::cluster::{AdoptRequest, CallRequest, FilePart, JobCall, RouteRequest};
+use crate::error::ErrorCode;
 use crate::message::RemoteError;
 
 /// What the shell carries out for a request (then answers it).
@@ -84,7 +85,7 @@ pub enum Dispatch {
 fn encode<T: serde::Serialize>(v: &T) -> Result<Bytes, RemoteError> {
     postcard::to_allocvec(v)
         .map(Bytes::from)
-        .map_err(|e| RemoteError::new("internal_error", e.to_string()))
+        .map_err(|e| RemoteError::new(ErrorCode::InternalError, e.to_string()))
 }
 
 impl<H: Clone> NodeMachine<H> {
@@ -129,7 +130,7 @@ impl<H: Clone> NodeMachine<H> {
                 answer(Ok(Bytes::new()))
             }
             ClusterRequest::JobEvent(ev) if control => answer(Err(RemoteError::new(
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!("{from} cannot send events of {}", ev.node),
             ))),
             ClusterRequest::Route(req) if control => shell(ShellWork::Route(req)),
@@ -152,7 +153,10 @@ impl<H: Clone> NodeMachine<H> {
                     class: class.to_owned(),
                     body,
                 }),
-                Err(e) => answer(Err(RemoteError::new("internal_error", e.to_string()))),
+                Err(e) => answer(Err(RemoteError::new(
+                    ErrorCode::InternalError,
+                    e.to_string(),
+                ))),
             },
         }
     }
@@ -167,7 +171,7 @@ impl<H: Clone> NodeMachine<H> {
             JobCall::Command { class, task, body } => {
                 if self.task_class(task) != Some(class.as_str()) {
                     return Dispatch::Answer(Err(RemoteError::new(
-                        "task_not_found",
+                        ErrorCode::TaskNotFound,
                         format!("no task {task} runs here"),
                     )));
                 }
@@ -187,7 +191,7 @@ impl<H: Clone> NodeMachine<H> {
             | JobCall::PutData(..)
             | JobCall::DelData(_)) => {
                 return Dispatch::Answer(Err(RemoteError::new(
-                    "internal_error",
+                    ErrorCode::InternalError,
                     format!("{call:?} was not answered"),
                 )));
             }

@@ -6,17 +6,18 @@ use bytes::Bytes;
 
 use super::*;
 use crate::cluster::JobCall;
+use crate::error::ErrorCode;
 use crate::message::RemoteError;
 use crate::status::StatusEvent;
 
-fn remote(code: &str, e: impl std::fmt::Display) -> RemoteError {
+fn remote(code: impl Into<ErrorCode>, e: impl std::fmt::Display) -> RemoteError {
     RemoteError::new(code, e.to_string())
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Bytes, RemoteError> {
     postcard::to_allocvec(v)
         .map(Bytes::from)
-        .map_err(|e| remote("internal_error", e))
+        .map_err(|e| remote(ErrorCode::InternalError, e))
 }
 
 impl<H: Clone> NodeMachine<H> {
@@ -131,11 +132,9 @@ impl<H: Clone> NodeMachine<H> {
                 self.out.push_back(Output::ReportInfo);
                 Ok(Bytes::from(self.meta.to_string()))
             }
-            JobCall::GetData(key) => self
-                .data
-                .get(key)
-                .cloned()
-                .ok_or_else(|| RemoteError::new("not_found", format!("no data under {key:?}"))),
+            JobCall::GetData(key) => self.data.get(key).cloned().ok_or_else(|| {
+                RemoteError::new(ErrorCode::NotFound, format!("no data under {key:?}"))
+            }),
             JobCall::PutData(key, value) => self
                 .data
                 .put(key.clone(), value.clone())
@@ -159,13 +158,13 @@ impl<H: Clone> NodeMachine<H> {
     pub fn handle_redirect(&mut self, urls: &str) -> Result<(), RemoteError> {
         if self.is_control() {
             return Err(RemoteError::new(
-                "unknown_class",
+                ErrorCode::UnknownClass,
                 "a control member is never redirected",
             ));
         }
         match crate::url::parse_url_list(urls) {
             Ok(list) if list.is_empty() => Err(RemoteError::new(
-                "bad_request",
+                ErrorCode::BadRequest,
                 "a redirect needs at least one URL",
             )),
             Ok(list) => {

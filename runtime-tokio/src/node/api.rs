@@ -302,7 +302,7 @@ impl<N: Net> Node<N> {
         use tokio::io::AsyncReadExt;
         let io = |e: std::io::Error| {
             RequestError::Remote(RemoteError::new(
-                "file_error",
+                ErrorCode::FileError,
                 format!("{}: {e}", local.display()),
             ))
         };

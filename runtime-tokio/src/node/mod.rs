@@ -21,6 +21,7 @@ use nkcluster_core::ConnError;
 use nkcluster_core::admission::{Admission, Refusal};
 use nkcluster_core::auth::Key;
 use nkcluster_core::conn::{Connection, ConnectionParams, Event, RequestError};
+use nkcluster_core::error::ErrorCode;
 pub use nkcluster_core::handlers::{FunctionFn, HandlerFn, Handlers};
 use nkcluster_core::handshake::{Identity, Role, Side};
 use nkcluster_core::message::RemoteError;
@@ -144,7 +145,7 @@ pub use nkcluster_core::table::{NodeRow, NodesReport};
 /// The error for a node nobody in the cluster holds.
 fn unknown_node(node: &str) -> RequestError {
     RequestError::Remote(RemoteError::new(
-        "unknown_node",
+        ErrorCode::UnknownNode,
         format!("no node {node:?} is connected to the cluster"),
     ))
 }
@@ -182,17 +183,17 @@ async fn wait_reply(
 fn encode_req<T: serde::Serialize>(v: &T) -> Result<Bytes, RequestError> {
     postcard::to_allocvec(v)
         .map(Bytes::from)
-        .map_err(|e| RequestError::Remote(RemoteError::new("bad_request", e.to_string())))
+        .map_err(|e| RequestError::Remote(RemoteError::new(ErrorCode::BadRequest, e.to_string())))
 }
 
 fn decode_reply<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, RequestError> {
     postcard::from_bytes(b)
-        .map_err(|e| RequestError::Remote(RemoteError::new("bad_reply", e.to_string())))
+        .map_err(|e| RequestError::Remote(RemoteError::new(ErrorCode::BadReply, e.to_string())))
 }
 
 fn encode(v: &dyn erased::Encode) -> Result<Bytes, RemoteError> {
     v.encode()
-        .map_err(|e| RemoteError::new("internal_error", e.to_string()))
+        .map_err(|e| RemoteError::new(ErrorCode::InternalError, e.to_string()))
 }
 
 mod erased {

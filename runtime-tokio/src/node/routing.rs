@@ -140,7 +140,7 @@ impl<N: Net> Node<N> {
             }
         };
         let unknown = || unknown_node(node);
-        if !matches!(&r, Err(RequestError::Remote(e)) if e.code == "unknown_node") {
+        if !matches!(&r, Err(RequestError::Remote(e)) if e.code == ErrorCode::UnknownNode) {
             return r;
         }
         // Not at its owner (a hand-off in flight, or views that disagree for a moment):
@@ -149,7 +149,7 @@ impl<N: Net> Node<N> {
         for m in others {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let r = self.request(&m, CLASS_ROUTE, body.clone(), left).await;
-            if !matches!(&r, Err(RequestError::Remote(e)) if e.code == "unknown_node") {
+            if !matches!(&r, Err(RequestError::Remote(e)) if e.code == ErrorCode::UnknownNode) {
                 return r;
             }
         }

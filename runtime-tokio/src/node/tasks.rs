@@ -166,7 +166,10 @@ async fn dial_worker<N: Net>(
     if inner.peek(|b| b.links().is_linked(worker)) {
         return Ok(());
     }
-    let mut last = RemoteError::new("no_connections", "the worker announced no reachable URL");
+    let mut last = RemoteError::new(
+        ErrorCode::NoConnections,
+        "the worker announced no reachable URL",
+    );
     for url in urls.iter().filter_map(|u| parse_url(u).ok()) {
         let (remote, ready) = match inner.dial(&url).await {
             Ok(r) => r,
@@ -180,7 +183,7 @@ async fn dial_worker<N: Net>(
             Ok(Ok(p)) if p.node_id == worker => return Ok(()),
             Ok(Ok(p)) => {
                 last = RemoteError::new(
-                    "wrong_node",
+                    ErrorCode::WrongNode,
                     format!("{} answered at the worker's URL", p.node_id),
                 );
             }

@@ -100,7 +100,7 @@ impl<N: Net> Inner<N> {
     pub(super) fn stop_task(self: &Arc<Self>, id: u64) -> Result<Bytes, RemoteError> {
         let Some(h) = lock(&self.tasks).remove(&id) else {
             return Err(RemoteError::new(
-                "task_not_found",
+                ErrorCode::TaskNotFound,
                 format!("no task {id} runs here"),
             ));
         };
@@ -132,7 +132,7 @@ impl<N: Net> Inner<N> {
             tx.send((from.to_owned(), part, responder))
         {
             responder.reply(Err(RemoteError::new(
-                "file_error",
+                ErrorCode::FileError,
                 "the file writer stopped",
             )));
         }
@@ -183,7 +183,7 @@ impl<N: Net> Inner<N> {
         use nkcluster_core::transfers::FileOp;
         use std::io::Write;
         let io = |p: &std::path::Path, e: std::io::Error| {
-            RemoteError::new("file_error", format!("{}: {e}", p.display()))
+            RemoteError::new(ErrorCode::FileError, format!("{}: {e}", p.display()))
         };
         let mut open = lock(&self.open_files);
         for op in ops {
@@ -219,8 +219,9 @@ impl<N: Net> Inner<N> {
         let Some(dir) = file.parent() else {
             return Ok(());
         };
-        let io =
-            |e: std::io::Error| RemoteError::new("file_error", format!("{}: {e}", dir.display()));
+        let io = |e: std::io::Error| {
+            RemoteError::new(ErrorCode::FileError, format!("{}: {e}", dir.display()))
+        };
         std::fs::create_dir_all(dir).map_err(io)?;
         let real_dir = dir.canonicalize().map_err(io)?;
         let real_root = root.canonicalize().map_err(io)?;
