@@ -37,6 +37,7 @@ use crate::proxy::Proxies;
 use crate::routing::{RouteStep, RouteView, route};
 use crate::status::{NodeStatus, Status};
 use crate::time::Instant;
+use crate::transfers::{Transfers, TransfersConfig};
 use crate::url::ClusterUrl;
 use crate::workers::{Workers, WorkersConfig};
 
@@ -83,6 +84,10 @@ pub struct NodeSettings {
     pub workers: WorkersConfig,
     /// Limits of the control side's subscribers and recent events.
     pub events: EventsConfig,
+    /// Where received files land.
+    pub files_dir: std::path::PathBuf,
+    /// Limits of the file receiver.
+    pub transfers: TransfersConfig,
 }
 
 /// One authenticated link as the node sees it.
@@ -330,6 +335,8 @@ pub struct NodeMachine<H> {
     data: DataRegistry,
     workers: Workers<NodeInfo>,
     events: Events<EventMsg>,
+    /// Files being received.
+    transfers: Transfers,
     /// The node is stopping: nothing new is dialed.
     stopping: bool,
     out: VecDeque<Output<H>>,
@@ -363,6 +370,7 @@ impl<H: Clone> NodeMachine<H> {
             data: DataRegistry::new(settings.data_limit),
             workers: Workers::new(settings.workers),
             events: Events::new(settings.events),
+            transfers: Transfers::new(&settings.files_dir, settings.transfers),
             stopping: false,
             out: VecDeque::new(),
             settings,
@@ -520,6 +528,24 @@ impl<H: Clone> NodeMachine<H> {
             m.leave();
         }
         self.after_membership();
+    }
+
+    /// One part of a file for `files_dir`, from `from`: the file operations to perform in
+    /// order, then the outcome (see [`Transfers::handle_part`]).
+    pub fn handle_file_part(
+        &mut self,
+        now: Instant,
+        from: &str,
+        part: crate::transfers::Part<'_>,
+    ) -> crate::transfers::PartOutcome {
+        self.transfers.handle_part(now, from, part)
+    }
+
+    /// Performing a transfer's file operations failed: the transfer is dropped and the
+    /// operations that clean up after it are returned.
+    #[must_use]
+    pub fn handle_file_error(&mut self, path: &str) -> Vec<crate::transfers::FileOp> {
+        self.transfers.handle_io_error(path)
     }
 
     /// Wall clock at `now`, Unix ms.

@@ -40,6 +40,8 @@ fn settings(me: &str, role: Role) -> NodeSettings {
             keep: 3,
             max_subscribers: 2,
         },
+        files_dir: "/srv/files".into(),
+        transfers: Default::default(),
     }
 }
 
@@ -884,4 +886,57 @@ fn requests_are_dispatched_by_what_they_need_and_who_asks() {
         w.handle_request(T0, "c1", Role::Control, redirect),
         Dispatch::Answer(Ok(Bytes::new()))
     );
+}
+
+#[test]
+fn file_parts_become_file_operations_in_order() {
+    use crate::transfers::{FileOp, Part, Received};
+    let mut w = machine("w1", Role::Worker);
+    let data = Bytes::from_static(b"hello");
+    let sha: [u8; 32] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"hello").into()
+    };
+    let out = w.handle_file_part(
+        T0,
+        "c1",
+        Part {
+            path: "a/b.txt",
+            offset: 0,
+            total: 5,
+            data: data.clone(),
+            sha256: Some(sha),
+        },
+    );
+    let to = std::path::PathBuf::from("/srv/files/a/b.txt");
+    let tmp = std::path::PathBuf::from("/srv/files/a/b.txt.part");
+    assert_eq!(
+        out.ops,
+        vec![
+            FileOp::Create { tmp: tmp.clone() },
+            FileOp::Append {
+                tmp: tmp.clone(),
+                data,
+            },
+            FileOp::Rename {
+                tmp: tmp.clone(),
+                to: to.clone()
+            },
+        ]
+    );
+    assert_eq!(out.result, Ok(Received::File { path: to, bytes: 5 }));
+    let refused = w.handle_file_part(
+        T0,
+        "c1",
+        Part {
+            path: "../etc/passwd",
+            offset: 0,
+            total: 1,
+            data: Bytes::from_static(b"x"),
+            sha256: None,
+        },
+    );
+    assert_eq!(refused.ops, vec![]);
+    assert_eq!(refused.result.map_err(|e| e.code()), Err("forbidden_path"));
+    assert_eq!(w.handle_file_error("a/b.txt"), vec![]);
 }

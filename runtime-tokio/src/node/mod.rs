@@ -249,8 +249,6 @@ struct Inner<N: Net> {
     events_out: mpsc::UnboundedSender<EventMsg>,
     /// Control side: events of the workers we serve.
     job_events: broadcast::Sender<NodeJobEvent>,
-    /// Files being received (the core receiver machine).
-    transfers: Mutex<nkcluster_core::transfers::Transfers>,
     /// The `.part` files of the transfers in progress, open between parts.
     open_files: Mutex<HashMap<std::path::PathBuf, std::fs::File>>,
     /// File parts are written in arrival order by one thread (started at first use).

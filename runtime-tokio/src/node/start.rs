@@ -121,6 +121,11 @@ impl<N: Net> Node<N> {
             meta: config.meta.clone(),
             workers: Default::default(),
             events: Default::default(),
+            files_dir: config.files_dir.clone(),
+            transfers: nkcluster_core::transfers::TransfersConfig {
+                max_open: MAX_TRANSFERS,
+                ..Default::default()
+            },
         });
         let inner = Arc::new(Inner {
             identity: identity.clone(),
@@ -139,13 +144,6 @@ impl<N: Net> Node<N> {
             tasks: Mutex::new(HashMap::new()),
             events_out,
             job_events: broadcast::channel(EVENT_QUEUE).0,
-            transfers: Mutex::new(nkcluster_core::transfers::Transfers::new(
-                &config.files_dir,
-                nkcluster_core::transfers::TransfersConfig {
-                    max_open: MAX_TRANSFERS,
-                    ..Default::default()
-                },
-            )),
             open_files: Mutex::new(HashMap::new()),
             file_writer: Mutex::new(None),
             sys: Mutex::new(sysinfo::System::new()),

@@ -142,19 +142,17 @@ impl<N: Net> Inner<N> {
     /// limits, expiry); this performs its file operations and answers.
     pub(super) fn receive_file(&self, from: &str, part: FilePart) -> Result<Bytes, RemoteError> {
         use nkcluster_core::transfers::{Part, Received};
-        let out = lock(&self.transfers).handle_part(
-            self.clock.now(),
-            from,
-            Part {
-                path: &part.path,
-                offset: part.offset,
-                total: part.total,
-                data: part.data,
-                sha256: part.sha256,
-            },
-        );
+        // The receiver's answers are returned, never queued: nothing to perform here.
+        let part_in = Part {
+            path: &part.path,
+            offset: part.offset,
+            total: part.total,
+            data: part.data.clone(),
+            sha256: part.sha256,
+        };
+        let (out, _) = self.step(|b, now| b.handle_file_part(now, from, part_in));
         if let Err(e) = self.perform_file_ops(out.ops) {
-            let cleanup = lock(&self.transfers).handle_io_error(&part.path);
+            let (cleanup, _) = self.step(|b, _| b.handle_file_error(&part.path));
             let _ = self.perform_file_ops(cleanup);
             warn!(node = %self.config.node_id, from = %from, path = %part.path, code = %e.code, error = %e.message,
                   "a file transfer failed");
