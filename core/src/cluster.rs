@@ -270,7 +270,7 @@ pub enum ClusterRequest {
     JobEvent(EventMsg),
 }
 
-/// A cluster request that does not decode: the class, and why.
+/// A cluster request that does not decode: the class, and why (decoding holds no state).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad_request: {class}: {detail}")]
 pub struct ClusterDecodeError {

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use thiserror::Error;
 
-/// A path a peer may not write.
+/// A path a peer may not write (refused before anything is written: nothing changed).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("forbidden_path: {path:?} {why}; files land only below {root:?}")]
 pub struct ForbiddenPath {
