@@ -388,7 +388,7 @@ fn run_handshake(flags: Flags, r: &mut Reader<'_>) {
         Key::from_bytes(TARGET_KEY),
         TARGET_NONCE,
         b"",
-        config,
+        config.clone(),
         t0,
     );
     let mut now = t0;
@@ -447,7 +447,10 @@ fn run_handshake(flags: Flags, r: &mut Reader<'_>) {
                     continue;
                 }
                 if let Ok(m) = Message::decode(&bytes) {
-                    fed_reject.set(matches!(m, Message::Reject(_)));
+                    // A message at or after the handshake's deadline is a timeout (which
+                    // the handshake reports to the peer), whatever the message was.
+                    let in_time = now < t0 + config.timeout;
+                    fed_reject.set(in_time && matches!(m, Message::Reject(_)));
                     hs.handle_message(now, &bytes, m);
                 }
                 step(&mut hs);
