@@ -53,12 +53,22 @@ impl<H: Clone> NodeMachine<H> {
             Role::Admin => {}
             Role::Control => self.handle_job_event(now, ev),
             Role::Worker => {
-                if let Some((_, l)) = self.links.first_control() {
-                    self.out.push_back(Output::Notify {
-                        link: l.handle.clone(),
-                        request: ClusterRequest::JobEvent(ev),
-                    });
+                let Some((_, l)) = self.links.first_control() else {
+                    return;
+                };
+                // The link's first status is told when it comes up; the same status
+                // queued before (at start) is not told twice on one link.
+                if let (NODE_EVENT_CLASS, WireEvent::NodeStatus(s)) = (ev.class.as_str(), &ev.event)
+                {
+                    if self.status_told == Some((l.conn_id, *s)) {
+                        return;
+                    }
+                    self.status_told = Some((l.conn_id, *s));
                 }
+                self.out.push_back(Output::Notify {
+                    link: l.handle.clone(),
+                    request: ClusterRequest::JobEvent(ev),
+                });
             }
         }
     }

@@ -337,6 +337,8 @@ pub struct NodeMachine<H> {
     events: Events<EventMsg>,
     /// Files being received.
     transfers: Transfers,
+    /// The last status told to our proxy, and on which link (a worker).
+    status_told: Option<(u64, Status)>,
     /// The node is stopping: nothing new is dialed.
     stopping: bool,
     out: VecDeque<Output<H>>,
@@ -371,6 +373,7 @@ impl<H: Clone> NodeMachine<H> {
             workers: Workers::new(settings.workers),
             events: Events::new(settings.events),
             transfers: Transfers::new(&settings.files_dir, settings.transfers),
+            status_told: None,
             stopping: false,
             out: VecDeque::new(),
             settings,

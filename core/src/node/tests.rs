@@ -940,3 +940,62 @@ fn file_parts_become_file_operations_in_order() {
     assert_eq!(refused.result.map_err(|e| e.code()), Err("forbidden_path"));
     assert_eq!(w.handle_file_error("a/b.txt"), vec![]);
 }
+
+#[test]
+fn a_status_queued_before_the_link_came_up_is_told_once() {
+    // Own events travel through the shell's ordered queue: the start's `ready` may be
+    // taken after the link is up, behind the link's own report of it.
+    let mut w = NodeMachine::<u64>::new(settings("w1", Role::Worker));
+    w.start(T0);
+    let queued: Vec<EventMsg> = drain(&mut w)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::OwnEvent(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    w.handle_link_up(T0, link(1, peer("c1", Role::Control, &[])), true);
+    let at_link_up: Vec<EventMsg> = drain(&mut w)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::OwnEvent(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queued, at_link_up);
+    for ev in queued.into_iter().chain(at_link_up) {
+        w.handle_own_event(T0, ev);
+    }
+    let ready = status_event("w1", Status::Ready);
+    assert_eq!(
+        drain(&mut w),
+        vec![Output::Notify {
+            link: 1,
+            request: ClusterRequest::JobEvent(ready.clone()),
+        }]
+    );
+    // A change is told; back to `ready` is told again; a new link hears it anew.
+    for s in [Status::Standby, Status::Ready] {
+        w.handle_own_event(T0, status_event("w1", s));
+    }
+    assert_eq!(drain(&mut w).len(), 2);
+    w.handle_link_down(
+        T0,
+        LinkGone {
+            conn_id: 1,
+            summary: peer("c1", Role::Control, &[]),
+            remote_ip: None,
+            error: None,
+        },
+    );
+    w.handle_link_up(T0, link(2, peer("c1", Role::Control, &[])), true);
+    drain(&mut w);
+    w.handle_own_event(T0, ready.clone());
+    assert_eq!(
+        drain(&mut w),
+        vec![Output::Notify {
+            link: 2,
+            request: ClusterRequest::JobEvent(ready),
+        }]
+    );
+}
