@@ -1,0 +1,495 @@
+//! The node machine as a control member and as a linked node: links, views, mesh dials,
+//! hand-offs, workers' events and subscribers, the node table, routing, shutdown.
+
+use super::*;
+
+#[test]
+fn a_new_control_peer_gets_our_view_and_its_view_makes_it_a_member() {
+    let mut c1 = machine("c1", Role::Control);
+    let c2 = peer("c2", Role::Control, &["nkcluster://all:1972"]);
+    c1.handle_link_up(T0, link(2, c2.clone()), true);
+    let me = c1.view();
+    assert_eq!(
+        drain(&mut c1),
+        vec![Output::Gossip { link: 2, view: me }, link_up_event(&c2)]
+    );
+    // c2 listens on `all`: the view records it where its link reached us.
+    let mut theirs = member("c2", 7);
+    theirs.listen = vec!["nkcluster://all:1972".into()];
+    c1.handle_gossip(at(1), "c2", 2, &[theirs]);
+    let mut c2_seen = member("c2", 7);
+    c2_seen.listen = vec!["nkcluster://10.0.0.9:1972;transport=tcp".into()];
+    let view = vec![c1.view()[0].clone(), c2_seen];
+    assert_eq!(c1.view(), view);
+    assert_eq!(
+        drain(&mut c1),
+        vec![
+            Output::Event(NodeEvent::Member {
+                id: "c2".into(),
+                change: "up"
+            }),
+            Output::Gossip { link: 2, view },
+        ]
+    );
+    assert_eq!(c1.members(), ["c1", "c2"]);
+    // The same view again is no news: nothing is gossiped back.
+    let mut theirs = member("c2", 7);
+    theirs.listen = vec!["nkcluster://all:1972".into()];
+    c1.handle_gossip(at(2), "c2", 2, &[theirs]);
+    assert_eq!(drain(&mut c1), vec![]);
+}
+
+#[test]
+fn members_learned_from_a_view_are_dialed_once_at_a_time() {
+    let mut c1 = two_members();
+    let mut c3_all = member("c3", 9);
+    c3_all.listen = vec![
+        "nkcluster://all:1972".into(),
+        "nkcluster://10.0.0.3:1973".into(),
+    ];
+    c1.handle_gossip(at(1), "c2", 2, &[member("c2", 7), c3_all.clone()]);
+    let out = drain(&mut c1);
+    assert_eq!(
+        out[..2],
+        [
+            Output::Event(NodeEvent::Member {
+                id: "c3".into(),
+                change: "up"
+            }),
+            Output::Gossip {
+                link: 2,
+                view: c1.view()
+            },
+        ]
+    );
+    // `all` is not dialable from here; the other URL is.
+    assert_eq!(
+        out[2],
+        Output::DialMember {
+            id: "c3".into(),
+            urls: vec!["nkcluster://10.0.0.3:1973".into()],
+        }
+    );
+    // A redial round while the dial runs does not start a second one.
+    let round = c1.poll_timeout().expect("removal or redial timer");
+    c1.handle_mesh_dial_done(at(1), "c3", true, false);
+    let out = drain(&mut c1);
+    assert_eq!(
+        out[..1],
+        [Output::Event(NodeEvent::Member {
+            id: "c3".into(),
+            change: "down"
+        })]
+    );
+    c1.handle_timeout(round.max(at(2_001)));
+    let dials: Vec<_> = drain(&mut c1)
+        .into_iter()
+        .filter(|o| matches!(o, Output::DialMember { .. }))
+        .collect();
+    assert_eq!(
+        dials,
+        vec![Output::DialMember {
+            id: "c3".into(),
+            urls: vec!["nkcluster://10.0.0.3:1973".into()],
+        }]
+    );
+    c1.handle_timeout(at(4_002));
+    assert!(
+        !drain(&mut c1)
+            .iter()
+            .any(|o| matches!(o, Output::DialMember { .. })),
+        "c3 is still being dialed"
+    );
+}
+
+#[test]
+fn a_worker_the_ring_gives_away_is_redirected_to_its_owner_or_adopted() {
+    let mut c1 = machine("c1", Role::Control);
+    let w = {
+        let probe = two_members();
+        worker_of_c2(&probe)
+    };
+    // Linked alone: c1 owns everything.
+    c1.handle_link_up(T0, link(10, peer(&w, Role::Worker, &[])), true);
+    drain(&mut c1);
+    // c2 joins: the worker (no listener) is redirected to c2's URLs.
+    let c2 = peer("c2", Role::Control, &[]);
+    c1.handle_link_up(at(1), link(2, c2), true);
+    c1.handle_gossip(at(1), "c2", 2, &[member("c2", 7)]);
+    let redirect = Output::Redirect {
+        worker: w.clone(),
+        owner: "c2".into(),
+        urls: vec!["nkcluster://c2:1972;transport=tcp".into()],
+    };
+    assert_eq!(drain(&mut c1).last(), Some(&redirect));
+    // c2 does not answer: the worker stays, and the redirect is tried again later.
+    c1.handle_owner_silent(at(2), &w, "c2");
+    assert_eq!(c1.poll_timeout(), Some(at(5_002)));
+    c1.handle_timeout(at(5_002));
+    assert_eq!(drain(&mut c1), vec![redirect]);
+    // It answered and the worker was told: our link closes, pending requests end
+    // `proxy_moved`.
+    c1.handle_redirected(&w, "c2");
+    assert_eq!(
+        drain(&mut c1),
+        vec![Output::Release {
+            worker: w.clone(),
+            to: "c2".into(),
+            links: vec![10],
+        }]
+    );
+
+    // A worker that listens is adopted instead: the owner dials it.
+    let mut c1 = two_members();
+    let w2 = worker_of_c2(&c1);
+    c1.handle_link_up(
+        at(3),
+        link(11, peer(&w2, Role::Worker, &["nkcluster://all:9000"])),
+        true,
+    );
+    let ask = Output::AskAdopt {
+        worker: w2.clone(),
+        owner: "c2".into(),
+        urls: vec!["nkcluster://10.0.0.9:9000;transport=tcp".into()],
+    };
+    assert_eq!(drain(&mut c1)[0], ask);
+    c1.handle_adopted(&w2, "c2", true);
+    assert_eq!(
+        drain(&mut c1),
+        vec![Output::Release {
+            worker: w2.clone(),
+            to: "c2".into(),
+            links: vec![11],
+        }]
+    );
+}
+
+#[test]
+fn a_failed_adoption_falls_back_to_a_redirect() {
+    let mut c1 = two_members();
+    let w = worker_of_c2(&c1);
+    c1.handle_link_up(
+        T0,
+        link(11, peer(&w, Role::Worker, &["nkcluster://10.0.0.5:9000"])),
+        true,
+    );
+    drain(&mut c1);
+    c1.handle_adopted(&w, "c2", false);
+    assert_eq!(
+        drain(&mut c1),
+        vec![Output::Redirect {
+            worker: w,
+            owner: "c2".into(),
+            urls: vec!["nkcluster://c2:1972;transport=tcp".into()],
+        }]
+    );
+}
+
+#[test]
+fn a_lost_listening_worker_is_redialed_and_its_classes_hear_not_connected() {
+    let mut c1 = machine("c1", Role::Control);
+    let w = peer("w1", Role::Worker, &["nkcluster://10.0.0.5:9000"]);
+    c1.handle_link_up(T0, link(10, w.clone()), true);
+    drain(&mut c1);
+    let started = class_event("w1", "video", Some(1), WireEvent::TaskStarted);
+    c1.handle_job_event(at(1), started.clone());
+    drain(&mut c1);
+    assert_eq!(c1.route("w1", 0), RouteStep::Direct);
+    c1.handle_link_down(
+        at(2),
+        LinkGone {
+            conn_id: 10,
+            summary: w.clone(),
+            remote_ip: Some("10.0.0.5".parse().expect("ip")),
+            error: Some(ConnError::IdleTimeout(Duration::from_secs(5))),
+        },
+    );
+    let gone = status_event("w1", Status::NotConnected);
+    assert_eq!(
+        drain(&mut c1),
+        vec![
+            Output::ClassEvent {
+                class: "video".into(),
+                event: gone.clone(),
+            },
+            Output::JobEvent(gone.clone()),
+            Output::Redial {
+                worker: "w1".into(),
+                urls: vec!["nkcluster://10.0.0.5:9000;transport=tcp".into()],
+            },
+            Output::Event(NodeEvent::LinkDown {
+                peer: "w1".into(),
+                remote: w.remote.clone(),
+                code: Some("idle_timeout".into()),
+            }),
+        ]
+    );
+    // Meanwhile, requests for it end `not_connected` at once.
+    assert_eq!(c1.route("w1", 0), RouteStep::NotConnected);
+    assert_eq!(c1.local_rows().len(), 1);
+    // Gone workers are forgotten after a while.
+    assert_eq!(c1.workers_known(), 1);
+    assert_eq!(c1.poll_timeout(), Some(at(60_002)));
+    c1.handle_redial_failed(at(3), "w1");
+    drain(&mut c1);
+    c1.handle_timeout(at(60_002));
+    assert_eq!(c1.workers_known(), 0);
+}
+
+#[test]
+fn a_worker_that_closed_in_order_is_not_redialed() {
+    let mut c1 = machine("c1", Role::Control);
+    let w = peer("w1", Role::Worker, &["nkcluster://10.0.0.5:9000"]);
+    c1.handle_link_up(T0, link(10, w.clone()), true);
+    drain(&mut c1);
+    c1.handle_link_down(
+        at(2),
+        LinkGone {
+            conn_id: 10,
+            summary: w.clone(),
+            remote_ip: None,
+            error: Some(ConnError::PeerClosed("stopping".into())),
+        },
+    );
+    assert_eq!(
+        drain(&mut c1),
+        vec![Output::Event(NodeEvent::LinkDown {
+            peer: "w1".into(),
+            remote: w.remote,
+            code: Some("peer_closed".into()),
+        })]
+    );
+    assert_eq!(c1.route("w1", 0), RouteStep::Unknown);
+}
+
+#[test]
+fn subscribers_get_every_event_and_are_dropped_once_gone() {
+    let mut c1 = two_members();
+    let admin = peer("admin", Role::Admin, &[]);
+    let ev = class_event(
+        "w1",
+        "video",
+        None,
+        WireEvent::User(Bytes::from_static(b"x")),
+    );
+    assert_eq!(
+        c1.handle_subscribe(&SubscribeRequest {
+            subscriber: "nobody".into(),
+            fanout: false
+        }),
+        Err(SubscribeError::NotLinked("nobody".into()))
+    );
+    c1.handle_link_up(T0, link(20, admin.clone()), true);
+    drain(&mut c1);
+    // A whole-cluster subscriber: c1 subscribes to c2 on its behalf.
+    c1.handle_subscribe(&SubscribeRequest {
+        subscriber: "admin".into(),
+        fanout: true,
+    })
+    .expect("subscribed");
+    assert_eq!(
+        drain(&mut c1),
+        vec![Output::Notify {
+            link: 2,
+            request: ClusterRequest::Subscribe(SubscribeRequest {
+                subscriber: "c1".into(),
+                fanout: false,
+            }),
+        }]
+    );
+    c1.handle_job_event(at(1), ev.clone());
+    assert_eq!(
+        drain(&mut c1),
+        vec![
+            Output::ClassEvent {
+                class: "video".into(),
+                event: ev.clone(),
+            },
+            Output::Notify {
+                link: 20,
+                request: ClusterRequest::EventStream(ev.clone()),
+            },
+            Output::JobEvent(ev.clone()),
+        ]
+    );
+    // A member's stream reaches whole-cluster subscribers only.
+    c1.handle_member_event(&ev);
+    assert_eq!(
+        drain(&mut c1),
+        vec![Output::Notify {
+            link: 20,
+            request: ClusterRequest::EventStream(ev.clone()),
+        }]
+    );
+    // Gone: dropped at the next event.
+    c1.handle_link_down(
+        at(2),
+        LinkGone {
+            conn_id: 20,
+            summary: admin,
+            remote_ip: None,
+            error: None,
+        },
+    );
+    drain(&mut c1);
+    c1.handle_member_event(&ev);
+    assert_eq!(drain(&mut c1), vec![]);
+    // At most `max_subscribers` (2).
+    for (i, s) in ["a1", "a2", "a3"].iter().enumerate() {
+        c1.handle_link_up(T0, link(30 + i as u64, peer(s, Role::Admin, &[])), true);
+        let r = c1.handle_subscribe(&SubscribeRequest {
+            subscriber: (*s).into(),
+            fanout: false,
+        });
+        assert_eq!(r.is_err(), i == 2, "{s}");
+    }
+}
+
+#[test]
+fn recent_events_keep_the_last_few_without_information_reports() {
+    let mut c1 = machine("c1", Role::Control);
+    let info = NodeInfo {
+        id: "w1".into(),
+        status: Status::Standby,
+        listen: vec![],
+        meta: "a=1".into(),
+        stats: Stats::default(),
+    };
+    c1.handle_link_up(T0, link(10, peer("w1", Role::Worker, &[])), true);
+    c1.handle_job_event(
+        at(1),
+        EventMsg {
+            node: "w1".into(),
+            class: NODE_EVENT_CLASS.into(),
+            task: None,
+            event: WireEvent::Info(info),
+        },
+    );
+    for i in 0..4 {
+        c1.handle_job_event(
+            at(2 + i),
+            class_event("w1", "v", Some(i), WireEvent::TaskStarted),
+        );
+    }
+    let kept: Vec<(u64, Option<u64>)> = c1
+        .recent_events()
+        .into_iter()
+        .map(|(t, e)| (t, e.task))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (1_000_003, Some(1)),
+            (1_000_004, Some(2)),
+            (1_000_005, Some(3))
+        ]
+    );
+    // The information report shows in the node table.
+    let rows = c1.local_rows();
+    assert_eq!(
+        rows[1],
+        NodeRow {
+            id: "w1".into(),
+            role: "worker".into(),
+            status: "standby".into(),
+            owner: "c1".into(),
+            proxies: vec!["c1".into()],
+            remote: "tcp:10.0.0.2:5000".into(),
+            listen: vec![],
+            meta: "a=1".into(),
+            rtt_us: None,
+        }
+    );
+}
+
+#[test]
+fn the_node_table_lists_links_with_their_round_trips_and_asks_linked_members() {
+    let mut c1 = two_members();
+    c1.handle_rtt("c2", 2, Duration::from_micros(250));
+    let c3 = member("c3", 9);
+    c1.handle_gossip(at(1), "c2", 2, &[member("c2", 7), c3]);
+    drain(&mut c1);
+    let rows = c1.local_rows();
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.id.as_str(), r.owner.as_str(), r.rtt_us))
+            .collect::<Vec<_>>(),
+        [("c1", "c1", None), ("c2", "c2", Some(250))]
+    );
+    assert_eq!(
+        c1.table_sources(),
+        (vec![("c2".to_owned(), 2)], vec!["c3".to_owned()])
+    );
+}
+
+#[test]
+fn routing_goes_local_direct_via_the_control_link_or_via_the_owner() {
+    let mut w = machine("w1", Role::Worker);
+    assert_eq!(w.route("w1", 0), RouteStep::Local);
+    assert_eq!(w.route("w9", 0), RouteStep::Unknown);
+    w.handle_link_up(T0, link(1, peer("c1", Role::Control, &[])), true);
+    assert_eq!(
+        w.route("w9", 0),
+        RouteStep::Via {
+            via: "c1".into(),
+            hops: 0,
+            fan_out: false
+        }
+    );
+    let c1 = two_members();
+    let theirs = worker_of_c2(&c1);
+    assert_eq!(
+        c1.route(&theirs, 0),
+        RouteStep::Via {
+            via: "c2".into(),
+            hops: 1,
+            fan_out: true
+        }
+    );
+    // Forwarded once already: not again.
+    assert_eq!(c1.route(&theirs, 1), RouteStep::Unknown);
+    assert_eq!(c1.fan_out("c2"), Vec::<String>::new());
+}
+
+#[test]
+fn shutting_down_leaves_then_closes_every_link_and_dials_nothing_more() {
+    let mut c1 = two_members();
+    c1.handle_link_up(T0, link(10, peer("w1", Role::Worker, &[])), true);
+    drain(&mut c1);
+    c1.handle_shutdown();
+    let out = drain(&mut c1);
+    let Output::Gossip { link: 2, view } = &out[0] else {
+        panic!("the leave goes out first: {out:?}");
+    };
+    assert_eq!(view[0].status, MemberStatus::Left);
+    assert_eq!(
+        out[1..],
+        [
+            Output::Close {
+                link: 2,
+                reason: "node shutting down".into()
+            },
+            Output::Close {
+                link: 10,
+                reason: "node shutting down".into()
+            },
+        ]
+    );
+    c1.handle_gossip(at(1), "c2", 2, &[member("c2", 7), member("c3", 9)]);
+    assert!(drain(&mut c1).is_empty(), "no link, nothing to dial");
+}
+
+#[test]
+fn a_second_link_between_two_members_is_unlisted() {
+    let mut c1 = machine("c1", Role::Control);
+    // c2 dialed us; then we dialed c2: the link the smaller id (c1) dialed stays.
+    c1.handle_link_up(T0, link(2, peer("c2", Role::Control, &[])), true);
+    let ours = PeerSummary {
+        dialer: true,
+        ..peer("c2", Role::Control, &[])
+    };
+    c1.handle_link_up(T0, link(3, ours), true);
+    let out = drain(&mut c1);
+    assert!(out.contains(&Output::Unlisted { link: 2 }), "{out:?}");
+    assert_eq!(c1.link_of("c2"), Some(&3));
+}

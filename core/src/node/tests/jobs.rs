@@ -1,0 +1,381 @@
+//! The node machine's own jobs: status, tasks, state calls, redirects, dispatch by role,
+//! files, and what its proxy hears.
+
+use super::*;
+
+#[test]
+fn starting_makes_the_node_ready_and_tells_its_proxy() {
+    let mut w = NodeMachine::<u64>::new(settings("w1", Role::Worker));
+    assert_eq!(w.status(), Status::Launching);
+    w.start(T0);
+    assert_eq!(
+        drain(&mut w),
+        vec![
+            Output::Event(NodeEvent::StatusChanged {
+                status: Status::Ready
+            }),
+            Output::OwnEvent(status_event("w1", Status::Ready)),
+        ]
+    );
+}
+
+#[test]
+fn a_worker_tells_its_first_control_link_where_it_stands_once() {
+    let mut w = machine("w1", Role::Worker);
+    let c1 = peer("c1", Role::Control, &[]);
+    w.handle_link_up(T0, link(1, c1.clone()), true);
+    assert_eq!(
+        drain(&mut w),
+        vec![
+            Output::OwnEvent(status_event("w1", Status::Ready)),
+            Output::ReportInfo,
+            link_up_event(&c1),
+        ]
+    );
+    // A second link to a control node (an exclusive one) does not repeat it.
+    let c2 = peer("c2", Role::Control, &[]);
+    w.handle_link_up(T0, link(2, c2.clone()), true);
+    assert_eq!(drain(&mut w), vec![link_up_event(&c2)]);
+    // Our events go on the first control link; with none, nowhere.
+    let ev = class_event("w1", "video", Some(1), WireEvent::TaskStarted);
+    w.handle_own_event(T0, ev.clone());
+    assert_eq!(
+        drain(&mut w),
+        vec![Output::Notify {
+            link: 1,
+            request: ClusterRequest::JobEvent(ev.clone()),
+        }]
+    );
+    for (conn, p) in [(1, peer("c1", Role::Control, &[])), (2, c2)] {
+        w.handle_link_down(
+            at(10),
+            LinkGone {
+                conn_id: conn,
+                summary: p,
+                remote_ip: None,
+                error: Some(ConnError::PeerClosed("bye".into())),
+            },
+        );
+    }
+    drain(&mut w);
+    w.handle_own_event(at(10), ev);
+    assert_eq!(drain(&mut w), vec![]);
+}
+
+#[test]
+fn a_control_member_hears_its_own_events_and_an_admin_client_drops_them() {
+    let mut c1 = machine("c1", Role::Control);
+    let ev = class_event("c1", "video", Some(4), WireEvent::TaskStarted);
+    c1.handle_own_event(at(5), ev.clone());
+    assert_eq!(
+        drain(&mut c1),
+        vec![
+            Output::ClassEvent {
+                class: "video".into(),
+                event: ev.clone(),
+            },
+            Output::JobEvent(ev.clone()),
+        ]
+    );
+    assert_eq!(c1.recent_events(), vec![(1_000_005, ev.clone())]);
+    let mut admin = machine("admin", Role::Admin);
+    admin.handle_own_event(T0, ev);
+    assert_eq!(drain(&mut admin), vec![]);
+}
+
+#[test]
+fn state_calls_change_status_tasks_metadata_and_data() {
+    let mut w = machine("w1", Role::Worker);
+    assert_eq!(w.start_task(None, "video"), Ok(1));
+    assert_eq!(
+        w.start_task(Some(1), "video").map_err(|e| e.code),
+        Err("already_started".into())
+    );
+    assert_eq!(
+        drain(&mut w),
+        vec![Output::OwnEvent(class_event(
+            "w1",
+            "video",
+            Some(1),
+            WireEvent::TaskStarted
+        ))]
+    );
+    // A status change goes to the proxy, then to every running task.
+    assert_eq!(
+        w.handle_state_call(&JobCall::SetStatus(Status::Standby)),
+        Some(Ok(Bytes::new()))
+    );
+    assert_eq!(
+        drain(&mut w),
+        vec![
+            Output::Event(NodeEvent::StatusChanged {
+                status: Status::Standby
+            }),
+            Output::OwnEvent(status_event("w1", Status::Standby)),
+            Output::TaskStatus {
+                class: "video".into(),
+                task: 1,
+                status: Status::Standby,
+            },
+        ]
+    );
+    assert_eq!(
+        w.start_task(None, "video").map_err(|e| e.code),
+        Err("node_not_ready".into())
+    );
+    // Stopping waits for the last task; its end reason goes out first.
+    w.handle_state_call(&JobCall::SetStatus(Status::Stopped));
+    drain(&mut w);
+    assert_eq!(w.status(), Status::Stopping);
+    assert!(w.handle_task_ended(1, "stopped"));
+    assert!(!w.handle_task_ended(1, "stopped"), "ended once");
+    assert_eq!(
+        drain(&mut w),
+        vec![
+            Output::OwnEvent(class_event(
+                "w1",
+                "video",
+                Some(1),
+                WireEvent::TaskStopped("stopped".into())
+            )),
+            Output::Event(NodeEvent::StatusChanged {
+                status: Status::Stopped
+            }),
+            Output::OwnEvent(status_event("w1", Status::Stopped)),
+        ]
+    );
+    // Metadata changes are reported; the data registry has its limit (16 bytes).
+    assert_eq!(
+        w.handle_state_call(&JobCall::UpdateMeta("zone;dc=a".into())),
+        Some(Ok(Bytes::from_static(b"zone;dc=a")))
+    );
+    assert_eq!(drain(&mut w), vec![Output::ReportInfo]);
+    let put = |k: &str, v: &'static [u8]| JobCall::PutData(k.into(), Bytes::from_static(v));
+    assert_eq!(
+        w.handle_state_call(&put("k", b"12345")),
+        Some(Ok(Bytes::new()))
+    );
+    assert_eq!(
+        w.handle_state_call(&put("k2", b"0123456789abcdef"))
+            .map(|r| r.map_err(|e| e.code)),
+        Some(Err("too_large".into()))
+    );
+    assert_eq!(
+        w.handle_state_call(&JobCall::GetData("k".into())),
+        Some(Ok(Bytes::from_static(b"12345")))
+    );
+    assert_eq!(w.handle_state_call(&JobCall::GetInfo), None);
+}
+
+#[test]
+fn a_redirect_makes_the_connector_dial_the_new_owner_first() {
+    let mut w = machine("w1", Role::Worker);
+    assert_eq!(
+        w.handle_redirect("").map_err(|e| e.code),
+        Err("bad_request".into())
+    );
+    assert_eq!(
+        w.handle_redirect("http://x").map_err(|e| e.code),
+        Err("invalid_scheme".into())
+    );
+    assert_eq!(w.handle_redirect("nkcluster://10.0.0.2:1972"), Ok(()));
+    w.connector_mut().start(T0);
+    assert_eq!(
+        w.connector_mut().poll_action(),
+        Some(crate::connector::ConnectorAction::Dial(
+            crate::url::parse_url("nkcluster://10.0.0.2:1972").expect("url")
+        ))
+    );
+}
+
+#[test]
+fn requests_are_dispatched_by_what_they_need_and_who_asks() {
+    let mut c1 = machine("c1", Role::Control);
+    c1.handle_link_up(T0, link(10, peer("w1", Role::Worker, &[])), true);
+    drain(&mut c1);
+    let ev = class_event("w1", "video", Some(1), WireEvent::TaskStarted);
+    // A worker speaks for itself only.
+    assert_eq!(
+        c1.handle_request(T0, "w1", Role::Worker, ClusterRequest::JobEvent(ev.clone())),
+        Dispatch::Answer(Ok(Bytes::new()))
+    );
+    let Dispatch::Answer(Err(e)) =
+        c1.handle_request(T0, "w2", Role::Worker, ClusterRequest::JobEvent(ev))
+    else {
+        panic!("w2 cannot send w1's events");
+    };
+    assert_eq!(e.code, "forbidden");
+    // Only a control member hands a worker over, or streams members' events.
+    let adopt = ClusterRequest::Adopt(crate::cluster::AdoptRequest {
+        worker: "w9".into(),
+        urls: vec![],
+    });
+    assert!(
+        matches!(
+            c1.handle_request(T0, "w1", Role::Worker, adopt.clone()),
+            Dispatch::Shell(ShellWork::Handler { ref class, .. }) if class == "nkcluster.adopt"
+        ),
+        "a worker cannot ask for an adoption: only a registered handler could serve it"
+    );
+    assert!(matches!(
+        c1.handle_request(T0, "c2", Role::Control, adopt),
+        Dispatch::Shell(ShellWork::Adopt(_))
+    ));
+    // State calls are answered here; a command to a task that does not run is refused
+    // before any callback runs.
+    assert_eq!(
+        c1.handle_request(
+            T0,
+            "admin",
+            Role::Admin,
+            ClusterRequest::Job(JobCall::GetMeta)
+        ),
+        Dispatch::Answer(Ok(Bytes::new()))
+    );
+    let command = JobCall::Command {
+        class: "video".into(),
+        task: 7,
+        body: Bytes::new(),
+    };
+    let Dispatch::Answer(Err(e)) =
+        c1.handle_request(T0, "admin", Role::Admin, ClusterRequest::Job(command))
+    else {
+        panic!("task 7 does not run");
+    };
+    assert_eq!(e.code, "task_not_found");
+    assert_eq!(
+        c1.handle_request(
+            T0,
+            "admin",
+            Role::Admin,
+            ClusterRequest::Job(JobCall::GetInfo)
+        ),
+        Dispatch::Shell(ShellWork::GetInfo)
+    );
+    // A worker is never routed through, nor redirected by anyone but a control node.
+    let mut w = machine("w1", Role::Worker);
+    let redirect = ClusterRequest::Redirect("nkcluster://10.0.0.2:1972".into());
+    assert!(
+        matches!(
+            w.handle_request(T0, "admin", Role::Admin, redirect.clone()),
+            Dispatch::Shell(ShellWork::Handler { .. })
+        ),
+        "only a control node redirects"
+    );
+    assert_eq!(
+        w.handle_request(T0, "c1", Role::Control, redirect),
+        Dispatch::Answer(Ok(Bytes::new()))
+    );
+}
+
+#[test]
+fn file_parts_become_file_operations_in_order() {
+    use crate::transfers::{FileOp, Part, Received};
+    let mut w = machine("w1", Role::Worker);
+    let data = Bytes::from_static(b"hello");
+    let sha: [u8; 32] = {
+        use sha2::Digest;
+        sha2::Sha256::digest(b"hello").into()
+    };
+    let out = w.handle_file_part(
+        T0,
+        "c1",
+        Part {
+            path: "a/b.txt",
+            offset: 0,
+            total: 5,
+            data: data.clone(),
+            sha256: Some(sha),
+        },
+    );
+    let to = std::path::PathBuf::from("/srv/files/a/b.txt");
+    let tmp = std::path::PathBuf::from("/srv/files/a/b.txt.part");
+    assert_eq!(
+        out.ops,
+        vec![
+            FileOp::Create { tmp: tmp.clone() },
+            FileOp::Append {
+                tmp: tmp.clone(),
+                data,
+            },
+            FileOp::Rename {
+                tmp: tmp.clone(),
+                to: to.clone()
+            },
+        ]
+    );
+    assert_eq!(out.result, Ok(Received::File { path: to, bytes: 5 }));
+    let refused = w.handle_file_part(
+        T0,
+        "c1",
+        Part {
+            path: "../etc/passwd",
+            offset: 0,
+            total: 1,
+            data: Bytes::from_static(b"x"),
+            sha256: None,
+        },
+    );
+    assert_eq!(refused.ops, vec![]);
+    assert_eq!(refused.result.map_err(|e| e.code()), Err("forbidden_path"));
+    assert_eq!(w.handle_file_error("a/b.txt"), vec![]);
+}
+
+#[test]
+fn a_status_queued_before_the_link_came_up_is_told_once() {
+    // Own events travel through the shell's ordered queue: the start's `ready` may be
+    // taken after the link is up, behind the link's own report of it.
+    let mut w = NodeMachine::<u64>::new(settings("w1", Role::Worker));
+    w.start(T0);
+    let queued: Vec<EventMsg> = drain(&mut w)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::OwnEvent(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    w.handle_link_up(T0, link(1, peer("c1", Role::Control, &[])), true);
+    let at_link_up: Vec<EventMsg> = drain(&mut w)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::OwnEvent(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queued, at_link_up);
+    for ev in queued.into_iter().chain(at_link_up) {
+        w.handle_own_event(T0, ev);
+    }
+    let ready = status_event("w1", Status::Ready);
+    assert_eq!(
+        drain(&mut w),
+        vec![Output::Notify {
+            link: 1,
+            request: ClusterRequest::JobEvent(ready.clone()),
+        }]
+    );
+    // A change is told; back to `ready` is told again; a new link hears it anew.
+    for s in [Status::Standby, Status::Ready] {
+        w.handle_own_event(T0, status_event("w1", s));
+    }
+    assert_eq!(drain(&mut w).len(), 2);
+    w.handle_link_down(
+        T0,
+        LinkGone {
+            conn_id: 1,
+            summary: peer("c1", Role::Control, &[]),
+            remote_ip: None,
+            error: None,
+        },
+    );
+    w.handle_link_up(T0, link(2, peer("c1", Role::Control, &[])), true);
+    drain(&mut w);
+    w.handle_own_event(T0, ready.clone());
+    assert_eq!(
+        drain(&mut w),
+        vec![Output::Notify {
+            link: 2,
+            request: ClusterRequest::JobEvent(ready),
+        }]
+    );
+}
