@@ -85,7 +85,10 @@ impl<N: Net> Inner<N> {
                 Answer::Now(self.start_task(&class, &body, id))
             }
             ShellWork::StopTask(id) => Answer::Now(self.stop_task(id)),
-            ShellWork::GetInfo => Answer::Now(encode(&self.info())),
+            ShellWork::GetInfo => blocking(responder, move || {
+                let stats = inner.measure();
+                encode(&inner.peek(|b| b.node_info(stats)))
+            }),
             ShellWork::SendFile(part) => {
                 self.write_file_part(peer, part, responder);
                 Answer::Later

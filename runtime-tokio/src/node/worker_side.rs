@@ -234,14 +234,14 @@ impl<N: Net> Inner<N> {
         Err(RemoteError::new(e.code(), e.to_string()))
     }
 
-    /// This node's information, with fresh machine figures.
-    pub(super) fn info(&self) -> NodeInfo {
+    /// Fresh machine figures (blocking: disks are enumerated; reused for a second).
+    pub(super) fn measure(&self) -> Stats {
         let now = self.clock.now();
         let cached = lock(&self.stats_cache)
             .as_ref()
             .filter(|(at, _)| now.saturating_duration_since(*at) < STATS_MAX_AGE)
             .map(|(_, s)| s.clone());
-        let stats = if let Some(s) = cached {
+        if let Some(s) = cached {
             s
         } else {
             let mut sys = lock(&self.sys);
@@ -271,13 +271,19 @@ impl<N: Net> Inner<N> {
             };
             *lock(&self.stats_cache) = Some((now, stats.clone()));
             stats
-        };
-        self.peek(|b| b.node_info(stats))
+        }
     }
 
-    /// Reports our information to the control node holding our proxy.
-    pub(super) fn send_info(&self) {
-        self.node_event(WireEvent::Info(self.info()));
+    /// Reports our information to the control node holding our proxy. The figures are
+    /// measured on the blocking pool; the report is queued while the brain is held, so it
+    /// never overtakes a status change queued after it (the proxy's book keeps the last).
+    pub(super) fn send_info(self: &Arc<Self>) {
+        let inner = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let stats = inner.measure();
+            let brain = lock(&inner.brain);
+            inner.node_event(WireEvent::Info(brain.node_info(stats)));
+        });
     }
 
     /// Queues a node-level event (class `nkcluster`) of ours for our proxy.
