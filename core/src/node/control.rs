@@ -2,6 +2,7 @@
 //! dials), proxy hand-offs, the workers' events (their classes, the event book and its
 //! subscribers) and the node table.
 
+use super::handoff::Step;
 use super::*;
 use crate::cluster::SubscribeRequest;
 use crate::events::TooManySubscribers;
@@ -36,7 +37,7 @@ impl<H: Clone> NodeMachine<H> {
     /// Drains the membership machine: member changes as events, our view to every
     /// control link when it has news, dials of members not linked yet (one at a time
     /// each, none while stopping), and the live members to the proxies.
-    pub(super) fn after_membership(&mut self) {
+    pub(super) fn after_membership(&mut self, now: Instant) {
         let Some(m) = &mut self.membership else {
             return;
         };
@@ -83,21 +84,28 @@ impl<H: Clone> NodeMachine<H> {
             && let Some(p) = &mut self.proxies
         {
             p.set_members(&live);
-            self.after_proxies();
+            self.after_proxies(now);
         }
     }
 
-    /// Drains the proxy machine's hand-offs into outputs.
-    pub(super) fn after_proxies(&mut self) {
+    /// Drains the proxy machine's hand-offs: adoptions and redirects become steps (see
+    /// [`handoff`](super::handoff)), releases and redials outputs.
+    pub(super) fn after_proxies(&mut self, now: Instant) {
         let Some(p) = &mut self.proxies else { return };
         let actions: Vec<Action> = std::iter::from_fn(|| p.poll_action()).collect();
         for a in actions {
-            let out = match a {
-                Action::Adopt { worker, owner } => Output::AskAdopt {
-                    urls: self.dialable_urls(&worker),
-                    worker,
-                    owner,
-                },
+            match a {
+                Action::Adopt { worker, owner } => {
+                    let urls = self.dialable_urls(&worker);
+                    self.start_step(
+                        now,
+                        Step::Adopt {
+                            worker,
+                            owner,
+                            urls,
+                        },
+                    );
+                }
                 Action::Redirect { worker, owner } => {
                     // The owner's URLs as the mesh knows them (`all` already replaced by
                     // the address it was reached at).
@@ -107,22 +115,30 @@ impl<H: Clone> NodeMachine<H> {
                         .find(|r| r.id == owner)
                         .map(|r| r.listen)
                         .unwrap_or_default();
-                    Output::Redirect {
-                        urls: crate::url::reachable_at(&announced, None),
-                        worker,
-                        owner,
-                    }
+                    let urls = crate::url::reachable_at(&announced, None);
+                    self.start_step(
+                        now,
+                        Step::Probe {
+                            worker,
+                            owner,
+                            urls,
+                        },
+                    );
                 }
-                Action::Release { worker, owner } => self.release(&worker, &owner),
-                Action::Redial { .. } if self.stopping => continue,
-                Action::Redial { worker, urls } => Output::Redial { worker, urls },
-            };
-            self.out.push_back(out);
+                Action::Release { worker, owner } => {
+                    let out = self.release(&worker, &owner);
+                    self.out.push_back(out);
+                }
+                Action::Redial { .. } if self.stopping => {}
+                Action::Redial { worker, urls } => {
+                    self.out.push_back(Output::Redial { worker, urls });
+                }
+            }
         }
     }
 
     /// Closing our links with `worker`, whose proxy moved to `to`.
-    fn release(&self, worker: &str, to: &str) -> Output<H> {
+    pub(super) fn release(&self, worker: &str, to: &str) -> Output<H> {
         Output::Release {
             worker: worker.to_owned(),
             to: to.to_owned(),
@@ -135,27 +151,20 @@ impl<H: Clone> NodeMachine<H> {
         }
     }
 
-    /// The outcome of an [`Output::AskAdopt`].
-    pub fn handle_adopted(&mut self, worker: &str, owner: &str, ok: bool) {
+    /// The outcome of an adoption: `ok` when the owner now holds a link to the worker.
+    pub fn handle_adopted(&mut self, now: Instant, worker: &str, owner: &str, ok: bool) {
         if let Some(p) = &mut self.proxies {
             p.handle_adopted(worker, owner, ok);
         }
-        self.after_proxies();
+        self.after_proxies(now);
     }
 
-    /// The owner of an [`Output::Redirect`] did not answer: the worker stays here and
-    /// the redirect is retried later.
+    /// The owner of a redirect did not answer its probe: the worker stays here and the
+    /// redirect is retried later.
     pub fn handle_owner_silent(&mut self, now: Instant, worker: &str, owner: &str) {
         if let Some(p) = &mut self.proxies {
             p.handle_owner_silent(now, worker, owner);
         }
-    }
-
-    /// The worker of an [`Output::Redirect`] was told where to go: our links with it
-    /// close (pending requests end `proxy_moved`).
-    pub fn handle_redirected(&mut self, worker: &str, owner: &str) {
-        let out = self.release(worker, owner);
-        self.out.push_back(out);
     }
 
     /// An [`Output::Redial`] failed: tried again later.

@@ -23,7 +23,7 @@ impl<H: Clone> NodeMachine<H> {
     /// A new control peer gets our view at once; a node that is not a control member
     /// tells its first control link where it stands (status, then information); a worker
     /// linked to a control member is one of its proxies (which may hand it over).
-    pub fn handle_link_up(&mut self, _now: Instant, link: Link<H>, listed: bool) {
+    pub fn handle_link_up(&mut self, now: Instant, link: Link<H>, listed: bool) {
         let summary = link.summary.clone();
         if listed {
             if summary.role == Role::Control
@@ -55,7 +55,10 @@ impl<H: Clone> NodeMachine<H> {
             if let Some(p) = &mut self.proxies {
                 p.handle_worker_up(&summary.node_id, dialable);
             }
-            self.after_proxies();
+            self.after_proxies(now);
+        }
+        if listed {
+            self.steps_linked(now, &summary.node_id);
         }
         self.out.push_back(Output::Event(NodeEvent::LinkUp {
             peer: summary.node_id,
@@ -84,14 +87,14 @@ impl<H: Clone> NodeMachine<H> {
                 p.handle_worker_down(now, peer, urls);
             }
             self.worker_gone(now, peer);
-            self.after_proxies();
+            self.after_proxies(now);
         }
         if last
             && gone.summary.role == Role::Control
             && let Some(m) = &mut self.membership
         {
             m.handle_link_down(now, peer);
-            self.after_membership();
+            self.after_membership(now);
         }
         self.out.push_back(Output::Event(NodeEvent::LinkDown {
             peer: gone.summary.node_id,
@@ -125,7 +128,7 @@ impl<H: Clone> NodeMachine<H> {
             m.handle_link_up(now, sender.clone());
         }
         m.handle_view(now, &view);
-        self.after_membership();
+        self.after_membership(now);
     }
 
     /// A ping round trip was measured on a link.
@@ -149,7 +152,7 @@ impl<H: Clone> NodeMachine<H> {
             if let Some(m) = &mut self.membership {
                 m.handle_dial_failed(now, member);
             }
-            self.after_membership();
+            self.after_membership(now);
         }
     }
 }

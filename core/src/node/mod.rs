@@ -43,6 +43,7 @@ use crate::workers::{Workers, WorkersConfig};
 
 mod control;
 mod dispatch;
+mod handoff;
 mod jobs;
 mod links;
 #[cfg(test)]
@@ -50,6 +51,7 @@ mod tests;
 
 pub use control::SubscribeError;
 pub use dispatch::{Dispatch, ShellWork};
+pub use handoff::HandoffTimes;
 pub use links::LinkGone;
 
 /// The class name of node-level events (status, information).
@@ -72,6 +74,8 @@ pub struct NodeSettings {
     pub membership: MembershipConfig,
     /// How long a hand-off waits before asking a silent owner again.
     pub handoff_retry: Duration,
+    /// How long each hand-off step may take.
+    pub handoff: HandoffTimes,
     /// Where to dial the cluster, and how often to try.
     pub cluster_addr: Vec<ClusterUrl>,
     /// Backoff between connection rounds.
@@ -200,6 +204,18 @@ pub enum NodeEvent {
         /// What happened.
         change: &'static str,
     },
+    /// A hand-off step ended in a way worth a log line (`adopt_failed`, `owner_silent`,
+    /// `no_dialable_url`, `redirect_unacknowledged`, `redirected`).
+    Handoff {
+        /// The worker.
+        worker: String,
+        /// Its ring owner.
+        owner: String,
+        /// What happened.
+        step: &'static str,
+        /// The error's code, if one.
+        code: Option<String>,
+    },
     /// This node's own status changed.
     StatusChanged {
         /// The new status.
@@ -238,27 +254,20 @@ pub enum Output<H> {
         /// Its URLs we could dial.
         urls: Vec<String>,
     },
-    /// Hand-off, at the old proxy: ask `owner` to dial `worker` at `urls` and serve it;
-    /// report with [`NodeMachine::handle_adopted`].
-    AskAdopt {
-        /// The worker.
-        worker: String,
-        /// Its ring owner.
-        owner: String,
-        /// The worker's URLs we could dial.
-        urls: Vec<String>,
-    },
-    /// Hand-off, at the old proxy, of a worker nobody can dial: check that `owner`
-    /// answers (report silence with [`NodeMachine::handle_owner_silent`]), then tell the
-    /// worker to reconnect to `urls` and close our links with it
-    /// ([`NodeMachine::release`]).
-    Redirect {
-        /// The worker.
-        worker: String,
-        /// Its ring owner.
-        owner: String,
-        /// The owner's URLs a worker could dial (empty: the worker stays here).
-        urls: Vec<String>,
+    /// A hand-off step's request (an adoption, a probe, a redirect) on a link, answered
+    /// with [`NodeMachine::handle_answer`] (its outcome, or the error's code; the shell
+    /// ends it `timeout` after `timeout`).
+    Ask {
+        /// Given back with the answer.
+        id: u64,
+        /// The link.
+        link: H,
+        /// Request class.
+        class: String,
+        /// Request body.
+        body: bytes::Bytes,
+        /// How long the answer may take.
+        timeout: Duration,
     },
     /// Close these links with `worker` in order: their pending requests end
     /// `proxy_moved` (to `to`).
@@ -337,6 +346,8 @@ pub struct NodeMachine<H> {
     events: Events<EventMsg>,
     /// Files being received.
     transfers: Transfers,
+    /// Hand-off steps in flight.
+    steps: handoff::Steps,
     /// The last status told to our proxy, and on which link (a worker).
     status_told: Option<(u64, Status)>,
     /// The node is stopping: nothing new is dialed.
@@ -374,6 +385,7 @@ impl<H: Clone> NodeMachine<H> {
             events: Events::new(settings.events),
             transfers: Transfers::new(&settings.files_dir, settings.transfers),
             status_told: None,
+            steps: Default::default(),
             stopping: false,
             out: VecDeque::new(),
             settings,
@@ -403,6 +415,7 @@ impl<H: Clone> NodeMachine<H> {
             self.membership.as_ref().and_then(Membership::poll_timeout),
             self.proxies.as_ref().and_then(Proxies::poll_timeout),
             self.workers.poll_timeout(),
+            self.steps_poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -418,8 +431,9 @@ impl<H: Clone> NodeMachine<H> {
             p.handle_timeout(now);
         }
         self.workers.handle_timeout(now);
-        self.after_membership();
-        self.after_proxies();
+        self.steps_timeout(now);
+        self.after_membership(now);
+        self.after_proxies(now);
     }
 
     /// This node's id.
@@ -513,8 +527,8 @@ impl<H: Clone> NodeMachine<H> {
 
     /// The node is stopping: a control member leaves the membership (the view goes out
     /// before any close), every link is closed in order and nothing new is dialed.
-    pub fn handle_shutdown(&mut self) {
-        self.leave();
+    pub fn handle_shutdown(&mut self, now: Instant) {
+        self.leave(now);
         self.stopping = true;
         for l in self.links.take_all() {
             self.out.push_back(Output::Close {
@@ -526,11 +540,11 @@ impl<H: Clone> NodeMachine<H> {
 
     /// A control member leaves on purpose (gossiped at once): the ring moves every
     /// partition to the other members and its workers are handed over.
-    pub fn leave(&mut self) {
+    pub fn leave(&mut self, now: Instant) {
         if let Some(m) = &mut self.membership {
             m.leave();
         }
-        self.after_membership();
+        self.after_membership(now);
     }
 
     /// One part of a file for `files_dir`, from `from`: the file operations to perform in

@@ -61,23 +61,30 @@ impl<N: Net> Inner<N> {
                 debug!(node = %me, member = %id, "dialing control member (mesh)");
                 tokio::spawn(mesh_dial(self.clone(), id, urls));
             }
-            Output::AskAdopt {
-                worker,
-                owner,
-                urls,
+            Output::Ask {
+                id,
+                link,
+                class,
+                body,
+                timeout,
             } => {
-                debug!(node = %me, worker = %worker, owner = %owner, reason = "ring owner is elsewhere; the worker listens",
-                       "asking the owner to adopt the worker");
-                tokio::spawn(ask_adopt(self.clone(), worker, owner, urls));
-            }
-            Output::Redirect {
-                worker,
-                owner,
-                urls,
-            } => {
-                debug!(node = %me, worker = %worker, owner = %owner, reason = "ring owner is elsewhere",
-                       "handing the worker over by redirect");
-                tokio::spawn(redirect(self.clone(), worker, owner, urls));
+                let inner = self.clone();
+                let (reply, rx) = oneshot::channel();
+                let cmd = Command::Request {
+                    class,
+                    body,
+                    deadline: self.clock.now() + timeout,
+                    reply,
+                };
+                tokio::spawn(async move {
+                    let sent = link.send(cmd).await.is_ok();
+                    let r = match rx.await {
+                        Ok(r) if sent => r.map(|_| ()),
+                        _ => Err(RequestError::ConnectionFailed),
+                    };
+                    let r = r.map_err(|e| ErrorCode::parse(e.code()));
+                    inner.with_brain(|b, now| b.handle_answer(now, id, r));
+                });
             }
             Output::Release { worker, to, links } => {
                 info!(node = %me, worker = %worker, to = %to, "proxy moved");
@@ -131,6 +138,31 @@ impl<N: Net> Inner<N> {
                     }
                     NodeEvent::StatusChanged { status } => {
                         info!(node = %me, status = %status, "node status")
+                    }
+                    NodeEvent::Handoff {
+                        worker,
+                        owner,
+                        step,
+                        code,
+                    } => {
+                        let code = code.as_deref().unwrap_or("-");
+                        match *step {
+                            "redirected" => {
+                                info!(node = %me, worker = %worker, to = %owner, "proxy moved (worker redirected)")
+                            }
+                            "adopt_failed" => {
+                                warn!(node = %me, worker = %worker, owner = %owner, code, "owner could not adopt the worker; redirecting it")
+                            }
+                            "owner_silent" => {
+                                warn!(node = %me, worker = %worker, owner = %owner, code, "owner does not answer; the worker stays here for now")
+                            }
+                            "no_dialable_url" => {
+                                warn!(node = %me, worker = %worker, owner = %owner, "cannot redirect the worker: its owner announced no address a worker could dial; the worker stays here")
+                            }
+                            _ => {
+                                warn!(node = %me, worker = %worker, owner = %owner, code, step, "hand-off step")
+                            }
+                        }
                     }
                     _ => {}
                 }

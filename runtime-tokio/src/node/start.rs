@@ -115,6 +115,11 @@ impl<N: Net> Node<N> {
             wall_origin_ns: clock.wall_origin_ns(),
             membership: Default::default(),
             handoff_retry: config.connection.ping_interval,
+            handoff: nkcluster_core::node::HandoffTimes {
+                adopt: config.connection.connect_timeout + config.connection.handshake.timeout,
+                probe: config.connection.idle_timeout,
+                redirect: GATHER_TIMEOUT,
+            },
             cluster_addr: config.cluster_addr.clone(),
             backoff: config.backoff.clone(),
             data_limit: DATA_LIMIT,

@@ -39,7 +39,7 @@ impl<N: Net> Node<N> {
         if !inner.is_control() {
             return;
         }
-        inner.with_brain(|b, _| b.leave());
+        inner.with_brain(|b, now| b.leave(now));
         if inner.peek(|b| b.members().is_empty()) {
             return; // nobody to hand the workers to
         }
@@ -63,6 +63,6 @@ impl<N: Net> Node<N> {
         // A control node leaves explicitly: peers drop it at once, without waiting for
         // failure detection. The view goes out before the close on every link.
         let _ = self.inner.shutdown.send(true);
-        self.inner.with_brain(|b, _| b.handle_shutdown());
+        self.inner.with_brain(|b, now| b.handle_shutdown(now));
     }
 }

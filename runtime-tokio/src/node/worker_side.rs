@@ -33,24 +33,6 @@ impl<N: Net> Inner<N> {
         *self.shutdown.borrow()
     }
 
-    /// Waits (at most `limit`) until a link to `peer` is up; false if none came.
-    pub(super) async fn wait_linked(&self, peer: &str, limit: Duration) -> bool {
-        let mut events = self.events.subscribe();
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if self.peek(|b| b.links().is_linked(peer)) {
-                return true;
-            }
-            if self.stopping() {
-                return false;
-            }
-            match tokio::time::timeout_at(deadline, events.recv()).await {
-                Err(_) | Ok(Err(broadcast::error::RecvError::Closed)) => return false,
-                Ok(_) => {}
-            }
-        }
-    }
-
     /// Starts a task of `class` (the brain gives its id and queues `task_started`
     /// before anything the task itself sends), then runs its body in a task of its own.
     pub(super) fn start_task(

@@ -2,6 +2,7 @@
 //! hand-offs, workers' events and subscribers, the node table, routing, shutdown.
 
 use super::*;
+use crate::error::ErrorCode;
 
 #[test]
 fn a_new_control_peer_gets_our_view_and_its_view_makes_it_a_member() {
@@ -102,8 +103,27 @@ fn members_learned_from_a_view_are_dialed_once_at_a_time() {
     );
 }
 
+fn ask(id: u64, link: u64, class: &str, body: &[u8], timeout_s: u64) -> Output<u64> {
+    Output::Ask {
+        id,
+        link,
+        class: class.into(),
+        body: Bytes::copy_from_slice(body),
+        timeout: Duration::from_secs(timeout_s),
+    }
+}
+
+fn handoff(worker: &str, step: &'static str, code: Option<&str>) -> Output<u64> {
+    Output::Event(NodeEvent::Handoff {
+        worker: worker.into(),
+        owner: "c2".into(),
+        step,
+        code: code.map(str::to_owned),
+    })
+}
+
 #[test]
-fn a_worker_the_ring_gives_away_is_redirected_to_its_owner_or_adopted() {
+fn a_worker_the_ring_gives_away_is_redirected_once_its_owner_answers() {
     let mut c1 = machine("c1", Role::Control);
     let w = {
         let probe = two_members();
@@ -112,77 +132,137 @@ fn a_worker_the_ring_gives_away_is_redirected_to_its_owner_or_adopted() {
     // Linked alone: c1 owns everything.
     c1.handle_link_up(T0, link(10, peer(&w, Role::Worker, &[])), true);
     drain(&mut c1);
-    // c2 joins: the worker (no listener) is redirected to c2's URLs.
+    // c2 joins: its owner is probed first (the worker has no listener).
     let c2 = peer("c2", Role::Control, &[]);
     c1.handle_link_up(at(1), link(2, c2), true);
     c1.handle_gossip(at(1), "c2", 2, &[member("c2", 7)]);
-    let redirect = Output::Redirect {
-        worker: w.clone(),
-        owner: "c2".into(),
-        urls: vec!["nkcluster://c2:1972;transport=tcp".into()],
-    };
-    assert_eq!(drain(&mut c1).last(), Some(&redirect));
-    // c2 does not answer: the worker stays, and the redirect is tried again later.
-    c1.handle_owner_silent(at(2), &w, "c2");
+    let probe = |id| ask(id, 2, "nkcluster.echo", b"", 15);
+    assert_eq!(drain(&mut c1).last(), Some(&probe(1)));
+    // c2 does not answer: the worker stays, and the probe is tried again later.
+    c1.handle_answer(at(2), 1, Err(ErrorCode::Timeout));
+    assert_eq!(
+        drain(&mut c1),
+        vec![handoff(&w, "owner_silent", Some("timeout"))]
+    );
     assert_eq!(c1.poll_timeout(), Some(at(5_002)));
     c1.handle_timeout(at(5_002));
-    assert_eq!(drain(&mut c1), vec![redirect]);
-    // It answered and the worker was told: our link closes, pending requests end
-    // `proxy_moved`.
-    c1.handle_redirected(&w, "c2");
+    assert_eq!(drain(&mut c1), vec![probe(2)]);
+    // It answers: the worker is told c2's URLs; whatever it says, our link closes and
+    // pending requests end `proxy_moved`.
+    c1.handle_answer(at(5_003), 2, Ok(()));
+    assert_eq!(
+        drain(&mut c1),
+        vec![ask(
+            3,
+            10,
+            "nkcluster.redirect",
+            b"nkcluster://c2:1972;transport=tcp",
+            3
+        )]
+    );
+    c1.handle_answer(at(5_004), 3, Err(ErrorCode::ConnectionFailed));
+    assert_eq!(
+        drain(&mut c1),
+        vec![
+            handoff(&w, "redirect_unacknowledged", Some("connection_failed")),
+            Output::Release {
+                worker: w.clone(),
+                to: "c2".into(),
+                links: vec![10],
+            }
+        ]
+    );
+    // A stale answer changes nothing.
+    c1.handle_answer(at(5_005), 3, Ok(()));
+    assert_eq!(drain(&mut c1), vec![]);
+}
+
+#[test]
+fn a_listening_worker_is_adopted_by_its_owner_and_a_failure_falls_back_to_a_redirect() {
+    let mut c1 = two_members();
+    let w = worker_of_c2(&c1);
+    c1.handle_link_up(
+        at(3),
+        link(11, peer(&w, Role::Worker, &["nkcluster://all:9000"])),
+        true,
+    );
+    let adopt = crate::cluster::ClusterRequest::Adopt(crate::cluster::AdoptRequest {
+        worker: w.clone(),
+        urls: vec!["nkcluster://10.0.0.9:9000;transport=tcp".into()],
+    })
+    .encode()
+    .expect("encode")
+    .1;
+    assert_eq!(drain(&mut c1)[0], ask(1, 2, "nkcluster.adopt", &adopt, 10));
+    c1.handle_answer(at(4), 1, Ok(()));
     assert_eq!(
         drain(&mut c1),
         vec![Output::Release {
             worker: w.clone(),
             to: "c2".into(),
-            links: vec![10],
-        }]
-    );
-
-    // A worker that listens is adopted instead: the owner dials it.
-    let mut c1 = two_members();
-    let w2 = worker_of_c2(&c1);
-    c1.handle_link_up(
-        at(3),
-        link(11, peer(&w2, Role::Worker, &["nkcluster://all:9000"])),
-        true,
-    );
-    let ask = Output::AskAdopt {
-        worker: w2.clone(),
-        owner: "c2".into(),
-        urls: vec!["nkcluster://10.0.0.9:9000;transport=tcp".into()],
-    };
-    assert_eq!(drain(&mut c1)[0], ask);
-    c1.handle_adopted(&w2, "c2", true);
-    assert_eq!(
-        drain(&mut c1),
-        vec![Output::Release {
-            worker: w2.clone(),
-            to: "c2".into(),
             links: vec![11],
         }]
     );
-}
 
-#[test]
-fn a_failed_adoption_falls_back_to_a_redirect() {
     let mut c1 = two_members();
-    let w = worker_of_c2(&c1);
     c1.handle_link_up(
         T0,
         link(11, peer(&w, Role::Worker, &["nkcluster://10.0.0.5:9000"])),
         true,
     );
     drain(&mut c1);
-    c1.handle_adopted(&w, "c2", false);
+    c1.handle_answer(at(1), 1, Err(ErrorCode::WrongNode));
     assert_eq!(
         drain(&mut c1),
-        vec![Output::Redirect {
-            worker: w,
-            owner: "c2".into(),
-            urls: vec!["nkcluster://c2:1972;transport=tcp".into()],
-        }]
+        vec![
+            handoff(&w, "adopt_failed", Some("wrong_node")),
+            ask(2, 2, "nkcluster.echo", b"", 15),
+        ]
     );
+}
+
+#[test]
+fn a_step_waits_for_a_joining_owner_and_gives_up_after_its_timeout() {
+    // c2 is in the view (gossip through c3) but not linked yet.
+    let mut c1 = machine("c1", Role::Control);
+    c1.handle_link_up(T0, link(3, peer("c3", Role::Control, &[])), true);
+    let members = [member("c3", 8), member("c2", 7)];
+    let w = {
+        let mut probe = machine("c1", Role::Control);
+        probe.handle_link_up(T0, link(3, peer("c3", Role::Control, &[])), true);
+        probe.handle_gossip(T0, "c3", 3, &members);
+        (0..200)
+            .map(|i| format!("w{i}"))
+            .find(|w| {
+                probe
+                    .proxies
+                    .as_ref()
+                    .is_some_and(|p| p.owner_of(w) == "c2")
+            })
+            .expect("a worker of c2")
+    };
+    c1.handle_link_up(T0, link(10, peer(&w, Role::Worker, &[])), true);
+    c1.handle_gossip(at(1), "c3", 3, &members);
+    let out = drain(&mut c1);
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Ask { .. })),
+        "no probe before c2 is linked: {out:?}"
+    );
+    // c2 links: the probe goes out at once.
+    c1.handle_link_up(at(2), link(2, peer("c2", Role::Control, &[])), true);
+    assert!(drain(&mut c1).contains(&ask(1, 2, "nkcluster.echo", b"", 15)));
+
+    // Another run: c2 never links; after the probe's timeout the owner counts as silent.
+    let mut c1 = machine("c1", Role::Control);
+    c1.handle_link_up(T0, link(3, peer("c3", Role::Control, &[])), true);
+    c1.handle_link_up(T0, link(10, peer(&w, Role::Worker, &[])), true);
+    c1.handle_gossip(at(1), "c3", 3, &members);
+    drain(&mut c1);
+    let silent = handoff(&w, "owner_silent", Some("not_connected"));
+    c1.handle_timeout(at(15_000));
+    assert!(!drain(&mut c1).contains(&silent));
+    c1.handle_timeout(at(15_001));
+    assert!(drain(&mut c1).contains(&silent));
 }
 
 #[test]
@@ -456,7 +536,7 @@ fn shutting_down_leaves_then_closes_every_link_and_dials_nothing_more() {
     let mut c1 = two_members();
     c1.handle_link_up(T0, link(10, peer("w1", Role::Worker, &[])), true);
     drain(&mut c1);
-    c1.handle_shutdown();
+    c1.handle_shutdown(T0);
     let out = drain(&mut c1);
     let Output::Gossip { link: 2, view } = &out[0] else {
         panic!("the leave goes out first: {out:?}");

@@ -30,6 +30,7 @@ fn settings(me: &str, role: Role) -> NodeSettings {
         wall_origin_ns: 1_000_000_000_000,
         membership: MembershipConfig::default(),
         handoff_retry: Duration::from_secs(5),
+        handoff: HandoffTimes::default(),
         cluster_addr: Vec::new(),
         backoff: BackoffConfig::default(),
         data_limit: 16,
