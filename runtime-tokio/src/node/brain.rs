@@ -1,5 +1,5 @@
 //! The shell around the core node machine: feeding it inputs, draining its outputs and
-//! performing them (sending on links, spawning the hand-off and dial steps, running job
+//! performing them (sending on links and hand-off requests, spawning dials, running job
 //! class callbacks, reporting), and its timer. Nothing is decided here.
 
 use super::*;

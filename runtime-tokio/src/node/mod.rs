@@ -8,7 +8,7 @@
 //! `start` (starting), `api` (requests, jobs, files), `routing` (sending anywhere,
 //! connecting), `stop` (graceful leave), `handler` (dispatching peers' requests),
 //! `links` (dial, accept, one connection), `worker_side` and `control_side` (the two
-//! roles' bookkeeping), `tasks` (background tasks and hand-off steps).
+//! roles' bookkeeping), `tasks` (dials, reports and the connector loop).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

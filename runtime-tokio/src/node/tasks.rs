@@ -1,5 +1,5 @@
-//! The node's background tasks: mesh dialing, timers, event streams and reports, the
-//! hand-off steps, and the connector that performs the core connector's plan.
+//! The node's background tasks: mesh dialing, dialing a worker to adopt or redial it,
+//! periodic reports, and the connector that performs the core connector's plan.
 
 use super::*;
 
