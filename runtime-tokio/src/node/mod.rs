@@ -1,14 +1,13 @@
-//! The node daemon: listeners, the connector that dials `cluster_addr`, the table of
-//! authenticated peers, and the request API. Every connection runs in its own task
-//! ([`crate::driver::drive`]); the node only keeps track of them. The decisions are the
-//! core machines' (membership, ring, proxies, routing, connector, status, workers,
-//! transfers, data, table); this module holds them and performs what they decide.
+//! The node daemon: listeners, dials, the request API. Every connection runs in its own
+//! task ([`crate::driver::drive`]). Every decision is the core node machine's
+//! ([`nkcluster_core::node`]); this module feeds it and performs what it decides.
 //!
-//! This file: the public types, the request classes and the node's state. The rest:
-//! `start` (starting), `api` (requests, jobs, files), `routing` (sending anywhere,
-//! connecting), `stop` (graceful leave), `handler` (dispatching peers' requests),
-//! `links` (dial, accept, one connection), `worker_side` and `control_side` (the two
-//! roles' bookkeeping), `tasks` (dials, reports and the connector loop).
+//! This file: the public types and the node's state. The rest: `brain` (inputs, outputs
+//! and the machine's timer), `start` (starting), `api` (requests, jobs, files),
+//! `routing` (sending anywhere, connecting), `stop` (graceful leave), `handler`
+//! (carrying out what dispatch hands the shell), `links` (dial, accept, one connection),
+//! `worker_side` (task bodies, files, machine figures), `control_side` (gathering the
+//! node table and events over the mesh), `tasks` (dials, reports, the connector loop).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
