@@ -65,6 +65,9 @@ struct Worker<I> {
 pub struct Workers<I> {
     config: WorkersConfig,
     workers: BTreeMap<String, Worker<I>>,
+    /// The gone workers by the time their link ended (oldest first): forgetting and
+    /// making room look at the front only.
+    gone: BTreeSet<(Instant, String)>,
 }
 
 impl<I: Clone> Workers<I> {
@@ -73,6 +76,7 @@ impl<I: Clone> Workers<I> {
         Workers {
             config,
             workers: BTreeMap::new(),
+            gone: BTreeSet::new(),
         }
     }
 
@@ -101,7 +105,9 @@ impl<I: Clone> Workers<I> {
                 info: None,
                 gone_since: None,
             });
-        w.gone_since = None;
+        if let Some(t) = w.gone_since.take() {
+            self.gone.remove(&(t, worker.to_owned()));
+        }
         match news {
             WorkerNews::Class(c) => {
                 w.classes.insert(c.to_owned());
@@ -127,7 +133,10 @@ impl<I: Clone> Workers<I> {
         self.forget(now);
         match self.workers.get_mut(worker) {
             Some(w) => {
-                w.gone_since = Some(now);
+                if let Some(t) = w.gone_since.replace(now) {
+                    self.gone.remove(&(t, worker.to_owned()));
+                }
+                self.gone.insert((now, worker.to_owned()));
                 true
             }
             None => false,
@@ -142,11 +151,9 @@ impl<I: Clone> Workers<I> {
     /// When the next gone worker will be forgotten.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.workers
-            .values()
-            .filter_map(|w| w.gone_since)
-            .min()
-            .map(|t| t + self.config.forget_after)
+        self.gone
+            .first()
+            .map(|(t, _)| *t + self.config.forget_after)
     }
 
     /// `worker`'s last known status.
@@ -171,10 +178,14 @@ impl<I: Clone> Workers<I> {
 
     fn forget(&mut self, now: Instant) {
         let after = self.config.forget_after;
-        self.workers.retain(|_, w| {
-            w.gone_since
-                .is_none_or(|t| now.saturating_duration_since(t) < after)
-        });
+        while let Some((t, _)) = self.gone.first() {
+            if now.saturating_duration_since(*t) < after {
+                break;
+            }
+            if let Some((_, id)) = self.gone.pop_first() {
+                self.workers.remove(&id);
+            }
+        }
     }
 
     /// Room for one more: forgets the longest-gone worker when full; false when every
@@ -183,12 +194,7 @@ impl<I: Clone> Workers<I> {
         if self.workers.len() < self.config.max_workers {
             return true;
         }
-        let oldest = self
-            .workers
-            .iter()
-            .filter_map(|(id, w)| w.gone_since.map(|t| (t, id.clone())))
-            .min();
-        match oldest {
+        match self.gone.pop_first() {
             Some((_, id)) => {
                 self.workers.remove(&id);
                 true
@@ -207,6 +213,30 @@ mod tests {
             max_workers: max,
             forget_after: Duration::from_secs(10),
         })
+    }
+
+    #[test]
+    fn a_worker_back_and_gone_again_is_forgotten_from_its_last_loss() {
+        let t = Instant::from_millis;
+        let mut b = book(10);
+        b.handle_event(t(0), "w1", WorkerNews::Class("video"));
+        b.handle_event(t(0), "w2", WorkerNews::Class("video"));
+        assert!(b.handle_worker_gone(t(1_000), "w1"));
+        assert!(b.handle_worker_gone(t(2_000), "w2"));
+        assert_eq!(b.poll_timeout(), Some(t(11_000)));
+        // w1 is back, then gone again later: only its last loss counts.
+        b.handle_event(t(3_000), "w1", WorkerNews::Node);
+        assert_eq!(b.poll_timeout(), Some(t(12_000)));
+        assert!(b.handle_worker_gone(t(4_000), "w1"));
+        b.handle_timeout(t(12_000));
+        assert_eq!(
+            (b.len(), b.status("w2"), b.status("w1")),
+            (1, None, Some("ready"))
+        );
+        assert_eq!(b.poll_timeout(), Some(t(14_000)));
+        b.handle_timeout(t(14_000));
+        assert!(b.is_empty());
+        assert_eq!(b.poll_timeout(), None);
     }
 
     #[test]

@@ -33,6 +33,12 @@ pub trait Net: Clone + Send + Sync + 'static {
         host: &str,
         port: u16,
     ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+
+    /// Whether slow local work (machine figures) may run on the blocking pool's own
+    /// threads. A simulation says no: only work on its scheduler replays from a seed.
+    fn real_threads(&self) -> bool {
+        true
+    }
 }
 
 /// The real network, through tokio.

@@ -25,6 +25,11 @@ impl Net for TurmoilNet {
         listener.local_addr()
     }
 
+    /// The blocking pool's threads run outside the simulation's schedule.
+    fn real_threads(&self) -> bool {
+        false
+    }
+
     async fn connect(&self, host: &str, port: u16) -> io::Result<(Self::Stream, SocketAddr)> {
         let s = turmoil::net::TcpStream::connect((host, port)).await?;
         let peer = s.peer_addr()?;

@@ -85,10 +85,14 @@ impl<N: Net> Inner<N> {
                 Answer::Now(self.start_task(&class, &body, id))
             }
             ShellWork::StopTask(id) => Answer::Now(self.stop_task(id)),
-            ShellWork::GetInfo => blocking(responder, move || {
+            ShellWork::GetInfo if self.net.real_threads() => blocking(responder, move || {
                 let stats = inner.measure();
                 encode(&inner.peek(|b| b.node_info(stats)))
             }),
+            ShellWork::GetInfo => {
+                let stats = self.measure();
+                Answer::Now(encode(&self.peek(|b| b.node_info(stats))))
+            }
             ShellWork::SendFile(part) => {
                 self.write_file_part(peer, part, responder);
                 Answer::Later

@@ -261,11 +261,16 @@ impl<N: Net> Inner<N> {
     /// never overtakes a status change queued after it (the proxy's book keeps the last).
     pub(super) fn send_info(self: &Arc<Self>) {
         let inner = self.clone();
-        tokio::task::spawn_blocking(move || {
+        let report = move || {
             let stats = inner.measure();
             let brain = lock(&inner.brain);
             inner.node_event(WireEvent::Info(brain.node_info(stats)));
-        });
+        };
+        if self.net.real_threads() {
+            tokio::task::spawn_blocking(report);
+        } else {
+            report();
+        }
     }
 
     /// Queues a node-level event (class `nkcluster`) of ours for our proxy.
