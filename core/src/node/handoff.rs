@@ -41,6 +41,21 @@ impl Default for HandoffTimes {
     }
 }
 
+/// How a hand-off step ended, when it is worth a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandoffStep {
+    /// The owner could not adopt the worker: it is redirected instead.
+    AdoptFailed,
+    /// The owner did not answer its probe: the worker stays here for now.
+    OwnerSilent,
+    /// The owner announced no address a worker could dial: the worker stays here.
+    NoDialableUrl,
+    /// The worker did not acknowledge its redirect: our links close anyway.
+    RedirectUnacknowledged,
+    /// The worker was told to reconnect to its owner.
+    Redirected,
+}
+
 /// One step in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Step {
@@ -134,7 +149,7 @@ impl<H: Clone> NodeMachine<H> {
     }
 
     fn step_done(&mut self, now: Instant, step: Step, result: Result<(), ErrorCode>) {
-        let note = |worker: &str, owner: &str, step: &'static str, code: Option<ErrorCode>| {
+        let note = |worker: &str, owner: &str, step: HandoffStep, code: Option<ErrorCode>| {
             Output::Event(NodeEvent::Handoff {
                 worker: worker.to_owned(),
                 owner: owner.to_owned(),
@@ -145,8 +160,12 @@ impl<H: Clone> NodeMachine<H> {
         match step {
             Step::Adopt { worker, owner, .. } => {
                 if let Err(e) = &result {
-                    self.out
-                        .push_back(note(&worker, &owner, "adopt_failed", Some(e.clone())));
+                    self.out.push_back(note(
+                        &worker,
+                        &owner,
+                        HandoffStep::AdoptFailed,
+                        Some(e.clone()),
+                    ));
                 }
                 self.handle_adopted(now, &worker, &owner, result.is_ok());
             }
@@ -157,13 +176,13 @@ impl<H: Clone> NodeMachine<H> {
             } => match result {
                 Err(e) => {
                     self.out
-                        .push_back(note(&worker, &owner, "owner_silent", Some(e)));
+                        .push_back(note(&worker, &owner, HandoffStep::OwnerSilent, Some(e)));
                     self.handle_owner_silent(now, &worker, &owner);
                 }
                 Ok(()) if urls.is_empty() => {
                     // The owner announced no address a worker could dial: it stays here.
                     self.out
-                        .push_back(note(&worker, &owner, "no_dialable_url", None));
+                        .push_back(note(&worker, &owner, HandoffStep::NoDialableUrl, None));
                 }
                 Ok(()) => self.start_step(
                     now,
@@ -177,9 +196,9 @@ impl<H: Clone> NodeMachine<H> {
             Step::Redirect { worker, owner, .. } => {
                 let code = result.err();
                 let what = if code.is_some() {
-                    "redirect_unacknowledged"
+                    HandoffStep::RedirectUnacknowledged
                 } else {
-                    "redirected"
+                    HandoffStep::Redirected
                 };
                 self.out.push_back(note(&worker, &owner, what, code));
                 let out = self.release(&worker, &owner);

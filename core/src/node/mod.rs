@@ -51,7 +51,7 @@ mod tests;
 
 pub use control::SubscribeError;
 pub use dispatch::{Dispatch, ShellWork};
-pub use handoff::HandoffTimes;
+pub use handoff::{HandoffStep, HandoffTimes};
 pub use links::LinkGone;
 
 /// The class name of node-level events (status, information).
@@ -204,15 +204,14 @@ pub enum NodeEvent {
         /// What happened.
         change: &'static str,
     },
-    /// A hand-off step ended in a way worth a log line (`adopt_failed`, `owner_silent`,
-    /// `no_dialable_url`, `redirect_unacknowledged`, `redirected`).
+    /// A hand-off step ended in a way worth a log line.
     Handoff {
         /// The worker.
         worker: String,
         /// Its ring owner.
         owner: String,
         /// What happened.
-        step: &'static str,
+        step: HandoffStep,
         /// The error's code, if one.
         code: Option<String>,
     },

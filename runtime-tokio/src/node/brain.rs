@@ -146,21 +146,22 @@ impl<N: Net> Inner<N> {
                         code,
                     } => {
                         let code = code.as_deref().unwrap_or("-");
-                        match *step {
-                            "redirected" => {
+                        use nkcluster_core::node::HandoffStep as S;
+                        match step {
+                            S::Redirected => {
                                 info!(node = %me, worker = %worker, to = %owner, "proxy moved (worker redirected)")
                             }
-                            "adopt_failed" => {
+                            S::AdoptFailed => {
                                 warn!(node = %me, worker = %worker, owner = %owner, code, "owner could not adopt the worker; redirecting it")
                             }
-                            "owner_silent" => {
+                            S::OwnerSilent => {
                                 warn!(node = %me, worker = %worker, owner = %owner, code, "owner does not answer; the worker stays here for now")
                             }
-                            "no_dialable_url" => {
+                            S::NoDialableUrl => {
                                 warn!(node = %me, worker = %worker, owner = %owner, "cannot redirect the worker: its owner announced no address a worker could dial; the worker stays here")
                             }
-                            _ => {
-                                warn!(node = %me, worker = %worker, owner = %owner, code, step, "hand-off step")
+                            S::RedirectUnacknowledged => {
+                                warn!(node = %me, worker = %worker, owner = %owner, code, "redirect not acknowledged; closing anyway")
                             }
                         }
                     }

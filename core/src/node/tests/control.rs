@@ -113,7 +113,7 @@ fn ask(id: u64, link: u64, class: &str, body: &[u8], timeout_s: u64) -> Output<u
     }
 }
 
-fn handoff(worker: &str, step: &'static str, code: Option<&str>) -> Output<u64> {
+fn handoff(worker: &str, step: HandoffStep, code: Option<&str>) -> Output<u64> {
     Output::Event(NodeEvent::Handoff {
         worker: worker.into(),
         owner: "c2".into(),
@@ -142,7 +142,7 @@ fn a_worker_the_ring_gives_away_is_redirected_once_its_owner_answers() {
     c1.handle_answer(at(2), 1, Err(ErrorCode::Timeout));
     assert_eq!(
         drain(&mut c1),
-        vec![handoff(&w, "owner_silent", Some("timeout"))]
+        vec![handoff(&w, HandoffStep::OwnerSilent, Some("timeout"))]
     );
     assert_eq!(c1.poll_timeout(), Some(at(5_002)));
     c1.handle_timeout(at(5_002));
@@ -164,7 +164,11 @@ fn a_worker_the_ring_gives_away_is_redirected_once_its_owner_answers() {
     assert_eq!(
         drain(&mut c1),
         vec![
-            handoff(&w, "redirect_unacknowledged", Some("connection_failed")),
+            handoff(
+                &w,
+                HandoffStep::RedirectUnacknowledged,
+                Some("connection_failed")
+            ),
             Output::Release {
                 worker: w.clone(),
                 to: "c2".into(),
@@ -215,7 +219,7 @@ fn a_listening_worker_is_adopted_by_its_owner_and_a_failure_falls_back_to_a_redi
     assert_eq!(
         drain(&mut c1),
         vec![
-            handoff(&w, "adopt_failed", Some("wrong_node")),
+            handoff(&w, HandoffStep::AdoptFailed, Some("wrong_node")),
             ask(2, 2, "nkcluster.echo", b"", 15),
         ]
     );
@@ -258,7 +262,7 @@ fn a_step_waits_for_a_joining_owner_and_gives_up_after_its_timeout() {
     c1.handle_link_up(T0, link(10, peer(&w, Role::Worker, &[])), true);
     c1.handle_gossip(at(1), "c3", 3, &members);
     drain(&mut c1);
-    let silent = handoff(&w, "owner_silent", Some("not_connected"));
+    let silent = handoff(&w, HandoffStep::OwnerSilent, Some("not_connected"));
     c1.handle_timeout(at(15_000));
     assert!(!drain(&mut c1).contains(&silent));
     c1.handle_timeout(at(15_001));
