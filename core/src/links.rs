@@ -29,11 +29,13 @@ pub struct Removed {
 }
 
 /// The table. See the module docs.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LinkTable<L> {
     me: String,
     me_control: bool,
     links: BTreeMap<String, Vec<L>>,
+    /// Counts links added and removed.
+    changes: u64,
 }
 
 impl<L: LinkInfo> LinkTable<L> {
@@ -43,6 +45,7 @@ impl<L: LinkInfo> LinkTable<L> {
             me: me.to_owned(),
             me_control,
             links: BTreeMap::new(),
+            changes: 0,
         }
     }
 
@@ -52,6 +55,7 @@ impl<L: LinkInfo> LinkTable<L> {
     #[must_use]
     pub fn add(&mut self, peer: &str, link: L) -> Option<L> {
         let me_control = self.me_control;
+        self.changes += 1;
         let links = self.links.entry(peer.to_owned()).or_default();
         let control = links.iter().position(|l| l.role() == Role::Control);
         match control {
@@ -79,11 +83,20 @@ impl<L: LinkInfo> LinkTable<L> {
         let before = v.len();
         v.retain(|l| l.conn_id() != conn_id);
         let listed = v.len() < before;
+        if listed {
+            self.changes += 1;
+        }
         let last = v.is_empty();
         if last {
             self.links.remove(peer);
         }
         Removed { listed, last }
+    }
+
+    /// How many times a link was added or removed: a copy taken at the same count
+    /// lists the same links.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// The link that serves `peer` (its first).
@@ -139,6 +152,7 @@ impl<L: LinkInfo> LinkTable<L> {
 
     /// Empties the table (a node stopping): every link.
     pub fn take_all(&mut self) -> Vec<L> {
+        self.changes += 1;
         std::mem::take(&mut self.links)
             .into_values()
             .flatten()

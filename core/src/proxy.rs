@@ -30,6 +30,7 @@
 //! ```
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ring::{self, Ring};
@@ -102,12 +103,14 @@ pub struct Proxies {
     me: String,
     partitions: u32,
     members: Vec<String>,
-    ring: Option<Ring>,
+    ring: Option<Arc<Ring>>,
     workers: BTreeMap<String, Held>,
     lost: BTreeMap<String, Lost>,
     actions: VecDeque<Action>,
     retry_after: Duration,
     redial_for: Duration,
+    /// Counts changes of what routing reads (the ring, the workers being redialed).
+    changes: u64,
 }
 
 impl Proxies {
@@ -123,6 +126,7 @@ impl Proxies {
             actions: VecDeque::new(),
             retry_after: RETRY_DEFAULT,
             redial_for: REDIAL_FOR_DEFAULT,
+            changes: 0,
         }
     }
 
@@ -146,8 +150,9 @@ impl Proxies {
         if live == self.members {
             return;
         }
-        self.ring = ring::place(self.partitions, &live);
+        self.ring = ring::place(self.partitions, &live).map(Arc::new);
         self.members = live;
+        self.changes += 1;
         // Lost workers now owned elsewhere are their new owner's to wait for.
         let me = self.me.clone();
         let ring = self.ring.clone();
@@ -164,13 +169,29 @@ impl Proxies {
 
     /// The current ring (`None` before the first member set).
     pub fn ring(&self) -> Option<&Ring> {
-        self.ring.as_ref()
+        self.ring.as_deref()
+    }
+
+    /// The current ring, shared (what a routing snapshot keeps).
+    pub fn shared_ring(&self) -> Option<Arc<Ring>> {
+        self.ring.clone()
+    }
+
+    /// How many times what routing reads (the ring, the workers being redialed) has
+    /// changed: a snapshot taken at the same count is still exact.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// The workers being redialed (see [`is_reconnecting`](Self::is_reconnecting)).
+    pub fn reconnecting(&self) -> impl Iterator<Item = &str> {
+        self.lost.keys().map(String::as_str)
     }
 
     /// The control node that should serve `worker` (ourselves while there is no ring).
     pub fn owner_of(&self, worker: &str) -> &str {
         self.ring
-            .as_ref()
+            .as_deref()
             .and_then(|r| r.owner_of(worker))
             .unwrap_or(&self.me)
     }
@@ -183,7 +204,9 @@ impl Proxies {
     /// A worker linked to us (its first link). `dialable`: it has a listen URL we could
     /// give to another control node.
     pub fn handle_worker_up(&mut self, worker: &str, dialable: bool) {
-        self.lost.remove(worker);
+        if self.lost.remove(worker).is_some() {
+            self.changes += 1;
+        }
         self.workers.insert(
             worker.into(),
             Held {
@@ -215,6 +238,7 @@ impl Proxies {
                 retry_at: None,
             },
         );
+        self.changes += 1;
     }
 
     /// A redial of a lost worker failed: again after the retry delay, unless it has been
@@ -224,6 +248,7 @@ impl Proxies {
         if let Some(l) = self.lost.get_mut(worker) {
             if now.saturating_duration_since(l.since) >= redial_for {
                 self.lost.remove(worker);
+                self.changes += 1;
             } else {
                 l.retry_at = Some(now + retry_after);
             }

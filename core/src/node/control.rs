@@ -45,6 +45,10 @@ impl<H: Clone> NodeMachine<H> {
         let gossip = m.poll_gossip();
         let to_dial = m.poll_dial();
         let live = m.live();
+        if live != self.live {
+            self.live.clone_from(&live);
+            self.member_changes += 1;
+        }
         for e in events {
             let (id, change) = match e {
                 MemberEvent::Up(id) => (id, "up"),

@@ -18,7 +18,8 @@
 //!
 //! Files: `links` (links up and down, views), `control` (membership, hand-offs, the
 //! workers' events and their subscribers, the node table), `jobs` (status, tasks,
-//! metadata, data, redirects), `dispatch` (a peer's cluster request, with its role).
+//! metadata, data, redirects), `dispatch` (a peer's cluster request, with its role),
+//! `snapshot` (what the shell reads between inputs).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
@@ -46,6 +47,7 @@ mod dispatch;
 mod handoff;
 mod jobs;
 mod links;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +55,7 @@ pub use control::SubscribeError;
 pub use dispatch::{Dispatch, ShellWork};
 pub use handoff::{HandoffStep, HandoffTimes};
 pub use links::LinkGone;
+pub use snapshot::{Snapshot, SnapshotStamp};
 
 /// The class name of node-level events (status, information).
 pub const NODE_EVENT_CLASS: &str = crate::workers::NODE_CLASS;
@@ -351,6 +354,9 @@ pub struct NodeMachine<H> {
     status_told: Option<(u64, Status)>,
     /// The node is stopping: nothing new is dialed.
     stopping: bool,
+    /// The live members as last seen, and how many times they changed.
+    live: Vec<String>,
+    member_changes: u64,
     out: VecDeque<Output<H>>,
 }
 
@@ -386,6 +392,8 @@ impl<H: Clone> NodeMachine<H> {
             status_told: None,
             steps: Default::default(),
             stopping: false,
+            live: Vec::new(),
+            member_changes: 0,
             out: VecDeque::new(),
             settings,
         }

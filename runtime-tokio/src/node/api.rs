@@ -14,7 +14,7 @@ impl<N: Net> Node<N> {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, RequestError> {
-        let Some(commands) = self.inner.peek(|b| b.link_of(peer).cloned()) else {
+        let Some(commands) = self.inner.view().link_of(peer).cloned() else {
             return Err(RequestError::NotConnected);
         };
         let (tx, rx) = oneshot::channel();

@@ -1,8 +1,38 @@
-//! The shell around the core node machine: feeding it inputs, draining its outputs and
-//! performing them (sending on links and hand-off requests, spawning dials, running job
-//! class callbacks, reporting), and its timer. Nothing is decided here.
+//! The owner of the core node machine: one task feeds it every input (jobs queued by the
+//! connections, the API and the shell's tasks), drains its outputs and performs them
+//! (sending on links and hand-off requests, spawning dials, running job class callbacks,
+//! reporting), drives its timer and publishes its [`Snapshot`] for the request path.
+//! Nothing is decided here, and nothing else touches the machine.
 
 use super::*;
+use arc_swap::ArcSwap;
+use nkcluster_core::node::{Snapshot, SnapshotStamp};
+
+/// What runs once an input's outputs are performed and the snapshot is published (an
+/// answer to whoever queued the input).
+pub(super) type Then = Box<dyn FnOnce() + Send>;
+
+/// An input (or a read) of the machine, run by its owner.
+pub(super) type Job =
+    Box<dyn FnOnce(&mut NodeMachine<Pump>, nkcluster_core::Instant) -> Option<Then> + Send>;
+
+/// Inputs the owner handles before it lets other tasks run.
+const JOBS_PER_TURN: usize = 256;
+
+/// The way to the machine's owner, and what it last published.
+pub(super) struct Brain {
+    jobs: mpsc::UnboundedSender<Job>,
+    view: ArcSwap<Snapshot<Pump>>,
+}
+
+impl Brain {
+    /// The way to a machine, and where its owner's receiving end is.
+    pub(super) fn new(machine: &NodeMachine<Pump>) -> (Brain, mpsc::UnboundedReceiver<Job>) {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let view = ArcSwap::from_pointee(machine.snapshot());
+        (Brain { jobs, view }, rx)
+    }
+}
 
 impl<N: Net> Inner<N> {
     /// Whether this node is a control member.
@@ -10,43 +40,60 @@ impl<N: Net> Inner<N> {
         self.config.control && !self.config.admin
     }
 
-    /// Reads the brain (no input, so no outputs).
-    pub(super) fn peek<R>(&self, f: impl FnOnce(&NodeMachine<Pump>) -> R) -> R {
-        f(&lock(&self.brain))
+    /// What the machine said as of its last input that changed it (routing, links,
+    /// members, status): for reads that must not wait for the owner.
+    pub(super) fn view(&self) -> arc_swap::Guard<Arc<Snapshot<Pump>>> {
+        self.brain.view.load()
     }
 
-    /// Feeds the brain one input and takes its outputs (to perform once the lock is
-    /// released).
-    pub(super) fn step<R>(
+    /// Queues a job for the owner (dropped, with whatever it holds, when the node is
+    /// gone: a responder it holds then answers `no_reply`).
+    pub(super) fn submit(&self, job: Job) {
+        let _ = self.brain.jobs.send(job);
+    }
+
+    /// Queues an input whose result nobody waits for.
+    pub(super) fn tell(
         &self,
-        f: impl FnOnce(&mut NodeMachine<Pump>, nkcluster_core::Instant) -> R,
-    ) -> (R, Vec<Output<Pump>>) {
-        let mut brain = lock(&self.brain);
-        let r = f(&mut brain, self.clock.now());
-        let out = std::iter::from_fn(|| brain.poll_output()).collect();
-        (r, out)
+        f: impl FnOnce(&mut NodeMachine<Pump>, nkcluster_core::Instant) + Send + 'static,
+    ) {
+        self.submit(Box::new(move |b, now| {
+            f(b, now);
+            None
+        }));
     }
 
-    /// Feeds the brain one input and performs what it decides.
-    pub(super) fn with_brain<R>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&mut NodeMachine<Pump>, nkcluster_core::Instant) -> R,
-    ) -> R {
-        let (r, out) = self.step(f);
-        self.perform_all(out);
-        r
+    /// Runs `f` on the machine and waits for its result, which comes once the outputs of
+    /// `f` are performed and the snapshot is published. `None`: the node is gone.
+    pub(super) async fn ask<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut NodeMachine<Pump>, nkcluster_core::Instant) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(ask_job(f, tx));
+        rx.await.ok()
     }
 
-    pub(super) fn perform_all(self: &Arc<Self>, out: Vec<Output<Pump>>) {
-        for o in out {
+    /// [`ask`](Self::ask) from a thread outside the runtime (the file writer).
+    pub(super) fn ask_blocking<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut NodeMachine<Pump>, nkcluster_core::Instant) -> R + Send + 'static,
+    ) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(ask_job(f, tx));
+        rx.blocking_recv().ok()
+    }
+
+    /// Performs at once what the machine has decided so far (inside a job, when what
+    /// comes next depends on it having happened).
+    pub(super) fn perform_now(self: &Arc<Self>, b: &mut NodeMachine<Pump>) {
+        while let Some(o) = b.poll_output() {
             self.perform(o);
         }
-        // Any input may have moved the brain's next deadline.
-        self.brain_timer.notify_one();
     }
 
-    /// Performs one output of the brain.
-    fn perform(self: &Arc<Self>, o: Output<Pump>) {
+    /// Performs one output of the machine.
+    pub(super) fn perform(self: &Arc<Self>, o: Output<Pump>) {
         let me = &self.config.node_id;
         match o {
             Output::Gossip { link, view } => {
@@ -83,7 +130,7 @@ impl<N: Net> Inner<N> {
                         _ => Err(RequestError::ConnectionFailed),
                     };
                     let r = r.map_err(|e| ErrorCode::parse(e.code()));
-                    inner.with_brain(|b, now| b.handle_answer(now, id, r));
+                    inner.tell(move |b, now| b.handle_answer(now, id, r));
                 });
             }
             Output::Release { worker, to, links } => {
@@ -185,27 +232,79 @@ impl<N: Net> Inner<N> {
     }
 }
 
-/// Calls the brain's `handle_timeout` when it is due (membership removals and redial
-/// rounds, hand-off retries, forgetting gone workers).
-pub(super) async fn brain_timer<N: Net>(inner: Arc<Inner<N>>) {
-    let mut stop = inner.shutdown.subscribe();
+fn ask_job<R: Send + 'static>(
+    f: impl FnOnce(&mut NodeMachine<Pump>, nkcluster_core::Instant) -> R + Send + 'static,
+    tx: oneshot::Sender<R>,
+) -> Job {
+    Box::new(move |b, now| {
+        let r = f(b, now);
+        Some(Box::new(move || {
+            let _ = tx.send(r);
+        }))
+    })
+}
+
+/// The owner: runs the jobs in the order they were queued (a batch at a time), and the
+/// machine's `handle_timeout` when it is due (membership removals and redial rounds,
+/// hand-off retries, forgetting gone workers). After each input: the snapshot when its
+/// stamp moved, then the outputs in order, then the job's answer. Ends when the node is
+/// gone.
+pub(super) async fn own_brain<N: Net>(
+    inner: std::sync::Weak<Inner<N>>,
+    mut machine: NodeMachine<Pump>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    clock: Clock,
+) {
+    let mut stamp: SnapshotStamp = machine.snapshot_stamp();
     loop {
-        let next = inner.peek(NodeMachine::poll_timeout);
-        let sleep = async {
+        let next = machine.poll_timeout();
+        let due = async {
             match next {
-                Some(t) => tokio::time::sleep_until(inner.clock.to_tokio(t)).await,
+                Some(t) => tokio::time::sleep_until(clock.to_tokio(t)).await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            _ = sleep => inner.with_brain(|b, now| b.handle_timeout(now)),
-            _ = inner.brain_timer.notified() => {}
-            _ = stop.changed() => return,
+        let mut job = tokio::select! {
+            biased;
+            j = jobs.recv() => match j {
+                Some(j) => Some(j),
+                None => return,
+            },
+            () = due => None,
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        let mut ran = 0;
+        loop {
+            let now = clock.now();
+            let then = match job.take() {
+                Some(j) => j(&mut machine, now),
+                None => {
+                    machine.handle_timeout(now);
+                    None
+                }
+            };
+            let moved = machine.snapshot_stamp();
+            if moved != stamp {
+                stamp = moved;
+                inner.brain.view.store(Arc::new(machine.snapshot()));
+            }
+            inner.perform_now(&mut machine);
+            if let Some(then) = then {
+                then();
+            }
+            ran += 1;
+            if ran == JOBS_PER_TURN {
+                break;
+            }
+            match jobs.try_recv() {
+                Ok(j) => job = Some(j),
+                Err(_) => break,
+            }
         }
     }
 }
 
-/// Takes our events, in order, to the brain, which sends them to the control node
+/// Takes our events, in order, to the machine, which sends them to the control node
 /// holding our proxy (a control member hears its own). Sending waits for room on the
 /// link, so events are never reordered.
 pub(super) async fn forward_events<N: Net>(
@@ -213,7 +312,24 @@ pub(super) async fn forward_events<N: Net>(
     mut rx: mpsc::UnboundedReceiver<EventMsg>,
 ) {
     while let Some(ev) = rx.recv().await {
-        let ((), out) = inner.step(|b, now| b.handle_own_event(now, ev));
+        let mut batch = vec![ev];
+        while batch.len() < JOBS_PER_TURN {
+            match rx.try_recv() {
+                Ok(ev) => batch.push(ev),
+                Err(_) => break,
+            }
+        }
+        // This job's outputs come back here (taken inside it, before the owner would
+        // perform them), so that sends to our proxy can wait for room in order.
+        let out = inner
+            .ask(move |b, now| {
+                for ev in batch {
+                    b.handle_own_event(now, ev);
+                }
+                std::iter::from_fn(|| b.poll_output()).collect::<Vec<_>>()
+            })
+            .await;
+        let Some(out) = out else { return };
         for o in out {
             match o {
                 Output::Notify { link, request } => {
@@ -221,7 +337,7 @@ pub(super) async fn forward_events<N: Net>(
                         let _ = link.send(cmd).await;
                     }
                 }
-                o => inner.perform_all(vec![o]),
+                o => inner.perform(o),
             }
         }
     }

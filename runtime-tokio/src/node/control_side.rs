@@ -14,7 +14,9 @@ impl<N: Net> Inner<N> {
         timeout: Duration,
     ) -> Result<oneshot::Receiver<Result<Bytes, RequestError>>, RequestError> {
         let commands = self
-            .peek(|b| b.link_of(peer).cloned())
+            .view()
+            .link_of(peer)
+            .cloned()
             .ok_or(RequestError::NotConnected)?;
         let (tx, rx) = oneshot::channel();
         commands
@@ -36,8 +38,11 @@ impl<N: Net> Inner<N> {
     /// answer is listed from our view only, and named in `incomplete`). A node listed by
     /// several control nodes appears once.
     pub(super) async fn cluster_rows(self: &Arc<Self>) -> NodesReport {
-        let (mut rows, (members, mut incomplete)) =
-            self.peek(|b| (b.local_rows(), b.table_sources()));
+        let Some((mut rows, (members, mut incomplete))) =
+            self.ask(|b, _| (b.local_rows(), b.table_sources())).await
+        else {
+            return NodesReport::default();
+        };
         let mut asks = tokio::task::JoinSet::new();
         let deadline = self.clock.now() + GATHER_TIMEOUT;
         for (id, commands) in members {
@@ -59,14 +64,24 @@ impl<N: Net> Inner<N> {
                 (id, rows)
             });
         }
+        let mut answers = Vec::new();
         while let Some(r) = asks.join_next().await {
             match r {
-                Ok((member, Some(theirs))) => {
-                    self.peek(|b| b.merge_rows(&mut rows, &member, theirs));
-                }
+                Ok((member, Some(theirs))) => answers.push((member, theirs)),
                 Ok((member, None)) => incomplete.push(member),
                 Err(_) => {}
             }
+        }
+        if !answers.is_empty() {
+            let merged = self
+                .ask(move |b, _| {
+                    for (member, theirs) in answers {
+                        b.merge_rows(&mut rows, &member, theirs);
+                    }
+                    rows
+                })
+                .await;
+            rows = merged.unwrap_or_default();
         }
         incomplete.sort();
         if !incomplete.is_empty() {
@@ -80,7 +95,10 @@ impl<N: Net> Inner<N> {
     /// oldest first (members that do not answer within `GATHER_TIMEOUT` are left out).
     pub(super) async fn cluster_recent_events(self: &Arc<Self>) -> Vec<(u64, EventMsg)> {
         let mut theirs_all: Vec<(u64, EventMsg)> = Vec::new();
-        let members = self.peek(|b| b.table_sources().0);
+        let members = self
+            .ask(|b, _| b.table_sources().0)
+            .await
+            .unwrap_or_default();
         let mut asks = tokio::task::JoinSet::new();
         for (m, _) in members {
             let rx = self.enqueue(
@@ -98,6 +116,8 @@ impl<N: Net> Inner<N> {
                 theirs_all.extend(theirs);
             }
         }
-        self.peek(|b| b.merged_events(theirs_all))
+        self.ask(move |b, _| b.merged_events(theirs_all))
+            .await
+            .unwrap_or_default()
     }
 }

@@ -1,6 +1,6 @@
-//! Serving a peer's request (or one this node makes to itself): the brain dispatches the
-//! cluster's requests with the peer's id and role; this carries out what it hands to the
-//! shell (callbacks, files, machine figures, other nodes). Other classes go to the
+//! Serving a peer's request (or one this node makes to itself): the machine dispatches
+//! the cluster's requests with the peer's id and role; this carries out what it hands to
+//! the shell (callbacks, files, machine figures, other nodes). Other classes go to the
 //! registered handlers.
 
 use super::*;
@@ -44,34 +44,45 @@ impl<N: Net> Inner<N> {
             ClusterRequest::Redirect(urls) => Some(urls.clone()),
             _ => None,
         };
-        match self.with_brain(|b, now| b.handle_request(now, peer, role, req)) {
+        // The machine dispatches it (in order with every other input), then the shell
+        // carries out what it hands back.
+        let inner = self.clone();
+        let peer = peer.to_owned();
+        self.tell(move |b, now| match b.handle_request(now, &peer, role, req) {
             Dispatch::Answer(r) => {
                 if let (Some(to), Ok(_)) = (redirect, &r) {
-                    info!(node = %self.config.node_id, to = %to, "told to reconnect to our proxy's owner");
+                    info!(node = %inner.config.node_id, to = %to, "told to reconnect to our proxy's owner");
                 }
-                Answer::Now(r)
+                responder.reply(r);
             }
-            Dispatch::Shell(work) => self.perform_work(peer, work, responder),
-        }
+            Dispatch::Shell(work) => inner.perform_work(b, &peer, work, responder),
+        });
+        Answer::Later
     }
 
-    /// Carries out what the brain handed to the shell: at once when it is quick, on the
-    /// blocking pool when a callback may take a while (the link never waits), in a task
-    /// of its own when it asks other nodes.
-    fn perform_work(self: &Arc<Self>, peer: &str, work: ShellWork, responder: Responder) -> Answer {
+    /// Carries out what the machine handed to the shell (inside the owner's job, with
+    /// the machine at hand): at once when it is quick, on the blocking pool when a
+    /// callback may take a while (neither the link nor the owner waits), in a task of
+    /// its own when it asks other nodes.
+    fn perform_work(
+        self: &Arc<Self>,
+        b: &mut NodeMachine<Pump>,
+        peer: &str,
+        work: ShellWork,
+        responder: Responder,
+    ) {
         fn blocking(
             responder: Responder,
             f: impl FnOnce() -> Result<Bytes, RemoteError> + Send + 'static,
-        ) -> Answer {
+        ) {
             tokio::task::spawn_blocking(move || responder.reply(f()));
-            Answer::Later
         }
         let inner = self.clone();
         match work {
             ShellWork::Call {
                 req,
                 blocking: false,
-            } => Answer::Now(self.handlers.call_function(&req)),
+            } => responder.reply(self.handlers.call_function(&req)),
             ShellWork::Call { req, .. } => {
                 blocking(responder, move || inner.handlers.call_function(&req))
             }
@@ -82,25 +93,31 @@ impl<N: Net> Inner<N> {
                 inner.handlers.classes().get(&class)?.command(task, &body)
             }),
             ShellWork::StartTask { class, body, id } => {
-                Answer::Now(self.start_task(&class, &body, id))
+                responder.reply(self.start_task(b, &class, &body, id))
             }
-            ShellWork::StopTask(id) => Answer::Now(self.stop_task(id)),
-            ShellWork::GetInfo if self.net.real_threads() => blocking(responder, move || {
-                let stats = inner.measure();
-                encode(&inner.peek(|b| b.node_info(stats)))
-            }),
+            ShellWork::StopTask(id) => responder.reply(self.stop_task(b, id)),
+            ShellWork::GetInfo if self.net.real_threads() => {
+                // Measured on the blocking pool, then described by the machine.
+                tokio::spawn(async move {
+                    let measuring = inner.clone();
+                    let r = match tokio::task::spawn_blocking(move || measuring.measure()).await {
+                        Ok(stats) => match inner.ask(move |b, _| b.node_info(stats)).await {
+                            Some(info) => encode(&info),
+                            None => Err(stopped()),
+                        },
+                        Err(e) => Err(RemoteError::new(ErrorCode::InternalError, e.to_string())),
+                    };
+                    responder.reply(r);
+                });
+            }
             ShellWork::GetInfo => {
                 let stats = self.measure();
-                Answer::Now(encode(&self.peek(|b| b.node_info(stats))))
+                responder.reply(encode(&b.node_info(stats)));
             }
-            ShellWork::SendFile(part) => {
-                self.write_file_part(peer, part, responder);
-                Answer::Later
-            }
+            ShellWork::SendFile(part) => self.write_file_part(peer, part, responder),
             ShellWork::Route(req) => self.route(req, responder),
             ShellWork::Adopt(req) => {
                 tokio::spawn(adopt(inner, req, responder));
-                Answer::Later
             }
             ShellWork::Nodes { one } => {
                 tokio::spawn(async move {
@@ -111,28 +128,26 @@ impl<N: Net> Inner<N> {
                     };
                     responder.reply(r);
                 });
-                Answer::Later
             }
-            ShellWork::Handler { class, body } => Answer::Now(self.handlers.call(&class, body)),
+            ShellWork::Handler { class, body } => responder.reply(self.handlers.call(&class, body)),
             ShellWork::RecentEvents => {
                 tokio::spawn(async move {
                     responder.reply(encode(&inner.cluster_recent_events().await));
                 });
-                Answer::Later
             }
         }
     }
 
     /// A request routed through us: over a dedicated connection when asked and we hold
     /// the target's link, otherwise queued now (in arrival order) where routing says.
-    fn route(self: &Arc<Self>, req: RouteRequest, responder: Responder) -> Answer {
+    fn route(self: &Arc<Self>, req: RouteRequest, responder: Responder) {
         let node = Node::from_inner(self.clone());
         let timeout = Duration::from_millis(req.timeout_ms);
         let remote = |e: RequestError| match e {
             RequestError::Remote(r) => r,
             e => RemoteError::new(e.code(), e.to_string()),
         };
-        if req.exclusive && self.peek(|b| b.links().is_linked(&req.node)) {
+        if req.exclusive && self.view().is_linked(&req.node) {
             let opts = RequestOptions {
                 timeout,
                 exclusive: true,
@@ -143,7 +158,7 @@ impl<N: Net> Inner<N> {
                     .await;
                 responder.reply(r.map_err(remote));
             });
-            return Answer::Later;
+            return;
         }
         let routed = node.route_enqueue(
             &req.node,
@@ -157,6 +172,10 @@ impl<N: Net> Inner<N> {
             let r = node.route_finish(&req.node, routed, timeout).await;
             responder.reply(r.map_err(remote));
         });
-        Answer::Later
     }
+}
+
+/// The error for a request that found the node stopped.
+pub(super) fn stopped() -> RemoteError {
+    RemoteError::new(ErrorCode::NoReply, "the node has stopped")
 }

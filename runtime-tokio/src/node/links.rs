@@ -142,7 +142,7 @@ pub(super) struct LinkSink<N: Net> {
     conn_id: u64,
     remote: String,
     dialer: bool,
-    /// The link's command channel, handed to the brain at authentication.
+    /// The link's command channel, handed to the machine at authentication.
     commands: Option<mpsc::Sender<Command>>,
     /// Listed in the link table (an exclusive connection is not: it serves one request).
     listed: bool,
@@ -164,35 +164,42 @@ impl<N: Net> EventSink for LinkSink<N> {
                 info!(node = %me, peer = %p.node_id, role = p.role.as_str(), remote = %self.remote,
                       "link up");
                 let summary = PeerSummary::new(p, &self.remote, self.dialer);
+                // Told once the link is listed and published: the caller may use it at
+                // once.
+                let told: Option<Then> = self.notify.take().map(|n| {
+                    let summary = summary.clone();
+                    Box::new(move || {
+                        let _ = n.send(Ok(summary));
+                    }) as Then
+                });
                 if let Some(handle) = self.commands.take() {
                     let link = Link {
                         conn_id: self.conn_id,
-                        summary: summary.clone(),
+                        summary,
                         remote_ip: self.remote_ip,
                         rtt_us: 0,
                         handle,
                     };
                     let listed = self.listed;
-                    self.inner
-                        .with_brain(|b, now| b.handle_link_up(now, link, listed));
-                }
-                // Told once the link is listed: the caller may use it at once.
-                if let Some(n) = self.notify.take() {
-                    let _ = n.send(Ok(summary));
+                    self.inner.submit(Box::new(move |b, now| {
+                        b.handle_link_up(now, link, listed);
+                        told
+                    }));
+                } else if let Some(told) = told {
+                    told();
                 }
             }
             Event::RttMeasured(rtt) => {
                 if let Some(p) = conn.peer() {
-                    let id = self.conn_id;
-                    self.inner
-                        .with_brain(|b, _| b.handle_rtt(&p.node_id, id, *rtt));
+                    let (id, peer, rtt) = (self.conn_id, p.node_id.clone(), *rtt);
+                    self.inner.tell(move |b, _| b.handle_rtt(&peer, id, rtt));
                 }
             }
             Event::Gossip(view) => {
                 if let Some(p) = conn.peer() {
-                    let id = self.conn_id;
+                    let (id, peer, view) = (self.conn_id, p.node_id.clone(), view.clone());
                     self.inner
-                        .with_brain(|b, now| b.handle_gossip(now, &p.node_id, id, view));
+                        .tell(move |b, now| b.handle_gossip(now, &peer, id, &view));
                 }
             }
             Event::Closed(err) => {
@@ -228,8 +235,7 @@ impl<N: Net> EventSink for LinkSink<N> {
                             remote_ip: self.remote_ip,
                             error: err.clone(),
                         };
-                        self.inner
-                            .with_brain(|b, now| b.handle_link_down(now, gone));
+                        self.inner.tell(move |b, now| b.handle_link_down(now, gone));
                     }
                     _ => {
                         let code = err.as_ref().map_or("closed", |e| e.code());

@@ -2,8 +2,8 @@
 //! task ([`crate::driver::drive`]). Every decision is the core node machine's
 //! ([`nkcluster_core::node`]); this module feeds it and performs what it decides.
 //!
-//! This file: the public types and the node's state. The rest: `brain` (inputs, outputs
-//! and the machine's timer), `start` (starting), `api` (requests, jobs, files),
+//! This file: the public types and the node's state. The rest: `brain` (the task that
+//! owns the machine: inputs, outputs, its timer and its snapshot), `start` (starting), `api` (requests, jobs, files),
 //! `routing` (sending anywhere, connecting), `stop` (graceful leave), `handler`
 //! (carrying out what dispatch hands the shell), `links` (dial, accept, one connection),
 //! `worker_side` (task bodies, files, machine figures), `control_side` (gathering the
@@ -231,11 +231,9 @@ struct Inner<N: Net> {
     clock: Clock,
     keys: Mutex<HashMap<String, Key>>,
     rng: Mutex<StdRng>,
-    /// Every decision above one link (see [`nkcluster_core::node`]); held only while an
-    /// input is handled and its outputs drained, never across an await.
-    brain: Mutex<NodeMachine<Pump>>,
-    /// The brain's timer may have moved.
-    brain_timer: tokio::sync::Notify,
+    /// The way to the task that owns the node machine (every decision above one link,
+    /// see [`nkcluster_core::node`]), and its published snapshot.
+    brain: Brain,
     next_conn_id: AtomicU64,
     events: broadcast::Sender<NodeEvent>,
     handlers: Handlers,

@@ -6,7 +6,7 @@ use super::*;
 impl<N: Net> Node<N> {
     /// This node's own status.
     pub fn status(&self) -> Status {
-        self.inner.peek(NodeMachine::status)
+        self.inner.view().status()
     }
 
     /// Sends a request to any node of the cluster, wherever its proxy lives: this node
@@ -36,7 +36,7 @@ impl<N: Net> Node<N> {
         if !opts.exclusive {
             return self.send(node, class, body, opts.timeout).await;
         }
-        if self.inner.peek(|b| b.links().is_linked(node)) {
+        if self.inner.view().is_linked(node) {
             return self.request_with(node, class, body, opts).await;
         }
         let routed = self.route_enqueue(node, class, body, opts.timeout, 0, true);
@@ -69,7 +69,7 @@ impl<N: Net> Node<N> {
     ) -> Routed {
         use nkcluster_core::routing::RouteStep;
         let inner = &self.inner;
-        let step = inner.peek(|b| b.route(node, hops));
+        let step = inner.view().route(node, hops);
         let (via, hops, fallback) = match step {
             RouteStep::Local => {
                 // Served like a peer's request, by ourselves.
@@ -145,7 +145,7 @@ impl<N: Net> Node<N> {
         }
         // Not at its owner (a hand-off in flight, or views that disagree for a moment):
         // ask the other members once each.
-        let others = inner.peek(|b| b.fan_out(&owner));
+        let others = inner.view().fan_out(&owner);
         for m in others {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let r = self.request(&m, CLASS_ROUTE, body.clone(), left).await;
@@ -217,11 +217,13 @@ impl<N: Net> Node<N> {
         if !opts.exclusive {
             return self.request(peer, class, body, opts.timeout).await;
         }
-        let Some((listen, ip)) = self.inner.peek(|b| {
-            b.links()
-                .first(peer)
-                .map(|l| (l.summary.listen.clone(), l.remote_ip))
-        }) else {
+        let Some((listen, ip)) = self
+            .inner
+            .view()
+            .links()
+            .first(peer)
+            .map(|l| (l.summary.listen.clone(), l.remote_ip))
+        else {
             return Err(RequestError::NotConnected);
         };
         // A peer listening on `all` is reachable where its main link reached it.

@@ -106,8 +106,7 @@ impl<N: Net> Node<N> {
         let handlers = handlers.unwrap_or_else(|| Handlers::builtin(&config.node_id));
         let clock = Clock::new(env.wall_origin_ns);
         let (events_out, events_rx) = mpsc::unbounded_channel();
-        let control = config.control && !config.admin;
-        let brain = NodeMachine::new(NodeSettings {
+        let machine = NodeMachine::new(NodeSettings {
             me: config.node_id.clone(),
             role: identity.role,
             listen: identity.listen.clone(),
@@ -132,14 +131,14 @@ impl<N: Net> Node<N> {
                 ..Default::default()
             },
         });
+        let (brain, jobs) = Brain::new(&machine);
         let inner = Arc::new(Inner {
             identity: identity.clone(),
             net: env.net,
             clock,
             keys: Mutex::new(keys),
             rng: Mutex::new(rng),
-            brain: Mutex::new(brain),
-            brain_timer: tokio::sync::Notify::new(),
+            brain,
             next_conn_id: AtomicU64::new(1),
             events: broadcast::channel(EVENT_QUEUE).0,
             handlers,
@@ -157,18 +156,16 @@ impl<N: Net> Node<N> {
             admission: Arc::new(Mutex::new(Admission::new(config.admission))),
             config,
         });
+        tokio::spawn(own_brain(Arc::downgrade(&inner), machine, jobs, clock));
+        inner.tell(|b, now| b.start(now));
         for (url, l, local, tls) in listeners {
             let label = format!("{}:{}", url.transport, local);
             info!(node = %inner.config.node_id, addr = %label, "listening");
             inner.emit(NodeEvent::Listening { addr: label });
             tokio::spawn(accept_loop(inner.clone(), l, url, tls));
         }
-        inner.with_brain(|b, now| b.start(now));
         if !inner.config.cluster_addr.is_empty() {
             tokio::spawn(connector(inner.clone()));
-        }
-        if control {
-            tokio::spawn(brain_timer(inner.clone()));
         }
         tokio::spawn(forward_events(inner.clone(), events_rx));
         tokio::spawn(report_info(inner.clone()));
@@ -196,7 +193,7 @@ impl<N: Net> Node<N> {
     /// Control nodes: the alive members of the control cluster (ourselves included),
     /// sorted; empty on other nodes.
     pub fn members(&self) -> Vec<String> {
-        self.inner.peek(NodeMachine::members)
+        self.inner.view().members().to_vec()
     }
 
     /// The node table of the whole cluster as this node can see it: its own links plus,
@@ -208,7 +205,10 @@ impl<N: Net> Node<N> {
 
     /// Authenticated links, by peer id.
     pub fn peers(&self) -> Vec<PeerSummary> {
-        self.inner
-            .peek(|b| b.links().iter().map(|(_, l)| l.summary.clone()).collect())
+        let view = self.inner.view();
+        view.links()
+            .iter()
+            .map(|(_, l)| l.summary.clone())
+            .collect()
     }
 }

@@ -39,11 +39,13 @@ impl<N: Net> Node<N> {
         if !inner.is_control() {
             return;
         }
-        inner.with_brain(|b, now| b.leave(now));
-        if inner.peek(|b| b.members().is_empty()) {
+        if inner.ask(|b, now| b.leave(now)).await.is_none() {
+            return;
+        }
+        if inner.view().members().is_empty() {
             return; // nobody to hand the workers to
         }
-        let holds_workers = || inner.peek(|b| b.links().count_role(Role::Worker) > 0);
+        let holds_workers = || inner.view().count_role(Role::Worker) > 0;
         let mut events = inner.events.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
         while holds_workers() {
@@ -63,6 +65,6 @@ impl<N: Net> Node<N> {
         // A control node leaves explicitly: peers drop it at once, without waiting for
         // failure detection. The view goes out before the close on every link.
         let _ = self.inner.shutdown.send(true);
-        self.inner.with_brain(|b, now| b.handle_shutdown(now));
+        self.inner.tell(|b, now| b.handle_shutdown(now));
     }
 }

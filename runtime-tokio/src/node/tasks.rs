@@ -4,7 +4,7 @@
 use super::*;
 
 /// Dials a control member we learned of (full mesh), trying `urls` in order, and stays
-/// linked while the link lasts; then tells the brain how it went.
+/// linked while the link lasts; then tells the machine how it went.
 pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: String, urls: Vec<String>) {
     let mut linked = false;
     let mut tried = false;
@@ -12,7 +12,7 @@ pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: String, urls
         if inner.stopping() {
             break;
         }
-        if inner.peek(|b| b.links().is_linked(&member)) {
+        if inner.view().is_linked(&member) {
             linked = true;
             break;
         }
@@ -38,7 +38,7 @@ pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: String, urls
             }
         }
     }
-    inner.with_brain(|b, now| b.handle_mesh_dial_done(now, &member, tried, linked));
+    inner.tell(move |b, now| b.handle_mesh_dial_done(now, &member, tried, linked));
 }
 
 /// Reports our information periodically (it also goes out on every status or metadata
@@ -76,7 +76,7 @@ pub(super) async fn redial<N: Net>(inner: Arc<Inner<N>>, worker: String, urls: V
         Err(e) => {
             debug!(node = %inner.config.node_id, worker = %worker, code = %e.code, error = %e.message,
                    "redial failed; trying again later");
-            inner.with_brain(|b, now| b.handle_redial_failed(now, &worker));
+            inner.tell(move |b, now| b.handle_redial_failed(now, &worker));
         }
     }
 }
@@ -88,7 +88,7 @@ async fn dial_worker<N: Net>(
     worker: &str,
     urls: &[String],
 ) -> Result<(), RemoteError> {
-    if inner.peek(|b| b.links().is_linked(worker)) {
+    if inner.view().is_linked(worker) {
         return Ok(());
     }
     let mut last = RemoteError::new(
@@ -129,37 +129,36 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
         if inner.stopping() {
             return;
         }
-        let action = lock(&inner.brain).connector_mut().poll_action();
+        let Some(action) = inner.ask(|b, _| b.connector_mut().poll_action()).await else {
+            return;
+        };
         match action {
             Some(ConnectorAction::Dial(url)) => match connect_once(&inner, &url).await {
-                Ok(()) => lock(&inner.brain)
-                    .connector_mut()
-                    .handle_linked(inner.clock.now()),
+                Ok(()) => inner.tell(|b, now| b.connector_mut().handle_linked(now)),
                 Err((code, detail)) => {
                     let random = inner.random_u64();
-                    lock(&inner.brain).connector_mut().handle_dial_failed(
-                        inner.clock.now(),
-                        &code,
-                        &detail,
-                        random,
-                    );
+                    inner.tell(move |b, now| {
+                        b.connector_mut()
+                            .handle_dial_failed(now, &code, &detail, random)
+                    });
                 }
             },
             Some(ConnectorAction::WaitWhileLinked) => {
                 // A control node that adopted us (it dialed us) serves us now.
                 let mut events = inner.events.subscribe();
-                while inner.peek(|b| b.links().count_role(Role::Control) > 0) {
+                while inner.view().count_role(Role::Control) > 0 {
                     tokio::select! {
                         _ = events.recv() => {}
                         _ = stop.changed() => return,
                     }
                 }
-                lock(&inner.brain)
-                    .connector_mut()
-                    .handle_links_lost(inner.clock.now());
+                inner.tell(|b, now| b.connector_mut().handle_links_lost(now));
             }
             Some(ConnectorAction::GiveUp { code, detail }) => {
-                let attempts = lock(&inner.brain).connector_mut().failures();
+                let attempts = inner
+                    .ask(|b, _| b.connector_mut().failures())
+                    .await
+                    .unwrap_or_default();
                 warn!(node = %inner.config.node_id, code = %code, error = %detail,
                       attempts, "giving up connecting to the cluster");
                 inner.emit(NodeEvent::GaveUp { code: code.clone() });
@@ -168,16 +167,14 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
                 return;
             }
             None => {
-                let Some(t) = lock(&inner.brain).connector_mut().poll_timeout() else {
+                let Some(Some(t)) = inner.ask(|b, _| b.connector_mut().poll_timeout()).await else {
                     return; // nothing left to do
                 };
                 tokio::select! {
                     _ = tokio::time::sleep_until(inner.clock.to_tokio(t)) => {}
                     _ = stop.changed() => return,
                 }
-                lock(&inner.brain)
-                    .connector_mut()
-                    .handle_timeout(inner.clock.now());
+                inner.tell(|b, now| b.connector_mut().handle_timeout(now));
             }
         }
     }

@@ -33,16 +33,19 @@ impl<N: Net> Inner<N> {
         *self.shutdown.borrow()
     }
 
-    /// Starts a task of `class` (the brain gives its id and queues `task_started`
-    /// before anything the task itself sends), then runs its body in a task of its own.
+    /// Starts a task of `class` (the machine gives its id and queues `task_started`,
+    /// performed here before anything the task itself sends), then runs its body in a
+    /// task of its own. Runs inside the owner's job.
     pub(super) fn start_task(
         self: &Arc<Self>,
+        b: &mut NodeMachine<Pump>,
         class: &str,
         body: &[u8],
         id: Option<u64>,
     ) -> Result<Bytes, RemoteError> {
         let c = self.handlers.classes().get(class)?.clone();
-        let id = self.with_brain(|b, _| b.start_task(id, class))?;
+        let id = b.start_task(id, class)?;
+        self.perform_now(b);
         let ids = (
             Arc::from(self.config.node_id.as_str()),
             id,
@@ -72,14 +75,19 @@ impl<N: Net> Inner<N> {
                 encode(&TaskStarted { task: id, reply })
             }
             Err(e) => {
-                self.finish_task(id, &e.to_string());
+                b.handle_task_ended(id, &e.to_string());
                 Err(e)
             }
         }
     }
 
-    /// Stops running task `id`: its body is aborted and it ends `stopped`.
-    pub(super) fn stop_task(self: &Arc<Self>, id: u64) -> Result<Bytes, RemoteError> {
+    /// Stops running task `id`: its body is aborted and it ends `stopped`. Runs inside
+    /// the owner's job.
+    pub(super) fn stop_task(
+        self: &Arc<Self>,
+        b: &mut NodeMachine<Pump>,
+        id: u64,
+    ) -> Result<Bytes, RemoteError> {
         let Some(h) = lock(&self.tasks).remove(&id) else {
             return Err(RemoteError::new(
                 ErrorCode::TaskNotFound,
@@ -87,7 +95,7 @@ impl<N: Net> Inner<N> {
             ));
         };
         h.abort();
-        self.finish_task(id, "stopped");
+        b.handle_task_ended(id, "stopped");
         Ok(Bytes::new())
     }
 
@@ -125,16 +133,26 @@ impl<N: Net> Inner<N> {
     pub(super) fn receive_file(&self, from: &str, part: FilePart) -> Result<Bytes, RemoteError> {
         use nkcluster_core::transfers::{Part, Received};
         // The receiver's answers are returned, never queued: nothing to perform here.
-        let part_in = Part {
-            path: &part.path,
-            offset: part.offset,
-            total: part.total,
-            data: part.data.clone(),
-            sha256: part.sha256,
-        };
-        let (out, _) = self.step(|b, now| b.handle_file_part(now, from, part_in));
+        let (path, sender) = (part.path.clone(), from.to_owned());
+        let (offset, total, data, sha256) =
+            (part.offset, part.total, part.data.clone(), part.sha256);
+        let out = self
+            .ask_blocking(move |b, now| {
+                let part_in = Part {
+                    path: &path,
+                    offset,
+                    total,
+                    data,
+                    sha256,
+                };
+                b.handle_file_part(now, &sender, part_in)
+            })
+            .ok_or_else(stopped)?;
         if let Err(e) = self.perform_file_ops(out.ops) {
-            let (cleanup, _) = self.step(|b, _| b.handle_file_error(&part.path));
+            let path = part.path.clone();
+            let cleanup = self
+                .ask_blocking(move |b, _| b.handle_file_error(&path))
+                .unwrap_or_default();
             let _ = self.perform_file_ops(cleanup);
             warn!(node = %self.config.node_id, from = %from, path = %part.path, code = %e.code, error = %e.message,
                   "a file transfer failed");
@@ -257,14 +275,15 @@ impl<N: Net> Inner<N> {
     }
 
     /// Reports our information to the control node holding our proxy. The figures are
-    /// measured on the blocking pool; the report is queued while the brain is held, so it
-    /// never overtakes a status change queued after it (the proxy's book keeps the last).
+    /// measured on the blocking pool; the report is described and queued by the
+    /// machine's owner, so it never overtakes a status change queued after it (the
+    /// proxy's book keeps the last).
     pub(super) fn send_info(self: &Arc<Self>) {
         let inner = self.clone();
         let report = move || {
             let stats = inner.measure();
-            let brain = lock(&inner.brain);
-            inner.node_event(WireEvent::Info(brain.node_info(stats)));
+            let owner = inner.clone();
+            inner.tell(move |b, _| owner.node_event(WireEvent::Info(b.node_info(stats))));
         };
         if self.net.real_threads() {
             tokio::task::spawn_blocking(report);
@@ -292,6 +311,9 @@ impl<N: Net> Inner<N> {
     }
 
     pub(super) fn finish_task(self: &Arc<Self>, id: u64, reason: &str) {
-        self.with_brain(|b, _| b.handle_task_ended(id, reason));
+        let reason = reason.to_owned();
+        self.tell(move |b, _| {
+            b.handle_task_ended(id, &reason);
+        });
     }
 }

@@ -137,3 +137,4 @@ fn worker_of_c2(c1: &NodeMachine<u64>) -> String {
 
 mod control;
 mod jobs;
+mod snapshot;
