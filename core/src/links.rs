@@ -3,8 +3,12 @@
 //! hand-off in flight); requests go on the first. Between two control members only one
 //! link is kept (see [`crate::mesh`]). `L` is the shell's handle of a link; the table
 //! reads what it needs through [`LinkInfo`].
+//!
+//! The table is a persistent map: a copy (what the node's owner publishes for the request
+//! path after every change) shares everything with the original and costs O(1); a
+//! change costs O(log n), whatever the number of copies alive.
 
-use std::collections::BTreeMap;
+use rpds::RedBlackTreeMapSync;
 
 use crate::handshake::Role;
 use crate::mesh::{KeepLink, duplicate_link};
@@ -28,23 +32,37 @@ pub struct Removed {
     pub last: bool,
 }
 
+/// One peer's links, by connection id (the oldest connection first).
+type PeerLinks<L> = RedBlackTreeMapSync<u64, L>;
+
 /// The table. See the module docs.
 #[derive(Debug, Clone)]
 pub struct LinkTable<L> {
     me: String,
     me_control: bool,
-    links: BTreeMap<String, Vec<L>>,
+    links: RedBlackTreeMapSync<String, PeerLinks<L>>,
+    /// Links per role (control, worker, admin).
+    per_role: [usize; 3],
     /// Counts links added and removed.
     changes: u64,
 }
 
-impl<L: LinkInfo> LinkTable<L> {
+fn role_index(role: Role) -> usize {
+    match role {
+        Role::Control => 0,
+        Role::Worker => 1,
+        Role::Admin => 2,
+    }
+}
+
+impl<L: LinkInfo + Clone> LinkTable<L> {
     /// An empty table of node `me` (a control member when `me_control`).
     pub fn new(me: &str, me_control: bool) -> Self {
         LinkTable {
             me: me.to_owned(),
             me_control,
-            links: BTreeMap::new(),
+            links: RedBlackTreeMapSync::new_sync(),
+            per_role: [0; 3],
             changes: 0,
         }
     }
@@ -54,41 +72,55 @@ impl<L: LinkInfo> LinkTable<L> {
     /// replaces; the shell closes it once idle), or `None`.
     #[must_use]
     pub fn add(&mut self, peer: &str, link: L) -> Option<L> {
-        let me_control = self.me_control;
         self.changes += 1;
-        let links = self.links.entry(peer.to_owned()).or_default();
-        let control = links.iter().position(|l| l.role() == Role::Control);
-        match control {
-            Some(i) if me_control && link.role() == Role::Control => {
-                match duplicate_link(&self.me, peer, links[i].dialer(), link.dialer()) {
-                    KeepLink::New => Some(std::mem::replace(&mut links[i], link)),
-                    KeepLink::Old => Some(link),
+        // A copy of a peer's links shares its tree: O(1).
+        let mut links = self
+            .links
+            .get(peer)
+            .cloned()
+            .unwrap_or_else(RedBlackTreeMapSync::new_sync);
+        let control = if self.me_control && link.role() == Role::Control {
+            links.values().find(|l| l.role() == Role::Control).cloned()
+        } else {
+            None
+        };
+        let dropped = match control {
+            Some(old) => match duplicate_link(&self.me, peer, old.dialer(), link.dialer()) {
+                KeepLink::New => {
+                    // One control link for another: the counts stay.
+                    links.remove_mut(&old.conn_id());
+                    links.insert_mut(link.conn_id(), link);
+                    Some(old)
                 }
-            }
-            _ => {
-                links.push(link);
+                KeepLink::Old => Some(link),
+            },
+            None => {
+                self.per_role[role_index(link.role())] += 1;
+                links.insert_mut(link.conn_id(), link);
                 None
             }
-        }
+        };
+        self.links.insert_mut(peer.to_owned(), links);
+        dropped
     }
 
     /// Removes connection `conn_id` of `peer`.
     pub fn remove(&mut self, peer: &str, conn_id: u64) -> Removed {
-        let Some(v) = self.links.get_mut(peer) else {
+        let Some(links) = self.links.get_mut(peer) else {
             return Removed {
                 listed: false,
                 last: true,
             };
         };
-        let before = v.len();
-        v.retain(|l| l.conn_id() != conn_id);
-        let listed = v.len() < before;
-        if listed {
+        let role = links.get(&conn_id).map(|l| l.role());
+        let listed = links.remove_mut(&conn_id);
+        let last = links.is_empty();
+        if let Some(role) = role {
+            self.per_role[role_index(role)] -= 1;
             self.changes += 1;
         }
-        let last = v.is_empty();
         if last {
-            self.links.remove(peer);
+            self.links.remove_mut(peer);
         }
         Removed { listed, last }
     }
@@ -99,9 +131,19 @@ impl<L: LinkInfo> LinkTable<L> {
         self.changes
     }
 
-    /// The link that serves `peer` (its first).
+    /// The link that serves `peer` (its oldest).
     pub fn first(&self, peer: &str) -> Option<&L> {
-        self.links.get(peer)?.first()
+        self.links.get(peer)?.first().map(|(_, l)| l)
+    }
+
+    /// Connection `conn_id` of `peer`.
+    pub fn link(&self, peer: &str, conn_id: u64) -> Option<&L> {
+        self.links.get(peer)?.get(&conn_id)
+    }
+
+    /// Connection `conn_id` of `peer`, to update what the shell keeps in it.
+    pub fn link_mut(&mut self, peer: &str, conn_id: u64) -> Option<&mut L> {
+        self.links.get_mut(peer)?.get_mut(&conn_id)
     }
 
     /// Whether `peer` has a link.
@@ -118,45 +160,36 @@ impl<L: LinkInfo> LinkTable<L> {
     /// One link per control peer (its first control link), by peer id.
     pub fn control_links(&self) -> impl Iterator<Item = (&str, &L)> {
         self.links.iter().filter_map(|(id, v)| {
-            v.iter()
+            v.values()
                 .find(|l| l.role() == Role::Control)
                 .map(|l| (id.as_str(), l))
         })
     }
 
-    /// How many links have peers of `role`.
+    /// How many links have peers of `role` (counted as they come and go: O(1)).
     pub fn count_role(&self, role: Role) -> usize {
-        self.links
-            .values()
-            .flatten()
-            .filter(|l| l.role() == role)
-            .count()
+        self.per_role[role_index(role)]
     }
 
-    /// Every link of `peer`.
-    pub fn links_of(&self, peer: &str) -> &[L] {
-        self.links.get(peer).map_or(&[], Vec::as_slice)
-    }
-
-    /// Every link of `peer`, to update what the shell keeps in them.
-    pub fn links_of_mut(&mut self, peer: &str) -> &mut [L] {
-        self.links.get_mut(peer).map_or(&mut [], Vec::as_mut_slice)
+    /// Every link of `peer`, the oldest first.
+    pub fn links_of(&self, peer: &str) -> impl Iterator<Item = &L> {
+        self.links.get(peer).into_iter().flat_map(|v| v.values())
     }
 
     /// Every link, by peer id.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &L)> {
         self.links
             .iter()
-            .flat_map(|(id, v)| v.iter().map(move |l| (id.as_str(), l)))
+            .flat_map(|(id, v)| v.values().map(move |l| (id.as_str(), l)))
     }
 
     /// Empties the table (a node stopping): every link.
     pub fn take_all(&mut self) -> Vec<L> {
         self.changes += 1;
-        std::mem::take(&mut self.links)
-            .into_values()
-            .flatten()
-            .collect()
+        let all = self.iter().map(|(_, l)| l.clone()).collect();
+        self.links = RedBlackTreeMapSync::new_sync();
+        self.per_role = [0; 3];
+        all
     }
 }
 
@@ -186,7 +219,7 @@ mod tests {
         // An exclusive link to the same worker is a second one.
         assert_eq!(t.add("w1", L(2, Role::Worker, true)), None);
         assert_eq!(t.first("w1"), Some(&L(1, Role::Worker, false)));
-        assert_eq!(t.links_of("w1").len(), 2);
+        assert_eq!(t.links_of("w1").count(), 2);
         assert_eq!(
             t.remove("w1", 1),
             Removed {
@@ -195,6 +228,7 @@ mod tests {
             }
         );
         assert_eq!(t.first("w1"), Some(&L(2, Role::Worker, true)));
+        assert_eq!(t.count_role(Role::Worker), 1);
         assert_eq!(
             t.remove("w1", 9),
             Removed {
@@ -235,7 +269,7 @@ mod tests {
         let mut w = LinkTable::new("w1", false);
         assert_eq!(w.add("c1", L(1, Role::Control, true)), None);
         assert_eq!(w.add("c1", L(2, Role::Control, false)), None);
-        assert_eq!(w.links_of("c1").len(), 2);
+        assert_eq!(w.links_of("c1").count(), 2);
     }
 
     #[test]
@@ -253,7 +287,16 @@ mod tests {
         assert_eq!(ids, ["c1", "c3"]);
         let all: Vec<u64> = t.iter().map(|(_, l)| l.0).collect();
         assert_eq!(all, [2, 3, 1]);
+        assert_eq!(
+            (t.count_role(Role::Control), t.count_role(Role::Admin)),
+            (2, 1)
+        );
+        let copy = t.clone();
         assert_eq!(t.take_all().len(), 3);
         assert_eq!(t.first_control(), None);
+        assert_eq!(t.count_role(Role::Control), 0);
+        // A copy taken before is untouched (it shares, it does not alias).
+        assert_eq!(copy.count_role(Role::Control), 2);
+        assert_eq!(copy.iter().count(), 3);
     }
 }

@@ -31,6 +31,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+
+use rpds::RedBlackTreeSetSync;
 use std::time::Duration;
 
 use crate::ring::{self, Ring};
@@ -109,6 +111,8 @@ pub struct Proxies {
     actions: VecDeque<Action>,
     retry_after: Duration,
     redial_for: Duration,
+    /// The keys of `lost`, as a persistent set (a routing snapshot shares it).
+    reconnecting: RedBlackTreeSetSync<String>,
     /// Counts changes of what routing reads (the ring, the workers being redialed).
     changes: u64,
 }
@@ -126,6 +130,7 @@ impl Proxies {
             actions: VecDeque::new(),
             retry_after: RETRY_DEFAULT,
             redial_for: REDIAL_FOR_DEFAULT,
+            reconnecting: RedBlackTreeSetSync::new_sync(),
             changes: 0,
         }
     }
@@ -161,6 +166,7 @@ impl Proxies {
                 .and_then(|r| r.owner_of(w))
                 .is_none_or(|o| o == me)
         });
+        self.reconnecting = self.lost.keys().cloned().collect();
         let ids: Vec<String> = self.workers.keys().cloned().collect();
         for w in ids {
             self.evaluate(&w);
@@ -183,9 +189,10 @@ impl Proxies {
         self.changes
     }
 
-    /// The workers being redialed (see [`is_reconnecting`](Self::is_reconnecting)).
-    pub fn reconnecting(&self) -> impl Iterator<Item = &str> {
-        self.lost.keys().map(String::as_str)
+    /// The workers being redialed (see [`is_reconnecting`](Self::is_reconnecting)), as
+    /// a persistent set: a copy costs O(1).
+    pub fn reconnecting(&self) -> RedBlackTreeSetSync<String> {
+        self.reconnecting.clone()
     }
 
     /// The control node that should serve `worker` (ourselves while there is no ring).
@@ -205,6 +212,7 @@ impl Proxies {
     /// give to another control node.
     pub fn handle_worker_up(&mut self, worker: &str, dialable: bool) {
         if self.lost.remove(worker).is_some() {
+            self.reconnecting.remove_mut(worker);
             self.changes += 1;
         }
         self.workers.insert(
@@ -238,6 +246,7 @@ impl Proxies {
                 retry_at: None,
             },
         );
+        self.reconnecting.insert_mut(worker.to_owned());
         self.changes += 1;
     }
 
@@ -248,6 +257,7 @@ impl Proxies {
         if let Some(l) = self.lost.get_mut(worker) {
             if now.saturating_duration_since(l.since) >= redial_for {
                 self.lost.remove(worker);
+                self.reconnecting.remove_mut(worker);
                 self.changes += 1;
             } else {
                 l.retry_at = Some(now + retry_after);
@@ -481,6 +491,7 @@ mod tests {
         };
         assert_eq!(drain(&mut p), std::slice::from_ref(&redial));
         assert!(p.is_reconnecting("w1"));
+        assert!(p.reconnecting().contains("w1"));
         p.handle_redial_failed(Instant::from_millis(100), "w1");
         assert_eq!(p.poll_timeout(), Some(Instant::from_millis(600)));
         p.handle_timeout(Instant::from_millis(600));
@@ -488,6 +499,7 @@ mod tests {
         // Back (it reconnected, or our dial worked): no more redials.
         p.handle_worker_up("w1", true);
         assert!(!p.is_reconnecting("w1"));
+        assert!(!p.reconnecting().contains("w1"));
         p.handle_redial_failed(Instant::from_millis(700), "w1");
         assert_eq!(p.poll_timeout(), None);
         // Lost for longer than redial_for: given up.
@@ -495,6 +507,7 @@ mod tests {
         drain(&mut p);
         p.handle_redial_failed(Instant::from_millis(3_000), "w1");
         assert!(!p.is_reconnecting("w1"));
+        assert!(!p.reconnecting().contains("w1"));
         // A worker that does not listen, or that another member owns, is not redialed.
         p.handle_worker_down(Instant::ZERO, "w2", Vec::new());
         assert_eq!(drain(&mut p), []);
@@ -507,8 +520,10 @@ mod tests {
         p.handle_worker_down(Instant::ZERO, &mine, urls);
         drain(&mut p);
         assert!(p.is_reconnecting(&mine));
+        assert!(p.reconnecting().contains(&mine));
         p.set_members(&m(&["c2"]));
         assert!(!p.is_reconnecting(&mine));
+        assert!(!p.reconnecting().contains(&mine));
     }
 
     #[test]

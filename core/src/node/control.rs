@@ -149,7 +149,6 @@ impl<H: Clone> NodeMachine<H> {
             links: self
                 .links
                 .links_of(worker)
-                .iter()
                 .map(|l| l.handle.clone())
                 .collect(),
         }
@@ -304,7 +303,6 @@ impl<H: Clone> NodeMachine<H> {
             let Some(l) = self
                 .links
                 .links_of(id)
-                .iter()
                 .find(|l| l.summary.role != Role::Admin)
             else {
                 continue;

@@ -111,12 +111,7 @@ impl<H: Clone> NodeMachine<H> {
         let Some(m) = &mut self.membership else {
             return;
         };
-        let Some(link) = self
-            .links
-            .links_of(peer)
-            .iter()
-            .find(|l| l.conn_id == conn_id)
-        else {
+        let Some(link) = self.links.link(peer, conn_id) else {
             return;
         };
         if link.summary.role != Role::Control {
@@ -134,12 +129,7 @@ impl<H: Clone> NodeMachine<H> {
     /// A ping round trip was measured on a link.
     pub fn handle_rtt(&mut self, peer: &str, conn_id: u64, rtt: Duration) {
         let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
-        if let Some(l) = self
-            .links
-            .links_of_mut(peer)
-            .iter_mut()
-            .find(|l| l.conn_id == conn_id)
-        {
+        if let Some(l) = self.links.link_mut(peer, conn_id) {
             l.rtt_us = us;
         }
     }

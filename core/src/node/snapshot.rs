@@ -4,12 +4,16 @@
 //! that changed any of it ([`NodeMachine::snapshot_stamp`] says when) and published to
 //! the request path, which must not wait for the owner on every request.
 //!
+//! Taking one costs O(members): the link table and the set of redialed workers are
+//! persistent structures shared with the machine, the ring is shared.
+//!
 //! A snapshot answers exactly what the machine would have answered when it was taken:
 //! [`Snapshot::route`] and [`NodeMachine::route`] build the same [`RouteView`] and call
 //! the same [`route`].
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
+
+use rpds::RedBlackTreeSetSync;
 
 use crate::handshake::Role;
 use crate::links::LinkTable;
@@ -18,6 +22,7 @@ use crate::routing::{RouteStep, RouteView, route};
 use crate::status::Status;
 
 use super::{Link, NodeMachine};
+use crate::proxy::Proxies;
 
 /// Changes when anything a [`Snapshot`] holds changes (compare two stamps; taking one is
 /// cheap, taking a snapshot is not).
@@ -38,10 +43,10 @@ pub struct Snapshot<H> {
     members: Vec<String>,
     links: LinkTable<Link<H>>,
     ring: Option<Arc<Ring>>,
-    reconnecting: BTreeSet<String>,
+    reconnecting: RedBlackTreeSetSync<String>,
 }
 
-impl<H> Snapshot<H> {
+impl<H: Clone> Snapshot<H> {
     /// Where a request for `node`, forwarded `hops` times already, goes next (as
     /// [`NodeMachine::route`] said when the snapshot was taken).
     pub fn route(&self, node: &str, hops: u8) -> RouteStep {
@@ -120,10 +125,9 @@ impl<H: Clone> NodeMachine<H> {
             ring: self.proxies.as_ref().and_then(|p| p.shared_ring()),
             reconnecting: self
                 .proxies
-                .iter()
-                .flat_map(|p| p.reconnecting())
-                .map(str::to_owned)
-                .collect(),
+                .as_ref()
+                .map(Proxies::reconnecting)
+                .unwrap_or_default(),
         }
     }
 }
