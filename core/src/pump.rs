@@ -201,6 +201,14 @@ impl<R> Pump<R> {
         }
     }
 
+    /// Whether a command just taken should wait one turn of the runtime before it is
+    /// sent, so that the commands of other callers running now join it in one write:
+    /// only while requests of ours are in flight (pipelining); a lone request leaves at
+    /// once.
+    pub fn gather(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Whether the link should close now because it is idle: nobody can queue more
     /// commands and none of our requests is pending ("closed when idle").
     pub fn idle_close(&self, commands_open: bool, conn: &Connection) -> bool {
@@ -301,7 +309,11 @@ mod tests {
             deadline: now + Duration::from_secs(1),
             reply: 8,
         };
+        // A lone request leaves at once; once one is in flight, the next waits a turn
+        // for the other callers' (pipelining).
+        assert!(!p.gather());
         assert_eq!(p.submit(&mut a, now, in_time), None);
+        assert!(p.gather());
         assert!(!p.idle_close(false, &a), "a request of ours is pending");
         assert_eq!(
             p.poll_timeout(&a)
@@ -309,6 +321,7 @@ mod tests {
             Some(true)
         );
         assert_eq!(p.finish(), vec![(8, Err(RequestError::ConnectionFailed))]);
+        assert!(!p.gather());
         assert!(p.idle_close(false, &a));
         assert!(!p.idle_close(true, &a));
     }

@@ -343,6 +343,12 @@ pub async fn drive(
                 }
             }
             Wake::Command(cmd) => {
+                // Pipelining: one turn of the runtime lets the other callers running now
+                // queue theirs, which leave in the same write (a lone request does not
+                // wait).
+                if pump.gather() {
+                    tokio::task::yield_now().await;
+                }
                 submit(&mut pump, &mut conn, now, cmd);
                 // Every command already queued joins it, so they leave in one write.
                 for _ in 1..BATCH {
