@@ -10,6 +10,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::conn_error::RequestError;
+use crate::error::ErrorCode;
+use crate::message::RemoteError;
 use crate::status::Status;
 
 /// Admin request: every node this node has a link to, and itself.
@@ -375,9 +378,45 @@ impl ClusterRequest {
     }
 }
 
+/// A request body (or any of the cluster's bodies) encoded; one that cannot be is the
+/// caller's `bad_request`.
+pub fn encode_body<T: Serialize + ?Sized>(v: &T) -> Result<Bytes, RequestError> {
+    postcard::to_allocvec(v)
+        .map(Bytes::from)
+        .map_err(|e| RequestError::Remote(RemoteError::new(ErrorCode::BadRequest, e.to_string())))
+}
+
+/// A reply body decoded; one that does not decode is `bad_reply`.
+pub fn decode_reply<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, RequestError> {
+    postcard::from_bytes(b)
+        .map_err(|e| RequestError::Remote(RemoteError::new(ErrorCode::BadReply, e.to_string())))
+}
+
+/// An answer encoded for the peer; one that cannot be is our `internal_error`.
+pub fn encode_answer<T: Serialize + ?Sized>(v: &T) -> Result<Bytes, RemoteError> {
+    postcard::to_allocvec(v)
+        .map(Bytes::from)
+        .map_err(|e| RemoteError::new(ErrorCode::InternalError, e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_round_trip_and_a_bad_reply_says_so() {
+        let call = JobCall::GetTasks(Some("video".into()));
+        let body = encode_body(&call).expect("encodes");
+        assert_eq!(decode_reply::<JobCall>(&body), Ok(call));
+        assert_eq!(
+            encode_answer(&vec![1u8, 2]).expect("encodes"),
+            encode_body(&vec![1u8, 2]).expect("encodes")
+        );
+        match decode_reply::<JobCall>(&[0xff, 0xff, 0xff]) {
+            Err(RequestError::Remote(e)) => assert_eq!(e.code, ErrorCode::BadReply),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn every_request_round_trips_through_its_class_and_body() {

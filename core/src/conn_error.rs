@@ -1,5 +1,6 @@
 //! How a connection's requests and the connection itself end: the typed errors of
-//! [`crate::conn`], with stable snake_case codes.
+//! [`crate::conn`], with stable snake_case codes; and how connecting to a list of URLs
+//! ends ([`ConnectError`], [`Fatal`]).
 
 use std::time::Duration;
 
@@ -103,6 +104,66 @@ impl ConnError {
     }
 }
 
+/// Why connecting to a list of URLs reached no peer. Stable `code`: `invalid_scheme`,
+/// `invalid_transport`, `syntax_error`, `no_connections`, `auth_failed`,
+/// `cluster_mismatch`, `tls_error`, `tls_config`, ...
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub struct ConnectError {
+    /// Stable code.
+    pub code: String,
+    /// Detail.
+    pub detail: String,
+}
+
+impl ConnectError {
+    /// An error of `code`.
+    pub fn new(code: &str, detail: impl Into<String>) -> Self {
+        ConnectError {
+            code: code.to_owned(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Nothing tried yet (or nothing answered): `no_connections`.
+    pub fn nothing_reached() -> Self {
+        ConnectError::new("no_connections", "no url could be reached")
+    }
+
+    /// What to report after one more entry failed with `next`: the latest failure, but a
+    /// later entry that did not answer at all does not hide an earlier one that answered
+    /// and refused (say, `auth_failed`).
+    #[must_use]
+    pub fn then(self, next: ConnectError) -> ConnectError {
+        if next.code == "no_connections" && self.code != "no_connections" {
+            self
+        } else {
+            next
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectError {
+    /// `code: detail`, or the detail alone when it names the code already (typed errors
+    /// print their own code).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.detail.contains(self.code.as_str()) {
+            f.write_str(&self.detail)
+        } else {
+            write!(f, "{}: {}", self.code, self.detail)
+        }
+    }
+}
+
+/// Where a process should stop: its connector gave up.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("gave up connecting to the cluster: {code}: {detail}")]
+pub struct Fatal {
+    /// Error code of the last attempt (`auth_failed`, `no_connections`, ...).
+    pub code: String,
+    /// Detail.
+    pub detail: String,
+}
+
 /// Whether a handshake failure's code means that the two nodes are configured
 /// differently (wrong password or cluster name, another ring size, protocol version or
 /// transport), rather than a passing fault: worth an `error` log line.
@@ -115,4 +176,22 @@ pub fn is_misconfiguration(code: &str) -> bool {
             | "unsupported_version"
             | "transport_mismatch"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_is_not_hidden_by_a_later_silent_entry_and_prints_its_code_once() {
+        let none = ConnectError::nothing_reached();
+        let refused = ConnectError::new("auth_failed", "auth_failed: wrong password");
+        let silent = ConnectError::new("no_connections", "connection refused");
+        assert_eq!(none.clone().then(silent.clone()), silent);
+        assert_eq!(refused.clone().then(silent.clone()), refused);
+        let tls = ConnectError::new("tls_error", "bad certificate");
+        assert_eq!(refused.clone().then(tls.clone()), tls);
+        assert_eq!(refused.to_string(), "auth_failed: wrong password");
+        assert_eq!(tls.to_string(), "tls_error: bad certificate");
+    }
 }

@@ -56,6 +56,26 @@ pub enum HandoffStep {
     Redirected,
 }
 
+impl HandoffStep {
+    /// What happened, for a log line (the worker and owner go alongside).
+    pub fn describe(self) -> &'static str {
+        match self {
+            HandoffStep::Redirected => "proxy moved (worker redirected)",
+            HandoffStep::AdoptFailed => "owner could not adopt the worker; redirecting it",
+            HandoffStep::OwnerSilent => "owner does not answer; the worker stays here for now",
+            HandoffStep::NoDialableUrl => {
+                "cannot redirect the worker: its owner announced no address a worker could dial; the worker stays here"
+            }
+            HandoffStep::RedirectUnacknowledged => "redirect not acknowledged; closing anyway",
+        }
+    }
+
+    /// Whether the step went wrong (a warning) rather than as planned.
+    pub fn is_trouble(self) -> bool {
+        self != HandoffStep::Redirected
+    }
+}
+
 /// One step in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Step {

@@ -53,9 +53,9 @@ impl<N: Net> Node<N> {
     ) -> Result<C::Reply, RequestError> {
         let call = JobCall::Request {
             class: class.to_owned(),
-            body: encode_req(req)?,
+            body: encode_body(req)?,
         };
-        let body = encode_req(&call)?;
+        let body = encode_body(&call)?;
         decode_reply(&self.send_with(node, CLASS_JOB, body, opts).await?)
     }
 
@@ -84,12 +84,12 @@ impl<N: Net> Node<N> {
     ) -> Result<(u64, Option<C::Reply>), RequestError> {
         let call = JobCall::Task {
             class: class.to_owned(),
-            body: encode_req(spec)?,
+            body: encode_body(spec)?,
             id,
         };
         let r: TaskStarted = decode_reply(
             &self
-                .send(node, CLASS_JOB, encode_req(&call)?, timeout)
+                .send(node, CLASS_JOB, encode_body(&call)?, timeout)
                 .await?,
         )?;
         let reply = match r.reply {
@@ -112,11 +112,11 @@ impl<N: Net> Node<N> {
         let call = JobCall::Command {
             class: class.to_owned(),
             task,
-            body: encode_req(cmd)?,
+            body: encode_body(cmd)?,
         };
         decode_reply(
             &self
-                .send(node, CLASS_JOB, encode_req(&call)?, timeout)
+                .send(node, CLASS_JOB, encode_body(&call)?, timeout)
                 .await?,
         )
     }
@@ -168,7 +168,8 @@ impl<N: Net> Node<N> {
         call: &JobCall,
         timeout: Duration,
     ) -> Result<Bytes, RequestError> {
-        self.send(node, CLASS_JOB, encode_req(call)?, timeout).await
+        self.send(node, CLASS_JOB, encode_body(call)?, timeout)
+            .await
     }
 
     /// Calls the named function `function` at `node` (the original's `call`: it runs on
@@ -209,7 +210,7 @@ impl<N: Net> Node<N> {
             function: function.to_owned(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
         };
-        let b = self.send(node, class, encode_req(&req)?, timeout).await?;
+        let b = self.send(node, class, encode_body(&req)?, timeout).await?;
         Ok(String::from_utf8_lossy(&b).into_owned())
     }
 
@@ -333,7 +334,7 @@ impl<N: Net> Node<N> {
                 data: buf.freeze(),
                 sha256: last.then(|| hash.clone().finalize().into()),
             };
-            let body = encode_req(&JobCall::SendFile(part))?;
+            let body = encode_body(&JobCall::SendFile(part))?;
             let routed = self.route_enqueue(node, CLASS_JOB, body, timeout, 0, false);
             offset += filled as u64;
             in_flight.push_back((routed, offset));

@@ -193,23 +193,10 @@ impl<N: Net> Inner<N> {
                         code,
                     } => {
                         let code = code.as_deref().unwrap_or("-");
-                        use nkcluster_core::node::HandoffStep as S;
-                        match step {
-                            S::Redirected => {
-                                info!(node = %me, worker = %worker, to = %owner, "proxy moved (worker redirected)")
-                            }
-                            S::AdoptFailed => {
-                                warn!(node = %me, worker = %worker, owner = %owner, code, "owner could not adopt the worker; redirecting it")
-                            }
-                            S::OwnerSilent => {
-                                warn!(node = %me, worker = %worker, owner = %owner, code, "owner does not answer; the worker stays here for now")
-                            }
-                            S::NoDialableUrl => {
-                                warn!(node = %me, worker = %worker, owner = %owner, "cannot redirect the worker: its owner announced no address a worker could dial; the worker stays here")
-                            }
-                            S::RedirectUnacknowledged => {
-                                warn!(node = %me, worker = %worker, owner = %owner, code, "redirect not acknowledged; closing anyway")
-                            }
+                        if step.is_trouble() {
+                            warn!(node = %me, worker = %worker, owner = %owner, code, "{}", step.describe())
+                        } else {
+                            info!(node = %me, worker = %worker, to = %owner, "{}", step.describe())
                         }
                     }
                     _ => {}

@@ -102,7 +102,7 @@ impl<N: Net> Inner<N> {
                     let measuring = inner.clone();
                     let r = match tokio::task::spawn_blocking(move || measuring.measure()).await {
                         Ok(stats) => match inner.ask(move |b, _| b.node_info(stats)).await {
-                            Some(info) => encode(&info),
+                            Some(info) => encode_answer(&info),
                             None => Err(stopped()),
                         },
                         Err(e) => Err(RemoteError::new(ErrorCode::InternalError, e.to_string())),
@@ -112,7 +112,7 @@ impl<N: Net> Inner<N> {
             }
             ShellWork::GetInfo => {
                 let stats = self.measure();
-                responder.reply(encode(&b.node_info(stats)));
+                responder.reply(encode_answer(&b.node_info(stats)));
             }
             ShellWork::SendFile(part) => self.write_file_part(peer, part, responder),
             ShellWork::Route(req) => self.route(req, responder),
@@ -123,8 +123,8 @@ impl<N: Net> Inner<N> {
                 tokio::spawn(async move {
                     let report = inner.cluster_rows().await;
                     let r = match one {
-                        None => encode(&report),
-                        Some(id) => report.into_row(&id).and_then(|row| encode(&row)),
+                        None => encode_answer(&report),
+                        Some(id) => report.into_row(&id).and_then(|row| encode_answer(&row)),
                     };
                     responder.reply(r);
                 });
@@ -132,7 +132,7 @@ impl<N: Net> Inner<N> {
             ShellWork::Handler { class, body } => responder.reply(self.handlers.call(&class, body)),
             ShellWork::RecentEvents => {
                 tokio::spawn(async move {
-                    responder.reply(encode(&inner.cluster_recent_events().await));
+                    responder.reply(encode_answer(&inner.cluster_recent_events().await));
                 });
             }
         }

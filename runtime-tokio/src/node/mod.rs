@@ -19,7 +19,9 @@ use bytes::{Bytes, BytesMut};
 use nkcluster_core::ConnError;
 use nkcluster_core::admission::{Admission, Refusal};
 use nkcluster_core::auth::Key;
+use nkcluster_core::cluster::{decode_reply, encode_answer, encode_body};
 use nkcluster_core::conn::{Connection, ConnectionParams, Event, RequestError};
+pub use nkcluster_core::conn_error::{ConnectError, Fatal};
 use nkcluster_core::error::ErrorCode;
 pub use nkcluster_core::handlers::{FunctionFn, HandlerFn, Handlers};
 use nkcluster_core::handshake::{Identity, Role, Side};
@@ -77,28 +79,6 @@ pub enum StartError {
     },
 }
 
-/// Why [`Node::connect`] reached no peer.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub struct ConnectError {
-    /// Stable code: `invalid_scheme`, `invalid_transport`, `syntax_error`,
-    /// `no_connections`, `auth_failed`, `cluster_mismatch`, `tls_error`, `tls_config`, ...
-    pub code: String,
-    /// Detail.
-    pub detail: String,
-}
-
-impl std::fmt::Display for ConnectError {
-    /// `code: detail`, or the detail alone when it names the code already (typed errors
-    /// print their own code).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.detail.contains(self.code.as_str()) {
-            f.write_str(&self.detail)
-        } else {
-            write!(f, "{}: {}", self.code, self.detail)
-        }
-    }
-}
-
 /// Options of [`Node::request_with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestOptions {
@@ -106,16 +86,6 @@ pub struct RequestOptions {
     pub timeout: Duration,
     /// Use a dedicated connection.
     pub exclusive: bool,
-}
-
-/// Where the process should stop: the connector gave up.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("gave up connecting to the cluster: {code}: {detail}")]
-pub struct Fatal {
-    /// Error code of the last attempt (`auth_failed`, `no_connections`, ...).
-    pub code: String,
-    /// Detail.
-    pub detail: String,
 }
 
 /// Size of the parts big files travel in.
@@ -177,37 +147,6 @@ async fn wait_reply(
         .await
         .map_err(|_| RequestError::Timeout)?
         .unwrap_or(Err(RequestError::ConnectionFailed))
-}
-
-fn encode_req<T: serde::Serialize>(v: &T) -> Result<Bytes, RequestError> {
-    postcard::to_allocvec(v)
-        .map(Bytes::from)
-        .map_err(|e| RequestError::Remote(RemoteError::new(ErrorCode::BadRequest, e.to_string())))
-}
-
-fn decode_reply<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, RequestError> {
-    postcard::from_bytes(b)
-        .map_err(|e| RequestError::Remote(RemoteError::new(ErrorCode::BadReply, e.to_string())))
-}
-
-fn encode(v: &dyn erased::Encode) -> Result<Bytes, RemoteError> {
-    v.encode()
-        .map_err(|e| RemoteError::new(ErrorCode::InternalError, e.to_string()))
-}
-
-mod erased {
-    //! postcard encoding behind a trait object (so one closure serves several types).
-    use bytes::Bytes;
-
-    pub(super) trait Encode {
-        fn encode(&self) -> Result<Bytes, postcard::Error>;
-    }
-
-    impl<T: serde::Serialize> Encode for T {
-        fn encode(&self) -> Result<Bytes, postcard::Error> {
-            postcard::to_allocvec(self).map(Bytes::from)
-        }
-    }
 }
 
 /// How the node meets the outside world: the network, randomness and the wall clock.

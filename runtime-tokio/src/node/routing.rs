@@ -93,7 +93,7 @@ impl<N: Net> Node<N> {
             hops,
             exclusive,
         };
-        let body = match encode_req(&req) {
+        let body = match encode_body(&req) {
             Ok(b) => b,
             Err(e) => return Routed::Done(Err(e)),
         };
@@ -163,24 +163,14 @@ impl<N: Net> Node<N> {
     /// `invalid_transport`, `syntax_error`), `no_connections` when nothing answered,
     /// otherwise the last entry's failure (`auth_failed`, `tls_error`, ...).
     pub async fn connect(&self, urls: &str) -> Result<PeerSummary, ConnectError> {
-        let urls = nkcluster_core::url::parse_url_list(urls).map_err(|e| ConnectError {
-            code: e.code().to_owned(),
-            detail: e.to_string(),
-        })?;
-        let mut last = ConnectError {
-            code: "no_connections".into(),
-            detail: "no url could be reached".into(),
-        };
+        let urls = nkcluster_core::url::parse_url_list(urls)
+            .map_err(|e| ConnectError::new(e.code(), e.to_string()))?;
+        let mut last = ConnectError::nothing_reached();
         for url in urls {
             let (remote, ready) = match self.inner.dial(&url).await {
                 Ok(r) => r,
                 Err((code, detail)) => {
-                    if code != "no_connections" || last.code == "no_connections" {
-                        last = ConnectError {
-                            code: code.to_owned(),
-                            detail,
-                        };
-                    }
+                    last = last.then(ConnectError::new(code, detail));
                     continue;
                 }
             };
@@ -191,12 +181,7 @@ impl<N: Net> Node<N> {
             let key = self.inner.key_for(password);
             match spawn_dialed(&self.inner, ready, key, remote).await {
                 Ok(Ok(p)) => return Ok(p),
-                Ok(Err(e)) => {
-                    last = ConnectError {
-                        code: e.code().to_owned(),
-                        detail: e.to_string(),
-                    }
-                }
+                Ok(Err(e)) => last = last.then(ConnectError::new(e.code(), e.to_string())),
                 Err(_) => {}
             }
         }

@@ -72,7 +72,7 @@ impl<N: Net> Inner<N> {
                     };
                     inner.task_ended(id, &reason);
                 });
-                encode(&TaskStarted { task: id, reply })
+                encode_answer(&TaskStarted { task: id, reply })
             }
             Err(e) => {
                 b.handle_task_ended(id, &e.to_string());

@@ -577,3 +577,21 @@ fn a_second_link_between_two_members_is_unlisted() {
     assert!(out.contains(&Output::Unlisted { link: 2 }), "{out:?}");
     assert_eq!(c1.link_of("c2"), Some(&3));
 }
+
+#[test]
+fn only_a_redirect_is_a_planned_hand_off_step() {
+    use HandoffStep as S;
+    let all = [
+        S::Redirected,
+        S::AdoptFailed,
+        S::OwnerSilent,
+        S::NoDialableUrl,
+        S::RedirectUnacknowledged,
+    ];
+    let trouble: Vec<bool> = all.iter().map(|s| s.is_trouble()).collect();
+    assert_eq!(trouble, [false, true, true, true, true]);
+    assert_eq!(S::Redirected.describe(), "proxy moved (worker redirected)");
+    // Every step says something of its own.
+    let texts: BTreeSet<&str> = all.iter().map(|s| s.describe()).collect();
+    assert_eq!(texts.len(), all.len());
+}
