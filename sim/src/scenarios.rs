@@ -279,7 +279,9 @@ fn proxies_of(l: &Log, controls: &[&str], worker: &str) -> Vec<String> {
 /// Whether every worker has exactly one proxy, at its owner in the ring over `members`.
 fn one_proxy_each(l: &Log, controls: &[&str], members: &[&str], workers: &[String]) -> bool {
     let members: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
-    let Some(ring) = nkcluster_core::ring::place(64, &members) else {
+    let Some(ring) =
+        nkcluster_core::ring::place(nkcluster_core::ring::PARTITIONS_DEFAULT, &members)
+    else {
         return false;
     };
     workers.iter().all(|w| {
@@ -292,7 +294,7 @@ fn one_proxy_each(l: &Log, controls: &[&str], members: &[&str], workers: &[Strin
 /// messages.
 fn placement_report(l: &Log, controls: &[&str], members: &[&str], workers: &[String]) -> String {
     let m: Vec<String> = members.iter().map(|m| (*m).to_owned()).collect();
-    let ring = nkcluster_core::ring::place(64, &m);
+    let ring = nkcluster_core::ring::place(nkcluster_core::ring::PARTITIONS_DEFAULT, &m);
     workers
         .iter()
         .map(|w| {

@@ -46,7 +46,8 @@ fn any_control_node_routes_a_call_to_any_node() {
     }
     // Each worker linked to its ring owner.
     let members: Vec<String> = ["c1", "c2", "c3"].map(String::from).to_vec();
-    let ring = nkcluster_core::ring::place(64, &members).expect("ring");
+    let ring = nkcluster_core::ring::place(nkcluster_core::ring::PARTITIONS_DEFAULT, &members)
+        .expect("ring");
     for w in &mut workers {
         let owner = ring.owner_of(w.name()).expect("owner").to_owned();
         w.wait_line_after(0, "linked to its owner", |l| {

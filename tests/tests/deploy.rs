@@ -52,7 +52,8 @@ fn placement(addr: &str) -> Option<Placement> {
 /// Where the ring over `controls` places each of `workers`.
 fn owners(controls: &[&str], workers: &[&str]) -> BTreeMap<String, Vec<String>> {
     let members: Vec<String> = controls.iter().map(|c| (*c).to_owned()).collect();
-    let ring = nkcluster_core::ring::place(64, &members).expect("ring");
+    let ring = nkcluster_core::ring::place(nkcluster_core::ring::PARTITIONS_DEFAULT, &members)
+        .expect("ring");
     workers
         .iter()
         .map(|w| {

@@ -69,7 +69,8 @@ fn any_control_node_lists_the_whole_cluster() {
     let (mut c1, mut c2, mut c3, ports) = three(&[]);
     // w1 dials c1; its proxy ends at its ring owner among c1..c3 (c2 for these names).
     let members: Vec<String> = ["c1", "c2", "c3"].map(String::from).to_vec();
-    let ring = nkcluster_core::ring::place(64, &members).expect("ring");
+    let ring = nkcluster_core::ring::place(nkcluster_core::ring::PARTITIONS_DEFAULT, &members)
+        .expect("ring");
     let owner = ring.owner_of("w1").expect("an owner").to_owned();
     let mut w1 = Daemon::worker("w1", &format!("nkcluster://127.0.0.1:{}", ports[0]), &[]);
     w1.wait_line_after(0, "w1 linked to its owner", |l| {

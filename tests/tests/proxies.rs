@@ -52,7 +52,7 @@ fn placement(rows: &[Value]) -> BTreeMap<String, (String, Vec<String>)> {
 /// Where the ring over `controls` places each worker.
 fn expected(controls: &[&str], workers: &[&str]) -> BTreeMap<String, String> {
     let members: Vec<String> = controls.iter().map(|c| (*c).to_owned()).collect();
-    let r = ring::place(64, &members).expect("ring");
+    let r = ring::place(ring::PARTITIONS_DEFAULT, &members).expect("ring");
     workers
         .iter()
         .map(|w| ((*w).to_owned(), r.owner_of(w).unwrap_or("").to_owned()))
@@ -169,10 +169,16 @@ fn proxies_converge_rebalance_on_join_and_rehome_on_loss() {
     );
     let members3: Vec<String> = ["c1", "c2", "c3"].map(String::from).to_vec();
     let members4: Vec<String> = ["c1", "c2", "c3", "c4"].map(String::from).to_vec();
-    let r3 = ring::place(64, &members3).expect("ring");
-    let r4 = ring::place(64, &members4).expect("ring");
+    let r3 = ring::place(ring::PARTITIONS_DEFAULT, &members3).expect("ring");
+    let r4 = ring::place(ring::PARTITIONS_DEFAULT, &members4).expect("ring");
+    let cap = (ring::PARTITIONS_DEFAULT as usize).div_ceil(members4.len());
     for m in &members4 {
-        assert!(r4.load(m) <= 16, "{m} owns {} of 64", r4.load(m));
+        assert!(
+            r4.load(m) <= cap,
+            "{m} owns {} of {}",
+            r4.load(m),
+            ring::PARTITIONS_DEFAULT
+        );
     }
     let moved: Vec<_> = workers
         .iter()
@@ -187,7 +193,7 @@ fn proxies_converge_rebalance_on_join_and_rehome_on_loss() {
         "only workers whose partition moved are re-homed"
     );
     assert!(
-        r3.moved(&r4) <= 2 * 16,
+        r3.moved(&r4) <= 2 * (ring::PARTITIONS_DEFAULT as usize / members4.len()),
         "a join moves at most twice the newcomer's share: {}",
         r3.moved(&r4)
     );
@@ -217,7 +223,7 @@ async fn a_hand_off_ends_pending_requests_with_proxy_moved() {
 
     // A worker whose owner is c2 once c1 and c2 are both members.
     let pair = ["c1", "c2"].map(String::from).to_vec();
-    let r = ring::place(64, &pair).expect("ring");
+    let r = ring::place(ring::PARTITIONS_DEFAULT, &pair).expect("ring");
     let wid = (0..)
         .map(|i| format!("w{i}"))
         .find(|w| r.owner_of(w) == Some("c2"))

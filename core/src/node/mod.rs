@@ -535,8 +535,10 @@ impl<H: Clone> NodeMachine<H> {
     /// The node is stopping: a control member leaves the membership (the view goes out
     /// before any close), every link is closed in order and nothing new is dialed.
     pub fn handle_shutdown(&mut self, now: Instant) {
-        self.leave(now);
+        // Stopping first: the leave still goes out, but no hand-off starts on links that
+        // close right after (a graceful stop hands workers over before this).
         self.stopping = true;
+        self.leave(now);
         for l in self.links.take_all() {
             self.out.push_back(Output::Close {
                 link: l.handle,

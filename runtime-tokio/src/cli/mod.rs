@@ -221,7 +221,7 @@ pub struct NodeArgs {
     /// Maximum intermediate certificates when verifying [default: unlimited].
     #[arg(long, env = "NKCLUSTER_TLS_DEPTH")]
     pub tls_depth: Option<u8>,
-    /// Ring partitions (a power of two, default 64; all control nodes must agree).
+    /// Ring partitions (a power of two, default 256; all control nodes must agree).
     #[arg(long, env = "NKCLUSTER_PARTITIONS")]
     pub partitions: Option<u32>,
     /// Accepted connections that may be authenticating at once (default 1024); the

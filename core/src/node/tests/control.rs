@@ -538,7 +538,13 @@ fn routing_goes_local_direct_via_the_control_link_or_via_the_owner() {
 #[test]
 fn shutting_down_leaves_then_closes_every_link_and_dials_nothing_more() {
     let mut c1 = two_members();
-    c1.handle_link_up(T0, link(10, peer("w1", Role::Worker, &[])), true);
+    // A worker c1 owns: leaving would give it to c2, but a stop starts no hand-off on
+    // links it closes at once (a graceful stop hands workers over before).
+    let ours = (0..100)
+        .map(|i| format!("w{i}"))
+        .find(|w| c1.proxies.as_ref().is_some_and(|p| p.owner_of(w) == "c1"))
+        .expect("some worker belongs to c1");
+    c1.handle_link_up(T0, link(10, peer(&ours, Role::Worker, &[])), true);
     drain(&mut c1);
     c1.handle_shutdown(T0);
     let out = drain(&mut c1);
