@@ -4,7 +4,9 @@
 //!
 //! - A round tries the entries one at a time: a redirect received from a control node
 //!   first (once), then `cluster_addr` in its order, except that the control node that
-//!   served us last goes last (if it died or hangs, the others are tried before it).
+//!   served us last goes last (if it died or hangs, the others are tried before it); one
+//!   that served us without being in the list (a redirect took us there) is tried after
+//!   the list.
 //! - A round in which every entry failed is followed by a backoff delay (exponential,
 //!   with the jitter the shell injects); when the attempt budget is spent the connector
 //!   gives up with the most telling error of the last round.
@@ -193,10 +195,16 @@ impl Connector {
         let redirect = core::mem::take(&mut self.redirect);
         let served = self.last_served.clone();
         let is_served = |u: &ClusterUrl| served.as_ref().is_some_and(|s| same_node(s, u));
+        // The node that served us last goes last; when it is not in our list (a redirect
+        // took us there), it is tried after the list: our seeds may all be down while it
+        // is back.
+        let served_listed = self.entries.iter().any(&is_served);
+        let served_extra = served.clone().filter(|_| !served_listed);
         self.round = redirect
             .into_iter()
             .chain(self.entries.iter().filter(|u| !is_served(u)).cloned())
             .chain(self.entries.iter().filter(|u| is_served(u)).cloned())
+            .chain(served_extra)
             .collect();
         self.last_error = no_connections();
         self.state = State::Dialing;
@@ -308,6 +316,29 @@ mod tests {
         // An empty redirect changes nothing.
         c.handle_redirect(Vec::new());
         assert!(c.redirect.is_empty());
+    }
+
+    #[test]
+    fn a_node_reached_by_a_redirect_is_tried_after_the_list_once_it_served_us() {
+        let mut c = Connector::new(urls("nkcluster://10.0.0.1:1"), cfg(None));
+        c.start(Instant::ZERO);
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.1:1"));
+        c.handle_linked(Instant::ZERO);
+        let _ = c.poll_action();
+        c.handle_redirect(urls("nkcluster://10.0.0.9:9"));
+        c.handle_links_lost(Instant::from_millis(10));
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.9:9"));
+        c.handle_linked(Instant::from_millis(10));
+        let _ = c.poll_action();
+        // The owner we were sent to is lost (it restarts; our seed is down): both are
+        // tried, the seed first.
+        c.handle_links_lost(Instant::from_millis(1000));
+        c.handle_timeout(Instant::from_millis(1100));
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.1:1"));
+        c.handle_dial_failed(Instant::from_millis(1100), "no_connections", "", 0);
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.9:9"));
+        c.handle_dial_failed(Instant::from_millis(1100), "no_connections", "", 0);
+        assert_eq!(c.poll_action(), None, "then a backoff");
     }
 
     #[test]

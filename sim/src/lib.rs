@@ -23,6 +23,7 @@ compile_error!(
      A RUSTFLAGS override dropped it; add `--cfg tokio_unstable` to RUSTFLAGS."
 );
 
+pub mod coresim;
 pub mod harness;
 pub mod net;
 pub mod scenarios;

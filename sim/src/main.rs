@@ -27,8 +27,13 @@ fn main() -> ExitCode {
             .try_init();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("scale") {
+        return scale(&args[1..]);
+    }
     let [name, seed] = args.as_slice() else {
-        eprintln!("usage: nkcluster-sim <scenario> <seed>\nscenarios:");
+        eprintln!(
+            "usage: nkcluster-sim <scenario> <seed>\n       nkcluster-sim scale [--control N] [--workers N] [--seed S]\nscenarios:"
+        );
         for (n, _) in nkcluster_sim::scenarios::ALL {
             eprintln!("  {n}");
         }
@@ -54,6 +59,35 @@ fn main() -> ExitCode {
         Err(fail) => {
             println!("{}", fail.log.join("\n"));
             println!("scenario {name} seed {seed}: FAILED: {}", fail.error);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `scale [--control N] [--workers N] [--seed S]`: the core-only simulation at scale.
+fn scale(args: &[String]) -> ExitCode {
+    let mut size = nkcluster_sim::coresim::scale::Size {
+        controls: 128,
+        workers: 100_000,
+    };
+    let mut seed = 1u64;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().and_then(|v| v.parse::<u64>().ok());
+        match (flag.as_str(), value) {
+            ("--control", Some(v)) => size.controls = v as usize,
+            ("--workers", Some(v)) => size.workers = v as usize,
+            ("--seed", Some(v)) => seed = v,
+            _ => {
+                eprintln!("usage: nkcluster-sim scale [--control N] [--workers N] [--seed S]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match nkcluster_sim::coresim::scale::run(seed, size, |l| println!("{l}")) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            println!("FAILED (seed {seed}): {e}");
             ExitCode::from(1)
         }
     }

@@ -485,6 +485,11 @@ impl<H: Clone> NodeMachine<H> {
     }
 
     /// The connector (which control node to dial next, when to wait or give up).
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    /// The connector (the shell follows its plan and reports back).
     pub fn connector_mut(&mut self) -> &mut Connector {
         &mut self.connector
     }
