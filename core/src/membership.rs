@@ -18,7 +18,7 @@
 //! detection. Left and removed members are remembered as tombstones for `remove_after`
 //! so that stale gossip cannot bring them back.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -108,6 +108,8 @@ pub struct Membership {
     config: MembershipConfig,
     events: VecDeque<MemberEvent>,
     gossip_due: bool,
+    /// Members whose record changed since the last gossip (what the next one carries).
+    changed: BTreeSet<String>,
     /// Members to dial now (see [`Membership::poll_dial`]).
     dial_now: std::collections::BTreeSet<String>,
     /// When every unlinked member is dialed again; `None` while nobody needs it.
@@ -129,6 +131,7 @@ impl Membership {
             config,
             events: VecDeque::new(),
             gossip_due: false,
+            changed: BTreeSet::new(),
             dial_now: std::collections::BTreeSet::new(),
             redial_at: None,
         }
@@ -171,6 +174,7 @@ impl Membership {
             return;
         }
         let id = info.id.clone();
+        self.changed.insert(id.clone());
         let info = MemberInfo {
             status: Status::Alive,
             ..info
@@ -233,6 +237,7 @@ impl Membership {
             r.since = Some(now);
             self.events.push_back(MemberEvent::Down(id.to_owned()));
             self.gossip_due = true;
+            self.changed.insert(id.to_owned());
         }
         self.arm_redial(now);
     }
@@ -249,6 +254,7 @@ impl Membership {
             r.since = Some(now);
             self.events.push_back(MemberEvent::Down(id.to_owned()));
             self.gossip_due = true;
+            self.changed.insert(id.to_owned());
         }
         self.arm_redial(now);
     }
@@ -325,6 +331,7 @@ impl Membership {
                     self.events.push_back(MemberEvent::Up(info.id.clone()));
                 }
                 self.gossip_due = true;
+                self.changed.insert(info.id.clone());
             }
             Some(r) => {
                 if info.rank() <= r.info.rank() {
@@ -352,6 +359,7 @@ impl Membership {
                     _ => {}
                 }
                 self.gossip_due = true;
+                self.changed.insert(info.id.clone());
             }
         }
     }
@@ -440,8 +448,11 @@ impl Membership {
         v
     }
 
-    /// When the view changed since the last call: the whole view to send to every
-    /// linked member (ourselves included, tombstones included).
+    /// When the view changed since the last call: the news, to send to every linked
+    /// member: our own record first, then the records that changed since the last gossip
+    /// (a new link gets the whole [`view`](Self::view) instead). Receivers merge whatever
+    /// records come, so a change costs one record per member, not a whole view (with 128
+    /// members joining at once, whole views made the join storm O(n^4)).
     #[must_use]
     pub fn poll_gossip(&mut self) -> Option<Vec<MemberInfo>> {
         if !self.gossip_due {
@@ -449,9 +460,11 @@ impl Membership {
         }
         self.gossip_due = false;
         let mut v = vec![self.me.clone()];
+        let changed = std::mem::take(&mut self.changed);
         v.extend(
-            self.others
-                .values()
+            changed
+                .iter()
+                .filter_map(|id| self.others.get(id))
                 .filter(|r| !r.removed)
                 .map(|r| r.info.clone()),
         );
@@ -530,9 +543,19 @@ mod tests {
             assert_eq!(a.poll_gossip(), None);
         }
         assert_eq!(events(&mut a), [MemberEvent::Up("b".into())]);
-        // A refutation (higher incarnation) is news again.
+        // A refutation (higher incarnation) is news again, and the gossip carries the
+        // news only: our record, then b's (not c's, which did not change).
+        a.handle_view(t, &[info("c", 1, 0, Status::Alive)]);
+        let _ = a.poll_gossip();
         a.handle_link_up(t, info("b", 1, 1, Status::Alive));
-        assert!(a.poll_gossip().is_some());
+        let g = a.poll_gossip().expect("news");
+        assert_eq!(
+            g.iter()
+                .map(|i| (i.id.as_str(), i.incarnation))
+                .collect::<Vec<_>>(),
+            [("a", 0), ("b", 1)]
+        );
+        assert_eq!(a.view().len(), 3, "the whole view still has c");
     }
 
     #[test]
@@ -682,7 +705,7 @@ mod tests {
             let mut b = Membership::new("a", 1, vec![], cfg());
             for r in &reports { a.handle_view(Instant::ZERO, std::slice::from_ref(r)); }
             for r in &shuffled { b.handle_view(Instant::ZERO, std::slice::from_ref(r)); }
-            proptest::prop_assert_eq!(a.poll_gossip(), b.poll_gossip());
+            proptest::prop_assert_eq!(a.view(), b.view());
             proptest::prop_assert_eq!(a.live(), b.live());
         }
     }
@@ -709,7 +732,7 @@ mod tests {
             for i in o {
                 a.handle_view(Instant::ZERO, std::slice::from_ref(&reports[i]));
             }
-            finals.push(a.poll_gossip().expect("view"));
+            finals.push(a.view());
         }
         assert!(finals.windows(2).all(|w| w[0] == w[1]), "{finals:?}");
         assert_eq!(finals[0][1].incarnation, 1);
