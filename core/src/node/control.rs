@@ -44,10 +44,17 @@ impl<H: Clone> NodeMachine<H> {
         let events: Vec<MemberEvent> = std::iter::from_fn(|| m.poll_event()).collect();
         let gossip = m.poll_gossip();
         let to_dial = m.poll_dial();
-        let live = m.live();
-        if live != self.live {
-            self.live.clone_from(&live);
-            self.member_changes += 1;
+        // The live set changes only with news (a record changed: there is gossip to send)
+        // or a member event; it is read once at first. No copy of it, and no ring, for
+        // gossip that brought nothing new.
+        let mut live_moved = false;
+        if !events.is_empty() || gossip.is_some() || self.member_changes == 0 {
+            let live = m.live();
+            if live != self.live {
+                self.live = live;
+                self.member_changes += 1;
+                live_moved = true;
+            }
         }
         for e in events {
             let (id, change) = match e {
@@ -87,7 +94,9 @@ impl<H: Clone> NodeMachine<H> {
         if !self.stopping
             && let Some(p) = &mut self.proxies
         {
-            p.set_members(&live);
+            if live_moved {
+                p.set_members(&self.live);
+            }
             self.after_proxies(now);
         }
     }

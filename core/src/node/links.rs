@@ -117,12 +117,19 @@ impl<H: Clone> NodeMachine<H> {
         if link.summary.role != Role::Control {
             return;
         }
-        let mut view = view.to_vec();
-        if let Some(sender) = view.first_mut().filter(|r| r.id == peer) {
-            sender.listen = crate::url::reachable_at(&sender.listen, link.remote_ip);
-            m.handle_link_up(now, sender.clone());
-        }
-        m.handle_view(now, &view);
+        // Only the sender's record is rewritten (the rest is merged as it came, without a
+        // copy of the view).
+        let rest = match view.first().filter(|r| r.id == peer) {
+            Some(sender) => {
+                let mut sender = sender.clone();
+                sender.listen = crate::url::reachable_at(&sender.listen, link.remote_ip);
+                m.handle_link_up(now, sender.clone());
+                m.handle_view(now, std::slice::from_ref(&sender));
+                &view[1..]
+            }
+            None => view,
+        };
+        m.handle_view(now, rest);
         self.after_membership(now);
     }
 
