@@ -7,6 +7,9 @@
 //! from one seed, so a seed replays bit for bit: [`harness::run`] returns the event log,
 //! and two runs of one seed produce identical logs (tested).
 //!
+//! - [`coresim`]: the core-only simulator: every node's core machines in one thread, no
+//!   tokio and no sockets, for the cluster sizes turmoil cannot reach (`nkcluster-sim
+//!   scale --control 128 --workers 100000`).
 //! - [`net`]: the [`Net`](nkcluster::net::Net) implementation over turmoil.
 //! - [`harness`]: building simulations, the shared event log, seeds and replay.
 //! - [`scenarios`]: the scenarios, each checking its invariants.
