@@ -56,7 +56,7 @@ fn served(node: &Node<TokioNet>) -> BTreeSet<String> {
 /// `members`.
 fn placed(nodes: &[(&str, &Node<TokioNet>)], members: &[&str], workers: &[String]) -> bool {
     let m: Vec<String> = members.iter().map(|s| (*s).to_owned()).collect();
-    let Some(r) = ring::place(64, &m) else {
+    let Some(r) = ring::place(ring::PARTITIONS_DEFAULT, &m) else {
         return false;
     };
     let sets: Vec<(&str, BTreeSet<String>)> =
@@ -198,7 +198,7 @@ fn scenario(n: usize, mode: Failure) -> (usize, Duration) {
         // Converged: c1 and c3 serve exactly the workers they own, and every worker has
         // one link (so the rest are at c2, which runs on its own runtime).
         let members = ["c1", "c2", "c3"];
-        let r = ring::place(64, &members.map(String::from)).expect("ring");
+        let r = ring::place(ring::PARTITIONS_DEFAULT, &members.map(String::from)).expect("ring");
         let owned = |c: &str| -> BTreeSet<String> {
             names
                 .iter()
