@@ -540,10 +540,7 @@ fn shutting_down_leaves_then_closes_every_link_and_dials_nothing_more() {
     let mut c1 = two_members();
     // A worker c1 owns: leaving would give it to c2, but a stop starts no hand-off on
     // links it closes at once (a graceful stop hands workers over before).
-    let ours = (0..100)
-        .map(|i| format!("w{i}"))
-        .find(|w| c1.proxies.as_ref().is_some_and(|p| p.owner_of(w) == "c1"))
-        .expect("some worker belongs to c1");
+    let ours = worker_of(&c1, "c1");
     c1.handle_link_up(T0, link(10, peer(&ours, Role::Worker, &[])), true);
     drain(&mut c1);
     c1.handle_shutdown(T0);

@@ -127,12 +127,17 @@ fn two_members() -> NodeMachine<u64> {
     c1
 }
 
-/// A worker the ring gives to c2 (with c1 and c2 live).
-fn worker_of_c2(c1: &NodeMachine<u64>) -> String {
+/// A worker the ring of `m` gives to `owner`.
+fn worker_of(m: &NodeMachine<u64>, owner: &str) -> String {
     (0..100)
         .map(|i| format!("w{i}"))
-        .find(|w| c1.proxies.as_ref().is_some_and(|p| p.owner_of(w) == "c2"))
-        .expect("some worker belongs to c2")
+        .find(|w| m.proxies.as_ref().is_some_and(|p| p.owner_of(w) == owner))
+        .unwrap_or_else(|| panic!("some worker belongs to {owner}"))
+}
+
+/// A worker the ring gives to c2 (with c1 and c2 live).
+fn worker_of_c2(c1: &NodeMachine<u64>) -> String {
+    worker_of(c1, "c2")
 }
 
 mod control;
