@@ -154,7 +154,7 @@ pub struct RawOptions {
     pub tls_verify: Option<bool>,
     /// `tls_depth`: maximum intermediate certificates when verifying.
     pub tls_depth: Option<u8>,
-    /// `partitions`: ring partitions, a power of two (default 256).
+    /// `partitions`: ring partitions, a power of two (default 4096).
     pub partitions: Option<u32>,
     /// `max_handshakes`: accepted connections that may be authenticating at once.
     pub max_handshakes: Option<usize>,
