@@ -167,6 +167,8 @@ pub fn add_node(sim: &mut turmoil::Sim<'_>, log: &Log, config: NodeConfig, seed:
                 net: TurmoilNet,
                 seed: Some(seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
                 wall_origin_ns: Some(WALL_ORIGIN_NS),
+                tls_provider: None,
+                machine_figures: None,
             };
             let node = Node::start(config, env).await?;
             let mut rx = node.subscribe();
