@@ -56,7 +56,7 @@ fn split_with_workers() {
 fn tls_cluster() {
     // Three control nodes and six workers over TLS: join, converge, lose a control node,
     // converge again.
-    check("tls_cluster", 2, scenarios::fleet::tls_cluster);
+    check("tls_cluster", 4, scenarios::fleet::tls_cluster);
 }
 
 /// The last line of a log: the digest of every byte the nodes wrote.
@@ -101,12 +101,12 @@ fn unseeded_tls_does_not_replay() {
 #[test]
 fn dozens_of_workers() {
     // Three control nodes and thirty workers, each on its own host.
-    check("dozens_of_workers", 2, scenarios::fleet::dozens_of_workers);
+    check("dozens_of_workers", 4, scenarios::fleet::dozens_of_workers);
 }
 
 #[test]
 fn join_storm() {
-    // 96 workers on four hosts dial c1 at once (beyond turmoil's default listener
-    // backlog), converge, then survive the loss of a control node.
-    check("join_storm", 2, scenarios::fleet::join_storm);
+    // 96 workers on four hosts reach c1's listener in the same instant (beyond turmoil's
+    // default listener backlog of 64), converge, then survive the loss of a control node.
+    check("join_storm", 4, scenarios::fleet::join_storm);
 }

@@ -28,8 +28,10 @@ pub struct Fleet {
     pub worker_hosts: usize,
     /// Workers on each of those hosts (`w1..`, numbered across hosts).
     pub workers_per_host: usize,
-    /// Every worker dials `c1` first (a join storm on one listener); otherwise each starts
-    /// at a different control node.
+    /// A join storm on one listener: every worker dials `c1` first, and the links from
+    /// the worker hosts to `c1` are held from the start for [`STORM_HOLD`], then released
+    /// (a network blip heals): every worker's connection attempt reaches `c1` in the same
+    /// instant. Otherwise each worker starts at a different control node.
     pub storm: bool,
     /// The nodes' TLS uses rustls's own randomness (the OS) instead of the seed's: only to
     /// show that a replay test tells the difference.
@@ -59,7 +61,7 @@ pub const DOZENS: Fleet = Fleet {
 };
 
 /// Three control nodes and 96 workers on four hosts, all dialing `c1` at once: more
-/// connections waiting on one listener than turmoil's default capacity allows.
+/// connections waiting on one listener than turmoil's default capacity (64) allows.
 pub const STORM: Fleet = Fleet {
     transport: "tcp",
     controls: 3,
@@ -68,6 +70,10 @@ pub const STORM: Fleet = Fleet {
     storm: true,
     os_tls_randomness: false,
 };
+
+/// How long the storm's held links stay held: less than the connect timeout (1 s), so
+/// the held connection attempts are still waited for when they arrive.
+pub const STORM_HOLD: Duration = Duration::from_millis(500);
 
 /// How long each convergence may take (simulated).
 const CONVERGE_WITHIN: Duration = Duration::from_secs(60);
@@ -209,8 +215,22 @@ pub fn join_and_lose_control(seed: u64, f: Fleet) -> Result<Vec<String>, Failure
             .collect();
         add_host(&mut sim, &log, &format!("wh{}", h + 1), nodes, seed);
     }
+    let worker_hosts: Vec<String> = (1..=f.worker_hosts).map(|h| format!("wh{h}")).collect();
+    if f.storm {
+        for h in &worker_hosts {
+            sim.hold("c1", h.as_str());
+        }
+    }
     let l = log.clone();
     sim.client("driver", async move {
+        if f.storm {
+            // The blip lasts this long (a fault's duration, not a wait for a condition).
+            tokio::time::sleep(STORM_HOLD).await;
+            for h in &worker_hosts {
+                turmoil::release("c1", h.as_str());
+            }
+            l.note("release: every held connection attempt reaches c1 at once");
+        }
         let all: Vec<&str> = control_ids.iter().map(String::as_str).collect();
         converge(&l, &all, &workers).await?;
         let (victim, survivors) = all.split_last().ok_or("no control nodes")?;
