@@ -28,6 +28,8 @@ fn env() -> Env<TokioNet> {
         net: TokioNet,
         seed: None,
         wall_origin_ns: None,
+        tls_provider: None,
+        machine_figures: None,
     }
 }
 

@@ -146,6 +146,8 @@ async fn two_nodes() -> (Node<TokioNet>, Node<TokioNet>) {
         net: TokioNet,
         seed: None,
         wall_origin_ns: None,
+        tls_provider: None,
+        machine_figures: None,
     };
     let mut c = NodeConfig::new("c1");
     c.listen = parse_url_list("nkcluster://127.0.0.1:0;transport=tcp").expect("url");

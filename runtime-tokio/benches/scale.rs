@@ -33,6 +33,8 @@ fn env() -> Env<TokioNet> {
         net: TokioNet,
         seed: None,
         wall_origin_ns: None,
+        tls_provider: None,
+        machine_figures: None,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nkcluster_core::Instant;
+use rustls_pki_types::UnixTime;
 
 /// A time origin shared by all machines of one node.
 #[derive(Debug, Clone, Copy)]
@@ -47,5 +48,17 @@ impl Clock {
     /// Wall clock at the origin, Unix nanoseconds.
     pub fn wall_origin_ns(&self) -> u64 {
         self.wall_origin_ns
+    }
+}
+
+/// A [`Clock`] as the time TLS reads (certificate validity, session-ticket ages).
+#[derive(Debug, Clone, Copy)]
+pub struct TlsTime(pub Clock);
+
+impl rustls::time_provider::TimeProvider for TlsTime {
+    fn current_time(&self) -> Option<UnixTime> {
+        Some(UnixTime::since_unix_epoch(Duration::from_nanos(
+            self.0.wall_now_ns(),
+        )))
     }
 }

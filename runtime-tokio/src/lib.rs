@@ -23,7 +23,14 @@
 //! let mut cfg = NodeConfig::new("worker1");
 //! cfg.control = false;
 //! cfg.cluster_addr = nkcluster_core::url::parse_url_list("nkcluster://127.0.0.1:1972")?;
-//! let node = Node::start(cfg, Env { net: TokioNet, seed: None, wall_origin_ns: None }).await?;
+//! let env = Env {
+//!     net: TokioNet,
+//!     seed: None,
+//!     wall_origin_ns: None,
+//!     tls_provider: None,
+//!     machine_figures: None,
+//! };
+//! let node = Node::start(cfg, env).await?;
 //! let reply = node
 //!     .request("dev1", "nkcluster.node", bytes::Bytes::new(), Duration::from_secs(5))
 //!     .await;

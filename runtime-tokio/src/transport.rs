@@ -2,10 +2,12 @@
 //! over any [`Net`](crate::net::Net). Each yields a [`LinkIo`] for the driver and the
 //! channel-binding value the handshake must include (the TLS exporter; empty without TLS).
 //!
-//! TLS is TLS 1.3 only (rustls, ring provider): its exporter is what binds our
+//! TLS is TLS 1.3 only (rustls, ring provider by default): its exporter is what binds our
 //! handshake's proofs to this very TLS session, so a man in the middle that terminates TLS
 //! on both sides cannot complete authentication, even with `tls_verify=false`. Without a
-//! configured certificate a self-signed one is generated at start. WebSockets carry one
+//! configured certificate a self-signed one (Ed25519) is generated at start. Every random
+//! byte TLS draws and the time it reads come from a [`TlsCrypto`], so an embedder (the
+//! simulator) can seed them. WebSockets carry one
 //! binary message per frame, path `/`, subprotocol `nkcluster`, messages capped at the
 //! frame maximum.
 
@@ -16,6 +18,7 @@ use nkcluster_core::url::{ClusterUrl, TlsOptions, Transport};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
+use rustls::time_provider::{DefaultTimeProvider, TimeProvider};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -59,8 +62,58 @@ impl TransportError {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// Where a node's TLS takes its cryptography and its time from.
+///
+/// The provider does the ciphers, the key exchange and the signatures, and gives every
+/// random byte TLS uses that rustls draws through it: hello randoms, session ids, ticket
+/// nonces and ids, and the key of a generated self-signed certificate. (Ephemeral
+/// key-exchange keys come from its key-exchange groups, which draw on whatever they were
+/// built with: ring's own groups read the OS.) The time provider says "now" for
+/// certificate validity and session-ticket ages.
+#[derive(Debug, Clone)]
+pub struct TlsCrypto {
+    /// The rustls crypto provider.
+    pub provider: Arc<CryptoProvider>,
+    /// The clock TLS reads.
+    pub time: Arc<dyn TimeProvider>,
+}
+
+impl Default for TlsCrypto {
+    /// rustls's ring provider (OS randomness) and the system clock.
+    fn default() -> Self {
+        TlsCrypto {
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            time: Arc::new(DefaultTimeProvider),
+        }
+    }
+}
+
+/// The PKCS#8 v1 encoding of an Ed25519 private key, up to its 32-byte seed (RFC 8410).
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// A self-signed certificate for `names` whose Ed25519 key is drawn from `provider`'s
+/// randomness. (Ed25519 signs deterministically: with a seeded provider the certificate
+/// and every handshake signature replay too, which ECDSA under ring would not.)
+fn generate_self_signed(
+    names: Vec<String>,
+    provider: &CryptoProvider,
+) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), TransportError> {
+    let fail = |e: String| TransportError::Config(format!("generating a certificate: {e}"));
+    let mut pkcs8 = ED25519_PKCS8_PREFIX.to_vec();
+    pkcs8.resize(ED25519_PKCS8_PREFIX.len() + 32, 0);
+    provider
+        .secure_random
+        .fill(&mut pkcs8[ED25519_PKCS8_PREFIX.len()..])
+        .map_err(|e| fail(format!("{e:?}")))?;
+    let der = PrivatePkcs8KeyDer::from(pkcs8);
+    let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_ED25519)
+        .map_err(|e| fail(e.to_string()))?;
+    let cert = rcgen::CertificateParams::new(names)
+        .and_then(|p| p.self_signed(&key))
+        .map_err(|e| fail(e.to_string()))?;
+    Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(der)))
 }
 
 fn read_certs(path: &str) -> Result<Vec<CertificateDer<'static>>, TransportError> {
@@ -115,8 +168,17 @@ impl ServerTls {
 }
 
 /// Builds the server side: the configured certificate and key, or a generated
-/// self-signed certificate for `localhost` and `node_id`.
+/// self-signed certificate for `localhost` and `node_id`; ring and the system clock.
 pub fn server_tls(opts: &TlsOptions, node_id: &str) -> Result<ServerTls, TransportError> {
+    server_tls_with(opts, node_id, &TlsCrypto::default())
+}
+
+/// [`server_tls`] with the given provider and clock.
+pub fn server_tls_with(
+    opts: &TlsOptions,
+    node_id: &str,
+    crypto: &TlsCrypto,
+) -> Result<ServerTls, TransportError> {
     let (certs, key, self_signed) = match (&opts.certfile, &opts.keyfile) {
         (Some(c), Some(k)) => (
             read_certs(c)?,
@@ -134,17 +196,12 @@ pub fn server_tls(opts: &TlsOptions, node_id: &str) -> Result<ServerTls, Transpo
             ));
         }
         (None, None) => {
-            let ck = rcgen::generate_simple_self_signed(vec![
-                "localhost".to_owned(),
-                node_id.to_owned(),
-            ])
-            .map_err(|e| TransportError::Config(format!("generating a certificate: {e}")))?;
-            let key =
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-            (vec![ck.cert.der().clone()], key, true)
+            let names = vec!["localhost".to_owned(), node_id.to_owned()];
+            let (cert, key) = generate_self_signed(names, &crypto.provider)?;
+            (vec![cert], key, true)
         }
     };
-    let config = ServerConfig::builder_with_provider(provider())
+    let config = ServerConfig::builder_with_details(crypto.provider.clone(), crypto.time.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TransportError::Config(e.to_string()))?
         .with_no_client_auth()
@@ -259,10 +316,19 @@ impl ServerCertVerifier for DepthLimited {
     }
 }
 
-/// Builds the client side. `tls_verify=true` needs `tls_cacertfile`.
+/// Builds the client side (ring, the system clock). `tls_verify=true` needs
+/// `tls_cacertfile`.
 pub fn client_tls(opts: &TlsOptions) -> Result<Arc<ClientConfig>, TransportError> {
-    let p = provider();
-    let builder = ClientConfig::builder_with_provider(p.clone())
+    client_tls_with(opts, &TlsCrypto::default())
+}
+
+/// [`client_tls`] with the given provider and clock.
+pub fn client_tls_with(
+    opts: &TlsOptions,
+    crypto: &TlsCrypto,
+) -> Result<Arc<ClientConfig>, TransportError> {
+    let p = crypto.provider.clone();
+    let builder = ClientConfig::builder_with_details(p.clone(), crypto.time.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TransportError::Config(e.to_string()))?;
     let verifier: Arc<dyn ServerCertVerifier> = if opts.verify == Some(true) {
@@ -517,4 +583,57 @@ async fn ws_dial<S: Stream>(
         )));
     }
     Ok(ws)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::crypto::{GetRandomFailed, SecureRandom};
+
+    /// "Randomness" that is one byte repeated.
+    #[derive(Debug)]
+    struct Repeated(u8);
+
+    impl SecureRandom for Repeated {
+        fn fill(&self, buf: &mut [u8]) -> Result<(), GetRandomFailed> {
+            buf.fill(self.0);
+            Ok(())
+        }
+    }
+
+    static ONES: Repeated = Repeated(1);
+    static TWOS: Repeated = Repeated(2);
+
+    fn crypto(random: &'static Repeated) -> TlsCrypto {
+        TlsCrypto {
+            provider: Arc::new(CryptoProvider {
+                secure_random: random,
+                ..rustls::crypto::ring::default_provider()
+            }),
+            ..TlsCrypto::default()
+        }
+    }
+
+    #[test]
+    fn generated_certificate_comes_from_the_providers_randomness() {
+        let names = || vec!["localhost".to_owned(), "n1".to_owned()];
+        let a = generate_self_signed(names(), &crypto(&ONES).provider).expect("a");
+        let again = generate_self_signed(names(), &crypto(&ONES).provider).expect("again");
+        let b = generate_self_signed(names(), &crypto(&TWOS).provider).expect("b");
+        assert_eq!(a.0, again.0, "same randomness, different certificate");
+        assert_eq!(a.1.secret_der(), again.1.secret_der());
+        assert_ne!(
+            a.0, b.0,
+            "the certificate ignores the provider's randomness"
+        );
+        assert_ne!(a.1.secret_der(), b.1.secret_der());
+        // The key's last 32 bytes are the Ed25519 seed, drawn from the provider.
+        assert_eq!(a.1.secret_der()[16..], [1u8; 32]);
+    }
+
+    #[test]
+    fn a_generated_certificate_serves() {
+        let tls = server_tls_with(&TlsOptions::default(), "n1", &crypto(&ONES)).expect("server");
+        assert!(tls.self_signed);
+    }
 }

@@ -1,18 +1,31 @@
 //! # nkcluster-sim
 //!
-//! Deterministic simulation of nkcluster: the runtime's real node code
-//! ([`nkcluster::node::Node`]) runs over turmoil's simulated network ([`net::TurmoilNet`])
-//! and simulated time, through partitions, repairs and crashes. Everything random (the
-//! network's latencies, tokio's scheduling choices, the nodes' nonces and jitter) comes
-//! from one seed, so a seed replays bit for bit: [`harness::run`] returns the event log,
-//! and two runs of one seed produce identical logs (tested).
+//! Deterministic simulation of nkcluster, at two levels.
 //!
-//! - [`coresim`]: the core-only simulator: every node's core machines in one thread, no
-//!   tokio and no sockets, for the cluster sizes turmoil cannot reach (`nkcluster-sim
-//!   scale --control 128 --workers 100000`).
-//! - [`net`]: the [`Net`](nkcluster::net::Net) implementation over turmoil.
-//! - [`harness`]: building simulations, the shared event log, seeds and replay.
-//! - [`scenarios`]: the scenarios, each checking its invariants.
+//! **The turmoil layer** runs the runtime's real node code ([`nkcluster::node::Node`]:
+//! sockets, TLS, the shell's tasks and timers) over turmoil's simulated TCP
+//! ([`net::TurmoilNet`]) and simulated time, through partitions, repairs and crashes.
+//! Everything random comes from one seed: the network's latencies, tokio's scheduling
+//! choices, the nodes' nonces and jitter, and their TLS (hello randoms, ephemeral keys,
+//! session tickets and the generated certificates, [`tls`]); machine figures are fixed and
+//! the wall clock starts at a fixed instant. So a seed replays bit for bit: [`harness::run`]
+//! returns the event log ending with a digest of every byte the nodes wrote, and two runs
+//! of one seed give identical logs (tested, also over TLS). It covers what only the real
+//! code can show (the transports, TLS included; the shell's tasks, deadlines and
+//! reconnects; many connections per host, as when several nodes share a host), at up to a
+//! few dozen hosts: turmoil's cost grows about with the cube of the host count.
+//!
+//! **The core-only simulator** ([`coresim`]) drives every node's core machines directly in
+//! one thread, no tokio and no sockets, for the cluster sizes turmoil cannot reach
+//! (`nkcluster-sim scale --control 128 --workers 100000`).
+//!
+//! - [`net`]: the [`Net`](nkcluster::net::Net) implementation over turmoil, recording the
+//!   digest of the bytes written.
+//! - [`tls`]: a rustls crypto provider whose randomness comes from the seed.
+//! - [`harness`]: building simulations, hosts running one or several nodes, the shared
+//!   event log, requests made on a node's own host, crashes, seeds and replay.
+//! - [`scenarios`]: the scenarios, each checking its invariants; [`scenarios::fleet`] has
+//!   the few-dozen-node, many-nodes-per-host and TLS ones.
 //!
 //! Replay a failing seed: `NKCLUSTER_SIM_SEED=<seed> cargo test -p nkcluster-sim`, or
 //! `cargo run -p nkcluster-sim -- <scenario> <seed>` to print the whole event log.
@@ -30,3 +43,4 @@ pub mod coresim;
 pub mod harness;
 pub mod net;
 pub mod scenarios;
+pub mod tls;

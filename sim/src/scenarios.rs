@@ -1,5 +1,6 @@
 //! Scenarios. Each builds a simulation from a seed, runs a script on a `driver` host
-//! that checks its invariants as it goes, and returns the event log.
+//! that checks its invariants as it goes, and returns the event log. The scripted ones
+//! with a handful of nodes are here; [`fleet`] has the few-dozen-node and TLS ones.
 
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use nkcluster::config::NodeConfig;
 use nkcluster::node::NodeEvent;
 use nkcluster_core::RequestError;
 use nkcluster_core::url::parse_url_list;
+
+pub mod fleet;
 
 use crate::harness::{
     BoxError, Entry, Failure, Log, Scenario, What, add_node, builder, link_up, run, sim_config,
@@ -28,6 +31,9 @@ pub const ALL: &[(&str, Scenario)] = &[
     ("partition_detect_and_repair", partition_detect_and_repair),
     ("control_split_and_heal", control_split_and_heal),
     ("split_with_workers", split_with_workers),
+    ("tls_cluster", fleet::tls_cluster),
+    ("dozens_of_workers", fleet::dozens_of_workers),
+    ("join_storm", fleet::join_storm),
 ];
 
 fn pair() -> Result<(NodeConfig, NodeConfig), BoxError> {
@@ -73,9 +79,14 @@ pub fn two_nodes_link_up(seed: u64) -> Result<Vec<String>, Failure> {
     let l = log.clone();
     sim.client("driver", async move {
         linked(&l, 0).await?;
-        let w1 = l.node("w1").ok_or("w1 is not running")?;
-        let r = w1
-            .request("c1", "nkcluster.node", Bytes::new(), Duration::from_secs(5))
+        let r = l
+            .request(
+                "w1",
+                "c1",
+                "nkcluster.node",
+                Bytes::new(),
+                Duration::from_secs(5),
+            )
             .await?;
         ensure(r == Bytes::from_static(b"c1"), || {
             format!("node answered {r:?}")
@@ -111,16 +122,14 @@ pub fn partition_detect_and_repair(seed: u64) -> Result<Vec<String>, Failure> {
     let l = log.clone();
     sim.client("driver", async move {
         linked(&l, 0).await?;
-        let c1 = l.node("c1").ok_or("c1 is not running")?;
-        let w1 = l.node("w1").ok_or("w1 is not running")?;
         let from = l.entries().len();
         turmoil::partition("c1", "w1");
         let t_part = turmoil::sim_elapsed().unwrap_or_default();
         l.note("partition c1 | w1");
         let long = Duration::from_secs(60);
         let (a, b) = tokio::join!(
-            w1.request("c1", "nkcluster.echo", Bytes::from_static(b"x"), long),
-            c1.request("w1", "nkcluster.echo", Bytes::from_static(b"y"), long),
+            l.request("w1", "c1", "nkcluster.echo", Bytes::from_static(b"x"), long),
+            l.request("c1", "w1", "nkcluster.echo", Bytes::from_static(b"y"), long),
         );
         let t_fail = turmoil::sim_elapsed().unwrap_or_default();
         l.note(format!(
@@ -158,8 +167,14 @@ pub fn partition_detect_and_repair(seed: u64) -> Result<Vec<String>, Failure> {
         l.note("repair c1 | w1");
         let from = l.entries().len();
         linked(&l, from).await?;
-        let r = w1
-            .request("c1", "nkcluster.node", Bytes::new(), Duration::from_secs(5))
+        let r = l
+            .request(
+                "w1",
+                "c1",
+                "nkcluster.node",
+                Bytes::new(),
+                Duration::from_secs(5),
+            )
             .await?;
         ensure(r == Bytes::from_static(b"c1"), || {
             format!("node answered {r:?}")
@@ -398,9 +413,14 @@ pub fn split_with_workers(seed: u64) -> Result<Vec<String>, Failure> {
         .await?;
         for w in &ws {
             let proxy = proxies_of(&l, &controls, w).remove(0);
-            let node = l.node(&proxy).ok_or("proxy node missing")?;
-            let r = node
-                .request(w, "nkcluster.node", Bytes::new(), Duration::from_secs(2))
+            let r = l
+                .request(
+                    &proxy,
+                    w,
+                    "nkcluster.node",
+                    Bytes::new(),
+                    Duration::from_secs(2),
+                )
                 .await;
             ensure(r.as_deref() == Ok(w.as_bytes()), || {
                 format!("{w} through {proxy} during the split: {r:?}")

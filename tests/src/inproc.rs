@@ -50,6 +50,8 @@ pub async fn start(config: NodeConfig) -> TestNode {
             net: TokioNet,
             seed: None,
             wall_origin_ns: None,
+            tls_provider: None,
+            machine_figures: None,
         },
     )
     .await

@@ -135,6 +135,8 @@ async fn a_panicking_function_is_reported_and_the_node_keeps_running() {
             net: nkcluster::net::TokioNet,
             seed: None,
             wall_origin_ns: None,
+            tls_provider: None,
+            machine_figures: None,
         },
         Some(h),
     )

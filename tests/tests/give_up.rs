@@ -32,6 +32,8 @@ async fn a_give_up_before_anyone_waits_is_still_reported() {
         net: TokioNet,
         seed: Some(1),
         wall_origin_ns: None,
+        tls_provider: None,
+        machine_figures: None,
     };
     let node = Node::start(cfg, env).await.expect("node starts");
     let mut events = node.subscribe();

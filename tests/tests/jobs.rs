@@ -194,6 +194,8 @@ fn env() -> nkcluster::node::Env<TokioNet> {
         net: TokioNet,
         seed: None,
         wall_origin_ns: None,
+        tls_provider: None,
+        machine_figures: None,
     }
 }
 

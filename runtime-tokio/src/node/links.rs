@@ -31,7 +31,7 @@ impl<N: Net> Inner<N> {
         if let Some(c) = lock(&self.client_tls).get(&k) {
             return Ok(c.clone());
         }
-        let c = transport::client_tls(&opts)?;
+        let c = transport::client_tls_with(&opts, &self.tls_crypto)?;
         lock(&self.client_tls).insert(k, c.clone());
         Ok(c)
     }

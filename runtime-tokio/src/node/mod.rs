@@ -36,7 +36,7 @@ use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, TlsTime};
 use crate::config::NodeConfig;
 use crate::driver::{Answer, Command, EventSink, RequestHandler, Responder, drive};
 use crate::jobs::{
@@ -156,8 +156,16 @@ pub struct Env<N> {
     pub net: N,
     /// Seed for nonces, instance ids and jitter (`None`: from the OS).
     pub seed: Option<u64>,
-    /// Wall clock at start, Unix ns (`None`: the system clock).
+    /// Wall clock at start, Unix ns (`None`: the system clock). When set, TLS reads this
+    /// clock too (certificate validity, ticket ages).
     pub wall_origin_ns: Option<u64>,
+    /// The rustls crypto provider of every TLS setup (`None`: rustls's ring provider, OS
+    /// randomness). A simulation passes one whose randomness is seeded.
+    pub tls_provider: Option<Arc<rustls::crypto::CryptoProvider>>,
+    /// Machine figures to report instead of measuring this machine (`None`: measure it);
+    /// their `time_ms` is replaced by the node's clock. A simulation fixes them: the real
+    /// machine's would differ between two replays of a seed.
+    pub machine_figures: Option<Stats>,
 }
 
 /// The shell's handle of a link: its command channel (a byte pump's input).
@@ -179,6 +187,8 @@ struct Inner<N: Net> {
     shutdown: watch::Sender<bool>,
     fatal: watch::Sender<Option<Fatal>>,
     client_tls: Mutex<HashMap<String, Arc<rustls::ClientConfig>>>,
+    /// What every TLS setup of this node draws randomness and time from.
+    tls_crypto: transport::TlsCrypto,
     /// The bodies of running tasks, by id (the task table itself is the brain's).
     tasks: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
     /// Our events, in order, on their way to the brain (then to our proxy).
@@ -192,6 +202,8 @@ struct Inner<N: Net> {
     /// Machine figures for `get_info`, and the latest sample (taken at most once per
     /// `STATS_MAX_AGE`: disk enumeration is not cheap).
     sys: Mutex<sysinfo::System>,
+    /// Figures reported instead of measured ([`Env::machine_figures`]).
+    machine_figures: Option<Stats>,
     stats_cache: Mutex<Option<(nkcluster_core::Instant, Stats)>>,
     /// Connection tasks still running (any phase), for an orderly stop.
     running: watch::Sender<usize>,

@@ -27,6 +27,17 @@ impl<N: Net> Node<N> {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
         };
+        let clock = Clock::new(env.wall_origin_ns);
+        let tls_crypto = transport::TlsCrypto {
+            provider: env
+                .tls_provider
+                .clone()
+                .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider())),
+            time: match env.wall_origin_ns {
+                Some(_) => Arc::new(TlsTime(clock)),
+                None => Arc::new(rustls::time_provider::DefaultTimeProvider),
+            },
+        };
         let mut listeners = Vec::new();
         let mut bound = Vec::new();
         // One generated certificate serves every TLS listener without a configured one.
@@ -41,12 +52,11 @@ impl<N: Net> Node<N> {
                 let t = if opts.certfile.is_none() && generated.is_some() {
                     generated.clone()
                 } else {
-                    let t = transport::server_tls(&opts, &config.node_id).map_err(|e| {
-                        StartError::Listen {
+                    let t = transport::server_tls_with(&opts, &config.node_id, &tls_crypto)
+                        .map_err(|e| StartError::Listen {
                             url: url.remote_label(),
                             error: e.to_string(),
-                        }
-                    })?;
+                        })?;
                     if t.self_signed {
                         generated = Some(t.clone());
                     }
@@ -104,7 +114,6 @@ impl<N: Net> Node<N> {
         let mut keys = HashMap::new();
         keys.insert(config.password.clone(), key);
         let handlers = handlers.unwrap_or_else(|| Handlers::builtin(&config.node_id));
-        let clock = Clock::new(env.wall_origin_ns);
         let (events_out, events_rx) = mpsc::unbounded_channel();
         let machine = NodeMachine::new(NodeSettings {
             me: config.node_id.clone(),
@@ -145,12 +154,14 @@ impl<N: Net> Node<N> {
             shutdown: watch::channel(false).0,
             fatal: watch::channel(None).0,
             client_tls: Mutex::new(HashMap::new()),
+            tls_crypto,
             tasks: Mutex::new(HashMap::new()),
             events_out,
             job_events: broadcast::channel(EVENT_QUEUE).0,
             open_files: Mutex::new(HashMap::new()),
             file_writer: Mutex::new(None),
             sys: Mutex::new(sysinfo::System::new()),
+            machine_figures: env.machine_figures,
             stats_cache: Mutex::new(None),
             running: watch::channel(0).0,
             admission: Arc::new(Mutex::new(Admission::new(config.admission))),

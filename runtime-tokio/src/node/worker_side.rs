@@ -234,8 +234,15 @@ impl<N: Net> Inner<N> {
         Err(RemoteError::new(e.code(), e.to_string()))
     }
 
-    /// Fresh machine figures (blocking: disks are enumerated; reused for a second).
+    /// Fresh machine figures (blocking: disks are enumerated; reused for a second), or
+    /// the fixed ones the node was started with.
     pub(super) fn measure(&self) -> Stats {
+        if let Some(fixed) = &self.machine_figures {
+            return Stats {
+                time_ms: self.clock.wall_now_ns() / 1_000_000,
+                ..fixed.clone()
+            };
+        }
         let now = self.clock.now();
         let cached = lock(&self.stats_cache)
             .as_ref()
