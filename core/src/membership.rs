@@ -137,6 +137,17 @@ impl Membership {
         }
     }
 
+    /// Records of other members held (alive, down, left or removed tombstones): at most
+    /// `max_members`.
+    pub fn records(&self) -> usize {
+        self.others.len()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MembershipConfig {
+        &self.config
+    }
+
     /// Ids of the alive members, ourselves included, sorted: the ring's input.
     pub fn live(&self) -> Vec<String> {
         let mut v: Vec<String> = self

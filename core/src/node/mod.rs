@@ -19,7 +19,8 @@
 //! Files: `links` (links up and down, views), `control` (membership, hand-offs, the
 //! workers' events and their subscribers, the node table), `jobs` (status, tasks,
 //! metadata, data, redirects), `dispatch` (a peer's cluster request, with its role),
-//! `snapshot` (what the shell reads between inputs).
+//! `snapshot` (what the shell reads between inputs), `limits` (the size of every table a
+//! peer can make grow, against its limit).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
@@ -46,6 +47,7 @@ mod control;
 mod dispatch;
 mod handoff;
 mod jobs;
+mod limits;
 mod links;
 mod snapshot;
 #[cfg(test)]
@@ -54,6 +56,7 @@ mod tests;
 pub use control::SubscribeError;
 pub use dispatch::{Dispatch, ShellWork};
 pub use handoff::{HandoffStep, HandoffTimes};
+pub use limits::TableSize;
 pub use links::LinkGone;
 pub use snapshot::{Snapshot, SnapshotStamp};
 

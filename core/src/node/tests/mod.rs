@@ -142,4 +142,5 @@ fn worker_of_c2(c1: &NodeMachine<u64>) -> String {
 
 mod control;
 mod jobs;
+mod limits;
 mod snapshot;
