@@ -79,6 +79,9 @@ pub struct MembershipConfig {
     pub max_members: usize,
     /// Unlinked members (down ones included) are dialed again this often.
     pub redial_every: Duration,
+    /// A control member dials the entries of its `cluster_addr` that no member linked to
+    /// it announces this often (see the node machine's seed rounds).
+    pub seeds_every: Duration,
 }
 
 impl Default for MembershipConfig {
@@ -87,6 +90,7 @@ impl Default for MembershipConfig {
             remove_after: Duration::from_secs(30),
             max_members: 1024,
             redial_every: Duration::from_secs(2),
+            seeds_every: Duration::from_secs(10),
         }
     }
 }
