@@ -8,7 +8,9 @@
 //! members as gossip and merge by a total order, so every member converges to the same
 //! view once links are stable:
 //!
-//! - a higher `generation` (the member's start time, set by its shell) wins: a restart;
+//! - a higher `generation` (the member's start time, set by its shell) wins: a restart
+//!   (a member that hears of an earlier run of its own with a higher generation, its
+//!   wall clock having been set back, takes the next generation above it);
 //! - then a higher `incarnation`: only a member raises its own, to refute a false `Down`
 //!   or to announce its leave;
 //! - then status precedence `Left > Down > Alive`.
@@ -16,7 +18,7 @@
 //! An explicit [`leave`](Membership::leave) is gossiped as `Left` with a higher
 //! incarnation, so peers drop the member at once instead of waiting for failure
 //! detection. Left and removed members are remembered as tombstones for `remove_after`
-//! so that stale gossip cannot bring them back.
+//! so that stale gossip cannot bring them back (a live link from the member does).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -199,8 +201,10 @@ impl Membership {
                 let was_alive = !r.removed && r.info.status == Status::Alive;
                 let before = r.info.clone();
                 r.linked = true;
-                // A link proves the member is alive in the run it announced.
-                if info.generation >= r.info.generation {
+                // A link proves the member is alive in the run it announced; a removed
+                // member is back whatever its generation (its clock may have gone back
+                // across a restart: tombstones only stop stale gossip).
+                if info.generation >= r.info.generation || r.removed {
                     let incarnation = if info.generation == r.info.generation {
                         info.incarnation.max(r.info.incarnation)
                     } else {
@@ -286,6 +290,15 @@ impl Membership {
     }
 
     fn refute(&mut self, info: &MemberInfo) {
+        // A record of an earlier run of ours that outranks this one: our wall clock was
+        // set back across the restart. Nobody would take this run for alive (the old
+        // record wins every merge), so it becomes the next generation.
+        if self.me.status == Status::Alive && info.generation > self.me.generation {
+            self.me.generation = info.generation + 1;
+            self.me.incarnation = 0;
+            self.gossip_due = true;
+            return;
+        }
         // Someone believes we are down (or gone) in our current run: raise our
         // incarnation above theirs, alive, and say so.
         if self.me.status == Status::Alive

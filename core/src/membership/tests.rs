@@ -264,3 +264,54 @@ fn views_converge_whatever_the_delivery_order() {
     assert_eq!(finals[0][1].incarnation, 1);
     assert_eq!(finals[0][1].status, Status::Alive);
 }
+
+#[test]
+fn a_run_started_with_its_clock_set_back_takes_the_generation_above_the_old_one() {
+    // b's earlier run started at wall ms 9,000 and is known down; b restarts with its
+    // clock set back, at "8,000".
+    let mut a = Membership::new("a", 1, vec![], cfg());
+    a.handle_link_up(Instant::ZERO, info("b", 9_000, 2, Status::Alive));
+    a.handle_link_down(Instant::from_millis(10), "b");
+    let _ = (events(&mut a), a.poll_gossip());
+    let mut b = Membership::new("b", 8_000, info("b", 0, 0, Status::Alive).listen, cfg());
+    // The new run's link does not outrank the old run's record at a.
+    a.handle_link_up(Instant::from_millis(20), info("b", 8_000, 0, Status::Alive));
+    assert_eq!(a.live(), ["a"]);
+    // a's view (sent on the new link) tells b of its old run: b outranks it.
+    b.handle_view(Instant::from_millis(20), &a.view());
+    assert_eq!(b.me(), &info("b", 9_001, 0, Status::Alive));
+    let g = b.poll_gossip().expect("news");
+    assert_eq!(g[0], info("b", 9_001, 0, Status::Alive));
+    a.handle_link_up(Instant::from_millis(21), g[0].clone());
+    assert_eq!(events(&mut a), [MemberEvent::Up("b".into())]);
+    assert_eq!(a.live(), ["a", "b"]);
+}
+
+#[test]
+fn a_live_link_brings_a_removed_member_back_whatever_its_generation() {
+    let mut a = Membership::new("a", 1, vec![], cfg());
+    a.handle_link_up(Instant::ZERO, info("b", 9_000, 0, Status::Alive));
+    let _ = events(&mut a);
+    a.handle_link_down(Instant::from_millis(1_000), "b");
+    a.handle_timeout(Instant::from_millis(11_000));
+    assert_eq!(
+        events(&mut a),
+        [
+            MemberEvent::Down("b".into()),
+            MemberEvent::Removed("b".into())
+        ]
+    );
+    // Stale gossip of the removed run does not bring it back; a link from a run with a
+    // lower generation (its clock set back) does.
+    a.handle_view(
+        Instant::from_millis(12_000),
+        &[info("b", 9_000, 0, Status::Alive)],
+    );
+    assert_eq!(a.live(), ["a"]);
+    a.handle_link_up(
+        Instant::from_millis(12_000),
+        info("b", 8_000, 0, Status::Alive),
+    );
+    assert_eq!(events(&mut a), [MemberEvent::Up("b".into())]);
+    assert_eq!(a.live(), ["a", "b"]);
+}
