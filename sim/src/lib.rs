@@ -9,7 +9,10 @@
 //!
 //! - [`coresim`]: the core-only simulator: every node's core machines in one thread, no
 //!   tokio and no sockets, for the cluster sizes turmoil cannot reach (`nkcluster-sim
-//!   scale --control 128 --workers 100000`).
+//!   scale --control 128 --workers 100000`) and for many seeds of random faults checked
+//!   by invariants (`nkcluster-sim faults --seeds N`; a failing seed replays with
+//!   `nkcluster-sim --reproduce <seed>`, printing its fault schedule and the first
+//!   violated invariant).
 //! - [`net`]: the [`Net`](nkcluster::net::Net) implementation over turmoil.
 //! - [`harness`]: building simulations, the shared event log, seeds and replay.
 //! - [`scenarios`]: the scenarios, each checking its invariants.
