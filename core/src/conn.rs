@@ -495,12 +495,18 @@ impl Connection {
         if self.is_closed() {
             return;
         }
-        for (id, _) in core::mem::take(&mut self.pending) {
+        let taken = core::mem::take(&mut self.pending);
+        // The planted bug (a feature for the simulator's tests only): the requests are
+        // taken off the link but never ended.
+        #[cfg(not(feature = "planted-bug"))]
+        for (id, _) in taken {
             self.events.push_back(Event::Reply {
                 id: RequestId(id),
                 result: Err(pending.clone()),
             });
         }
+        #[cfg(feature = "planted-bug")]
+        let _ = (taken, pending);
         self.close(reason);
     }
 

@@ -68,6 +68,11 @@ impl DataRegistry {
     pub fn size(&self) -> usize {
         self.size
     }
+
+    /// Bytes it may hold.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
 }
 
 #[cfg(test)]

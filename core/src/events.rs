@@ -79,6 +79,21 @@ impl<E: Clone> Events<E> {
             .collect()
     }
 
+    /// How many subscribers there are.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// How many events are kept now.
+    pub fn recent_len(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// The limits.
+    pub fn config(&self) -> EventsConfig {
+        self.config
+    }
+
     /// Whether anyone listens.
     pub fn has_subscribers(&self) -> bool {
         !self.subscribers.is_empty()

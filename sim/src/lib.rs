@@ -17,7 +17,10 @@
 //!
 //! **The core-only simulator** ([`coresim`]) drives every node's core machines directly in
 //! one thread, no tokio and no sockets, for the cluster sizes turmoil cannot reach
-//! (`nkcluster-sim scale --control 128 --workers 100000`).
+//! (`nkcluster-sim scale --control 128 --workers 100000`) and for many seeds of random
+//! faults checked by invariants (`nkcluster-sim faults --seeds N`; a failing seed replays
+//! with `nkcluster-sim --reproduce <seed>`, printing its fault schedule and the first
+//! violated invariant).
 //!
 //! - [`net`]: the [`Net`](nkcluster::net::Net) implementation over turmoil, recording the
 //!   digest of the bytes written.

@@ -1,6 +1,17 @@
-//! Replays one scenario with one seed and prints its event log:
-//! `cargo run -p nkcluster-sim -- <scenario> <seed>` (no arguments: list scenarios).
-//! With `NKCLUSTER_LOG=info` the nodes' own log lines go to stderr.
+//! The simulator's commands:
+//!
+//! - `nkcluster-sim <scenario> <seed>`: replays one turmoil scenario with one seed and
+//!   prints its event log (no arguments: list scenarios). With `NKCLUSTER_LOG=info` the
+//!   nodes' own log lines go to stderr.
+//! - `nkcluster-sim scale [--control N] [--workers N] [--seed S]`: the core-only
+//!   scenarios at scale, with their report.
+//! - `nkcluster-sim faults [--seeds N] [--from S] [size flags]`: core-only runs under
+//!   random faults, one line per seed, stopping at the first failing seed (its schedule,
+//!   its log, its first violated invariant and the command that replays it).
+//! - `nkcluster-sim --reproduce <seed> [size flags]`: one seed's run, bit for bit: its
+//!   fault schedule, its log and its first violated invariant.
+//!
+//! Size flags: `--control N --workers N --safety SECONDS` (default 5, 60, 60).
 
 use std::process::ExitCode;
 
@@ -27,12 +38,15 @@ fn main() -> ExitCode {
             .try_init();
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("scale") {
-        return scale(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("scale") => return scale(&args[1..]),
+        Some("faults") => return faults(&args[1..], None),
+        Some("--reproduce") => return faults(&args[2..], args.get(1)),
+        _ => {}
     }
     let [name, seed] = args.as_slice() else {
         eprintln!(
-            "usage: nkcluster-sim <scenario> <seed>\n       nkcluster-sim scale [--control N] [--workers N] [--seed S]\nscenarios:"
+            "usage: nkcluster-sim <scenario> <seed>\n       nkcluster-sim scale [--control N] [--workers N] [--seed S]\n       {FAULTS_USAGE}\nscenarios:"
         );
         for (n, _) in nkcluster_sim::scenarios::ALL {
             eprintln!("  {n}");
@@ -88,6 +102,85 @@ fn scale(args: &[String]) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             println!("FAILED (seed {seed}): {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+const FAULTS_USAGE: &str = "nkcluster-sim faults [--seeds N] [--from S] [--control N] [--workers N] [--safety SECONDS]\n       nkcluster-sim --reproduce <seed> [--control N] [--workers N] [--safety SECONDS]";
+
+/// `faults ...` (`reproduce`: `None`) or `--reproduce <seed> ...`.
+fn faults(args: &[String], reproduce: Option<&String>) -> ExitCode {
+    use nkcluster_sim::coresim::faultrun::{self, FaultSize};
+    let usage = || {
+        eprintln!("usage: {FAULTS_USAGE}");
+        ExitCode::from(2)
+    };
+    let mut size = FaultSize::default();
+    let (mut from, mut seeds) = (0u64, 100u64);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let Some(v) = it.next().and_then(|v| v.parse::<u64>().ok()) else {
+            return usage();
+        };
+        match flag.as_str() {
+            "--control" => size.controls = v as usize,
+            "--workers" => size.workers = v as usize,
+            "--safety" => size.safety = std::time::Duration::from_secs(v),
+            "--seeds" if reproduce.is_none() => seeds = v,
+            "--from" if reproduce.is_none() => from = v,
+            _ => return usage(),
+        }
+    }
+    let replay = |seed: u64| {
+        format!(
+            "cargo run --release -p nkcluster-sim -- --reproduce {seed} {}",
+            size.flags()
+        )
+    };
+    if let Some(seed) = reproduce {
+        let Ok(seed) = seed.parse::<u64>() else {
+            return usage();
+        };
+        let size_ = size.clone();
+        let schedule =
+            nkcluster_sim::coresim::faults::FaultSchedule::draw(seed, &size_.cast(), size_.safety);
+        print!("{schedule}");
+        let o = faultrun::run(seed, &size, |l| println!("{l}"));
+        return match o.violation {
+            None => ExitCode::SUCCESS,
+            Some(v) => {
+                println!("first violated invariant: {}", v.invariant);
+                println!("{v}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let started = std::time::Instant::now();
+    let failed = faultrun::search(from, seeds, &size, |o| {
+        let last = o.log.last().map(String::as_str).unwrap_or("");
+        println!(
+            "{last} ({} faults, {}, {:.1} s simulated)",
+            o.schedule.faults.len(),
+            o.workload.summary(),
+            o.ended_at.as_secs_f64()
+        );
+    });
+    match failed {
+        None => {
+            println!(
+                "all {seeds} seeds from {from} passed in {:.1} s wall",
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Some(o) => {
+            print!("{}", o.schedule);
+            println!("{}", o.log.join("\n"));
+            if let Some(v) = &o.violation {
+                println!("first violated invariant: {}", v.invariant);
+            }
+            println!("first failing seed: {}\nreplay: {}", o.seed, replay(o.seed));
             ExitCode::from(1)
         }
     }

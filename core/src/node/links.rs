@@ -145,6 +145,9 @@ impl<H: Clone> NodeMachine<H> {
     /// member is up, `tried` when some URL was dialed.
     pub fn handle_mesh_dial_done(&mut self, now: Instant, member: &str, tried: bool, linked: bool) {
         self.mesh_dialing.remove(member);
+        if member.starts_with(seeds::SEED_PREFIX) {
+            return; // a seed, not a member: its link brought news, if any
+        }
         if tried && !linked && !self.stopping {
             if let Some(m) = &mut self.membership {
                 m.handle_dial_failed(now, member);

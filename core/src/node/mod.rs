@@ -19,7 +19,8 @@
 //! Files: `links` (links up and down, views), `control` (membership, hand-offs, the
 //! workers' events and their subscribers, the node table), `jobs` (status, tasks,
 //! metadata, data, redirects), `dispatch` (a peer's cluster request, with its role),
-//! `snapshot` (what the shell reads between inputs).
+//! `snapshot` (what the shell reads between inputs), `limits` (the size of every table a
+//! peer can make grow, against its limit).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
@@ -46,7 +47,9 @@ mod control;
 mod dispatch;
 mod handoff;
 mod jobs;
+mod limits;
 mod links;
+mod seeds;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -54,6 +57,7 @@ mod tests;
 pub use control::SubscribeError;
 pub use dispatch::{Dispatch, ShellWork};
 pub use handoff::{HandoffStep, HandoffTimes};
+pub use limits::TableSize;
 pub use links::LinkGone;
 pub use snapshot::{Snapshot, SnapshotStamp};
 
@@ -249,9 +253,10 @@ pub enum Output<H> {
     },
     /// Dial a control member we are not linked to (full mesh), trying `urls` in order
     /// until one authenticates or the member is linked; then report with
-    /// [`NodeMachine::handle_mesh_dial_done`].
+    /// [`NodeMachine::handle_mesh_dial_done`]. A seed round dials a `cluster_addr` entry
+    /// the same way, under the id `seed:<transport:host:port>`.
     DialMember {
-        /// The member.
+        /// The member (or the seed).
         id: String,
         /// Its URLs we could dial.
         urls: Vec<String>,
@@ -350,6 +355,8 @@ pub struct NodeMachine<H> {
     transfers: Transfers,
     /// Hand-off steps in flight.
     steps: handoff::Steps,
+    /// When a control member next dials the seeds no linked member announces.
+    seed_round: Option<Instant>,
     /// The last status told to our proxy, and on which link (a worker).
     status_told: Option<(u64, Status)>,
     /// The node is stopping: nothing new is dialed.
@@ -391,6 +398,7 @@ impl<H: Clone> NodeMachine<H> {
             transfers: Transfers::new(&settings.files_dir, settings.transfers),
             status_told: None,
             steps: Default::default(),
+            seed_round: None,
             stopping: false,
             live: Vec::new(),
             member_changes: 0,
@@ -405,6 +413,7 @@ impl<H: Clone> NodeMachine<H> {
         self.after_status();
         if !self.settings.cluster_addr.is_empty() {
             self.connector.start(now);
+            self.seeds_start(now);
         }
     }
 
@@ -423,6 +432,7 @@ impl<H: Clone> NodeMachine<H> {
             self.proxies.as_ref().and_then(Proxies::poll_timeout),
             self.workers.poll_timeout(),
             self.steps_poll_timeout(),
+            self.seed_round,
         ]
         .into_iter()
         .flatten()
@@ -439,6 +449,7 @@ impl<H: Clone> NodeMachine<H> {
         }
         self.workers.handle_timeout(now);
         self.steps_timeout(now);
+        self.seeds_timeout(now);
         self.after_membership(now);
         self.after_proxies(now);
     }

@@ -2,27 +2,49 @@
 //! [`Connection`] at each end of each link) in one thread, driven by a time-ordered event
 //! queue over a seeded link model, with no tokio and no sockets. It is what reaches the
 //! cluster size the system is for (128 control nodes, 100,000 workers), where turmoil's
-//! cost (about the cube of the host count) cannot.
+//! cost (about the cube of the host count) cannot, and what runs many seeds of random
+//! faults in seconds.
 //!
 //! What the tokio shell does around the machines is done here the same way, in
 //! miniature: outputs are performed in order (gossip, notifications, hand-off requests
 //! and their answers, releases, closes, dials of members and of the connector's plan), a
-//! peer's cluster requests are dispatched by the node machine with the peer's role, and
-//! a node's own events go back into its machine. What no scenario here needs (job
-//! classes, files, routed requests) is answered with a typed `unknown_request` error.
+//! peer's cluster requests are dispatched by the node machine with the peer's role,
+//! routed requests follow the machine's route (and fan out as the daemon's do), job
+//! requests and tasks of the workload's classes are served, and a node's own events go
+//! back into its machine. What no run needs (files, calls, the node table) is answered
+//! with a typed `unknown_request` error.
 //!
-//! The link model ([`world::LinkModel`]): each direction of a link delivers in order,
-//! each write after a latency drawn from the seed; a partition drops what crosses it and
-//! makes dials across it time out; a crashed node's links go silent (its peers find out
-//! by their idle timeout). Everything random comes from one seed: a run replays bit for
-//! bit.
+//! Every node has its own clock (counting from its process start) and a wall clock that
+//! may be off. The link model ([`links`]) is TCP as its applications see it: each
+//! direction delivers in order after a latency drawn from the seed; partitions and held
+//! links hold writes (and make dials fail) until they end, lossy links delay writes by
+//! retransmission timeouts, resets close both ends; a crashed host's links go silent.
+//! Everything random comes from one seed: a run replays bit for bit.
 //!
-//! Files: `world` (nodes, links, the event queue and timers), `shell` (the shell's part:
-//! connection events, outputs, requests, the connector), `scale` (the scenarios at
-//! scale, their invariants and their report).
+//! Two ways to run it:
+//! - [`scale`]: scripted scenarios at any size (`nkcluster-sim scale --control 128
+//!   --workers 100000`), with their figures;
+//! - [`faultrun`]: a seed's random [`faults::FaultSchedule`] on a small cluster with a
+//!   workload, a safety phase then a fault-free liveness phase, every [`invariants`]
+//!   checked (`nkcluster-sim faults --seeds N`, `nkcluster-sim --reproduce <seed>`).
+//!
+//! Files: `world` (nodes, links, the event queue, clocks), `links` (the link model under
+//! faults), `shell` (the shell's part: connection events, outputs, requests, the
+//! connector), `routing` (routed requests), `workload` (clients, job requests, tasks),
+//! `cluster` (node settings), `faults` (fault schedules), `oracle` (what a settled
+//! cluster looks like), `invariants/` (one checker per file), `faultrun` (runs under
+//! faults and the search over seeds), `scale` (the scenarios at scale and their report).
 
+pub mod cluster;
+pub mod faultrun;
+pub mod faults;
+pub mod invariants;
+pub mod links;
+pub mod oracle;
+mod routing;
 pub mod scale;
 mod shell;
+pub mod workload;
 pub mod world;
 
 #[cfg(doc)]

@@ -5,19 +5,19 @@
 //! against the minimum) and the invariant it must reach: once the live control nodes'
 //! views agree, every live worker has exactly one proxy, at its ring owner.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use nkcluster_core::Instant;
-use nkcluster_core::backoff::BackoffConfig;
-use nkcluster_core::conn::ConnectionConfig;
 use nkcluster_core::handshake::Role;
-use nkcluster_core::meta::Meta;
-use nkcluster_core::node::{HandoffTimes, NodeSettings};
-use nkcluster_core::ring::{self, PARTITIONS_DEFAULT};
-use nkcluster_core::url::parse_url_list;
+use nkcluster_core::ring::PARTITIONS_DEFAULT;
 use rand::Rng;
 
+use super::cluster::{connection_config, settings, url_of};
+use super::invariants::check_tick;
+use super::invariants::one_proxy_at_owner::Placement;
+use super::links::Block;
+use super::oracle::Oracle;
 use super::world::{Counters, LinkModel, NodeIdx, World};
 
 /// The size of a run.
@@ -29,7 +29,7 @@ pub struct Size {
     pub workers: usize,
 }
 
-/// How often convergence is checked (simulated).
+/// How often convergence and the continuous invariants are checked (simulated).
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// How long a scenario may take to converge (simulated).
 const CONVERGE_WITHIN: Duration = Duration::from_secs(120);
@@ -40,112 +40,17 @@ const SPLIT_FOR: Duration = Duration::from_secs(20);
 /// Control nodes each worker knows (its `cluster_addr`).
 const SEEDS_PER_WORKER: usize = 3;
 
-fn connection_config() -> ConnectionConfig {
-    ConnectionConfig {
-        ping_interval: Duration::from_secs(2),
-        idle_timeout: Duration::from_secs(6),
-        ..ConnectionConfig::default()
-    }
-}
-
-fn settings(me: &str, role: Role, cluster_addr: &str) -> Result<NodeSettings, String> {
-    let conn = connection_config();
-    Ok(NodeSettings {
-        me: me.to_owned(),
-        role,
-        listen: if role == Role::Control {
-            vec![format!("nkcluster://{me}:1972;transport=tcp")]
-        } else {
-            Vec::new()
-        },
-        partitions: PARTITIONS_DEFAULT,
-        wall_origin_ns: 0,
-        membership: Default::default(),
-        handoff_retry: conn.ping_interval,
-        handoff: HandoffTimes {
-            adopt: conn.connect_timeout + conn.handshake.timeout,
-            probe: conn.idle_timeout,
-            redirect: Duration::from_secs(3),
-        },
-        cluster_addr: if cluster_addr.is_empty() {
-            Vec::new()
-        } else {
-            parse_url_list(cluster_addr).map_err(|e| e.to_string())?
-        },
-        backoff: BackoffConfig::default(),
-        data_limit: 1 << 20,
-        meta: Meta::default(),
-        workers: Default::default(),
-        events: Default::default(),
-        files_dir: "/nonexistent".into(),
-        transfers: Default::default(),
-    })
-}
-
-/// Where the workers are served, when the cluster has converged.
-struct Placement {
-    /// Workers per live control node.
-    per_control: Vec<usize>,
-    /// Each worker's proxy.
-    proxy_of: HashMap<String, String>,
-}
-
-/// The invariant: the live control nodes' views agree, and then every live worker has
-/// exactly one proxy, at its owner in the ring over them. `Err` names the first
+/// The oracle's check, with the continuous invariants first; `Err` names the first
 /// violation.
-fn converged(w: &World, controls: &[NodeIdx], workers: &[NodeIdx]) -> Result<Placement, String> {
-    let live: Vec<NodeIdx> = controls
-        .iter()
-        .copied()
-        .filter(|c| w.nodes[*c].alive)
-        .collect();
-    let mut ids: Vec<String> = live.iter().map(|c| w.nodes[*c].id.clone()).collect();
-    ids.sort();
-    for c in &live {
-        let view = w.nodes[*c].machine.members();
-        if view != ids {
-            return Err(format!(
-                "views disagree: {} sees {} members of {}",
-                w.nodes[*c].id,
-                view.len(),
-                ids.len()
-            ));
-        }
+fn converged(w: &mut World) -> Result<Placement, String> {
+    check_tick(w);
+    if let Some(v) = w.checks.first() {
+        return Err(v.to_string());
     }
-    let ring = ring::place(PARTITIONS_DEFAULT, &ids).ok_or("no ring")?;
-    let mut proxies: HashMap<&str, Vec<&str>> = HashMap::new();
-    let mut per_control = Vec::new();
-    for c in &live {
-        let n = &w.nodes[*c];
-        let mut count = 0;
-        for (peer, l) in n.machine.links().iter() {
-            if l.summary.role == Role::Worker {
-                proxies.entry(peer).or_default().push(n.id.as_str());
-                count += 1;
-            }
-        }
-        per_control.push(count);
-    }
-    let mut proxy_of = HashMap::new();
-    for wk in workers.iter().filter(|i| w.nodes[**i].alive) {
-        let id = w.nodes[*wk].id.as_str();
-        let owner = ring.owner_of(id).unwrap_or("?");
-        match proxies.get(id).map(Vec::as_slice) {
-            Some([one]) if *one == owner => {
-                proxy_of.insert(id.to_owned(), owner.to_owned());
-            }
-            other => {
-                return Err(format!("worker {id}: proxies {other:?}, owner {owner}"));
-            }
-        }
-    }
-    Ok(Placement {
-        per_control,
-        proxy_of,
-    })
+    Oracle::of(w).check(w).map_err(|v| v.to_string())
 }
 
-/// Workers served by another control node in `after` than in `before`.
+/// Workers served by another control node in `after` than in `before` (or gone).
 fn moved_between(before: &Placement, after: &Placement) -> usize {
     before
         .proxy_of
@@ -156,22 +61,22 @@ fn moved_between(before: &Placement, after: &Placement) -> usize {
 
 /// Runs until [`converged`] holds (checked every `CHECK_EVERY`), at most
 /// `CONVERGE_WITHIN`. Returns the placement and when it was reached.
-fn run_to_convergence(
-    w: &mut World,
-    controls: &[NodeIdx],
-    workers: &[NodeIdx],
-) -> Result<(Placement, Duration), String> {
+fn run_to_convergence(w: &mut World) -> Result<(Placement, Duration), String> {
     let start = w.now();
     loop {
         let at = w.now() + CHECK_EVERY;
         w.run_until(at);
-        match converged(w, controls, workers) {
+        if let Some(v) = w.checks.first() {
+            return Err(v.to_string());
+        }
+        match converged(w) {
             Ok(p) => return Ok((p, w.now().saturating_duration_since(start))),
             Err(e) if w.now().saturating_duration_since(start) >= CONVERGE_WITHIN => {
                 // The offending worker's links, as the world has them.
                 let links = e
-                    .strip_prefix("worker ")
-                    .and_then(|r| r.split(':').next())
+                    .split("worker ")
+                    .nth(1)
+                    .and_then(|r| r.split(' ').next())
                     .map(|id| w.describe_conns(id).join("; "))
                     .unwrap_or_default();
                 return Err(format!(
@@ -230,7 +135,7 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
         let seedlist = if i == 0 {
             String::new()
         } else {
-            format!("nkcluster://{}:1972;transport=tcp", control_ids[0])
+            url_of(&control_ids[0])
         };
         controls.push(w.add_node(settings(id, Role::Control, &seedlist)?));
     }
@@ -244,10 +149,7 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
                 picks.push(c);
             }
         }
-        let list: Vec<String> = picks
-            .iter()
-            .map(|c| format!("nkcluster://{}:1972;transport=tcp", control_ids[*c]))
-            .collect();
+        let list: Vec<String> = picks.iter().map(|c| url_of(&control_ids[*c])).collect();
         workers.push(w.add_node(settings(
             &format!("w{i:06}"),
             Role::Worker,
@@ -267,8 +169,7 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
     for &wk in &workers {
         w.start(wk);
     }
-    let (placement, after) =
-        run_to_convergence(&mut w, &controls, &workers).map_err(|e| format!("join storm: {e}"))?;
+    let (placement, after) = run_to_convergence(&mut w).map_err(|e| format!("join storm: {e}"))?;
     report(&line(
         "join storm",
         &w,
@@ -287,7 +188,7 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
     );
     let until = w.now() + STEADY_FOR;
     w.run_until(until);
-    let steady = converged(&w, &controls, &workers).map_err(|e| format!("steady: {e}"))?;
+    let steady = converged(&mut w).map_err(|e| format!("steady: {e}"))?;
     report(&line("steady", &w, t, None, &steady, controls.len()));
     report("steady: converged");
 
@@ -300,8 +201,8 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
     let victim = controls[controls.len() / 2];
     let victim_id = w.nodes[victim].id.clone();
     w.crash(victim);
-    let (after_crash, took) = run_to_convergence(&mut w, &controls, &workers)
-        .map_err(|e| format!("control crash: {e}"))?;
+    let (after_crash, took) =
+        run_to_convergence(&mut w).map_err(|e| format!("control crash: {e}"))?;
     let moved = moved_between(&steady, &after_crash);
     let held = steady
         .proxy_of
@@ -328,19 +229,27 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
         w.counters.control_writes,
     );
     let half = controls.len() / 2;
-    for (i, &c) in controls.iter().enumerate() {
-        w.set_group(c, u8::from(i >= half));
-    }
+    let (mut a, mut b): (BTreeSet<NodeIdx>, BTreeSet<NodeIdx>) = (
+        controls[..half].iter().copied().collect(),
+        controls[half..].iter().copied().collect(),
+    );
     for &wk in &workers {
-        let side = w.rng.random_range(0..2u8);
-        w.set_group(wk, side);
+        if w.rng.random_range(0..2u8) == 0 {
+            a.insert(wk);
+        } else {
+            b.insert(wk);
+        }
     }
-    w.set_split(true);
+    let blocks: Vec<u64> = Block::between(&a, &b)
+        .into_iter()
+        .map(|blk| w.block(blk))
+        .collect();
     let until = w.now() + SPLIT_FOR;
     w.run_until(until);
-    w.set_split(false);
-    let (healed, took) = run_to_convergence(&mut w, &controls, &workers)
-        .map_err(|e| format!("split and heal: {e}"))?;
+    for id in blocks {
+        w.unblock(id);
+    }
+    let (healed, took) = run_to_convergence(&mut w).map_err(|e| format!("split and heal: {e}"))?;
     report(&line(
         "split+heal",
         &w,
@@ -366,13 +275,13 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
     );
     let mut slowest = Duration::ZERO;
     w.start(victim);
-    let (mut last, took) = run_to_convergence(&mut w, &controls, &workers)
+    let (mut last, took) = run_to_convergence(&mut w)
         .map_err(|e| format!("rolling restart, {victim_id} back: {e}"))?;
     slowest = slowest.max(took);
     for (i, &c) in controls.iter().enumerate() {
         w.crash(c);
         w.start(c);
-        let (p, took) = run_to_convergence(&mut w, &controls, &workers)
+        let (p, took) = run_to_convergence(&mut w)
             .map_err(|e| format!("rolling restart of {} ({i}): {e}", w.nodes[c].id))?;
         slowest = slowest.max(took);
         last = p;

@@ -1,13 +1,15 @@
 //! The shell's part, done the way the tokio daemon does it, without I/O: a connection's
 //! events go to its node's machine, the machine's outputs are performed in order, a
-//! peer's cluster requests are dispatched by the machine, the connector's plan is
-//! followed, and a node's own events go back into its machine.
+//! peer's cluster requests are dispatched by the machine (routed requests and job calls
+//! go to [`super::routing`] and [`super::workload`]), the connector's plan is followed,
+//! and a node's own events go back into its machine. Every request sent on a connection
+//! goes through [`World::request_on`], where the request invariant hears of it.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use nkcluster_core::cluster::{ClusterRequest, EventMsg, Stats, WireEvent, encode_answer};
-use nkcluster_core::conn::{Event, RequestError};
+use nkcluster_core::conn::{Event, RequestError, RequestId};
 use nkcluster_core::connector::ConnectorAction;
 use nkcluster_core::error::ErrorCode;
 use nkcluster_core::handshake::{Role, Side};
@@ -15,6 +17,7 @@ use nkcluster_core::message::RemoteError;
 use nkcluster_core::node::{
     Dispatch, Link, LinkGone, NODE_EVENT_CLASS, Output, PeerSummary, ShellWork,
 };
+use nkcluster_core::url::parse_url;
 use rand::Rng;
 
 use super::world::{ConnId, NodeIdx, World};
@@ -32,20 +35,34 @@ pub enum Purpose {
     Redial(String),
 }
 
+/// Who waits for the answer to one of our requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// The node machine (an [`Output::Ask`] id).
+    Machine(u64),
+    /// A routed request in progress (see [`super::routing`]).
+    Route(u64),
+    /// Nobody (a notification: an event, a subscription).
+    Notify,
+}
+
 /// How long a notification waits for its (ignored) answer.
 const NOTIFY_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl World {
     /// One event of connection `id`.
     pub(super) fn conn_event(&mut self, id: ConnId, e: Event) {
-        let now = self.now;
-        let Some(c) = self.conns.get_mut(&id) else {
+        let Some(c) = self.conns.get(&id) else {
             return;
         };
         let node = c.node;
         if !self.nodes[node].alive {
             return;
         }
+        let now = self.clock(node);
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         let peer = c.conn.peer().map(|p| (p.node_id.clone(), p.role));
         match e {
             Event::Authenticated(p) => {
@@ -67,17 +84,29 @@ impl World {
                 body,
                 ..
             } => {
-                let answer = self.serve(node, peer, &class, body);
-                if let Some(c) = self.conns.get_mut(&id) {
+                if let Some(answer) = self.serve((id, rid), node, peer, &class, body)
+                    && let Some(c) = self.conns.get_mut(&id)
+                {
                     c.conn.reply(rid, answer);
                 }
             }
             Event::Reply { id: rid, result } => {
-                let Some(ask) = c.asks.remove(&rid.0) else {
-                    return;
-                };
-                let r = result.map(|_| ()).map_err(|e| ErrorCode::parse(e.code()));
-                self.nodes[node].machine.handle_answer(now, ask, r);
+                let asked = c.asks.remove(&rid.0);
+                let (me, peer_node) = (&self.nodes[node].id, &self.nodes[c.peer_node].id);
+                self.checks
+                    .requests
+                    .replied((id, rid.0), self.now, (me, peer_node), &result);
+                match asked {
+                    None | Some(Asked::Notify) => return,
+                    Some(Asked::Route(route)) => {
+                        self.route_reply(route, result);
+                        return;
+                    }
+                    Some(Asked::Machine(ask)) => {
+                        let r = result.map(|_| ()).map_err(|e| ErrorCode::parse(e.code()));
+                        self.nodes[node].machine.handle_answer(now, ask, r);
+                    }
+                }
             }
             Event::Gossip(view) => {
                 if let Some((p, _)) = peer {
@@ -110,43 +139,62 @@ impl World {
         self.after_input(node);
     }
 
-    /// A peer's request to `node`: the probe class, or a cluster request the machine
-    /// dispatches. Shell work no scenario needs is refused with a typed error.
+    /// A peer's request `rid` on end `conn` of `node`: the probe class, or a cluster request
+    /// the machine dispatches. `None`: answered later (a routed request, a job request
+    /// being served). Shell work no run needs is refused with a typed error.
     fn serve(
         &mut self,
+        (conn, rid): (ConnId, u64),
         node: NodeIdx,
         peer: Option<(String, Role)>,
         class: &str,
         body: Bytes,
-    ) -> Result<Bytes, RemoteError> {
+    ) -> Option<Result<Bytes, RemoteError>> {
         if class == "nkcluster.echo" {
-            return Ok(body);
+            return Some(Ok(body));
         }
-        let now = self.now;
+        let now = self.clock(node);
         let req = match ClusterRequest::decode(class, &body) {
             None => {
-                return Err(RemoteError::new(
+                return Some(Err(RemoteError::new(
                     ErrorCode::UnknownClass,
                     format!("no class {class} in the core-only simulator"),
-                ));
+                )));
             }
-            Some(Err(e)) => return Err(RemoteError::new(e.code(), e.to_string())),
+            Some(Err(e)) => return Some(Err(RemoteError::new(e.code(), e.to_string()))),
             Some(Ok(req)) => req,
         };
         let Some((from, role)) = peer else {
-            return Err(RemoteError::new(
+            return Some(Err(RemoteError::new(
                 ErrorCode::Forbidden,
                 "a request before authentication",
-            ));
+            )));
+        };
+        // A worker's event, for the event invariant (heard if the machine takes it).
+        let event = match &req {
+            ClusterRequest::JobEvent(ev) if role == Role::Worker => Some(ev.clone()),
+            _ => None,
         };
         let m = &mut self.nodes[node].machine;
         match m.handle_request(now, &from, role, req) {
-            Dispatch::Answer(r) => r,
-            Dispatch::Shell(ShellWork::GetInfo) => encode_answer(&m.node_info(Stats::default())),
-            Dispatch::Shell(_) => Err(RemoteError::new(
-                ErrorCode::UnknownRequest,
-                "not simulated by the core-only driver",
-            )),
+            Dispatch::Answer(r) => {
+                if let (Some(ev), Ok(_)) = (event, &r)
+                    && let Some(peer_end) = self.conns.get(&conn).map(|c| c.peer)
+                {
+                    let at = self.now;
+                    let me = self.nodes[node].id.clone();
+                    self.checks.events.heard(peer_end, &me, &ev, at);
+                }
+                Some(r)
+            }
+            Dispatch::Shell(ShellWork::GetInfo) => {
+                Some(encode_answer(&m.node_info(Stats::default())))
+            }
+            Dispatch::Shell(ShellWork::Route(req)) => {
+                self.serve_route(node, (conn, rid), req);
+                None
+            }
+            Dispatch::Shell(work) => self.serve_job((conn, rid), node, work),
         }
     }
 
@@ -158,7 +206,7 @@ impl World {
         authenticated: bool,
         why: Option<(&str, String)>,
     ) {
-        let now = self.now;
+        let now = self.clock(node);
         let random: u64 = self.rng.random();
         let n = &mut self.nodes[node];
         match purpose {
@@ -188,12 +236,14 @@ impl World {
 
     /// Performs node `idx`'s outputs, in order, until it has none left.
     pub(super) fn perform_outputs(&mut self, idx: NodeIdx) {
-        let now = self.now;
+        let now = self.clock(idx);
+        let worker = self.nodes[idx].identity.role == Role::Worker;
         loop {
             let mut touched: Vec<ConnId> = Vec::new();
             let mut answers: Vec<(u64, Result<(), ErrorCode>)> = Vec::new();
             let mut own: Vec<EventMsg> = Vec::new();
-            let mut dials: Vec<(NodeIdx, super::shell::Purpose)> = Vec::new();
+            let mut dials: Vec<(NodeIdx, Purpose)> = Vec::new();
+            let mut undialable: Vec<String> = Vec::new();
             while let Some(o) = self.nodes[idx].machine.poll_output() {
                 match o {
                     Output::Gossip { link, view } => {
@@ -203,16 +253,29 @@ impl World {
                         }
                     }
                     Output::Notify { link, request } => {
-                        if let (Some(c), Ok((class, body))) =
-                            (self.conns.get_mut(&link), request.encode())
-                        {
-                            let _ = c.conn.request(now, class, body, NOTIFY_TIMEOUT);
+                        let Ok((class, body)) = request.encode() else {
+                            continue;
+                        };
+                        let sent =
+                            self.request_on(link, class, body, NOTIFY_TIMEOUT, Asked::Notify);
+                        if sent.is_ok() {
                             touched.push(link);
+                            if let (true, ClusterRequest::JobEvent(ev)) = (worker, request) {
+                                let at = self.now;
+                                let peer = self.conns.get(&link).map_or(0, |c| c.peer);
+                                self.checks.events.sent((link, peer), ev, at);
+                            }
                         }
                     }
-                    Output::DialMember { id, .. } => {
-                        if let Some(&t) = self.by_id.get(&id) {
-                            dials.push((t, Purpose::Mesh(id)));
+                    Output::DialMember { id, urls } => {
+                        // The first URL that names a node (its host is the node id).
+                        match urls
+                            .iter()
+                            .filter_map(|u| parse_url(u).ok())
+                            .find_map(|u| self.node_of_url(&u))
+                        {
+                            Some(t) => dials.push((t, Purpose::Mesh(id))),
+                            None => undialable.push(id),
                         }
                     }
                     Output::Ask {
@@ -221,15 +284,9 @@ impl World {
                         class,
                         body,
                         timeout,
-                    } => match self.conns.get_mut(&link) {
-                        Some(c) => match c.conn.request(now, &class, body, timeout) {
-                            Ok(rid) => {
-                                c.asks.insert(rid.0, id);
-                                touched.push(link);
-                            }
-                            Err(e) => answers.push((id, Err(ErrorCode::parse(e.code())))),
-                        },
-                        None => answers.push((id, Err(ErrorCode::ConnectionFailed))),
+                    } => match self.request_on(link, &class, body, timeout, Asked::Machine(id)) {
+                        Ok(_) => touched.push(link),
+                        Err(e) => answers.push((id, Err(ErrorCode::parse(e.code())))),
                     },
                     Output::Release { to, links, .. } => {
                         for l in links {
@@ -283,12 +340,15 @@ impl World {
             for c in touched {
                 self.flush(c);
             }
-            if answers.is_empty() && own.is_empty() {
+            if answers.is_empty() && own.is_empty() && undialable.is_empty() {
                 return;
             }
             let m = &mut self.nodes[idx].machine;
             for (id, r) in answers {
                 m.handle_answer(now, id, r);
+            }
+            for member in undialable {
+                m.handle_mesh_dial_done(now, &member, false, false);
             }
             for ev in own {
                 m.handle_own_event(now, ev);
@@ -299,7 +359,7 @@ impl World {
     /// Follows node `idx`'s connector: dials what it names, waits while a control link
     /// lasts, reports the loss.
     pub(super) fn follow_connector(&mut self, idx: NodeIdx) {
-        let now = self.now;
+        let now = self.clock(idx);
         loop {
             let action = self.nodes[idx].machine.connector_mut().poll_action();
             match action {
@@ -331,5 +391,39 @@ impl World {
                 }
             }
         }
+    }
+}
+
+impl World {
+    /// Sends a request on end `conn` (of a live node) and remembers who waits for it;
+    /// the request invariant hears of it. A link that is gone fails `connection_failed`
+    /// (the daemon's command channel is closed). The caller flushes `conn`.
+    pub(super) fn request_on(
+        &mut self,
+        conn: ConnId,
+        class: &str,
+        body: Bytes,
+        timeout: Duration,
+        asked: Asked,
+    ) -> Result<RequestId, RequestError> {
+        let Some(c) = self.conns.get(&conn) else {
+            return Err(RequestError::ConnectionFailed);
+        };
+        let node = c.node;
+        let now = self.clock(node);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Err(RequestError::ConnectionFailed);
+        };
+        let rid = c.conn.request(now, class, body, timeout)?;
+        c.asks.insert(rid.0, asked);
+        let at = self.now;
+        self.checks.requests.issued(
+            (conn, rid.0),
+            (node, &self.nodes[node].id),
+            class,
+            at,
+            timeout,
+        );
+        Ok(rid)
     }
 }

@@ -1,9 +1,14 @@
 //! The simulated world: nodes, links between their connection machines, the event queue
-//! and the clock. A node is its core [`NodeMachine`]; a link is two [`Connection`]s, one
-//! per end, whose writes reach the other end after the link model's latency.
+//! and the clocks. A node is its core [`NodeMachine`]; a link is two [`Connection`]s, one
+//! per end, whose writes reach the other end as the link model ([`super::links`]) says.
+//!
+//! Every node has its own clock: the `now` its machines see counts from its process's
+//! start (as the daemon's does), and its wall clock may be off by a skew the fault
+//! schedule draws. The world's time orders the event queue; a node's time is only ever
+//! compared with itself.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,14 +21,16 @@ use nkcluster_core::url::ClusterUrl;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::shell::Purpose;
+use super::invariants::Checks;
+use super::links::LinkFaults;
+use super::shell::{Asked, Purpose};
 
 /// A node's index in the world.
 pub type NodeIdx = usize;
 /// One end of a link (unique in the world).
 pub type ConnId = u64;
 
-/// How links behave.
+/// How links behave when nothing is wrong (faults add to it: see [`super::links`]).
 #[derive(Debug, Clone)]
 pub struct LinkModel {
     /// One-way latency, drawn uniformly from this range for every write.
@@ -31,6 +38,10 @@ pub struct LinkModel {
     /// How long a dial to an unreachable node takes to fail.
     pub connect_timeout: Duration,
 }
+
+/// The wall clock at the world's time zero, Unix ns (2024-01-01): a node's wall clock is
+/// this plus the world's time plus its skew.
+pub const WALL_EPOCH_NS: u64 = 1_704_067_200_000_000_000;
 
 /// One simulated node.
 pub struct SimNode {
@@ -42,8 +53,12 @@ pub struct SimNode {
     pub machine: NodeMachine<ConnId>,
     /// Running (a crashed node keeps its index; its machine is rebuilt at restart).
     pub alive: bool,
-    /// Which side of a partition it is on.
-    pub group: u8,
+    /// How many times it started (a run's timers and tasks name their run).
+    pub run: u64,
+    /// World time at which its clock reads zero (its process start, roughly).
+    pub origin: Instant,
+    /// Its wall clock's error, ms (taken at each start).
+    pub wall_skew_ms: i64,
     /// The deadline its timer event is queued for.
     pub(super) armed: Option<Instant>,
     /// The connector's link in progress (workers).
@@ -66,8 +81,8 @@ pub struct SimConn {
     /// When the last write in this direction arrives (writes arrive in order).
     pub(super) last_arrival: Instant,
     pub(super) armed: Option<Instant>,
-    /// Our requests whose answers go to the machine (`Output::Ask` ids), by request id.
-    pub(super) asks: HashMap<u64, u64>,
+    /// Who waits for each of our requests, by request id.
+    pub(super) asks: BTreeMap<u64, Asked>,
     /// Peer requests being served by a dial in progress (adoption).
     pub(super) remote: String,
 }
@@ -76,18 +91,33 @@ pub struct SimConn {
 pub(super) enum Ev {
     /// Bytes written by `from` arrive at its peer `to`.
     Deliver { to: ConnId, bytes: Bytes },
-    /// A connection's deadline.
+    /// A connection's deadline (on its node's clock).
     ConnTimer { conn: ConnId, at: Instant },
-    /// A node's deadline (machine and connector).
-    NodeTimer { node: NodeIdx, at: Instant },
-    /// The other end's transport closed (after its last writes).
-    Eof { to: ConnId },
-    /// A dial that reached nothing fails.
+    /// A node's deadline (machine and connector; on its clock), in run `run`.
+    NodeTimer {
+        node: NodeIdx,
+        run: u64,
+        at: Instant,
+    },
+    /// The other end's transport closed (after its last writes), or was reset.
+    Eof { to: ConnId, detail: &'static str },
+    /// A dial (by node `node`'s run `run`) that reached nothing fails.
     DialFailed {
         node: NodeIdx,
+        run: u64,
         purpose: Purpose,
         detail: String,
     },
+    /// A job request served by a node's shell is done: its answer goes out.
+    Answer {
+        conn: ConnId,
+        rid: u64,
+        result: Result<Bytes, nkcluster_core::message::RemoteError>,
+    },
+    /// A task of node `node`'s run `run` ends by itself.
+    TaskEnd { node: NodeIdx, run: u64, task: u64 },
+    /// Control node `node` (in run `run`) issues its next workload request.
+    Client { node: NodeIdx, run: u64 },
 }
 
 /// Counters of a run.
@@ -122,8 +152,12 @@ pub struct World {
     pub(super) key: Key,
     pub(super) conn_config: ConnectionConfig,
     pub(super) link: LinkModel,
-    /// A partition is in force: writes and dials between groups are lost.
-    pub(super) split: bool,
+    /// Partitions, held links, slow and lossy links in force, and the writes they hold.
+    pub(super) faults: LinkFaults,
+    /// The invariants checked as events happen, and the first violation.
+    pub checks: Checks,
+    /// The workload's state (requests in flight, tasks), when one runs.
+    pub(super) workload: super::workload::Workload,
     /// What happened so far.
     pub counters: Counters,
 }
@@ -146,7 +180,9 @@ impl World {
             key: Key::derive("sim-password", "sim", 1),
             conn_config,
             link,
-            split: false,
+            faults: LinkFaults::default(),
+            checks: Checks::default(),
+            workload: Default::default(),
             counters: Counters::default(),
         }
     }
@@ -174,7 +210,9 @@ impl World {
             identity,
             machine: NodeMachine::new(settings.clone()),
             alive: false,
-            group: 0,
+            run: 0,
+            origin: Instant::ZERO,
+            wall_skew_ms: 0,
             armed: None,
             connector_link: None,
             connector_waits: false,
@@ -183,47 +221,92 @@ impl World {
         idx
     }
 
-    /// Starts (or restarts, with a fresh machine and instance) node `idx`.
+    /// Starts (or restarts, with a fresh machine and instance) node `idx`. Its clock
+    /// starts a little before (its process started), its wall clock is off by its skew.
     pub fn start(&mut self, idx: NodeIdx) {
-        let now = self.now;
         let instance = self.rng.random();
+        let boot = Duration::from_micros(self.rng.random_range(0..=2_000_000));
+        let origin = Instant::from_nanos(
+            self.now
+                .as_nanos()
+                .saturating_sub(u64::try_from(boot.as_nanos()).unwrap_or(0)),
+        );
         let n = &mut self.nodes[idx];
+        n.origin = origin;
+        n.run += 1;
+        n.settings.wall_origin_ns = wall_origin_ns(origin, n.wall_skew_ms);
         n.machine = NodeMachine::new(n.settings.clone());
         n.identity.instance = instance;
         n.alive = true;
         n.armed = None;
         n.connector_link = None;
         n.connector_waits = false;
-        n.machine.start(now);
+        let now = self.clock(idx);
+        self.nodes[idx].machine.start(now);
         self.after_input(idx);
+        self.client_started(idx);
     }
 
-    /// Crashes node `idx`: its links go silent (peers notice by their idle timeout).
+    /// Node `idx`'s clock now (what its machines are told).
+    pub fn clock(&self, idx: NodeIdx) -> Instant {
+        Instant::from_nanos(
+            self.now
+                .as_nanos()
+                .saturating_sub(self.nodes[idx].origin.as_nanos()),
+        )
+    }
+
+    /// The world time at which node `idx`'s clock reads `local`.
+    pub(super) fn world_time(&self, idx: NodeIdx, local: Instant) -> Instant {
+        self.nodes[idx].origin + local.since_origin()
+    }
+
+    /// Crashes node `idx`'s host: its links go silent (peers notice by their idle
+    /// timeout), and what it had not sent yet is lost.
     pub fn crash(&mut self, idx: NodeIdx) {
         self.nodes[idx].alive = false;
-        let mine: Vec<ConnId> = self
+        for id in self.conns_of(idx) {
+            self.conns.remove(&id);
+            self.faults.drop_held(id);
+        }
+        self.checks.node_down(idx);
+        self.workload.node_down(idx);
+    }
+
+    /// Kills node `idx`'s process: its host's kernel closes its connections, so each
+    /// peer reads an end of file after the last bytes it was sent.
+    pub fn kill(&mut self, idx: NodeIdx) {
+        self.nodes[idx].alive = false;
+        // Its own requests die with it (before its links close under them).
+        self.checks.node_down(idx);
+        self.workload.node_down(idx);
+        for id in self.conns_of(idx) {
+            self.remove_conn(id);
+        }
+    }
+
+    /// Stops node `idx` in order, as the daemon does on a signal: a control member
+    /// leaves the membership, every link closes in order; then the process exits.
+    pub fn stop(&mut self, idx: NodeIdx) {
+        if !self.nodes[idx].alive {
+            return;
+        }
+        let now = self.clock(idx);
+        self.nodes[idx].machine.handle_shutdown(now);
+        self.after_input(idx);
+        self.kill(idx);
+    }
+
+    /// Node `idx`'s connection ends, by id (sorted: the order is part of a replay).
+    fn conns_of(&self, idx: NodeIdx) -> Vec<ConnId> {
+        let mut ids: Vec<ConnId> = self
             .conns
             .iter()
             .filter(|(_, c)| c.node == idx)
             .map(|(id, _)| *id)
             .collect();
-        for id in mine {
-            self.conns.remove(&id);
-        }
-    }
-
-    /// Puts node `idx` on side `group` of the partition.
-    pub fn set_group(&mut self, idx: NodeIdx, group: u8) {
-        self.nodes[idx].group = group;
-    }
-
-    /// Starts or ends the partition between groups.
-    pub fn set_split(&mut self, split: bool) {
-        self.split = split;
-    }
-
-    pub(super) fn reachable(&self, a: NodeIdx, b: NodeIdx) -> bool {
-        !self.split || self.nodes[a].group == self.nodes[b].group
+        ids.sort_unstable();
+        ids
     }
 
     /// Runs every event up to `until`.
@@ -254,21 +337,27 @@ impl World {
     fn handle(&mut self, ev: Ev) {
         match ev {
             Ev::Deliver { to, bytes } => {
-                let now = self.now;
-                let Some(c) = self.conns.get_mut(&to) else {
+                let Some(c) = self.conns.get(&to) else {
                     return;
                 };
+                let (node, peer_node) = (c.node, c.peer_node);
                 self.counters.writes += 1;
-                if self.nodes[c.node].identity.role == Role::Control
-                    || self.nodes[c.peer_node].identity.role == Role::Control
+                if self.nodes[node].identity.role == Role::Control
+                    || self.nodes[peer_node].identity.role == Role::Control
                 {
                     self.counters.control_writes += 1;
                 }
-                c.conn.handle_input(now, &bytes);
+                let now = self.clock(node);
+                if let Some(c) = self.conns.get_mut(&to) {
+                    c.conn.handle_input(now, &bytes);
+                }
                 self.flush(to);
             }
             Ev::ConnTimer { conn, at } => {
-                let now = self.now;
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
+                let now = self.clock(c.node);
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
@@ -283,10 +372,10 @@ impl World {
                 }
                 self.flush(conn);
             }
-            Ev::NodeTimer { node, at } => {
-                let now = self.now;
+            Ev::NodeTimer { node, run, at } => {
+                let now = self.clock(node);
                 let n = &mut self.nodes[node];
-                if !n.alive || n.armed != Some(at) {
+                if !n.alive || n.run != run || n.armed != Some(at) {
                     return;
                 }
                 n.armed = None;
@@ -296,38 +385,45 @@ impl World {
                 n.machine.connector_mut().handle_timeout(now);
                 self.after_input(node);
             }
-            Ev::Eof { to } => {
-                let now = self.now;
-                if let Some(c) = self.conns.get_mut(&to) {
-                    c.conn.handle_transport_closed(now, "eof");
+            Ev::Eof { to, detail } => {
+                if let Some(c) = self.conns.get(&to) {
+                    let now = self.clock(c.node);
+                    if let Some(c) = self.conns.get_mut(&to) {
+                        c.conn.handle_transport_closed(now, detail);
+                    }
                     self.flush(to);
                 }
             }
             Ev::DialFailed {
                 node,
+                run,
                 purpose,
                 detail,
             } => {
                 self.counters.dials_failed += 1;
-                if self.nodes[node].alive {
+                if self.nodes[node].alive && self.nodes[node].run == run {
                     self.dial_ended(node, purpose, false, Some(("no_connections", detail)));
                 }
             }
+            Ev::Answer { conn, rid, result } => self.answer(conn, rid, result),
+            Ev::TaskEnd { node, run, task } => self.task_ended(node, run, task),
+            Ev::Client { node, run } => self.client_request(node, run),
         }
     }
 
     /// Dials node `to` from node `from`: both ends' machines start now; what they write
-    /// travels with the link model. A dial to a node that is down or across the
-    /// partition fails after the connect timeout.
+    /// travels with the link model. A dial to a node that is down or cut off (either way)
+    /// fails after the connect timeout.
     pub(super) fn dial(&mut self, from: NodeIdx, to: NodeIdx, purpose: Purpose) -> Option<ConnId> {
-        let now = self.now;
-        if !self.nodes[to].alive || !self.reachable(from, to) {
+        if !self.nodes[to].alive || !self.can_dial(from, to) {
             let detail = format!("{} unreachable", self.nodes[to].id);
-            let at = now + self.link.connect_timeout;
+            let at = self.now + self.link.connect_timeout;
+            let run = self.nodes[from].run;
             self.schedule(
                 at,
                 Ev::DialFailed {
                     node: from,
+                    run,
                     purpose,
                     detail,
                 },
@@ -346,9 +442,9 @@ impl World {
                 key: self.key.clone(),
                 nonce: self.rng.random(),
                 channel_binding: Vec::new(),
-                wall_origin_ns: 0,
+                wall_origin_ns: self.nodes[me].settings.wall_origin_ns,
             };
-            let conn = Connection::new(self.conn_config.clone(), params, now);
+            let conn = Connection::new(self.conn_config.clone(), params, self.clock(me));
             self.conns.insert(
                 id,
                 SimConn {
@@ -358,9 +454,9 @@ impl World {
                     peer,
                     purpose,
                     authenticated: false,
-                    last_arrival: now,
+                    last_arrival: self.now,
                     armed: None,
-                    asks: HashMap::new(),
+                    asks: BTreeMap::new(),
                     remote: format!("tcp:{}:1972", self.nodes[other].id),
                 },
             );
@@ -373,10 +469,11 @@ impl World {
     /// After an input to connection `id`: its writes go on the wire, its events to its
     /// node, its deadline to the queue.
     ///
-    /// Re-entrant: an event may make the node write on this connection again (and flush
-    /// it); each flush takes the events that are there when it starts.
+    /// Re-entrant: an event may make the node act on this connection again (write, close)
+    /// and flush it. Events are taken one at a time, so a nested flush goes on with the
+    /// events after the current one, in the connection's order (a close the node asks
+    /// for while a reply is being handled comes after the replies queued before it).
     pub(super) fn flush(&mut self, id: ConnId) {
-        let now = self.now;
         loop {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
@@ -385,37 +482,16 @@ impl World {
             while let Some(b) = c.conn.poll_transmit() {
                 out.extend_from_slice(&b);
             }
-            let events: Vec<Event> = std::iter::from_fn(|| c.conn.poll_event()).collect();
-            let (peer, from, to) = (c.peer, c.node, c.peer_node);
-            if !out.is_empty() && self.reachable(from, to) {
-                let (lo, hi) = self.link.latency;
-                let span = hi.saturating_sub(lo).as_micros() as u64;
-                let jitter = if span == 0 {
-                    0
-                } else {
-                    self.rng.random_range(0..=span)
-                };
-                let Some(c) = self.conns.get_mut(&id) else {
-                    return;
-                };
-                let at = (now + lo + Duration::from_micros(jitter)).max(c.last_arrival);
-                c.last_arrival = at;
-                self.schedule(
-                    at,
-                    Ev::Deliver {
-                        to: peer,
-                        bytes: Bytes::from(out),
-                    },
-                );
+            let event: Option<Event> = c.conn.poll_event();
+            if !out.is_empty() {
+                self.transmit(id, Bytes::from(out));
             }
-            if events.is_empty() {
-                break;
-            }
-            for e in events {
-                self.conn_event(id, e);
+            match event {
+                Some(e) => self.conn_event(id, e),
+                None => break,
             }
         }
-        let Some(c) = self.conns.get_mut(&id) else {
+        let Some(c) = self.conns.get(&id) else {
             return;
         };
         // A closed end is removed with its last event (`Closed`, in `conn_event`).
@@ -429,8 +505,11 @@ impl World {
         if let Some(at) = t
             && c.armed.is_none_or(|armed| at < armed)
         {
-            c.armed = t;
-            self.schedule(at, Ev::ConnTimer { conn: id, at });
+            let world_at = self.world_time(c.node, at);
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.armed = t;
+            }
+            self.schedule(world_at, Ev::ConnTimer { conn: id, at });
         }
     }
 
@@ -451,7 +530,9 @@ impl World {
             && n.armed.is_none_or(|armed| at < armed)
         {
             n.armed = t;
-            self.schedule(at, Ev::NodeTimer { node: idx, at });
+            let run = n.run;
+            let world_at = self.world_time(idx, at);
+            self.schedule(world_at, Ev::NodeTimer { node: idx, run, at });
         }
     }
 
@@ -459,19 +540,32 @@ impl World {
     pub(super) fn node_of_url(&self, url: &ClusterUrl) -> Option<NodeIdx> {
         self.by_id.get(&url.host.to_string()).copied()
     }
+
+    /// Node `id`'s index.
+    pub fn node_idx(&self, id: &str) -> Option<NodeIdx> {
+        self.by_id.get(id).copied()
+    }
+}
+
+/// A node's wall clock at its clock's zero (`origin` on the world's clock), Unix ns.
+fn wall_origin_ns(origin: Instant, skew_ms: i64) -> u64 {
+    let ns =
+        i128::from(WALL_EPOCH_NS) + i128::from(origin.as_nanos()) + i128::from(skew_ms) * 1_000_000;
+    u64::try_from(ns.max(0)).unwrap_or(u64::MAX)
 }
 
 impl World {
     /// The transport of connection `id` closes after its last writes: it leaves the
-    /// world, and the other end reads its end of file.
+    /// world (the checks hear of it), and the other end reads its end of file.
     pub(super) fn remove_conn(&mut self, id: ConnId) {
         let Some(c) = self.conns.remove(&id) else {
             return;
         };
-        if self.reachable(c.node, c.peer_node) {
-            let at = c.last_arrival.max(self.now);
-            self.schedule(at, Ev::Eof { to: c.peer });
-        }
+        let at = self.now;
+        let peer_open = self.conns.contains_key(&c.peer);
+        self.checks
+            .conn_removed((id, c.peer), &self.nodes[c.node].id, peer_open, at);
+        self.transmit_eof(id, &c);
     }
 
     /// Every connection end at or to node `id`, described (failure reports).

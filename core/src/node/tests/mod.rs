@@ -142,4 +142,6 @@ fn worker_of_c2(c1: &NodeMachine<u64>) -> String {
 
 mod control;
 mod jobs;
+mod limits;
+mod seeds;
 mod snapshot;
