@@ -17,10 +17,11 @@
 //! by their idle timeout). Everything random comes from one seed: a run replays bit for
 //! bit.
 //!
-//! Files: `world` (nodes, links, the event queue and timers), `shell` (the shell's part:
+//! Files: `world` (nodes, links, timers), `queue` (the event queue), `shell` (the shell's part:
 //! connection events, outputs, requests, the connector), `scale` (the scenarios at
 //! scale, their invariants and their report).
 
+mod queue;
 pub mod scale;
 mod shell;
 pub mod world;

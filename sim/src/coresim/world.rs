@@ -2,8 +2,7 @@
 //! and the clock. A node is its core [`NodeMachine`]; a link is two [`Connection`]s, one
 //! per end, whose writes reach the other end after the link model's latency.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +15,7 @@ use nkcluster_core::url::ClusterUrl;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::queue::Queue;
 use super::shell::Purpose;
 
 /// A node's index in the world.
@@ -108,11 +108,7 @@ pub struct Counters {
 /// See the module docs.
 pub struct World {
     pub(super) now: Instant,
-    pub(super) queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    /// Queued events by sequence number (the heap holds only keys).
-    pub(super) events: HashMap<usize, Ev>,
-    pub(super) next_seq: u64,
-    pub(super) next_slot: usize,
+    pub(super) queue: Queue<Ev>,
     pub(super) rng: StdRng,
     /// Every node, started or not.
     pub nodes: Vec<SimNode>,
@@ -133,10 +129,7 @@ impl World {
     pub fn new(seed: u64, conn_config: ConnectionConfig, link: LinkModel) -> Self {
         World {
             now: Instant::ZERO,
-            queue: BinaryHeap::new(),
-            events: HashMap::new(),
-            next_seq: 0,
-            next_slot: 0,
+            queue: Queue::new(),
             rng: StdRng::seed_from_u64(seed),
             nodes: Vec::new(),
             by_id: HashMap::new(),
@@ -228,14 +221,7 @@ impl World {
 
     /// Runs every event up to `until`.
     pub fn run_until(&mut self, until: Instant) {
-        while let Some(Reverse((at, _, slot))) = self.queue.peek().copied() {
-            if at > until {
-                break;
-            }
-            self.queue.pop();
-            let Some(ev) = self.events.remove(&slot) else {
-                continue;
-            };
+        while let Some((at, ev)) = self.queue.pop_until(until) {
             self.now = at;
             self.counters.events += 1;
             self.handle(ev);
@@ -244,11 +230,7 @@ impl World {
     }
 
     pub(super) fn schedule(&mut self, at: Instant, ev: Ev) {
-        let slot = self.next_slot;
-        self.next_slot += 1;
-        self.events.insert(slot, ev);
-        self.queue.push(Reverse((at, self.next_seq, slot)));
-        self.next_seq += 1;
+        self.queue.push(at, ev);
     }
 
     fn handle(&mut self, ev: Ev) {
