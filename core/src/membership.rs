@@ -435,6 +435,15 @@ impl Membership {
         self.events.pop_front()
     }
 
+    /// The record of `id` as [`view`](Self::view) has it (ourselves included; not a
+    /// removed member), without copying the view.
+    pub fn record(&self, id: &str) -> Option<&MemberInfo> {
+        if id == self.me.id {
+            return Some(&self.me);
+        }
+        self.others.get(id).filter(|r| !r.removed).map(|r| &r.info)
+    }
+
     /// The whole view now (ourselves first, tombstones included), whether or not it
     /// changed: for a newly linked member.
     pub fn view(&self) -> Vec<MemberInfo> {
@@ -566,6 +575,10 @@ mod tests {
         a.handle_link_down(Instant::from_millis(1000), "b");
         assert_eq!(events(&mut a), [MemberEvent::Down("b".into())]);
         assert_eq!(a.live(), ["a"]);
+        // A down member's record is still in the view, as is ours.
+        assert_eq!(a.record("b"), Some(&info("b", 1, 0, Status::Down)));
+        assert_eq!(a.record("a"), Some(a.me()));
+        assert_eq!(a.record("z"), None);
         // Still dialed: after a partition heals only a new link brings it back.
         assert_eq!(a.to_dial().len(), 1);
         // Redial rounds (every 2 s) come before the removal at 11 s.
@@ -574,6 +587,8 @@ mod tests {
         assert_eq!(events(&mut a), []);
         a.handle_timeout(Instant::from_millis(11_000));
         assert_eq!(events(&mut a), [MemberEvent::Removed("b".into())]);
+        assert_eq!(a.record("b"), None);
+        assert!(a.view().iter().all(|r| r.id != "b"));
         // Removed: no more redials; the tombstone expires after another period.
         assert_eq!(a.poll_timeout(), Some(Instant::from_millis(12_999)));
         a.handle_timeout(Instant::from_millis(12_999));
