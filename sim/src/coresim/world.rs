@@ -363,13 +363,27 @@ impl World {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
-            let mut out: Vec<u8> = Vec::new();
+            // One write: a lone chunk (a ping, a pong, a small message) goes as it is,
+            // several are joined.
+            let mut out: Option<Bytes> = None;
+            let mut joined: Vec<u8> = Vec::new();
             while let Some(b) = c.conn.poll_transmit() {
-                out.extend_from_slice(&b);
+                match out.take() {
+                    None if joined.is_empty() => out = Some(b),
+                    prev => {
+                        joined.extend_from_slice(prev.as_deref().unwrap_or_default());
+                        joined.extend_from_slice(&b);
+                    }
+                }
+            }
+            if !joined.is_empty() {
+                out = Some(Bytes::from(joined));
             }
             let events: Vec<Event> = std::iter::from_fn(|| c.conn.poll_event()).collect();
             let (peer, from, to) = (c.peer, c.node, c.peer_node);
-            if !out.is_empty() && self.reachable(from, to) {
+            if let Some(out) = out.filter(|b| !b.is_empty())
+                && self.reachable(from, to)
+            {
                 let (lo, hi) = self.link.latency;
                 let span = hi.saturating_sub(lo).as_micros() as u64;
                 let jitter = if span == 0 {
@@ -386,7 +400,7 @@ impl World {
                     at,
                     Ev::Deliver {
                         to: peer,
-                        bytes: Bytes::from(out),
+                        bytes: out,
                     },
                 );
             }
