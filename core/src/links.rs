@@ -8,7 +8,7 @@
 //! path after every change) shares everything with the original and costs O(1); a
 //! change costs O(log n), whatever the number of copies alive.
 
-use rpds::RedBlackTreeMapSync;
+use rpds::{RedBlackTreeMapSync, RedBlackTreeSetSync};
 
 use crate::handshake::Role;
 use crate::mesh::{KeepLink, duplicate_link};
@@ -41,6 +41,10 @@ pub struct LinkTable<L> {
     me: String,
     me_control: bool,
     links: RedBlackTreeMapSync<String, PeerLinks<L>>,
+    /// The peers with a control link: what [`control_links`](Self::control_links) walks
+    /// (a control node's gossip goes to a hundred members, not to its thousands of
+    /// workers' links).
+    control_peers: RedBlackTreeSetSync<String>,
     /// Links per role (control, worker, admin).
     per_role: [usize; 3],
     /// Counts links added and removed.
@@ -62,6 +66,7 @@ impl<L: LinkInfo + Clone> LinkTable<L> {
             me: me.to_owned(),
             me_control,
             links: RedBlackTreeMapSync::new_sync(),
+            control_peers: RedBlackTreeSetSync::new_sync(),
             per_role: [0; 3],
             changes: 0,
         }
@@ -96,6 +101,9 @@ impl<L: LinkInfo + Clone> LinkTable<L> {
             },
             None => {
                 self.per_role[role_index(link.role())] += 1;
+                if link.role() == Role::Control {
+                    self.control_peers.insert_mut(peer.to_owned());
+                }
                 links.insert_mut(link.conn_id(), link);
                 None
             }
@@ -118,6 +126,9 @@ impl<L: LinkInfo + Clone> LinkTable<L> {
         if let Some(role) = role {
             self.per_role[role_index(role)] -= 1;
             self.changes += 1;
+            if role == Role::Control && !links.values().any(|l| l.role() == Role::Control) {
+                self.control_peers.remove_mut(peer);
+            }
         }
         if last {
             self.links.remove_mut(peer);
@@ -159,8 +170,10 @@ impl<L: LinkInfo + Clone> LinkTable<L> {
 
     /// One link per control peer (its first control link), by peer id.
     pub fn control_links(&self) -> impl Iterator<Item = (&str, &L)> {
-        self.links.iter().filter_map(|(id, v)| {
-            v.values()
+        self.control_peers.iter().filter_map(|id| {
+            self.links
+                .get(id)?
+                .values()
                 .find(|l| l.role() == Role::Control)
                 .map(|l| (id.as_str(), l))
         })
@@ -188,6 +201,7 @@ impl<L: LinkInfo + Clone> LinkTable<L> {
         self.changes += 1;
         let all = self.iter().map(|(_, l)| l.clone()).collect();
         self.links = RedBlackTreeMapSync::new_sync();
+        self.control_peers = RedBlackTreeSetSync::new_sync();
         self.per_role = [0; 3];
         all
     }
@@ -285,6 +299,17 @@ mod tests {
         assert_eq!(t.first_control(), Some(("c1", &L(3, Role::Control, true))));
         let ids: Vec<&str> = t.control_links().map(|(id, _)| id).collect();
         assert_eq!(ids, ["c1", "c3"]);
+        // A peer's second control link: one entry, its first; gone with its last one.
+        assert_eq!(t.add("c3", L(4, Role::Control, false)), None);
+        let links: Vec<(&str, u64)> = t.control_links().map(|(id, l)| (id, l.0)).collect();
+        assert_eq!(links, [("c1", 3), ("c3", 1)]);
+        t.remove("c3", 1);
+        let links: Vec<(&str, u64)> = t.control_links().map(|(id, l)| (id, l.0)).collect();
+        assert_eq!(links, [("c1", 3), ("c3", 4)]);
+        t.remove("c3", 4);
+        let ids: Vec<&str> = t.control_links().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["c1"]);
+        assert_eq!(t.add("c3", L(1, Role::Control, true)), None);
         let all: Vec<u64> = t.iter().map(|(_, l)| l.0).collect();
         assert_eq!(all, [2, 3, 1]);
         assert_eq!(

@@ -463,6 +463,15 @@ impl Membership {
         self.events.pop_front()
     }
 
+    /// The record of `id` as [`view`](Self::view) has it (ourselves included; not a
+    /// removed member), without copying the view.
+    pub fn record(&self, id: &str) -> Option<&MemberInfo> {
+        if id == self.me.id {
+            return Some(&self.me);
+        }
+        self.others.get(id).filter(|r| !r.removed).map(|r| &r.info)
+    }
+
     /// The whole view now (ourselves first, tombstones included), whether or not it
     /// changed: for a newly linked member.
     pub fn view(&self) -> Vec<MemberInfo> {

@@ -29,7 +29,7 @@
 //! }
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use rpds::RedBlackTreeSetSync;
@@ -91,6 +91,8 @@ pub const REDIAL_FOR_DEFAULT: Duration = Duration::from_secs(600);
 #[derive(Debug)]
 struct Held {
     dialable: bool,
+    /// Its ring partition (computed once: the partition count does not change).
+    partition: u32,
     moving_to: Option<String>,
     /// The owner did not answer: the redirect is tried again at this instant.
     retry_at: Option<Instant>,
@@ -108,6 +110,11 @@ pub struct Proxies {
     ring: Option<Arc<Ring>>,
     workers: BTreeMap<String, Held>,
     lost: BTreeMap<String, Lost>,
+    /// The `retry_at` of `workers` and of `lost`, by instant: what is due next is found
+    /// in O(log n) instead of a pass over every worker held here (which every input of a
+    /// control node holding thousands of workers paid).
+    held_due: BTreeSet<(Instant, String)>,
+    lost_due: BTreeSet<(Instant, String)>,
     actions: VecDeque<Action>,
     retry_after: Duration,
     redial_for: Duration,
@@ -127,6 +134,8 @@ impl Proxies {
             ring: None,
             workers: BTreeMap::new(),
             lost: BTreeMap::new(),
+            held_due: BTreeSet::new(),
+            lost_due: BTreeSet::new(),
             actions: VecDeque::new(),
             retry_after: RETRY_DEFAULT,
             redial_for: REDIAL_FOR_DEFAULT,
@@ -161,10 +170,16 @@ impl Proxies {
         // Lost workers now owned elsewhere are their new owner's to wait for.
         let me = self.me.clone();
         let ring = self.ring.clone();
-        self.lost.retain(|w, _| {
-            ring.as_ref()
+        let lost_due = &mut self.lost_due;
+        self.lost.retain(|w, l| {
+            let keep = ring
+                .as_ref()
                 .and_then(|r| r.owner_of(w))
-                .is_none_or(|o| o == me)
+                .is_none_or(|o| o == me);
+            if !keep && let Some(t) = l.retry_at {
+                lost_due.remove(&(t, w.clone()));
+            }
+            keep
         });
         self.reconnecting = self.lost.keys().cloned().collect();
         let ids: Vec<String> = self.workers.keys().cloned().collect();
@@ -211,18 +226,20 @@ impl Proxies {
     /// A worker linked to us (its first link). `dialable`: it has a listen URL we could
     /// give to another control node.
     pub fn handle_worker_up(&mut self, worker: &str, dialable: bool) {
-        if self.lost.remove(worker).is_some() {
+        if let Some(l) = self.lost.remove(worker) {
+            self.unindex_lost(worker, l.retry_at);
             self.reconnecting.remove_mut(worker);
             self.changes += 1;
         }
-        self.workers.insert(
-            worker.into(),
-            Held {
-                dialable,
-                moving_to: None,
-                retry_at: None,
-            },
-        );
+        let held = Held {
+            dialable,
+            partition: ring::partition_of(worker, self.partitions),
+            moving_to: None,
+            retry_at: None,
+        };
+        if let Some(old) = self.workers.insert(worker.into(), held) {
+            self.unindex_held(worker, old.retry_at);
+        }
         self.evaluate(worker);
     }
 
@@ -230,7 +247,9 @@ impl Proxies {
     /// it does not listen). When we own it and it listens, it is redialed at once, then
     /// every retry delay for `redial_for`, until its link is back.
     pub fn handle_worker_down(&mut self, now: Instant, worker: &str, urls: Vec<String>) {
-        self.workers.remove(worker);
+        if let Some(old) = self.workers.remove(worker) {
+            self.unindex_held(worker, old.retry_at);
+        }
         if urls.is_empty() || self.owner_of(worker) != self.me {
             return;
         }
@@ -238,14 +257,14 @@ impl Proxies {
             worker: worker.to_owned(),
             urls: urls.clone(),
         });
-        self.lost.insert(
-            worker.to_owned(),
-            Lost {
-                urls,
-                since: now,
-                retry_at: None,
-            },
-        );
+        let lost = Lost {
+            urls,
+            since: now,
+            retry_at: None,
+        };
+        if let Some(old) = self.lost.insert(worker.to_owned(), lost) {
+            self.unindex_lost(worker, old.retry_at);
+        }
         self.reconnecting.insert_mut(worker.to_owned());
         self.changes += 1;
     }
@@ -255,12 +274,17 @@ impl Proxies {
     pub fn handle_redial_failed(&mut self, now: Instant, worker: &str) {
         let (retry_after, redial_for) = (self.retry_after, self.redial_for);
         if let Some(l) = self.lost.get_mut(worker) {
+            let before = l.retry_at;
             if now.saturating_duration_since(l.since) >= redial_for {
                 self.lost.remove(worker);
+                self.unindex_lost(worker, before);
                 self.reconnecting.remove_mut(worker);
                 self.changes += 1;
             } else {
-                l.retry_at = Some(now + retry_after);
+                let at = now + retry_after;
+                l.retry_at = Some(at);
+                self.unindex_lost(worker, before);
+                self.lost_due.insert((at, worker.to_owned()));
             }
         }
     }
@@ -296,42 +320,58 @@ impl Proxies {
         if let Some(h) = self.workers.get_mut(worker)
             && h.moving_to.as_deref() == Some(owner)
         {
-            h.retry_at = Some(now + self.retry_after);
+            let (before, at) = (h.retry_at, now + self.retry_after);
+            h.retry_at = Some(at);
+            self.unindex_held(worker, before);
+            self.held_due.insert((at, worker.to_owned()));
         }
     }
 
     /// Advances time: redirects and redials whose retry is due go out again.
+    /// Redials first, then redirects, each by worker id.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for (worker, l) in self.lost.iter_mut() {
-            if l.retry_at.is_some_and(|t| now >= t) {
+        for worker in take_due(&mut self.lost_due, now) {
+            if let Some(l) = self.lost.get_mut(&worker) {
                 l.retry_at = None;
                 self.actions.push_back(Action::Redial {
-                    worker: worker.clone(),
                     urls: l.urls.clone(),
+                    worker,
                 });
             }
         }
-        for (worker, h) in self.workers.iter_mut() {
-            if h.retry_at.is_some_and(|t| now >= t) {
+        for worker in take_due(&mut self.held_due, now) {
+            if let Some(h) = self.workers.get_mut(&worker) {
                 h.retry_at = None;
                 if let Some(owner) = &h.moving_to {
                     self.actions.push_back(Action::Redirect {
-                        worker: worker.clone(),
                         owner: owner.clone(),
+                        worker,
                     });
                 }
             }
         }
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) must be called next.
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next (O(log n)).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.workers
-            .values()
-            .filter_map(|h| h.retry_at)
-            .chain(self.lost.values().filter_map(|l| l.retry_at))
-            .min()
+        let first = |s: &BTreeSet<(Instant, String)>| s.first().map(|(t, _)| *t);
+        match (first(&self.held_due), first(&self.lost_due)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn unindex_held(&mut self, worker: &str, retry_at: Option<Instant>) {
+        if let Some(t) = retry_at {
+            self.held_due.remove(&(t, worker.to_owned()));
+        }
+    }
+
+    fn unindex_lost(&mut self, worker: &str, retry_at: Option<Instant>) {
+        if let Some(t) = retry_at {
+            self.lost_due.remove(&(t, worker.to_owned()));
+        }
     }
 
     /// Next hand-off to carry out.
@@ -341,20 +381,29 @@ impl Proxies {
     }
 
     fn evaluate(&mut self, worker: &str) {
-        let owner = self.owner_of(worker).to_owned();
         let Some(h) = self.workers.get_mut(worker) else {
             return;
         };
+        let owner = self
+            .ring
+            .as_deref()
+            .and_then(|r| r.owner(h.partition))
+            .unwrap_or(&self.me);
         if owner == self.me {
             h.moving_to = None;
-            h.retry_at = None;
+            if let Some(t) = h.retry_at.take() {
+                self.held_due.remove(&(t, worker.to_owned()));
+            }
             return;
         }
-        if h.moving_to.as_deref() == Some(owner.as_str()) {
+        if h.moving_to.as_deref() == Some(owner) {
             return;
         }
+        let owner = owner.to_owned();
         h.moving_to = Some(owner.clone());
-        h.retry_at = None;
+        if let Some(t) = h.retry_at.take() {
+            self.held_due.remove(&(t, worker.to_owned()));
+        }
         let worker = worker.into();
         self.actions.push_back(if h.dialable {
             Action::Adopt { worker, owner }
@@ -362,6 +411,20 @@ impl Proxies {
             Action::Redirect { worker, owner }
         });
     }
+}
+
+/// Removes the entries of `due` at or before `now`; returns their workers, sorted.
+fn take_due(due: &mut BTreeSet<(Instant, String)>, now: Instant) -> Vec<String> {
+    let mut workers = Vec::new();
+    while let Some((t, _)) = due.first()
+        && *t <= now
+    {
+        if let Some((_, w)) = due.pop_first() {
+            workers.push(w);
+        }
+    }
+    workers.sort();
+    workers
 }
 
 #[cfg(test)]
@@ -524,6 +587,62 @@ mod tests {
         p.set_members(&m(&["c2"]));
         assert!(!p.is_reconnecting(&mine));
         assert!(!p.reconnecting().contains(&mine));
+    }
+
+    #[test]
+    fn retries_due_together_come_out_redials_first_each_by_worker_and_leavers_drop_theirs() {
+        let mut p = Proxies::new("c1", 64);
+        p.set_retry_after(Duration::from_millis(500));
+        p.set_members(&m(&["c1", "c2"]));
+        let theirs = owned_by("c2", &["c1", "c2"], 3);
+        let mine = owned_by("c1", &["c1", "c2"], 2);
+        let urls = vec!["nkcluster://10.0.0.9:1972;transport=tcp".to_owned()];
+        for w in &theirs {
+            p.handle_worker_up(w, false);
+        }
+        for w in &mine {
+            p.handle_worker_up(w, true);
+            p.handle_worker_down(Instant::ZERO, w, urls.clone());
+        }
+        drain(&mut p);
+        // Silent owner and failed redials at different instants, in reverse id order.
+        p.handle_owner_silent(Instant::from_millis(30), &theirs[2], "c2");
+        p.handle_owner_silent(Instant::from_millis(20), &theirs[1], "c2");
+        p.handle_owner_silent(Instant::from_millis(10), &theirs[0], "c2");
+        p.handle_redial_failed(Instant::from_millis(40), &mine[1]);
+        p.handle_redial_failed(Instant::from_millis(50), &mine[0]);
+        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(510)));
+        // A silent owner again: its deadline moves (the old one is gone).
+        p.handle_owner_silent(Instant::from_millis(15), &theirs[0], "c2");
+        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(515)));
+        // theirs[1] leaves: its deadline goes with it.
+        p.handle_worker_down(Instant::from_millis(16), &theirs[1], Vec::new());
+        p.handle_timeout(Instant::from_millis(514));
+        assert_eq!(drain(&mut p), []);
+        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(515)));
+        p.handle_timeout(Instant::from_millis(550));
+        let mut redials = mine.clone();
+        redials.sort();
+        let mut redirects = [theirs[0].clone(), theirs[2].clone()];
+        redirects.sort();
+        let expected: Vec<Action> = redials
+            .iter()
+            .map(|w| Action::Redial {
+                worker: w.clone(),
+                urls: urls.clone(),
+            })
+            .chain(redirects.iter().map(|w| Action::Redirect {
+                worker: w.clone(),
+                owner: "c2".into(),
+            }))
+            .collect();
+        assert_eq!(drain(&mut p), expected);
+        assert_eq!(p.poll_timeout(), None);
+        // A redial due again, then the worker is back: nothing left to do.
+        p.handle_redial_failed(Instant::from_millis(600), &mine[0]);
+        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(1_100)));
+        p.handle_worker_up(&mine[0], true);
+        assert_eq!(p.poll_timeout(), None);
     }
 
     #[test]

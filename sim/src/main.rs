@@ -99,7 +99,14 @@ fn scale(args: &[String]) -> ExitCode {
         }
     }
     match nkcluster_sim::coresim::scale::run(seed, size, |l| println!("{l}")) {
-        Ok(_) => ExitCode::SUCCESS,
+        Ok(c) => {
+            // What the run did, to compare runs of one seed (a replay matches it exactly).
+            println!(
+                "counters: {} events, {} writes ({} to or from control nodes), {} links up, {} dials failed",
+                c.events, c.writes, c.control_writes, c.links_up, c.dials_failed
+            );
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             println!("FAILED (seed {seed}): {e}");
             ExitCode::from(1)

@@ -92,6 +92,10 @@ fn a_dead_link_marks_down_then_removes_after_the_delay() {
     a.handle_link_down(Instant::from_millis(1000), "b");
     assert_eq!(events(&mut a), [MemberEvent::Down("b".into())]);
     assert_eq!(a.live(), ["a"]);
+    // A down member's record is still in the view, as is ours.
+    assert_eq!(a.record("b"), Some(&info("b", 1, 0, Status::Down)));
+    assert_eq!(a.record("a"), Some(a.me()));
+    assert_eq!(a.record("z"), None);
     // Still dialed: after a partition heals only a new link brings it back.
     assert_eq!(a.to_dial().len(), 1);
     // Redial rounds (every 2 s) come before the removal at 11 s.
@@ -100,6 +104,8 @@ fn a_dead_link_marks_down_then_removes_after_the_delay() {
     assert_eq!(events(&mut a), []);
     a.handle_timeout(Instant::from_millis(11_000));
     assert_eq!(events(&mut a), [MemberEvent::Removed("b".into())]);
+    assert_eq!(a.record("b"), None);
+    assert!(a.view().iter().all(|r| r.id != "b"));
     // Removed: no more redials; the tombstone expires after another period.
     assert_eq!(a.poll_timeout(), Some(Instant::from_millis(12_999)));
     a.handle_timeout(Instant::from_millis(12_999));

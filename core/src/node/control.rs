@@ -123,12 +123,12 @@ impl<H: Clone> NodeMachine<H> {
                     // The owner's URLs as the mesh knows them (`all` already replaced by
                     // the address it was reached at).
                     let announced = self
-                        .view()
-                        .into_iter()
-                        .find(|r| r.id == owner)
-                        .map(|r| r.listen)
+                        .membership
+                        .as_ref()
+                        .and_then(|m| m.record(&owner))
+                        .map(|r| r.listen.as_slice())
                         .unwrap_or_default();
-                    let urls = crate::url::reachable_at(&announced, None);
+                    let urls = crate::url::reachable_at(announced, None);
                     self.start_step(
                         now,
                         Step::Probe {

@@ -12,7 +12,7 @@
 //! An owner learned through gossip may not be linked yet (it is joining): the step waits
 //! for its link, at most the step's timeout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
@@ -111,7 +111,64 @@ impl Step {
 pub(super) struct Steps {
     next_id: u64,
     asked: BTreeMap<u64, Step>,
-    waiting: Vec<(Instant, Step)>,
+    /// Waiting steps by the order they started in, with their deadline.
+    waiting: BTreeMap<u64, (Instant, Step)>,
+    next_waiting: u64,
+    /// The waiting steps of each target, and their deadlines (a link coming up and the
+    /// next deadline cost O(log n), not a pass over every waiting step).
+    waiting_for: BTreeMap<String, BTreeSet<u64>>,
+    waiting_until: BTreeSet<(Instant, u64)>,
+}
+
+impl Steps {
+    fn wait(&mut self, until: Instant, step: Step) {
+        let seq = self.next_waiting;
+        self.next_waiting += 1;
+        self.waiting_for
+            .entry(step.target().to_owned())
+            .or_default()
+            .insert(seq);
+        self.waiting_until.insert((until, seq));
+        self.waiting.insert(seq, (until, step));
+    }
+
+    /// Takes the waiting steps of `target`, in the order they started.
+    fn take_for(&mut self, target: &str) -> Vec<Step> {
+        let seqs = self.waiting_for.remove(target).unwrap_or_default();
+        seqs.into_iter()
+            .filter_map(|seq| {
+                let (until, step) = self.waiting.remove(&seq)?;
+                self.waiting_until.remove(&(until, seq));
+                Some(step)
+            })
+            .collect()
+    }
+
+    /// Takes the waiting steps whose deadline is at or before `now`, in the order they
+    /// started.
+    fn take_due(&mut self, now: Instant) -> Vec<Step> {
+        let mut seqs = Vec::new();
+        while let Some(&(until, seq)) = self.waiting_until.first()
+            && until <= now
+        {
+            self.waiting_until.pop_first();
+            seqs.push(seq);
+        }
+        seqs.sort_unstable();
+        seqs.into_iter()
+            .filter_map(|seq| {
+                let (_, step) = self.waiting.remove(&seq)?;
+                let target = step.target();
+                if let Some(set) = self.waiting_for.get_mut(target) {
+                    set.remove(&seq);
+                    if set.is_empty() {
+                        self.waiting_for.remove(target);
+                    }
+                }
+                Some(step)
+            })
+            .collect()
+    }
 }
 
 impl<H: Clone> NodeMachine<H> {
@@ -127,7 +184,7 @@ impl<H: Clone> NodeMachine<H> {
                 Step::Adopt { .. } => times.adopt,
                 _ => times.probe,
             };
-            self.steps.waiting.push((now + wait, step));
+            self.steps.wait(now + wait, step);
             return;
         };
         let (class, body, timeout) = match &step {
@@ -229,28 +286,60 @@ impl<H: Clone> NodeMachine<H> {
 
     /// A link to `peer` came up: steps waiting for it go out.
     pub(super) fn steps_linked(&mut self, now: Instant, peer: &str) {
-        let (ready, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.steps.waiting)
-            .into_iter()
-            .partition(|(_, s)| s.target() == peer);
-        self.steps.waiting = keep;
-        for (_, step) in ready {
+        for step in self.steps.take_for(peer) {
             self.start_step(now, step);
         }
     }
 
     /// Steps whose target never linked in time fail `not_connected`.
     pub(super) fn steps_timeout(&mut self, now: Instant) {
-        let (due, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.steps.waiting)
-            .into_iter()
-            .partition(|(t, _)| *t <= now);
-        self.steps.waiting = keep;
-        for (_, step) in due {
+        for step in self.steps.take_due(now) {
             self.step_done(now, step, Err(ErrorCode::NotConnected));
         }
     }
 
     /// When the first waiting step gives up.
     pub(super) fn steps_poll_timeout(&self) -> Option<Instant> {
-        self.steps.waiting.iter().map(|(t, _)| *t).min()
+        self.steps.waiting_until.first().map(|(t, _)| *t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(worker: &str, owner: &str) -> Step {
+        Step::Probe {
+            worker: worker.into(),
+            owner: owner.into(),
+            urls: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn waiting_steps_leave_in_the_order_they_started_by_target_or_by_deadline() {
+        let mut s = Steps::default();
+        let t = Instant::from_millis;
+        s.wait(t(300), probe("w1", "c2"));
+        s.wait(t(100), probe("w2", "c3"));
+        s.wait(t(200), probe("w3", "c2"));
+        s.wait(t(100), probe("w4", "c2"));
+        s.wait(t(500), probe("w5", "c3"));
+        // c2 links: its steps, in the order they started.
+        assert_eq!(
+            s.take_for("c2"),
+            [probe("w1", "c2"), probe("w3", "c2"), probe("w4", "c2")]
+        );
+        assert_eq!(s.take_for("c2"), []);
+        // Deadlines: the earliest left is w2's; due ones leave in the order they started.
+        s.wait(t(50), probe("w6", "c4"));
+        assert_eq!(s.waiting_until.first().map(|(t, _)| *t), Some(t(50)));
+        assert_eq!(s.take_due(t(99)), [probe("w6", "c4")]);
+        assert_eq!(s.take_due(t(99)), []);
+        s.wait(t(100), probe("w7", "c3"));
+        assert_eq!(s.take_due(t(100)), [probe("w2", "c3"), probe("w7", "c3")]);
+        assert_eq!(s.take_for("c3"), [probe("w5", "c3")]);
+        assert!(s.waiting.is_empty() && s.waiting_for.is_empty());
+        assert!(s.waiting_until.is_empty());
     }
 }

@@ -28,7 +28,7 @@
 //!   workload, a safety phase then a fault-free liveness phase, every [`invariants`]
 //!   checked (`nkcluster-sim faults --seeds N`, `nkcluster-sim --reproduce <seed>`).
 //!
-//! Files: `world` (nodes, links, the event queue, clocks), `links` (the link model under
+//! Files: `world` (nodes, links, timers, clocks), `queue` (the event queue), `links` (the link model under
 //! faults), `shell` (the shell's part: connection events, outputs, requests, the
 //! connector), `routing` (routed requests), `workload` (clients, job requests, tasks),
 //! `cluster` (node settings), `faults` (fault schedules), `oracle` (what a settled
@@ -41,6 +41,7 @@ pub mod faults;
 pub mod invariants;
 pub mod links;
 pub mod oracle;
+mod queue;
 mod routing;
 pub mod scale;
 mod shell;

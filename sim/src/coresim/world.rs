@@ -7,8 +7,7 @@
 //! schedule draws. The world's time orders the event queue; a node's time is only ever
 //! compared with itself.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +22,7 @@ use rand::{Rng, SeedableRng};
 
 use super::invariants::Checks;
 use super::links::LinkFaults;
+use super::queue::Queue;
 use super::shell::{Asked, Purpose};
 
 /// A node's index in the world.
@@ -138,11 +138,7 @@ pub struct Counters {
 /// See the module docs.
 pub struct World {
     pub(super) now: Instant,
-    pub(super) queue: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    /// Queued events by sequence number (the heap holds only keys).
-    pub(super) events: HashMap<usize, Ev>,
-    pub(super) next_seq: u64,
-    pub(super) next_slot: usize,
+    pub(super) queue: Queue<Ev>,
     pub(super) rng: StdRng,
     /// Every node, started or not.
     pub nodes: Vec<SimNode>,
@@ -167,10 +163,7 @@ impl World {
     pub fn new(seed: u64, conn_config: ConnectionConfig, link: LinkModel) -> Self {
         World {
             now: Instant::ZERO,
-            queue: BinaryHeap::new(),
-            events: HashMap::new(),
-            next_seq: 0,
-            next_slot: 0,
+            queue: Queue::new(),
             rng: StdRng::seed_from_u64(seed),
             nodes: Vec::new(),
             by_id: HashMap::new(),
@@ -311,14 +304,7 @@ impl World {
 
     /// Runs every event up to `until`.
     pub fn run_until(&mut self, until: Instant) {
-        while let Some(Reverse((at, _, slot))) = self.queue.peek().copied() {
-            if at > until {
-                break;
-            }
-            self.queue.pop();
-            let Some(ev) = self.events.remove(&slot) else {
-                continue;
-            };
+        while let Some((at, ev)) = self.queue.pop_until(until) {
             self.now = at;
             self.counters.events += 1;
             self.handle(ev);
@@ -327,11 +313,7 @@ impl World {
     }
 
     pub(super) fn schedule(&mut self, at: Instant, ev: Ev) {
-        let slot = self.next_slot;
-        self.next_slot += 1;
-        self.events.insert(slot, ev);
-        self.queue.push(Reverse((at, self.next_seq, slot)));
-        self.next_seq += 1;
+        self.queue.push(at, ev);
     }
 
     fn handle(&mut self, ev: Ev) {
@@ -478,13 +460,25 @@ impl World {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
             };
-            let mut out: Vec<u8> = Vec::new();
+            // One write: a lone chunk (a ping, a pong, a small message) goes as it is,
+            // several are joined.
+            let mut out: Option<Bytes> = None;
+            let mut joined: Vec<u8> = Vec::new();
             while let Some(b) = c.conn.poll_transmit() {
-                out.extend_from_slice(&b);
+                match out.take() {
+                    None if joined.is_empty() => out = Some(b),
+                    prev => {
+                        joined.extend_from_slice(prev.as_deref().unwrap_or_default());
+                        joined.extend_from_slice(&b);
+                    }
+                }
+            }
+            if !joined.is_empty() {
+                out = Some(Bytes::from(joined));
             }
             let event: Option<Event> = c.conn.poll_event();
-            if !out.is_empty() {
-                self.transmit(id, Bytes::from(out));
+            if let Some(out) = out.filter(|b| !b.is_empty()) {
+                self.transmit(id, out);
             }
             match event {
                 Some(e) => self.conn_event(id, e),
