@@ -132,6 +132,23 @@ fn sorted_unique(members: &[String]) -> Vec<String> {
     m
 }
 
+/// Each member's quota (members by their hashes): floor(P/n), one more for the first
+/// P mod n by extra rank.
+fn quotas(partitions: usize, hashes: &[u64]) -> Vec<usize> {
+    let n = hashes.len();
+    let mut quota = vec![partitions / n; n];
+    let mut by_extra: Vec<(u64, usize)> = hashes
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (extra_rank(*h), i))
+        .collect();
+    by_extra.sort_unstable_by(|a, b| b.cmp(a));
+    for (_, i) in by_extra.iter().take(partitions % n) {
+        quota[*i] += 1;
+    }
+    quota
+}
+
 /// How many candidates per partition the first band takes (see the module docs).
 const FIRST_BAND_PER_PARTITION: u64 = 4;
 
@@ -145,17 +162,7 @@ pub fn place(partitions: u32, members: &[String]) -> Option<Ring> {
     let n = members.len();
     let p_count = partitions as usize;
     let hashes: Vec<u64> = members.iter().map(|m| member_hash(m)).collect();
-    // Quotas: floor(P/n) each, one more for the first P mod n by extra rank.
-    let mut quota = vec![p_count / n; n];
-    let mut by_extra: Vec<(u64, usize)> = hashes
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (extra_rank(*h), i))
-        .collect();
-    by_extra.sort_unstable_by(|a, b| b.cmp(a));
-    for (_, i) in by_extra.iter().take(p_count % n) {
-        quota[*i] += 1;
-    }
+    let quota = quotas(p_count, &hashes);
     let mut owner: Vec<Option<u32>> = vec![None; p_count];
     let mut load = vec![0usize; n];
     let assign =
@@ -246,16 +253,7 @@ mod tests {
         let n = members.len();
         let p_count = partitions as usize;
         let hashes: Vec<u64> = members.iter().map(|m| member_hash(m)).collect();
-        let mut quota = vec![p_count / n; n];
-        let mut by_extra: Vec<(u64, usize)> = hashes
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (extra_rank(*h), i))
-            .collect();
-        by_extra.sort_unstable_by(|a, b| b.cmp(a));
-        for (_, i) in by_extra.iter().take(p_count % n) {
-            quota[*i] += 1;
-        }
+        let quota = quotas(p_count, &hashes);
         let mut pairs = Vec::new();
         for p in 0..partitions {
             for (i, h) in hashes.iter().enumerate() {
