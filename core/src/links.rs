@@ -11,7 +11,7 @@
 use rpds::{RedBlackTreeMapSync, RedBlackTreeSetSync};
 
 use crate::handshake::Role;
-use crate::mesh::{KeepLink, duplicate_link};
+use crate::mesh::{KeepLink, MeshLink, duplicate_link};
 
 /// What the table needs to know of a link.
 pub trait LinkInfo {
@@ -21,6 +21,8 @@ pub trait LinkInfo {
     fn role(&self) -> Role;
     /// Whether we dialed it.
     fn dialer(&self) -> bool;
+    /// The peer's run (its handshake instance).
+    fn instance(&self) -> u64;
 }
 
 /// What [`LinkTable::remove`] found.
@@ -49,6 +51,13 @@ pub struct LinkTable<L> {
     per_role: [usize; 3],
     /// Counts links added and removed.
     changes: u64,
+}
+
+fn mesh_link(l: &impl LinkInfo) -> MeshLink {
+    MeshLink {
+        dialed_by_me: l.dialer(),
+        instance: l.instance(),
+    }
 }
 
 fn role_index(role: Role) -> usize {
@@ -90,7 +99,7 @@ impl<L: LinkInfo + Clone> LinkTable<L> {
             None
         };
         let dropped = match control {
-            Some(old) => match duplicate_link(&self.me, peer, old.dialer(), link.dialer()) {
+            Some(old) => match duplicate_link(&self.me, peer, mesh_link(&old), mesh_link(&link)) {
                 KeepLink::New => {
                     // One control link for another: the counts stay.
                     links.remove_mut(&old.conn_id());
@@ -223,6 +232,9 @@ mod tests {
         }
         fn dialer(&self) -> bool {
             self.2
+        }
+        fn instance(&self) -> u64 {
+            1
         }
     }
 

@@ -191,7 +191,6 @@ impl Membership {
             return;
         }
         let id = info.id.clone();
-        self.changed.insert(id.clone());
         let info = MemberInfo {
             status: Status::Alive,
             ..info
@@ -218,7 +217,7 @@ impl Membership {
                     r.removed = false;
                 }
                 if !was_alive && r.info.status == Status::Alive {
-                    self.events.push_back(MemberEvent::Up(id));
+                    self.events.push_back(MemberEvent::Up(id.clone()));
                 }
                 // Only news is gossiped: the shell calls this for every view a linked
                 // member sends, and an unconditional gossip would echo forever.
@@ -239,9 +238,11 @@ impl Membership {
                         removed: false,
                     },
                 );
-                self.events.push_back(MemberEvent::Up(id));
+                self.events.push_back(MemberEvent::Up(id.clone()));
             }
         }
+        // Only now is it news (see above): what the next gossip carries.
+        self.changed.insert(id);
         self.gossip_due = true;
     }
 

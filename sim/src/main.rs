@@ -108,8 +108,15 @@ fn scale(args: &[String]) -> ExitCode {
         Ok(c) => {
             // What the run did, to compare runs of one seed (a replay matches it exactly).
             println!(
-                "counters: {} events, {} writes ({} to or from control nodes), {} links up, {} dials failed",
-                c.events, c.writes, c.control_writes, c.links_up, c.dials_failed
+                "counters: {} events, {} writes ({} to or from control nodes), {} links up, {} dials failed, {} gossip messages ({} records), {} member changes seen",
+                c.events,
+                c.writes,
+                c.control_writes,
+                c.links_up,
+                c.dials_failed,
+                c.gossip.0,
+                c.gossip.1,
+                c.member_changes
             );
             ExitCode::SUCCESS
         }

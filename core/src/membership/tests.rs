@@ -82,6 +82,19 @@ fn a_view_that_brings_no_news_is_not_gossiped_back() {
         [("a", 0), ("b", 1)]
     );
     assert_eq!(a.view().len(), 3, "the whole view still has c");
+    // Views from b that bring nothing new do not put b in the next gossip: news about d
+    // carries our record and d's only (it carried every sender heard from before, so a
+    // crash at 128 members sent 128-record views to everybody).
+    for _ in 0..3 {
+        a.handle_link_up(t, info("b", 1, 1, Status::Alive));
+    }
+    assert_eq!(a.poll_gossip(), None);
+    a.handle_view(t, &[info("d", 1, 0, Status::Alive)]);
+    let g = a.poll_gossip().expect("news");
+    assert_eq!(
+        g.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        ["a", "d"]
+    );
 }
 
 #[test]

@@ -112,6 +112,8 @@ pub struct PeerSummary {
     pub remote: String,
     /// Whether we dialed.
     pub dialer: bool,
+    /// The peer's run (random per start: a restarted peer announces another).
+    pub instance: u64,
     /// Peer listen URLs.
     pub listen: Vec<String>,
     /// Peer metadata.
@@ -126,6 +128,7 @@ impl PeerSummary {
             role: peer.role,
             remote: remote.to_owned(),
             dialer,
+            instance: peer.instance,
             listen: peer.listen.clone(),
             meta: peer.meta.clone(),
         }
@@ -157,6 +160,9 @@ impl<H> LinkInfo for Link<H> {
     }
     fn dialer(&self) -> bool {
         self.summary.dialer
+    }
+    fn instance(&self) -> u64 {
+        self.summary.instance
     }
 }
 

@@ -92,14 +92,22 @@ fn run_to_convergence(w: &mut World) -> Result<(Placement, Duration), String> {
 fn line(
     name: &str,
     w: &World,
-    since: (Instant, std::time::Instant, u64),
+    since: (Instant, std::time::Instant, Counters),
     converged_after: Option<Duration>,
     placement: &Placement,
     live_controls: usize,
 ) -> String {
     let sim = w.now().saturating_duration_since(since.0).as_secs_f64();
     let wall = since.1.elapsed().as_secs_f64();
-    let writes = w.counters.control_writes.saturating_sub(since.2) as f64;
+    let writes = w
+        .counters
+        .control_writes
+        .saturating_sub(since.2.control_writes) as f64;
+    let gossip = (
+        w.counters.gossip.0 - since.2.gossip.0,
+        w.counters.gossip.1 - since.2.gossip.1,
+    );
+    let changes = w.counters.member_changes - since.2.member_changes;
     let per_control = writes / sim.max(1e-9) / live_controls.max(1) as f64;
     let pc = &placement.per_control;
     let (min, max) = (
@@ -109,7 +117,8 @@ fn line(
     let mean = pc.iter().sum::<usize>() as f64 / pc.len().max(1) as f64;
     let conv = converged_after.map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
     format!(
-        "{name:<12} simulated {sim:>6.1} s in {wall:>6.1} s wall | converged after {conv:>7} | {per_control:>8.0} writes/s per control node | workers per control node min/mean/max {min}/{mean:.0}/{max}"
+        "{name:<12} simulated {sim:>6.1} s in {wall:>6.1} s wall | converged after {conv:>7} | {per_control:>8.0} writes/s per control node | workers per control node min/mean/max {min}/{mean:.0}/{max} | gossip {} messages, {} records | {changes} member changes seen",
+        gossip.0, gossip.1
     )
 }
 
@@ -158,11 +167,7 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
     }
 
     // 1. Join storm: everything starts at once.
-    let t = (
-        w.now(),
-        std::time::Instant::now(),
-        w.counters.control_writes,
-    );
+    let t = (w.now(), std::time::Instant::now(), w.counters.clone());
     for &c in &controls {
         w.start(c);
     }
@@ -181,11 +186,7 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
     report("join storm: converged");
 
     // 2. Steady state: nothing happens; the invariant must still hold.
-    let t = (
-        w.now(),
-        std::time::Instant::now(),
-        w.counters.control_writes,
-    );
+    let t = (w.now(), std::time::Instant::now(), w.counters.clone());
     let until = w.now() + STEADY_FOR;
     w.run_until(until);
     let steady = converged(&mut w).map_err(|e| format!("steady: {e}"))?;
@@ -193,11 +194,7 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
     report("steady: converged");
 
     // 3. A control node crashes: its workers go to their new owners; nobody else moves.
-    let t = (
-        w.now(),
-        std::time::Instant::now(),
-        w.counters.control_writes,
-    );
+    let t = (w.now(), std::time::Instant::now(), w.counters.clone());
     let victim = controls[controls.len() / 2];
     let victim_id = w.nodes[victim].id.clone();
     w.crash(victim);
@@ -223,11 +220,7 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
     report("crash: converged");
 
     // 4. The control nodes split 64|64 (workers with them, at random), then heal.
-    let t = (
-        w.now(),
-        std::time::Instant::now(),
-        w.counters.control_writes,
-    );
+    let t = (w.now(), std::time::Instant::now(), w.counters.clone());
     let half = controls.len() / 2;
     let (mut a, mut b): (BTreeSet<NodeIdx>, BTreeSet<NodeIdx>) = (
         controls[..half].iter().copied().collect(),
@@ -268,11 +261,7 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
 
     // 5. Rolling restart: every control node in turn (the crashed one comes back first),
     // each once the cluster has converged again.
-    let t = (
-        w.now(),
-        std::time::Instant::now(),
-        w.counters.control_writes,
-    );
+    let t = (w.now(), std::time::Instant::now(), w.counters.clone());
     let mut slowest = Duration::ZERO;
     w.start(victim);
     let (mut last, took) = run_to_convergence(&mut w)

@@ -15,7 +15,7 @@ use nkcluster_core::error::ErrorCode;
 use nkcluster_core::handshake::{Role, Side};
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::node::{
-    Dispatch, Link, LinkGone, NODE_EVENT_CLASS, Output, PeerSummary, ShellWork,
+    Dispatch, Link, LinkGone, NODE_EVENT_CLASS, NodeEvent, Output, PeerSummary, ShellWork,
 };
 use nkcluster_core::url::parse_url;
 use rand::Rng;
@@ -247,6 +247,8 @@ impl World {
             while let Some(o) = self.nodes[idx].machine.poll_output() {
                 match o {
                     Output::Gossip { link, view } => {
+                        self.counters.gossip.0 += 1;
+                        self.counters.gossip.1 += view.len() as u64;
                         if let Some(c) = self.conns.get_mut(&link) {
                             c.conn.send_gossip(view);
                             touched.push(link);
@@ -326,10 +328,16 @@ impl World {
                             event: WireEvent::Info(n.machine.node_info(Stats::default())),
                         });
                     }
-                    Output::ClassEvent { .. }
-                    | Output::TaskStatus { .. }
-                    | Output::JobEvent(_)
-                    | Output::Event(_) => {}
+                    Output::ClassEvent { .. } | Output::TaskStatus { .. } | Output::JobEvent(_) => {
+                    }
+                    Output::Event(e) => {
+                        if matches!(e, NodeEvent::Member { .. }) {
+                            if std::env::var("NKTRACE").is_ok() {
+                                eprintln!("{:?} {} {:?}", self.now, self.nodes[idx].id, e);
+                            }
+                            self.counters.member_changes += 1;
+                        }
+                    }
                 }
             }
             for (to, purpose) in dials {

@@ -133,6 +133,11 @@ pub struct Counters {
     pub dials_failed: u64,
     /// Events processed.
     pub events: u64,
+    /// Gossip messages sent by control nodes, and the member records they carried.
+    pub gossip: (u64, u64),
+    /// Member changes (up, down, left, removed) reported by control nodes: each moved
+    /// the node's live set, so each cost a ring placement.
+    pub member_changes: u64,
 }
 
 /// See the module docs.

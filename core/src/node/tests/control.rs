@@ -57,9 +57,10 @@ fn members_learned_from_a_view_are_dialed_once_at_a_time() {
                 id: "c3".into(),
                 change: "up"
             }),
+            // The news only: our record and c3's (c2's view brought nothing about c2).
             Output::Gossip {
                 link: 2,
-                view: c1.view()
+                view: vec![c1.view()[0].clone(), c1.view()[2].clone()]
             },
         ]
     );
@@ -576,6 +577,26 @@ fn a_second_link_between_two_members_is_unlisted() {
         ..peer("c2", Role::Control, &[])
     };
     c1.handle_link_up(T0, link(3, ours), true);
+    let out = drain(&mut c1);
+    assert!(out.contains(&Output::Unlisted { link: 2 }), "{out:?}");
+    assert_eq!(c1.link_of("c2"), Some(&3));
+}
+
+#[test]
+fn a_restarted_member_replaces_the_link_of_its_previous_run() {
+    let mut c1 = machine("c1", Role::Control);
+    // We dialed c2's first run; c2 crashed silently (the link lingers) and its new run
+    // dialed us: the dialer rule alone would keep the dead link and drop every new one.
+    let first_run = PeerSummary {
+        dialer: true,
+        ..peer("c2", Role::Control, &[])
+    };
+    c1.handle_link_up(T0, link(2, first_run), true);
+    let second_run = PeerSummary {
+        instance: 2,
+        ..peer("c2", Role::Control, &[])
+    };
+    c1.handle_link_up(T0, link(3, second_run), true);
     let out = drain(&mut c1);
     assert!(out.contains(&Output::Unlisted { link: 2 }), "{out:?}");
     assert_eq!(c1.link_of("c2"), Some(&3));

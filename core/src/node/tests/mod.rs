@@ -65,6 +65,7 @@ fn peer(id: &str, role: Role, listen: &[&str]) -> PeerSummary {
         role,
         remote: format!("tcp:10.0.0.{}:5000", id.len()),
         dialer: false,
+        instance: 1,
         listen: listen.iter().map(|u| (*u).to_owned()).collect(),
         meta: String::new(),
     }
