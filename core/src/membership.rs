@@ -84,6 +84,16 @@ pub struct MembershipConfig {
     /// A control member dials the entries of its `cluster_addr` that no member linked to
     /// it announces this often (see the node machine's seed rounds).
     pub seeds_every: Duration,
+    /// Gossip goes out at most this often: news that comes within it waits and goes in
+    /// the next gossip, together (zero: after every input that brought news). When a
+    /// link change reaches every member at nearly the same time (a join storm, a split),
+    /// each member's news otherwise went out one record at a time to every link.
+    pub gossip_every: Duration,
+    /// How long the ring waits after a change of the live members before it is placed
+    /// again, so that the changes of a join storm or a split make one placement (and one
+    /// round of hand-offs) instead of one each. Zero: at once (the default, so a crash
+    /// moves its workers without delay). See [`crate::proxy`].
+    pub ring_settle: Duration,
 }
 
 impl Default for MembershipConfig {
@@ -93,6 +103,8 @@ impl Default for MembershipConfig {
             max_members: 1024,
             redial_every: Duration::from_secs(2),
             seeds_every: Duration::from_secs(10),
+            ring_settle: Duration::ZERO,
+            gossip_every: Duration::ZERO,
         }
     }
 }
@@ -114,6 +126,8 @@ pub struct Membership {
     config: MembershipConfig,
     events: VecDeque<MemberEvent>,
     gossip_due: bool,
+    /// No gossip goes out before this (see [`MembershipConfig::gossip_every`]).
+    gossip_next: Option<Instant>,
     /// Members whose record changed since the last gossip (what the next one carries).
     changed: BTreeSet<String>,
     /// Members to dial now (see [`Membership::poll_dial`]).
@@ -137,6 +151,7 @@ impl Membership {
             config,
             events: VecDeque::new(),
             gossip_due: false,
+            gossip_next: None,
             changed: BTreeSet::new(),
             dial_now: std::collections::BTreeSet::new(),
             redial_at: None,
@@ -452,10 +467,11 @@ impl Membership {
             .filter_map(|r| r.since)
             .min()
             .map(|s| s + self.config.remove_after);
-        match (removal, self.redial_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let gossip = self.gossip_next.filter(|_| self.gossip_due);
+        [removal, self.redial_at, gossip]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Next change for the shell.
@@ -486,17 +502,20 @@ impl Membership {
         v
     }
 
-    /// When the view changed since the last call: the news, to send to every linked
+    /// When the view changed since the last call (and, with `gossip_every`, the last
+    /// gossip is that long ago): the news, to send to every linked
     /// member: our own record first, then the records that changed since the last gossip
     /// (a new link gets the whole [`view`](Self::view) instead). Receivers merge whatever
     /// records come, so a change costs one record per member, not a whole view (with 128
     /// members joining at once, whole views made the join storm O(n^4)).
     #[must_use]
-    pub fn poll_gossip(&mut self) -> Option<Vec<MemberInfo>> {
-        if !self.gossip_due {
+    pub fn poll_gossip(&mut self, now: Instant) -> Option<Vec<MemberInfo>> {
+        if !self.gossip_due || self.gossip_next.is_some_and(|t| now < t) {
             return None;
         }
         self.gossip_due = false;
+        let every = self.config.gossip_every;
+        self.gossip_next = (!every.is_zero()).then(|| now + every);
         let mut v = vec![self.me.clone()];
         let changed = std::mem::take(&mut self.changed);
         v.extend(

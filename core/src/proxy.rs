@@ -13,7 +13,13 @@
 //!   to the owner, and our link is closed.
 //!
 //! A hand-off in progress is not repeated; a ring change that makes this node the owner
-//! again cancels it. Once every control node sees the same live members, each worker has
+//! again cancels it.
+//!
+//! With a *ring settle* delay ([`Proxies::set_ring_settle`]), a change of the live members
+//! ([`Proxies::members_changed`]) is placed only once the delay has passed since the
+//! first change not placed yet: the changes in between (a join storm, both halves of a
+//! split) make one placement and one round of hand-offs. The first member set is placed
+//! at once (there is no ring to keep until then). Once every control node sees the same live members, each worker has
 //! exactly one owner, and each non-owner hands it over: one proxy per worker.
 //!
 //! ```
@@ -122,6 +128,10 @@ pub struct Proxies {
     reconnecting: RedBlackTreeSetSync<String>,
     /// Counts changes of what routing reads (the ring, the workers being redialed).
     changes: u64,
+    /// How long a member change waits before it is placed.
+    ring_settle: Duration,
+    /// Live members not placed yet, and when they will be.
+    pending: Option<(Vec<String>, Instant)>,
 }
 
 impl Proxies {
@@ -141,7 +151,38 @@ impl Proxies {
             redial_for: REDIAL_FOR_DEFAULT,
             reconnecting: RedBlackTreeSetSync::new_sync(),
             changes: 0,
+            ring_settle: Duration::ZERO,
+            pending: None,
         }
+    }
+
+    /// Sets how long a change of the live members waits before it is placed (zero: at
+    /// once).
+    pub fn set_ring_settle(&mut self, settle: Duration) {
+        self.ring_settle = settle;
+    }
+
+    /// The live control members changed (ourselves included), at `now`: they are placed
+    /// at once without a settle delay or before the first placement, else when the delay
+    /// since the first change not placed yet has passed ([`handle_timeout`]).
+    ///
+    /// [`handle_timeout`]: Self::handle_timeout
+    pub fn members_changed(&mut self, now: Instant, live: &[String]) {
+        if self.ring_settle.is_zero() || self.ring.is_none() {
+            self.pending = None;
+            self.set_members(live);
+            return;
+        }
+        let due = self
+            .pending
+            .as_ref()
+            .map_or(now + self.ring_settle, |(_, due)| *due);
+        self.pending = Some((live.to_vec(), due));
+    }
+
+    /// The live members the ring was placed for (sorted).
+    pub fn placed_members(&self) -> &[String] {
+        &self.members
     }
 
     /// Sets how long a lost worker is redialed.
@@ -330,6 +371,13 @@ impl Proxies {
     /// Advances time: redirects and redials whose retry is due go out again.
     /// Redials first, then redirects, each by worker id.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some((live, due)) = self.pending.take() {
+            if now >= due {
+                self.set_members(&live);
+            } else {
+                self.pending = Some((live, due));
+            }
+        }
         for worker in take_due(&mut self.lost_due, now) {
             if let Some(l) = self.lost.get_mut(&worker) {
                 l.retry_at = None;
@@ -356,10 +404,14 @@ impl Proxies {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let first = |s: &BTreeSet<(Instant, String)>| s.first().map(|(t, _)| *t);
-        match (first(&self.held_due), first(&self.lost_due)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            first(&self.held_due),
+            first(&self.lost_due),
+            self.pending.as_ref().map(|(_, due)| *due),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn unindex_held(&mut self, worker: &str, retry_at: Option<Instant>) {
@@ -428,273 +480,4 @@ fn take_due(due: &mut BTreeSet<(Instant, String)>, now: Instant) -> Vec<String> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn m(ids: &[&str]) -> Vec<String> {
-        ids.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    fn drain(p: &mut Proxies) -> Vec<Action> {
-        core::iter::from_fn(|| p.poll_action()).collect()
-    }
-
-    /// Workers that `owner` owns in the ring over `members`.
-    fn owned_by(owner: &str, members: &[&str], n: usize) -> Vec<String> {
-        let r = ring::place(64, &m(members)).expect("ring");
-        (0..)
-            .map(|i| format!("w{i}"))
-            .filter(|w| r.owner_of(w) == Some(owner))
-            .take(n)
-            .collect()
-    }
-
-    #[test]
-    fn an_owned_worker_stays_and_a_foreign_one_is_handed_over() {
-        let mut p = Proxies::new("c1", 64);
-        p.set_members(&m(&["c1", "c2"]));
-        let mine = owned_by("c1", &["c1", "c2"], 1).remove(0);
-        let theirs = owned_by("c2", &["c1", "c2"], 2);
-        p.handle_worker_up(&mine, true);
-        assert_eq!(drain(&mut p), []);
-        p.handle_worker_up(&theirs[0], true);
-        p.handle_worker_up(&theirs[1], false);
-        assert_eq!(
-            drain(&mut p),
-            [
-                Action::Adopt {
-                    worker: theirs[0].clone(),
-                    owner: "c2".into()
-                },
-                Action::Redirect {
-                    worker: theirs[1].clone(),
-                    owner: "c2".into()
-                },
-            ]
-        );
-        assert_eq!(p.moving_to(&theirs[0]), Some("c2"));
-        assert_eq!(p.moving_to(&mine), None);
-        // Adoption succeeded: release. A repeated member set does not repeat anything.
-        p.handle_adopted(&theirs[0], "c2", true);
-        p.set_members(&m(&["c2", "c1"]));
-        assert_eq!(
-            drain(&mut p),
-            [Action::Release {
-                worker: theirs[0].clone(),
-                owner: "c2".into()
-            }]
-        );
-    }
-
-    #[test]
-    fn a_failed_adoption_falls_back_to_a_redirect_and_stale_outcomes_are_ignored() {
-        let mut p = Proxies::new("c1", 64);
-        p.set_members(&m(&["c1", "c2"]));
-        let w = owned_by("c2", &["c1", "c2"], 1).remove(0);
-        p.handle_worker_up(&w, true);
-        drain(&mut p);
-        p.handle_adopted(&w, "c9", false); // not the hand-off in progress
-        assert_eq!(drain(&mut p), []);
-        p.handle_adopted(&w, "c2", false);
-        assert_eq!(
-            drain(&mut p),
-            [Action::Redirect {
-                worker: w.clone(),
-                owner: "c2".into()
-            }]
-        );
-        p.handle_worker_down(Instant::ZERO, &w, Vec::new());
-        p.handle_adopted(&w, "c2", true);
-        assert_eq!(drain(&mut p), []);
-    }
-
-    #[test]
-    fn a_silent_owner_is_retried_after_the_delay_unless_the_ring_moves_on() {
-        let mut p = Proxies::new("c1", 64);
-        p.set_retry_after(Duration::from_millis(500));
-        p.set_members(&m(&["c1", "c2"]));
-        let w = owned_by("c2", &["c1", "c2"], 1).remove(0);
-        p.handle_worker_up(&w, false);
-        drain(&mut p);
-        p.handle_owner_silent(Instant::from_millis(100), &w, "c9"); // stale
-        assert_eq!(p.poll_timeout(), None);
-        p.handle_owner_silent(Instant::from_millis(100), &w, "c2");
-        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(600)));
-        p.handle_timeout(Instant::from_millis(599));
-        assert_eq!(drain(&mut p), []);
-        p.handle_timeout(Instant::from_millis(600));
-        assert_eq!(
-            drain(&mut p),
-            [Action::Redirect {
-                worker: w.clone(),
-                owner: "c2".into()
-            }]
-        );
-        assert_eq!(p.poll_timeout(), None);
-        // Silent again, then c2 leaves the ring: we own it again, no retry.
-        p.handle_owner_silent(Instant::from_millis(700), &w, "c2");
-        p.set_members(&m(&["c1"]));
-        assert_eq!(p.poll_timeout(), None);
-        p.handle_timeout(Instant::from_millis(5_000));
-        assert_eq!(drain(&mut p), []);
-    }
-
-    #[test]
-    fn a_lost_listening_worker_is_redialed_at_once_then_periodically_until_back() {
-        let mut p = Proxies::new("c1", 64);
-        p.set_retry_after(Duration::from_millis(500));
-        p.set_redial_for(Duration::from_secs(2));
-        p.set_members(&m(&["c1"]));
-        let urls = vec!["nkcluster://10.0.0.9:1972;transport=tcp".to_owned()];
-        p.handle_worker_up("w1", true);
-        p.handle_worker_down(Instant::ZERO, "w1", urls.clone());
-        let redial = Action::Redial {
-            worker: "w1".into(),
-            urls: urls.clone(),
-        };
-        assert_eq!(drain(&mut p), std::slice::from_ref(&redial));
-        assert!(p.is_reconnecting("w1"));
-        assert!(p.reconnecting().contains("w1"));
-        p.handle_redial_failed(Instant::from_millis(100), "w1");
-        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(600)));
-        p.handle_timeout(Instant::from_millis(600));
-        assert_eq!(drain(&mut p), [redial]);
-        // Back (it reconnected, or our dial worked): no more redials.
-        p.handle_worker_up("w1", true);
-        assert!(!p.is_reconnecting("w1"));
-        assert!(!p.reconnecting().contains("w1"));
-        p.handle_redial_failed(Instant::from_millis(700), "w1");
-        assert_eq!(p.poll_timeout(), None);
-        // Lost for longer than redial_for: given up.
-        p.handle_worker_down(Instant::from_millis(1_000), "w1", urls.clone());
-        drain(&mut p);
-        p.handle_redial_failed(Instant::from_millis(3_000), "w1");
-        assert!(!p.is_reconnecting("w1"));
-        assert!(!p.reconnecting().contains("w1"));
-        // A worker that does not listen, or that another member owns, is not redialed.
-        p.handle_worker_down(Instant::ZERO, "w2", Vec::new());
-        assert_eq!(drain(&mut p), []);
-        p.set_members(&m(&["c1", "c2"]));
-        let theirs = owned_by("c2", &["c1", "c2"], 1).remove(0);
-        p.handle_worker_down(Instant::ZERO, &theirs, urls.clone());
-        assert_eq!(drain(&mut p), []);
-        // A lost worker whose partition moves is left to its new owner.
-        let mine = owned_by("c1", &["c1", "c2"], 1).remove(0);
-        p.handle_worker_down(Instant::ZERO, &mine, urls);
-        drain(&mut p);
-        assert!(p.is_reconnecting(&mine));
-        assert!(p.reconnecting().contains(&mine));
-        p.set_members(&m(&["c2"]));
-        assert!(!p.is_reconnecting(&mine));
-        assert!(!p.reconnecting().contains(&mine));
-    }
-
-    #[test]
-    fn retries_due_together_come_out_redials_first_each_by_worker_and_leavers_drop_theirs() {
-        let mut p = Proxies::new("c1", 64);
-        p.set_retry_after(Duration::from_millis(500));
-        p.set_members(&m(&["c1", "c2"]));
-        let theirs = owned_by("c2", &["c1", "c2"], 3);
-        let mine = owned_by("c1", &["c1", "c2"], 2);
-        let urls = vec!["nkcluster://10.0.0.9:1972;transport=tcp".to_owned()];
-        for w in &theirs {
-            p.handle_worker_up(w, false);
-        }
-        for w in &mine {
-            p.handle_worker_up(w, true);
-            p.handle_worker_down(Instant::ZERO, w, urls.clone());
-        }
-        drain(&mut p);
-        // Silent owner and failed redials at different instants, in reverse id order.
-        p.handle_owner_silent(Instant::from_millis(30), &theirs[2], "c2");
-        p.handle_owner_silent(Instant::from_millis(20), &theirs[1], "c2");
-        p.handle_owner_silent(Instant::from_millis(10), &theirs[0], "c2");
-        p.handle_redial_failed(Instant::from_millis(40), &mine[1]);
-        p.handle_redial_failed(Instant::from_millis(50), &mine[0]);
-        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(510)));
-        // A silent owner again: its deadline moves (the old one is gone).
-        p.handle_owner_silent(Instant::from_millis(15), &theirs[0], "c2");
-        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(515)));
-        // theirs[1] leaves: its deadline goes with it.
-        p.handle_worker_down(Instant::from_millis(16), &theirs[1], Vec::new());
-        p.handle_timeout(Instant::from_millis(514));
-        assert_eq!(drain(&mut p), []);
-        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(515)));
-        p.handle_timeout(Instant::from_millis(550));
-        let mut redials = mine.clone();
-        redials.sort();
-        let mut redirects = [theirs[0].clone(), theirs[2].clone()];
-        redirects.sort();
-        let expected: Vec<Action> = redials
-            .iter()
-            .map(|w| Action::Redial {
-                worker: w.clone(),
-                urls: urls.clone(),
-            })
-            .chain(redirects.iter().map(|w| Action::Redirect {
-                worker: w.clone(),
-                owner: "c2".into(),
-            }))
-            .collect();
-        assert_eq!(drain(&mut p), expected);
-        assert_eq!(p.poll_timeout(), None);
-        // A redial due again, then the worker is back: nothing left to do.
-        p.handle_redial_failed(Instant::from_millis(600), &mine[0]);
-        assert_eq!(p.poll_timeout(), Some(Instant::from_millis(1_100)));
-        p.handle_worker_up(&mine[0], true);
-        assert_eq!(p.poll_timeout(), None);
-    }
-
-    #[test]
-    fn owning_again_cancels_a_hand_off_and_a_new_owner_restarts_it() {
-        let mut p = Proxies::new("c1", 64);
-        p.set_members(&m(&["c1"]));
-        // A worker c2 would own next to c1, and c3 would own among c1, c3.
-        let r12 = ring::place(64, &m(&["c1", "c2"])).expect("ring");
-        let r123 = ring::place(64, &m(&["c1", "c2", "c3"])).expect("ring");
-        let w = (0..)
-            .map(|i| format!("w{i}"))
-            .find(|w| r12.owner_of(w) == Some("c2") && r123.owner_of(w) == Some("c3"))
-            .expect("such a worker");
-        p.handle_worker_up(&w, false);
-        assert_eq!(drain(&mut p), []);
-        p.set_members(&m(&["c1", "c2"]));
-        assert_eq!(
-            drain(&mut p),
-            [Action::Redirect {
-                worker: w.clone(),
-                owner: "c2".into()
-            }]
-        );
-        p.set_members(&m(&["c1", "c2", "c3"]));
-        assert_eq!(
-            drain(&mut p),
-            [Action::Redirect {
-                worker: w.clone(),
-                owner: "c3".into()
-            }]
-        );
-        p.set_members(&m(&["c1"]));
-        assert_eq!(drain(&mut p), []);
-        assert_eq!(p.moving_to(&w), None);
-        assert_eq!(p.owner_of(&w), "c1");
-    }
-
-    #[test]
-    fn with_agreeing_views_every_worker_has_exactly_one_owner_that_keeps_it() {
-        let members = m(&["c1", "c2", "c3"]);
-        let mut nodes: Vec<Proxies> = members.iter().map(|c| Proxies::new(c, 64)).collect();
-        for (i, n) in nodes.iter_mut().enumerate() {
-            n.set_members(&members);
-            // Every worker linked everywhere (the worst case after a heal).
-            for w in 0..30 {
-                n.handle_worker_up(&format!("w{w}"), i % 2 == 0);
-            }
-        }
-        for w in 0..30 {
-            let w = format!("w{w}");
-            let keepers = nodes.iter().filter(|n| n.moving_to(&w).is_none()).count();
-            assert_eq!(keepers, 1, "{w}");
-        }
-    }
-}
+mod tests;

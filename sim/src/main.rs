@@ -3,8 +3,8 @@
 //! - `nkcluster-sim <scenario> <seed>`: replays one turmoil scenario with one seed and
 //!   prints its event log (no arguments: list scenarios). With `NKCLUSTER_LOG=info` the
 //!   nodes' own log lines go to stderr.
-//! - `nkcluster-sim scale [--control N] [--workers N] [--seed S]`: the core-only
-//!   scenarios at scale, with their report.
+//! - `nkcluster-sim scale [--control N] [--workers N] [--seed S] [--ring-settle-ms MS]
+//!   [--gossip-every-ms MS]`: the core-only scenarios at scale, with their report.
 //! - `nkcluster-sim faults [--seeds N] [--from S] [size flags]`: core-only runs under
 //!   random faults, one line per seed, stopping at the first failing seed (its schedule,
 //!   its log, its first violated invariant and the command that replays it).
@@ -14,6 +14,9 @@
 //! Size flags: `--control N --workers N --safety SECONDS` (default 5, 60, 60).
 
 use std::process::ExitCode;
+use std::time::Duration;
+
+const SCALE_USAGE: &str = "nkcluster-sim scale [--control N] [--workers N] [--seed S] [--ring-settle-ms MS] [--gossip-every-ms MS]";
 
 /// mimalloc: the core-only simulation at 100,000 workers allocates and frees small
 /// buffers and records by the hundred million over a multi-gigabyte heap; with glibc's
@@ -52,7 +55,7 @@ fn main() -> ExitCode {
     }
     let [name, seed] = args.as_slice() else {
         eprintln!(
-            "usage: nkcluster-sim <scenario> <seed>\n       nkcluster-sim scale [--control N] [--workers N] [--seed S]\n       {FAULTS_USAGE}\nscenarios:"
+            "usage: nkcluster-sim <scenario> <seed>\n       {SCALE_USAGE}\n       {FAULTS_USAGE}\nscenarios:"
         );
         for (n, _) in nkcluster_sim::scenarios::ALL {
             eprintln!("  {n}");
@@ -90,6 +93,7 @@ fn scale(args: &[String]) -> ExitCode {
         controls: 128,
         workers: 100_000,
     };
+    let mut tuning = nkcluster_sim::coresim::scale::Tuning::default();
     let mut seed = 1u64;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -98,13 +102,15 @@ fn scale(args: &[String]) -> ExitCode {
             ("--control", Some(v)) => size.controls = v as usize,
             ("--workers", Some(v)) => size.workers = v as usize,
             ("--seed", Some(v)) => seed = v,
+            ("--ring-settle-ms", Some(v)) => tuning.ring_settle = Duration::from_millis(v),
+            ("--gossip-every-ms", Some(v)) => tuning.gossip_every = Duration::from_millis(v),
             _ => {
-                eprintln!("usage: nkcluster-sim scale [--control N] [--workers N] [--seed S]");
+                eprintln!("usage: {SCALE_USAGE}");
                 return ExitCode::from(2);
             }
         }
     }
-    match nkcluster_sim::coresim::scale::run(seed, size, |l| println!("{l}")) {
+    match nkcluster_sim::coresim::scale::run(seed, size, tuning, |l| println!("{l}")) {
         Ok(c) => {
             // What the run did, to compare runs of one seed (a replay matches it exactly).
             println!(

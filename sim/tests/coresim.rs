@@ -3,7 +3,7 @@
 //! and a seed replays bit for bit. The full size is a command:
 //! `cargo run --release -p nkcluster-sim -- scale --control 128 --workers 100000`.
 
-use nkcluster_sim::coresim::scale::{Size, run};
+use nkcluster_sim::coresim::scale::{Size, Tuning, run};
 
 const SMALL: Size = Size {
     controls: 6,
@@ -22,7 +22,7 @@ fn seeds() -> u64 {
 fn every_scenario_converges_at_a_small_size() {
     for seed in 0..seeds() {
         let mut lines = Vec::new();
-        let r = run(seed, SMALL, |l| lines.push(l.to_owned()));
+        let r = run(seed, SMALL, Tuning::default(), |l| lines.push(l.to_owned()));
         if let Err(e) = r {
             panic!(
                 "seed {seed} failed: {e}\nreport so far:\n{}\nreplay: cargo run --release -p nkcluster-sim -- scale --control {} --workers {} --seed {seed}",
@@ -43,9 +43,9 @@ fn every_scenario_converges_at_a_small_size() {
 
 #[test]
 fn a_seed_replays_bit_for_bit() {
-    let a = run(7, SMALL, |_| {}).expect("seed 7");
-    let b = run(7, SMALL, |_| {}).expect("seed 7 again");
+    let a = run(7, SMALL, Tuning::default(), |_| {}).expect("seed 7");
+    let b = run(7, SMALL, Tuning::default(), |_| {}).expect("seed 7 again");
     assert_eq!(a, b);
-    let c = run(8, SMALL, |_| {}).expect("seed 8");
+    let c = run(8, SMALL, Tuning::default(), |_| {}).expect("seed 8");
     assert_ne!(a, c, "another seed, another run");
 }

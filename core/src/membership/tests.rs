@@ -46,12 +46,12 @@ fn links_make_members_alive_and_gossip_spreads_them() {
             .collect::<Vec<_>>(),
         ["c"]
     );
-    let g = a.poll_gossip().expect("view changed");
+    let g = a.poll_gossip(Instant::ZERO).expect("view changed");
     assert_eq!(
         g.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
         ["a", "b", "c"]
     );
-    assert_eq!(a.poll_gossip(), None);
+    assert_eq!(a.poll_gossip(Instant::ZERO), None);
 }
 
 #[test]
@@ -61,20 +61,23 @@ fn a_view_that_brings_no_news_is_not_gossiped_back() {
     let mut a = Membership::new("a", 1, vec![], cfg());
     let t = Instant::ZERO;
     a.handle_link_up(t, info("b", 1, 0, Status::Alive));
-    assert!(a.poll_gossip().is_some(), "a new member is news");
+    assert!(
+        a.poll_gossip(Instant::ZERO).is_some(),
+        "a new member is news"
+    );
     let view = [info("b", 1, 0, Status::Alive), a.me().clone()];
     for _ in 0..3 {
         a.handle_link_up(t, view[0].clone());
         a.handle_view(t, &view);
-        assert_eq!(a.poll_gossip(), None);
+        assert_eq!(a.poll_gossip(Instant::ZERO), None);
     }
     assert_eq!(events(&mut a), [MemberEvent::Up("b".into())]);
     // A refutation (higher incarnation) is news again, and the gossip carries the
     // news only: our record, then b's (not c's, which did not change).
     a.handle_view(t, &[info("c", 1, 0, Status::Alive)]);
-    let _ = a.poll_gossip();
+    let _ = a.poll_gossip(Instant::ZERO);
     a.handle_link_up(t, info("b", 1, 1, Status::Alive));
-    let g = a.poll_gossip().expect("news");
+    let g = a.poll_gossip(Instant::ZERO).expect("news");
     assert_eq!(
         g.iter()
             .map(|i| (i.id.as_str(), i.incarnation))
@@ -88,9 +91,9 @@ fn a_view_that_brings_no_news_is_not_gossiped_back() {
     for _ in 0..3 {
         a.handle_link_up(t, info("b", 1, 1, Status::Alive));
     }
-    assert_eq!(a.poll_gossip(), None);
+    assert_eq!(a.poll_gossip(Instant::ZERO), None);
     a.handle_view(t, &[info("d", 1, 0, Status::Alive)]);
-    let g = a.poll_gossip().expect("news");
+    let g = a.poll_gossip(Instant::ZERO).expect("news");
     assert_eq!(
         g.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
         ["a", "d"]
@@ -171,7 +174,7 @@ fn new_members_are_dialed_at_once_and_unlinked_ones_every_round() {
 fn explicit_leave_is_adopted_at_once() {
     let mut b = Membership::new("b", 1, vec![], cfg());
     b.leave();
-    let g = b.poll_gossip().expect("leave is gossiped");
+    let g = b.poll_gossip(Instant::ZERO).expect("leave is gossiped");
     assert_eq!(g[0].status, Status::Left);
     assert_eq!(g[0].incarnation, 1);
     let mut a = Membership::new("a", 1, vec![], cfg());
@@ -190,7 +193,7 @@ fn explicit_leave_is_adopted_at_once() {
 fn a_member_refutes_a_false_down() {
     let mut b = Membership::new("b", 7, vec![], cfg());
     b.handle_view(Instant::ZERO, &[info("b", 7, 0, Status::Down)]);
-    let g = b.poll_gossip().expect("refutation");
+    let g = b.poll_gossip(Instant::ZERO).expect("refutation");
     assert_eq!((g[0].status, g[0].incarnation), (Status::Alive, 1));
     // Peers that had b down take it back.
     let mut a = Membership::new("a", 1, vec![], cfg());
@@ -291,7 +294,7 @@ fn a_run_started_with_its_clock_set_back_takes_the_generation_above_the_old_one(
     let mut a = Membership::new("a", 1, vec![], cfg());
     a.handle_link_up(Instant::ZERO, info("b", 9_000, 2, Status::Alive));
     a.handle_link_down(Instant::from_millis(10), "b");
-    let _ = (events(&mut a), a.poll_gossip());
+    let _ = (events(&mut a), a.poll_gossip(Instant::ZERO));
     let mut b = Membership::new("b", 8_000, info("b", 0, 0, Status::Alive).listen, cfg());
     // The new run's link does not outrank the old run's record at a.
     a.handle_link_up(Instant::from_millis(20), info("b", 8_000, 0, Status::Alive));
@@ -299,7 +302,7 @@ fn a_run_started_with_its_clock_set_back_takes_the_generation_above_the_old_one(
     // a's view (sent on the new link) tells b of its old run: b outranks it.
     b.handle_view(Instant::from_millis(20), &a.view());
     assert_eq!(b.me(), &info("b", 9_001, 0, Status::Alive));
-    let g = b.poll_gossip().expect("news");
+    let g = b.poll_gossip(Instant::ZERO).expect("news");
     assert_eq!(g[0], info("b", 9_001, 0, Status::Alive));
     a.handle_link_up(Instant::from_millis(21), g[0].clone());
     assert_eq!(events(&mut a), [MemberEvent::Up("b".into())]);
@@ -333,4 +336,44 @@ fn a_live_link_brings_a_removed_member_back_whatever_its_generation() {
     );
     assert_eq!(events(&mut a), [MemberEvent::Up("b".into())]);
     assert_eq!(a.live(), ["a", "b"]);
+}
+
+#[test]
+fn with_gossip_every_news_within_the_interval_goes_out_together() {
+    let ms = Duration::from_millis;
+    let t0 = Instant::ZERO;
+    let mut a = Membership::new(
+        "a",
+        1,
+        vec![],
+        MembershipConfig {
+            gossip_every: ms(100),
+            ..cfg()
+        },
+    );
+    let ids = |g: Vec<MemberInfo>| g.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    // After a quiet time, news goes at once.
+    a.handle_link_up(t0, info("b", 1, 0, Status::Alive));
+    assert_eq!(
+        a.poll_gossip(t0).map(ids),
+        Some(vec!["a".into(), "b".into()])
+    );
+    // News within the interval waits for it, and goes together.
+    a.handle_view(t0 + ms(10), &[info("c", 1, 0, Status::Alive)]);
+    assert_eq!(a.poll_gossip(t0 + ms(10)), None);
+    a.handle_view(t0 + ms(50), &[info("d", 1, 0, Status::Alive)]);
+    assert_eq!(a.poll_gossip(t0 + ms(50)), None);
+    assert_eq!(a.poll_timeout(), Some(t0 + ms(100)));
+    assert_eq!(
+        a.poll_gossip(t0 + ms(100)).map(ids),
+        Some(vec!["a".into(), "c".into(), "d".into()])
+    );
+    // Nothing new: no gossip, and no timer for it.
+    assert_eq!(a.poll_gossip(t0 + ms(300)), None);
+    assert_eq!(a.poll_timeout(), Some(t0 + ms(10) + cfg().redial_every));
+    a.handle_link_down(t0 + ms(500), "b");
+    assert_eq!(
+        a.poll_gossip(t0 + ms(500)).map(ids),
+        Some(vec!["a".into(), "b".into()])
+    );
 }

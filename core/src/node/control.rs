@@ -42,7 +42,7 @@ impl<H: Clone> NodeMachine<H> {
             return;
         };
         let events: Vec<MemberEvent> = std::iter::from_fn(|| m.poll_event()).collect();
-        let gossip = m.poll_gossip();
+        let gossip = m.poll_gossip(now);
         let to_dial = m.poll_dial();
         // The live set changes only with news (a record changed: there is gossip to send)
         // or a member event; it is read once at first. No copy of it, and no ring, for
@@ -95,7 +95,7 @@ impl<H: Clone> NodeMachine<H> {
             && let Some(p) = &mut self.proxies
         {
             if live_moved {
-                p.set_members(&self.live);
+                p.members_changed(now, &self.live);
             }
             self.after_proxies(now);
         }

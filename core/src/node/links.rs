@@ -123,7 +123,12 @@ impl<H: Clone> NodeMachine<H> {
             Some(sender) => {
                 let mut sender = sender.clone();
                 sender.listen = crate::url::reachable_at(&sender.listen, link.remote_ip);
-                m.handle_link_up(now, sender.clone());
+                // The link proves a sender alive unless it says it is leaving (its last
+                // gossip, on its way out: as a link-up it made the member come up and
+                // leave again, and dialed it).
+                if sender.status == crate::membership::Status::Alive {
+                    m.handle_link_up(now, sender.clone());
+                }
                 m.handle_view(now, std::slice::from_ref(&sender));
                 &view[1..]
             }

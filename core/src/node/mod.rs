@@ -388,6 +388,7 @@ impl<H: Clone> NodeMachine<H> {
         let proxies = control.then(|| {
             let mut p = Proxies::new(&settings.me, settings.partitions);
             p.set_retry_after(settings.handoff_retry);
+            p.set_ring_settle(settings.membership.ring_settle);
             p
         });
         NodeMachine {

@@ -29,6 +29,27 @@ pub struct Size {
     pub workers: usize,
 }
 
+/// The control nodes' membership tuning for a run (zero: at once, the core's default).
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// A change of the live members is placed this long after it.
+    pub ring_settle: Duration,
+    /// Gossip goes out at most this often.
+    pub gossip_every: Duration,
+}
+
+impl Default for Tuning {
+    /// What a cluster of 128 control nodes wants: news and ring placements batched over
+    /// 200 ms (in a join storm of 128 members, every member otherwise gossips and places
+    /// the ring once per member it hears of).
+    fn default() -> Self {
+        Tuning {
+            ring_settle: Duration::from_millis(200),
+            gossip_every: Duration::from_millis(200),
+        }
+    }
+}
+
 /// How often convergence and the continuous invariants are checked (simulated).
 const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// How long a scenario may take to converge (simulated).
@@ -125,7 +146,12 @@ fn line(
 /// The scenarios at `size`, seeded: the report's lines go to `report` as they come, each
 /// scenario ending with a line `<name>: converged`; the error names the scenario and the
 /// violated invariant.
-pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counters, String> {
+pub fn run(
+    seed: u64,
+    size: Size,
+    tuning: Tuning,
+    mut report: impl FnMut(&str),
+) -> Result<Counters, String> {
     let mut w = World::new(
         seed,
         connection_config(),
@@ -135,8 +161,8 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
         },
     );
     report(&format!(
-        "core-only simulation, seed {seed}: {} control nodes, {} workers, {} partitions",
-        size.controls, size.workers, PARTITIONS_DEFAULT
+        "core-only simulation, seed {seed}: {} control nodes, {} workers, {} partitions, ring settle {:?}, gossip every {:?}",
+        size.controls, size.workers, PARTITIONS_DEFAULT, tuning.ring_settle, tuning.gossip_every
     ));
     let control_ids: Vec<String> = (0..size.controls).map(|i| format!("c{i:03}")).collect();
     let mut controls = Vec::new();
@@ -146,7 +172,10 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
         } else {
             url_of(&control_ids[0])
         };
-        controls.push(w.add_node(settings(id, Role::Control, &seedlist)?));
+        let mut s = settings(id, Role::Control, &seedlist)?;
+        s.membership.ring_settle = tuning.ring_settle;
+        s.membership.gossip_every = tuning.gossip_every;
+        controls.push(w.add_node(s));
     }
     let mut workers = Vec::new();
     for i in 0..size.workers {
@@ -268,7 +297,10 @@ pub fn run(seed: u64, size: Size, mut report: impl FnMut(&str)) -> Result<Counte
         .map_err(|e| format!("rolling restart, {victim_id} back: {e}"))?;
     slowest = slowest.max(took);
     for (i, &c) in controls.iter().enumerate() {
-        w.crash(c);
+        // As an operator restarts a daemon: a signal stops it in order (it leaves the
+        // membership and closes its links), then it starts again. (The crash scenario
+        // covers a silent failure.)
+        w.stop(c);
         w.start(c);
         let (p, took) = run_to_convergence(&mut w)
             .map_err(|e| format!("rolling restart of {} ({i}): {e}", w.nodes[c].id))?;

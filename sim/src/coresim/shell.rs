@@ -332,9 +332,6 @@ impl World {
                     }
                     Output::Event(e) => {
                         if matches!(e, NodeEvent::Member { .. }) {
-                            if std::env::var("NKTRACE").is_ok() {
-                                eprintln!("{:?} {} {:?}", self.now, self.nodes[idx].id, e);
-                            }
                             self.counters.member_changes += 1;
                         }
                     }

@@ -583,6 +583,30 @@ fn a_second_link_between_two_members_is_unlisted() {
 }
 
 #[test]
+fn the_last_gossip_of_a_leaving_member_does_not_bring_it_back() {
+    let mut c1 = two_members();
+    // c2 leaves: a third member told us first; then c2's own last gossip arrives on
+    // its link. It used to count as a link-up (c2 came up, left again, and was dialed).
+    let left = MemberInfo {
+        incarnation: 1,
+        status: MemberStatus::Left,
+        ..member("c2", 7)
+    };
+    c1.handle_gossip(at(1), "c2", 2, &[left.clone()]);
+    let first = drain(&mut c1);
+    c1.handle_gossip(at(2), "c2", 2, &[left]);
+    assert_eq!(
+        first[0],
+        Output::Event(NodeEvent::Member {
+            id: "c2".into(),
+            change: "left"
+        })
+    );
+    assert_eq!(drain(&mut c1), vec![]);
+    assert_eq!(c1.members(), ["c1"]);
+}
+
+#[test]
 fn a_restarted_member_replaces_the_link_of_its_previous_run() {
     let mut c1 = machine("c1", Role::Control);
     // We dialed c2's first run; c2 crashed silently (the link lingers) and its new run

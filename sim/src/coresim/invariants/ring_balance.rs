@@ -18,7 +18,8 @@ pub fn check(w: &World) -> Result<(), Violation> {
         let Some(ring) = node.machine.ring() else {
             continue;
         };
-        let members = node.machine.members();
+        // The members it was placed for (with a ring settle delay, the view may be ahead).
+        let members = ring.members();
         let p = ring.partitions() as usize;
         let cap = p.div_ceil(members.len().max(1));
         let mut load: BTreeMap<&str, usize> = members.iter().map(|m| (m.as_str(), 0)).collect();
