@@ -592,7 +592,7 @@ fn the_last_gossip_of_a_leaving_member_does_not_bring_it_back() {
         status: MemberStatus::Left,
         ..member("c2", 7)
     };
-    c1.handle_gossip(at(1), "c2", 2, &[left.clone()]);
+    c1.handle_gossip(at(1), "c2", 2, std::slice::from_ref(&left));
     let first = drain(&mut c1);
     c1.handle_gossip(at(2), "c2", 2, &[left]);
     assert_eq!(
