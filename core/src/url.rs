@@ -12,7 +12,7 @@
 //!
 //! The parser never panics and only allocates in proportion to its input. The
 //! [`Display`](std::fmt::Display) form of a [`ClusterUrl`] is canonical and parses back to
-//! the same value. Note that it includes the password: log [`ClusterUrl::remote_label`]
+//! the same value (with port and transport [`Written`]: the canonical form writes both). Note that it includes the password: log [`ClusterUrl::remote_label`]
 //! instead.
 
 use std::fmt;
@@ -194,6 +194,31 @@ pub fn ip_of_remote(remote: &str) -> Option<std::net::IpAddr> {
     addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
 }
 
+/// Which parts of a URL its text wrote: DNS discovery looks up what it left out (no
+/// port: SRV records; neither port nor transport: NAPTR, then SRV). URLs built by hand
+/// and the canonical form write both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Written {
+    /// The URL gave a port.
+    pub port: bool,
+    /// The URL gave a `transport` parameter.
+    pub transport: bool,
+}
+
+impl Written {
+    /// Both port and transport written.
+    pub const ALL: Written = Written {
+        port: true,
+        transport: true,
+    };
+}
+
+impl Default for Written {
+    fn default() -> Self {
+        Written::ALL
+    }
+}
+
 /// One parsed cluster URL.
 ///
 /// String fields produced by the parser never contain `;`, `,` or surrounding
@@ -212,6 +237,8 @@ pub struct ClusterUrl {
     pub password: Option<String>,
     /// TLS parameters given in the URL.
     pub tls: TlsOptions,
+    /// Whether the text gave the port and the transport (the canonical form gives both).
+    pub written: Written,
 }
 
 impl ClusterUrl {
@@ -352,6 +379,7 @@ fn parse_entry(s: &str) -> Result<ClusterUrl, UrlError> {
         }
     }
 
+    let transport_written = transport.is_some();
     let transport = transport.unwrap_or_default();
     let path = match path {
         None => "/".to_string(),
@@ -372,6 +400,10 @@ fn parse_entry(s: &str) -> Result<ClusterUrl, UrlError> {
         path,
         password,
         tls,
+        written: Written {
+            port: port.is_some(),
+            transport: transport_written,
+        },
     })
 }
 
@@ -600,7 +632,45 @@ mod tests {
             path: "/".into(),
             password: None,
             tls: TlsOptions::default(),
+            written: Written::ALL,
         }
+    }
+
+    fn written(mut u: ClusterUrl, port: bool, transport: bool) -> ClusterUrl {
+        u.written = Written { port, transport };
+        u
+    }
+
+    #[test]
+    fn the_parse_records_what_the_text_wrote() {
+        let w = |s: &str| parse_url(s).expect("valid").written;
+        let both = Written::ALL;
+        assert_eq!(
+            w("nkcluster://h"),
+            Written {
+                port: false,
+                transport: false
+            }
+        );
+        assert_eq!(
+            w("nkcluster://h:1"),
+            Written {
+                port: true,
+                transport: false
+            }
+        );
+        assert_eq!(
+            w("nkcluster://h;transport=ws"),
+            Written {
+                port: false,
+                transport: true
+            }
+        );
+        assert_eq!(w("nkcluster://h:1;transport=ws"), both);
+        // The canonical form writes both.
+        let u = parse_url("nkcluster://h").expect("valid");
+        assert_eq!(w(&u.to_string()), both);
+        assert_eq!(Written::default(), both);
     }
 
     fn ip(s: &str) -> Host {
@@ -719,7 +789,14 @@ mod tests {
             );
         }
         let u = parse_url("NKCluster://h").expect("valid");
-        assert_eq!(u, url(Host::Name("h".into()), 1972, Transport::Tcp));
+        assert_eq!(
+            u,
+            written(
+                url(Host::Name("h".into()), 1972, Transport::Tcp),
+                false,
+                false
+            )
+        );
         let u = parse_url("nkcluster://h:0;transport=tls").expect("valid");
         assert_eq!(u.port, 0);
     }
@@ -727,7 +804,10 @@ mod tests {
     #[test]
     fn all_host() {
         let u = parse_url("nkcluster://all;transport=wss").expect("valid");
-        assert_eq!(u, url(Host::All, 1975, Transport::Wss));
+        assert_eq!(
+            u,
+            written(url(Host::All, 1975, Transport::Wss), false, true)
+        );
         assert_eq!(u.to_string(), "nkcluster://all:1975;transport=wss");
         assert_eq!(u.socket_addr(), None);
         assert_eq!(parse_url("nkcluster://ALL").expect("valid").host, Host::All);
@@ -744,7 +824,14 @@ mod tests {
         second.tls.depth = Some(2);
         assert_eq!(
             list,
-            vec![url(Host::Name("a".into()), 1972, Transport::Tcp), second]
+            vec![
+                written(
+                    url(Host::Name("a".into()), 1972, Transport::Tcp),
+                    false,
+                    false
+                ),
+                second
+            ]
         );
         assert_eq!(
             format_url_list(&list),
@@ -765,7 +852,10 @@ mod tests {
     #[test]
     fn ipv6() {
         let u = parse_url("nkcluster://[::1]:5000").expect("valid");
-        assert_eq!(u, url(ip("::1"), 5000, Transport::Tcp));
+        assert_eq!(
+            u,
+            written(url(ip("::1"), 5000, Transport::Tcp), true, false)
+        );
         assert_eq!(u.to_string(), "nkcluster://[::1]:5000;transport=tcp");
         assert_eq!(u.socket_addr(), Some("[::1]:5000".parse().expect("valid")));
         assert_eq!(u.remote_label(), "tcp:[::1]:5000");
@@ -897,6 +987,7 @@ mod tests {
                 path: if transport.is_ws() { path } else { "/".into() },
                 password,
                 tls,
+                written: Written::ALL,
             })
     }
 
@@ -931,7 +1022,15 @@ mod tests {
             s in "(nkcluster|http|NKCLUSTER)?(://)?[\\[\\]a-z0-9.:/;=, _é-]{0,40}"
         ) {
             if let Ok(urls) = parse_url_list(&s) {
-                // Whatever parses prints canonically and parses back to the same value.
+                // Whatever parses prints canonically and parses back to the same value,
+                // with port and transport written.
+                let urls: Vec<ClusterUrl> = urls
+                    .into_iter()
+                    .map(|mut u| {
+                        u.written = Written::ALL;
+                        u
+                    })
+                    .collect();
                 prop_assert_eq!(parse_url_list(&format_url_list(&urls)), Ok(urls));
             }
         }
