@@ -38,12 +38,14 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, TlsTime};
 use crate::config::NodeConfig;
+use crate::discovery::{Dns, DnsSetupError};
 use crate::driver::{Answer, Command, EventSink, RequestHandler, Responder, drive};
 use crate::jobs::{
     EventMsg, FilePart, JobCall, JobClass, NodeInfo, NodeJobEvent, Stats, TaskStarted, WireEvent,
 };
 use crate::net::Net;
 use crate::transport::{self, ServerTls};
+use nkcluster_core::discovery::{Candidate, DiscoveryError};
 
 mod api;
 mod brain;

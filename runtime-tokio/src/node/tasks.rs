@@ -125,6 +125,11 @@ async fn dial_worker<N: Net>(
 pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
     use nkcluster_core::connector::ConnectorAction;
     let mut stop = inner.shutdown.subscribe();
+    let dns = inner.net.dns(inner.config.dns_server);
+    if let Err(e) = &dns {
+        warn!(node = %inner.config.node_id, error = %e,
+              "no DNS for discovery: cluster_addr entries with names will not resolve");
+    }
     loop {
         if inner.stopping() {
             return;
@@ -133,7 +138,16 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
             return;
         };
         match action {
-            Some(ConnectorAction::Dial(url)) => match connect_once(&inner, &url).await {
+            Some(ConnectorAction::Resolve(entries)) => {
+                let dns = dns.as_deref();
+                let found = tokio::select! {
+                    found = resolve_all(&inner, dns, entries) => found,
+                    _ = stop.changed() => return,
+                };
+                let random = inner.random_u64();
+                inner.tell(move |b, now| b.connector_mut().handle_resolved(now, found, random));
+            }
+            Some(ConnectorAction::Dial(c)) => match connect_once(&inner, &c).await {
                 Ok(()) => inner.tell(|b, now| b.connector_mut().handle_linked(now)),
                 Err((code, detail)) => {
                     let random = inner.random_u64();
@@ -180,17 +194,48 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
     }
 }
 
-/// Dials `url` and runs the link until it ends: `Ok` when it authenticated, otherwise
-/// the failure's code and detail.
+/// Resolves a round's entries (discovery), logging each entry that does not resolve.
+async fn resolve_all<N: Net>(
+    inner: &Arc<Inner<N>>,
+    dns: Result<&dyn Dns, &DnsSetupError>,
+    entries: Vec<ClusterUrl>,
+) -> Vec<Result<Vec<Candidate>, DiscoveryError>> {
+    let mut found = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let label = entry.remote_label();
+        let r = crate::discovery::resolve(dns, entry, inner.random_u64()).await;
+        match &r {
+            Ok(cs) => {
+                let cs: Vec<String> = cs.iter().map(Candidate::label).collect();
+                debug!(node = %inner.config.node_id, entry = %label, candidates = ?cs,
+                       "cluster_addr entry resolved");
+            }
+            Err(e) => {
+                warn!(node = %inner.config.node_id, entry = %label, code = e.code(),
+                      error = %e, "cluster_addr entry does not resolve");
+                inner.emit(NodeEvent::ConnectFailed {
+                    url: label,
+                    error: e.to_string(),
+                });
+            }
+        }
+        found.push(r);
+    }
+    found
+}
+
+/// Dials a candidate and runs the link until it ends: `Ok` when it authenticated,
+/// otherwise the failure's code and detail.
 pub(super) async fn connect_once<N: Net>(
     inner: &Arc<Inner<N>>,
-    url: &ClusterUrl,
+    candidate: &Candidate,
 ) -> Result<(), (String, String)> {
-    let label = url.remote_label();
+    let url = &candidate.url;
+    let label = candidate.label();
     debug!(node = %inner.config.node_id, url = %label, "dialing cluster_addr entry");
     let password = url.password.as_deref().unwrap_or(&inner.config.password);
     let key = inner.key_for(password);
-    let (remote, ready) = match inner.dial(url).await {
+    let (remote, ready) = match inner.dial_to(url, candidate.addr).await {
         Ok(r) => r,
         Err((code, e)) => {
             warn!(node = %inner.config.node_id, url = %label, code, error = %e, "connect failed");
