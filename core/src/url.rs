@@ -262,11 +262,38 @@ impl fmt::Display for ClusterUrl {
     /// parameters among `password`, `tls_verify`, `tls_depth`, `tls_certfile`,
     /// `tls_keyfile`, `tls_cacertfile`, `tls_password`, in that order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{SCHEME}://{}:{}", self.host, self.port)?;
+        self.write_parts(f, Written::ALL)
+    }
+}
+
+/// [`ClusterUrl::written_form`]'s printer.
+struct WrittenForm<'a>(&'a ClusterUrl);
+
+impl fmt::Display for WrittenForm<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write_parts(f, self.0.written)
+    }
+}
+
+impl ClusterUrl {
+    /// The URL as its text wrote it: the canonical form without the port or the
+    /// transport the text left out, so that discovery still looks them up. It parses back
+    /// to the same value, [`Written`] included.
+    pub fn written_form(&self) -> String {
+        WrittenForm(self).to_string()
+    }
+
+    fn write_parts(&self, f: &mut fmt::Formatter<'_>, written: Written) -> fmt::Result {
+        write!(f, "{SCHEME}://{}", self.host)?;
+        if written.port {
+            write!(f, ":{}", self.port)?;
+        }
         if self.transport.is_ws() && self.path != "/" {
             f.write_str(&self.path)?;
         }
-        write!(f, ";transport={}", self.transport)?;
+        if written.transport {
+            write!(f, ";transport={}", self.transport)?;
+        }
         if let Some(password) = &self.password {
             write!(f, ";password={password}")?;
         }
@@ -639,6 +666,21 @@ mod tests {
     fn written(mut u: ClusterUrl, port: bool, transport: bool) -> ClusterUrl {
         u.written = Written { port, transport };
         u
+    }
+
+    #[test]
+    fn the_written_form_keeps_what_the_text_left_out() {
+        for s in [
+            "nkcluster://h",
+            "nkcluster://h:1",
+            "nkcluster://h;transport=tls;password=p",
+            "nkcluster://h/x;transport=ws",
+            "nkcluster://10.0.0.1:5;transport=wss;tls_verify=true",
+        ] {
+            let u = parse_url(s).expect("valid");
+            assert_eq!(u.written_form(), s);
+            assert_eq!(parse_url(&u.written_form()), Ok(u));
+        }
     }
 
     #[test]
@@ -1022,6 +1064,10 @@ mod tests {
             s in "(nkcluster|http|NKCLUSTER)?(://)?[\\[\\]a-z0-9.:/;=, _é-]{0,40}"
         ) {
             if let Ok(urls) = parse_url_list(&s) {
+                // The written form keeps what the text left out.
+                for u in &urls {
+                    prop_assert_eq!(parse_url(&u.written_form()), Ok(u.clone()));
+                }
                 // Whatever parses prints canonically and parses back to the same value,
                 // with port and transport written.
                 let urls: Vec<ClusterUrl> = urls

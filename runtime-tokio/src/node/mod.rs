@@ -177,6 +177,8 @@ struct Inner<N: Net> {
     config: NodeConfig,
     identity: Identity,
     net: N,
+    /// Discovery's DNS, set up at its first use ([`Net::dns`]).
+    dns: std::sync::OnceLock<Result<Arc<dyn Dns>, DnsSetupError>>,
     clock: Clock,
     keys: Mutex<HashMap<String, Key>>,
     rng: Mutex<StdRng>,
