@@ -28,7 +28,7 @@ mod reachable_tests {
     }
 }
 
-mod tests {
+mod parsing {
     use super::*;
 
     #[test]
