@@ -171,3 +171,24 @@ fn an_entry_that_does_not_resolve_is_logged_and_the_others_are_tried() {
     );
     worker.wait_line("link up with c1", |l| link_up_with(l, &["c1"]));
 }
+
+#[test]
+fn a_control_node_joins_the_cluster_a_name_points_at() {
+    let (mut c1, p1) = Daemon::control("c1", &FAST);
+    let dns_port = free_port();
+    let _dns = Dnsmasq::start(dns_port, &records(&[p1]));
+    let server = format!("127.0.0.1:{dns_port}");
+    let mut args = vec![
+        "--cluster-addr",
+        "nkcluster://cluster.test",
+        "--dns-server",
+        &server,
+    ];
+    args.extend(FAST);
+    let (mut c2, _) = Daemon::control("c2", &args);
+    let member_up = |id: &'static str| {
+        move |l: &str| l.contains("membership") && has(l, "member", id) && has(l, "change", "up")
+    };
+    c2.wait_line("c1 up at c2", member_up("c1"));
+    c1.wait_line("c2 up at c1", member_up("c2"));
+}
