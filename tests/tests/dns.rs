@@ -1,10 +1,10 @@
 //! DNS discovery against a real name server: each test starts `dnsmasq` (Debian package
-//! `dnsmasq-base`; `.ci/run` installs it) on a loopback port with NAPTR, SRV and A records
+//! `dnsmasq-base`; `.ci/run`, or the first test that needs it, installs it) on a loopback port with NAPTR, SRV and A records
 //! for `cluster.test`, and workers that know only names.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
+use nkcluster_tests::tools::dnsmasq;
 use nkcluster_tests::{Daemon, field, free_port, has};
 
 /// Fast liveness so the tests take seconds: pings every 200 ms, dead after 1 s of silence.
@@ -16,17 +16,9 @@ struct Dnsmasq {
     child: Child,
 }
 
-fn dnsmasq_bin() -> PathBuf {
-    ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq", "/sbin/dnsmasq"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("dnsmasq"))
-}
-
 impl Dnsmasq {
     fn start(port: u16, records: &[String]) -> Dnsmasq {
-        let child = Command::new(dnsmasq_bin())
+        let child = dnsmasq()
             .args([
                 "-k",
                 "-C",
