@@ -333,7 +333,7 @@ mod tests {
             addr: Some(format!("{ip}:1").parse().expect("addr")),
         };
         let gone = DiscoveryError::NotFound {
-            entry: "tcp:gone.test:1972".into(),
+            entry: "gone.test".into(),
             name: "gone.test".into(),
         };
         c.handle_resolved(

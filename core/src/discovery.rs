@@ -442,7 +442,7 @@ impl Resolution {
         if !self.found.is_empty() {
             return Ok(self.found);
         }
-        let entry = self.entry.remote_label();
+        let entry = self.entry.written_label();
         Err(match self.failure {
             Some(detail) => DiscoveryError::Failed { entry, detail },
             None => DiscoveryError::NotFound {

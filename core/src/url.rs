@@ -255,6 +255,21 @@ impl ClusterUrl {
     pub fn remote_label(&self) -> String {
         format!("{}:{}:{}", self.transport, self.host, self.port)
     }
+
+    /// [`remote_label`](Self::remote_label) with only what the text wrote, for an entry
+    /// discovery resolves: `cluster.test`, `tls:cluster.test`, `h:1972`, `tcp:h:1972`.
+    pub fn written_label(&self) -> String {
+        let mut s = String::new();
+        if self.written.transport {
+            s.push_str(self.transport.as_str());
+            s.push(':');
+        }
+        s.push_str(&self.host.to_string());
+        if self.written.port {
+            s.push_str(&format!(":{}", self.port));
+        }
+        s
+    }
 }
 
 impl fmt::Display for ClusterUrl {

@@ -158,7 +158,7 @@ fn an_entry_that_does_not_resolve_is_logged_and_the_others_are_tried() {
     assert_eq!(field(&line, "code"), Some("unresolved"), "{line}");
     assert_eq!(
         field(&line, "entry"),
-        Some("tcp:missing.cluster.test:1972"),
+        Some("missing.cluster.test:1972"),
         "{line}"
     );
     worker.wait_line("link up with c1", |l| link_up_with(l, &["c1"]));

@@ -171,7 +171,7 @@ fn a_name_that_does_not_resolve_is_an_error_naming_the_entry() {
     assert_eq!(
         r.finish(),
         Err(DiscoveryError::NotFound {
-            entry: "tcp:gone.test:7000".into(),
+            entry: "gone.test:7000".into(),
             name: "gone.test".into()
         })
     );
@@ -181,7 +181,7 @@ fn a_name_that_does_not_resolve_is_an_error_naming_the_entry() {
     assert_eq!(e.code(), "dns_failed");
     assert_eq!(
         e.to_string(),
-        "dns_failed: tcp:slow.test:7000: A/AAAA slow.test: timed out"
+        "dns_failed: slow.test:7000: A/AAAA slow.test: timed out"
     );
     assert_eq!(
         DiscoveryError::NotFound {

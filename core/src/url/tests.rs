@@ -104,6 +104,21 @@ mod parsing {
     }
 
     #[test]
+    fn the_written_label_shows_only_what_the_text_wrote() {
+        let l = |s: &str| parse_url(s).expect("valid").written_label();
+        assert_eq!(
+            l("nkcluster://cluster.test;password=secret"),
+            "cluster.test"
+        );
+        assert_eq!(
+            l("nkcluster://cluster.test;transport=tls"),
+            "tls:cluster.test"
+        );
+        assert_eq!(l("nkcluster://h:1972"), "h:1972");
+        assert_eq!(l("nkcluster://[::1]:5;transport=ws"), "ws:[::1]:5");
+    }
+
+    #[test]
     fn the_parse_records_what_the_text_wrote() {
         let w = |s: &str| parse_url(s).expect("valid").written;
         let both = Written::ALL;

@@ -11,7 +11,7 @@ pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: String, urls
     let mut tried = false;
     let mut candidates = Vec::new();
     for url in urls.iter().filter_map(|u| parse_url(u).ok()) {
-        let label = url.remote_label();
+        let label = url.written_label();
         match inner.resolve(url).await {
             Ok(found) => candidates.extend(found),
             Err(e) => {
@@ -209,7 +209,7 @@ async fn resolve_all<N: Net>(
 ) -> Vec<Result<Vec<Candidate>, DiscoveryError>> {
     let mut found = Vec::with_capacity(entries.len());
     for entry in entries {
-        let label = entry.remote_label();
+        let label = entry.written_label();
         let r = inner.resolve(entry).await;
         match &r {
             Ok(cs) => {
