@@ -2,11 +2,15 @@
 //! wait, when to give up. Sans-IO: the shell dials what [`ConnectorAction::Dial`] names,
 //! keeps the link while it lasts, and reports back.
 //!
-//! - A round tries the entries one at a time: a redirect received from a control node
-//!   first (once), then `cluster_addr` in its order, except that the control node that
-//!   served us last goes last (if it died or hangs, the others are tried before it); one
-//!   that served us without being in the list (a redirect took us there) is tried after
-//!   the list.
+//! - A round starts by resolving its entries again ([`ConnectorAction::Resolve`]: the
+//!   shell runs a [`Resolution`](crate::discovery::Resolution) per entry, so DNS changes
+//!   are followed), then tries the candidates one at a time: a redirect received from a
+//!   control node first (once, in its order), then every address of every `cluster_addr`
+//!   entry in one list shuffled with the randomness the shell injects, except that the
+//!   control node that served us last goes last (if it died or hangs, the others are
+//!   tried before it); one that served us without being in the list (a redirect took us
+//!   there) is tried after the list. An entry that did not resolve is skipped (the
+//!   shell logs its error).
 //! - A round in which every entry failed is followed by a backoff delay (exponential,
 //!   with the jitter the shell injects); when the attempt budget is spent the connector
 //!   gives up with the most telling error of the last round.
@@ -19,26 +23,35 @@
 //! use nkcluster_core::Instant;
 //! use nkcluster_core::backoff::BackoffConfig;
 //! use nkcluster_core::connector::{Connector, ConnectorAction};
+//! use nkcluster_core::discovery::Candidate;
 //! use nkcluster_core::url::parse_url_list;
-//! let urls = parse_url_list("nkcluster://10.0.0.1, nkcluster://10.0.0.2").unwrap();
+//! let urls = parse_url_list("nkcluster://10.0.0.1").unwrap();
 //! let mut c = Connector::new(urls.clone(), BackoffConfig::default());
 //! c.start(Instant::ZERO);
-//! assert_eq!(c.poll_action(), Some(ConnectorAction::Dial(urls[0].clone())));
+//! assert_eq!(c.poll_action(), Some(ConnectorAction::Resolve(urls.clone())));
+//! let found = Candidate::as_written(urls[0].clone());
+//! c.handle_resolved(Instant::ZERO, vec![Ok(vec![found.clone()])], 0);
+//! assert_eq!(c.poll_action(), Some(ConnectorAction::Dial(found)));
 //! ```
 
 use std::collections::VecDeque;
 
 use crate::backoff::{Backoff, BackoffConfig};
+use crate::discovery::{Candidate, DiscoveryError, shuffle};
 use crate::time::Instant;
 use crate::url::ClusterUrl;
 
 /// What the shell must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectorAction {
-    /// Dial this URL and run the link; report with
+    /// Resolve these entries (one [`Resolution`](crate::discovery::Resolution) each),
+    /// log the errors, and report every outcome, in this order, with
+    /// [`handle_resolved`](Connector::handle_resolved).
+    Resolve(Vec<ClusterUrl>),
+    /// Dial this candidate and run the link; report with
     /// [`handle_dial_failed`](Connector::handle_dial_failed) or
     /// [`handle_linked`](Connector::handle_linked).
-    Dial(ClusterUrl),
+    Dial(Candidate),
     /// Wait until no control link is left, then call
     /// [`handle_links_lost`](Connector::handle_links_lost).
     WaitWhileLinked,
@@ -55,6 +68,8 @@ pub enum ConnectorAction {
 enum State {
     /// Not started, or given up.
     Idle,
+    /// Waiting for the round's entries to resolve: the first `n` are the redirect's.
+    Resolving(usize),
     /// Trying the round's entries; the current one is being dialed.
     Dialing,
     /// Between rounds, until the instant.
@@ -72,16 +87,12 @@ pub struct Connector {
     backoff_config: BackoffConfig,
     backoff: Backoff,
     redirect: Vec<ClusterUrl>,
-    last_served: Option<ClusterUrl>,
-    round: VecDeque<ClusterUrl>,
-    dialing: Option<ClusterUrl>,
+    last_served: Option<Candidate>,
+    round: VecDeque<Candidate>,
+    dialing: Option<Candidate>,
     last_error: (String, String),
     state: State,
     actions: VecDeque<ConnectorAction>,
-}
-
-fn same_node(a: &ClusterUrl, b: &ClusterUrl) -> bool {
-    a.host == b.host && a.port == b.port
 }
 
 fn no_connections() -> (String, String) {
@@ -121,6 +132,51 @@ impl Connector {
         if !urls.is_empty() {
             self.redirect = urls;
         }
+    }
+
+    /// The round's entries resolved: `results` in the order of
+    /// [`ConnectorAction::Resolve`]'s list; `random` shuffles the candidates.
+    pub fn handle_resolved(
+        &mut self,
+        now: Instant,
+        results: Vec<Result<Vec<Candidate>, DiscoveryError>>,
+        random: u64,
+    ) {
+        let State::Resolving(redirects) = self.state else {
+            return;
+        };
+        let mut first = Vec::new();
+        let mut listed = Vec::new();
+        for (i, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(found) if i < redirects => first.extend(found),
+                Ok(found) => listed.extend(found),
+                Err(e) => {
+                    if self.last_error.0 == "no_connections" {
+                        self.last_error = (e.code().to_owned(), e.to_string());
+                    }
+                }
+            }
+        }
+        shuffle(&mut listed, random);
+        let served = self.last_served.clone();
+        let is_served = |c: &Candidate| served.as_ref().is_some_and(|s| s.same_endpoint(c));
+        // The node that served us last goes last; when it is not in our list (a redirect
+        // took us there), it is tried after the list: our seeds may all be down while it
+        // is back.
+        let served_listed = listed.iter().any(is_served);
+        let served_extra = served.clone().filter(|_| !served_listed);
+        let (last, rest): (Vec<Candidate>, Vec<Candidate>) =
+            listed.into_iter().partition(is_served);
+        self.round = first
+            .into_iter()
+            .chain(rest)
+            .chain(last)
+            .chain(served_extra)
+            .collect();
+        self.state = State::Dialing;
+        // Nothing resolved: the round is over at once (`random` picks the jitter).
+        self.next_dial(now, random);
     }
 
     /// The dial of the current entry failed (nothing answered, the transport or the
@@ -191,30 +247,23 @@ impl Connector {
         self.backoff.failures()
     }
 
-    fn start_round(&mut self, now: Instant) {
+    fn start_round(&mut self, _now: Instant) {
         let redirect = core::mem::take(&mut self.redirect);
-        let served = self.last_served.clone();
-        let is_served = |u: &ClusterUrl| served.as_ref().is_some_and(|s| same_node(s, u));
-        // The node that served us last goes last; when it is not in our list (a redirect
-        // took us there), it is tried after the list: our seeds may all be down while it
-        // is back.
-        let served_listed = self.entries.iter().any(&is_served);
-        let served_extra = served.clone().filter(|_| !served_listed);
-        self.round = redirect
+        let n = redirect.len();
+        let entries = redirect
             .into_iter()
-            .chain(self.entries.iter().filter(|u| !is_served(u)).cloned())
-            .chain(self.entries.iter().filter(|u| is_served(u)).cloned())
-            .chain(served_extra)
+            .chain(self.entries.iter().cloned())
             .collect();
+        self.round.clear();
         self.last_error = no_connections();
-        self.state = State::Dialing;
-        self.next_dial(now, 0);
+        self.state = State::Resolving(n);
+        self.actions.push_back(ConnectorAction::Resolve(entries));
     }
 
     fn next_dial(&mut self, now: Instant, random: u64) {
-        if let Some(url) = self.round.pop_front() {
-            self.dialing = Some(url.clone());
-            self.actions.push_back(ConnectorAction::Dial(url));
+        if let Some(c) = self.round.pop_front() {
+            self.dialing = Some(c.clone());
+            self.actions.push_back(ConnectorAction::Dial(c));
             return;
         }
         match self.backoff.on_failure(random) {
@@ -234,7 +283,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::url::parse_url_list;
+    use crate::url::{parse_url, parse_url_list};
 
     fn urls(s: &str) -> Vec<ClusterUrl> {
         parse_url_list(s).expect("urls")
@@ -248,12 +297,85 @@ mod tests {
         }
     }
 
+    /// A random value whose shuffle keeps lists of two and three in their order.
+    const KEEP: u64 = 1;
+
+    /// The next dial; a round's resolution is answered with the entries as written
+    /// (kept in order).
     fn dial(c: &mut Connector) -> Option<String> {
         match c.poll_action() {
-            Some(ConnectorAction::Dial(u)) => Some(u.remote_label()),
+            Some(ConnectorAction::Resolve(urls)) => {
+                let found = urls
+                    .into_iter()
+                    .map(|u| Ok(vec![Candidate::as_written(u)]))
+                    .collect();
+                c.handle_resolved(Instant::ZERO, found, KEEP);
+                dial(c)
+            }
+            Some(ConnectorAction::Dial(u)) => Some(u.label()),
             None => None,
             Some(a) => panic!("expected a dial, got {a:?}"),
         }
+    }
+
+    #[test]
+    fn every_round_resolves_again_and_shuffles_every_address_of_every_entry() {
+        let list = urls("nkcluster://a.test:1, nkcluster://10.0.0.9:9, nkcluster://gone.test");
+        let mut c = Connector::new(list.clone(), cfg(None));
+        c.start(Instant::ZERO);
+        assert_eq!(
+            c.poll_action(),
+            Some(ConnectorAction::Resolve(list.clone()))
+        );
+        assert_eq!(c.poll_action(), None);
+        let at = |ip: &str| Candidate {
+            url: parse_url("nkcluster://a.test:1").expect("url"),
+            addr: Some(format!("{ip}:1").parse().expect("addr")),
+        };
+        let gone = DiscoveryError::NotFound {
+            entry: "gone.test".into(),
+            name: "gone.test".into(),
+        };
+        c.handle_resolved(
+            Instant::ZERO,
+            vec![
+                Ok(vec![at("10.0.0.1"), at("10.0.0.2")]),
+                Ok(vec![Candidate::as_written(list[1].clone())]),
+                Err(gone.clone()),
+            ],
+            0,
+        );
+        // Random 0 moves the last of three first.
+        let mut order = vec![dial(&mut c)];
+        for _ in 0..2 {
+            c.handle_dial_failed(Instant::ZERO, "no_connections", "refused", 0);
+            order.push(dial(&mut c));
+        }
+        assert_eq!(
+            order,
+            [
+                Some("tcp:10.0.0.9:9".into()),
+                Some("tcp:a.test:1@10.0.0.1:1".into()),
+                Some("tcp:a.test:1@10.0.0.2:1".into()),
+            ]
+        );
+        // The round is over; the next one resolves again.
+        c.handle_dial_failed(Instant::ZERO, "no_connections", "refused", 0);
+        assert_eq!(c.poll_action(), None);
+        let t = c.poll_timeout().expect("a backoff");
+        c.handle_timeout(t);
+        assert_eq!(
+            c.poll_action(),
+            Some(ConnectorAction::Resolve(list.clone()))
+        );
+        // Nothing resolves: the round fails at once, with the entry's error.
+        c.handle_resolved(t, vec![Err(gone.clone())], 0);
+        assert_eq!(c.poll_action(), None);
+        assert_eq!(c.failures(), 2);
+        assert_eq!(c.last_error.0, "unresolved");
+        // Answers out of turn change nothing.
+        c.handle_resolved(t, vec![Ok(vec![at("10.0.0.1")])], 0);
+        assert_eq!(c.poll_action(), None);
     }
 
     const ABC: &str = "nkcluster://10.0.0.1:1, nkcluster://10.0.0.2:2, nkcluster://10.0.0.3:3";
@@ -282,8 +404,8 @@ mod tests {
     fn after_a_link_the_node_that_served_goes_last_and_a_redirect_goes_first() {
         let mut c = Connector::new(urls(ABC), cfg(None));
         c.start(Instant::ZERO);
-        c.handle_dial_failed(Instant::ZERO, "no_connections", "", 0);
         assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.1:1"));
+        c.handle_dial_failed(Instant::ZERO, "no_connections", "", 0);
         assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.2:2"));
         c.handle_linked(Instant::ZERO);
         assert_eq!(c.poll_action(), Some(ConnectorAction::WaitWhileLinked));

@@ -50,6 +50,7 @@ pub mod conn;
 pub mod conn_error;
 pub mod connector;
 pub mod data;
+pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod files;

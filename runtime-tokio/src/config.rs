@@ -32,8 +32,10 @@ pub struct NodeConfig {
     pub password: String,
     /// Where to listen (empty: no listener, the node only dials out).
     pub listen: Vec<ClusterUrl>,
-    /// Control nodes to connect to, tried in order.
+    /// Control nodes to connect to (resolved by DNS discovery, tried in a shuffled order).
     pub cluster_addr: Vec<ClusterUrl>,
+    /// The one name server discovery asks (`None`: the system's configuration).
+    pub dns_server: Option<std::net::SocketAddr>,
     /// Whether this node has the control role.
     pub control: bool,
     /// An administrative client (the CLI): announces the admin role, holds no jobs.
@@ -65,6 +67,7 @@ impl NodeConfig {
             password: DEFAULT_PASSWORD.into(),
             listen: Vec::new(),
             cluster_addr: Vec::new(),
+            dns_server: None,
             control: true,
             admin: false,
             meta: Meta::default(),
@@ -163,6 +166,8 @@ pub struct RawOptions {
     /// `files_dir`: where received files land (default `files` under the working
     /// directory).
     pub files_dir: Option<String>,
+    /// `dns_server`: `IP:PORT` (or `IP`, port 53) of the one name server discovery asks.
+    pub dns_server: Option<String>,
 }
 
 impl RawOptions {
@@ -204,7 +209,8 @@ impl RawOptions {
             partitions,
             max_handshakes,
             max_handshakes_per_source,
-            files_dir
+            files_dir,
+            dns_server
         );
         self
     }
@@ -227,6 +233,9 @@ impl RawOptions {
         if let Some(v) = self.cluster_addr {
             c.cluster_addr =
                 parse_url_list(&v).map_err(|e| invalid("cluster_addr", e.to_string()))?;
+        }
+        if let Some(v) = self.dns_server {
+            c.dns_server = Some(parse_dns_server(&v).map_err(|e| invalid("dns_server", e))?);
         }
         if let Some(v) = self.control {
             c.control = v;
@@ -298,9 +307,51 @@ impl RawOptions {
     }
 }
 
+/// `IP:PORT`, `[IPv6]:PORT`, or an IP alone (port 53).
+fn parse_dns_server(s: &str) -> Result<std::net::SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<std::net::SocketAddr>() {
+        return Ok(a);
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{s:?} is not IP:PORT (a name server is given by address)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_server_is_an_address_with_an_optional_port() {
+        let build = |v: &str| {
+            RawOptions {
+                dns_server: Some(v.into()),
+                ..Default::default()
+            }
+            .build("n1")
+        };
+        let at = |s: &str| Some(s.parse::<std::net::SocketAddr>().expect("addr"));
+        assert_eq!(
+            build("127.0.0.1:5353").expect("valid").dns_server,
+            at("127.0.0.1:5353")
+        );
+        assert_eq!(
+            build("10.0.0.1").expect("valid").dns_server,
+            at("10.0.0.1:53")
+        );
+        assert_eq!(build("[::1]:53").expect("valid").dns_server, at("[::1]:53"));
+        assert_eq!(
+            build("ns.example:53").expect_err("a name").to_string(),
+            "invalid dns_server: \"ns.example:53\" is not IP:PORT (a name server is given by address)"
+        );
+        assert_eq!(
+            RawOptions::default().build("n1").expect("valid").dns_server,
+            None
+        );
+        let file: RawOptions = toml::from_str("dns_server = \"127.0.0.1:53\"\n").expect("toml");
+        assert_eq!(file.dns_server.as_deref(), Some("127.0.0.1:53"));
+    }
 
     #[test]
     fn defaults_are_the_originals() {

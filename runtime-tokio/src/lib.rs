@@ -40,6 +40,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod discovery;
 pub mod driver;
 pub mod jobs;
 pub mod linkio;

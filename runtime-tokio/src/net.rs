@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::discovery::{Dns, DnsSetupError, HickoryDns};
+
 /// A byte stream the connection driver can use.
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
@@ -33,6 +35,12 @@ pub trait Net: Clone + Send + Sync + 'static {
         host: &str,
         port: u16,
     ) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+
+    /// The DNS that discovery asks: `server` only, or the system's configuration. The
+    /// default is `hickory-resolver` over real sockets.
+    fn dns(&self, server: Option<SocketAddr>) -> Result<std::sync::Arc<dyn Dns>, DnsSetupError> {
+        Ok(std::sync::Arc::new(HickoryDns::new(server)?))
+    }
 
     /// Whether slow local work (machine figures) may run on the blocking pool's own
     /// threads. A simulation says no: only work on its scheduler replays from a seed.

@@ -14,7 +14,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use nkcluster::discovery::{Dns, DnsSetupError, LookupFuture};
 use nkcluster::net::Net;
+use nkcluster_core::discovery::{Answer, Query};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A running digest of the bytes written by every node of one simulation, in write order
@@ -140,5 +142,29 @@ impl Net for TurmoilNet {
         let peer = inner.peer_addr()?;
         let wire = self.wire.clone();
         Ok((WireStream { inner, wire }, peer))
+    }
+
+    fn dns(&self, _server: Option<SocketAddr>) -> Result<Arc<dyn Dns>, DnsSetupError> {
+        Ok(Arc::new(TurmoilDns))
+    }
+}
+
+/// The simulated network's names: a host's address is turmoil's; there are no NAPTR
+/// or SRV records.
+#[derive(Debug, Clone, Copy)]
+pub struct TurmoilDns;
+
+impl Dns for TurmoilDns {
+    fn lookup<'a>(&'a self, query: &'a Query) -> LookupFuture<'a> {
+        Box::pin(async move {
+            match query {
+                // Known names only (turmoil's `lookup` would invent an address).
+                Query::Ip(name) => match turmoil::net::lookup_host((name.as_str(), 0)).await {
+                    Ok(addrs) => Answer::Ip(addrs.map(|a| a.ip()).collect()),
+                    Err(_) => Answer::NotFound,
+                },
+                Query::Naptr(_) | Query::Srv(_) => Answer::NotFound,
+            }
+        })
     }
 }

@@ -134,7 +134,16 @@ impl Relay {
     /// # Panics
     /// When it cannot bind.
     pub async fn start(target: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_at(0, target).await
+    }
+
+    /// The same, listening on `127.0.0.1:port` (say a port a node was told about before
+    /// anything listened there).
+    ///
+    /// # Panics
+    /// When it cannot bind.
+    pub async fn start_at(port: u16, target: SocketAddr) -> Relay {
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind the relay");
         let addr = listener.local_addr().expect("relay address");

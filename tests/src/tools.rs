@@ -5,6 +5,7 @@
 //!   (>= 12): the system's if it has it, otherwise a virtual environment created under
 //!   the build's target directory and filled from PyPI once.
 //! - [`openssl`]: the `openssl` command, installed with apt-get when missing (as root).
+//! - [`dnsmasq`]: the `dnsmasq` command (package `dnsmasq-base`), the same way.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -83,41 +84,71 @@ pub fn python_with_websockets() -> PathBuf {
         .clone()
 }
 
+/// Installs Debian `package` with apt-get unless `ready` already holds.
+fn apt_install(package: &str, ready: impl Fn() -> bool) -> Result<(), String> {
+    if ready() {
+        return Ok(());
+    }
+    for args in [
+        &["update", "-qq"][..],
+        &["install", "-y", "-qq", package][..],
+    ] {
+        let out = run_with_deadline(
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+            SETUP,
+        );
+        if !out.status.success() {
+            return Err(format!(
+                "apt-get {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    if ready() {
+        Ok(())
+    } else {
+        Err(format!("{package} is still missing after apt-get install"))
+    }
+}
+
 /// The `openssl` command.
 ///
 /// # Panics
 /// When it is missing and cannot be installed.
 pub fn openssl() -> Command {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        if works(Command::new("openssl").arg("version")) {
-            return Ok(());
-        }
-        for args in [
-            &["update", "-qq"][..],
-            &["install", "-y", "-qq", "openssl"][..],
-        ] {
-            let out = run_with_deadline(
-                Command::new("apt-get")
-                    .args(args)
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-                SETUP,
-            );
-            if !out.status.success() {
-                return Err(format!(
-                    "apt-get {args:?} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-        }
-        if works(Command::new("openssl").arg("version")) {
-            Ok(())
-        } else {
-            Err("openssl is still missing after apt-get install".into())
-        }
-    });
+    let ready = READY
+        .get_or_init(|| apt_install("openssl", || works(Command::new("openssl").arg("version"))));
     if let Err(e) = ready {
         panic!("the openssl command is required by this test and could not be installed: {e}");
     }
     Command::new("openssl")
+}
+
+/// The `dnsmasq` command (Debian package `dnsmasq-base`; often in `/usr/sbin`, which a
+/// user's `PATH` may lack).
+///
+/// # Panics
+/// When it is missing and cannot be installed.
+pub fn dnsmasq() -> Command {
+    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let find = || {
+        ["dnsmasq", "/usr/sbin/dnsmasq", "/sbin/dnsmasq"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| works(Command::new(p).arg("--version")))
+    };
+    let path = PATH.get_or_init(|| {
+        apt_install("dnsmasq-base", || find().is_some())?;
+        find().ok_or_else(|| "dnsmasq is missing".to_owned())
+    });
+    match path {
+        Ok(p) => Command::new(p),
+        Err(e) => panic!(
+            "the dnsmasq command (package dnsmasq-base) is required by this test and could \
+             not be installed: {e}"
+        ),
+    }
 }

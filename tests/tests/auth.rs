@@ -98,17 +98,35 @@ fn url_list_falls_through_to_the_entry_with_the_right_password() {
     let list = format!(
         "nkcluster://127.0.0.1:{port};password=bad, nkcluster://127.0.0.1:{port};password=good"
     );
-    // One round only: the second entry must be tried in the same round as the first.
-    let mut worker = Daemon::worker("w-list", &list, &["--connect-attempts", "1"]);
-    worker.wait_line("link up with c1", |l| {
-        l.contains("link up") && has(l, "peer", "c1")
-    });
-    control.wait_line("link up with w-list", |l| {
-        l.contains("link up") && has(l, "peer", "w-list")
-    });
-    // The first entry was really tried, and refused.
-    control_refused(&mut control, "w-list", "auth_failed");
-    assert!(worker.is_running());
+    // The list is tried in a shuffled order: a worker that happened to try the good entry
+    // first is replaced until one tries the bad one first (each does so with chance 1/2).
+    for attempt in 0..12 {
+        let id = format!("w-list{attempt}");
+        let mark = control.mark();
+        // One round only: the second entry must be tried in the same round as the first.
+        let mut worker = Daemon::worker(&id, &list, &["--connect-attempts", "1"]);
+        worker.wait_line("link up with c1", |l| {
+            l.contains("link up") && has(l, "peer", "c1")
+        });
+        let up = control.wait_line_after(mark, &format!("link up with {id}"), |l| {
+            l.contains("link up") && has(l, "peer", &id)
+        });
+        let refused = control
+            .lines()
+            .iter()
+            .skip(mark)
+            .take_while(|l| **l != up)
+            .find(|l| l.contains("connection refused") && has(l, "claimed_peer", &id))
+            .cloned();
+        if let Some(line) = refused {
+            // The first entry was really tried, and refused; the second linked.
+            assert_eq!(field(&line, "code"), Some("auth_failed"), "{line}");
+            assert!(worker.is_running());
+            return;
+        }
+        worker.kill();
+    }
+    panic!("twelve workers in a row tried the good entry first: the list is not shuffled");
 }
 
 #[test]

@@ -164,6 +164,10 @@ struct Cluster {
     events: broadcast::Receiver<NodeJobEvent>,
     probe: Probe,
     relay: Relay,
+    /// The worker's second entry: nothing listens there until a test opens it.
+    spare: u16,
+    /// c1's listener.
+    target: std::net::SocketAddr,
 }
 
 fn handlers(id: &str, probe: &Probe) -> Option<Handlers> {
@@ -199,7 +203,8 @@ fn env() -> nkcluster::node::Env<TokioNet> {
     }
 }
 
-/// c1 and w1 (through a relay that can cut the path, then directly), w1 linked and ready.
+/// c1 and w1 (through a relay that can cut the path; a second path can be opened at
+/// `spare`), w1 linked and ready.
 async fn cluster() -> Cluster {
     let probe = Probe::default();
     let control = Node::start_with(
@@ -212,11 +217,13 @@ async fn cluster() -> Cluster {
     let target = std::net::SocketAddr::from(([127, 0, 0, 1], port_of(&control, Transport::Tcp)));
     let relay = Relay::start(target).await;
     let mut w = config("w1", false, "");
-    // Through the relay first; straight to c1 once the relay is cut.
+    // Through the relay; its second entry is a port where nothing listens yet (the list
+    // is tried in a shuffled order: it must not reach c1 another way), and where a second
+    // path opens once the relay is cut.
+    let spare = nkcluster_tests::free_port();
     w.cluster_addr = nkcluster_core::url::parse_url_list(&format!(
-        "nkcluster://127.0.0.1:{};transport=tcp, nkcluster://127.0.0.1:{};transport=tcp",
+        "nkcluster://127.0.0.1:{};transport=tcp, nkcluster://127.0.0.1:{spare};transport=tcp",
         relay.addr().port(),
-        target.port()
     ))
     .expect("url");
     w.backoff.initial = Duration::from_millis(50);
@@ -234,6 +241,8 @@ async fn cluster() -> Cluster {
         events,
         probe,
         relay,
+        spare,
+        target,
     }
 }
 
@@ -517,6 +526,7 @@ async fn a_lost_link_tells_the_classes_not_connected_then_ready_again() {
         .expect("started");
     assert_eq!(take(&mut c.events, 1).await, ["task_started"]);
     c.relay.cut();
+    let _second = Relay::start_at(c.spare, c.target).await;
     next(&mut c.events, "not_connected", |e| {
         e.node == "w1" && e.event == WireEvent::NodeStatus(Status::NotConnected)
     })

@@ -63,7 +63,8 @@ impl<H: Clone> NodeMachine<H> {
             if self.mesh_dialing.insert(id.clone()) {
                 self.out.push_back(Output::DialMember {
                     id,
-                    urls: vec![seed.to_string()],
+                    // As written: the shell's discovery looks up what it left out.
+                    urls: vec![seed.written_form()],
                 });
             }
         }

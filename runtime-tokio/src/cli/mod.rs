@@ -174,9 +174,15 @@ pub struct NodeArgs {
     /// listener [default: nkcluster://all;transport=tls (port 1973)].
     #[arg(long, env = "NKCLUSTER_LISTEN")]
     pub listen: Option<String>,
-    /// Control nodes to connect to, tried in order [default: none].
+    /// Control nodes to connect to [default: none]. A name is resolved by DNS discovery
+    /// (no port nor transport: NAPTR then SRV; a transport: SRV; a port: A/AAAA) and all
+    /// addresses are tried one at a time in a shuffled order.
     #[arg(long, env = "NKCLUSTER_CLUSTER_ADDR")]
     pub cluster_addr: Option<String>,
+    /// The one name server discovery asks, `HOST:PORT` with an IP as host [default: the
+    /// system's configuration].
+    #[arg(long, env = "NKCLUSTER_DNS_SERVER")]
+    pub dns_server: Option<String>,
     /// Whether this node has the control role (`true` or `false`; the original's name
     /// `is_control` works too: `--is-control`, `NKCLUSTER_IS_CONTROL`) [default: true].
     #[arg(
@@ -266,6 +272,7 @@ impl NodeArgs {
             max_handshakes: self.max_handshakes,
             max_handshakes_per_source: self.max_handshakes_per_source,
             files_dir: self.files_dir.clone(),
+            dns_server: self.dns_server.clone(),
         }
     }
 

@@ -43,6 +43,16 @@ impl<N: Net> Inner<N> {
         &self,
         url: &ClusterUrl,
     ) -> Result<(String, transport::Ready), (&'static str, String)> {
+        self.dial_to(url, None).await
+    }
+
+    /// [`dial`](Self::dial), at `addr` when discovery resolved the URL's host (the
+    /// transport still names the host, for TLS).
+    pub(super) async fn dial_to(
+        &self,
+        url: &ClusterUrl,
+        addr: Option<SocketAddr>,
+    ) -> Result<(String, transport::Ready), (&'static str, String)> {
         let client = if url.transport.is_tls() {
             Some(
                 self.client_tls(url)
@@ -51,20 +61,22 @@ impl<N: Net> Inner<N> {
         } else {
             None
         };
-        let host = url.host.to_string();
+        let (host, port) = match addr {
+            Some(a) => (a.ip().to_string(), a.port()),
+            None => (url.host.to_string(), url.port),
+        };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let limit = self.config.connection.connect_timeout;
-        let (stream, addr) =
-            match tokio::time::timeout(limit, self.net.connect(host, url.port)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(("no_connections", format!("{}: {e}", e.kind()))),
-                Err(_) => {
-                    return Err((
-                        "no_connections",
-                        format!("connect timed out after {limit:?}"),
-                    ));
-                }
-            };
+        let (stream, addr) = match tokio::time::timeout(limit, self.net.connect(host, port)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(("no_connections", format!("{}: {e}", e.kind()))),
+            Err(_) => {
+                return Err((
+                    "no_connections",
+                    format!("connect timed out after {limit:?}"),
+                ));
+            }
+        };
         let limit = self.config.connection.handshake.timeout;
         let setup = transport::dial(
             stream,

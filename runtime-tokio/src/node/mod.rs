@@ -38,12 +38,14 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, TlsTime};
 use crate::config::NodeConfig;
+use crate::discovery::{Dns, DnsSetupError};
 use crate::driver::{Answer, Command, EventSink, RequestHandler, Responder, drive};
 use crate::jobs::{
     EventMsg, FilePart, JobCall, JobClass, NodeInfo, NodeJobEvent, Stats, TaskStarted, WireEvent,
 };
 use crate::net::Net;
 use crate::transport::{self, ServerTls};
+use nkcluster_core::discovery::{Candidate, DiscoveryError};
 
 mod api;
 mod brain;
@@ -175,6 +177,8 @@ struct Inner<N: Net> {
     config: NodeConfig,
     identity: Identity,
     net: N,
+    /// Discovery's DNS, set up at its first use ([`Net::dns`]).
+    dns: std::sync::OnceLock<Result<Arc<dyn Dns>, DnsSetupError>>,
     clock: Clock,
     keys: Mutex<HashMap<String, Key>>,
     rng: Mutex<StdRng>,

@@ -144,6 +144,7 @@ impl<N: Net> Node<N> {
         let inner = Arc::new(Inner {
             identity: identity.clone(),
             net: env.net,
+            dns: std::sync::OnceLock::new(),
             clock,
             keys: Mutex::new(keys),
             rng: Mutex::new(rng),

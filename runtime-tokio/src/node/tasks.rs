@@ -3,12 +3,26 @@
 
 use super::*;
 
-/// Dials a control member we learned of (full mesh), trying `urls` in order, and stays
-/// linked while the link lasts; then tells the machine how it went.
+/// Dials a control member we learned of (full mesh) or a seed, trying `urls` in order
+/// (each through discovery: a seed may be a name to look up), and stays linked while the
+/// link lasts; then tells the machine how it went.
 pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: String, urls: Vec<String>) {
     let mut linked = false;
     let mut tried = false;
+    let mut candidates = Vec::new();
     for url in urls.iter().filter_map(|u| parse_url(u).ok()) {
+        let label = url.written_label();
+        match inner.resolve(url).await {
+            Ok(found) => candidates.extend(found),
+            Err(e) => {
+                tried = true;
+                warn!(node = %inner.config.node_id, member = %member, entry = %label,
+                      code = e.code(), error = %e, "cannot resolve member url");
+            }
+        }
+    }
+    for c in candidates {
+        let url = &c.url;
         if inner.stopping() {
             break;
         }
@@ -17,7 +31,7 @@ pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: String, urls
             break;
         }
         tried = true;
-        match inner.dial(&url).await {
+        match inner.dial_to(url, c.addr).await {
             Ok((remote, ready)) => {
                 let key = inner.key_for(&inner.config.password);
                 let outcome = run_connection(
@@ -33,7 +47,7 @@ pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: String, urls
                 break;
             }
             Err((code, e)) => {
-                warn!(node = %inner.config.node_id, member = %member, url = %url.remote_label(),
+                warn!(node = %inner.config.node_id, member = %member, url = %c.label(),
                       code, error = %e, "cannot reach member");
             }
         }
@@ -133,7 +147,15 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
             return;
         };
         match action {
-            Some(ConnectorAction::Dial(url)) => match connect_once(&inner, &url).await {
+            Some(ConnectorAction::Resolve(entries)) => {
+                let found = tokio::select! {
+                    found = resolve_all(&inner, entries) => found,
+                    _ = stop.changed() => return,
+                };
+                let random = inner.random_u64();
+                inner.tell(move |b, now| b.connector_mut().handle_resolved(now, found, random));
+            }
+            Some(ConnectorAction::Dial(c)) => match connect_once(&inner, &c).await {
                 Ok(()) => inner.tell(|b, now| b.connector_mut().handle_linked(now)),
                 Err((code, detail)) => {
                     let random = inner.random_u64();
@@ -180,17 +202,69 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
     }
 }
 
-/// Dials `url` and runs the link until it ends: `Ok` when it authenticated, otherwise
-/// the failure's code and detail.
+/// Resolves a round's entries (discovery), logging each entry that does not resolve.
+async fn resolve_all<N: Net>(
+    inner: &Arc<Inner<N>>,
+    entries: Vec<ClusterUrl>,
+) -> Vec<Result<Vec<Candidate>, DiscoveryError>> {
+    let mut found = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let label = entry.written_label();
+        let r = inner.resolve(entry).await;
+        match &r {
+            Ok(cs) => {
+                let cs: Vec<String> = cs.iter().map(Candidate::label).collect();
+                debug!(node = %inner.config.node_id, entry = %label, candidates = ?cs,
+                       "cluster_addr entry resolved");
+            }
+            Err(e) => {
+                warn!(node = %inner.config.node_id, entry = %label, code = e.code(),
+                      error = %e, "cluster_addr entry does not resolve");
+                inner.emit(NodeEvent::ConnectFailed {
+                    url: label,
+                    error: e.to_string(),
+                });
+            }
+        }
+        found.push(r);
+    }
+    found
+}
+
+impl<N: Net> Inner<N> {
+    /// Discovery's DNS: `dns_server`, or the system's configuration.
+    fn dns(&self) -> Result<&dyn Dns, &DnsSetupError> {
+        self.dns
+            .get_or_init(|| {
+                let dns = self.net.dns(self.config.dns_server);
+                if let Err(e) = &dns {
+                    warn!(node = %self.config.node_id, error = %e,
+                          "no DNS for discovery: URLs with names will not resolve");
+                }
+                dns
+            })
+            .as_ref()
+            .map(|d| d.as_ref())
+    }
+
+    /// Resolves one URL (see [`crate::discovery::resolve`]).
+    pub(super) async fn resolve(&self, url: ClusterUrl) -> Result<Vec<Candidate>, DiscoveryError> {
+        crate::discovery::resolve(self.dns(), url, self.random_u64()).await
+    }
+}
+
+/// Dials a candidate and runs the link until it ends: `Ok` when it authenticated,
+/// otherwise the failure's code and detail.
 pub(super) async fn connect_once<N: Net>(
     inner: &Arc<Inner<N>>,
-    url: &ClusterUrl,
+    candidate: &Candidate,
 ) -> Result<(), (String, String)> {
-    let label = url.remote_label();
+    let url = &candidate.url;
+    let label = candidate.label();
     debug!(node = %inner.config.node_id, url = %label, "dialing cluster_addr entry");
     let password = url.password.as_deref().unwrap_or(&inner.config.password);
     let key = inner.key_for(password);
-    let (remote, ready) = match inner.dial(url).await {
+    let (remote, ready) = match inner.dial_to(url, candidate.addr).await {
         Ok(r) => r,
         Err((code, e)) => {
             warn!(node = %inner.config.node_id, url = %label, code, error = %e, "connect failed");

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use nkcluster_core::cluster::{ClusterRequest, EventMsg, Stats, WireEvent, encode_answer};
 use nkcluster_core::conn::{Event, RequestError, RequestId};
 use nkcluster_core::connector::ConnectorAction;
+use nkcluster_core::discovery::Candidate;
 use nkcluster_core::error::ErrorCode;
 use nkcluster_core::handshake::{Role, Side};
 use nkcluster_core::message::RemoteError;
@@ -368,7 +369,20 @@ impl World {
         loop {
             let action = self.nodes[idx].machine.connector_mut().poll_action();
             match action {
-                Some(ConnectorAction::Dial(url)) => match self.node_of_url(&url) {
+                // No DNS here: a URL's host is a node id, dialed as written; the
+                // candidates are shuffled with the world's seeded randomness.
+                Some(ConnectorAction::Resolve(urls)) => {
+                    let found = urls
+                        .into_iter()
+                        .map(|u| Ok(vec![Candidate::as_written(u)]))
+                        .collect();
+                    let random: u64 = self.rng.random();
+                    self.nodes[idx]
+                        .machine
+                        .connector_mut()
+                        .handle_resolved(now, found, random);
+                }
+                Some(ConnectorAction::Dial(c)) => match self.node_of_url(&c.url) {
                     Some(t) => {
                         let c = self.dial(idx, t, Purpose::Connector);
                         self.nodes[idx].connector_link = c;

@@ -180,11 +180,19 @@ fn a_redirect_makes_the_connector_dial_the_new_owner_first() {
     );
     assert_eq!(w.handle_redirect("nkcluster://10.0.0.2:1972"), Ok(()));
     w.connector_mut().start(T0);
+    let owner = crate::url::parse_url("nkcluster://10.0.0.2:1972").expect("url");
     assert_eq!(
         w.connector_mut().poll_action(),
-        Some(crate::connector::ConnectorAction::Dial(
-            crate::url::parse_url("nkcluster://10.0.0.2:1972").expect("url")
-        ))
+        Some(crate::connector::ConnectorAction::Resolve(vec![
+            owner.clone()
+        ]))
+    );
+    let found = crate::discovery::Candidate::as_written(owner);
+    w.connector_mut()
+        .handle_resolved(T0, vec![Ok(vec![found.clone()])], 0);
+    assert_eq!(
+        w.connector_mut().poll_action(),
+        Some(crate::connector::ConnectorAction::Dial(found))
     );
 }
 
