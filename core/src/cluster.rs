@@ -109,6 +109,13 @@ pub enum WireEvent {
     /// The worker's information (sent periodically and when its status or metadata
     /// change).
     Info(NodeInfo),
+    /// The task is running: re-announced for every running task whenever the worker's
+    /// events start going to a control link (a reconnection, a new owner), after the
+    /// events it kept while it had none.
+    TaskRunning,
+    /// This many of the class's events were dropped (the oldest first) while the worker
+    /// had no control link and its event buffer was full; told before the kept ones.
+    EventsLost(u64),
 }
 
 /// What `get_info` returns, and what workers report periodically.

@@ -53,6 +53,12 @@ pub enum JobEvent<E> {
     TaskStopped(String),
     /// The worker's status changed (`not_connected` when its link dropped).
     NodeStatus(Status),
+    /// The task is still running (re-announced when the worker links again, after the
+    /// events it kept meanwhile).
+    TaskRunning,
+    /// This many of the class's events were lost while the worker was disconnected and
+    /// its event buffer was full (the oldest were dropped).
+    EventsLost(u64),
 }
 
 pub use crate::cluster::{EventMsg, FilePart, JobCall, NodeInfo, Stats, TaskStarted, WireEvent};
@@ -100,8 +106,9 @@ impl<E: Serialize> TaskCtx<E> {
         self.id
     }
 
-    /// Sends an event to the control node holding the proxy (in order; lost if the link
-    /// is down, which the control side learns as `not_connected`).
+    /// Sends an event to the control node holding the proxy, in order. While the worker
+    /// has no control link it is kept in a bounded buffer and sent on the next link (when
+    /// the buffer is full the oldest are dropped and the class hears `events_lost`).
     pub fn send(&self, event: &E) {
         if let Ok(b) = postcard::to_allocvec(event) {
             (self.tx)(EventMsg {
@@ -260,6 +267,8 @@ impl<C: JobClass> DynClass for Adapter<C> {
             WireEvent::TaskStarted => JobEvent::TaskStarted,
             WireEvent::TaskStopped(r) => JobEvent::TaskStopped(r.clone()),
             WireEvent::NodeStatus(s) => JobEvent::NodeStatus(*s),
+            WireEvent::TaskRunning => JobEvent::TaskRunning,
+            WireEvent::EventsLost(n) => JobEvent::EventsLost(*n),
             // Node information is for the control node itself, not the classes.
             WireEvent::Info(_) => return,
         };

@@ -64,6 +64,7 @@ pub mod mesh;
 pub mod message;
 pub mod meta;
 pub mod node;
+pub mod outbox;
 pub mod proxy;
 pub mod pump;
 pub mod ring;

@@ -20,6 +20,10 @@ pub const DEFAULT_CLUSTER: &str = "nkcluster";
 pub const DEFAULT_PASSWORD: &str = "nkcluster";
 /// Default listen URL.
 pub const DEFAULT_LISTEN: &str = "nkcluster://all;transport=tls";
+/// Default `event_buffer`: events a disconnected worker keeps.
+pub const EVENT_BUFFER: usize = 10_000;
+/// The largest `event_buffer` (their size is capped apart, see the node's start).
+pub const EVENT_BUFFER_MAX: usize = 10_000_000;
 
 /// Everything a node needs to run.
 #[derive(Debug, Clone)]
@@ -56,6 +60,9 @@ pub struct NodeConfig {
     pub admission: AdmissionConfig,
     /// Received files land only below this directory (absolute).
     pub files_dir: std::path::PathBuf,
+    /// Events a worker keeps while it has no control link (its tasks keep running);
+    /// beyond it the oldest are dropped and their classes hear `events_lost`.
+    pub event_buffer: usize,
 }
 
 impl NodeConfig {
@@ -78,6 +85,7 @@ impl NodeConfig {
             partitions: nkcluster_core::ring::PARTITIONS_DEFAULT,
             admission: AdmissionConfig::default(),
             files_dir: default_files_dir(),
+            event_buffer: EVENT_BUFFER,
         }
     }
 }
@@ -168,6 +176,8 @@ pub struct RawOptions {
     pub files_dir: Option<String>,
     /// `dns_server`: `IP:PORT` (or `IP`, port 53) of the one name server discovery asks.
     pub dns_server: Option<String>,
+    /// `event_buffer`: events a worker keeps while it has no control link (0: none).
+    pub event_buffer: Option<usize>,
 }
 
 impl RawOptions {
@@ -210,7 +220,8 @@ impl RawOptions {
             max_handshakes,
             max_handshakes_per_source,
             files_dir,
-            dns_server
+            dns_server,
+            event_buffer
         );
         self
     }
@@ -275,6 +286,15 @@ impl RawOptions {
                 .components()
                 .filter(|p| *p != std::path::Component::CurDir)
                 .collect();
+        }
+        if let Some(n) = self.event_buffer {
+            if n > EVENT_BUFFER_MAX {
+                return Err(invalid(
+                    "event_buffer",
+                    format!("{n} is more than {EVENT_BUFFER_MAX}"),
+                ));
+            }
+            c.event_buffer = n;
         }
         c.backoff.max_attempts = self.connect_attempts;
         if let Some(ms) = self.ping_interval_ms {
@@ -351,6 +371,27 @@ mod tests {
         );
         let file: RawOptions = toml::from_str("dns_server = \"127.0.0.1:53\"\n").expect("toml");
         assert_eq!(file.dns_server.as_deref(), Some("127.0.0.1:53"));
+    }
+
+    #[test]
+    fn event_buffer_comes_from_any_source_and_is_bounded() {
+        assert_eq!(
+            RawOptions::default()
+                .build("n1")
+                .expect("valid")
+                .event_buffer,
+            EVENT_BUFFER
+        );
+        let file: RawOptions = toml::from_str("event_buffer = 0\n").expect("toml");
+        assert_eq!(file.build("n1").expect("valid").event_buffer, 0);
+        let too_many = RawOptions {
+            event_buffer: Some(EVENT_BUFFER_MAX + 1),
+            ..Default::default()
+        };
+        assert_eq!(
+            too_many.build("n1").expect_err("too many").to_string(),
+            "invalid event_buffer: 10000001 is more than 10000000"
+        );
     }
 
     #[test]

@@ -281,6 +281,8 @@ async fn take(rx: &mut broadcast::Receiver<NodeJobEvent>, n: usize) -> Vec<Strin
             WireEvent::TaskStarted => "task_started".into(),
             WireEvent::TaskStopped(r) => format!("task_stopped:{r}"),
             WireEvent::NodeStatus(s) => format!("node_status:{s}"),
+            WireEvent::TaskRunning => "task_running".into(),
+            WireEvent::EventsLost(n) => format!("events_lost:{n}"),
             WireEvent::Info(_) => continue,
         });
     }

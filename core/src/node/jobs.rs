@@ -1,6 +1,7 @@
 //! What every node decides as a worker: its status and what hears of it, its task table
 //! (ids, `task_started` before a task's own events, end reasons), the job calls that only
-//! touch state (status, tasks, metadata, data), where its own events go, and redirects.
+//! touch state (status, tasks, metadata, data), and redirects (where its own events go:
+//! `offline`).
 
 use bytes::Bytes;
 
@@ -39,35 +40,6 @@ impl<H: Clone> NodeMachine<H> {
                     class,
                     task,
                     status: s,
-                });
-            }
-        }
-    }
-
-    /// One of our own events, taken from the ordered path of [`Output::OwnEvent`]s: a
-    /// control member hears it itself, another node sends it on its first control link
-    /// (with none, it is dropped: the control side has told the classes
-    /// `not_connected`), an admin client runs no jobs.
-    pub fn handle_own_event(&mut self, now: Instant, ev: EventMsg) {
-        match self.settings.role {
-            Role::Admin => {}
-            Role::Control => self.handle_job_event(now, ev),
-            Role::Worker => {
-                let Some((_, l)) = self.links.first_control() else {
-                    return;
-                };
-                // The link's first status is told when it comes up; the same status
-                // queued before (at start) is not told twice on one link.
-                if let (NODE_EVENT_CLASS, WireEvent::NodeStatus(s)) = (ev.class.as_str(), &ev.event)
-                {
-                    if self.status_told == Some((l.conn_id, *s)) {
-                        return;
-                    }
-                    self.status_told = Some((l.conn_id, *s));
-                }
-                self.out.push_back(Output::Notify {
-                    link: l.handle.clone(),
-                    request: ClusterRequest::JobEvent(ev),
                 });
             }
         }

@@ -20,9 +20,9 @@ pub struct TableSize {
 impl<H: Clone> NodeMachine<H> {
     /// The size of every bounded table, in a fixed order: membership records (control
     /// members), workers remembered, event subscribers, recent events, open file
-    /// transfers, data registry bytes.
+    /// transfers, data registry bytes, events buffered while disconnected.
     pub fn table_sizes(&self) -> Vec<TableSize> {
-        let mut v = Vec::with_capacity(6);
+        let mut v = Vec::with_capacity(7);
         if let Some(m) = &self.membership {
             v.push(TableSize {
                 table: "membership records",
@@ -56,6 +56,11 @@ impl<H: Clone> NodeMachine<H> {
                 table: "data registry bytes",
                 len: self.data.size(),
                 max: self.data.limit(),
+            },
+            TableSize {
+                table: "buffered events",
+                len: self.outbox.len(),
+                max: self.settings.outbox.max_events,
             },
         ]);
         v

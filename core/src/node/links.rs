@@ -20,8 +20,8 @@ impl<H: Clone> NodeMachine<H> {
     /// A peer authenticated on connection `conn_id`. A `listed` link goes into the link
     /// table (an exclusive connection is not listed: it serves one request).
     ///
-    /// A new control peer gets our view at once; a node that is not a control member
-    /// tells its first control link where it stands (status, then information); a worker
+    /// A new control peer gets our view at once; a worker whose events now go to this
+    /// link tells it where it stands (see `announce_if_moved`); a worker
     /// linked to a control member is one of its proxies (which may hand it over).
     pub fn handle_link_up(&mut self, now: Instant, link: Link<H>, listed: bool) {
         let summary = link.summary.clone();
@@ -42,13 +42,8 @@ impl<H: Clone> NodeMachine<H> {
                 });
             }
         }
-        let first_control_link = self.links.count_role(Role::Control) == 1;
-        if summary.role == Role::Control && self.settings.role == Role::Worker && first_control_link
-        {
-            // Our (new) proxy hears where we stand, once: extra links to control nodes,
-            // such as exclusive ones, do not repeat it.
-            self.own_node_event(WireEvent::NodeStatus(self.status.status()));
-            self.out.push_back(Output::ReportInfo);
+        if summary.role == Role::Control {
+            self.announce_if_moved();
         }
         if summary.role == Role::Worker && self.proxies.is_some() {
             let dialable = !self.dialable_urls(&summary.node_id).is_empty();
@@ -70,7 +65,8 @@ impl<H: Clone> NodeMachine<H> {
 
     /// An authenticated link ended. When it was the peer's last: a worker's proxy marks
     /// it gone (its classes hear `not_connected`; a listening worker whose link failed is
-    /// redialed), a control member's link loss goes to membership.
+    /// redialed), a control member's link loss goes to membership; a worker whose events
+    /// now go to another control link tells it where it stands.
     pub fn handle_link_down(&mut self, now: Instant, gone: LinkGone) {
         let peer = gone.summary.node_id.as_str();
         let last = self.links.remove(peer, gone.conn_id).last;
@@ -95,6 +91,9 @@ impl<H: Clone> NodeMachine<H> {
         {
             m.handle_link_down(now, peer);
             self.after_membership(now);
+        }
+        if gone.summary.role == Role::Control {
+            self.announce_if_moved();
         }
         self.out.push_back(Output::Event(NodeEvent::LinkDown {
             peer: gone.summary.node_id,

@@ -18,7 +18,8 @@
 //!
 //! Files: `links` (links up and down, views), `control` (membership, hand-offs, the
 //! workers' events and their subscribers, the node table), `jobs` (status, tasks,
-//! metadata, data, redirects), `dispatch` (a peer's cluster request, with its role),
+//! metadata, data, redirects), `offline` (where a worker's own events go: its control
+//! link, or the bounded buffer kept while it has none; what a new link is told), `dispatch` (a peer's cluster request, with its role),
 //! `snapshot` (what the shell reads between inputs), `limits` (the size of every table a
 //! peer can make grow, against its limit).
 
@@ -35,6 +36,7 @@ use crate::handshake::Role;
 use crate::links::{LinkInfo, LinkTable};
 use crate::membership::{MemberInfo, Membership, MembershipConfig};
 use crate::meta::Meta;
+use crate::outbox::{Outbox, OutboxConfig};
 use crate::proxy::Proxies;
 use crate::routing::{RouteStep, RouteView, route};
 use crate::status::{NodeStatus, Status};
@@ -49,6 +51,7 @@ mod handoff;
 mod jobs;
 mod limits;
 mod links;
+mod offline;
 mod seeds;
 mod snapshot;
 #[cfg(test)]
@@ -99,6 +102,8 @@ pub struct NodeSettings {
     pub files_dir: std::path::PathBuf,
     /// Limits of the file receiver.
     pub transfers: TransfersConfig,
+    /// Limits of the events a worker keeps while it has no control link.
+    pub outbox: OutboxConfig,
 }
 
 /// One authenticated link as the node sees it.
@@ -365,6 +370,10 @@ pub struct NodeMachine<H> {
     seed_round: Option<Instant>,
     /// The last status told to our proxy, and on which link (a worker).
     status_told: Option<(u64, Status)>,
+    /// The control link our events last started going to, told where we stand (a worker).
+    announced: Option<u64>,
+    /// Our events while we have no control link (a worker).
+    outbox: Outbox,
     /// The node is stopping: nothing new is dialed.
     stopping: bool,
     /// The live members as last seen, and how many times they changed.
@@ -404,6 +413,8 @@ impl<H: Clone> NodeMachine<H> {
             events: Events::new(settings.events),
             transfers: Transfers::new(&settings.files_dir, settings.transfers),
             status_told: None,
+            announced: None,
+            outbox: Outbox::new(settings.outbox),
             steps: Default::default(),
             seed_round: None,
             stopping: false,

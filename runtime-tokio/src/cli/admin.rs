@@ -100,6 +100,8 @@ fn event_line(ev: &crate::jobs::EventMsg, json: bool) -> String {
         WireEvent::TaskStarted => ("task_started", serde_json::Value::Null),
         WireEvent::TaskStopped(r) => ("task_stopped", serde_json::json!(r)),
         WireEvent::NodeStatus(s) => ("node_status", serde_json::json!(s)),
+        WireEvent::TaskRunning => ("task_running", serde_json::Value::Null),
+        WireEvent::EventsLost(n) => ("events_lost", serde_json::json!(n)),
         WireEvent::Info(i) => (
             "info",
             serde_json::json!({

@@ -240,6 +240,11 @@ pub struct NodeArgs {
     /// Where received files land; paths outside it are refused [default: ./files].
     #[arg(long, env = "NKCLUSTER_FILES_DIR")]
     pub files_dir: Option<String>,
+    /// Events a worker keeps while it has no control link (its tasks keep running; on
+    /// the next link they are sent, after `events_lost` for the oldest dropped beyond
+    /// this) [default: 10000; 0: none kept].
+    #[arg(long, env = "NKCLUSTER_EVENT_BUFFER")]
+    pub event_buffer: Option<usize>,
 }
 
 impl NodeArgs {
@@ -273,6 +278,7 @@ impl NodeArgs {
             max_handshakes_per_source: self.max_handshakes_per_source,
             files_dir: self.files_dir.clone(),
             dns_server: self.dns_server.clone(),
+            event_buffer: self.event_buffer,
         }
     }
 

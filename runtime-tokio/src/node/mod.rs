@@ -102,6 +102,9 @@ const DATA_LIMIT: usize = 64 * 1024 * 1024;
 const STATS_MAX_AGE: Duration = Duration::from_secs(1);
 /// How often a node reports its information to its control node.
 const INFO_EVERY: Duration = Duration::from_secs(10);
+/// The size of the events a disconnected worker keeps, bytes (their count is the
+/// `event_buffer` option).
+const EVENT_BUFFER_BYTES: usize = 64 * 1024 * 1024;
 /// How long a control node waits for each member's rows.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
 

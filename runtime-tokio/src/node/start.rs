@@ -139,6 +139,10 @@ impl<N: Net> Node<N> {
                 max_open: MAX_TRANSFERS,
                 ..Default::default()
             },
+            outbox: nkcluster_core::outbox::OutboxConfig {
+                max_events: config.event_buffer,
+                max_bytes: EVENT_BUFFER_BYTES,
+            },
         });
         let (brain, jobs) = Brain::new(&machine);
         let inner = Arc::new(Inner {

@@ -58,5 +58,6 @@ pub fn settings(me: &str, role: Role, cluster_addr: &str) -> Result<NodeSettings
         events: Default::default(),
         files_dir: "/nonexistent".into(),
         transfers: Default::default(),
+        outbox: Default::default(),
     })
 }

@@ -33,12 +33,24 @@ fn every_bounded_table_is_measured_against_its_own_limit() {
             size("recent events", 2, 3),
             size("open file transfers", 0, 64),
             size("data registry bytes", 6, 16),
+            size("buffered events", 0, 3),
         ]
     );
     // A worker has no membership.
-    let w = machine("w1", Role::Worker);
+    let mut w = machine("w1", Role::Worker);
     assert_eq!(w.table_sizes()[0], size("workers remembered", 0, 100));
-    assert_eq!(w.table_sizes().len(), 5);
+    assert_eq!(w.table_sizes().len(), 6);
+    // Events kept while disconnected: never more than the limit.
+    for n in 0..5 {
+        w.handle_own_event(
+            T0,
+            class_event("w1", "video", Some(1), WireEvent::TaskStarted),
+        );
+        assert_eq!(
+            w.table_sizes()[5],
+            size("buffered events", (n + 1).min(3), 3)
+        );
+    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The node machine's decisions, each with the exact outputs for given inputs and times.
 //! Links are identified by their connection id (the machine's handle `H` is `u64` here).
 //! This file: the shared helpers; `control` (links, membership, hand-offs, events, the
-//! table, routing, shutdown) and `jobs` (status, tasks, state calls, dispatch, files).
+//! table, routing, shutdown), `jobs` (status, tasks, state calls, dispatch, files) and
+//! `offline` (a worker's events while it has no control link).
 
 use std::time::Duration;
 
@@ -45,6 +46,10 @@ fn settings(me: &str, role: Role) -> NodeSettings {
         },
         files_dir: "/srv/files".into(),
         transfers: Default::default(),
+        outbox: crate::outbox::OutboxConfig {
+            max_events: 3,
+            max_bytes: 1 << 20,
+        },
     }
 }
 
@@ -144,5 +149,6 @@ fn worker_of_c2(c1: &NodeMachine<u64>) -> String {
 mod control;
 mod jobs;
 mod limits;
+mod offline;
 mod seeds;
 mod snapshot;
