@@ -144,6 +144,9 @@ fn workload(cast: &Cast) -> WorkloadConfig {
             .chain(&cast.spare_workers)
             .cloned()
             .collect(),
+        // Running tasks keep sending, linked or not (a worker kept apart by a fault keeps
+        // their events and sends them on its next link).
+        task_events_every: Some(Duration::from_secs(1)),
     }
 }
 

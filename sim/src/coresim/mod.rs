@@ -26,20 +26,24 @@
 //!   --workers 100000`), with their figures;
 //! - [`faultrun`]: a seed's random [`faults::FaultSchedule`] on a small cluster with a
 //!   workload, a safety phase then a fault-free liveness phase, every [`invariants`]
-//!   checked (`nkcluster-sim faults --seeds N`, `nkcluster-sim --reproduce <seed>`).
+//!   checked (`nkcluster-sim faults --seeds N`, `nkcluster-sim --reproduce <seed>`);
+//! - [`offline`]: a worker apart from everyone whose owner dies, its tasks sending all
+//!   along; after the heal every event it kept is heard (its tests).
 //!
 //! Files: `world` (nodes, links, timers, clocks), `queue` (the event queue), `links` (the link model under
 //! faults), `shell` (the shell's part: connection events, outputs, requests, the
 //! connector), `routing` (routed requests), `workload` (clients, job requests, tasks),
 //! `cluster` (node settings), `faults` (fault schedules), `oracle` (what a settled
 //! cluster looks like), `invariants/` (one checker per file), `faultrun` (runs under
-//! faults and the search over seeds), `scale` (the scenarios at scale and their report).
+//! faults and the search over seeds), `scale` (the scenarios at scale and their
+//! report), `offline` (a disconnected worker's kept events, end to end).
 
 pub mod cluster;
 pub mod faultrun;
 pub mod faults;
 pub mod invariants;
 pub mod links;
+pub mod offline;
 pub mod oracle;
 mod queue;
 mod routing;

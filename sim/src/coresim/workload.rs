@@ -6,6 +6,8 @@
 //!   time drawn from the seed (some longer than the deadline: those end `timeout`);
 //! - a task of class `sim.task`, which the worker's machine starts (`task_started`) and
 //!   which ends by itself after a while (`task_stopped`): events its proxy must hear;
+//!   while it runs it sends an event of its own every `task_events_every` (numbered in
+//!   the order tasks send them), linked or not: a disconnected worker keeps them;
 //! - a status change of the worker (`standby`, `ready`), a node event too.
 //!
 //! Workers serve these as the daemon's job classes would, without I/O. Targets include
@@ -16,9 +18,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use nkcluster_core::cluster::{ClusterRequest, JobCall, TaskStarted, encode_answer};
+use nkcluster_core::cluster::{
+    ClusterRequest, EventMsg, JobCall, TaskStarted, WireEvent, encode_answer,
+};
 use nkcluster_core::conn::RequestError;
 use nkcluster_core::error::ErrorCode;
+use nkcluster_core::handshake::Role;
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::node::ShellWork;
 use nkcluster_core::status::Status;
@@ -51,6 +56,8 @@ pub struct WorkloadConfig {
     pub status_percent: u32,
     /// The workers requests are for.
     pub targets: Vec<String>,
+    /// A running task sends an event this often (`None`: never).
+    pub task_events_every: Option<Duration>,
 }
 
 /// Counts of what the clients saw.
@@ -97,6 +104,11 @@ pub struct Workload {
     paused: bool,
     /// What the clients saw.
     pub stats: WorkloadStats,
+    /// Task events sent so far (their numbers).
+    task_events: u64,
+    /// When `Some`, every task event sent, with its worker and whether the worker had no
+    /// control link then (a scenario's record; off by default: runs at scale send many).
+    pub emitted: Option<Vec<(String, EventMsg, bool)>>,
 }
 
 impl Workload {
@@ -273,6 +285,14 @@ impl World {
                 let at = self.now + runs;
                 let run = self.nodes[node].run;
                 self.schedule(at, Ev::TaskEnd { node, run, task });
+                if let Some(every) = self
+                    .workload
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.task_events_every)
+                {
+                    self.schedule_tick((node, run), task, every);
+                }
                 Some(encode_answer(&TaskStarted { task, reply: None }))
             }
             ShellWork::ClassRequest { class, .. } | ShellWork::StartTask { class, .. } => {
@@ -312,6 +332,58 @@ impl World {
         }
         c.conn.reply(rid, result);
         self.flush(conn);
+    }
+
+    /// Starts a `sim.task` task on worker `idx` that runs until its node stops and sends
+    /// an event every `every` (as a task started by the node's own API would): its id.
+    pub fn start_ticking_task(&mut self, idx: NodeIdx, every: Duration) -> Result<u64, String> {
+        let task = self.nodes[idx]
+            .machine
+            .start_task(None, CLASS_TASK)
+            .map_err(|e| e.to_string())?;
+        self.after_input(idx);
+        let run = self.nodes[idx].run;
+        self.schedule_tick((idx, run), task, every);
+        Ok(task)
+    }
+
+    fn schedule_tick(&mut self, (node, run): (NodeIdx, u64), task: u64, every: Duration) {
+        let at = self.now + every;
+        self.schedule(
+            at,
+            Ev::TaskTick {
+                node,
+                run,
+                task,
+                every,
+            },
+        );
+    }
+
+    /// Task `task` of node `idx`'s run `run` sends its next event, if it still runs: on
+    /// the node's ordered path of own events (its machine sends it, or keeps it while the
+    /// node has no control link).
+    pub(super) fn task_tick(&mut self, (idx, run): (NodeIdx, u64), task: u64, every: Duration) {
+        let n = &self.nodes[idx];
+        if !n.alive || n.run != run || n.machine.task_class(task) != Some(CLASS_TASK) {
+            return;
+        }
+        self.workload.task_events += 1;
+        let ev = EventMsg {
+            node: n.id.clone(),
+            class: CLASS_TASK.into(),
+            task: Some(task),
+            event: WireEvent::User(Bytes::from(self.workload.task_events.to_string())),
+        };
+        let offline =
+            n.identity.role == Role::Worker && n.machine.links().first_control().is_none();
+        if let Some(log) = &mut self.workload.emitted {
+            log.push((n.id.clone(), ev.clone(), offline));
+        }
+        let now = self.clock(idx);
+        self.nodes[idx].machine.handle_own_event(now, ev);
+        self.after_input(idx);
+        self.schedule_tick((idx, run), task, every);
     }
 
     /// Task `task` of node `idx`'s run `run` ends by itself.

@@ -116,6 +116,14 @@ pub(super) enum Ev {
     },
     /// A task of node `node`'s run `run` ends by itself.
     TaskEnd { node: NodeIdx, run: u64, task: u64 },
+    /// A running task of node `node`'s run `run` sends its next event (then every
+    /// `every`).
+    TaskTick {
+        node: NodeIdx,
+        run: u64,
+        task: u64,
+        every: Duration,
+    },
     /// Control node `node` (in run `run`) issues its next workload request.
     Client { node: NodeIdx, run: u64 },
 }
@@ -394,6 +402,12 @@ impl World {
             }
             Ev::Answer { conn, rid, result } => self.answer(conn, rid, result),
             Ev::TaskEnd { node, run, task } => self.task_ended(node, run, task),
+            Ev::TaskTick {
+                node,
+                run,
+                task,
+                every,
+            } => self.task_tick((node, run), task, every),
             Ev::Client { node, run } => self.client_request(node, run),
         }
     }

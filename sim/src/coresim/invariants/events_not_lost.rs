@@ -1,8 +1,10 @@
 //! No task or job event is lost beyond what the design documents: a worker's event goes
-//! to its proxy on its first control link (with none, it is dropped and the control side
-//! has told the classes `not_connected`; [`NodeMachine::handle_own_event`]). So every
-//! event a worker sends on a link is heard by the control node at the other end, in the
-//! order sent, once; only a link that ends may lose what was in flight on it.
+//! to its proxy on its first control link (with none, it is kept in a bounded buffer and
+//! sent on the next link, the oldest dropped and counted beyond the limit;
+//! [`NodeMachine::handle_own_event`]). So every event a worker sends on a link is heard by
+//! the control node at the other end, in the order sent, once; only a link that ends may
+//! lose what was in flight on it. (What a disconnected worker kept is checked end to end
+//! by the [`offline`](crate::coresim::offline) scenario.)
 //!
 //! Checked as events are heard (one heard out of order, twice, or never sent), and on
 //! every tick: an event sent on a link whose two ends are both still open must be heard
@@ -48,6 +50,9 @@ pub struct EventBook {
     pub heard: u64,
     /// Events lost with a link that ended (documented).
     pub lost_with_link: u64,
+    /// When `Some`, every event heard as it should be, with the control node that heard
+    /// it (a scenario's record; off by default).
+    pub log: Option<Vec<(String, EventMsg)>>,
 }
 
 fn describe(ev: &EventMsg) -> String {
@@ -76,7 +81,12 @@ impl EventBook {
     pub fn heard(&mut self, from: ConnId, me: &str, ev: &EventMsg, at: Instant) {
         let front = self.sent.get_mut(&from).and_then(|s| s.events.pop_front());
         match front {
-            Some((_, sent)) if sent == *ev => self.heard += 1,
+            Some((_, sent)) if sent == *ev => {
+                self.heard += 1;
+                if let Some(log) = &mut self.log {
+                    log.push((me.to_owned(), sent));
+                }
+            }
             Some((when, sent)) => {
                 let later = self
                     .sent
