@@ -56,6 +56,11 @@ pub struct NodeConfig {
     pub tls: TlsOptions,
     /// Ring partitions (a power of two; every control node must agree).
     pub partitions: u32,
+    /// Control members: membership gossip goes out at most this often (zero: at once).
+    pub gossip_every: Duration,
+    /// Control members: a change of the live members is placed on the ring this long
+    /// after it (zero: at once).
+    pub ring_settle: Duration,
     /// Limits on accepted connections that have not authenticated yet.
     pub admission: AdmissionConfig,
     /// Received files land only below this directory (absolute).
@@ -83,6 +88,8 @@ impl NodeConfig {
             key_iterations: KEY_ITERATIONS,
             tls: TlsOptions::default(),
             partitions: nkcluster_core::ring::PARTITIONS_DEFAULT,
+            gossip_every: Duration::ZERO,
+            ring_settle: Duration::ZERO,
             admission: AdmissionConfig::default(),
             files_dir: default_files_dir(),
             event_buffer: EVENT_BUFFER,
@@ -167,6 +174,10 @@ pub struct RawOptions {
     pub tls_depth: Option<u8>,
     /// `partitions`: ring partitions, a power of two (default 4096).
     pub partitions: Option<u32>,
+    /// `gossip_every_ms`: membership gossip at most this often (default 0: at once).
+    pub gossip_every_ms: Option<u64>,
+    /// `ring_settle_ms`: member changes placed on the ring this long after (default 0).
+    pub ring_settle_ms: Option<u64>,
     /// `max_handshakes`: accepted connections that may be authenticating at once.
     pub max_handshakes: Option<usize>,
     /// `max_handshakes_per_source`: the same, from one source address.
@@ -217,6 +228,8 @@ impl RawOptions {
             tls_verify,
             tls_depth,
             partitions,
+            gossip_every_ms,
+            ring_settle_ms,
             max_handshakes,
             max_handshakes_per_source,
             files_dir,
@@ -297,6 +310,17 @@ impl RawOptions {
             c.event_buffer = n;
         }
         c.backoff.max_attempts = self.connect_attempts;
+        for (name, ms, field) in [
+            ("gossip_every_ms", self.gossip_every_ms, &mut c.gossip_every),
+            ("ring_settle_ms", self.ring_settle_ms, &mut c.ring_settle),
+        ] {
+            if let Some(ms) = ms {
+                if ms > 60_000 {
+                    return Err(invalid(name, "must be at most 60000".into()));
+                }
+                *field = Duration::from_millis(ms);
+            }
+        }
         if let Some(ms) = self.ping_interval_ms {
             c.connection.ping_interval = Duration::from_millis(ms.max(1));
         }
@@ -371,6 +395,28 @@ mod tests {
         );
         let file: RawOptions = toml::from_str("dns_server = \"127.0.0.1:53\"\n").expect("toml");
         assert_eq!(file.dns_server.as_deref(), Some("127.0.0.1:53"));
+    }
+
+    #[test]
+    fn gossip_and_ring_settle_are_milliseconds_up_to_a_minute() {
+        let c = RawOptions::default().build("n1").expect("valid");
+        assert_eq!(
+            (c.gossip_every, c.ring_settle),
+            (Duration::ZERO, Duration::ZERO)
+        );
+        let file: RawOptions =
+            toml::from_str("gossip_every_ms = 200\nring_settle_ms = 150\n").expect("toml");
+        let c = file.build("n1").expect("valid");
+        assert_eq!(c.gossip_every, Duration::from_millis(200));
+        assert_eq!(c.ring_settle, Duration::from_millis(150));
+        let too_long = RawOptions {
+            gossip_every_ms: Some(60_001),
+            ..Default::default()
+        };
+        assert_eq!(
+            too_long.build("n1").expect_err("too long").to_string(),
+            "invalid gossip_every_ms: must be at most 60000"
+        );
     }
 
     #[test]

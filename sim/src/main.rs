@@ -160,7 +160,13 @@ fn faults(args: &[String], reproduce: Option<&String>) -> ExitCode {
     }
     let replay = |seed: u64| {
         format!(
-            "cargo run --release -p nkcluster-sim -- --reproduce {seed} {}",
+            "cargo run --release -p nkcluster-sim{} -- --reproduce {seed} {}",
+            // A build with the planted bug replays with it.
+            if cfg!(feature = "planted-bug") {
+                " --features planted-bug"
+            } else {
+                ""
+            },
             size.flags()
         )
     };

@@ -190,6 +190,11 @@ fn bad_values_name_their_option() {
     assert!(out.contains("invalid idle_timeout_ms"), "{out}");
     let out = config_error(&["node", "--listen", listen, "--max-frame", "100"], &[]);
     assert!(out.contains("invalid max_frame"), "{out}");
+    let out = config_error(
+        &["node", "--listen", listen],
+        &[("NKCLUSTER_RING_SETTLE_MS", "70000")],
+    );
+    assert!(out.contains("invalid ring_settle_ms"), "{out}");
     // From the environment too.
     let out = config_error(
         &["node", "--listen", listen],

@@ -227,9 +227,17 @@ pub struct NodeArgs {
     /// Maximum intermediate certificates when verifying [default: unlimited].
     #[arg(long, env = "NKCLUSTER_TLS_DEPTH")]
     pub tls_depth: Option<u8>,
-    /// Ring partitions (a power of two, default 256; all control nodes must agree).
+    /// Ring partitions (a power of two, default 4096; all control nodes must agree).
     #[arg(long, env = "NKCLUSTER_PARTITIONS")]
     pub partitions: Option<u32>,
+    /// Control nodes: membership gossip at most this often, in milliseconds (news in
+    /// between goes together) [default: 0, at once].
+    #[arg(long, env = "NKCLUSTER_GOSSIP_EVERY_MS")]
+    pub gossip_every_ms: Option<u64>,
+    /// Control nodes: place member changes on the ring this many milliseconds after the
+    /// first one (changes in between make one placement) [default: 0, at once].
+    #[arg(long, env = "NKCLUSTER_RING_SETTLE_MS")]
+    pub ring_settle_ms: Option<u64>,
     /// Accepted connections that may be authenticating at once (default 1024); the
     /// excess is refused at accept.
     #[arg(long, env = "NKCLUSTER_MAX_HANDSHAKES")]
@@ -273,6 +281,8 @@ impl NodeArgs {
             tls_password: self.tls_password.clone(),
             tls_verify: self.tls_verify,
             partitions: self.partitions,
+            gossip_every_ms: self.gossip_every_ms,
+            ring_settle_ms: self.ring_settle_ms,
             tls_depth: self.tls_depth,
             max_handshakes: self.max_handshakes,
             max_handshakes_per_source: self.max_handshakes_per_source,

@@ -121,7 +121,11 @@ impl<N: Net> Node<N> {
             listen: identity.listen.clone(),
             partitions: config.partitions,
             wall_origin_ns: clock.wall_origin_ns(),
-            membership: Default::default(),
+            membership: nkcluster_core::membership::MembershipConfig {
+                gossip_every: config.gossip_every,
+                ring_settle: config.ring_settle,
+                ..Default::default()
+            },
             handoff_retry: config.connection.ping_interval,
             handoff: nkcluster_core::node::HandoffTimes {
                 adopt: config.connection.connect_timeout + config.connection.handshake.timeout,
