@@ -24,6 +24,7 @@
 //! - [`jobs`]: job classes (typed requests, tasks, commands, events) and their registry.
 //! - [`node`]: the node machine, composing the others: every decision above one link.
 //! - [`workers`]: what a control node remembers of the workers it hears (bounded).
+//! - [`outbox`]: the events a worker keeps while it has no control link (bounded).
 //! - [`routing`]: where a request for a node goes (local, direct, via a control node).
 //! - [`proxy`]: which workers a control node serves, and hand-offs to their owner.
 //! - [`table`]: the cluster's node table and how members' answers merge.
