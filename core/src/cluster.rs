@@ -48,6 +48,9 @@ pub const CLASS_RECENT_EVENTS: &str = "nkcluster.recent_events";
 pub const CLASS_JOB: &str = "nkcluster.job";
 /// Worker to its control node: an event ([`EventMsg`], postcard).
 pub const CLASS_JOB_EVENT: &str = "nkcluster.job_event";
+/// Control node to a worker linked to it: "your proxy is here, at your ring owner" (empty
+/// body): the events the worker kept while disconnected go out on this link.
+pub const CLASS_PLACED: &str = "nkcluster.placed";
 
 /// A `call` of a named function.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,6 +281,8 @@ pub enum ClusterRequest {
     Job(JobCall),
     /// A worker's event, to its control node.
     JobEvent(EventMsg),
+    /// To a worker: its proxy is at its owner (see [`CLASS_PLACED`]).
+    Placed,
 }
 
 /// A cluster request that does not decode: the class, and why (decoding holds no state).
@@ -298,7 +303,7 @@ impl ClusterDecodeError {
 }
 
 /// Every class name of the cluster protocol.
-pub const CLASSES: [&str; 13] = [
+pub const CLASSES: [&str; 14] = [
     CLASS_NODES,
     CLASS_NODE_INFO,
     CLASS_LOCAL_NODES,
@@ -312,6 +317,7 @@ pub const CLASSES: [&str; 13] = [
     CLASS_RECENT_EVENTS,
     CLASS_JOB,
     CLASS_JOB_EVENT,
+    CLASS_PLACED,
 ];
 
 impl ClusterRequest {
@@ -351,6 +357,7 @@ impl ClusterRequest {
             }),
             CLASS_JOB => typed(class, body).map(ClusterRequest::Job),
             CLASS_JOB_EVENT => typed(class, body).map(ClusterRequest::JobEvent),
+            CLASS_PLACED => Ok(ClusterRequest::Placed),
             _ => return None,
         })
     }
@@ -381,6 +388,7 @@ impl ClusterRequest {
             ),
             ClusterRequest::Job(c) => (CLASS_JOB, enc(c)?),
             ClusterRequest::JobEvent(e) => (CLASS_JOB_EVENT, enc(e)?),
+            ClusterRequest::Placed => (CLASS_PLACED, Bytes::new()),
         })
     }
 }
@@ -467,6 +475,7 @@ mod tests {
             ClusterRequest::RecentEvents { local: false },
             ClusterRequest::Job(JobCall::SetStatus(Status::Standby)),
             ClusterRequest::JobEvent(event),
+            ClusterRequest::Placed,
         ];
         for r in all {
             let (class, body) = r.encode().expect("encodes");

@@ -137,6 +137,10 @@ impl<H: Clone> NodeMachine<H> {
             ClusterRequest::Adopt(req) if control && role == Role::Control => {
                 shell(ShellWork::Adopt(req))
             }
+            ClusterRequest::Placed if !control && role == Role::Control => {
+                self.handle_placed(from);
+                answer(Ok(Bytes::new()))
+            }
             ClusterRequest::Redirect(urls) if !control && role == Role::Control => {
                 answer(self.handle_redirect(&urls).map(|()| Bytes::new()))
             }

@@ -43,7 +43,7 @@ impl<H: Clone> NodeMachine<H> {
             }
         }
         if summary.role == Role::Control {
-            self.announce_if_moved();
+            self.announce_if_moved(now);
         }
         if summary.role == Role::Worker && self.proxies.is_some() {
             let dialable = !self.dialable_urls(&summary.node_id).is_empty();
@@ -51,6 +51,7 @@ impl<H: Clone> NodeMachine<H> {
                 p.handle_worker_up(&summary.node_id, dialable);
             }
             self.after_proxies(now);
+            self.tell_placed(&summary.node_id);
         }
         if listed {
             self.steps_linked(now, &summary.node_id);
@@ -93,7 +94,7 @@ impl<H: Clone> NodeMachine<H> {
             self.after_membership(now);
         }
         if gone.summary.role == Role::Control {
-            self.announce_if_moved();
+            self.announce_if_moved(now);
         }
         self.out.push_back(Output::Event(NodeEvent::LinkDown {
             peer: gone.summary.node_id,

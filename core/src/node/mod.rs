@@ -372,8 +372,14 @@ pub struct NodeMachine<H> {
     status_told: Option<(u64, Status)>,
     /// The control link our events last started going to, told where we stand (a worker).
     announced: Option<u64>,
-    /// Our events while we have no control link (a worker).
+    /// Our events while we have no control link, or one not known to be our owner's (a
+    /// worker).
     outbox: Outbox,
+    /// The control link our class events go to directly: our owner said so
+    /// ([`ClusterRequest::Placed`]), or we stopped waiting (a worker).
+    placed: Option<u64>,
+    /// Until when we wait for our owner to say so on the announced link.
+    placed_wait_until: Option<Instant>,
     /// The node is stopping: nothing new is dialed.
     stopping: bool,
     /// The live members as last seen, and how many times they changed.
@@ -415,6 +421,8 @@ impl<H: Clone> NodeMachine<H> {
             status_told: None,
             announced: None,
             outbox: Outbox::new(settings.outbox),
+            placed: None,
+            placed_wait_until: None,
             steps: Default::default(),
             seed_round: None,
             stopping: false,
@@ -451,6 +459,7 @@ impl<H: Clone> NodeMachine<H> {
             self.workers.poll_timeout(),
             self.steps_poll_timeout(),
             self.seed_round,
+            self.placed_wait_until,
         ]
         .into_iter()
         .flatten()
@@ -468,6 +477,7 @@ impl<H: Clone> NodeMachine<H> {
         self.workers.handle_timeout(now);
         self.steps_timeout(now);
         self.seeds_timeout(now);
+        self.placed_timeout(now);
         self.after_membership(now);
         self.after_proxies(now);
     }

@@ -1,10 +1,11 @@
 //! A worker that keeps working while it is apart from every control node, checked end to
 //! end: its tasks keep sending events while a partition keeps it from everyone, its
 //! owner crashes meanwhile, and after the heal the cluster hears every event it sent
-//! while it had no control link, in order, from the control node it links to first
-//! (nothing lost beyond its configured buffer: the oldest beyond it are told as one
-//! `events_lost(count)` before the kept ones), and its new owner, holding its proxy once
-//! the cluster has settled, hears `task_running` for every task it runs.
+//! while it had no control link, in order, at its new owner (the control node it links to
+//! first may hand it over: the worker keeps its events until a control node says it is
+//! its owner), nothing lost beyond its configured buffer (the oldest beyond it are told as
+//! one `events_lost(count)` before the kept ones), and the new owner, holding its proxy
+//! once the cluster has settled, hears `task_running` for every task it runs.
 //!
 //! One seed replays the run bit for bit (the report is equal).
 
@@ -207,6 +208,11 @@ pub fn run(seed: u64, cfg: &OfflineConfig) -> Result<OfflineReport, String> {
         .position(|(_, ev)| *ev == expected[0])
         .ok_or_else(|| format!("nobody heard {:?}", expected[0]))?;
     let heard_by = heard[from].0.clone();
+    if heard_by != new_owner {
+        return Err(format!(
+            "{heard_by} heard the events w1 kept, not its new owner {new_owner}"
+        ));
+    }
     let got: Vec<&EventMsg> = heard[from..]
         .iter()
         .filter(|(me, ev)| {

@@ -36,7 +36,13 @@ fn a_worker_tells_its_first_control_link_where_it_stands_once() {
     let c2 = peer("c2", Role::Control, &[]);
     w.handle_link_up(T0, link(2, c2.clone()), true);
     assert_eq!(drain(&mut w), vec![link_up_event(&c2)]);
-    // Our events go on the first control link; with none, nowhere.
+    // Once c1 says it serves us at our owner, our events go on the first control link;
+    // with none, nowhere (see the offline tests for what is kept).
+    assert_eq!(
+        w.handle_request(T0, "c1", Role::Control, ClusterRequest::Placed),
+        Dispatch::Answer(Ok(Bytes::new()))
+    );
+    assert_eq!(drain(&mut w), vec![]);
     let ev = class_event("w1", "video", Some(1), WireEvent::TaskStarted);
     w.handle_own_event(T0, ev.clone());
     assert_eq!(

@@ -28,11 +28,21 @@ fn gone(conn_id: u64, p: PeerSummary) -> LinkGone {
     }
 }
 
-/// w1 with tasks 1 (`video`) and 2 (`audio`) running, linked to c1 on conn 1 (told).
+/// Control node `from` tells worker `w` it serves it at its owner.
+fn placed(w: &mut NodeMachine<u64>, from: &str) {
+    assert_eq!(
+        w.handle_request(T0, from, Role::Control, ClusterRequest::Placed),
+        Dispatch::Answer(Ok(Bytes::new()))
+    );
+}
+
+/// w1 with tasks 1 (`video`) and 2 (`audio`) running, linked to c1 on conn 1 (told,
+/// and placed).
 fn working() -> NodeMachine<u64> {
     let mut w = machine("w1", Role::Worker);
     let c1 = peer("c1", Role::Control, &[]);
     w.handle_link_up(T0, link(1, c1), true);
+    placed(&mut w, "c1");
     assert_eq!(w.start_task(None, "video"), Ok(1));
     assert_eq!(w.start_task(None, "audio"), Ok(2));
     for o in drain(&mut w) {
@@ -99,17 +109,20 @@ fn a_reconnection_hears_the_kept_events_first_then_status_running_tasks_and_info
             link_up_event(&c2),
         ]
     );
-    // An event queued before the link came up is newer than the kept ones: they go
-    // first, after one `events_lost` for their class.
+    // An event queued before the link came up is newer than the kept ones: it waits
+    // behind them (in the same bounded buffer: the oldest, 2, is dropped for it) until
+    // c2 says it serves us at our owner; then they go, after one `events_lost` for their
+    // class.
     w.handle_own_event(at(31), user(1, 9));
+    assert_eq!(drain(&mut w), vec![]);
+    placed(&mut w, "c2");
     assert_eq!(
         drain(&mut w),
         vec![
             notify(
                 7,
-                class_event("w1", "video", None, WireEvent::EventsLost(2))
+                class_event("w1", "video", None, WireEvent::EventsLost(3))
             ),
-            notify(7, user(1, 2)),
             notify(7, user(1, 3)),
             notify(7, user(1, 4)),
             notify(7, user(1, 9)),
@@ -156,7 +169,13 @@ fn losses_add_up_over_outages_until_a_link_takes_them() {
     assert_eq!(w.buffered_events(), (3, 3));
     w.handle_link_up(at(30), link(3, c1), true);
     drain(&mut w);
+    // Where we stand is told at once; the kept events wait for the word of our owner.
     w.handle_own_event(at(31), status_event("w1", Status::Ready));
+    assert_eq!(
+        drain(&mut w),
+        vec![notify(3, status_event("w1", Status::Ready))]
+    );
+    placed(&mut w, "c1");
     assert_eq!(
         drain(&mut w),
         vec![
@@ -167,7 +186,6 @@ fn losses_add_up_over_outages_until_a_link_takes_them() {
             notify(3, user(1, 3)),
             notify(3, user(1, 4)),
             notify(3, user(1, 5)),
-            notify(3, status_event("w1", Status::Ready)),
         ]
     );
 }
@@ -243,4 +261,73 @@ fn the_control_side_hands_re_announced_tasks_and_losses_to_their_classes() {
         class: "video".into(),
         event: not_connected,
     }));
+}
+
+#[test]
+fn kept_events_wait_for_the_owner_and_go_where_the_worker_is_when_no_word_comes() {
+    let mut w = working();
+    w.handle_link_down(at(10), gone(1, peer("c1", Role::Control, &[])));
+    w.handle_own_event(at(11), user(1, 1));
+    // c2 is reached first: not our owner, it says nothing (it hands us over); a word
+    // from another node than the one our events go to changes nothing.
+    let c2 = peer("c2", Role::Control, &[]);
+    w.handle_link_up(at(20), link(2, c2.clone()), true);
+    drain(&mut w);
+    placed(&mut w, "c9");
+    assert_eq!(drain(&mut w), vec![]);
+    // Redirected to c3, our owner, which says so: the kept event goes there.
+    w.handle_link_down(at(21), gone(2, c2));
+    let c3 = peer("c3", Role::Control, &[]);
+    w.handle_link_up(at(22), link(3, c3), true);
+    drain(&mut w);
+    assert_eq!(w.buffered_events(), (1, 0));
+    placed(&mut w, "c3");
+    assert_eq!(drain(&mut w), vec![notify(3, user(1, 1))]);
+    // Later class events go straight there.
+    w.handle_own_event(at(23), user(1, 2));
+    assert_eq!(drain(&mut w), vec![notify(3, user(1, 2))]);
+
+    // Another outage; this time no word comes: after PLACED_WAIT the kept events go
+    // where we are.
+    w.handle_link_down(at(30), gone(3, peer("c3", Role::Control, &[])));
+    w.handle_own_event(at(31), user(1, 3));
+    let c4 = peer("c4", Role::Control, &[]);
+    w.handle_link_up(at(40), link(4, c4), true);
+    drain(&mut w);
+    let wait = crate::node::offline::PLACED_WAIT;
+    let due = at(40) + wait;
+    assert_eq!(w.poll_timeout(), Some(due));
+    w.handle_timeout(at(40) + (wait - Duration::from_millis(1)));
+    assert_eq!(drain(&mut w), vec![]);
+    w.handle_timeout(due);
+    assert_eq!(drain(&mut w), vec![notify(4, user(1, 3))]);
+    assert_eq!(w.poll_timeout(), None);
+}
+
+#[test]
+fn a_control_member_tells_a_worker_it_owns_that_it_is_placed_and_not_one_it_hands_over() {
+    let mut c1 = two_members();
+    let mine = worker_of(&c1, "c1");
+    let theirs = worker_of(&c1, "c2");
+    c1.handle_link_up(at(1), link(5, peer(&mine, Role::Worker, &[])), true);
+    let out = drain(&mut c1);
+    assert!(
+        out.contains(&Output::Notify {
+            link: 5,
+            request: ClusterRequest::Placed
+        }),
+        "{out:?}"
+    );
+    c1.handle_link_up(at(1), link(6, peer(&theirs, Role::Worker, &[])), true);
+    let out = drain(&mut c1);
+    assert!(
+        !out.iter().any(|o| matches!(
+            o,
+            Output::Notify {
+                request: ClusterRequest::Placed,
+                ..
+            }
+        )),
+        "{out:?}"
+    );
 }
