@@ -49,6 +49,44 @@ pub const CLASS_JOB: &str = "nkcluster.job";
 /// Worker to its control node: an event ([`EventMsg`], postcard).
 pub const CLASS_JOB_EVENT: &str = "nkcluster.job_event";
 
+/// Admin request to a control node: dial a URL (a [`DialRequest`], postcard): `join`
+/// (a control node: we join its control cluster) or `connect` (a listening worker: the
+/// cluster serves it, its proxy at its owner). Reply: the id of the node that answered,
+/// UTF-8.
+pub const CLASS_DIAL: &str = "nkcluster.dial";
+/// Admin request to a control node (or, `local`, between members): forget a node whose
+/// link is lost (a [`RemoveRequest`], postcard). Reply: a [`RemoveReport`].
+pub const CLASS_REMOVE: &str = "nkcluster.remove";
+
+/// What [`CLASS_DIAL`] dials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialRequest {
+    /// The URL (discovery looks up what it leaves out).
+    pub url: String,
+    /// The node expected there is a control node (`join`), not a worker (`connect`).
+    pub control: bool,
+}
+
+/// What [`CLASS_REMOVE`] forgets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveRequest {
+    /// The node.
+    pub node: String,
+    /// Remove it even while it is connected (its links are closed).
+    pub force: bool,
+    /// At the answering member only (between members); otherwise at every member.
+    pub local: bool,
+}
+
+/// The outcome of a removal.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RemoveReport {
+    /// The control members that knew the node and forgot it, sorted.
+    pub forgotten_at: Vec<String>,
+    /// The control members that did not answer (they may still list it).
+    pub incomplete: Vec<String>,
+}
+
 /// A `call` of a named function.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallRequest {
@@ -271,6 +309,10 @@ pub enum ClusterRequest {
     Job(JobCall),
     /// A worker's event, to its control node.
     JobEvent(EventMsg),
+    /// Dial a control node to join, or a worker to serve (admin).
+    Dial(DialRequest),
+    /// Forget a node whose link is lost (admin; `local` between members).
+    Remove(RemoveRequest),
 }
 
 /// A cluster request that does not decode: the class, and why (decoding holds no state).
@@ -291,7 +333,7 @@ impl ClusterDecodeError {
 }
 
 /// Every class name of the cluster protocol.
-pub const CLASSES: [&str; 13] = [
+pub const CLASSES: [&str; 15] = [
     CLASS_NODES,
     CLASS_NODE_INFO,
     CLASS_LOCAL_NODES,
@@ -305,6 +347,8 @@ pub const CLASSES: [&str; 13] = [
     CLASS_RECENT_EVENTS,
     CLASS_JOB,
     CLASS_JOB_EVENT,
+    CLASS_DIAL,
+    CLASS_REMOVE,
 ];
 
 impl ClusterRequest {
@@ -344,6 +388,8 @@ impl ClusterRequest {
             }),
             CLASS_JOB => typed(class, body).map(ClusterRequest::Job),
             CLASS_JOB_EVENT => typed(class, body).map(ClusterRequest::JobEvent),
+            CLASS_DIAL => typed(class, body).map(ClusterRequest::Dial),
+            CLASS_REMOVE => typed(class, body).map(ClusterRequest::Remove),
             _ => return None,
         })
     }
@@ -374,6 +420,8 @@ impl ClusterRequest {
             ),
             ClusterRequest::Job(c) => (CLASS_JOB, enc(c)?),
             ClusterRequest::JobEvent(e) => (CLASS_JOB_EVENT, enc(e)?),
+            ClusterRequest::Dial(r) => (CLASS_DIAL, enc(r)?),
+            ClusterRequest::Remove(r) => (CLASS_REMOVE, enc(r)?),
         })
     }
 }

@@ -178,7 +178,9 @@ impl<H: Clone> NodeMachine<H> {
                 "a redirect needs at least one URL",
             )),
             Ok(list) => {
-                self.connector.handle_redirect(list);
+                if self.connector.handle_redirect(list) {
+                    self.out.push_back(Output::RunConnector);
+                }
                 Ok(())
             }
             Err(e) => Err(remote(e.code(), e)),
@@ -189,7 +191,7 @@ impl<H: Clone> NodeMachine<H> {
     pub fn node_info(&self, stats: crate::cluster::Stats) -> NodeInfo {
         NodeInfo {
             id: self.settings.me.clone(),
-            status: self.status.status(),
+            status: self.reported_status(),
             listen: self.settings.listen.clone(),
             meta: self.meta.to_string(),
             stats,

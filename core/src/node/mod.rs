@@ -19,7 +19,8 @@
 //! Files: `links` (links up and down, views), `control` (membership, hand-offs, the
 //! workers' events and their subscribers, the node table), `jobs` (status, tasks,
 //! metadata, data, redirects), `dispatch` (a peer's cluster request, with its role),
-//! `snapshot` (what the shell reads between inputs), `limits` (the size of every table a
+//! `lifecycle` (joining, connecting and removing nodes by hand), `snapshot` (what the
+//! shell reads between inputs), `limits` (the size of every table a
 //! peer can make grow, against its limit).
 
 use std::collections::{BTreeSet, VecDeque};
@@ -47,6 +48,7 @@ mod control;
 mod dispatch;
 mod handoff;
 mod jobs;
+mod lifecycle;
 mod limits;
 mod links;
 mod seeds;
@@ -57,6 +59,7 @@ mod tests;
 pub use control::SubscribeError;
 pub use dispatch::{Dispatch, ShellWork};
 pub use handoff::{HandoffStep, HandoffTimes};
+pub use lifecycle::check_removal;
 pub use limits::TableSize;
 pub use links::LinkGone;
 pub use snapshot::{Snapshot, SnapshotStamp};
@@ -334,6 +337,9 @@ pub enum Output<H> {
     /// An event of our own, for our proxy: the shell queues it on the one ordered path
     /// of our events and hands it back to [`NodeMachine::handle_own_event`].
     OwnEvent(EventMsg),
+    /// The connector has work although the node has no `cluster_addr` (a redirect to
+    /// follow): the shell runs it (see [`NodeMachine::connector_mut`]) unless it runs.
+    RunConnector,
     /// Send our information (status, metadata, machine figures) to our proxy: the shell
     /// measures the machine and queues [`WireEvent::Info`] as an own event.
     ReportInfo,
@@ -515,6 +521,21 @@ impl<H: Clone> NodeMachine<H> {
     /// This node's status.
     pub fn status(&self) -> Status {
         self.status.status()
+    }
+
+    /// The status this node reports of itself (its own row, its information):
+    /// `launching` until [`start`](Self::start) (the shell starts it once its listeners
+    /// are up), `connecting` while a worker has no link to a control node (it dials its
+    /// `cluster_addr`, or waits to be dialed), otherwise its own status.
+    pub fn reported_status(&self) -> Status {
+        let own = self.status.status();
+        if own != Status::Launching
+            && self.settings.role == Role::Worker
+            && self.links.count_role(Role::Control) == 0
+        {
+            return Status::Connecting;
+        }
+        own
     }
 
     /// This node's metadata, as text.

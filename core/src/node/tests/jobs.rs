@@ -179,7 +179,14 @@ fn a_redirect_makes_the_connector_dial_the_new_owner_first() {
         Err("invalid_scheme".into())
     );
     assert_eq!(w.handle_redirect("nkcluster://10.0.0.2:1972"), Ok(()));
-    w.connector_mut().start(T0);
+    // Without cluster_addr the connector was idle: the shell runs it now, and it
+    // follows the redirect once our links are gone.
+    assert_eq!(drain(&mut w), vec![Output::RunConnector]);
+    assert_eq!(
+        w.connector_mut().poll_action(),
+        Some(crate::connector::ConnectorAction::WaitWhileLinked)
+    );
+    w.connector_mut().handle_links_lost(T0);
     let owner = crate::url::parse_url("nkcluster://10.0.0.2:1972").expect("url");
     assert_eq!(
         w.connector_mut().poll_action(),
