@@ -164,7 +164,10 @@ impl<H: Clone> NodeMachine<H> {
     }
 
     /// A worker told by its control node to reconnect to `urls` (its proxy's owner): the
-    /// connector dials them first, once.
+    /// connector dials them first, once. Without `cluster_addr` the control nodes linked
+    /// now (the one redirecting us) follow the owner in that list: a worker that cannot
+    /// reach its owner goes back to them instead of waiting for a dial that may never
+    /// come.
     pub fn handle_redirect(&mut self, urls: &str) -> Result<(), RemoteError> {
         if self.is_control() {
             return Err(RemoteError::new(
@@ -177,7 +180,21 @@ impl<H: Clone> NodeMachine<H> {
                 ErrorCode::BadRequest,
                 "a redirect needs at least one URL",
             )),
-            Ok(list) => {
+            Ok(mut list) => {
+                if self.settings.cluster_addr.is_empty() {
+                    let linked: Vec<String> = self
+                        .links
+                        .control_links()
+                        .map(|(id, _)| id.to_owned())
+                        .collect();
+                    for id in linked {
+                        list.extend(
+                            self.dialable_urls(&id)
+                                .iter()
+                                .filter_map(|u| crate::url::parse_url(u).ok()),
+                        );
+                    }
+                }
                 if self.connector.handle_redirect(list) {
                     self.out.push_back(Output::RunConnector);
                 }
