@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use rpds::RedBlackTreeSetSync;
+
 use crate::time::Instant;
 
 /// The class name of node-level events (status, information).
@@ -94,6 +96,10 @@ pub struct Workers<I> {
     /// The gone workers by the time their link ended (oldest first): forgetting and
     /// making room look at the front only.
     gone: BTreeSet<(Instant, String)>,
+    /// The gone workers' ids, as a persistent set (a routing snapshot shares it).
+    lost: RedBlackTreeSetSync<String>,
+    /// Counts changes of `lost`.
+    changes: u64,
 }
 
 impl<I: Clone> Workers<I> {
@@ -103,6 +109,8 @@ impl<I: Clone> Workers<I> {
             config,
             workers: BTreeMap::new(),
             gone: BTreeSet::new(),
+            lost: RedBlackTreeSetSync::new_sync(),
+            changes: 0,
         }
     }
 
@@ -134,6 +142,8 @@ impl<I: Clone> Workers<I> {
             });
         if let Some(t) = w.gone_since.take() {
             self.gone.remove(&(t, worker.to_owned()));
+            self.lost.remove_mut(worker);
+            self.changes += 1;
         }
         match news {
             WorkerNews::Class(c) => {
@@ -166,6 +176,8 @@ impl<I: Clone> Workers<I> {
                     self.gone.remove(&(t, worker.to_owned()));
                 }
                 self.gone.insert((now, worker.to_owned()));
+                self.lost.insert_mut(worker.to_owned());
+                self.changes += 1;
                 true
             }
             None => false,
@@ -179,6 +191,8 @@ impl<I: Clone> Workers<I> {
             Some(w) => {
                 if let Some(t) = w.gone_since {
                     self.gone.remove(&(t, worker.to_owned()));
+                    self.lost.remove_mut(worker);
+                    self.changes += 1;
                 }
                 true
             }
@@ -191,6 +205,16 @@ impl<I: Clone> Workers<I> {
         self.workers
             .get(worker)
             .is_some_and(|w| w.gone_since.is_some())
+    }
+
+    /// The ids of the gone workers, as a persistent set: a copy costs O(1).
+    pub fn lost(&self) -> RedBlackTreeSetSync<String> {
+        self.lost.clone()
+    }
+
+    /// How many times the set of gone workers has changed.
+    pub fn changes(&self) -> u64 {
+        self.changes
     }
 
     /// The gone workers still remembered, by id.
@@ -246,6 +270,8 @@ impl<I: Clone> Workers<I> {
             }
             if let Some((_, id)) = self.gone.pop_first() {
                 self.workers.remove(&id);
+                self.lost.remove_mut(&id);
+                self.changes += 1;
             }
         }
     }
@@ -259,6 +285,8 @@ impl<I: Clone> Workers<I> {
         match self.gone.pop_first() {
             Some((_, id)) => {
                 self.workers.remove(&id);
+                self.lost.remove_mut(&id);
+                self.changes += 1;
                 true
             }
             None => false,
@@ -402,6 +430,7 @@ mod tests {
         };
         assert!(b.handle_worker_gone(t(1_000), "w2", last.clone()));
         assert!(b.is_gone("w2") && !b.is_gone("w1") && !b.is_gone("w9"));
+        assert!(b.lost().contains("w2") && b.lost().size() == 1);
         assert_eq!(
             b.gone().collect::<Vec<_>>(),
             [GoneWorker {
@@ -412,8 +441,10 @@ mod tests {
             }]
         );
         // Removed: forgotten at once, and its forgetting timer with it.
+        let before = b.changes();
         assert!(b.remove("w2"));
         assert!(!b.remove("w2"));
+        assert_eq!((b.lost().size(), b.changes()), (0, before + 1));
         assert_eq!((b.gone().count(), b.poll_timeout(), b.len()), (0, None, 1));
         // A linked worker can be removed too (the caller decides).
         assert!(b.remove("w1"));

@@ -566,6 +566,7 @@ impl<H: Clone> NodeMachine<H> {
                 .proxies
                 .as_ref()
                 .is_some_and(|p| p.is_reconnecting(node)),
+            target_lost: self.proxies.is_some() && self.workers.is_gone(node),
         };
         route(&view, node, hops)
     }

@@ -293,6 +293,10 @@ fn classes_hear_not_connected_then_the_status_again_when_the_worker_is_back() {
             }),
         ]
     );
+    // Meanwhile requests for it end `not_connected`, here and in the shell's snapshot.
+    assert_eq!(c1.route("w1", 0), RouteStep::NotConnected);
+    assert_eq!(c1.snapshot().route("w1", 0), RouteStep::NotConnected);
+    let stamp = c1.snapshot_stamp();
     // Back: its link up, then its status (the worker tells its new proxy first thing).
     c1.handle_link_up(at(3), link(12, w.clone()), true);
     drain(&mut c1);
@@ -306,4 +310,6 @@ fn classes_hear_not_connected_then_the_status_again_when_the_worker_is_back() {
         }
     );
     assert_eq!(c1.local_rows()[1].status, "ready");
+    assert_ne!(c1.snapshot_stamp(), stamp);
+    assert_eq!(c1.snapshot().route("w1", 0), RouteStep::Direct);
 }
