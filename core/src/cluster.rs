@@ -52,6 +52,44 @@ pub const CLASS_JOB_EVENT: &str = "nkcluster.job_event";
 /// body): the events the worker kept while disconnected go out on this link.
 pub const CLASS_PLACED: &str = "nkcluster.placed";
 
+/// Admin request to a control node: dial a URL (a [`DialRequest`], postcard): `join`
+/// (a control node: we join its control cluster) or `connect` (a listening worker: the
+/// cluster serves it, its proxy at its owner). Reply: the id of the node that answered,
+/// UTF-8.
+pub const CLASS_DIAL: &str = "nkcluster.dial";
+/// Admin request to a control node (or, `local`, between members): forget a node whose
+/// link is lost (a [`RemoveRequest`], postcard). Reply: a [`RemoveReport`].
+pub const CLASS_REMOVE: &str = "nkcluster.remove";
+
+/// What [`CLASS_DIAL`] dials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DialRequest {
+    /// The URL (discovery looks up what it leaves out).
+    pub url: String,
+    /// The node expected there is a control node (`join`), not a worker (`connect`).
+    pub control: bool,
+}
+
+/// What [`CLASS_REMOVE`] forgets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveRequest {
+    /// The node.
+    pub node: String,
+    /// Remove it even while it is connected (its links are closed).
+    pub force: bool,
+    /// At the answering member only (between members); otherwise at every member.
+    pub local: bool,
+}
+
+/// The outcome of a removal.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RemoveReport {
+    /// The control members that knew the node and forgot it, sorted.
+    pub forgotten_at: Vec<String>,
+    /// The control members that did not answer (they may still list it).
+    pub incomplete: Vec<String>,
+}
+
 /// A `call` of a named function.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallRequest {
@@ -283,6 +321,10 @@ pub enum ClusterRequest {
     JobEvent(EventMsg),
     /// To a worker: its proxy is at its owner (see [`CLASS_PLACED`]).
     Placed,
+    /// Dial a control node to join, or a worker to serve (admin).
+    Dial(DialRequest),
+    /// Forget a node whose link is lost (admin; `local` between members).
+    Remove(RemoveRequest),
 }
 
 /// A cluster request that does not decode: the class, and why (decoding holds no state).
@@ -303,7 +345,7 @@ impl ClusterDecodeError {
 }
 
 /// Every class name of the cluster protocol.
-pub const CLASSES: [&str; 14] = [
+pub const CLASSES: [&str; 16] = [
     CLASS_NODES,
     CLASS_NODE_INFO,
     CLASS_LOCAL_NODES,
@@ -318,6 +360,8 @@ pub const CLASSES: [&str; 14] = [
     CLASS_JOB,
     CLASS_JOB_EVENT,
     CLASS_PLACED,
+    CLASS_DIAL,
+    CLASS_REMOVE,
 ];
 
 impl ClusterRequest {
@@ -358,6 +402,8 @@ impl ClusterRequest {
             CLASS_JOB => typed(class, body).map(ClusterRequest::Job),
             CLASS_JOB_EVENT => typed(class, body).map(ClusterRequest::JobEvent),
             CLASS_PLACED => Ok(ClusterRequest::Placed),
+            CLASS_DIAL => typed(class, body).map(ClusterRequest::Dial),
+            CLASS_REMOVE => typed(class, body).map(ClusterRequest::Remove),
             _ => return None,
         })
     }
@@ -389,6 +435,8 @@ impl ClusterRequest {
             ClusterRequest::Job(c) => (CLASS_JOB, enc(c)?),
             ClusterRequest::JobEvent(e) => (CLASS_JOB_EVENT, enc(e)?),
             ClusterRequest::Placed => (CLASS_PLACED, Bytes::new()),
+            ClusterRequest::Dial(r) => (CLASS_DIAL, enc(r)?),
+            ClusterRequest::Remove(r) => (CLASS_REMOVE, enc(r)?),
         })
     }
 }

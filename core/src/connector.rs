@@ -14,6 +14,9 @@
 //! - A round in which every entry failed is followed by a backoff delay (exponential,
 //!   with the jitter the shell injects); when the attempt budget is spent the connector
 //!   gives up with the most telling error of the last round.
+//! - Without `cluster_addr` nothing is dialed: the connector stays idle, except that a
+//!   redirect is followed once (after our links end); then it is idle again and the node
+//!   waits to be dialed (`connect`, or its owner's redial).
 //! - After a link that authenticated, the shell waits while any control link lasts (a
 //!   control node may have adopted us over a link it dialed), then reports the loss: the
 //!   next round starts at once after a redirect, otherwise after the initial backoff delay
@@ -128,10 +131,27 @@ impl Connector {
 
     /// A control node told us to reconnect to `urls` (our proxy's owner): they are tried
     /// first in the next round. An empty list is ignored.
-    pub fn handle_redirect(&mut self, urls: Vec<ClusterUrl>) {
-        if !urls.is_empty() {
-            self.redirect = urls;
+    ///
+    /// Without `cluster_addr` the connector is idle (nothing is dialed by itself): it
+    /// then waits for our links to end and follows the redirect once; returns `true`
+    /// when it was idle and has this to do now (the shell runs it).
+    pub fn handle_redirect(&mut self, urls: Vec<ClusterUrl>) -> bool {
+        if urls.is_empty() {
+            return false;
         }
+        self.redirect = urls;
+        if self.state == State::Idle && self.entries.is_empty() {
+            self.state = State::Linked;
+            self.actions.push_back(ConnectorAction::WaitWhileLinked);
+            return true;
+        }
+        false
+    }
+
+    /// Whether the connector has nothing to do and nothing to wait for (no
+    /// `cluster_addr`, or not started): a listening node waits to be dialed.
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Idle && self.actions.is_empty()
     }
 
     /// The round's entries resolved: `results` in the order of
@@ -211,7 +231,10 @@ impl Connector {
         if self.state != State::Linked {
             return;
         }
-        if self.redirect.is_empty() {
+        if self.redirect.is_empty() && self.entries.is_empty() {
+            // No cluster_addr: we wait to be dialed.
+            self.state = State::Idle;
+        } else if self.redirect.is_empty() {
             self.state = State::Waiting(now + self.backoff_config.initial);
         } else {
             self.start_round(now);
@@ -264,6 +287,11 @@ impl Connector {
         if let Some(c) = self.round.pop_front() {
             self.dialing = Some(c.clone());
             self.actions.push_back(ConnectorAction::Dial(c));
+            return;
+        }
+        if self.entries.is_empty() {
+            // A redirect followed without cluster_addr: we wait to be dialed.
+            self.state = State::Idle;
             return;
         }
         match self.backoff.on_failure(random) {
@@ -461,6 +489,48 @@ mod tests {
         assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.9:9"));
         c.handle_dial_failed(Instant::from_millis(1100), "no_connections", "", 0);
         assert_eq!(c.poll_action(), None, "then a backoff");
+    }
+
+    #[test]
+    fn without_cluster_addr_only_a_redirect_is_followed_once_then_it_waits_to_be_dialed() {
+        let mut c = Connector::new(Vec::new(), cfg(Some(1)));
+        // Nothing is dialed by itself.
+        c.start(Instant::ZERO);
+        assert_eq!(c.poll_action(), Some(ConnectorAction::Resolve(Vec::new())));
+        c.handle_resolved(Instant::ZERO, Vec::new(), KEEP);
+        assert_eq!(
+            (c.poll_action(), c.poll_timeout(), c.is_idle()),
+            (None, None, true)
+        );
+        // Redirected: once our links end, the owner is dialed.
+        let owner = urls("nkcluster://10.0.0.9:9");
+        assert!(!c.handle_redirect(Vec::new()));
+        assert!(c.handle_redirect(owner.clone()));
+        assert!(!c.is_idle());
+        assert_eq!(c.poll_action(), Some(ConnectorAction::WaitWhileLinked));
+        // A second redirect before the links end changes where, not what.
+        assert!(!c.handle_redirect(owner.clone()));
+        assert_eq!(c.poll_action(), None);
+        c.handle_links_lost(Instant::ZERO);
+        assert_eq!(dial(&mut c), Some("tcp:10.0.0.9:9".into()));
+        // It fails: no backoff, no giving up, the node waits to be dialed.
+        c.handle_dial_failed(Instant::ZERO, "no_connections", "refused", 0);
+        assert_eq!(
+            (c.poll_action(), c.poll_timeout(), c.is_idle()),
+            (None, None, true)
+        );
+        // It links: once lost, the node waits again.
+        assert!(c.handle_redirect(owner));
+        assert_eq!(c.poll_action(), Some(ConnectorAction::WaitWhileLinked));
+        c.handle_links_lost(Instant::ZERO);
+        assert_eq!(dial(&mut c), Some("tcp:10.0.0.9:9".into()));
+        c.handle_linked(Instant::ZERO);
+        assert_eq!(c.poll_action(), Some(ConnectorAction::WaitWhileLinked));
+        c.handle_links_lost(Instant::from_millis(5));
+        assert_eq!(
+            (c.poll_action(), c.poll_timeout(), c.is_idle()),
+            (None, None, true)
+        );
     }
 
     #[test]

@@ -57,6 +57,8 @@ codes! {
     UnknownNode = "unknown_node",
     /// No link to the node (or its proxy is redialing it).
     NotConnected = "not_connected",
+    /// The node is connected: removing it needs `force`.
+    NodeConnected = "node_connected",
     /// The request's deadline passed (queued or sent).
     Timeout = "timeout",
     /// The link died with the request pending.

@@ -88,7 +88,12 @@ struct Lost {
     urls: Vec<String>,
     since: Instant,
     retry_at: Option<Instant>,
+    /// Failed redials in a row (the backoff doubles with each).
+    failures: u32,
 }
+
+/// The longest wait between two redials of a lost worker.
+pub const REDIAL_MAX_DEFAULT: Duration = Duration::from_secs(30);
 
 /// How long a lost worker is redialed before the control node stops (it may be gone
 /// for good; it reconnects by itself when it comes back).
@@ -124,6 +129,7 @@ pub struct Proxies {
     actions: VecDeque<Action>,
     retry_after: Duration,
     redial_for: Duration,
+    redial_max: Duration,
     /// The keys of `lost`, as a persistent set (a routing snapshot shares it).
     reconnecting: RedBlackTreeSetSync<String>,
     /// Counts changes of what routing reads (the ring, the workers being redialed).
@@ -149,6 +155,7 @@ impl Proxies {
             actions: VecDeque::new(),
             retry_after: RETRY_DEFAULT,
             redial_for: REDIAL_FOR_DEFAULT,
+            redial_max: REDIAL_MAX_DEFAULT,
             reconnecting: RedBlackTreeSetSync::new_sync(),
             changes: 0,
             ring_settle: Duration::ZERO,
@@ -188,6 +195,11 @@ impl Proxies {
     /// Sets how long a lost worker is redialed.
     pub fn set_redial_for(&mut self, redial_for: Duration) {
         self.redial_for = redial_for;
+    }
+
+    /// Sets the longest wait between two redials of a lost worker.
+    pub fn set_redial_max(&mut self, redial_max: Duration) {
+        self.redial_max = redial_max;
     }
 
     /// Sets how long after an owner did not answer a redirect is tried again (the
@@ -286,7 +298,8 @@ impl Proxies {
 
     /// A worker's last link to us ended. `urls`: where it listens, as reached (empty:
     /// it does not listen). When we own it and it listens, it is redialed at once, then
-    /// every retry delay for `redial_for`, until its link is back.
+    /// with backoff (the retry delay, doubled after every failure up to `redial_max`)
+    /// for `redial_for`, until its link is back.
     pub fn handle_worker_down(&mut self, now: Instant, worker: &str, urls: Vec<String>) {
         if let Some(old) = self.workers.remove(worker) {
             self.unindex_held(worker, old.retry_at);
@@ -302,6 +315,7 @@ impl Proxies {
             urls,
             since: now,
             retry_at: None,
+            failures: 0,
         };
         if let Some(old) = self.lost.insert(worker.to_owned(), lost) {
             self.unindex_lost(worker, old.retry_at);
@@ -310,10 +324,11 @@ impl Proxies {
         self.changes += 1;
     }
 
-    /// A redial of a lost worker failed: again after the retry delay, unless it has been
-    /// lost for `redial_for`.
+    /// A redial of a lost worker failed: again after the backoff delay (the retry delay
+    /// after the first failure, doubled after each next one, at most `redial_max`),
+    /// unless it has been lost for `redial_for`.
     pub fn handle_redial_failed(&mut self, now: Instant, worker: &str) {
-        let (retry_after, redial_for) = (self.retry_after, self.redial_for);
+        let (retry_after, redial_for, max) = (self.retry_after, self.redial_for, self.redial_max);
         if let Some(l) = self.lost.get_mut(worker) {
             let before = l.retry_at;
             if now.saturating_duration_since(l.since) >= redial_for {
@@ -322,11 +337,27 @@ impl Proxies {
                 self.reconnecting.remove_mut(worker);
                 self.changes += 1;
             } else {
-                let at = now + retry_after;
+                let doubled = retry_after.saturating_mul(1u32 << l.failures.min(20));
+                l.failures = l.failures.saturating_add(1);
+                let at = now + doubled.min(max.max(retry_after));
                 l.retry_at = Some(at);
                 self.unindex_lost(worker, before);
                 self.lost_due.insert((at, worker.to_owned()));
             }
+        }
+    }
+
+    /// Stops redialing `worker` (an operator removed it); returns whether it was being
+    /// redialed.
+    pub fn forget(&mut self, worker: &str) -> bool {
+        match self.lost.remove(worker) {
+            Some(l) => {
+                self.unindex_lost(worker, l.retry_at);
+                self.reconnecting.remove_mut(worker);
+                self.changes += 1;
+                true
+            }
+            None => false,
         }
     }
 

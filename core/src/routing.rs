@@ -19,6 +19,9 @@ pub struct RouteView<'a> {
     pub owner: Option<&'a str>,
     /// We own the target, its link failed and we are redialing it.
     pub target_reconnecting: bool,
+    /// The target is a worker whose link here is lost (listed `not_connected` here; it
+    /// rediscovers the cluster by itself).
+    pub target_lost: bool,
 }
 
 /// The next step of a request.
@@ -40,7 +43,8 @@ pub enum RouteStep {
     },
     /// Nobody here can reach it: `unknown_node`.
     Unknown,
-    /// We serve it but its link is down while we redial it: `not_connected`.
+    /// We serve it but its link is down (we redial it, or it rediscovers us):
+    /// `not_connected`.
     NotConnected,
 }
 
@@ -53,6 +57,10 @@ pub fn route(view: &RouteView<'_>, target: &str, hops: u8) -> RouteStep {
         return RouteStep::Direct;
     }
     if view.is_control && view.target_reconnecting {
+        return RouteStep::NotConnected;
+    }
+    // Lost here and still ours: it is not connected (not unknown) until it is back.
+    if view.is_control && view.target_lost && view.owner.is_none_or(|o| o == view.me) {
         return RouteStep::NotConnected;
     }
     if !view.is_control {
@@ -96,6 +104,7 @@ mod tests {
             control_link: if is_control { None } else { Some("c2") },
             owner,
             target_reconnecting: false,
+            target_lost: false,
         }
     }
 
@@ -156,6 +165,19 @@ mod tests {
         };
         assert_eq!(route(&v, "w1", 0), RouteStep::NotConnected);
         assert_eq!(route(&v, "w1", 1), RouteStep::NotConnected);
+    }
+
+    #[test]
+    fn a_lost_worker_we_own_is_not_connected_and_one_owned_elsewhere_goes_there() {
+        let lost = |owner| RouteView {
+            target_lost: true,
+            ..view(true, false, owner)
+        };
+        assert_eq!(route(&lost(Some("c1")), "w1", 0), RouteStep::NotConnected);
+        assert_eq!(route(&lost(Some("c1")), "w1", 1), RouteStep::NotConnected);
+        assert_eq!(route(&lost(None), "w1", 0), RouteStep::NotConnected);
+        assert_eq!(route(&lost(Some("c3")), "w1", 0), via("c3", 1, true));
+        assert_eq!(route(&lost(Some("c3")), "w1", 1), RouteStep::Unknown);
     }
 
     #[test]

@@ -58,6 +58,16 @@ pub struct NodeRow {
     pub meta: String,
     /// Latest ping round trip of the link, microseconds.
     pub rtt_us: Option<u64>,
+    /// A worker whose link is lost (`not_connected`): when it was last seen, Unix ms.
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
+}
+
+impl NodeRow {
+    /// Whether the row is of a worker whose link is lost (no control node holds it).
+    pub fn is_lost(&self) -> bool {
+        self.last_seen_ms.is_some()
+    }
 }
 
 /// Merges `theirs`, the rows control member `member` answered about its own links, into
@@ -67,6 +77,8 @@ pub struct NodeRow {
 ///   remote address, its round trip) is ours;
 /// - a worker listed by several control nodes (a hand-off in flight) gets one row naming
 ///   every proxy; its owner is the ring's (`owner_of`) when that one holds it;
+/// - a worker that one control node lists as lost (`not_connected`) and another holds
+///   is listed as held; listed lost by several, it keeps the latest `last_seen_ms`;
 /// - nodes we did not know are added.
 pub fn merge(
     rows: &mut Vec<NodeRow>,
@@ -84,6 +96,12 @@ pub fn merge(
                     ..row
                 };
             }
+            Some(mine) if row.is_lost() => {
+                if mine.is_lost() && row.last_seen_ms > mine.last_seen_ms {
+                    *mine = row;
+                }
+            }
+            Some(mine) if mine.is_lost() => *mine = row,
             Some(mine) => {
                 for p in row.proxies {
                     if !mine.proxies.contains(&p) {
@@ -139,7 +157,43 @@ mod tests {
             listen: Vec::new(),
             meta: String::new(),
             rtt_us: None,
+            last_seen_ms: None,
         }
+    }
+
+    fn lost(id: &str, owner: &str, seen: u64) -> NodeRow {
+        NodeRow {
+            status: "not_connected".into(),
+            last_seen_ms: Some(seen),
+            ..row(id, "worker", owner, &[], "tcp:10.0.0.9:5000")
+        }
+    }
+
+    #[test]
+    fn a_held_worker_beats_a_lost_row_and_the_latest_loss_wins() {
+        let mut rows = vec![
+            row("c1", "control", "c1", &[], "-"),
+            lost("w1", "c1", 1_000),
+            row("w2", "worker", "c1", &["c1"], "tcp:10.0.0.8:5000"),
+            lost("w3", "c1", 1_000),
+        ];
+        let theirs = vec![
+            row("w1", "worker", "c2", &["c2"], "tcp:10.0.0.9:5001"),
+            lost("w2", "c2", 5_000),
+            lost("w3", "c2", 2_000),
+            lost("w4", "c2", 3_000),
+        ];
+        merge(&mut rows, "c2", theirs, |_| None);
+        assert_eq!(
+            rows,
+            vec![
+                row("c1", "control", "c1", &[], "-"),
+                row("w1", "worker", "c2", &["c2"], "tcp:10.0.0.9:5001"),
+                row("w2", "worker", "c1", &["c1"], "tcp:10.0.0.8:5000"),
+                lost("w3", "c2", 2_000),
+                lost("w4", "c2", 3_000),
+            ]
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use rpds::RedBlackTreeSetSync;
+
 use crate::time::Instant;
 
 /// The class name of node-level events (status, information).
@@ -51,6 +53,30 @@ pub enum WorkerNews<'a, I> {
     },
 }
 
+/// How a gone worker was last seen: what its last link said (what `nodes` lists of it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LastSeen {
+    /// Transport and remote address of its last link.
+    pub remote: String,
+    /// Its listen URLs.
+    pub listen: Vec<String>,
+    /// Its metadata.
+    pub meta: String,
+}
+
+/// A gone worker as the book remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoneWorker<'a, I> {
+    /// Its id.
+    pub id: &'a str,
+    /// Its link is gone since.
+    pub since: Instant,
+    /// What its last link said.
+    pub seen: &'a LastSeen,
+    /// Its last information report.
+    pub info: Option<&'a I>,
+}
+
 #[derive(Debug, Clone)]
 struct Worker<I> {
     classes: BTreeSet<String>,
@@ -58,6 +84,8 @@ struct Worker<I> {
     info: Option<I>,
     /// Its link is gone since.
     gone_since: Option<Instant>,
+    /// What its last link said (set when it goes).
+    seen: LastSeen,
 }
 
 /// The book. See the module docs.
@@ -68,6 +96,10 @@ pub struct Workers<I> {
     /// The gone workers by the time their link ended (oldest first): forgetting and
     /// making room look at the front only.
     gone: BTreeSet<(Instant, String)>,
+    /// The gone workers' ids, as a persistent set (a routing snapshot shares it).
+    lost: RedBlackTreeSetSync<String>,
+    /// Counts changes of `lost`.
+    changes: u64,
 }
 
 impl<I: Clone> Workers<I> {
@@ -77,6 +109,8 @@ impl<I: Clone> Workers<I> {
             config,
             workers: BTreeMap::new(),
             gone: BTreeSet::new(),
+            lost: RedBlackTreeSetSync::new_sync(),
+            changes: 0,
         }
     }
 
@@ -104,9 +138,12 @@ impl<I: Clone> Workers<I> {
                 status: "ready".to_owned(),
                 info: None,
                 gone_since: None,
+                seen: LastSeen::default(),
             });
         if let Some(t) = w.gone_since.take() {
             self.gone.remove(&(t, worker.to_owned()));
+            self.lost.remove_mut(worker);
+            self.changes += 1;
         }
         match news {
             WorkerNews::Class(c) => {
@@ -126,21 +163,70 @@ impl<I: Clone> Workers<I> {
         }
     }
 
-    /// `worker`'s last link here ended: its status is `not_connected`; returns whether
-    /// it is remembered (then its classes must hear `not_connected`, through
-    /// [`handle_event`](Self::handle_event) with that status).
-    pub fn handle_worker_gone(&mut self, now: Instant, worker: &str) -> bool {
+    /// `worker`'s last link here ended (`seen`: what that link said): it is listed
+    /// `not_connected` until it comes back or is forgotten; returns whether it is
+    /// remembered (then its classes must hear `not_connected`, through
+    /// [`handle_event`](Self::handle_event) with that status, before this call).
+    pub fn handle_worker_gone(&mut self, now: Instant, worker: &str, seen: LastSeen) -> bool {
         self.forget(now);
         match self.workers.get_mut(worker) {
             Some(w) => {
+                w.seen = seen;
                 if let Some(t) = w.gone_since.replace(now) {
                     self.gone.remove(&(t, worker.to_owned()));
                 }
                 self.gone.insert((now, worker.to_owned()));
+                self.lost.insert_mut(worker.to_owned());
+                self.changes += 1;
                 true
             }
             None => false,
         }
+    }
+
+    /// Forgets `worker` at once (removed by an operator, or served elsewhere now);
+    /// returns whether it was remembered.
+    pub fn remove(&mut self, worker: &str) -> bool {
+        match self.workers.remove(worker) {
+            Some(w) => {
+                if let Some(t) = w.gone_since {
+                    self.gone.remove(&(t, worker.to_owned()));
+                    self.lost.remove_mut(worker);
+                    self.changes += 1;
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `worker` is remembered with its link gone.
+    pub fn is_gone(&self, worker: &str) -> bool {
+        self.workers
+            .get(worker)
+            .is_some_and(|w| w.gone_since.is_some())
+    }
+
+    /// The ids of the gone workers, as a persistent set: a copy costs O(1).
+    pub fn lost(&self) -> RedBlackTreeSetSync<String> {
+        self.lost.clone()
+    }
+
+    /// How many times the set of gone workers has changed.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// The gone workers still remembered, by id.
+    pub fn gone(&self) -> impl Iterator<Item = GoneWorker<'_, I>> {
+        self.workers.iter().filter_map(|(id, w)| {
+            Some(GoneWorker {
+                id,
+                since: w.gone_since?,
+                seen: &w.seen,
+                info: w.info.as_ref(),
+            })
+        })
     }
 
     /// Forgets workers gone for longer than `forget_after`.
@@ -184,6 +270,8 @@ impl<I: Clone> Workers<I> {
             }
             if let Some((_, id)) = self.gone.pop_first() {
                 self.workers.remove(&id);
+                self.lost.remove_mut(&id);
+                self.changes += 1;
             }
         }
     }
@@ -197,6 +285,8 @@ impl<I: Clone> Workers<I> {
         match self.gone.pop_first() {
             Some((_, id)) => {
                 self.workers.remove(&id);
+                self.lost.remove_mut(&id);
+                self.changes += 1;
                 true
             }
             None => false,
@@ -207,6 +297,10 @@ impl<I: Clone> Workers<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn seen() -> LastSeen {
+        LastSeen::default()
+    }
 
     fn book(max: usize) -> Workers<u32> {
         Workers::new(WorkersConfig {
@@ -221,13 +315,13 @@ mod tests {
         let mut b = book(10);
         b.handle_event(t(0), "w1", WorkerNews::Class("video"));
         b.handle_event(t(0), "w2", WorkerNews::Class("video"));
-        assert!(b.handle_worker_gone(t(1_000), "w1"));
-        assert!(b.handle_worker_gone(t(2_000), "w2"));
+        assert!(b.handle_worker_gone(t(1_000), "w1", seen()));
+        assert!(b.handle_worker_gone(t(2_000), "w2", seen()));
         assert_eq!(b.poll_timeout(), Some(t(11_000)));
         // w1 is back, then gone again later: only its last loss counts.
         b.handle_event(t(3_000), "w1", WorkerNews::Node);
         assert_eq!(b.poll_timeout(), Some(t(12_000)));
-        assert!(b.handle_worker_gone(t(4_000), "w1"));
+        assert!(b.handle_worker_gone(t(4_000), "w1", seen()));
         b.handle_timeout(t(12_000));
         assert_eq!(
             (b.len(), b.status("w2"), b.status("w1")),
@@ -284,9 +378,9 @@ mod tests {
         let mut b = book(10);
         let _ = b.handle_event(Instant::ZERO, "w1", WorkerNews::Class("c"));
         let _ = b.handle_event(Instant::ZERO, "w2", WorkerNews::Class("c"));
-        assert!(b.handle_worker_gone(Instant::from_millis(1_000), "w1"));
-        assert!(!b.handle_worker_gone(Instant::from_millis(1_000), "w9"));
-        assert!(b.handle_worker_gone(Instant::from_millis(2_000), "w2"));
+        assert!(b.handle_worker_gone(Instant::from_millis(1_000), "w1", seen()));
+        assert!(!b.handle_worker_gone(Instant::from_millis(1_000), "w9", seen()));
+        assert!(b.handle_worker_gone(Instant::from_millis(2_000), "w2", seen()));
         assert_eq!(b.poll_timeout(), Some(Instant::from_millis(11_000)));
         // w2 comes back (any event): it stays.
         let _ = b.handle_event(
@@ -314,12 +408,46 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(b.len(), 2);
-        let _ = b.handle_worker_gone(Instant::from_millis(1), "w2");
-        let _ = b.handle_worker_gone(Instant::from_millis(2), "w1");
+        let _ = b.handle_worker_gone(Instant::from_millis(1), "w2", seen());
+        let _ = b.handle_worker_gone(Instant::from_millis(2), "w1", seen());
         let _ = b.handle_event(Instant::from_millis(3), "w3", WorkerNews::Class("d"));
         assert_eq!(
             (b.status("w1"), b.status("w2"), b.status("w3")),
             (Some("ready"), None, Some("ready"))
         );
+    }
+
+    #[test]
+    fn gone_workers_are_listed_with_their_last_link_until_removed() {
+        let mut b = book(10);
+        let t = Instant::from_millis;
+        let _ = b.handle_event(t(0), "w1", WorkerNews::Class("c"));
+        let _ = b.handle_event(t(0), "w2", WorkerNews::Class("c"));
+        let last = LastSeen {
+            remote: "tcp:127.0.0.1:5000".into(),
+            listen: vec!["nkcluster://127.0.0.1:5001".into()],
+            meta: "gpu".into(),
+        };
+        assert!(b.handle_worker_gone(t(1_000), "w2", last.clone()));
+        assert!(b.is_gone("w2") && !b.is_gone("w1") && !b.is_gone("w9"));
+        assert!(b.lost().contains("w2") && b.lost().size() == 1);
+        assert_eq!(
+            b.gone().collect::<Vec<_>>(),
+            [GoneWorker {
+                id: "w2",
+                since: t(1_000),
+                seen: &last,
+                info: None
+            }]
+        );
+        // Removed: forgotten at once, and its forgetting timer with it.
+        let before = b.changes();
+        assert!(b.remove("w2"));
+        assert!(!b.remove("w2"));
+        assert_eq!((b.lost().size(), b.changes()), (0, before + 1));
+        assert_eq!((b.gone().count(), b.poll_timeout(), b.len()), (0, None, 1));
+        // A linked worker can be removed too (the caller decides).
+        assert!(b.remove("w1"));
+        assert!(b.is_empty());
     }
 }

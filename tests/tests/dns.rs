@@ -184,3 +184,75 @@ fn a_control_node_joins_the_cluster_a_name_points_at() {
     c2.wait_line("c1 up at c2", member_up("c1"));
     c1.wait_line("c2 up at c1", member_up("c2"));
 }
+
+/// The node table `port` answers (`nkcluster nodes --json`), as rows.
+fn node_rows(port: u16) -> Vec<serde_json::Value> {
+    let addr = format!("nkcluster://127.0.0.1:{port}");
+    let mut cmd = std::process::Command::new(nkcluster_tests::nkcluster_bin());
+    cmd.args(["nodes", "--json", "--addr", &addr]);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("NKCLUSTER_")) {
+        cmd.env_remove(k);
+    }
+    let out = nkcluster_tests::run_with_deadline(&mut cmd, std::time::Duration::from_secs(30));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["nodes"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits (30 s at most) until every control node at `ports` lists `id` with `status`
+/// (`None`: not at all).
+fn wait_listed(ports: &[u16], id: &str, status: Option<&str>) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for p in ports {
+        loop {
+            let row = node_rows(*p).into_iter().find(|r| r["id"] == id);
+            let now = row
+                .as_ref()
+                .map(|r| r["status"].as_str().unwrap_or_default());
+            if now == status {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "{id} at {p}: {row:?}, expected {status:?}"
+            );
+        }
+    }
+}
+
+/// The "done when" walk: a worker that knows only the name joins, appears in
+/// `nodes`; after `kill -9` it is listed `not_connected`; `remove` makes it disappear
+/// from every control node's table.
+#[test]
+fn a_discovered_worker_killed_is_listed_not_connected_until_removed_everywhere() {
+    let (_c1, p1) = Daemon::control("c1", &FAST);
+    let seed = format!("nkcluster://127.0.0.1:{p1}");
+    let mut c2_args = vec!["--cluster-addr", seed.as_str()];
+    c2_args.extend(FAST);
+    let (_c2, p2) = Daemon::control("c2", &c2_args);
+    let dns_port = free_port();
+    let _dns = Dnsmasq::start(dns_port, &records(&[p1, p2]));
+    let server = format!("127.0.0.1:{dns_port}");
+    let mut args = vec![
+        "--node-id",
+        "w1",
+        "--control",
+        "false",
+        "--listen",
+        "",
+        "--cluster-addr",
+        "nkcluster://cluster.test",
+        "--dns-server",
+        &server,
+    ];
+    args.extend(FAST);
+    let mut worker = Daemon::node("w1", &args);
+    wait_listed(&[p1, p2], "w1", Some("ready"));
+    worker.kill();
+    wait_listed(&[p1, p2], "w1", Some("not_connected"));
+    let addr = format!("nkcluster://127.0.0.1:{p2}");
+    let mut cmd = std::process::Command::new(nkcluster_tests::nkcluster_bin());
+    cmd.args(["remove", "w1", "--addr", &addr]);
+    let out = nkcluster_tests::run_with_deadline(&mut cmd, std::time::Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    wait_listed(&[p1, p2], "w1", None);
+}

@@ -260,7 +260,12 @@ impl<H: Clone> NodeMachine<H> {
 
     /// Control side: a worker's last link dropped: every class that has seen it hears
     /// `not_connected`, and it is forgotten after a while.
-    pub(super) fn worker_gone(&mut self, now: Instant, worker: &str) {
+    pub(super) fn worker_gone(
+        &mut self,
+        now: Instant,
+        worker: &str,
+        seen: crate::workers::LastSeen,
+    ) {
         if self.workers.status(worker).is_none() {
             return;
         }
@@ -273,7 +278,7 @@ impl<H: Clone> NodeMachine<H> {
                 event: WireEvent::NodeStatus(Status::NotConnected),
             },
         );
-        self.workers.handle_worker_gone(now, worker);
+        self.workers.handle_worker_gone(now, worker, seen);
     }
 
     /// Workers remembered by the control side.
@@ -297,13 +302,14 @@ impl<H: Clone> NodeMachine<H> {
         let mut rows = vec![NodeRow {
             id: me.clone(),
             role: self.settings.role.as_str().into(),
-            status: self.status.status().as_str().into(),
+            status: self.reported_status().as_str().into(),
             owner: me.clone(),
             proxies: Vec::new(),
             remote: "-".into(),
             listen: self.settings.listen.clone(),
             meta: self.meta.to_string(),
             rtt_us: None,
+            last_seen_ms: None,
         }];
         let mut ids: Vec<&str> = self.links.iter().map(|(id, _)| id).collect();
         ids.dedup();
@@ -339,6 +345,25 @@ impl<H: Clone> NodeMachine<H> {
                     .info(id)
                     .map_or_else(|| s.meta.clone(), |i| i.meta.clone()),
                 rtt_us: Some(l.rtt_us).filter(|us| *us > 0),
+                last_seen_ms: None,
+            });
+        }
+        // Workers whose link is lost, until they come back, are forgotten or removed.
+        for g in self.workers.gone() {
+            if self.links.is_linked(g.id) {
+                continue;
+            }
+            rows.push(NodeRow {
+                id: g.id.to_owned(),
+                role: Role::Worker.as_str().into(),
+                status: Status::NotConnected.as_str().into(),
+                owner: me.clone(),
+                proxies: Vec::new(),
+                remote: g.seen.remote.clone(),
+                listen: g.seen.listen.clone(),
+                meta: g.seen.meta.clone(),
+                rtt_us: None,
+                last_seen_ms: Some(self.wall_ms(g.since)),
             });
         }
         rows.sort_by(|a, b| a.id.cmp(&b.id));

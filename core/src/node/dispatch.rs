@@ -63,6 +63,26 @@ pub enum ShellWork {
     },
     /// The recent events of every member, merged.
     RecentEvents,
+    /// Dial `url` (through discovery) and answer the id of the node that authenticated
+    /// there: a control node (`control`, `join`: its views then merge ours) or a worker
+    /// (`connect`: its proxy moves to its owner).
+    Dial {
+        /// Where.
+        url: crate::url::ClusterUrl,
+        /// A control node is expected there.
+        control: bool,
+    },
+    /// Remove a node from every member: check the gathered node table with
+    /// [`check_removal`](super::lifecycle::check_removal), then send every member a
+    /// local [`ClusterRequest::Remove`] and forget it here
+    /// ([`NodeMachine::handle_forget`]); answer a
+    /// [`RemoveReport`](crate::cluster::RemoveReport).
+    Remove {
+        /// The node.
+        node: String,
+        /// Even while connected.
+        force: bool,
+    },
     /// A cluster class this node's role does not serve, for the registered handlers
     /// (`unknown_class` when none is registered).
     Handler {
@@ -149,6 +169,9 @@ impl<H: Clone> NodeMachine<H> {
             }
             ClusterRequest::RecentEvents { local: false } if control => {
                 shell(ShellWork::RecentEvents)
+            }
+            req @ (ClusterRequest::Dial(_) | ClusterRequest::Remove(_)) => {
+                self.lifecycle_request(role, req)
             }
             // A request this node's role does not serve: a registered handler may (an
             // admin client follows events with one), otherwise it is unknown here.

@@ -136,7 +136,10 @@ impl<H: Clone> NodeMachine<H> {
     }
 
     /// A worker told by its control node to reconnect to `urls` (its proxy's owner): the
-    /// connector dials them first, once.
+    /// connector dials them first, once. Without `cluster_addr` the control nodes linked
+    /// now (the one redirecting us) follow the owner in that list: a worker that cannot
+    /// reach its owner goes back to them instead of waiting for a dial that may never
+    /// come.
     pub fn handle_redirect(&mut self, urls: &str) -> Result<(), RemoteError> {
         if self.is_control() {
             return Err(RemoteError::new(
@@ -149,8 +152,24 @@ impl<H: Clone> NodeMachine<H> {
                 ErrorCode::BadRequest,
                 "a redirect needs at least one URL",
             )),
-            Ok(list) => {
-                self.connector.handle_redirect(list);
+            Ok(mut list) => {
+                if self.settings.cluster_addr.is_empty() {
+                    let linked: Vec<String> = self
+                        .links
+                        .control_links()
+                        .map(|(id, _)| id.to_owned())
+                        .collect();
+                    for id in linked {
+                        list.extend(
+                            self.dialable_urls(&id)
+                                .iter()
+                                .filter_map(|u| crate::url::parse_url(u).ok()),
+                        );
+                    }
+                }
+                if self.connector.handle_redirect(list) {
+                    self.out.push_back(Output::RunConnector);
+                }
                 Ok(())
             }
             Err(e) => Err(remote(e.code(), e)),
@@ -161,7 +180,7 @@ impl<H: Clone> NodeMachine<H> {
     pub fn node_info(&self, stats: crate::cluster::Stats) -> NodeInfo {
         NodeInfo {
             id: self.settings.me.clone(),
-            status: self.status.status(),
+            status: self.reported_status(),
             listen: self.settings.listen.clone(),
             meta: self.meta.to_string(),
             stats,

@@ -80,10 +80,28 @@ impl<H: Clone> NodeMachine<H> {
                 }
                 _ => Vec::new(),
             };
+            // A worker we handed over (or that another member owns and serves) is its
+            // new proxy's now: forgotten here, not lost.
+            let handed_over = self
+                .proxies
+                .as_ref()
+                .is_some_and(|p| p.moving_to(peer).is_some());
             if let Some(p) = &mut self.proxies {
                 p.handle_worker_down(now, peer, urls);
             }
-            self.worker_gone(now, peer);
+            if handed_over {
+                self.workers.remove(peer);
+            } else {
+                let seen = crate::workers::LastSeen {
+                    remote: gone.summary.remote.clone(),
+                    listen: gone.summary.listen.clone(),
+                    meta: self
+                        .workers
+                        .info(peer)
+                        .map_or_else(|| gone.summary.meta.clone(), |i| i.meta.clone()),
+                };
+                self.worker_gone(now, peer, seen);
+            }
             self.after_proxies(now);
         }
         if last

@@ -19,8 +19,10 @@
 //! Files: `links` (links up and down, views), `control` (membership, hand-offs, the
 //! workers' events and their subscribers, the node table), `jobs` (status, tasks,
 //! metadata, data, redirects), `offline` (where a worker's own events go: its control
-//! link, or the bounded buffer kept while it has none; what a new link is told), `dispatch` (a peer's cluster request, with its role),
-//! `snapshot` (what the shell reads between inputs), `limits` (the size of every table a
+//! link, or the bounded buffer kept while it has none; what a new link is told),
+//! `dispatch` (a peer's cluster request, with its role), `lifecycle` (joining,
+//! connecting and removing nodes by hand), `snapshot` (what the shell reads between
+//! inputs), `limits` (the size of every table a
 //! peer can make grow, against its limit).
 
 use std::collections::{BTreeSet, VecDeque};
@@ -49,6 +51,7 @@ mod control;
 mod dispatch;
 mod handoff;
 mod jobs;
+mod lifecycle;
 mod limits;
 mod links;
 mod offline;
@@ -60,6 +63,7 @@ mod tests;
 pub use control::SubscribeError;
 pub use dispatch::{Dispatch, ShellWork};
 pub use handoff::{HandoffStep, HandoffTimes};
+pub use lifecycle::check_removal;
 pub use limits::TableSize;
 pub use links::LinkGone;
 pub use snapshot::{Snapshot, SnapshotStamp};
@@ -339,6 +343,9 @@ pub enum Output<H> {
     /// An event of our own, for our proxy: the shell queues it on the one ordered path
     /// of our events and hands it back to [`NodeMachine::handle_own_event`].
     OwnEvent(EventMsg),
+    /// The connector has work although the node has no `cluster_addr` (a redirect to
+    /// follow): the shell runs it (see [`NodeMachine::connector_mut`]) unless it runs.
+    RunConnector,
     /// Send our information (status, metadata, machine figures) to our proxy: the shell
     /// measures the machine and queues [`WireEvent::Info`] as an own event.
     ReportInfo,
@@ -538,6 +545,21 @@ impl<H: Clone> NodeMachine<H> {
         self.status.status()
     }
 
+    /// The status this node reports of itself (its own row, its information):
+    /// `launching` until [`start`](Self::start) (the shell starts it once its listeners
+    /// are up), `connecting` while a worker has no link to a control node (it dials its
+    /// `cluster_addr`, or waits to be dialed), otherwise its own status.
+    pub fn reported_status(&self) -> Status {
+        let own = self.status.status();
+        if own != Status::Launching
+            && self.settings.role == Role::Worker
+            && self.links.count_role(Role::Control) == 0
+        {
+            return Status::Connecting;
+        }
+        own
+    }
+
     /// This node's metadata, as text.
     pub fn meta_text(&self) -> String {
         self.meta.to_string()
@@ -566,6 +588,7 @@ impl<H: Clone> NodeMachine<H> {
                 .proxies
                 .as_ref()
                 .is_some_and(|p| p.is_reconnecting(node)),
+            target_lost: self.proxies.is_some() && self.workers.is_gone(node),
         };
         route(&view, node, hops)
     }

@@ -31,6 +31,7 @@ pub struct SnapshotStamp {
     links: u64,
     proxies: u64,
     members: u64,
+    workers: u64,
     status: Status,
 }
 
@@ -44,6 +45,7 @@ pub struct Snapshot<H> {
     links: LinkTable<Link<H>>,
     ring: Option<Arc<Ring>>,
     reconnecting: RedBlackTreeSetSync<String>,
+    lost: RedBlackTreeSetSync<String>,
 }
 
 impl<H: Clone> Snapshot<H> {
@@ -63,6 +65,7 @@ impl<H: Clone> Snapshot<H> {
             control_link: self.links.first_control().map(|(id, _)| id),
             owner,
             target_reconnecting: self.reconnecting.contains(node),
+            target_lost: self.lost.contains(node),
         };
         route(&view, node, hops)
     }
@@ -110,6 +113,7 @@ impl<H: Clone> NodeMachine<H> {
             links: self.links.changes(),
             proxies: self.proxies.as_ref().map_or(0, |p| p.changes()),
             members: self.member_changes,
+            workers: self.workers.changes(),
             status: self.status(),
         }
     }
@@ -128,6 +132,7 @@ impl<H: Clone> NodeMachine<H> {
                 .as_ref()
                 .map(Proxies::reconnecting)
                 .unwrap_or_default(),
+            lost: self.workers.lost(),
         }
     }
 }

@@ -160,6 +160,52 @@ fn a_lost_listening_worker_is_redialed_at_once_then_periodically_until_back() {
 }
 
 #[test]
+fn redials_back_off_doubling_up_to_the_maximum_and_a_removed_worker_is_left_alone() {
+    let mut p = Proxies::new("c1", 64);
+    p.set_retry_after(Duration::from_millis(500));
+    p.set_redial_max(Duration::from_millis(3_000));
+    p.set_members(&m(&["c1"]));
+    let urls = vec!["nkcluster://10.0.0.9:1972;transport=tcp".to_owned()];
+    p.handle_worker_up("w1", true);
+    p.handle_worker_down(Instant::ZERO, "w1", urls.clone());
+    let redial = Action::Redial {
+        worker: "w1".into(),
+        urls,
+    };
+    // At once, then 0.5 s, 1 s, 2 s, 3 s, 3 s after each failure.
+    assert_eq!(drain(&mut p), std::slice::from_ref(&redial));
+    let mut now = 0;
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        p.handle_redial_failed(Instant::from_millis(now), "w1");
+        let due = p.poll_timeout().expect("a redial is due");
+        waits.push(due.as_nanos() / 1_000_000 - now);
+        now = due.as_nanos() / 1_000_000;
+        p.handle_timeout(due);
+        assert_eq!(drain(&mut p), std::slice::from_ref(&redial));
+    }
+    assert_eq!(waits, [500, 1_000, 2_000, 3_000, 3_000]);
+    // Back, then lost again: the backoff starts over.
+    p.handle_worker_up("w1", true);
+    p.handle_worker_down(Instant::from_millis(now), "w1", redial_urls(&redial));
+    drain(&mut p);
+    p.handle_redial_failed(Instant::from_millis(now), "w1");
+    assert_eq!(p.poll_timeout(), Some(Instant::from_millis(now + 500)));
+    // Removed by an operator: no more redials, requests no longer wait for it.
+    assert!(p.forget("w1"));
+    assert!(!p.forget("w1"));
+    assert!(!p.is_reconnecting("w1") && !p.reconnecting().contains("w1"));
+    assert_eq!(p.poll_timeout(), None);
+}
+
+fn redial_urls(a: &Action) -> Vec<String> {
+    match a {
+        Action::Redial { urls, .. } => urls.clone(),
+        _ => Vec::new(),
+    }
+}
+
+#[test]
 fn retries_due_together_come_out_redials_first_each_by_worker_and_leavers_drop_theirs() {
     let mut p = Proxies::new("c1", 64);
     p.set_retry_after(Duration::from_millis(500));
@@ -210,7 +256,7 @@ fn retries_due_together_come_out_redials_first_each_by_worker_and_leavers_drop_t
     assert_eq!(p.poll_timeout(), None);
     // A redial due again, then the worker is back: nothing left to do.
     p.handle_redial_failed(Instant::from_millis(600), &mine[0]);
-    assert_eq!(p.poll_timeout(), Some(Instant::from_millis(1_100)));
+    assert_eq!(p.poll_timeout(), Some(Instant::from_millis(1_600)));
     p.handle_worker_up(&mine[0], true);
     assert_eq!(p.poll_timeout(), None);
 }

@@ -18,7 +18,7 @@ use crate::node::{Node, NodeRow, NodesReport};
 const EXIT_INCOMPLETE: u8 = 5;
 
 /// An admin client linked to a control node (exit code on failure).
-async fn admin_link(args: &AdminArgs) -> Result<(Node<TokioNet>, String), ExitCode> {
+pub(super) async fn admin_link(args: &AdminArgs) -> Result<(Node<TokioNet>, String), ExitCode> {
     admin_link_with(args, None).await
 }
 
@@ -58,7 +58,7 @@ fn cannot_reach(addr: &str, e: &crate::node::ConnectError) {
 
 /// A failed admin request: the message, and exit 4 for an unknown node, 5 when a control
 /// member did not answer (the answer may be incomplete), 1 otherwise.
-fn admin_error(target: &str, e: &nkcluster_core::RequestError) -> ExitCode {
+pub(super) fn admin_error(target: &str, e: &nkcluster_core::RequestError) -> ExitCode {
     eprintln!("nkcluster: {target}: {e}");
     ExitCode::from(match e.code() {
         "unknown_node" => 4,
@@ -83,7 +83,7 @@ async fn admin_send(
 }
 
 /// Prints `value` as JSON, or `text` otherwise.
-fn emit(args: &AdminArgs, value: serde_json::Value, text: &str) -> ExitCode {
+pub(super) fn emit(args: &AdminArgs, value: serde_json::Value, text: &str) -> ExitCode {
     if args.json {
         outln!("{value}");
     } else if !text.is_empty() {
@@ -430,7 +430,7 @@ pub(super) async fn run_admin(args: AdminArgs, id: Option<String>) -> ExitCode {
 /// Prints node rows as a table; members in `incomplete` are marked (they did not answer).
 pub(super) fn print_rows(rows: &[NodeRow], incomplete: &[String]) {
     outln!(
-        "{:<12} {:<8} {:<8} {:<10} {:<24} {:>8} META",
+        "{:<12} {:<8} {:<13} {:<10} {:<24} {:>8} META",
         "ID",
         "ROLE",
         "STATUS",
@@ -447,8 +447,15 @@ pub(super) fn print_rows(rows: &[NodeRow], incomplete: &[String]) {
         let rtt = r
             .rtt_us
             .map_or_else(|| "-".to_owned(), |us| format!("{:.2}", us as f64 / 1000.0));
+        // A lost worker: when it was last seen.
+        let seen = r.last_seen_ms.map_or_else(String::new, |ms| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            format!(" (last seen {} s ago)", now.saturating_sub(ms) / 1000)
+        });
         outln!(
-            "{:<12} {:<8} {:<8} {:<10} {:<24} {:>8} {}",
+            "{:<12} {:<8} {:<13} {:<10} {:<24} {:>8} {}{seen}",
             id,
             r.role,
             r.status,

@@ -22,6 +22,7 @@ macro_rules! outln {
 
 mod admin;
 mod daemon;
+mod lifecycle;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -115,6 +116,36 @@ pub enum Cmd {
         /// Keep streaming until interrupted.
         #[arg(long)]
         follow: bool,
+        /// Connection options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make the control node reached by `--addr` join the control cluster at a URL
+    /// (no-discovery mode: without `cluster_addr` nothing is dialed by itself).
+    Join {
+        /// A control node of the cluster to join (discovery looks up what it leaves out).
+        url: String,
+        /// Connection options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make the cluster dial a listening worker at a URL; its proxy then moves to its
+    /// owner (no-discovery mode).
+    Connect {
+        /// The worker's listen URL.
+        url: String,
+        /// Connection options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Forget a worker whose link is lost (`not_connected`) at every control node; a
+    /// connected one is refused unless `--force` (its links are then closed).
+    Remove {
+        /// Node id.
+        node: String,
+        /// Remove it even while it is connected.
+        #[arg(long)]
+        force: bool,
         /// Connection options.
         #[command(flatten)]
         admin: AdminArgs,
@@ -359,6 +390,9 @@ pub fn main() -> ExitCode {
         | Cmd::Tasks { .. }
         | Cmd::Meta { .. }
         | Cmd::SendFile { .. }
+        | Cmd::Join { .. }
+        | Cmd::Connect { .. }
+        | Cmd::Remove { .. }
         | Cmd::Events { .. } => "off",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -377,6 +411,9 @@ pub fn main() -> ExitCode {
             Cmd::Dev(args) => run_dev(args).await,
             Cmd::Nodes(admin) => run_admin(admin, None).await,
             Cmd::NodeInfo { id, admin } => run_admin(admin, Some(id)).await,
+            Cmd::Join { url, admin } => lifecycle::run_dial(admin, url, true).await,
+            Cmd::Connect { url, admin } => lifecycle::run_dial(admin, url, false).await,
+            Cmd::Remove { node, force, admin } => lifecycle::run_remove(admin, node, force).await,
             Cmd::Call {
                 node,
                 function,

@@ -178,6 +178,12 @@ impl<N: Net> Inner<N> {
                 let _ = self.events_out.send(ev);
             }
             Output::ReportInfo => self.send_info(),
+            Output::RunConnector => {
+                if !self.connector_running.swap(true, Ordering::SeqCst) {
+                    debug!(node = %me, "following a redirect without cluster_addr");
+                    tokio::spawn(connector(self.clone()));
+                }
+            }
             Output::Event(e) => {
                 match &e {
                     NodeEvent::Member { id, change } => {

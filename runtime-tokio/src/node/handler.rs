@@ -130,6 +130,16 @@ impl<N: Net> Inner<N> {
                 });
             }
             ShellWork::Handler { class, body } => responder.reply(self.handlers.call(&class, body)),
+            ShellWork::Dial { url, control } => {
+                tokio::spawn(async move {
+                    responder.reply(inner.dial_by_hand(url, control).await);
+                });
+            }
+            ShellWork::Remove { node, force } => {
+                tokio::spawn(async move {
+                    responder.reply(inner.remove_everywhere(node, force).await);
+                });
+            }
             ShellWork::RecentEvents => {
                 tokio::spawn(async move {
                     responder.reply(encode_answer(&inner.cluster_recent_events().await));

@@ -3,11 +3,13 @@
 //! ([`nkcluster_core::node`]); this module feeds it and performs what it decides.
 //!
 //! This file: the public types and the node's state. The rest: `brain` (the task that
-//! owns the machine: inputs, outputs, its timer and its snapshot), `start` (starting), `api` (requests, jobs, files),
+//! owns the machine: inputs, outputs, its timer and its snapshot), `start` (starting),
+//! `api` (requests, jobs, files),
 //! `routing` (sending anywhere, connecting), `stop` (graceful leave), `handler`
 //! (carrying out what dispatch hands the shell), `links` (dial, accept, one connection),
 //! `worker_side` (task bodies, files, machine figures), `control_side` (gathering the
-//! node table and events over the mesh), `tasks` (dials, reports, the connector loop).
+//! node table and events over the mesh), `lifecycle` (join, connect, remove), `tasks`
+//! (dials, reports, the connector loop).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -51,6 +53,7 @@ mod api;
 mod brain;
 mod control_side;
 mod handler;
+mod lifecycle;
 mod links;
 mod routing;
 mod start;
@@ -113,6 +116,9 @@ pub use nkcluster_core::cluster::{
     CLASS_LOCAL_NODES, CLASS_NODE_INFO, CLASS_NODES, CLASS_RECENT_EVENTS, CLASS_REDIRECT,
     CLASS_ROUTE, CLASS_SPAWN_CALL, CLASS_SUBSCRIBE, CallRequest, ClusterRequest, RouteRequest,
     SubscribeRequest,
+};
+pub use nkcluster_core::cluster::{
+    CLASS_DIAL, CLASS_REMOVE, DialRequest, RemoveReport, RemoveRequest,
 };
 pub use nkcluster_core::table::{NodeRow, NodesReport};
 
@@ -178,6 +184,9 @@ type Pump = mpsc::Sender<Command>;
 
 struct Inner<N: Net> {
     config: NodeConfig,
+    /// The connector's task runs (set and cleared only inside the machine's owner task,
+    /// so that a redirect that wakes an idle connector is never missed).
+    connector_running: std::sync::atomic::AtomicBool,
     identity: Identity,
     net: N,
     /// Discovery's DNS, set up at its first use ([`Net::dns`]).

@@ -150,6 +150,7 @@ impl<N: Net> Node<N> {
         });
         let (brain, jobs) = Brain::new(&machine);
         let inner = Arc::new(Inner {
+            connector_running: std::sync::atomic::AtomicBool::new(!config.cluster_addr.is_empty()),
             identity: identity.clone(),
             net: env.net,
             dns: std::sync::OnceLock::new(),
@@ -177,13 +178,14 @@ impl<N: Net> Node<N> {
             config,
         });
         tokio::spawn(own_brain(Arc::downgrade(&inner), machine, jobs, clock));
-        inner.tell(|b, now| b.start(now));
         for (url, l, local, tls) in listeners {
             let label = format!("{}:{}", url.transport, local);
             info!(node = %inner.config.node_id, addr = %label, "listening");
             inner.emit(NodeEvent::Listening { addr: label });
             tokio::spawn(accept_loop(inner.clone(), l, url, tls));
         }
+        // `launching` until here: the listeners are up.
+        inner.tell(|b, now| b.start(now));
         if !inner.config.cluster_addr.is_empty() {
             tokio::spawn(connector(inner.clone()));
         }

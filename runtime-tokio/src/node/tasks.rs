@@ -143,7 +143,21 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
         if inner.stopping() {
             return;
         }
-        let Some(action) = inner.ask(|b, _| b.connector_mut().poll_action()).await else {
+        // Taken with the timeout in one job of the machine's owner: when there is
+        // nothing left to do the task ends there, and a redirect handled after it
+        // starts a new one (Output::RunConnector).
+        let me = inner.clone();
+        let Some((action, timeout)) = inner
+            .ask(move |b, _| {
+                let c = b.connector_mut();
+                let (action, timeout) = (c.poll_action(), c.poll_timeout());
+                if action.is_none() && timeout.is_none() {
+                    me.connector_running.store(false, Ordering::SeqCst);
+                }
+                (action, timeout)
+            })
+            .await
+        else {
             return;
         };
         match action {
@@ -189,7 +203,7 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
                 return;
             }
             None => {
-                let Some(Some(t)) = inner.ask(|b, _| b.connector_mut().poll_timeout()).await else {
+                let Some(t) = timeout else {
                     return; // nothing left to do
                 };
                 tokio::select! {

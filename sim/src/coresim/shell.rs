@@ -320,6 +320,8 @@ impl World {
                         }
                     }
                     Output::OwnEvent(ev) => own.push(ev),
+                    // The connector is followed after every input anyway.
+                    Output::RunConnector => {}
                     Output::ReportInfo => {
                         let n = &self.nodes[idx];
                         own.push(EventMsg {

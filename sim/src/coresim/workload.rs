@@ -317,6 +317,8 @@ impl World {
             ShellWork::Adopt(_) => bad("an adoption"),
             ShellWork::Nodes { .. } => bad("the node table"),
             ShellWork::RecentEvents => bad("the recent events"),
+            ShellWork::Dial { .. } => bad("a dial by hand"),
+            ShellWork::Remove { .. } => bad("a removal"),
             ShellWork::Handler { class, .. } => bad(&format!("handler class {class}")),
             ShellWork::GetInfo | ShellWork::Route(_) => bad("this work here"),
         }

@@ -311,7 +311,22 @@ fn a_lost_listening_worker_is_redialed_and_its_classes_hear_not_connected() {
     );
     // Meanwhile, requests for it end `not_connected` at once.
     assert_eq!(c1.route("w1", 0), RouteStep::NotConnected);
-    assert_eq!(c1.local_rows().len(), 1);
+    // `nodes` keeps listing it, `not_connected`, with when it was last seen.
+    assert_eq!(
+        c1.local_rows()[1],
+        NodeRow {
+            id: "w1".into(),
+            role: "worker".into(),
+            status: "not_connected".into(),
+            owner: "c1".into(),
+            proxies: Vec::new(),
+            remote: w.remote.clone(),
+            listen: w.listen.clone(),
+            meta: String::new(),
+            rtt_us: None,
+            last_seen_ms: Some(1_000_002),
+        }
+    );
     // Gone workers are forgotten after a while.
     assert_eq!(c1.workers_known(), 1);
     assert_eq!(c1.poll_timeout(), Some(at(60_002)));
@@ -483,6 +498,7 @@ fn recent_events_keep_the_last_few_without_information_reports() {
             listen: vec![],
             meta: "a=1".into(),
             rtt_us: None,
+            last_seen_ms: None,
         }
     );
 }

@@ -184,21 +184,53 @@ fn a_redirect_makes_the_connector_dial_the_new_owner_first() {
         w.handle_redirect("http://x").map_err(|e| e.code),
         Err("invalid_scheme".into())
     );
+    // Redirected by c1 (linked now, announced on every interface).
+    let c1 = peer("c1", Role::Control, &["nkcluster://all:1972"]);
+    w.handle_link_up(T0, link(1, c1.clone()), true);
+    drain(&mut w);
     assert_eq!(w.handle_redirect("nkcluster://10.0.0.2:1972"), Ok(()));
-    w.connector_mut().start(T0);
-    let owner = crate::url::parse_url("nkcluster://10.0.0.2:1972").expect("url");
+    // Without cluster_addr the connector was idle: the shell runs it now, and it
+    // follows the redirect once our links are gone: the owner, then (not stranded if
+    // the owner cannot be reached) the control node that redirected us.
+    assert_eq!(drain(&mut w), vec![Output::RunConnector]);
+    use crate::connector::ConnectorAction;
     assert_eq!(
         w.connector_mut().poll_action(),
-        Some(crate::connector::ConnectorAction::Resolve(vec![
-            owner.clone()
-        ]))
+        Some(ConnectorAction::WaitWhileLinked)
+    );
+    w.handle_link_down(
+        T0,
+        LinkGone {
+            conn_id: 1,
+            summary: c1,
+            remote_ip: Some("10.0.0.9".parse().expect("ip")),
+            error: None,
+        },
+    );
+    drain(&mut w);
+    w.connector_mut().handle_links_lost(T0);
+    let owner = crate::url::parse_url("nkcluster://10.0.0.2:1972").expect("url");
+    let back = crate::url::parse_url("nkcluster://10.0.0.9:1972;transport=tcp").expect("url");
+    assert_eq!(
+        w.connector_mut().poll_action(),
+        Some(ConnectorAction::Resolve(vec![owner.clone(), back.clone()]))
     );
     let found = crate::discovery::Candidate::as_written(owner);
-    w.connector_mut()
-        .handle_resolved(T0, vec![Ok(vec![found.clone()])], 0);
+    let found_back = crate::discovery::Candidate::as_written(back);
+    w.connector_mut().handle_resolved(
+        T0,
+        vec![Ok(vec![found.clone()]), Ok(vec![found_back.clone()])],
+        0,
+    );
     assert_eq!(
         w.connector_mut().poll_action(),
-        Some(crate::connector::ConnectorAction::Dial(found))
+        Some(ConnectorAction::Dial(found))
+    );
+    w.connector_mut()
+        .handle_dial_failed(T0, "no_connections", "refused", 0);
+    assert_eq!(
+        w.connector_mut().poll_action(),
+        Some(ConnectorAction::Dial(found_back))
     );
 }
 

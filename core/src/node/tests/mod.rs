@@ -148,6 +148,7 @@ fn worker_of_c2(c1: &NodeMachine<u64>) -> String {
 
 mod control;
 mod jobs;
+mod lifecycle;
 mod limits;
 mod offline;
 mod seeds;
