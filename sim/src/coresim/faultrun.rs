@@ -159,14 +159,7 @@ pub fn run(seed: u64, size: &FaultSize, mut log: impl FnMut(&str)) -> Outcome {
         log(&l);
         lines.push(l);
     };
-    let mut w = World::new(
-        seed,
-        connection_config(),
-        LinkModel {
-            latency: (Duration::from_micros(200), Duration::from_millis(2)),
-            connect_timeout: Duration::from_secs(1),
-        },
-    );
+    let mut w = World::new(seed, connection_config(), LinkModel::lan());
     say(format!(
         "seed {seed}: {} control nodes (+{} spare), {} workers (+{} spare); safety {} s, liveness within {} s",
         size.controls,

@@ -97,14 +97,7 @@ fn settle(w: &mut World, worker: &str, phase: &str) -> Result<String, String> {
 
 /// One run. See the module docs.
 pub fn run(seed: u64, cfg: &OfflineConfig) -> Result<OfflineReport, String> {
-    let mut w = World::new(
-        seed,
-        connection_config(),
-        LinkModel {
-            latency: (Duration::from_micros(200), Duration::from_millis(2)),
-            connect_timeout: Duration::from_secs(1),
-        },
-    );
+    let mut w = World::new(seed, connection_config(), LinkModel::lan());
     w.workload.emitted = Some(Vec::new());
     w.checks.events.log = Some(Vec::new());
     let ids = ["c1", "c2", "c3"];

@@ -152,14 +152,7 @@ pub fn run(
     tuning: Tuning,
     mut report: impl FnMut(&str),
 ) -> Result<Counters, String> {
-    let mut w = World::new(
-        seed,
-        connection_config(),
-        LinkModel {
-            latency: (Duration::from_micros(200), Duration::from_millis(2)),
-            connect_timeout: Duration::from_secs(1),
-        },
-    );
+    let mut w = World::new(seed, connection_config(), LinkModel::lan());
     report(&format!(
         "core-only simulation, seed {seed}: {} control nodes, {} workers, {} partitions, ring settle {:?}, gossip every {:?}",
         size.controls, size.workers, PARTITIONS_DEFAULT, tuning.ring_settle, tuning.gossip_every
