@@ -153,8 +153,11 @@ pub struct ConnectionParams {
     pub side: Side,
     /// What we announce.
     pub identity: Identity,
-    /// The cluster key for this peer's password.
+    /// The cluster key for this peer's password (the control cluster's secret).
     pub key: Key,
+    /// The worker key (`worker_password`), used when either side is a worker; `None`:
+    /// the control key serves every role (the original's behaviour).
+    pub worker_key: Option<Key>,
     /// Fresh random nonce.
     pub nonce: [u8; 32],
     /// TLS exporter value; empty on plain transports.
@@ -201,7 +204,8 @@ impl Connection {
             &params.channel_binding,
             config.handshake.clone(),
             now,
-        );
+        )
+        .with_worker_key(params.worker_key);
         let mut decoder = FrameDecoder::new(config.max_frame.min(HANDSHAKE_MAX_FRAME));
         decoder.set_sniff(true);
         let mut c = Connection {
@@ -778,6 +782,7 @@ pub(crate) mod tests {
                 partitions: 64,
             },
             key: Key::derive(pw, "c", 2),
+            worker_key: None,
             nonce: [id.len() as u8; 32],
             channel_binding: vec![],
             wall_origin_ns: wall,

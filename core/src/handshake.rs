@@ -12,6 +12,14 @@
 //!   verifies; both ends now trust the peer
 //! ```
 //! `K` is the cluster key derived from the password ([`Key`]); it never crosses the wire.
+//!
+//! **Secrets per role.** A node may hold a second key, the worker key (from
+//! `worker_password`; without one it is `K`). A handshake in which either side claims
+//! the worker role is proven with the worker key; every other pair (control with
+//! control, admin with control) with the control key `K`. The claimed roles are in the
+//! hellos, which are in `T`, so a man in the middle cannot change a role without breaking
+//! both proofs; and a listener never accepts the worker key for a control or admin
+//! claim: such a proof fails with [`HandshakeError::WorkerSecret`].
 //! Both nonces are fresh, so a recorded handshake cannot be replayed; over TLS the
 //! exporter value is the channel binding, so a man in the middle that terminates TLS on
 //! both sides computes a different `T` and cannot produce either proof.
@@ -158,6 +166,16 @@ pub enum HandshakeError {
     /// The peer's proof did not verify: different password, or a man in the middle.
     #[error("auth_failed: the peer's proof did not verify (wrong password or a man in the middle)")]
     AuthFailed,
+    /// The peer proved the worker secret but claimed another role: the worker secret
+    /// authenticates workers only. Sent to the peer as an `auth_failed` reject.
+    #[error(
+        "auth_failed: the worker secret (worker_password) cannot authenticate the {} role; control members and admin clients prove the control cluster's password",
+        role.as_str()
+    )]
+    WorkerSecret {
+        /// The role the peer claimed.
+        role: Role,
+    },
     /// No protocol version in common.
     #[error(
         "unsupported_version: we speak {ours_min}..={ours_max}, the peer {theirs_min}..={theirs_max}"
@@ -194,7 +212,7 @@ impl HandshakeError {
         match self {
             HandshakeError::ClusterMismatch { .. } => "cluster_mismatch",
             HandshakeError::PartitionMismatch { .. } => "partition_mismatch",
-            HandshakeError::AuthFailed => "auth_failed",
+            HandshakeError::AuthFailed | HandshakeError::WorkerSecret { .. } => "auth_failed",
             HandshakeError::UnsupportedVersion { .. } => "unsupported_version",
             HandshakeError::Rejected { reason, .. } => reason.code(),
             HandshakeError::Protocol(_) => "protocol_error",
@@ -235,6 +253,7 @@ pub enum Outcome {
 pub struct Handshake {
     side: Side,
     key: Key,
+    worker_key: Option<Key>,
     cluster: String,
     role: Role,
     partitions: u32,
@@ -277,6 +296,7 @@ impl Handshake {
         let mut hs = Handshake {
             side,
             key,
+            worker_key: None,
             cluster: identity.cluster.clone(),
             role: identity.role,
             partitions: identity.partitions,
@@ -295,6 +315,24 @@ impl Handshake {
             hs.transmit.push_back(hello);
         }
         hs
+    }
+
+    /// Sets the worker key (`worker_password`), used when either side is a worker;
+    /// `None` (the default) uses the control key for every role.
+    #[must_use]
+    pub fn with_worker_key(mut self, worker_key: Option<Key>) -> Self {
+        self.worker_key = worker_key;
+        self
+    }
+
+    /// The key that proves a handshake between us and a peer claiming `peer`: the worker
+    /// key when either side is a worker, the control key otherwise.
+    fn key_with(&self, peer: Role) -> &Key {
+        if self.role == Role::Worker || peer == Role::Worker {
+            self.worker_key.as_ref().unwrap_or(&self.key)
+        } else {
+            &self.key
+        }
     }
 
     /// Which side we are.
@@ -417,7 +455,7 @@ impl Handshake {
                 self.transcript.absorb(body);
                 self.transcript.absorb(&self.channel_binding);
                 let digest = self.transcript.digest();
-                let mac = self.key.prove(DIALER_LABEL, &digest);
+                let mac = self.key_with(peer.role).prove(DIALER_LABEL, &digest);
                 self.transmit
                     .push_back(Message::Proof(Proof { mac }).encode_body());
                 State::AwaitProof { peer, digest }
@@ -430,11 +468,11 @@ impl Handshake {
             Side::Listener => DIALER_LABEL,
             Side::Dialer => LISTENER_LABEL,
         };
-        if !self.key.verify(label, &digest, &p.mac) {
+        if !self.key_with(peer.role).verify(label, &digest, &p.mac) {
             return match self.side {
                 Side::Listener => State::Delaying {
                     until: now + self.config.reject_delay,
-                    error: HandshakeError::AuthFailed,
+                    error: self.why_unverified(peer.role, &digest, &p.mac),
                 },
                 Side::Dialer => {
                     self.fail(RejectReason::AuthFailed, HandshakeError::AuthFailed);
@@ -443,12 +481,28 @@ impl Handshake {
             };
         }
         if self.side == Side::Listener {
-            let mac = self.key.prove(LISTENER_LABEL, &digest);
+            let mac = self.key_with(peer.role).prove(LISTENER_LABEL, &digest);
             self.transmit
                 .push_back(Message::Proof(Proof { mac }).encode_body());
         }
         self.outcome = Some(Outcome::Authenticated(peer));
         State::Done
+    }
+
+    /// Why a dialer's proof failed: [`HandshakeError::WorkerSecret`] when it verifies with
+    /// the worker key while the claimed role needs the control key, else `AuthFailed`.
+    fn why_unverified(&self, role: Role, digest: &[u8; 32], mac: &[u8; 32]) -> HandshakeError {
+        let worker_secret = self.role != Role::Worker
+            && role != Role::Worker
+            && self
+                .worker_key
+                .as_ref()
+                .is_some_and(|k| *k != self.key && k.verify(DIALER_LABEL, digest, mac));
+        if worker_secret {
+            HandshakeError::WorkerSecret { role }
+        } else {
+            HandshakeError::AuthFailed
+        }
     }
 
     /// Sends a reject to the peer and reports the failure.
@@ -574,396 +628,4 @@ fn check_hello(h: &Hello) -> Result<(), HandshakeError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn ident(id: &str, cluster: &str, role: Role) -> Identity {
-        Identity {
-            cluster: cluster.into(),
-            node_id: id.into(),
-            instance: 7,
-            role,
-            listen: vec!["nkcluster://127.0.0.1:1972;transport=tcp".into()],
-            meta: "core;group=g1".into(),
-            partitions: 64,
-        }
-    }
-
-    fn pair(
-        pw_d: &str,
-        pw_l: &str,
-        cl_d: &str,
-        cl_l: &str,
-        binding: (&[u8], &[u8]),
-    ) -> (Handshake, Handshake) {
-        let t0 = Instant::ZERO;
-        let d = Handshake::new(
-            Side::Dialer,
-            &ident("w1", cl_d, Role::Worker),
-            Key::derive(pw_d, cl_d, 2),
-            [1; 32],
-            binding.0,
-            HandshakeConfig::default(),
-            t0,
-        );
-        let l = Handshake::new(
-            Side::Listener,
-            &ident("c1", cl_l, Role::Control),
-            Key::derive(pw_l, cl_l, 2),
-            [2; 32],
-            binding.1,
-            HandshakeConfig::default(),
-            t0,
-        );
-        (d, l)
-    }
-
-    /// Shuttles messages until both sides are quiet; returns the messages kinds exchanged.
-    fn run(d: &mut Handshake, l: &mut Handshake, now: Instant) -> Vec<String> {
-        let mut log = Vec::new();
-        loop {
-            let mut moved = false;
-            while let Some(b) = d.poll_transmit() {
-                let m = Message::decode(&b).expect("valid");
-                log.push(format!("d>{}", m.kind()));
-                l.handle_message(now, &b, m);
-                moved = true;
-            }
-            while let Some(b) = l.poll_transmit() {
-                let m = Message::decode(&b).expect("valid");
-                log.push(format!("l>{}", m.kind()));
-                d.handle_message(now, &b, m);
-                moved = true;
-            }
-            if !moved {
-                return log;
-            }
-        }
-    }
-
-    #[test]
-    fn equal_passwords_authenticate_both_ways() {
-        let (mut d, mut l) = pair("pw", "pw", "c", "c", (b"", b""));
-        let log = run(&mut d, &mut l, Instant::ZERO);
-        assert_eq!(log, ["d>hello", "l>hello", "d>proof", "l>proof"]);
-        match d.poll_outcome() {
-            Some(Outcome::Authenticated(p)) => {
-                assert_eq!(p.node_id, "c1");
-                assert_eq!(p.role, Role::Control);
-                assert_eq!(p.version, PROTOCOL_VERSION);
-            }
-            o => panic!("dialer: {o:?}"),
-        }
-        match l.poll_outcome() {
-            Some(Outcome::Authenticated(p)) => {
-                assert_eq!(p.node_id, "w1");
-                assert_eq!(p.meta, "core;group=g1");
-            }
-            o => panic!("listener: {o:?}"),
-        }
-        assert!(d.is_finished() && l.is_finished());
-        assert_eq!(d.poll_timeout(), None);
-    }
-
-    #[test]
-    fn wrong_password_is_rejected_after_the_delay() {
-        let (mut d, mut l) = pair("bad", "pw", "c", "c", (b"", b""));
-        let log = run(&mut d, &mut l, Instant::ZERO);
-        assert_eq!(log, ["d>hello", "l>hello", "d>proof"]);
-        assert_eq!(l.poll_outcome(), None);
-        let at = Instant::ZERO + Duration::from_millis(500);
-        assert_eq!(l.poll_timeout(), Some(at));
-        l.handle_timeout(Instant::from_millis(499));
-        assert_eq!(l.poll_transmit(), None);
-        l.handle_timeout(at);
-        assert_eq!(
-            l.poll_outcome(),
-            Some(Outcome::Failed(HandshakeError::AuthFailed))
-        );
-        let b = l.poll_transmit().expect("reject");
-        let m = Message::decode(&b).expect("valid");
-        d.handle_message(at, &b, m);
-        match d.poll_outcome() {
-            Some(Outcome::Failed(HandshakeError::Rejected { reason, .. })) => {
-                assert_eq!(reason, RejectReason::AuthFailed)
-            }
-            o => panic!("dialer: {o:?}"),
-        }
-    }
-
-    #[test]
-    fn cluster_mismatch_is_rejected_at_once() {
-        let (mut d, mut l) = pair("pw", "pw", "a", "b", (b"", b""));
-        let log = run(&mut d, &mut l, Instant::ZERO);
-        assert_eq!(log, ["d>hello", "l>reject"]);
-        assert_eq!(
-            l.poll_outcome(),
-            Some(Outcome::Failed(HandshakeError::ClusterMismatch {
-                ours: "b".into(),
-                theirs: "a".into()
-            }))
-        );
-        // The dialer names its own cluster as ours, the listener's as the peer's.
-        let dialer = d.poll_outcome();
-        assert_eq!(
-            dialer,
-            Some(Outcome::Failed(HandshakeError::ClusterMismatch {
-                ours: "a".into(),
-                theirs: "b".into()
-            }))
-        );
-        let Some(Outcome::Failed(e)) = dialer else {
-            unreachable!()
-        };
-        assert_eq!(
-            e.to_string(),
-            "cluster_mismatch: we are in cluster \"a\", the peer in \"b\""
-        );
-    }
-
-    fn control_pair(partitions_d: u32, partitions_l: u32, role_d: Role) -> (Handshake, Handshake) {
-        let id = |id: &str, role: Role, partitions: u32| Identity {
-            partitions,
-            ..ident(id, "c", role)
-        };
-        let hs = |side, ident: &Identity, nonce| {
-            Handshake::new(
-                side,
-                ident,
-                Key::derive("pw", "c", 2),
-                nonce,
-                b"",
-                HandshakeConfig::default(),
-                Instant::ZERO,
-            )
-        };
-        (
-            hs(Side::Dialer, &id("c2", role_d, partitions_d), [1; 32]),
-            hs(
-                Side::Listener,
-                &id("c1", Role::Control, partitions_l),
-                [2; 32],
-            ),
-        )
-    }
-
-    #[test]
-    fn control_nodes_with_different_partitions_refuse_each_other_naming_both_values() {
-        let (mut d, mut l) = control_pair(128, 64, Role::Control);
-        let log = run(&mut d, &mut l, Instant::ZERO);
-        assert_eq!(log, ["d>hello", "l>reject"]);
-        assert_eq!(
-            l.poll_outcome(),
-            Some(Outcome::Failed(HandshakeError::PartitionMismatch {
-                ours: 64,
-                theirs: 128
-            }))
-        );
-        assert_eq!(
-            d.poll_outcome(),
-            Some(Outcome::Failed(HandshakeError::PartitionMismatch {
-                ours: 128,
-                theirs: 64
-            }))
-        );
-    }
-
-    #[test]
-    fn partitions_only_matter_between_control_nodes() {
-        // A worker announces whatever it likes (0): the control node accepts it.
-        let (mut d, mut l) = control_pair(0, 64, Role::Worker);
-        let log = run(&mut d, &mut l, Instant::ZERO);
-        assert_eq!(log, ["d>hello", "l>hello", "d>proof", "l>proof"]);
-        assert!(matches!(d.poll_outcome(), Some(Outcome::Authenticated(_))));
-        assert!(matches!(l.poll_outcome(), Some(Outcome::Authenticated(_))));
-        // Equal counts link.
-        let (mut d, mut l) = control_pair(64, 64, Role::Control);
-        run(&mut d, &mut l, Instant::ZERO);
-        assert!(matches!(d.poll_outcome(), Some(Outcome::Authenticated(_))));
-    }
-
-    #[test]
-    fn differing_channel_bindings_fail_like_a_wrong_password() {
-        let (mut d, mut l) = pair("pw", "pw", "c", "c", (b"tls-a", b"tls-b"));
-        run(&mut d, &mut l, Instant::ZERO);
-        l.handle_timeout(Instant::from_millis(500));
-        assert_eq!(
-            l.poll_outcome(),
-            Some(Outcome::Failed(HandshakeError::AuthFailed))
-        );
-    }
-
-    #[test]
-    fn replayed_dialer_proof_fails() {
-        // Record a good run, then replay the dialer's messages to a fresh listener that
-        // picks another nonce.
-        let (mut d, mut l) = pair("pw", "pw", "c", "c", (b"", b""));
-        let hello = d.poll_transmit().expect("hello");
-        l.handle_message(
-            Instant::ZERO,
-            &hello,
-            Message::decode(&hello).expect("valid"),
-        );
-        let lh = l.poll_transmit().expect("hello");
-        d.handle_message(Instant::ZERO, &lh, Message::decode(&lh).expect("valid"));
-        let proof = d.poll_transmit().expect("proof");
-        let mut l2 = Handshake::new(
-            Side::Listener,
-            &ident("c1", "c", Role::Control),
-            Key::derive("pw", "c", 2),
-            [3; 32],
-            b"",
-            HandshakeConfig::default(),
-            Instant::ZERO,
-        );
-        l2.handle_message(
-            Instant::ZERO,
-            &hello,
-            Message::decode(&hello).expect("valid"),
-        );
-        let _ = l2.poll_transmit();
-        l2.handle_message(
-            Instant::ZERO,
-            &proof,
-            Message::decode(&proof).expect("valid"),
-        );
-        l2.handle_timeout(Instant::from_secs_for_test(1));
-        assert_eq!(
-            l2.poll_outcome(),
-            Some(Outcome::Failed(HandshakeError::AuthFailed))
-        );
-    }
-
-    #[test]
-    fn version_without_overlap_is_rejected() {
-        let t0 = Instant::ZERO;
-        let mut d = Handshake::new(
-            Side::Dialer,
-            &ident("w1", "c", Role::Worker),
-            Key::from_bytes([0; 32]),
-            [1; 32],
-            b"",
-            HandshakeConfig {
-                version_min: 5,
-                version_max: 6,
-                ..Default::default()
-            },
-            t0,
-        );
-        let mut l = Handshake::new(
-            Side::Listener,
-            &ident("c1", "c", Role::Control),
-            Key::from_bytes([0; 32]),
-            [2; 32],
-            b"",
-            HandshakeConfig::default(),
-            t0,
-        );
-        assert_eq!(run(&mut d, &mut l, t0), ["d>hello", "l>reject"]);
-        assert!(matches!(
-            l.poll_outcome(),
-            Some(Outcome::Failed(HandshakeError::UnsupportedVersion {
-                theirs_min: 5,
-                ..
-            }))
-        ));
-    }
-
-    #[test]
-    fn silence_times_out() {
-        let (_, mut l) = pair("pw", "pw", "c", "c", (b"", b""));
-        assert_eq!(l.poll_timeout(), Some(Instant::from_secs_for_test(10)));
-        l.handle_timeout(Instant::from_secs_for_test(10));
-        assert_eq!(
-            l.poll_outcome(),
-            Some(Outcome::Failed(HandshakeError::Timeout))
-        );
-        let b = l.poll_transmit().expect("reject");
-        assert!(matches!(
-            Message::decode(&b),
-            Ok(Message::Reject(Reject {
-                reason: RejectReason::Timeout,
-                ..
-            }))
-        ));
-    }
-
-    #[test]
-    fn unexpected_message_is_a_protocol_error() {
-        let (_, mut l) = pair("pw", "pw", "c", "c", (b"", b""));
-        let m = Message::Proof(Proof { mac: [0; 32] });
-        l.handle_message(Instant::ZERO, &m.encode_body(), m);
-        assert!(matches!(
-            l.poll_outcome(),
-            Some(Outcome::Failed(HandshakeError::Protocol(_)))
-        ));
-    }
-
-    #[test]
-    fn oversized_hello_fields_are_refused() {
-        let (mut d, mut l) = pair("pw", "pw", "c", "c", (b"", b""));
-        let _ = d.poll_transmit();
-        let m = Message::Hello(Hello {
-            version_min: 1,
-            version_max: 1,
-            cluster: "c".into(),
-            node_id: "x".repeat(MAX_NAME_LEN + 1),
-            instance: 1,
-            role: Role::Worker,
-            listen: vec![],
-            meta: String::new(),
-            nonce: [0; 32],
-            partitions: 0,
-        });
-        l.handle_message(Instant::ZERO, &m.encode_body(), m);
-        assert!(matches!(
-            l.poll_outcome(),
-            Some(Outcome::Failed(HandshakeError::Protocol(_)))
-        ));
-    }
-
-    #[test]
-    fn overlong_multibyte_node_id_is_refused_without_panicking() {
-        // 'é' is two bytes: byte 255 falls inside a character.
-        let (_, mut l) = pair("pw", "pw", "c", "c", (b"", b""));
-        let m = Message::Hello(Hello {
-            version_min: 1,
-            version_max: 1,
-            cluster: "c".into(),
-            node_id: "é".repeat(200),
-            instance: 1,
-            role: Role::Worker,
-            listen: vec![],
-            meta: String::new(),
-            nonce: [0; 32],
-            partitions: 0,
-        });
-        l.handle_message(Instant::ZERO, &m.encode_body(), m);
-        assert!(matches!(
-            l.poll_outcome(),
-            Some(Outcome::Failed(HandshakeError::Protocol(_)))
-        ));
-        assert_eq!(l.claimed_peer().map(str::len), Some(254));
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-        #[test]
-        fn completes_iff_passwords_match(a in "[a-z]{0,8}", b in "[a-z]{0,8}") {
-            let (mut d, mut l) = pair(&a, &b, "c", "c", (b"", b""));
-            run(&mut d, &mut l, Instant::ZERO);
-            l.handle_timeout(Instant::from_millis(500));
-            run(&mut d, &mut l, Instant::from_millis(500));
-            let dl = d.poll_outcome();
-            let ll = l.poll_outcome();
-            if a == b {
-                prop_assert!(matches!(dl, Some(Outcome::Authenticated(_))));
-                prop_assert!(matches!(ll, Some(Outcome::Authenticated(_))));
-            } else {
-                prop_assert!(matches!(dl, Some(Outcome::Failed(_))));
-                prop_assert_eq!(ll, Some(Outcome::Failed(HandshakeError::AuthFailed)));
-            }
-        }
-    }
-}
+mod tests;

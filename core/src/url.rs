@@ -7,7 +7,8 @@
 //! transport's port (tcp 1972, tls 1973, ws 1974, wss 1975); `0` means "any port".
 //!
 //! Recognised parameters (keys are case-insensitive): `transport=tcp|tls|ws|wss`,
-//! `password`, `tls_verify=true|false`, `tls_depth=N`, `tls_certfile`, `tls_keyfile`,
+//! `password`, `worker_password` (the secret a worker proves, see the handshake),
+//! `tls_verify=true|false`, `tls_depth=N`, `tls_certfile`, `tls_keyfile`,
 //! `tls_cacertfile` and `tls_password`. A path is only accepted for ws and wss.
 //!
 //! The parser never panics and only allocates in proportion to its input. The
@@ -30,7 +31,7 @@ const MAX_NAME_LEN: usize = 253;
 const MAX_LABEL_LEN: usize = 63;
 
 /// The syntax of a cluster URL, as error messages show it.
-pub const URL_SYNTAX: &str = "nkcluster://host[:port][;transport=tcp|tls|ws|wss][;password=P][;tls_verify=true|false][;tls_depth=N], comma separated";
+pub const URL_SYNTAX: &str = "nkcluster://host[:port][;transport=tcp|tls|ws|wss][;password=P][;worker_password=W][;tls_verify=true|false][;tls_depth=N], comma separated";
 
 /// Error from parsing a cluster URL or URL list (parsing holds no state).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -235,6 +236,9 @@ pub struct ClusterUrl {
     pub path: String,
     /// Cluster password given in the URL, overriding the configured one.
     pub password: Option<String>,
+    /// Worker secret given in the URL (a worker's `cluster_addr`), overriding the
+    /// configured `worker_password`.
+    pub worker_password: Option<String>,
     /// TLS parameters given in the URL.
     pub tls: TlsOptions,
     /// Whether the text gave the port and the transport (the canonical form gives both).
@@ -274,7 +278,7 @@ impl ClusterUrl {
 
 impl fmt::Display for ClusterUrl {
     /// Canonical form: `nkcluster://host:port[/path];transport=T` followed by the set
-    /// parameters among `password`, `tls_verify`, `tls_depth`, `tls_certfile`,
+    /// parameters among `password`, `worker_password`, `tls_verify`, `tls_depth`, `tls_certfile`,
     /// `tls_keyfile`, `tls_cacertfile`, `tls_password`, in that order.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write_parts(f, Written::ALL)
@@ -311,6 +315,9 @@ impl ClusterUrl {
         }
         if let Some(password) = &self.password {
             write!(f, ";password={password}")?;
+        }
+        if let Some(worker_password) = &self.worker_password {
+            write!(f, ";worker_password={worker_password}")?;
         }
         let tls = &self.tls;
         if let Some(verify) = tls.verify {
@@ -414,10 +421,16 @@ fn parse_entry(s: &str) -> Result<ClusterUrl, UrlError> {
 
     let mut transport = None;
     let mut password = None;
+    let mut worker_password = None;
     let mut tls = TlsOptions::default();
     if let Some(params) = params {
         for part in params.split(';') {
-            parse_param(part, &mut transport, &mut password, &mut tls)?;
+            parse_param(
+                part,
+                &mut transport,
+                (&mut password, &mut worker_password),
+                &mut tls,
+            )?;
         }
     }
 
@@ -441,6 +454,7 @@ fn parse_entry(s: &str) -> Result<ClusterUrl, UrlError> {
         transport,
         path,
         password,
+        worker_password,
         tls,
         written: Written {
             port: port.is_some(),
@@ -529,7 +543,7 @@ fn is_dns_name(s: &str) -> bool {
 fn parse_param(
     part: &str,
     transport: &mut Option<Transport>,
-    password: &mut Option<String>,
+    (password, worker_password): (&mut Option<String>, &mut Option<String>),
     tls: &mut TlsOptions,
 ) -> Result<(), UrlError> {
     let part = part.trim();
@@ -540,9 +554,10 @@ fn parse_param(
         Some((key, value)) => (key.trim(), Some(value.trim())),
         None => (part, None),
     };
-    const KEYS: [&str; 8] = [
+    const KEYS: [&str; 9] = [
         "transport",
         "password",
+        "worker_password",
         "tls_verify",
         "tls_depth",
         "tls_certfile",
@@ -571,6 +586,7 @@ fn parse_param(
     match key {
         "transport" => set(transport, Transport::from_str(value)?, key),
         "password" => set(password, value.to_string(), key),
+        "worker_password" => set(worker_password, value.to_string(), key),
         "tls_verify" => {
             let verify = if value.eq_ignore_ascii_case("true") {
                 true

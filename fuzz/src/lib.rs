@@ -309,6 +309,7 @@ pub fn params(side: Side, node_id: &str, key: [u8; 32], nonce: [u8; 32]) -> Conn
         side,
         identity: identity(side, node_id),
         key: Key::from_bytes(key),
+        worker_key: None,
         nonce,
         channel_binding: Vec::new(),
         wall_origin_ns: 1_700_000_000_000_000_000,

@@ -32,8 +32,12 @@ pub struct NodeConfig {
     pub cluster_name: String,
     /// This node's stable id.
     pub node_id: String,
-    /// Password for incoming connections and the default for outgoing ones.
+    /// Password for incoming connections and the default for outgoing ones: the control
+    /// cluster's secret (control members and admin clients prove it).
     pub password: String,
+    /// The workers' secret: workers prove it, control nodes accept it for the worker
+    /// role only. `None`: `password` serves every role (the original's behaviour).
+    pub worker_password: Option<String>,
     /// Where to listen (empty: no listener, the node only dials out).
     pub listen: Vec<ClusterUrl>,
     /// Control nodes to connect to (resolved by DNS discovery, tried in a shuffled order).
@@ -77,6 +81,7 @@ impl NodeConfig {
             cluster_name: DEFAULT_CLUSTER.into(),
             node_id: node_id.into(),
             password: DEFAULT_PASSWORD.into(),
+            worker_password: None,
             listen: Vec::new(),
             cluster_addr: Vec::new(),
             dns_server: None,
@@ -143,6 +148,8 @@ pub struct RawOptions {
     pub node_id: Option<String>,
     /// `password`
     pub password: Option<String>,
+    /// `worker_password`: the workers' secret (default: `password`).
+    pub worker_password: Option<String>,
     /// `listen`
     pub listen: Option<String>,
     /// `cluster_addr`
@@ -213,6 +220,7 @@ impl RawOptions {
             cluster_name,
             node_id,
             password,
+            worker_password,
             listen,
             cluster_addr,
             control,
@@ -252,6 +260,7 @@ impl RawOptions {
         if let Some(v) = self.password {
             c.password = v;
         }
+        c.worker_password = self.worker_password;
         let listen = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
         c.listen = parse_url_list(&listen).map_err(|e| invalid("listen", e.to_string()))?;
         if let Some(v) = self.cluster_addr {
@@ -445,6 +454,7 @@ mod tests {
         let c = RawOptions::default().build("n1").expect("valid");
         assert_eq!(c.cluster_name, "nkcluster");
         assert_eq!(c.password, "nkcluster");
+        assert_eq!(c.worker_password, None);
         assert!(c.control);
         assert_eq!(c.listen.len(), 1);
         assert_eq!(c.listen[0].port, 1973);
@@ -453,16 +463,24 @@ mod tests {
 
     #[test]
     fn later_sources_win() {
-        let file: RawOptions =
-            toml::from_str("cluster_name = \"a\"\npassword = \"p\"\ncontrol = false\n")
-                .expect("toml");
+        let file: RawOptions = toml::from_str(
+            "cluster_name = \"a\"\npassword = \"p\"\ncontrol = false\nworker_password = \"w\"\n",
+        )
+        .expect("toml");
         let flags = RawOptions {
             cluster_name: Some("b".into()),
             ..Default::default()
         };
-        let c = file.overlay(flags).build("n").expect("valid");
+        let c = file.clone().overlay(flags).build("n").expect("valid");
         assert_eq!(c.cluster_name, "b");
         assert_eq!(c.password, "p");
+        assert_eq!(c.worker_password.as_deref(), Some("w"));
+        let flags = RawOptions {
+            worker_password: Some("w2".into()),
+            ..Default::default()
+        };
+        let c = file.overlay(flags).build("n").expect("valid");
+        assert_eq!(c.worker_password.as_deref(), Some("w2"));
         assert!(!c.control);
     }
 

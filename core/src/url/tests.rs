@@ -78,6 +78,7 @@ mod parsing {
             transport,
             path: "/".into(),
             password: None,
+            worker_password: None,
             tls: TlsOptions::default(),
             written: Written::ALL,
         }
@@ -94,6 +95,7 @@ mod parsing {
             "nkcluster://h",
             "nkcluster://h:1",
             "nkcluster://h;transport=tls;password=p",
+            "nkcluster://h;password=p;worker_password=w",
             "nkcluster://h/x;transport=ws",
             "nkcluster://10.0.0.1:5;transport=wss;tls_verify=true",
         ] {
@@ -101,6 +103,19 @@ mod parsing {
             assert_eq!(u.written_form(), s);
             assert_eq!(parse_url(&u.written_form()), Ok(u));
         }
+    }
+
+    #[test]
+    fn a_worker_password_parses_and_prints_after_the_password() {
+        let u = parse_url("nkcluster://h:1;Worker_Password=w1;transport=tcp;password=c1")
+            .expect("valid");
+        assert_eq!(u.worker_password.as_deref(), Some("w1"));
+        assert_eq!(u.password.as_deref(), Some("c1"));
+        assert_eq!(
+            u.to_string(),
+            "nkcluster://h:1;transport=tcp;password=c1;worker_password=w1"
+        );
+        assert_eq!(u.remote_label(), "tcp:h:1");
     }
 
     #[test]
@@ -209,6 +224,11 @@ mod parsing {
             ("nkcluster://h;password=", "password"),
             ("nkcluster://h;password", "password"),
             ("nkcluster://h;password=a;password=b", "password"),
+            ("nkcluster://h;worker_password=", "worker_password"),
+            (
+                "nkcluster://h;worker_password=a;WORKER_PASSWORD=b",
+                "worker_password",
+            ),
             ("nkcluster://h;foo=bar", "foo"),
             ("nkcluster://h;;transport=tcp", "parameter"),
             ("nkcluster://h;", "parameter"),
@@ -455,17 +475,21 @@ mod parsing {
             proptest::sample::select(Transport::ALL.to_vec()),
             "/|/[A-Za-z0-9_./-]{1,10}",
             proptest::option::of(safe_string()),
+            proptest::option::of(safe_string()),
             tls_options(),
         )
-            .prop_map(|(host, port, transport, path, password, tls)| ClusterUrl {
-                host,
-                port,
-                transport,
-                path: if transport.is_ws() { path } else { "/".into() },
-                password,
-                tls,
-                written: Written::ALL,
-            })
+            .prop_map(
+                |(host, port, transport, path, password, worker_password, tls)| ClusterUrl {
+                    host,
+                    port,
+                    transport,
+                    path: if transport.is_ws() { path } else { "/".into() },
+                    password,
+                    worker_password,
+                    tls,
+                    written: Written::ALL,
+                },
+            )
     }
 
     proptest! {

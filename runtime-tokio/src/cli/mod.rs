@@ -198,9 +198,15 @@ pub struct NodeArgs {
     /// Cluster name [default: nkcluster].
     #[arg(long, env = "NKCLUSTER_CLUSTER_NAME")]
     pub cluster_name: Option<String>,
-    /// Password of the cluster [default: nkcluster].
+    /// Password of the cluster [default: nkcluster]: the control cluster's secret, which
+    /// control members and admin clients prove (a worker proves --worker-password).
     #[arg(long, env = "NKCLUSTER_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// The workers' secret: workers prove it, control nodes accept it for the worker
+    /// role only [default: --password, which then lets any worker act as control or
+    /// admin].
+    #[arg(long, env = "NKCLUSTER_WORKER_PASSWORD", hide_env_values = true)]
+    pub worker_password: Option<String>,
     /// Listen URLs, e.g. `nkcluster://all:1972;transport=tcp`; an empty string: no
     /// listener [default: nkcluster://all;transport=tls (port 1973)].
     #[arg(long, env = "NKCLUSTER_LISTEN")]
@@ -298,6 +304,7 @@ impl NodeArgs {
             cluster_name: self.cluster_name.clone(),
             node_id: self.node_id.clone(),
             password: self.password.clone(),
+            worker_password: self.worker_password.clone(),
             listen: self.listen.clone(),
             cluster_addr: self.cluster_addr.clone(),
             control: self.control.or_else(is_control),

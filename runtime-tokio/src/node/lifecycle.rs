@@ -36,9 +36,8 @@ impl<N: Net> Inner<N> {
                     continue;
                 }
             };
-            let password = c.url.password.as_deref().unwrap_or(&self.config.password);
-            let key = self.key_for(password);
-            match spawn_dialed(self, ready, key, remote).await {
+            let keys = self.keys_for(Some(&c.url));
+            match spawn_dialed(self, ready, keys, remote).await {
                 Ok(Ok(p)) if (p.role == Role::Control) == control => {
                     info!(node = %self.config.node_id, peer = %p.node_id, url = %c.label(),
                           "dialed by an operator");

@@ -129,6 +129,15 @@ impl Drop for AdmissionTicket {
     }
 }
 
+/// The secrets a connection may prove: the control cluster's and the workers'.
+#[derive(Clone)]
+pub(super) struct Keys {
+    /// From `password`.
+    pub(super) control: Key,
+    /// From `worker_password` (`None`: the control key serves every role).
+    pub(super) worker: Option<Key>,
+}
+
 /// What some connections bring beyond the transport and key.
 #[derive(Default)]
 pub(super) struct LinkExtras {
@@ -266,7 +275,7 @@ impl<N: Net> EventSink for LinkSink<N> {
 pub(super) fn spawn_dialed<N: Net>(
     inner: &Arc<Inner<N>>,
     ready: transport::Ready,
-    key: Key,
+    keys: Keys,
     remote: String,
 ) -> oneshot::Receiver<Result<PeerSummary, ConnError>> {
     let (tx, rx) = oneshot::channel();
@@ -278,7 +287,7 @@ pub(super) fn spawn_dialed<N: Net>(
         inner.clone(),
         ready,
         Side::Dialer,
-        key,
+        keys,
         remote,
         extras,
     ));
@@ -290,7 +299,7 @@ pub(super) async fn run_connection<N: Net>(
     inner: Arc<Inner<N>>,
     ready: transport::Ready,
     side: Side,
-    key: Key,
+    keys: Keys,
     remote: String,
     extras: LinkExtras,
 ) -> LinkOutcome {
@@ -302,7 +311,8 @@ pub(super) async fn run_connection<N: Net>(
     let params = ConnectionParams {
         side,
         identity: inner.identity.clone(),
-        key,
+        key: keys.control,
+        worker_key: keys.worker,
         nonce: inner.nonce(),
         channel_binding: ready.binding,
         wall_origin_ns: inner.clock.wall_origin_ns(),
@@ -395,12 +405,12 @@ pub(super) async fn accept_loop<N: Net>(
                             return;
                         }
                     };
-                    let key = inner.key_for(&inner.config.password);
+                    let keys = inner.keys_for(None);
                     run_connection(
                         inner,
                         ready,
                         Side::Listener,
-                        key,
+                        keys,
                         remote,
                         LinkExtras {
                             admission: Some(ticket),

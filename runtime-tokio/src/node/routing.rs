@@ -174,12 +174,8 @@ impl<N: Net> Node<N> {
                     continue;
                 }
             };
-            let password = url
-                .password
-                .as_deref()
-                .unwrap_or(&self.inner.config.password);
-            let key = self.inner.key_for(password);
-            match spawn_dialed(&self.inner, ready, key, remote).await {
+            let keys = self.inner.keys_for(Some(&url));
+            match spawn_dialed(&self.inner, ready, keys, remote).await {
                 Ok(Ok(p)) => return Ok(p),
                 Ok(Err(e)) => last = last.then(ConnectError::new(e.code(), e.to_string())),
                 Err(_) => {}
@@ -243,14 +239,14 @@ impl<N: Net> Node<N> {
             });
             // The connection gets the only sender and drops it: once this request is
             // answered, the driver sees no more commands can come and closes the link.
-            let key = self.inner.key_for(&self.inner.config.password);
+            let keys = self.inner.keys_for(None);
             let inner = self.inner.clone();
             tokio::spawn(async move {
                 run_connection(
                     inner,
                     ready,
                     Side::Dialer,
-                    key,
+                    keys,
                     remote,
                     LinkExtras {
                         commands: Some((tx, rx)),

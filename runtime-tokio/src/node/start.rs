@@ -83,6 +83,7 @@ impl<N: Net> Node<N> {
                 let mut u = u.clone();
                 u.port = local.port();
                 u.password = None;
+                u.worker_password = None;
                 u.tls = TlsOptions::default();
                 u.to_string()
             })

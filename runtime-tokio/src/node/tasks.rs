@@ -33,12 +33,12 @@ pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: String, urls
         tried = true;
         match inner.dial_to(url, c.addr).await {
             Ok((remote, ready)) => {
-                let key = inner.key_for(&inner.config.password);
+                let keys = inner.keys_for(None);
                 let outcome = run_connection(
                     inner.clone(),
                     ready,
                     Side::Dialer,
-                    key,
+                    keys,
                     remote,
                     LinkExtras::default(),
                 )
@@ -117,8 +117,8 @@ async fn dial_worker<N: Net>(
                 continue;
             }
         };
-        let key = inner.key_for(&inner.config.password);
-        match spawn_dialed(inner, ready, key, remote).await {
+        let keys = inner.keys_for(None);
+        match spawn_dialed(inner, ready, keys, remote).await {
             Ok(Ok(p)) if p.node_id == worker => return Ok(()),
             Ok(Ok(p)) => {
                 last = RemoteError::new(
@@ -276,8 +276,7 @@ pub(super) async fn connect_once<N: Net>(
     let url = &candidate.url;
     let label = candidate.label();
     debug!(node = %inner.config.node_id, url = %label, "dialing cluster_addr entry");
-    let password = url.password.as_deref().unwrap_or(&inner.config.password);
-    let key = inner.key_for(password);
+    let keys = inner.keys_for(Some(url));
     let (remote, ready) = match inner.dial_to(url, candidate.addr).await {
         Ok(r) => r,
         Err((code, e)) => {
@@ -293,7 +292,7 @@ pub(super) async fn connect_once<N: Net>(
         inner.clone(),
         ready,
         Side::Dialer,
-        key,
+        keys,
         remote,
         LinkExtras::default(),
     )

@@ -29,6 +29,22 @@ impl<N: Net> Inner<N> {
         k
     }
 
+    /// The keys for a connection: the control key of `password` (the URL's, else ours)
+    /// and the worker key of `worker_password` (the URL's, else ours; none: the control
+    /// key serves workers too).
+    pub(super) fn keys_for(&self, url: Option<&ClusterUrl>) -> Keys {
+        let password = url
+            .and_then(|u| u.password.as_deref())
+            .unwrap_or(&self.config.password);
+        let worker = url
+            .and_then(|u| u.worker_password.as_deref())
+            .or(self.config.worker_password.as_deref());
+        Keys {
+            control: self.key_for(password),
+            worker: worker.map(|w| self.key_for(w)),
+        }
+    }
+
     pub(super) fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }

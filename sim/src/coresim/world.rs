@@ -452,6 +452,7 @@ impl World {
                 side,
                 identity: self.nodes[me].identity.clone(),
                 key: self.key.clone(),
+                worker_key: None,
                 nonce: self.rng.random(),
                 channel_binding: Vec::new(),
                 wall_origin_ns: self.nodes[me].settings.wall_origin_ns,
