@@ -408,6 +408,28 @@ impl ClusterRequest {
         })
     }
 
+    /// The request's class (what it is, for logs and refusals), without encoding it.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ClusterRequest::Nodes => CLASS_NODES,
+            ClusterRequest::NodeInfo(_) => CLASS_NODE_INFO,
+            ClusterRequest::LocalNodes => CLASS_LOCAL_NODES,
+            ClusterRequest::Adopt(_) => CLASS_ADOPT,
+            ClusterRequest::Redirect(_) => CLASS_REDIRECT,
+            ClusterRequest::Call(_) => CLASS_CALL,
+            ClusterRequest::SpawnCall(_) => CLASS_SPAWN_CALL,
+            ClusterRequest::Subscribe(_) => CLASS_SUBSCRIBE,
+            ClusterRequest::EventStream(_) => CLASS_EVENT_STREAM,
+            ClusterRequest::Route(_) => CLASS_ROUTE,
+            ClusterRequest::RecentEvents { .. } => CLASS_RECENT_EVENTS,
+            ClusterRequest::Job(_) => CLASS_JOB,
+            ClusterRequest::JobEvent(_) => CLASS_JOB_EVENT,
+            ClusterRequest::Placed => CLASS_PLACED,
+            ClusterRequest::Dial(_) => CLASS_DIAL,
+            ClusterRequest::Remove(_) => CLASS_REMOVE,
+        }
+    }
+
     /// The class and body to send.
     pub fn encode(&self) -> Result<(&'static str, Bytes), postcard::Error> {
         fn enc<T: Serialize>(v: &T) -> Result<Bytes, postcard::Error> {
@@ -527,6 +549,7 @@ mod tests {
         ];
         for r in all {
             let (class, body) = r.encode().expect("encodes");
+            assert_eq!(r.class(), class);
             assert_eq!(
                 ClusterRequest::decode(class, &body),
                 Some(Ok(r.clone())),

@@ -100,18 +100,25 @@ async fn an_exclusive_request_routed_through_a_control_node_gets_its_own_connect
         port_of(&c1, Transport::Tcp)
     );
     let mut cev = c1.subscribe();
-    // w1 listens (a dedicated connection can reach it); a2 asks, through c1.
+    // w1 listens (a dedicated connection can reach it), w3 does not; a2, an admin client
+    // (workers may not route), asks through c1.
     let mut w = config("w1", false, "nkcluster://127.0.0.1:0;transport=tcp");
     w.cluster_addr = parse_url_list(&url).expect("url");
     let w1 = start(w).await;
     let mut wev = w1.subscribe();
+    let mut w = config("w3", false, "");
+    w.cluster_addr = parse_url_list(&url).expect("url");
+    let w3 = start(w).await;
     let mut a = config("a2", false, "");
+    a.admin = true;
     a.cluster_addr = parse_url_list(&url).expect("url");
     let a2 = start(a).await;
-    // Both linked, in either order.
+    // All linked, in any order.
     let linked = |c: &nkcluster_tests::inproc::TestNode| {
         let ids: Vec<String> = c.peers().into_iter().map(|p| p.node_id).collect();
-        ids.contains(&"w1".to_owned()) && ids.contains(&"a2".to_owned())
+        ["w1", "w3", "a2"]
+            .iter()
+            .all(|id| ids.contains(&(*id).to_owned()))
     };
     while !linked(&c1) {
         wait_event(&mut cev, "a link up at c1", |e| {
@@ -139,12 +146,14 @@ async fn an_exclusive_request_routed_through_a_control_node_gets_its_own_connect
     )
     .await;
     // A worker that does not listen gets the request over its main link instead.
-    let reply = w1
-        .send_with("a2", "nkcluster.echo", body.clone(), opts)
+    wait_linked(&w3, "c1").await;
+    let reply = a2
+        .send_with("w3", "nkcluster.echo", body.clone(), opts)
         .await
         .expect("exclusive falls back to the main link");
     assert_eq!(reply, body);
     a2.shutdown();
+    w3.shutdown();
     w1.shutdown();
     c1.shutdown();
 }

@@ -690,7 +690,7 @@ async fn files_arrive_intact_and_a_bad_checksum_is_refused() {
         code(ctl.send("w1", CLASS_JOB, start(64), T).await),
         "too_many_transfers"
     );
-    // A subscription names a node linked to the control node, or is refused.
+    // Subscribing is for admin clients and control members: a worker is refused.
     let sub = nkcluster::node::SubscribeRequest {
         subscriber: "nobody".into(),
         fanout: true,
@@ -702,7 +702,7 @@ async fn files_arrive_intact_and_a_bad_checksum_is_refused() {
                 .request("c1", nkcluster::node::CLASS_SUBSCRIBE, body, T)
                 .await
         ),
-        "not_connected"
+        "forbidden"
     );
     c.worker.shutdown();
     c.control.shutdown();

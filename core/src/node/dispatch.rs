@@ -120,6 +120,22 @@ impl<H: Clone> NodeMachine<H> {
         let control = self.is_control();
         let answer = Dispatch::Answer;
         let shell = Dispatch::Shell;
+        // A worker speaks for itself only: its events (checked below to be its own).
+        // Everything else (the node table, routes, calls and job operations on other
+        // nodes, subscriptions, hand-offs) is for control members and admin clients.
+        let own_event = matches!(&req, ClusterRequest::JobEvent(ev) if ev.node == from);
+        if role == Role::Worker && !own_event {
+            let kind = req.class();
+            self.out.push_back(Output::Event(NodeEvent::Refused {
+                peer: from.to_owned(),
+                role,
+                kind,
+            }));
+            return answer(Err(RemoteError::new(
+                ErrorCode::Forbidden,
+                format!("a worker may not send {kind} (only its own events)"),
+            )));
+        }
         match req {
             // This node's own links only (what other control nodes gather).
             ClusterRequest::LocalNodes => answer(encode(&self.local_rows())),

@@ -247,6 +247,16 @@ pub enum NodeEvent {
         /// Error code of the last failure.
         code: String,
     },
+    /// A peer's request was refused (`forbidden`) for its authenticated role; its link
+    /// stays up.
+    Refused {
+        /// The peer.
+        peer: String,
+        /// Its authenticated role.
+        role: Role,
+        /// The request's class.
+        kind: &'static str,
+    },
 }
 
 /// What the shell must do. Drained with [`NodeMachine::poll_output`].

@@ -192,6 +192,9 @@ impl<N: Net> Inner<N> {
                     NodeEvent::StatusChanged { status } => {
                         info!(node = %me, status = %status, "node status")
                     }
+                    NodeEvent::Refused { peer, role, kind } => {
+                        warn!(node = %me, peer = %peer, role = ?role, kind, "refused: forbidden for the peer's role")
+                    }
                     NodeEvent::Handoff {
                         worker,
                         owner,

@@ -256,13 +256,10 @@ fn requests_are_dispatched_by_what_they_need_and_who_asks() {
         worker: "w9".into(),
         urls: vec![],
     });
-    assert!(
-        matches!(
-            c1.handle_request(T0, "w1", Role::Worker, adopt.clone()),
-            Dispatch::Shell(ShellWork::Handler { ref class, .. }) if class == "nkcluster.adopt"
-        ),
-        "a worker cannot ask for an adoption: only a registered handler could serve it"
-    );
+    let Dispatch::Answer(Err(e)) = c1.handle_request(T0, "w1", Role::Worker, adopt.clone()) else {
+        panic!("a worker cannot ask for an adoption");
+    };
+    assert_eq!(e.code, "forbidden");
     assert!(matches!(
         c1.handle_request(T0, "c2", Role::Control, adopt),
         Dispatch::Shell(ShellWork::Adopt(_))
@@ -424,4 +421,71 @@ fn a_status_queued_before_the_link_came_up_is_told_once() {
             request: ClusterRequest::JobEvent(ready),
         }]
     );
+}
+
+#[test]
+fn a_worker_may_send_only_its_own_events_and_every_refusal_is_reported() {
+    let mut c1 = machine("c1", Role::Control);
+    c1.handle_link_up(T0, link(10, peer("w1", Role::Worker, &[])), true);
+    drain(&mut c1);
+    let route = ClusterRequest::Route(crate::cluster::RouteRequest {
+        node: "c1".into(),
+        class: crate::cluster::CLASS_JOB.into(),
+        body: Bytes::new(),
+        timeout_ms: 100,
+        hops: 0,
+        exclusive: false,
+    });
+    let attempts = [
+        ClusterRequest::Nodes,
+        ClusterRequest::LocalNodes,
+        ClusterRequest::NodeInfo("c1".into()),
+        route,
+        ClusterRequest::Job(JobCall::SetStatus(Status::Stopped)),
+        ClusterRequest::Subscribe(SubscribeRequest {
+            subscriber: "w1".into(),
+            fanout: true,
+        }),
+        ClusterRequest::RecentEvents { local: true },
+        ClusterRequest::JobEvent(class_event("w2", "video", Some(1), WireEvent::TaskStarted)),
+    ];
+    for req in attempts {
+        let kind = req.class();
+        assert_eq!(
+            c1.handle_request(T0, "w1", Role::Worker, req),
+            Dispatch::Answer(Err(crate::message::RemoteError::new(
+                crate::error::ErrorCode::Forbidden,
+                format!("a worker may not send {kind} (only its own events)")
+            ))),
+            "{kind}"
+        );
+        assert_eq!(
+            drain(&mut c1),
+            vec![Output::Event(NodeEvent::Refused {
+                peer: "w1".into(),
+                role: Role::Worker,
+                kind,
+            })]
+        );
+    }
+    // Nothing changed: still ready, the link still up, nobody subscribed.
+    assert_eq!(c1.status(), Status::Ready);
+    assert_eq!(c1.link_of("w1"), Some(&10));
+    // Its own events pass.
+    let own = class_event("w1", "video", Some(1), WireEvent::TaskStarted);
+    assert_eq!(
+        c1.handle_request(T0, "w1", Role::Worker, ClusterRequest::JobEvent(own)),
+        Dispatch::Answer(Ok(Bytes::new()))
+    );
+    // A worker that listens is not operated by another worker either.
+    let mut w = machine("w2", Role::Worker);
+    let Dispatch::Answer(Err(e)) = w.handle_request(
+        T0,
+        "w1",
+        Role::Worker,
+        ClusterRequest::Job(JobCall::SetStatus(Status::Stopped)),
+    ) else {
+        panic!("a worker cannot operate another");
+    };
+    assert_eq!(e.code, "forbidden");
 }
