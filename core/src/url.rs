@@ -246,6 +246,17 @@ pub struct ClusterUrl {
 }
 
 impl ClusterUrl {
+    /// A listener whose traffic after the handshake is neither encrypted nor
+    /// integrity-protected (tcp, ws) and that other hosts can reach (every interface, a
+    /// name, or an IP that is not loopback): the daemon warns about it at start.
+    pub fn is_exposed_plaintext(&self) -> bool {
+        !self.transport.is_tls()
+            && match &self.host {
+                Host::Ip(ip) => !ip.is_loopback(),
+                Host::All | Host::Name(_) => true,
+            }
+    }
+
     /// The socket address, only when the host is an IP literal.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self.host {

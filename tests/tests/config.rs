@@ -205,3 +205,32 @@ fn bad_values_name_their_option() {
         "{out}"
     );
 }
+
+#[test]
+fn a_plaintext_listener_other_hosts_can_reach_is_warned_about() {
+    // Port 0: any free port, on every interface (tcp), next to a loopback one.
+    let mut d = Daemon::node(
+        "plain",
+        &[
+            "--node-id",
+            "plain",
+            "--listen",
+            "nkcluster://0.0.0.0:0;transport=tcp, nkcluster://127.0.0.1:0;transport=ws",
+        ],
+    );
+    let line = d.wait_line("the plaintext warning", |l| {
+        l.contains("plaintext listener other hosts can reach")
+    });
+    assert!(line.contains("0.0.0.0"), "{line}");
+    // Both listeners up: the loopback one was not warned about.
+    d.wait_line("the ws listener", |l| {
+        l.contains("listening") && l.contains("ws:127.0.0.1")
+    });
+    let log = d.log_text();
+    assert_eq!(
+        log.matches("plaintext listener other hosts can reach")
+            .count(),
+        1,
+        "only the exposed listener is warned about:\n{log}"
+    );
+}

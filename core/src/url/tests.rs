@@ -541,3 +541,15 @@ mod parsing {
         }
     }
 }
+
+#[test]
+fn plaintext_listeners_that_other_hosts_can_reach_are_exposed() {
+    let exposed = |u: &str| parse_url(u).expect("valid").is_exposed_plaintext();
+    assert!(exposed("nkcluster://all:1972;transport=tcp"));
+    assert!(exposed("nkcluster://10.0.0.1;transport=ws"));
+    assert!(exposed("nkcluster://ctl.example;transport=tcp"));
+    assert!(!exposed("nkcluster://127.0.0.1:1972;transport=tcp"));
+    assert!(!exposed("nkcluster://[::1]:1974;transport=ws"));
+    assert!(!exposed("nkcluster://all;transport=tls"));
+    assert!(!exposed("nkcluster://10.0.0.1;transport=wss"));
+}

@@ -69,6 +69,10 @@ pub(super) async fn run_node(args: NodeArgs) -> ExitCode {
     };
     info!(node = %config.node_id, cluster = %config.cluster_name, control = config.control,
           partitions = config.partitions, "starting node");
+    for url in config.listen.iter().filter(|u| u.is_exposed_plaintext()) {
+        warn!(node = %config.node_id, listen = %url,
+              "plaintext listener other hosts can reach: traffic after the handshake is neither encrypted nor integrity-protected (use transport=tls or wss across untrusted networks)");
+    }
     if config.listen.is_empty() && config.cluster_addr.is_empty() {
         warn!(node = %config.node_id,
               "this node neither listens (listen is empty) nor dials anyone (no cluster_addr): nothing can reach it");
