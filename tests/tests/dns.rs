@@ -60,6 +60,25 @@ impl Drop for Dnsmasq {
 
 /// NAPTR `cluster.test` -> SRV `_nk._tcp.cluster.test` -> `ctlN.cluster.test` (127.0.0.1)
 /// at each of `ports`; plus a NAPTR record of another service, which discovery ignores.
+/// The arguments of worker w1 that knows only `nkcluster://cluster.test` and asks the
+/// name server at `server` (`IP:PORT`), with fast liveness.
+fn discovering_worker(server: &str) -> Vec<&str> {
+    let mut args = vec![
+        "--node-id",
+        "w1",
+        "--control",
+        "false",
+        "--listen",
+        "",
+        "--cluster-addr",
+        "nkcluster://cluster.test",
+        "--dns-server",
+        server,
+    ];
+    args.extend(FAST);
+    args
+}
+
 fn records(ports: &[u16]) -> Vec<String> {
     let mut r = vec![
         "--naptr-record=cluster.test,10,100,S,NK+D2T,,_nk._tcp.cluster.test".to_owned(),
@@ -88,19 +107,7 @@ fn a_worker_finds_two_control_nodes_through_naptr_then_srv_and_follows_dns_chang
     let dns_port = free_port();
     let mut dns = Dnsmasq::start(dns_port, &records(&[p1, p2]));
     let server = format!("127.0.0.1:{dns_port}");
-    let mut args = vec![
-        "--node-id",
-        "w1",
-        "--control",
-        "false",
-        "--listen",
-        "",
-        "--cluster-addr",
-        "nkcluster://cluster.test",
-        "--dns-server",
-        &server,
-    ];
-    args.extend(FAST);
+    let args = discovering_worker(&server);
     let debug = [("NKCLUSTER_LOG", "info,nkcluster::node::tasks=debug")];
     let mut worker = Daemon::node_env("w1", &args, &debug);
 
@@ -232,19 +239,7 @@ fn a_discovered_worker_killed_is_listed_not_connected_until_removed_everywhere()
     let dns_port = free_port();
     let _dns = Dnsmasq::start(dns_port, &records(&[p1, p2]));
     let server = format!("127.0.0.1:{dns_port}");
-    let mut args = vec![
-        "--node-id",
-        "w1",
-        "--control",
-        "false",
-        "--listen",
-        "",
-        "--cluster-addr",
-        "nkcluster://cluster.test",
-        "--dns-server",
-        &server,
-    ];
-    args.extend(FAST);
+    let args = discovering_worker(&server);
     let mut worker = Daemon::node("w1", &args);
     wait_listed(&[p1, p2], "w1", Some("ready"));
     worker.kill();

@@ -329,18 +329,7 @@ fn unexpected_message_is_a_protocol_error() {
 fn oversized_hello_fields_are_refused() {
     let (mut d, mut l) = pair("pw", "pw", "c", "c", (b"", b""));
     let _ = d.poll_transmit();
-    let m = Message::Hello(Hello {
-        version_min: 1,
-        version_max: 1,
-        cluster: "c".into(),
-        node_id: "x".repeat(MAX_NAME_LEN + 1),
-        instance: 1,
-        role: Role::Worker,
-        listen: vec![],
-        meta: String::new(),
-        nonce: [0; 32],
-        partitions: 0,
-    });
+    let m = worker_hello("x".repeat(MAX_NAME_LEN + 1));
     l.handle_message(Instant::ZERO, &m.encode_body(), m);
     assert!(matches!(
         l.poll_outcome(),
@@ -348,22 +337,27 @@ fn oversized_hello_fields_are_refused() {
     ));
 }
 
-#[test]
-fn overlong_multibyte_node_id_is_refused_without_panicking() {
-    // 'é' is two bytes: byte 255 falls inside a character.
-    let (_, mut l) = pair("pw", "pw", "c", "c", (b"", b""));
-    let m = Message::Hello(Hello {
+/// A worker's hello to cluster `c` claiming `node_id`, nothing else set.
+fn worker_hello(node_id: String) -> Message {
+    Message::Hello(Hello {
         version_min: 1,
         version_max: 1,
         cluster: "c".into(),
-        node_id: "é".repeat(200),
+        node_id,
         instance: 1,
         role: Role::Worker,
         listen: vec![],
         meta: String::new(),
         nonce: [0; 32],
         partitions: 0,
-    });
+    })
+}
+
+#[test]
+fn overlong_multibyte_node_id_is_refused_without_panicking() {
+    // 'é' is two bytes: byte 255 falls inside a character.
+    let (_, mut l) = pair("pw", "pw", "c", "c", (b"", b""));
+    let m = worker_hello("é".repeat(200));
     l.handle_message(Instant::ZERO, &m.encode_body(), m);
     assert!(matches!(
         l.poll_outcome(),
