@@ -11,7 +11,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 /// PBKDF2 iterations used by protocol version 1. Every node of a cluster must agree.
-pub const KEY_ITERATIONS: u32 = 50_000;
+pub const KEY_ITERATIONS: u32 = 600_000;
 
 /// Label of the dialer's proof.
 pub const DIALER_LABEL: &[u8] = b"nkcluster/v1 dialer proof";
