@@ -375,7 +375,7 @@ mod tests {
         assert_eq!(b.most_classes(), 3);
         // A known class still passes; a fourth is refused.
         assert_eq!(b.check_class("w1", "b"), Ok(()));
-        let e = b.check_class("w1", "d").unwrap_err();
+        let e = b.check_class("w1", "d").expect_err("a fourth class");
         assert_eq!(
             (e.code(), e.to_string()),
             (

@@ -6,25 +6,28 @@ use super::*;
 impl<N: Net> Inner<N> {
     pub(super) fn refused(&self, remote: &str, claimed: Option<String>, code: &str, detail: &str) {
         let claimed_peer = claimed.as_deref().unwrap_or("?");
+        // A flood of refused connections from one address writes a few lines per
+        // interval, then one with the count of those left out (debug lines).
+        let source = nkcluster_core::url::ip_of_remote(remote)
+            .map_or_else(|| remote.to_owned(), |ip| ip.to_string());
+        let Some(line) = self.log_line(&source) else {
+            debug!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
+                   code = %code, error = %detail, "connection refused (left out)");
+            self.emit(NodeEvent::HandshakeFailed {
+                remote: remote.to_owned(),
+                claimed,
+                code: code.to_owned(),
+            });
+            return;
+        };
+        let more = line.suffix(&source);
         if nkcluster_core::conn_error::is_misconfiguration(code) {
-            // Two nodes that disagree on a setting: retried with growing backoff, so one
-            // line per attempt.
+            // Two nodes that disagree on a setting (or a wrong password): an error.
             error!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
-                   code = %code, error = %detail, "connection refused");
+                   code = %code, error = %detail, "connection refused{more}");
         } else {
-            // A flood of refused connections from one address: one line per interval.
-            let source = nkcluster_core::url::ip_of_remote(remote)
-                .map_or_else(|| remote.to_owned(), |ip| ip.to_string());
-            match self.log_line(&source) {
-                Some(line) => {
-                    warn!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
-                          code = %code, error = %detail, "connection refused{}", line.suffix(&source))
-                }
-                None => {
-                    debug!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
-                           code = %code, error = %detail, "connection refused (left out)")
-                }
-            }
+            warn!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
+                  code = %code, error = %detail, "connection refused{more}");
         }
         self.emit(NodeEvent::HandshakeFailed {
             remote: remote.to_owned(),
