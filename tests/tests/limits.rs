@@ -9,10 +9,6 @@ use std::time::Duration;
 
 use nkcluster_tests::{Daemon, TempDir, has, nkcluster_bin, run_with_deadline};
 
-/// Info, and every refused connection (the ones the rate limit leaves out are debug
-/// lines).
-const REFUSALS_COUNTED: &str = "info,nkcluster::node::links=debug";
-
 /// Opens a TCP connection to `port` from the loopback address `source`.
 async fn connect_from(source: [u8; 4], port: u16) -> tokio::net::TcpStream {
     let s = tokio::net::TcpSocket::new_v4().expect("socket");
@@ -42,7 +38,7 @@ fn unauthenticated_peers_announcing_huge_frames_cost_almost_nothing() {
             "--listen",
             "nkcluster://127.0.0.1:0",
         ],
-        &[("NKCLUSTER_LOG", REFUSALS_COUNTED)],
+        &[("NKCLUSTER_LOG", nkcluster_tests::LOG_EVERY_REFUSAL)],
     );
     let port = c1.listen_port();
     let idle_kib = c1.rss_kib();
@@ -92,7 +88,7 @@ fn unauthenticated_websocket_peers_announcing_huge_messages_cost_almost_nothing(
             "--listen",
             "nkcluster://127.0.0.1:0;transport=ws",
         ],
-        &[("NKCLUSTER_LOG", REFUSALS_COUNTED)],
+        &[("NKCLUSTER_LOG", nkcluster_tests::LOG_EVERY_REFUSAL)],
     );
     let port = c1.listen_port();
     let idle_kib = c1.rss_kib();
