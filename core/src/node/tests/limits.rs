@@ -105,3 +105,54 @@ fn a_worker_sending_events_of_too_many_classes_is_answered_too_many_classes() {
         .collect();
     assert_eq!(heard, vec!["a", "b", "a", "a", "b"]);
 }
+
+#[test]
+fn a_peers_transfers_end_with_its_last_link_and_idle_ones_at_the_nodes_timer() {
+    use crate::transfers::{FileOp, Part};
+    let file_ops = |out: Vec<Output<u64>>| -> Vec<FileOp> {
+        out.into_iter()
+            .filter_map(|o| match o {
+                Output::FileOps(ops) => Some(ops),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
+    let first = |path| Part {
+        path,
+        offset: 0,
+        total: 9,
+        data: Bytes::from_static(b"x"),
+        sha256: None,
+    };
+    let tmp = |p: &str| FileOp::Remove {
+        tmp: format!("/srv/files/{p}.part").into(),
+    };
+    let mut c1 = two_members();
+    let admin = peer("admin-1", Role::Admin, &[]);
+    c1.handle_link_up(T0, link(40, admin.clone()), true);
+    drain(&mut c1);
+    let _ = c1.handle_file_part(T0, "admin-1", first("a"));
+    let _ = c1.handle_file_part(at(1_000), "c2", first("b"));
+    // The idle deadline (60 s) is the node's: due without any new part.
+    let due = c1.poll_timeout().expect("a transfer deadline");
+    assert!(due <= at(60_000), "{due:?}");
+    // The admin client goes: its transfer ends at once, c2's stays.
+    c1.handle_link_down(
+        at(2_000),
+        LinkGone {
+            conn_id: 40,
+            summary: admin,
+            remote_ip: None,
+            error: Some(ConnError::PeerClosed("closed".into())),
+        },
+    );
+    assert_eq!(file_ops(drain(&mut c1)), [tmp("a")]);
+    assert_eq!(c1.table_sizes()[4], size("open file transfers", 1, 64));
+    // c2's transfer, idle for 60 s, ends on the node's timer.
+    c1.handle_timeout(at(60_999));
+    assert_eq!(file_ops(drain(&mut c1)), []);
+    c1.handle_timeout(at(61_000));
+    assert_eq!(file_ops(drain(&mut c1)), [tmp("b")]);
+    assert_eq!(c1.table_sizes()[4], size("open file transfers", 0, 64));
+}
