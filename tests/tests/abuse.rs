@@ -298,11 +298,17 @@ fn a_wrong_password_flood_from_one_address_backs_off_that_address_only() {
         }
         (idle, flooded, answered, refused, flood_for)
     });
+    // A few lines for the whole flood, not one per connection.
+    let lines = c1
+        .lines()
+        .iter()
+        .filter(|l| l.contains("connection refused") && l.contains("127.0.0.2"))
+        .count();
     let rate = answered as f64 / flood_for.as_secs_f64();
     eprintln!(
         "good peer handshake: idle {idle:?}, during the flood {flooded:?}; \
          flood: {answered} guesses answered, {refused} connections refused in {flood_for:?} \
-         ({rate:.1} guesses/s)"
+         ({rate:.1} guesses/s); {lines} refusal lines about 127.0.0.2 in the log"
     );
     assert!(
         flooded <= idle * 2 + Duration::from_millis(50),
@@ -312,12 +318,6 @@ fn a_wrong_password_flood_from_one_address_backs_off_that_address_only() {
         rate < 10.0,
         "{answered} guesses answered in {flood_for:?}: the source did not back off"
     );
-    // A few lines for the whole flood, not one per connection.
-    let lines = c1
-        .lines()
-        .iter()
-        .filter(|l| l.contains("connection refused") && l.contains("127.0.0.2"))
-        .count();
     assert!(
         lines <= 6,
         "{lines} refusal lines for the flood:\n{}",
