@@ -102,6 +102,8 @@ codes! {
     FunctionPanicked = "function_panicked",
     /// The control node has as many event subscribers as it may.
     TooManySubscribers = "too_many_subscribers",
+    /// A worker sent events of more job classes than a control node remembers per worker.
+    TooManyClasses = "too_many_classes",
     // Files.
     /// The file system refused an operation.
     FileError = "file_error",
@@ -113,6 +115,8 @@ codes! {
     ChecksumMismatch = "checksum_mismatch",
     /// Too many files are being received at once.
     TooManyTransfers = "too_many_transfers",
+    /// A part for a file another link is sending.
+    TransferBusy = "transfer_busy",
     // Links and handshakes.
     /// The peer does not know our password.
     AuthFailed = "auth_failed",

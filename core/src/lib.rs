@@ -30,7 +30,9 @@
 //! - [`table`]: the cluster's node table and how members' answers merge.
 //! - [`status`]: a node's status (the original's seven states) and its running tasks.
 //! - [`auth`]: password key derivation and transcript proofs.
-//! - [`admission`]: limits on connections that have not authenticated yet.
+//! - [`admission`]: limits on connections that have not authenticated yet, and the
+//!   per-source backoff of failed handshakes.
+//! - [`loglimit`]: refusal logs, one line per source per interval.
 //! - [`cluster`]: the cluster protocol above one link, as typed requests.
 //! - [`backoff`]: reconnection delays with jitter and an attempt budget.
 //! - [`connector`]: which control node a node dials next, when it waits, when it gives up.
@@ -60,6 +62,7 @@ pub mod handlers;
 pub mod handshake;
 pub mod jobs;
 pub mod links;
+pub mod loglimit;
 pub mod membership;
 pub mod mesh;
 pub mod message;

@@ -6,6 +6,13 @@
 //! performs them in order and reports an I/O failure back with
 //! [`Transfers::handle_io_error`].
 //!
+//! A transfer belongs to the peer whose link sent its first part: a part of it from
+//! anyone else is refused ([`TransferError::Busy`]), and when that peer's last link
+//! closes ([`Transfers::handle_link_closed`]) its transfers end (`.part` files removed,
+//! slots freed). A transfer that receives nothing for `idle_expiry` ends too (a routed
+//! transfer, whose link here is the routing control node's, ends this way when its
+//! sender stops).
+//!
 //! ```
 //! use std::path::Path;
 //! use std::time::Duration;
@@ -118,6 +125,12 @@ pub enum TransferError {
     /// The path is outside the files directory.
     #[error(transparent)]
     Forbidden(#[from] ForbiddenPath),
+    /// Another peer is sending that file.
+    #[error("transfer_busy: {path} is being received from another peer")]
+    Busy {
+        /// The path as sent.
+        path: String,
+    },
     /// Too many transfers are open.
     #[error("too_many_transfers: at most {max} files are received at once")]
     TooMany {
@@ -148,6 +161,7 @@ impl TransferError {
         match self {
             TransferError::Forbidden(e) => e.code(),
             TransferError::TooMany { .. } => "too_many_transfers",
+            TransferError::Busy { .. } => "transfer_busy",
             TransferError::BadOffset { .. } => "bad_offset",
             TransferError::ChecksumMismatch { .. } => "checksum_mismatch",
         }
@@ -166,6 +180,8 @@ pub struct PartOutcome {
 
 #[derive(Debug)]
 struct Open {
+    /// The peer whose link sent the first part.
+    owner: String,
     hash: sha2::Sha256,
     next: u64,
     total: u64,
@@ -202,21 +218,46 @@ impl Transfers {
         self.open.len()
     }
 
-    /// One part from `from`. Abandoned transfers (idle past `idle_expiry`) expire first.
-    pub fn handle_part(&mut self, now: Instant, _from: &str, part: Part<'_>) -> PartOutcome {
+    /// One part from peer `from`. Abandoned transfers (idle past `idle_expiry`) expire
+    /// first.
+    pub fn handle_part(&mut self, now: Instant, from: &str, part: Part<'_>) -> PartOutcome {
         let mut ops = self.expire(now);
-        let result = self.take(now, &part, &mut ops);
+        let result = self.take(now, from, &part, &mut ops);
         PartOutcome { ops, result }
+    }
+
+    /// Every link with `peer` closed: its transfers end. The ops remove their `.part`
+    /// files (and close them).
+    pub fn handle_link_closed(&mut self, peer: &str) -> Vec<FileOp> {
+        let theirs: Vec<PathBuf> = self
+            .open
+            .iter()
+            .filter(|(_, t)| t.owner == peer)
+            .map(|(p, _)| p.clone())
+            .collect();
+        theirs
+            .into_iter()
+            .map(|p| {
+                self.open.remove(&p);
+                FileOp::Remove { tmp: part_file(&p) }
+            })
+            .collect()
     }
 
     fn take(
         &mut self,
         now: Instant,
+        from: &str,
         part: &Part<'_>,
         ops: &mut Vec<FileOp>,
     ) -> Result<Received, TransferError> {
         let target = resolve_under(&self.root, part.path)?;
         let tmp = part_file(&target);
+        if self.open.get(&target).is_some_and(|t| t.owner != from) {
+            return Err(TransferError::Busy {
+                path: part.path.to_owned(),
+            });
+        }
         if part.offset == 0 {
             if !self.open.contains_key(&target) && self.open.len() >= self.config.max_open {
                 return Err(TransferError::TooMany {
@@ -228,6 +269,7 @@ impl Transfers {
             self.open.insert(
                 target.clone(),
                 Open {
+                    owner: from.to_owned(),
                     hash: sha2::Sha256::new(),
                     next: 0,
                     total: part.total,
@@ -521,6 +563,44 @@ mod tests {
         );
         assert_eq!(t.handle_io_error("c"), []);
         assert_eq!(t.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_transfer_belongs_to_its_peer_and_ends_when_its_links_close() {
+        let mut t = t();
+        let now = Instant::ZERO;
+        let _ = t.handle_part(now, "admin-1", part("a", 0, 9, b"1", None));
+        let _ = t.handle_part(now, "admin-1", part("b", 0, 9, b"1", None));
+        // Another peer may neither continue nor restart it; nothing changes.
+        for offset in [0, 1] {
+            let out = t.handle_part(now, "admin-2", part("a", offset, 9, b"2", None));
+            assert_eq!(out.ops, []);
+            assert_eq!(out.result, Err(TransferError::Busy { path: "a".into() }));
+        }
+        assert_eq!(
+            TransferError::Busy { path: "a".into() }.to_string(),
+            "transfer_busy: a is being received from another peer"
+        );
+        // The owner goes on.
+        let out = t.handle_part(now, "admin-1", part("a", 1, 9, b"2", None));
+        assert_eq!(out.result, Ok(Received::Part));
+        // Another peer's link closing changes nothing; the owner's ends both.
+        assert_eq!(t.handle_link_closed("admin-2"), []);
+        assert_eq!(
+            t.handle_link_closed("admin-1"),
+            [
+                FileOp::Remove {
+                    tmp: p("/f/a.part")
+                },
+                FileOp::Remove {
+                    tmp: p("/f/b.part")
+                },
+            ]
+        );
+        assert_eq!((t.open(), t.poll_timeout()), (0, None));
+        // The slots are free: another peer starts at once.
+        let out = t.handle_part(now, "admin-2", part("a", 0, 9, b"1", None));
+        assert_eq!(out.result, Ok(Received::Part));
     }
 
     #[test]

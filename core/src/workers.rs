@@ -3,7 +3,9 @@
 //! included), its last status and its last information report. Bounded: a worker whose
 //! link is gone is forgotten after `forget_after` (its classes were told
 //! `not_connected`), and at most `max_workers` are remembered (the longest-gone is
-//! forgotten first; a new worker beyond the limit is not remembered).
+//! forgotten first; a new worker beyond the limit is not remembered). Each worker's set
+//! of classes is bounded too (`max_classes`): an event of one more class is refused with
+//! [`TooManyClasses`] (see [`Workers::check_class`]).
 //!
 //! `I` is the information report's type (the shell's).
 
@@ -11,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rpds::RedBlackTreeSetSync;
+use thiserror::Error;
 
 use crate::time::Instant;
 
@@ -24,6 +27,25 @@ pub struct WorkersConfig {
     pub max_workers: usize,
     /// A worker whose link is gone is forgotten after this long.
     pub forget_after: Duration,
+    /// Distinct job classes one worker may send events of.
+    pub max_classes: usize,
+}
+
+/// A worker sent an event of one class more than it may (`too_many_classes`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("too_many_classes: {worker} already sent events of {max} classes")]
+pub struct TooManyClasses {
+    /// The worker.
+    pub worker: String,
+    /// The limit.
+    pub max: usize,
+}
+
+impl TooManyClasses {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        "too_many_classes"
+    }
 }
 
 impl Default for WorkersConfig {
@@ -31,6 +53,7 @@ impl Default for WorkersConfig {
         WorkersConfig {
             max_workers: 100_000,
             forget_after: Duration::from_secs(600),
+            max_classes: 64,
         }
     }
 }
@@ -114,8 +137,32 @@ impl<I: Clone> Workers<I> {
         }
     }
 
+    /// Whether `worker` may send an event of `class`: a class it has sent before, or one
+    /// more while it has fewer than `max_classes`.
+    pub fn check_class(&self, worker: &str, class: &str) -> Result<(), TooManyClasses> {
+        match self.workers.get(worker) {
+            Some(w) if w.classes.len() >= self.config.max_classes && !w.classes.contains(class) => {
+                Err(TooManyClasses {
+                    worker: worker.to_owned(),
+                    max: self.config.max_classes,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The most classes one worker has sent events of (a table the peer makes grow).
+    pub fn most_classes(&self) -> usize {
+        self.workers
+            .values()
+            .map(|w| w.classes.len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// An event from `worker`: returns the classes to hand it to (the event's own class;
-    /// for node-level news, every class that has seen the worker).
+    /// for node-level news, every class that has seen the worker). A class beyond
+    /// `max_classes` (see [`check_class`](Self::check_class)) is not remembered.
     pub fn handle_event(
         &mut self,
         now: Instant,
@@ -147,7 +194,9 @@ impl<I: Clone> Workers<I> {
         }
         match news {
             WorkerNews::Class(c) => {
-                w.classes.insert(c.to_owned());
+                if w.classes.len() < self.config.max_classes {
+                    w.classes.insert(c.to_owned());
+                }
                 vec![c.to_owned()]
             }
             WorkerNews::Status(s) => {
@@ -306,7 +355,40 @@ mod tests {
         Workers::new(WorkersConfig {
             max_workers: max,
             forget_after: Duration::from_secs(10),
+            max_classes: 3,
         })
+    }
+
+    #[test]
+    fn a_worker_sends_events_of_at_most_max_classes() {
+        let t = Instant::ZERO;
+        let mut b = book(10);
+        // An unknown worker may start with any class.
+        assert_eq!(b.check_class("w1", "a"), Ok(()));
+        for c in ["a", "b", "c"] {
+            assert_eq!(b.check_class("w1", c), Ok(()));
+            assert_eq!(
+                b.handle_event(t, "w1", WorkerNews::Class(c)),
+                vec![c.to_owned()]
+            );
+        }
+        assert_eq!(b.most_classes(), 3);
+        // A known class still passes; a fourth is refused.
+        assert_eq!(b.check_class("w1", "b"), Ok(()));
+        let e = b.check_class("w1", "d").expect_err("a fourth class");
+        assert_eq!(
+            (e.code(), e.to_string()),
+            (
+                "too_many_classes",
+                "too_many_classes: w1 already sent events of 3 classes".to_owned()
+            )
+        );
+        // Another worker is not affected.
+        assert_eq!(b.check_class("w2", "d"), Ok(()));
+        // Even unchecked, the set does not grow past the limit.
+        let _ = b.handle_event(t, "w1", WorkerNews::Class("d"));
+        assert_eq!(b.most_classes(), 3);
+        assert_eq!(b.handle_event(t, "w1", WorkerNews::Node).len(), 3);
     }
 
     #[test]

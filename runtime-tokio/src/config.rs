@@ -69,6 +69,8 @@ pub struct NodeConfig {
     pub admission: AdmissionConfig,
     /// Received files land only below this directory (absolute).
     pub files_dir: std::path::PathBuf,
+    /// A file transfer that receives nothing for this long ends.
+    pub transfer_idle: Duration,
     /// Events a worker keeps while it has no control link (its tasks keep running);
     /// beyond it the oldest are dropped and their classes hear `events_lost`.
     pub event_buffer: usize,
@@ -97,6 +99,7 @@ impl NodeConfig {
             ring_settle: Duration::ZERO,
             admission: AdmissionConfig::default(),
             files_dir: default_files_dir(),
+            transfer_idle: nkcluster_core::transfers::TransfersConfig::default().idle_expiry,
             event_buffer: EVENT_BUFFER,
         }
     }
@@ -192,6 +195,8 @@ pub struct RawOptions {
     /// `files_dir`: where received files land (default `files` under the working
     /// directory).
     pub files_dir: Option<String>,
+    /// `transfer_idle_ms`: a file transfer idle this long ends (default 60000).
+    pub transfer_idle_ms: Option<u64>,
     /// `dns_server`: `IP:PORT` (or `IP`, port 53) of the one name server discovery asks.
     pub dns_server: Option<String>,
     /// `event_buffer`: events a worker keeps while it has no control link (0: none).
@@ -256,6 +261,7 @@ impl RawOptions {
             max_handshakes,
             max_handshakes_per_source,
             files_dir,
+            transfer_idle_ms,
             dns_server,
             event_buffer,
             key_iterations
@@ -306,6 +312,9 @@ impl RawOptions {
         }
         if let Some(n) = self.max_handshakes_per_source {
             c.admission.max_per_source = n.max(1);
+        }
+        if let Some(ms) = self.transfer_idle_ms {
+            c.transfer_idle = Duration::from_millis(ms.max(1));
         }
         if let Some(d) = self.files_dir {
             let d = std::path::PathBuf::from(d);

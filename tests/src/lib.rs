@@ -19,6 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
+/// `NKCLUSTER_LOG` for a daemon whose test counts every refused connection: refusal
+/// lines are rate-limited per source address, and the ones left out are debug lines.
+pub const LOG_EVERY_REFUSAL: &str = "info,nkcluster::node::links=debug";
+
 /// Default deadline for anything a test waits on. Generous so that a loaded 2-core
 /// machine does not make the suite flaky; tests that work never wait this long, they
 /// return as soon as the awaited line appears.
@@ -165,6 +169,11 @@ impl Daemon {
     /// A control node with id `node_id` on 127.0.0.1, any port, plus `extra` flags.
     /// Returns once it logs its listener, with the bound port.
     pub fn control(node_id: &str, extra: &[&str]) -> (Daemon, u16) {
+        Self::control_env(node_id, extra, &[])
+    }
+
+    /// [`control`](Self::control) with extra environment (e.g. [`LOG_EVERY_REFUSAL`]).
+    pub fn control_env(node_id: &str, extra: &[&str], env: &[(&str, &str)]) -> (Daemon, u16) {
         let mut args = vec![
             "--node-id",
             node_id,
@@ -174,7 +183,7 @@ impl Daemon {
             "nkcluster://127.0.0.1:0",
         ];
         args.extend_from_slice(extra);
-        let mut d = Self::node(node_id, &args);
+        let mut d = Self::node_env(node_id, &args, env);
         let port = d.listen_port();
         (d, port)
     }

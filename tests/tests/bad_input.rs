@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use nkcluster_core::frame::MAX_FRAME_DEFAULT;
 use nkcluster_core::message::Message;
-use nkcluster_tests::{Daemon, XorShift, field, has, send_raw};
+use nkcluster_tests::{Daemon, LOG_EVERY_REFUSAL, XorShift, field, has, send_raw};
 
 const MIB: usize = 1024 * 1024;
 /// How long one hostile connection may stay open before the test fails.
@@ -76,7 +76,8 @@ fn status_kib(d: &Daemon, key: &str) -> u64 {
 
 #[test]
 fn hostile_bytes_are_refused_without_buffering_and_the_daemon_keeps_serving() {
-    let (mut control, port) = Daemon::control("c1", &[]);
+    let (mut control, port) =
+        Daemon::control_env("c1", &[], &[("NKCLUSTER_LOG", LOG_EVERY_REFUSAL)]);
     let rss_start = control.rss_kib();
     let vm_peak_start = status_kib(&control, "VmPeak:");
 

@@ -27,7 +27,20 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn unauthenticated_peers_announcing_huge_frames_cost_almost_nothing() {
-    let (mut c1, port) = Daemon::control("c1", &[]);
+    // Refusal lines from one address are rate-limited: the left-out ones are debug lines.
+    let mut c1 = Daemon::node_env(
+        "c1",
+        &[
+            "--node-id",
+            "c1",
+            "--control",
+            "true",
+            "--listen",
+            "nkcluster://127.0.0.1:0",
+        ],
+        &[("NKCLUSTER_LOG", nkcluster_tests::LOG_EVERY_REFUSAL)],
+    );
+    let port = c1.listen_port();
     let idle_kib = c1.rss_kib();
     // 200 connections, each announcing an 8 MiB frame and sending 1 MiB of it.
     runtime().block_on(async {
@@ -67,7 +80,7 @@ fn unauthenticated_peers_announcing_huge_frames_cost_almost_nothing() {
 
 #[test]
 fn unauthenticated_websocket_peers_announcing_huge_messages_cost_almost_nothing() {
-    let mut c1 = Daemon::node(
+    let mut c1 = Daemon::node_env(
         "c1",
         &[
             "--node-id",
@@ -75,6 +88,7 @@ fn unauthenticated_websocket_peers_announcing_huge_messages_cost_almost_nothing(
             "--listen",
             "nkcluster://127.0.0.1:0;transport=ws",
         ],
+        &[("NKCLUSTER_LOG", nkcluster_tests::LOG_EVERY_REFUSAL)],
     );
     let port = c1.listen_port();
     let idle_kib = c1.rss_kib();

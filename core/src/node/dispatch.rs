@@ -153,6 +153,11 @@ impl<H: Clone> NodeMachine<H> {
             }
             // A worker's event (only the node itself speaks for it).
             ClusterRequest::JobEvent(ev) if control && ev.node == from => {
+                if ev.class != NODE_EVENT_CLASS
+                    && let Err(e) = self.workers.check_class(from, &ev.class)
+                {
+                    return answer(Err(RemoteError::new(e.code(), e.to_string())));
+                }
                 self.handle_job_event(now, ev);
                 answer(Ok(Bytes::new()))
             }

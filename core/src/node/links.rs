@@ -114,6 +114,13 @@ impl<H: Clone> NodeMachine<H> {
         if gone.summary.role == Role::Control {
             self.announce_if_moved(now);
         }
+        // The file transfers the peer started end with its last link.
+        if last {
+            let ops = self.transfers.handle_link_closed(peer);
+            if !ops.is_empty() {
+                self.out.push_back(Output::FileOps(ops));
+            }
+        }
         self.out.push_back(Output::Event(NodeEvent::LinkDown {
             peer: gone.summary.node_id,
             remote: gone.summary.remote,

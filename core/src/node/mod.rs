@@ -359,6 +359,9 @@ pub enum Output<H> {
     /// Send our information (status, metadata, machine figures) to our proxy: the shell
     /// measures the machine and queues [`WireEvent::Info`] as an own event.
     ReportInfo,
+    /// Perform these file operations in order: file transfers that ended without a last
+    /// part (their link closed, or they were idle past their deadline).
+    FileOps(Vec<crate::transfers::FileOp>),
     /// Something happened (logs, tests, the simulator).
     Event(NodeEvent),
 }
@@ -467,10 +470,12 @@ impl<H: Clone> NodeMachine<H> {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due next (membership removals and
-    /// redial rounds, hand-off retries, forgetting gone workers).
+    /// redial rounds, hand-off retries, forgetting gone workers, abandoned file
+    /// transfers).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
+            self.transfers.poll_timeout(),
             self.membership.as_ref().and_then(Membership::poll_timeout),
             self.proxies.as_ref().and_then(Proxies::poll_timeout),
             self.workers.poll_timeout(),
@@ -492,6 +497,10 @@ impl<H: Clone> NodeMachine<H> {
             p.handle_timeout(now);
         }
         self.workers.handle_timeout(now);
+        let ops = self.transfers.handle_timeout(now);
+        if !ops.is_empty() {
+            self.out.push_back(Output::FileOps(ops));
+        }
         self.steps_timeout(now);
         self.seeds_timeout(now);
         self.placed_timeout(now);

@@ -288,6 +288,10 @@ pub struct NodeArgs {
     /// Where received files land; paths outside it are refused [default: ./files].
     #[arg(long, env = "NKCLUSTER_FILES_DIR")]
     pub files_dir: Option<String>,
+    /// A file transfer that receives nothing for this long ends (its `.part` file is
+    /// removed, its slot freed) [default: 60000].
+    #[arg(long, env = "NKCLUSTER_TRANSFER_IDLE_MS")]
+    pub transfer_idle_ms: Option<u64>,
     /// Events a worker keeps while it has no control link (its tasks keep running; on
     /// the next link they are sent, after `events_lost` for the oldest dropped beyond
     /// this) [default: 10000; 0: none kept].
@@ -332,6 +336,7 @@ impl NodeArgs {
             max_handshakes: self.max_handshakes,
             max_handshakes_per_source: self.max_handshakes_per_source,
             files_dir: self.files_dir.clone(),
+            transfer_idle_ms: self.transfer_idle_ms,
             dns_server: self.dns_server.clone(),
             event_buffer: self.event_buffer,
             key_iterations: self.key_iterations,

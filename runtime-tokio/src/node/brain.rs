@@ -178,6 +178,9 @@ impl<N: Net> Inner<N> {
                 let _ = self.events_out.send(ev);
             }
             Output::ReportInfo => self.send_info(),
+            // Ended transfers: their `.part` files are closed and removed by the file
+            // writer, in order with the parts.
+            Output::FileOps(ops) => self.queue_file_ops(ops),
             Output::RunConnector => {
                 if !self.connector_running.swap(true, Ordering::SeqCst) {
                     debug!(node = %me, "following a redirect without cluster_addr");
@@ -193,7 +196,10 @@ impl<N: Net> Inner<N> {
                         info!(node = %me, status = %status, "node status")
                     }
                     NodeEvent::Refused { peer, role, kind } => {
-                        warn!(node = %me, peer = %peer, role = ?role, kind = %kind, "refused: forbidden for the peer's role")
+                        if let Some(line) = self.log_line(peer) {
+                            warn!(node = %me, peer = %peer, role = ?role, kind = %kind,
+                                  "refused: forbidden for the peer's role{}", line.suffix(peer))
+                        }
                     }
                     NodeEvent::Handoff {
                         worker,

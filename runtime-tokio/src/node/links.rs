@@ -6,14 +6,28 @@ use super::*;
 impl<N: Net> Inner<N> {
     pub(super) fn refused(&self, remote: &str, claimed: Option<String>, code: &str, detail: &str) {
         let claimed_peer = claimed.as_deref().unwrap_or("?");
+        // A flood of refused connections from one address writes a few lines per
+        // interval, then one with the count of those left out (debug lines).
+        let source = nkcluster_core::url::ip_of_remote(remote)
+            .map_or_else(|| remote.to_owned(), |ip| ip.to_string());
+        let Some(line) = self.log_line(&source) else {
+            debug!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
+                   code = %code, error = %detail, "connection refused (left out)");
+            self.emit(NodeEvent::HandshakeFailed {
+                remote: remote.to_owned(),
+                claimed,
+                code: code.to_owned(),
+            });
+            return;
+        };
+        let more = line.suffix(&source);
         if nkcluster_core::conn_error::is_misconfiguration(code) {
-            // Two nodes that disagree on a setting: retried with growing backoff, so one
-            // line per attempt.
+            // Two nodes that disagree on a setting (or a wrong password): an error.
             error!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
-                   code = %code, error = %detail, "connection refused");
+                   code = %code, error = %detail, "connection refused{more}");
         } else {
             warn!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
-                  code = %code, error = %detail, "connection refused");
+                  code = %code, error = %detail, "connection refused{more}");
         }
         self.emit(NodeEvent::HandshakeFailed {
             remote: remote.to_owned(),
@@ -114,12 +128,24 @@ pub(super) struct AdmissionTicket {
 }
 
 impl AdmissionTicket {
-    pub(super) fn take(admission: &Arc<Mutex<Admission>>, ip: IpAddr) -> Result<Self, Refusal> {
-        lock(admission).admit(ip)?;
-        Ok(AdmissionTicket {
+    /// The slot, and until when the connection is held (its source is penalised for
+    /// failed handshakes).
+    pub(super) fn take(
+        admission: &Arc<Mutex<Admission>>,
+        now: nkcluster_core::Instant,
+        ip: IpAddr,
+    ) -> Result<(Self, Option<nkcluster_core::Instant>), Refusal> {
+        let hold = lock(admission).admit(now, ip)?;
+        let ticket = AdmissionTicket {
             admission: admission.clone(),
             ip,
-        })
+        };
+        Ok((ticket, hold))
+    }
+
+    /// The connection failed its handshake on a wrong proof: its source backs off.
+    pub(super) fn auth_failed(&self, now: nkcluster_core::Instant) {
+        lock(&self.admission).handle_auth_failure(now, self.ip);
     }
 }
 
@@ -260,6 +286,11 @@ impl<N: Net> EventSink for LinkSink<N> {
                     }
                     _ => {
                         let code = err.as_ref().map_or("closed", |e| e.code());
+                        if code == "auth_failed"
+                            && let Some(t) = &self.admission
+                        {
+                            t.auth_failed(self.inner.clock.now());
+                        }
                         let detail = err.as_ref().map(|e| e.to_string()).unwrap_or_default();
                         self.inner.refused(&self.remote, claimed, code, &detail);
                     }
@@ -357,9 +388,6 @@ pub(super) async fn accept_loop<N: Net>(
     tls: Option<Arc<ServerTls>>,
 ) {
     let mut stop = inner.shutdown.subscribe();
-    // Refusals at accept are logged at most once a second, with their count.
-    let mut refused = 0u64;
-    let mut refused_logged: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             r = inner.net.accept(&listener) => r,
@@ -367,17 +395,23 @@ pub(super) async fn accept_loop<N: Net>(
         };
         match accepted {
             Ok((stream, addr)) => {
-                let ticket = match AdmissionTicket::take(&inner.admission, addr.ip()) {
+                let now = inner.clock.now();
+                let (ticket, hold) = match AdmissionTicket::take(&inner.admission, now, addr.ip()) {
                     Ok(t) => t,
                     Err(r) => {
                         drop(stream);
-                        refused += 1;
-                        let now = tokio::time::Instant::now();
-                        if refused_logged.is_none_or(|t| now >= t + Duration::from_secs(1)) {
-                            warn!(node = %inner.config.node_id, remote = %format!("{}:{addr}", url.transport),
-                                  code = r.code(), error = %r, refused, "connection refused at accept");
-                            refused_logged = Some(now);
-                            refused = 0;
+                        // One line per source per interval, with the count left out.
+                        let source = addr.ip().to_string();
+                        let remote = format!("{}:{addr}", url.transport);
+                        match inner.log_line(&source) {
+                            Some(line) => {
+                                warn!(node = %inner.config.node_id, remote = %remote, code = r.code(),
+                                      error = %r, "connection refused at accept{}", line.suffix(&source))
+                            }
+                            None => {
+                                debug!(node = %inner.config.node_id, remote = %remote, code = r.code(),
+                                       error = %r, "connection refused at accept (left out)")
+                            }
                         }
                         continue;
                     }
@@ -387,6 +421,10 @@ pub(super) async fn accept_loop<N: Net>(
                 let path = url.path.clone();
                 let transport = url.transport;
                 tokio::spawn(async move {
+                    // A source penalised for failed handshakes waits (nothing is read).
+                    if let Some(t) = hold {
+                        tokio::time::sleep_until(inner.clock.to_tokio(t)).await;
+                    }
                     let remote = format!("{transport}:{addr}");
                     let max = inner.config.connection.max_frame;
                     // The transport's own handshake (TLS, WebSocket upgrade) counts against

@@ -97,6 +97,14 @@ pub struct RequestOptions {
 const FILE_PART: usize = 1024 * 1024;
 /// Files received at once (each holds an open `.part` file).
 const MAX_TRANSFERS: usize = 64;
+/// Refusal lines (handshake failures, refusals at accept, forbidden messages): at most
+/// `REFUSAL_LOG_BURST` per source per interval, the next one saying how many were left
+/// out (each left-out one is a debug line).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+/// See [`REFUSAL_LOG_INTERVAL`].
+const REFUSAL_LOG_BURST: u32 = 5;
+/// Sources the refusal log limiter tracks at most.
+const REFUSAL_LOG_SOURCES: usize = 4096;
 /// File parts in flight at once.
 const FILE_WINDOW: usize = 2;
 /// The data registry's size limit (keys plus values), bytes.
@@ -214,7 +222,7 @@ struct Inner<N: Net> {
     /// The `.part` files of the transfers in progress, open between parts.
     open_files: Mutex<HashMap<std::path::PathBuf, std::fs::File>>,
     /// File parts are written in arrival order by one thread (started at first use).
-    file_writer: Mutex<Option<std::sync::mpsc::Sender<(String, FilePart, Responder)>>>,
+    file_writer: Mutex<Option<std::sync::mpsc::Sender<WriterJob>>>,
     /// Machine figures for `get_info`, and the latest sample (taken at most once per
     /// `STATS_MAX_AGE`: disk enumeration is not cheap).
     sys: Mutex<sysinfo::System>,
@@ -225,6 +233,24 @@ struct Inner<N: Net> {
     running: watch::Sender<usize>,
     /// Accepted connections that have not authenticated yet.
     admission: Arc<Mutex<Admission>>,
+    /// Refusal lines: one per source per interval.
+    log_limit: Mutex<nkcluster_core::loglimit::LogLimiter>,
+}
+
+/// Work for the file writer thread, done in the order queued.
+enum WriterJob {
+    /// A part from a peer, answered when written.
+    Part(String, FilePart, Responder),
+    /// The machine's operations for transfers that ended without a last part.
+    Ops(Vec<nkcluster_core::transfers::FileOp>),
+}
+
+impl<N: Net> Inner<N> {
+    /// Whether to write a refusal line about `source` now (and what to append), or
+    /// leave it out (counted, told with the next line).
+    fn log_line(&self, source: &str) -> Option<nkcluster_core::loglimit::Line> {
+        lock(&self.log_limit).note(self.clock.now(), source)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

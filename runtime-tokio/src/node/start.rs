@@ -142,7 +142,7 @@ impl<N: Net> Node<N> {
             files_dir: config.files_dir.clone(),
             transfers: nkcluster_core::transfers::TransfersConfig {
                 max_open: MAX_TRANSFERS,
-                ..Default::default()
+                idle_expiry: config.transfer_idle,
             },
             outbox: nkcluster_core::outbox::OutboxConfig {
                 max_events: config.event_buffer,
@@ -176,6 +176,11 @@ impl<N: Net> Node<N> {
             stats_cache: Mutex::new(None),
             running: watch::channel(0).0,
             admission: Arc::new(Mutex::new(Admission::new(config.admission))),
+            log_limit: Mutex::new(nkcluster_core::loglimit::LogLimiter::new(
+                REFUSAL_LOG_INTERVAL,
+                REFUSAL_LOG_BURST,
+                REFUSAL_LOG_SOURCES,
+            )),
             config,
         });
         tokio::spawn(own_brain(Arc::downgrade(&inner), machine, jobs, clock));

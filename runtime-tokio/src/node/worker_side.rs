@@ -115,6 +115,31 @@ impl<N: Net> Inner<N> {
         Ok(Bytes::new())
     }
 
+    /// The file writer's queue (started on first use): it performs file work in the
+    /// order queued.
+    fn file_writer(self: &Arc<Self>) -> std::sync::mpsc::Sender<WriterJob> {
+        let mut w = lock(&self.file_writer);
+        w.get_or_insert_with(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<WriterJob>();
+            let weak = Arc::downgrade(self);
+            std::thread::spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    let Some(inner) = weak.upgrade() else { return };
+                    match job {
+                        WriterJob::Part(from, part, responder) => {
+                            responder.reply(inner.receive_file(&from, part));
+                        }
+                        WriterJob::Ops(ops) => {
+                            let _ = inner.perform_file_ops(ops);
+                        }
+                    }
+                }
+            });
+            tx
+        })
+        .clone()
+    }
+
     /// Queues a file part for the writer thread, which handles parts in arrival order.
     pub(super) fn write_file_part(
         self: &Arc<Self>,
@@ -122,26 +147,21 @@ impl<N: Net> Inner<N> {
         part: FilePart,
         responder: Responder,
     ) {
-        let mut w = lock(&self.file_writer);
-        let tx = w.get_or_insert_with(|| {
-            let (tx, rx) = std::sync::mpsc::channel::<(String, FilePart, Responder)>();
-            let weak = Arc::downgrade(self);
-            std::thread::spawn(move || {
-                while let Ok((from, part, responder)) = rx.recv() {
-                    let Some(inner) = weak.upgrade() else { return };
-                    responder.reply(inner.receive_file(&from, part));
-                }
-            });
-            tx
-        });
-        if let Err(std::sync::mpsc::SendError((_, _, responder))) =
-            tx.send((from.to_owned(), part, responder))
+        let job = WriterJob::Part(from.to_owned(), part, responder);
+        if let Err(std::sync::mpsc::SendError(WriterJob::Part(_, _, responder))) =
+            self.file_writer().send(job)
         {
             responder.reply(Err(RemoteError::new(
                 ErrorCode::FileError,
                 "the file writer stopped",
             )));
         }
+    }
+
+    /// Queues the machine's file operations for ended transfers (their `.part` files are
+    /// closed and removed) behind the parts already queued.
+    pub(super) fn queue_file_ops(self: &Arc<Self>, ops: Vec<nkcluster_core::transfers::FileOp>) {
+        let _ = self.file_writer().send(WriterJob::Ops(ops));
     }
 
     /// One part of a file. The core receiver decides (where it lands, order, checksum,

@@ -331,8 +331,10 @@ impl World {
                             event: WireEvent::Info(n.machine.node_info(Stats::default())),
                         });
                     }
-                    Output::ClassEvent { .. } | Output::TaskStatus { .. } | Output::JobEvent(_) => {
-                    }
+                    Output::ClassEvent { .. }
+                    | Output::TaskStatus { .. }
+                    | Output::JobEvent(_)
+                    | Output::FileOps(_) => {}
                     Output::Event(e) => {
                         if matches!(e, NodeEvent::Member { .. }) {
                             self.counters.member_changes += 1;

@@ -39,6 +39,7 @@ fn settings(me: &str, role: Role) -> NodeSettings {
         workers: WorkersConfig {
             max_workers: 100,
             forget_after: Duration::from_secs(60),
+            max_classes: 2,
         },
         events: EventsConfig {
             keep: 3,
