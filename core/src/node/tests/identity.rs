@@ -217,7 +217,8 @@ fn an_adoption_dials_only_urls_naming_a_host_and_answers_no_connections_without_
             url("nkcluster://w1.example:2002;transport=tls")
         ])
     );
-    let err = worker_dial_urls(&["nkcluster://all:2001;transport=tcp".to_owned()]).unwrap_err();
+    let err =
+        worker_dial_urls(&["nkcluster://all:2001;transport=tcp".to_owned()]).expect_err("refused");
     assert_eq!(err.code, ErrorCode::NoConnections);
 }
 
@@ -244,7 +245,7 @@ fn a_dialed_worker_must_be_the_expected_one_and_have_announced_the_url() {
         Role::Worker,
         &["nkcluster://10.0.0.5:2000;transport=tcp"],
     );
-    let e = check_dialed_worker("w1", &dialed, &w2, ip).unwrap_err();
+    let e = check_dialed_worker("w1", &dialed, &w2, ip).expect_err("refused");
     assert_eq!(e.code, ErrorCode::WrongNode);
     assert_eq!(
         e.message,
@@ -256,7 +257,7 @@ fn a_dialed_worker_must_be_the_expected_one_and_have_announced_the_url() {
         Role::Control,
         &["nkcluster://10.0.0.5:2000;transport=tcp"],
     );
-    let e = check_dialed_worker("w1", &dialed, &c, ip).unwrap_err();
+    let e = check_dialed_worker("w1", &dialed, &c, ip).expect_err("refused");
     assert_eq!(e.code, ErrorCode::WrongNode);
     // The worker, at a URL it never announced (another port, another transport).
     for listen in [
@@ -265,11 +266,11 @@ fn a_dialed_worker_must_be_the_expected_one_and_have_announced_the_url() {
         "nkcluster://10.0.0.6:2000;transport=tcp",
     ] {
         let w = worker("w1", Role::Worker, &[listen]);
-        let e = check_dialed_worker("w1", &dialed, &w, ip).unwrap_err();
+        let e = check_dialed_worker("w1", &dialed, &w, ip).expect_err("refused");
         assert_eq!(e.code, ErrorCode::Forbidden, "{listen}");
     }
     let quiet = worker("w1", Role::Worker, &[]);
-    let e = check_dialed_worker("w1", &dialed, &quiet, ip).unwrap_err();
+    let e = check_dialed_worker("w1", &dialed, &quiet, ip).expect_err("refused");
     assert_eq!(e.code, ErrorCode::Forbidden);
 }
 
