@@ -79,6 +79,8 @@ codes! {
     Busy = "busy",
     /// A dialed URL answered with another node.
     WrongNode = "wrong_node",
+    /// The node id is linked already from another live process.
+    DuplicateNodeId = "duplicate_node_id",
     /// Nothing answered at any URL.
     NoConnections = "no_connections",
     // Jobs.

@@ -1,14 +1,88 @@
-//! Rules of the control mesh's links. Control nodes form a full mesh, and both ends of a
-//! pair may dial at the same moment (each learns of the other from gossip, or one dials
-//! its `cluster_addr` while the other dials the member it just learned of). One link per
-//! pair is kept: the one dialed by the smaller node id. Both ends apply the same rule to
-//! the same two links, so they keep the same one without talking about it.
+//! Rules of links between nodes with ids: which node id may hold a link, and which of two
+//! links between the same two control members to keep.
 //!
-//! Except across a restart: a link from another run of the peer (another handshake
-//! `instance`) is replaced by the new one whoever dialed it. The old link belongs to a run
-//! that is gone (a crashed peer's link lingers until its idle timeout); keeping it made
-//! the restarted member's every dial bounce (up, then down at once) until that timeout.
-//! The restarted end has no old link, so both ends keep the new one.
+//! **Identity.** A node id names one process at a time. When a link authenticates for
+//! an id that is already linked from another run (another handshake `instance`), the
+//! old link decides ([`same_id`]): a link already known dead is replaced at once; a live
+//! one is probed first (an echo request with a short deadline). If the old link answers,
+//! the id is in use by a live process and the new link is refused ([`after_probe`]):
+//! closed with the stable code `duplicate_node_id`, which its dialer reports and backs
+//! off from like an authentication refusal. If the old link is silent or fails, it
+//! belonged to a run that is gone (a node killed and started again): it is closed and
+//! the new link replaces it. So a restarted node replaces its own old link within the
+//! probe deadline (at once when its old socket was closed), and an impostor reusing a
+//! live id does not get in. Links of the same run follow the rules below.
+//!
+//! **One link per pair of control members.** Control nodes form a full mesh, and both
+//! ends of a pair may dial at the same moment (each learns of the other from gossip, or
+//! one dials its `cluster_addr` while the other dials the member it just learned of).
+//! One link per pair is kept: the one dialed by the smaller node id. Both ends apply the
+//! same rule to the same two links, so they keep the same one without talking about it.
+//! A link from another run of the peer never reaches this rule: the identity rule above
+//! has settled it first (the old link is gone, or the new one refused); should one get
+//! here anyway, the new run's link is kept.
+
+/// What to do with a link that authenticated for a node id already linked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameId {
+    /// The same run of the peer: both links are weighed as usual (one per pair of control
+    /// members, every link of a worker).
+    SameRun,
+    /// Another run, and the old link is known dead: the new link replaces it now.
+    Replace,
+    /// Another run, and the old link may be alive: hold the new link and probe the old.
+    Probe,
+}
+
+/// A link of `new_instance` authenticated for an id linked with `old_instance`;
+/// `old_dead` when the old link is known dead (closed, or silent past its idle timeout).
+pub fn same_id(old_instance: u64, new_instance: u64, old_dead: bool) -> SameId {
+    if old_instance == new_instance {
+        SameId::SameRun
+    } else if old_dead {
+        SameId::Replace
+    } else {
+        SameId::Probe
+    }
+}
+
+/// How the probe of the old link settles a held new link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeVerdict {
+    /// The old link answered: its process lives, and the new link is refused with
+    /// `duplicate_node_id`.
+    RefuseNew,
+    /// The old link did not answer in time (or failed): it is closed and the new link
+    /// takes its place.
+    ReplaceOld,
+}
+
+/// The probe of the old link `answered` in time, or not.
+pub fn after_probe(answered: bool) -> ProbeVerdict {
+    if answered {
+        ProbeVerdict::RefuseNew
+    } else {
+        ProbeVerdict::ReplaceOld
+    }
+}
+
+/// The reason a refused duplicate link is closed with; its dialer recognises it with
+/// [`is_duplicate_refusal`].
+pub fn duplicate_reason(node: &str) -> String {
+    format!(
+        "{}: node id {node} is already linked from another process",
+        DUPLICATE_NODE_ID
+    )
+}
+
+/// The stable code of a link refused because its node id is in use by a live process.
+pub const DUPLICATE_NODE_ID: &str = "duplicate_node_id";
+
+/// Whether a link that ended with `error` was refused as a duplicate node id (the dialer
+/// then backs off as after an authentication refusal instead of redialing at once).
+pub fn is_duplicate_refusal(error: Option<&crate::conn::ConnError>) -> bool {
+    matches!(error, Some(crate::conn::ConnError::PeerClosed(r)) if r.starts_with(DUPLICATE_NODE_ID))
+}
 
 /// Which of two links between the same two control nodes to keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,9 +103,9 @@ pub struct MeshLink {
 }
 
 /// A second link between control nodes `me` and `peer` authenticated while `old` was up.
-/// The new link replaces the old one when the peer announced another run on it (it
-/// restarted), or when it was dialed by the smaller id and the old one was not;
-/// otherwise the old stays.
+/// The new link replaces the old one when it was dialed by the smaller id and the old one
+/// was not, otherwise the old stays; a link of another run of the peer (settled by
+/// [`same_id`] before this) is kept.
 pub fn duplicate_link(me: &str, peer: &str, old: MeshLink, new: MeshLink) -> KeepLink {
     if old.instance != new.instance {
         return KeepLink::New;
@@ -68,6 +142,38 @@ mod tests {
         // Two links dialed from the same end: the first stays.
         assert_eq!(dup("c1", "c2", true, true), KeepLink::Old);
         assert_eq!(dup("c2", "c1", true, true), KeepLink::Old);
+    }
+
+    #[test]
+    fn another_run_of_an_id_is_probed_unless_its_old_link_is_dead() {
+        assert_eq!(same_id(7, 7, false), SameId::SameRun);
+        assert_eq!(same_id(7, 7, true), SameId::SameRun);
+        assert_eq!(same_id(7, 8, true), SameId::Replace);
+        assert_eq!(same_id(7, 8, false), SameId::Probe);
+        assert_eq!(
+            crate::error::ErrorCode::DuplicateNodeId.as_str(),
+            DUPLICATE_NODE_ID
+        );
+        assert_eq!(after_probe(true), ProbeVerdict::RefuseNew);
+        assert_eq!(after_probe(false), ProbeVerdict::ReplaceOld);
+    }
+
+    #[test]
+    fn a_refused_duplicate_is_recognised_by_its_close_reason() {
+        use crate::conn::ConnError;
+        let r = duplicate_reason("w1");
+        assert_eq!(
+            r,
+            "duplicate_node_id: node id w1 is already linked from another process"
+        );
+        assert!(is_duplicate_refusal(Some(&ConnError::PeerClosed(r))));
+        assert!(!is_duplicate_refusal(Some(&ConnError::PeerClosed(
+            "node shutting down".into()
+        ))));
+        assert!(!is_duplicate_refusal(Some(&ConnError::TransportClosed(
+            "duplicate_node_id".into()
+        ))));
+        assert!(!is_duplicate_refusal(None));
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //!   the worker is told to reconnect to the owner's URLs, and our links with it close
 //!   whatever it answers.
 //!
+//! Identity probes (see [`identity`](super::identity)) are asked and answered the same
+//! way, with ids from the same counter.
+//!
 //! An owner learned through gossip may not be linked yet (it is joining): the step waits
 //! for its link, at most the step's timeout.
 
@@ -29,6 +32,9 @@ pub struct HandoffTimes {
     pub probe: Duration,
     /// The worker acknowledges a redirect.
     pub redirect: Duration,
+    /// The old link of a node id answers its probe when another run of that id links
+    /// (see [`crate::mesh`]): silent past this, it is replaced.
+    pub identity: Duration,
 }
 
 impl Default for HandoffTimes {
@@ -37,6 +43,7 @@ impl Default for HandoffTimes {
             adopt: Duration::from_secs(10),
             probe: Duration::from_secs(15),
             redirect: Duration::from_secs(3),
+            identity: Duration::from_secs(5),
         }
     }
 }
@@ -121,6 +128,12 @@ pub(super) struct Steps {
 }
 
 impl Steps {
+    /// A new id for an [`Output::Ask`] (hand-off steps and identity probes share them).
+    pub(super) fn next_ask_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
     fn wait(&mut self, until: Instant, step: Step) {
         let seq = self.next_waiting;
         self.next_waiting += 1;
@@ -205,8 +218,7 @@ impl<H: Clone> NodeMachine<H> {
                 times.redirect,
             ),
         };
-        self.steps.next_id += 1;
-        let id = self.steps.next_id;
+        let id = self.steps.next_ask_id();
         self.steps.asked.insert(id, step);
         self.out.push_back(Output::Ask {
             id,
@@ -219,6 +231,9 @@ impl<H: Clone> NodeMachine<H> {
 
     /// The answer to [`Output::Ask`] `id`: `Ok` or the error's code.
     pub fn handle_answer(&mut self, now: Instant, id: u64, result: Result<(), ErrorCode>) {
+        if self.identity_answer(now, id, result.is_ok()) {
+            return;
+        }
         let Some(step) = self.steps.asked.remove(&id) else {
             return;
         };

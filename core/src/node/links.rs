@@ -23,7 +23,18 @@ impl<H: Clone> NodeMachine<H> {
     /// A new control peer gets our view at once; a worker whose events now go to this
     /// link tells it where it stands (see `announce_if_moved`); a worker
     /// linked to a control member is one of its proxies (which may hand it over).
+    ///
+    /// A listed link for a node id already linked from another run of it is held first
+    /// while the old link is probed (see [`identity`](super::identity)).
     pub fn handle_link_up(&mut self, now: Instant, link: Link<H>, listed: bool) {
+        let link = if listed {
+            match self.check_identity(link) {
+                Some(l) => l,
+                None => return,
+            }
+        } else {
+            link
+        };
         let summary = link.summary.clone();
         if listed {
             if summary.role == Role::Control
@@ -69,6 +80,15 @@ impl<H: Clone> NodeMachine<H> {
     /// redialed), a control member's link loss goes to membership; a worker whose events
     /// now go to another control link tells it where it stands.
     pub fn handle_link_down(&mut self, now: Instant, gone: LinkGone) {
+        if self.identity_link_down(&gone) {
+            return;
+        }
+        let conn_id = gone.conn_id;
+        self.link_down(now, gone);
+        self.identity_old_gone(now, conn_id);
+    }
+
+    fn link_down(&mut self, now: Instant, gone: LinkGone) {
         let peer = gone.summary.node_id.as_str();
         let last = self.links.remove(peer, gone.conn_id).last;
         if last && gone.summary.role == Role::Worker && self.proxies.is_some() {

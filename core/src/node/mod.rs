@@ -20,7 +20,8 @@
 //! workers' events and their subscribers, the node table), `jobs` (status, tasks,
 //! metadata, data, redirects), `offline` (where a worker's own events go: its control
 //! link, or the bounded buffer kept while it has none; what a new link is told),
-//! `dispatch` (a peer's cluster request, with its role), `lifecycle` (joining,
+//! `dispatch` (a peer's cluster request, with its role), `identity` (a node id linked
+//! from two runs at once), `lifecycle` (joining,
 //! connecting and removing nodes by hand), `snapshot` (what the shell reads between
 //! inputs), `limits` (the size of every table a
 //! peer can make grow, against its limit).
@@ -50,6 +51,7 @@ use crate::workers::{Workers, WorkersConfig};
 mod control;
 mod dispatch;
 mod handoff;
+mod identity;
 mod jobs;
 mod lifecycle;
 mod limits;
@@ -63,6 +65,7 @@ mod tests;
 pub use control::SubscribeError;
 pub use dispatch::{Dispatch, ShellWork};
 pub use handoff::{HandoffStep, HandoffTimes};
+pub use identity::{check_dialed_worker, worker_dial_urls};
 pub use lifecycle::check_removal;
 pub use limits::TableSize;
 pub use links::LinkGone;
@@ -247,6 +250,23 @@ pub enum NodeEvent {
         /// Error code of the last failure.
         code: String,
     },
+    /// A link of a node id already linked from another live process was refused
+    /// (`duplicate_node_id`): the old link answered its probe.
+    DuplicateRefused {
+        /// The node id.
+        peer: String,
+        /// Transport and remote address of the refused link.
+        remote: String,
+        /// Transport and remote address of the link that keeps the id.
+        linked: String,
+    },
+    /// The link of a run of a node that is gone was closed: a new run of it replaces it.
+    Replaced {
+        /// The node id.
+        peer: String,
+        /// Transport and remote address of the old link.
+        remote: String,
+    },
     /// A peer's request was refused (`forbidden`) for its authenticated role; its link
     /// stays up.
     Refused {
@@ -386,6 +406,8 @@ pub struct NodeMachine<H> {
     transfers: Transfers,
     /// Hand-off steps in flight.
     steps: handoff::Steps,
+    /// New links held while the old link of their id is probed (see [`crate::mesh`]).
+    held: identity::Held<H>,
     /// When a control member next dials the seeds no linked member announces.
     seed_round: Option<Instant>,
     /// The last status told to our proxy, and on which link (a worker).
@@ -444,6 +466,7 @@ impl<H: Clone> NodeMachine<H> {
             placed: None,
             placed_wait_until: None,
             steps: Default::default(),
+            held: Default::default(),
             seed_round: None,
             stopping: false,
             live: Vec::new(),

@@ -195,6 +195,19 @@ impl<N: Net> Inner<N> {
                     NodeEvent::StatusChanged { status } => {
                         info!(node = %me, status = %status, "node status")
                     }
+                    NodeEvent::DuplicateRefused {
+                        peer,
+                        remote,
+                        linked,
+                    } => {
+                        warn!(node = %me, peer = %peer, remote = %remote, linked = %linked,
+                              code = nkcluster_core::mesh::DUPLICATE_NODE_ID,
+                              "refused a link: node id {peer} is already linked from another process (its link answers)")
+                    }
+                    NodeEvent::Replaced { peer, remote } => {
+                        info!(node = %me, peer = %peer, remote = %remote,
+                              "a new run of the node replaces its old link (silent or gone)")
+                    }
                     NodeEvent::Refused { peer, role, kind } => {
                         if let Some(line) = self.log_line(peer) {
                             warn!(node = %me, peer = %peer, role = ?role, kind = %kind,

@@ -9,6 +9,8 @@ use nkcluster_core::node::{Dispatch, ShellWork};
 /// Answers the node's own request classes, then the registered handlers.
 pub(super) struct NodeHandler<N: Net> {
     pub(super) inner: Arc<Inner<N>>,
+    /// The connection it serves.
+    pub(super) conn_id: u64,
 }
 
 impl<N: Net> RequestHandler for NodeHandler<N> {
@@ -20,14 +22,17 @@ impl<N: Net> RequestHandler for NodeHandler<N> {
         body: Bytes,
         responder: Responder,
     ) -> Answer {
-        self.inner.serve(peer, role, class, body, responder)
+        self.inner
+            .serve(Some(self.conn_id), peer, role, class, body, responder)
     }
 }
 
 impl<N: Net> Inner<N> {
-    /// Serves one request of `class` from `peer` (authenticated as `role`).
+    /// Serves one request of `class` from `peer` (authenticated as `role`) on
+    /// connection `conn` (`None`: our own request).
     pub(super) fn serve(
         self: &Arc<Self>,
+        conn: Option<u64>,
         peer: &str,
         role: Role,
         class: &str,
@@ -56,7 +61,10 @@ impl<N: Net> Inner<N> {
         // carries out what it hands back.
         let inner = self.clone();
         let peer = peer.to_owned();
-        self.tell(move |b, now| match b.handle_request(now, &peer, role, req) {
+        self.tell(move |b, now| match match conn {
+            Some(c) => b.handle_request_on(now, c, &peer, role, req),
+            None => b.handle_request(now, &peer, role, req),
+        } {
             Dispatch::Answer(r) => {
                 if let (Some(to), Ok(_)) = (redirect, &r) {
                     info!(node = %inner.config.node_id, to = %to, "told to reconnect to our proxy's owner");

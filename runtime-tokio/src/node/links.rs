@@ -173,6 +173,9 @@ pub(super) struct LinkExtras {
     pub(super) notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
     /// An accepted connection's slot among the unauthenticated ones.
     pub(super) admission: Option<AdmissionTicket>,
+    /// A worker dialed at a URL (an adoption, a redial): the peer must be that worker and
+    /// have announced the URL ([`check_dialed_worker`]), or the link closes unlisted.
+    pub(super) expect: Option<(String, ClusterUrl)>,
 }
 
 /// Outcome of one connection, as seen by its sink.
@@ -197,6 +200,10 @@ pub(super) struct LinkSink<N: Net> {
     /// An accepted connection's slot among the unauthenticated ones (freed at
     /// authentication, or when the connection ends).
     admission: Option<AdmissionTicket>,
+    /// See [`LinkExtras::expect`].
+    expect: Option<(String, ClusterUrl)>,
+    /// The peer was not the one expected: closed, never listed.
+    rejected: bool,
     outcome: LinkOutcome,
     notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
 }
@@ -211,6 +218,22 @@ impl<N: Net> EventSink for LinkSink<N> {
                 info!(node = %me, peer = %p.node_id, role = p.role.as_str(), remote = %self.remote,
                       "link up");
                 let summary = PeerSummary::new(p, &self.remote, self.dialer);
+                if let Some((worker, dialed)) = self.expect.take()
+                    && let Err(e) = check_dialed_worker(&worker, &dialed, &summary, self.remote_ip)
+                {
+                    warn!(node = %me, peer = %p.node_id, remote = %self.remote, expected = %worker,
+                          code = %e.code, error = %e.message, "dialed a worker and another node answered; closing");
+                    self.rejected = true;
+                    if let Some(tx) = self.commands.take() {
+                        let _ = tx.try_send(Command::Close {
+                            reason: format!("{}: {}", e.code, e.message),
+                        });
+                    }
+                    if let Some(n) = self.notify.take() {
+                        let _ = n.send(Ok(summary));
+                    }
+                    return;
+                }
                 // Told once the link is listed and published: the caller may use it at
                 // once.
                 let told: Option<Then> = self.notify.take().map(|n| {
@@ -259,6 +282,8 @@ impl<N: Net> EventSink for LinkSink<N> {
                 }
                 let claimed = conn.claimed_peer().map(str::to_owned);
                 match (self.outcome.authenticated, conn.peer()) {
+                    // Never listed: nothing for the machine.
+                    (true, Some(_)) if self.rejected => {}
                     (true, Some(p)) => {
                         let peer = p.node_id.clone();
                         match err {
@@ -309,9 +334,22 @@ pub(super) fn spawn_dialed<N: Net>(
     keys: Keys,
     remote: String,
 ) -> oneshot::Receiver<Result<PeerSummary, ConnError>> {
+    spawn_dialed_expecting(inner, ready, keys, remote, None)
+}
+
+/// [`spawn_dialed`], expecting a given worker at a given URL (see
+/// [`LinkExtras::expect`]).
+pub(super) fn spawn_dialed_expecting<N: Net>(
+    inner: &Arc<Inner<N>>,
+    ready: transport::Ready,
+    keys: Keys,
+    remote: String,
+    expect: Option<(String, ClusterUrl)>,
+) -> oneshot::Receiver<Result<PeerSummary, ConnError>> {
     let (tx, rx) = oneshot::channel();
     let extras = LinkExtras {
         notify: Some(tx),
+        expect,
         ..Default::default()
     };
     tokio::spawn(run_connection(
@@ -338,6 +376,7 @@ pub(super) async fn run_connection<N: Net>(
         commands,
         notify,
         admission,
+        expect,
     } = extras;
     let params = ConnectionParams {
         side,
@@ -365,6 +404,8 @@ pub(super) async fn run_connection<N: Net>(
         conn_id,
         remote_ip: nkcluster_core::url::ip_of_remote(&remote),
         admission,
+        expect,
+        rejected: false,
         remote,
         dialer: side == Side::Dialer,
         commands: Some(tx),
@@ -374,6 +415,7 @@ pub(super) async fn run_connection<N: Net>(
     };
     let handler = NodeHandler {
         inner: inner.clone(),
+        conn_id,
     };
     inner.running.send_modify(|n| *n += 1);
     drive(ready.io, conn, inner.clock, rx, &handler, &mut sink).await;

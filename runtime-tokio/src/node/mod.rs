@@ -28,7 +28,9 @@ use nkcluster_core::error::ErrorCode;
 pub use nkcluster_core::handlers::{FunctionFn, HandlerFn, Handlers};
 use nkcluster_core::handshake::{Identity, Role, Side};
 use nkcluster_core::message::RemoteError;
-use nkcluster_core::node::{Link, LinkGone, NodeMachine, NodeSettings, Output};
+use nkcluster_core::node::{
+    Link, LinkGone, NodeMachine, NodeSettings, Output, check_dialed_worker, worker_dial_urls,
+};
 pub use nkcluster_core::node::{NodeEvent, PeerSummary};
 use nkcluster_core::status::Status;
 use nkcluster_core::url::{ClusterUrl, Host, TlsOptions, Transport, parse_url};

@@ -75,7 +75,7 @@ impl<N: Net> Node<N> {
                 // Served like a peer's request, by ourselves.
                 let (responder, rx) = Responder::local();
                 let role = inner.identity.role;
-                return match inner.serve(node, role, class, body, responder) {
+                return match inner.serve(None, node, role, class, body, responder) {
                     Answer::Now(r) => Routed::Done(r.map_err(RequestError::Remote)),
                     Answer::Later => Routed::Local(rx),
                 };

@@ -132,6 +132,7 @@ impl<N: Net> Node<N> {
                 adopt: config.connection.connect_timeout + config.connection.handshake.timeout,
                 probe: config.connection.idle_timeout,
                 redirect: GATHER_TIMEOUT,
+                identity: config.connection.handshake.timeout,
             },
             cluster_addr: config.cluster_addr.clone(),
             backoff: config.backoff.clone(),

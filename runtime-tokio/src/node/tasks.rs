@@ -105,11 +105,13 @@ async fn dial_worker<N: Net>(
     if inner.view().is_linked(worker) {
         return Ok(());
     }
+    // Only URLs the worker announced, and only the expected worker on them.
+    let urls = worker_dial_urls(urls)?;
     let mut last = RemoteError::new(
         ErrorCode::NoConnections,
         "the worker announced no reachable URL",
     );
-    for url in urls.iter().filter_map(|u| parse_url(u).ok()) {
+    for url in urls {
         let (remote, ready) = match inner.dial(&url).await {
             Ok(r) => r,
             Err((code, e)) => {
@@ -118,14 +120,14 @@ async fn dial_worker<N: Net>(
             }
         };
         let keys = inner.keys_for(None);
-        match spawn_dialed(inner, ready, keys, remote).await {
-            Ok(Ok(p)) if p.node_id == worker => return Ok(()),
-            Ok(Ok(p)) => {
-                last = RemoteError::new(
-                    ErrorCode::WrongNode,
-                    format!("{} answered at the worker's URL", p.node_id),
-                );
-            }
+        let remote_ip = nkcluster_core::url::ip_of_remote(&remote);
+        let expect = Some((worker.to_owned(), url.clone()));
+        match spawn_dialed_expecting(inner, ready, keys, remote, expect).await {
+            // The same check the link made (it closed a wrong peer unlisted).
+            Ok(Ok(p)) => match check_dialed_worker(worker, &url, &p, remote_ip) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            },
             Ok(Err(e)) => last = RemoteError::new(e.code(), e.to_string()),
             Err(_) => {}
         }
@@ -297,6 +299,15 @@ pub(super) async fn connect_once<N: Net>(
         LinkExtras::default(),
     )
     .await;
+    // Our node id is linked from another live process: refused like a wrong password
+    // (backoff grows, attempts count), with a line that says so.
+    if nkcluster_core::mesh::is_duplicate_refusal(outcome.error.as_ref()) {
+        let id = &inner.config.node_id;
+        error!(node = %id, url = %label, code = nkcluster_core::mesh::DUPLICATE_NODE_ID,
+               "node id {id} is already linked from another process; choose another node id or stop the other process");
+        let detail = format!("node id {id} is already linked from another process");
+        return Err((nkcluster_core::mesh::DUPLICATE_NODE_ID.to_owned(), detail));
+    }
     if outcome.authenticated {
         return Ok(());
     }

@@ -45,6 +45,7 @@ pub fn settings(me: &str, role: Role, cluster_addr: &str) -> Result<NodeSettings
             adopt: conn.connect_timeout + conn.handshake.timeout,
             probe: conn.idle_timeout,
             redirect: Duration::from_secs(3),
+            identity: conn.handshake.timeout,
         },
         cluster_addr: if cluster_addr.is_empty() {
             Vec::new()

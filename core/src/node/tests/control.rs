@@ -632,13 +632,27 @@ fn a_restarted_member_replaces_the_link_of_its_previous_run() {
         ..peer("c2", Role::Control, &[])
     };
     c1.handle_link_up(T0, link(2, first_run), true);
+    drain(&mut c1);
     let second_run = PeerSummary {
         instance: 2,
         ..peer("c2", Role::Control, &[])
     };
     c1.handle_link_up(T0, link(3, second_run), true);
+    // The old link is probed first (see `identity`); silent, it is closed and replaced.
     let out = drain(&mut c1);
-    assert!(out.contains(&Output::Unlisted { link: 2 }), "{out:?}");
+    assert!(
+        matches!(out[..], [Output::Ask { id: 1, link: 2, .. }]),
+        "{out:?}"
+    );
+    c1.handle_answer(at(5000), 1, Err(ErrorCode::Timeout));
+    let out = drain(&mut c1);
+    assert!(
+        out.contains(&Output::Close {
+            link: 2,
+            reason: "replaced by a new run of c2".into()
+        }),
+        "{out:?}"
+    );
     assert_eq!(c1.link_of("c2"), Some(&3));
 }
 

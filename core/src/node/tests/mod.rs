@@ -2,7 +2,8 @@
 //! Links are identified by their connection id (the machine's handle `H` is `u64` here).
 //! This file: the shared helpers; `control` (links, membership, hand-offs, events, the
 //! table, routing, shutdown), `jobs` (status, tasks, state calls, dispatch, files) and
-//! `offline` (a worker's events while it has no control link).
+//! `offline` (a worker's events while it has no control link), `identity` (one node id
+//! linked from two runs).
 
 use std::time::Duration;
 
@@ -148,6 +149,7 @@ fn worker_of_c2(c1: &NodeMachine<u64>) -> String {
 }
 
 mod control;
+mod identity;
 mod jobs;
 mod lifecycle;
 mod limits;
