@@ -255,6 +255,25 @@ pub fn check_dialed_worker(
     Ok(())
 }
 
+/// After opening an exclusive connection to `node` (known here as a `role` node), whether
+/// the peer that authenticated there, `peer`, is that node. The request waits for this
+/// check: a listen URL may be answered by another node (a restarted address, an
+/// impostor holding the worker secret), which must not receive the request.
+pub fn check_exclusive_peer(node: &str, role: Role, peer: &PeerSummary) -> Result<(), RemoteError> {
+    if peer.node_id != node || peer.role != role {
+        return Err(RemoteError::new(
+            ErrorCode::WrongNode,
+            format!(
+                "{} ({}) answered at a listen URL of {node} ({}); the request was not sent",
+                peer.node_id,
+                peer.role.as_str(),
+                role.as_str()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl<H: Clone> NodeMachine<H> {
     /// Dispatches a cluster request that arrived on connection `conn_id` (see
     /// [`handle_request`](Self::handle_request)). A link held while the old link of its

@@ -65,7 +65,7 @@ mod tests;
 pub use control::SubscribeError;
 pub use dispatch::{Dispatch, ShellWork};
 pub use handoff::{HandoffStep, HandoffTimes};
-pub use identity::{check_dialed_worker, worker_dial_urls};
+pub use identity::{check_dialed_worker, check_exclusive_peer, worker_dial_urls};
 pub use lifecycle::check_removal;
 pub use limits::TableSize;
 pub use links::LinkGone;

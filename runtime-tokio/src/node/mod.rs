@@ -29,7 +29,8 @@ pub use nkcluster_core::handlers::{FunctionFn, HandlerFn, Handlers};
 use nkcluster_core::handshake::{Identity, Role, Side};
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::node::{
-    Link, LinkGone, NodeMachine, NodeSettings, Output, check_dialed_worker, worker_dial_urls,
+    Link, LinkGone, NodeMachine, NodeSettings, Output, check_dialed_worker, check_exclusive_peer,
+    worker_dial_urls,
 };
 pub use nkcluster_core::node::{NodeEvent, PeerSummary};
 use nkcluster_core::status::Status;

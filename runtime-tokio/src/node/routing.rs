@@ -198,12 +198,12 @@ impl<N: Net> Node<N> {
         if !opts.exclusive {
             return self.request(peer, class, body, opts.timeout).await;
         }
-        let Some((listen, ip)) = self
+        let Some((listen, ip, role)) = self
             .inner
             .view()
             .links()
             .first(peer)
-            .map(|l| (l.summary.listen.clone(), l.remote_ip))
+            .map(|l| (l.summary.listen.clone(), l.remote_ip, l.summary.role))
         else {
             return Err(RequestError::NotConnected);
         };
@@ -228,19 +228,13 @@ impl<N: Net> Node<N> {
                 Err(_) => return Err(RequestError::Timeout),
             };
             dialed = true;
+            // The request is queued only once the peer that answered there is checked to
+            // be `peer` (another node may listen at that URL now).
             let (tx, rx) = mpsc::channel(1);
-            let (reply_tx, reply_rx) = oneshot::channel();
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let _ = tx.try_send(Command::Request {
-                class: class.to_owned(),
-                body: body.clone(),
-                deadline: self.inner.clock.now() + left,
-                reply: reply_tx,
-            });
-            // The connection gets the only sender and drops it: once this request is
-            // answered, the driver sees no more commands can come and closes the link.
+            let (told_tx, told_rx) = oneshot::channel();
             let keys = self.inner.keys_for(None);
             let inner = self.inner.clone();
+            let sender = tx.clone();
             tokio::spawn(async move {
                 run_connection(
                     inner,
@@ -249,12 +243,47 @@ impl<N: Net> Node<N> {
                     keys,
                     remote,
                     LinkExtras {
-                        commands: Some((tx, rx)),
+                        commands: Some((sender, rx)),
+                        notify: Some(told_tx),
                         ..Default::default()
                     },
                 )
                 .await;
             });
+            let answered = match tokio::time::timeout_at(deadline, told_rx).await {
+                Ok(Ok(Ok(summary))) => summary,
+                Ok(_) => {
+                    last = RequestError::ConnectionFailed;
+                    continue;
+                }
+                Err(_) => {
+                    let _ = tx.try_send(Command::Close {
+                        reason: "timeout".into(),
+                    });
+                    return Err(RequestError::Timeout);
+                }
+            };
+            if let Err(e) = check_exclusive_peer(peer, role, &answered) {
+                warn!(node = %self.inner.config.node_id, url = %url.remote_label(), expected = %peer,
+                      answered = %answered.node_id, code = %e.code, error = %e.message,
+                      "exclusive connection reached another node; closing");
+                let _ = tx.try_send(Command::Close {
+                    reason: format!("{}: {}", e.code, e.message),
+                });
+                last = RequestError::Remote(e);
+                continue;
+            }
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let _ = tx.try_send(Command::Request {
+                class: class.to_owned(),
+                body: body.clone(),
+                deadline: self.inner.clock.now() + left,
+                reply: reply_tx,
+            });
+            // Our sender goes now: once this request is answered, the driver sees no more
+            // commands can come and closes the link.
+            drop(tx);
             match reply_rx.await {
                 Ok(r) => return r,
                 Err(_) => last = RequestError::ConnectionFailed,

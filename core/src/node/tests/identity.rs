@@ -306,3 +306,25 @@ fn a_held_or_refused_link_speaks_for_nobody() {
         event()
     )));
 }
+
+#[test]
+fn an_exclusive_connection_sends_only_to_the_node_it_was_opened_for() {
+    let w1 = peer(
+        "w1",
+        Role::Worker,
+        &["nkcluster://10.0.0.5:2000;transport=tcp"],
+    );
+    assert_eq!(check_exclusive_peer("w1", Role::Worker, &w1), Ok(()));
+    let e = check_exclusive_peer("w2", Role::Worker, &w1).expect_err("another node");
+    assert_eq!(e.code, ErrorCode::WrongNode);
+    assert_eq!(
+        e.message,
+        "w1 (worker) answered at a listen URL of w2 (worker); the request was not sent"
+    );
+    // The id, claimed by a node of another role (a worker-secret holder posing as c2).
+    let e = check_exclusive_peer("w1", Role::Control, &w1).expect_err("another role");
+    assert_eq!(
+        e.message,
+        "w1 (worker) answered at a listen URL of w1 (control); the request was not sent"
+    );
+}
