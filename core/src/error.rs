@@ -102,6 +102,15 @@ codes! {
     FunctionPanicked = "function_panicked",
     /// The control node has as many event subscribers as it may.
     TooManySubscribers = "too_many_subscribers",
+    // OS processes.
+    /// A process could not be started (no such program, a bad working directory, ...).
+    SpawnFailed = "spawn_failed",
+    /// No process task of that id runs at the node.
+    ProcessNotFound = "process_not_found",
+    /// A one-shot command ran past its timeout (it was killed).
+    ExecTimeout = "exec_timeout",
+    /// The node runs as many processes as it may.
+    TooManyProcesses = "too_many_processes",
     // Files.
     /// The file system refused an operation.
     FileError = "file_error",
