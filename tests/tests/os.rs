@@ -307,6 +307,17 @@ fn restarts_on_failure_are_counted_and_then_it_gives_up() {
         task_stopped(&mut events, task),
         "exit 1 (gave up after 3 restarts)"
     );
+    // The class's own events, in order before task_stopped: 4 runs, 3 restarts.
+    let count = |events: &mut Daemon, what: &str| {
+        events
+            .lines()
+            .iter()
+            .filter(|l| l.contains(&format!("\"task\":{task}")) && l.contains(what))
+            .count()
+    };
+    assert_eq!(count(&mut events, "\"spawned\""), 4);
+    assert_eq!(count(&mut events, "\"exited\":\"exit 1\""), 4);
+    assert_eq!(count(&mut events, "\"restarting\""), 3);
     for attempt in 1..=3 {
         c.worker.wait_line("a restart", |l| {
             l.contains("process restarted") && has(l, "attempt", &attempt.to_string())
@@ -331,7 +342,9 @@ fn restarts_on_failure_are_counted_and_then_it_gives_up() {
 #[test]
 fn logs_give_the_tail_of_the_output() {
     let c = cluster();
+    let mut events = c.follow_events();
     let (task, pid) = c.start(&[
+        "--stream",
         "--",
         "sh",
         "-c",
@@ -362,6 +375,13 @@ fn logs_give_the_tail_of_the_output() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(v, serde_json::json!(["1000", "oops"]));
+    // --stream: each line is an event too.
+    events.wait_line("line 1000 as an event", |l| {
+        l.contains("{\"stdout\":\"1000\"}")
+    });
+    events.wait_line_after(0, "the stderr line as an event", |l| {
+        l.contains("{\"stderr\":\"oops\"}")
+    });
     let out = c.cli(&["proc", "stop", "w1", &task.to_string()]);
     assert!(out.status.success(), "{out:?}");
 }
@@ -386,4 +406,93 @@ fn node_status_stopping_stops_every_process() {
     events.wait_line("the node stopped", |l| {
         l.contains("\"node_status\"") && l.contains("\"stopped\"")
     });
+}
+
+#[test]
+fn limits_apply_to_the_command() {
+    let c = cluster();
+    // The command sees its limits (sh's ulimit reports KiB).
+    let out = c.cli(&[
+        "exec",
+        "w1",
+        "--cpu-secs",
+        "7",
+        "--mem-bytes",
+        "1048576000",
+        "--",
+        "sh",
+        "-c",
+        "ulimit -t; ulimit -v",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "7\n1024000\n");
+    // A busy loop past its CPU time is killed (soft and hard limit alike: SIGKILL).
+    let out = c.cli(&[
+        "exec",
+        "w1",
+        "--cpu-secs",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_may_not_start_processes() {
+    use nkcluster::node::NodeEvent;
+    use nkcluster_core::cluster::{ClusterRequest, JobCall};
+    use nkcluster_core::conn::RequestError;
+    use nkcluster_core::os::{Command as OsCmd, ExecSpec, OsRequest, ProcSpec};
+
+    let (mut control, port) = Daemon::control("c1", &[]);
+    let dir = nkcluster_tests::TempDir::new("os-refused");
+    let marker = dir.path().join("ran");
+    // A worker of the library (same password and key derivation as the daemon).
+    let mut w = nkcluster::config::NodeConfig::new("w1");
+    w.control = false;
+    w.cluster_addr =
+        nkcluster_core::url::parse_url_list(&format!("nkcluster://127.0.0.1:{port}")).expect("url");
+    let worker = nkcluster_tests::inproc::start(w).await;
+    let mut mine = worker.subscribe();
+    while !worker.peers().iter().any(|p| p.node_id == "c1") {
+        nkcluster_tests::inproc::wait_event(&mut mine, "w1's link up", |e| {
+            matches!(e, NodeEvent::LinkUp { .. })
+        })
+        .await;
+    }
+    let touch = OsCmd::new(["touch", &marker.display().to_string()]);
+    let exec = OsRequest::Exec(ExecSpec {
+        command: touch.clone(),
+        timeout_ms: None,
+    });
+    let start = ProcSpec {
+        command: touch,
+        ..Default::default()
+    };
+    let attacks = [
+        JobCall::Request {
+            class: "nkcluster.os".into(),
+            body: postcard::to_allocvec(&exec).expect("enc").into(),
+        },
+        JobCall::Task {
+            class: "nkcluster.os".into(),
+            body: postcard::to_allocvec(&start).expect("enc").into(),
+            id: None,
+        },
+    ];
+    for call in attacks {
+        let (class, body) = ClusterRequest::Job(call).encode().expect("encodes");
+        match worker.request("c1", class, body, DEADLINE).await {
+            Err(RequestError::Remote(e)) => assert_eq!(e.code, "forbidden", "{e:?}"),
+            other => panic!("a worker's os request: {other:?}"),
+        }
+        control.wait_line("the refusal logged with who tried", |l| {
+            l.contains("refused: forbidden") && has(l, "peer", "w1")
+        });
+    }
+    assert!(!marker.exists(), "nothing ran");
+    worker.shutdown_and_wait(Duration::from_secs(2)).await;
 }

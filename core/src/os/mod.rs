@@ -45,7 +45,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// command runs).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
-    /// CPU time, seconds (`RLIMIT_CPU`: SIGXCPU, then SIGKILL).
+    /// CPU time, seconds (`RLIMIT_CPU`, soft and hard: SIGKILL once spent).
     pub cpu_secs: Option<u64>,
     /// Address space, bytes (`RLIMIT_AS`: allocations beyond it fail).
     pub mem_bytes: Option<u64>,

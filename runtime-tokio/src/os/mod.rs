@@ -219,6 +219,28 @@ impl JobClass for OsClass {
     }
 }
 
+/// An event of this class as JSON for `nkcluster events` (`None`: another class's, or
+/// one that does not decode).
+pub fn event_json(class: &str, body: &[u8]) -> Option<serde_json::Value> {
+    if class != CLASS {
+        return None;
+    }
+    let stream = |s: Stream| match s {
+        Stream::Stdout => "stdout",
+        Stream::Stderr => "stderr",
+    };
+    Some(match postcard::from_bytes::<OsEvent>(body).ok()? {
+        OsEvent::Spawned { pid, attempt } => {
+            serde_json::json!({"spawned": {"pid": pid, "attempt": attempt}})
+        }
+        OsEvent::Exited(s) => serde_json::json!({"exited": s.describe()}),
+        OsEvent::Restarting { attempt, after_ms } => {
+            serde_json::json!({"restarting": {"attempt": attempt, "after_ms": after_ms}})
+        }
+        OsEvent::Line { stream: s, line } => serde_json::json!({stream(s): line}),
+    })
+}
+
 /// What a cluster request asks of this class, for the log (`None`: not this class's).
 fn describe(req: &ClusterRequest) -> Option<String> {
     let argv = |c: &Command| c.argv.join(" ");
