@@ -184,13 +184,13 @@ fn exec_prints_the_output_and_exits_with_the_commands_code() {
     c.control.wait_line("the admin's request logged", |l| {
         l.contains("nkcluster.os request")
             && has(l, "role", "admin")
-            && l.contains("exec uname -a (routed to w1)")
+            && l.contains(r#"exec ["uname", "-a"] (routed to w1)"#)
     });
     c.worker.wait_line("the request logged at the worker", |l| {
         l.contains("nkcluster.os request")
             && has(l, "peer", "c1")
             && has(l, "role", "control")
-            && l.contains("exec uname -a")
+            && l.contains(r#"exec ["uname", "-a"]"#)
     });
 }
 

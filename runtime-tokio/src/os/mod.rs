@@ -243,7 +243,8 @@ pub fn event_json(class: &str, body: &[u8]) -> Option<serde_json::Value> {
 
 /// What a cluster request asks of this class, for the log (`None`: not this class's).
 fn describe(req: &ClusterRequest) -> Option<String> {
-    let argv = |c: &Command| c.argv.join(" ");
+    // Quoted, so that the log says exactly what runs.
+    let argv = |c: &Command| format!("{:?}", c.argv);
     match req {
         ClusterRequest::Job(JobCall::Request { class, body }) if class == CLASS => {
             Some(match postcard::from_bytes::<OsRequest>(body) {
