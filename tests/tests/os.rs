@@ -343,27 +343,22 @@ fn restarts_on_failure_are_counted_and_then_it_gives_up() {
 fn logs_give_the_tail_of_the_output() {
     let c = cluster();
     let mut events = c.follow_events();
-    let (task, pid) = c.start(&[
-        "--stream",
-        "--",
-        "sh",
-        "-c",
-        "seq 1 1000; echo oops >&2; exec sleep 600",
-    ]);
-    let _reap = Reap(pid);
-    let want = "997\n998\n999\n1000\noops";
-    let until = Instant::now() + DEADLINE;
-    let mut last;
     // The output arrives while the command runs: ask until it is all there.
-    loop {
-        let out = c.cli(&["proc", "logs", "w1", &task.to_string(), "--lines", "5"]);
-        assert!(out.status.success(), "{out:?}");
-        last = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if last == want || Instant::now() > until {
-            break;
+    let tail_until = |task: u64, lines: &str, want: &str| {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let out = c.cli(&["proc", "logs", "w1", &task.to_string(), "--lines", lines]);
+            assert!(out.status.success(), "{out:?}");
+            let last = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if last == want {
+                return;
+            }
+            assert!(Instant::now() < until, "{last:?}, not {want:?}");
         }
-    }
-    assert_eq!(last, want);
+    };
+    let (task, pid) = c.start(&["--stream", "--", "sh", "-c", "seq 1 1000; exec sleep 600"]);
+    let _reap = Reap(pid);
+    tail_until(task, "5", "996\n997\n998\n999\n1000");
     let out = c.cli(&[
         "proc",
         "logs",
@@ -374,16 +369,29 @@ fn logs_give_the_tail_of_the_output() {
         "--json",
     ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(v, serde_json::json!(["1000", "oops"]));
+    assert_eq!(v, serde_json::json!(["999", "1000"]));
+    // Standard error is kept too (the two streams are read apart, so lines of both are
+    // in the order the node read them).
+    let (err_task, err_pid) = c.start(&[
+        "--stream",
+        "--",
+        "sh",
+        "-c",
+        "echo oops >&2; exec sleep 600",
+    ]);
+    let _reap_err = Reap(err_pid);
+    tail_until(err_task, "5", "oops");
     // --stream: each line is an event too.
-    events.wait_line("line 1000 as an event", |l| {
+    events.wait_line_after(0, "line 1000 as an event", |l| {
         l.contains("{\"stdout\":\"1000\"}")
     });
     events.wait_line_after(0, "the stderr line as an event", |l| {
         l.contains("{\"stderr\":\"oops\"}")
     });
-    let out = c.cli(&["proc", "stop", "w1", &task.to_string()]);
-    assert!(out.status.success(), "{out:?}");
+    for t in [task, err_task] {
+        let out = c.cli(&["proc", "stop", "w1", &t.to_string()]);
+        assert!(out.status.success(), "{out:?}");
+    }
 }
 
 #[test]
