@@ -157,6 +157,17 @@ fn exec_prints_the_output_and_exits_with_the_commands_code() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi there\n/tmp\n");
 
+    // The node's own settings (NKCLUSTER_LOG here; its passwords alike) stay the node's.
+    let out = c.cli(&[
+        "exec",
+        "w1",
+        "--",
+        "sh",
+        "-c",
+        "echo \"${NKCLUSTER_LOG:-unset}\"",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "unset\n", "{out:?}");
+
     // A signal: 128 + its number, like a shell.
     let out = c.cli(&["exec", "w1", "--", "sh", "-c", "kill -KILL $$"]);
     assert_eq!(out.status.code(), Some(137), "{out:?}");

@@ -103,6 +103,13 @@ impl Command {
         Ok(())
     }
 
+    /// Whether a variable of the node's own environment is left out of the command's:
+    /// the node's `NKCLUSTER_*` settings (its passwords among them) are the node's, not
+    /// the command's (a caller passes what the command needs in [`env`](Self::env)).
+    pub fn strips_inherited(name: &str) -> bool {
+        name.starts_with("NKCLUSTER_")
+    }
+
     /// The argv actually started: `argv` itself, or with limits, through `/bin/sh`
     /// setting them (`ulimit -t` seconds, `-v` KiB) and then `exec`ing the command with
     /// its arguments untouched (`"$@"`): the command replaces the shell, so its pid is

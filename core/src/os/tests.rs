@@ -265,3 +265,13 @@ fn wire_types_round_trip() {
     let b = postcard::to_allocvec(&ev).expect("enc");
     assert_eq!(postcard::from_bytes::<OsEvent>(&b).expect("dec"), ev);
 }
+
+#[test]
+fn the_nodes_own_settings_are_not_inherited() {
+    assert!(Command::strips_inherited("NKCLUSTER_PASSWORD"));
+    assert!(Command::strips_inherited("NKCLUSTER_WORKER_PASSWORD"));
+    assert!(Command::strips_inherited("NKCLUSTER_LOG"));
+    assert!(!Command::strips_inherited("PATH"));
+    assert!(!Command::strips_inherited("HOME"));
+    assert!(!Command::strips_inherited("nkcluster_x"));
+}

@@ -78,6 +78,11 @@ fn signal(pgid: u32, sig: Signal) {
 pub(super) fn spawn(cmd: &Command) -> Result<Child, RemoteError> {
     let argv = cmd.launch_argv();
     let mut c = tokio::process::Command::new(&argv[0]);
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(Command::strips_inherited) {
+            c.env_remove(k);
+        }
+    }
     c.args(&argv[1..])
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
