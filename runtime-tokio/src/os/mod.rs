@@ -53,6 +53,19 @@ pub(crate) struct Shared {
     grace: Duration,
 }
 
+impl Shared {
+    /// Asks the task to stop with `grace` (the first stop asked counts).
+    fn ask_stop(&self, grace: Duration) {
+        self.stop.send_if_modified(|s| {
+            let first = s.is_none();
+            if first {
+                *s = Some(grace);
+            }
+            first
+        });
+    }
+}
+
 type Table = Arc<Mutex<ProcTable<Entry>>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -181,13 +194,7 @@ impl JobClass for OsClass {
             OsCommand::Tail { lines } => Ok(OsReply::Tail(lock(&shared.ring).tail(lines as usize))),
             OsCommand::Stop { grace_ms } => {
                 let grace = grace_ms.map_or(shared.grace, |ms| nkcluster_core::os::grace(Some(ms)));
-                shared.stop.send_if_modified(|s| {
-                    let first = s.is_none();
-                    if first {
-                        *s = Some(grace);
-                    }
-                    first
-                });
+                shared.ask_stop(grace);
                 let mut done = shared.done.subscribe();
                 // It ends within the grace (SIGKILL then); a little more for the exit to
                 // be reaped.
@@ -206,14 +213,7 @@ impl JobClass for OsClass {
     fn status(&self, task: u64, status: Status) {
         if matches!(status, Status::Stopping | Status::Stopped) {
             if let Ok(shared) = self.shared(task) {
-                let grace = shared.grace;
-                shared.stop.send_if_modified(|s| {
-                    let first = s.is_none();
-                    if first {
-                        *s = Some(grace);
-                    }
-                    first
-                });
+                shared.ask_stop(shared.grace);
             }
         }
     }
