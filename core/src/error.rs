@@ -106,6 +106,15 @@ codes! {
     TooManySubscribers = "too_many_subscribers",
     /// A worker sent events of more job classes than a control node remembers per worker.
     TooManyClasses = "too_many_classes",
+    // OS processes.
+    /// A process could not be started (no such program, a bad working directory, ...).
+    SpawnFailed = "spawn_failed",
+    /// No process task of that id runs at the node.
+    ProcessNotFound = "process_not_found",
+    /// A one-shot command ran past its timeout (it was killed).
+    ExecTimeout = "exec_timeout",
+    /// The node runs as many processes as it may.
+    TooManyProcesses = "too_many_processes",
     // Files.
     /// The file system refused an operation.
     FileError = "file_error",

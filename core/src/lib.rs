@@ -68,6 +68,7 @@ pub mod mesh;
 pub mod message;
 pub mod meta;
 pub mod node;
+pub mod os;
 pub mod outbox;
 pub mod proxy;
 pub mod pump;

@@ -10,6 +10,7 @@
 //! - [`driver`]: the per-connection I/O loop.
 //! - [`node`]: the daemon: listeners, connector, peers, proxies, routing, request API.
 //! - [`jobs`]: job classes (requests, tasks, commands, events) and the core class types.
+//! - [`os`]: the built-in class `nkcluster.os` (OS processes).
 //! - [`config`]: options (file, environment, flags).
 //! - [`cli`]: the `nkcluster` command.
 //!
@@ -46,4 +47,5 @@ pub mod jobs;
 pub mod linkio;
 pub mod net;
 pub mod node;
+pub mod os;
 pub mod transport;

@@ -100,7 +100,11 @@ pub(super) fn emit(args: &AdminArgs, value: serde_json::Value, text: &str) -> Ex
 fn event_line(ev: &crate::jobs::EventMsg, json: bool) -> String {
     use crate::jobs::WireEvent;
     let (kind, detail) = match &ev.event {
-        WireEvent::User(b) => ("event", serde_json::json!({ "bytes": b.len() })),
+        WireEvent::User(b) => (
+            "event",
+            crate::os::event_json(&ev.class, b)
+                .unwrap_or_else(|| serde_json::json!({ "bytes": b.len() })),
+        ),
         WireEvent::TaskStarted => ("task_started", serde_json::Value::Null),
         WireEvent::TaskStopped(r) => ("task_stopped", serde_json::json!(r)),
         WireEvent::NodeStatus(s) => ("node_status", serde_json::json!(s)),

@@ -77,7 +77,8 @@ pub(super) async fn run_node(args: NodeArgs) -> ExitCode {
         warn!(node = %config.node_id,
               "this node neither listens (listen is empty) nor dials anyone (no cluster_addr): nothing can reach it");
     }
-    let node = match Node::start(config, env()).await {
+    let node_id = config.node_id.clone();
+    let node = match Node::start_with(config, env(), Some(os_handlers(&node_id))).await {
         Ok(n) => n,
         Err(e) => {
             error!("{e}");
@@ -129,7 +130,7 @@ pub(super) async fn run_dev(args: DevArgs) -> ExitCode {
             c.cluster_addr = parse_url_list(&dev1).unwrap_or_default();
         }
         let listen = c.listen.iter().map(|u| u.to_string()).collect::<Vec<_>>();
-        match Node::start(c, env()).await {
+        match Node::start_with(c, env(), Some(os_handlers(&format!("dev{i}")))).await {
             Ok(n) => {
                 outln!(
                     "dev{i}  {:<8} {}",
@@ -204,4 +205,9 @@ pub(super) async fn run_dev(args: DevArgs) -> ExitCode {
         n.shutdown_and_wait(STOP_LIMIT).await;
     }
     ExitCode::SUCCESS
+}
+
+/// A daemon's handlers: the built-in ones and the `nkcluster.os` class.
+fn os_handlers(node_id: &str) -> crate::node::Handlers {
+    crate::os::daemon_handlers(node_id)
 }

@@ -6,6 +6,7 @@
 //!
 //! - [`daemon`]: `node` and `dev`.
 //! - [`admin`]: the admin client commands.
+//! - [`proc`]: `exec` and `proc` (OS processes on a node).
 
 /// Prints a line on stdout; a closed stdout (`nkcluster events | head -1`) ends the
 /// command quietly instead of panicking.
@@ -23,6 +24,7 @@ macro_rules! outln {
 mod admin;
 mod daemon;
 mod lifecycle;
+mod proc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -162,6 +164,11 @@ pub enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Run a command on a node to completion: prints its output, exits with its code.
+    Exec(Box<proc::ExecArgs>),
+    /// OS processes on a node: start, stop, list, logs.
+    #[command(subcommand)]
+    Proc(proc::ProcCmd),
 }
 
 /// How the admin commands reach a control node.
@@ -413,7 +420,9 @@ pub fn main() -> ExitCode {
         | Cmd::Join { .. }
         | Cmd::Connect { .. }
         | Cmd::Remove { .. }
-        | Cmd::Events { .. } => "off",
+        | Cmd::Events { .. }
+        | Cmd::Exec(_)
+        | Cmd::Proc(_) => "off",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -447,6 +456,8 @@ pub fn main() -> ExitCode {
             } => run_set_status(admin, node, status).await,
             Cmd::Tasks { node, class, admin } => run_tasks(admin, node, class).await,
             Cmd::Events { follow, admin } => run_events(admin, follow).await,
+            Cmd::Exec(a) => proc::run_exec(*a).await,
+            Cmd::Proc(c) => proc::run_proc(c).await,
             Cmd::Meta {
                 node,
                 action,

@@ -53,6 +53,7 @@ impl<N: Net> Inner<N> {
             Some(Err(e)) => return Answer::Now(Err(RemoteError::new(e.code(), e.to_string()))),
             Some(Ok(req)) => req,
         };
+        crate::os::audit(&self.config.node_id, peer, role, &req);
         let redirect = match &req {
             ClusterRequest::Redirect(urls) => Some(urls.clone()),
             _ => None,
