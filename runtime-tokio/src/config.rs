@@ -72,6 +72,9 @@ pub struct NodeConfig {
     /// Events a worker keeps while it has no control link (its tasks keep running);
     /// beyond it the oldest are dropped and their classes hear `events_lost`.
     pub event_buffer: usize,
+    /// Limits of code loaded over the wire (`nkcluster load`): module size and count,
+    /// fuel per call, memory.
+    pub modules: nkcluster_core::modules::ModulesConfig,
 }
 
 impl NodeConfig {
@@ -98,6 +101,7 @@ impl NodeConfig {
             admission: AdmissionConfig::default(),
             files_dir: default_files_dir(),
             event_buffer: EVENT_BUFFER,
+            modules: Default::default(),
         }
     }
 }
@@ -196,6 +200,9 @@ pub struct RawOptions {
     pub dns_server: Option<String>,
     /// `event_buffer`: events a worker keeps while it has no control link (0: none).
     pub event_buffer: Option<usize>,
+    /// `wasm_fuel`: fuel each call of a loaded module may burn (about one unit per
+    /// instruction; 1 to 10^12).
+    pub wasm_fuel: Option<u64>,
 }
 
 impl RawOptions {
@@ -242,7 +249,8 @@ impl RawOptions {
             max_handshakes_per_source,
             files_dir,
             dns_server,
-            event_buffer
+            event_buffer,
+            wasm_fuel
         );
         self
     }
@@ -317,6 +325,15 @@ impl RawOptions {
                 ));
             }
             c.event_buffer = n;
+        }
+        if let Some(n) = self.wasm_fuel {
+            if !(1..=1_000_000_000_000).contains(&n) {
+                return Err(invalid(
+                    "wasm_fuel",
+                    format!("{n} is not between 1 and 10^12"),
+                ));
+            }
+            c.modules.fuel_per_call = n;
         }
         c.backoff.max_attempts = self.connect_attempts;
         for (name, ms, field) in [
@@ -446,6 +463,28 @@ mod tests {
         assert_eq!(
             too_many.build("n1").expect_err("too many").to_string(),
             "invalid event_buffer: 10000001 is more than 10000000"
+        );
+    }
+
+    #[test]
+    fn wasm_fuel_comes_from_the_file_and_is_bounded() {
+        assert_eq!(
+            RawOptions::default()
+                .build("n1")
+                .expect("valid")
+                .modules
+                .fuel_per_call,
+            nkcluster_core::modules::DEFAULT_FUEL
+        );
+        let file: RawOptions = toml::from_str("wasm_fuel = 5000\n").expect("toml");
+        assert_eq!(file.build("n1").expect("valid").modules.fuel_per_call, 5000);
+        let zero = RawOptions {
+            wasm_fuel: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            zero.build("n1").expect_err("zero").to_string(),
+            "invalid wasm_fuel: 0 is not between 1 and 10^12"
         );
     }
 

@@ -11,6 +11,7 @@
 //! - [`node`]: the daemon: listeners, connector, peers, proxies, routing, request API.
 //! - [`jobs`]: job classes (requests, tasks, commands, events) and the core class types.
 //! - [`config`]: options (file, environment, flags).
+//! - [`wasm`]: the WebAssembly engine of code loaded over the wire (`nkcluster load`).
 //! - [`cli`]: the `nkcluster` command.
 //!
 //! ```no_run
@@ -47,3 +48,4 @@ pub mod linkio;
 pub mod net;
 pub mod node;
 pub mod transport;
+pub mod wasm;

@@ -6,6 +6,7 @@
 //!
 //! - [`daemon`]: `node` and `dev`.
 //! - [`admin`]: the admin client commands.
+//! - [`load`]: `load`, code over the wire (WebAssembly).
 
 /// Prints a line on stdout; a closed stdout (`nkcluster events | head -1`) ends the
 /// command quietly instead of panicking.
@@ -23,6 +24,7 @@ macro_rules! outln {
 mod admin;
 mod daemon;
 mod lifecycle;
+pub mod load;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -150,7 +152,11 @@ pub enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Load a WebAssembly module (`.wasm`, or `.wat` text) on a node as the function
+    /// `--name` (then `call NODE NAME ARGS…`).
+    Load(load::LoadArgs),
     /// Call a named function on a node (built in: `node`, `echo`) and print its result.
+    #[command(allow_negative_numbers = true)]
     Call {
         /// Node id (any node of the cluster; routed to it through its control node).
         node: String,
@@ -290,6 +296,11 @@ pub struct NodeArgs {
     /// this) [default: 10000; 0: none kept].
     #[arg(long, env = "NKCLUSTER_EVENT_BUFFER")]
     pub event_buffer: Option<usize>,
+    /// Fuel each call of a module loaded with `nkcluster load` may burn, about one unit
+    /// per WebAssembly instruction; a call that runs out ends with `out_of_fuel`
+    /// [default: 50000000].
+    #[arg(long, env = "NKCLUSTER_WASM_FUEL")]
+    pub wasm_fuel: Option<u64>,
 }
 
 impl NodeArgs {
@@ -327,6 +338,7 @@ impl NodeArgs {
             files_dir: self.files_dir.clone(),
             dns_server: self.dns_server.clone(),
             event_buffer: self.event_buffer,
+            wasm_fuel: self.wasm_fuel,
         }
     }
 
@@ -400,7 +412,8 @@ pub fn main() -> ExitCode {
         | Cmd::Join { .. }
         | Cmd::Connect { .. }
         | Cmd::Remove { .. }
-        | Cmd::Events { .. } => "off",
+        | Cmd::Events { .. }
+        | Cmd::Load(_) => "off",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -418,6 +431,7 @@ pub fn main() -> ExitCode {
             Cmd::Dev(args) => run_dev(args).await,
             Cmd::Nodes(admin) => run_admin(admin, None).await,
             Cmd::NodeInfo { id, admin } => run_admin(admin, Some(id)).await,
+            Cmd::Load(args) => load::run_load(args).await,
             Cmd::Join { url, admin } => lifecycle::run_dial(admin, url, true).await,
             Cmd::Connect { url, admin } => lifecycle::run_dial(admin, url, false).await,
             Cmd::Remove { node, force, admin } => lifecycle::run_remove(admin, node, force).await,
