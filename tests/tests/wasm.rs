@@ -84,7 +84,8 @@ const IMPORTS: &str = r#"(module
   (import "env" "clock" (func $clock (result i64)))
   (func (export "run") (result i64) call $clock))"#;
 
-/// The worker's information, asked by an admin client of this test's own.
+/// The worker's information (and a `spawn_call`), asked by an admin client of this
+/// test's own.
 fn modules_of_w1(port: u16) -> Vec<(String, u64, String)> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -110,10 +111,13 @@ fn modules_of_w1(port: u16) -> Vec<(String, u64, String)> {
             .connect(&format!("nkcluster://127.0.0.1:{port}"))
             .await
             .expect("reaches c1");
-        let info = admin
-            .get_info("w1", Duration::from_secs(10))
-            .await
-            .expect("w1's information");
+        let t = Duration::from_secs(10);
+        // spawn_call (the blocking pool) reaches loaded modules too.
+        assert_eq!(
+            admin.spawn_call("w1", "add", &["2", "3"], t).await,
+            Ok("105".to_owned())
+        );
+        let info = admin.get_info("w1", t).await.expect("w1's information");
         admin.shutdown_and_wait(Duration::from_secs(1)).await;
         info.modules
             .into_iter()
