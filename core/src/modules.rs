@@ -96,10 +96,8 @@ pub struct ModuleInfo {
 #[derive(Debug, Clone, Default)]
 pub struct ModuleRegistry {
     config: ModulesConfig,
+    /// By name (names are never unloaded, so a version is never reused).
     modules: BTreeMap<String, ModuleInfo>,
-    /// The last version given to each name (kept after nothing: names are never unloaded,
-    /// so a version is never reused).
-    versions: BTreeMap<String, u64>,
 }
 
 impl ModuleRegistry {
@@ -174,8 +172,7 @@ impl ModuleRegistry {
         loaded_by: String,
     ) -> Result<LoadReply, RemoteError> {
         self.check(name, size, false)?;
-        let version = self.versions.get(name).copied().unwrap_or(0) + 1;
-        self.versions.insert(name.to_owned(), version);
+        let version = self.modules.get(name).map_or(0, |m| m.version) + 1;
         let module = ModuleInfo {
             name: name.to_owned(),
             version,

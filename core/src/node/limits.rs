@@ -20,9 +20,10 @@ pub struct TableSize {
 impl<H: Clone> NodeMachine<H> {
     /// The size of every bounded table, in a fixed order: membership records (control
     /// members), workers remembered, event subscribers, recent events, open file
-    /// transfers, data registry bytes, events buffered while disconnected.
+    /// transfers, data registry bytes, events buffered while disconnected, loaded
+    /// modules.
     pub fn table_sizes(&self) -> Vec<TableSize> {
-        let mut v = Vec::with_capacity(7);
+        let mut v = Vec::with_capacity(8);
         if let Some(m) = &self.membership {
             v.push(TableSize {
                 table: "membership records",
@@ -61,6 +62,11 @@ impl<H: Clone> NodeMachine<H> {
                 table: "buffered events",
                 len: self.outbox.len(),
                 max: self.settings.outbox.max_events,
+            },
+            TableSize {
+                table: "loaded modules",
+                len: self.modules.len(),
+                max: self.modules.config().max_modules,
             },
         ]);
         v

@@ -34,12 +34,13 @@ fn every_bounded_table_is_measured_against_its_own_limit() {
             size("open file transfers", 0, 64),
             size("data registry bytes", 6, 16),
             size("buffered events", 0, 3),
+            size("loaded modules", 0, 64),
         ]
     );
     // A worker has no membership.
     let mut w = machine("w1", Role::Worker);
     assert_eq!(w.table_sizes()[0], size("workers remembered", 0, 100));
-    assert_eq!(w.table_sizes().len(), 6);
+    assert_eq!(w.table_sizes().len(), 7);
     // Events kept while disconnected: never more than the limit.
     for n in 0..5 {
         w.handle_own_event(
