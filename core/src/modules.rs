@@ -92,6 +92,18 @@ pub struct ModuleInfo {
     pub loaded_by: String,
 }
 
+/// Who loaded a module, for the log and `get_info`: the authenticated peer, its role,
+/// and the client id the request claims (peer input: control characters dropped, at most
+/// [`MAX_NAME`] characters kept).
+pub fn loaded_by(peer: &str, role: &str, origin: &str) -> String {
+    let origin: String = origin
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME)
+        .collect();
+    format!("{peer} ({role}, says {origin})")
+}
+
 /// Loaded modules by name. See the module docs.
 #[derive(Debug, Clone, Default)]
 pub struct ModuleRegistry {
@@ -281,6 +293,19 @@ mod tests {
             vec![("add", 3), ("mul", 1)]
         );
         assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn who_loaded_is_the_peer_and_a_cleaned_claim() {
+        assert_eq!(
+            loaded_by("c1", "control", "admin-7"),
+            "c1 (control, says admin-7)"
+        );
+        let long = format!("x\n{}", "y".repeat(100));
+        assert_eq!(
+            loaded_by("c1", "control", &long),
+            format!("c1 (control, says x{})", "y".repeat(MAX_NAME - 1))
+        );
     }
 
     #[test]

@@ -199,7 +199,7 @@ impl<H: Clone> NodeMachine<H> {
             // Code over the wire: admin clients and control members only (a worker was
             // refused above; this says it again where it matters most).
             ClusterRequest::Load(req) if matches!(role, Role::Admin | Role::Control) => {
-                let by = format!("{from} ({}, says {})", role.as_str(), req.origin);
+                let by = crate::modules::loaded_by(from, role.as_str(), &req.origin);
                 shell(ShellWork::Load { req, by })
             }
             req @ (ClusterRequest::Dial(_) | ClusterRequest::Remove(_)) => {

@@ -20,7 +20,8 @@ impl<N: Net> Inner<N> {
         let me = self.config.node_id.clone();
         let code_function = self.handlers.is_code_function(&req.name);
         if let Err(e) = b.check_module(&req.name, req.module.len(), code_function) {
-            warn!(node = %me, module = %req.name, by = %by, code = %e.code, "module refused: {}", e.message);
+            // The name is not checked yet: quoted.
+            warn!(node = %me, module = ?req.name, by = %by, code = %e.code, "module refused: {}", e.message);
             responder.reply(Err(e));
             return;
         }
