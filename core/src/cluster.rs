@@ -52,6 +52,11 @@ pub const CLASS_JOB_EVENT: &str = "nkcluster.job_event";
 /// body): the events the worker kept while disconnected go out on this link.
 pub const CLASS_PLACED: &str = "nkcluster.placed";
 
+/// Admin or control peer to any node: load a WebAssembly module as a named function
+/// (a [`LoadRequest`](crate::modules::LoadRequest), postcard). Reply: a
+/// [`LoadReply`](crate::modules::LoadReply).
+pub const CLASS_LOAD: &str = "nkcluster.load";
+
 /// Admin request to a control node: dial a URL (a [`DialRequest`], postcard): `join`
 /// (a control node: we join its control cluster) or `connect` (a listening worker: the
 /// cluster serves it, its proxy at its owner). Reply: the id of the node that answered,
@@ -172,6 +177,8 @@ pub struct NodeInfo {
     pub meta: String,
     /// Machine figures.
     pub stats: Stats,
+    /// The modules loaded over the wire, by name.
+    pub modules: Vec<crate::modules::ModuleInfo>,
 }
 
 /// Machine figures, gathered with `sysinfo`.
@@ -325,6 +332,8 @@ pub enum ClusterRequest {
     Dial(DialRequest),
     /// Forget a node whose link is lost (admin; `local` between members).
     Remove(RemoveRequest),
+    /// Load a WebAssembly module as a named function (admin and control peers).
+    Load(crate::modules::LoadRequest),
 }
 
 /// A cluster request that does not decode: the class, and why (decoding holds no state).
@@ -345,7 +354,7 @@ impl ClusterDecodeError {
 }
 
 /// Every class name of the cluster protocol.
-pub const CLASSES: [&str; 16] = [
+pub const CLASSES: [&str; 17] = [
     CLASS_NODES,
     CLASS_NODE_INFO,
     CLASS_LOCAL_NODES,
@@ -362,6 +371,7 @@ pub const CLASSES: [&str; 16] = [
     CLASS_PLACED,
     CLASS_DIAL,
     CLASS_REMOVE,
+    CLASS_LOAD,
 ];
 
 impl ClusterRequest {
@@ -404,6 +414,7 @@ impl ClusterRequest {
             CLASS_PLACED => Ok(ClusterRequest::Placed),
             CLASS_DIAL => typed(class, body).map(ClusterRequest::Dial),
             CLASS_REMOVE => typed(class, body).map(ClusterRequest::Remove),
+            CLASS_LOAD => typed(class, body).map(ClusterRequest::Load),
             _ => return None,
         })
     }
@@ -427,6 +438,7 @@ impl ClusterRequest {
             ClusterRequest::Placed => CLASS_PLACED,
             ClusterRequest::Dial(_) => CLASS_DIAL,
             ClusterRequest::Remove(_) => CLASS_REMOVE,
+            ClusterRequest::Load(_) => CLASS_LOAD,
         }
     }
 
@@ -459,6 +471,7 @@ impl ClusterRequest {
             ClusterRequest::Placed => (CLASS_PLACED, Bytes::new()),
             ClusterRequest::Dial(r) => (CLASS_DIAL, enc(r)?),
             ClusterRequest::Remove(r) => (CLASS_REMOVE, enc(r)?),
+            ClusterRequest::Load(r) => (CLASS_LOAD, enc(r)?),
         })
     }
 }
@@ -546,6 +559,11 @@ mod tests {
             ClusterRequest::Job(JobCall::SetStatus(Status::Standby)),
             ClusterRequest::JobEvent(event),
             ClusterRequest::Placed,
+            ClusterRequest::Load(crate::modules::LoadRequest {
+                name: "add".into(),
+                module: Bytes::from_static(b"\0asm\x01\0\0\0"),
+                origin: "admin-1".into(),
+            }),
         ];
         for r in all {
             let (class, body) = r.encode().expect("encodes");

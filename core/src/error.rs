@@ -96,7 +96,7 @@ codes! {
     InvalidStatus = "invalid_status",
     /// No data under that key.
     NotFound = "not_found",
-    /// The data registry is full.
+    /// The data registry is full, or a module is over the size limit.
     TooLarge = "too_large",
     /// A job class callback panicked.
     CallbackPanicked = "callback_panicked",
@@ -163,6 +163,17 @@ codes! {
     TlsConfig = "tls_config",
     /// The WebSocket layer failed.
     WsError = "ws_error",
+    // Code loaded over the wire.
+    /// A module that does not validate or compile, or does not follow the calling
+    /// convention.
+    InvalidModule = "invalid_module",
+    /// The node has as many loaded modules as it may.
+    TooManyModules = "too_many_modules",
+    /// A loaded module's call burnt all its fuel (an endless loop ends so).
+    OutOfFuel = "out_of_fuel",
+    /// A loaded module's call trapped (unreachable, division by zero, out-of-bounds
+    /// access, ...); the message says which.
+    WasmTrap = "wasm_trap",
     // URLs and metadata.
     /// A URL that is not `nkcluster://`.
     InvalidScheme = "invalid_scheme",

@@ -1,9 +1,14 @@
 //! What a node serves besides the cluster's own requests: handlers registered by class
 //! name (synchronous: they answer at once), the named functions that `call` reaches,
 //! and the job classes. Panics in a function are caught and answered with their message.
+//!
+//! Functions loaded at run time (WebAssembly modules, `nkcluster load`) live in a table
+//! shared by every clone of the handlers: a load is seen by the link that serves the next
+//! call and by job classes holding a clone. A call takes the function out of the table
+//! before running it, so a replacement reaches new calls only.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
@@ -24,6 +29,8 @@ use crate::message::RemoteError;
 pub struct Handlers {
     map: HashMap<String, Handler>,
     functions: HashMap<String, FunctionFn>,
+    /// Functions loaded at run time, shared by every clone.
+    loaded: Arc<RwLock<HashMap<String, FunctionFn>>>,
     classes: JobClasses,
 }
 
@@ -52,6 +59,7 @@ impl Handlers {
         let mut h = Handlers {
             map: HashMap::new(),
             functions: HashMap::new(),
+            loaded: Arc::default(),
             classes: JobClasses::new(),
         };
         h.insert_for_workers("nkcluster.echo", Ok);
@@ -81,6 +89,34 @@ impl Handlers {
         f: impl Fn(&[String]) -> Result<String, RemoteError> + Send + Sync + 'static,
     ) {
         self.functions.insert(name.to_owned(), Arc::new(f));
+    }
+
+    /// Whether a function of that name was registered in code (a module loaded at run
+    /// time may not take its name).
+    pub fn is_code_function(&self, name: &str) -> bool {
+        self.functions.contains_key(name)
+    }
+
+    /// Adds or replaces a function loaded at run time, for every clone of these handlers
+    /// (calls already running keep the function they started with).
+    pub fn set_loaded_function(&self, name: &str, f: FunctionFn) {
+        self.loaded
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), f);
+    }
+
+    /// Whether a function of that name was loaded at run time.
+    pub fn is_loaded_function(&self, name: &str) -> bool {
+        self.loaded_function(name).is_some()
+    }
+
+    fn loaded_function(&self, name: &str) -> Option<FunctionFn> {
+        self.loaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     /// Adds or replaces a handler for control members and admin clients (a worker's
@@ -136,15 +172,20 @@ impl Handlers {
         }
     }
 
-    /// Runs a named function; a function that panics is reported with its message (the
-    /// node keeps running).
+    /// Runs a named function (one loaded at run time first, then one registered in
+    /// code); a function that panics is reported with its message (the node keeps
+    /// running).
     pub fn call_function(&self, req: &CallRequest) -> Result<Bytes, RemoteError> {
-        let f = self.functions.get(&req.function).ok_or_else(|| {
-            RemoteError::new(
-                ErrorCode::UnknownFunction,
-                format!("no function {:?} is registered", req.function),
-            )
-        })?;
+        let loaded = self.loaded_function(&req.function);
+        let f = loaded
+            .as_ref()
+            .or_else(|| self.functions.get(&req.function))
+            .ok_or_else(|| {
+                RemoteError::new(
+                    ErrorCode::UnknownFunction,
+                    format!("no function {:?} is registered", req.function),
+                )
+            })?;
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&req.args)))
             .map_err(|p| RemoteError::new(ErrorCode::FunctionPanicked, panic_message(&*p)))??;
         Ok(Bytes::from(r))
@@ -183,5 +224,32 @@ mod tests {
         // Replacing a handler replaces its audience too.
         h.insert("app.report", Ok);
         assert!(!h.allows("app.report", Role::Worker));
+    }
+
+    fn call(h: &Handlers, function: &str, args: &[&str]) -> Result<String, String> {
+        h.call_function(&CallRequest {
+            function: function.into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        })
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .map_err(|e| e.code.as_str().to_owned())
+    }
+
+    #[test]
+    fn loaded_functions_are_shared_by_clones_and_replaced_for_new_calls() {
+        let h = Handlers::builtin("n1");
+        let clone = h.clone();
+        assert!(h.is_code_function("echo"));
+        assert!(!h.is_code_function("add"));
+        assert_eq!(call(&clone, "add", &[]), Err("unknown_function".into()));
+        h.set_loaded_function(
+            "add",
+            Arc::new(|a: &[String]| Ok(format!("v1 {}", a.len()))),
+        );
+        assert!(clone.is_loaded_function("add"));
+        assert_eq!(call(&clone, "add", &["1", "2"]), Ok("v1 2".into()));
+        clone.set_loaded_function("add", Arc::new(|_: &[String]| Ok("v2".into())));
+        assert_eq!(call(&h, "add", &[]), Ok("v2".into()));
+        assert_eq!(call(&h, "echo", &["a", "b"]), Ok("a b".into()));
     }
 }

@@ -21,6 +21,7 @@
 //! - [`mesh`]: one link per pair of control nodes.
 //! - [`ring`]: partition ownership, a pure function of the live members.
 //! - [`handlers`]: registered request handlers and named functions.
+//! - [`modules`]: code loaded over the wire (WebAssembly): names, versions, limits.
 //! - [`jobs`]: job classes (typed requests, tasks, commands, events) and their registry.
 //! - [`node`]: the node machine, composing the others: every decision above one link.
 //! - [`workers`]: what a control node remembers of the workers it hears (bounded).
@@ -67,6 +68,7 @@ pub mod membership;
 pub mod mesh;
 pub mod message;
 pub mod meta;
+pub mod modules;
 pub mod node;
 pub mod os;
 pub mod outbox;

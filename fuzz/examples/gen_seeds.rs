@@ -512,6 +512,14 @@ fn main() {
             id: Some(3),
         }),
         ClusterRequest::JobEvent(event),
+        ClusterRequest::Load(nkcluster_core::modules::LoadRequest {
+            name: "add".into(),
+            // (module (func (export "add") (param i32 i32) (result i32) ...)) in binary.
+            module: Bytes::from_static(
+                b"\0asm\x01\0\0\0\x01\x07\x01\x60\x02\x7f\x7f\x01\x7f\x03\x02\x01\0\x07\x07\x01\x03add\0\0\x0a\x09\x01\x07\0\x20\0\x20\x01\x6a\x0b",
+            ),
+            origin: "admin-1".into(),
+        }),
     ];
     for r in &requests {
         let (class, body) = r.encode().expect("encodes");

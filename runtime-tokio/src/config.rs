@@ -74,6 +74,9 @@ pub struct NodeConfig {
     /// Events a worker keeps while it has no control link (its tasks keep running);
     /// beyond it the oldest are dropped and their classes hear `events_lost`.
     pub event_buffer: usize,
+    /// Limits of code loaded over the wire (`nkcluster load`): module size and count,
+    /// fuel per call, memory.
+    pub modules: nkcluster_core::modules::ModulesConfig,
 }
 
 impl NodeConfig {
@@ -101,6 +104,7 @@ impl NodeConfig {
             files_dir: default_files_dir(),
             transfer_idle: nkcluster_core::transfers::TransfersConfig::default().idle_expiry,
             event_buffer: EVENT_BUFFER,
+            modules: Default::default(),
         }
     }
 }
@@ -201,6 +205,9 @@ pub struct RawOptions {
     pub dns_server: Option<String>,
     /// `event_buffer`: events a worker keeps while it has no control link (0: none).
     pub event_buffer: Option<usize>,
+    /// `wasm_fuel`: fuel each call of a loaded module may burn (about one unit per
+    /// instruction; 1 to 10^12).
+    pub wasm_fuel: Option<u64>,
     /// `key_iterations`: PBKDF2 rounds deriving the password keys (every node of a
     /// cluster and its admin clients must agree; default 600,000).
     pub key_iterations: Option<u32>,
@@ -264,7 +271,8 @@ impl RawOptions {
             transfer_idle_ms,
             dns_server,
             event_buffer,
-            key_iterations
+            key_iterations,
+            wasm_fuel
         );
         self
     }
@@ -345,6 +353,15 @@ impl RawOptions {
         }
         if let Some(n) = self.key_iterations {
             c.key_iterations = check_key_iterations(n).map_err(|e| invalid("key_iterations", e))?;
+        }
+        if let Some(n) = self.wasm_fuel {
+            if !(1..=1_000_000_000_000).contains(&n) {
+                return Err(invalid(
+                    "wasm_fuel",
+                    format!("{n} is not between 1 and 10^12"),
+                ));
+            }
+            c.modules.fuel_per_call = n;
         }
         c.backoff.max_attempts = self.connect_attempts;
         for (name, ms, field) in [
@@ -490,6 +507,28 @@ mod tests {
         assert_eq!(
             weak.build("n1").expect_err("too few").to_string(),
             "invalid key_iterations: 999 is fewer than 1000"
+        );
+    }
+
+    #[test]
+    fn wasm_fuel_comes_from_the_file_and_is_bounded() {
+        assert_eq!(
+            RawOptions::default()
+                .build("n1")
+                .expect("valid")
+                .modules
+                .fuel_per_call,
+            nkcluster_core::modules::DEFAULT_FUEL
+        );
+        let file: RawOptions = toml::from_str("wasm_fuel = 5000\n").expect("toml");
+        assert_eq!(file.build("n1").expect("valid").modules.fuel_per_call, 5000);
+        let zero = RawOptions {
+            wasm_fuel: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            zero.build("n1").expect_err("zero").to_string(),
+            "invalid wasm_fuel: 0 is not between 1 and 10^12"
         );
     }
 

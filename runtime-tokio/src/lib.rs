@@ -12,6 +12,7 @@
 //! - [`jobs`]: job classes (requests, tasks, commands, events) and the core class types.
 //! - [`os`]: the built-in class `nkcluster.os` (OS processes).
 //! - [`config`]: options (file, environment, flags).
+//! - [`wasm`]: the WebAssembly engine of code loaded over the wire (`nkcluster load`).
 //! - [`cli`]: the `nkcluster` command.
 //!
 //! ```no_run
@@ -49,3 +50,4 @@ pub mod net;
 pub mod node;
 pub mod os;
 pub mod transport;
+pub mod wasm;

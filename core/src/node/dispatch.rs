@@ -83,6 +83,16 @@ pub enum ShellWork {
         /// Even while connected.
         force: bool,
     },
+    /// Validate and compile a module, check it with
+    /// [`NodeMachine::check_module`] first and register it with
+    /// [`NodeMachine::commit_module`]; answer a
+    /// [`LoadReply`](crate::modules::LoadReply).
+    Load {
+        /// The load.
+        req: crate::modules::LoadRequest,
+        /// Who asked, for the log and `get_info`: `peer (role, origin)`.
+        by: String,
+    },
     /// A cluster class this node's role does not serve, for the registered handlers
     /// (`unknown_class` when none is registered).
     Handler {
@@ -181,6 +191,12 @@ impl<H: Clone> NodeMachine<H> {
             }
             ClusterRequest::RecentEvents { local: false } if control => {
                 shell(ShellWork::RecentEvents)
+            }
+            // Code over the wire: admin clients and control members only (a worker was
+            // refused above; this says it again where it matters most).
+            ClusterRequest::Load(req) if matches!(role, Role::Admin | Role::Control) => {
+                let by = crate::modules::loaded_by(from, role.as_str(), &req.origin);
+                shell(ShellWork::Load { req, by })
             }
             req @ (ClusterRequest::Dial(_) | ClusterRequest::Remove(_)) => {
                 self.lifecycle_request(role, req)

@@ -184,6 +184,7 @@ impl<H: Clone> NodeMachine<H> {
             listen: self.settings.listen.clone(),
             meta: self.meta.to_string(),
             stats,
+            modules: self.modules.list(),
         }
     }
 }

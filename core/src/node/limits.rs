@@ -21,9 +21,9 @@ impl<H: Clone> NodeMachine<H> {
     /// The size of every bounded table, in a fixed order: membership records (control
     /// members), workers remembered, event subscribers, recent events, open file
     /// transfers, data registry bytes, events buffered while disconnected, the job
-    /// classes of the worker that has sent events of the most.
+    /// classes of the worker that has sent events of the most, loaded modules.
     pub fn table_sizes(&self) -> Vec<TableSize> {
-        let mut v = Vec::with_capacity(8);
+        let mut v = Vec::with_capacity(9);
         if let Some(m) = &self.membership {
             v.push(TableSize {
                 table: "membership records",
@@ -67,6 +67,11 @@ impl<H: Clone> NodeMachine<H> {
                 table: "classes of one worker",
                 len: self.workers.most_classes(),
                 max: self.settings.workers.max_classes,
+            },
+            TableSize {
+                table: "loaded modules",
+                len: self.modules.len(),
+                max: self.modules.config().max_modules,
             },
         ]);
         v

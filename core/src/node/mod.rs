@@ -21,8 +21,8 @@
 //! metadata, data, redirects), `offline` (where a worker's own events go: its control
 //! link, or the bounded buffer kept while it has none; what a new link is told),
 //! `dispatch` (a peer's cluster request, with its role), `identity` (a node id linked
-//! from two runs at once), `lifecycle` (joining,
-//! connecting and removing nodes by hand), `snapshot` (what the shell reads between
+//! from two runs at once), `lifecycle` (joining, connecting and removing nodes by hand),
+//! `code` (loading WebAssembly modules), `snapshot` (what the shell reads between
 //! inputs), `limits` (the size of every table a
 //! peer can make grow, against its limit).
 
@@ -39,6 +39,7 @@ use crate::handshake::Role;
 use crate::links::{LinkInfo, LinkTable};
 use crate::membership::{MemberInfo, Membership, MembershipConfig};
 use crate::meta::Meta;
+use crate::modules::{ModuleRegistry, ModulesConfig};
 use crate::outbox::{Outbox, OutboxConfig};
 use crate::proxy::Proxies;
 use crate::routing::{RouteStep, RouteView, route};
@@ -48,6 +49,7 @@ use crate::transfers::{Transfers, TransfersConfig};
 use crate::url::ClusterUrl;
 use crate::workers::{Workers, WorkersConfig};
 
+mod code;
 mod control;
 mod dispatch;
 mod handoff;
@@ -111,6 +113,8 @@ pub struct NodeSettings {
     pub transfers: TransfersConfig,
     /// Limits of the events a worker keeps while it has no control link.
     pub outbox: OutboxConfig,
+    /// Limits of code loaded over the wire.
+    pub modules: ModulesConfig,
 }
 
 /// One authenticated link as the node sees it.
@@ -404,6 +408,8 @@ pub struct NodeMachine<H> {
     events: Events<EventMsg>,
     /// Files being received.
     transfers: Transfers,
+    /// Code loaded over the wire.
+    modules: ModuleRegistry,
     /// Hand-off steps in flight.
     steps: handoff::Steps,
     /// New links held while the old link of their id is probed (see [`crate::mesh`]).
@@ -460,6 +466,7 @@ impl<H: Clone> NodeMachine<H> {
             workers: Workers::new(settings.workers),
             events: Events::new(settings.events),
             transfers: Transfers::new(&settings.files_dir, settings.transfers),
+            modules: ModuleRegistry::new(settings.modules),
             status_told: None,
             announced: None,
             outbox: Outbox::new(settings.outbox),

@@ -7,6 +7,7 @@
 //! - [`daemon`]: `node` and `dev`.
 //! - [`admin`]: the admin client commands.
 //! - [`proc`]: `exec` and `proc` (OS processes on a node).
+//! - [`load`]: `load`, code over the wire (WebAssembly).
 
 /// Prints a line on stdout; a closed stdout (`nkcluster events | head -1`) ends the
 /// command quietly instead of panicking.
@@ -24,6 +25,7 @@ macro_rules! outln {
 mod admin;
 mod daemon;
 mod lifecycle;
+pub mod load;
 mod proc;
 
 use std::path::PathBuf;
@@ -152,7 +154,11 @@ pub enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Load a WebAssembly module (`.wasm`, or `.wat` text) on a node as the function
+    /// `--name` (then `call NODE NAME ARGS…`).
+    Load(load::LoadArgs),
     /// Call a named function on a node (built in: `node`, `echo`) and print its result.
+    #[command(allow_negative_numbers = true)]
     Call {
         /// Node id (any node of the cluster; routed to it through its control node).
         node: String,
@@ -308,6 +314,11 @@ pub struct NodeArgs {
     /// admin clients must use the same [default: 600000; at least 1000].
     #[arg(long, env = "NKCLUSTER_KEY_ITERATIONS")]
     pub key_iterations: Option<u32>,
+    /// Fuel each call of a module loaded with `nkcluster load` may burn, about one unit
+    /// per WebAssembly instruction; a call that runs out ends with `out_of_fuel`
+    /// [default: 50000000].
+    #[arg(long, env = "NKCLUSTER_WASM_FUEL")]
+    pub wasm_fuel: Option<u64>,
 }
 
 impl NodeArgs {
@@ -347,6 +358,7 @@ impl NodeArgs {
             dns_server: self.dns_server.clone(),
             event_buffer: self.event_buffer,
             key_iterations: self.key_iterations,
+            wasm_fuel: self.wasm_fuel,
         }
     }
 
@@ -422,7 +434,8 @@ pub fn main() -> ExitCode {
         | Cmd::Remove { .. }
         | Cmd::Events { .. }
         | Cmd::Exec(_)
-        | Cmd::Proc(_) => "off",
+        | Cmd::Proc(_)
+        | Cmd::Load(_) => "off",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -440,6 +453,7 @@ pub fn main() -> ExitCode {
             Cmd::Dev(args) => run_dev(args).await,
             Cmd::Nodes(admin) => run_admin(admin, None).await,
             Cmd::NodeInfo { id, admin } => run_admin(admin, Some(id)).await,
+            Cmd::Load(args) => load::run_load(args).await,
             Cmd::Join { url, admin } => lifecycle::run_dial(admin, url, true).await,
             Cmd::Connect { url, admin } => lifecycle::run_dial(admin, url, false).await,
             Cmd::Remove { node, force, admin } => lifecycle::run_remove(admin, node, force).await,

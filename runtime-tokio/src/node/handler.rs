@@ -96,10 +96,13 @@ impl<N: Net> Inner<N> {
         }
         let inner = self.clone();
         match work {
+            // A loaded module's call may burn its whole fuel: on the blocking pool too.
             ShellWork::Call {
                 req,
                 blocking: false,
-            } => responder.reply(self.handlers.call_function(&req)),
+            } if !self.handlers.is_loaded_function(&req.function) => {
+                responder.reply(self.handlers.call_function(&req))
+            }
             ShellWork::Call { req, .. } => {
                 blocking(responder, move || inner.handlers.call_function(&req))
             }
@@ -146,6 +149,7 @@ impl<N: Net> Inner<N> {
                     responder.reply(r);
                 });
             }
+            ShellWork::Load { req, by } => self.load_module(b, req, by, responder),
             ShellWork::Handler { class, body } => responder.reply(self.handlers.call(&class, body)),
             ShellWork::Dial { url, control } => {
                 tokio::spawn(async move {

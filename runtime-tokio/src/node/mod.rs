@@ -4,7 +4,7 @@
 //!
 //! This file: the public types and the node's state. The rest: `brain` (the task that
 //! owns the machine: inputs, outputs, its timer and its snapshot), `start` (starting),
-//! `api` (requests, jobs, files),
+//! `api` (requests, jobs, files), `code` (loading WebAssembly modules),
 //! `routing` (sending anywhere, connecting), `stop` (graceful leave), `handler`
 //! (carrying out what dispatch hands the shell), `links` (dial, accept, one connection),
 //! `worker_side` (task bodies, files, machine figures), `control_side` (gathering the
@@ -54,6 +54,7 @@ use nkcluster_core::discovery::{Candidate, DiscoveryError};
 
 mod api;
 mod brain;
+mod code;
 mod control_side;
 mod handler;
 mod lifecycle;

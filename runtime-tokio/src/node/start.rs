@@ -149,6 +149,7 @@ impl<N: Net> Node<N> {
                 max_events: config.event_buffer,
                 max_bytes: EVENT_BUFFER_BYTES,
             },
+            modules: config.modules,
         });
         let (brain, jobs) = Brain::new(&machine);
         let inner = Arc::new(Inner {

@@ -60,5 +60,6 @@ pub fn settings(me: &str, role: Role, cluster_addr: &str) -> Result<NodeSettings
         files_dir: "/nonexistent".into(),
         transfers: Default::default(),
         outbox: Default::default(),
+        modules: Default::default(),
     })
 }

@@ -319,6 +319,7 @@ impl World {
             ShellWork::RecentEvents => bad("the recent events"),
             ShellWork::Dial { .. } => bad("a dial by hand"),
             ShellWork::Remove { .. } => bad("a removal"),
+            ShellWork::Load { .. } => bad("a module load"),
             ShellWork::Handler { class, .. } => bad(&format!("handler class {class}")),
             ShellWork::GetInfo | ShellWork::Route(_) => bad("this work here"),
         }

@@ -454,6 +454,7 @@ fn recent_events_keep_the_last_few_without_information_reports() {
         listen: vec![],
         meta: "a=1".into(),
         stats: Stats::default(),
+        modules: vec![],
     };
     c1.handle_link_up(T0, link(10, peer("w1", Role::Worker, &[])), true);
     c1.handle_job_event(

@@ -35,6 +35,7 @@ fn every_bounded_table_is_measured_against_its_own_limit() {
             size("data registry bytes", 6, 16),
             size("buffered events", 0, 3),
             size("classes of one worker", 0, 2),
+            size("loaded modules", 0, 64),
         ]
     );
     // A worker has no membership.

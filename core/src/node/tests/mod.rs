@@ -52,6 +52,7 @@ fn settings(me: &str, role: Role) -> NodeSettings {
             max_events: 3,
             max_bytes: 1 << 20,
         },
+        modules: Default::default(),
     }
 }
 
@@ -148,6 +149,7 @@ fn worker_of_c2(c1: &NodeMachine<u64>) -> String {
     worker_of(c1, "c2")
 }
 
+mod code;
 mod control;
 mod identity;
 mod jobs;
