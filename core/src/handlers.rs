@@ -9,14 +9,20 @@ use bytes::Bytes;
 
 use crate::cluster::CallRequest;
 use crate::error::ErrorCode;
+use crate::handshake::Role;
 use crate::jobs::{JobClasses, panic_message};
 use crate::message::RemoteError;
 
 /// Handlers for incoming requests, by class name. Built in: `nkcluster.echo` (returns
-/// the body) and `nkcluster.node` (returns this node's id).
+/// the body) and `nkcluster.node` (returns this node's id), the two a worker may call.
+///
+/// A handler added with [`insert`](Self::insert) serves control members and admin
+/// clients only: a worker speaks for itself and sends nothing but its own events (the
+/// role rule). One meant for workers too is added with
+/// [`insert_for_workers`](Self::insert_for_workers).
 #[derive(Clone)]
 pub struct Handlers {
-    map: HashMap<String, HandlerFn>,
+    map: HashMap<String, Handler>,
     functions: HashMap<String, FunctionFn>,
     classes: JobClasses,
 }
@@ -26,6 +32,13 @@ pub type FunctionFn = Arc<dyn Fn(&[String]) -> Result<String, RemoteError> + Sen
 
 /// A synchronous request handler.
 pub type HandlerFn = Arc<dyn Fn(Bytes) -> Result<Bytes, RemoteError> + Send + Sync>;
+
+#[derive(Clone)]
+struct Handler {
+    run: HandlerFn,
+    /// Workers may call it too.
+    for_workers: bool,
+}
 
 impl std::fmt::Debug for Handlers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,9 +54,9 @@ impl Handlers {
             functions: HashMap::new(),
             classes: JobClasses::new(),
         };
-        h.insert("nkcluster.echo", Ok);
+        h.insert_for_workers("nkcluster.echo", Ok);
         let id = Bytes::from(node_id.to_owned());
-        h.insert("nkcluster.node", move |_| Ok(id.clone()));
+        h.insert_for_workers("nkcluster.node", move |_| Ok(id.clone()));
         let name = node_id.to_owned();
         h.insert_function("node", move |_| Ok(name.clone()));
         h.insert_function("echo", |args| Ok(args.join(" ")));
@@ -70,13 +83,44 @@ impl Handlers {
         self.functions.insert(name.to_owned(), Arc::new(f));
     }
 
-    /// Adds or replaces a handler.
+    /// Adds or replaces a handler for control members and admin clients (a worker's
+    /// request of `class` is refused with `forbidden`).
     pub fn insert(
         &mut self,
         class: &str,
         f: impl Fn(Bytes) -> Result<Bytes, RemoteError> + Send + Sync + 'static,
     ) {
-        self.map.insert(class.to_owned(), Arc::new(f));
+        let run: HandlerFn = Arc::new(f);
+        self.map.insert(
+            class.to_owned(),
+            Handler {
+                run,
+                for_workers: false,
+            },
+        );
+    }
+
+    /// Adds or replaces a handler that workers may call too.
+    pub fn insert_for_workers(
+        &mut self,
+        class: &str,
+        f: impl Fn(Bytes) -> Result<Bytes, RemoteError> + Send + Sync + 'static,
+    ) {
+        let run: HandlerFn = Arc::new(f);
+        self.map.insert(
+            class.to_owned(),
+            Handler {
+                run,
+                for_workers: true,
+            },
+        );
+    }
+
+    /// Whether a peer authenticated as `role` may send a request of `class` to a
+    /// handler. Workers may call only the handlers added for them; a class nobody
+    /// handles is answered `unknown_class` (no secret in that).
+    pub fn allows(&self, class: &str, role: Role) -> bool {
+        role != Role::Worker || self.map.get(class).is_none_or(|h| h.for_workers)
     }
 }
 
@@ -84,7 +128,7 @@ impl Handlers {
     /// Runs the handler of `class` (at once: these handlers are synchronous).
     pub fn call(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError> {
         match self.map.get(class) {
-            Some(f) => f(body),
+            Some(h) => (h.run)(body),
             None => Err(RemoteError::new(
                 ErrorCode::UnknownClass,
                 format!("no handler for class {class:?}"),
@@ -104,5 +148,40 @@ impl Handlers {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&req.args)))
             .map_err(|p| RemoteError::new(ErrorCode::FunctionPanicked, panic_message(&*p)))??;
         Ok(Bytes::from(r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_call_only_the_handlers_added_for_them() {
+        let mut h = Handlers::builtin("c1");
+        h.insert("app.admin", Ok);
+        h.insert_for_workers("app.report", Ok);
+        for role in [Role::Control, Role::Admin] {
+            for class in [
+                "nkcluster.echo",
+                "nkcluster.node",
+                "app.admin",
+                "app.report",
+            ] {
+                assert!(h.allows(class, role), "{class} {role:?}");
+            }
+        }
+        assert!(h.allows("nkcluster.echo", Role::Worker));
+        assert!(h.allows("nkcluster.node", Role::Worker));
+        assert!(h.allows("app.report", Role::Worker));
+        assert!(!h.allows("app.admin", Role::Worker));
+        // Unknown: answered unknown_class by call, for every role.
+        assert!(h.allows("app.none", Role::Worker));
+        assert_eq!(
+            h.call("app.none", Bytes::new()).map_err(|e| e.code),
+            Err(ErrorCode::UnknownClass)
+        );
+        // Replacing a handler replaces its audience too.
+        h.insert("app.report", Ok);
+        assert!(!h.allows("app.report", Role::Worker));
     }
 }

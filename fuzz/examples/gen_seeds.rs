@@ -151,6 +151,7 @@ fn wrong_key_peer_transmits(side: Side, framing: Framing) -> Vec<Vec<u8>> {
         framing,
         established: false,
         direct: false,
+        roles: false,
         max_frame: nkcluster_core::MAX_FRAME_DEFAULT,
     };
     let t0 = Instant::ZERO;
@@ -249,6 +250,7 @@ fn main() {
         framing,
         established: false,
         direct: false,
+        roles: false,
         max_frame: nkcluster_core::MAX_FRAME_DEFAULT,
     };
     for (side, name) in [(Side::Listener, "listener"), (Side::Dialer, "dialer")] {
@@ -298,6 +300,7 @@ fn main() {
             &encode_handshake_input(
                 Flags {
                     direct: true,
+                    roles: false,
                     ..raw(side, Framing::Messages)
                 },
                 &ops,
@@ -377,11 +380,39 @@ fn main() {
             &encode_handshake_input(
                 Flags {
                     direct: true,
+                    roles: false,
                     ..raw(Side::Dialer, Framing::Messages)
                 },
                 &[input(0, &m.encode_body()), Op::Fire],
             ),
         );
+    }
+    // Role binding: a peer with the worker secret claiming each role, on both sides,
+    // its messages delivered untouched (the fuzzer learns the op shape from these).
+    for side in [Side::Listener, Side::Dialer] {
+        for (role, claim) in [("control", 0u8), ("worker", 1), ("admin", 2)] {
+            let mut input = vec![
+                Flags {
+                    roles: true,
+                    ..raw(side, Framing::Messages)
+                }
+                .to_byte(),
+                claim,
+            ];
+            for _ in 0..3 {
+                Op::Input {
+                    param: 0,
+                    bytes: Vec::new(),
+                }
+                .write(&mut input);
+            }
+            let name = if side == Side::Listener {
+                "listener"
+            } else {
+                "dialer"
+            };
+            o.put(&format!("roles-{name}-claims-{role}"), &input);
+        }
     }
     let reject = framed(&Message::Reject(Reject {
         reason: RejectReason::Busy,

@@ -11,6 +11,13 @@
 //! - **established** (flag bit 2): a genuine peer with the right key authenticates first,
 //!   then the fuzzer speaks for it on the established link.
 //! - **direct** (flag bit 5): drives `handshake::Handshake` with decoded message bodies.
+//! - **roles** (flag bit 6): the role binding. The target is a control node (either
+//!   side) that accepts the worker secret for the worker role; the peer is a genuine
+//!   `Handshake` that knows only the worker secret and claims the role the fuzzer picks
+//!   (the byte after the flags). Its messages reach the target one per input op, XOR-ed
+//!   with the op's bytes (tampering when any is non-zero); ticks move time. The target
+//!   never authenticates the peer as anything but a worker; untampered and in time, a
+//!   worker claim authenticates and a control or admin claim fails.
 //!
 //! Connection invariants: at most one `Closed`, and nothing at all (events, transmits)
 //! after it; every request issued ends with exactly one `Reply` before `Closed`
@@ -31,20 +38,23 @@ use libfuzzer_sys::fuzz_target;
 use nkcluster_core::auth::Key;
 use nkcluster_core::conn::{Connection, Event, Framing, RequestError, RequestId};
 use nkcluster_core::frame::{FrameDecoder, HEADER_LEN};
+use nkcluster_core::handshake::Role;
 use nkcluster_core::handshake::{
     Handshake, HandshakeConfig, HandshakeError, MAX_NAME_LEN, Outcome, Side,
 };
 use nkcluster_core::message::{Message, RemoteError};
 use nkcluster_core::time::Instant;
 use nkcluster_fuzz::{
-    Flags, Op, PEER_NONCE, Reader, TARGET_KEY, TARGET_NONCE, conn_config, identity, opposite,
-    params,
+    Flags, Op, PEER_NONCE, Reader, TARGET_KEY, TARGET_NONCE, WORKER_KEY, conn_config, identity,
+    opposite, params,
 };
 
 fuzz_target!(|data: &[u8]| {
     let mut r = Reader::new(data);
     let flags = Flags::from_byte(r.u8().unwrap_or(0));
-    if flags.direct {
+    if flags.roles {
+        run_roles(flags, &mut r);
+    } else if flags.direct {
         run_handshake(flags, &mut r);
     } else {
         run_connection(flags, &mut r);
@@ -472,5 +482,183 @@ fn run_handshake(flags: Flags, r: &mut Reader<'_>) {
             }
             Op::Request { .. } | Op::Reply(_) | Op::Close(_) => {}
         }
+    }
+}
+
+// ----- Role binding -----
+
+/// The target and the worker-secret peer, and what happened between them.
+struct Roles {
+    target: Handshake,
+    peer: Handshake,
+    /// The peer's messages not yet delivered to the target.
+    from_peer: std::collections::VecDeque<Bytes>,
+    now: Instant,
+    claimed: Role,
+    tampered: bool,
+    /// The target's outcome: `Some(Ok(role))` authenticated as `role`, `Some(Err(_))`
+    /// failed.
+    outcome: Option<Result<Role, HandshakeError>>,
+    /// The peer's outcome (for messages).
+    peer_outcome: Option<Outcome>,
+}
+
+impl Roles {
+    /// Moves the target's messages to the peer (untouched) and collects the peer's.
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(b) = self.target.poll_transmit() {
+                moved = true;
+                if self.peer.is_finished() {
+                    continue;
+                }
+                let m = Message::decode(&b).expect("the target sent a malformed message");
+                self.peer.handle_message(self.now, &b, m);
+            }
+            while let Some(b) = self.peer.poll_transmit() {
+                self.from_peer.push_back(Bytes::from(b));
+            }
+            if let Some(o) = self.peer.poll_outcome() {
+                self.peer_outcome = Some(o);
+            }
+            if let Some(o) = self.target.poll_outcome() {
+                assert!(self.outcome.is_none(), "a second outcome: {o:?}");
+                self.outcome = Some(match o {
+                    Outcome::Authenticated(p) => {
+                        assert_eq!(
+                            p.role,
+                            Role::Worker,
+                            "the worker secret authenticated a {:?} (claimed {:?}, tampered {})",
+                            p.role,
+                            self.claimed,
+                            self.tampered
+                        );
+                        Ok(p.role)
+                    }
+                    Outcome::Failed(e) => Err(e),
+                });
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    /// Delivers the peer's next message, XOR-ed with `mask`.
+    fn deliver(&mut self, mask: &[u8]) {
+        let Some(b) = self.from_peer.pop_front() else {
+            return;
+        };
+        let mut body = b.to_vec();
+        if !body.is_empty() {
+            for (i, m) in mask.iter().enumerate() {
+                let at = i % body.len();
+                body[at] ^= m;
+                self.tampered |= *m != 0;
+            }
+        }
+        if self.target.is_finished() {
+            return;
+        }
+        // An undecodable body closes the connection before reaching the handshake.
+        if let Ok(m) = Message::decode(&body) {
+            self.target.handle_message(self.now, &body, m);
+        } else {
+            self.tampered = true;
+        }
+        self.pump();
+    }
+}
+
+fn run_roles(flags: Flags, r: &mut Reader<'_>) {
+    let t0 = Instant::ZERO;
+    let config = HandshakeConfig::default();
+    let claimed = match r.u8().unwrap_or(0) % 3 {
+        0 => Role::Control,
+        1 => Role::Worker,
+        _ => Role::Admin,
+    };
+    let mut ours = identity(flags.side, "ctl");
+    ours.role = Role::Control;
+    let target = Handshake::new(
+        flags.side,
+        &ours,
+        Key::from_bytes(TARGET_KEY),
+        TARGET_NONCE,
+        b"",
+        config.clone(),
+        t0,
+    )
+    .with_worker_key(Some(Key::from_bytes(WORKER_KEY)));
+    let peer_side = opposite(flags.side);
+    let mut theirs = identity(peer_side, "intruder");
+    theirs.role = claimed;
+    let peer = Handshake::new(
+        peer_side,
+        &theirs,
+        Key::from_bytes(WORKER_KEY),
+        PEER_NONCE,
+        b"",
+        config.clone(),
+        t0,
+    )
+    .with_worker_key(Some(Key::from_bytes(WORKER_KEY)));
+    let mut s = Roles {
+        target,
+        peer,
+        from_peer: std::collections::VecDeque::new(),
+        now: t0,
+        claimed,
+        tampered: false,
+        outcome: None,
+        peer_outcome: None,
+    };
+    s.pump();
+    while let Some(op) = Op::read(r) {
+        match op {
+            Op::Input { param, bytes } => {
+                s.now = s.now + Duration::from_millis(20 * u64::from(param));
+                s.deliver(&bytes);
+            }
+            Op::Tick(p) => {
+                s.now = s.now + Duration::from_millis(500 * u64::from(p));
+                s.target.handle_timeout(s.now);
+                s.peer.handle_timeout(s.now);
+                s.pump();
+            }
+            Op::Fire | Op::Request { .. } | Op::Reply(_) | Op::Close(_) => {}
+        }
+    }
+    // Then the rest of the exchange, untouched and at once.
+    while !s.from_peer.is_empty() {
+        s.deliver(&[]);
+    }
+    let in_time = s.now < t0 + config.timeout;
+    // A refusal is answered after the reject delay: run the timers out.
+    for _ in 0..4 {
+        match s.target.poll_timeout() {
+            Some(t) if s.outcome.is_none() => {
+                s.now = s.now.max(t);
+                s.target.handle_timeout(s.now);
+                s.pump();
+            }
+            _ => break,
+        }
+    }
+    if s.tampered || !in_time {
+        return;
+    }
+    match (claimed, &s.outcome) {
+        (Role::Worker, Some(Ok(_))) => {}
+        (Role::Worker, o) => panic!(
+            "a genuine worker was not authenticated: {o:?} (peer: {:?})",
+            s.peer_outcome
+        ),
+        (_, Some(Err(_))) => {}
+        (role, o) => panic!(
+            "a {role:?} claim with the worker secret ended {o:?} (peer: {:?})",
+            s.peer_outcome
+        ),
     }
 }

@@ -16,9 +16,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use nkcluster_core::meta::Meta;
-use nkcluster_core::url::{
-    ClusterUrl, Host, Written, format_url_list, parse_url, parse_url_list,
-};
+use nkcluster_core::url::{ClusterUrl, Host, Written, format_url_list, parse_url, parse_url_list};
 
 /// `u` with port and transport written, as its canonical form parses.
 fn canonical(u: &ClusterUrl) -> ClusterUrl {

@@ -130,6 +130,9 @@ pub const TARGET_KEY: [u8; 32] = [0x5a; 32];
 pub const SEED_PEER_KEY: [u8; 32] = [0xa5; 32];
 /// Nonce of the machine under test.
 pub const TARGET_NONCE: [u8; 32] = [7; 32];
+/// The worker secret's key in `roles` mode: the target accepts it for the worker role,
+/// the peer knows nothing else.
+pub const WORKER_KEY: [u8; 32] = [0x3c; 32];
 /// Nonce of the peers (the genuine one in established mode, the generator's).
 pub const PEER_NONCE: [u8; 32] = [9; 32];
 
@@ -148,6 +151,10 @@ pub struct Flags {
     pub established: bool,
     /// Drive `handshake::Handshake` directly instead of a `Connection`.
     pub direct: bool,
+    /// Role binding: a peer holding only the worker secret (the fuzzer picks the role it
+    /// claims and tampers with its messages) against a control node that accepts the
+    /// worker secret for the worker role.
+    pub roles: bool,
     /// Maximum frame size.
     pub max_frame: u32,
 }
@@ -168,6 +175,7 @@ impl Flags {
             },
             established: b & 4 != 0,
             direct: b & 0x20 != 0,
+            roles: b & 0x40 != 0,
             max_frame: CONN_MAX_TABLE[usize::from((b >> 3) & 3)],
         }
     }
@@ -183,6 +191,7 @@ impl Flags {
             | (u8::from(self.established) << 2)
             | (max << 3)
             | (u8::from(self.direct) << 5)
+            | (u8::from(self.roles) << 6)
     }
 }
 

@@ -196,6 +196,21 @@ pub struct RawOptions {
     pub dns_server: Option<String>,
     /// `event_buffer`: events a worker keeps while it has no control link (0: none).
     pub event_buffer: Option<usize>,
+    /// `key_iterations`: PBKDF2 rounds deriving the password keys (every node of a
+    /// cluster and its admin clients must agree; default 600,000).
+    pub key_iterations: Option<u32>,
+}
+
+/// The fewest `key_iterations` accepted: below it a stolen handshake transcript is cheap
+/// to brute-force (tests may go lower through [`NodeConfig`] itself).
+pub const KEY_ITERATIONS_MIN: u32 = 1_000;
+
+/// Checks a `key_iterations` value (from any source, the admin commands' too).
+pub fn check_key_iterations(n: u32) -> Result<u32, String> {
+    if n < KEY_ITERATIONS_MIN {
+        return Err(format!("{n} is fewer than {KEY_ITERATIONS_MIN}"));
+    }
+    Ok(n)
 }
 
 impl RawOptions {
@@ -242,7 +257,8 @@ impl RawOptions {
             max_handshakes_per_source,
             files_dir,
             dns_server,
-            event_buffer
+            event_buffer,
+            key_iterations
         );
         self
     }
@@ -317,6 +333,9 @@ impl RawOptions {
                 ));
             }
             c.event_buffer = n;
+        }
+        if let Some(n) = self.key_iterations {
+            c.key_iterations = check_key_iterations(n).map_err(|e| invalid("key_iterations", e))?;
         }
         c.backoff.max_attempts = self.connect_attempts;
         for (name, ms, field) in [
@@ -446,6 +465,22 @@ mod tests {
         assert_eq!(
             too_many.build("n1").expect_err("too many").to_string(),
             "invalid event_buffer: 10000001 is more than 10000000"
+        );
+    }
+
+    #[test]
+    fn key_iterations_default_to_today_s_recommendation_and_have_a_floor() {
+        let d = RawOptions::default().build("n1").expect("valid");
+        assert_eq!(d.key_iterations, 600_000);
+        let file: RawOptions = toml::from_str("key_iterations = 1000000\n").expect("toml");
+        assert_eq!(file.build("n1").expect("valid").key_iterations, 1_000_000);
+        let weak = RawOptions {
+            key_iterations: Some(999),
+            ..Default::default()
+        };
+        assert_eq!(
+            weak.build("n1").expect_err("too few").to_string(),
+            "invalid key_iterations: 999 is fewer than 1000"
         );
     }
 

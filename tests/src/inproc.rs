@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nkcluster::config::NodeConfig;
 use nkcluster::net::TokioNet;
-use nkcluster::node::{Env, Node, NodeEvent};
+use nkcluster::node::{Env, Handlers, Node, NodeEvent};
 use nkcluster_core::url::{Transport, parse_url_list};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -43,8 +43,17 @@ pub fn config(id: &str, control: bool, listen: &str) -> NodeConfig {
 /// # Panics
 /// When it cannot start.
 pub async fn start(config: NodeConfig) -> TestNode {
+    start_with(config, None).await
+}
+
+/// Starts a node on the real network with these request handlers (`None`: the
+/// built-in ones).
+///
+/// # Panics
+/// When it cannot start.
+pub async fn start_with(config: NodeConfig, handlers: Option<Handlers>) -> TestNode {
     let id = config.node_id.clone();
-    Node::start(
+    Node::start_with(
         config,
         Env {
             net: TokioNet,
@@ -53,6 +62,7 @@ pub async fn start(config: NodeConfig) -> TestNode {
             tls_provider: None,
             machine_figures: None,
         },
+        handlers,
     )
     .await
     .unwrap_or_else(|e| panic!("{id} does not start: {e}"))

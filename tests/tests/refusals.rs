@@ -2,20 +2,22 @@
 //! TCP on loopback (a control node with its own password and a worker secret, and a
 //! worker that proves only the worker secret): every cluster request but its own events
 //! is refused with `forbidden`, the control node logs who tried what, and the link stays
-//! up (the worker's own events still arrive afterwards).
+//! up (the worker's own events still arrive afterwards). Application handlers serve
+//! workers only when added for them.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use nkcluster::node::NodeEvent;
+use nkcluster::node::{Handlers, NodeEvent};
 use nkcluster_core::cluster::{
-    AdoptRequest, ClusterRequest, EventMsg, JobCall, RouteRequest, SubscribeRequest, WireEvent,
+    AdoptRequest, ClusterRequest, EventMsg, FilePart, JobCall, RouteRequest, SubscribeRequest,
+    WireEvent,
 };
 use nkcluster_core::conn::RequestError;
 use nkcluster_core::handshake::Role;
 use nkcluster_core::status::Status;
 use nkcluster_core::url::Transport;
-use nkcluster_tests::inproc::{config, start, url_of, wait_event};
+use nkcluster_tests::inproc::{config, start, start_with, url_of, wait_event};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -24,7 +26,11 @@ async fn a_worker_may_send_its_own_events_and_nothing_else() {
     let mut c = config("c1", true, "nkcluster://127.0.0.1:0;transport=tcp");
     c.password = "control-secret".into();
     c.worker_password = Some("worker-secret".into());
-    let control = start(c).await;
+    // An application handler for operators, and one meant for workers.
+    let mut handlers = Handlers::builtin("c1");
+    handlers.insert("app.shutdown", |_| Ok(Bytes::from_static(b"shut down")));
+    handlers.insert_for_workers("app.report", |_| Ok(Bytes::from_static(b"noted")));
+    let control = start_with(c, Some(handlers)).await;
     let mut heard = control.subscribe();
     let mut w = config("w1", false, "");
     w.password = "worker-secret".into();
@@ -73,6 +79,14 @@ async fn a_worker_may_send_its_own_events_and_nothing_else() {
             fanout: true,
         }),
         ClusterRequest::JobEvent(event_of("w2")),
+        // A file onto the control node (its files_dir), and to another node through it.
+        ClusterRequest::Job(JobCall::SendFile(FilePart {
+            path: "x/authorized_keys".into(),
+            offset: 0,
+            total: 3,
+            data: Bytes::from_static(b"key"),
+            sha256: None,
+        })),
     ];
     for attack in attacks {
         let (class, body) = attack.encode().expect("encodes");
@@ -85,10 +99,32 @@ async fn a_worker_may_send_its_own_events_and_nothing_else() {
             other => panic!("{class} from a worker: {other:?}"),
         }
         wait_event(&mut heard, "the refusal, logged", |e| {
-            matches!(e, NodeEvent::Refused { peer, role: Role::Worker, kind } if peer == "w1" && *kind == class)
+            matches!(e, NodeEvent::Refused { peer, role: Role::Worker, kind } if peer == "w1" && kind == class)
         })
         .await;
     }
+    // An application handler is for operators unless it was added for workers.
+    match worker.request("c1", "app.shutdown", Bytes::new(), T).await {
+        Err(RequestError::Remote(e)) => {
+            assert_eq!(e.code, "forbidden", "{e:?}");
+            assert!(
+                e.message.contains("a worker may not send app.shutdown"),
+                "{e:?}"
+            );
+        }
+        other => panic!("app.shutdown from a worker: {other:?}"),
+    }
+    wait_event(&mut heard, "the handler refusal, logged", |e| {
+        matches!(e, NodeEvent::Refused { peer, role: Role::Worker, kind } if peer == "w1" && kind == "app.shutdown")
+    })
+    .await;
+    assert_eq!(
+        worker
+            .request("c1", "app.report", Bytes::new(), T)
+            .await
+            .expect("a handler for workers"),
+        Bytes::from_static(b"noted")
+    );
     // Nothing happened at c1, and the link is still up: its own events still pass.
     assert_eq!(control.status(), Status::Ready);
     let (class, body) = ClusterRequest::JobEvent(event_of("w1"))

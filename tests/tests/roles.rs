@@ -91,6 +91,16 @@ fn the_worker_secret_links_workers_only() {
         String::from_utf8_lossy(&out.stdout).contains("w-good"),
         "{out:?}"
     );
+    // Keys derived with another number of rounds do not match: refused, clearly.
+    let out = admin(
+        &["nodes", "--password", "c1", "--key-iterations", "1000"],
+        port,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("auth_failed"),
+        "{out:?}"
+    );
     assert!(worker.is_running() && control.is_running());
 }
 

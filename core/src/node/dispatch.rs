@@ -125,16 +125,7 @@ impl<H: Clone> NodeMachine<H> {
         // nodes, subscriptions, hand-offs) is for control members and admin clients.
         let own_event = matches!(&req, ClusterRequest::JobEvent(ev) if ev.node == from);
         if role == Role::Worker && !own_event {
-            let kind = req.class();
-            self.out.push_back(Output::Event(NodeEvent::Refused {
-                peer: from.to_owned(),
-                role,
-                kind,
-            }));
-            return answer(Err(RemoteError::new(
-                ErrorCode::Forbidden,
-                format!("a worker may not send {kind} (only its own events)"),
-            )));
+            return answer(Err(self.refuse(from, role, req.class())));
         }
         match req {
             // This node's own links only (what other control nodes gather).
@@ -202,6 +193,26 @@ impl<H: Clone> NodeMachine<H> {
                 ))),
             },
         }
+    }
+
+    /// Refuses a request of class `kind` from `from` for its role: reports
+    /// [`NodeEvent::Refused`] and returns the `forbidden` error to answer. Also what the
+    /// shell calls when a worker asks a registered handler that is not for workers
+    /// ([`Handlers::allows`](crate::handlers::Handlers::allows)).
+    pub fn refuse(&mut self, from: &str, role: Role, kind: &str) -> RemoteError {
+        self.out.push_back(Output::Event(NodeEvent::Refused {
+            peer: from.to_owned(),
+            role,
+            kind: kind.to_owned(),
+        }));
+        let rule = match role {
+            Role::Worker => " (only its own events)",
+            Role::Control | Role::Admin => "",
+        };
+        RemoteError::new(
+            ErrorCode::Forbidden,
+            format!("a {} may not send {kind}{rule}", role.as_str()),
+        )
     }
 
     /// A job operation: state calls are answered here, the rest goes to the shell.

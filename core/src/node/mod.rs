@@ -255,7 +255,7 @@ pub enum NodeEvent {
         /// Its authenticated role.
         role: Role,
         /// The request's class.
-        kind: &'static str,
+        kind: String,
     },
 }
 

@@ -32,6 +32,10 @@ async fn admin_link_with(
     c.control = false;
     c.cluster_name = args.cluster_name.clone();
     c.password = args.password.clone();
+    c.key_iterations = crate::config::check_key_iterations(args.key_iterations).map_err(|e| {
+        eprintln!("nkcluster: invalid key_iterations: {e}");
+        ExitCode::from(2)
+    })?;
     let node = Node::start_with(c, env(), handlers).await.map_err(|e| {
         eprintln!("nkcluster: {e}");
         ExitCode::from(1)

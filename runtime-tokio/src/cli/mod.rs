@@ -188,6 +188,9 @@ pub struct AdminArgs {
     /// Cluster name.
     #[arg(long, env = "NKCLUSTER_CLUSTER_NAME", default_value = crate::config::DEFAULT_CLUSTER)]
     pub cluster_name: String,
+    /// PBKDF2 rounds of the password key (the cluster's `key_iterations`).
+    #[arg(long, env = "NKCLUSTER_KEY_ITERATIONS", default_value_t = nkcluster_core::auth::KEY_ITERATIONS)]
+    pub key_iterations: u32,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -297,6 +300,10 @@ pub struct NodeArgs {
     /// this) [default: 10000; 0: none kept].
     #[arg(long, env = "NKCLUSTER_EVENT_BUFFER")]
     pub event_buffer: Option<usize>,
+    /// PBKDF2 rounds deriving the password keys; every node of the cluster and its
+    /// admin clients must use the same [default: 600000; at least 1000].
+    #[arg(long, env = "NKCLUSTER_KEY_ITERATIONS")]
+    pub key_iterations: Option<u32>,
 }
 
 impl NodeArgs {
@@ -334,6 +341,7 @@ impl NodeArgs {
             files_dir: self.files_dir.clone(),
             dns_server: self.dns_server.clone(),
             event_buffer: self.event_buffer,
+            key_iterations: self.key_iterations,
         }
     }
 

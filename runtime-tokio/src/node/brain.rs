@@ -193,7 +193,7 @@ impl<N: Net> Inner<N> {
                         info!(node = %me, status = %status, "node status")
                     }
                     NodeEvent::Refused { peer, role, kind } => {
-                        warn!(node = %me, peer = %peer, role = ?role, kind, "refused: forbidden for the peer's role")
+                        warn!(node = %me, peer = %peer, role = ?role, kind = %kind, "refused: forbidden for the peer's role")
                     }
                     NodeEvent::Handoff {
                         worker,

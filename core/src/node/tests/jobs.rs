@@ -464,7 +464,7 @@ fn a_worker_may_send_only_its_own_events_and_every_refusal_is_reported() {
             vec![Output::Event(NodeEvent::Refused {
                 peer: "w1".into(),
                 role: Role::Worker,
-                kind,
+                kind: kind.to_owned(),
             })]
         );
     }
