@@ -7,6 +7,7 @@
 //! - [`daemon`]: `node` and `dev`.
 //! - [`admin`]: the admin client commands.
 //! - [`proc`]: `exec` and `proc` (OS processes on a node).
+//! - [`docker`]: `docker` (Docker containers on a node).
 
 /// Prints a line on stdout; a closed stdout (`nkcluster events | head -1`) ends the
 /// command quietly instead of panicking.
@@ -23,6 +24,7 @@ macro_rules! outln {
 
 mod admin;
 mod daemon;
+mod docker;
 mod lifecycle;
 mod proc;
 
@@ -169,6 +171,9 @@ pub enum Cmd {
     /// OS processes on a node: start, stop, list, logs.
     #[command(subcommand)]
     Proc(proc::ProcCmd),
+    /// Docker containers on a node: run, ps, stop, kill, rm, logs, stats.
+    #[command(subcommand)]
+    Docker(docker::DockerCmd),
 }
 
 /// How the admin commands reach a control node.
@@ -417,7 +422,8 @@ pub fn main() -> ExitCode {
         | Cmd::Remove { .. }
         | Cmd::Events { .. }
         | Cmd::Exec(_)
-        | Cmd::Proc(_) => "off",
+        | Cmd::Proc(_)
+        | Cmd::Docker(_) => "off",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -453,6 +459,7 @@ pub fn main() -> ExitCode {
             Cmd::Events { follow, admin } => run_events(admin, follow).await,
             Cmd::Exec(a) => proc::run_exec(*a).await,
             Cmd::Proc(c) => proc::run_proc(c).await,
+            Cmd::Docker(c) => docker::run_docker(c).await,
             Cmd::Meta {
                 node,
                 action,
