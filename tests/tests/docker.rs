@@ -148,7 +148,7 @@ impl Drop for Image {
 /// A control node c1 and a worker of a unique id linked to it.
 struct Cluster {
     _control: Daemon,
-    _worker: Daemon,
+    worker: Daemon,
     worker_id: String,
     port: u16,
 }
@@ -166,7 +166,7 @@ fn cluster() -> Cluster {
     });
     Cluster {
         _control: control,
-        _worker: worker,
+        worker,
         worker_id,
         port,
     }
@@ -247,7 +247,7 @@ fn a_container_runs_is_listed_logs_and_stop_removes_it() {
         println!("skipped: {why}");
         return;
     }
-    let c = cluster();
+    let mut c = cluster();
     let image = Image::build(&c.worker_id);
     let mut events = c.follow_events();
     let (task, name) = c.run(&[
@@ -297,6 +297,20 @@ fn a_container_runs_is_listed_logs_and_stop_removes_it() {
     }
     assert_eq!(logs(&task.to_string(), "2"), "second line\nthird line");
     assert_eq!(logs(&name, "1"), "third line");
+
+    // Stats: one sample (the init and the program).
+    let out = c.cli(&["docker", "stats", &c.worker_id, &name, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(st["pids"], 2, "{st}");
+    assert!(st["mem_bytes"].as_u64().is_some_and(|m| m > 0), "{st}");
+
+    // Each request is logged at the node with who asked.
+    c.worker.wait_line("the run logged with who asked", |l| {
+        l.contains("nkcluster.docker request")
+            && has(l, "role", "control")
+            && l.contains(&format!("run {:?}", image.name))
+    });
 
     // Stop: SIGTERM reaches the program through the init (it exits 7 at once, well
     // within the 30 s grace); the container is removed when the reply comes.
@@ -409,4 +423,28 @@ async fn a_worker_may_not_run_containers() {
         });
     }
     worker.shutdown_and_wait(Duration::from_secs(2)).await;
+}
+
+#[test]
+fn node_status_stopping_stops_every_container() {
+    if let Err(why) = engine() {
+        println!("skipped: {why}");
+        return;
+    }
+    let c = cluster();
+    let image = Image::build(&c.worker_id);
+    let mut events = c.follow_events();
+    let (t1, _) = c.run(&[&image.name, "--", "/app", "0", "600"]);
+    let (t2, _) = c.run(&[&image.name, "--", "/app", "0", "600"]);
+    started(&mut events, t1);
+    started(&mut events, t2);
+    assert_eq!(containers_of(&c.worker_id).len(), 2);
+    let out = c.cli(&["set-status", &c.worker_id, "stopping"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(task_stopped(&mut events, t1), "stopped: exit 7");
+    assert_eq!(task_stopped(&mut events, t2), "stopped: exit 7");
+    assert_eq!(containers_of(&c.worker_id), Vec::<String>::new());
+    events.wait_line("the node stopped", |l| {
+        l.contains("\"node_status\"") && l.contains("\"stopped\"")
+    });
 }

@@ -218,16 +218,40 @@ impl Drop for Run {
         if !self.armed {
             return;
         }
-        let (engine, name, keep) = (self.engine.clone(), self.name.clone(), self.keep);
-        if let Ok(h) = tokio::runtime::Handle::try_current() {
-            h.spawn(async move {
+        // Done before the drop returns: a node shutting down drops its tasks and then
+        // exits. On a thread of its own with a client of its own (this runtime may be
+        // going away); bounded by the engine calls' deadlines.
+        let (name, keep) = (self.name.clone(), self.keep);
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let engine = Engine::new();
                 if keep {
                     let _ = engine.kill(&name).await;
                 } else {
                     engine.remove(&name, true).await;
                 }
             });
-        }
+        });
+        let _ = cleanup.join();
+        let what = if keep { "killed" } else { "removed" };
+        info!(node = %self.node, task = self.task, container = %self.name,
+              "container task aborted: container {what}");
+    }
+}
+
+/// Aborts a helper task of a container task when dropped (with the task's body, when it
+/// is aborted).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -263,7 +287,7 @@ async fn supervise_inner(
     let (engine, name) = (&run.engine, &run.name);
     // The engine's events of the container, followed from before its creation.
     let events = engine.events(name).await?;
-    let follow = {
+    let follow = AbortOnDrop({
         let (ctx, shared) = (ctx.clone(), shared.clone());
         tokio::spawn(async move {
             let mut events = std::pin::pin!(events);
@@ -274,11 +298,11 @@ async fn supervise_inner(
                 }
             }
         })
-    };
+    });
     let id = match engine.run(&run.node, run.task, name, spec).await {
         Ok(id) => id,
         Err(e) => {
-            follow.abort();
+            drop(follow);
             return Err(e);
         }
     };
@@ -289,7 +313,7 @@ async fn supervise_inner(
         name: name.clone(),
     });
     // A stop asked (before or after the start) is performed beside the wait.
-    let stopper = {
+    let stopper = AbortOnDrop({
         let (engine, name) = (engine.clone(), name.clone());
         let mut stop = shared.stop.subscribe();
         tokio::spawn(async move {
@@ -301,10 +325,9 @@ async fn supervise_inner(
                 warn!(container = %name, error = %e, "cannot stop a container");
             }
         })
-    };
+    });
     let exit = engine.wait(name).await;
-    stopper.abort();
-    follow.abort();
+    drop((stopper, follow));
     let Some((code, oom)) = exit else {
         return Ok("container gone".to_owned());
     };
