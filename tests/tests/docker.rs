@@ -138,10 +138,15 @@ fn containers_of(node: &str) -> Vec<String> {
 
 impl Drop for Image {
     fn drop(&mut self) {
-        for c in containers_of(&self.node) {
-            let _ = docker(&["rm", "-f", &c]);
+        // Quietly: the test may be failing already.
+        let quiet = |args: &[&str]| Command::new("docker").args(args).output();
+        let label = format!("label=nkcluster.node={}", self.node);
+        if let Ok(o) = quiet(&["ps", "-aq", "--filter", &label]) {
+            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = quiet(&["rm", "-f", id]);
+            }
         }
-        let _ = docker(&["rmi", "-f", &self.name]);
+        let _ = quiet(&["rmi", "-f", &self.name]);
     }
 }
 
@@ -349,9 +354,35 @@ fn a_container_that_exits_ends_its_task_with_its_code() {
     // Removed once its task ended (task_stopped comes after the removal).
     assert_eq!(containers_of(&c.worker_id), Vec::<String>::new());
 
-    // A kept container stays (exited) and is found by `ps`; `rm` removes it.
-    let (task, name) = c.run(&[&image.name, "--keep", "--", "/app", "0", "0"]);
+    // A kept container stays (exited) and is found by `ps`; `rm` removes it. Its
+    // variables, published port and volume are the engine's.
+    let port = nkcluster_tests::free_port().to_string();
+    let (task, name) = c.run(&[
+        &image.name,
+        "--keep",
+        "-e",
+        "A=1",
+        "-p",
+        &format!("{port}:80"),
+        "-v",
+        "/tmp:/data:ro",
+        "--",
+        "/app",
+        "0",
+        "0",
+    ]);
     assert_eq!(task_stopped(&mut events, task), "exit 0");
+    let out = docker(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Env}} {{json .HostConfig.PortBindings}} {{json .HostConfig.Binds}}",
+        &name,
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        format!(r#"["A=1"] {{"80/tcp":[{{"HostIp":"","HostPort":"{port}"}}]}} ["/tmp:/data:ro"]"#),
+        "{out:?}"
+    );
     let out = c.cli(&["docker", "ps", &c.worker_id, "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(list[0]["name"], name.as_str(), "{list}");
