@@ -115,6 +115,17 @@ codes! {
     ExecTimeout = "exec_timeout",
     /// The node runs as many processes as it may.
     TooManyProcesses = "too_many_processes",
+    // Docker containers.
+    /// The Docker engine does not answer (no socket, refused, too old).
+    DockerUnavailable = "docker_unavailable",
+    /// The engine has no image of that name.
+    ImageNotFound = "image_not_found",
+    /// No container of that name or id belongs to the node.
+    ContainerNotFound = "container_not_found",
+    /// The engine refused an operation (its message says why).
+    DockerError = "docker_error",
+    /// The node runs as many containers as it may.
+    TooManyContainers = "too_many_containers",
     // Files.
     /// The file system refused an operation.
     FileError = "file_error",

@@ -55,6 +55,7 @@ pub mod conn_error;
 pub mod connector;
 pub mod data;
 pub mod discovery;
+pub mod docker;
 pub mod error;
 pub mod events;
 pub mod files;

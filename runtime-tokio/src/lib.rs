@@ -11,6 +11,7 @@
 //! - [`node`]: the daemon: listeners, connector, peers, proxies, routing, request API.
 //! - [`jobs`]: job classes (requests, tasks, commands, events) and the core class types.
 //! - [`os`]: the built-in class `nkcluster.os` (OS processes).
+//! - [`docker`]: the built-in class `nkcluster.docker` (Docker containers).
 //! - [`config`]: options (file, environment, flags).
 //! - [`wasm`]: the WebAssembly engine of code loaded over the wire (`nkcluster load`).
 //! - [`cli`]: the `nkcluster` command.
@@ -43,6 +44,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod discovery;
+pub mod docker;
 pub mod driver;
 pub mod jobs;
 pub mod linkio;

@@ -103,6 +103,7 @@ fn event_line(ev: &crate::jobs::EventMsg, json: bool) -> String {
         WireEvent::User(b) => (
             "event",
             crate::os::event_json(&ev.class, b)
+                .or_else(|| crate::docker::event_json(&ev.class, b))
                 .unwrap_or_else(|| serde_json::json!({ "bytes": b.len() })),
         ),
         WireEvent::TaskStarted => ("task_started", serde_json::Value::Null),

@@ -8,6 +8,7 @@
 //! - [`admin`]: the admin client commands.
 //! - [`proc`]: `exec` and `proc` (OS processes on a node).
 //! - [`load`]: `load`, code over the wire (WebAssembly).
+//! - [`docker`]: `docker` (Docker containers on a node).
 
 /// Prints a line on stdout; a closed stdout (`nkcluster events | head -1`) ends the
 /// command quietly instead of panicking.
@@ -24,6 +25,7 @@ macro_rules! outln {
 
 mod admin;
 mod daemon;
+mod docker;
 mod lifecycle;
 pub mod load;
 mod proc;
@@ -175,6 +177,9 @@ pub enum Cmd {
     /// OS processes on a node: start, stop, list, logs.
     #[command(subcommand)]
     Proc(proc::ProcCmd),
+    /// Docker containers on a node: run, ps, stop, kill, rm, logs, stats.
+    #[command(subcommand)]
+    Docker(docker::DockerCmd),
 }
 
 /// How the admin commands reach a control node.
@@ -435,7 +440,8 @@ pub fn main() -> ExitCode {
         | Cmd::Events { .. }
         | Cmd::Exec(_)
         | Cmd::Proc(_)
-        | Cmd::Load(_) => "off",
+        | Cmd::Load(_)
+        | Cmd::Docker(_) => "off",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -472,6 +478,7 @@ pub fn main() -> ExitCode {
             Cmd::Events { follow, admin } => run_events(admin, follow).await,
             Cmd::Exec(a) => proc::run_exec(*a).await,
             Cmd::Proc(c) => proc::run_proc(c).await,
+            Cmd::Docker(c) => docker::run_docker(c).await,
             Cmd::Meta {
                 node,
                 action,

@@ -54,6 +54,7 @@ impl<N: Net> Inner<N> {
             Some(Ok(req)) => req,
         };
         crate::os::audit(&self.config.node_id, peer, role, &req);
+        crate::docker::audit(&self.config.node_id, peer, role, &req);
         let redirect = match &req {
             ClusterRequest::Redirect(urls) => Some(urls.clone()),
             _ => None,

@@ -27,10 +27,18 @@ use nkcluster_core::error::ErrorCode;
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::status::Status;
 
-/// The built-in handlers of a daemon node: [`Handlers::builtin`] and this class.
+/// The built-in handlers of a daemon node: [`Handlers::builtin`], this class and
+/// `nkcluster.docker` ([`crate::docker`]).
 pub fn daemon_handlers(node_id: &str) -> Handlers {
     let mut h = Handlers::builtin(node_id);
-    h.set_classes(JobClasses::new().register(CLASS, OsClass::new(node_id)));
+    h.set_classes(
+        JobClasses::new()
+            .register(CLASS, OsClass::new(node_id))
+            .register(
+                crate::docker::CLASS,
+                crate::docker::DockerClass::new(node_id),
+            ),
+    );
     h
 }
 
