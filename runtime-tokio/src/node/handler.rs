@@ -122,7 +122,12 @@ impl<N: Net> Inner<N> {
                 let stats = self.measure();
                 responder.reply(encode_answer(&b.node_info(stats)));
             }
-            ShellWork::SendFile(part) => self.write_file_part(peer, part, responder),
+            ShellWork::SendFile(part) => {
+                self.write_file_part(peer, worker_side::FileWork::Part(part), responder);
+            }
+            ShellWork::FileStatus(q) => {
+                self.write_file_part(peer, worker_side::FileWork::Status(q), responder);
+            }
             ShellWork::Route(req) => self.route(req, responder),
             ShellWork::Adopt(req) => {
                 tokio::spawn(adopt(inner, req, responder));

@@ -56,6 +56,8 @@ mod handler;
 mod lifecycle;
 mod links;
 mod routing;
+mod send_file;
+pub use send_file::{SendFileOptions, SendReport};
 mod start;
 mod stop;
 mod tasks;
@@ -93,12 +95,8 @@ pub struct RequestOptions {
     pub exclusive: bool,
 }
 
-/// Size of the parts big files travel in.
-const FILE_PART: usize = 1024 * 1024;
 /// Files received at once (each holds an open `.part` file).
 const MAX_TRANSFERS: usize = 64;
-/// File parts in flight at once.
-const FILE_WINDOW: usize = 2;
 /// The data registry's size limit (keys plus values), bytes.
 const DATA_LIMIT: usize = 64 * 1024 * 1024;
 /// Machine figures younger than this are reused.
@@ -214,7 +212,7 @@ struct Inner<N: Net> {
     /// The `.part` files of the transfers in progress, open between parts.
     open_files: Mutex<HashMap<std::path::PathBuf, std::fs::File>>,
     /// File parts are written in arrival order by one thread (started at first use).
-    file_writer: Mutex<Option<std::sync::mpsc::Sender<(String, FilePart, Responder)>>>,
+    file_writer: Mutex<Option<std::sync::mpsc::Sender<(String, worker_side::FileWork, Responder)>>>,
     /// Machine figures for `get_info`, and the latest sample (taken at most once per
     /// `STATS_MAX_AGE`: disk enumeration is not cheap).
     sys: Mutex<sysinfo::System>,
