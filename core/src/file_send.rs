@@ -10,23 +10,27 @@
 //!   on every part), then the sender asks the receiver where that transfer is at
 //!   (`FileStatus`) and sends from there ([`resume_offset`]).
 //! - It travels over an exclusive connection ([`Carrier::Exclusive`]): a second
-//!   authenticated link dialed by the node that holds the file, to one of the target's
-//!   listen URLs, used for this file only and closed after it. The sender must hold the
-//!   target's link (it learns the listen URLs there); a sender that reaches the target
-//!   through a control node, or a target that does not listen, or a dial that fails,
-//!   uses the main links ([`Carrier::Main`]).
+//!   authenticated link to one of the target's listen URLs, used for this file only and
+//!   closed after it, dialed by whichever node holds the target's link: the sender
+//!   itself, or, for a sender that reaches the target through a control node (the CLI),
+//!   that control node ([`SendPlan::ask_router`]: the parts are routed `exclusive`, and
+//!   the control node sends every part of one file ([`routed_part`]) over one dedicated
+//!   connection). A target that does not listen, or a dial that fails, leaves the parts
+//!   on the main links ([`Carrier::Main`]).
 //! - A transfer that fails for a reason of the link (`connection_failed`,
 //!   `not_connected`, `timeout`, `no_reply`) is tried again, asking the offset anew,
 //!   up to [`Retry::attempts`] times in all with a doubling delay ([`Retry::after`]).
 //!
 //! ```
 //! use nkcluster_core::file_send::{plan, Carrier, BIG_FILE};
-//! assert_eq!(plan(BIG_FILE, true).carrier, Carrier::Main);
-//! let p = plan(BIG_FILE + 1, true);
+//! assert_eq!(plan(BIG_FILE, true, true).carrier, Carrier::Main);
+//! let p = plan(BIG_FILE + 1, true, true);
 //! assert!(p.resumable && p.carrier == Carrier::Exclusive);
 //! ```
 
 use std::time::Duration;
+
+use crate::cluster::FilePart;
 
 /// The size of the parts files travel in.
 pub const PART: usize = 1024 * 1024;
@@ -50,21 +54,57 @@ pub struct SendPlan {
     pub resumable: bool,
     /// Which link to try first (an exclusive dial that fails falls back to the main).
     pub carrier: Carrier,
+    /// Route the parts `exclusive`: the control node holding the target's link carries
+    /// them over a dedicated connection (the sender does not hold that link).
+    pub ask_router: bool,
 }
 
-/// The plan for a file of `total` bytes; `direct_listening`: the sender holds the
-/// target's link and the target listens.
+/// The plan for a file of `total` bytes; `direct`: the sender holds the target's link;
+/// `listens`: the target announced listen URLs there.
 #[must_use]
-pub fn plan(total: u64, direct_listening: bool) -> SendPlan {
+pub fn plan(total: u64, direct: bool, listens: bool) -> SendPlan {
     let big = total > BIG_FILE;
     SendPlan {
         resumable: big,
-        carrier: if big && direct_listening {
+        carrier: if big && direct && listens {
             Carrier::Exclusive
         } else {
             Carrier::Main
         },
+        ask_router: big && !direct,
     }
+}
+
+/// How long a control node keeps a routed big file's dedicated connection open with no
+/// part passing (a sender that vanished mid-file).
+pub const ROUTED_IDLE: Duration = Duration::from_secs(60);
+
+/// The transfer a part routed `exclusive` through a control node belongs to: one
+/// dedicated connection carries all its parts, in order, and closes after the last.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RoutedPart {
+    /// The destination path, as sent.
+    pub path: String,
+    /// The file's identity.
+    pub sha256: [u8; 32],
+    /// The last part: the connection closes once it is answered.
+    pub last: bool,
+}
+
+/// The transfer of a part routed `exclusive`: a big file's part carrying its identity;
+/// `None` for anything else (routed like any exclusive request).
+#[must_use]
+pub fn routed_part(part: &FilePart) -> Option<RoutedPart> {
+    let sha256 = part.sha256?;
+    if part.total <= BIG_FILE {
+        return None;
+    }
+    let end = part.offset.saturating_add(part.data.len() as u64);
+    Some(RoutedPart {
+        path: part.path.clone(),
+        sha256,
+        last: end >= part.total,
+    })
 }
 
 /// Where to resume, given the receiver's answer (peer input): the answered offset when
@@ -126,35 +166,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn big_files_are_resumable_and_go_exclusive_only_to_a_listening_direct_peer() {
+    fn big_files_are_resumable_and_go_exclusive_only_to_a_listening_peer() {
+        let p = |resumable, carrier, ask_router| SendPlan {
+            resumable,
+            carrier,
+            ask_router,
+        };
+        assert_eq!(plan(0, true, true), p(false, Carrier::Main, false));
+        assert_eq!(plan(BIG_FILE, true, true), p(false, Carrier::Main, false));
+        assert_eq!(plan(BIG_FILE, false, false), p(false, Carrier::Main, false));
         assert_eq!(
-            plan(0, true),
-            SendPlan {
-                resumable: false,
-                carrier: Carrier::Main
-            }
+            plan(BIG_FILE + 1, true, true),
+            p(true, Carrier::Exclusive, false)
         );
+        assert_eq!(plan(1 << 30, true, false), p(true, Carrier::Main, false));
+        // Through a control node: it decides (it knows whether the target listens).
+        assert_eq!(plan(1 << 30, false, false), p(true, Carrier::Main, true));
+    }
+
+    #[test]
+    fn routed_parts_of_a_big_file_share_its_connection_and_the_last_closes_it() {
+        let part = |offset: u64, len: usize, total: u64, sha: Option<[u8; 32]>| FilePart {
+            path: "p".into(),
+            offset,
+            total,
+            data: bytes::Bytes::from(vec![0u8; len]),
+            sha256: sha,
+        };
+        let big = BIG_FILE + 10;
+        let r = |last| {
+            Some(RoutedPart {
+                path: "p".into(),
+                sha256: [3; 32],
+                last,
+            })
+        };
+        assert_eq!(routed_part(&part(0, PART, big, Some([3; 32]))), r(false));
         assert_eq!(
-            plan(BIG_FILE, true),
-            SendPlan {
-                resumable: false,
-                carrier: Carrier::Main
-            }
+            routed_part(&part(BIG_FILE, 10, big, Some([3; 32]))),
+            r(true)
         );
-        assert_eq!(
-            plan(BIG_FILE + 1, true),
-            SendPlan {
-                resumable: true,
-                carrier: Carrier::Exclusive
-            }
-        );
-        assert_eq!(
-            plan(1 << 30, false),
-            SendPlan {
-                resumable: true,
-                carrier: Carrier::Main
-            }
-        );
+        // No identity, or not big: no shared connection.
+        assert_eq!(routed_part(&part(0, PART, big, None)), None);
+        assert_eq!(routed_part(&part(0, 10, BIG_FILE, Some([3; 32]))), None);
     }
 
     #[test]

@@ -76,9 +76,24 @@ async fn linked(node: &TestNode, peer: &str) {
     }
 }
 
+/// Waits for the exclusive connection c1 dialed to w1 to close, and checks it was one:
+/// one link up from c1 not dialed by w1, before that link's end.
+async fn one_exclusive_link(rx: &mut tokio::sync::broadcast::Receiver<NodeEvent>) {
+    let ups = std::cell::Cell::new(0);
+    wait_event(rx, "w1: c1's exclusive connection closes", |e| {
+        if matches!(e, NodeEvent::LinkUp { peer, dialer: false, .. } if peer == "c1") {
+            ups.set(ups.get() + 1);
+        }
+        matches!(e, NodeEvent::LinkDown { peer, .. } if peer == "c1")
+    })
+    .await;
+    assert_eq!(ups.get(), 1, "the file took one exclusive connection");
+}
+
 /// c1 sends a big file to w1 (listening: an exclusive connection, a second link at w1)
-/// and to w2 (not listening: the main link); a file at the threshold goes over the main
-/// link too. All arrive intact.
+/// and to w2 (not listening: the main link); an admin client's big file routed through
+/// c1 to w1 goes over an exclusive connection that c1 opens, to w2 over the main links;
+/// a file at the threshold goes over the main link. All arrive intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_file_goes_over_an_exclusive_connection_when_the_worker_listens() {
     let c1 = start(config("c1", true, "nkcluster://127.0.0.1:0;transport=tcp")).await;
@@ -111,19 +126,44 @@ async fn a_big_file_goes_over_an_exclusive_connection_when_the_worker_listens() 
     assert!(r.exclusive, "{r:?}");
     assert_eq!((r.total, r.sent, r.resumed_from), (size, size, 0), "{r:?}");
     assert_eq!(sha_of(&to), sha);
-    // w1 saw c1 dial it: the exclusive connection (its main link is its own dial).
-    wait_event(
-        &mut w1_events,
-        "w1: c1's exclusive connection",
-        |e| matches!(e, NodeEvent::LinkUp { peer, dialer: false, .. } if peer == "c1"),
-    )
-    .await;
-    wait_event(
-        &mut w1_events,
-        "w1: the exclusive connection closes",
-        |e| matches!(e, NodeEvent::LinkDown { peer, .. } if peer == "c1"),
-    )
-    .await;
+    // w1 saw c1 dial it once: the exclusive connection (its main link is its own dial),
+    // closed after the file.
+    one_exclusive_link(&mut w1_events).await;
+
+    // From an admin client, which reaches w1 through c1: c1 opens the exclusive
+    // connection for the file's parts (a new link from c1 at w1, closed after).
+    let mut a = config("admin-1", false, "");
+    a.admin = true;
+    let admin = start(a).await;
+    admin.connect(&at_c1).await.expect("admin links to c1");
+    let to = dir.path().join("routed-at-w1.bin");
+    let r = admin
+        .send_file_with(
+            "w1",
+            &big,
+            &to.display().to_string(),
+            opts(Retry::NONE),
+            |_, _| {},
+        )
+        .await
+        .expect("routed to w1");
+    assert_eq!((r.total, r.sent, r.exclusive), (size, size, false), "{r:?}");
+    assert_eq!(sha_of(&to), sha);
+    one_exclusive_link(&mut w1_events).await;
+    // Routed to w2, which does not listen: the main links.
+    let to = dir.path().join("routed-at-w2.bin");
+    admin
+        .send_file_with(
+            "w2",
+            &big,
+            &to.display().to_string(),
+            opts(Retry::NONE),
+            |_, _| {},
+        )
+        .await
+        .expect("routed to w2");
+    assert_eq!(sha_of(&to), sha);
+    admin.shutdown();
 
     // w2 does not listen: the main link.
     let to = dir.path().join("at-w2.bin");

@@ -163,7 +163,7 @@ impl<N: Net> Inner<N> {
 
     /// A request routed through us: over a dedicated connection when asked and we hold
     /// the target's link, otherwise queued now (in arrival order) where routing says.
-    fn route(self: &Arc<Self>, req: RouteRequest, responder: Responder) {
+    fn route(self: &Arc<Self>, req: RouteRequest, mut responder: Responder) {
         let node = Node::from_inner(self.clone());
         let timeout = Duration::from_millis(req.timeout_ms);
         let remote = |e: RequestError| match e {
@@ -171,6 +171,14 @@ impl<N: Net> Inner<N> {
             e => RemoteError::new(e.code(), e.to_string()),
         };
         if req.exclusive && self.view().is_linked(&req.node) {
+            // A big file's part: its file's dedicated connection.
+            let req = match self.route_file_part(req, responder) {
+                Ok(()) => return,
+                Err((req, r)) => {
+                    responder = r;
+                    req
+                }
+            };
             let opts = RequestOptions {
                 timeout,
                 exclusive: true,

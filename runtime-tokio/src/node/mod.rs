@@ -211,6 +211,9 @@ struct Inner<N: Net> {
     job_events: broadcast::Sender<NodeJobEvent>,
     /// The `.part` files of the transfers in progress, open between parts.
     open_files: Mutex<HashMap<std::path::PathBuf, std::fs::File>>,
+    /// Control side: the dedicated connections of big files routed through us, by
+    /// (target, path, SHA-256).
+    file_links: Mutex<HashMap<send_file::FileLinkKey, send_file::FileLink>>,
     /// File parts are written in arrival order by one thread (started at first use).
     file_writer: Mutex<Option<std::sync::mpsc::Sender<(String, worker_side::FileWork, Responder)>>>,
     /// Machine figures for `get_info`, and the latest sample (taken at most once per

@@ -94,7 +94,8 @@ impl<N: Net> Node<N> {
             .links()
             .first(node)
             .is_some_and(|l| !l.summary.listen.is_empty());
-        let plan = file_send::plan(total, listens);
+        let direct = self.inner.view().is_linked(node);
+        let plan = file_send::plan(total, direct, listens);
         let identity = if plan.resumable {
             Some(hash_file(local).await.map_err(io)?)
         } else {
@@ -112,7 +113,7 @@ impl<N: Net> Node<N> {
                     local,
                     remote,
                     opts.timeout,
-                    plan.carrier,
+                    plan,
                     identity,
                     &mut report,
                     &mut progress,
@@ -138,7 +139,7 @@ impl<N: Net> Node<N> {
         local: &std::path::Path,
         remote: &str,
         timeout: Duration,
-        carrier: Carrier,
+        plan: file_send::SendPlan,
         identity: Option<[u8; 32]>,
         report: &mut SendReport,
         progress: &mut impl FnMut(u64, u64),
@@ -163,7 +164,7 @@ impl<N: Net> Node<N> {
             offset = file_send::resume_offset(total, answered);
         }
         report.resumed_from = offset;
-        let carried = match carrier {
+        let carried = match plan.carrier {
             Carrier::Exclusive => match self.open_exclusive(node, timeout).await {
                 Some(tx) => Carried::Exclusive(tx),
                 None => Carried::Main,
@@ -205,7 +206,9 @@ impl<N: Net> Node<N> {
             };
             let body = encode_body(&JobCall::SendFile(part))?;
             let routed = match &carried {
-                Carried::Main => self.route_enqueue(node, CLASS_JOB, body, timeout, 0, false),
+                Carried::Main => {
+                    self.route_enqueue(node, CLASS_JOB, body, timeout, 0, plan.ask_router)
+                }
                 Carried::Exclusive(tx) => {
                     let (reply, rx) = oneshot::channel();
                     let cmd = Command::Request {
@@ -239,7 +242,11 @@ impl<N: Net> Node<N> {
     /// Dials a dedicated connection to `peer` (linked here) at one of its listen URLs,
     /// authenticated like any other: its command channel, which closes the connection
     /// when dropped. `None` when no URL could be dialed (logged).
-    async fn open_exclusive(&self, peer: &str, timeout: Duration) -> Option<mpsc::Sender<Command>> {
+    pub(super) async fn open_exclusive(
+        &self,
+        peer: &str,
+        timeout: Duration,
+    ) -> Option<mpsc::Sender<Command>> {
         let (listen, ip) = self
             .inner
             .view()
@@ -295,6 +302,116 @@ impl<N: Net> Node<N> {
         }
         warn!(node = %self.inner.config.node_id, to = %peer, "no exclusive connection: the main link carries the file");
         None
+    }
+}
+
+/// A routed big file's dedicated connection is found by target, path and SHA-256.
+pub(super) type FileLinkKey = (String, String, [u8; 32]);
+
+/// A routed big file's dedicated connection, as the control node routing it holds it.
+pub(super) struct FileLink {
+    /// Its parts go here, in arrival order (to the exclusive connection once dialed, or
+    /// to the main link when none could be).
+    tx: mpsc::Sender<Command>,
+    last_used: tokio::time::Instant,
+}
+
+impl<N: Net> Inner<N> {
+    /// A part routed `exclusive` through us to a node we hold: when it is a big file's
+    /// ([`file_send::routed_part`]), it joins that file's dedicated connection (opened
+    /// by its first part, closed after its last or an error, or dropped after
+    /// [`file_send::ROUTED_IDLE`] without parts); anything else is given back.
+    #[allow(clippy::result_large_err)]
+    pub(super) fn route_file_part(
+        self: &Arc<Self>,
+        req: RouteRequest,
+        responder: Responder,
+    ) -> Result<(), (RouteRequest, Responder)> {
+        let routed = match decode_reply::<JobCall>(&req.body) {
+            Ok(JobCall::SendFile(part)) => file_send::routed_part(&part),
+            _ => None,
+        };
+        let Some(rp) = routed else {
+            return Err((req, responder));
+        };
+        let timeout = Duration::from_millis(req.timeout_ms);
+        let key: FileLinkKey = (req.node.clone(), rp.path, rp.sha256);
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Request {
+            class: req.class,
+            body: req.body,
+            deadline: self.clock.now() + timeout,
+            reply,
+        };
+        let tx = {
+            let mut links = lock(&self.file_links);
+            let now = tokio::time::Instant::now();
+            links.retain(|_, l| now.duration_since(l.last_used) < file_send::ROUTED_IDLE);
+            let l = links.entry(key.clone()).or_insert_with(|| FileLink {
+                tx: self.open_file_link(&req.node, timeout),
+                last_used: now,
+            });
+            l.last_used = now;
+            let tx = l.tx.clone();
+            if rp.last {
+                links.remove(&key);
+            }
+            tx
+        };
+        // Queued now, synchronously: the parts keep their arrival order.
+        let rx = tx.try_send(cmd).map(|()| rx).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => RequestError::TooManyPending,
+            mpsc::error::TrySendError::Closed(_) => RequestError::ConnectionFailed,
+        });
+        let inner = self.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        tokio::spawn(async move {
+            let r = wait_reply(rx, deadline).await;
+            if r.is_err() {
+                // The file's connection failed (or the part was refused): the sender's
+                // next try starts a new one.
+                let mut links = lock(&inner.file_links);
+                if links.get(&key).is_some_and(|l| l.tx.same_channel(&tx)) {
+                    links.remove(&key);
+                }
+            }
+            drop(tx);
+            responder.reply(r.map_err(|e| match e {
+                RequestError::Remote(r) => r,
+                e => RemoteError::new(e.code(), e.to_string()),
+            }));
+        });
+        Ok(())
+    }
+
+    /// The channel of a routed big file's parts: a task dials the exclusive connection
+    /// to `node` and forwards the parts to it in order, or to `node`'s main link when
+    /// no exclusive connection could be made; it ends (closing the connection) once
+    /// every sender of the channel is gone.
+    fn open_file_link(self: &Arc<Self>, node: &str, timeout: Duration) -> mpsc::Sender<Command> {
+        let (tx, mut rx) = mpsc::channel::<Command>(16);
+        let inner = self.clone();
+        let node = node.to_owned();
+        tokio::spawn(async move {
+            let exclusive = Node::from_inner(inner.clone())
+                .open_exclusive(&node, timeout)
+                .await;
+            if exclusive.is_some() {
+                info!(node = %inner.config.node_id, to = %node, "a routed big file goes over an exclusive connection");
+            }
+            while let Some(cmd) = rx.recv().await {
+                let dest = match &exclusive {
+                    Some(x) => Some(x.clone()),
+                    None => inner.view().link_of(&node).cloned(),
+                };
+                // A part that cannot be passed on is dropped: its waiter sees
+                // connection_failed.
+                if let Some(dest) = dest {
+                    let _ = dest.send(cmd).await;
+                }
+            }
+        });
+        tx
     }
 }
 
