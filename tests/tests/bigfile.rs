@@ -290,3 +290,94 @@ async fn an_interrupted_big_file_resumes_from_where_it_stopped() {
     w1.shutdown();
     c1.shutdown();
 }
+
+/// The CLI against real daemons: `nkcluster send-file` of a big file to a listening
+/// worker, through its control node (which carries it over an exclusive connection), is
+/// killed once half of it is written; the same command again resumes (less than 60% sent again, `--json`
+/// says where it resumed) and the file arrives intact.
+#[test]
+fn killing_the_sending_cli_mid_way_then_sending_again_resumes() {
+    use nkcluster_tests::{Daemon, has, run_with_deadline};
+    let size = 256 * MIB;
+    let dir = TempDir::new("bigfile-cli");
+    let files = dir.path().join("files");
+    let files_arg = files.display().to_string();
+    let (mut c1, port) = Daemon::control("c1", &[]);
+    let addr = format!("nkcluster://127.0.0.1:{port}");
+    let mut w1 = Daemon::node(
+        "w1",
+        &[
+            "--node-id",
+            "w1",
+            "--control",
+            "false",
+            "--listen",
+            "nkcluster://127.0.0.1:0",
+            "--cluster-addr",
+            &addr,
+            "--files-dir",
+            &files_arg,
+        ],
+    );
+    c1.wait_line("c1 holds w1", |l| {
+        l.contains("link up") && has(l, "peer", "w1")
+    });
+    let local = dir.path().join("big.bin");
+    let sha = write_pattern(&local, size);
+    let local_s = local.display().to_string();
+    let part = files.join("big.bin.part");
+    let send_args = [
+        "send-file",
+        "--addr",
+        &addr,
+        "w1",
+        &local_s,
+        "big.bin",
+        "--json",
+    ];
+
+    // The sending process dies once half of the file is written at w1 (polled).
+    let mut cli = Daemon::spawn("send-file", &send_args, &[]);
+    let until = Instant::now() + DEADLINE;
+    loop {
+        let written = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        if written >= size / 2 {
+            break;
+        }
+        assert!(
+            cli.is_running() && Instant::now() < until,
+            "the transfer did not reach 50%: {written} bytes written; {}",
+            cli.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cli.kill();
+    c1.wait_line("c1 carried it over an exclusive connection", |l| {
+        l.contains("a routed big file goes over an exclusive connection") && has(l, "to", "w1")
+    });
+
+    // The same command again: it resumes.
+    let mut cmd = std::process::Command::new(nkcluster_tests::nkcluster_bin());
+    cmd.args(send_args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("NKCLUSTER_")) {
+        cmd.env_remove(k);
+    }
+    let out = run_with_deadline(&mut cmd, DEADLINE);
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("send-file --json prints JSON");
+    let sent = report["sent"].as_u64().expect("sent");
+    let from = report["resumed_from"].as_u64().expect("resumed_from");
+    eprintln!(
+        "CLI: resumed at {} MiB, sent {} MiB of {} MiB",
+        from / MIB,
+        sent / MIB,
+        size / MIB
+    );
+    assert!(from >= size / 2, "{report}");
+    assert!(sent * 10 < size * 6, "{report}");
+    assert_eq!(sha_of(&files.join("big.bin")), sha);
+    w1.wait_line("w1 logs the resume", |l| {
+        l.contains("a file transfer resumes") && has(l, "path", "big.bin")
+    });
+}
