@@ -291,6 +291,66 @@ async fn an_interrupted_big_file_resumes_from_where_it_stopped() {
     c1.shutdown();
 }
 
+/// The same cut, with retries: the one call tries again by itself once w1 is back, asks
+/// where the transfer is at and sends the rest only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_transfer_is_tried_again_and_resumes_by_itself() {
+    let size = 64 * MIB;
+    let c1 = start(config("c1", true, "nkcluster://127.0.0.1:0;transport=tcp")).await;
+    let target = std::net::SocketAddr::from(([127, 0, 0, 1], port_of(&c1, Transport::Tcp)));
+    let relay = Relay::start(target).await;
+    let spare = nkcluster_tests::free_port();
+    let mut w = config("w1", false, "");
+    w.cluster_addr = nkcluster_core::url::parse_url_list(&format!(
+        "nkcluster://127.0.0.1:{};transport=tcp, nkcluster://127.0.0.1:{spare};transport=tcp",
+        relay.addr().port(),
+    ))
+    .expect("url");
+    w.backoff.initial = Duration::from_millis(50);
+    let w1 = start(w).await;
+    linked(&c1, "w1").await;
+    let dir = TempDir::new("bigfile-retry");
+    let local = dir.path().join("big.bin");
+    let sha = write_pattern(&local, size);
+    let remote = dir.path().join("at-w1.bin");
+    // At half, the path is cut and a second one opens (a task: the callback is sync).
+    let (cut_tx, cut_rx) = tokio::sync::oneshot::channel::<()>();
+    let second = tokio::spawn(async move {
+        if cut_rx.await.is_ok() {
+            Some(Relay::start_at(spare, target).await)
+        } else {
+            None
+        }
+    });
+    let mut cut = Some(cut_tx);
+    let r = c1
+        .send_file_with(
+            "w1",
+            &local,
+            &remote.display().to_string(),
+            opts(Retry::default()),
+            |upto, total| {
+                if upto >= total / 2
+                    && let Some(tx) = cut.take()
+                {
+                    relay.cut();
+                    let _ = tx.send(());
+                }
+            },
+        )
+        .await
+        .expect("sent after retries");
+    eprintln!("{r:?}");
+    assert!(r.attempts >= 2, "{r:?}");
+    assert!(r.resumed_from >= size / 2, "{r:?}");
+    assert_eq!(r.last_sent, size - r.resumed_from, "{r:?}");
+    assert!(r.last_sent * 10 < size * 6, "{r:?}");
+    assert_eq!(sha_of(&remote), sha);
+    drop(second);
+    w1.shutdown();
+    c1.shutdown();
+}
+
 /// The CLI against real daemons: `nkcluster send-file` of a big file to a listening
 /// worker, through its control node (which carries it over an exclusive connection), is
 /// killed once half of it is written; the same command again resumes (less than 60% sent again, `--json`

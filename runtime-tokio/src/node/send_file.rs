@@ -27,6 +27,8 @@ pub struct SendReport {
     pub total: u64,
     /// The bytes of file data this call sent (every attempt), confirmed or not.
     pub sent: u64,
+    /// The bytes of file data the last attempt sent.
+    pub last_sent: u64,
     /// The offset the last attempt started from (a resume when not 0).
     pub resumed_from: u64,
     /// The last attempt went over an exclusive connection.
@@ -47,7 +49,8 @@ impl<N: Net> Node<N> {
     /// each its own request, so small messages on the link pass between them; big files
     /// (over [`file_send::BIG_FILE`]) go over an exclusive connection when possible and
     /// resume where an interrupted transfer stopped (see
-    /// [`send_file_with`](Self::send_file_with)). `progress(sent, total)` is called after
+    /// [`send_file_with`](Self::send_file_with)). A failure is returned at once (no
+    /// retry; sending again resumes a big file). `progress(sent, total)` is called after
     /// each part. Returns the size.
     pub async fn send_file(
         &self,
@@ -59,7 +62,7 @@ impl<N: Net> Node<N> {
     ) -> Result<u64, RequestError> {
         let opts = SendFileOptions {
             timeout,
-            retry: Retry::default(),
+            retry: Retry::NONE,
         };
         self.send_file_with(node, local, remote, opts, progress)
             .await
@@ -164,6 +167,7 @@ impl<N: Net> Node<N> {
             offset = file_send::resume_offset(total, answered);
         }
         report.resumed_from = offset;
+        report.last_sent = 0;
         let carried = match plan.carrier {
             Carrier::Exclusive => match self.open_exclusive(node, timeout).await {
                 Some(tx) => Carried::Exclusive(tx),
@@ -225,6 +229,7 @@ impl<N: Net> Node<N> {
             };
             offset += filled as u64;
             report.sent += filled as u64;
+            report.last_sent += filled as u64;
             in_flight.push_back((routed, offset));
             while in_flight.len() >= WINDOW || (last && !in_flight.is_empty()) {
                 let Some((routed, upto)) = in_flight.pop_front() else {
