@@ -318,7 +318,6 @@ pub(super) struct FileLink {
     /// Its parts go here, in arrival order (to the exclusive connection once dialed, or
     /// to the main link when none could be).
     tx: mpsc::Sender<Command>,
-    last_used: tokio::time::Instant,
 }
 
 impl<N: Net> Inner<N> {
@@ -350,13 +349,9 @@ impl<N: Net> Inner<N> {
         };
         let tx = {
             let mut links = lock(&self.file_links);
-            let now = tokio::time::Instant::now();
-            links.retain(|_, l| now.duration_since(l.last_used) < file_send::ROUTED_IDLE);
             let l = links.entry(key.clone()).or_insert_with(|| FileLink {
-                tx: self.open_file_link(&req.node, timeout),
-                last_used: now,
+                tx: self.open_file_link(&key, timeout),
             });
-            l.last_used = now;
             let tx = l.tx.clone();
             if rp.last {
                 links.remove(&key);
@@ -392,11 +387,18 @@ impl<N: Net> Inner<N> {
     /// The channel of a routed big file's parts: a task dials the exclusive connection
     /// to `node` and forwards the parts to it in order, or to `node`'s main link when
     /// no exclusive connection could be made; it ends (closing the connection) once
-    /// every sender of the channel is gone.
-    fn open_file_link(self: &Arc<Self>, node: &str, timeout: Duration) -> mpsc::Sender<Command> {
+    /// every sender of the channel is gone, or after [`file_send::ROUTED_IDLE`] without
+    /// a part (the sender vanished mid-file: the file's entry is forgotten).
+    fn open_file_link(
+        self: &Arc<Self>,
+        key: &FileLinkKey,
+        timeout: Duration,
+    ) -> mpsc::Sender<Command> {
         let (tx, mut rx) = mpsc::channel::<Command>(16);
+        let own = tx.downgrade();
         let inner = self.clone();
-        let node = node.to_owned();
+        let key = key.clone();
+        let node = key.0.clone();
         tokio::spawn(async move {
             let exclusive = Node::from_inner(inner.clone())
                 .open_exclusive(&node, timeout)
@@ -404,7 +406,24 @@ impl<N: Net> Inner<N> {
             if exclusive.is_some() {
                 info!(node = %inner.config.node_id, to = %node, "a routed big file goes over an exclusive connection");
             }
-            while let Some(cmd) = rx.recv().await {
+            loop {
+                let cmd = match tokio::time::timeout(file_send::ROUTED_IDLE, rx.recv()).await {
+                    Ok(Some(cmd)) => cmd,
+                    Ok(None) => break,
+                    Err(_) => {
+                        warn!(node = %inner.config.node_id, to = %node, path = %key.1,
+                              "a routed big file sent nothing for a while: its connection closes");
+                        let mut links = lock(&inner.file_links);
+                        let ours = own.upgrade();
+                        if links
+                            .get(&key)
+                            .is_some_and(|l| ours.is_some_and(|o| l.tx.same_channel(&o)))
+                        {
+                            links.remove(&key);
+                        }
+                        break;
+                    }
+                };
                 let dest = match &exclusive {
                     Some(x) => Some(x.clone()),
                     None => inner.view().link_of(&node).cloned(),
