@@ -300,8 +300,13 @@ pub(super) async fn run_send_file(
     let r = n
         .send_file_with(&node, &local, &remote, opts, |sent, total| {
             if let Some(bar) = &bar {
+                let first = bar.length() != Some(total);
                 bar.set_length(total);
                 bar.set_position(sent);
+                if first {
+                    // A resumed transfer starts far along: the rate counts from here.
+                    bar.reset_eta();
+                }
             }
         })
         .await;
