@@ -204,7 +204,8 @@ pub struct Stats {
 
 /// One part of a file sent to a node (`send_file`): small files go in one part, big
 /// ones in 1 MiB parts, in order. The last part carries the SHA-256 of the whole file,
-/// which the receiver checks before the file appears at `path`.
+/// which the receiver checks before the file appears at `path`; a big file's sender,
+/// which hashed it up front, puts it on every part (its identity, for resuming).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilePart {
     /// Destination path on the receiving node.
@@ -283,6 +284,21 @@ pub enum JobCall {
     DelData(String),
     /// A part of a file.
     SendFile(FilePart),
+    /// Where the transfer of a file is at (resuming a big file): replies the bytes
+    /// confirmed so far, a `u64` (0: start from the beginning).
+    FileStatus(FileQuery),
+}
+
+/// The identity of a big file's transfer, asked for its confirmed offset
+/// ([`JobCall::FileStatus`]) before its parts are sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileQuery {
+    /// Destination path on the receiving node.
+    pub path: String,
+    /// Whole file size.
+    pub total: u64,
+    /// SHA-256 of the whole file.
+    pub sha256: [u8; 32],
 }
 
 /// The reply to [`JobCall::Task`].

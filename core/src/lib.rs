@@ -12,7 +12,8 @@
 //! - [`data`]: a node's data registry, under a size limit.
 //! - [`events`]: a control node's event subscribers and recent events (bounded).
 //! - [`files`]: where received files may land (below `files_dir`).
-//! - [`transfers`]: the file-transfer receiver (parts, checksum, limits, expiry).
+//! - [`transfers`]: the file-transfer receiver (parts, checksum, limits, expiry, resume).
+//! - [`file_send`]: the file-transfer sender's decisions (big files, link, resume, retry).
 //! - [`frame`]: the length-prefixed frame codec (maximum checked before any allocation).
 //! - [`message`]: the versioned protocol [`Message`](message::Message) enum (postcard).
 //! - [`url`]: `nkcluster://` URL lists; [`meta`]: node metadata tokens.
@@ -58,6 +59,7 @@ pub mod discovery;
 pub mod docker;
 pub mod error;
 pub mod events;
+pub mod file_send;
 pub mod files;
 pub mod frame;
 pub mod handlers;

@@ -28,6 +28,14 @@
 //! assert_eq!(out.result, Ok(Received::File { path: "/srv/files/a.txt".into(), bytes: 5 }));
 //! assert_eq!(out.ops.len(), 3); // create a.txt.part, append, rename
 //! ```
+//!
+//! Resuming (big files, see [`kept`]): a sender that knows the whole file's SHA-256 up
+//! front puts it on EVERY part (a receiver that predates this ignores it before the last
+//! part). That hash, with the path and the size, identifies the transfer: when it is
+//! abandoned (idle expiry here, or [`Transfers::release`] when its link closes) its
+//! `.part` file and hash state are kept instead of deleted, [`Transfers::status`] answers
+//! the confirmed offset to a sender asking with the same identity, and the part at that
+//! offset reopens it, whichever link it comes over (the resuming link takes it over).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,6 +47,10 @@ use thiserror::Error;
 
 use crate::files::{ForbiddenPath, resolve_under};
 use crate::time::Instant;
+
+pub mod kept;
+pub use kept::ResumeConfig;
+use kept::{Kept, Parked};
 
 /// Limits of the receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +82,8 @@ pub struct Part<'a> {
     pub total: u64,
     /// The bytes.
     pub data: Bytes,
-    /// SHA-256 of the whole file, on the last part.
+    /// SHA-256 of the whole file, on the last part; a sender that knows it up front
+    /// sends it on every part (the transfer's identity, for resuming).
     pub sha256: Option<[u8; 32]>,
 }
 
@@ -101,6 +114,19 @@ pub enum FileOp {
     Remove {
         /// The `.part` file.
         tmp: PathBuf,
+    },
+    /// Close `tmp` and keep it on disk (an interrupted transfer kept for resuming).
+    Close {
+        /// The `.part` file.
+        tmp: PathBuf,
+    },
+    /// Open the kept `tmp` again for appending at `len` (truncating anything past it);
+    /// an I/O error when it is gone or shorter.
+    Reopen {
+        /// The `.part` file.
+        tmp: PathBuf,
+        /// Its confirmed length.
+        len: u64,
     },
 }
 
@@ -186,6 +212,8 @@ struct Open {
     next: u64,
     total: u64,
     last_activity: Instant,
+    /// The whole file's SHA-256 sent with the first part (resumable when set).
+    id: Option<[u8; 32]>,
 }
 
 /// The transfers being received by one node.
@@ -195,6 +223,8 @@ pub struct Transfers {
     config: TransfersConfig,
     /// By final path.
     open: BTreeMap<PathBuf, Open>,
+    /// Interrupted transfers kept for resuming.
+    kept: Kept,
 }
 
 fn part_file(path: &Path) -> PathBuf {
@@ -210,6 +240,63 @@ impl Transfers {
             root: root.to_path_buf(),
             config,
             open: BTreeMap::new(),
+            kept: Kept::default(),
+        }
+    }
+
+    /// Sets the limits of the interrupted transfers kept for resuming (default
+    /// [`ResumeConfig::default`]).
+    pub fn set_resume(&mut self, config: ResumeConfig) {
+        self.kept.config = config;
+    }
+
+    /// Interrupted transfers kept for resuming now.
+    pub fn kept(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// Where the transfer to `path` of `total` bytes with the whole-file SHA-256
+    /// `sha256` is at: the bytes confirmed (written) so far, in an open transfer or a
+    /// kept one, 0 when there is none (the sender starts from the beginning).
+    pub fn status(
+        &mut self,
+        now: Instant,
+        path: &str,
+        total: u64,
+        sha256: &[u8; 32],
+    ) -> Result<(u64, Vec<FileOp>), TransferError> {
+        let ops = self.expire(now);
+        let target = resolve_under(&self.root, path)?;
+        let offset = match self.open.get(&target) {
+            Some(t) if t.total == total && t.id.as_ref() == Some(sha256) => t.next,
+            Some(_) => 0,
+            None => self.kept.offset(&target, total, sha256).unwrap_or(0),
+        };
+        Ok((offset, ops))
+    }
+
+    /// Ends the open transfer to `target` (its link closed, or it was abandoned): kept
+    /// for resuming when it has an identity (its `.part` file closed), otherwise its
+    /// `.part` file is removed. The link-ownership code calls this for each transfer of
+    /// a closed link.
+    pub fn release(&mut self, now: Instant, target: &Path) -> Vec<FileOp> {
+        let Some(t) = self.open.remove(target) else {
+            return Vec::new();
+        };
+        match t.id {
+            Some(id) if t.next > 0 => self.kept.park(
+                target.to_path_buf(),
+                Parked {
+                    hash: t.hash,
+                    next: t.next,
+                    total: t.total,
+                    id,
+                    since: now,
+                },
+            ),
+            _ => vec![FileOp::Remove {
+                tmp: part_file(target),
+            }],
         }
     }
 
@@ -226,9 +313,10 @@ impl Transfers {
         PartOutcome { ops, result }
     }
 
-    /// Every link with `peer` closed: its transfers end. The ops remove their `.part`
-    /// files (and close them).
-    pub fn handle_link_closed(&mut self, peer: &str) -> Vec<FileOp> {
+    /// Every link with `peer` closed: its transfers end ([`release`](Self::release)d:
+    /// a big file's is kept for resuming, its `.part` file closed; the others' `.part`
+    /// files are removed).
+    pub fn handle_link_closed(&mut self, now: Instant, peer: &str) -> Vec<FileOp> {
         let theirs: Vec<PathBuf> = self
             .open
             .iter()
@@ -237,10 +325,7 @@ impl Transfers {
             .collect();
         theirs
             .into_iter()
-            .map(|p| {
-                self.open.remove(&p);
-                FileOp::Remove { tmp: part_file(&p) }
-            })
+            .flat_map(|p| self.release(now, &p))
             .collect()
     }
 
@@ -264,7 +349,8 @@ impl Transfers {
                     max: self.config.max_open,
                 });
             }
-            // A restart of the same file replaces the one in progress.
+            // A restart of the same file replaces the one in progress (or kept).
+            self.kept.forget(&target);
             ops.push(FileOp::Create { tmp: tmp.clone() });
             self.open.insert(
                 target.clone(),
@@ -274,8 +360,11 @@ impl Transfers {
                     next: 0,
                     total: part.total,
                     last_activity: now,
+                    id: part.sha256,
                 },
             );
+        } else if !self.open.contains_key(&target) {
+            self.resume(now, from, &target, part, ops)?;
         }
         let Some(t) = self.open.get_mut(&target) else {
             return Err(TransferError::BadOffset {
@@ -327,12 +416,60 @@ impl Transfers {
         })
     }
 
+    /// A part past 0 for a file with no open transfer: reopens the kept one it
+    /// continues, if any (otherwise the caller refuses it as out of order).
+    fn resume(
+        &mut self,
+        now: Instant,
+        from: &str,
+        target: &Path,
+        part: &Part<'_>,
+        ops: &mut Vec<FileOp>,
+    ) -> Result<(), TransferError> {
+        if self
+            .kept
+            .offset(target, part.total, &part.sha256.unwrap_or_default())
+            != Some(part.offset)
+        {
+            return Ok(());
+        }
+        if self.open.len() >= self.config.max_open {
+            return Err(TransferError::TooMany {
+                max: self.config.max_open,
+            });
+        }
+        let Some(p) = self.kept.take(target, part.offset, part.total, part.sha256) else {
+            return Ok(());
+        };
+        ops.push(FileOp::Reopen {
+            tmp: part_file(target),
+            len: p.next,
+        });
+        self.open.insert(
+            target.to_path_buf(),
+            Open {
+                owner: from.to_owned(),
+                hash: p.hash,
+                next: p.next,
+                total: p.total,
+                last_activity: now,
+                id: Some(p.id),
+            },
+        );
+        Ok(())
+    }
+
     /// Performing an op for the transfer to `path` (as sent) failed: the transfer is
     /// over; remove its `.part` file.
     pub fn handle_io_error(&mut self, path: &str) -> Vec<FileOp> {
         let Ok(target) = resolve_under(&self.root, path) else {
             return Vec::new();
         };
+        if self.kept.forget(&target) {
+            return vec![FileOp::Remove {
+                tmp: part_file(&target),
+            }];
+        }
         match self.open.remove(&target) {
             Some(_) => vec![FileOp::Remove {
                 tmp: part_file(&target),
@@ -352,6 +489,7 @@ impl Transfers {
         self.open
             .values()
             .map(|t| t.last_activity + self.config.idle_expiry)
+            .chain(self.kept.next_expiry())
             .min()
     }
 
@@ -363,15 +501,16 @@ impl Transfers {
             .filter(|(_, t)| now.saturating_duration_since(t.last_activity) >= limit)
             .map(|(p, _)| p.clone())
             .collect();
-        stale
-            .into_iter()
-            .map(|p| {
-                self.open.remove(&p);
-                FileOp::Remove { tmp: part_file(&p) }
-            })
-            .collect()
+        let mut ops = self.kept.expire(now);
+        for p in stale {
+            ops.extend(self.release(now, &p));
+        }
+        ops
     }
 }
+
+#[cfg(test)]
+mod resume_tests;
 
 #[cfg(test)]
 mod tests {
@@ -585,9 +724,9 @@ mod tests {
         let out = t.handle_part(now, "admin-1", part("a", 1, 9, b"2", None));
         assert_eq!(out.result, Ok(Received::Part));
         // Another peer's link closing changes nothing; the owner's ends both.
-        assert_eq!(t.handle_link_closed("admin-2"), []);
+        assert_eq!(t.handle_link_closed(now, "admin-2"), []);
         assert_eq!(
-            t.handle_link_closed("admin-1"),
+            t.handle_link_closed(now, "admin-1"),
             [
                 FileOp::Remove {
                     tmp: p("/f/a.part")
@@ -601,6 +740,30 @@ mod tests {
         // The slots are free: another peer starts at once.
         let out = t.handle_part(now, "admin-2", part("a", 0, 9, b"1", None));
         assert_eq!(out.result, Ok(Received::Part));
+        // A big file (its whole-file SHA-256 on every part) is kept for resuming when its
+        // peer's links close, and another peer resumes it where it stopped.
+        let id = Some(&b"123456789"[..]);
+        let out = t.handle_part(now, "admin-3", part("big", 0, 9, b"123", id));
+        assert_eq!(out.result, Ok(Received::Part));
+        assert_eq!(
+            t.handle_link_closed(now, "admin-3"),
+            [FileOp::Close {
+                tmp: p("/f/big.part")
+            }]
+        );
+        assert_eq!(
+            t.status(now, "big", 9, &sha(b"123456789")).map(|(o, _)| o),
+            Ok(3)
+        );
+        let out = t.handle_part(now, "admin-4", part("big", 3, 9, b"4", id));
+        assert_eq!(out.result, Ok(Received::Part));
+        assert_eq!(
+            out.ops[0],
+            FileOp::Reopen {
+                tmp: p("/f/big.part"),
+                len: 3
+            }
+        );
     }
 
     #[test]

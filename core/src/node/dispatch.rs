@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use super::*;
-use crate::cluster::{AdoptRequest, CallRequest, FilePart, JobCall, RouteRequest};
+use crate::cluster::{AdoptRequest, CallRequest, FilePart, FileQuery, JobCall, RouteRequest};
 use crate::error::ErrorCode;
 use crate::message::RemoteError;
 
@@ -52,6 +52,8 @@ pub enum ShellWork {
     GetInfo,
     /// One part of a file for `files_dir`.
     SendFile(FilePart),
+    /// Where a file's transfer is at (after the parts before it, in arrival order).
+    FileStatus(FileQuery),
     /// Route a request to another node.
     Route(RouteRequest),
     /// Dial a worker and serve it (a hand-off to us).
@@ -256,6 +258,7 @@ impl<H: Clone> NodeMachine<H> {
             JobCall::StopTask(id) => ShellWork::StopTask(id),
             JobCall::GetInfo => ShellWork::GetInfo,
             JobCall::SendFile(part) => ShellWork::SendFile(part),
+            JobCall::FileStatus(q) => ShellWork::FileStatus(q),
             // Answered by handle_state_call above.
             call @ (JobCall::SetStatus(_)
             | JobCall::GetTasks(_)

@@ -131,7 +131,8 @@ impl<H: Clone> NodeMachine<H> {
             | JobCall::Command { .. }
             | JobCall::StopTask(_)
             | JobCall::GetInfo
-            | JobCall::SendFile(_) => return None,
+            | JobCall::SendFile(_)
+            | JobCall::FileStatus(_) => return None,
         })
     }
 

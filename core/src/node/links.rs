@@ -136,7 +136,7 @@ impl<H: Clone> NodeMachine<H> {
         }
         // The file transfers the peer started end with its last link.
         if last {
-            let ops = self.transfers.handle_link_closed(peer);
+            let ops = self.transfers.handle_link_closed(now, peer);
             if !ops.is_empty() {
                 self.out.push_back(Output::FileOps(ops));
             }

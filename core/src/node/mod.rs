@@ -683,6 +683,19 @@ impl<H: Clone> NodeMachine<H> {
         self.transfers.handle_part(now, from, part)
     }
 
+    /// Where the transfer of `path` (`total` bytes, whole-file SHA-256 `sha256`) is at:
+    /// the bytes confirmed, and file operations to perform first (expiry); see
+    /// [`Transfers::status`].
+    pub fn handle_file_status(
+        &mut self,
+        now: Instant,
+        path: &str,
+        total: u64,
+        sha256: &[u8; 32],
+    ) -> Result<(u64, Vec<crate::transfers::FileOp>), crate::transfers::TransferError> {
+        self.transfers.status(now, path, total, sha256)
+    }
+
     /// Performing a transfer's file operations failed: the transfer is dropped and the
     /// operations that clean up after it are returned.
     #[must_use]

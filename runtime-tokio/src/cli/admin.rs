@@ -278,7 +278,7 @@ pub(super) async fn run_send_file(
     local: PathBuf,
     remote: String,
 ) -> ExitCode {
-    use std::io::{IsTerminal, Write};
+    use std::io::IsTerminal;
     // A local file that cannot be read is our problem, not the node's: say so first.
     if let Err(e) = std::fs::File::open(&local).and_then(|f| f.metadata()) {
         eprintln!("nkcluster: cannot read local file {}: {e}", local.display());
@@ -288,42 +288,52 @@ pub(super) async fn run_send_file(
         Ok(l) => l,
         Err(c) => return c,
     };
-    let bar = std::io::stderr().is_terminal() && !args.json;
-    let started = std::time::Instant::now();
-    let r = n
-        .send_file(
-            &node,
-            &local,
-            &remote,
-            Duration::from_secs(60),
-            |sent, total| {
-                if bar {
-                    let pct = (sent * 100).checked_div(total).unwrap_or(100);
-                    let filled = usize::try_from(pct / 4).unwrap_or(25);
-                    let mut e = std::io::stderr();
-                    let _ = write!(
-                        e,
-                        "\r[{:<25}] {pct:>3}% {:.1}/{:.1} MiB",
-                        "#".repeat(filled),
-                        sent as f64 / 1048576.0,
-                        total as f64 / 1048576.0
-                    );
-                    let _ = e.flush();
-                }
-            },
+    // A progress bar with rate and ETA when stderr is a terminal; nothing otherwise.
+    let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
+        let style = indicatif::ProgressStyle::with_template(
+            "[{bar:25}] {percent:>3}% {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
         )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("#>-");
+        indicatif::ProgressBar::new(0).with_style(style)
+    });
+    let started = std::time::Instant::now();
+    let opts = crate::node::SendFileOptions {
+        timeout: Duration::from_secs(60),
+        retry: nkcluster_core::file_send::Retry::default(),
+    };
+    let r = n
+        .send_file_with(&node, &local, &remote, opts, |sent, total| {
+            if let Some(bar) = &bar {
+                let first = bar.length() != Some(total);
+                bar.set_length(total);
+                bar.set_position(sent);
+                if first {
+                    // A resumed transfer starts far along: the rate counts from here.
+                    bar.reset_eta();
+                }
+            }
+        })
         .await;
-    if bar {
-        eprintln!();
+    if let Some(bar) = bar {
+        bar.finish();
     }
     n.shutdown_and_wait(Duration::from_secs(1)).await;
     match r {
-        Ok(size) => {
+        Ok(report) => {
             let secs = started.elapsed().as_secs_f64();
+            let size = report.total;
+            let resumed = if report.resumed_from > 0 {
+                format!(" (resumed at {})", report.resumed_from)
+            } else {
+                String::new()
+            };
             emit(
                 &args,
-                serde_json::json!({"node": node, "path": remote, "bytes": size, "seconds": secs}),
-                &format!("{node}:{remote}: {size} bytes in {secs:.2} s"),
+                serde_json::json!({"node": node, "path": remote, "bytes": size, "seconds": secs,
+                                   "sent": report.sent, "resumed_from": report.resumed_from,
+                                   "exclusive": report.exclusive, "attempts": report.attempts}),
+                &format!("{node}:{remote}: {size} bytes in {secs:.2} s{resumed}"),
             )
         }
         Err(e) => admin_error(&node, &e),

@@ -135,7 +135,12 @@ impl<N: Net> Inner<N> {
                 let stats = self.measure();
                 responder.reply(encode_answer(&b.node_info(stats)));
             }
-            ShellWork::SendFile(part) => self.write_file_part(peer, part, responder),
+            ShellWork::SendFile(part) => {
+                self.write_file_part(peer, worker_side::FileWork::Part(part), responder);
+            }
+            ShellWork::FileStatus(q) => {
+                self.write_file_part(peer, worker_side::FileWork::Status(q), responder);
+            }
             ShellWork::Route(req) => self.route(req, responder),
             ShellWork::Adopt(req) => {
                 tokio::spawn(adopt(inner, req, responder));
@@ -172,7 +177,7 @@ impl<N: Net> Inner<N> {
 
     /// A request routed through us: over a dedicated connection when asked and we hold
     /// the target's link, otherwise queued now (in arrival order) where routing says.
-    fn route(self: &Arc<Self>, req: RouteRequest, responder: Responder) {
+    fn route(self: &Arc<Self>, req: RouteRequest, mut responder: Responder) {
         let node = Node::from_inner(self.clone());
         let timeout = Duration::from_millis(req.timeout_ms);
         let remote = |e: RequestError| match e {
@@ -180,6 +185,14 @@ impl<N: Net> Inner<N> {
             e => RemoteError::new(e.code(), e.to_string()),
         };
         if req.exclusive && self.view().is_linked(&req.node) {
+            // A big file's part: its file's dedicated connection.
+            let req = match self.route_file_part(req, responder) {
+                Ok(()) => return,
+                Err((req, r)) => {
+                    responder = r;
+                    req
+                }
+            };
             let opts = RequestOptions {
                 timeout,
                 exclusive: true,

@@ -60,6 +60,8 @@ mod handler;
 mod lifecycle;
 mod links;
 mod routing;
+mod send_file;
+pub use send_file::{SendFileOptions, SendReport};
 mod start;
 mod stop;
 mod tasks;
@@ -97,8 +99,6 @@ pub struct RequestOptions {
     pub exclusive: bool,
 }
 
-/// Size of the parts big files travel in.
-const FILE_PART: usize = 1024 * 1024;
 /// Files received at once (each holds an open `.part` file).
 const MAX_TRANSFERS: usize = 64;
 /// Refusal lines (handshake failures, refusals at accept, forbidden messages): at most
@@ -109,8 +109,6 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 const REFUSAL_LOG_BURST: u32 = 5;
 /// Sources the refusal log limiter tracks at most.
 const REFUSAL_LOG_SOURCES: usize = 4096;
-/// File parts in flight at once.
-const FILE_WINDOW: usize = 2;
 /// The data registry's size limit (keys plus values), bytes.
 const DATA_LIMIT: usize = 64 * 1024 * 1024;
 /// Machine figures younger than this are reused.
@@ -225,6 +223,9 @@ struct Inner<N: Net> {
     job_events: broadcast::Sender<NodeJobEvent>,
     /// The `.part` files of the transfers in progress, open between parts.
     open_files: Mutex<HashMap<std::path::PathBuf, std::fs::File>>,
+    /// Control side: the dedicated connections of big files routed through us, by
+    /// (target, path, SHA-256).
+    file_links: Mutex<HashMap<send_file::FileLinkKey, send_file::FileLink>>,
     /// File parts are written in arrival order by one thread (started at first use).
     file_writer: Mutex<Option<std::sync::mpsc::Sender<WriterJob>>>,
     /// Machine figures for `get_info`, and the latest sample (taken at most once per
@@ -244,7 +245,7 @@ struct Inner<N: Net> {
 /// Work for the file writer thread, done in the order queued.
 enum WriterJob {
     /// A part from a peer, answered when written.
-    Part(String, FilePart, Responder),
+    Part(String, worker_side::FileWork, Responder),
     /// The machine's operations for transfers that ended without a last part.
     Ops(Vec<nkcluster_core::transfers::FileOp>),
 }

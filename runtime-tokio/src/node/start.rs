@@ -172,6 +172,7 @@ impl<N: Net> Node<N> {
             events_out,
             job_events: broadcast::channel(EVENT_QUEUE).0,
             open_files: Mutex::new(HashMap::new()),
+            file_links: Mutex::new(HashMap::new()),
             file_writer: Mutex::new(None),
             sys: Mutex::new(sysinfo::System::new()),
             machine_figures: env.machine_figures,

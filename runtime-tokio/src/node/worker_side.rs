@@ -2,6 +2,15 @@
 //! metadata, data, files), its status changes and reports, its task bodies.
 
 use super::*;
+use nkcluster_core::cluster::FileQuery;
+
+/// What the file writer thread handles, in arrival order.
+pub(super) enum FileWork {
+    /// A part to write.
+    Part(FilePart),
+    /// Where a transfer is at (answered after the parts that came before).
+    Status(FileQuery),
+}
 
 impl<N: Net> Inner<N> {
     pub(super) fn emit(&self, e: NodeEvent) {
@@ -126,8 +135,11 @@ impl<N: Net> Inner<N> {
                 while let Ok(job) = rx.recv() {
                     let Some(inner) = weak.upgrade() else { return };
                     match job {
-                        WriterJob::Part(from, part, responder) => {
-                            responder.reply(inner.receive_file(&from, part));
+                        WriterJob::Part(from, work, responder) => {
+                            responder.reply(match work {
+                                FileWork::Part(part) => inner.receive_file(&from, part),
+                                FileWork::Status(q) => inner.file_status(&from, q),
+                            });
                         }
                         WriterJob::Ops(ops) => {
                             let _ = inner.perform_file_ops(ops);
@@ -140,11 +152,12 @@ impl<N: Net> Inner<N> {
         .clone()
     }
 
-    /// Queues a file part for the writer thread, which handles parts in arrival order.
+    /// Queues a file part (or a status query) for the writer thread, which handles them
+    /// in arrival order.
     pub(super) fn write_file_part(
         self: &Arc<Self>,
         from: &str,
-        part: FilePart,
+        part: FileWork,
         responder: Responder,
     ) {
         let job = WriterJob::Part(from.to_owned(), part, responder);
@@ -208,6 +221,29 @@ impl<N: Net> Inner<N> {
         }
     }
 
+    /// Where a big file's transfer is at, for a sender about to (re)send it.
+    fn file_status(&self, from: &str, q: FileQuery) -> Result<Bytes, RemoteError> {
+        let path = q.path.clone();
+        let r = self
+            .ask_blocking(move |b, now| b.handle_file_status(now, &path, q.total, &q.sha256))
+            .ok_or_else(stopped)?;
+        match r {
+            Ok((offset, ops)) => {
+                self.perform_file_ops(ops)?;
+                if offset > 0 {
+                    info!(node = %self.config.node_id, from = %from, path = %q.path, offset, total = q.total,
+                          "a file transfer resumes");
+                }
+                encode_answer(&offset)
+            }
+            Err(e) => {
+                warn!(node = %self.config.node_id, from = %from, path = %q.path, code = e.code(), error = %e,
+                      "refused a file");
+                Err(RemoteError::new(e.code(), e.to_string()))
+            }
+        }
+    }
+
     /// Performs the receiver's file operations in order; the `.part` files stay open
     /// between parts.
     pub(super) fn perform_file_ops(
@@ -240,6 +276,28 @@ impl<N: Net> Inner<N> {
                 FileOp::Remove { tmp } => {
                     open.remove(&tmp);
                     let _ = std::fs::remove_file(&tmp);
+                }
+                FileOp::Close { tmp } => {
+                    open.remove(&tmp);
+                }
+                FileOp::Reopen { tmp, len } => {
+                    use std::io::{Seek, SeekFrom};
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&tmp)
+                        .map_err(|e| io(&tmp, e))?;
+                    let on_disk = f.metadata().map_err(|e| io(&tmp, e))?.len();
+                    if on_disk < len {
+                        return Err(io(
+                            &tmp,
+                            std::io::Error::other(format!(
+                                "the kept part file has {on_disk} bytes, {len} expected"
+                            )),
+                        ));
+                    }
+                    f.set_len(len).map_err(|e| io(&tmp, e))?;
+                    f.seek(SeekFrom::End(0)).map_err(|e| io(&tmp, e))?;
+                    open.insert(tmp, f);
                 }
             }
         }

@@ -314,6 +314,7 @@ impl World {
             ShellWork::Call { .. } => bad("a call"),
             ShellWork::Command { .. } => bad("a task command"),
             ShellWork::SendFile(_) => bad("a file"),
+            ShellWork::FileStatus(_) => bad("a file status"),
             ShellWork::Adopt(_) => bad("an adoption"),
             ShellWork::Nodes { .. } => bad("the node table"),
             ShellWork::RecentEvents => bad("the recent events"),
