@@ -41,7 +41,7 @@ fn every_bounded_table_is_measured_against_its_own_limit() {
     // A worker has no membership.
     let mut w = machine("w1", Role::Worker);
     assert_eq!(w.table_sizes()[0], size("workers remembered", 0, 100));
-    assert_eq!(w.table_sizes().len(), 7);
+    assert_eq!(w.table_sizes().len(), 8);
     // Events kept while disconnected: never more than the limit.
     for n in 0..5 {
         w.handle_own_event(
