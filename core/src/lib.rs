@@ -79,6 +79,7 @@ pub mod proxy;
 pub mod pump;
 pub mod ring;
 pub mod routing;
+pub mod slots;
 pub mod status;
 pub mod table;
 pub mod time;

@@ -689,4 +689,5 @@ pub fn run_with_deadline(cmd: &mut Command, timeout: Duration) -> std::process::
 }
 
 pub mod inproc;
+pub mod pair;
 pub mod tools;

@@ -15,7 +15,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use nkcluster_tests::{Daemon, has, nkcluster_bin, run_with_deadline};
+use nkcluster_tests::pair::CliPair;
+use nkcluster_tests::{Daemon, has, run_with_deadline};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -151,60 +152,26 @@ impl Drop for Image {
 }
 
 /// A control node c1 and a worker of a unique id linked to it.
-struct Cluster {
-    _control: Daemon,
-    worker: Daemon,
-    worker_id: String,
-    port: u16,
+struct Cluster(CliPair);
+
+impl std::ops::Deref for Cluster {
+    type Target = CliPair;
+    fn deref(&self) -> &CliPair {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut CliPair {
+        &mut self.0
+    }
 }
 
 fn cluster() -> Cluster {
-    let (mut control, port) = Daemon::control("c1", &[]);
-    let addr = format!("nkcluster://127.0.0.1:{port}");
-    let worker_id = unique("w");
-    let mut worker = Daemon::worker(&worker_id, &addr, &[]);
-    worker.wait_line("worker linked", |l| {
-        l.contains("link up") && has(l, "peer", "c1")
-    });
-    control.wait_line("worker linked at the control node", |l| {
-        l.contains("link up") && has(l, "peer", &worker_id)
-    });
-    Cluster {
-        _control: control,
-        worker,
-        worker_id,
-        port,
-    }
+    Cluster(CliPair::start(&unique("w")))
 }
 
 impl Cluster {
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = Command::new(nkcluster_bin());
-        cmd.args(args);
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("NKCLUSTER_")) {
-            cmd.env_remove(k);
-        }
-        cmd.env(
-            "NKCLUSTER_ADDR",
-            format!("nkcluster://127.0.0.1:{}", self.port),
-        );
-        run_with_deadline(&mut cmd, DEADLINE)
-    }
-
-    /// `nkcluster events --follow --json`, subscribed when this returns.
-    fn follow_events(&self) -> Daemon {
-        let mut d = Daemon::spawn(
-            "events",
-            &["events", "--follow", "--json"],
-            &[(
-                "NKCLUSTER_ADDR",
-                &format!("nkcluster://127.0.0.1:{}", self.port),
-            )],
-        );
-        d.wait_line("subscribed", |l| l.contains("following the events"));
-        d
-    }
-
     /// `docker run WORKER ARGS`: (task, container name).
     fn run(&self, args: &[&str]) -> (u64, String) {
         let mut all = vec!["docker", "run", &self.worker_id, "--json"];

@@ -8,62 +8,32 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nkcluster_tests::{Daemon, has, nkcluster_bin, run_with_deadline};
+use nkcluster_tests::pair::CliPair;
+use nkcluster_tests::{Daemon, has, run_with_deadline};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A control node c1 and a worker w1 linked to it.
-struct Cluster {
-    control: Daemon,
-    worker: Daemon,
-    port: u16,
+struct Cluster(CliPair);
+
+impl std::ops::Deref for Cluster {
+    type Target = CliPair;
+    fn deref(&self) -> &CliPair {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut CliPair {
+        &mut self.0
+    }
 }
 
 fn cluster() -> Cluster {
-    let (mut control, port) = Daemon::control("c1", &[]);
-    let addr = format!("nkcluster://127.0.0.1:{port}");
-    let mut worker = Daemon::worker("w1", &addr, &[]);
-    worker.wait_line("worker linked", |l| {
-        l.contains("link up") && has(l, "peer", "c1")
-    });
-    control.wait_line("worker linked at the control node", |l| {
-        l.contains("link up") && has(l, "peer", "w1")
-    });
-    Cluster {
-        control,
-        worker,
-        port,
-    }
+    Cluster(CliPair::start("w1"))
 }
 
 impl Cluster {
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = Command::new(nkcluster_bin());
-        cmd.args(args);
-        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("NKCLUSTER_")) {
-            cmd.env_remove(k);
-        }
-        cmd.env(
-            "NKCLUSTER_ADDR",
-            format!("nkcluster://127.0.0.1:{}", self.port),
-        );
-        run_with_deadline(&mut cmd, DEADLINE)
-    }
-
-    /// `nkcluster events --follow --json`, subscribed when this returns.
-    fn follow_events(&self) -> Daemon {
-        let mut d = Daemon::spawn(
-            "events",
-            &["events", "--follow", "--json"],
-            &[(
-                "NKCLUSTER_ADDR",
-                &format!("nkcluster://127.0.0.1:{}", self.port),
-            )],
-        );
-        d.wait_line("subscribed", |l| l.contains("following the events"));
-        d
-    }
-
     /// `proc start w1 ARGS`: (task, pid).
     fn start(&self, args: &[&str]) -> (u64, u32) {
         let mut all = vec!["proc", "start", "w1", "--json"];

@@ -8,7 +8,6 @@
 //! failure is ([`classify`]) and the CPU figure of `stats` ([`cpu_percent`]). The tokio
 //! shell (`nkcluster::docker`) makes the engine calls (through `bollard`).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -413,60 +412,15 @@ impl Supervision {
     }
 }
 
-/// A node's container tasks, by task id, at most `max`.
-#[derive(Debug)]
-pub struct ContainerTable<H> {
-    max: usize,
-    tasks: BTreeMap<u64, H>,
-}
+/// A node's container tasks, by task id, at most `max` (`too_many_containers`).
+pub type ContainerTable<H> = crate::slots::Slots<H>;
 
-impl<H> ContainerTable<H> {
-    /// An empty table of at most `max`.
-    pub fn new(max: usize) -> Self {
-        ContainerTable {
-            max,
-            tasks: BTreeMap::new(),
-        }
-    }
-
-    /// Adds task `task`: `too_many_containers` when full, `already_started` when taken.
-    pub fn admit(&mut self, task: u64, h: H) -> Result<(), RemoteError> {
-        if self.tasks.contains_key(&task) {
-            return Err(RemoteError::new(
-                ErrorCode::AlreadyStarted,
-                format!("container task {task} exists"),
-            ));
-        }
-        if self.tasks.len() >= self.max {
-            return Err(RemoteError::new(
-                ErrorCode::TooManyContainers,
-                format!("the node runs {} containers, its limit", self.max),
-            ));
-        }
-        self.tasks.insert(task, h);
-        Ok(())
-    }
-
-    /// Removes task `task`.
-    pub fn release(&mut self, task: u64) -> Option<H> {
-        self.tasks.remove(&task)
-    }
-
-    /// The entry of task `task`.
-    pub fn get(&self, task: u64) -> Option<&H> {
-        self.tasks.get(&task)
-    }
-
-    /// How many.
-    pub fn len(&self) -> usize {
-        self.tasks.len()
-    }
-
-    /// None.
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
-}
+/// How [`ContainerTable`] names its entries.
+pub const CONTAINER_WORDS: crate::slots::SlotWords = crate::slots::SlotWords {
+    one: "container task",
+    many: "containers",
+    full: ErrorCode::TooManyContainers,
+};
 
 /// CPU use between two samples, percent of one CPU (200 = two CPUs busy): the
 /// container's CPU time delta over the system's, times the CPUs online. `0` when the

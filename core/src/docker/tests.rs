@@ -234,7 +234,7 @@ fn out_of_memory_is_named() {
 
 #[test]
 fn the_table_limits_containers_per_node() {
-    let mut t = ContainerTable::new(2);
+    let mut t = ContainerTable::new(2, CONTAINER_WORDS);
     t.admit(1, "a").expect("room");
     assert_eq!(
         t.admit(1, "b").expect_err("taken").code.as_str(),
@@ -246,7 +246,7 @@ fn the_table_limits_containers_per_node() {
     assert_eq!(e.message, "the node runs 2 containers, its limit");
     assert_eq!(t.len(), 2);
     assert_eq!(t.release(1), Some("a"));
-    assert_eq!(t.get(2), Some(&"b"));
+    assert_eq!(t.entry(2), Some(&"b"));
     t.admit(3, "c").expect("room again");
     assert!(!t.is_empty());
 }

@@ -11,7 +11,6 @@ mod output;
 
 pub use output::{OutputRing, Stream};
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -498,69 +497,25 @@ impl Stopper {
     }
 }
 
-/// The processes of a node, by key (a task id, or an `exec`'s own), at most `max`.
-#[derive(Debug)]
-pub struct ProcTable<H> {
-    max: usize,
-    procs: BTreeMap<u64, H>,
-}
+/// The processes of a node, by key (a task id, or an `exec`'s own), at most `max`
+/// (`too_many_processes`).
+pub type ProcTable<H> = crate::slots::Slots<H>;
 
-impl<H> ProcTable<H> {
-    /// An empty table of at most `max`.
-    pub fn new(max: usize) -> Self {
-        ProcTable {
-            max,
-            procs: BTreeMap::new(),
-        }
-    }
+/// How [`ProcTable`] names its entries.
+pub const PROC_WORDS: crate::slots::SlotWords = crate::slots::SlotWords {
+    one: "process",
+    many: "processes",
+    full: ErrorCode::TooManyProcesses,
+};
 
-    /// Adds `key`: `too_many_processes` when full, `already_started` when taken.
-    pub fn admit(&mut self, key: u64, h: H) -> Result<(), RemoteError> {
-        if self.procs.contains_key(&key) {
-            return Err(RemoteError::new(
-                ErrorCode::AlreadyStarted,
-                format!("process {key} exists"),
-            ));
-        }
-        if self.procs.len() >= self.max {
-            return Err(RemoteError::new(
-                ErrorCode::TooManyProcesses,
-                format!("the node runs {} processes, its limit", self.max),
-            ));
-        }
-        self.procs.insert(key, h);
-        Ok(())
-    }
-
-    /// Removes `key`.
-    pub fn release(&mut self, key: u64) -> Option<H> {
-        self.procs.remove(&key)
-    }
-
-    /// The entry of `key`, or `process_not_found`.
-    pub fn get(&self, key: u64) -> Result<&H, RemoteError> {
-        self.procs.get(&key).ok_or_else(|| {
-            RemoteError::new(
-                ErrorCode::ProcessNotFound,
-                format!("no process task {key} runs here"),
-            )
-        })
-    }
-
-    /// Every entry, by key.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &H)> {
-        self.procs.iter().map(|(k, v)| (*k, v))
-    }
-
-    /// How many.
-    pub fn len(&self) -> usize {
-        self.procs.len()
-    }
-
-    /// None.
-    pub fn is_empty(&self) -> bool {
-        self.procs.is_empty()
-    }
+/// The entry of process `key` in `table`, or `process_not_found`.
+pub fn process<H>(table: &ProcTable<H>, key: u64) -> Result<&H, RemoteError> {
+    table.entry(key).ok_or_else(|| {
+        RemoteError::new(
+            ErrorCode::ProcessNotFound,
+            format!("no process task {key} runs here"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -227,7 +227,7 @@ fn exit_statuses_describe_themselves() {
 
 #[test]
 fn the_table_admits_up_to_its_limit() {
-    let mut t = ProcTable::new(2);
+    let mut t = ProcTable::new(2, PROC_WORDS);
     assert!(t.admit(1, "a").is_ok());
     assert_eq!(
         t.admit(1, "b").map_err(|e| e.code.as_str().to_owned()),
@@ -240,7 +240,7 @@ fn the_table_admits_up_to_its_limit() {
     assert_eq!(t.release(1), Some("a"));
     assert!(t.admit(3, "c").is_ok());
     assert_eq!(
-        t.get(1).map_err(|e| e.code.as_str().to_owned()),
+        process(&t, 1).map_err(|e| e.code.as_str().to_owned()),
         Err("process_not_found".into())
     );
     assert_eq!(t.iter().map(|(k, _)| k).collect::<Vec<_>>(), vec![2, 3]);

@@ -72,7 +72,10 @@ impl DockerClass {
     pub fn with_limit(node_id: &str, max: usize) -> Self {
         DockerClass {
             node: Arc::from(node_id),
-            table: Arc::new(Mutex::new(ContainerTable::new(max))),
+            table: Arc::new(Mutex::new(ContainerTable::new(
+                max,
+                nkcluster_core::docker::CONTAINER_WORDS,
+            ))),
             engine: Arc::new(Engine::new()),
         }
     }
@@ -106,7 +109,7 @@ impl DockerClass {
                 .map(|()| DockerReply::Done),
             DockerRequest::Stop { grace_ms, .. } => {
                 let task = found.as_ref().and_then(|f| f.task);
-                let shared = task.and_then(|t| lock(&self.table).get(t).cloned());
+                let shared = task.and_then(|t| lock(&self.table).entry(t).cloned());
                 match shared {
                     // A task of ours: its supervisor stops, then removes it.
                     Some(shared) => {
@@ -192,7 +195,7 @@ impl JobClass for DockerClass {
 
     fn status(&self, task: u64, status: Status) {
         if matches!(status, Status::Stopping | Status::Stopped) {
-            if let Some(shared) = lock(&self.table).get(task).cloned() {
+            if let Some(shared) = lock(&self.table).entry(task).cloned() {
                 shared.ask_stop(shared.grace);
             }
         }

@@ -97,13 +97,16 @@ impl OsClass {
     pub fn with_limit(node_id: &str, max: usize) -> Self {
         OsClass {
             node: Arc::from(node_id),
-            table: Arc::new(Mutex::new(ProcTable::new(max))),
+            table: Arc::new(Mutex::new(ProcTable::new(
+                max,
+                nkcluster_core::os::PROC_WORDS,
+            ))),
             next_exec: AtomicU64::new(1 << 63),
         }
     }
 
     fn shared(&self, task: u64) -> Result<Arc<Shared>, RemoteError> {
-        lock(&self.table).get(task).map(|e| e.shared.clone())
+        nkcluster_core::os::process(&lock(&self.table), task).map(|e| e.shared.clone())
     }
 }
 
