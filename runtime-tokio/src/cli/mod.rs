@@ -48,6 +48,19 @@ pub struct Cli {
     /// What to run.
     #[command(subcommand)]
     pub command: Cmd,
+    /// Log lines as text (`key=value` fields) or as one JSON object per line (the
+    /// fields at the top level: node, peer, remote (transport:address), code, ...).
+    #[arg(long, global = true, env = "NKCLUSTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written (stderr).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-01-01T00:00:00Z  INFO target: message key=value ...`
+    Text,
+    /// `{"timestamp":..,"level":"INFO","message":..,"node":..,..}`
+    Json,
 }
 
 /// Subcommands.
@@ -394,7 +407,7 @@ fn default_node_id() -> String {
         .unwrap_or_else(|| "node".into())
 }
 
-fn init_logs(default: &str) {
+fn init_logs(default: &str, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     // NKCLUSTER_LOG, else RUST_LOG, else the default; a filter that does not parse is
     // reported, not silently replaced.
@@ -414,35 +427,45 @@ fn init_logs(default: &str) {
             EnvFilter::new(default)
         })
     };
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+        .with_ansi(false);
+    let _ = match format {
+        LogFormat::Text => fmt.try_init(),
+        LogFormat::Json => fmt
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Daemons log at info; admin commands print their own results and errors.
-    init_logs(match cli.command {
-        Cmd::Node(_) | Cmd::Dev(_) => "info",
-        Cmd::Nodes(_)
-        | Cmd::NodeInfo { .. }
-        | Cmd::Call { .. }
-        | Cmd::SetStatus { .. }
-        | Cmd::Tasks { .. }
-        | Cmd::Meta { .. }
-        | Cmd::SendFile { .. }
-        | Cmd::Join { .. }
-        | Cmd::Connect { .. }
-        | Cmd::Remove { .. }
-        | Cmd::Events { .. }
-        | Cmd::Exec(_)
-        | Cmd::Proc(_)
-        | Cmd::Load(_)
-        | Cmd::Docker(_) => "off",
-    });
+    init_logs(
+        match cli.command {
+            Cmd::Node(_) | Cmd::Dev(_) => "info",
+            Cmd::Nodes(_)
+            | Cmd::NodeInfo { .. }
+            | Cmd::Call { .. }
+            | Cmd::SetStatus { .. }
+            | Cmd::Tasks { .. }
+            | Cmd::Meta { .. }
+            | Cmd::SendFile { .. }
+            | Cmd::Join { .. }
+            | Cmd::Connect { .. }
+            | Cmd::Remove { .. }
+            | Cmd::Events { .. }
+            | Cmd::Exec(_)
+            | Cmd::Proc(_)
+            | Cmd::Load(_)
+            | Cmd::Docker(_) => "off",
+        },
+        cli.log_format,
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
