@@ -198,6 +198,44 @@ impl<N: Net> Node<N> {
         if !opts.exclusive {
             return self.request(peer, class, body, opts.timeout).await;
         }
+        let deadline = tokio::time::Instant::now() + opts.timeout;
+        let tx = match self.dial_exclusive(peer, deadline, 1).await {
+            Exclusive::Open(tx) => tx,
+            // No exclusive connection is possible (no listener, or none reachable): the
+            // original's "if possible" semantics, use the main link.
+            Exclusive::NotDialed => {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                return self.request(peer, class, body, left).await;
+            }
+            Exclusive::Failed(e) => return Err(e),
+        };
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let _ = tx.try_send(Command::Request {
+            class: class.to_owned(),
+            body,
+            deadline: self.inner.clock.now() + left,
+            reply: reply_tx,
+        });
+        // Our sender goes now: once this request is answered, the driver sees no more
+        // commands can come and closes the link.
+        drop(tx);
+        reply_rx
+            .await
+            .unwrap_or(Err(RequestError::ConnectionFailed))
+    }
+
+    /// Dials a dedicated connection to `peer` (linked here) at one of its listen URLs,
+    /// authenticated like any other, and checks that `peer` is who answered there
+    /// ([`check_exclusive_peer`]: another node listening at that URL gets nothing and is
+    /// closed). Its command channel (room for `window` commands) closes the connection
+    /// once dropped and idle.
+    pub(super) async fn dial_exclusive(
+        &self,
+        peer: &str,
+        deadline: tokio::time::Instant,
+        window: usize,
+    ) -> Exclusive {
         let Some((listen, ip, role)) = self
             .inner
             .view()
@@ -205,32 +243,27 @@ impl<N: Net> Node<N> {
             .first(peer)
             .map(|l| (l.summary.listen.clone(), l.remote_ip, l.summary.role))
         else {
-            return Err(RequestError::NotConnected);
+            return Exclusive::Failed(RequestError::NotConnected);
         };
+        let me = &self.inner.config.node_id;
+        // Once a URL was dialed, why the last one failed.
+        let mut last = None;
         // A peer listening on `all` is reachable where its main link reached it.
-        let urls: Vec<ClusterUrl> = nkcluster_core::url::reachable_at(&listen, ip)
+        for url in nkcluster_core::url::reachable_at(&listen, ip)
             .iter()
             .filter_map(|u| parse_url(u).ok())
-            .collect();
-        let deadline = tokio::time::Instant::now() + opts.timeout;
-        let mut last = RequestError::ConnectionFailed;
-        let mut dialed = false;
-        for url in urls {
-            let (remote, ready) = match tokio::time::timeout_at(deadline, self.inner.dial(&url))
-                .await
-            {
-                Ok(Ok(r)) => r,
-                Ok(Err((code, e))) => {
-                    warn!(node = %self.inner.config.node_id, url = %url.remote_label(), code, error = %e,
+        {
+            let (remote, ready) =
+                match tokio::time::timeout_at(deadline, self.inner.dial(&url)).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err((code, e))) => {
+                        warn!(node = %me, url = %url.remote_label(), code, error = %e,
                           "exclusive connection failed");
-                    continue;
-                }
-                Err(_) => return Err(RequestError::Timeout),
-            };
-            dialed = true;
-            // The request is queued only once the peer that answered there is checked to
-            // be `peer` (another node may listen at that URL now).
-            let (tx, rx) = mpsc::channel(1);
+                        continue;
+                    }
+                    Err(_) => return Exclusive::Failed(RequestError::Timeout),
+                };
+            let (tx, rx) = mpsc::channel(window.max(1));
             let (told_tx, told_rx) = oneshot::channel();
             let keys = self.inner.keys_for(None);
             let inner = self.inner.clone();
@@ -250,51 +283,43 @@ impl<N: Net> Node<N> {
                 )
                 .await;
             });
-            let answered = match tokio::time::timeout_at(deadline, told_rx).await {
-                Ok(Ok(Ok(summary))) => summary,
-                Ok(_) => {
-                    last = RequestError::ConnectionFailed;
-                    continue;
-                }
-                Err(_) => {
-                    let _ = tx.try_send(Command::Close {
-                        reason: "timeout".into(),
-                    });
-                    return Err(RequestError::Timeout);
-                }
+            let close = |reason: String| {
+                let _ = tx.try_send(Command::Close { reason });
             };
-            if let Err(e) = check_exclusive_peer(peer, role, &answered) {
-                warn!(node = %self.inner.config.node_id, url = %url.remote_label(), expected = %peer,
-                      answered = %answered.node_id, code = %e.code, error = %e.message,
-                      "exclusive connection reached another node; closing");
-                let _ = tx.try_send(Command::Close {
-                    reason: format!("{}: {}", e.code, e.message),
-                });
-                last = RequestError::Remote(e);
-                continue;
-            }
-            let (reply_tx, reply_rx) = oneshot::channel();
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let _ = tx.try_send(Command::Request {
-                class: class.to_owned(),
-                body: body.clone(),
-                deadline: self.inner.clock.now() + left,
-                reply: reply_tx,
-            });
-            // Our sender goes now: once this request is answered, the driver sees no more
-            // commands can come and closes the link.
-            drop(tx);
-            match reply_rx.await {
-                Ok(r) => return r,
-                Err(_) => last = RequestError::ConnectionFailed,
+            match tokio::time::timeout_at(deadline, told_rx).await {
+                Ok(Ok(Ok(answered))) => match check_exclusive_peer(peer, role, &answered) {
+                    Ok(()) => return Exclusive::Open(tx),
+                    Err(e) => {
+                        warn!(node = %me, url = %url.remote_label(), expected = %peer,
+                              answered = %answered.node_id, code = %e.code, error = %e.message,
+                              "exclusive connection reached another node; closing");
+                        close(format!("{}: {}", e.code, e.message));
+                        last = Some(RequestError::Remote(e));
+                    }
+                },
+                Ok(Ok(Err(e))) => {
+                    warn!(node = %me, url = %url.remote_label(), code = e.code(), error = %e,
+                          "exclusive connection failed");
+                    last = Some(RequestError::ConnectionFailed);
+                }
+                Ok(Err(_)) => last = Some(RequestError::ConnectionFailed),
+                Err(_) => {
+                    close("timeout".into());
+                    return Exclusive::Failed(RequestError::Timeout);
+                }
             }
         }
-        if !dialed {
-            // No exclusive connection is possible (no listener, or none reachable): the
-            // original's "if possible" semantics, use the main link.
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            return self.request(peer, class, body, left).await;
-        }
-        Err(last)
+        last.map_or(Exclusive::NotDialed, Exclusive::Failed)
     }
+}
+
+/// What [`Node::dial_exclusive`] got.
+pub(super) enum Exclusive {
+    /// The connection, authenticated by the expected node: its command channel.
+    Open(mpsc::Sender<Command>),
+    /// No listen URL of the peer could be dialed.
+    NotDialed,
+    /// A URL was dialed but no connection to the peer came of it (or the peer is not
+    /// linked here, or the deadline passed).
+    Failed(RequestError),
 }

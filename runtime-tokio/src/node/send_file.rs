@@ -244,69 +244,22 @@ impl<N: Net> Node<N> {
         }
     }
 
-    /// Dials a dedicated connection to `peer` (linked here) at one of its listen URLs,
-    /// authenticated like any other: its command channel, which closes the connection
-    /// when dropped. `None` when no URL could be dialed (logged).
+    /// A dedicated connection to `peer` for a file ([`Node::dial_exclusive`], room for
+    /// the part window): its command channel, which closes the connection when dropped.
+    /// `None` when none could be opened (logged).
     pub(super) async fn open_exclusive(
         &self,
         peer: &str,
         timeout: Duration,
     ) -> Option<mpsc::Sender<Command>> {
-        let (listen, ip) = self
-            .inner
-            .view()
-            .links()
-            .first(peer)
-            .map(|l| (l.summary.listen.clone(), l.remote_ip))?;
         let deadline = tokio::time::Instant::now() + timeout;
-        // A peer listening on `all` is reachable where its main link reached it.
-        for url in nkcluster_core::url::reachable_at(&listen, ip)
-            .iter()
-            .filter_map(|u| parse_url(u).ok())
-        {
-            let (remote, ready) = match tokio::time::timeout_at(deadline, self.inner.dial(&url))
-                .await
-            {
-                Ok(Ok(r)) => r,
-                Ok(Err((code, e))) => {
-                    warn!(node = %self.inner.config.node_id, url = %url.remote_label(), code, error = %e,
-                              "exclusive connection failed");
-                    continue;
-                }
-                Err(_) => break,
-            };
-            let (tx, rx) = mpsc::channel(WINDOW);
-            let (notify, authenticated) = oneshot::channel();
-            let keys = self.inner.keys_for(None);
-            let inner = self.inner.clone();
-            let commands = tx.clone();
-            tokio::spawn(async move {
-                run_connection(
-                    inner,
-                    ready,
-                    Side::Dialer,
-                    keys,
-                    remote,
-                    LinkExtras {
-                        commands: Some((commands, rx)),
-                        notify: Some(notify),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            });
-            match tokio::time::timeout_at(deadline, authenticated).await {
-                Ok(Ok(Ok(_))) => return Some(tx),
-                Ok(Ok(Err(e))) => {
-                    warn!(node = %self.inner.config.node_id, url = %url.remote_label(), code = e.code(), error = %e,
-                          "exclusive connection failed");
-                }
-                Ok(Err(_)) => {}
-                Err(_) => break,
+        match self.dial_exclusive(peer, deadline, WINDOW).await {
+            super::routing::Exclusive::Open(tx) => Some(tx),
+            _ => {
+                warn!(node = %self.inner.config.node_id, to = %peer, "no exclusive connection: the main link carries the file");
+                None
             }
         }
-        warn!(node = %self.inner.config.node_id, to = %peer, "no exclusive connection: the main link carries the file");
-        None
     }
 }
 
