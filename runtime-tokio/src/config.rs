@@ -77,6 +77,9 @@ pub struct NodeConfig {
     /// Limits of code loaded over the wire (`nkcluster load`): module size and count,
     /// fuel per call, memory.
     pub modules: nkcluster_core::modules::ModulesConfig,
+    /// Where the daemon serves HTTP: `/metrics` (Prometheus) and the dashboard (`/`).
+    /// `None`: no HTTP listener.
+    pub http: Option<std::net::SocketAddr>,
 }
 
 impl NodeConfig {
@@ -105,6 +108,7 @@ impl NodeConfig {
             transfer_idle: nkcluster_core::transfers::TransfersConfig::default().idle_expiry,
             event_buffer: EVENT_BUFFER,
             modules: Default::default(),
+            http: None,
         }
     }
 }
@@ -211,6 +215,9 @@ pub struct RawOptions {
     /// `key_iterations`: PBKDF2 rounds deriving the password keys (every node of a
     /// cluster and its admin clients must agree; default 600,000).
     pub key_iterations: Option<u32>,
+    /// `http`: `IP:PORT` where the daemon serves `/metrics` and the dashboard (default
+    /// off).
+    pub http: Option<String>,
 }
 
 /// The fewest `key_iterations` accepted: below it a stolen handshake transcript is cheap
@@ -272,7 +279,8 @@ impl RawOptions {
             dns_server,
             event_buffer,
             key_iterations,
-            wasm_fuel
+            wasm_fuel,
+            http
         );
         self
     }
@@ -299,6 +307,9 @@ impl RawOptions {
         }
         if let Some(v) = self.dns_server {
             c.dns_server = Some(parse_dns_server(&v).map_err(|e| invalid("dns_server", e))?);
+        }
+        if let Some(v) = self.http {
+            c.http = parse_http(&v).map_err(|e| invalid("http", e))?;
         }
         if let Some(v) = self.control {
             c.control = v;
@@ -405,6 +416,17 @@ impl RawOptions {
     }
 }
 
+/// `IP:PORT` or `[IPv6]:PORT` where to serve HTTP; `off` or empty: none.
+fn parse_http(s: &str) -> Result<Option<std::net::SocketAddr>, String> {
+    let s = s.trim();
+    if s.is_empty() || s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse::<std::net::SocketAddr>()
+        .map(Some)
+        .map_err(|_| format!("{s:?} is not IP:PORT (for example 127.0.0.1:8081) or off"))
+}
+
 /// `IP:PORT`, `[IPv6]:PORT`, or an IP alone (port 53).
 fn parse_dns_server(s: &str) -> Result<std::net::SocketAddr, String> {
     let s = s.trim();
@@ -419,6 +441,29 @@ fn parse_dns_server(s: &str) -> Result<std::net::SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_is_an_address_or_off() {
+        let build = |v: &str| {
+            RawOptions {
+                http: Some(v.into()),
+                ..RawOptions::default()
+            }
+            .build("n1")
+        };
+        assert_eq!(
+            build("127.0.0.1:8081").expect("valid").http,
+            Some("127.0.0.1:8081".parse().expect("addr"))
+        );
+        assert_eq!(build("off").expect("valid").http, None);
+        assert_eq!(RawOptions::default().build("n1").expect("valid").http, None);
+        assert_eq!(
+            build("localhost:80").expect_err("a name").to_string(),
+            "invalid http: \"localhost:80\" is not IP:PORT (for example 127.0.0.1:8081) or off"
+        );
+        let file: RawOptions = toml::from_str("http = \"0.0.0.0:9100\"\n").expect("toml");
+        assert_eq!(file.http.as_deref(), Some("0.0.0.0:9100"));
+    }
 
     #[test]
     fn dns_server_is_an_address_with_an_optional_port() {

@@ -12,6 +12,7 @@
 //! - [`jobs`]: job classes (requests, tasks, commands, events) and the core class types.
 //! - [`os`]: the built-in class `nkcluster.os` (OS processes).
 //! - [`docker`]: the built-in class `nkcluster.docker` (Docker containers).
+//! - [`http`]: the optional HTTP listener: Prometheus metrics and the dashboard.
 //! - [`config`]: options (file, environment, flags).
 //! - [`wasm`]: the WebAssembly engine of code loaded over the wire (`nkcluster load`).
 //! - [`cli`]: the `nkcluster` command.
@@ -46,6 +47,7 @@ pub mod config;
 pub mod discovery;
 pub mod docker;
 pub mod driver;
+pub mod http;
 pub mod jobs;
 pub mod linkio;
 pub mod net;

@@ -297,7 +297,11 @@ fn the_cli_explains_itself() {
 fn the_quick_start_on_another_port_prints_the_addr_to_use() {
     let base = free_port();
     let base_arg = base.to_string();
-    let mut dev = Daemon::spawn("dev", &["dev", "--base-port", &base_arg], &[]);
+    let mut dev = Daemon::spawn(
+        "dev",
+        &["dev", "--base-port", &base_arg, "--http-port", "0"],
+        &[],
+    );
     let want = format!("--addr 'nkcluster://127.0.0.1:{base};transport=tcp'");
     dev.wait_line("the next commands", |l| {
         l.contains(&want) && l.contains("nodes")

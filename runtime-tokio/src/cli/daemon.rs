@@ -78,6 +78,7 @@ pub(super) async fn run_node(args: NodeArgs) -> ExitCode {
               "this node neither listens (listen is empty) nor dials anyone (no cluster_addr): nothing can reach it");
     }
     let node_id = config.node_id.clone();
+    let http = config.http;
     let node = match Node::start_with(config, env(), Some(os_handlers(&node_id))).await {
         Ok(n) => n,
         Err(e) => {
@@ -85,6 +86,13 @@ pub(super) async fn run_node(args: NodeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(addr) = http
+        && let Err(e) = crate::http::serve(node.clone(), addr).await
+    {
+        error!(node = %node_id, "{e}");
+        node.shutdown_and_wait(STOP_LIMIT).await;
+        return ExitCode::from(2);
+    }
     tokio::select! {
         f = node.fatal() => {
             error!(code = %f.code, "{f}");
@@ -109,7 +117,8 @@ pub(super) async fn run_dev(args: DevArgs) -> ExitCode {
     let dev1 = control_url(0);
     // Workers know every control node, so losing one never strands them.
     let controls = (0..3u16).map(control_url).collect::<Vec<_>>().join(", ");
-    let mut nodes = Vec::new();
+    let mut nodes: Vec<Node<TokioNet>> = Vec::new();
+    let mut pages = Vec::new();
     for i in 1..=5u16 {
         let mut c = NodeConfig::new(format!("dev{i}"));
         c.control = i <= 3;
@@ -132,6 +141,27 @@ pub(super) async fn run_dev(args: DevArgs) -> ExitCode {
         let listen = c.listen.iter().map(|u| u.to_string()).collect::<Vec<_>>();
         match Node::start_with(c, env(), Some(os_handlers(&format!("dev{i}")))).await {
             Ok(n) => {
+                let http = match args.http_port {
+                    0 => None,
+                    base if i <= 3 => Some(std::net::SocketAddr::from((
+                        [127, 0, 0, 1],
+                        base.saturating_add(i - 1),
+                    ))),
+                    _ => None,
+                };
+                if let Some(addr) = http {
+                    match crate::http::serve(n.clone(), addr).await {
+                        Ok(bound) => pages.push(format!("dev{i}  http://{bound}/")),
+                        Err(e) => {
+                            eprintln!("nkcluster dev: dev{i}: {e} (--http-port 0 turns it off)");
+                            n.shutdown_and_wait(STOP_LIMIT).await;
+                            for n in &nodes {
+                                n.shutdown_and_wait(STOP_LIMIT).await;
+                            }
+                            return ExitCode::from(2);
+                        }
+                    }
+                }
                 outln!(
                     "dev{i}  {:<8} {}",
                     if i <= 3 { "control" } else { "worker" },
@@ -184,6 +214,12 @@ pub(super) async fn run_dev(args: DevArgs) -> ExitCode {
     } else {
         format!(" --addr '{dev1}'")
     };
+    if !pages.is_empty() {
+        outln!("\ndashboards (metrics at /metrics):");
+        for p in &pages {
+            outln!("  {p}");
+        }
+    }
     outln!("\nrunning; Ctrl-C to stop. In another terminal, try:");
     for cmd in [
         "nodes",

@@ -337,6 +337,10 @@ pub struct NodeArgs {
     /// [default: 50000000].
     #[arg(long, env = "NKCLUSTER_WASM_FUEL")]
     pub wasm_fuel: Option<u64>,
+    /// Serve HTTP at `IP:PORT`: Prometheus metrics at `/metrics`, the dashboard at `/`
+    /// [default: off].
+    #[arg(long, env = "NKCLUSTER_HTTP")]
+    pub http: Option<String>,
 }
 
 impl NodeArgs {
@@ -377,6 +381,7 @@ impl NodeArgs {
             event_buffer: self.event_buffer,
             key_iterations: self.key_iterations,
             wasm_fuel: self.wasm_fuel,
+            http: self.http.clone(),
         }
     }
 
@@ -396,6 +401,10 @@ pub struct DevArgs {
     /// dev1 listens here; dev2 and dev3 on the next ports, ten apart.
     #[arg(long, default_value_t = 1972)]
     pub base_port: u16,
+    /// dev1 serves its dashboard and metrics on 127.0.0.1 at this port, dev2 and dev3 on
+    /// the next two (0: no HTTP).
+    #[arg(long, default_value_t = 8081)]
+    pub http_port: u16,
 }
 
 fn default_node_id() -> String {

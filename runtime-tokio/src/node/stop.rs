@@ -67,4 +67,12 @@ impl<N: Net> Node<N> {
         let _ = self.inner.shutdown.send(true);
         self.inner.tell(|b, now| b.handle_shutdown(now));
     }
+
+    /// Resolves once the node has been told to shut down (at once if it has).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.shutdown.subscribe();
+        async move {
+            let _ = rx.wait_for(|stopping| *stopping).await;
+        }
+    }
 }
