@@ -121,6 +121,46 @@ pub async fn wait_event(
     }
 }
 
+/// Starts worker `worker` (its config as given, with `control`'s TCP listener as its
+/// control node) and returns once both ends have the link up.
+///
+/// # Panics
+/// When it cannot start or link within [`DEADLINE`].
+pub async fn start_linked_worker(control: &TestNode, mut worker: NodeConfig) -> TestNode {
+    let id = worker.node_id.clone();
+    let mut heard = control.subscribe();
+    worker.cluster_addr = parse_url_list(&url_of(control, Transport::Tcp)).expect("url");
+    let node = start(worker).await;
+    let mut mine = node.subscribe();
+    while !control.peers().iter().any(|p| p.node_id == id) {
+        wait_event(
+            &mut heard,
+            &format!("{id} links to {}", control.node_id()),
+            |e| matches!(e, NodeEvent::LinkUp { peer, .. } if *peer == id),
+        )
+        .await;
+    }
+    while !node.peers().iter().any(|p| p.node_id == control.node_id()) {
+        wait_event(&mut mine, &format!("{id}'s link up"), |e| {
+            matches!(e, NodeEvent::LinkUp { .. })
+        })
+        .await;
+    }
+    let roles: Vec<_> = control
+        .peers()
+        .into_iter()
+        .filter(|p| p.node_id == id)
+        .map(|p| p.role)
+        .collect();
+    assert_eq!(
+        roles,
+        [nkcluster_core::handshake::Role::Worker],
+        "{id}'s role at {}",
+        control.node_id()
+    );
+    node
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RelayState {
     Open,

@@ -12,7 +12,7 @@ use nkcluster_core::cluster::{ClusterRequest, EventMsg, FilePart, JobCall, WireE
 use nkcluster_core::conn::RequestError;
 use nkcluster_core::handshake::Role;
 use nkcluster_core::url::Transport;
-use nkcluster_tests::inproc::{TestNode, config, start, url_of, wait_event};
+use nkcluster_tests::inproc::{TestNode, config, start, start_linked_worker, url_of, wait_event};
 use nkcluster_tests::{Daemon, TempDir, has};
 
 const T: Duration = Duration::from_secs(5);
@@ -117,23 +117,7 @@ async fn abandoned_transfers_end_with_their_link_and_do_not_block_the_next_send_
 async fn a_worker_sending_events_of_too_many_classes_is_refused_and_the_control_keeps_serving() {
     let control = start(config("c1", true, "nkcluster://127.0.0.1:0;transport=tcp")).await;
     let url = url_of(&control, Transport::Tcp);
-    let mut heard = control.subscribe();
-    let mut w = config("w1", false, "");
-    w.cluster_addr = nkcluster_core::url::parse_url_list(&url).expect("url");
-    let worker = start(w).await;
-    wait_event(
-        &mut heard,
-        "w1 links to c1",
-        |e| matches!(e, NodeEvent::LinkUp { peer, role: Role::Worker, .. } if peer == "w1"),
-    )
-    .await;
-    let mut mine = worker.subscribe();
-    while !worker.peers().iter().any(|p| p.node_id == "c1") {
-        wait_event(&mut mine, "w1's link up", |e| {
-            matches!(e, NodeEvent::LinkUp { .. })
-        })
-        .await;
-    }
+    let worker = start_linked_worker(&control, config("w1", false, "")).await;
     let event = |class: String| {
         ClusterRequest::JobEvent(EventMsg {
             node: "w1".into(),

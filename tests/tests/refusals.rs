@@ -16,8 +16,7 @@ use nkcluster_core::cluster::{
 use nkcluster_core::conn::RequestError;
 use nkcluster_core::handshake::Role;
 use nkcluster_core::status::Status;
-use nkcluster_core::url::Transport;
-use nkcluster_tests::inproc::{config, start, start_with, url_of, wait_event};
+use nkcluster_tests::inproc::{config, start_linked_worker, start_with, wait_event};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -31,25 +30,10 @@ async fn a_worker_may_send_its_own_events_and_nothing_else() {
     handlers.insert("app.shutdown", |_| Ok(Bytes::from_static(b"shut down")));
     handlers.insert_for_workers("app.report", |_| Ok(Bytes::from_static(b"noted")));
     let control = start_with(c, Some(handlers)).await;
-    let mut heard = control.subscribe();
     let mut w = config("w1", false, "");
     w.password = "worker-secret".into();
-    w.cluster_addr =
-        nkcluster_core::url::parse_url_list(&url_of(&control, Transport::Tcp)).expect("url");
-    let worker = start(w).await;
-    wait_event(
-        &mut heard,
-        "w1 links to c1",
-        |e| matches!(e, NodeEvent::LinkUp { peer, role: Role::Worker, .. } if peer == "w1"),
-    )
-    .await;
-    let mut mine = worker.subscribe();
-    while !worker.peers().iter().any(|p| p.node_id == "c1") {
-        wait_event(&mut mine, "w1's link up", |e| {
-            matches!(e, NodeEvent::LinkUp { .. })
-        })
-        .await;
-    }
+    let mut heard = control.subscribe();
+    let worker = start_linked_worker(&control, w).await;
 
     let event_of = |node: &str| EventMsg {
         node: node.into(),

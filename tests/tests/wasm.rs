@@ -15,8 +15,7 @@ use nkcluster_core::cluster::ClusterRequest;
 use nkcluster_core::conn::RequestError;
 use nkcluster_core::handshake::Role;
 use nkcluster_core::modules::LoadRequest;
-use nkcluster_core::url::Transport;
-use nkcluster_tests::inproc::{config, start, url_of, wait_event};
+use nkcluster_tests::inproc::{config, start, start_linked_worker, wait_event};
 use nkcluster_tests::{Daemon, TempDir, has, nkcluster_bin, run_with_deadline};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -285,25 +284,10 @@ async fn a_worker_may_not_load_code_into_its_control_node() {
     c.password = "control-secret".into();
     c.worker_password = Some("worker-secret".into());
     let control = start(c).await;
-    let mut heard = control.subscribe();
     let mut w = config("w1", false, "");
     w.password = "worker-secret".into();
-    w.cluster_addr =
-        nkcluster_core::url::parse_url_list(&url_of(&control, Transport::Tcp)).expect("url");
-    let worker = start(w).await;
-    wait_event(
-        &mut heard,
-        "w1 links to c1",
-        |e| matches!(e, NodeEvent::LinkUp { peer, role: Role::Worker, .. } if peer == "w1"),
-    )
-    .await;
-    let mut mine = worker.subscribe();
-    while !worker.peers().iter().any(|p| p.node_id == "c1") {
-        wait_event(&mut mine, "w1's link up", |e| {
-            matches!(e, NodeEvent::LinkUp { .. })
-        })
-        .await;
-    }
+    let mut heard = control.subscribe();
+    let worker = start_linked_worker(&control, w).await;
     let module =
         nkcluster::cli::load::module_bytes(&TempDir::new("wasm-refused").write("add.wat", ADD))
             .expect("compiles");
