@@ -34,6 +34,7 @@
 //! - [`auth`]: password key derivation and transcript proofs.
 //! - [`admission`]: limits on connections that have not authenticated yet, and the
 //!   per-source backoff of failed handshakes.
+//! - [`audit`]: what a request for the OS and Docker classes asks, for the audit log.
 //! - [`loglimit`]: refusal logs, one line per source per interval.
 //! - [`cluster`]: the cluster protocol above one link, as typed requests.
 //! - [`backoff`]: reconnection delays with jitter and an attempt budget.
@@ -48,6 +49,7 @@
 //! `poll_timeout` and call `handle_timeout` when it fires.
 
 pub mod admission;
+pub mod audit;
 pub mod auth;
 pub mod backoff;
 pub mod cluster;

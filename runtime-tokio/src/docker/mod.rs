@@ -9,7 +9,8 @@
 //! task, the container limit, error codes) are the core's ([`nkcluster_core::docker`]);
 //! this makes the engine calls ([`engine`]). Only admin and control peers reach it: a
 //! worker's requests are refused by the node machine before any class sees them. Each
-//! action is logged with who asked ([`audit`]).
+//! action is logged with who asked
+//! ([`nkcluster_core::audit`]).
 
 mod engine;
 
@@ -24,7 +25,6 @@ pub use nkcluster_core::docker::*;
 
 use crate::jobs::{JobClass, TaskCtx, TaskStart};
 use engine::Engine;
-use nkcluster_core::cluster::{ClusterRequest, JobCall};
 use nkcluster_core::error::ErrorCode;
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::status::Status;
@@ -355,39 +355,4 @@ pub fn event_json(class: &str, body: &[u8]) -> Option<serde_json::Value> {
         DockerEvent::State(s) => serde_json::json!({"state": s.as_str()}),
         DockerEvent::Exited(code) => serde_json::json!({"exited": code}),
     })
-}
-
-/// What a cluster request asks of this class, for the log (`None`: not this class's).
-fn describe(req: &ClusterRequest) -> Option<String> {
-    match req {
-        ClusterRequest::Job(JobCall::Request { class, body }) if class == CLASS => {
-            Some(match postcard::from_bytes::<DockerRequest>(body) {
-                Ok(r) => format!("{r:?}"),
-                Err(_) => "a request that does not decode".into(),
-            })
-        }
-        ClusterRequest::Job(JobCall::Task { class, body, .. }) if class == CLASS => {
-            Some(match postcard::from_bytes::<RunSpec>(body) {
-                Ok(s) => format!("run {:?} {:?}", s.image, s.command),
-                Err(_) => "a run that does not decode".into(),
-            })
-        }
-        ClusterRequest::Job(JobCall::Command { class, task, .. }) if class == CLASS => {
-            Some(format!("a command for task {task}"))
-        }
-        ClusterRequest::Route(r) => match ClusterRequest::decode(&r.class, &r.body) {
-            Some(Ok(inner)) => describe(&inner).map(|d| format!("{d} (routed to {})", r.node)),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Logs a request for this class (made here or routed through here) with who asked:
-/// the peer and its role, and what it asks. The node calls it for every cluster
-/// request before dispatching it (workers are refused there, and logged as refused).
-pub(crate) fn audit(node: &str, peer: &str, role: nkcluster_core::Role, req: &ClusterRequest) {
-    if let Some(what) = describe(req) {
-        info!(node = %node, peer = %peer, role = %role.as_str(), what = %what, "nkcluster.docker request");
-    }
 }

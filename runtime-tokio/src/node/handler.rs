@@ -53,8 +53,12 @@ impl<N: Net> Inner<N> {
             Some(Err(e)) => return Answer::Now(Err(RemoteError::new(e.code(), e.to_string()))),
             Some(Ok(req)) => req,
         };
-        crate::os::audit(&self.config.node_id, peer, role, &req);
-        crate::docker::audit(&self.config.node_id, peer, role, &req);
+        // Requests that act on the machine (processes, containers) are logged with who
+        // asked, before dispatch (refused ones too).
+        if let Some((class, what)) = nkcluster_core::audit::describe(&req) {
+            info!(node = %self.config.node_id, peer = %peer, role = %role.as_str(), what = %what,
+                  "{class} request");
+        }
         let redirect = match &req {
             ClusterRequest::Redirect(urls) => Some(urls.clone()),
             _ => None,

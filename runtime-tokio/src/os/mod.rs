@@ -7,7 +7,8 @@
 //! Its decisions (restart policy, stop sequence, output buffer, process limit) are the
 //! core's ([`nkcluster_core::os`]); this spawns, reads pipes, signals and waits. Only
 //! admin and control peers reach it: a worker's requests are refused by the node machine
-//! before any class sees them. Each action is logged with who asked ([`audit`]).
+//! before any class sees them. Each action is logged with who asked
+//! ([`nkcluster_core::audit`]).
 
 mod run;
 
@@ -22,7 +23,6 @@ pub use nkcluster_core::os::*;
 
 use crate::jobs::{JobClass, JobClasses, TaskCtx, TaskStart};
 use crate::node::Handlers;
-use nkcluster_core::cluster::{ClusterRequest, JobCall};
 use nkcluster_core::error::ErrorCode;
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::status::Status;
@@ -250,46 +250,4 @@ pub fn event_json(class: &str, body: &[u8]) -> Option<serde_json::Value> {
         }
         OsEvent::Line { stream: s, line } => serde_json::json!({stream(s): line}),
     })
-}
-
-/// What a cluster request asks of this class, for the log (`None`: not this class's).
-fn describe(req: &ClusterRequest) -> Option<String> {
-    // Quoted, so that the log says exactly what runs.
-    let argv = |c: &Command| format!("{:?}", c.argv);
-    match req {
-        ClusterRequest::Job(JobCall::Request { class, body }) if class == CLASS => {
-            Some(match postcard::from_bytes::<OsRequest>(body) {
-                Ok(OsRequest::Exec(e)) => format!("exec {}", argv(&e.command)),
-                Ok(OsRequest::List) => "list".into(),
-                Err(_) => "a request that does not decode".into(),
-            })
-        }
-        ClusterRequest::Job(JobCall::Task { class, body, .. }) if class == CLASS => {
-            Some(match postcard::from_bytes::<ProcSpec>(body) {
-                Ok(s) => format!("start {}", argv(&s.command)),
-                Err(_) => "a start that does not decode".into(),
-            })
-        }
-        ClusterRequest::Job(JobCall::Command { class, task, body }) if class == CLASS => {
-            Some(match postcard::from_bytes::<OsCommand>(body) {
-                Ok(OsCommand::Stop { .. }) => format!("stop task {task}"),
-                Ok(OsCommand::Tail { lines }) => format!("tail {lines} of task {task}"),
-                Err(_) => format!("a command for task {task} that does not decode"),
-            })
-        }
-        ClusterRequest::Route(r) => match ClusterRequest::decode(&r.class, &r.body) {
-            Some(Ok(inner)) => describe(&inner).map(|d| format!("{d} (routed to {})", r.node)),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// Logs a request for this class (made here or routed through here) with who asked:
-/// the peer and its role, and what it asks. The node calls it for every cluster
-/// request before dispatching it (workers are refused there, and logged as refused).
-pub(crate) fn audit(node: &str, peer: &str, role: nkcluster_core::Role, req: &ClusterRequest) {
-    if let Some(what) = describe(req) {
-        info!(node = %node, peer = %peer, role = %role.as_str(), what = %what, "nkcluster.os request");
-    }
 }
