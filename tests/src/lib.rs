@@ -8,6 +8,9 @@
 //!   whole log is printed so the failure explains itself.
 //! - [`TempDir`], [`field`], [`XorShift`], [`free_port`], [`run_with_deadline`]: small
 //!   utilities.
+//! - [`engine`], [`fleet`], [`load`]: the real Docker engine, a cluster of containers on
+//!   private networks with faults, and the admin client with its request load (the
+//!   multi-host fault tests).
 //! - [`inproc`]: in-process nodes over real loopback sockets, event waits with deadlines,
 //!   and a TCP [`Relay`](inproc::Relay) that can pause or cut a path.
 
@@ -688,6 +691,9 @@ pub fn run_with_deadline(cmd: &mut Command, timeout: Duration) -> std::process::
     }
 }
 
+pub mod engine;
+pub mod fleet;
 pub mod inproc;
+pub mod load;
 pub mod pair;
 pub mod tools;
