@@ -10,6 +10,7 @@
 //! - [`time`]: the monotonic [`Instant`](time::Instant) the machines reason with.
 //! - [`error`]: the stable error codes every typed error and peer error carries.
 //! - [`data`]: a node's data registry, under a size limit.
+//! - [`dashboard`]: the dashboard's view of the cluster and its live feed (bounded).
 //! - [`events`]: a control node's event subscribers and recent events (bounded).
 //! - [`files`]: where received files may land (below `files_dir`).
 //! - [`transfers`]: the file-transfer receiver (parts, checksum, limits, expiry, resume).
@@ -56,6 +57,7 @@ pub mod cluster;
 pub mod conn;
 pub mod conn_error;
 pub mod connector;
+pub mod dashboard;
 pub mod data;
 pub mod discovery;
 pub mod docker;

@@ -61,6 +61,53 @@ pub struct NodeRow {
     /// A worker whose link is lost (`not_connected`): when it was last seen, Unix ms.
     #[serde(default)]
     pub last_seen_ms: Option<u64>,
+    /// The node's latest machine figures, as its control node last heard them (its
+    /// periodic information report); `None` until one arrived. Added after the first
+    /// protocol version's rows: postcard fields are positional, so a node built before
+    /// it cannot read these rows (it lists the member as not answering) and the other
+    /// way round.
+    #[serde(default)]
+    pub figures: Option<NodeFigures>,
+}
+
+/// A node's machine figures as the node table carries them (whole units: exact to
+/// compare, small on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NodeFigures {
+    /// Global CPU usage, tenths of a percent.
+    pub cpu_permille: u32,
+    /// One-minute load average, thousandths.
+    pub load_1m_milli: u32,
+    /// Memory in use, bytes.
+    pub mem_used_bytes: u64,
+    /// Memory, bytes.
+    pub mem_total_bytes: u64,
+    /// Seconds since the machine booted.
+    pub uptime_s: u64,
+    /// When the figures were taken, Unix ms (the node's clock).
+    pub sampled_ms: u64,
+}
+
+impl NodeFigures {
+    /// The figures of an information report (fractions rounded; out-of-range values,
+    /// which only a confused peer sends, clamped).
+    pub fn of(stats: &crate::cluster::Stats) -> Self {
+        let whole = |v: f64| {
+            if v.is_finite() && v > 0.0 {
+                v.round().min(f64::from(u32::MAX)) as u32
+            } else {
+                0
+            }
+        };
+        NodeFigures {
+            cpu_permille: whole(f64::from(stats.cpu_percent) * 10.0),
+            load_1m_milli: whole(stats.load_avg[0] * 1000.0),
+            mem_used_bytes: stats.mem_used,
+            mem_total_bytes: stats.mem_total,
+            uptime_s: stats.uptime_s,
+            sampled_ms: stats.time_ms,
+        }
+    }
 }
 
 impl NodeRow {
@@ -158,6 +205,7 @@ mod tests {
             meta: String::new(),
             rtt_us: None,
             last_seen_ms: None,
+            figures: None,
         }
     }
 
@@ -167,6 +215,37 @@ mod tests {
             last_seen_ms: Some(seen),
             ..row(id, "worker", owner, &[], "tcp:10.0.0.9:5000")
         }
+    }
+
+    #[test]
+    fn figures_are_whole_units_and_nonsense_is_clamped() {
+        let stats = crate::cluster::Stats {
+            cpu_percent: 12.34,
+            load_avg: [0.4567, 1.0, 2.0],
+            mem_total: 8_000,
+            mem_used: 3_000,
+            time_ms: 1_700_000_000_000,
+            uptime_s: 99,
+            ..Default::default()
+        };
+        assert_eq!(
+            NodeFigures::of(&stats),
+            NodeFigures {
+                cpu_permille: 123,
+                load_1m_milli: 457,
+                mem_used_bytes: 3_000,
+                mem_total_bytes: 8_000,
+                uptime_s: 99,
+                sampled_ms: 1_700_000_000_000,
+            }
+        );
+        let nonsense = crate::cluster::Stats {
+            cpu_percent: f32::NAN,
+            load_avg: [1e300, 0.0, 0.0],
+            ..Default::default()
+        };
+        let f = NodeFigures::of(&nonsense);
+        assert_eq!((f.cpu_permille, f.load_1m_milli), (0, u32::MAX));
     }
 
     #[test]

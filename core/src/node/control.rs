@@ -310,6 +310,8 @@ impl<H: Clone> NodeMachine<H> {
             meta: self.meta.to_string(),
             rtt_us: None,
             last_seen_ms: None,
+            // A control node's own reports are booked like a worker's.
+            figures: self.figures_of(me),
         }];
         let mut ids: Vec<&str> = self.links.iter().map(|(id, _)| id).collect();
         ids.dedup();
@@ -346,6 +348,8 @@ impl<H: Clone> NodeMachine<H> {
                     .map_or_else(|| s.meta.clone(), |i| i.meta.clone()),
                 rtt_us: Some(l.rtt_us).filter(|us| *us > 0),
                 last_seen_ms: None,
+                // A member's own answer carries its figures.
+                figures: if control { None } else { self.figures_of(id) },
             });
         }
         // Workers whose link is lost, until they come back, are forgotten or removed.
@@ -364,10 +368,18 @@ impl<H: Clone> NodeMachine<H> {
                 meta: g.seen.meta.clone(),
                 rtt_us: None,
                 last_seen_ms: Some(self.wall_ms(g.since)),
+                figures: None,
             });
         }
         rows.sort_by(|a, b| a.id.cmp(&b.id));
         rows
+    }
+
+    /// `node`'s machine figures from its last information report booked here.
+    fn figures_of(&self, node: &str) -> Option<crate::table::NodeFigures> {
+        self.workers
+            .info(node)
+            .map(|i| crate::table::NodeFigures::of(&i.stats))
     }
 
     /// Whom to ask for the whole node table: the control members linked here (with

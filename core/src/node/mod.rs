@@ -24,7 +24,7 @@
 //! from two runs at once), `lifecycle` (joining, connecting and removing nodes by hand),
 //! `code` (loading WebAssembly modules), `snapshot` (what the shell reads between
 //! inputs), `limits` (the size of every table a
-//! peer can make grow, against its limit).
+//! peer can make grow, against its limit), `follow` (the dashboard's live feed).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
@@ -52,6 +52,7 @@ use crate::workers::{Workers, WorkersConfig};
 mod code;
 mod control;
 mod dispatch;
+mod follow;
 mod handoff;
 mod identity;
 mod jobs;
@@ -388,6 +389,9 @@ pub enum Output<H> {
     FileOps(Vec<crate::transfers::FileOp>),
     /// Something happened (logs, tests, the simulator).
     Event(NodeEvent),
+    /// A change for the dashboard's live feed, right after the output that told of it
+    /// (only when the shell asked, see [`NodeMachine::set_follow`]).
+    ClusterEvent(crate::dashboard::FeedItem),
 }
 
 /// The node machine. See the module docs.
@@ -433,6 +437,8 @@ pub struct NodeMachine<H> {
     /// The live members as last seen, and how many times they changed.
     live: Vec<String>,
     member_changes: u64,
+    /// Describe cluster changes for the dashboard (see `follow`).
+    follow: bool,
     out: VecDeque<Output<H>>,
 }
 
@@ -478,6 +484,7 @@ impl<H: Clone> NodeMachine<H> {
             stopping: false,
             live: Vec::new(),
             member_changes: 0,
+            follow: false,
             out: VecDeque::new(),
             settings,
         }
@@ -496,7 +503,13 @@ impl<H: Clone> NodeMachine<H> {
     /// The next thing to do, until `None`.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output<H>> {
-        self.out.pop_front()
+        let out = self.out.pop_front()?;
+        if self.follow
+            && let Some(item) = self.feed_item(&out)
+        {
+            self.out.push_front(Output::ClusterEvent(item));
+        }
+        Some(out)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is due next (membership removals and

@@ -178,6 +178,7 @@ impl<N: Net> Inner<N> {
                 let _ = self.events_out.send(ev);
             }
             Output::ReportInfo => self.send_info(),
+            Output::ClusterEvent(item) => self.record_cluster_event(item),
             // Ended transfers: their `.part` files are closed and removed by the file
             // writer, in order with the parts.
             Output::FileOps(ops) => self.queue_file_ops(ops),

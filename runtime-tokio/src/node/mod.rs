@@ -9,7 +9,8 @@
 //! (carrying out what dispatch hands the shell), `links` (dial, accept, one connection),
 //! `worker_side` (task bodies, files, machine figures), `control_side` (gathering the
 //! node table and events over the mesh), `lifecycle` (join, connect, remove), `tasks`
-//! (dials, reports, the connector loop).
+//! (dials, reports, the connector loop), `dashboard` (the cluster view and the feed of
+//! cluster changes).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -56,6 +57,7 @@ mod api;
 mod brain;
 mod code;
 mod control_side;
+mod dashboard;
 mod handler;
 mod lifecycle;
 mod links;
@@ -240,6 +242,8 @@ struct Inner<N: Net> {
     admission: Arc<Mutex<Admission>>,
     /// Refusal lines: one per source per interval.
     log_limit: Mutex<nkcluster_core::loglimit::LogLimiter>,
+    /// The dashboard's feed of cluster changes.
+    following: dashboard::Following,
 }
 
 /// Work for the file writer thread, done in the order queued.

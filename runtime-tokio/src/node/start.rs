@@ -116,7 +116,7 @@ impl<N: Net> Node<N> {
         keys.insert(config.password.clone(), key);
         let handlers = handlers.unwrap_or_else(|| Handlers::builtin(&config.node_id));
         let (events_out, events_rx) = mpsc::unbounded_channel();
-        let machine = NodeMachine::new(NodeSettings {
+        let mut machine = NodeMachine::new(NodeSettings {
             me: config.node_id.clone(),
             role: identity.role,
             listen: identity.listen.clone(),
@@ -151,6 +151,8 @@ impl<N: Net> Node<N> {
             },
             modules: config.modules,
         });
+        // The dashboard's feed (a few outputs more, on changes only).
+        machine.set_follow(true);
         let (brain, jobs) = Brain::new(&machine);
         let inner = Arc::new(Inner {
             connector_running: std::sync::atomic::AtomicBool::new(!config.cluster_addr.is_empty()),
@@ -184,6 +186,7 @@ impl<N: Net> Node<N> {
                 REFUSAL_LOG_BURST,
                 REFUSAL_LOG_SOURCES,
             )),
+            following: dashboard::Following::new(),
             config,
         });
         tokio::spawn(own_brain(Arc::downgrade(&inner), machine, jobs, clock));

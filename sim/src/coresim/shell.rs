@@ -334,7 +334,9 @@ impl World {
                     Output::ClassEvent { .. }
                     | Output::TaskStatus { .. }
                     | Output::JobEvent(_)
-                    | Output::FileOps(_) => {}
+                    | Output::FileOps(_)
+                    // The simulator serves no dashboard (it never turns following on).
+                    | Output::ClusterEvent(_) => {}
                     Output::Event(e) => {
                         if matches!(e, NodeEvent::Member { .. }) {
                             self.counters.member_changes += 1;

@@ -325,6 +325,7 @@ fn a_lost_listening_worker_is_redialed_and_its_classes_hear_not_connected() {
             meta: String::new(),
             rtt_us: None,
             last_seen_ms: Some(1_000_002),
+            figures: None,
         }
     );
     // Gone workers are forgotten after a while.
@@ -453,7 +454,12 @@ fn recent_events_keep_the_last_few_without_information_reports() {
         status: Status::Standby,
         listen: vec![],
         meta: "a=1".into(),
-        stats: Stats::default(),
+        stats: Stats {
+            cpu_percent: 50.0,
+            mem_used: 2_048,
+            time_ms: 1_000_001,
+            ..Stats::default()
+        },
         modules: vec![],
     };
     c1.handle_link_up(T0, link(10, peer("w1", Role::Worker, &[])), true);
@@ -485,7 +491,7 @@ fn recent_events_keep_the_last_few_without_information_reports() {
             (1_000_005, Some(3))
         ]
     );
-    // The information report shows in the node table.
+    // The information report shows in the node table, its figures included.
     let rows = c1.local_rows();
     assert_eq!(
         rows[1],
@@ -500,6 +506,12 @@ fn recent_events_keep_the_last_few_without_information_reports() {
             meta: "a=1".into(),
             rtt_us: None,
             last_seen_ms: None,
+            figures: Some(crate::table::NodeFigures {
+                cpu_permille: 500,
+                mem_used_bytes: 2_048,
+                sampled_ms: 1_000_001,
+                ..Default::default()
+            }),
         }
     );
 }

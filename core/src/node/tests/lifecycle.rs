@@ -140,6 +140,7 @@ fn the_table_check_refuses_unknown_control_and_connected_nodes() {
         meta: String::new(),
         rtt_us: None,
         last_seen_ms: lost.then_some(7),
+        figures: None,
     };
     let rows = [
         row("c1", "control", false),

@@ -151,6 +151,7 @@ fn worker_of_c2(c1: &NodeMachine<u64>) -> String {
 
 mod code;
 mod control;
+mod follow;
 mod identity;
 mod jobs;
 mod lifecycle;

@@ -1,0 +1,79 @@
+//! The node's side of the dashboard: the cluster changes the machine describes
+//! ([`Output::ClusterEvent`], stamped here with the wall clock, kept in a bounded
+//! [`Feed`] and broadcast live), and the [`ClusterView`] built from the machine's members
+//! and ring and the node table gathered over the mesh. What the view and the feed say is
+//! decided in [`nkcluster_core::dashboard`].
+
+use super::*;
+use nkcluster_core::dashboard::{ClusterView, Feed, FeedEntry, FeedItem};
+
+/// Feed entries kept for a page that opens later.
+const FEED_KEEP: usize = 200;
+/// Live entries queued for a slow reader before it misses some.
+const FEED_QUEUE: usize = 256;
+
+/// The feed: the latest entries, and the live broadcast.
+pub(super) struct Following {
+    feed: Mutex<Feed>,
+    live: broadcast::Sender<FeedEntry>,
+}
+
+impl Following {
+    pub(super) fn new() -> Self {
+        Following {
+            feed: Mutex::new(Feed::new(FEED_KEEP)),
+            live: broadcast::channel(FEED_QUEUE).0,
+        }
+    }
+}
+
+impl<N: Net> Inner<N> {
+    /// A cluster change the machine described: kept and broadcast.
+    pub(super) fn record_cluster_event(&self, item: FeedItem) {
+        let at_ms = self.clock.wall_now_ns() / 1_000_000;
+        let entry = lock(&self.following.feed).push(at_ms, item);
+        debug!(node = %self.config.node_id, seq = entry.seq, "{}", entry.text);
+        // Nobody listening is fine.
+        let _ = self.following.live.send(entry);
+    }
+}
+
+impl<N: Net> Node<N> {
+    /// The cluster as this node sees it: on a control node, the members, their share of
+    /// the ring and the node table of the whole cluster (asked over the mesh, like
+    /// [`cluster_nodes`](Self::cluster_nodes)); elsewhere, this node's own links.
+    pub async fn cluster_view(&self) -> ClusterView {
+        let (report, members, ring) = if self.inner.is_control() {
+            let report = self.inner.cluster_rows().await;
+            let (members, ring) = self
+                .inner
+                .ask(|b, _| (b.members(), b.shared_ring()))
+                .await
+                .unwrap_or_default();
+            (report, members, ring)
+        } else {
+            let rows = self
+                .inner
+                .ask(|b, _| b.local_rows())
+                .await
+                .unwrap_or_default();
+            let report = NodesReport {
+                rows,
+                incomplete: Vec::new(),
+            };
+            (report, Vec::new(), None)
+        };
+        ClusterView::new(self.node_id(), &members, ring.as_deref(), report)
+    }
+
+    /// The latest cluster changes this node saw, oldest first (at most a few hundred).
+    pub fn recent_cluster_events(&self) -> Vec<FeedEntry> {
+        lock(&self.inner.following.feed).recent()
+    }
+
+    /// Cluster changes from now on (a reader that falls behind misses the oldest: see
+    /// [`broadcast::error::RecvError::Lagged`]).
+    pub fn subscribe_cluster_events(&self) -> broadcast::Receiver<FeedEntry> {
+        self.inner.following.live.subscribe()
+    }
+}
