@@ -6,7 +6,10 @@
 //!
 //! Pure: the shell gathers the inputs (the machine's members and ring, the node table
 //! merged from every member, the machine's [`Output::ClusterEvent`]s stamped with the
-//! wall clock) and serves the results as JSON; what the page shows is decided here.
+//! wall clock) and serves the results as JSON; what the page shows is decided here. The
+//! machine sees first hand what happens to this node, its links and its workers; what
+//! happens at other members reaches the feed when a view gathered later differs from the
+//! one before ([`ClusterView::changes_since`]).
 //!
 //! [`Output::ClusterEvent`]: crate::node::Output::ClusterEvent
 
@@ -103,6 +106,59 @@ impl ClusterView {
     }
 }
 
+impl ClusterView {
+    /// What changed since `before` (an older view served by the same node) that this
+    /// node did not see first hand, as feed items: the machine already told of its own
+    /// workers, of links to it and of members joining and leaving (see
+    /// [`crate::node::Output::ClusterEvent`]); a change elsewhere (a worker another member
+    /// serves changed status, appeared, was forgotten or moved between two other
+    /// members; another control node changed status) only shows in the gathered table.
+    /// In node id order.
+    pub fn changes_since(&self, before: &ClusterView) -> Vec<FeedItem> {
+        let me = self.node.as_str();
+        let old = |id: &str| before.nodes.iter().find(|n| n.id == id);
+        let elsewhere = |n: &NodeView| n.id != me && n.owner != me;
+        let mut out = Vec::new();
+        for new in &self.nodes {
+            let Some(was) = old(&new.id) else {
+                if new.role == "worker" && elsewhere(new) {
+                    out.push(FeedItem::NodeUp {
+                        node: new.id.clone(),
+                        role: new.role.clone(),
+                        transport: new.transport.clone(),
+                    });
+                }
+                continue;
+            };
+            if !elsewhere(new) || !elsewhere(was) {
+                continue;
+            }
+            if new.owner != was.owner && new.role == "worker" {
+                out.push(FeedItem::ProxyMoved {
+                    node: new.id.clone(),
+                    to: new.owner.clone(),
+                });
+            }
+            if new.status != was.status {
+                out.push(FeedItem::StatusChanged {
+                    node: new.id.clone(),
+                    status: new.status.clone(),
+                });
+            }
+        }
+        for was in &before.nodes {
+            let gone = !self.nodes.iter().any(|n| n.id == was.id);
+            if gone && was.role == "worker" && elsewhere(was) {
+                out.push(FeedItem::NodeDown {
+                    node: was.id.clone(),
+                    code: None,
+                });
+            }
+        }
+        out
+    }
+}
+
 impl From<NodeRow> for NodeView {
     fn from(row: NodeRow) -> Self {
         let transport = match row.remote.split_once(':') {
@@ -123,7 +179,8 @@ impl From<NodeRow> for NodeView {
     }
 }
 
-/// Something that happened in the cluster, as the node machine saw it first hand.
+/// Something that happened in the cluster: as the node machine saw it first hand, or as
+/// two views told it ([`ClusterView::changes_since`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FeedItem {

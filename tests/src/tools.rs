@@ -6,6 +6,8 @@
 //!   the build's target directory and filled from PyPI once.
 //! - [`openssl`]: the `openssl` command, installed with apt-get when missing (as root).
 //! - [`dnsmasq`]: the `dnsmasq` command (package `dnsmasq-base`), the same way.
+//! - [`chromium`]: Debian's `chromium` (the dashboard's real browser), the same way; a
+//!   test may skip when it cannot be had.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,8 +23,9 @@ fn works(cmd: &mut Command) -> bool {
     cmd.output().is_ok_and(|o| o.status.success())
 }
 
-/// The target directory of this build (`target/<profile>`), where set-ups are kept.
-fn target_dir() -> PathBuf {
+/// The target directory of this build (`target/<profile>`), where set-ups (and test
+/// artefacts such as the dashboard's screenshot) are kept.
+pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test executable");
     let mut dir = exe.parent().map(PathBuf::from).unwrap_or_default();
     if dir.file_name() == Some(std::ffi::OsStr::new("deps")) {
@@ -151,4 +154,26 @@ pub fn dnsmasq() -> Command {
              not be installed: {e}"
         ),
     }
+}
+
+/// The `chromium` browser (Debian package `chromium`), installed with apt-get when missing
+/// (as root); the reason when it cannot be had (the caller skips, saying so).
+pub fn chromium() -> Result<PathBuf, String> {
+    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let find = || {
+        [
+            "chromium",
+            "chromium-browser",
+            "google-chrome",
+            "/usr/bin/chromium",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| works(Command::new(p).arg("--version")))
+    };
+    PATH.get_or_init(|| {
+        apt_install("chromium", || find().is_some())?;
+        find().ok_or_else(|| "chromium is missing".to_owned())
+    })
+    .clone()
 }

@@ -199,3 +199,78 @@ fn every_item_reads_as_one_line() {
         ]
     );
 }
+
+fn view(me: &str, rows: Vec<NodeRow>) -> ClusterView {
+    ClusterView::new(
+        me,
+        &[],
+        None,
+        NodesReport {
+            rows,
+            incomplete: Vec::new(),
+        },
+    )
+}
+
+#[test]
+fn changes_elsewhere_are_told_and_first_hand_ones_are_not() {
+    let before = view(
+        "c1",
+        vec![
+            row("c1", "control", "ready", "c1", "-"),
+            row("c2", "control", "ready", "c2", "tcp:10.0.0.2:1972"),
+            row("w1", "worker", "ready", "c2", "tcp:10.0.0.9:5000"),
+            row("w2", "worker", "ready", "c1", "tcp:10.0.0.8:5000"),
+            row("w3", "worker", "ready", "c2", "tcp:10.0.0.7:5000"),
+            row("w4", "worker", "ready", "c2", "tcp:10.0.0.6:5000"),
+            row("w5", "worker", "ready", "c2", "tcp:10.0.0.5:5000"),
+        ],
+    );
+    let after = view(
+        "c1",
+        vec![
+            // Our own status: told first hand.
+            row("c1", "control", "standby", "c1", "-"),
+            // Another control node's status: only the table shows it.
+            row("c2", "control", "standby", "c2", "tcp:10.0.0.2:1972"),
+            // c3 joined: first hand (the mesh); its workers are news.
+            row("c3", "control", "ready", "c3", "tcp:10.0.0.3:1972"),
+            // A worker served elsewhere changed status and moved to another member.
+            row("w1", "worker", "standby", "c3", "tcp:10.0.0.9:5000"),
+            // Ours: told first hand.
+            row("w2", "worker", "stopping", "c1", "tcp:10.0.0.8:5000"),
+            // Moved to us: told first hand (its link came up here).
+            row("w3", "worker", "standby", "c1", "tcp:10.0.0.7:5000"),
+            // w4 was forgotten; w5 is unchanged; w6 is new, at c3.
+            row("w5", "worker", "ready", "c2", "tcp:10.0.0.5:5000"),
+            row("w6", "worker", "ready", "c3", "wss:10.0.0.4:5000"),
+        ],
+    );
+    assert_eq!(
+        after.changes_since(&before),
+        vec![
+            FeedItem::StatusChanged {
+                node: "c2".into(),
+                status: "standby".into(),
+            },
+            FeedItem::ProxyMoved {
+                node: "w1".into(),
+                to: "c3".into(),
+            },
+            FeedItem::StatusChanged {
+                node: "w1".into(),
+                status: "standby".into(),
+            },
+            FeedItem::NodeUp {
+                node: "w6".into(),
+                role: "worker".into(),
+                transport: "wss".into(),
+            },
+            FeedItem::NodeDown {
+                node: "w4".into(),
+                code: None,
+            },
+        ]
+    );
+    assert_eq!(after.changes_since(&after), vec![]);
+}

@@ -12,10 +12,15 @@ const FEED_KEEP: usize = 200;
 /// Live entries queued for a slow reader before it misses some.
 const FEED_QUEUE: usize = 256;
 
-/// The feed: the latest entries, and the live broadcast.
+/// The feed: the latest entries, the live broadcast, and the last view gathered (what
+/// the next one is compared with).
 pub(super) struct Following {
     feed: Mutex<Feed>,
     live: broadcast::Sender<FeedEntry>,
+    /// Views gathered so far (numbers them in the order they were started).
+    views: AtomicU64,
+    /// The newest view gathered, and its number.
+    last_view: Mutex<Option<(u64, ClusterView)>>,
 }
 
 impl Following {
@@ -23,6 +28,8 @@ impl Following {
         Following {
             feed: Mutex::new(Feed::new(FEED_KEEP)),
             live: broadcast::channel(FEED_QUEUE).0,
+            views: AtomicU64::new(0),
+            last_view: Mutex::new(None),
         }
     }
 }
@@ -36,13 +43,40 @@ impl<N: Net> Inner<N> {
         // Nobody listening is fine.
         let _ = self.following.live.send(entry);
     }
+
+    /// A view gathered (number `n`): what changed elsewhere since the newest one before
+    /// it goes to the feed, and it becomes the newest (a view that finished after a
+    /// newer one is not compared: it would tell old news again).
+    fn compare_view(&self, n: u64, view: &ClusterView) {
+        let changes = {
+            let mut last = lock(&self.following.last_view);
+            match &*last {
+                Some((m, _)) if *m > n => return,
+                Some((_, before)) => {
+                    let changes = view.changes_since(before);
+                    *last = Some((n, view.clone()));
+                    changes
+                }
+                None => {
+                    *last = Some((n, view.clone()));
+                    return;
+                }
+            }
+        };
+        for item in changes {
+            self.record_cluster_event(item);
+        }
+    }
 }
 
 impl<N: Net> Node<N> {
     /// The cluster as this node sees it: on a control node, the members, their share of
     /// the ring and the node table of the whole cluster (asked over the mesh, like
-    /// [`cluster_nodes`](Self::cluster_nodes)); elsewhere, this node's own links.
+    /// [`cluster_nodes`](Self::cluster_nodes)); elsewhere, this node's own links. What
+    /// changed at other members since the view gathered before goes to the feed of
+    /// cluster changes (see [`ClusterView::changes_since`]).
     pub async fn cluster_view(&self) -> ClusterView {
+        let n = self.inner.following.views.fetch_add(1, Ordering::Relaxed);
         let (report, members, ring) = if self.inner.is_control() {
             let report = self.inner.cluster_rows().await;
             let (members, ring) = self
@@ -63,7 +97,9 @@ impl<N: Net> Node<N> {
             };
             (report, Vec::new(), None)
         };
-        ClusterView::new(self.node_id(), &members, ring.as_deref(), report)
+        let view = ClusterView::new(self.node_id(), &members, ring.as_deref(), report);
+        self.inner.compare_view(n, &view);
+        view
     }
 
     /// The latest cluster changes this node saw, oldest first (at most a few hundred).
