@@ -9,8 +9,9 @@
 //!   entry in one list shuffled with the randomness the shell injects, except that the
 //!   control node that served us last goes last (if it died or hangs, the others are
 //!   tried before it); one that served us without being in the list (a redirect took us
-//!   there) is tried after the list. An entry that did not resolve is skipped (the
-//!   shell logs its error).
+//!   there) is tried after the list. A control node that adopted us (dialed us, see
+//!   [`Connector::handle_served_by`]) serves us from then on: its addresses go last
+//!   instead. An entry that did not resolve is skipped (the shell logs its error).
 //! - A round in which every entry failed is followed by a backoff delay (exponential,
 //!   with the jitter the shell injects); when the attempt budget is spent the connector
 //!   gives up with the most telling error of the last round.
@@ -38,6 +39,7 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::discovery::{Candidate, DiscoveryError, shuffle};
@@ -91,6 +93,9 @@ pub struct Connector {
     backoff: Backoff,
     redirect: Vec<ClusterUrl>,
     last_served: Option<Candidate>,
+    /// The address of a control node that adopted us after our last dial (it dialed us):
+    /// the node serving us now, so its candidates go last.
+    adopted_by: Option<IpAddr>,
     round: VecDeque<Candidate>,
     dialing: Option<Candidate>,
     last_error: (String, String),
@@ -114,6 +119,7 @@ impl Connector {
             backoff_config: backoff,
             redirect: Vec::new(),
             last_served: None,
+            adopted_by: None,
             round: VecDeque::new(),
             dialing: None,
             last_error: no_connections(),
@@ -148,6 +154,21 @@ impl Connector {
         false
     }
 
+    /// A control node at `ip` linked to us by dialing us (it adopted us: our proxy moved
+    /// to it). It serves us now, so the next round tries its addresses last, like those
+    /// of a node we dialed ourselves: if it died or hangs, the others are tried first.
+    /// Without this, the node we dialed before the adoption (alive, most likely) would
+    /// go last, and the one that just vanished might be dialed first and held us for a
+    /// whole connect timeout.
+    ///
+    /// A redirect not followed yet is dropped: the hand-off it was part of is done (the
+    /// owner adopted us, or another control node did since), and once that node's link
+    /// ends, dialing its target first would dial the node just lost.
+    pub fn handle_served_by(&mut self, ip: IpAddr) {
+        self.adopted_by = Some(ip);
+        self.redirect.clear();
+    }
+
     /// Whether the connector has nothing to do and nothing to wait for (no
     /// `cluster_addr`, or not started): a listening node waits to be dialed.
     pub fn is_idle(&self) -> bool {
@@ -180,11 +201,19 @@ impl Connector {
         }
         shuffle(&mut listed, random);
         let served = self.last_served.clone();
-        let is_served = |c: &Candidate| served.as_ref().is_some_and(|s| s.same_endpoint(c));
-        // The node that served us last goes last; when it is not in our list (a redirect
-        // took us there), it is tried after the list: our seeds may all be down while it
-        // is back.
-        let served_listed = listed.iter().any(is_served);
+        let dialed_last = |c: &Candidate| served.as_ref().is_some_and(|s| s.same_endpoint(c));
+        // The node that served us last goes last: the one that adopted us when one did
+        // (any of its addresses), otherwise the one we dialed. When the one we dialed is
+        // not in our list (a redirect took us there), it is tried after the list: our
+        // seeds may all be down while it is back.
+        // An adoption counts for the round after it only: one heard while this round
+        // dials (even before the shell reports the dial's link) counts for the next.
+        let adopted_by = self.adopted_by.take();
+        let is_served = |c: &Candidate| match adopted_by {
+            Some(ip) => c.addr.is_some_and(|a| a.ip() == ip),
+            None => dialed_last(c),
+        };
+        let served_listed = listed.iter().any(dialed_last);
         let served_extra = served.clone().filter(|_| !served_listed);
         let (last, rest): (Vec<Candidate>, Vec<Candidate>) =
             listed.into_iter().partition(is_served);
@@ -489,6 +518,112 @@ mod tests {
         assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.9:9"));
         c.handle_dial_failed(Instant::from_millis(1100), "no_connections", "", 0);
         assert_eq!(c.poll_action(), None, "then a backoff");
+    }
+
+    #[test]
+    fn a_node_that_adopted_us_is_tried_last_until_we_dial_one_ourselves() {
+        let mut c = Connector::new(urls(ABC), cfg(None));
+        c.start(Instant::ZERO);
+        // We dial 10.0.0.1; 10.0.0.3 then adopts us (it dialed us, from its own port),
+        // at once: its link is heard before the shell reports our dial's.
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.1:1"));
+        c.handle_served_by("10.0.0.3".parse().expect("ip"));
+        c.handle_linked(Instant::ZERO);
+        assert_eq!(c.poll_action(), Some(ConnectorAction::WaitWhileLinked));
+        // The adopter is lost: it goes last, the node we dialed is tried in its turn.
+        c.handle_links_lost(Instant::from_millis(1000));
+        c.handle_timeout(Instant::from_millis(1100));
+        let mut order = vec![dial(&mut c)];
+        for _ in 0..2 {
+            c.handle_dial_failed(Instant::from_millis(1100), "no_connections", "", 0);
+            order.push(dial(&mut c));
+        }
+        assert_eq!(
+            order,
+            [
+                Some("tcp:10.0.0.1:1".into()),
+                Some("tcp:10.0.0.2:2".into()),
+                Some("tcp:10.0.0.3:3".into()),
+            ]
+        );
+        // We link to 10.0.0.3 by our own dial: from now on the last dialed goes last
+        // again, the adoption is forgotten.
+        c.handle_linked(Instant::from_millis(1100));
+        assert_eq!(c.poll_action(), Some(ConnectorAction::WaitWhileLinked));
+        c.handle_links_lost(Instant::from_millis(2000));
+        c.handle_timeout(Instant::from_millis(2100));
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.1:1"));
+        c.handle_dial_failed(Instant::from_millis(2100), "no_connections", "", 0);
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.2:2"));
+        c.handle_dial_failed(Instant::from_millis(2100), "no_connections", "", 0);
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.3:3"));
+    }
+
+    #[test]
+    fn an_adoption_drops_a_redirect_not_followed_yet() {
+        // Redirected to 10.0.0.3 while linked to 10.0.0.1; 10.0.0.3 adopts us before our
+        // link ends (a failed adoption fell back to the redirect, then a retry worked).
+        let mut c = Connector::new(urls(ABC), cfg(None));
+        c.start(Instant::ZERO);
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.1:1"));
+        c.handle_linked(Instant::ZERO);
+        let _ = c.poll_action();
+        c.handle_redirect(urls("nkcluster://10.0.0.3:3"));
+        c.handle_served_by("10.0.0.3".parse().expect("ip"));
+        // 10.0.0.3 dies: it is not dialed first (the redirect), but last (the adopter).
+        c.handle_links_lost(Instant::from_millis(1000));
+        assert_eq!(
+            c.poll_timeout(),
+            Some(Instant::from_millis(1100)),
+            "no redirect: the usual delay"
+        );
+        c.handle_timeout(Instant::from_millis(1100));
+        let mut order = vec![dial(&mut c)];
+        for _ in 0..2 {
+            c.handle_dial_failed(Instant::from_millis(1100), "no_connections", "", 0);
+            order.push(dial(&mut c));
+        }
+        assert_eq!(
+            order,
+            [
+                Some("tcp:10.0.0.1:1".into()),
+                Some("tcp:10.0.0.2:2".into()),
+                Some("tcp:10.0.0.3:3".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn after_a_redirect_an_adopter_goes_last_and_the_redirected_node_after_the_list() {
+        // Served by 10.0.0.9 (a redirect), then adopted by 10.0.0.1 (in the list): the
+        // adopter goes last, and the redirect's node is still tried after the list.
+        let mut c = Connector::new(urls(ABC), cfg(None));
+        c.start(Instant::ZERO);
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.1:1"));
+        c.handle_linked(Instant::ZERO);
+        let _ = c.poll_action();
+        c.handle_redirect(urls("nkcluster://10.0.0.9:9"));
+        c.handle_links_lost(Instant::from_millis(10));
+        assert_eq!(dial(&mut c).as_deref(), Some("tcp:10.0.0.9:9"));
+        c.handle_linked(Instant::from_millis(10));
+        let _ = c.poll_action();
+        c.handle_served_by("10.0.0.1".parse().expect("ip"));
+        c.handle_links_lost(Instant::from_millis(1000));
+        c.handle_timeout(Instant::from_millis(1100));
+        let mut order = vec![dial(&mut c)];
+        for _ in 0..3 {
+            c.handle_dial_failed(Instant::from_millis(1100), "no_connections", "", 0);
+            order.push(dial(&mut c));
+        }
+        assert_eq!(
+            order,
+            [
+                Some("tcp:10.0.0.2:2".into()),
+                Some("tcp:10.0.0.3:3".into()),
+                Some("tcp:10.0.0.1:1".into()),
+                Some("tcp:10.0.0.9:9".into()),
+            ]
+        );
     }
 
     #[test]

@@ -36,6 +36,17 @@ impl<H: Clone> NodeMachine<H> {
             link
         };
         let summary = link.summary.clone();
+        // A control node that dialed a worker adopted it: it serves the worker now, so
+        // the worker's connector tries it last after a loss (see
+        // `Connector::handle_served_by`).
+        if listed
+            && summary.role == Role::Control
+            && !summary.dialer
+            && self.settings.role == Role::Worker
+            && let Some(ip) = link.remote_ip
+        {
+            self.connector.handle_served_by(ip);
+        }
         if listed {
             if summary.role == Role::Control
                 && let Some(m) = &self.membership

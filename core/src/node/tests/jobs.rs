@@ -235,6 +235,116 @@ fn a_redirect_makes_the_connector_dial_the_new_owner_first() {
 }
 
 #[test]
+fn a_control_node_that_adopted_the_worker_is_dialed_last_after_a_loss() {
+    use crate::connector::ConnectorAction;
+    use crate::discovery::Candidate;
+    let mut s = settings("w1", Role::Worker);
+    s.cluster_addr = crate::url::parse_url_list(
+        "nkcluster://10.0.0.1:1972, nkcluster://10.0.0.2:1972, nkcluster://10.0.0.3:1972",
+    )
+    .expect("urls");
+    let mut w = NodeMachine::new(s.clone());
+    w.start(T0);
+    drain(&mut w);
+    // One round: resolved as written, kept in order (random 1), dialed one at a time.
+    let round = |w: &mut NodeMachine<u64>| -> Vec<String> {
+        let c = w.connector_mut();
+        let Some(ConnectorAction::Resolve(urls)) = c.poll_action() else {
+            panic!("a round starts by resolving");
+        };
+        let found = urls
+            .into_iter()
+            .map(|u| Ok(vec![Candidate::as_written(u)]))
+            .collect();
+        c.handle_resolved(T0, found, 1);
+        let mut order = Vec::new();
+        while let Some(ConnectorAction::Dial(d)) = c.poll_action() {
+            order.push(d.label());
+            c.handle_dial_failed(T0, "no_connections", "refused", 0);
+        }
+        order
+    };
+    assert_eq!(
+        round(&mut w),
+        [
+            "tcp:10.0.0.1:1972",
+            "tcp:10.0.0.2:1972",
+            "tcp:10.0.0.3:1972"
+        ]
+    );
+    // The next round: the worker dials 10.0.0.1 (c1) and links.
+    let t = w.connector().poll_timeout().expect("a backoff");
+    w.connector_mut().handle_timeout(t);
+    let c = w.connector_mut();
+    let Some(ConnectorAction::Resolve(urls)) = c.poll_action() else {
+        panic!("a round");
+    };
+    let found = urls
+        .into_iter()
+        .map(|u| Ok(vec![Candidate::as_written(u)]))
+        .collect();
+    c.handle_resolved(t, found, 1);
+    assert!(matches!(c.poll_action(), Some(ConnectorAction::Dial(_))));
+    c.handle_linked(t);
+    assert_eq!(c.poll_action(), Some(ConnectorAction::WaitWhileLinked));
+    let mut c1 = peer("c1", Role::Control, &["nkcluster://all:1972"]);
+    c1.dialer = true;
+    let mut l1 = link(1, c1.clone());
+    l1.remote_ip = Some("10.0.0.1".parse().expect("ip"));
+    w.handle_link_up(t, l1, true);
+    // c3, the owner, adopts it: c3 dialed the worker (from 10.0.0.3).
+    let c3 = peer("c3", Role::Control, &["nkcluster://all:1972"]);
+    let mut l3 = link(3, c3.clone());
+    l3.remote_ip = Some("10.0.0.3".parse().expect("ip"));
+    w.handle_link_up(t, l3, true);
+    drain(&mut w);
+    // Both links end (c1 handed the worker over; then c3 dies): c3, the node that served
+    // it last, is dialed last; c1, most likely alive, first.
+    for (id, summary, ip) in [(1, c1, "10.0.0.1"), (3, c3, "10.0.0.3")] {
+        w.handle_link_down(
+            t,
+            LinkGone {
+                conn_id: id,
+                summary,
+                remote_ip: Some(ip.parse().expect("ip")),
+                error: None,
+            },
+        );
+    }
+    drain(&mut w);
+    let later = t + Duration::from_secs(1);
+    w.connector_mut().handle_links_lost(later);
+    let t = w.connector().poll_timeout().expect("the initial delay");
+    w.connector_mut().handle_timeout(t);
+    assert_eq!(
+        round(&mut w),
+        [
+            "tcp:10.0.0.1:1972",
+            "tcp:10.0.0.2:1972",
+            "tcp:10.0.0.3:1972"
+        ]
+    );
+    // A control node that links to the worker because the worker dialed it changes
+    // nothing: only an adoption names the adopter.
+    let mut other = NodeMachine::new(s);
+    other.start(T0);
+    drain(&mut other);
+    let mut dialed = peer("c2", Role::Control, &[]);
+    dialed.dialer = true;
+    let mut l2 = link(2, dialed);
+    l2.remote_ip = Some("10.0.0.2".parse().expect("ip"));
+    other.handle_link_up(T0, l2, true);
+    assert_eq!(
+        round(&mut other),
+        [
+            "tcp:10.0.0.1:1972",
+            "tcp:10.0.0.2:1972",
+            "tcp:10.0.0.3:1972"
+        ]
+    );
+}
+
+#[test]
 fn requests_are_dispatched_by_what_they_need_and_who_asks() {
     let mut c1 = machine("c1", Role::Control);
     c1.handle_link_up(T0, link(10, peer("w1", Role::Worker, &[])), true);
