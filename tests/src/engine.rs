@@ -154,6 +154,11 @@ fn cleanup(args: &[&str]) -> String {
     std::panic::catch_unwind(|| text(&docker(args).stdout)).unwrap_or_default()
 }
 
+/// Whether `docker args` succeeded, for a clean-up (never panics).
+fn cleanup_ok(args: &[&str]) -> bool {
+    std::panic::catch_unwind(|| docker(args).status.success()).unwrap_or(false)
+}
+
 impl Drop for Scope {
     fn drop(&mut self) {
         // Containers first (a network in use cannot be removed), found by label so that
@@ -170,8 +175,16 @@ impl Drop for Scope {
             args.extend(ids);
             cleanup(&args);
         }
+        // The engine may still be releasing a removed container's endpoint: a network
+        // that refuses is tried again for a few seconds.
         for n in &self.networks {
-            cleanup(&["network", "rm", n]);
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while !cleanup_ok(&["network", "rm", n]) && std::time::Instant::now() < until {
+                if !cleanup_ok(&["network", "inspect", n]) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
         for i in &self.images {
             cleanup(&["image", "rm", "-f", i]);
