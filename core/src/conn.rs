@@ -798,7 +798,7 @@ pub(crate) mod tests {
     }
 
     /// Moves every pending transmit of `a` into `b` (and back) until both are quiet.
-    fn pump(a: &mut Connection, b: &mut Connection, now: Instant) {
+    pub(crate) fn pump(a: &mut Connection, b: &mut Connection, now: Instant) {
         loop {
             let mut moved = false;
             while let Some(x) = a.poll_transmit() {

@@ -31,6 +31,7 @@
 //! - [`routing`]: where a request for a node goes (local, direct, via a control node).
 //! - [`proxy`]: which workers a control node serves, and hand-offs to their owner.
 //! - [`table`]: the cluster's node table and how members' answers merge.
+//! - [`telemetry`]: what a node counts for metrics (requests, handshakes, bytes), capped.
 //! - [`status`]: a node's status (the original's seven states) and its running tasks.
 //! - [`auth`]: password key derivation and transcript proofs.
 //! - [`admission`]: limits on connections that have not authenticated yet, and the
@@ -86,6 +87,7 @@ pub mod routing;
 pub mod slots;
 pub mod status;
 pub mod table;
+pub mod telemetry;
 pub mod time;
 pub mod transfers;
 pub mod url;

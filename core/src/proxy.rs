@@ -241,6 +241,11 @@ impl Proxies {
         }
     }
 
+    /// Workers linked here whose proxy we are (some may be on their way to their owner).
+    pub fn held(&self) -> usize {
+        self.workers.len()
+    }
+
     /// The current ring (`None` before the first member set).
     pub fn ring(&self) -> Option<&Ring> {
         self.ring.as_deref()

@@ -6,13 +6,19 @@
 //!
 //! Every caller gets exactly one outcome: the peer's reply, `timeout` (its deadline
 //! passed, queued or sent), or the link's failure.
+//!
+//! It also counts, through the link's [`Meter`], every request when its outcome is known:
+//! ours (sent) from the command to the outcome its caller gets, the peer's (served) from
+//! its arrival to our answer, with the time the shell gives.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::conn::{Connection, RequestError, RequestId};
 use crate::membership::MemberInfo;
+use crate::telemetry::{ClassCounters, Meter, ReqSide};
 use crate::time::Instant;
 
 /// Commands held at most while the transport is backed up (then callers wait, within
@@ -57,23 +63,85 @@ pub type Outcome<R> = (R, Result<Bytes, RequestError>);
 #[derive(Debug)]
 pub struct Pump<R> {
     /// Ordered, so that failing them all at the end wakes callers in a reproducible order.
-    pending: BTreeMap<RequestId, R>,
+    pending: BTreeMap<RequestId, Pending<R>>,
     held: VecDeque<Command<R>>,
+    /// The peer's requests we have not answered yet: their class and arrival (bounded by
+    /// the connection's limit on the peer's requests in flight).
+    serving: BTreeMap<u64, (Arc<ClassCounters>, Instant)>,
+    meter: Meter,
+}
+
+/// One of our requests on the wire.
+#[derive(Debug)]
+struct Pending<R> {
+    reply: R,
+    class: Arc<ClassCounters>,
+    since: Instant,
 }
 
 impl<R> Default for Pump<R> {
     fn default() -> Self {
-        Pump {
-            pending: BTreeMap::new(),
-            held: VecDeque::new(),
-        }
+        Self::with_meter(Meter::detached())
     }
 }
 
 impl<R> Pump<R> {
-    /// Nothing queued or pending.
+    /// Nothing queued or pending; counts go nowhere.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Nothing queued or pending; counts go to `meter`.
+    pub fn with_meter(meter: Meter) -> Self {
+        Pump {
+            pending: BTreeMap::new(),
+            held: VecDeque::new(),
+            serving: BTreeMap::new(),
+            meter,
+        }
+    }
+
+    /// The link's meter (the shell counts bytes with it).
+    pub fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// Counts one of our requests that ended, and gives its outcome back.
+    fn sent_done(
+        class: &ClassCounters,
+        since: Instant,
+        now: Instant,
+        outcome: Outcome<R>,
+    ) -> Outcome<R> {
+        let result = match &outcome.1 {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.code()),
+        };
+        class.count(ReqSide::Sent, result, now.saturating_duration_since(since));
+        outcome
+    }
+
+    /// Counts one of our requests that ended before it was sent.
+    fn unsent(&mut self, class: &str, now: Instant, outcome: Outcome<R>) -> Outcome<R> {
+        let c = self.meter.class(class);
+        Self::sent_done(&c, now, now, outcome)
+    }
+
+    /// The peer's request `id` of `class` arrived (to count it when it is answered).
+    pub fn serving(&mut self, now: Instant, id: u64, class: &str) {
+        let c = self.meter.class(class);
+        self.serving.insert(id, (c, now));
+    }
+
+    /// We answer the peer's request `id`: `Ok` or an error code.
+    pub fn served(&mut self, now: Instant, id: u64, result: Result<(), &str>) {
+        if let Some((c, since)) = self.serving.remove(&id) {
+            c.count(
+                ReqSide::Served,
+                result,
+                now.saturating_duration_since(since),
+            );
+        }
     }
 
     /// Whether the driver takes new commands now: once authenticated, and unless the
@@ -114,14 +182,22 @@ impl<R> Pump<R> {
                 let left = deadline.saturating_duration_since(now);
                 if left.is_zero() {
                     // Its whole time went waiting for the link.
-                    return Some((reply, Err(RequestError::Timeout)));
+                    return Some(self.unsent(&class, now, (reply, Err(RequestError::Timeout))));
                 }
                 match conn.request(now, &class, body, left) {
                     Ok(id) => {
-                        self.pending.insert(id, reply);
+                        let class = self.meter.class(&class);
+                        self.pending.insert(
+                            id,
+                            Pending {
+                                reply,
+                                class,
+                                since: now,
+                            },
+                        );
                         None
                     }
-                    Err(e) => Some((reply, Err(e))),
+                    Err(e) => Some(self.unsent(&class, now, (reply, Err(e)))),
                 }
             }
             Command::Gossip(view) => {
@@ -161,26 +237,35 @@ impl<R> Pump<R> {
     pub fn expire(&mut self, now: Instant) -> Vec<Outcome<R>> {
         let mut out = Vec::new();
         let mut keep = VecDeque::with_capacity(self.held.len());
+        let mut expired = Vec::new();
         for cmd in self.held.drain(..) {
             match cmd {
                 Command::Request {
-                    deadline, reply, ..
-                } if deadline <= now => out.push((reply, Err(RequestError::Timeout))),
+                    deadline,
+                    reply,
+                    class,
+                    ..
+                } if deadline <= now => expired.push((class, reply)),
                 cmd => keep.push_back(cmd),
             }
         }
         self.held = keep;
+        for (class, reply) in expired {
+            out.push(self.unsent(&class, now, (reply, Err(RequestError::Timeout))));
+        }
         out
     }
 
-    /// The peer's answer to request `id`, for its caller.
+    /// The peer's answer to request `id` (or the connection's `timeout`), for its caller.
     #[must_use]
     pub fn answered(
         &mut self,
+        now: Instant,
         id: RequestId,
         result: Result<Bytes, RequestError>,
     ) -> Option<Outcome<R>> {
-        self.pending.remove(&id).map(|r| (r, result))
+        let p = self.pending.remove(&id)?;
+        Some(Self::sent_done(&p.class, p.since, now, (p.reply, result)))
     }
 
     /// When the driver must wake next: the connection's own timer or a held request's
@@ -216,20 +301,28 @@ impl<R> Pump<R> {
     }
 
     /// The link is gone: every caller still waiting, pending or held, ends
-    /// `connection_failed` (pending ones first, in request order).
+    /// `connection_failed` (pending ones first, in request order); the peer's requests
+    /// we had not answered count as served `connection_failed`.
     #[must_use]
-    pub fn finish(&mut self) -> Vec<Outcome<R>> {
-        let pending = std::mem::take(&mut self.pending).into_values();
-        let held = std::mem::take(&mut self.held)
-            .into_iter()
-            .filter_map(|c| match c {
-                Command::Request { reply, .. } => Some(reply),
-                _ => None,
-            });
-        pending
-            .chain(held)
-            .map(|r| (r, Err(RequestError::ConnectionFailed)))
-            .collect()
+    pub fn finish(&mut self, now: Instant) -> Vec<Outcome<R>> {
+        let lost = || Err(RequestError::ConnectionFailed);
+        let mut out = Vec::with_capacity(self.pending.len() + self.held.len());
+        for p in std::mem::take(&mut self.pending).into_values() {
+            out.push(Self::sent_done(&p.class, p.since, now, (p.reply, lost())));
+        }
+        for c in std::mem::take(&mut self.held) {
+            if let Command::Request { reply, class, .. } = c {
+                out.push(self.unsent(&class, now, (reply, lost())));
+            }
+        }
+        for (_, (c, since)) in std::mem::take(&mut self.serving) {
+            c.count(
+                ReqSide::Served,
+                Err("connection_failed"),
+                now.saturating_duration_since(since),
+            );
+        }
+        out
     }
 }
 
@@ -290,10 +383,10 @@ mod tests {
             ]
         );
         assert_eq!(
-            ids(p.finish()),
+            ids(p.finish(Instant::from_millis(200))),
             vec![(2, Err(RequestError::ConnectionFailed))]
         );
-        assert_eq!(p.finish(), vec![]);
+        assert_eq!(p.finish(Instant::from_millis(200)), vec![]);
     }
 
     #[test]
@@ -320,9 +413,111 @@ mod tests {
                 .map(|t| t <= now + Duration::from_secs(1)),
             Some(true)
         );
-        assert_eq!(p.finish(), vec![(8, Err(RequestError::ConnectionFailed))]);
+        assert_eq!(
+            p.finish(now),
+            vec![(8, Err(RequestError::ConnectionFailed))]
+        );
         assert!(!p.gather());
         assert!(p.idle_close(false, &a));
         assert!(!p.idle_close(true, &a));
+    }
+
+    #[test]
+    fn every_outcome_is_counted_once_by_class_with_the_time_given() {
+        use crate::conn::tests::pump as shuttle;
+        use crate::message::RemoteError;
+        use crate::telemetry::{RequestCount, Telemetry};
+        use crate::url::Transport;
+
+        let (mut a, mut b) = crate::conn::tests::linked();
+        let telemetry = std::sync::Arc::new(Telemetry::new());
+        let mut sender = Pump::<u32>::with_meter(Meter::new(telemetry.clone(), Transport::Tcp));
+        let mut server = Pump::<u32>::with_meter(Meter::new(telemetry.clone(), Transport::Tcp));
+        let t0 = Instant::from_millis(10);
+        let req = |class: &str, reply| Command::Request {
+            class: class.into(),
+            body: Bytes::new(),
+            deadline: t0 + Duration::from_secs(1),
+            reply,
+        };
+        assert_eq!(sender.submit(&mut a, t0, req("echo", 1)), None);
+        assert_eq!(sender.submit(&mut a, t0, req("echo", 2)), None);
+        assert_eq!(sender.submit(&mut a, t0, req("slow", 3)), None);
+        // A held one whose deadline passes, never sent.
+        sender.hold(Command::Request {
+            class: "held".into(),
+            body: Bytes::new(),
+            deadline: t0,
+            reply: 4,
+        });
+        assert_eq!(sender.expire(t0), vec![(4, Err(RequestError::Timeout))]);
+        shuttle(&mut a, &mut b, t0);
+        let t1 = t0 + Duration::from_millis(3);
+        let mut ids = Vec::new();
+        while let Some(ev) = b.poll_event() {
+            if let crate::conn::Event::Request { id, class, .. } = ev {
+                server.serving(t0, id, &class);
+                ids.push(id);
+            }
+        }
+        assert_eq!(ids, vec![1, 2, 3]);
+        server.served(t1, 1, Ok(()));
+        b.reply(1, Ok(Bytes::from_static(b"x")));
+        let refused = RemoteError::new("forbidden", "no");
+        server.served(t1, 2, Err(refused.code.as_str()));
+        b.reply(2, Err(refused));
+        shuttle(&mut a, &mut b, t1);
+        let mut outcomes = Vec::new();
+        while let Some(ev) = a.poll_event() {
+            if let crate::conn::Event::Reply { id, result } = ev {
+                outcomes.extend(
+                    sender
+                        .answered(t1, id, result)
+                        .map(|(r, res)| (r, res.is_ok())),
+                );
+            }
+        }
+        assert_eq!(outcomes, vec![(1, true), (2, false)]);
+        // The link dies with "slow" pending at both ends.
+        let t2 = t0 + Duration::from_millis(20);
+        assert_eq!(
+            sender.finish(t2),
+            vec![(3, Err(RequestError::ConnectionFailed))]
+        );
+        assert_eq!(server.finish(t2), vec![]);
+        let rc = |class: &str, side, outcome, count| RequestCount {
+            class: class.into(),
+            side,
+            outcome,
+            count,
+        };
+        let report = telemetry.report();
+        assert_eq!(
+            report.requests,
+            vec![
+                rc("echo", ReqSide::Sent, "ok", 1),
+                rc("echo", ReqSide::Sent, "forbidden", 1),
+                rc("echo", ReqSide::Served, "ok", 1),
+                rc("echo", ReqSide::Served, "forbidden", 1),
+                rc("held", ReqSide::Sent, "timeout", 1),
+                rc("slow", ReqSide::Sent, "connection_failed", 1),
+                rc("slow", ReqSide::Served, "connection_failed", 1),
+            ]
+        );
+        let sums: Vec<(&str, ReqSide, u64, u64)> = report
+            .durations
+            .iter()
+            .map(|(c, s, h)| (c.as_str(), *s, h.count, h.sum_us))
+            .collect();
+        assert_eq!(
+            sums,
+            vec![
+                ("echo", ReqSide::Sent, 2, 6_000),
+                ("echo", ReqSide::Served, 2, 6_000),
+                ("held", ReqSide::Sent, 1, 0),
+                ("slow", ReqSide::Sent, 1, 20_000),
+                ("slow", ReqSide::Served, 1, 20_000),
+            ]
+        );
     }
 }

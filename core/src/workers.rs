@@ -301,6 +301,14 @@ impl<I: Clone> Workers<I> {
         self.workers.get(worker)?.info.as_ref()
     }
 
+    /// Every worker remembered, in id order: its last known status, and whether its link
+    /// is gone.
+    pub fn statuses(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.workers
+            .values()
+            .map(|w| (w.status.as_str(), w.gone_since.is_some()))
+    }
+
     /// Workers remembered now.
     pub fn len(&self) -> usize {
         self.workers.len()

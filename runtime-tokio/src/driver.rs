@@ -12,6 +12,7 @@ use nkcluster_core::conn::{Connection, Event, RequestError};
 use nkcluster_core::handshake::Role;
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::pump::{Accept, Outcome, Pump};
+use nkcluster_core::telemetry::Meter;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
@@ -140,7 +141,8 @@ enum Wake {
     Flushed,
 }
 
-/// Runs the connection over `io` until it is closed and its last bytes are written.
+/// Runs the connection over `io` until it is closed and its last bytes are written;
+/// requests and bytes are counted with `meter`.
 ///
 /// Commands wait until the handshake is done. When every command sender is gone the
 /// connection closes as soon as no request of ours is pending ("closed when idle").
@@ -151,10 +153,12 @@ pub async fn drive(
     mut commands: mpsc::Receiver<Command>,
     handler: &dyn RequestHandler,
     sink: &mut dyn EventSink,
+    meter: Meter,
 ) {
     // Callers waiting for our requests, and commands held while the transport is backed
-    // up (their deadlines keep running): the core's bookkeeping.
-    let mut pump: Pump<Reply> = Pump::new();
+    // up (their deadlines keep running): the core's bookkeeping, and its counts.
+    let mut pump: Pump<Reply> = Pump::with_meter(meter);
+    let mut now = clock.now();
     let mut wq: VecDeque<Bytes> = VecDeque::new();
     let mut wq_bytes = 0usize;
     let mut need_flush = false;
@@ -188,12 +192,13 @@ pub async fn drive(
                     let (peer, role) = conn
                         .peer()
                         .map_or(("", Role::Worker), |p| (p.node_id.as_str(), p.role));
+                    pump.serving(now, id, &class);
                     if let Answer::Now(r) = handler.handle(peer, role, &class, body, responder) {
-                        conn.reply(id, r);
+                        reply(&mut pump, &mut conn, now, id, r);
                     }
                 }
                 Event::Reply { id, result } => {
-                    if let Some(outcome) = pump.answered(id, result) {
+                    if let Some(outcome) = pump.answered(now, id, result) {
                         deliver(outcome);
                     }
                 }
@@ -252,6 +257,7 @@ pub async fn drive(
                 wq_bytes -= written;
                 if written > 0 {
                     need_flush = true;
+                    pump.meter().bytes_out(written);
                 }
                 if let Poll::Ready(Err(e)) = r {
                     return Poll::Ready(Wake::IoError(e.to_string()));
@@ -311,10 +317,16 @@ pub async fn drive(
         })
         .await;
 
-        let now = clock.now();
+        now = clock.now();
         match wake {
-            Wake::Read(Incoming::Bytes(_)) => conn.handle_input_buf(now, &mut rbuf),
-            Wake::Read(Incoming::Frame(b)) => conn.handle_frame_bytes(now, b),
+            Wake::Read(Incoming::Bytes(n)) => {
+                pump.meter().bytes_in(n);
+                conn.handle_input_buf(now, &mut rbuf)
+            }
+            Wake::Read(Incoming::Frame(b)) => {
+                pump.meter().bytes_in(b.len());
+                conn.handle_frame_bytes(now, b)
+            }
             Wake::Read(Incoming::Eof) => conn.handle_transport_closed(now, "eof"),
             Wake::Read(Incoming::Oversized(n)) => conn.handle_oversized_frame(now, n),
             // The read side failed (say, a text message on a websocket): the write side
@@ -322,10 +334,10 @@ pub async fn drive(
             Wake::ReadError(e) => conn.handle_transport_closed(now, &e),
             Wake::Flushed => {}
             Wake::Late(id, r) => {
-                conn.reply(id, r);
+                reply(&mut pump, &mut conn, now, id, r);
                 for _ in 1..BATCH {
                     match late_rx.try_recv() {
-                        Ok((id, r)) => conn.reply(id, r),
+                        Ok((id, r)) => reply(&mut pump, &mut conn, now, id, r),
                         Err(_) => break,
                     }
                 }
@@ -375,7 +387,7 @@ pub async fn drive(
         }
     }
     // Every caller gets an answer, even if the machine could not give one.
-    pump.finish().into_iter().for_each(deliver);
+    pump.finish(clock.now()).into_iter().for_each(deliver);
     while let Some(ev) = conn.poll_event() {
         if let Event::Closed(why) = &ev {
             io.closing(why.as_ref());
@@ -427,6 +439,22 @@ fn read_error_text(e: &std::io::Error) -> String {
 /// Tells a caller its request's outcome (ignored if it stopped waiting).
 fn deliver((reply, result): Outcome<Reply>) {
     let _ = reply.send(result);
+}
+
+/// Answers the peer's request `id` (counted as served).
+fn reply(
+    pump: &mut Pump<Reply>,
+    conn: &mut Connection,
+    now: nkcluster_core::Instant,
+    id: u64,
+    result: Result<Bytes, RemoteError>,
+) {
+    pump.served(
+        now,
+        id,
+        result.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),
+    );
+    conn.reply(id, result);
 }
 
 /// Hands one application command to the machine.

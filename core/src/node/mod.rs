@@ -22,7 +22,8 @@
 //! link, or the bounded buffer kept while it has none; what a new link is told),
 //! `dispatch` (a peer's cluster request, with its role), `identity` (a node id linked
 //! from two runs at once), `lifecycle` (joining, connecting and removing nodes by hand),
-//! `code` (loading WebAssembly modules), `snapshot` (what the shell reads between
+//! `code` (loading WebAssembly modules), `gauges` (what metrics read: members, links,
+//! proxies, workers, tasks), `snapshot` (what the shell reads between
 //! inputs), `limits` (the size of every table a
 //! peer can make grow, against its limit), `follow` (the dashboard's live feed).
 
@@ -53,6 +54,7 @@ mod code;
 mod control;
 mod dispatch;
 mod follow;
+mod gauges;
 mod handoff;
 mod identity;
 mod jobs;
@@ -67,6 +69,7 @@ mod tests;
 
 pub use control::SubscribeError;
 pub use dispatch::{Dispatch, ShellWork};
+pub use gauges::Gauges;
 pub use handoff::{HandoffStep, HandoffTimes};
 pub use identity::{check_dialed_worker, check_exclusive_peer, worker_dial_urls};
 pub use lifecycle::check_removal;
@@ -427,6 +430,8 @@ pub struct NodeMachine<H> {
     /// Our events while we have no control link, or one not known to be our owner's (a
     /// worker).
     outbox: Outbox,
+    /// Events dropped from the outbox since start (for metrics).
+    events_dropped: u64,
     /// The control link our class events go to directly: our owner said so
     /// ([`ClusterRequest::Placed`]), or we stopped waiting (a worker).
     placed: Option<u64>,
@@ -476,6 +481,7 @@ impl<H: Clone> NodeMachine<H> {
             status_told: None,
             announced: None,
             outbox: Outbox::new(settings.outbox),
+            events_dropped: 0,
             placed: None,
             placed_wait_until: None,
             steps: Default::default(),

@@ -33,7 +33,7 @@ impl<H: Clone> NodeMachine<H> {
                     ev.class == NODE_EVENT_CLASS || matches!(ev.event, WireEvent::TaskRunning);
                 let Some((_, l)) = self.links.first_control() else {
                     if !present {
-                        let _ = self.outbox.push(ev);
+                        self.events_dropped += self.outbox.push(ev);
                     }
                     return;
                 };
@@ -42,7 +42,7 @@ impl<H: Clone> NodeMachine<H> {
                     // Not known to be at our owner yet: where we stand is told at once,
                     // class events wait behind what was kept.
                     if !present {
-                        let _ = self.outbox.push(ev);
+                        self.events_dropped += self.outbox.push(ev);
                         return;
                     }
                 } else {

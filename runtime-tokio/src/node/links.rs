@@ -2,6 +2,7 @@
 //! keeping the table of authenticated peers as links come and go.
 
 use super::*;
+use nkcluster_core::telemetry::{LinkSide, Meter, transport_of_remote};
 
 impl<N: Net> Inner<N> {
     pub(super) fn refused(&self, remote: &str, claimed: Option<String>, code: &str, detail: &str) {
@@ -98,14 +99,18 @@ impl<N: Net> Inner<N> {
             client.as_ref(),
             self.config.connection.max_frame,
         );
-        match tokio::time::timeout(limit, setup).await {
-            Ok(Ok(r)) => Ok((format!("{}:{addr}", url.transport), r)),
-            Ok(Err(e)) => Err((e.code(), e.to_string())),
-            Err(_) => Err((
+        let done = match tokio::time::timeout(limit, setup).await {
+            Ok(Ok(r)) => return Ok((format!("{}:{addr}", url.transport), r)),
+            Ok(Err(e)) => (e.code(), e.to_string()),
+            Err(_) => (
                 "handshake_timeout",
                 format!("no {} handshake within {limit:?}", url.transport),
-            )),
-        }
+            ),
+        };
+        // Someone answered, and the transport's own handshake failed.
+        self.telemetry
+            .handshake(url.transport, LinkSide::Dialer, Err(done.0));
+        Err(done)
     }
 }
 
@@ -189,6 +194,8 @@ pub(super) struct LinkOutcome {
 
 pub(super) struct LinkSink<N: Net> {
     inner: Arc<Inner<N>>,
+    /// The transport, for the handshake counts (`None`: a remote label without one).
+    transport: Option<Transport>,
     conn_id: u64,
     remote: String,
     dialer: bool,
@@ -214,6 +221,7 @@ impl<N: Net> EventSink for LinkSink<N> {
         match event {
             Event::Authenticated(p) => {
                 self.outcome.authenticated = true;
+                self.count_handshake(Ok(()));
                 self.admission = None;
                 info!(node = %me, peer = %p.node_id, role = p.role.as_str(), remote = %self.remote,
                       "link up");
@@ -285,6 +293,9 @@ impl<N: Net> EventSink for LinkSink<N> {
                     // Never listed: nothing for the machine.
                     (true, Some(_)) if self.rejected => {}
                     (true, Some(p)) => {
+                        if let Some(e) = err {
+                            self.inner.telemetry.link_ended(e.code());
+                        }
                         let peer = p.node_id.clone();
                         match err {
                             // The peer closed in order (a stop, a hand-off, an admin client
@@ -311,6 +322,9 @@ impl<N: Net> EventSink for LinkSink<N> {
                     }
                     _ => {
                         let code = err.as_ref().map_or("closed", |e| e.code());
+                        if !self.outcome.authenticated {
+                            self.count_handshake(Err(code));
+                        }
                         if code == "auth_failed"
                             && let Some(t) = &self.admission
                         {
@@ -322,6 +336,19 @@ impl<N: Net> EventSink for LinkSink<N> {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl<N: Net> LinkSink<N> {
+    fn count_handshake(&self, result: Result<(), &str>) {
+        let side = if self.dialer {
+            LinkSide::Dialer
+        } else {
+            LinkSide::Listener
+        };
+        if let Some(t) = self.transport {
+            self.inner.telemetry.handshake(t, side, result);
         }
     }
 }
@@ -399,8 +426,11 @@ pub(super) async fn run_connection<N: Net>(
         }
     };
     let conn_id = inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let transport = transport_of_remote(&remote);
+    let meter = Meter::new(inner.telemetry.clone(), transport.unwrap_or(Transport::Tcp));
     let mut sink = LinkSink {
         inner: inner.clone(),
+        transport,
         conn_id,
         remote_ip: nkcluster_core::url::ip_of_remote(&remote),
         admission,
@@ -418,7 +448,7 @@ pub(super) async fn run_connection<N: Net>(
         conn_id,
     };
     inner.running.send_modify(|n| *n += 1);
-    drive(ready.io, conn, inner.clock, rx, &handler, &mut sink).await;
+    drive(ready.io, conn, inner.clock, rx, &handler, &mut sink, meter).await;
     inner.running.send_modify(|n| *n -= 1);
     sink.outcome
 }
@@ -476,10 +506,18 @@ pub(super) async fn accept_loop<N: Net>(
                     let ready = match tokio::time::timeout(limit, setup).await {
                         Ok(Ok(r)) => r,
                         Ok(Err(e)) => {
+                            inner
+                                .telemetry
+                                .handshake(transport, LinkSide::Listener, Err(e.code()));
                             inner.refused(&remote, None, e.code(), &e.to_string());
                             return;
                         }
                         Err(_) => {
+                            inner.telemetry.handshake(
+                                transport,
+                                LinkSide::Listener,
+                                Err("handshake_timeout"),
+                            );
                             let e = format!("no {transport} handshake within {limit:?}");
                             inner.refused(&remote, None, "handshake_timeout", &e);
                             return;

@@ -7,7 +7,8 @@
 //! `api` (requests, jobs, files), `code` (loading WebAssembly modules),
 //! `routing` (sending anywhere, connecting), `stop` (graceful leave), `handler`
 //! (carrying out what dispatch hands the shell), `links` (dial, accept, one connection),
-//! `worker_side` (task bodies, files, machine figures), `control_side` (gathering the
+//! `metrics` (counters and gauges for `/metrics`), `worker_side` (task bodies, files,
+//! machine figures), `control_side` (gathering the
 //! node table and events over the mesh), `lifecycle` (join, connect, remove), `tasks`
 //! (dials, reports, the connector loop), `dashboard` (the cluster view and the feed of
 //! cluster changes).
@@ -61,6 +62,7 @@ mod dashboard;
 mod handler;
 mod lifecycle;
 mod links;
+mod metrics;
 mod routing;
 mod send_file;
 pub use send_file::{SendFileOptions, SendReport};
@@ -244,6 +246,8 @@ struct Inner<N: Net> {
     log_limit: Mutex<nkcluster_core::loglimit::LogLimiter>,
     /// The dashboard's feed of cluster changes.
     following: dashboard::Following,
+    /// What the node counts for its metrics (links count into it through their meters).
+    telemetry: Arc<nkcluster_core::telemetry::Telemetry>,
 }
 
 /// Work for the file writer thread, done in the order queued.

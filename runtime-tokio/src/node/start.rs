@@ -187,6 +187,7 @@ impl<N: Net> Node<N> {
                 REFUSAL_LOG_SOURCES,
             )),
             following: dashboard::Following::new(),
+            telemetry: Arc::new(nkcluster_core::telemetry::Telemetry::new()),
             config,
         });
         tokio::spawn(own_brain(Arc::downgrade(&inner), machine, jobs, clock));

@@ -185,6 +185,7 @@ impl<N: Net> Inner<N> {
         let (path, sender) = (part.path.clone(), from.to_owned());
         let (offset, total, data, sha256) =
             (part.offset, part.total, part.data.clone(), part.sha256);
+        let len = data.len();
         let out = self
             .ask_blocking(move |b, now| {
                 let part_in = Part {
@@ -197,7 +198,9 @@ impl<N: Net> Inner<N> {
                 b.handle_file_part(now, &sender, part_in)
             })
             .ok_or_else(stopped)?;
+        self.telemetry.file_part(&out, len);
         if let Err(e) = self.perform_file_ops(out.ops) {
+            self.telemetry.file_failed();
             let path = part.path.clone();
             let cleanup = self
                 .ask_blocking(move |b, _| b.handle_file_error(&path))

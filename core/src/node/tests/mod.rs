@@ -152,6 +152,7 @@ fn worker_of_c2(c1: &NodeMachine<u64>) -> String {
 mod code;
 mod control;
 mod follow;
+mod gauges;
 mod identity;
 mod jobs;
 mod lifecycle;
