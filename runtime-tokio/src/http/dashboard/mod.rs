@@ -30,18 +30,23 @@ const STYLE_CSS: &str = include_str!("page/style.css");
 
 /// Pages following the live feed at once; one more is refused (`503`) until one closes.
 const MAX_WATCHERS: usize = 64;
+/// Views gathered at once (each asks every member over the mesh); one more is refused
+/// (`503`: the page tries again at its next refresh).
+const MAX_GATHERS: usize = 8;
 
 /// What the dashboard's handlers share.
 #[derive(Clone)]
 struct Dashboard {
     node: Node<TokioNet>,
     watchers: Arc<Semaphore>,
+    gathers: Arc<Semaphore>,
 }
 
 pub(super) fn routes(node: Node<TokioNet>) -> Router {
     let state = Dashboard {
         node,
         watchers: Arc::new(Semaphore::new(MAX_WATCHERS)),
+        gathers: Arc::new(Semaphore::new(MAX_GATHERS)),
     };
     Router::new()
         .route(
@@ -96,6 +101,15 @@ fn json(body: String) -> Response {
 }
 
 async fn cluster(State(d): State<Dashboard>) -> Response {
+    let Ok(_gathering) = d.gathers.try_acquire() else {
+        warn!(node = %d.node.node_id(), max = MAX_GATHERS,
+              "refused a cluster view: too many are being gathered");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many views being gathered",
+        )
+            .into_response();
+    };
     let view = d.node.cluster_view().await;
     match serde_json::to_string(&view) {
         Ok(body) => json(body),
