@@ -64,7 +64,8 @@ pub type Outcome<R> = (R, Result<Bytes, RequestError>);
 pub struct Pump<R> {
     /// Ordered, so that failing them all at the end wakes callers in a reproducible order.
     pending: BTreeMap<RequestId, Pending<R>>,
-    held: VecDeque<Command<R>>,
+    /// With when each was taken (a request's time counts from there).
+    held: VecDeque<(Instant, Command<R>)>,
     /// The peer's requests we have not answered yet: their class and arrival (bounded by
     /// the connection's limit on the peer's requests in flight).
     serving: BTreeMap<u64, (Arc<ClassCounters>, Instant)>,
@@ -121,10 +122,16 @@ impl<R> Pump<R> {
         outcome
     }
 
-    /// Counts one of our requests that ended before it was sent.
-    fn unsent(&mut self, class: &str, now: Instant, outcome: Outcome<R>) -> Outcome<R> {
+    /// Counts one of our requests that ended before it was sent (taken at `since`).
+    fn unsent(
+        &mut self,
+        class: &str,
+        since: Instant,
+        now: Instant,
+        outcome: Outcome<R>,
+    ) -> Outcome<R> {
         let c = self.meter.class(class);
-        Self::sent_done(&c, now, now, outcome)
+        Self::sent_done(&c, since, now, outcome)
     }
 
     /// The peer's request `id` of `class` arrived (to count it when it is answered).
@@ -172,6 +179,17 @@ impl<R> Pump<R> {
         now: Instant,
         cmd: Command<R>,
     ) -> Option<Outcome<R>> {
+        self.submit_taken(conn, now, now, cmd)
+    }
+
+    /// [`submit`](Self::submit) of a command taken at `since`.
+    fn submit_taken(
+        &mut self,
+        conn: &mut Connection,
+        since: Instant,
+        now: Instant,
+        cmd: Command<R>,
+    ) -> Option<Outcome<R>> {
         match cmd {
             Command::Request {
                 class,
@@ -182,7 +200,8 @@ impl<R> Pump<R> {
                 let left = deadline.saturating_duration_since(now);
                 if left.is_zero() {
                     // Its whole time went waiting for the link.
-                    return Some(self.unsent(&class, now, (reply, Err(RequestError::Timeout))));
+                    let timeout = (reply, Err(RequestError::Timeout));
+                    return Some(self.unsent(&class, since, now, timeout));
                 }
                 match conn.request(now, &class, body, left) {
                     Ok(id) => {
@@ -192,12 +211,12 @@ impl<R> Pump<R> {
                             Pending {
                                 reply,
                                 class,
-                                since: now,
+                                since,
                             },
                         );
                         None
                     }
-                    Err(e) => Some(self.unsent(&class, now, (reply, Err(e)))),
+                    Err(e) => Some(self.unsent(&class, since, now, (reply, Err(e)))),
                 }
             }
             Command::Gossip(view) => {
@@ -218,9 +237,9 @@ impl<R> Pump<R> {
         }
     }
 
-    /// Holds a command taken while the transport is backed up.
-    pub fn hold(&mut self, cmd: Command<R>) {
-        self.held.push_back(cmd);
+    /// Holds a command taken at `now` while the transport is backed up.
+    pub fn hold(&mut self, now: Instant, cmd: Command<R>) {
+        self.held.push_back((now, cmd));
     }
 
     /// The transport has room again: the held commands go first, in order.
@@ -228,7 +247,7 @@ impl<R> Pump<R> {
     pub fn unhold(&mut self, conn: &mut Connection, now: Instant) -> Vec<Outcome<R>> {
         let held = std::mem::take(&mut self.held);
         held.into_iter()
-            .filter_map(|cmd| self.submit(conn, now, cmd))
+            .filter_map(|(since, cmd)| self.submit_taken(conn, since, now, cmd))
             .collect()
     }
 
@@ -238,20 +257,20 @@ impl<R> Pump<R> {
         let mut out = Vec::new();
         let mut keep = VecDeque::with_capacity(self.held.len());
         let mut expired = Vec::new();
-        for cmd in self.held.drain(..) {
+        for (since, cmd) in self.held.drain(..) {
             match cmd {
                 Command::Request {
                     deadline,
                     reply,
                     class,
                     ..
-                } if deadline <= now => expired.push((class, reply)),
-                cmd => keep.push_back(cmd),
+                } if deadline <= now => expired.push((since, class, reply)),
+                cmd => keep.push_back((since, cmd)),
             }
         }
         self.held = keep;
-        for (class, reply) in expired {
-            out.push(self.unsent(&class, now, (reply, Err(RequestError::Timeout))));
+        for (since, class, reply) in expired {
+            out.push(self.unsent(&class, since, now, (reply, Err(RequestError::Timeout))));
         }
         out
     }
@@ -275,7 +294,7 @@ impl<R> Pump<R> {
         let held = self
             .held
             .iter()
-            .filter_map(|c| match c {
+            .filter_map(|(_, c)| match c {
                 Command::Request { deadline, .. } => Some(*deadline),
                 _ => None,
             })
@@ -310,9 +329,9 @@ impl<R> Pump<R> {
         for p in std::mem::take(&mut self.pending).into_values() {
             out.push(Self::sent_done(&p.class, p.since, now, (p.reply, lost())));
         }
-        for c in std::mem::take(&mut self.held) {
+        for (since, c) in std::mem::take(&mut self.held) {
             if let Command::Request { reply, class, .. } = c {
-                out.push(self.unsent(&class, now, (reply, lost())));
+                out.push(self.unsent(&class, since, now, (reply, lost())));
             }
         }
         for (_, (c, since)) in std::mem::take(&mut self.serving) {
@@ -361,7 +380,7 @@ mod tests {
         assert_eq!(p.accepts(true, 0), Accept::Send);
         assert_eq!(p.accepts(true, WRITE_HIGH_WATER), Accept::Hold);
         for i in 0..HELD_MAX {
-            p.hold(request(100, i as u32));
+            p.hold(Instant::ZERO, request(100, i as u32));
         }
         assert_eq!(p.accepts(true, WRITE_HIGH_WATER), Accept::Wait);
         assert_eq!(p.accepts(true, 0), Accept::Unhold);
@@ -370,10 +389,10 @@ mod tests {
     #[test]
     fn held_requests_end_timeout_at_their_deadline_and_the_rest_connection_failed() {
         let mut p = Pump::<u32>::new();
-        p.hold(request(100, 1));
-        p.hold(Command::Gossip(Vec::new()));
-        p.hold(request(300, 2));
-        p.hold(request(200, 3));
+        p.hold(Instant::ZERO, request(100, 1));
+        p.hold(Instant::ZERO, Command::Gossip(Vec::new()));
+        p.hold(Instant::ZERO, request(300, 2));
+        p.hold(Instant::ZERO, request(200, 3));
         let ids = |v: Vec<Outcome<u32>>| -> Vec<(u32, Result<Bytes, RequestError>)> { v };
         assert_eq!(
             ids(p.expire(Instant::from_millis(200))),
@@ -443,13 +462,16 @@ mod tests {
         assert_eq!(sender.submit(&mut a, t0, req("echo", 1)), None);
         assert_eq!(sender.submit(&mut a, t0, req("echo", 2)), None);
         assert_eq!(sender.submit(&mut a, t0, req("slow", 3)), None);
-        // A held one whose deadline passes, never sent.
-        sender.hold(Command::Request {
-            class: "held".into(),
-            body: Bytes::new(),
-            deadline: t0,
-            reply: 4,
-        });
+        // A held one (taken at 4 ms) whose deadline passes, never sent.
+        sender.hold(
+            Instant::from_millis(4),
+            Command::Request {
+                class: "held".into(),
+                body: Bytes::new(),
+                deadline: t0,
+                reply: 4,
+            },
+        );
         assert_eq!(sender.expire(t0), vec![(4, Err(RequestError::Timeout))]);
         shuttle(&mut a, &mut b, t0);
         let t1 = t0 + Duration::from_millis(3);
@@ -514,10 +536,43 @@ mod tests {
             vec![
                 ("echo", ReqSide::Sent, 2, 6_000),
                 ("echo", ReqSide::Served, 2, 6_000),
-                ("held", ReqSide::Sent, 1, 0),
+                ("held", ReqSide::Sent, 1, 6_000),
                 ("slow", ReqSide::Sent, 1, 20_000),
                 ("slow", ReqSide::Served, 1, 20_000),
             ]
+        );
+    }
+
+    #[test]
+    fn a_held_request_counts_from_when_the_link_took_it() {
+        use crate::conn::tests::pump as shuttle;
+        use crate::telemetry::Telemetry;
+        use crate::url::Transport;
+
+        let (mut a, mut b) = crate::conn::tests::linked();
+        let telemetry = std::sync::Arc::new(Telemetry::new());
+        let mut p = Pump::<u32>::with_meter(Meter::new(telemetry.clone(), Transport::Tls));
+        p.hold(Instant::from_millis(10), request(1_000, 1));
+        assert_eq!(p.unhold(&mut a, Instant::from_millis(15)), vec![]);
+        shuttle(&mut a, &mut b, Instant::from_millis(15));
+        while let Some(ev) = b.poll_event() {
+            if let crate::conn::Event::Request { id, .. } = ev {
+                b.reply(id, Ok(Bytes::new()));
+            }
+        }
+        shuttle(&mut a, &mut b, Instant::from_millis(15));
+        let mut answered = Vec::new();
+        while let Some(ev) = a.poll_event() {
+            if let crate::conn::Event::Reply { id, result } = ev {
+                answered.extend(p.answered(Instant::from_millis(20), id, result));
+            }
+        }
+        assert_eq!(answered, vec![(1, Ok(Bytes::new()))]);
+        let r = telemetry.report();
+        assert_eq!(r.durations.len(), 1);
+        assert_eq!(
+            (r.durations[0].2.count, r.durations[0].2.sum_us),
+            (1, 10_000)
         );
     }
 }

@@ -373,7 +373,7 @@ pub async fn drive(
                     }
                 }
             }
-            Wake::Hold(cmd) => pump.hold(cmd),
+            Wake::Hold(cmd) => pump.hold(now, cmd),
             Wake::Unhold => pump.unhold(&mut conn, now).into_iter().for_each(deliver),
             Wake::CommandsClosed => commands_open = false,
             Wake::Timer if closed => {

@@ -219,10 +219,18 @@ async fn requests_are_counted_by_class_and_outcome_with_links_and_handshakes() {
             &format!("nkcluster_request_duration_seconds_sum{histogram}")
         ) >= 0.3
     );
+    // The relay closed the sockets under both ends: c1 read the end of its stream.
     assert_eq!(
         sum(&s, "nkcluster_link_failures_total", &[]),
         1.0,
         "one link failed"
+    );
+    assert_eq!(
+        get(
+            &s,
+            r#"nkcluster_link_failures_total{reason="transport_closed"}"#
+        ),
+        1.0
     );
     assert_eq!(
         sum(&s, "nkcluster_links", &[r#"role="worker""#]),
