@@ -7,7 +7,7 @@
 //!   process is killed when the guard drops; if the test is failing at that point, the
 //!   whole log is printed so the failure explains itself.
 //! - [`TempDir`], [`field`], [`XorShift`], [`free_port`], [`run_with_deadline`]: small
-//!   utilities.
+//!   utilities; [`quick_start`]: `nkcluster dev` on free ports.
 //! - [`engine`], [`fleet`], [`load`]: the real Docker engine, a cluster of containers on
 //!   private networks with faults, and the admin client with its request load (the
 //!   multi-host fault tests).
@@ -640,6 +640,36 @@ pub fn send_raw(port: u16, data: &[u8], timeout: Duration) -> RawOutcome {
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local address").port()
+}
+
+/// The quick start (`nkcluster dev`) on free ports, up: its process, dev1's cluster port
+/// and dev1's HTTP port (dev2 and dev3 serve HTTP on the next two). Ports found free can
+/// be taken by a test running beside this one before the quick start binds them: then it
+/// is started again on others (5 tries).
+///
+/// # Panics
+/// When it does not come up.
+pub fn quick_start() -> (Daemon, u16, u16) {
+    let bindable = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let base = free_port();
+        let http = free_port();
+        if !(1..=2).all(|i| http.checked_add(i).is_some_and(bindable)) {
+            continue;
+        }
+        let (base_arg, http_arg) = (base.to_string(), http.to_string());
+        let args = ["dev", "--base-port", &base_arg, "--http-port", &http_arg];
+        let mut dev = Daemon::spawn("dev", &args, &[]);
+        let up_or_taken = |l: &str| l.contains("Ctrl-C to stop") || l.contains("already in use");
+        let found = dev.try_wait_line_from(0, up_or_taken, DEADLINE);
+        match found.map(|i| dev.lines()[i].clone()) {
+            Some(l) if l.contains("Ctrl-C to stop") => return (dev, base, http),
+            Some(l) if attempts < 5 => println!("quick start again on other ports: {l}"),
+            _ => panic!("the quick start did not come up: {}", dev.log_text()),
+        }
+    }
 }
 
 /// Runs `cmd` to completion with its stdin closed and returns its output; kills it and

@@ -14,7 +14,7 @@ use nkcluster_core::RequestError;
 use nkcluster_core::telemetry::ReqSide;
 use nkcluster_core::url::{Transport, parse_url_list};
 use nkcluster_tests::inproc::{Relay, TestNode, config, port_of, start, start_with, wait_event};
-use nkcluster_tests::{Daemon, free_port, nkcluster_bin, run_with_deadline};
+use nkcluster_tests::{nkcluster_bin, quick_start, run_with_deadline};
 
 /// One scrape: series (name and labels, as written) to value.
 type Scrape = BTreeMap<String, f64>;
@@ -286,16 +286,7 @@ async fn requests_are_counted_by_class_and_outcome_with_links_and_handshakes() {
 
 #[test]
 fn the_quick_start_serves_links_per_transport_and_ownership_on_each_control_node() {
-    let base = free_port();
-    let http = free_port();
-    let (base_arg, http_arg) = (base.to_string(), http.to_string());
-    let mut dev = Daemon::spawn(
-        "dev",
-        &["dev", "--base-port", &base_arg, "--http-port", &http_arg],
-        &[],
-    );
-    let url = format!("http://127.0.0.1:{http}/");
-    dev.wait_line("dev1's page", |l| l.contains(&url));
+    let (mut dev, base, http) = quick_start();
     let addrs: Vec<SocketAddr> = (0..3)
         .map(|i| SocketAddr::from(([127, 0, 0, 1], http + i)))
         .collect();
