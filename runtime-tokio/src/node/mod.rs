@@ -227,6 +227,9 @@ struct Inner<N: Net> {
     job_events: broadcast::Sender<NodeJobEvent>,
     /// The `.part` files of the transfers in progress, open between parts.
     open_files: Mutex<HashMap<std::path::PathBuf, std::fs::File>>,
+    /// File operations decided by the machine and not yet performed, in decision order
+    /// (the writer thread performs them; see `perform_decided_file_ops`).
+    decided_file_ops: Mutex<DecidedFileOps>,
     /// Control side: the dedicated connections of big files routed through us, by
     /// (target, path, SHA-256).
     file_links: Mutex<HashMap<send_file::FileLinkKey, send_file::FileLink>>,
@@ -251,11 +254,19 @@ struct Inner<N: Net> {
 }
 
 /// Work for the file writer thread, done in the order queued.
+/// Numbered batches of file operations, in the order the machine decided them.
+#[derive(Default)]
+struct DecidedFileOps {
+    next: u64,
+    queue: std::collections::VecDeque<(u64, Vec<nkcluster_core::transfers::FileOp>)>,
+}
+
 enum WriterJob {
     /// A part from a peer, answered when written.
     Part(String, worker_side::FileWork, Responder),
-    /// The machine's operations for transfers that ended without a last part.
-    Ops(Vec<nkcluster_core::transfers::FileOp>),
+    /// The machine decided operations for transfers that ended without a last part:
+    /// perform what is decided.
+    Perform,
 }
 
 impl<N: Net> Inner<N> {

@@ -174,6 +174,7 @@ impl<N: Net> Node<N> {
             events_out,
             job_events: broadcast::channel(EVENT_QUEUE).0,
             open_files: Mutex::new(HashMap::new()),
+            decided_file_ops: Mutex::default(),
             file_links: Mutex::new(HashMap::new()),
             file_writer: Mutex::new(None),
             sys: Mutex::new(sysinfo::System::new()),

@@ -141,8 +141,8 @@ impl<N: Net> Inner<N> {
                                 FileWork::Status(q) => inner.file_status(&from, q),
                             });
                         }
-                        WriterJob::Ops(ops) => {
-                            let _ = inner.perform_file_ops(ops);
+                        WriterJob::Perform => {
+                            let _ = inner.perform_decided_file_ops(None);
                         }
                     }
                 }
@@ -174,19 +174,54 @@ impl<N: Net> Inner<N> {
     /// Queues the machine's file operations for ended transfers (their `.part` files are
     /// closed and removed) behind the parts already queued.
     pub(super) fn queue_file_ops(self: &Arc<Self>, ops: Vec<nkcluster_core::transfers::FileOp>) {
-        let _ = self.file_writer().send(WriterJob::Ops(ops));
+        self.decide_file_ops(ops);
+        let _ = self.file_writer().send(WriterJob::Perform);
+    }
+
+    /// Records file operations the machine has just decided, behind those decided before
+    /// (call it inside the job that decided them, or right after it, before the next
+    /// one); returns the batch's number.
+    fn decide_file_ops(&self, ops: Vec<nkcluster_core::transfers::FileOp>) -> u64 {
+        let mut decided = lock(&self.decided_file_ops);
+        let batch = decided.next;
+        decided.next += 1;
+        decided.queue.push_back((batch, ops));
+        batch
+    }
+
+    /// Performs, on the writer thread, every batch of file operations decided so far, in
+    /// the order the machine decided them (a `.part` file closed when a link went down is
+    /// never closed after a later part reopened it); the result of batch `mine`. Other
+    /// batches' failures are logged.
+    fn perform_decided_file_ops(&self, mine: Option<u64>) -> Result<(), RemoteError> {
+        let mut result = Ok(());
+        loop {
+            let Some((batch, ops)) = lock(&self.decided_file_ops).queue.pop_front() else {
+                return result;
+            };
+            match self.perform_file_ops(ops) {
+                Err(e) if Some(batch) == mine => result = Err(e),
+                Err(e) => warn!(node = %self.config.node_id, code = %e.code, error = %e.message,
+                               "a file operation of an ended transfer failed"),
+                Ok(()) => {}
+            }
+        }
     }
 
     /// One part of a file. The core receiver decides (where it lands, order, checksum,
     /// limits, expiry); this performs its file operations and answers.
-    pub(super) fn receive_file(&self, from: &str, part: FilePart) -> Result<Bytes, RemoteError> {
+    pub(super) fn receive_file(
+        self: &Arc<Self>,
+        from: &str,
+        part: FilePart,
+    ) -> Result<Bytes, RemoteError> {
         use nkcluster_core::transfers::{Part, Received};
-        // The receiver's answers are returned, never queued: nothing to perform here.
         let (path, sender) = (part.path.clone(), from.to_owned());
         let (offset, total, data, sha256) =
             (part.offset, part.total, part.data.clone(), part.sha256);
         let len = data.len();
-        let out = self
+        let me = Arc::clone(self);
+        let (out, batch) = self
             .ask_blocking(move |b, now| {
                 let part_in = Part {
                     path: &path,
@@ -195,17 +230,20 @@ impl<N: Net> Inner<N> {
                     data,
                     sha256,
                 };
-                b.handle_file_part(now, &sender, part_in)
+                let mut out = b.handle_file_part(now, &sender, part_in);
+                me.telemetry.file_part(&out, len);
+                let batch = me.decide_file_ops(std::mem::take(&mut out.ops));
+                (out, batch)
             })
             .ok_or_else(stopped)?;
-        self.telemetry.file_part(&out, len);
-        if let Err(e) = self.perform_file_ops(out.ops) {
+        if let Err(e) = self.perform_decided_file_ops(Some(batch)) {
             self.telemetry.file_failed();
-            let path = part.path.clone();
-            let cleanup = self
-                .ask_blocking(move |b, _| b.handle_file_error(&path))
-                .unwrap_or_default();
-            let _ = self.perform_file_ops(cleanup);
+            let (path, me) = (part.path.clone(), Arc::clone(self));
+            if let Some(cleanup) =
+                self.ask_blocking(move |b, _| me.decide_file_ops(b.handle_file_error(&path)))
+            {
+                let _ = self.perform_decided_file_ops(Some(cleanup));
+            }
             warn!(node = %self.config.node_id, from = %from, path = %part.path, code = %e.code, error = %e.message,
                   "a file transfer failed");
             return Err(e);
@@ -225,14 +263,17 @@ impl<N: Net> Inner<N> {
     }
 
     /// Where a big file's transfer is at, for a sender about to (re)send it.
-    fn file_status(&self, from: &str, q: FileQuery) -> Result<Bytes, RemoteError> {
-        let path = q.path.clone();
+    fn file_status(self: &Arc<Self>, from: &str, q: FileQuery) -> Result<Bytes, RemoteError> {
+        let (path, me) = (q.path.clone(), Arc::clone(self));
         let r = self
-            .ask_blocking(move |b, now| b.handle_file_status(now, &path, q.total, &q.sha256))
+            .ask_blocking(move |b, now| {
+                b.handle_file_status(now, &path, q.total, &q.sha256)
+                    .map(|(offset, ops)| (offset, me.decide_file_ops(ops)))
+            })
             .ok_or_else(stopped)?;
         match r {
-            Ok((offset, ops)) => {
-                self.perform_file_ops(ops)?;
+            Ok((offset, batch)) => {
+                self.perform_decided_file_ops(Some(batch))?;
                 if offset > 0 {
                     info!(node = %self.config.node_id, from = %from, path = %q.path, offset, total = q.total,
                           "a file transfer resumes");
@@ -247,9 +288,9 @@ impl<N: Net> Inner<N> {
         }
     }
 
-    /// Performs the receiver's file operations in order; the `.part` files stay open
-    /// between parts.
-    pub(super) fn perform_file_ops(
+    /// Performs one batch of the receiver's file operations in order; the `.part` files
+    /// stay open between parts.
+    fn perform_file_ops(
         &self,
         ops: Vec<nkcluster_core::transfers::FileOp>,
     ) -> Result<(), RemoteError> {
