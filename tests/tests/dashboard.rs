@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use nkcluster_tests::tools::{chromium, target_dir};
-use nkcluster_tests::{Daemon, TempDir, free_port, nkcluster_bin, run_with_deadline};
+use nkcluster_tests::{TempDir, nkcluster_bin, quick_start, run_with_deadline};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -272,37 +272,6 @@ async fn the_page_lists_every_node_and_shows_a_status_change_live() {
     assert!(dev.wait_exit(Duration::from_secs(30)).success());
     drop(page);
     drop(browser);
-}
-
-/// The quick start on free ports: its process, dev1's cluster port and dev1's HTTP port
-/// (dev2 and dev3 serve on the next two). Ports found free can be taken by a test running
-/// beside this one before the quick start binds them: then it is started again on others.
-fn quick_start() -> (Daemon, u16, u16) {
-    let bindable = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let base = free_port();
-        let http = free_port();
-        if !(1..=2).all(|i| http.checked_add(i).is_some_and(bindable)) {
-            continue;
-        }
-        let args = [
-            "dev",
-            "--base-port",
-            &base.to_string(),
-            "--http-port",
-            &http.to_string(),
-        ];
-        let mut dev = Daemon::spawn("dev", &args, &[]);
-        let up_or_taken = |l: &str| l.contains("Ctrl-C to stop") || l.contains("already in use");
-        let found = dev.try_wait_line_from(0, up_or_taken, Duration::from_secs(30));
-        match found.map(|i| dev.lines()[i].clone()) {
-            Some(l) if l.contains("Ctrl-C to stop") => return (dev, base, http),
-            Some(l) if attempts < 5 => println!("quick start again on other ports: {l}"),
-            _ => panic!("the quick start did not come up: {}", dev.log_text()),
-        }
-    }
 }
 
 /// Standard base64 (DevTools' screenshots), without a dependency for it.

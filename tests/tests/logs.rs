@@ -1,6 +1,7 @@
 //! `--log-format json` (and `NKCLUSTER_LOG_FORMAT=json`): real daemons write one JSON
 //! object per line on stderr, with the node id, the peer, the remote end (transport and
-//! address) and the error code as fields of their own, what a log shipper indexes.
+//! address), the transport alone and the error code as fields of their own, what a log
+//! shipper indexes.
 
 use std::process::Command;
 
@@ -66,8 +67,12 @@ fn json_logs_carry_node_peer_remote_and_code_as_fields() {
             .is_some_and(|r| r.starts_with("tcp:127.0.0.1:")),
         "{up}"
     );
+    assert_eq!(up["transport"], "tcp", "{up}");
     let mine = json(&worker.wait_line("the link at the worker", |l| message_is(l, "link up")));
-    assert_eq!((&mine["node"], &mine["peer"]), (&"w1".into(), &"c1".into()));
+    assert_eq!(
+        (&mine["node"], &mine["peer"], &mine["transport"]),
+        (&"w1".into(), &"c1".into(), &"tcp".into())
+    );
 
     // A refusal names its code in a field.
     let mark = control.mark();
@@ -79,8 +84,8 @@ fn json_logs_carry_node_peer_remote_and_code_as_fields() {
         &control.wait_line_after(mark, "the refusal", |l| message_is(l, "connection refused")),
     );
     assert_eq!(
-        (&refused["node"], &refused["code"]),
-        (&"c1".into(), &"auth_failed".into())
+        (&refused["node"], &refused["code"], &refused["transport"]),
+        (&"c1".into(), &"auth_failed".into(), &"tcp".into())
     );
     assert_eq!(refused["level"], "ERROR", "{refused}");
 

@@ -201,12 +201,12 @@ impl<N: Net> Inner<N> {
                         remote,
                         linked,
                     } => {
-                        warn!(node = %me, peer = %peer, remote = %remote, linked = %linked,
+                        warn!(node = %me, peer = %peer, remote = %remote, transport = transport_field(remote), linked = %linked,
                               code = nkcluster_core::mesh::DUPLICATE_NODE_ID,
                               "refused a link: node id {peer} is already linked from another process (its link answers)")
                     }
                     NodeEvent::Replaced { peer, remote } => {
-                        info!(node = %me, peer = %peer, remote = %remote,
+                        info!(node = %me, peer = %peer, remote = %remote, transport = transport_field(remote),
                               "a new run of the node replaces its old link (silent or gone)")
                     }
                     NodeEvent::Refused { peer, role, kind } => {

@@ -39,7 +39,7 @@ impl<N: Net> Inner<N> {
             let keys = self.keys_for(Some(&c.url));
             match spawn_dialed(self, ready, keys, remote).await {
                 Ok(Ok(p)) if (p.role == Role::Control) == control => {
-                    info!(node = %self.config.node_id, peer = %p.node_id, url = %c.label(),
+                    info!(node = %self.config.node_id, peer = %p.node_id, url = %c.label(), transport = transport_field(&c.label()),
                           "dialed by an operator");
                     return Ok(Bytes::from(p.node_id));
                 }

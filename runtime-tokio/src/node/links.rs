@@ -12,7 +12,7 @@ impl<N: Net> Inner<N> {
         let source = nkcluster_core::url::ip_of_remote(remote)
             .map_or_else(|| remote.to_owned(), |ip| ip.to_string());
         let Some(line) = self.log_line(&source) else {
-            debug!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
+            debug!(node = %self.config.node_id, remote = %remote, transport = transport_field(remote), claimed_peer = %claimed_peer,
                    code = %code, error = %detail, "connection refused (left out)");
             self.emit(NodeEvent::HandshakeFailed {
                 remote: remote.to_owned(),
@@ -24,10 +24,10 @@ impl<N: Net> Inner<N> {
         let more = line.suffix(&source);
         if nkcluster_core::conn_error::is_misconfiguration(code) {
             // Two nodes that disagree on a setting (or a wrong password): an error.
-            error!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
+            error!(node = %self.config.node_id, remote = %remote, transport = transport_field(remote), claimed_peer = %claimed_peer,
                    code = %code, error = %detail, "connection refused{more}");
         } else {
-            warn!(node = %self.config.node_id, remote = %remote, claimed_peer = %claimed_peer,
+            warn!(node = %self.config.node_id, remote = %remote, transport = transport_field(remote), claimed_peer = %claimed_peer,
                   code = %code, error = %detail, "connection refused{more}");
         }
         self.emit(NodeEvent::HandshakeFailed {
@@ -223,13 +223,13 @@ impl<N: Net> EventSink for LinkSink<N> {
                 self.outcome.authenticated = true;
                 self.count_handshake(Ok(()));
                 self.admission = None;
-                info!(node = %me, peer = %p.node_id, role = p.role.as_str(), remote = %self.remote,
+                info!(node = %me, peer = %p.node_id, role = p.role.as_str(), remote = %self.remote, transport = transport_field(&self.remote),
                       "link up");
                 let summary = PeerSummary::new(p, &self.remote, self.dialer);
                 if let Some((worker, dialed)) = self.expect.take()
                     && let Err(e) = check_dialed_worker(&worker, &dialed, &summary, self.remote_ip)
                 {
-                    warn!(node = %me, peer = %p.node_id, remote = %self.remote, expected = %worker,
+                    warn!(node = %me, peer = %p.node_id, remote = %self.remote, transport = transport_field(&self.remote), expected = %worker,
                           code = %e.code, error = %e.message, "dialed a worker and another node answered; closing");
                     self.rejected = true;
                     if let Some(tx) = self.commands.take() {
@@ -304,12 +304,14 @@ impl<N: Net> EventSink for LinkSink<N> {
                                 if matches!(e, ConnError::PeerClosed(_))
                                     || p.role == Role::Admin =>
                             {
-                                info!(node = %me, peer = %peer, remote = %self.remote, code = e.code(), error = %e, "link down")
+                                info!(node = %me, peer = %peer, remote = %self.remote, transport = transport_field(&self.remote), code = e.code(), error = %e, "link down")
                             }
-                            Some(e) => warn!(node = %me, peer = %peer, remote = %self.remote,
-                                             code = e.code(), error = %e, "link down"),
+                            Some(e) => {
+                                warn!(node = %me, peer = %peer, remote = %self.remote, transport = transport_field(&self.remote),
+                                             code = e.code(), error = %e, "link down")
+                            }
                             None => {
-                                info!(node = %me, peer = %peer, remote = %self.remote, "link closed")
+                                info!(node = %me, peer = %peer, remote = %self.remote, transport = transport_field(&self.remote), "link closed")
                             }
                         }
                         let gone = LinkGone {
@@ -477,11 +479,11 @@ pub(super) async fn accept_loop<N: Net>(
                         let remote = format!("{}:{addr}", url.transport);
                         match inner.log_line(&source) {
                             Some(line) => {
-                                warn!(node = %inner.config.node_id, remote = %remote, code = r.code(),
+                                warn!(node = %inner.config.node_id, remote = %remote, transport = transport_field(&remote), code = r.code(),
                                       error = %r, "connection refused at accept{}", line.suffix(&source))
                             }
                             None => {
-                                debug!(node = %inner.config.node_id, remote = %remote, code = r.code(),
+                                debug!(node = %inner.config.node_id, remote = %remote, transport = transport_field(&remote), code = r.code(),
                                        error = %r, "connection refused at accept (left out)")
                             }
                         }

@@ -296,3 +296,9 @@ impl<N: Net> Clone for Node<N> {
         }
     }
 }
+
+/// The transport named by a remote or URL label (`tls:10.0.0.1:1973`), as its own log
+/// field (`""` for a label without one).
+fn transport_field(label: &str) -> &'static str {
+    nkcluster_core::telemetry::transport_of_remote(label).map_or("", |t| t.as_str())
+}

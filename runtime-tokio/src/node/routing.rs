@@ -253,16 +253,17 @@ impl<N: Net> Node<N> {
             .iter()
             .filter_map(|u| parse_url(u).ok())
         {
-            let (remote, ready) =
-                match tokio::time::timeout_at(deadline, self.inner.dial(&url)).await {
-                    Ok(Ok(r)) => r,
-                    Ok(Err((code, e))) => {
-                        warn!(node = %me, url = %url.remote_label(), code, error = %e,
+            let (remote, ready) = match tokio::time::timeout_at(deadline, self.inner.dial(&url))
+                .await
+            {
+                Ok(Ok(r)) => r,
+                Ok(Err((code, e))) => {
+                    warn!(node = %me, url = %url.remote_label(), transport = transport_field(&url.remote_label()), code, error = %e,
                           "exclusive connection failed");
-                        continue;
-                    }
-                    Err(_) => return Exclusive::Failed(RequestError::Timeout),
-                };
+                    continue;
+                }
+                Err(_) => return Exclusive::Failed(RequestError::Timeout),
+            };
             let (tx, rx) = mpsc::channel(window.max(1));
             let (told_tx, told_rx) = oneshot::channel();
             let keys = self.inner.keys_for(None);
@@ -290,7 +291,7 @@ impl<N: Net> Node<N> {
                 Ok(Ok(Ok(answered))) => match check_exclusive_peer(peer, role, &answered) {
                     Ok(()) => return Exclusive::Open(tx),
                     Err(e) => {
-                        warn!(node = %me, url = %url.remote_label(), expected = %peer,
+                        warn!(node = %me, url = %url.remote_label(), transport = transport_field(&url.remote_label()), expected = %peer,
                               answered = %answered.node_id, code = %e.code, error = %e.message,
                               "exclusive connection reached another node; closing");
                         close(format!("{}: {}", e.code, e.message));
@@ -298,7 +299,7 @@ impl<N: Net> Node<N> {
                     }
                 },
                 Ok(Ok(Err(e))) => {
-                    warn!(node = %me, url = %url.remote_label(), code = e.code(), error = %e,
+                    warn!(node = %me, url = %url.remote_label(), transport = transport_field(&url.remote_label()), code = e.code(), error = %e,
                           "exclusive connection failed");
                     last = Some(RequestError::ConnectionFailed);
                 }

@@ -47,7 +47,7 @@ pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: String, urls
                 break;
             }
             Err((code, e)) => {
-                warn!(node = %inner.config.node_id, member = %member, url = %c.label(),
+                warn!(node = %inner.config.node_id, member = %member, url = %c.label(), transport = transport_field(&c.label()),
                       code, error = %e, "cannot reach member");
             }
         }
@@ -277,12 +277,12 @@ pub(super) async fn connect_once<N: Net>(
 ) -> Result<(), (String, String)> {
     let url = &candidate.url;
     let label = candidate.label();
-    debug!(node = %inner.config.node_id, url = %label, "dialing cluster_addr entry");
+    debug!(node = %inner.config.node_id, url = %label, transport = transport_field(&label), "dialing cluster_addr entry");
     let keys = inner.keys_for(Some(url));
     let (remote, ready) = match inner.dial_to(url, candidate.addr).await {
         Ok(r) => r,
         Err((code, e)) => {
-            warn!(node = %inner.config.node_id, url = %label, code, error = %e, "connect failed");
+            warn!(node = %inner.config.node_id, url = %label, transport = transport_field(&label), code, error = %e, "connect failed");
             inner.emit(NodeEvent::ConnectFailed {
                 url: label,
                 error: e.clone(),
@@ -303,7 +303,7 @@ pub(super) async fn connect_once<N: Net>(
     // (backoff grows, attempts count), with a line that says so.
     if nkcluster_core::mesh::is_duplicate_refusal(outcome.error.as_ref()) {
         let id = &inner.config.node_id;
-        error!(node = %id, url = %label, code = nkcluster_core::mesh::DUPLICATE_NODE_ID,
+        error!(node = %id, url = %label, transport = transport_field(&label), code = nkcluster_core::mesh::DUPLICATE_NODE_ID,
                "node id {id} is already linked from another process; choose another node id or stop the other process");
         let detail = format!("node id {id} is already linked from another process");
         return Err((nkcluster_core::mesh::DUPLICATE_NODE_ID.to_owned(), detail));
