@@ -1,0 +1,385 @@
+//! Idle bench: what an idle link costs the control node, in memory and CPU.
+//!
+//! The control node runs in a child process of its own (this binary started again with
+//! `--control <transport>`), with the default connection settings (ping every 5 s). This
+//! process starts `N` worker nodes (N = 10,000; `--quick`: 1,000), each linked to the
+//! control once, 64 connecting at a time. Then, once the control's RSS has settled, it
+//! reads the control's `VmRSS` (before the links and after) and its CPU (utime + stime
+//! from `/proc/<pid>/stat`) over an idle window (10 s; quick: 5 s). A baseline child
+//! (`--control raw`) accepts plain TCP connections and waits for readability on each,
+//! one tokio task per socket: the floor for a link on this runtime.
+//!
+//! Run: `cargo bench -p nkcluster --bench idle` (`-- --quick` for N = 1,000, `--only tcp`
+//! for one transport). Ends with one `target` line per goal.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nkcluster::config::NodeConfig;
+use nkcluster::net::TokioNet;
+use nkcluster::node::{Env, Node};
+use nkcluster_core::cluster::Stats;
+use nkcluster_core::url::parse_url_list;
+use tokio::task::JoinSet;
+
+/// Links connecting at a time.
+const CONCURRENCY: usize = 64;
+/// The bench's password key is derived with few rounds: it is derived once per node and
+/// plays no part in a link's cost.
+const KEY_ITERATIONS: u32 = 1;
+
+fn status_field_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_field_kib(pid, "VmRSS:")
+}
+
+/// CPU time (user + system) of process `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15: indexes 11 and 12 after the name.
+    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    n(11) + n(12)
+}
+
+fn ticks_per_second() -> f64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |t| t as f64)
+}
+
+/// Raises the open-file limit to its hard limit; returns the soft limit now in force.
+fn raise_nofile() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 0;
+    };
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(s, _)| s)
+}
+
+fn env() -> Env<TokioNet> {
+    Env {
+        net: TokioNet,
+        seed: None,
+        wall_origin_ns: None,
+        tls_provider: None,
+        // Worker reports carry fixed figures: no system probing in the bench process.
+        machine_figures: Some(Stats {
+            cpu_percent: 1.0,
+            load_avg: [0.1, 0.1, 0.1],
+            mem_total: 1 << 30,
+            mem_used: 1 << 29,
+            disks: Vec::new(),
+            time_ms: 0,
+            os: "bench".into(),
+            uptime_s: 1,
+        }),
+    }
+}
+
+/// The child: a control node (or the raw baseline) on loopback; prints its port, then
+/// runs until its standard input closes.
+fn control_child(transport: &str) {
+    raise_nofile();
+    // The daemon's runtime: multi-thread, one worker per core.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (port, keep): (u16, Box<dyn std::any::Any>) = if transport == "raw" {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let port = l.local_addr().expect("addr").port();
+            tokio::spawn(async move {
+                while let Ok((s, _)) = l.accept().await {
+                    tokio::spawn(async move {
+                        let mut scratch = [0u8; 64];
+                        loop {
+                            if s.readable().await.is_err() {
+                                return;
+                            }
+                            match s.try_read(&mut scratch) {
+                                Ok(0) => return,
+                                Ok(_) => {}
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                                Err(_) => return,
+                            }
+                        }
+                    });
+                }
+            });
+            (port, Box::new(()))
+        } else {
+            let mut c = NodeConfig::new("c1");
+            c.key_iterations = KEY_ITERATIONS;
+            c.listen = parse_url_list(&format!("nkcluster://127.0.0.1:0;transport={transport}"))
+                .expect("url");
+            let control = Node::start(c, env()).await.expect("control");
+            (control.listen_addrs()[0].1.port(), Box::new(control))
+        };
+        println!("port {port}");
+        // Standard input closes when the parent is done (or gone).
+        tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+        })
+        .await
+        .expect("stdin");
+        drop(keep);
+    });
+}
+
+/// A started control child and its port.
+struct ControlProcess {
+    child: Child,
+    port: u16,
+}
+
+impl ControlProcess {
+    fn start(transport: &str) -> ControlProcess {
+        let exe = std::env::current_exe().expect("own path");
+        let mut child = Command::new(exe)
+            .args(["--control", transport])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the control process");
+        let out = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(out).read_line(&mut line).expect("port line");
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .and_then(|p| p.parse().ok())
+            .expect("the control prints its port");
+        ControlProcess { child, port }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ControlProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// One transport's figures.
+struct Figures {
+    links: usize,
+    connect_secs: f64,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+    cpu_pct: f64,
+}
+
+impl Figures {
+    fn kib_per_link(&self) -> f64 {
+        self.rss_after_kib.saturating_sub(self.rss_before_kib) as f64 / self.links as f64
+    }
+}
+
+/// Waits until the RSS of `pid` stops growing (three readings 300 ms apart within
+/// 0.2%), at most 20 s; returns the last reading.
+async fn settled_rss(pid: u32) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = rss_kib(pid);
+    let mut steady = 0;
+    while Instant::now() < deadline && steady < 3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = rss_kib(pid);
+        if now.abs_diff(last) * 500 <= last {
+            steady += 1;
+        } else {
+            steady = 0;
+        }
+        last = now;
+    }
+    last
+}
+
+async fn open_raw(port: u16, n: usize) -> Vec<tokio::net::TcpStream> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("raw connect"),
+        );
+    }
+    v
+}
+
+async fn open_links(transport: &str, port: u16, n: usize, first: usize) -> Vec<Node<TokioNet>> {
+    let url: Arc<str> = format!("nkcluster://127.0.0.1:{port};transport={transport}").into();
+    let mut workers = Vec::with_capacity(n);
+    let mut set = JoinSet::new();
+    let mut started = 0;
+    while workers.len() < n {
+        while started < n && set.len() < CONCURRENCY {
+            let url = url.clone();
+            let id = format!("w{}", first + started);
+            set.spawn(async move {
+                let mut w = NodeConfig::new(id);
+                w.control = false;
+                w.listen = Vec::new();
+                w.key_iterations = KEY_ITERATIONS;
+                let worker = Node::start(w, env()).await.expect("worker");
+                worker.connect(&url).await.expect("link");
+                worker
+            });
+            started += 1;
+        }
+        if let Some(r) = set.join_next().await {
+            workers.push(r.expect("worker task"));
+        }
+    }
+    workers
+}
+
+async fn measure(transport: &str, n: usize, idle: Duration) -> Figures {
+    let control = ControlProcess::start(transport);
+    let pid = control.pid();
+    let port = control.port;
+    // Warm-up links (lazily built tables, TLS caches), outside the reading.
+    let warm_raw;
+    let warm = if transport == "raw" {
+        warm_raw = open_raw(port, 16).await;
+        Vec::new()
+    } else {
+        warm_raw = Vec::new();
+        open_links(transport, port, 16, 1_000_000).await
+    };
+    let rss_before_kib = settled_rss(pid).await;
+    let t = Instant::now();
+    let (raw, workers) = if transport == "raw" {
+        (open_raw(port, n).await, Vec::new())
+    } else {
+        (Vec::new(), open_links(transport, port, n, 0).await)
+    };
+    let connect_secs = t.elapsed().as_secs_f64();
+    let rss_after_kib = settled_rss(pid).await;
+    let c0 = cpu_ticks(pid);
+    let t0 = Instant::now();
+    tokio::time::sleep(idle).await;
+    let ticks = cpu_ticks(pid).saturating_sub(c0) as f64;
+    let cpu_pct = 100.0 * ticks / ticks_per_second() / t0.elapsed().as_secs_f64();
+    for w in workers.iter().chain(&warm) {
+        w.shutdown();
+    }
+    drop((raw, warm_raw));
+    drop(control);
+    Figures {
+        links: n,
+        connect_secs,
+        rss_before_kib,
+        rss_after_kib,
+        cpu_pct,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg_after = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    if let Some(t) = arg_after("--control") {
+        control_child(&t);
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let n = if quick { 1_000 } else { 10_000 };
+    let idle = Duration::from_secs(if quick { 5 } else { 10 });
+    let transports: Vec<String> = match arg_after("--only") {
+        Some(t) => vec![t],
+        None => ["raw", "tcp", "tls", "ws", "wss"]
+            .map(String::from)
+            .to_vec(),
+    };
+    let nofile = raise_nofile();
+    if nofile < n as u64 + 256 {
+        println!("open-file limit {nofile}: too low for {n} links; raise `ulimit -Hn`");
+        std::process::exit(1);
+    }
+    println!(
+        "nkcluster idle bench: {n} workers linked to one control process (a child), \
+         default ping interval; CPU over {} s idle; open-file limit {nofile}",
+        idle.as_secs()
+    );
+    println!(
+        "{:<6} {:>10} {:>14} {:>14} {:>16} {:>12}",
+        "", "links/s", "control RSS0", "control RSS1", "KiB/link (ctl)", "ctl CPU %"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut results = Vec::new();
+    for t in &transports {
+        let f = rt.block_on(measure(t, n, idle));
+        println!(
+            "{t:<6} {:>10.0} {:>11} KiB {:>11} KiB {:>16.2} {:>12.2}",
+            f.links as f64 / f.connect_secs,
+            f.rss_before_kib,
+            f.rss_after_kib,
+            f.kib_per_link(),
+            f.cpu_pct
+        );
+        results.push((t.clone(), f));
+    }
+    let verdict = |ok: bool| if ok { "ok" } else { "miss" };
+    for (t, f) in &results {
+        let goal = match t.as_str() {
+            "tcp" => 4.0,
+            "tls" | "ws" | "wss" => 16.0,
+            _ => continue,
+        };
+        let m = f.kib_per_link();
+        println!(
+            "target idle_{t}_link_kib {m:.2} <={goal} {}",
+            verdict(m <= goal)
+        );
+    }
+    if let Some((_, f)) = results.iter().find(|(t, _)| t == "tcp") {
+        // The goal is for 10,000 workers; a quick run scales it to its count.
+        let goal = 5.0 * n as f64 / 10_000.0;
+        let name = if quick {
+            "idle_1k_cpu_pct"
+        } else {
+            "idle_10k_cpu_pct"
+        };
+        println!(
+            "target {name} {:.2} <={goal} {}",
+            f.cpu_pct,
+            verdict(f.cpu_pct <= goal)
+        );
+    }
+}
