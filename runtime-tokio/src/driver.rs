@@ -39,7 +39,7 @@ pub type Reply = oneshot::Sender<Result<Bytes, RequestError>>;
 pub type Command = nkcluster_core::pump::Command<Reply>;
 
 /// Answers the peer's requests. Quick handlers answer at once, inside the connection
-/// task; others return [`Answer::Later`] and answer through the [`Responder`] from a task
+/// task, with [`Responder::now`]; others return [`Answer::Later`] and answer through the [`Responder`] from a task
 /// of their own, so a slow request never holds up the link.
 pub trait RequestHandler: Send + Sync + 'static {
     /// Handles one request of `class` from the authenticated peer `peer` (its node id),
@@ -96,6 +96,16 @@ impl Responder {
     /// Sends the reply (ignored if the connection is gone).
     pub fn reply(mut self, result: Result<Bytes, RemoteError>) {
         self.send(result);
+    }
+
+    /// Answers at once (from inside [`RequestHandler::handle`]): the answer goes back
+    /// with the returned [`Answer::Now`] and the responder is used up silently. Dropping
+    /// it instead would also queue a `no_reply` for the link (ignored there, the request
+    /// being answered), a wake-up of the link task for nothing on every request, which
+    /// on a multi-thread runtime wakes another worker.
+    pub fn now(mut self, result: Result<Bytes, RemoteError>) -> Answer {
+        self.to = None;
+        Answer::Now(result)
     }
 
     fn send(&mut self, result: Result<Bytes, RemoteError>) {
@@ -489,5 +499,41 @@ fn read_what_is_there(
             Poll::Ready(Ok(Incoming::Oversized(n))) => conn.handle_oversized_frame(now, n),
             Poll::Ready(Ok(Incoming::Eof)) | Poll::Ready(Err(_)) | Poll::Pending => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type LateAnswers = mpsc::UnboundedReceiver<(u64, Result<Bytes, RemoteError>)>;
+
+    fn link_responder() -> (Responder, LateAnswers) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let responder = Responder {
+            to: Some(ReplyTo::Link { id: 7, tx }),
+        };
+        (responder, rx)
+    }
+
+    #[test]
+    fn an_answer_given_now_queues_nothing_for_the_link() {
+        let (responder, mut rx) = link_responder();
+        let answer = responder.now(Ok(Bytes::from_static(b"pong")));
+        assert!(matches!(answer, Answer::Now(Ok(b)) if b == Bytes::from_static(b"pong")));
+        // The sender went with the responder: nothing was queued, nothing will be.
+        assert!(matches!(
+            rx.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn a_dropped_responder_answers_no_reply_through_the_link() {
+        let (responder, mut rx) = link_responder();
+        drop(responder);
+        let (id, r) = rx.try_recv().expect("queued");
+        assert_eq!(id, 7);
+        assert_eq!(r.expect_err("an error").code.as_str(), "no_reply");
     }
 }

@@ -43,14 +43,14 @@ impl<N: Net> Inner<N> {
             // Not the cluster's: a registered handler's, if the peer's role may call it
             // (workers only those added for them).
             None if self.handlers.allows(class, role) => {
-                return Answer::Now(self.handlers.call(class, body));
+                return responder.now(self.handlers.call(class, body));
             }
             None => {
                 let (peer, class) = (peer.to_owned(), class.to_owned());
                 self.tell(move |b, _| responder.reply(Err(b.refuse(&peer, role, &class))));
                 return Answer::Later;
             }
-            Some(Err(e)) => return Answer::Now(Err(RemoteError::new(e.code(), e.to_string()))),
+            Some(Err(e)) => return responder.now(Err(RemoteError::new(e.code(), e.to_string()))),
             Some(Ok(req)) => req,
         };
         // Requests that act on the machine (processes, containers) are logged with who
