@@ -421,7 +421,7 @@ async fn nk_pair(kind: Kind) -> NkPair {
     c.key_iterations = KEY_ITERATIONS;
     c.listen = parse_url_list(&format!("nkcluster://127.0.0.1:0;transport={t}")).expect("url");
     let mut handlers = Handlers::builtin("c1");
-    handlers.insert("sink", |_| Ok(Bytes::new()));
+    handlers.insert_for_workers("sink", |_| Ok(Bytes::new()));
     let c1 = Node::start_with(c, env(), Some(handlers))
         .await
         .expect("c1");

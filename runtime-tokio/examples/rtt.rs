@@ -3,19 +3,24 @@
 //! hands it each request over a channel), on one runtime flavour. Prints p50 per path,
 //! their ratio, and context switches per round trip (all threads of the process).
 //!
-//! Run: `cargo run --release -p nkcluster --example rtt -- mt|ct [raw|mux|nk|all] [N]`
+//! Run: `cargo run --release -p nkcluster --example rtt -- mt|ct [raw|mux|nk|all|ws] [N]`
+//! (`ws`: raw tungstenite ping-pong with nkcluster's WebSocket configuration next to
+//! nkcluster over `transport=ws`)
 //! (count futex calls with `strace -f -c -e futex` over one path at a time).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
 use nkcluster::config::NodeConfig;
 use nkcluster::net::TokioNet;
 use nkcluster::node::{Env, Node};
 use nkcluster_core::url::parse_url_list;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 const SIZE: usize = 32;
 
@@ -140,7 +145,54 @@ async fn mux(n: usize) -> Run {
     summarise(lat, switches() - cs)
 }
 
-async fn nk(n: usize) -> Run {
+async fn raw_ws(n: usize) -> Run {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let (c, s) = tokio::join!(tokio::net::TcpStream::connect(addr), l.accept());
+    let (c, (s, _)) = (c.expect("connect"), s.expect("accept"));
+    c.set_nodelay(true).expect("nodelay");
+    s.set_nodelay(true).expect("nodelay");
+    // The configuration nkcluster's transport uses.
+    let max = nkcluster_core::MAX_FRAME_DEFAULT as usize;
+    let cfg = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .read_buffer_size(32 * 1024)
+        .write_buffer_size(0);
+    let (c, s) = tokio::join!(
+        tokio_tungstenite::client_async_with_config("ws://127.0.0.1/", c, Some(cfg)),
+        tokio_tungstenite::accept_async_with_config(s, Some(cfg))
+    );
+    let (mut c, mut s) = (c.expect("ws connect").0, s.expect("ws accept"));
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = s.next().await {
+            if let WsMessage::Binary(b) = m
+                && s.send(WsMessage::Binary(b)).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    let body = Bytes::from(vec![7u8; SIZE]);
+    let mut lat = Vec::with_capacity(n);
+    let mut cs = 0;
+    for i in 0..n + n / 10 {
+        if i == n / 10 {
+            cs = switches();
+        }
+        let t = Instant::now();
+        c.send(WsMessage::Binary(body.clone())).await.expect("send");
+        black_box(c.next().await);
+        if i >= n / 10 {
+            lat.push(t.elapsed());
+        }
+    }
+    summarise(lat, switches() - cs)
+}
+
+async fn nk(n: usize, transport: &str) -> Run {
     let env = || Env {
         net: TokioNet,
         seed: None,
@@ -149,18 +201,20 @@ async fn nk(n: usize) -> Run {
         machine_figures: None,
     };
     let mut c = NodeConfig::new("c1");
-    c.listen = parse_url_list("nkcluster://127.0.0.1:0;transport=tcp").expect("url");
+    c.key_iterations = 16;
+    c.listen =
+        parse_url_list(&format!("nkcluster://127.0.0.1:0;transport={transport}")).expect("url");
     let c1 = Node::start(c, env()).await.expect("c1");
     let port = c1.listen_addrs()[0].1.port();
     let mut w = NodeConfig::new("w1");
+    w.key_iterations = 16;
     w.control = false;
-    w.cluster_addr =
-        parse_url_list(&format!("nkcluster://127.0.0.1:{port};transport=tcp")).expect("url");
     let w1 = Node::start(w, env()).await.expect("w1");
-    let mut ev = w1.subscribe();
-    while w1.peers().is_empty() {
-        let _ = tokio::time::timeout(Duration::from_secs(10), ev.recv()).await;
-    }
+    w1.connect(&format!(
+        "nkcluster://127.0.0.1:{port};transport={transport}"
+    ))
+    .await
+    .expect("connect");
     // Let the link settle (first gossip, status) before measuring.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let body = Bytes::from(vec![7u8; SIZE]);
@@ -211,7 +265,11 @@ fn main() {
             runs.push(("mux", tokio::spawn(mux(n)).await.expect("mux")));
         }
         if what == "nk" || what == "all" {
-            runs.push(("nk", tokio::spawn(nk(n)).await.expect("nk")));
+            runs.push(("nk", tokio::spawn(nk(n, "tcp")).await.expect("nk")));
+        }
+        if what == "ws" {
+            runs.push(("raw_ws", tokio::spawn(raw_ws(n)).await.expect("raw ws")));
+            runs.push(("nk_ws", tokio::spawn(nk(n, "ws")).await.expect("nk ws")));
         }
         runs
     });
