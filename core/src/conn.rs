@@ -285,6 +285,18 @@ impl Connection {
         self.decoder.read_hint(buf, min, max)
     }
 
+    /// Room a shell reading into its own buffer should make before its next read, when
+    /// it keeps no buffer while idle (see [`FrameDecoder::read_room`]): `0` between frames
+    /// and on message transports (frames arrive whole), else
+    /// [`read_hint`](Self::read_hint).
+    pub fn read_room(&self, buf: &[u8], min: usize, max: usize) -> usize {
+        if self.config.framing == Framing::Stream {
+            self.decoder.read_room(buf, min, max)
+        } else {
+            0
+        }
+    }
+
     // ----- inputs -----
 
     /// Feeds bytes read from a stream transport (copied into an internal buffer; shells
@@ -795,6 +807,19 @@ pub(crate) mod tests {
             idle_timeout: Duration::from_secs(3),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn an_idle_link_asks_for_no_read_buffer() {
+        let c = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), Instant::ZERO);
+        assert_eq!(c.read_room(&[], 4096, 1 << 20), 0);
+        assert_eq!(c.read_room(&[0, 0, 0], 4096, 1 << 20), 4096);
+        let ws = ConnectionConfig {
+            framing: Framing::Messages,
+            ..cfg()
+        };
+        let c = Connection::new(ws, params(Side::Listener, "c1", "pw", 0), Instant::ZERO);
+        assert_eq!(c.read_room(&[0, 0, 0], 4096, 1 << 20), 0);
     }
 
     /// Moves every pending transmit of `a` into `b` (and back) until both are quiet.

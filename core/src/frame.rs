@@ -237,6 +237,18 @@ impl FrameDecoder {
         total.saturating_sub(buf.len()).clamp(min, max)
     }
 
+    /// Room to make in the read buffer before the next read, for a shell that keeps no
+    /// buffer while idle: `0` when no frame is in progress (`buf` empty: the shell reads
+    /// into scratch space of its own and keeps only the bytes that arrived), otherwise
+    /// [`read_hint`](Self::read_hint). An idle link then holds no read buffer at all.
+    pub fn read_room(&self, buf: &[u8], min: usize, max: usize) -> usize {
+        if buf.is_empty() {
+            0
+        } else {
+            self.read_hint(buf, min, max)
+        }
+    }
+
     fn check_len(&mut self, announced: u32) -> Result<(), FrameError> {
         if announced > self.max {
             let foreign = self
@@ -407,6 +419,16 @@ mod tests {
         })
         .expect("decodes");
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn read_room_is_nothing_between_frames() {
+        let dec = FrameDecoder::new(8 << 20);
+        assert_eq!(dec.read_room(&[], 4096, 1 << 18), 0);
+        // A frame under way: what it still needs, within the bounds.
+        assert_eq!(dec.read_room(&[0, 0], 4096, 1 << 18), 4096);
+        assert_eq!(dec.read_room(&[0, 0x01, 0, 0], 4096, 1 << 18), 65536);
+        assert_eq!(dec.read_room(&[0, 0x80, 0, 0], 4096, 1 << 18), 1 << 18);
     }
 
     #[test]

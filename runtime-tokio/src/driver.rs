@@ -18,11 +18,11 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::Clock;
 use crate::linkio::{Incoming, LinkIo};
 
-/// Read buffer: room made before each read is what the current frame still needs,
-/// between these bounds; an empty buffer larger than `READ_BUF_RETAIN` is released.
+/// Read buffer: none between frames (the transport reads into scratch space and keeps
+/// only what arrived, see [`Connection::read_room`]); while a frame is under way, room
+/// for what it still needs, between these bounds. An idle link holds no read buffer.
 const READ_BUF_MIN: usize = 4 * 1024;
 const READ_BUF_MAX: usize = 1024 * 1024;
-const READ_BUF_RETAIN: usize = 64 * 1024;
 /// How long a closed connection may take to write its last bytes.
 const LINGER: Duration = Duration::from_secs(5);
 /// After our close: how long, and how many bytes, we read and discard while waiting for
@@ -136,6 +136,12 @@ pub trait EventSink: Send + 'static {
     fn on_event(&mut self, conn: &Connection, event: &Event);
 }
 
+/// Where handlers' late answers come back: the senders are in the [`Responder`]s.
+type LateAnswers = (
+    mpsc::UnboundedSender<(u64, Result<Bytes, RemoteError>)>,
+    mpsc::UnboundedReceiver<(u64, Result<Bytes, RemoteError>)>,
+);
+
 enum Wake {
     Late(u64, Result<Bytes, RemoteError>),
     /// A command taken while the transport is backed up: held, its deadline watched.
@@ -184,7 +190,9 @@ pub async fn drive(
     let mut orderly = false;
     // Late answers of handlers. Unbounded, but the core caps the peer's requests in
     // flight (`max_incoming_requests`), so at most that many answers can be queued.
-    let (late_tx, mut late_rx) = mpsc::unbounded_channel::<(u64, Result<Bytes, RemoteError>)>();
+    // Made at the first request and dropped when no answer is owed (an idle link holds
+    // no channel).
+    let mut late: Option<LateAnswers> = None;
 
     loop {
         // Drain the machine.
@@ -193,11 +201,9 @@ pub async fn drive(
                 Event::Request {
                     id, class, body, ..
                 } => {
+                    let tx = late.get_or_insert_with(mpsc::unbounded_channel).0.clone();
                     let responder = Responder {
-                        to: Some(ReplyTo::Link {
-                            id,
-                            tx: late_tx.clone(),
-                        }),
+                        to: Some(ReplyTo::Link { id, tx }),
                     };
                     let (peer, role) = conn
                         .peer()
@@ -224,6 +230,13 @@ pub async fn drive(
                 }
             }
         }
+        // No answer owed and none queued: the channel goes until the next request.
+        if late
+            .as_ref()
+            .is_some_and(|(_, rx)| rx.is_empty() && rx.sender_strong_count() == 1)
+        {
+            late = None;
+        }
         if pump.idle_close(commands_open, &conn) {
             conn.close("idle");
             continue;
@@ -237,12 +250,16 @@ pub async fn drive(
         }
         let established = conn.is_established();
         let closed = conn.is_closed();
-        // Room for the next read: what the current frame still needs, within bounds. An
-        // idle connection gives back a large buffer.
-        if rbuf.is_empty() && rbuf.capacity() > READ_BUF_RETAIN {
+        // Room for the next read: none between frames (an idle link gives its buffer
+        // back), else what the current frame still needs, within bounds.
+        if rbuf.is_empty() && rbuf.capacity() > 0 {
             rbuf = BytesMut::new();
         }
-        rbuf.reserve(conn.read_hint(&rbuf, READ_BUF_MIN, READ_BUF_MAX));
+        rbuf.reserve(conn.read_room(&rbuf, READ_BUF_MIN, READ_BUF_MAX));
+        // The write queue's ring is given back too once empty.
+        if wq.is_empty() && wq.capacity() > 0 {
+            wq = VecDeque::new();
+        }
         let deadline = if closed {
             // Last writes to a peer that does not read must not hold the task forever.
             let d = *linger.get_or_insert_with(|| clock.now() + LINGER);
@@ -302,6 +319,7 @@ pub async fn drive(
             // transport is backed up (then commands are held, up to a limit).
             let accept = pump.accepts(established, wq_bytes);
             if matches!(accept, Accept::Send | Accept::Unhold)
+                && let Some((_, late_rx)) = late.as_mut()
                 && let Poll::Ready(Some((id, r))) = late_rx.poll_recv(cx)
             {
                 return Poll::Ready(Wake::Late(id, r));
@@ -346,9 +364,9 @@ pub async fn drive(
             Wake::Late(id, r) => {
                 reply(&mut pump, &mut conn, now, id, r);
                 for _ in 1..BATCH {
-                    match late_rx.try_recv() {
-                        Ok((id, r)) => reply(&mut pump, &mut conn, now, id, r),
-                        Err(_) => break,
+                    match late.as_mut().map(|(_, rx)| rx.try_recv()) {
+                        Some(Ok((id, r))) => reply(&mut pump, &mut conn, now, id, r),
+                        _ => break,
                     }
                 }
             }
@@ -492,7 +510,7 @@ fn read_what_is_there(
         if conn.is_closed() {
             return;
         }
-        rbuf.reserve(conn.read_hint(rbuf, READ_BUF_MIN, READ_BUF_MAX));
+        rbuf.reserve(conn.read_room(rbuf, READ_BUF_MIN, READ_BUF_MAX));
         match io.poll_read(&mut cx, rbuf) {
             Poll::Ready(Ok(Incoming::Bytes(_))) => conn.handle_input_buf(now, rbuf),
             Poll::Ready(Ok(Incoming::Frame(b))) => conn.handle_frame_bytes(now, b),

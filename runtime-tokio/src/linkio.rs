@@ -39,8 +39,9 @@ pub enum Incoming {
 pub trait LinkIo: Send + 'static {
     /// How frames are delimited.
     fn framing(&self) -> Framing;
-    /// Reads some input: stream transports append to `buf` (into its spare capacity),
-    /// message transports return whole frames.
+    /// Reads some input: stream transports append to `buf` (into its spare capacity, or,
+    /// when it has none, through scratch space of their own, so that an idle link holds
+    /// no read buffer), message transports return whole frames.
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut)
     -> Poll<io::Result<Incoming>>;
     /// Writes from the front of `queue`, removing what was fully written, until the queue is
@@ -69,6 +70,10 @@ pub trait LinkIo: Send + 'static {
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>>;
 }
 
+/// Bytes a stream transport reads at most between frames (into the stack, see
+/// [`LinkIo::poll_read`]).
+const SCRATCH_READ: usize = 16 * 1024;
+
 /// A byte stream with length-prefixed frames.
 pub struct StreamIo<S>(pub S);
 
@@ -82,11 +87,20 @@ impl<S: Stream> LinkIo for StreamIo<S> {
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
     ) -> Poll<io::Result<Incoming>> {
-        let n = ready!(tokio_util::io::poll_read_buf(
-            Pin::new(&mut self.0),
-            cx,
-            buf
-        ))?;
+        let n = if buf.capacity() > buf.len() {
+            ready!(tokio_util::io::poll_read_buf(
+                Pin::new(&mut self.0),
+                cx,
+                buf
+            ))?
+        } else {
+            // No frame under way: read into the stack, keep only what arrived.
+            let mut scratch = [const { std::mem::MaybeUninit::<u8>::uninit() }; SCRATCH_READ];
+            let mut rb = ReadBuf::uninit(&mut scratch);
+            ready!(Pin::new(&mut self.0).poll_read(cx, &mut rb))?;
+            buf.extend_from_slice(rb.filled());
+            rb.filled().len()
+        };
         Poll::Ready(Ok(if n == 0 {
             Incoming::Eof
         } else {

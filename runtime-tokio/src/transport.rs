@@ -365,9 +365,10 @@ fn ws_config(max_frame: u32) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
-        // tungstenite allocates this eagerly per connection and zero-fills it before
-        // reads: 32 KiB balances idle memory, bulk throughput and latency (measured).
-        .read_buffer_size(32 * 1024)
+        // tungstenite allocates this eagerly per connection, zero-fills it before reads
+        // and keeps it while idle; it also caps each read. 8 KiB: an idle link's memory
+        // (issue 15: <= 16 KiB per link end) over bulk reads of 32 KiB.
+        .read_buffer_size(8 * 1024)
         .write_buffer_size(0)
 }
 
