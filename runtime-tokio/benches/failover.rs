@@ -12,6 +12,9 @@
 //!
 //! Run: `cargo bench -p nkcluster --bench failover` (`-- --quick` for 60 workers).
 
+mod common;
+
+use common::{Goal, target};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
@@ -115,11 +118,24 @@ fn main() {
         "| failure | workers (on the failed node) | failure -> all ready at their owner | ratio to detection time |"
     );
     println!("|---|---|---|---|");
-    for (mode, (victims, took)) in rows {
+    for (mode, (victims, took)) in &rows {
         println!(
             "| {mode:?} | {n} ({victims}) | {:.0} ms | {:.2}x (target <= 2x) |",
             took.as_secs_f64() * 1000.0,
             took.as_secs_f64() / IDLE.as_secs_f64()
+        );
+    }
+    println!();
+    for (mode, (_, took)) in &rows {
+        target(
+            &format!(
+                "failover_vs_detection_{}",
+                format!("{mode:?}").to_lowercase()
+            ),
+            took.as_secs_f64() / IDLE.as_secs_f64(),
+            Goal::AtMost(2.0),
+            "x",
+            2,
         );
     }
 }

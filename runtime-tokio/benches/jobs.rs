@@ -221,6 +221,21 @@ fn main() {
             "ratio send_file / raw           {:>8.2}   (target >= 0.8)",
             raw.as_secs_f64() / alone.as_secs_f64()
         );
+        println!();
+        common::target(
+            "small_p99_during_bulk",
+            busy.p99.as_secs_f64() / idle.p99.as_secs_f64(),
+            common::Goal::AtMost(2.0),
+            "x",
+            2,
+        );
+        common::target(
+            "send_file_vs_raw_copy",
+            raw.as_secs_f64() / alone.as_secs_f64(),
+            common::Goal::AtLeast(0.8),
+            "x",
+            2,
+        );
     });
     let _ = std::fs::remove_dir_all(&dir);
 }

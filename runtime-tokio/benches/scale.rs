@@ -6,9 +6,15 @@
 //! lower bound for the control node alone. The key is derived once per password
 //! (production iteration count), not per connection. Then the process's RSS growth per
 //! idle link is reported (both ends of each link live here, so one end is about half).
+//! Beside them, the same number of plain rustls handshakes (nkcluster's own TLS
+//! configuration, tokio-rustls, no nkcluster handshake on top), the baseline of the TLS
+//! rate; the run ends with the issue-15 target lines.
 //!
 //! Run: `cargo bench -p nkcluster --bench scale` (`-- --quick` for N = 500).
 
+mod common;
+
+use common::{Goal, target};
 use std::time::{Duration, Instant};
 
 use nkcluster::config::NodeConfig;
@@ -80,6 +86,63 @@ async fn run(transport: &str, n: usize) -> (f64, f64, f64) {
     (n as f64 / secs, per_link, per_link / 2.0)
 }
 
+/// `n` plain rustls handshakes (64 at a time) on loopback with nkcluster's own TLS
+/// configuration; each counts once the server has accepted and the client has read the
+/// server's first byte (done at both ends). Returns handshakes per second.
+async fn rustls_rate(n: usize) -> f64 {
+    use nkcluster_core::url::TlsOptions;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = nkcluster::transport::server_tls(&TlsOptions::default(), "bench")
+        .expect("server config")
+        .config();
+    let client = nkcluster::transport::client_tls(&TlsOptions::default()).expect("client config");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let acceptor = tokio_rustls::TlsAcceptor::from(server);
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut s) = acceptor.accept(s).await {
+                    let _ = s.write_all(b"k").await;
+                    let _ = s.flush().await;
+                    let mut end = [0u8; 1];
+                    let _ = s.read(&mut end).await;
+                }
+            });
+        }
+    });
+    let connector = tokio_rustls::TlsConnector::from(client);
+    let one = move || {
+        let connector = connector.clone();
+        async move {
+            let s = tokio::net::TcpStream::connect(addr).await?;
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name");
+            let mut s = connector.connect(name, s).await?;
+            let mut first = [0u8; 1];
+            s.read_exact(&mut first).await?;
+            std::io::Result::Ok(())
+        }
+    };
+    one().await.expect("warm-up handshake");
+    let t = Instant::now();
+    let mut set = JoinSet::new();
+    let (mut done, mut started) = (0, 0);
+    while done < n {
+        while started < n && set.len() < 64 {
+            set.spawn(one());
+            started += 1;
+        }
+        if let Some(r) = set.join_next().await {
+            r.expect("task").expect("rustls handshake");
+            done += 1;
+        }
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
 fn control_conn() -> nkcluster_core::ConnectionConfig {
     nkcluster_core::ConnectionConfig {
         ping_interval: Duration::from_secs(60),
@@ -105,16 +168,59 @@ fn main() {
             "", "handshakes/s", "RSS KiB/link (2 ends)", "~KiB per end"
         );
         let exe = std::env::current_exe().expect("own path");
-        for t in ["tcp", "tls", "ws", "wss"] {
+        // Each child prints its row: name, handshakes/s, KiB per link, KiB per end.
+        let mut figures: Vec<(String, Vec<f64>)> = Vec::new();
+        for t in ["tcp", "tls", "ws", "wss", "rustls"] {
             let mut cmd = std::process::Command::new(&exe);
             cmd.args(["--only", t]);
             if quick {
                 cmd.arg("--quick");
             }
-            let status = cmd.status().expect("run a transport");
-            assert!(status.success(), "{t} run failed");
+            cmd.stderr(std::process::Stdio::inherit());
+            let out = cmd.output().expect("run a transport");
+            assert!(out.status.success(), "{t} run failed");
+            let text = String::from_utf8_lossy(&out.stdout);
+            print!("{text}");
+            for line in text.lines() {
+                let mut words = line.split_whitespace();
+                if let Some(name) = words.next() {
+                    let nums = words.map(|w| w.parse().unwrap_or(f64::NAN)).collect();
+                    figures.push((name.to_owned(), nums));
+                }
+            }
         }
-        println!("targets: >= 5000 handshakes/s on one control node; <= 16 KiB per idle worker");
+        let fig = |name: &str, col: usize| {
+            figures
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| v.get(col).copied())
+                .unwrap_or(f64::NAN)
+        };
+        println!();
+        target(
+            "handshakes_per_s_tcp",
+            fig("tcp", 0),
+            Goal::AtLeast(10_000.0),
+            "",
+            0,
+        );
+        target(
+            "tls_handshakes_vs_rustls",
+            fig("tls", 0) / fig("rustls", 0),
+            Goal::AtLeast(0.9),
+            "x",
+            2,
+        );
+        target("idle_tcp_link_kib", fig("tcp", 2), Goal::AtMost(4.0), "", 1);
+        for t in ["tls", "ws", "wss"] {
+            target(
+                &format!("idle_{t}_link_kib"),
+                fig(t, 2),
+                Goal::AtMost(16.0),
+                "",
+                1,
+            );
+        }
         return;
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -123,6 +229,11 @@ fn main() {
         .build()
         .expect("runtime");
     let t = only.as_str();
+    if t == "rustls" {
+        let rate = rt.block_on(async { tokio::spawn(rustls_rate(n)).await.expect("rustls run") });
+        println!("{t:<6} {rate:>16.0} {:>22} {:>22}", "-", "-");
+        return;
+    }
     let (rate, both, one) = rt.block_on(async {
         let t = t.to_owned();
         tokio::spawn(async move { run(&t, n).await })

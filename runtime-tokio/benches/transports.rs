@@ -27,7 +27,7 @@
 
 mod common;
 
-use common::{Lat, stats};
+use common::{Goal, Lat, stats, target};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -675,5 +675,31 @@ fn main() {
         );
         println!("{line}");
     }
-    println!("total time {:.1} s", started.elapsed().as_secs_f64());
+    println!("total time {:.1} s\n", started.elapsed().as_secs_f64());
+    // Issue 15 targets: WebSocket round trips (p50) against raw tungstenite with the same
+    // configuration as nkcluster's, TCP bulk against a raw copy.
+    for (kind, rows) in &results {
+        let nk = &rows[rows.len() - 1];
+        let p50 = |r: &Row| r.rtt.p50.as_secs_f64();
+        match kind {
+            Kind::Ws | Kind::Wss => {
+                let same_cfg = &rows[rows.len() - 2];
+                target(
+                    &format!("{}_rtt_vs_tungstenite", kind.name()),
+                    p50(nk) / p50(same_cfg),
+                    Goal::AtMost(1.3),
+                    "x",
+                    2,
+                );
+            }
+            Kind::Tcp => target(
+                "tcp_bulk_vs_raw",
+                nk.mbps / rows[0].mbps,
+                Goal::AtLeast(0.8),
+                "x",
+                2,
+            ),
+            Kind::Tls => {}
+        }
+    }
 }

@@ -1,4 +1,7 @@
-//! Helpers shared by the bench binaries.
+//! Helpers shared by the bench binaries: latency summaries, the process's CPU time, and
+//! the closing `target <name> <measured> <goal> ok|miss` lines of issue 15.
+// Each bench binary compiles this module and uses a part of it.
+#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -21,4 +24,47 @@ pub fn stats(mut v: Vec<Duration>) -> Lat {
         p50: v[v.len() / 2],
         p99: v[v.len() * 99 / 100],
     }
+}
+
+/// CPU time (user + kernel) of this whole process so far, every thread counted, those
+/// that have exited too (`getrusage(RUSAGE_SELF)`).
+pub fn process_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let us = |t: nix::sys::time::TimeVal| {
+                Duration::from_secs(t.tv_sec().max(0) as u64)
+                    + Duration::from_micros(t.tv_usec().max(0) as u64)
+            };
+            us(u.user_time()) + us(u.system_time())
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
+/// Which way a target goes.
+#[derive(Clone, Copy)]
+pub enum Goal {
+    /// The measured figure must be at most this.
+    AtMost(f64),
+    /// The measured figure must be at least this.
+    AtLeast(f64),
+}
+
+/// One closing target line, `target <name> <measured> <goal> ok|miss`: `unit` follows both
+/// figures (`"x"` for ratios, `""` for plain numbers), printed with `decimals` digits.
+pub fn target_line(name: &str, measured: f64, goal: Goal, unit: &str, decimals: usize) -> String {
+    let (sign, bound, ok) = match goal {
+        Goal::AtMost(b) => ("<=", b, measured <= b),
+        Goal::AtLeast(b) => (">=", b, measured >= b),
+    };
+    format!(
+        "target {name} {measured:.decimals$}{unit} {sign}{bound:.decimals$}{unit} {}",
+        if ok { "ok" } else { "miss" }
+    )
+}
+
+/// Prints [`target_line`].
+pub fn target(name: &str, measured: f64, goal: Goal, unit: &str, decimals: usize) {
+    println!("{}", target_line(name, measured, goal, unit, decimals));
 }
