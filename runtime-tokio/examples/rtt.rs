@@ -159,7 +159,7 @@ async fn raw_ws(n: usize) -> Run {
     let cfg = WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
-        .read_buffer_size(32 * 1024)
+        .read_buffer_size(8 * 1024)
         .write_buffer_size(0);
     let (c, s) = tokio::join!(
         tokio_tungstenite::client_async_with_config("ws://127.0.0.1/", c, Some(cfg)),
@@ -217,6 +217,14 @@ async fn nk(n: usize, transport: &str) -> Run {
     .expect("connect");
     // Let the link settle (first gossip, status) before measuring.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // Each request's timeout (`RTT_TIMEOUT_MS`, default 5 s): one shorter than the ping
+    // interval (5 s) is the link's next deadline while it is pending.
+    let timeout = Duration::from_millis(
+        std::env::var("RTT_TIMEOUT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5_000),
+    );
     let body = Bytes::from(vec![7u8; SIZE]);
     let mut lat = Vec::with_capacity(n);
     let mut cs = 0;
@@ -226,7 +234,7 @@ async fn nk(n: usize, transport: &str) -> Run {
         }
         let t = Instant::now();
         let r = w1
-            .request("c1", "nkcluster.echo", body.clone(), Duration::from_secs(5))
+            .request("c1", "nkcluster.echo", body.clone(), timeout)
             .await
             .expect("reply");
         if i >= n / 10 {
