@@ -103,6 +103,9 @@ async fn rustls_rate(n: usize) -> f64 {
     let acceptor = tokio_rustls::TlsAcceptor::from(server);
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
+            // As nkcluster's sockets (`TokioNet`): no Nagle delay on the small records
+            // that follow the handshake.
+            let _ = s.set_nodelay(true);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 if let Ok(mut s) = acceptor.accept(s).await {
@@ -119,6 +122,7 @@ async fn rustls_rate(n: usize) -> f64 {
         let connector = connector.clone();
         async move {
             let s = tokio::net::TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
             let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name");
             let mut s = connector.connect(name, s).await?;
             let mut first = [0u8; 1];
