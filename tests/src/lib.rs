@@ -13,6 +13,7 @@
 //!   multi-host fault tests).
 //! - [`inproc`]: in-process nodes over real loopback sockets, event waits with deadlines,
 //!   and a TCP [`Relay`](inproc::Relay) that can pause or cut a path.
+//! - [`poll`]: waiting, with a deadline, on a condition nothing notifies us of.
 
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
@@ -726,4 +727,5 @@ pub mod fleet;
 pub mod inproc;
 pub mod load;
 pub mod pair;
+pub mod poll;
 pub mod tools;

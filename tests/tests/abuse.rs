@@ -13,6 +13,7 @@ use nkcluster_core::conn::RequestError;
 use nkcluster_core::handshake::Role;
 use nkcluster_core::url::Transport;
 use nkcluster_tests::inproc::{TestNode, config, start, start_linked_worker, url_of, wait_event};
+use nkcluster_tests::poll::poll_until_async;
 use nkcluster_tests::{Daemon, TempDir, has};
 
 const T: Duration = Duration::from_secs(5);
@@ -103,12 +104,22 @@ async fn abandoned_transfers_end_with_their_link_and_do_not_block_the_next_send_
         "hello, abandoned transfers"
     );
     // The `.part` files of the abandoned transfers are removed (by the file writer).
-    let until = Instant::now() + nkcluster_tests::DEADLINE;
-    while (0..64).any(|i| dir.path().join(format!("f{i}.part")).exists()) {
-        assert!(Instant::now() < until, "the .part files were not removed");
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    poll_until_async(
+        "the .part files of the abandoned transfers are removed",
+        nkcluster_tests::DEADLINE,
+        Duration::from_millis(10),
+        || {
+            let left = (0..64)
+                .filter(|i| dir.path().join(format!("f{i}.part")).exists())
+                .count();
+            if left == 0 {
+                Ok(())
+            } else {
+                Err(format!("{left} .part files"))
+            }
+        },
+    )
+    .await;
     a2.shutdown();
     control.shutdown();
 }

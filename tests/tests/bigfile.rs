@@ -14,6 +14,7 @@ use nkcluster::node::{Node, NodeEvent, SendFileOptions};
 use nkcluster_core::file_send::{BIG_FILE, Retry};
 use nkcluster_core::url::Transport;
 use nkcluster_tests::inproc::{Relay, TestNode, config, port_of, start, url_of, wait_event};
+use nkcluster_tests::poll::poll_until;
 use nkcluster_tests::{DEADLINE, TempDir, XorShift};
 use sha2::Digest;
 
@@ -398,19 +399,24 @@ fn killing_the_sending_cli_mid_way_then_sending_again_resumes() {
 
     // The sending process dies once half of the file is written at w1 (polled).
     let mut cli = Daemon::spawn("send-file", &send_args, &[]);
-    let until = Instant::now() + DEADLINE;
-    loop {
-        let written = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-        if written >= size / 2 {
-            break;
-        }
-        assert!(
-            cli.is_running() && Instant::now() < until,
-            "the transfer did not reach 50%: {written} bytes written; {}",
-            cli.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    poll_until(
+        "the transfer reaches 50%",
+        DEADLINE,
+        Duration::from_millis(5),
+        || {
+            let written = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+            assert!(
+                written >= size / 2 || cli.is_running(),
+                "send-file ended before 50%: {written} bytes written; {}",
+                cli.log_text()
+            );
+            if written >= size / 2 {
+                Ok(())
+            } else {
+                Err(format!("{written} bytes written; {}", cli.log_text()))
+            }
+        },
+    );
     cli.kill();
     c1.wait_line("c1 carried it over an exclusive connection", |l| {
         l.contains("a routed big file goes over an exclusive connection") && has(l, "to", "w1")

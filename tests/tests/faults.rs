@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use nkcluster_tests::engine;
 use nkcluster_tests::fleet::{Fleet, Timing};
 use nkcluster_tests::load::{Admin, Load, Tally, View};
+use nkcluster_tests::poll::poll_until;
 
 const TIMING: Timing = Timing {
     ping_ms: 300,
@@ -95,18 +96,14 @@ impl Run {
         what: &str,
         done: impl Fn(&View) -> bool,
     ) -> Duration {
-        let deadline = Instant::now() + within;
-        loop {
+        poll_until(what, within, POLL, || {
             let v = self.view(ask);
             if done(&v) {
-                return t0.elapsed();
+                Ok(t0.elapsed())
+            } else {
+                Err(format!("the cluster as the control nodes report it: {v:?}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: not within {within:?}; the cluster as the control nodes report it: {v:?}"
-            );
-            std::thread::sleep(POLL);
-        }
+        })
     }
 
     /// Control nodes other than `victim`.
@@ -164,15 +161,20 @@ impl Run {
         assert_eq!(t.wrong, 0, "{fault}: replies from the wrong node: {t:?}");
         // Requests succeed again: one good reply per worker after convergence.
         let before = t.ok;
-        let deadline = Instant::now() + CONVERGE;
-        while load.tally().ok < before + self.fleet.workers.len() as u64 {
-            assert!(
-                Instant::now() < deadline,
-                "{fault}: requests do not succeed again: {:?}",
-                load.tally()
-            );
-            std::thread::sleep(POLL);
-        }
+        let want = before + self.fleet.workers.len() as u64;
+        poll_until(
+            &format!("{fault}: requests succeed again"),
+            CONVERGE,
+            POLL,
+            || {
+                let t = load.tally();
+                if t.ok >= want {
+                    Ok(())
+                } else {
+                    Err(format!("{t:?}"))
+                }
+            },
+        );
         for (w, task) in &self.tasks {
             let listed = self.rt.block_on(self.admin.tasks(w));
             assert!(

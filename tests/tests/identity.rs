@@ -6,6 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use nkcluster_tests::poll::poll_until;
 use nkcluster_tests::{DEADLINE, Daemon, field, has, nkcluster_bin, run_with_deadline};
 
 /// Exit code of a node whose connector spent its attempt budget.
@@ -31,18 +32,20 @@ fn meta_of(node: &str, port: u16) -> std::process::Output {
 /// `tag`; returns how long that took.
 fn wait_meta(node: &str, port: u16, tag: &str, timeout: Duration) -> Duration {
     let start = Instant::now();
-    loop {
-        let out = meta_of(node, port);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        if out.status.success() && text.contains(tag) {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "{node} did not answer {tag:?} within {timeout:?}: {out:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100)); // a poll interval, not a wait for a condition
-    }
+    poll_until(
+        &format!("{node} answers {tag:?}"),
+        timeout,
+        Duration::from_millis(100),
+        || {
+            let out = meta_of(node, port);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() && text.contains(tag) {
+                Ok(start.elapsed())
+            } else {
+                Err(format!("{out:?}"))
+            }
+        },
+    )
 }
 
 fn worker_args<'a>(id: &'a str, cluster_addr: &'a str, meta: &'a str) -> Vec<&'a str> {

@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use nkcluster_tests::engine::{self, Scope, docker, docker_ok};
+use nkcluster_tests::poll::poll_until;
 use nkcluster_tests::{free_port, nkcluster_bin, run_with_deadline};
 
 /// `docker/compose.yaml` run under a project name of its own, taken down when dropped.
@@ -85,40 +86,42 @@ fn compose_starts_the_quick_start(tag: &str, project: &str) {
     // The admin CLI on the host, through dev1's published port, until every node is
     // listed and both workers have their proxy.
     let addr = format!("nkcluster://127.0.0.1:{port};transport=tls");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let table = loop {
-        let out = run_with_deadline(
-            Command::new(nkcluster_bin())
-                .args(["nodes", "--json", "--addr", &addr])
-                .env_remove("NKCLUSTER_PASSWORD"),
-            Duration::from_secs(30),
-        );
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let listed = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| {
-                let rows = v["nodes"].as_array()?.clone();
-                let all = ["dev1", "dev2", "dev3", "dev4", "dev5"].iter().all(|id| {
-                    rows.iter().any(|r| {
-                        r["id"] == *id
-                            && r["status"] == "ready"
-                            && (r["role"] == "control"
-                                || r["proxies"].as_array().is_some_and(|p| p.len() == 1))
-                    })
+    let within = Duration::from_secs(60);
+    let table = poll_until(
+        "the compose cluster lists dev1..dev5 with one proxy per worker",
+        within,
+        Duration::from_millis(200),
+        || {
+            let out = run_with_deadline(
+                Command::new(nkcluster_bin())
+                    .args(["nodes", "--json", "--addr", &addr])
+                    .env_remove("NKCLUSTER_PASSWORD"),
+                Duration::from_secs(30),
+            );
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let listed = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    let rows = v["nodes"].as_array()?.clone();
+                    let all = ["dev1", "dev2", "dev3", "dev4", "dev5"].iter().all(|id| {
+                        rows.iter().any(|r| {
+                            r["id"] == *id
+                                && r["status"] == "ready"
+                                && (r["role"] == "control"
+                                    || r["proxies"].as_array().is_some_and(|p| p.len() == 1))
+                        })
+                    });
+                    all.then_some(text.clone())
                 });
-                all.then_some(text.clone())
-            });
-        if let Some(t) = listed {
-            break t;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the compose cluster did not list dev1..dev5 with one proxy per worker: {text}\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&compose.run(&["logs", "--tail", "20"]).stdout)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+            listed.ok_or_else(|| {
+                format!(
+                    "{text}\n{}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    String::from_utf8_lossy(&compose.run(&["logs", "--tail", "20"]).stdout)
+                )
+            })
+        },
+    );
     let converged = started.elapsed();
     let metrics = http_get(http, "/metrics");
     assert!(
@@ -161,24 +164,25 @@ fn the_image_runs_help_starts_a_node_and_the_compose_file_starts_the_quick_start
     args.extend([&tag, "node", "--node-id", "c1", "--key-iterations", "1000"].map(str::to_owned));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let id = docker_ok(&args);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let logs = loop {
-        let out = docker(&["logs", &id]);
-        let logs = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        if logs.contains("listening") {
-            break logs;
-        }
-        let running = docker_ok(&["inspect", "-f", "{{.State.Running}}", &id]);
-        assert!(
-            running == "true" && Instant::now() < deadline,
-            "the node did not come up (running: {running}):\n{logs}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let logs = poll_until(
+        "the node in a container comes up",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || {
+            let out = docker(&["logs", &id]);
+            let logs = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if logs.contains("listening") {
+                return Ok(logs);
+            }
+            let running = docker_ok(&["inspect", "-f", "{{.State.Running}}", &id]);
+            assert_eq!(running, "true", "the node in a container stopped:\n{logs}");
+            Err(logs)
+        },
+    );
     assert!(logs.contains("c1"), "the log names the node:\n{logs}");
     let size: u64 = docker_ok(&["image", "inspect", "-f", "{{.Size}}", &tag])
         .parse()

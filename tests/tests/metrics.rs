@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use nkcluster::node::{Handlers, NodeEvent};
@@ -14,6 +14,7 @@ use nkcluster_core::RequestError;
 use nkcluster_core::telemetry::ReqSide;
 use nkcluster_core::url::{Transport, parse_url_list};
 use nkcluster_tests::inproc::{Relay, TestNode, config, port_of, start, start_with, wait_event};
+use nkcluster_tests::poll::poll_until;
 use nkcluster_tests::{nkcluster_bin, quick_start, run_with_deadline};
 
 /// One scrape: series (name and labels, as written) to value.
@@ -49,15 +50,15 @@ fn scrape(addr: SocketAddr) -> (Scrape, String) {
 /// Scrapes until `ok` holds for the samples (or the deadline passes: then panics with the
 /// last text).
 fn scrape_until(addr: SocketAddr, what: &str, ok: impl Fn(&Scrape) -> bool) -> Scrape {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (s, text) = scrape(addr);
-        if ok(&s) {
-            return s;
-        }
-        assert!(Instant::now() < until, "{what}: never seen in\n{text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(
+        what,
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let (s, text) = scrape(addr);
+            if ok(&s) { Ok(s) } else { Err(text) }
+        },
+    )
 }
 
 /// [`scrape_until`] off the runtime's threads (the node serving the page runs on them).
@@ -297,27 +298,30 @@ fn the_quick_start_serves_links_per_transport_and_ownership_on_each_control_node
     });
     let partitions = get(&s1, "nkcluster_partitions");
     assert!(partitions > 0.0);
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let all: Vec<Scrape> = addrs.iter().map(|a| scrape(*a).0).collect();
-        let owned: f64 = all
-            .iter()
-            .map(|s| get(s, "nkcluster_partitions_owned"))
-            .sum();
-        let proxies: f64 = all.iter().map(|s| get(s, "nkcluster_proxies")).sum();
-        let worker_links: f64 = all
-            .iter()
-            .map(|s| sum(s, "nkcluster_links", &[r#"role="worker""#]))
-            .sum();
-        if owned == partitions && proxies == 2.0 && worker_links == 2.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < until,
-            "owned {owned} of {partitions}, {proxies} proxies, {worker_links} worker links"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(
+        "every partition owned and one proxy per worker",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let all: Vec<Scrape> = addrs.iter().map(|a| scrape(*a).0).collect();
+            let owned: f64 = all
+                .iter()
+                .map(|s| get(s, "nkcluster_partitions_owned"))
+                .sum();
+            let proxies: f64 = all.iter().map(|s| get(s, "nkcluster_proxies")).sum();
+            let worker_links: f64 = all
+                .iter()
+                .map(|s| sum(s, "nkcluster_links", &[r#"role="worker""#]))
+                .sum();
+            if owned == partitions && proxies == 2.0 && worker_links == 2.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "owned {owned} of {partitions}, {proxies} proxies, {worker_links} worker links"
+                ))
+            }
+        },
+    );
     // An admin command through dev1: its handshake and its request are counted there.
     let (before, _) = scrape(addrs[0]);
     let addr = format!("nkcluster://127.0.0.1:{base}");

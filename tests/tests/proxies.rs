@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nkcluster_core::ring;
+use nkcluster_tests::poll::poll_until;
 use nkcluster_tests::{Daemon, has, nkcluster_bin, run_with_deadline};
 use serde_json::Value;
 
@@ -69,26 +70,27 @@ fn converged(
     limit: Duration,
 ) -> BTreeMap<String, String> {
     let want = expected(controls, workers);
-    let until = Instant::now() + limit;
-    loop {
-        let tables: Vec<_> = ports.iter().map(|p| placement(&nodes(*p))).collect();
-        let ok = tables.iter().all(|t| {
-            t.len() == workers.len()
-                && want.iter().all(|(w, owner)| {
-                    t.get(w)
-                        .is_some_and(|(o, proxies)| o == owner && proxies == &vec![owner.clone()])
-                })
-        });
-        if ok {
-            return want;
-        }
-        assert!(
-            Instant::now() < until,
-            "no convergence to one proxy per worker at its owner within {limit:?}\n\
-             wanted {want:?}\ntables {tables:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200)); // polling an external process
-    }
+    poll_until(
+        "one proxy per worker, at its owner",
+        limit,
+        Duration::from_millis(200),
+        || {
+            let tables: Vec<_> = ports.iter().map(|p| placement(&nodes(*p))).collect();
+            let ok = tables.iter().all(|t| {
+                t.len() == workers.len()
+                    && want.iter().all(|(w, owner)| {
+                        t.get(w).is_some_and(|(o, proxies)| {
+                            o == owner && proxies == &vec![owner.clone()]
+                        })
+                    })
+            });
+            if ok {
+                Ok(want.clone())
+            } else {
+                Err(format!("wanted {want:?}\ntables {tables:?}"))
+            }
+        },
+    )
 }
 
 #[test]
