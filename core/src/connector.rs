@@ -359,6 +359,16 @@ mod tests {
 
     /// The next dial; a round's resolution is answered with the entries as written
     /// (kept in order).
+    /// The next `n` dials, each of the first `n - 1` failing at `at` with `detail`.
+    fn dial_order(c: &mut Connector, at: Instant, detail: &str, n: usize) -> Vec<Option<String>> {
+        let mut order = vec![dial(c)];
+        for _ in 1..n {
+            c.handle_dial_failed(at, "no_connections", detail, 0);
+            order.push(dial(c));
+        }
+        order
+    }
+
     fn dial(c: &mut Connector) -> Option<String> {
         match c.poll_action() {
             Some(ConnectorAction::Resolve(urls)) => {
@@ -403,11 +413,7 @@ mod tests {
             0,
         );
         // Random 0 moves the last of three first.
-        let mut order = vec![dial(&mut c)];
-        for _ in 0..2 {
-            c.handle_dial_failed(Instant::ZERO, "no_connections", "refused", 0);
-            order.push(dial(&mut c));
-        }
+        let order = dial_order(&mut c, Instant::ZERO, "refused", 3);
         assert_eq!(
             order,
             [
@@ -470,11 +476,7 @@ mod tests {
         c.handle_links_lost(Instant::from_millis(1000));
         assert_eq!(c.poll_timeout(), Some(Instant::from_millis(1100)));
         c.handle_timeout(Instant::from_millis(1100));
-        let mut order = vec![dial(&mut c)];
-        for _ in 0..2 {
-            c.handle_dial_failed(Instant::from_millis(1100), "no_connections", "", 0);
-            order.push(dial(&mut c));
-        }
+        let order = dial_order(&mut c, Instant::from_millis(1100), "", 3);
         assert_eq!(
             order,
             [
@@ -533,11 +535,7 @@ mod tests {
         // The adopter is lost: it goes last, the node we dialed is tried in its turn.
         c.handle_links_lost(Instant::from_millis(1000));
         c.handle_timeout(Instant::from_millis(1100));
-        let mut order = vec![dial(&mut c)];
-        for _ in 0..2 {
-            c.handle_dial_failed(Instant::from_millis(1100), "no_connections", "", 0);
-            order.push(dial(&mut c));
-        }
+        let order = dial_order(&mut c, Instant::from_millis(1100), "", 3);
         assert_eq!(
             order,
             [
@@ -578,11 +576,7 @@ mod tests {
             "no redirect: the usual delay"
         );
         c.handle_timeout(Instant::from_millis(1100));
-        let mut order = vec![dial(&mut c)];
-        for _ in 0..2 {
-            c.handle_dial_failed(Instant::from_millis(1100), "no_connections", "", 0);
-            order.push(dial(&mut c));
-        }
+        let order = dial_order(&mut c, Instant::from_millis(1100), "", 3);
         assert_eq!(
             order,
             [
@@ -610,11 +604,7 @@ mod tests {
         c.handle_served_by("10.0.0.1".parse().expect("ip"));
         c.handle_links_lost(Instant::from_millis(1000));
         c.handle_timeout(Instant::from_millis(1100));
-        let mut order = vec![dial(&mut c)];
-        for _ in 0..3 {
-            c.handle_dial_failed(Instant::from_millis(1100), "no_connections", "", 0);
-            order.push(dial(&mut c));
-        }
+        let order = dial_order(&mut c, Instant::from_millis(1100), "", 4);
         assert_eq!(
             order,
             [

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use nkcluster::config::NodeConfig;
 use nkcluster::net::TokioNet;
 use nkcluster::node::{Env, Handlers, Node, NodeEvent};
+use nkcluster_core::cluster::{ClusterRequest, JobCall};
+use nkcluster_core::conn::RequestError;
 use nkcluster_core::url::{Transport, parse_url_list};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -159,6 +161,49 @@ pub async fn start_linked_worker(control: &TestNode, mut worker: NodeConfig) -> 
         control.node_id()
     );
     node
+}
+
+/// A library worker `w1` linked to the daemon control node `c1` listening on TCP `port`
+/// (the daemon's password and key derivation): returns once `w1` has the link up.
+///
+/// # Panics
+/// When it cannot start or link within [`DEADLINE`].
+pub async fn library_worker_of_daemon(port: u16) -> TestNode {
+    let mut w = NodeConfig::new("w1");
+    w.control = false;
+    w.cluster_addr = parse_url_list(&format!("nkcluster://127.0.0.1:{port}")).expect("url");
+    let worker = start(w).await;
+    let mut mine = worker.subscribe();
+    while !worker.peers().iter().any(|p| p.node_id == "c1") {
+        wait_event(&mut mine, "w1's link up", |e| {
+            matches!(e, NodeEvent::LinkUp { .. })
+        })
+        .await;
+    }
+    worker
+}
+
+/// Sends each job call from `worker` (`w1`) to the daemon control `c1`: each is refused
+/// with `forbidden`, and the control logs the refusal naming `w1`.
+///
+/// # Panics
+/// When a call is not refused so, or the log line does not come within [`DEADLINE`].
+pub async fn assert_forbidden_to_worker(
+    worker: &TestNode,
+    control: &mut crate::Daemon,
+    calls: Vec<JobCall>,
+) {
+    for call in calls {
+        let what = format!("{call:?}");
+        let (class, body) = ClusterRequest::Job(call).encode().expect("encodes");
+        match worker.request("c1", class, body, DEADLINE).await {
+            Err(RequestError::Remote(e)) => assert_eq!(e.code, "forbidden", "{e:?}"),
+            other => panic!("a worker's {what}: {other:?}"),
+        }
+        control.wait_line("the refusal logged with who tried", |l| {
+            l.contains("refused: forbidden") && crate::has(l, "peer", "w1")
+        });
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,14 +19,24 @@ pub fn poll_until<T>(
 ) -> T {
     let deadline = Instant::now() + within;
     loop {
-        match check() {
-            Ok(v) => return v,
-            Err(seen) => assert!(
-                Instant::now() < deadline,
-                "{what}: not within {within:?}; last seen: {seen}"
-            ),
+        if let Some(v) = held(what, within, deadline, check()) {
+            return v;
         }
         std::thread::sleep(every);
+    }
+}
+
+/// One check's outcome: its value, or `None` to check again (a panic past the deadline).
+fn held<T>(what: &str, within: Duration, deadline: Instant, r: Result<T, String>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(seen) => {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {within:?}; last seen: {seen}"
+            );
+            None
+        }
     }
 }
 
@@ -43,12 +53,8 @@ pub async fn poll_until_async<T>(
 ) -> T {
     let deadline = Instant::now() + within;
     loop {
-        match check() {
-            Ok(v) => return v,
-            Err(seen) => assert!(
-                Instant::now() < deadline,
-                "{what}: not within {within:?}; last seen: {seen}"
-            ),
+        if let Some(v) = held(what, within, deadline, check()) {
+            return v;
         }
         tokio::time::sleep(every).await;
     }

@@ -379,24 +379,11 @@ fn errors_have_their_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_may_not_run_containers() {
-    use nkcluster::node::NodeEvent;
-    use nkcluster_core::cluster::{ClusterRequest, JobCall};
-    use nkcluster_core::conn::RequestError;
+    use nkcluster_core::cluster::JobCall;
     use nkcluster_core::docker::{DockerRequest, RunSpec};
 
     let (mut control, port) = Daemon::control("c1", &[]);
-    let mut w = nkcluster::config::NodeConfig::new("w1");
-    w.control = false;
-    w.cluster_addr =
-        nkcluster_core::url::parse_url_list(&format!("nkcluster://127.0.0.1:{port}")).expect("url");
-    let worker = nkcluster_tests::inproc::start(w).await;
-    let mut mine = worker.subscribe();
-    while !worker.peers().iter().any(|p| p.node_id == "c1") {
-        nkcluster_tests::inproc::wait_event(&mut mine, "w1's link up", |e| {
-            matches!(e, NodeEvent::LinkUp { .. })
-        })
-        .await;
-    }
+    let worker = nkcluster_tests::inproc::library_worker_of_daemon(port).await;
     let list = DockerRequest::List;
     let run = RunSpec::new("anything:1");
     let attacks = [
@@ -410,16 +397,8 @@ async fn a_worker_may_not_run_containers() {
             id: None,
         },
     ];
-    for call in attacks {
-        let (class, body) = ClusterRequest::Job(call).encode().expect("encodes");
-        match worker.request("c1", class, body, DEADLINE).await {
-            Err(RequestError::Remote(e)) => assert_eq!(e.code, "forbidden", "{e:?}"),
-            other => panic!("a worker's docker request: {other:?}"),
-        }
-        control.wait_line("the refusal logged with who tried", |l| {
-            l.contains("refused: forbidden") && has(l, "peer", "w1")
-        });
-    }
+    nkcluster_tests::inproc::assert_forbidden_to_worker(&worker, &mut control, attacks.into())
+        .await;
     worker.shutdown_and_wait(Duration::from_secs(2)).await;
 }
 

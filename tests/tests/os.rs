@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nkcluster_tests::pair::CliPair;
+use nkcluster_tests::poll::poll_until;
 use nkcluster_tests::{Daemon, has, run_with_deadline};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -44,6 +45,14 @@ impl Cluster {
         let task = v["task"].as_u64().expect("task");
         let pid = v["pid"].as_u64().expect("pid");
         (task, u32::try_from(pid).expect("pid"))
+    }
+
+    /// `exec w1 OPTS -- sh -c SCRIPT`.
+    fn exec_sh(&self, opts: &[&str], script: &str) -> std::process::Output {
+        let mut all = vec!["exec", "w1"];
+        all.extend_from_slice(opts);
+        all.extend(["--", "sh", "-c", script]);
+        self.cli(&all)
     }
 
     fn list(&self) -> Vec<serde_json::Value> {
@@ -99,47 +108,25 @@ fn exec_prints_the_output_and_exits_with_the_commands_code() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("Linux "));
 
-    let out = c.cli(&[
-        "exec",
-        "w1",
-        "--",
-        "sh",
-        "-c",
-        "echo out; echo err >&2; exit 3",
-    ]);
+    let out = c.exec_sh(&[], "echo out; echo err >&2; exit 3");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
 
     // Environment and working directory.
-    let out = c.cli(&[
-        "exec",
-        "w1",
-        "--env",
-        "GREETING=hi there",
-        "--cwd",
-        "/tmp",
-        "--",
-        "sh",
-        "-c",
+    let out = c.exec_sh(
+        &["--env", "GREETING=hi there", "--cwd", "/tmp"],
         "echo \"$GREETING\"; pwd",
-    ]);
+    );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi there\n/tmp\n");
 
     // The node's own settings (NKCLUSTER_LOG here; its passwords alike) stay the node's.
-    let out = c.cli(&[
-        "exec",
-        "w1",
-        "--",
-        "sh",
-        "-c",
-        "echo \"${NKCLUSTER_LOG:-unset}\"",
-    ]);
+    let out = c.exec_sh(&[], "echo \"${NKCLUSTER_LOG:-unset}\"");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "unset\n", "{out:?}");
 
     // A signal: 128 + its number, like a shell.
-    let out = c.cli(&["exec", "w1", "--", "sh", "-c", "kill -KILL $$"]);
+    let out = c.exec_sh(&[], "kill -KILL $$");
     assert_eq!(out.status.code(), Some(137), "{out:?}");
 
     // A timeout kills it: exit 124, exec_timeout.
@@ -326,16 +313,17 @@ fn logs_give_the_tail_of_the_output() {
     let mut events = c.follow_events();
     // The output arrives while the command runs: ask until it is all there.
     let tail_until = |task: u64, lines: &str, want: &str| {
-        let until = Instant::now() + DEADLINE;
-        loop {
-            let out = c.cli(&["proc", "logs", "w1", &task.to_string(), "--lines", lines]);
-            assert!(out.status.success(), "{out:?}");
-            let last = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            if last == want {
-                return;
-            }
-            assert!(Instant::now() < until, "{last:?}, not {want:?}");
-        }
+        poll_until(
+            &format!("the last {lines} lines of task {task} are {want:?}"),
+            DEADLINE,
+            Duration::ZERO,
+            || {
+                let out = c.cli(&["proc", "logs", "w1", &task.to_string(), "--lines", lines]);
+                assert!(out.status.success(), "{out:?}");
+                let last = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+                if last == want { Ok(()) } else { Err(last) }
+            },
+        );
     };
     let (task, pid) = c.start(&["--stream", "--", "sh", "-c", "seq 1 1000; exec sleep 600"]);
     let _reap = Reap(pid);
@@ -401,57 +389,27 @@ fn node_status_stopping_stops_every_process() {
 fn limits_apply_to_the_command() {
     let c = cluster();
     // The command sees its limits (sh's ulimit reports KiB).
-    let out = c.cli(&[
-        "exec",
-        "w1",
-        "--cpu-secs",
-        "7",
-        "--mem-bytes",
-        "1048576000",
-        "--",
-        "sh",
-        "-c",
+    let out = c.exec_sh(
+        &["--cpu-secs", "7", "--mem-bytes", "1048576000"],
         "ulimit -t; ulimit -v",
-    ]);
+    );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "7\n1024000\n");
     // A busy loop past its CPU time is killed (soft and hard limit alike: SIGKILL).
-    let out = c.cli(&[
-        "exec",
-        "w1",
-        "--cpu-secs",
-        "1",
-        "--",
-        "sh",
-        "-c",
-        "while :; do :; done",
-    ]);
+    let out = c.exec_sh(&["--cpu-secs", "1"], "while :; do :; done");
     assert_eq!(out.status.code(), Some(137), "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_may_not_start_processes() {
-    use nkcluster::node::NodeEvent;
-    use nkcluster_core::cluster::{ClusterRequest, JobCall};
-    use nkcluster_core::conn::RequestError;
+    use nkcluster_core::cluster::JobCall;
     use nkcluster_core::os::{Command as OsCmd, ExecSpec, OsRequest, ProcSpec};
 
     let (mut control, port) = Daemon::control("c1", &[]);
     let dir = nkcluster_tests::TempDir::new("os-refused");
     let marker = dir.path().join("ran");
     // A worker of the library (same password and key derivation as the daemon).
-    let mut w = nkcluster::config::NodeConfig::new("w1");
-    w.control = false;
-    w.cluster_addr =
-        nkcluster_core::url::parse_url_list(&format!("nkcluster://127.0.0.1:{port}")).expect("url");
-    let worker = nkcluster_tests::inproc::start(w).await;
-    let mut mine = worker.subscribe();
-    while !worker.peers().iter().any(|p| p.node_id == "c1") {
-        nkcluster_tests::inproc::wait_event(&mut mine, "w1's link up", |e| {
-            matches!(e, NodeEvent::LinkUp { .. })
-        })
-        .await;
-    }
+    let worker = nkcluster_tests::inproc::library_worker_of_daemon(port).await;
     let touch = OsCmd::new(["touch", &marker.display().to_string()]);
     let exec = OsRequest::Exec(ExecSpec {
         command: touch.clone(),
@@ -472,16 +430,8 @@ async fn a_worker_may_not_start_processes() {
             id: None,
         },
     ];
-    for call in attacks {
-        let (class, body) = ClusterRequest::Job(call).encode().expect("encodes");
-        match worker.request("c1", class, body, DEADLINE).await {
-            Err(RequestError::Remote(e)) => assert_eq!(e.code, "forbidden", "{e:?}"),
-            other => panic!("a worker's os request: {other:?}"),
-        }
-        control.wait_line("the refusal logged with who tried", |l| {
-            l.contains("refused: forbidden") && has(l, "peer", "w1")
-        });
-    }
+    nkcluster_tests::inproc::assert_forbidden_to_worker(&worker, &mut control, attacks.into())
+        .await;
     assert!(!marker.exists(), "nothing ran");
     worker.shutdown_and_wait(Duration::from_secs(2)).await;
 }
