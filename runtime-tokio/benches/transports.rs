@@ -27,67 +27,31 @@
 
 mod common;
 
+use common::stacks::{
+    Kind, NkPair, RTT_BODY, TIMEOUT, Tls, raw_rtt, raw_tls, tcp_pair, tls_pair, ws_pair,
+};
 use common::{Goal, Lat, stats, target};
-use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use nkcluster::config::NodeConfig;
 use nkcluster::net::{Stream, TokioNet};
-use nkcluster::node::{Env, Handlers, Node};
-use nkcluster::transport;
-use nkcluster_core::url::{TlsOptions, parse_url_list};
-use rustls_pki_types::ServerName;
+use nkcluster::node::Node;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-const RTT_BODY: usize = 32;
 const CHUNK: usize = 1 << 20;
 const IN_FLIGHT: usize = 8;
 /// Untimed bytes sent before each bulk measurement.
 const BULK_WARMUP: usize = 8 * CHUNK;
 /// Receive buffer of the raw stream copies (the driver's read buffer grows to this size).
 const RAW_READ_BUF: usize = 256 * 1024;
-const TIMEOUT: Duration = Duration::from_secs(30);
 /// Round trips run in this many interleaved rounds per variant, samples pooled.
 const RTT_ROUNDS: usize = 5;
 /// Bulk runs this many interleaved rounds per variant; the best counts.
 const BULK_ROUNDS: usize = 5;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Tcp,
-    Tls,
-    Ws,
-    Wss,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Tcp => "tcp",
-            Kind::Tls => "tls",
-            Kind::Ws => "ws",
-            Kind::Wss => "wss",
-        }
-    }
-
-    fn raw_label(self) -> &'static str {
-        match self {
-            Kind::Tcp => "raw TCP",
-            Kind::Tls => "raw rustls",
-            Kind::Ws => "raw tungstenite",
-            Kind::Wss => "raw tungstenite+rustls",
-        }
-    }
-}
 
 /// The timed part of one bulk run.
 #[derive(Clone, Copy, Default)]
@@ -120,115 +84,6 @@ struct Row {
 
 // ---------------------------------------------------------------------------------------
 // Raw stacks.
-
-struct Tls {
-    server: Arc<rustls::ServerConfig>,
-    client: Arc<rustls::ClientConfig>,
-}
-
-/// The raw TLS configuration: exactly nkcluster's own (`transport::server_tls` with a
-/// generated self-signed certificate, TLS 1.3 only, ring; the client with
-/// `tls_verify=false`), used here by plain tokio-rustls.
-fn raw_tls() -> Tls {
-    let server = transport::server_tls(&TlsOptions::default(), "bench")
-        .expect("server config")
-        .config();
-    let client = transport::client_tls(&TlsOptions::default()).expect("client config");
-    Tls { server, client }
-}
-
-/// A connected loopback TCP pair (client, server), no Nagle.
-async fn tcp_pair() -> (TcpStream, TcpStream) {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let (c, s) = tokio::join!(TcpStream::connect(addr), l.accept());
-    let c = c.expect("connect");
-    let (s, _) = s.expect("accept");
-    c.set_nodelay(true).expect("nodelay");
-    s.set_nodelay(true).expect("nodelay");
-    (c, s)
-}
-
-type TlsClient = tokio_rustls::client::TlsStream<TcpStream>;
-type TlsServer = tokio_rustls::server::TlsStream<TcpStream>;
-
-async fn tls_pair(tls: &Tls) -> (TlsClient, TlsServer) {
-    let (c, s) = tcp_pair().await;
-    let name = ServerName::try_from("127.0.0.1").expect("name");
-    let (c, s) = tokio::join!(
-        TlsConnector::from(tls.client.clone()).connect(name, c),
-        TlsAcceptor::from(tls.server.clone()).accept(s)
-    );
-    (c.expect("tls connect"), s.expect("tls accept"))
-}
-
-/// tungstenite's defaults, or the configuration nkcluster's transport uses.
-fn ws_config(nk: bool) -> WebSocketConfig {
-    if nk {
-        let max = nkcluster_core::MAX_FRAME_DEFAULT as usize;
-        WebSocketConfig::default()
-            .max_message_size(Some(max))
-            .max_frame_size(Some(max))
-            .read_buffer_size(32 * 1024)
-            .write_buffer_size(0)
-    } else {
-        WebSocketConfig::default()
-    }
-}
-
-async fn ws_pair<C: Stream, S: Stream>(
-    c: C,
-    s: S,
-    scheme: &str,
-    nk: bool,
-) -> (WebSocketStream<C>, WebSocketStream<S>) {
-    let url = format!("{scheme}://127.0.0.1/");
-    let (c, s) = tokio::join!(
-        tokio_tungstenite::client_async_with_config(url.as_str(), c, Some(ws_config(nk))),
-        tokio_tungstenite::accept_async_with_config(s, Some(ws_config(nk)))
-    );
-    (c.expect("ws connect").0, s.expect("ws accept"))
-}
-
-fn frame(size: usize) -> Vec<u8> {
-    let mut msg = (size as u32).to_be_bytes().to_vec();
-    msg.extend(std::iter::repeat_n(7u8, size));
-    msg
-}
-
-/// Length-prefixed ping-pong over a byte stream; the server echoes from its own task.
-async fn stream_rtt<C: Stream, S: Stream>(mut c: C, mut s: S, n: usize) -> Vec<Duration> {
-    tokio::spawn(async move {
-        let mut buf = [0u8; 4 + RTT_BODY];
-        loop {
-            if s.read_exact(&mut buf[..4]).await.is_err() {
-                return;
-            }
-            let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-            let len = len.min(RTT_BODY);
-            if s.read_exact(&mut buf[4..4 + len]).await.is_err() {
-                return;
-            }
-            if s.write_all(&buf[..4 + len]).await.is_err() || s.flush().await.is_err() {
-                return;
-            }
-        }
-    });
-    let msg = frame(RTT_BODY);
-    let mut back = [0u8; 4 + RTT_BODY];
-    let mut lat = Vec::with_capacity(n);
-    for i in 0..n + n / 10 {
-        let t = Instant::now();
-        c.write_all(&msg).await.expect("write");
-        c.flush().await.expect("flush");
-        c.read_exact(&mut back).await.expect("read");
-        if i >= n / 10 {
-            lat.push(t.elapsed());
-        }
-    }
-    let _ = c.shutdown().await;
-    lat
-}
 
 /// One-way copy in `CHUNK` writes; the receiver acknowledges the warm-up and the end with
 /// one byte each. Returns the timed part.
@@ -266,40 +121,6 @@ async fn stream_bulk<C: Stream, S: Stream>(mut c: C, mut s: S, total: usize) -> 
     }
     let _ = c.shutdown().await;
     out
-}
-
-/// Binary-message ping-pong; the server echoes from its own task.
-async fn ws_rtt<C: Stream, S: Stream>(
-    mut c: WebSocketStream<C>,
-    mut s: WebSocketStream<S>,
-    n: usize,
-) -> Vec<Duration> {
-    tokio::spawn(async move {
-        while let Some(Ok(m)) = s.next().await {
-            if let WsMessage::Binary(b) = m
-                && s.send(WsMessage::Binary(b)).await.is_err()
-            {
-                return;
-            }
-        }
-    });
-    let body = Bytes::from(vec![7u8; RTT_BODY]);
-    let mut lat = Vec::with_capacity(n);
-    for i in 0..n + n / 10 {
-        let t = Instant::now();
-        c.send(WsMessage::Binary(body.clone())).await.expect("send");
-        match c.next().await {
-            Some(Ok(WsMessage::Binary(b))) => {
-                black_box(b);
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-        if i >= n / 10 {
-            lat.push(t.elapsed());
-        }
-    }
-    let _ = c.close(None).await;
-    lat
 }
 
 /// One-way copy in `CHUNK` binary messages; the receiver acknowledges the warm-up and the
@@ -348,29 +169,6 @@ async fn ws_bulk<C: Stream, S: Stream>(
     out
 }
 
-async fn raw_rtt(kind: Kind, tls: &Tls, n: usize, nk_cfg: bool) -> Vec<Duration> {
-    match kind {
-        Kind::Tcp => {
-            let (c, s) = tcp_pair().await;
-            stream_rtt(c, s, n).await
-        }
-        Kind::Tls => {
-            let (c, s) = tls_pair(tls).await;
-            stream_rtt(c, s, n).await
-        }
-        Kind::Ws => {
-            let (c, s) = tcp_pair().await;
-            let (c, s) = ws_pair(c, s, "ws", nk_cfg).await;
-            ws_rtt(c, s, n).await
-        }
-        Kind::Wss => {
-            let (c, s) = tls_pair(tls).await;
-            let (c, s) = ws_pair(c, s, "wss", nk_cfg).await;
-            ws_rtt(c, s, n).await
-        }
-    }
-}
-
 async fn raw_bulk(kind: Kind, tls: &Tls, total: usize, nk_cfg: bool) -> Bulk {
     match kind {
         Kind::Tcp => {
@@ -396,65 +194,6 @@ async fn raw_bulk(kind: Kind, tls: &Tls, total: usize, nk_cfg: bool) -> Bulk {
 
 // ---------------------------------------------------------------------------------------
 // nkcluster.
-
-const KEY_ITERATIONS: u32 = 16;
-
-fn env() -> Env<TokioNet> {
-    Env {
-        net: TokioNet,
-        seed: None,
-        wall_origin_ns: None,
-        tls_provider: None,
-        machine_figures: None,
-    }
-}
-
-/// A control listening on `kind` and a worker connected to it.
-struct NkPair {
-    c1: Node<TokioNet>,
-    w1: Node<TokioNet>,
-}
-
-async fn nk_pair(kind: Kind) -> NkPair {
-    let t = kind.name();
-    let mut c = NodeConfig::new("c1");
-    c.key_iterations = KEY_ITERATIONS;
-    c.listen = parse_url_list(&format!("nkcluster://127.0.0.1:0;transport={t}")).expect("url");
-    let mut handlers = Handlers::builtin("c1");
-    handlers.insert_for_workers("sink", |_| Ok(Bytes::new()));
-    let c1 = Node::start_with(c, env(), Some(handlers))
-        .await
-        .expect("c1");
-    let port = c1.listen_addrs()[0].1.port();
-    let mut w = NodeConfig::new("w1");
-    w.key_iterations = KEY_ITERATIONS;
-    w.control = false;
-    let w1 = Node::start(w, env()).await.expect("w1");
-    let peer = w1
-        .connect(&format!("nkcluster://127.0.0.1:{port};transport={t}"))
-        .await
-        .expect("connect");
-    assert_eq!(peer.node_id, "c1");
-    assert!(peer.remote.starts_with(t), "{}", peer.remote);
-    NkPair { c1, w1 }
-}
-
-async fn nk_rtt(w1: &Node<TokioNet>, n: usize) -> Vec<Duration> {
-    let body = Bytes::from(vec![7u8; RTT_BODY]);
-    let mut lat = Vec::with_capacity(n);
-    for i in 0..n + n / 10 {
-        let t = Instant::now();
-        let r = w1
-            .request("c1", "nkcluster.echo", body.clone(), TIMEOUT)
-            .await
-            .expect("reply");
-        if i >= n / 10 {
-            lat.push(t.elapsed());
-        }
-        black_box(r);
-    }
-    lat
-}
 
 /// `IN_FLIGHT` requests of `CHUNK` bytes at a time to the sink, each from its own task.
 async fn nk_bulk(w1: &Node<TokioNet>, total: usize) -> Bulk {
@@ -500,14 +239,14 @@ async fn measure(kind: Kind, tls: &Tls, n: usize, total: usize) -> Vec<Row> {
         variants.push(Variant::RawNkWsConfig);
     }
     variants.push(Variant::Nk);
-    let nk = nk_pair(kind).await;
+    let nk = NkPair::start(kind).await;
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
     for _ in 0..RTT_ROUNDS {
         for (i, v) in variants.iter().enumerate() {
             let s = match v {
                 Variant::Raw => raw_rtt(kind, tls, n / RTT_ROUNDS, false).await,
                 Variant::RawNkWsConfig => raw_rtt(kind, tls, n / RTT_ROUNDS, true).await,
-                Variant::Nk => nk_rtt(&nk.w1, n / RTT_ROUNDS).await,
+                Variant::Nk => nk.rtt(n / RTT_ROUNDS).await,
             };
             samples[i].extend(s);
         }
@@ -525,8 +264,7 @@ async fn measure(kind: Kind, tls: &Tls, n: usize, total: usize) -> Vec<Row> {
             cpu[i] += b.cpu_ns;
         }
     }
-    nk.w1.shutdown();
-    nk.c1.shutdown();
+    nk.shutdown();
     variants
         .iter()
         .zip(samples)
@@ -662,14 +400,16 @@ fn main() {
                 ratio(nk.rtt.mean, tcp)
             );
         }
-        // Against the best raw figure of each metric when there are two baselines.
-        let best_rtt = raws.iter().map(|r| r.rtt.mean).min().expect("a raw row");
+        // Against the best raw figure of each metric when there are two baselines. The
+        // round trip is judged by its p50: a mean is dominated by a few outliers on a
+        // shared machine (the p99 column shows the tail).
+        let best_rtt = raws.iter().map(|r| r.rtt.p50).min().expect("a raw row");
         let best_mbps = raws.iter().map(|r| r.mbps).fold(0.0, f64::max);
-        let rtt_ok = nk.rtt.mean.as_secs_f64() <= 1.3 * best_rtt.as_secs_f64();
+        let rtt_ok = nk.rtt.p50.as_secs_f64() <= 1.3 * best_rtt.as_secs_f64();
         let bulk_ok = nk.mbps >= 0.8 * best_mbps;
         println!(
             "{name:<5} {:<LABEL$} {:>29} {:>11}",
-            "target: rtt <= 1.30x, bulk >= 0.80x",
+            "target: rtt p50 <= 1.30x, bulk >= 0.80x",
             if rtt_ok { "rtt ok" } else { "rtt MISSED" },
             if bulk_ok { "bulk ok" } else { "bulk MISSED" }
         );

@@ -360,7 +360,9 @@ pub fn client_tls_with(
     Ok(Arc::new(config))
 }
 
-fn ws_config(max_frame: u32) -> WebSocketConfig {
+/// The WebSocket configuration of both ends of a link (the benches measure raw
+/// tungstenite with it too).
+pub fn ws_config(max_frame: u32) -> WebSocketConfig {
     let max = max_frame as usize;
     WebSocketConfig::default()
         .max_message_size(Some(max))

@@ -3,6 +3,8 @@
 // Each bench binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+pub mod stacks;
+
 use std::time::Duration;
 
 /// Latency summary of a run.
@@ -67,4 +69,25 @@ pub fn target_line(name: &str, measured: f64, goal: Goal, unit: &str, decimals: 
 /// Prints [`target_line`].
 pub fn target(name: &str, measured: f64, goal: Goal, unit: &str, decimals: usize) {
     println!("{}", target_line(name, measured, goal, unit, decimals));
+}
+
+/// Context switches of every live thread of this process so far (voluntary and not,
+/// from `/proc/self/task/*/status`; 0 elsewhere).
+pub fn context_switches() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter(|l| {
+                    l.starts_with("voluntary_ctxt_switches")
+                        || l.starts_with("nonvoluntary_ctxt_switches")
+                })
+                .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }

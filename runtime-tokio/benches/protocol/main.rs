@@ -19,6 +19,9 @@
 //! 3. The issue-15 target lines: `target <name> <measured> <goal> ok|miss`.
 //!
 //! Run: `cargo bench -p nkcluster --bench protocol` (`-- --quick` for a short run).
+//! `-- --runs 10` runs the round-trip stability check instead (see [`stability`]): ten
+//! consecutive runs, every p50 ratio printed, nkcluster over TCP on both flavours and over
+//! ws and wss against raw tungstenite.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -27,6 +30,7 @@ mod drive;
 mod grpc;
 mod nk;
 mod raw;
+mod stability;
 
 use std::time::{Duration, Instant};
 
@@ -157,7 +161,16 @@ fn ratio_line(flavour: &str, nk: &Row, base: &Row) {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let runs: Option<usize> = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1)?.parse().ok());
+    if let Some(runs) = runs {
+        stability::run(runs, if quick { 2_000 } else { 20_000 });
+        return;
+    }
     let started = Instant::now();
     println!(
         "nkcluster protocol bench ({})",

@@ -15,22 +15,12 @@ use std::time::Instant;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::common::process_cpu;
+use crate::common::stacks::tcp_pair as pair;
 use crate::drive::{Echo, Pipe, WINDOW};
-
-/// A connected loopback pair (client, server), both with `TCP_NODELAY`.
-async fn pair() -> (TcpStream, TcpStream) {
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let (c, s) = tokio::join!(TcpStream::connect(addr), l.accept());
-    let (c, (s, _)) = (c.expect("connect"), s.expect("accept"));
-    c.set_nodelay(true).expect("nodelay");
-    s.set_nodelay(true).expect("nodelay");
-    (c, s)
-}
 
 /// Sequential ping-pong on a socket the caller owns.
 pub struct PingPong {
@@ -203,6 +193,13 @@ async fn mux_client(mut sock: TcpStream, mut calls: mpsc::Receiver<Call>) {
         tokio::select! {
             call = calls.recv() => {
                 let Some(mut call) = call else { return };
+                // Pipelining: while replies are awaited, one turn of the runtime lets
+                // the callers running now queue theirs, so that they leave in one write
+                // (on a multi-thread runtime the callers run on the other worker, and
+                // without it each call would be a write of its own).
+                if !pending.is_empty() {
+                    tokio::task::yield_now().await;
+                }
                 loop {
                     next_id += 1;
                     put_frame(&mut out, next_id, &call.0);

@@ -1,0 +1,146 @@
+//! `--runs N`: the round-trip stability check of issue 15 (point 2). N consecutive runs,
+//! each on fresh runtimes, connections and nodes (as separate processes would be): the
+//! sequential round trip of nkcluster next to its raw baseline, p50 of each and their
+//! ratio, with context switches per round trip (every thread of the process):
+//!
+//! - TCP on current_thread and on multi_thread(2), against the raw TCP ping-pong;
+//! - ws and wss on multi_thread(2), against raw tungstenite (over rustls for wss) with
+//!   nkcluster's own WebSocket configuration.
+//!
+//! Every run prints its ratios; the target lines judge the worst run of each.
+
+use std::time::Duration;
+
+use crate::common::stacks::{Kind, NkPair, Tls, raw_rtt, raw_tls};
+use crate::common::{Goal, context_switches, stats, target};
+use crate::runtime;
+
+/// One path's sequential round trips: p50 and context switches per round trip.
+#[derive(Clone, Copy)]
+struct Side {
+    p50: Duration,
+    cs: f64,
+}
+
+/// nkcluster and its baseline in one run.
+#[derive(Clone, Copy)]
+struct Pair {
+    raw: Side,
+    nk: Side,
+}
+
+impl Pair {
+    fn ratio(&self) -> f64 {
+        self.nk.p50.as_secs_f64() / self.raw.p50.as_secs_f64()
+    }
+}
+
+/// Halves of each path, interleaved (raw, nk, raw, nk) so that load drift hits both.
+const HALVES: usize = 2;
+
+fn side(samples: Vec<Duration>, switches: u64) -> Side {
+    let n = samples.len() as f64;
+    Side {
+        p50: stats(samples).p50,
+        cs: switches as f64 / n,
+    }
+}
+
+/// `n` round trips of each of `kind`'s raw stack and nkcluster over `kind`.
+async fn measure(kind: Kind, tls: &Tls, n: usize) -> Pair {
+    let nk = NkPair::start(kind).await;
+    let (mut raw, mut ours) = (Vec::new(), Vec::new());
+    let (mut raw_cs, mut nk_cs) = (0, 0);
+    for _ in 0..HALVES {
+        let cs = context_switches();
+        raw.extend(raw_rtt(kind, tls, n / HALVES, true).await);
+        raw_cs += context_switches() - cs;
+        let cs = context_switches();
+        ours.extend(nk.rtt(n / HALVES).await);
+        nk_cs += context_switches() - cs;
+    }
+    nk.shutdown();
+    Pair {
+        raw: side(raw, raw_cs),
+        nk: side(ours, nk_cs),
+    }
+}
+
+/// The paths of one run: (name, runtime flavour, transport).
+const PATHS: [(&str, &str, Kind); 4] = [
+    ("rtt_current_thread_vs_raw", "current_thread", Kind::Tcp),
+    ("rtt_multi_thread_vs_raw", "multi_thread(2)", Kind::Tcp),
+    ("ws_rtt_vs_tungstenite", "multi_thread(2)", Kind::Ws),
+    ("wss_rtt_vs_tungstenite", "multi_thread(2)", Kind::Wss),
+];
+
+/// Runs the check `runs` times with `n` round trips per path and prints it.
+pub fn run(runs: usize, n: usize) {
+    println!(
+        "round-trip stability: {runs} runs, {n} sequential round trips per path and run \
+         (32-byte body), fresh runtime, connections and nodes per path and run; \
+         p50 µs raw/nk, ratio nk/raw, context switches per round trip raw/nk"
+    );
+    for (name, flavour, kind) in PATHS {
+        println!(
+            "  {name}: nkcluster over {} on {flavour} vs {}",
+            kind.name(),
+            kind.raw_label()
+        );
+    }
+    let tls = raw_tls();
+    let mut all: Vec<Vec<Pair>> = Vec::new();
+    for i in 1..=runs {
+        let mut line = format!("run {i:>2}");
+        let mut pairs = Vec::new();
+        for (_, flavour, kind) in PATHS {
+            let rt = runtime(flavour);
+            let tls = tls.clone();
+            // As a task on the runtime's workers, like callers in a daemon.
+            let p = rt.block_on(async move {
+                tokio::spawn(async move { measure(kind, &tls, n).await })
+                    .await
+                    .expect("stability task")
+            });
+            line += &format!(
+                " | {} {} {:.1}/{:.1} {:.2}x cs {:.2}/{:.2}",
+                if flavour.starts_with("multi") {
+                    "mt"
+                } else {
+                    "ct"
+                },
+                kind.name(),
+                p.raw.p50.as_secs_f64() * 1e6,
+                p.nk.p50.as_secs_f64() * 1e6,
+                p.ratio(),
+                p.raw.cs,
+                p.nk.cs
+            );
+            pairs.push(p);
+        }
+        println!("{line}");
+        all.push(pairs);
+    }
+    println!();
+    for (k, (name, _, _)) in PATHS.iter().enumerate() {
+        let mut r: Vec<f64> = all.iter().map(|p| p[k].ratio()).collect();
+        r.sort_by(f64::total_cmp);
+        println!(
+            "{name:<28} min {:.2}x median {:.2}x max {:.2}x",
+            r[0],
+            r[r.len() / 2],
+            r[r.len() - 1]
+        );
+    }
+    println!();
+    for (k, (name, _, _)) in PATHS.iter().enumerate() {
+        let worst = all.iter().map(|p| p[k].ratio()).fold(0.0, f64::max);
+        target(
+            &format!("{name}_worst_of_{runs}"),
+            worst,
+            Goal::AtMost(1.3),
+            "x",
+            2,
+        );
+    }
+}
