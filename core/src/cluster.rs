@@ -391,6 +391,20 @@ pub const CLASSES: [&str; 17] = [
 ];
 
 impl ClusterRequest {
+    /// [`decode`](Self::decode) from a body held in `body`: a file part's bytes stay in
+    /// it (no copy, see [`crate::file_send::wire`]).
+    pub fn decode_bytes(
+        class: &str,
+        body: &Bytes,
+    ) -> Option<Result<ClusterRequest, ClusterDecodeError>> {
+        if class == CLASS_JOB
+            && let Some(part) = crate::file_send::wire::decode_part(body)
+        {
+            return Some(Ok(ClusterRequest::Job(JobCall::SendFile(part))));
+        }
+        Self::decode(class, body)
+    }
+
     /// Parses a peer's request: `None` when `class` is not a cluster class (the
     /// registered handlers answer it), an error when the body does not decode.
     pub fn decode(class: &str, body: &[u8]) -> Option<Result<ClusterRequest, ClusterDecodeError>> {

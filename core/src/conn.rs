@@ -27,8 +27,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use crate::auth::Key;
-use crate::frame::{FrameDecoder, FrameError, MAX_FRAME_DEFAULT, encode_frame};
+use crate::frame::{FrameDecoder, FrameError, MAX_FRAME_DEFAULT};
 use crate::handshake::{Handshake, HandshakeConfig, Identity, Outcome, PeerInfo, Side};
+use crate::lanes::{Assembly, BULK_MIN, Lanes, is_bulk_request};
 use crate::message::{Close, Message, Ping, Pong, RemoteError, Reply, Request};
 use crate::time::Instant;
 
@@ -177,9 +178,10 @@ pub struct Connection {
     claimed_peer: Option<String>,
     /// Input of `handle_input` (shells that read into their own buffer skip it).
     inbuf: BytesMut,
-    /// Small frames accumulate here; `out` holds segments ready to go, in order.
-    acc: BytesMut,
-    out: VecDeque<Bytes>,
+    /// What leaves, in two lanes (see [`crate::lanes`]).
+    lanes: Lanes,
+    /// A chunked message under way from the peer.
+    assembly: Assembly,
     events: VecDeque<Event>,
     wall_origin_ns: u64,
     last_rx: Instant,
@@ -215,8 +217,8 @@ impl Connection {
             peer: None,
             claimed_peer: None,
             inbuf: BytesMut::new(),
-            acc: BytesMut::new(),
-            out: VecDeque::new(),
+            lanes: Lanes::new(config.framing),
+            assembly: Assembly::default(),
             events: VecDeque::new(),
             wall_origin_ns: params.wall_origin_ns,
             last_rx: now,
@@ -448,12 +450,19 @@ impl Connection {
         self.pending.insert(id, deadline);
         self.deadlines.insert((deadline, id));
         let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-        self.send(&Message::Request(Request {
+        let bulk = is_bulk_request(class, &body);
+        let msg = Message::Request(Request {
             id,
             timeout_ms,
             class: class.to_owned(),
             body,
-        }));
+        });
+        if bulk {
+            self.stats.frames_out += 1;
+            self.lanes.bulk(&msg);
+        } else {
+            self.send(&msg);
+        }
         Ok(RequestId(id))
     }
 
@@ -471,7 +480,14 @@ impl Connection {
             )),
             r => r,
         };
-        self.send(&Message::Reply(Reply { id, result }));
+        let bulk = matches!(&result, Ok(b) if b.len() >= BULK_MIN);
+        let msg = Message::Reply(Reply { id, result });
+        if bulk {
+            self.stats.frames_out += 1;
+            self.lanes.bulk(&msg);
+        } else {
+            self.send(&msg);
+        }
     }
 
     /// Sends our membership view. Ignored unless established; a view too large for one
@@ -498,7 +514,9 @@ impl Connection {
             return;
         }
         if self.is_established() {
-            self.send(&Message::Close(Close {
+            // After everything queued, bulk included.
+            self.stats.frames_out += 1;
+            self.lanes.last(&Message::Close(Close {
                 reason: reason.to_owned(),
             }));
         }
@@ -528,17 +546,33 @@ impl Connection {
 
     // ----- outputs -----
 
-    /// Next bytes (stream framing) or next frame body (message framing) to write.
+    /// Next bytes (stream framing) or next frame body (message framing) to write, every
+    /// one of them: the control lane first, then the bulk lane (see [`crate::lanes`]).
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        if let Some(b) = self.out.pop_front() {
-            return Some(b);
-        }
-        if self.acc.is_empty() {
-            None
-        } else {
-            Some(self.acc.split().freeze())
-        }
+        self.lanes.poll(0)
+    }
+
+    /// Like [`poll_transmit`](Self::poll_transmit), for a shell that holds `queued`
+    /// bytes it has not written yet: the control lane goes at once, the next bulk frame
+    /// only while `queued` is under [`crate::lanes::PACE`]. Call it again as the
+    /// transport takes bytes while [`has_bulk`](Self::has_bulk).
+    #[must_use]
+    pub fn poll_transmit_paced(&mut self, queued: usize) -> Option<Bytes> {
+        self.lanes.poll(queued)
+    }
+
+    /// Bytes waiting in the bulk lane (not handed out yet).
+    #[must_use]
+    pub fn bulk_bytes(&self) -> usize {
+        self.lanes.bulk_bytes()
+    }
+
+    /// Whether bulk waits to be pulled with
+    /// [`poll_transmit_paced`](Self::poll_transmit_paced).
+    #[must_use]
+    pub fn has_bulk(&self) -> bool {
+        self.lanes.has_bulk()
     }
 
     /// Next event for the application.
@@ -571,36 +605,12 @@ impl Connection {
 
     fn send(&mut self, msg: &Message) {
         self.stats.frames_out += 1;
-        match self.config.framing {
-            Framing::Stream => {
-                // A large payload is not copied: it follows its header as its own segment.
-                if let Some(payload) = msg.encode_frame_split(&mut self.acc) {
-                    self.out.push_back(self.acc.split().freeze());
-                    self.out.push_back(payload);
-                }
-            }
-            Framing::Messages => {
-                self.flush_acc();
-                self.out.push_back(msg.encode_body());
-            }
-        }
+        self.lanes.control(msg);
     }
 
     fn send_body(&mut self, body: Bytes) {
         self.stats.frames_out += 1;
-        match self.config.framing {
-            Framing::Stream => encode_frame(&body, &mut self.acc),
-            Framing::Messages => {
-                self.flush_acc();
-                self.out.push_back(body);
-            }
-        }
-    }
-
-    fn flush_acc(&mut self) {
-        if !self.acc.is_empty() {
-            self.out.push_back(self.acc.split().freeze());
-        }
+        self.lanes.control_body(body);
     }
 
     /// Handles one frame; returns whether to keep decoding.
@@ -696,6 +706,18 @@ impl Connection {
             },
             Message::Close(c) => self.fail(ConnError::PeerClosed(c.reason), false),
             Message::Gossip(v) => self.events.push_back(Event::Gossip(v)),
+            Message::Chunk(c) => match self.assembly.push(c, self.config.max_frame) {
+                Ok(None) => {}
+                Ok(Some(body)) => match Message::decode_bytes(&body) {
+                    Ok(Message::Chunk(_)) => self.fail(
+                        ConnError::Protocol("a chunk inside a chunked message".into()),
+                        true,
+                    ),
+                    Ok(m) => self.on_link_message(now, m),
+                    Err(e) => self.fail(ConnError::Decode(e), true),
+                },
+                Err(e) => self.fail(ConnError::Frame(e), true),
+            },
             m @ (Message::Hello(_) | Message::Proof(_) | Message::Reject(_)) => {
                 self.fail(
                     ConnError::Protocol(format!("{} on an established link", m.kind())),
@@ -727,6 +749,7 @@ impl Connection {
                 self.sync_decoder();
                 self.last_rx = now;
                 self.next_ping = now + self.config.ping_interval;
+                self.lanes.set_chunked(peer.version >= 2);
                 self.peer = Some(peer.clone());
                 self.events.push_back(Event::Authenticated(peer));
             }

@@ -32,6 +32,8 @@ use std::time::Duration;
 
 use crate::cluster::FilePart;
 
+pub mod wire;
+
 /// The size of the parts files travel in.
 pub const PART: usize = 1024 * 1024;
 

@@ -70,6 +70,7 @@ pub mod frame;
 pub mod handlers;
 pub mod handshake;
 pub mod jobs;
+pub mod lanes;
 pub mod links;
 pub mod loglimit;
 pub mod membership;

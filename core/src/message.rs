@@ -12,7 +12,7 @@ use crate::frame::HEADER_LEN;
 use crate::handshake::Role;
 
 /// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Oldest protocol version this build still speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 
@@ -37,6 +37,20 @@ pub enum Message {
     Close(Close),
     /// A control node's membership view (first entry: the sender itself).
     Gossip(Vec<crate::membership::MemberInfo>),
+    /// A piece of a big message's body (protocol 2): the pieces of one message follow
+    /// each other in order, other messages may come between them, and the last has
+    /// `more: false`; put together they are the body of one message (never a chunk),
+    /// handled as if it had arrived whole. See [`crate::lanes`].
+    Chunk(Chunk),
+}
+
+/// A piece of a big message's body (see [`Message::Chunk`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chunk {
+    /// More pieces of the same message follow.
+    pub more: bool,
+    /// The bytes.
+    pub data: Bytes,
 }
 
 /// Handshake greeting.
@@ -333,6 +347,7 @@ impl Message {
             Message::Reply(_) => "reply",
             Message::Close(_) => "close",
             Message::Gossip(_) => "gossip",
+            Message::Chunk(_) => "chunk",
         }
     }
 }
@@ -356,6 +371,13 @@ mod wire {
         Reply(#[serde(borrow)] ReplyRef<'a>),
         Close(Close),
         Gossip(Vec<crate::membership::MemberInfo>),
+        Chunk(#[serde(borrow)] ChunkRef<'a>),
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct ChunkRef<'a> {
+        more: bool,
+        data: &'a [u8],
     }
 
     #[derive(Deserialize)]
@@ -394,6 +416,10 @@ mod wire {
                 }),
                 MessageRef::Close(m) => Message::Close(m),
                 MessageRef::Gossip(v) => Message::Gossip(v),
+                MessageRef::Chunk(c) => Message::Chunk(super::Chunk {
+                    more: c.more,
+                    data: frame.slice_ref(c.data),
+                }),
             }
         }
     }

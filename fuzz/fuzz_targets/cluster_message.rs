@@ -20,9 +20,20 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let class = CLASSES[usize::from(pick) % CLASSES.len()];
+    // The zero-copy decoder (file parts as slices) agrees with the ordinary one.
+    let zero_copy = ClusterRequest::decode_bytes(class, &bytes::Bytes::copy_from_slice(body));
     let Some(Ok(req)) = ClusterRequest::decode(class, body) else {
+        assert!(!matches!(zero_copy, Some(Ok(_))), "decode_bytes accepts what decode refuses");
         return;
     };
+    match zero_copy {
+        Some(Ok(z)) => assert_eq!(
+            z.encode().expect("encodes"),
+            req.encode().expect("encodes"),
+            "decode_bytes differs from decode"
+        ),
+        other => panic!("decode_bytes refuses what decode accepts: {other:?}"),
+    }
     let (class2, enc) = req.encode().expect("a decoded request encodes");
     assert_eq!(class2, class, "re-encoding changed the class");
     assert!(

@@ -22,6 +22,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let _ = m.kind();
+    // The zero-copy decoder (chunks, requests and replies as slices) agrees.
+    assert_eq!(
+        Message::decode_bytes(&bytes::Bytes::copy_from_slice(data)).as_ref(),
+        Ok(&m),
+        "decode_bytes differs from decode"
+    );
 
     let enc = m.encode_body();
     assert_eq!(

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use nkcluster_core::conn::{Connection, Event, RequestError};
 use nkcluster_core::handshake::Role;
+use nkcluster_core::lanes::PACE;
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::pump::{Accept, Outcome, Pump};
 use nkcluster_core::telemetry::Meter;
@@ -155,6 +156,8 @@ enum Wake {
     CommandsClosed,
     Timer,
     Flushed,
+    /// The transport took what was queued: the next bulk chunk may go.
+    Pull,
 }
 
 /// Runs the connection over `io` until it is closed and its last bytes are written;
@@ -241,10 +244,19 @@ pub async fn drive(
             conn.close("idle");
             continue;
         }
-        while let Some(b) = conn.poll_transmit() {
+        // The control lane at once, bulk as the transport takes it (a closed
+        // connection writes everything it has left).
+        loop {
+            let queued = if conn.is_closed() { 0 } else { wq_bytes };
+            let Some(b) = conn.poll_transmit_paced(queued) else {
+                break;
+            };
             wq_bytes += b.len();
             wq.push_back(b);
         }
+        let bulk_waits = conn.has_bulk();
+        // Backpressure counts the bulk waiting in the machine too.
+        let bulk_bytes = conn.bulk_bytes();
         if conn.is_closed() && (wq.is_empty() || write_failed) && !need_flush {
             break;
         }
@@ -289,6 +301,10 @@ pub async fn drive(
                 if let Poll::Ready(Err(e)) = r {
                     return Poll::Ready(Wake::IoError(e.to_string()));
                 }
+                // Room for the next bulk chunk.
+                if bulk_waits && wq_bytes < PACE {
+                    return Poll::Ready(Wake::Pull);
+                }
             }
             if wq.is_empty() && need_flush {
                 match io.poll_flush(cx) {
@@ -317,7 +333,7 @@ pub async fn drive(
             }
             // 3. Late answers, then commands: once authenticated, and unless the
             // transport is backed up (then commands are held, up to a limit).
-            let accept = pump.accepts(established, wq_bytes);
+            let accept = pump.accepts(established, wq_bytes + bulk_bytes);
             if matches!(accept, Accept::Send | Accept::Unhold)
                 && let Some((_, late_rx)) = late.as_mut()
                 && let Poll::Ready(Some((id, r))) = late_rx.poll_recv(cx)
@@ -360,7 +376,7 @@ pub async fn drive(
             // The read side failed (say, a text message on a websocket): the write side
             // may still work, so the close frame or close_notify still goes out.
             Wake::ReadError(e) => conn.handle_transport_closed(now, &e),
-            Wake::Flushed => {}
+            Wake::Flushed | Wake::Pull => {}
             Wake::Late(id, r) => {
                 reply(&mut pump, &mut conn, now, id, r);
                 for _ in 1..BATCH {

@@ -39,7 +39,7 @@ impl<N: Net> Inner<N> {
         body: Bytes,
         responder: Responder,
     ) -> Answer {
-        let req = match ClusterRequest::decode(class, &body) {
+        let req = match ClusterRequest::decode_bytes(class, &body) {
             // Not the cluster's: a registered handler's, if the peer's role may call it
             // (workers only those added for them).
             None if self.handlers.allows(class, role) => {

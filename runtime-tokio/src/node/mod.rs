@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use nkcluster_core::ConnError;
 use nkcluster_core::admission::{Admission, Refusal};
 use nkcluster_core::auth::Key;

@@ -6,6 +6,7 @@
 
 use super::*;
 use nkcluster_core::cluster::FileQuery;
+use nkcluster_core::file_send::wire::PartBody;
 use nkcluster_core::file_send::{self, Carrier, PART, Retry};
 
 /// Parts in flight at once.
@@ -187,28 +188,28 @@ impl<N: Net> Node<N> {
         let mut hash = sha2::Sha256::new();
         let mut in_flight = std::collections::VecDeque::new();
         loop {
-            let mut buf = BytesMut::zeroed(PART);
+            // The part's bytes are read straight into its request body (no copy).
+            let want = PART.min(usize::try_from(total - offset).unwrap_or(PART));
+            let mut part = PartBody::new(remote, offset, total, want);
             let mut filled = 0;
-            while filled < PART {
-                let n = f.read(&mut buf[filled..]).await.map_err(io)?;
+            while filled < want {
+                let n = f.read(&mut part.data_mut()[filled..]).await.map_err(io)?;
                 if n == 0 {
                     break;
                 }
                 filled += n;
             }
-            buf.truncate(filled);
+            if filled < want {
+                return Err(io(std::io::Error::other(
+                    "the file shrank while it was being sent",
+                )));
+            }
             let last = offset + filled as u64 >= total;
             if identity.is_none() {
-                hash.update(&buf);
+                hash.update(part.data());
             }
-            let part = FilePart {
-                path: remote.to_owned(),
-                offset,
-                total,
-                data: buf.freeze(),
-                sha256: identity.or_else(|| last.then(|| hash.clone().finalize().into())),
-            };
-            let body = encode_body(&JobCall::SendFile(part))?;
+            let body =
+                part.finish(identity.or_else(|| last.then(|| hash.clone().finalize().into())));
             let routed = match &carried {
                 Carried::Main => {
                     self.route_enqueue(node, CLASS_JOB, body, timeout, 0, plan.ask_router)

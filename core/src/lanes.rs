@@ -1,0 +1,329 @@
+//! A link's output in two lanes, so that small messages never wait behind bulk.
+//!
+//! - The **control lane** carries every message in the order it was sent (pings, pongs,
+//!   requests, small replies, gossip, close), small frames packed into one buffer.
+//! - The **bulk lane** carries big replies (an `Ok` payload of at least [`BULK_MIN`]
+//!   bytes) and file parts ([`is_bulk_request`]), in their order. Nothing is ordered
+//!   after them but other bulk messages: a reply answers its own request, and a sender
+//!   of file parts waits for their answers.
+//!
+//! Output order ([`Lanes::poll`]): the rest of the frame under way (a frame is never
+//! cut by another), then the whole control lane, then ONE frame of the bulk lane, and
+//! only while the shell holds fewer than [`PACE`] unwritten bytes: the shell pulls bulk
+//! at the pace the transport takes it, so a control message waits behind at most what
+//! the shell already holds plus one bulk frame, never behind the whole bulk lane.
+//!
+//! With a peer speaking protocol 2, a bulk message whose body is over [`CHUNK`] bytes
+//! leaves in [`Chunk`]s of at most [`CHUNK`] bytes of body each, so control messages
+//! pass between them ([`Assembly`] puts them together at the receiver). With an older
+//! peer a bulk message leaves whole (still after the control lane). Payloads are never
+//! copied on stream transports: a chunk's frame is its header followed by slices of
+//! the payload.
+
+use std::collections::VecDeque;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::conn::Framing;
+use crate::frame::{FrameError, HEADER_LEN};
+use crate::message::{Chunk, Message};
+
+/// Most body bytes in one chunk.
+pub const CHUNK: usize = 64 * 1024;
+/// Replies with a payload at least this big go to the bulk lane.
+pub const BULK_MIN: usize = 32 * 1024;
+/// A new bulk frame is handed out only while the shell holds fewer unwritten bytes than
+/// this (see [`Lanes::poll`]).
+pub const PACE: usize = CHUNK;
+
+/// `Message::Chunk`'s variant index (postcard: one varint byte).
+const CHUNK_VARIANT: u8 = 9;
+/// `cluster::CLASS_JOB`'s `JobCall::SendFile` (see [`crate::file_send::wire`]).
+const SEND_FILE_VARIANT: u8 = 13;
+
+/// Whether a request of `class` with `body` goes to the bulk lane: a file part big
+/// enough to be bulk.
+#[must_use]
+pub fn is_bulk_request(class: &str, body: &[u8]) -> bool {
+    class == crate::cluster::CLASS_JOB
+        && body.len() >= BULK_MIN
+        && body.first() == Some(&SEND_FILE_VARIANT)
+}
+
+/// One bulk message: its body as a head (everything before the payload) and the
+/// payload, and how much of the body already left.
+#[derive(Debug)]
+struct Bulk {
+    head: Bytes,
+    payload: Bytes,
+    sent: usize,
+}
+
+impl Bulk {
+    fn len(&self) -> usize {
+        self.head.len() + self.payload.len()
+    }
+
+    /// Body bytes `[from, from + n)` as slices of head and payload.
+    fn slices(&self, from: usize, n: usize, out: &mut Vec<Bytes>) {
+        let h = self.head.len();
+        let end = from + n;
+        if from < h {
+            out.push(self.head.slice(from..end.min(h)));
+        }
+        if end > h {
+            out.push(self.payload.slice(from.max(h) - h..end - h));
+        }
+    }
+}
+
+/// The output of one connection. See the module docs.
+#[derive(Debug)]
+pub struct Lanes {
+    framing: Framing,
+    /// Cut bulk messages into chunks (the peer speaks protocol 2).
+    chunked: bool,
+    /// Small control frames accumulate here; `control` holds segments ready, in order.
+    acc: BytesMut,
+    control: VecDeque<Bytes>,
+    bulk: VecDeque<Bulk>,
+    /// Body bytes of the bulk lane not handed out yet.
+    bulk_bytes: usize,
+    /// The rest of the frame under way.
+    cur: VecDeque<Bytes>,
+}
+
+impl Lanes {
+    /// Empty lanes for a transport with `framing`.
+    #[must_use]
+    pub fn new(framing: Framing) -> Self {
+        Lanes {
+            framing,
+            chunked: false,
+            acc: BytesMut::new(),
+            control: VecDeque::new(),
+            bulk: VecDeque::new(),
+            bulk_bytes: 0,
+            cur: VecDeque::new(),
+        }
+    }
+
+    /// The peer puts chunks together (protocol 2 or later).
+    pub fn set_chunked(&mut self, on: bool) {
+        self.chunked = on;
+    }
+
+    /// Whether bulk is waiting (the shell pulls it with [`poll`](Self::poll) as the
+    /// transport takes it).
+    #[must_use]
+    pub fn has_bulk(&self) -> bool {
+        !self.bulk.is_empty()
+    }
+
+    /// Body bytes waiting in the bulk lane.
+    #[must_use]
+    pub fn bulk_bytes(&self) -> usize {
+        self.bulk_bytes
+    }
+
+    /// Whether nothing at all waits.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.cur.is_empty()
+            && self.control.is_empty()
+            && self.acc.is_empty()
+            && self.bulk.is_empty()
+    }
+
+    /// Queues `msg` on the control lane.
+    pub fn control(&mut self, msg: &Message) {
+        match self.framing {
+            Framing::Stream => {
+                // A large payload is not copied: it follows its header as its own segment.
+                if let Some(payload) = msg.encode_frame_split(&mut self.acc) {
+                    self.control.push_back(self.acc.split().freeze());
+                    self.control.push_back(payload);
+                }
+            }
+            Framing::Messages => {
+                self.flush_acc();
+                self.control.push_back(msg.encode_body());
+            }
+        }
+    }
+
+    /// Queues an encoded body on the control lane.
+    pub fn control_body(&mut self, body: Bytes) {
+        match self.framing {
+            Framing::Stream => crate::frame::encode_frame(&body, &mut self.acc),
+            Framing::Messages => {
+                self.flush_acc();
+                self.control.push_back(body);
+            }
+        }
+    }
+
+    /// Queues `msg` on the bulk lane.
+    pub fn bulk(&mut self, msg: &Message) {
+        let mut head = BytesMut::new();
+        let payload = msg.encode_frame_split(&mut head).unwrap_or_default();
+        let head = head.freeze().slice(HEADER_LEN..);
+        self.bulk_bytes += head.len() + payload.len();
+        self.bulk.push_back(Bulk {
+            head,
+            payload,
+            sent: 0,
+        });
+    }
+
+    /// Queues `msg` after everything already queued, bulk included (an orderly close).
+    pub fn last(&mut self, msg: &Message) {
+        if self.bulk.is_empty() {
+            self.control(msg);
+        } else {
+            let head = msg.encode_body();
+            self.bulk_bytes += head.len();
+            self.bulk.push_back(Bulk {
+                head,
+                payload: Bytes::new(),
+                sent: 0,
+            });
+        }
+    }
+
+    /// The next bytes to write (stream framing) or the next message (message framing):
+    /// the rest of the frame under way, then the control lane, then one bulk frame, the
+    /// latter only when `queued` (the bytes the shell holds unwritten) is under
+    /// [`PACE`]. `None`: nothing to write now.
+    pub fn poll(&mut self, queued: usize) -> Option<Bytes> {
+        if let Some(b) = self.cur.pop_front() {
+            return Some(b);
+        }
+        if let Some(b) = self.control.pop_front() {
+            return Some(b);
+        }
+        if !self.acc.is_empty() {
+            return Some(self.acc.split().freeze());
+        }
+        if queued >= PACE {
+            return None;
+        }
+        self.next_bulk_frame();
+        self.cur.pop_front()
+    }
+
+    fn flush_acc(&mut self) {
+        if !self.acc.is_empty() {
+            self.control.push_back(self.acc.split().freeze());
+        }
+    }
+
+    /// Moves the next frame of the bulk lane into `cur`.
+    fn next_bulk_frame(&mut self) {
+        let Some(b) = self.bulk.front_mut() else {
+            return;
+        };
+        let len = b.len();
+        let mut parts = Vec::with_capacity(2);
+        if b.sent == 0 && (!self.chunked || len <= CHUNK) {
+            // Whole.
+            b.slices(0, len, &mut parts);
+            self.bulk.pop_front();
+            self.bulk_bytes -= len;
+            self.frame(&[], &parts, len);
+            return;
+        }
+        let n = (len - b.sent).min(CHUNK);
+        b.slices(b.sent, n, &mut parts);
+        b.sent += n;
+        self.bulk_bytes -= n;
+        let more = b.sent < len;
+        if !more {
+            self.bulk.pop_front();
+        }
+        // The chunk's body: variant, `more`, varint(n), then the n bytes.
+        let mut head = BytesMut::with_capacity(HEADER_LEN + 8);
+        head.put_u8(CHUNK_VARIANT);
+        head.put_u8(u8::from(more));
+        let mut v = n;
+        while v >= 0x80 {
+            head.put_u8((v as u8) | 0x80);
+            v >>= 7;
+        }
+        head.put_u8(v as u8);
+        let total = head.len() + n;
+        self.frame(&head, &parts, total);
+    }
+
+    /// Puts one frame of `total` body bytes (`head` then `parts`) in `cur`.
+    fn frame(&mut self, head: &[u8], parts: &[Bytes], total: usize) {
+        match self.framing {
+            Framing::Stream => {
+                // Header, head and a first small part in one segment; big parts as
+                // their own segments (not copied).
+                let mut first = BytesMut::with_capacity(HEADER_LEN + head.len() + 64);
+                first.put_u32(u32::try_from(total).unwrap_or(u32::MAX));
+                first.put_slice(head);
+                let mut rest = parts.iter();
+                let mut pending = None;
+                for p in rest.by_ref() {
+                    if p.len() <= 256 {
+                        first.put_slice(p);
+                    } else {
+                        pending = Some(p.clone());
+                        break;
+                    }
+                }
+                self.cur.push_back(first.freeze());
+                self.cur.extend(pending);
+                self.cur.extend(rest.cloned());
+            }
+            Framing::Messages => {
+                let mut body = BytesMut::with_capacity(total);
+                body.put_slice(head);
+                for p in parts {
+                    body.put_slice(p);
+                }
+                self.cur.push_back(body.freeze());
+            }
+        }
+    }
+}
+
+/// Puts a chunked message together at the receiver.
+#[derive(Debug, Default)]
+pub struct Assembly {
+    buf: BytesMut,
+}
+
+impl Assembly {
+    /// Takes one chunk; returns the whole body once its last chunk arrived. The body is
+    /// capped at `max` bytes (checked before buffering); the error is terminal.
+    pub fn push(&mut self, chunk: Chunk, max: u32) -> Result<Option<Bytes>, FrameError> {
+        let have = self.buf.len() + chunk.data.len();
+        if have > max as usize {
+            self.buf = BytesMut::new();
+            return Err(FrameError::TooLarge {
+                announced: u32::try_from(have).unwrap_or(u32::MAX),
+                max,
+            });
+        }
+        if !chunk.more && self.buf.is_empty() {
+            return Ok(Some(chunk.data));
+        }
+        self.buf.extend_from_slice(&chunk.data);
+        if chunk.more {
+            return Ok(None);
+        }
+        Ok(Some(std::mem::take(&mut self.buf).freeze()))
+    }
+
+    /// Bytes held for a message under way.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,340 @@
+use super::*;
+use crate::frame::FrameDecoder;
+use crate::message::{Ping, Reply};
+
+fn ping(seq: u64) -> Message {
+    Message::Ping(Ping { seq, wall_ns: 7 })
+}
+
+fn reply(id: u64, len: usize) -> Message {
+    Message::Reply(Reply {
+        id,
+        result: Ok(Bytes::from(
+            (0..len).map(|i| (i % 251) as u8).collect::<Vec<u8>>(),
+        )),
+    })
+}
+
+/// Every frame in `bytes` (stream framing), decoded.
+fn frames(bytes: &[u8]) -> Vec<Message> {
+    let mut dec = FrameDecoder::new(u32::MAX);
+    let mut buf = BytesMut::from(bytes);
+    let mut out = Vec::new();
+    dec.decode_buf(&mut buf, |b| {
+        out.push(Message::decode_bytes(&b).expect("decodes"));
+        true
+    })
+    .expect("frames");
+    assert!(buf.is_empty(), "a frame cut short");
+    out
+}
+
+/// Short names of the frames: `ping1`, `reply2`, `chunk+`/`chunk.` (more or last).
+fn names(msgs: &[Message]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| match m {
+            Message::Ping(p) => format!("ping{}", p.seq),
+            Message::Reply(r) => format!("reply{}", r.id),
+            Message::Request(r) => format!("request{}", r.id),
+            Message::Close(_) => "close".into(),
+            Message::Chunk(c) => format!("chunk{}", if c.more { "+" } else { "." }),
+            m => m.kind().into(),
+        })
+        .collect()
+}
+
+fn drain(l: &mut Lanes, queued: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(b) = l.poll(queued) {
+        out.extend_from_slice(&b);
+    }
+    out
+}
+
+/// What the chunks put together make.
+fn assemble(msgs: Vec<Message>) -> Vec<Message> {
+    let mut a = Assembly::default();
+    let mut out = Vec::new();
+    for m in msgs {
+        match m {
+            Message::Chunk(c) => {
+                if let Some(body) = a.push(c, u32::MAX).expect("fits") {
+                    out.push(Message::decode_bytes(&body).expect("a message"));
+                }
+            }
+            m => out.push(m),
+        }
+    }
+    out
+}
+
+#[test]
+fn control_goes_before_bulk_and_bulk_leaves_one_chunk_at_a_time() {
+    let mut l = Lanes::new(Framing::Stream);
+    l.set_chunked(true);
+    let big = reply(1, 3 * CHUNK);
+    l.bulk(&big);
+    l.control(&ping(1));
+    // Everything: the ping first, then the reply in 4 chunks (its head pushes the body
+    // just past 3 chunks).
+    let all = frames(&drain(&mut l, 0));
+    assert_eq!(
+        names(&all),
+        ["ping1", "chunk+", "chunk+", "chunk+", "chunk."]
+    );
+    for m in &all[1..4] {
+        let Message::Chunk(c) = m else { panic!() };
+        assert_eq!(c.data.len(), CHUNK);
+    }
+    assert_eq!(assemble(all), vec![ping(1), big]);
+    assert!(l.is_empty());
+}
+
+#[test]
+fn a_control_message_waits_for_the_frame_under_way_only() {
+    let mut l = Lanes::new(Framing::Stream);
+    l.set_chunked(true);
+    let big = reply(1, 2 * CHUNK);
+    l.bulk(&big);
+    // The first segment of the first chunk leaves; a ping queued now goes right after
+    // that chunk's frame, before the next chunk.
+    let mut out = l.poll(0).expect("a segment").to_vec();
+    l.control(&ping(2));
+    out.extend(drain(&mut l, 0));
+    assert_eq!(
+        names(&frames(&out)),
+        ["chunk+", "ping2", "chunk+", "chunk."]
+    );
+}
+
+#[test]
+fn bulk_is_paced_by_what_the_shell_still_holds() {
+    let mut l = Lanes::new(Framing::Stream);
+    l.set_chunked(true);
+    l.bulk(&reply(1, 2 * CHUNK));
+    l.control(&ping(1));
+    // The shell holds PACE bytes: control only.
+    let held = frames(&drain(&mut l, PACE));
+    assert_eq!(names(&held), ["ping1"]);
+    assert!(l.has_bulk());
+    // Room: one chunk's frame at a time (its segments), then nothing until asked again.
+    let mut chunk = Vec::new();
+    let first = l.poll(PACE - 1).expect("a chunk");
+    chunk.extend_from_slice(&first);
+    // The rest of the frame under way goes whatever the shell holds.
+    while let Some(b) = l.poll(usize::MAX) {
+        chunk.extend_from_slice(&b);
+    }
+    assert_eq!(names(&frames(&chunk)), ["chunk+"]);
+    assert!(l.poll(PACE).is_none());
+    assert_eq!(names(&frames(&drain(&mut l, 0))), ["chunk+", "chunk."]);
+}
+
+#[test]
+fn payloads_are_not_copied_on_streams() {
+    let mut l = Lanes::new(Framing::Stream);
+    l.set_chunked(true);
+    let payload = Bytes::from(vec![3u8; 2 * CHUNK]);
+    l.bulk(&Message::Reply(Reply {
+        id: 9,
+        result: Ok(payload.clone()),
+    }));
+    let mut shared = 0;
+    while let Some(b) = l.poll(0) {
+        if payload.as_ptr_range().contains(&b.as_ptr()) {
+            shared += b.len();
+        }
+    }
+    // Everything but the few payload bytes that share the first chunk with the head.
+    assert!(shared >= 2 * CHUNK - 256, "{shared}");
+}
+
+#[test]
+fn an_older_peer_gets_bulk_whole_after_the_control_lane() {
+    let mut l = Lanes::new(Framing::Stream);
+    let big = reply(1, 3 * CHUNK);
+    l.bulk(&big);
+    l.control(&ping(1));
+    let bytes = drain(&mut l, 0);
+    let mut want = BytesMut::new();
+    ping(1).encode_frame_into(&mut want);
+    big.encode_frame_into(&mut want);
+    assert_eq!(bytes, want.to_vec());
+}
+
+#[test]
+fn a_bulk_message_that_fits_one_chunk_leaves_whole() {
+    let mut l = Lanes::new(Framing::Stream);
+    l.set_chunked(true);
+    let m = reply(4, CHUNK - 32);
+    l.bulk(&m);
+    assert_eq!(frames(&drain(&mut l, 0)), vec![m]);
+}
+
+#[test]
+fn a_close_after_bulk_leaves_after_it() {
+    let mut l = Lanes::new(Framing::Stream);
+    l.set_chunked(true);
+    let close = Message::Close(crate::message::Close { reason: "r".into() });
+    l.bulk(&reply(1, 2 * CHUNK));
+    l.last(&close);
+    l.control(&ping(1));
+    assert_eq!(
+        names(&frames(&drain(&mut l, 0))),
+        ["ping1", "chunk+", "chunk+", "chunk.", "close"]
+    );
+    // With no bulk queued it is an ordinary control message.
+    let mut l = Lanes::new(Framing::Stream);
+    l.control(&ping(1));
+    l.last(&close);
+    assert_eq!(names(&frames(&drain(&mut l, 0))), ["ping1", "close"]);
+}
+
+#[test]
+fn message_framing_gives_one_message_per_chunk() {
+    let mut l = Lanes::new(Framing::Messages);
+    l.set_chunked(true);
+    let big = reply(1, CHUNK + 10);
+    l.bulk(&big);
+    l.control(&ping(1));
+    let mut msgs = Vec::new();
+    while let Some(b) = l.poll(0) {
+        msgs.push(Message::decode_bytes(&b).expect("one message"));
+    }
+    assert_eq!(names(&msgs), ["ping1", "chunk+", "chunk."]);
+    assert_eq!(assemble(msgs), vec![ping(1), big]);
+}
+
+#[test]
+fn chunk_frames_are_the_encoded_chunk_messages() {
+    // The hand-written chunk headers are postcard's encoding of Message::Chunk: the
+    // bytes are exactly the decoded frames encoded again.
+    for len in [CHUNK + 1, 2 * CHUNK + 200, 5 * CHUNK] {
+        let mut l = Lanes::new(Framing::Stream);
+        l.set_chunked(true);
+        l.bulk(&reply(1, len));
+        let bytes = drain(&mut l, 0);
+        let mut again = BytesMut::new();
+        for m in frames(&bytes) {
+            assert!(matches!(m, Message::Chunk(_)));
+            m.encode_frame_into(&mut again);
+        }
+        assert_eq!(bytes, again.to_vec(), "{len}");
+    }
+}
+
+#[test]
+fn file_parts_are_bulk_requests_other_requests_are_not() {
+    use crate::cluster::{CLASS_JOB, FilePart, JobCall, encode_body};
+    let part = |len: usize| {
+        encode_body(&JobCall::SendFile(FilePart {
+            path: "f".into(),
+            offset: 0,
+            total: len as u64,
+            data: Bytes::from(vec![0u8; len]),
+            sha256: None,
+        }))
+        .expect("encodes")
+    };
+    assert!(is_bulk_request(CLASS_JOB, &part(BULK_MIN)));
+    assert!(!is_bulk_request(CLASS_JOB, &part(100)));
+    assert!(!is_bulk_request("nkcluster.echo", &part(BULK_MIN)));
+    let put = encode_body(&JobCall::PutData(
+        "k".into(),
+        Bytes::from(vec![0u8; BULK_MIN]),
+    ))
+    .expect("encodes");
+    assert!(!is_bulk_request(CLASS_JOB, &put));
+}
+
+#[test]
+fn assembly_caps_the_whole_body_and_passes_a_lone_last_chunk_through() {
+    let mut a = Assembly::default();
+    let c = |more, n: usize| Chunk {
+        more,
+        data: Bytes::from(vec![1u8; n]),
+    };
+    let lone = c(false, 10);
+    let data = lone.data.clone();
+    let got = a.push(lone, 100).expect("fits").expect("whole");
+    assert_eq!(got.as_ptr(), data.as_ptr());
+    assert_eq!(a.push(c(true, 60), 100), Ok(None));
+    assert_eq!(a.buffered(), 60);
+    assert_eq!(
+        a.push(c(false, 41), 100),
+        Err(FrameError::TooLarge {
+            announced: 101,
+            max: 100
+        })
+    );
+    assert_eq!(a.buffered(), 0);
+}
+
+#[test]
+fn on_a_link_a_small_request_overtakes_a_big_reply_and_both_arrive_whole() {
+    use crate::conn::Event;
+    use crate::conn::tests::linked;
+    use crate::time::Instant;
+    use std::time::Duration;
+    let (mut d, mut l) = linked();
+    let t = Instant::from_millis(1);
+    d.request(t, "get", Bytes::from_static(b"big"), Duration::from_secs(5))
+        .expect("sent");
+    while let Some(x) = d.poll_transmit() {
+        l.handle_input(t, &x);
+    }
+    let Some(Event::Request { id, .. }) = l.poll_event() else {
+        panic!("the request")
+    };
+    let big = Bytes::from(vec![8u8; 3 * CHUNK]);
+    l.reply(id, Ok(big.clone()));
+    l.request(t, "echo", Bytes::from_static(b"hi"), Duration::from_secs(5))
+        .expect("sent");
+    let mut wire = Vec::new();
+    while let Some(x) = l.poll_transmit() {
+        wire.extend_from_slice(&x);
+    }
+    assert_eq!(
+        names(&frames(&wire)),
+        ["request1", "chunk+", "chunk+", "chunk+", "chunk."]
+    );
+    d.handle_input(t, &wire);
+    let evs: Vec<Event> = std::iter::from_fn(|| d.poll_event()).collect();
+    assert!(matches!(&evs[0], Event::Request { class, .. } if class == "echo"));
+    assert_eq!(
+        evs[1],
+        Event::Reply {
+            id: crate::conn::RequestId(1),
+            result: Ok(big)
+        }
+    );
+}
+
+#[test]
+fn a_chunked_message_over_the_frame_maximum_ends_the_link() {
+    use crate::conn::tests::linked;
+    use crate::conn::{ConnError, Event};
+    use crate::time::Instant;
+    let (mut d, _l) = linked();
+    let t = Instant::from_millis(1);
+    let mut wire = BytesMut::new();
+    let max = crate::frame::MAX_FRAME_DEFAULT as usize;
+    for more in [true, false] {
+        Message::Chunk(Chunk {
+            more,
+            data: Bytes::from(vec![0u8; max / 2 + 1]),
+        })
+        .encode_frame_into(&mut wire);
+    }
+    d.handle_input(t, &wire);
+    let evs: Vec<Event> = std::iter::from_fn(|| d.poll_event()).collect();
+    assert!(
+        matches!(
+            evs.last(),
+            Some(Event::Closed(Some(ConnError::Frame(
+                FrameError::TooLarge { .. }
+            ))))
+        ),
+        "{evs:?}"
+    );
+}
