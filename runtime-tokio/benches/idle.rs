@@ -160,20 +160,37 @@ struct ControlProcess {
 impl ControlProcess {
     fn start(transport: &str) -> ControlProcess {
         let exe = std::env::current_exe().expect("own path");
-        let mut child = Command::new(exe)
+        // `NKCLUSTER_IDLE_WRAP=heaptrack` (or another wrapper command) runs the control
+        // child under it, to see where its memory goes.
+        let wrap = std::env::var("NKCLUSTER_IDLE_WRAP").ok();
+        let mut cmd = match &wrap {
+            Some(w) => {
+                let mut c = Command::new(w);
+                c.arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let mut child = cmd
             .args(["--control", transport])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the control process");
         let out = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(out).read_line(&mut line).expect("port line");
-        let port = line
-            .trim()
-            .strip_prefix("port ")
-            .and_then(|p| p.parse().ok())
-            .expect("the control prints its port");
+        // A wrapper may print lines of its own first.
+        let mut out = BufReader::new(out);
+        let port = loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).expect("port line") == 0 {
+                panic!("the control prints its port");
+            }
+            if let Some(p) = line.trim().strip_prefix("port ").and_then(|p| p.parse().ok()) {
+                break p;
+            }
+        };
+        // The rest of the wrapper's output is not read: keep the pipe drained.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         ControlProcess { child, port }
     }
 

@@ -504,7 +504,11 @@ pub(super) async fn accept_loop<N: Net>(
                     // The transport's own handshake (TLS, WebSocket upgrade) counts against
                     // the handshake deadline too: a silent peer cannot hold a task.
                     let limit = inner.config.connection.handshake.timeout;
-                    let setup = transport::accept(stream, transport, tls.as_deref(), &path, max);
+                    // Boxed: the TLS and WebSocket handshakes' state is large, and only
+                    // needed until the transport is up; inline, every link's task would
+                    // keep room for it as long as the link lives (issue 15, point 6).
+                    let setup =
+                        Box::pin(transport::accept(stream, transport, tls.as_deref(), &path, max));
                     let ready = match tokio::time::timeout(limit, setup).await {
                         Ok(Ok(r)) => r,
                         Ok(Err(e)) => {
