@@ -185,7 +185,11 @@ impl ControlProcess {
             if out.read_line(&mut line).expect("port line") == 0 {
                 panic!("the control prints its port");
             }
-            if let Some(p) = line.trim().strip_prefix("port ").and_then(|p| p.parse().ok()) {
+            if let Some(p) = line
+                .trim()
+                .strip_prefix("port ")
+                .and_then(|p| p.parse().ok())
+            {
                 break p;
             }
         };

@@ -169,7 +169,7 @@ pub async fn drive(
     mut io: Box<dyn LinkIo>,
     mut conn: Connection,
     clock: Clock,
-    mut commands: mpsc::Receiver<Command>,
+    mut commands: crate::cmdq::Receiver<Command>,
     handler: &dyn RequestHandler,
     sink: &mut dyn EventSink,
     meter: Meter,

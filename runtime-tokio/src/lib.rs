@@ -43,6 +43,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod cmdq;
 pub mod config;
 pub mod discovery;
 pub mod docker;

@@ -28,10 +28,10 @@ impl<N: Net> Node<N> {
         // deadline (held or sent); a full queue is waited for within the deadline only.
         match commands.try_send(cmd) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(cmdq::TrySendError::Closed(_)) => {
                 return Err(RequestError::ConnectionFailed);
             }
-            Err(mpsc::error::TrySendError::Full(cmd)) => {
+            Err(cmdq::TrySendError::Full(cmd)) => {
                 match tokio::time::timeout(timeout, commands.send(cmd)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(RequestError::ConnectionFailed),

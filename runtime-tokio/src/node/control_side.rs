@@ -27,8 +27,8 @@ impl<N: Net> Inner<N> {
                 reply: tx,
             })
             .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => RequestError::TooManyPending,
-                mpsc::error::TrySendError::Closed(_) => RequestError::ConnectionFailed,
+                cmdq::TrySendError::Full(_) => RequestError::TooManyPending,
+                cmdq::TrySendError::Closed(_) => RequestError::ConnectionFailed,
             })?;
         Ok(rx)
     }

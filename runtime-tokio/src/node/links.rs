@@ -173,7 +173,7 @@ pub(super) struct Keys {
 #[derive(Default)]
 pub(super) struct LinkExtras {
     /// An exclusive connection's own command channel (it is not listed as a peer link).
-    pub(super) commands: Option<(mpsc::Sender<Command>, mpsc::Receiver<Command>)>,
+    pub(super) commands: Option<(cmdq::Sender<Command>, cmdq::Receiver<Command>)>,
     /// Told the handshake's outcome.
     pub(super) notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
     /// An accepted connection's slot among the unauthenticated ones.
@@ -200,7 +200,7 @@ pub(super) struct LinkSink<N: Net> {
     remote: String,
     dialer: bool,
     /// The link's command channel, handed to the machine at authentication.
-    commands: Option<mpsc::Sender<Command>>,
+    commands: Option<cmdq::Sender<Command>>,
     /// Listed in the link table (an exclusive connection is not: it serves one request).
     listed: bool,
     remote_ip: Option<IpAddr>,
@@ -423,7 +423,7 @@ pub(super) async fn run_connection<N: Net>(
     let (listed, tx, rx) = match commands {
         Some((tx, rx)) => (false, tx, rx),
         None => {
-            let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+            let (tx, rx) = cmdq::channel(COMMAND_QUEUE);
             (true, tx, rx)
         }
     };
@@ -507,8 +507,13 @@ pub(super) async fn accept_loop<N: Net>(
                     // Boxed: the TLS and WebSocket handshakes' state is large, and only
                     // needed until the transport is up; inline, every link's task would
                     // keep room for it as long as the link lives (issue 15, point 6).
-                    let setup =
-                        Box::pin(transport::accept(stream, transport, tls.as_deref(), &path, max));
+                    let setup = Box::pin(transport::accept(
+                        stream,
+                        transport,
+                        tls.as_deref(),
+                        &path,
+                        max,
+                    ));
                     let ready = match tokio::time::timeout(limit, setup).await {
                         Ok(Ok(r)) => r,
                         Ok(Err(e)) => {

@@ -44,6 +44,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::clock::{Clock, TlsTime};
+use crate::cmdq;
 use crate::config::NodeConfig;
 use crate::discovery::{Dns, DnsSetupError};
 use crate::driver::{Answer, Command, EventSink, RequestHandler, Responder, drive};
@@ -194,7 +195,7 @@ pub struct Env<N> {
 }
 
 /// The shell's handle of a link: its command channel (a byte pump's input).
-type Pump = mpsc::Sender<Command>;
+type Pump = cmdq::Sender<Command>;
 
 struct Inner<N: Net> {
     config: NodeConfig,

@@ -264,7 +264,7 @@ impl<N: Net> Node<N> {
                 }
                 Err(_) => return Exclusive::Failed(RequestError::Timeout),
             };
-            let (tx, rx) = mpsc::channel(window.max(1));
+            let (tx, rx) = cmdq::channel(window.max(1));
             let (told_tx, told_rx) = oneshot::channel();
             let keys = self.inner.keys_for(None);
             let inner = self.inner.clone();
@@ -317,7 +317,7 @@ impl<N: Net> Node<N> {
 /// What [`Node::dial_exclusive`] got.
 pub(super) enum Exclusive {
     /// The connection, authenticated by the expected node: its command channel.
-    Open(mpsc::Sender<Command>),
+    Open(cmdq::Sender<Command>),
     /// No listen URL of the peer could be dialed.
     NotDialed,
     /// A URL was dialed but no connection to the peer came of it (or the peer is not

@@ -41,7 +41,7 @@ pub struct SendReport {
 /// The connection an attempt sends its parts over.
 enum Carried {
     Main,
-    Exclusive(mpsc::Sender<Command>),
+    Exclusive(cmdq::Sender<Command>),
 }
 
 impl<N: Net> Node<N> {
@@ -252,7 +252,7 @@ impl<N: Net> Node<N> {
         &self,
         peer: &str,
         timeout: Duration,
-    ) -> Option<mpsc::Sender<Command>> {
+    ) -> Option<cmdq::Sender<Command>> {
         let deadline = tokio::time::Instant::now() + timeout;
         match self.dial_exclusive(peer, deadline, WINDOW).await {
             super::routing::Exclusive::Open(tx) => Some(tx),

@@ -1,0 +1,313 @@
+//! A link's command queue: a bounded many-senders, one-receiver channel whose storage
+//! exists only while it holds commands.
+//!
+//! A tokio `mpsc` channel allocates its first block of 32 slots when it is made and
+//! keeps it for its whole life: about 2.5 KiB per link for a queue that is empty almost
+//! always on an idle link (issue 15, point 6). Here the queue is a `VecDeque` behind a
+//! mutex, given back when it empties; the channel itself is one small allocation.
+//! Senders that find it full wait for room ([`Sender::send`]) or are told so
+//! ([`Sender::try_send`]); when the receiver goes, senders are told the channel is
+//! closed; when every sender goes, the receiver drains what is queued, then sees the end.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+struct State<T> {
+    queue: VecDeque<T>,
+    /// The receiver, waiting for a command (or for the last sender to go).
+    rx_waker: Option<Waker>,
+    /// Senders waiting for room.
+    tx_wakers: Vec<Waker>,
+    senders: usize,
+    /// The receiver is gone.
+    rx_gone: bool,
+}
+
+struct Shared<T> {
+    cap: usize,
+    state: Mutex<State<T>>,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panic while holding the lock leaves the queue consistent (every change is
+        // one push or pop): carry on with it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The sending side; cloned for each sender.
+pub struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// The receiving side (the link's task).
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+/// Why [`Sender::try_send`] did not queue the value (which it gives back).
+#[derive(Debug, PartialEq, Eq)]
+pub enum TrySendError<T> {
+    /// The queue holds its capacity.
+    Full(T),
+    /// The receiver is gone.
+    Closed(T),
+}
+
+/// [`Sender::send`] found the receiver gone (the value is given back).
+#[derive(Debug, PartialEq, Eq)]
+pub struct SendError<T>(pub T);
+
+/// Why [`Receiver::try_recv`] returned nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TryRecvError {
+    /// Nothing queued now.
+    Empty,
+    /// Nothing queued, and every sender is gone.
+    Disconnected,
+}
+
+/// A channel holding at most `cap` values (at least one).
+pub fn channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        cap: cap.max(1),
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            rx_waker: None,
+            tx_wakers: Vec::new(),
+            senders: 1,
+            rx_gone: false,
+        }),
+    });
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver { shared },
+    )
+}
+
+impl<T> Sender<T> {
+    /// Queues `value` now, or says why not.
+    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        let mut s = self.shared.lock();
+        if s.rx_gone {
+            return Err(TrySendError::Closed(value));
+        }
+        if s.queue.len() >= self.shared.cap {
+            return Err(TrySendError::Full(value));
+        }
+        s.queue.push_back(value);
+        let waker = s.rx_waker.take();
+        drop(s);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues `value`, waiting for room; fails when the receiver is gone.
+    pub async fn send(&self, value: T) -> Result<(), SendError<T>> {
+        let mut value = Some(value);
+        poll_fn(|cx| {
+            let Some(v) = value.take() else {
+                return Poll::Ready(Ok(()));
+            };
+            match self.try_send(v) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(TrySendError::Closed(v)) => Poll::Ready(Err(SendError(v))),
+                Err(TrySendError::Full(v)) => {
+                    let mut s = self.shared.lock();
+                    // Room may have come between the two locks: try again at once.
+                    if s.queue.len() < self.shared.cap || s.rx_gone {
+                        cx.waker().wake_by_ref();
+                    } else if !s.tx_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                        s.tx_wakers.push(cx.waker().clone());
+                    }
+                    value = Some(v);
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Whether both are senders of the same channel.
+    pub fn same_channel(&self, other: &Sender<T>) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
+    /// Whether the receiver is gone.
+    pub fn is_closed(&self) -> bool {
+        self.shared.lock().rx_gone
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        Sender {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let mut s = self.shared.lock();
+        s.senders -= 1;
+        let waker = if s.senders == 0 {
+            s.rx_waker.take()
+        } else {
+            None
+        };
+        drop(s);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("cmdq::Sender").finish_non_exhaustive()
+    }
+}
+
+impl<T> Receiver<T> {
+    /// The next value, or `None` once every sender is gone and the queue is empty.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        match self.take() {
+            Ok(v) => Poll::Ready(Some(v)),
+            Err(TryRecvError::Disconnected) => Poll::Ready(None),
+            Err(TryRecvError::Empty) => {
+                let mut s = self.shared.lock();
+                // A value (or the last sender's drop) may have come since `take`.
+                if !s.queue.is_empty() || s.senders == 0 {
+                    cx.waker().wake_by_ref();
+                } else if !s.rx_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    s.rx_waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The next value, waiting for it; `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<T> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next value if one is queued.
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        self.take()
+    }
+
+    fn take(&mut self) -> Result<T, TryRecvError> {
+        let mut s = self.shared.lock();
+        let Some(v) = s.queue.pop_front() else {
+            return Err(if s.senders == 0 {
+                TryRecvError::Disconnected
+            } else {
+                TryRecvError::Empty
+            });
+        };
+        if s.queue.is_empty() {
+            // An idle link holds no queue storage.
+            s.queue = VecDeque::new();
+        }
+        let waiting = std::mem::take(&mut s.tx_wakers);
+        drop(s);
+        // Room for one: every waiting sender tries again (those that lose wait again).
+        waiting.into_iter().for_each(Waker::wake);
+        Ok(v)
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let mut s = self.shared.lock();
+        s.rx_gone = true;
+        let queued = std::mem::take(&mut s.queue);
+        let waiting = std::mem::take(&mut s.tx_wakers);
+        drop(s);
+        // Dropped outside the lock: a queued value's drop may run code of its own.
+        drop(queued);
+        waiting.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("cmdq::Receiver").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_come_out_in_order_and_the_end_follows_the_last_sender() {
+        let (tx, mut rx) = channel(4);
+        let tx2 = tx.clone();
+        tx.try_send(1).expect("room");
+        tx2.try_send(2).expect("room");
+        assert_eq!(rx.try_recv(), Ok(1));
+        drop(tx);
+        assert_eq!(rx.try_recv(), Ok(2));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        drop(tx2);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_a_gone_receiver_closes() {
+        let (tx, rx) = channel(2);
+        tx.try_send(1).expect("room");
+        tx.try_send(2).expect("room");
+        assert_eq!(tx.try_send(3), Err(TrySendError::Full(3)));
+        assert!(!tx.is_closed());
+        drop(rx);
+        assert!(tx.is_closed());
+        assert_eq!(tx.try_send(4), Err(TrySendError::Closed(4)));
+    }
+
+    #[test]
+    fn an_empty_queue_holds_no_storage() {
+        let (tx, mut rx) = channel(8);
+        tx.try_send(1).expect("room");
+        assert!(tx.shared.lock().queue.capacity() > 0);
+        assert_eq!(rx.try_recv(), Ok(1));
+        assert_eq!(tx.shared.lock().queue.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_sender_waits_for_room_and_the_receiver_for_values() {
+        let (tx, mut rx) = channel(1);
+        tx.try_send(1).expect("room");
+        let sender = tokio::spawn(async move {
+            tx.send(2).await.expect("sent");
+            tx.send(3).await.expect("sent");
+        });
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(rx.recv().await, Some(2));
+        assert_eq!(rx.recv().await, Some(3));
+        assert_eq!(rx.recv().await, None);
+        sender.await.expect("sender");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_sender_learns_the_receiver_went() {
+        let (tx, rx) = channel(1);
+        tx.try_send(1).expect("room");
+        let sender = tokio::spawn(async move { tx.send(2).await });
+        tokio::task::yield_now().await;
+        drop(rx);
+        assert_eq!(sender.await.expect("sender"), Err(SendError(2)));
+    }
+}
