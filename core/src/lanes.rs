@@ -3,7 +3,8 @@
 //! - The **control lane** carries every message in the order it was sent (pings, pongs,
 //!   requests, small replies, gossip, close), small frames packed into one buffer.
 //! - The **bulk lane** carries big replies (an `Ok` payload of at least [`BULK_MIN`]
-//!   bytes) and file parts ([`is_bulk_request`]), in their order. Nothing is ordered
+//!   bytes) and file parts, every one of them whatever its size ([`is_bulk_request`]:
+//!   the parts of a file must keep their order), in their order. Nothing is ordered
 //!   after them but other bulk messages: a reply answers its own request, and a sender
 //!   of file parts waits for their answers.
 //!
@@ -41,13 +42,11 @@ const CHUNK_VARIANT: u8 = 9;
 /// `cluster::CLASS_JOB`'s `JobCall::SendFile` (see [`crate::file_send::wire`]).
 const SEND_FILE_VARIANT: u8 = 13;
 
-/// Whether a request of `class` with `body` goes to the bulk lane: a file part big
-/// enough to be bulk.
+/// Whether a request of `class` with `body` goes to the bulk lane: a file part, of any
+/// size (a file's short last part must not overtake the parts before it).
 #[must_use]
 pub fn is_bulk_request(class: &str, body: &[u8]) -> bool {
-    class == crate::cluster::CLASS_JOB
-        && body.len() >= BULK_MIN
-        && body.first() == Some(&SEND_FILE_VARIANT)
+    class == crate::cluster::CLASS_JOB && body.first() == Some(&SEND_FILE_VARIANT)
 }
 
 /// One bulk message: its body as a head (everything before the payload) and the

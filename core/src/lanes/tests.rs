@@ -224,7 +224,7 @@ fn chunk_frames_are_the_encoded_chunk_messages() {
 }
 
 #[test]
-fn file_parts_are_bulk_requests_other_requests_are_not() {
+fn file_parts_of_any_size_are_bulk_requests_other_requests_are_not() {
     use crate::cluster::{CLASS_JOB, FilePart, JobCall, encode_body};
     let part = |len: usize| {
         encode_body(&JobCall::SendFile(FilePart {
@@ -237,7 +237,8 @@ fn file_parts_are_bulk_requests_other_requests_are_not() {
         .expect("encodes")
     };
     assert!(is_bulk_request(CLASS_JOB, &part(BULK_MIN)));
-    assert!(!is_bulk_request(CLASS_JOB, &part(100)));
+    // A short (last) part too: the parts of a file keep their order.
+    assert!(is_bulk_request(CLASS_JOB, &part(17)));
     assert!(!is_bulk_request("nkcluster.echo", &part(BULK_MIN)));
     let put = encode_body(&JobCall::PutData(
         "k".into(),
@@ -336,5 +337,40 @@ fn a_chunked_message_over_the_frame_maximum_ends_the_link() {
             ))))
         ),
         "{evs:?}"
+    );
+}
+
+#[test]
+fn a_files_short_last_part_stays_behind_the_big_part_before_it() {
+    use crate::cluster::{CLASS_JOB, FilePart, JobCall, encode_body};
+    use crate::conn::tests::linked;
+    use crate::time::Instant;
+    use std::time::Duration;
+    let (mut d, _l) = linked();
+    let t = Instant::from_millis(1);
+    let part = |offset: u64, len: usize| {
+        encode_body(&JobCall::SendFile(FilePart {
+            path: "f".into(),
+            offset,
+            total: (CHUNK * 2 + 17) as u64,
+            data: Bytes::from(vec![1u8; len]),
+            sha256: None,
+        }))
+        .expect("encodes")
+    };
+    let s = Duration::from_secs(5);
+    d.request(t, CLASS_JOB, part(0, 2 * CHUNK), s)
+        .expect("sent");
+    d.request(t, CLASS_JOB, part(2 * CHUNK as u64, 17), s)
+        .expect("sent");
+    d.request(t, "echo", Bytes::from_static(b"hi"), s)
+        .expect("sent");
+    let mut wire = Vec::new();
+    while let Some(x) = d.poll_transmit() {
+        wire.extend_from_slice(&x);
+    }
+    assert_eq!(
+        names(&frames(&wire)),
+        ["request3", "chunk+", "chunk+", "chunk.", "request2"]
     );
 }
