@@ -193,8 +193,8 @@ pub async fn drive(
     let mut orderly = false;
     // Late answers of handlers. Unbounded, but the core caps the peer's requests in
     // flight (`max_incoming_requests`), so at most that many answers can be queued.
-    // Made at the first request and dropped when no answer is owed (an idle link holds
-    // no channel).
+    // Made at the first request and dropped at a timer wake-up when no answer is owed
+    // (an idle link holds no channel).
     let mut late: Option<LateAnswers> = None;
 
     loop {
@@ -232,13 +232,6 @@ pub async fn drive(
                     sink.on_event(&conn, &ev)
                 }
             }
-        }
-        // No answer owed and none queued: the channel goes until the next request.
-        if late
-            .as_ref()
-            .is_some_and(|(_, rx)| rx.is_empty() && rx.sender_strong_count() == 1)
-        {
-            late = None;
         }
         if pump.idle_close(commands_open, &conn) {
             conn.close("idle");
@@ -427,6 +420,16 @@ pub async fn drive(
             Wake::Timer => {
                 pump.expire(now).into_iter().for_each(deliver);
                 conn.handle_timeout(now);
+                // No answer owed and none queued: the channel goes until the next
+                // request. Not sooner: a busy link would make and free one per request
+                // (an allocation with a block of slots each time); the timer wakes an idle
+                // link anyway (its next ping).
+                if late
+                    .as_ref()
+                    .is_some_and(|(_, rx)| rx.is_empty() && rx.sender_strong_count() == 1)
+                {
+                    late = None;
+                }
             }
         }
     }

@@ -171,6 +171,40 @@ fn main() {
         stability::run(runs, if quick { 2_000 } else { 20_000 });
         return;
     }
+    // `--profile nk|mux ct|mt`: that pipelined path alone, for a profiler (callgrind,
+    // perf, strace -c) to see nothing else.
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        let what = args.get(i + 1).map_or("nk", String::as_str).to_owned();
+        let flavour = match args.get(i + 2).map(String::as_str) {
+            Some("ct") => "current_thread",
+            _ => "multi_thread(2)",
+        };
+        let pn = if quick { 64_000 } else { 320_000 };
+        let p = runtime(flavour).block_on(async move {
+            tokio::spawn(async move {
+                let body = Bytes::from(vec![7u8; 32]);
+                if what == "mux" {
+                    let mux = raw::Mux::start().await;
+                    pipelined(&mux, WINDOW * 10, &body).await;
+                    pipelined(&mux, pn, &body).await
+                } else {
+                    let nk = nk::Nk::start().await;
+                    pipelined(&nk, WINDOW * 10, &body).await;
+                    let p = pipelined(&nk, pn, &body).await;
+                    nk.shutdown();
+                    p
+                }
+            })
+            .await
+            .expect("profile task")
+        });
+        println!(
+            "{flavour}: {:.0} req/s, {:.2} CPU µs/req",
+            p.per_sec(),
+            p.cpu_us()
+        );
+        return;
+    }
     let started = Instant::now();
     println!(
         "nkcluster protocol bench ({})",

@@ -14,9 +14,6 @@ impl<N: Net> Node<N> {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, RequestError> {
-        let Some(commands) = self.inner.view().link_of(peer).cloned() else {
-            return Err(RequestError::NotConnected);
-        };
         let (tx, rx) = oneshot::channel();
         let cmd = Command::Request {
             class: class.to_owned(),
@@ -26,12 +23,24 @@ impl<N: Net> Node<N> {
         };
         // The timeout covers everything: once queued, the link ends the request at its
         // deadline (held or sent); a full queue is waited for within the deadline only.
-        match commands.try_send(cmd) {
-            Ok(()) => {}
-            Err(cmdq::TrySendError::Closed(_)) => {
-                return Err(RequestError::ConnectionFailed);
+        // The link's sender is used in place: a clone (and its drop) locks the queue that
+        // every caller of the link contends on. Cloned only to wait for room.
+        let full = {
+            let view = self.inner.view();
+            let Some(commands) = view.link_of(peer) else {
+                return Err(RequestError::NotConnected);
+            };
+            match commands.try_send(cmd) {
+                Ok(()) => None,
+                Err(cmdq::TrySendError::Closed(_)) => {
+                    return Err(RequestError::ConnectionFailed);
+                }
+                Err(cmdq::TrySendError::Full(cmd)) => Some((commands.clone(), cmd)),
             }
-            Err(cmdq::TrySendError::Full(cmd)) => {
+        };
+        match full {
+            None => {}
+            Some((commands, cmd)) => {
                 match tokio::time::timeout(timeout, commands.send(cmd)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(RequestError::ConnectionFailed),
