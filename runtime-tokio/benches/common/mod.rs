@@ -71,7 +71,8 @@ pub fn target(name: &str, measured: f64, goal: Goal, unit: &str, decimals: usize
     println!("{}", target_line(name, measured, goal, unit, decimals));
 }
 
-/// Context switches of every live thread of this process so far (voluntary and not,
+/// Context switches of every live thread of this process so far (voluntary and not; a
+/// thread that exits takes its count along, so subtract with `saturating_sub`;
 /// from `/proc/self/task/*/status`; 0 elsewhere).
 pub fn context_switches() -> u64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {

@@ -54,10 +54,10 @@ async fn measure(kind: Kind, tls: &Tls, n: usize) -> Pair {
     for _ in 0..HALVES {
         let cs = context_switches();
         raw.extend(raw_rtt(kind, tls, n / HALVES, true).await);
-        raw_cs += context_switches() - cs;
+        raw_cs += context_switches().saturating_sub(cs);
         let cs = context_switches();
         ours.extend(nk.rtt(n / HALVES).await);
-        nk_cs += context_switches() - cs;
+        nk_cs += context_switches().saturating_sub(cs);
     }
     nk.shutdown();
     Pair {
