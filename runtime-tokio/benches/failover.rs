@@ -31,13 +31,7 @@ const IDLE: Duration = Duration::from_millis(1000);
 const ITERATIONS: u32 = 1000;
 
 fn env() -> Env<TokioNet> {
-    Env {
-        net: TokioNet,
-        seed: None,
-        wall_origin_ns: None,
-        tls_provider: None,
-        machine_figures: None,
-    }
+    Env::real()
 }
 
 fn config(id: &str) -> NodeConfig {

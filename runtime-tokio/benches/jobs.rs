@@ -24,13 +24,7 @@ use nkcluster_core::url::parse_url_list;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn env() -> Env<TokioNet> {
-    Env {
-        net: TokioNet,
-        seed: None,
-        wall_origin_ns: None,
-        tls_provider: None,
-        machine_figures: None,
-    }
+    Env::real()
 }
 
 async fn small_requests(node: &Node<TokioNet>, until: impl Fn(usize) -> bool) -> Vec<Duration> {

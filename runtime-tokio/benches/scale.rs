@@ -35,13 +35,7 @@ fn rss_kib() -> u64 {
 }
 
 fn env() -> Env<TokioNet> {
-    Env {
-        net: TokioNet,
-        seed: None,
-        wall_origin_ns: None,
-        tls_provider: None,
-        machine_figures: None,
-    }
+    Env::real()
 }
 
 async fn run(transport: &str, n: usize) -> (f64, f64, f64) {

@@ -118,13 +118,7 @@ impl JobClass for Counter {
 }
 
 fn env() -> Env<TokioNet> {
-    Env {
-        net: TokioNet,
-        seed: None,
-        wall_origin_ns: None,
-        tls_provider: None,
-        machine_figures: None,
-    }
+    Env::real()
 }
 
 #[tokio::main]

@@ -20,21 +20,13 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use nkcluster::node::{Env, Node};
-//! use nkcluster::net::TokioNet;
 //! use nkcluster::config::NodeConfig;
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut cfg = NodeConfig::new("worker1");
 //! cfg.control = false;
 //! cfg.cluster_addr = nkcluster_core::url::parse_url_list("nkcluster://127.0.0.1:1972")?;
-//! let env = Env {
-//!     net: TokioNet,
-//!     seed: None,
-//!     wall_origin_ns: None,
-//!     tls_provider: None,
-//!     machine_figures: None,
-//! };
-//! let node = Node::start(cfg, env).await?;
+//! let node = Node::start(cfg, Env::real()).await?;
 //! let reply = node
 //!     .request("dev1", "nkcluster.node", bytes::Bytes::new(), Duration::from_secs(5))
 //!     .await;

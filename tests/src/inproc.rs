@@ -55,19 +55,9 @@ pub async fn start(config: NodeConfig) -> TestNode {
 /// When it cannot start.
 pub async fn start_with(config: NodeConfig, handlers: Option<Handlers>) -> TestNode {
     let id = config.node_id.clone();
-    Node::start_with(
-        config,
-        Env {
-            net: TokioNet,
-            seed: None,
-            wall_origin_ns: None,
-            tls_provider: None,
-            machine_figures: None,
-        },
-        handlers,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{id} does not start: {e}"))
+    Node::start_with(config, Env::real(), handlers)
+        .await
+        .unwrap_or_else(|e| panic!("{id} does not start: {e}"))
 }
 
 /// `nkcluster://127.0.0.1:PORT;transport=T` for the node's first listener of

@@ -53,13 +53,7 @@ impl Admin {
         c.key_iterations = KEY_ITERATIONS;
         c.connection.ping_interval = Duration::from_millis(timing.ping_ms);
         c.connection.idle_timeout = Duration::from_millis(timing.idle_ms);
-        let env = Env {
-            net: TokioNet,
-            seed: None,
-            wall_origin_ns: None,
-            tls_provider: None,
-            machine_figures: None,
-        };
+        let env = Env::real();
         let node = Node::start(c, env).await.expect("start the admin client");
         let urls: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
         let keeper = tokio::spawn(keep_linked(node.clone(), urls.clone()));

@@ -131,13 +131,7 @@ async fn a_panicking_function_is_reported_and_the_node_keeps_running() {
     h.insert_function("boom", |_| panic!("kaboom"));
     let n = Node::start_with(
         config("n1", true, ""),
-        nkcluster::node::Env {
-            net: nkcluster::net::TokioNet,
-            seed: None,
-            wall_origin_ns: None,
-            tls_provider: None,
-            machine_figures: None,
-        },
+        nkcluster::node::Env::real(),
         Some(h),
     )
     .await

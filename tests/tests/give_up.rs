@@ -10,7 +10,6 @@
 use std::time::Duration;
 
 use nkcluster::config::NodeConfig;
-use nkcluster::net::TokioNet;
 use nkcluster::node::{Env, Node, NodeEvent};
 use nkcluster_core::url::parse_url_list;
 
@@ -29,11 +28,8 @@ async fn a_give_up_before_anyone_waits_is_still_reported() {
         parse_url_list(&format!("nkcluster://127.0.0.1:{}", closed_port())).expect("valid url");
     cfg.backoff.max_attempts = Some(1);
     let env = Env {
-        net: TokioNet,
         seed: Some(1),
-        wall_origin_ns: None,
-        tls_provider: None,
-        machine_figures: None,
+        ..Env::real()
     };
     let node = Node::start(cfg, env).await.expect("node starts");
     let mut events = node.subscribe();

@@ -194,13 +194,7 @@ fn handlers(id: &str, probe: &Probe) -> Option<Handlers> {
 }
 
 fn env() -> nkcluster::node::Env<TokioNet> {
-    nkcluster::node::Env {
-        net: TokioNet,
-        seed: None,
-        wall_origin_ns: None,
-        tls_provider: None,
-        machine_figures: None,
-    }
+    nkcluster::node::Env::real()
 }
 
 /// c1 and w1 (through a relay that can cut the path; a second path can be opened at

@@ -67,13 +67,7 @@ fn handlers(id: &str, class: &Ticker) -> Option<Handlers> {
 }
 
 fn env() -> nkcluster::node::Env<TokioNet> {
-    nkcluster::node::Env {
-        net: TokioNet,
-        seed: None,
-        wall_origin_ns: None,
-        tls_provider: None,
-        machine_figures: None,
-    }
+    nkcluster::node::Env::real()
 }
 
 /// The next `n` events of w1 (not information reports), as short strings.

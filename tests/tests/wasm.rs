@@ -94,18 +94,9 @@ fn modules_of_w1(port: u16) -> Vec<(String, u64, String)> {
         let mut c = NodeConfig::new("admin-wasm-test");
         c.admin = true;
         c.control = false;
-        let admin = nkcluster::node::Node::start(
-            c,
-            nkcluster::node::Env {
-                net: nkcluster::net::TokioNet,
-                seed: None,
-                wall_origin_ns: None,
-                tls_provider: None,
-                machine_figures: None,
-            },
-        )
-        .await
-        .expect("admin client starts");
+        let admin = nkcluster::node::Node::start(c, nkcluster::node::Env::real())
+            .await
+            .expect("admin client starts");
         admin
             .connect(&format!("nkcluster://127.0.0.1:{port}"))
             .await

@@ -233,13 +233,7 @@ pub async fn raw_rtt(kind: Kind, tls: &Tls, n: usize, nk_cfg: bool) -> Vec<Durat
 }
 
 fn env() -> Env<TokioNet> {
-    Env {
-        net: TokioNet,
-        seed: None,
-        wall_origin_ns: None,
-        tls_provider: None,
-        machine_figures: None,
-    }
+    Env::real()
 }
 
 /// A control node `c1` listening on `kind` (with a `sink` handler for workers: empty

@@ -21,13 +21,7 @@ pub struct Nk {
 impl Nk {
     /// Starts both nodes and waits for their link.
     pub async fn start() -> Nk {
-        let env = || Env {
-            net: TokioNet,
-            seed: None,
-            wall_origin_ns: None,
-            tls_provider: None,
-            machine_figures: None,
-        };
+        let env = || Env::real();
         let mut c = NodeConfig::new("c1");
         c.listen = parse_url_list("nkcluster://127.0.0.1:0;transport=tcp").expect("url");
         let control = Node::start(c, env()).await.expect("c1");

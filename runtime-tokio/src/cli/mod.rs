@@ -528,11 +528,5 @@ pub fn main() -> ExitCode {
 }
 
 fn env() -> Env<TokioNet> {
-    Env {
-        net: TokioNet,
-        seed: None,
-        wall_origin_ns: None,
-        tls_provider: None,
-        machine_figures: None,
-    }
+    Env::real()
 }

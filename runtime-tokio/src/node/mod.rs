@@ -194,6 +194,20 @@ pub struct Env<N> {
     pub machine_figures: Option<Stats>,
 }
 
+impl Env<crate::net::TokioNet> {
+    /// The production environment: tokio's real sockets, randomness from the OS, the
+    /// system clock, rustls's ring provider, this machine's figures.
+    pub fn real() -> Self {
+        Env {
+            net: crate::net::TokioNet,
+            seed: None,
+            wall_origin_ns: None,
+            tls_provider: None,
+            machine_figures: None,
+        }
+    }
+}
+
 /// The shell's handle of a link: its command channel (a byte pump's input).
 type Pump = cmdq::Sender<Command>;
 
