@@ -186,7 +186,7 @@ impl<H: Clone> NodeMachine<H> {
                 answer(Ok(Bytes::new()))
             }
             ClusterRequest::Redirect(urls) if !control && role == Role::Control => {
-                answer(self.handle_redirect(&urls).map(|()| Bytes::new()))
+                answer(self.handle_redirect(from, &urls).map(|()| Bytes::new()))
             }
             ClusterRequest::RecentEvents { local: true } if control => {
                 answer(encode(&self.recent_events()))

@@ -136,12 +136,18 @@ impl<H: Clone> NodeMachine<H> {
         })
     }
 
-    /// A worker told by its control node to reconnect to `urls` (its proxy's owner): the
-    /// connector dials them first, once. Without `cluster_addr` the control nodes linked
-    /// now (the one redirecting us) follow the owner in that list: a worker that cannot
-    /// reach its owner goes back to them instead of waiting for a dial that may never
-    /// come.
-    pub fn handle_redirect(&mut self, urls: &str) -> Result<(), RemoteError> {
+    /// A worker told by its control node `from` to reconnect to `urls` (its proxy's
+    /// owner): the connector dials them first, once. Without `cluster_addr` the control
+    /// nodes linked now (the one redirecting us) follow the owner in that list: a worker
+    /// that cannot reach its owner goes back to them instead of waiting for a dial that
+    /// may never come.
+    ///
+    /// A redirect is stale, and is answered but not followed, when another control node
+    /// already adopted us (dialed us, so holds our proxy now): the hand-off `from` was
+    /// finishing is over, and its owner's URLs may be addresses we cannot reach (a
+    /// control node's address on a network of control nodes only). Following it would
+    /// make our next round dial them first and wait a whole connect timeout.
+    pub fn handle_redirect(&mut self, from: &str, urls: &str) -> Result<(), RemoteError> {
         if self.is_control() {
             return Err(RemoteError::new(
                 ErrorCode::UnknownClass,
@@ -153,6 +159,7 @@ impl<H: Clone> NodeMachine<H> {
                 ErrorCode::BadRequest,
                 "a redirect needs at least one URL",
             )),
+            Ok(_) if self.adopted_by_other_than(from) => Ok(()),
             Ok(mut list) => {
                 if self.settings.cluster_addr.is_empty() {
                     let linked: Vec<String> = self
@@ -175,6 +182,14 @@ impl<H: Clone> NodeMachine<H> {
             }
             Err(e) => Err(remote(e.code(), e)),
         }
+    }
+
+    /// Whether a control node other than `from` dialed us and is linked now (it adopted
+    /// us: see [`handle_redirect`](Self::handle_redirect)).
+    fn adopted_by_other_than(&self, from: &str) -> bool {
+        self.links
+            .control_links()
+            .any(|(id, l)| id != from && !l.summary.dialer)
     }
 
     /// Our information as the proxy hears it, with the shell's machine figures.

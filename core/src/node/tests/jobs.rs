@@ -177,18 +177,18 @@ fn state_calls_change_status_tasks_metadata_and_data() {
 fn a_redirect_makes_the_connector_dial_the_new_owner_first() {
     let mut w = machine("w1", Role::Worker);
     assert_eq!(
-        w.handle_redirect("").map_err(|e| e.code),
+        w.handle_redirect("c1", "").map_err(|e| e.code),
         Err("bad_request".into())
     );
     assert_eq!(
-        w.handle_redirect("http://x").map_err(|e| e.code),
+        w.handle_redirect("c1", "http://x").map_err(|e| e.code),
         Err("invalid_scheme".into())
     );
     // Redirected by c1 (linked now, announced on every interface).
     let c1 = peer("c1", Role::Control, &["nkcluster://all:1972"]);
     w.handle_link_up(T0, link(1, c1.clone()), true);
     drain(&mut w);
-    assert_eq!(w.handle_redirect("nkcluster://10.0.0.2:1972"), Ok(()));
+    assert_eq!(w.handle_redirect("c1", "nkcluster://10.0.0.2:1972"), Ok(()));
     // Without cluster_addr the connector was idle: the shell runs it now, and it
     // follows the redirect once our links are gone: the owner, then (not stranded if
     // the owner cannot be reached) the control node that redirected us.
@@ -231,6 +231,33 @@ fn a_redirect_makes_the_connector_dial_the_new_owner_first() {
     assert_eq!(
         w.connector_mut().poll_action(),
         Some(ConnectorAction::Dial(found_back))
+    );
+}
+
+#[test]
+fn a_redirect_from_one_control_node_after_another_adopted_us_is_not_followed() {
+    use crate::connector::ConnectorAction;
+    let mut w = machine("w1", Role::Worker);
+    // We dialed c1 (it holds our proxy); c3, the owner, then dialed us: it adopted us.
+    let mut c1 = peer("c1", Role::Control, &["nkcluster://all:1972"]);
+    c1.dialer = true;
+    w.handle_link_up(T0, link(1, c1), true);
+    w.handle_link_up(T0, link(2, peer("c3", Role::Control, &[])), true);
+    drain(&mut w);
+    // c1's redirect to the owner (sent before it heard of the adoption) is answered and
+    // dropped: the connector does not wake for it, nor will it dial the owner first.
+    assert_eq!(
+        w.handle_redirect("c1", "nkcluster://192.168.32.3:1972"),
+        Ok(())
+    );
+    assert_eq!(drain(&mut w), vec![]);
+    assert_eq!(w.connector_mut().poll_action(), None);
+    // From the adopter itself, a redirect is followed (its hand-off to another owner).
+    assert_eq!(w.handle_redirect("c3", "nkcluster://10.0.0.2:1972"), Ok(()));
+    assert_eq!(drain(&mut w), vec![Output::RunConnector]);
+    assert_eq!(
+        w.connector_mut().poll_action(),
+        Some(ConnectorAction::WaitWhileLinked)
     );
 }
 
