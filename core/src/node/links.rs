@@ -38,14 +38,15 @@ impl<H: Clone> NodeMachine<H> {
         let summary = link.summary.clone();
         // A control node that dialed a worker adopted it: it serves the worker now, so
         // the worker's connector tries it last after a loss (see
-        // `Connector::handle_served_by`).
+        // `Connector::handle_served_by`), and a round of dials under way ends.
         if listed
             && summary.role == Role::Control
             && !summary.dialer
             && self.settings.role == Role::Worker
             && let Some(ip) = link.remote_ip
+            && self.connector.handle_served_by(ip)
         {
-            self.connector.handle_served_by(ip);
+            self.out.push_back(Output::InterruptConnector);
         }
         if listed {
             if summary.role == Role::Control

@@ -384,6 +384,12 @@ pub enum Output<H> {
     /// The connector has work although the node has no `cluster_addr` (a redirect to
     /// follow): the shell runs it (see [`NodeMachine::connector_mut`]) unless it runs.
     RunConnector,
+    /// A control node adopted us while the connector resolved, waited between rounds or
+    /// dialed: the shell stops the resolution or the wait, and abandons a dial whose
+    /// transport is not up yet (reporting it with
+    /// [`Connector::handle_dial_abandoned`](crate::connector::Connector::handle_dial_abandoned));
+    /// then it asks the connector for its next action.
+    InterruptConnector,
     /// Send our information (status, metadata, machine figures) to our proxy: the shell
     /// measures the machine and queues [`WireEvent::Info`] as an own event.
     ReportInfo,

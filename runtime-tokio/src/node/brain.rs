@@ -182,6 +182,11 @@ impl<N: Net> Inner<N> {
             // Ended transfers: their `.part` files are closed and removed by the file
             // writer, in order with the parts.
             Output::FileOps(ops) => self.queue_file_ops(ops),
+            Output::InterruptConnector => {
+                debug!(node = %me, "a control node adopted us: the connector's round ends");
+                self.connector_interrupt
+                    .send_modify(|n| *n = n.wrapping_add(1));
+            }
             Output::RunConnector => {
                 if !self.connector_running.swap(true, Ordering::SeqCst) {
                     debug!(node = %me, "following a redirect without cluster_addr");

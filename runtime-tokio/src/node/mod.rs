@@ -216,6 +216,9 @@ struct Inner<N: Net> {
     /// The connector's task runs (set and cleared only inside the machine's owner task,
     /// so that a redirect that wakes an idle connector is never missed).
     connector_running: std::sync::atomic::AtomicBool,
+    /// Bumped when the connector's current step is void (a control node adopted us while
+    /// it resolved, waited or dialed: `Output::InterruptConnector`).
+    connector_interrupt: watch::Sender<u64>,
     identity: Identity,
     net: N,
     /// Discovery's DNS, set up at its first use ([`Net::dns`]).

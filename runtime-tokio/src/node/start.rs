@@ -156,6 +156,7 @@ impl<N: Net> Node<N> {
         let (brain, jobs) = Brain::new(&machine);
         let inner = Arc::new(Inner {
             connector_running: std::sync::atomic::AtomicBool::new(!config.cluster_addr.is_empty()),
+            connector_interrupt: watch::channel(0).0,
             identity: identity.clone(),
             net: env.net,
             dns: std::sync::OnceLock::new(),

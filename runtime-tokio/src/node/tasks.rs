@@ -149,14 +149,16 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
         // nothing left to do the task ends there, and a redirect handled after it
         // starts a new one (Output::RunConnector).
         let me = inner.clone();
-        let Some((action, timeout)) = inner
+        // The interruption signal is subscribed to in the same job: an interruption
+        // decided after this action was taken is heard (Output::InterruptConnector).
+        let Some((action, timeout, mut interrupted)) = inner
             .ask(move |b, _| {
                 let c = b.connector_mut();
                 let (action, timeout) = (c.poll_action(), c.poll_timeout());
                 if action.is_none() && timeout.is_none() {
                     me.connector_running.store(false, Ordering::SeqCst);
                 }
-                (action, timeout)
+                (action, timeout, me.connector_interrupt.subscribe())
             })
             .await
         else {
@@ -166,21 +168,42 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
             Some(ConnectorAction::Resolve(entries)) => {
                 let found = tokio::select! {
                     found = resolve_all(&inner, entries) => found,
+                    // A control node adopted us: the connector dropped this round.
+                    _ = interrupted.changed() => continue,
                     _ = stop.changed() => return,
                 };
                 let random = inner.random_u64();
                 inner.tell(move |b, now| b.connector_mut().handle_resolved(now, found, random));
             }
-            Some(ConnectorAction::Dial(c)) => match connect_once(&inner, &c).await {
-                Ok(()) => inner.tell(|b, now| b.connector_mut().handle_linked(now)),
-                Err((code, detail)) => {
-                    let random = inner.random_u64();
-                    inner.tell(move |b, now| {
-                        b.connector_mut()
-                            .handle_dial_failed(now, &code, &detail, random)
-                    });
+            Some(ConnectorAction::Dial(c)) => {
+                let dialed = tokio::select! {
+                    dialed = dial_candidate(&inner, &c) => dialed,
+                    _ = interrupted.changed() => {
+                        debug!(node = %inner.config.node_id, url = %c.label(),
+                               "dial abandoned: a control node adopted us meanwhile");
+                        inner.tell(|b, now| b.connector_mut().handle_dial_abandoned(now));
+                        continue;
+                    }
+                    _ = stop.changed() => return,
+                };
+                // Past its transport a dial is not abandoned: the link's handshake is
+                // bounded by its own deadline, and a link that authenticated is the
+                // machine's (it must end through the link's own close).
+                let outcome = match dialed {
+                    Ok((remote, ready)) => run_dialed(&inner, &c, remote, ready).await,
+                    Err(e) => Err(e),
+                };
+                match outcome {
+                    Ok(()) => inner.tell(|b, now| b.connector_mut().handle_linked(now)),
+                    Err((code, detail)) => {
+                        let random = inner.random_u64();
+                        inner.tell(move |b, now| {
+                            b.connector_mut()
+                                .handle_dial_failed(now, &code, &detail, random)
+                        });
+                    }
                 }
-            },
+            }
             Some(ConnectorAction::WaitWhileLinked) => {
                 // A control node that adopted us (it dialed us) serves us now.
                 let mut events = inner.events.subscribe();
@@ -210,6 +233,8 @@ pub(super) async fn connector<N: Net>(inner: Arc<Inner<N>>) {
                 };
                 tokio::select! {
                     _ = tokio::time::sleep_until(inner.clock.to_tokio(t)) => {}
+                    // A control node adopted us: the wait is over.
+                    _ = interrupted.changed() => continue,
                     _ = stop.changed() => return,
                 }
                 inner.tell(|b, now| b.connector_mut().handle_timeout(now));
@@ -271,25 +296,38 @@ impl<N: Net> Inner<N> {
 
 /// Dials a candidate and runs the link until it ends: `Ok` when it authenticated,
 /// otherwise the failure's code and detail.
-pub(super) async fn connect_once<N: Net>(
+/// The transport part of a dial of `candidate`: connected, with its TLS or WebSocket
+/// set up; a failure is logged and told to subscribers.
+async fn dial_candidate<N: Net>(
     inner: &Arc<Inner<N>>,
     candidate: &Candidate,
-) -> Result<(), (String, String)> {
+) -> Result<(String, transport::Ready), (String, String)> {
     let url = &candidate.url;
     let label = candidate.label();
     debug!(node = %inner.config.node_id, url = %label, transport = transport_field(&label), "dialing cluster_addr entry");
-    let keys = inner.keys_for(Some(url));
-    let (remote, ready) = match inner.dial_to(url, candidate.addr).await {
-        Ok(r) => r,
+    match inner.dial_to(url, candidate.addr).await {
+        Ok(r) => Ok(r),
         Err((code, e)) => {
             warn!(node = %inner.config.node_id, url = %label, transport = transport_field(&label), code, error = %e, "connect failed");
             inner.emit(NodeEvent::ConnectFailed {
                 url: label,
                 error: e.clone(),
             });
-            return Err((code.to_owned(), e));
+            Err((code.to_owned(), e))
         }
-    };
+    }
+}
+
+/// Runs the link of a dial of `candidate` whose transport is up, while it lasts: `Ok`
+/// when it authenticated.
+async fn run_dialed<N: Net>(
+    inner: &Arc<Inner<N>>,
+    candidate: &Candidate,
+    remote: String,
+    ready: transport::Ready,
+) -> Result<(), (String, String)> {
+    let label = candidate.label();
+    let keys = inner.keys_for(Some(&candidate.url));
     let outcome = run_connection(
         inner.clone(),
         ready,

@@ -322,6 +322,9 @@ impl World {
                     Output::OwnEvent(ev) => own.push(ev),
                     // The connector is followed after every input anyway.
                     Output::RunConnector => {}
+                    // The sim's dials are not abandoned: each is reported when it ends,
+                    // like a tokio shell's dial past its transport.
+                    Output::InterruptConnector => {}
                     Output::ReportInfo => {
                         let n = &self.nodes[idx];
                         own.push(EventMsg {

@@ -372,6 +372,47 @@ fn a_control_node_that_adopted_the_worker_is_dialed_last_after_a_loss() {
 }
 
 #[test]
+fn an_adoption_while_the_connector_dials_interrupts_it() {
+    use crate::connector::ConnectorAction;
+    use crate::discovery::Candidate;
+    let mut s = settings("w1", Role::Worker);
+    s.cluster_addr =
+        crate::url::parse_url_list("nkcluster://192.168.32.3:1972, nkcluster://10.0.0.2:1972")
+            .expect("urls");
+    let mut w = NodeMachine::new(s);
+    w.start(T0);
+    drain(&mut w);
+    let c = w.connector_mut();
+    let Some(ConnectorAction::Resolve(urls)) = c.poll_action() else {
+        panic!("a round starts by resolving");
+    };
+    let found = urls
+        .into_iter()
+        .map(|u| Ok(vec![Candidate::as_written(u)]))
+        .collect();
+    c.handle_resolved(T0, found, 1);
+    let Some(ConnectorAction::Dial(d)) = c.poll_action() else {
+        panic!("a dial");
+    };
+    assert_eq!(d.label(), "tcp:192.168.32.3:1972");
+    // While that dial hangs, c2 dials us: it adopted us. The shell is told to stop the
+    // dial, and once it did the connector waits while c2 serves us.
+    let mut l2 = link(2, peer("c2", Role::Control, &[]));
+    l2.remote_ip = Some("10.0.0.2".parse().expect("ip"));
+    w.handle_link_up(T0, l2, true);
+    assert!(drain(&mut w).contains(&Output::InterruptConnector));
+    let c = w.connector_mut();
+    assert_eq!(c.poll_action(), None);
+    c.handle_dial_abandoned(T0);
+    assert_eq!(c.poll_action(), Some(ConnectorAction::WaitWhileLinked));
+    // Another adoption while linked: nothing to interrupt.
+    let mut l3 = link(3, peer("c3", Role::Control, &[]));
+    l3.remote_ip = Some("10.0.0.3".parse().expect("ip"));
+    w.handle_link_up(T0, l3, true);
+    assert!(!drain(&mut w).contains(&Output::InterruptConnector));
+}
+
+#[test]
 fn requests_are_dispatched_by_what_they_need_and_who_asks() {
     let mut c1 = machine("c1", Role::Control);
     c1.handle_link_up(T0, link(10, peer("w1", Role::Worker, &[])), true);
