@@ -372,8 +372,20 @@ fn faults_in_docker_leave_one_proxy_per_worker_and_no_request_hanging() {
     let back = run.wait(t0, CONVERGE, &controls, "the worker back", |v| {
         run.converged(v)
     });
-    let task = run.rt.block_on(run.admin.start_task(&victim));
-    let task = task.unwrap_or_else(|e| panic!("start a task on {victim} again: {e}"));
+    // The admin client's view may not have the worker back yet: a request refused
+    // before it was sent (nothing started) is asked again; any other error fails.
+    let task = poll_until(
+        &format!("start a task on {victim} again"),
+        CONVERGE,
+        POLL,
+        || match run.rt.block_on(run.admin.start_task(&victim)) {
+            Ok(task) => Ok(task),
+            Err(e) if matches!(e.code(), "unknown_node" | "not_connected" | "proxy_moved") => {
+                Err(e.to_string())
+            }
+            Err(e) => panic!("start a task on {victim} again: {e}"),
+        },
+    );
     run.tasks.insert(victim.clone(), task);
     let healed = back + run.converge_and_check(Instant::now(), "worker kill");
     run.record(
