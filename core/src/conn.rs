@@ -21,7 +21,7 @@
 //! [`Event::Closed`]; no peer input panics, and nothing is allocated beyond what actually
 //! arrived (frames are capped before buffering).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -31,6 +31,7 @@ use crate::frame::{FrameDecoder, FrameError, MAX_FRAME_DEFAULT};
 use crate::handshake::{Handshake, HandshakeConfig, Identity, Outcome, PeerInfo, Side};
 use crate::lanes::{Assembly, BULK_MIN, Lanes, is_bulk_request};
 use crate::message::{Close, Message, Ping, Pong, RemoteError, Reply, Request};
+use crate::seqmap::SeqMap;
 use crate::time::Instant;
 
 /// How frames are delimited on the transport.
@@ -189,9 +190,12 @@ pub struct Connection {
     ping_seq: u64,
     ping_outstanding: Option<(u64, Instant)>,
     next_request_id: u64,
-    pending: BTreeMap<u64, Instant>,
-    deadlines: BTreeSet<(Instant, u64)>,
-    incoming: BTreeSet<u64>,
+    /// Our requests in flight and their deadlines, by id.
+    pending: SeqMap<u64, Instant>,
+    /// The same, by deadline.
+    deadlines: SeqMap<(Instant, u64), ()>,
+    /// The peer's requests we have not answered.
+    incoming: SeqMap<u64, ()>,
     stats: LinkStats,
 }
 
@@ -226,9 +230,9 @@ impl Connection {
             ping_seq: 0,
             ping_outstanding: None,
             next_request_id: 1,
-            pending: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
-            incoming: BTreeSet::new(),
+            pending: SeqMap::new(),
+            deadlines: SeqMap::new(),
+            incoming: SeqMap::new(),
             stats: LinkStats::default(),
             config,
         };
@@ -397,7 +401,7 @@ impl Connection {
                     self.fail(ConnError::IdleTimeout(idle), true);
                     return;
                 }
-                while let Some(&(deadline, id)) = self.deadlines.first() {
+                while let Some((&(deadline, id), _)) = self.deadlines.first() {
                     if deadline > now {
                         break;
                     }
@@ -448,7 +452,7 @@ impl Connection {
         self.next_request_id += 1;
         let deadline = now + timeout;
         self.pending.insert(id, deadline);
-        self.deadlines.insert((deadline, id));
+        self.deadlines.insert((deadline, id), ());
         let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
         let bulk = is_bulk_request(class, &body);
         let msg = Message::Request(Request {
@@ -470,7 +474,7 @@ impl Connection {
     /// answered, or from before a reconnect) are ignored; an oversized payload is replaced
     /// by a `payload_too_large` error so the peer is not left waiting.
     pub fn reply(&mut self, id: u64, result: Result<Bytes, RemoteError>) {
-        if !self.is_established() || !self.incoming.remove(&id) {
+        if !self.is_established() || self.incoming.remove(&id).is_none() {
             return;
         }
         let result = match result {
@@ -589,7 +593,7 @@ impl Connection {
             Phase::Handshaking(hs) => hs.poll_timeout(),
             Phase::Established => {
                 let mut t = (self.last_rx + self.config.idle_timeout).min(self.next_ping);
-                if let Some(&(d, _)) = self.deadlines.first() {
+                if let Some((&(d, _), _)) = self.deadlines.first() {
                     t = t.min(d);
                 }
                 Some(t)
@@ -670,9 +674,9 @@ impl Connection {
             }
             Message::Request(r) => {
                 if self.incoming.len() >= self.config.max_incoming_requests
-                    || self.incoming.contains(&r.id)
+                    || self.incoming.contains_key(&r.id)
                 {
-                    let why = if self.incoming.contains(&r.id) {
+                    let why = if self.incoming.contains_key(&r.id) {
                         RemoteError::new(
                             "duplicate_request",
                             format!("request {} is already running", r.id),
@@ -686,7 +690,7 @@ impl Connection {
                     }));
                     return;
                 }
-                self.incoming.insert(r.id);
+                self.incoming.insert(r.id, ());
                 self.events.push_back(Event::Request {
                     id: r.id,
                     class: r.class,

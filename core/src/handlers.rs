@@ -34,6 +34,14 @@ pub struct Handlers {
     classes: JobClasses,
 }
 
+/// The answer to a class nobody handles.
+fn unknown_class(class: &str) -> RemoteError {
+    RemoteError::new(
+        ErrorCode::UnknownClass,
+        format!("no handler for class {class:?}"),
+    )
+}
+
 /// A named function of the registry that `call` reaches (arguments as strings).
 pub type FunctionFn = Arc<dyn Fn(&[String]) -> Result<String, RemoteError> + Send + Sync>;
 
@@ -165,10 +173,26 @@ impl Handlers {
     pub fn call(&self, class: &str, body: Bytes) -> Result<Bytes, RemoteError> {
         match self.map.get(class) {
             Some(h) => (h.run)(body),
-            None => Err(RemoteError::new(
-                ErrorCode::UnknownClass,
-                format!("no handler for class {class:?}"),
-            )),
+            None => Err(unknown_class(class)),
+        }
+    }
+
+    /// A peer's request of `class`, the peer authenticated as `role`: [`allows`]
+    /// then [`call`] with one look-up. `None`: that role may not call it (the caller
+    /// refuses it).
+    ///
+    /// [`allows`]: Self::allows
+    /// [`call`]: Self::call
+    pub fn call_as(
+        &self,
+        class: &str,
+        role: Role,
+        body: Bytes,
+    ) -> Option<Result<Bytes, RemoteError>> {
+        match self.map.get(class) {
+            Some(h) if role == Role::Worker && !h.for_workers => None,
+            Some(h) => Some((h.run)(body)),
+            None => Some(Err(unknown_class(class))),
         }
     }
 
@@ -224,6 +248,32 @@ mod tests {
         // Replacing a handler replaces its audience too.
         h.insert("app.report", Ok);
         assert!(!h.allows("app.report", Role::Worker));
+    }
+
+    #[test]
+    fn a_call_as_a_role_answers_what_allows_then_call_would() {
+        let mut h = Handlers::builtin("c1");
+        h.insert("app.admin", |_| Ok(Bytes::from_static(b"admin")));
+        let body = || Bytes::from_static(b"hi");
+        let code = |r: Option<Result<Bytes, RemoteError>>| r.map(|r| r.map_err(|e| e.code));
+        assert_eq!(
+            code(h.call_as("nkcluster.echo", Role::Worker, body())),
+            Some(Ok(body()))
+        );
+        assert_eq!(code(h.call_as("app.admin", Role::Worker, body())), None);
+        assert_eq!(
+            code(h.call_as("app.admin", Role::Control, body())),
+            Some(Ok(Bytes::from_static(b"admin")))
+        );
+        assert_eq!(
+            code(h.call_as("app.none", Role::Worker, body())),
+            Some(Err(ErrorCode::UnknownClass))
+        );
+        let refused = h.call_as("app.none", Role::Admin, body());
+        assert_eq!(
+            refused.and_then(Result::err).map(|e| e.message),
+            Some("no handler for class \"app.none\"".to_owned())
+        );
     }
 
     fn call(h: &Handlers, function: &str, args: &[&str]) -> Result<String, String> {

@@ -43,6 +43,7 @@
 //! - [`connector`]: which control node a node dials next, when it waits, when it gives up.
 //! - [`handshake`]: the mutual authentication state machine.
 //! - [`pump`]: a link driver's bookkeeping: queued, held and pending requests.
+//! - [`seqmap`]: the ordered map of a link's request bookkeeping (ids mostly increase).
 //! - [`conn`]: one connection end to end: framing, handshake, then the link
 //!   (ping/pong, idle deadline, requests with deadlines).
 //!
@@ -85,6 +86,7 @@ pub mod proxy;
 pub mod pump;
 pub mod ring;
 pub mod routing;
+pub mod seqmap;
 pub mod slots;
 pub mod status;
 pub mod table;

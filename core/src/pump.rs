@@ -11,13 +11,14 @@
 //! ours (sent) from the command to the outcome its caller gets, the peer's (served) from
 //! its arrival to our answer, with the time the shell gives.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::conn::{Connection, RequestError, RequestId};
 use crate::membership::MemberInfo;
+use crate::seqmap::SeqMap;
 use crate::telemetry::{ClassCounters, Meter, ReqSide};
 use crate::time::Instant;
 
@@ -63,12 +64,12 @@ pub type Outcome<R> = (R, Result<Bytes, RequestError>);
 #[derive(Debug)]
 pub struct Pump<R> {
     /// Ordered, so that failing them all at the end wakes callers in a reproducible order.
-    pending: BTreeMap<RequestId, Pending<R>>,
+    pending: SeqMap<RequestId, Pending<R>>,
     /// With when each was taken (a request's time counts from there).
     held: VecDeque<(Instant, Command<R>)>,
     /// The peer's requests we have not answered yet: their class and arrival (bounded by
     /// the connection's limit on the peer's requests in flight).
-    serving: BTreeMap<u64, (Arc<ClassCounters>, Instant)>,
+    serving: SeqMap<u64, (Arc<ClassCounters>, Instant)>,
     meter: Meter,
 }
 
@@ -95,9 +96,9 @@ impl<R> Pump<R> {
     /// Nothing queued or pending; counts go to `meter`.
     pub fn with_meter(meter: Meter) -> Self {
         Pump {
-            pending: BTreeMap::new(),
+            pending: SeqMap::new(),
             held: VecDeque::new(),
-            serving: BTreeMap::new(),
+            serving: SeqMap::new(),
             meter,
         }
     }

@@ -124,6 +124,10 @@ impl Responder {
 
 impl Drop for Responder {
     fn drop(&mut self) {
+        // Used up (answered, or `now`): nothing to say, and no error to build.
+        if self.to.is_none() {
+            return;
+        }
         self.send(Err(RemoteError::new(
             "no_reply",
             "the handler ended without answering",

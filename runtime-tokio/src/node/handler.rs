@@ -42,10 +42,10 @@ impl<N: Net> Inner<N> {
         let req = match ClusterRequest::decode_bytes(class, &body) {
             // Not the cluster's: a registered handler's, if the peer's role may call it
             // (workers only those added for them).
-            None if self.handlers.allows(class, role) => {
-                return responder.now(self.handlers.call(class, body));
-            }
             None => {
+                if let Some(r) = self.handlers.call_as(class, role, body) {
+                    return responder.now(r);
+                }
                 let (peer, class) = (peer.to_owned(), class.to_owned());
                 self.tell(move |b, _| responder.reply(Err(b.refuse(&peer, role, &class))));
                 return Answer::Later;

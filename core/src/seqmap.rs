@@ -1,0 +1,309 @@
+//! An ordered map for keys that mostly arrive in increasing order and mostly leave from
+//! the front: request ids (ours are a counter, the peer's are its counter) and request
+//! deadlines (a link's requests mostly share one timeout). It does what a `BTreeMap` does
+//! for a link's request bookkeeping, touched several times per request, at the cost of
+//! a ring buffer: an insert past the last key is a push, a removal is a binary search
+//! (the front checked first) that leaves a hole, and holes at the ends go at once.
+//!
+//! Bounds: the ring holds at most twice the live entries plus [`SLACK`] (holes are
+//! squeezed out past that), and its storage is given back when the map empties (beyond a
+//! few slots), so an idle link keeps next to nothing. A key out of order (a peer's
+//! choice, or a request with a longer deadline than those before it) is inserted in
+//! place: a shift of at most half the ring.
+//!
+//! ```
+//! use nkcluster_core::seqmap::SeqMap;
+//! let mut m = SeqMap::new();
+//! m.insert(1u64, "a");
+//! m.insert(2, "b");
+//! m.insert(3, "c");
+//! assert_eq!(m.remove(&2), Some("b"));
+//! assert_eq!(m.first(), Some((&1, &"a")));
+//! assert_eq!(m.into_iter().collect::<Vec<_>>(), vec![(1, "a"), (3, "c")]);
+//! ```
+
+use std::collections::VecDeque;
+
+/// Holes tolerated beyond the live entries before they are squeezed out.
+pub const SLACK: usize = 32;
+/// Slots an empty map may keep (more are given back).
+const KEEP_EMPTY: usize = 16;
+
+/// An ordered map. See the module docs.
+#[derive(Debug, Clone)]
+pub struct SeqMap<K, V> {
+    /// Sorted by key, strictly; `None` is a hole. The first and last slots are never
+    /// holes.
+    slots: VecDeque<(K, Option<V>)>,
+    live: usize,
+}
+
+impl<K, V> Default for SeqMap<K, V> {
+    fn default() -> Self {
+        SeqMap {
+            slots: VecDeque::new(),
+            live: 0,
+        }
+    }
+}
+
+impl<K: Ord + Copy, V> SeqMap<K, V> {
+    /// An empty map (no storage).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Entries in the map.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Whether the map has no entries.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Slots held, holes included (for tests of the bounds).
+    #[must_use]
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Inserts `value` at `key`; the value it replaces, if any.
+    pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+        match self.slots.back() {
+            Some((last, _)) if *last >= key => {}
+            _ => {
+                self.slots.push_back((key, Some(value)));
+                self.live += 1;
+                return None;
+            }
+        }
+        match self.slots.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(i) => {
+                let old = self.slots[i].1.replace(value);
+                if old.is_none() {
+                    self.live += 1;
+                }
+                old
+            }
+            Err(i) => {
+                self.slots.insert(i, (key, Some(value)));
+                self.live += 1;
+                None
+            }
+        }
+    }
+
+    fn position(&self, key: &K) -> Option<usize> {
+        match self.slots.front() {
+            Some((first, _)) if first == key => Some(0),
+            Some(_) => self.slots.binary_search_by(|(k, _)| k.cmp(key)).ok(),
+            None => None,
+        }
+    }
+
+    /// The value at `key`.
+    #[must_use]
+    pub fn get(&self, key: &K) -> Option<&V> {
+        self.slots[self.position(key)?].1.as_ref()
+    }
+
+    /// Whether `key` has a value.
+    #[must_use]
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Removes and returns the value at `key`.
+    pub fn remove(&mut self, key: &K) -> Option<V> {
+        let i = self.position(key)?;
+        let v = self.slots[i].1.take()?;
+        self.live -= 1;
+        self.tidy();
+        Some(v)
+    }
+
+    /// The entry with the smallest key.
+    #[must_use]
+    pub fn first(&self) -> Option<(&K, &V)> {
+        let (k, v) = self.slots.front()?;
+        Some((k, v.as_ref()?))
+    }
+
+    /// Removes and returns the entry with the smallest key.
+    pub fn pop_first(&mut self) -> Option<(K, V)> {
+        let (k, v) = self.slots.pop_front()?;
+        self.live -= 1;
+        self.tidy();
+        // The first slot is never a hole.
+        v.map(|v| (k, v))
+    }
+
+    /// Removes every entry (and gives the storage back).
+    pub fn clear(&mut self) {
+        *self = Self::new();
+    }
+
+    /// Keys and values in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.slots
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    }
+
+    /// Values in key order, the map consumed.
+    pub fn into_values(self) -> impl Iterator<Item = V> {
+        self.into_iter().map(|(_, v)| v)
+    }
+
+    /// Holes at the ends go; too many holes are squeezed out; an empty map gives its
+    /// storage back unless it is small.
+    fn tidy(&mut self) {
+        while matches!(self.slots.front(), Some((_, None))) {
+            self.slots.pop_front();
+        }
+        while matches!(self.slots.back(), Some((_, None))) {
+            self.slots.pop_back();
+        }
+        if self.live == 0 {
+            if self.slots.capacity() > KEEP_EMPTY {
+                self.slots = VecDeque::new();
+            }
+        } else if self.slots.len() > 2 * self.live + SLACK {
+            self.slots.retain(|(_, v)| v.is_some());
+        }
+    }
+}
+
+impl<K, V> IntoIterator for SeqMap<K, V> {
+    type Item = (K, V);
+    type IntoIter = std::iter::FilterMap<
+        std::collections::vec_deque::IntoIter<(K, Option<V>)>,
+        fn((K, Option<V>)) -> Option<(K, V)>,
+    >;
+
+    /// Entries in key order.
+    fn into_iter(self) -> Self::IntoIter {
+        fn live<K, V>((k, v): (K, Option<V>)) -> Option<(K, V)> {
+            v.map(|v| (k, v))
+        }
+        self.slots.into_iter().filter_map(live as fn(_) -> _)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(m: &SeqMap<u64, u64>) -> Vec<u64> {
+        m.iter().map(|(k, _)| *k).collect()
+    }
+
+    #[test]
+    fn increasing_keys_leave_in_order_from_any_position() {
+        let mut m = SeqMap::new();
+        for k in 1..=5u64 {
+            assert_eq!(m.insert(k, k * 10), None);
+        }
+        assert_eq!(m.remove(&3), Some(30));
+        assert_eq!(m.remove(&3), None);
+        assert_eq!(m.remove(&1), Some(10));
+        assert_eq!(keys(&m), vec![2, 4, 5]);
+        // The hole left by 3 went with 2's removal (holes at the front go at once).
+        assert_eq!(m.remove(&2), Some(20));
+        assert_eq!((m.len(), m.slots()), (2, 2));
+        assert_eq!(m.first(), Some((&4, &40)));
+        assert_eq!(m.remove(&5), Some(50));
+        assert_eq!((m.len(), m.slots()), (1, 1));
+        assert_eq!(m.pop_first(), Some((4, 40)));
+        assert_eq!(m.pop_first(), None);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn keys_out_of_order_are_inserted_in_place_and_replace_equal_keys() {
+        let mut m = SeqMap::new();
+        m.insert(10u64, 1);
+        m.insert(30, 3);
+        m.insert(20, 2);
+        m.insert(5, 0);
+        assert_eq!(m.insert(20, 22), Some(2));
+        assert_eq!(keys(&m), vec![5, 10, 20, 30]);
+        assert_eq!(m.get(&20), Some(&22));
+        assert!(m.contains_key(&5));
+        assert!(!m.contains_key(&15));
+        // A hole refilled counts as an entry again.
+        m.remove(&20);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.insert(20, 2), None);
+        assert_eq!(m.len(), 4);
+        assert_eq!(
+            m.into_iter().collect::<Vec<_>>(),
+            vec![(5, 0), (10, 1), (20, 2), (30, 3)]
+        );
+    }
+
+    #[test]
+    fn a_long_lived_first_entry_does_not_let_holes_grow_past_the_bound() {
+        let mut m = SeqMap::new();
+        m.insert(0u64, 0u64);
+        for k in 1..10_000u64 {
+            m.insert(k, k);
+            m.remove(&k);
+            assert!(
+                m.slots() <= 2 * m.len() + SLACK + 1,
+                "at {k}: {}",
+                m.slots()
+            );
+        }
+        assert_eq!(m.len(), 1);
+        // Pipelined: 64 in flight behind the long-lived one.
+        for k in 10_000..10_064u64 {
+            m.insert(k, k);
+        }
+        for k in 10_064..20_000u64 {
+            m.insert(k, k);
+            m.remove(&(k - 64));
+            assert!(m.slots() <= 2 * m.len() + SLACK + 1);
+        }
+        assert_eq!(m.len(), 65);
+        assert_eq!(m.first(), Some((&0, &0)));
+    }
+
+    #[test]
+    fn an_emptied_map_gives_its_storage_back_unless_small() {
+        let mut m = SeqMap::new();
+        for k in 0..100u64 {
+            m.insert(k, k);
+        }
+        for k in 0..100u64 {
+            m.remove(&k);
+        }
+        assert_eq!((m.len(), m.slots.capacity()), (0, 0));
+        // One at a time (a sequential caller): the few slots are kept, no churn.
+        m.insert(100, 0);
+        m.remove(&100);
+        let cap = m.slots.capacity();
+        assert!(cap > 0 && cap <= KEEP_EMPTY);
+        m.insert(101, 0);
+        m.clear();
+        assert_eq!((m.len(), m.slots.capacity()), (0, 0));
+    }
+
+    #[test]
+    fn composite_keys_order_by_their_first_part_then_the_second() {
+        let mut m: SeqMap<(u64, u64), ()> = SeqMap::new();
+        m.insert((300, 1), ());
+        m.insert((300, 2), ());
+        m.insert((100, 3), ());
+        assert_eq!(m.first(), Some((&(100, 3), &())));
+        assert_eq!(m.remove(&(300, 1)), Some(()));
+        assert_eq!(m.pop_first(), Some(((100, 3), ())));
+        assert_eq!(m.pop_first(), Some(((300, 2), ())));
+        assert!(m.is_empty());
+    }
+}
