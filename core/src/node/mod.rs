@@ -708,6 +708,17 @@ impl<H: Clone> NodeMachine<H> {
         self.transfers.handle_part(now, from, part)
     }
 
+    /// The shell's SHA-256 of a transfer's written bytes, after a
+    /// [`FileOp::Digest`](crate::transfers::FileOp::Digest): the machine decides
+    /// whether the file goes into place (see [`Transfers::handle_digest`]).
+    pub fn handle_file_digest(
+        &mut self,
+        path: &str,
+        digest: [u8; 32],
+    ) -> crate::transfers::PartOutcome {
+        self.transfers.handle_digest(path, digest)
+    }
+
     /// Where the transfer of `path` (`total` bytes, whole-file SHA-256 `sha256`) is at:
     /// the bytes confirmed, and file operations to perform first (expiry); see
     /// [`Transfers::status`].

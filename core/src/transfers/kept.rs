@@ -2,8 +2,8 @@
 //! carry the whole file's SHA-256 from the first part on (its identity, known to the
 //! sender up front) is not deleted when it is abandoned (idle past the receiver's
 //! `idle_expiry`, or released when its link closes, see [`Transfers::release`]). Its
-//! `.part` file is closed and kept, with the running hash state and the confirmed
-//! offset, keyed by its final path; a sender that asks
+//! `.part` file is closed and kept (the shell keeps its running hash, see
+//! [`FileOp::Close`]) with the confirmed offset, keyed by its final path; a sender that asks
 //! [`Transfers::status`] with the same path, size and SHA-256 learns that offset, and a
 //! part at exactly that offset reopens it ([`FileOp::Reopen`]). A transfer without an
 //! identity (small files, older senders) is removed as before.
@@ -16,6 +16,7 @@
 //! [`Transfers::release`]: super::Transfers::release
 //! [`Transfers::status`]: super::Transfers::status
 //! [`FileOp::Reopen`]: super::FileOp::Reopen
+//! [`FileOp::Close`]: super::FileOp::Close
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,7 +49,6 @@ impl Default for ResumeConfig {
 /// One interrupted transfer: what resuming it needs.
 #[derive(Debug)]
 pub(super) struct Parked {
-    pub(super) hash: sha2::Sha256,
     pub(super) next: u64,
     pub(super) total: u64,
     pub(super) id: [u8; 32],

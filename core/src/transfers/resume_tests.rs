@@ -1,6 +1,7 @@
 //! Resuming interrupted transfers: exact outputs.
 
 use super::*;
+use sha2::Digest;
 
 fn sha(b: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(b).into()
@@ -75,8 +76,8 @@ fn an_abandoned_transfer_with_an_identity_is_kept_and_resumes_at_its_offset() {
         })
     );
     assert_eq!(t.kept(), 1);
-    // The part at the offset, over another link: reopened, appended, checked, renamed
-    // (the hash state was kept: the whole file's SHA-256 matches).
+    // The part at the offset, over another link: reopened (the shell's running hash
+    // taken up at 6 bytes), appended, digested; the digest matches: renamed.
     let out = t.handle_part(at(12), "c2", part("x", 6));
     assert_eq!(
         out,
@@ -90,11 +91,20 @@ fn an_abandoned_transfer_with_an_identity_is_kept_and_resumes_at_its_offset() {
                     tmp: p("/f/x.part"),
                     data: Bytes::from_static(b"ghi")
                 },
-                FileOp::Rename {
-                    tmp: p("/f/x.part"),
-                    to: p("/f/x")
+                FileOp::Digest {
+                    tmp: p("/f/x.part")
                 },
             ],
+            result: Ok(Received::Checking),
+        }
+    );
+    assert_eq!(
+        t.handle_digest("x", id),
+        PartOutcome {
+            ops: vec![FileOp::Rename {
+                tmp: p("/f/x.part"),
+                to: p("/f/x")
+            }],
             result: Ok(Received::File {
                 path: p("/f/x"),
                 bytes: 9

@@ -64,6 +64,7 @@ mod handler;
 mod lifecycle;
 mod links;
 mod metrics;
+mod part_files;
 mod routing;
 mod send_file;
 pub use send_file::{SendFileOptions, SendReport};
@@ -243,8 +244,9 @@ struct Inner<N: Net> {
     events_out: mpsc::UnboundedSender<EventMsg>,
     /// Control side: events of the workers we serve.
     job_events: broadcast::Sender<NodeJobEvent>,
-    /// The `.part` files of the transfers in progress, open between parts.
-    open_files: Mutex<HashMap<std::path::PathBuf, std::fs::File>>,
+    /// The `.part` files of the transfers in progress (open between parts) and kept,
+    /// with their running hashes.
+    part_files: Mutex<part_files::PartFiles>,
     /// File operations decided by the machine and not yet performed, in decision order
     /// (the writer thread performs them; see `perform_decided_file_ops`).
     decided_file_ops: Mutex<DecidedFileOps>,

@@ -1,8 +1,9 @@
 //! Sending a file to a node (the original's `send_file` and `send_bigfile`): the core's
-//! decisions ([`nkcluster_core::file_send`]: big or not, which link, where to resume,
-//! when to try again) performed here: reading and hashing the file, asking the
-//! receiver where a big file's transfer is at, dialing the exclusive connection, and
-//! sending the parts with a window.
+//! decisions ([`nkcluster_core::file_send`]: big or not, which link,
+//! where to resume, part sizes, when to try again) performed here: reading and hashing
+//! the file (on a blocking thread, a part ahead of the sending), asking the receiver
+//! where a big file's transfer is at, dialing the exclusive connection, and sending the
+//! parts with a window.
 
 use super::*;
 use nkcluster_core::cluster::FileQuery;
@@ -70,9 +71,11 @@ impl<N: Net> Node<N> {
             .map(|r| r.total)
     }
 
-    /// [`send_file`](Self::send_file) with options, reporting what it did. A big file is
-    /// hashed first; the receiver is asked how much of that file (path, size, SHA-256)
-    /// it holds from an interrupted transfer and the parts start there. It travels over
+    /// [`send_file`](Self::send_file) with options, reporting what it did. A big file has
+    /// an identity (a digest of the local file's path, size, modification time and
+    /// inode, see [`file_send::file_identity`]); the receiver is asked how much of that
+    /// file (path, size, identity) it holds from an interrupted transfer and the parts
+    /// start there. The file is read once, hashed as it is read. It travels over
     /// an exclusive connection dialed by this node when this node holds `node`'s link
     /// and `node` listens (a failed dial falls back to the main link). A transfer that
     /// fails for a reason of the link is tried again as `opts.retry` says.
@@ -101,7 +104,7 @@ impl<N: Net> Node<N> {
         let direct = self.inner.view().is_linked(node);
         let plan = file_send::plan(total, direct, listens);
         let identity = if plan.resumable {
-            Some(hash_file(local).await.map_err(io)?)
+            Some(file_identity(local, total).await.map_err(io)?)
         } else {
             None
         };
@@ -148,8 +151,6 @@ impl<N: Net> Node<N> {
         report: &mut SendReport,
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<(), RequestError> {
-        use sha2::Digest;
-        use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let io = |e: std::io::Error| {
             RequestError::Remote(RemoteError::new(
                 ErrorCode::FileError,
@@ -181,35 +182,25 @@ impl<N: Net> Node<N> {
             info!(node = %self.inner.config.node_id, to = %node, path = %remote, total, offset,
                   exclusive = report.exclusive, "sending a big file");
         }
-        let mut f = tokio::fs::File::open(local).await.map_err(io)?;
-        f.seek(std::io::SeekFrom::Start(offset)).await.map_err(io)?;
-        // Without an identity the hash is computed as the parts go (from 0) and travels
-        // with the last one; with it, it travels on every part.
-        let mut hash = sha2::Sha256::new();
+        let mut parts = read_parts(
+            local.to_path_buf(),
+            remote.to_owned(),
+            total,
+            offset,
+            identity,
+        );
         let mut in_flight = std::collections::VecDeque::new();
         loop {
-            // The part's bytes are read straight into its request body (no copy).
-            let want = PART.min(usize::try_from(total - offset).unwrap_or(PART));
-            let mut part = PartBody::new(remote, offset, total, want);
-            let mut filled = 0;
-            while filled < want {
-                let n = f.read(&mut part.data_mut()[filled..]).await.map_err(io)?;
-                if n == 0 {
-                    break;
+            let Some(part) = parts.recv().await else {
+                return Err(io(std::io::Error::other("the file reader stopped")));
+            };
+            let ReadPart { body, len, last } = part.map_err(io)?;
+            if last && plan.last_alone {
+                while let Some((routed, upto)) = in_flight.pop_front() {
+                    self.route_finish(node, routed, timeout).await?;
+                    progress(upto, total);
                 }
-                filled += n;
             }
-            if filled < want {
-                return Err(io(std::io::Error::other(
-                    "the file shrank while it was being sent",
-                )));
-            }
-            let last = offset + filled as u64 >= total;
-            if identity.is_none() {
-                hash.update(part.data());
-            }
-            let body =
-                part.finish(identity.or_else(|| last.then(|| hash.clone().finalize().into())));
             let routed = match &carried {
                 Carried::Main => {
                     self.route_enqueue(node, CLASS_JOB, body, timeout, 0, plan.ask_router)
@@ -228,9 +219,9 @@ impl<N: Net> Node<N> {
                     }
                 }
             };
-            offset += filled as u64;
-            report.sent += filled as u64;
-            report.last_sent += filled as u64;
+            offset += len as u64;
+            report.sent += len as u64;
+            report.last_sent += len as u64;
             in_flight.push_back((routed, offset));
             while in_flight.len() >= WINDOW || (last && !in_flight.is_empty()) {
                 let Some((routed, upto)) = in_flight.pop_front() else {
@@ -264,8 +255,8 @@ impl<N: Net> Node<N> {
     }
 }
 
-/// A routed big file's dedicated connection is found by target, path and SHA-256.
-pub(super) type FileLinkKey = (String, String, [u8; 32]);
+/// A routed big file's dedicated connection is found by target, path and size.
+pub(super) type FileLinkKey = (String, String, u64);
 
 /// A routed big file's dedicated connection, as the control node routing it holds it.
 pub(super) struct FileLink {
@@ -293,7 +284,7 @@ impl<N: Net> Inner<N> {
             return Err((req, responder));
         };
         let timeout = Duration::from_millis(req.timeout_ms);
-        let key: FileLinkKey = (req.node.clone(), rp.path, rp.sha256);
+        let key: FileLinkKey = (req.node.clone(), rp.path, rp.total);
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Request {
             class: req.class,
@@ -393,23 +384,93 @@ impl<N: Net> Inner<N> {
     }
 }
 
-/// The SHA-256 of a whole file (on the blocking pool).
-async fn hash_file(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
-    let path = path.to_path_buf();
+/// A part read by [`read_parts`]: its request body, ready.
+struct ReadPart {
+    body: Bytes,
+    /// Its bytes of file data.
+    len: usize,
+    last: bool,
+}
+
+/// Reads the parts of `local` (`total` bytes) from `start` on the blocking pool, one
+/// ahead of the sender: each read straight into its request body (no copy) and hashed
+/// as read (a resumed attempt hashes the bytes before `start` first), sized and given
+/// its SHA-256 field as [`file_send`] decides (`id`: the file's identity, resumable
+/// files). The reading stops when the receiver is dropped.
+fn read_parts(
+    local: std::path::PathBuf,
+    remote: String,
+    total: u64,
+    start: u64,
+    id: Option<[u8; 32]>,
+) -> mpsc::Receiver<std::io::Result<ReadPart>> {
+    let (tx, rx) = mpsc::channel(1);
     tokio::task::spawn_blocking(move || {
         use sha2::Digest;
-        use std::io::Read;
-        let mut f = std::fs::File::open(path)?;
-        let mut hash = sha2::Sha256::new();
-        let mut buf = vec![0u8; PART];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                return Ok(hash.finalize().into());
+        use std::io::{Read, Seek};
+        let run = || -> std::io::Result<()> {
+            let mut f = std::fs::File::open(&local)?;
+            let mut hash = sha2::Sha256::new();
+            let mut buf = vec![0u8; if start > 0 { PART } else { 0 }];
+            let mut left = start;
+            while left > 0 {
+                let want = PART.min(usize::try_from(left).unwrap_or(PART));
+                f.read_exact(&mut buf[..want])?;
+                hash.update(&buf[..want]);
+                left -= want as u64;
             }
-            hash.update(&buf[..n]);
+            f.seek(std::io::SeekFrom::Start(start))?;
+            let mut offset = start;
+            loop {
+                let len = file_send::part_len(total, offset, start);
+                let mut part = PartBody::new(&remote, offset, total, len);
+                f.read_exact(part.data_mut()).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => {
+                        std::io::Error::other("the file shrank while it was being sent")
+                    }
+                    _ => e,
+                })?;
+                hash.update(part.data());
+                offset += len as u64;
+                let last = offset >= total;
+                let sha = file_send::part_sha256(id, last, || hash.clone().finalize().into());
+                let body = part.finish(sha);
+                if tx.blocking_send(Ok(ReadPart { body, len, last })).is_err() || last {
+                    return Ok(());
+                }
+            }
+        };
+        if let Err(e) = run() {
+            let _ = tx.blocking_send(Err(e));
         }
-    })
-    .await
-    .map_err(std::io::Error::other)?
+    });
+    rx
+}
+
+/// A file's identity ([`file_send::file_identity`] of its canonical path, size,
+/// modification time, device and inode).
+async fn file_identity(path: &std::path::Path, total: u64) -> std::io::Result<[u8; 32]> {
+    let meta = tokio::fs::metadata(path).await?;
+    let canonical = tokio::fs::canonicalize(path)
+        .await
+        .unwrap_or_else(|_| path.to_path_buf());
+    let modified_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    #[cfg(unix)]
+    let (dev, ino) = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.dev(), meta.ino())
+    };
+    #[cfg(not(unix))]
+    let (dev, ino) = (0, 0);
+    Ok(file_send::file_identity(
+        &canonical.display().to_string(),
+        total,
+        modified_ns,
+        dev,
+        ino,
+    ))
 }

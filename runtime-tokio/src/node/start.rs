@@ -174,7 +174,7 @@ impl<N: Net> Node<N> {
             tasks: Mutex::new(HashMap::new()),
             events_out,
             job_events: broadcast::channel(EVENT_QUEUE).0,
-            open_files: Mutex::new(HashMap::new()),
+            part_files: Mutex::default(),
             decided_file_ops: Mutex::default(),
             file_links: Mutex::new(HashMap::new()),
             file_writer: Mutex::new(None),

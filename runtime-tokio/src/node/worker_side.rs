@@ -3,6 +3,7 @@
 
 use super::*;
 use nkcluster_core::cluster::FileQuery;
+use nkcluster_core::transfers::{Part, PartOutcome, Received, TransferError};
 
 /// What the file writer thread handles, in arrival order.
 pub(super) enum FileWork {
@@ -11,6 +12,9 @@ pub(super) enum FileWork {
     /// Where a transfer is at (answered after the parts that came before).
     Status(FileQuery),
 }
+
+/// What one step of a transfer decided for its sender.
+type StepOutcome = Result<Received, TransferError>;
 
 impl<N: Net> Inner<N> {
     pub(super) fn emit(&self, e: NodeEvent) {
@@ -191,65 +195,95 @@ impl<N: Net> Inner<N> {
 
     /// Performs, on the writer thread, every batch of file operations decided so far, in
     /// the order the machine decided them (a `.part` file closed when a link went down is
-    /// never closed after a later part reopened it); the result of batch `mine`. Other
-    /// batches' failures are logged.
-    fn perform_decided_file_ops(&self, mine: Option<u64>) -> Result<(), RemoteError> {
-        let mut result = Ok(());
+    /// never closed after a later part reopened it); the result of batch `mine` (with
+    /// the digest it produced, if any). Other batches' failures are logged.
+    fn perform_decided_file_ops(&self, mine: Option<u64>) -> Result<Option<[u8; 32]>, RemoteError> {
+        let mut result = Ok(None);
         loop {
             let Some((batch, ops)) = lock(&self.decided_file_ops).queue.pop_front() else {
                 return result;
             };
-            match self.perform_file_ops(ops) {
+            let r = lock(&self.part_files).perform(ops, |f| self.check_file_dir(f));
+            match r {
+                Ok(d) if Some(batch) == mine => result = Ok(d),
                 Err(e) if Some(batch) == mine => result = Err(e),
                 Err(e) => warn!(node = %self.config.node_id, code = %e.code, error = %e.message,
                                "a file operation of an ended transfer failed"),
-                Ok(()) => {}
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// One step of a transfer: `decide` runs inside the machine's owner and returns its
+    /// outcome (its ops recorded there, in decision order); they are performed here. An
+    /// I/O failure ends the transfer (its clean-up decided and performed) and is the
+    /// answer; otherwise the outcome, with the digest a `Digest` op produced.
+    fn transfer_step(
+        self: &Arc<Self>,
+        from: &str,
+        path: &str,
+        len: usize,
+        decide: impl FnOnce(&mut NodeMachine<Pump>, nkcluster_core::Instant) -> PartOutcome
+        + Send
+        + 'static,
+    ) -> Result<(StepOutcome, Option<[u8; 32]>), RemoteError> {
+        let me = Arc::clone(self);
+        let (result, batch) = self
+            .ask_blocking(move |b, now| {
+                let mut out = decide(b, now);
+                me.telemetry.file_part(&out, len);
+                (out.result, me.decide_file_ops(std::mem::take(&mut out.ops)))
+            })
+            .ok_or_else(stopped)?;
+        match self.perform_decided_file_ops(Some(batch)) {
+            Ok(digest) => Ok((result, digest)),
+            Err(e) => {
+                self.telemetry.file_failed();
+                let (p, me) = (path.to_owned(), Arc::clone(self));
+                if let Some(cleanup) =
+                    self.ask_blocking(move |b, _| me.decide_file_ops(b.handle_file_error(&p)))
+                {
+                    let _ = self.perform_decided_file_ops(Some(cleanup));
+                }
+                warn!(node = %self.config.node_id, from = %from, path = %path, code = %e.code, error = %e.message,
+                      "a file transfer failed");
+                Err(e)
             }
         }
     }
 
     /// One part of a file. The core receiver decides (where it lands, order, checksum,
-    /// limits, expiry); this performs its file operations and answers.
+    /// limits, expiry); this performs its file operations (hashing what it writes) and
+    /// answers. After the last part the digest goes back to the machine, which decides
+    /// whether the file goes into place.
     pub(super) fn receive_file(
         self: &Arc<Self>,
         from: &str,
         part: FilePart,
     ) -> Result<Bytes, RemoteError> {
-        use nkcluster_core::transfers::{Part, Received};
-        let (path, sender) = (part.path.clone(), from.to_owned());
-        let (offset, total, data, sha256) =
-            (part.offset, part.total, part.data.clone(), part.sha256);
-        let len = data.len();
-        let me = Arc::clone(self);
-        let (out, batch) = self
-            .ask_blocking(move |b, now| {
-                let part_in = Part {
-                    path: &path,
-                    offset,
-                    total,
-                    data,
-                    sha256,
-                };
-                let mut out = b.handle_file_part(now, &sender, part_in);
-                me.telemetry.file_part(&out, len);
-                let batch = me.decide_file_ops(std::mem::take(&mut out.ops));
-                (out, batch)
-            })
-            .ok_or_else(stopped)?;
-        if let Err(e) = self.perform_decided_file_ops(Some(batch)) {
-            self.telemetry.file_failed();
-            let (path, me) = (part.path.clone(), Arc::clone(self));
-            if let Some(cleanup) =
-                self.ask_blocking(move |b, _| me.decide_file_ops(b.handle_file_error(&path)))
-            {
-                let _ = self.perform_decided_file_ops(Some(cleanup));
-            }
-            warn!(node = %self.config.node_id, from = %from, path = %part.path, code = %e.code, error = %e.message,
-                  "a file transfer failed");
-            return Err(e);
+        let sender = from.to_owned();
+        let path = part.path.clone();
+        let len = part.data.len();
+        let (mut result, digest) = self.transfer_step(from, &part.path, len, move |b, now| {
+            let part_in = Part {
+                path: &path,
+                offset: part.offset,
+                total: part.total,
+                data: part.data,
+                sha256: part.sha256,
+            };
+            b.handle_file_part(now, &sender, part_in)
+        })?;
+        if let (Ok(Received::Checking), Some(digest)) = (&result, digest) {
+            let path = part.path.clone();
+            result = self
+                .transfer_step(from, &part.path, 0, move |b, _| {
+                    b.handle_file_digest(&path, digest)
+                })?
+                .0;
         }
-        match out.result {
-            Ok(Received::Part) => Ok(Bytes::new()),
+        match result {
+            Ok(Received::Part | Received::Checking) => Ok(Bytes::new()),
             Ok(Received::File { path, bytes }) => {
                 info!(node = %self.config.node_id, from = %from, path = %path.display(), bytes, "received a file");
                 Ok(Bytes::new())
@@ -286,66 +320,6 @@ impl<N: Net> Inner<N> {
                 Err(RemoteError::new(e.code(), e.to_string()))
             }
         }
-    }
-
-    /// Performs one batch of the receiver's file operations in order; the `.part` files
-    /// stay open between parts.
-    fn perform_file_ops(
-        &self,
-        ops: Vec<nkcluster_core::transfers::FileOp>,
-    ) -> Result<(), RemoteError> {
-        use nkcluster_core::transfers::FileOp;
-        use std::io::Write;
-        let io = |p: &std::path::Path, e: std::io::Error| {
-            RemoteError::new(ErrorCode::FileError, format!("{}: {e}", p.display()))
-        };
-        let mut open = lock(&self.open_files);
-        for op in ops {
-            match op {
-                FileOp::Create { tmp } => {
-                    self.check_file_dir(&tmp)?;
-                    let f = std::fs::File::create(&tmp).map_err(|e| io(&tmp, e))?;
-                    open.insert(tmp, f);
-                }
-                FileOp::Append { tmp, data } => {
-                    let f = open.get_mut(&tmp).ok_or_else(|| {
-                        io(&tmp, std::io::Error::other("the part file is not open"))
-                    })?;
-                    f.write_all(&data).map_err(|e| io(&tmp, e))?;
-                }
-                FileOp::Rename { tmp, to } => {
-                    open.remove(&tmp);
-                    std::fs::rename(&tmp, &to).map_err(|e| io(&to, e))?;
-                }
-                FileOp::Remove { tmp } => {
-                    open.remove(&tmp);
-                    let _ = std::fs::remove_file(&tmp);
-                }
-                FileOp::Close { tmp } => {
-                    open.remove(&tmp);
-                }
-                FileOp::Reopen { tmp, len } => {
-                    use std::io::{Seek, SeekFrom};
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&tmp)
-                        .map_err(|e| io(&tmp, e))?;
-                    let on_disk = f.metadata().map_err(|e| io(&tmp, e))?.len();
-                    if on_disk < len {
-                        return Err(io(
-                            &tmp,
-                            std::io::Error::other(format!(
-                                "the kept part file has {on_disk} bytes, {len} expected"
-                            )),
-                        ));
-                    }
-                    f.set_len(len).map_err(|e| io(&tmp, e))?;
-                    f.seek(SeekFrom::End(0)).map_err(|e| io(&tmp, e))?;
-                    open.insert(tmp, f);
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Makes the directory of `file` and refuses it when a symbolic link leads it out of

@@ -519,11 +519,17 @@ fn file_parts_become_file_operations_in_order() {
                 tmp: tmp.clone(),
                 data,
             },
-            FileOp::Rename {
-                tmp: tmp.clone(),
-                to: to.clone()
-            },
+            FileOp::Digest { tmp: tmp.clone() },
         ]
+    );
+    assert_eq!(out.result, Ok(Received::Checking));
+    let out = w.handle_file_digest("a/b.txt", sha);
+    assert_eq!(
+        out.ops,
+        vec![FileOp::Rename {
+            tmp: tmp.clone(),
+            to: to.clone()
+        }]
     );
     assert_eq!(out.result, Ok(Received::File { path: to, bytes: 5 }));
     let refused = w.handle_file_part(

@@ -1,0 +1,193 @@
+//! The receiver's `.part` files as the file writer thread holds them: each with its
+//! running SHA-256, fed as the bytes are written (here, on the writer thread, never in
+//! the task that owns the node machine) and kept across a `Close` for a resume. It
+//! performs the core receiver's [`FileOp`]s in order; what they mean, and every
+//! decision (including whether a digest is the right one), is the core's
+//! ([`nkcluster_core::transfers`]).
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use nkcluster_core::error::ErrorCode;
+use nkcluster_core::message::RemoteError;
+use nkcluster_core::transfers::FileOp;
+use sha2::Digest;
+
+/// One `.part` file.
+struct PartFile {
+    /// Open between parts; `None` while kept closed for a resume.
+    file: Option<std::fs::File>,
+    /// The SHA-256 of the first `hashed` bytes.
+    hash: sha2::Sha256,
+    hashed: u64,
+}
+
+/// The `.part` files of the transfers open or kept, by path.
+#[derive(Default)]
+pub(super) struct PartFiles {
+    by_tmp: HashMap<PathBuf, PartFile>,
+}
+
+fn io_error(p: &Path, e: std::io::Error) -> RemoteError {
+    RemoteError::new(ErrorCode::FileError, format!("{}: {e}", p.display()))
+}
+
+impl PartFiles {
+    /// Performs `ops` in order (`check_dir` vets a new file's directory); the digest a
+    /// [`FileOp::Digest`] among them produced, for the core to judge.
+    pub(super) fn perform(
+        &mut self,
+        ops: Vec<FileOp>,
+        check_dir: impl Fn(&Path) -> Result<(), RemoteError>,
+    ) -> Result<Option<[u8; 32]>, RemoteError> {
+        let mut digest = None;
+        for op in ops {
+            match op {
+                FileOp::Create { tmp } => {
+                    check_dir(&tmp)?;
+                    let f = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
+                    self.by_tmp.insert(
+                        tmp,
+                        PartFile {
+                            file: Some(f),
+                            hash: sha2::Sha256::new(),
+                            hashed: 0,
+                        },
+                    );
+                }
+                FileOp::Append { tmp, data } => {
+                    let pf = self.open_mut(&tmp)?;
+                    let Some(f) = pf.file.as_mut() else {
+                        return Err(not_open(&tmp));
+                    };
+                    f.write_all(&data).map_err(|e| io_error(&tmp, e))?;
+                    pf.hash.update(&data);
+                    pf.hashed += data.len() as u64;
+                }
+                FileOp::Digest { tmp } => {
+                    let pf = self.open_mut(&tmp)?;
+                    digest = Some(pf.hash.clone().finalize().into());
+                }
+                FileOp::Rename { tmp, to } => {
+                    self.by_tmp.remove(&tmp);
+                    std::fs::rename(&tmp, &to).map_err(|e| io_error(&to, e))?;
+                }
+                FileOp::Remove { tmp } => {
+                    self.by_tmp.remove(&tmp);
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                FileOp::Close { tmp } => {
+                    if let Some(pf) = self.by_tmp.get_mut(&tmp) {
+                        pf.file = None;
+                    }
+                }
+                FileOp::Reopen { tmp, len } => {
+                    let pf = reopen(&tmp, len, self.by_tmp.remove(&tmp))?;
+                    self.by_tmp.insert(tmp, pf);
+                }
+            }
+        }
+        Ok(digest)
+    }
+
+    fn open_mut(&mut self, tmp: &Path) -> Result<&mut PartFile, RemoteError> {
+        self.by_tmp.get_mut(tmp).ok_or_else(|| not_open(tmp))
+    }
+}
+
+fn not_open(tmp: &Path) -> RemoteError {
+    io_error(tmp, std::io::Error::other("the part file is not open"))
+}
+
+/// The kept `tmp` opened again at `len` bytes (anything past them cut), with the hash
+/// kept at its close when it covers exactly those bytes, else one computed from them.
+fn reopen(tmp: &Path, len: u64, kept: Option<PartFile>) -> Result<PartFile, RemoteError> {
+    let io = |e| io_error(tmp, e);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(tmp)
+        .map_err(io)?;
+    let on_disk = f.metadata().map_err(io)?.len();
+    if on_disk < len {
+        return Err(io(std::io::Error::other(format!(
+            "the kept part file has {on_disk} bytes, {len} expected"
+        ))));
+    }
+    f.set_len(len).map_err(io)?;
+    let hash = match kept {
+        Some(k) if k.hashed == len => k.hash,
+        _ => {
+            let mut hash = sha2::Sha256::new();
+            f.seek(SeekFrom::Start(0)).map_err(io)?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut left = len;
+            while left > 0 {
+                let want = buf.len().min(usize::try_from(left).unwrap_or(buf.len()));
+                let n = f.read(&mut buf[..want]).map_err(io)?;
+                if n == 0 {
+                    return Err(io(std::io::Error::other("the kept part file shrank")));
+                }
+                hash.update(&buf[..n]);
+                left -= n as u64;
+            }
+            hash
+        }
+    };
+    f.seek(SeekFrom::End(0)).map_err(io)?;
+    Ok(PartFile {
+        file: Some(f),
+        hash,
+        hashed: len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn sha(b: &[u8]) -> [u8; 32] {
+        sha2::Sha256::digest(b).into()
+    }
+
+    #[test]
+    fn appends_are_hashed_as_written_and_a_reopen_takes_the_hash_up_at_its_length() {
+        let dir = std::env::temp_dir().join(format!("nk-part-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let tmp = dir.join("x.part");
+        let ok = |_: &Path| Ok(());
+        let append = |d: &'static [u8]| FileOp::Append {
+            tmp: tmp.clone(),
+            data: Bytes::from_static(d),
+        };
+        let digest = FileOp::Digest { tmp: tmp.clone() };
+        let mut p = PartFiles::default();
+        let ops = vec![FileOp::Create { tmp: tmp.clone() }, append(b"abc")];
+        assert_eq!(p.perform(ops, ok), Ok(None));
+        // Kept closed, reopened at its length: the kept hash goes on.
+        let close = FileOp::Close { tmp: tmp.clone() };
+        let reopen = |len| FileOp::Reopen {
+            tmp: tmp.clone(),
+            len,
+        };
+        assert_eq!(p.perform(vec![close.clone(), reopen(3)], ok), Ok(None));
+        let ops = vec![append(b"def"), digest.clone()];
+        assert_eq!(p.perform(ops, ok), Ok(Some(sha(b"abcdef"))));
+        // Reopened shorter than what was hashed: the hash is computed from the file.
+        let ops = vec![close, reopen(2), append(b"Z"), digest.clone()];
+        assert_eq!(p.perform(ops, ok), Ok(Some(sha(b"abZ"))));
+        assert_eq!(std::fs::read(&tmp).expect("read"), b"abZ");
+        // Renamed: forgotten; a digest of it now is an error.
+        let to = dir.join("x");
+        let ops = vec![FileOp::Rename {
+            tmp: tmp.clone(),
+            to: to.clone(),
+        }];
+        assert_eq!(p.perform(ops, ok), Ok(None));
+        assert!(p.perform(vec![digest], ok).is_err());
+        assert!(p.perform(vec![reopen(1)], ok).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
