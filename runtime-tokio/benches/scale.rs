@@ -1,16 +1,24 @@
 //! Scale bench: handshakes per second on one control node, and memory per idle link.
 //!
-//! A control node listens on loopback; a worker node opens `N` links to it with
-//! `Node::connect` (64 at a time), each a full TCP (or TLS) connect plus the mutual
-//! handshake. Both ends run in this process on one 2-worker runtime, so the rate is a
-//! lower bound for the control node alone. The key is derived once per password
-//! (production iteration count), not per connection. Then the process's RSS growth per
-//! idle link is reported (both ends of each link live here, so one end is about half).
-//! Beside them, the same number of plain rustls handshakes (nkcluster's own TLS
-//! configuration, tokio-rustls, no nkcluster handshake on top), the baseline of the TLS
-//! rate; the run ends with the issue-15 target lines.
+//! A control node listens on loopback; `N` worker nodes (distinct ids, started before the
+//! timed part) link to it with `Node::connect`, 64 at a time, each a full TCP (or TLS,
+//! WebSocket) connect plus the mutual handshake plus what a worker's arrival costs the
+//! control node (its proxy, its place on the ring, its first report, whose machine
+//! figures are fixed: probing the machine is the worker's cost, on its own machine).
+//! Every node runs in this process on
+//! one 2-worker runtime, so the rate is a lower bound for the control node alone. The
+//! password key is derived once per node, before the timed part, with few rounds (the
+//! iteration count plays no part in a link's cost). Then the process's RSS growth per
+//! idle link is reported (both ends of each link live here, so one end is about half;
+//! the idle bench measures the control's end alone, at 10,000 links).
+//! Beside them, the same number of plain TCP connections (the server writes one byte, the
+//! client reads it) and of plain rustls handshakes (nkcluster's own TLS configuration,
+//! tokio-rustls, no nkcluster handshake on top): the baselines of the TCP and TLS rates;
+//! the run ends with the issue-15 target lines.
 //!
-//! Run: `cargo bench -p nkcluster --bench scale` (`-- --quick` for N = 500).
+//! Run: `cargo bench -p nkcluster --bench scale` (`-- --quick` for N = 500). To profile
+//! the timed part of one transport alone: `mkfifo /tmp/ctl; NKCLUSTER_PERF_CTL=/tmp/ctl
+//! perf record --control fifo:/tmp/ctl -D -1 -e cpu-clock -g <bench binary> --only tcp`.
 
 mod common;
 
@@ -38,8 +46,36 @@ fn env() -> Env<TokioNet> {
     Env::real()
 }
 
+/// Password rounds of every node here: the key is derived once per node, outside the
+/// timed part.
+const KEY_ITERATIONS: u32 = 1;
+/// Nodes starting or connecting at a time.
+const CONCURRENCY: usize = 64;
+
+/// Runs `make(i)` for `i` in `0..n`, `CONCURRENCY` at a time; returns the results.
+async fn in_parallel<T, F>(n: usize, make: impl Fn(usize) -> F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    let mut out = Vec::with_capacity(n);
+    let mut started = 0;
+    while out.len() < n {
+        while started < n && set.len() < CONCURRENCY {
+            set.spawn(make(started));
+            started += 1;
+        }
+        if let Some(r) = set.join_next().await {
+            out.push(r.expect("task"));
+        }
+    }
+    out
+}
+
 async fn run(transport: &str, n: usize) -> (f64, f64, f64) {
     let mut c = NodeConfig::new("c1");
+    c.key_iterations = KEY_ITERATIONS;
     c.listen =
         parse_url_list(&format!("nkcluster://127.0.0.1:0;transport={transport}")).expect("url");
     // Idle links must stay up for the memory reading: long ping and idle timeouts.
@@ -47,37 +83,90 @@ async fn run(transport: &str, n: usize) -> (f64, f64, f64) {
     c.connection.idle_timeout = Duration::from_secs(600);
     let control = Node::start(c, env()).await.expect("control");
     let port = control.listen_addrs()[0].1.port();
-    let mut w = NodeConfig::new("w1");
-    w.control = false;
-    w.listen = Vec::new();
-    w.connection = control_conn();
-    let worker = Node::start(w, env()).await.expect("worker");
-    let url = format!("nkcluster://127.0.0.1:{port};transport={transport}");
-    // Warm up (key derivation, TLS config caches) outside the timed part.
-    worker.connect(&url).await.expect("warm-up link");
+    let url: std::sync::Arc<str> =
+        format!("nkcluster://127.0.0.1:{port};transport={transport}").into();
+    let start = |id: String| async move {
+        let mut w = NodeConfig::new(id);
+        w.control = false;
+        w.listen = Vec::new();
+        w.key_iterations = KEY_ITERATIONS;
+        w.connection = control_conn();
+        Node::start(w, common::fixed_figures_env())
+            .await
+            .expect("worker")
+    };
+    // Warm up (TLS config caches, lazily built tables) outside the timed part.
+    let warm = start("warm".into()).await;
+    warm.connect(&url).await.expect("warm-up link");
+    let workers = in_parallel(n, |i| start(format!("w{i}"))).await;
     let rss0 = rss_kib();
+    perf_control("enable");
     let t = Instant::now();
-    let mut set = JoinSet::new();
-    let mut done = 0;
-    let mut started = 0;
-    while done < n {
-        while started < n && set.len() < 64 {
-            let w = worker.clone();
-            let u = url.clone();
-            set.spawn(async move { w.connect(&u).await });
-            started += 1;
-        }
-        if let Some(r) = set.join_next().await {
-            r.expect("task").expect("link");
-            done += 1;
-        }
-    }
+    let linked = in_parallel(n, |i| {
+        let (w, url) = (workers[i].clone(), url.clone());
+        async move { w.connect(&url).await.map(|_| ()) }
+    })
+    .await;
     let secs = t.elapsed().as_secs_f64();
+    perf_control("disable");
+    for r in linked {
+        r.expect("link");
+    }
     let rss1 = rss_kib();
     let per_link = (rss1.saturating_sub(rss0)) as f64 / n as f64;
-    worker.shutdown();
+    for w in workers.iter().chain([&warm]) {
+        w.shutdown();
+    }
     control.shutdown();
     (n as f64 / secs, per_link, per_link / 2.0)
+}
+
+/// Profiles the timed part alone: with `NKCLUSTER_PERF_CTL` naming the control FIFO of
+/// `perf record --control fifo:<ctl> -D -1 ...`, sends it `cmd` (`enable`, `disable`).
+fn perf_control(cmd: &str) {
+    if let Some(path) = std::env::var_os("NKCLUSTER_PERF_CTL") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .expect("perf control FIFO");
+        writeln!(f, "{cmd}").expect("perf control");
+    }
+}
+
+/// `n` plain TCP connections (64 at a time) on loopback; each counts once the server has
+/// accepted and the client has read the server's first byte. Returns connections per
+/// second: the floor of a TCP link's setup on this machine and runtime.
+async fn tcp_rate(n: usize) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let _ = s.write_all(b"k").await;
+                let mut end = [0u8; 1];
+                let _ = s.read(&mut end).await;
+            });
+        }
+    });
+    let t = Instant::now();
+    let done = in_parallel(n, |_| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        let mut first = [0u8; 1];
+        s.read_exact(&mut first).await?;
+        std::io::Result::Ok(())
+    })
+    .await;
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    for r in done {
+        r.expect("tcp connection");
+    }
+    rate
 }
 
 /// `n` plain rustls handshakes (64 at a time) on loopback with nkcluster's own TLS
@@ -126,19 +215,12 @@ async fn rustls_rate(n: usize) -> f64 {
     };
     one().await.expect("warm-up handshake");
     let t = Instant::now();
-    let mut set = JoinSet::new();
-    let (mut done, mut started) = (0, 0);
-    while done < n {
-        while started < n && set.len() < 64 {
-            set.spawn(one());
-            started += 1;
-        }
-        if let Some(r) = set.join_next().await {
-            r.expect("task").expect("rustls handshake");
-            done += 1;
-        }
+    let done = in_parallel(n, |_| one()).await;
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    for r in done {
+        r.expect("rustls handshake");
     }
-    n as f64 / t.elapsed().as_secs_f64()
+    rate
 }
 
 fn control_conn() -> nkcluster_core::ConnectionConfig {
@@ -168,7 +250,7 @@ fn main() {
         let exe = std::env::current_exe().expect("own path");
         // Each child prints its row: name, handshakes/s, KiB per link, KiB per end.
         let mut figures: Vec<(String, Vec<f64>)> = Vec::new();
-        for t in ["tcp", "tls", "ws", "wss", "rustls"] {
+        for t in ["tcp", "tls", "ws", "wss", "raw", "rustls"] {
             let mut cmd = std::process::Command::new(&exe);
             cmd.args(["--only", t]);
             if quick {
@@ -219,8 +301,14 @@ fn main() {
         .build()
         .expect("runtime");
     let t = only.as_str();
-    if t == "rustls" {
-        let rate = rt.block_on(async { tokio::spawn(rustls_rate(n)).await.expect("rustls run") });
+    if t == "rustls" || t == "raw" {
+        let rate = rt.block_on(async {
+            if t == "raw" {
+                tokio::spawn(tcp_rate(n)).await.expect("raw run")
+            } else {
+                tokio::spawn(rustls_rate(n)).await.expect("rustls run")
+            }
+        });
         println!("{t:<6} {rate:>16.0} {:>22} {:>22}", "-", "-");
         return;
     }

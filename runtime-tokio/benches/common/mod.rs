@@ -92,3 +92,22 @@ pub fn context_switches() -> u64 {
         })
         .sum()
 }
+
+/// The environment of the benches' worker nodes: real sockets, and fixed machine figures
+/// in their reports (a worker measures its own machine when it links; with thousands of
+/// workers in one bench process, that probing would be counted against the control node).
+pub fn fixed_figures_env() -> nkcluster::node::Env<nkcluster::net::TokioNet> {
+    nkcluster::node::Env {
+        machine_figures: Some(nkcluster_core::cluster::Stats {
+            cpu_percent: 1.0,
+            load_avg: [0.1, 0.1, 0.1],
+            mem_total: 1 << 30,
+            mem_used: 1 << 29,
+            disks: Vec::new(),
+            time_ms: 0,
+            os: "bench".into(),
+            uptime_s: 1,
+        }),
+        ..nkcluster::node::Env::real()
+    }
+}
