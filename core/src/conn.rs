@@ -30,7 +30,7 @@ use crate::auth::Key;
 use crate::frame::{FrameDecoder, FrameError, MAX_FRAME_DEFAULT};
 use crate::handshake::{Handshake, HandshakeConfig, Identity, Outcome, PeerInfo, Side};
 use crate::lanes::{Assembly, BULK_MIN, Lanes, is_bulk_request};
-use crate::message::{Close, Message, Ping, Pong, RemoteError, Reply, Request};
+use crate::message::{Close, Hot, Message, Ping, Pong, RemoteError, Reply};
 use crate::seqmap::SeqMap;
 use crate::time::Instant;
 
@@ -454,18 +454,17 @@ impl Connection {
         self.pending.insert(id, deadline);
         self.deadlines.insert((deadline, id), ());
         let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-        let bulk = is_bulk_request(class, &body);
-        let msg = Message::Request(Request {
+        let msg = Hot::Request {
             id,
             timeout_ms,
-            class: class.to_owned(),
-            body,
-        });
-        if bulk {
-            self.stats.frames_out += 1;
-            self.lanes.bulk(&msg);
+            class,
+            body: &body,
+        };
+        self.stats.frames_out += 1;
+        if is_bulk_request(class, &body) {
+            self.lanes.bulk(&msg.to_message());
         } else {
-            self.send(&msg);
+            self.lanes.control_hot(&msg);
         }
         Ok(RequestId(id))
     }
@@ -484,13 +483,16 @@ impl Connection {
             )),
             r => r,
         };
-        let bulk = matches!(&result, Ok(b) if b.len() >= BULK_MIN);
-        let msg = Message::Reply(Reply { id, result });
-        if bulk {
-            self.stats.frames_out += 1;
-            self.lanes.bulk(&msg);
-        } else {
-            self.send(&msg);
+        match &result {
+            Ok(body) if body.len() < BULK_MIN => {
+                self.stats.frames_out += 1;
+                self.lanes.control_hot(&Hot::Reply { id, body });
+            }
+            Ok(_) => {
+                self.stats.frames_out += 1;
+                self.lanes.bulk(&Message::Reply(Reply { id, result }));
+            }
+            Err(_) => self.send(&Message::Reply(Reply { id, result })),
         }
     }
 

@@ -27,7 +27,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::conn::Framing;
 use crate::frame::{FrameError, HEADER_LEN};
-use crate::message::{Chunk, Message};
+use crate::message::{Chunk, Hot, Message};
 
 /// Most body bytes in one chunk.
 pub const CHUNK: usize = 64 * 1024;
@@ -139,6 +139,23 @@ impl Lanes {
         match self.framing {
             Framing::Stream => {
                 // A large payload is not copied: it follows its header as its own segment.
+                if let Some(payload) = msg.encode_frame_split(&mut self.acc) {
+                    self.control.push_back(self.acc.split().freeze());
+                    self.control.push_back(payload);
+                }
+            }
+            Framing::Messages => {
+                self.flush_acc();
+                self.control.push_back(msg.encode_body());
+            }
+        }
+    }
+
+    /// Queues a request or an `Ok` reply on the control lane, encoded from its borrowed
+    /// fields (the same bytes as [`control`](Self::control) of the owned message).
+    pub fn control_hot(&mut self, msg: &Hot<'_>) {
+        match self.framing {
+            Framing::Stream => {
                 if let Some(payload) = msg.encode_frame_split(&mut self.acc) {
                     self.control.push_back(self.acc.split().freeze());
                     self.control.push_back(payload);

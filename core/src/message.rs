@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::frame::HEADER_LEN;
 use crate::handshake::Role;
 
+mod hot;
+pub use hot::Hot;
+
 /// Newest protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 2;
 /// Oldest protocol version this build still speaks.
@@ -249,6 +252,9 @@ impl Message {
     /// Decodes one frame body held in `frame`, without copying request and reply
     /// payloads: they become slices of `frame`. Same result as [`decode`](Self::decode).
     pub fn decode_bytes(frame: &Bytes) -> Result<Message, DecodeError> {
+        if let Some(m) = hot::decode(frame) {
+            return Ok(m);
+        }
         let m = match postcard::take_from_bytes::<wire::MessageRef<'_>>(frame) {
             Ok((m, [])) => m,
             Ok((_, rest)) => return Err(DecodeError(format!("{} trailing bytes", rest.len()))),

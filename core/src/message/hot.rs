@@ -1,0 +1,329 @@
+//! The hot messages, a request and an `Ok` reply, encoded and decoded by hand: a link
+//! handles one of each per request, and the generic postcard path (serde, an owned
+//! [`Message`] built around borrowed fields) costs more than the rest of the request.
+//!
+//! The bytes are exactly postcard's (the tests check it against the generic path):
+//! `varint(variant) varint(id) [varint(timeout_ms) varint(len) class] [varint(0 = Ok)]
+//! varint(len) payload`. The decoder takes only what it reads unambiguously (canonical
+//! varints, UTF-8 class, payload ending the frame); anything else, errors included, goes
+//! to the generic decoder, so both paths agree on every input.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{Message, Reply, Request};
+use crate::frame::HEADER_LEN;
+
+/// `Message::Request`'s and `Message::Reply`'s variant indexes.
+const REQUEST: u8 = 5;
+const REPLY: u8 = 6;
+/// `Result::Ok`'s variant index.
+const OK: u8 = 0;
+
+/// A request or an `Ok` reply, fields borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum Hot<'a> {
+    /// `Message::Request`.
+    Request {
+        /// Request id.
+        id: u64,
+        /// How long the sender waits.
+        timeout_ms: u32,
+        /// Class name.
+        class: &'a str,
+        /// Payload.
+        body: &'a Bytes,
+    },
+    /// `Message::Reply` with an `Ok` payload.
+    Reply {
+        /// The request's id.
+        id: u64,
+        /// Payload.
+        body: &'a Bytes,
+    },
+}
+
+fn put_varint(out: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        out.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
+impl Hot<'_> {
+    fn payload(&self) -> &Bytes {
+        match self {
+            Hot::Request { body, .. } | Hot::Reply { body, .. } => body,
+        }
+    }
+
+    /// Everything before the payload, its length included.
+    fn head(&self, out: &mut BytesMut) {
+        match *self {
+            Hot::Request {
+                id,
+                timeout_ms,
+                class,
+                body,
+            } => {
+                out.reserve(24 + class.len());
+                out.put_u8(REQUEST);
+                put_varint(out, id);
+                put_varint(out, u64::from(timeout_ms));
+                put_varint(out, class.len() as u64);
+                out.extend_from_slice(class.as_bytes());
+                put_varint(out, body.len() as u64);
+            }
+            Hot::Reply { id, body } => {
+                out.reserve(24);
+                out.put_u8(REPLY);
+                put_varint(out, id);
+                out.put_u8(OK);
+                put_varint(out, body.len() as u64);
+            }
+        }
+    }
+
+    /// [`Message::encode_frame_split`] of the same message: the frame appended to `out`,
+    /// except a payload of at least [`Message::SPLIT_BODY_MIN`] bytes, returned to be
+    /// written right after.
+    pub fn encode_frame_split(&self, out: &mut BytesMut) -> Option<Bytes> {
+        let start = out.len();
+        out.put_u32(0);
+        self.head(out);
+        let payload = self.payload();
+        let split = payload.len() >= Message::SPLIT_BODY_MIN;
+        if !split {
+            out.extend_from_slice(payload);
+        }
+        let total = out.len() - start - HEADER_LEN + if split { payload.len() } else { 0 };
+        let total = u32::try_from(total).unwrap_or(u32::MAX);
+        out[start..start + HEADER_LEN].copy_from_slice(&total.to_be_bytes());
+        split.then(|| payload.clone())
+    }
+
+    /// [`Message::encode_body`] of the same message.
+    #[must_use]
+    pub fn encode_body(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(32 + self.payload().len());
+        self.head(&mut out);
+        out.extend_from_slice(self.payload());
+        out.freeze()
+    }
+
+    /// The same message, owned.
+    #[must_use]
+    pub fn to_message(&self) -> Message {
+        match *self {
+            Hot::Request {
+                id,
+                timeout_ms,
+                class,
+                body,
+            } => Message::Request(Request {
+                id,
+                timeout_ms,
+                class: class.to_owned(),
+                body: body.clone(),
+            }),
+            Hot::Reply { id, body } => Message::Reply(Reply {
+                id,
+                result: Ok(body.clone()),
+            }),
+        }
+    }
+}
+
+/// Reads a canonical varint of at most `max_bytes` bytes (so it cannot overflow) at
+/// `*at`; `None` for anything else.
+fn varint(b: &[u8], at: &mut usize, max_bytes: usize) -> Option<u64> {
+    let mut v = 0u64;
+    for i in 0..max_bytes {
+        let byte = *b.get(*at + i)?;
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            // Canonical: no needless zero group at the end.
+            if byte == 0 && i > 0 {
+                return None;
+            }
+            *at += i + 1;
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// `n` bytes at `*at`.
+fn take<'a>(b: &'a [u8], at: &mut usize, n: u64) -> Option<&'a [u8]> {
+    let n = usize::try_from(n).ok()?;
+    let s = b.get(*at..at.checked_add(n)?)?;
+    *at += n;
+    Some(s)
+}
+
+/// A request or an `Ok` reply read from `frame`, its payload a slice of it; `None`:
+/// not one, or not in a form read here (the generic decoder decides).
+pub(super) fn decode(frame: &Bytes) -> Option<Message> {
+    let b = &frame[..];
+    let mut at = 1;
+    let m = match *b.first()? {
+        REQUEST => {
+            let id = varint(b, &mut at, 9)?;
+            let timeout_ms = u32::try_from(varint(b, &mut at, 5)?).ok()?;
+            let n = varint(b, &mut at, 4)?;
+            let class = std::str::from_utf8(take(b, &mut at, n)?).ok()?;
+            let class = class.to_owned();
+            let n = varint(b, &mut at, 5)?;
+            let start = at;
+            take(b, &mut at, n)?;
+            Message::Request(Request {
+                id,
+                timeout_ms,
+                class,
+                body: frame.slice(start..at),
+            })
+        }
+        REPLY => {
+            let id = varint(b, &mut at, 9)?;
+            if *b.get(at)? != OK {
+                return None;
+            }
+            at += 1;
+            let n = varint(b, &mut at, 5)?;
+            let start = at;
+            take(b, &mut at, n)?;
+            Message::Reply(Reply {
+                id,
+                result: Ok(frame.slice(start..at)),
+            })
+        }
+        _ => return None,
+    };
+    // The payload is the last field: it must end the frame.
+    (at == b.len()).then_some(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn generic_frame(m: &Message) -> (BytesMut, Option<Bytes>) {
+        let mut out = BytesMut::new();
+        let split = m.encode_frame_split(&mut out);
+        (out, split)
+    }
+
+    fn check(hot: Hot<'_>) {
+        let m = hot.to_message();
+        let mut out = BytesMut::from(&b"xy"[..]);
+        let split = hot.encode_frame_split(&mut out);
+        let (want, want_split) = generic_frame(&m);
+        assert_eq!(&out[2..], &want[..]);
+        assert_eq!(split, want_split);
+        let body = hot.encode_body();
+        assert_eq!(body, m.encode_body());
+        let id = match hot {
+            Hot::Request { id, .. } | Hot::Reply { id, .. } => id,
+        };
+        match decode(&body) {
+            Some(d) => assert_eq!(d, m),
+            // Ids of ten varint bytes are the generic decoder's.
+            None => assert!(id > u64::MAX >> 1, "{m:?}"),
+        }
+    }
+
+    #[test]
+    fn hand_encoding_is_postcards_at_every_varint_width() {
+        for n in [
+            0usize,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            Message::SPLIT_BODY_MIN + 1,
+        ] {
+            let body = Bytes::from(vec![9u8; n]);
+            for id in [
+                0u64,
+                1,
+                127,
+                128,
+                u64::from(u32::MAX),
+                u64::MAX >> 1,
+                u64::MAX,
+            ] {
+                let class = "c".repeat(n.min(200));
+                check(Hot::Request {
+                    id,
+                    timeout_ms: u32::MAX,
+                    class: &class,
+                    body: &body,
+                });
+                check(Hot::Request {
+                    id,
+                    timeout_ms: 0,
+                    class: "nkcluster.echo",
+                    body: &body,
+                });
+                check(Hot::Reply { id, body: &body });
+            }
+        }
+    }
+
+    #[test]
+    fn what_is_not_read_here_is_left_to_the_generic_decoder() {
+        let req = |tail: &[u8]| {
+            let mut b = vec![REQUEST, 1, 2, 1, b'c', 1, 7];
+            b.extend_from_slice(tail);
+            Bytes::from(b)
+        };
+        assert!(decode(&req(&[])).is_some());
+        // Trailing bytes, a non-canonical varint, a bad UTF-8 class, an error reply,
+        // an id too wide for nine bytes: all for the generic decoder.
+        assert_eq!(decode(&req(&[0])), None);
+        assert_eq!(
+            decode(&Bytes::from_static(&[REQUEST, 0x81, 0x00, 2, 1, b'c', 0])),
+            None
+        );
+        assert_eq!(
+            decode(&Bytes::from_static(&[REQUEST, 1, 2, 1, 0xff, 0])),
+            None
+        );
+        assert_eq!(decode(&Bytes::from_static(&[REPLY, 1, 1, 0, 0])), None);
+        let mut wide = vec![REPLY];
+        wide.extend_from_slice(&[0xff; 9]);
+        wide.extend_from_slice(&[1, OK, 0]);
+        assert_eq!(decode(&Bytes::from(wide)), None);
+        assert_eq!(decode(&Bytes::new()), None);
+        assert_eq!(decode(&Bytes::from_static(&[3, 0, 0])), None);
+    }
+
+    proptest! {
+        #[test]
+        fn the_fast_decoder_agrees_with_the_generic_one(
+            data in proptest::collection::vec(any::<u8>(), 0..64),
+            variant in prop_oneof![Just(REQUEST), Just(REPLY)],
+        ) {
+            let mut b = vec![variant];
+            b.extend_from_slice(&data);
+            let frame = Bytes::from(b);
+            if let Some(m) = decode(&frame) {
+                prop_assert_eq!(Some(m), Message::decode(&frame).ok());
+            }
+        }
+
+        #[test]
+        fn requests_and_replies_round_trip(
+            id in any::<u64>(),
+            timeout_ms in any::<u32>(),
+            class in "[a-z.]{0,20}",
+            body in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let body = Bytes::from(body);
+            check(Hot::Request { id, timeout_ms, class: &class, body: &body });
+            check(Hot::Reply { id, body: &body });
+        }
+    }
+}
