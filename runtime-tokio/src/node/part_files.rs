@@ -143,6 +143,26 @@ fn reopen(tmp: &Path, len: u64, kept: Option<PartFile>) -> Result<PartFile, Remo
     })
 }
 
+/// How much lower than the request path a thread doing a file's bulk CPU work runs
+/// (Linux nice levels; 10 gives it about a tenth of the CPU share of a default thread
+/// when both want the CPU).
+const BULK_NICE: i32 = 10;
+
+/// Puts the calling thread below the request path's CPU priority: for threads that do
+/// a file's bulk work (reading and hashing a file being sent, writing and hashing one
+/// received). On a busy machine the link drivers and the node machine's task then go
+/// first, so a small message is not kept waiting for the CPU behind a file; an idle CPU
+/// still runs the bulk work at full speed. Linux keeps nice levels per thread; elsewhere
+/// (or when refused) nothing changes.
+pub(super) fn as_bulk_thread() {
+    #[cfg(target_os = "linux")]
+    {
+        // `None`: the calling thread (Linux's PRIO_PROCESS with 0 names the caller's
+        // thread, not the whole process).
+        let _ = rustix::process::setpriority_process(None, BULK_NICE);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -392,8 +392,9 @@ struct ReadPart {
     last: bool,
 }
 
-/// Reads the parts of `local` (`total` bytes) from `start` on the blocking pool, one
-/// ahead of the sender: each read straight into its request body (no copy) and hashed
+/// Reads the parts of `local` (`total` bytes) from `start` on a thread of its own (below
+/// the request path's CPU priority, see [`as_bulk_thread`](super::part_files::as_bulk_thread)),
+/// one ahead of the sender: each read straight into its request body (no copy) and hashed
 /// as read (a resumed attempt hashes the bytes before `start` first), sized and given
 /// its SHA-256 field as [`file_send`] decides (`id`: the file's identity, resumable
 /// files). The reading stops when the receiver is dropped.
@@ -405,7 +406,10 @@ fn read_parts(
     id: Option<[u8; 32]>,
 ) -> mpsc::Receiver<std::io::Result<ReadPart>> {
     let (tx, rx) = mpsc::channel(1);
-    tokio::task::spawn_blocking(move || {
+    let reader = std::thread::Builder::new().name("nk-file-reader".into());
+    // A thread that fails to start drops `tx`: the sender sees the reader stop.
+    let _ = reader.spawn(move || {
+        super::part_files::as_bulk_thread();
         use sha2::Digest;
         use std::io::{Read, Seek};
         let run = || -> std::io::Result<()> {

@@ -135,7 +135,9 @@ impl<N: Net> Inner<N> {
         w.get_or_insert_with(|| {
             let (tx, rx) = std::sync::mpsc::channel::<WriterJob>();
             let weak = Arc::downgrade(self);
-            std::thread::spawn(move || {
+            let writer = std::thread::Builder::new().name("nk-file-writer".into());
+            let spawned = writer.spawn(move || {
+                super::part_files::as_bulk_thread();
                 while let Ok(job) = rx.recv() {
                     let Some(inner) = weak.upgrade() else { return };
                     match job {
@@ -151,6 +153,10 @@ impl<N: Net> Inner<N> {
                     }
                 }
             });
+            if let Err(e) = spawned {
+                // Its queue's receiver is gone: every part is answered with an error.
+                warn!(node = %self.config.node_id, error = %e, "no file writer thread");
+            }
             tx
         })
         .clone()
