@@ -261,10 +261,24 @@ fn a_redirect_from_one_control_node_after_another_adopted_us_is_not_followed() {
     );
 }
 
+/// The connector's next action starts a round: it is answered with every entry resolved
+/// as written, kept in order (random 1).
+fn resolve_as_written(c: &mut crate::connector::Connector, now: Instant) {
+    use crate::connector::ConnectorAction;
+    use crate::discovery::Candidate;
+    let Some(ConnectorAction::Resolve(urls)) = c.poll_action() else {
+        panic!("a round starts by resolving");
+    };
+    let found = urls
+        .into_iter()
+        .map(|u| Ok(vec![Candidate::as_written(u)]))
+        .collect();
+    c.handle_resolved(now, found, 1);
+}
+
 #[test]
 fn a_control_node_that_adopted_the_worker_is_dialed_last_after_a_loss() {
     use crate::connector::ConnectorAction;
-    use crate::discovery::Candidate;
     let mut s = settings("w1", Role::Worker);
     s.cluster_addr = crate::url::parse_url_list(
         "nkcluster://10.0.0.1:1972, nkcluster://10.0.0.2:1972, nkcluster://10.0.0.3:1972",
@@ -276,14 +290,7 @@ fn a_control_node_that_adopted_the_worker_is_dialed_last_after_a_loss() {
     // One round: resolved as written, kept in order (random 1), dialed one at a time.
     let round = |w: &mut NodeMachine<u64>| -> Vec<String> {
         let c = w.connector_mut();
-        let Some(ConnectorAction::Resolve(urls)) = c.poll_action() else {
-            panic!("a round starts by resolving");
-        };
-        let found = urls
-            .into_iter()
-            .map(|u| Ok(vec![Candidate::as_written(u)]))
-            .collect();
-        c.handle_resolved(T0, found, 1);
+        resolve_as_written(c, T0);
         let mut order = Vec::new();
         while let Some(ConnectorAction::Dial(d)) = c.poll_action() {
             order.push(d.label());
@@ -303,14 +310,7 @@ fn a_control_node_that_adopted_the_worker_is_dialed_last_after_a_loss() {
     let t = w.connector().poll_timeout().expect("a backoff");
     w.connector_mut().handle_timeout(t);
     let c = w.connector_mut();
-    let Some(ConnectorAction::Resolve(urls)) = c.poll_action() else {
-        panic!("a round");
-    };
-    let found = urls
-        .into_iter()
-        .map(|u| Ok(vec![Candidate::as_written(u)]))
-        .collect();
-    c.handle_resolved(t, found, 1);
+    resolve_as_written(c, t);
     assert!(matches!(c.poll_action(), Some(ConnectorAction::Dial(_))));
     c.handle_linked(t);
     assert_eq!(c.poll_action(), Some(ConnectorAction::WaitWhileLinked));
@@ -374,7 +374,6 @@ fn a_control_node_that_adopted_the_worker_is_dialed_last_after_a_loss() {
 #[test]
 fn an_adoption_while_the_connector_dials_interrupts_it() {
     use crate::connector::ConnectorAction;
-    use crate::discovery::Candidate;
     let mut s = settings("w1", Role::Worker);
     s.cluster_addr =
         crate::url::parse_url_list("nkcluster://192.168.32.3:1972, nkcluster://10.0.0.2:1972")
@@ -383,14 +382,7 @@ fn an_adoption_while_the_connector_dials_interrupts_it() {
     w.start(T0);
     drain(&mut w);
     let c = w.connector_mut();
-    let Some(ConnectorAction::Resolve(urls)) = c.poll_action() else {
-        panic!("a round starts by resolving");
-    };
-    let found = urls
-        .into_iter()
-        .map(|u| Ok(vec![Candidate::as_written(u)]))
-        .collect();
-    c.handle_resolved(T0, found, 1);
+    resolve_as_written(c, T0);
     let Some(ConnectorAction::Dial(d)) = c.poll_action() else {
         panic!("a dial");
     };
