@@ -28,7 +28,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::auth::Key;
 use crate::frame::{FrameDecoder, FrameError, MAX_FRAME_DEFAULT};
-use crate::handshake::{Handshake, HandshakeConfig, Identity, Outcome, PeerInfo, Side};
+use crate::handshake::{Handshake, HandshakeConfig, Identity, Outcome, PeerInfo, Role, Side};
+use crate::keepalive::{Due, Keepalive, pings_every_interval};
 use crate::lanes::{Assembly, BULK_MIN, Lanes, is_bulk_request};
 use crate::message::{Close, Hot, Message, Ping, Pong, RemoteError, Reply};
 use crate::seqmap::SeqMap;
@@ -173,6 +174,8 @@ pub struct ConnectionParams {
 pub struct Connection {
     config: ConnectionConfig,
     side: Side,
+    /// Our role (who pings depends on it, see [`crate::keepalive`]).
+    role: Role,
     phase: Phase,
     decoder: FrameDecoder,
     peer: Option<PeerInfo>,
@@ -185,10 +188,7 @@ pub struct Connection {
     assembly: Assembly,
     events: VecDeque<Event>,
     wall_origin_ns: u64,
-    last_rx: Instant,
-    next_ping: Instant,
-    ping_seq: u64,
-    ping_outstanding: Option<(u64, Instant)>,
+    keepalive: Keepalive,
     next_request_id: u64,
     /// Our requests in flight and their deadlines, by id.
     pending: SeqMap<u64, Instant>,
@@ -217,6 +217,7 @@ impl Connection {
         let mut c = Connection {
             decoder,
             side: params.side,
+            role: params.identity.role,
             phase: Phase::Handshaking(Box::new(hs)),
             peer: None,
             claimed_peer: None,
@@ -225,10 +226,7 @@ impl Connection {
             assembly: Assembly::default(),
             events: VecDeque::new(),
             wall_origin_ns: params.wall_origin_ns,
-            last_rx: now,
-            next_ping: now + config.ping_interval,
-            ping_seq: 0,
-            ping_outstanding: None,
+            keepalive: Keepalive::new(config.ping_interval, config.idle_timeout, now),
             next_request_id: 1,
             pending: SeqMap::new(),
             deadlines: SeqMap::new(),
@@ -396,8 +394,8 @@ impl Connection {
                 self.drain_handshake(now);
             }
             Phase::Established => {
-                let idle = now.saturating_duration_since(self.last_rx);
-                if idle >= self.config.idle_timeout {
+                let due = self.keepalive.due(now);
+                if let Due::Dead(idle) = due {
                     self.fail(ConnError::IdleTimeout(idle), true);
                     return;
                 }
@@ -412,15 +410,9 @@ impl Connection {
                         result: Err(RequestError::Timeout),
                     });
                 }
-                if now >= self.next_ping {
-                    self.ping_seq += 1;
-                    self.ping_outstanding = Some((self.ping_seq, now));
-                    self.next_ping = now + self.config.ping_interval;
+                if let Due::Ping(seq) = due {
                     let wall_ns = self.wall(now);
-                    self.send(&Message::Ping(Ping {
-                        seq: self.ping_seq,
-                        wall_ns,
-                    }));
+                    self.send(&Message::Ping(Ping { seq, wall_ns }));
                 }
             }
         }
@@ -594,7 +586,7 @@ impl Connection {
             Phase::Closed => None,
             Phase::Handshaking(hs) => hs.poll_timeout(),
             Phase::Established => {
-                let mut t = (self.last_rx + self.config.idle_timeout).min(self.next_ping);
+                let mut t = self.keepalive.deadline();
                 if let Some((&(d, _), _)) = self.deadlines.first() {
                     t = t.min(d);
                 }
@@ -624,7 +616,7 @@ impl Connection {
         if self.is_closed() {
             return false;
         }
-        self.last_rx = now;
+        self.keepalive.received(now);
         self.stats.frames_in += 1;
         let msg = match Message::decode_bytes(&body) {
             Ok(m) => m,
@@ -656,11 +648,7 @@ impl Connection {
                 }));
             }
             Message::Pong(p) => {
-                if let Some((seq, sent)) = self.ping_outstanding
-                    && seq == p.seq
-                {
-                    self.ping_outstanding = None;
-                    let rtt = now.saturating_duration_since(sent);
+                if let Some(rtt) = self.keepalive.pong(now, p.seq) {
                     self.stats.rtt = Some(rtt);
                     self.stats.srtt = Some(match self.stats.srtt {
                         None => rtt,
@@ -753,8 +741,9 @@ impl Connection {
             Some(Outcome::Authenticated(peer)) => {
                 self.phase = Phase::Established;
                 self.sync_decoder();
-                self.last_rx = now;
-                self.next_ping = now + self.config.ping_interval;
+                let every_interval =
+                    pings_every_interval(peer.version, self.side, self.role, peer.role);
+                self.keepalive.established(now, every_interval);
                 self.lanes.set_chunked(peer.version >= 2);
                 self.peer = Some(peer.clone());
                 self.events.push_back(Event::Authenticated(peer));

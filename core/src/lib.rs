@@ -71,6 +71,7 @@ pub mod frame;
 pub mod handlers;
 pub mod handshake;
 pub mod jobs;
+pub mod keepalive;
 pub mod lanes;
 pub mod links;
 pub mod loglimit;

@@ -14,8 +14,10 @@ use crate::handshake::Role;
 mod hot;
 pub use hot::Hot;
 
-/// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Newest protocol version this build speaks. 2: bulk messages in chunks
+/// ([`crate::lanes`]); 3: one end of a link pings every interval, the other answers
+/// ([`crate::keepalive`]). Older peers get the older behaviour.
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Oldest protocol version this build still speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 

@@ -4,8 +4,10 @@
 //! `--control <transport>`), with the default connection settings (ping every 5 s). This
 //! process starts `N` worker nodes (N = 10,000; `--quick`: 1,000), each linked to the
 //! control once, 64 connecting at a time. Then, once the control's RSS has settled, it
-//! reads the control's `VmRSS` (before the links and after) and its CPU (utime + stime
-//! from `/proc/<pid>/stat`) over an idle window (10 s; quick: 5 s). A baseline child
+//! reads the control's `VmRSS` (before the links and after) and, from one ping interval
+//! after the last link came up (every link has had its first ping exchange), its CPU (its
+//! threads' run time from `/proc/<pid>/task/*/schedstat`) over an idle window (10 s;
+//! quick: 5 s; `--idle-secs S`). A baseline child
 //! (`--control raw`) accepts plain TCP connections and waits for readability on each,
 //! one tokio task per socket: the floor for a link on this runtime.
 //!
@@ -45,26 +47,18 @@ fn rss_kib(pid: u32) -> u64 {
     status_field_kib(pid, "VmRSS:")
 }
 
-/// CPU time (user + system) of process `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+/// CPU time of process `pid` so far, in nanoseconds: the sum over its threads of the
+/// scheduler's run time (`/proc/<pid>/task/<tid>/schedstat`, nanosecond resolution; the
+/// utime and stime of `/proc/<pid>/stat` count 10 ms ticks, too coarse for a quick run).
+fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
     };
-    // Fields after the command name (which may hold spaces) start at field 3 (state).
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15: indexes 11 and 12 after the name.
-    let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    n(11) + n(12)
-}
-
-fn ticks_per_second() -> f64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
+    tasks
         .flatten()
-        .map_or(100.0, |t| t as f64)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// Raises the open-file limit to its hard limit; returns the soft limit now in force.
@@ -147,7 +141,10 @@ fn control_child(transport: &str) {
         })
         .await
         .expect("stdin");
-        drop(keep);
+        // Out at once, the links still up: under heaptrack, what is "leaked" at exit is
+        // exactly what the idle links held.
+        std::mem::forget(keep);
+        std::process::exit(0);
     });
 }
 
@@ -304,17 +301,24 @@ async fn measure(transport: &str, n: usize, idle: Duration) -> Figures {
         (Vec::new(), open_links(transport, port, n, 0).await)
     };
     let connect_secs = t.elapsed().as_secs_f64();
+    let linked = Instant::now();
     let rss_after_kib = settled_rss(pid).await;
-    let c0 = cpu_ticks(pid);
+    // The idle window starts once every link is past its first ping exchange (a link's
+    // first interval after the handshake is not idle yet: both ends ping once).
+    let ping_interval = nkcluster_core::ConnectionConfig::default().ping_interval;
+    let steady = linked + ping_interval + Duration::from_millis(500);
+    tokio::time::sleep_until(steady.into()).await;
+    let c0 = cpu_ns(pid);
     let t0 = Instant::now();
     tokio::time::sleep(idle).await;
-    let ticks = cpu_ticks(pid).saturating_sub(c0) as f64;
-    let cpu_pct = 100.0 * ticks / ticks_per_second() / t0.elapsed().as_secs_f64();
+    let ns = cpu_ns(pid).saturating_sub(c0) as f64;
+    let cpu_pct = 100.0 * ns / 1e9 / t0.elapsed().as_secs_f64();
+    // The control first (it exits with its links up, see `control_child`).
+    drop(control);
     for w in workers.iter().chain(&warm) {
         w.shutdown();
     }
     drop((raw, warm_raw));
-    drop(control);
     Figures {
         links: n,
         connect_secs,
@@ -337,7 +341,12 @@ fn main() {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let n = if quick { 1_000 } else { 10_000 };
-    let idle = Duration::from_secs(if quick { 5 } else { 10 });
+    // `--idle-secs S`: a longer idle window (to profile the control meanwhile).
+    let idle = Duration::from_secs(
+        arg_after("--idle-secs")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(if quick { 5 } else { 10 }),
+    );
     let transports: Vec<String> = match arg_after("--only") {
         Some(t) => vec![t],
         None => ["raw", "tcp", "tls", "ws", "wss"]
