@@ -169,11 +169,15 @@ enum Wake {
 ///
 /// Commands wait until the handshake is done. When every command sender is gone the
 /// connection closes as soon as no request of ours is pending ("closed when idle").
+///
+/// The transport, the machine and the command queue are borrowed: the caller's future
+/// holds them once (an `async fn` keeps what it takes by value twice in its future, as
+/// an argument and as the local it moves into, for as long as the link lives).
 pub async fn drive(
-    mut io: Box<dyn LinkIo>,
-    mut conn: Connection,
+    io: &mut dyn LinkIo,
+    conn: &mut Connection,
     clock: Clock,
-    mut commands: crate::cmdq::Receiver<Command>,
+    commands: &mut crate::cmdq::Receiver<Command>,
     handler: &dyn RequestHandler,
     sink: &mut dyn EventSink,
     meter: Meter,
@@ -217,7 +221,7 @@ pub async fn drive(
                         .map_or(("", Role::Worker), |p| (p.node_id.as_str(), p.role));
                     pump.serving(now, id, &class);
                     if let Answer::Now(r) = handler.handle(peer, role, &class, body, responder) {
-                        reply(&mut pump, &mut conn, now, id, r);
+                        reply(&mut pump, conn, now, id, r);
                     }
                 }
                 Event::Reply { id, result } => {
@@ -233,11 +237,11 @@ pub async fn drive(
                     if let Event::Authenticated(_) = &ev {
                         io.authenticated();
                     }
-                    sink.on_event(&conn, &ev)
+                    sink.on_event(conn, &ev)
                 }
             }
         }
-        if pump.idle_close(commands_open, &conn) {
+        if pump.idle_close(commands_open, conn) {
             conn.close("idle");
             continue;
         }
@@ -274,7 +278,7 @@ pub async fn drive(
             let d = *linger.get_or_insert_with(|| clock.now() + LINGER);
             Some(d)
         } else {
-            pump.poll_timeout(&conn)
+            pump.poll_timeout(conn)
         };
         // Re-arm only when the deadline moved: a reset touches the shared timer wheel,
         // and the usual deadline (the next ping) stays put across many requests.
@@ -375,10 +379,10 @@ pub async fn drive(
             Wake::ReadError(e) => conn.handle_transport_closed(now, &e),
             Wake::Flushed | Wake::Pull => {}
             Wake::Late(id, r) => {
-                reply(&mut pump, &mut conn, now, id, r);
+                reply(&mut pump, conn, now, id, r);
                 for _ in 1..BATCH {
                     match late.as_mut().map(|(_, rx)| rx.try_recv()) {
-                        Some(Ok((id, r))) => reply(&mut pump, &mut conn, now, id, r),
+                        Some(Ok((id, r))) => reply(&mut pump, conn, now, id, r),
                         _ => break,
                     }
                 }
@@ -390,7 +394,7 @@ pub async fn drive(
                 wq_bytes = 0;
                 // The peer may have closed in order just before our write failed: what it
                 // sent last (a leave notice, its close) may already be here. Read it first.
-                read_what_is_there(io.as_mut(), &mut conn, &mut rbuf, now);
+                read_what_is_there(io, conn, &mut rbuf, now);
                 if !conn.is_closed() {
                     conn.handle_transport_closed(now, &e);
                 }
@@ -402,20 +406,20 @@ pub async fn drive(
                 if pump.gather() {
                     tokio::task::yield_now().await;
                 }
-                submit(&mut pump, &mut conn, now, cmd);
+                submit(&mut pump, conn, now, cmd);
                 // Every command already queued joins it, so they leave in one write.
                 for _ in 1..BATCH {
                     if conn.is_closed() {
                         break;
                     }
                     match commands.try_recv() {
-                        Ok(cmd) => submit(&mut pump, &mut conn, now, cmd),
+                        Ok(cmd) => submit(&mut pump, conn, now, cmd),
                         Err(_) => break,
                     }
                 }
             }
             Wake::Hold(cmd) => pump.hold(now, cmd),
-            Wake::Unhold => pump.unhold(&mut conn, now).into_iter().for_each(deliver),
+            Wake::Unhold => pump.unhold(conn, now).into_iter().for_each(deliver),
             Wake::CommandsClosed => commands_open = false,
             Wake::Timer if closed => {
                 write_failed = true;
@@ -444,7 +448,7 @@ pub async fn drive(
             io.closing(why.as_ref());
         }
         if !matches!(ev, Event::Reply { .. } | Event::Request { .. }) {
-            sink.on_event(&conn, &ev);
+            sink.on_event(conn, &ev);
         }
     }
     if !write_failed {

@@ -207,8 +207,8 @@ pub(super) struct LinkSink<N: Net> {
     /// An accepted connection's slot among the unauthenticated ones (freed at
     /// authentication, or when the connection ends).
     admission: Option<AdmissionTicket>,
-    /// See [`LinkExtras::expect`].
-    expect: Option<(String, ClusterUrl)>,
+    /// See [`LinkExtras::expect`] (boxed: rare, and large).
+    expect: Option<Box<(String, ClusterUrl)>>,
     /// The peer was not the one expected: closed, never listed.
     rejected: bool,
     outcome: LinkOutcome,
@@ -226,7 +226,7 @@ impl<N: Net> EventSink for LinkSink<N> {
                 info!(node = %me, peer = %p.node_id, role = p.role.as_str(), remote = %self.remote, transport = transport_field(&self.remote),
                       "link up");
                 let summary = PeerSummary::new(p, &self.remote, self.dialer);
-                if let Some((worker, dialed)) = self.expect.take()
+                if let Some((worker, dialed)) = self.expect.take().map(|e| *e)
                     && let Err(e) = check_dialed_worker(&worker, &dialed, &summary, self.remote_ip)
                 {
                     warn!(node = %me, peer = %p.node_id, remote = %self.remote, transport = transport_field(&self.remote), expected = %worker,
@@ -393,14 +393,18 @@ pub(super) fn spawn_dialed_expecting<N: Net>(
 }
 
 /// Runs one connection over an established transport to completion.
-pub(super) async fn run_connection<N: Net>(
+///
+/// Not an `async fn`: that would keep its arguments in the link's future twice (as
+/// arguments and as the locals they move into) for the link's whole life. The setup
+/// runs here, at once, and the future holds the link's state once (issue 15, point 6).
+pub(super) fn run_connection<N: Net>(
     inner: Arc<Inner<N>>,
     ready: transport::Ready,
     side: Side,
     keys: Keys,
     remote: String,
     extras: LinkExtras,
-) -> LinkOutcome {
+) -> impl Future<Output = LinkOutcome> + Send + 'static {
     let LinkExtras {
         commands,
         notify,
@@ -416,11 +420,12 @@ pub(super) async fn run_connection<N: Net>(
         channel_binding: ready.binding,
         wall_origin_ns: inner.clock.wall_origin_ns(),
     };
+    let mut io = ready.io;
     let mut config = inner.config.connection.clone();
-    config.framing = ready.io.framing();
-    let conn = Connection::new(config, params, inner.clock.now());
+    config.framing = io.framing();
+    let mut conn = Connection::new(config, params, inner.clock.now());
     // An exclusive connection brings its own channel and is not listed as a peer link.
-    let (listed, tx, rx) = match commands {
+    let (listed, tx, mut rx) = match commands {
         Some((tx, rx)) => (false, tx, rx),
         None => {
             let (tx, rx) = cmdq::channel(COMMAND_QUEUE);
@@ -436,7 +441,7 @@ pub(super) async fn run_connection<N: Net>(
         conn_id,
         remote_ip: nkcluster_core::url::ip_of_remote(&remote),
         admission,
-        expect,
+        expect: expect.map(Box::new),
         rejected: false,
         remote,
         dialer: side == Side::Dialer,
@@ -449,10 +454,22 @@ pub(super) async fn run_connection<N: Net>(
         inner: inner.clone(),
         conn_id,
     };
-    inner.running.send_modify(|n| *n += 1);
-    drive(ready.io, conn, inner.clock, rx, &handler, &mut sink, meter).await;
-    inner.running.send_modify(|n| *n -= 1);
-    sink.outcome
+    async move {
+        inner.running.send_modify(|n| *n += 1);
+        let clock = inner.clock;
+        drive(
+            io.as_mut(),
+            &mut conn,
+            clock,
+            &mut rx,
+            &handler,
+            &mut sink,
+            meter,
+        )
+        .await;
+        inner.running.send_modify(|n| *n -= 1);
+        sink.outcome
+    }
 }
 
 pub(super) async fn accept_loop<N: Net>(
@@ -535,7 +552,9 @@ pub(super) async fn accept_loop<N: Net>(
                         }
                     };
                     let keys = inner.keys_for(None);
-                    run_connection(
+                    // The link in a task of its own: this one (and what it held for
+                    // the setup) ends here.
+                    tokio::spawn(run_connection(
                         inner,
                         ready,
                         Side::Listener,
@@ -545,8 +564,7 @@ pub(super) async fn accept_loop<N: Net>(
                             admission: Some(ticket),
                             ..Default::default()
                         },
-                    )
-                    .await;
+                    ));
                 });
             }
             Err(e) => {
