@@ -4,17 +4,19 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::task::Poll;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use nkcluster_core::conn::{Connection, Event, RequestError};
 use nkcluster_core::handshake::Role;
 use nkcluster_core::lanes::PACE;
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::pump::{Accept, Outcome, Pump};
 use nkcluster_core::telemetry::Meter;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::linkio::{Incoming, LinkIo};
@@ -74,10 +76,7 @@ pub struct Responder {
 #[derive(Debug)]
 enum ReplyTo {
     /// A peer's request on a link.
-    Link {
-        id: u64,
-        tx: mpsc::UnboundedSender<(u64, Result<Bytes, RemoteError>)>,
-    },
+    Link { id: u64, late: Arc<LateAnswers> },
     /// A request this node made to itself.
     Local(oneshot::Sender<Result<Bytes, RemoteError>>),
 }
@@ -111,9 +110,7 @@ impl Responder {
 
     fn send(&mut self, result: Result<Bytes, RemoteError>) {
         match self.to.take() {
-            Some(ReplyTo::Link { id, tx }) => {
-                let _ = tx.send((id, result));
-            }
+            Some(ReplyTo::Link { id, late }) => late.push(id, result),
             Some(ReplyTo::Local(tx)) => {
                 let _ = tx.send(result);
             }
@@ -141,11 +138,49 @@ pub trait EventSink: Send + 'static {
     fn on_event(&mut self, conn: &Connection, event: &Event);
 }
 
-/// Where handlers' late answers come back: the senders are in the [`Responder`]s.
-type LateAnswers = (
-    mpsc::UnboundedSender<(u64, Result<Bytes, RemoteError>)>,
-    mpsc::UnboundedReceiver<(u64, Result<Bytes, RemoteError>)>,
-);
+/// Where handlers' late answers come back to the link's task (the [`Responder`]s hold
+/// it too): a queue with storage only while answers wait, and the task's waker. A tokio
+/// unbounded channel allocates a block of 32 slots when it is made (about 2.3 KiB with
+/// the channel), which a link that served one request kept until its next timer
+/// wake-up: for the answering end of an idle link, a minute later (issue 15, point 6).
+#[derive(Debug, Default)]
+struct LateAnswers {
+    queue: Mutex<VecDeque<(u64, Result<Bytes, RemoteError>)>>,
+    waker: AtomicWaker,
+}
+
+impl LateAnswers {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(u64, Result<Bytes, RemoteError>)>> {
+        // Every change is one push or pop: a panic elsewhere leaves the queue whole.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues an answer and wakes the link's task.
+    fn push(&self, id: u64, result: Result<Bytes, RemoteError>) {
+        self.lock().push_back((id, result));
+        self.waker.wake();
+    }
+
+    /// The next answer, if one is queued; the storage goes once the queue is empty.
+    fn pop(&self) -> Option<(u64, Result<Bytes, RemoteError>)> {
+        let mut q = self.lock();
+        let next = q.pop_front();
+        if q.is_empty() && q.capacity() > 0 {
+            *q = VecDeque::new();
+        }
+        next
+    }
+
+    /// The next answer, or `Pending` with the task's waker registered.
+    fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<(u64, Result<Bytes, RemoteError>)> {
+        self.waker.register(cx.waker());
+        self.pop().map_or(Poll::Pending, Poll::Ready)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
 
 enum Wake {
     Late(u64, Result<Bytes, RemoteError>),
@@ -203,7 +238,7 @@ pub async fn drive(
     // flight (`max_incoming_requests`), so at most that many answers can be queued.
     // Made at the first request and dropped at a timer wake-up when no answer is owed
     // (an idle link holds no channel).
-    let mut late: Option<LateAnswers> = None;
+    let mut late: Option<Arc<LateAnswers>> = None;
 
     loop {
         // Drain the machine.
@@ -212,9 +247,9 @@ pub async fn drive(
                 Event::Request {
                     id, class, body, ..
                 } => {
-                    let tx = late.get_or_insert_with(mpsc::unbounded_channel).0.clone();
+                    let answers = late.get_or_insert_with(Default::default).clone();
                     let responder = Responder {
-                        to: Some(ReplyTo::Link { id, tx }),
+                        to: Some(ReplyTo::Link { id, late: answers }),
                     };
                     let (peer, role) = conn
                         .peer()
@@ -336,8 +371,8 @@ pub async fn drive(
             // transport is backed up (then commands are held, up to a limit).
             let accept = pump.accepts(established, wq_bytes + bulk_bytes);
             if matches!(accept, Accept::Send | Accept::Unhold)
-                && let Some((_, late_rx)) = late.as_mut()
-                && let Poll::Ready(Some((id, r))) = late_rx.poll_recv(cx)
+                && let Some(answers) = late.as_ref()
+                && let Poll::Ready((id, r)) = answers.poll_pop(cx)
             {
                 return Poll::Ready(Wake::Late(id, r));
             }
@@ -381,9 +416,9 @@ pub async fn drive(
             Wake::Late(id, r) => {
                 reply(&mut pump, conn, now, id, r);
                 for _ in 1..BATCH {
-                    match late.as_mut().map(|(_, rx)| rx.try_recv()) {
-                        Some(Ok((id, r))) => reply(&mut pump, conn, now, id, r),
-                        _ => break,
+                    match late.as_ref().and_then(|a| a.pop()) {
+                        Some((id, r)) => reply(&mut pump, conn, now, id, r),
+                        None => break,
                     }
                 }
             }
@@ -434,7 +469,7 @@ pub async fn drive(
                 // link anyway (its next ping).
                 if late
                     .as_ref()
-                    .is_some_and(|(_, rx)| rx.is_empty() && rx.sender_strong_count() == 1)
+                    .is_some_and(|a| Arc::strong_count(a) == 1 && a.is_empty())
                 {
                     late = None;
                 }
@@ -551,34 +586,35 @@ fn read_what_is_there(
 mod tests {
     use super::*;
 
-    type LateAnswers = mpsc::UnboundedReceiver<(u64, Result<Bytes, RemoteError>)>;
-
-    fn link_responder() -> (Responder, LateAnswers) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn link_responder() -> (Responder, Arc<LateAnswers>) {
+        let late = Arc::new(LateAnswers::default());
         let responder = Responder {
-            to: Some(ReplyTo::Link { id: 7, tx }),
+            to: Some(ReplyTo::Link {
+                id: 7,
+                late: late.clone(),
+            }),
         };
-        (responder, rx)
+        (responder, late)
     }
 
     #[test]
     fn an_answer_given_now_queues_nothing_for_the_link() {
-        let (responder, mut rx) = link_responder();
+        let (responder, late) = link_responder();
         let answer = responder.now(Ok(Bytes::from_static(b"pong")));
         assert!(matches!(answer, Answer::Now(Ok(b)) if b == Bytes::from_static(b"pong")));
-        // The sender went with the responder: nothing was queued, nothing will be.
-        assert!(matches!(
-            rx.try_recv(),
-            Err(mpsc::error::TryRecvError::Disconnected)
-        ));
+        // The queue's handle went with the responder: nothing was queued, nothing will be.
+        assert_eq!(Arc::strong_count(&late), 1);
+        assert!(late.pop().is_none());
     }
 
     #[test]
     fn a_dropped_responder_answers_no_reply_through_the_link() {
-        let (responder, mut rx) = link_responder();
+        let (responder, late) = link_responder();
         drop(responder);
-        let (id, r) = rx.try_recv().expect("queued");
+        let (id, r) = late.pop().expect("queued");
         assert_eq!(id, 7);
         assert_eq!(r.expect_err("an error").code.as_str(), "no_reply");
+        // Emptied, it keeps no storage.
+        assert!(late.pop().is_none() && late.lock().capacity() == 0);
     }
 }
