@@ -14,6 +14,8 @@
 //! Run: `cargo bench -p nkcluster --bench idle` (`-- --quick` for N = 1,000, `--only tcp`
 //! for one transport). Ends with one `target` line per goal.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use nkcluster::config::NodeConfig;
 use nkcluster::net::TokioNet;
-use nkcluster::node::{Env, Node};
-use nkcluster_core::cluster::Stats;
+use nkcluster::node::Node;
 use nkcluster_core::url::parse_url_list;
 use tokio::task::JoinSet;
 
@@ -71,26 +72,6 @@ fn raise_nofile() -> u64 {
     getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(s, _)| s)
 }
 
-fn env() -> Env<TokioNet> {
-    Env {
-        net: TokioNet,
-        seed: None,
-        wall_origin_ns: None,
-        tls_provider: None,
-        // Worker reports carry fixed figures: no system probing in the bench process.
-        machine_figures: Some(Stats {
-            cpu_percent: 1.0,
-            load_avg: [0.1, 0.1, 0.1],
-            mem_total: 1 << 30,
-            mem_used: 1 << 29,
-            disks: Vec::new(),
-            time_ms: 0,
-            os: "bench".into(),
-            uptime_s: 1,
-        }),
-    }
-}
-
 /// The child: a control node (or the raw baseline) on loopback; prints its port, then
 /// runs until its standard input closes.
 fn control_child(transport: &str) {
@@ -130,7 +111,9 @@ fn control_child(transport: &str) {
             c.key_iterations = KEY_ITERATIONS;
             c.listen = parse_url_list(&format!("nkcluster://127.0.0.1:0;transport={transport}"))
                 .expect("url");
-            let control = Node::start(c, env()).await.expect("control");
+            let control = Node::start(c, common::fixed_figures_env())
+                .await
+                .expect("control");
             (control.listen_addrs()[0].1.port(), Box::new(control))
         };
         println!("port {port}");
@@ -267,7 +250,9 @@ async fn open_links(transport: &str, port: u16, n: usize, first: usize) -> Vec<N
                 w.control = false;
                 w.listen = Vec::new();
                 w.key_iterations = KEY_ITERATIONS;
-                let worker = Node::start(w, env()).await.expect("worker");
+                let worker = Node::start(w, common::fixed_figures_env())
+                    .await
+                    .expect("worker");
                 worker.connect(&url).await.expect("link");
                 worker
             });
