@@ -13,8 +13,10 @@
 //! the idle bench measures the control's end alone, at 10,000 links).
 //! Beside them, the same number of plain TCP connections (the server writes one byte, the
 //! client reads it) and of plain rustls handshakes (nkcluster's own TLS configuration,
-//! tokio-rustls, no nkcluster handshake on top): the baselines of the TCP and TLS rates;
-//! the run ends with the issue-15 target lines.
+//! tokio-rustls, no nkcluster handshake on top; full handshakes, as each distinct worker's
+//! first link is, with sessions resumed in a reference row): the baselines of the TCP and
+//! TLS rates; the run ends with what the TLS row holds beyond rustls, and the issue-15
+//! target lines.
 //!
 //! Run: `cargo bench -p nkcluster --bench scale` (`-- --quick` for N = 500). To profile
 //! the timed part of one transport alone: `mkfifo /tmp/ctl; NKCLUSTER_PERF_CTL=/tmp/ctl
@@ -172,7 +174,14 @@ async fn tcp_rate(n: usize) -> f64 {
 /// `n` plain rustls handshakes (64 at a time) on loopback with nkcluster's own TLS
 /// configuration; each counts once the server has accepted and the client has read the
 /// server's first byte (done at both ends). Returns handshakes per second.
-async fn rustls_rate(n: usize) -> f64 {
+///
+/// Like for like with the nkcluster rows, where `n` distinct workers link once each and
+/// each worker has its own client configuration (so its own, empty, session cache: every
+/// link is a full handshake), each connection here has a client configuration of its
+/// own, made before the timed part, unless `resume`: then one configuration serves every
+/// connection and most of them resume a session the server ticketed before (no
+/// certificate signature or verification); that row is shown for reference only.
+async fn rustls_rate(n: usize, resume: bool) -> f64 {
     use nkcluster_core::url::TlsOptions;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = nkcluster::transport::server_tls(&TlsOptions::default(), "bench")
@@ -200,9 +209,19 @@ async fn rustls_rate(n: usize) -> f64 {
             });
         }
     });
-    let connector = tokio_rustls::TlsConnector::from(client);
-    let one = move || {
-        let connector = connector.clone();
+    let connectors: Vec<tokio_rustls::TlsConnector> = (0..n)
+        .map(|_| {
+            if resume {
+                client.clone()
+            } else {
+                nkcluster::transport::client_tls(&TlsOptions::default()).expect("client config")
+            }
+            .into()
+        })
+        .collect();
+    let connectors = std::sync::Arc::new(connectors);
+    let one = move |i: usize| {
+        let connector = connectors[i].clone();
         async move {
             let s = tokio::net::TcpStream::connect(addr).await?;
             s.set_nodelay(true)?;
@@ -213,9 +232,10 @@ async fn rustls_rate(n: usize) -> f64 {
             std::io::Result::Ok(())
         }
     };
-    one().await.expect("warm-up handshake");
+    // The warm-up uses the last configuration (its session stays unused unless resuming).
+    one(n - 1).await.expect("warm-up handshake");
     let t = Instant::now();
-    let done = in_parallel(n, |_| one()).await;
+    let done = in_parallel(n, one).await;
     let rate = n as f64 / t.elapsed().as_secs_f64();
     for r in done {
         r.expect("rustls handshake");
@@ -250,7 +270,7 @@ fn main() {
         let exe = std::env::current_exe().expect("own path");
         // Each child prints its row: name, handshakes/s, KiB per link, KiB per end.
         let mut figures: Vec<(String, Vec<f64>)> = Vec::new();
-        for t in ["tcp", "tls", "ws", "wss", "raw", "rustls"] {
+        for t in ["tcp", "tls", "ws", "wss", "raw", "rustls", "rustls_resumed"] {
             let mut cmd = std::process::Command::new(&exe);
             cmd.args(["--only", t]);
             if quick {
@@ -277,6 +297,17 @@ fn main() {
                 .unwrap_or(f64::NAN)
         };
         println!();
+        println!(
+            "tls row: a full TLS 1.3 handshake (each worker has its own client configuration) \
+             + the TLS exporter + nkcluster's mutual handshake (hello and proof each way: \
+             4 messages, 2 round trips) + the worker's arrival (proxy, ring place, placed \
+             notice, first status and info report, their replies), both ends in this process"
+        );
+        println!(
+            "rustls row: the same full TLS 1.3 handshake (same configurations, a client \
+             configuration per connection), then one byte each way; rustls_resumed: one \
+             client configuration for all (sessions resumed), for reference"
+        );
         target(
             "handshakes_per_s_tcp",
             fig("tcp", 0),
@@ -301,12 +332,15 @@ fn main() {
         .build()
         .expect("runtime");
     let t = only.as_str();
-    if t == "rustls" || t == "raw" {
+    if t == "rustls" || t == "rustls_resumed" || t == "raw" {
         let rate = rt.block_on(async {
             if t == "raw" {
                 tokio::spawn(tcp_rate(n)).await.expect("raw run")
             } else {
-                tokio::spawn(rustls_rate(n)).await.expect("rustls run")
+                let resume = t == "rustls_resumed";
+                tokio::spawn(rustls_rate(n, resume))
+                    .await
+                    .expect("rustls run")
             }
         });
         println!("{t:<6} {rate:>16.0} {:>22} {:>22}", "-", "-");

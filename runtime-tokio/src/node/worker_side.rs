@@ -355,20 +355,10 @@ impl<N: Net> Inner<N> {
     /// Fresh machine figures (blocking: disks are enumerated; reused for a second), or
     /// the fixed ones the node was started with.
     pub(super) fn measure(&self) -> Stats {
-        if let Some(fixed) = &self.machine_figures {
-            return Stats {
-                time_ms: self.clock.wall_now_ns() / 1_000_000,
-                ..fixed.clone()
-            };
-        }
-        let now = self.clock.now();
-        let cached = lock(&self.stats_cache)
-            .as_ref()
-            .filter(|(at, _)| now.saturating_duration_since(*at) < STATS_MAX_AGE)
-            .map(|(_, s)| s.clone());
-        if let Some(s) = cached {
+        if let Some(s) = self.figures_at_hand() {
             s
         } else {
+            let now = self.clock.now();
             let mut sys = lock(&self.sys);
             sys.refresh_cpu_usage();
             sys.refresh_memory();
@@ -399,21 +389,41 @@ impl<N: Net> Inner<N> {
         }
     }
 
+    /// The machine figures when they cost nothing to give (no blocking work): the fixed
+    /// ones the node was started with, or the last measured ones while fresh.
+    fn figures_at_hand(&self) -> Option<Stats> {
+        if let Some(fixed) = &self.machine_figures {
+            return Some(Stats {
+                time_ms: self.clock.wall_now_ns() / 1_000_000,
+                ..fixed.clone()
+            });
+        }
+        let now = self.clock.now();
+        lock(&self.stats_cache)
+            .as_ref()
+            .filter(|(at, _)| now.saturating_duration_since(*at) < STATS_MAX_AGE)
+            .map(|(_, s)| s.clone())
+    }
+
     /// Reports our information to the control node holding our proxy. The figures are
-    /// measured on the blocking pool; the report is described and queued by the
-    /// machine's owner, so it never overtakes a status change queued after it (the
-    /// proxy's book keeps the last).
+    /// measured on the blocking pool, unless they are at hand (fixed, or measured less
+    /// than a second ago): then the report is queued at once, with no thread to wake
+    /// (a worker's arrival at a control node, issue 15 point 7). The report is described
+    /// and queued by the machine's owner, so it never overtakes a status change queued
+    /// after it (the proxy's book keeps the last).
     pub(super) fn send_info(self: &Arc<Self>) {
         let inner = self.clone();
-        let report = move || {
-            let stats = inner.measure();
+        let report = move |stats: Option<Stats>| {
+            let stats = stats.unwrap_or_else(|| inner.measure());
             let owner = inner.clone();
             inner.tell(move |b, _| owner.node_event(WireEvent::Info(b.node_info(stats))));
         };
-        if self.net.real_threads() {
-            tokio::task::spawn_blocking(report);
-        } else {
-            report();
+        match self.figures_at_hand() {
+            Some(stats) => report(Some(stats)),
+            None if self.net.real_threads() => {
+                tokio::task::spawn_blocking(move || report(None));
+            }
+            None => report(None),
         }
     }
 
