@@ -385,8 +385,14 @@ impl Connection {
         }
     }
 
-    /// Advances time: handshake deadline, pings, idle deadline, request deadlines.
+    /// Advances time: handshake deadline, pings, idle deadline, request deadlines. The
+    /// request tables give back the storage they no longer need (they keep it between
+    /// timer wake-ups, so that a busy link does not reallocate it as it empties and
+    /// refills; see [`crate::seqmap`]).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.pending.shrink();
+        self.deadlines.shrink();
+        self.incoming.shrink();
         match &mut self.phase {
             Phase::Closed => {}
             Phase::Handshaking(hs) => {

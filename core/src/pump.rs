@@ -252,9 +252,13 @@ impl<R> Pump<R> {
             .collect()
     }
 
-    /// Held requests whose deadline has passed end `timeout`.
+    /// Held requests whose deadline has passed end `timeout`. For the driver's timer
+    /// wake-ups: the request tables also give back the storage they no longer need
+    /// (kept in between, see [`crate::seqmap`]).
     #[must_use]
     pub fn expire(&mut self, now: Instant) -> Vec<Outcome<R>> {
+        self.pending.shrink();
+        self.serving.shrink();
         let mut out = Vec::new();
         let mut keep = VecDeque::with_capacity(self.held.len());
         let mut expired = Vec::new();

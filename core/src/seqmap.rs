@@ -6,8 +6,11 @@
 //! (the front checked first) that leaves a hole, and holes at the ends go at once.
 //!
 //! Bounds: the ring holds at most twice the live entries plus [`SLACK`] (holes are
-//! squeezed out past that), and its storage is given back when the map empties (beyond a
-//! few slots), so an idle link keeps next to nothing. A key out of order (a peer's
+//! squeezed out past that). An emptied map keeps its storage: a pipelined link empties
+//! its maps many times a second, and giving the ring back each time made it regrow
+//! (five allocations to 64 slots) every few dozen requests. The owner gives it back with
+//! [`shrink`](SeqMap::shrink) at its timer wake-ups, so an idle link keeps next to
+//! nothing. A key out of order (a peer's
 //! choice, or a request with a longer deadline than those before it) is inserted in
 //! place: a shift of at most half the ring.
 //!
@@ -26,7 +29,7 @@ use std::collections::VecDeque;
 
 /// Holes tolerated beyond the live entries before they are squeezed out.
 pub const SLACK: usize = 32;
-/// Slots an empty map may keep (more are given back).
+/// Slots a map may keep beyond what [`SeqMap::shrink`] leaves it.
 const KEEP_EMPTY: usize = 16;
 
 /// An ordered map. See the module docs.
@@ -160,8 +163,26 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
         self.into_iter().map(|(_, v)| v)
     }
 
-    /// Holes at the ends go; too many holes are squeezed out; an empty map gives its
-    /// storage back unless it is small.
+    /// Slots of storage held (for tests of the bounds).
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+
+    /// Gives storage back: all of it when the map is empty, else what is well beyond
+    /// twice the slots in use. For the owner's timer wake-ups (see the module docs).
+    pub fn shrink(&mut self) {
+        if self.slots.is_empty() {
+            if self.slots.capacity() > 0 {
+                self.slots = VecDeque::new();
+            }
+        } else if self.slots.capacity() > 4 * self.slots.len() + KEEP_EMPTY {
+            self.slots.shrink_to(2 * self.slots.len() + KEEP_EMPTY);
+        }
+    }
+
+    /// Holes at the ends go; too many holes are squeezed out. The storage stays (see
+    /// [`shrink`](Self::shrink)).
     fn tidy(&mut self) {
         while matches!(self.slots.front(), Some((_, None))) {
             self.slots.pop_front();
@@ -169,11 +190,7 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
         while matches!(self.slots.back(), Some((_, None))) {
             self.slots.pop_back();
         }
-        if self.live == 0 {
-            if self.slots.capacity() > KEEP_EMPTY {
-                self.slots = VecDeque::new();
-            }
-        } else if self.slots.len() > 2 * self.live + SLACK {
+        if self.live > 0 && self.slots.len() > 2 * self.live + SLACK {
             self.slots.retain(|(_, v)| v.is_some());
         }
     }
@@ -275,7 +292,7 @@ mod tests {
     }
 
     #[test]
-    fn an_emptied_map_gives_its_storage_back_unless_small() {
+    fn an_emptied_map_keeps_its_storage_until_shrunk() {
         let mut m = SeqMap::new();
         for k in 0..100u64 {
             m.insert(k, k);
@@ -283,15 +300,30 @@ mod tests {
         for k in 0..100u64 {
             m.remove(&k);
         }
-        assert_eq!((m.len(), m.slots.capacity()), (0, 0));
-        // One at a time (a sequential caller): the few slots are kept, no churn.
-        m.insert(100, 0);
-        m.remove(&100);
-        let cap = m.slots.capacity();
-        assert!(cap > 0 && cap <= KEEP_EMPTY);
-        m.insert(101, 0);
+        // Kept while the link is busy: refilling it allocates nothing.
+        let cap = m.capacity();
+        assert!(m.is_empty() && cap >= 100);
+        for k in 100..200u64 {
+            m.insert(k, k);
+        }
+        assert_eq!(m.capacity(), cap);
+        // A few live entries: the storage shrinks to about twice what they use.
+        for k in 100..196u64 {
+            m.remove(&k);
+        }
+        m.shrink();
+        assert_eq!((m.len(), m.slots()), (4, 4));
+        assert!(m.capacity() >= 4 && m.capacity() <= 2 * 4 + KEEP_EMPTY);
+        assert_eq!(keys(&m), vec![196, 197, 198, 199]);
+        // Empty: all of it goes.
+        for k in 196..200u64 {
+            m.remove(&k);
+        }
+        m.shrink();
+        assert_eq!((m.len(), m.capacity()), (0, 0));
+        m.insert(200, 0);
         m.clear();
-        assert_eq!((m.len(), m.slots.capacity()), (0, 0));
+        assert_eq!((m.len(), m.capacity()), (0, 0));
     }
 
     #[test]

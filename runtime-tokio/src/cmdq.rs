@@ -4,7 +4,10 @@
 //! A tokio `mpsc` channel allocates its first block of 32 slots when it is made and
 //! keeps it for its whole life: about 2.5 KiB per link for a queue that is empty almost
 //! always on an idle link (issue 15, point 6). Here the queue is a `VecDeque` behind a
-//! mutex, given back when it empties; the channel itself is one small allocation.
+//! mutex, given back by [`Receiver::shrink`] when it is empty (the link calls it at its
+//! timer wake-ups: a busy link empties and refills its queue all the time, and giving
+//! the storage back at every emptying made it regrow over and over); the channel itself
+//! is one small allocation.
 //! Senders that find it full wait for room ([`Sender::send`]) or are told so
 //! ([`Sender::try_send`]); when the receiver goes, senders are told the channel is
 //! closed; when every sender goes, the receiver drains what is queued, then sees the end.
@@ -207,6 +210,14 @@ impl<T> Receiver<T> {
         self.take()
     }
 
+    /// Gives the queue's storage back if it is empty (an idle link holds none).
+    pub fn shrink(&mut self) {
+        let mut s = self.shared.lock();
+        if s.queue.is_empty() && s.queue.capacity() > 0 {
+            s.queue = VecDeque::new();
+        }
+    }
+
     fn take(&mut self) -> Result<T, TryRecvError> {
         let mut s = self.shared.lock();
         let Some(v) = s.queue.pop_front() else {
@@ -216,10 +227,6 @@ impl<T> Receiver<T> {
                 TryRecvError::Empty
             });
         };
-        if s.queue.is_empty() {
-            // An idle link holds no queue storage.
-            s.queue = VecDeque::new();
-        }
         let waiting = std::mem::take(&mut s.tx_wakers);
         drop(s);
         // Room for one: every waiting sender tries again (those that lose wait again).
@@ -278,11 +285,18 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_queue_holds_no_storage() {
+    fn an_emptied_queue_keeps_its_storage_until_shrunk() {
         let (tx, mut rx) = channel(8);
         tx.try_send(1).expect("room");
-        assert!(tx.shared.lock().queue.capacity() > 0);
+        let cap = tx.shared.lock().queue.capacity();
+        assert!(cap > 0);
         assert_eq!(rx.try_recv(), Ok(1));
+        assert_eq!(tx.shared.lock().queue.capacity(), cap);
+        tx.try_send(2).expect("room");
+        rx.shrink();
+        assert_eq!(tx.shared.lock().queue.capacity(), cap, "not empty");
+        assert_eq!(rx.try_recv(), Ok(2));
+        rx.shrink();
         assert_eq!(tx.shared.lock().queue.capacity(), 0);
     }
 

@@ -463,6 +463,10 @@ pub async fn drive(
             Wake::Timer => {
                 pump.expire(now).into_iter().for_each(deliver);
                 conn.handle_timeout(now);
+                // The command queue's storage goes here rather than at each emptying
+                // (a busy link would reallocate it all the time); the timer wakes an
+                // idle link anyway (its next ping).
+                commands.shrink();
                 // No answer owed and none queued: the channel goes until the next
                 // request. Not sooner: a busy link would make and free one per request
                 // (an allocation with a block of slots each time); the timer wakes an idle
