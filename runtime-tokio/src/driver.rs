@@ -325,7 +325,11 @@ pub async fn drive(
         }
 
         let wake = poll_fn(|cx| {
-            // 1. Write as much as the transport takes, then flush.
+            // 1. Write as much as the transport takes, then flush. Room for the next
+            // bulk chunk is taken last (`pull`): reads, late answers and commands are
+            // looked at between any two chunks, so a small request or reply never waits
+            // for a run of bulk writes that the socket keeps accepting.
+            let mut pull = false;
             if !wq.is_empty() {
                 let mut written = 0;
                 let r = io.poll_write_queue(cx, &mut wq, &mut written);
@@ -337,10 +341,7 @@ pub async fn drive(
                 if let Poll::Ready(Err(e)) = r {
                     return Poll::Ready(Wake::IoError(e.to_string()));
                 }
-                // Room for the next bulk chunk.
-                if bulk_waits && wq_bytes < PACE {
-                    return Poll::Ready(Wake::Pull);
-                }
+                pull = bulk_waits && wq_bytes < PACE;
             }
             if wq.is_empty() && need_flush {
                 match io.poll_flush(cx) {
@@ -355,6 +356,9 @@ pub async fn drive(
                 }
             }
             if closed {
+                if pull {
+                    return Poll::Ready(Wake::Pull);
+                }
                 // Only the remaining writes matter now, until the linger deadline.
                 return match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => Poll::Ready(Wake::Timer),
@@ -389,7 +393,11 @@ pub async fn drive(
                     Poll::Pending => {}
                 }
             }
-            // 4. Timer.
+            // 4. The next bulk chunk, once nothing above was ready.
+            if pull {
+                return Poll::Ready(Wake::Pull);
+            }
+            // 5. Timer.
             if deadline.is_some() && sleep.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Wake::Timer);
             }

@@ -74,6 +74,25 @@ pub trait LinkIo: Send + 'static {
 /// [`LinkIo::poll_read`]).
 const SCRATCH_READ: usize = 16 * 1024;
 
+/// Segments of the write queue handed to one vectored write at most.
+const WRITE_SEGMENTS: usize = 64;
+
+/// Removes the first `n` bytes from the front of `queue` (`n` at most its length).
+fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = queue.front_mut() else {
+            return;
+        };
+        if n >= front.len() {
+            n -= front.len();
+            queue.pop_front();
+        } else {
+            let _ = front.split_to(n);
+            return;
+        }
+    }
+}
+
 /// A byte stream with length-prefixed frames.
 pub struct StreamIo<S>(pub S);
 
@@ -114,6 +133,24 @@ impl<S: Stream> LinkIo for StreamIo<S> {
         queue: &mut VecDeque<Bytes>,
         written: &mut usize,
     ) -> Poll<io::Result<()>> {
+        if self.0.is_write_vectored() {
+            // One system call for as many segments as are queued (a frame's header and
+            // its payload, control frames and the bulk chunk after them), not one each.
+            while !queue.is_empty() {
+                let mut slices = [io::IoSlice::new(&[]); WRITE_SEGMENTS];
+                let k = queue.len().min(WRITE_SEGMENTS);
+                for (s, b) in slices.iter_mut().zip(queue.iter()) {
+                    *s = io::IoSlice::new(b);
+                }
+                let n = ready!(Pin::new(&mut self.0).poll_write_vectored(cx, &slices[..k]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                *written += n;
+                advance(queue, n);
+            }
+            return Poll::Ready(Ok(()));
+        }
         while let Some(front) = queue.front_mut() {
             let n = ready!(Pin::new(&mut self.0).poll_write(cx, front))?;
             if n == 0 {
@@ -365,5 +402,28 @@ impl<S: Stream> LinkIo for WsIo<S> {
             Some(Err(e)) => Poll::Ready(Err(ws_err(e))),
             Some(Ok(m)) => Poll::Ready(Ok(m.len().max(1))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advancing_drops_written_segments_and_cuts_the_first_unwritten() {
+        let mut q: VecDeque<Bytes> = [&b"abc"[..], b"de", b"fgh"]
+            .into_iter()
+            .map(Bytes::from_static)
+            .collect();
+        advance(&mut q, 0);
+        assert_eq!(q.len(), 3);
+        advance(&mut q, 4);
+        assert_eq!(q, [Bytes::from_static(b"e"), Bytes::from_static(b"fgh")]);
+        advance(&mut q, 1);
+        assert_eq!(q, [Bytes::from_static(b"fgh")]);
+        advance(&mut q, 3);
+        assert!(q.is_empty());
+        advance(&mut q, 5);
+        assert!(q.is_empty());
     }
 }
