@@ -197,6 +197,8 @@ pub struct Connection {
     /// The peer's requests we have not answered.
     incoming: SeqMap<u64, ()>,
     stats: LinkStats,
+    /// A keepalive was heard since storage was last given back (see `trim.rs`).
+    trim_due: bool,
 }
 
 impl Connection {
@@ -232,6 +234,7 @@ impl Connection {
             deadlines: SeqMap::new(),
             incoming: SeqMap::new(),
             stats: LinkStats::default(),
+            trim_due: false,
             config,
         };
         c.drain_handshake(now);
@@ -646,6 +649,7 @@ impl Connection {
     fn on_link_message(&mut self, now: Instant, msg: Message) {
         match msg {
             Message::Ping(p) => {
+                self.trim_due = true;
                 let wall_ns = self.wall(now);
                 self.send(&Message::Pong(Pong {
                     seq: p.seq,
@@ -654,6 +658,7 @@ impl Connection {
                 }));
             }
             Message::Pong(p) => {
+                self.trim_due = true;
                 if let Some(rtt) = self.keepalive.pong(now, p.seq) {
                     self.stats.rtt = Some(rtt);
                     self.stats.srtt = Some(match self.stats.srtt {
@@ -794,6 +799,8 @@ impl Connection {
         self.events.push_back(Event::Closed(error));
     }
 }
+
+mod trim;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -134,6 +134,30 @@ impl Lanes {
             && self.bulk.is_empty()
     }
 
+    /// Gives back the storage of empty queues, and the encoding buffer when nothing is
+    /// in it (its spare room keeps the whole allocation alive, see `conn/trim.rs`).
+    pub fn release_idle_storage(&mut self) {
+        if self.acc.is_empty() {
+            self.acc = BytesMut::new();
+        }
+        for q in [&mut self.control, &mut self.cur] {
+            if q.is_empty() {
+                *q = VecDeque::new();
+            }
+        }
+        if self.bulk.is_empty() {
+            self.bulk = VecDeque::new();
+        }
+    }
+
+    /// Bytes of storage held by the lanes' queues and buffer (for tests).
+    #[must_use]
+    pub fn capacity_bytes(&self) -> usize {
+        self.acc.capacity()
+            + (self.control.capacity() + self.cur.capacity()) * size_of::<Bytes>()
+            + self.bulk.capacity() * size_of::<Bulk>()
+    }
+
     /// Queues `msg` on the control lane.
     pub fn control(&mut self, msg: &Message) {
         match self.framing {

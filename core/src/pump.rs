@@ -318,6 +318,24 @@ impl<R> Pump<R> {
         !self.pending.is_empty()
     }
 
+    /// Gives back the storage of the empty maps and queue, when the connection did
+    /// ([`Connection::release_idle_storage`] returned `true`: a keepalive was heard).
+    pub fn release_idle_storage(&mut self) {
+        self.pending.shrink();
+        self.serving.shrink();
+        if self.held.is_empty() {
+            self.held = VecDeque::new();
+        }
+    }
+
+    /// Bytes of storage held by the maps and queue (for tests).
+    #[must_use]
+    pub fn storage_bytes(&self) -> usize {
+        self.pending.capacity_bytes()
+            + self.serving.capacity_bytes()
+            + self.held.capacity() * size_of::<(Instant, Command<R>)>()
+    }
+
     /// Whether the link should close now because it is idle: nobody can queue more
     /// commands and none of our requests is pending ("closed when idle").
     pub fn idle_close(&self, commands_open: bool, conn: &Connection) -> bool {
@@ -376,6 +394,27 @@ mod tests {
             deadline: Instant::from_millis(deadline_ms),
             reply,
         }
+    }
+
+    #[test]
+    fn empty_maps_and_queue_are_given_back_on_request_and_the_rest_kept() {
+        let (mut a, _b) = crate::conn::tests::linked();
+        let now = Instant::from_millis(10);
+        let mut p = Pump::<u32>::new();
+        p.serving(now, 1, "c");
+        p.served(now, 1, Ok(()));
+        p.hold(now, request(100, 1));
+        assert_eq!(p.unhold(&mut a, now), vec![]);
+        assert!(p.storage_bytes() > 0);
+        p.release_idle_storage();
+        // Our request is still pending: only its map is kept.
+        assert_eq!(p.storage_bytes(), p.pending.capacity_bytes());
+        assert_eq!(
+            p.finish(now),
+            vec![(1, Err(RequestError::ConnectionFailed))]
+        );
+        p.release_idle_storage();
+        assert_eq!(p.storage_bytes(), 0);
     }
 
     #[test]

@@ -169,6 +169,12 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
         self.slots.capacity()
     }
 
+    /// Bytes of storage held (for tests of what an idle link keeps).
+    #[must_use]
+    pub fn capacity_bytes(&self) -> usize {
+        self.slots.capacity() * size_of::<(K, Option<V>)>()
+    }
+
     /// Gives storage back: all of it when the map is empty, else what is well beyond
     /// twice the slots in use. For the owner's timer wake-ups (see the module docs).
     pub fn shrink(&mut self) {

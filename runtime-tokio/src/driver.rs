@@ -290,6 +290,21 @@ pub async fn drive(
             wq_bytes += b.len();
             wq.push_back(b);
         }
+        // A keepalive was heard (on an idle link, its only traffic): the storage the
+        // link's traffic left behind goes, the machine's, the pump's, the command
+        // queue's and an unused queue of late answers (core decides when, see
+        // `conn/trim.rs`; the answering end of an idle link has a timer wake-up only
+        // once a minute).
+        if conn.release_idle_storage() {
+            pump.release_idle_storage();
+            commands.shrink();
+            if late
+                .as_ref()
+                .is_some_and(|a| Arc::strong_count(a) == 1 && a.is_empty())
+            {
+                late = None;
+            }
+        }
         let bulk_waits = conn.has_bulk();
         // Backpressure counts the bulk waiting in the machine too.
         let bulk_bytes = conn.bulk_bytes();
