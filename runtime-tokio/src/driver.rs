@@ -136,6 +136,14 @@ impl Drop for Responder {
 pub trait EventSink: Send + 'static {
     /// The handshake succeeded (or the link ended: `Event::Closed`).
     fn on_event(&mut self, conn: &Connection, event: &Event);
+
+    /// After the events of one input: a signal to wait for before writing, once, then
+    /// taking the commands queued by then (an accepted link's proof then leaves in one
+    /// write with what its node sends on a link up, such as a worker's `placed`
+    /// notice). `None` (the default): write at once.
+    fn take_hold(&mut self) -> Option<oneshot::Receiver<()>> {
+        None
+    }
 }
 
 /// Where handlers' late answers come back to the link's task (the [`Responder`]s hold
@@ -275,6 +283,21 @@ pub async fn drive(
                     sink.on_event(conn, &ev)
                 }
             }
+        }
+        if let Some(hold) = sink.take_hold() {
+            // Whatever the answer (the node may be gone): go on with what is queued.
+            let _ = hold.await;
+            now = clock.now();
+            for _ in 0..BATCH {
+                if conn.is_closed() || !conn.is_established() {
+                    break;
+                }
+                match commands.try_recv() {
+                    Ok(cmd) => submit(&mut pump, conn, now, cmd),
+                    Err(_) => break,
+                }
+            }
+            continue;
         }
         if pump.idle_close(commands_open, conn) {
             conn.close("idle");

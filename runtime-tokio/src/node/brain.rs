@@ -86,10 +86,36 @@ impl<N: Net> Inner<N> {
 
     /// Performs at once what the machine has decided so far (inside a job, when what
     /// comes next depends on it having happened).
+    ///
+    /// Our own events in a row go to the forwarder together, so that the events of one
+    /// input (a worker's link up: its status, then its info report, described here at
+    /// once when the figures are at hand) leave in one batch, one write on the link
+    /// (issue 15 point 7). They go before any other output is performed: a class
+    /// callback run by one may send events of its own, which must come after them.
     pub(super) fn perform_now(self: &Arc<Self>, b: &mut NodeMachine<Pump>) {
+        let mut own: Vec<EventMsg> = Vec::new();
+        let send = |own: &mut Vec<EventMsg>| {
+            for ev in own.drain(..) {
+                let _ = self.events_out.send(ev);
+            }
+        };
         while let Some(o) = b.poll_output() {
-            self.perform(o);
+            match o {
+                Output::OwnEvent(ev) => own.push(ev),
+                Output::ReportInfo => match self.figures_at_hand() {
+                    Some(stats) => own.push(self.own_event(WireEvent::Info(b.node_info(stats)))),
+                    None => {
+                        send(&mut own);
+                        self.send_info();
+                    }
+                },
+                o => {
+                    send(&mut own);
+                    self.perform(o);
+                }
+            }
         }
+        send(&mut own);
     }
 
     /// Performs one output of the machine.

@@ -213,9 +213,16 @@ pub(super) struct LinkSink<N: Net> {
     rejected: bool,
     outcome: LinkOutcome,
     notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
+    /// An accepted link's proof waits for this: the machine has taken the link up (see
+    /// [`EventSink::take_hold`]).
+    hold: Option<oneshot::Receiver<()>>,
 }
 
 impl<N: Net> EventSink for LinkSink<N> {
+    fn take_hold(&mut self) -> Option<oneshot::Receiver<()>> {
+        self.hold.take()
+    }
+
     fn on_event(&mut self, conn: &Connection, event: &Event) {
         let me = &self.inner.config.node_id;
         match event {
@@ -250,6 +257,20 @@ impl<N: Net> EventSink for LinkSink<N> {
                         let _ = n.send(Ok(summary));
                     }) as Then
                 });
+                // An accepted link: its proof leaves with what the machine sends at once
+                // on a link up (a worker's `placed`, a member's gossip), in one write.
+                let told: Option<Then> = if self.dialer {
+                    told
+                } else {
+                    let (tx, rx) = oneshot::channel();
+                    self.hold = Some(rx);
+                    Some(Box::new(move || {
+                        if let Some(told) = told {
+                            told();
+                        }
+                        let _ = tx.send(());
+                    }))
+                };
                 if let Some(handle) = self.commands.take() {
                     let link = Link {
                         conn_id: self.conn_id,
@@ -449,6 +470,7 @@ pub(super) fn run_connection<N: Net>(
         listed,
         outcome: LinkOutcome::default(),
         notify,
+        hold: None,
     };
     let handler = NodeHandler {
         inner: inner.clone(),

@@ -391,7 +391,7 @@ impl<N: Net> Inner<N> {
 
     /// The machine figures when they cost nothing to give (no blocking work): the fixed
     /// ones the node was started with, or the last measured ones while fresh.
-    fn figures_at_hand(&self) -> Option<Stats> {
+    pub(super) fn figures_at_hand(&self) -> Option<Stats> {
         if let Some(fixed) = &self.machine_figures {
             return Some(Stats {
                 time_ms: self.clock.wall_now_ns() / 1_000_000,
@@ -429,12 +429,17 @@ impl<N: Net> Inner<N> {
 
     /// Queues a node-level event (class `nkcluster`) of ours for our proxy.
     pub(super) fn node_event(&self, event: WireEvent) {
-        let _ = self.events_out.send(EventMsg {
+        let _ = self.events_out.send(self.own_event(event));
+    }
+
+    /// A node-level event (class `nkcluster`) of ours.
+    pub(super) fn own_event(&self, event: WireEvent) -> EventMsg {
+        EventMsg {
             node: self.config.node_id.clone(),
             class: "nkcluster".into(),
             task: None,
             event,
-        });
+        }
     }
 
     /// A task's body ended by itself (not stopped: that path finished it already).
