@@ -361,18 +361,27 @@ pub fn client_tls_with(
 }
 
 /// The WebSocket configuration of both ends of a link (the benches measure raw
-/// tungstenite with it too).
-pub fn ws_config(max_frame: u32) -> WebSocketConfig {
+/// tungstenite with it too); `over_tls`: the WebSocket runs inside TLS (wss).
+pub fn ws_config(max_frame: u32, over_tls: bool) -> WebSocketConfig {
     let max = max_frame as usize;
     WebSocketConfig::default()
         .max_message_size(Some(max))
         .max_frame_size(Some(max))
         // tungstenite allocates this eagerly per connection, zero-fills it before reads
-        // and keeps it while idle; it also caps each read. 8 KiB: an idle link's memory
-        // (issue 15: <= 16 KiB per link end) over bulk reads of 32 KiB.
-        .read_buffer_size(8 * 1024)
+        // and keeps it while idle; it also caps each read. Plain ws, 8 KiB: an idle
+        // link's memory (issue 15: <= 16 KiB per link end) over bulk reads of 32 KiB
+        // (each read is a system call). Over TLS, 1 KiB: rustls keeps a 4 KiB record
+        // buffer of its own per link, and tungstenite's reads there are copies out of
+        // rustls's decrypted plaintext, not system calls (a bulk frame takes more of
+        // them; its system calls stay rustls's 4 KiB reads).
+        .read_buffer_size(if over_tls { WSS_READ_BUF } else { WS_READ_BUF })
         .write_buffer_size(0)
 }
+
+/// tungstenite's read buffer on a plain WebSocket link (see [`ws_config`]).
+const WS_READ_BUF: usize = 8 * 1024;
+/// tungstenite's read buffer on a WebSocket inside TLS (see [`ws_config`]).
+const WSS_READ_BUF: usize = 1024;
 
 fn export(e: Result<[u8; 32], rustls::Error>) -> Result<Vec<u8>, TransportError> {
     e.map(|b| b.to_vec())
@@ -408,7 +417,7 @@ pub async fn accept<S: Stream>(
             let (stream, budget) = ReadBudget::new(stream, PREAUTH_READ_BUDGET);
             Ok(Ready {
                 io: Box::new(WsIo::with_budget(
-                    ws_accept(stream, path, max_frame).await?,
+                    ws_accept(stream, path, max_frame, false).await?,
                     budget,
                 )),
                 binding: Vec::new(),
@@ -437,7 +446,7 @@ pub async fn accept<S: Stream>(
             } else {
                 let (s, budget) = ReadBudget::new(s, PREAUTH_READ_BUDGET);
                 Box::new(WsIo::with_budget(
-                    ws_accept(s, path, max_frame).await?,
+                    ws_accept(s, path, max_frame, true).await?,
                     budget,
                 ))
             };
@@ -450,6 +459,7 @@ async fn ws_accept<S: Stream>(
     stream: S,
     path: &str,
     max_frame: u32,
+    over_tls: bool,
 ) -> Result<tokio_tungstenite::WebSocketStream<S>, TransportError> {
     let want_path = path.to_owned();
     // The signature is tungstenite's callback type; its error type is not ours to shrink.
@@ -485,9 +495,13 @@ async fn ws_accept<S: Stream>(
         );
         Ok(resp)
     };
-    tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(ws_config(max_frame)))
-        .await
-        .map_err(|e| TransportError::Ws(e.to_string()))
+    tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        check,
+        Some(ws_config(max_frame, over_tls)),
+    )
+    .await
+    .map_err(|e| TransportError::Ws(e.to_string()))
 }
 
 /// Completes the dialer side of `url`'s transport on a connected stream.
@@ -563,19 +577,22 @@ async fn ws_dial<S: Stream>(
         .header(http::header::SEC_WEBSOCKET_PROTOCOL, WS_PROTOCOL)
         .body(())
         .map_err(|e| TransportError::Ws(format!("{uri}: {e}")))?;
-    let (ws, resp) =
-        tokio_tungstenite::client_async_with_config(req, stream, Some(ws_config(max_frame)))
-            .await
-            .map_err(|e| {
-                use tokio_tungstenite::tungstenite::Error as E;
-                TransportError::Ws(match e {
-                    E::Protocol(_) | E::HttpFormat(_) | E::Io(_) => format!(
-                        "{e}: no WebSocket upgrade answer: is this a WebSocket port? \
+    let (ws, resp) = tokio_tungstenite::client_async_with_config(
+        req,
+        stream,
+        Some(ws_config(max_frame, scheme == "wss")),
+    )
+    .await
+    .map_err(|e| {
+        use tokio_tungstenite::tungstenite::Error as E;
+        TransportError::Ws(match e {
+            E::Protocol(_) | E::HttpFormat(_) | E::Io(_) => format!(
+                "{e}: no WebSocket upgrade answer: is this a WebSocket port? \
                          a plain port wants ;transport=tcp (or tls)"
-                    ),
-                    e => e.to_string(),
-                })
-            })?;
+            ),
+            e => e.to_string(),
+        })
+    })?;
     let agreed = resp
         .headers()
         .get(http::header::SEC_WEBSOCKET_PROTOCOL)

@@ -106,10 +106,11 @@ pub async fn tls_pair(tls: &Tls) -> (TlsClient, TlsServer) {
     (c.expect("tls connect"), s.expect("tls accept"))
 }
 
-/// tungstenite's defaults, or exactly the configuration nkcluster's transport uses.
-pub fn ws_config(nk: bool) -> WebSocketConfig {
+/// tungstenite's defaults, or exactly the configuration nkcluster's transport uses
+/// (`over_tls`: for wss).
+pub fn ws_config(nk: bool, over_tls: bool) -> WebSocketConfig {
     if nk {
-        transport::ws_config(nkcluster_core::MAX_FRAME_DEFAULT)
+        transport::ws_config(nkcluster_core::MAX_FRAME_DEFAULT, over_tls)
     } else {
         WebSocketConfig::default()
     }
@@ -124,8 +125,12 @@ pub async fn ws_pair<C: Stream, S: Stream>(
 ) -> (WebSocketStream<C>, WebSocketStream<S>) {
     let url = format!("{scheme}://127.0.0.1/");
     let (c, s) = tokio::join!(
-        tokio_tungstenite::client_async_with_config(url.as_str(), c, Some(ws_config(nk))),
-        tokio_tungstenite::accept_async_with_config(s, Some(ws_config(nk)))
+        tokio_tungstenite::client_async_with_config(
+            url.as_str(),
+            c,
+            Some(ws_config(nk, scheme == "wss"))
+        ),
+        tokio_tungstenite::accept_async_with_config(s, Some(ws_config(nk, scheme == "wss")))
     );
     (c.expect("ws connect").0, s.expect("ws accept"))
 }
