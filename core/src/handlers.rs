@@ -8,7 +8,6 @@
 //! before running it, so a replacement reaches new calls only.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -28,45 +27,19 @@ use crate::message::RemoteError;
 /// [`insert_for_workers`](Self::insert_for_workers).
 #[derive(Clone)]
 pub struct Handlers {
-    map: HashMap<String, Handler, BuildHasherDefault<NameHasher>>,
+    map: HashMap<String, Handler, NameHasher>,
     functions: HashMap<String, FunctionFn>,
     /// Functions loaded at run time, shared by every clone.
     loaded: Arc<RwLock<HashMap<String, FunctionFn>>>,
     classes: JobClasses,
 }
 
-/// The handler table's hasher, a multiply-rotate over 8-byte words. Every request looks
-/// its class up in the table, and SipHash cost more than the rest of the look-up (issue
-/// 15, point 3). Its resistance to chosen collisions buys nothing here: the table's keys
-/// are the classes registered in code, never a peer's; a peer's name is only looked up.
-#[derive(Default, Clone, Copy)]
-struct NameHasher(u64);
-
-impl NameHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for NameHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // The length first: the last word is padded with zeros.
-        self.add(bytes.len() as u64);
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
+/// The handler table's hasher: foldhash with a fixed seed. Every request looks its class
+/// up in the table, and SipHash cost more than the rest of the look-up (issue 15, point 3).
+/// Resistance to chosen collisions buys nothing here: the table's keys are the classes
+/// registered in code, never a peer's; a peer's name is only looked up. The fixed seed
+/// keeps the core free of randomness.
+type NameHasher = foldhash::fast::FixedState;
 
 /// The answer to a class nobody handles.
 fn unknown_class(class: &str) -> RemoteError {
@@ -273,11 +246,7 @@ mod tests {
                 Err(ErrorCode::UnknownClass)
             );
         }
-        let hash = |s: &str| {
-            let mut x = NameHasher::default();
-            std::hash::Hash::hash(s, &mut x);
-            x.finish()
-        };
+        let hash = |s: &str| std::hash::BuildHasher::hash_one(&NameHasher::default(), s);
         assert_ne!(hash("a"), hash("a\0"));
         assert_ne!(hash("nkcluster.echo"), hash("nkcluster.node"));
     }
