@@ -27,59 +27,13 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use crate::auth::Key;
-use crate::frame::{FrameDecoder, FrameError, MAX_FRAME_DEFAULT};
-use crate::handshake::{Handshake, HandshakeConfig, Identity, Outcome, PeerInfo, Role, Side};
+use crate::frame::{FrameDecoder, FrameError};
+use crate::handshake::{Handshake, Identity, Outcome, PeerInfo, Role, Side};
 use crate::keepalive::{Due, Keepalive, pings_every_interval};
 use crate::lanes::{Assembly, BULK_MIN, Lanes, is_bulk_request};
 use crate::message::{Close, Hot, Message, Ping, Pong, RemoteError, Reply};
 use crate::seqmap::SeqMap;
 use crate::time::Instant;
-
-/// How frames are delimited on the transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// A byte stream (TCP, TLS): 4-byte length prefixes.
-    Stream,
-    /// A message transport (WebSocket): one frame per message.
-    Messages,
-}
-
-/// Settings of a connection. Limits are part of the config, with units in the names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionConfig {
-    /// Maximum frame body, both directions.
-    pub max_frame: u32,
-    /// Transport framing.
-    pub framing: Framing,
-    /// Handshake settings.
-    pub handshake: HandshakeConfig,
-    /// A dial that has not connected after this long is abandoned (the shell applies it
-    /// around its connect call; a partitioned network may never answer).
-    pub connect_timeout: Duration,
-    /// A ping goes out this long after the previous one.
-    pub ping_interval: Duration,
-    /// The link is declared dead when nothing arrived for this long.
-    pub idle_timeout: Duration,
-    /// Maximum of our requests awaiting a reply.
-    pub max_pending_requests: usize,
-    /// Maximum of the peer's requests we are still answering.
-    pub max_incoming_requests: usize,
-}
-
-impl Default for ConnectionConfig {
-    fn default() -> Self {
-        ConnectionConfig {
-            max_frame: MAX_FRAME_DEFAULT,
-            framing: Framing::Stream,
-            handshake: HandshakeConfig::default(),
-            connect_timeout: Duration::from_secs(5),
-            ping_interval: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(15),
-            max_pending_requests: 65_536,
-            max_incoming_requests: 4_096,
-        }
-    }
-}
 
 /// Identifies one of our requests on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -800,7 +754,10 @@ impl Connection {
     }
 }
 
+mod config;
 mod trim;
+
+pub use config::{ConnectionConfig, Framing};
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -2,6 +2,7 @@
 //! linked pairs other modules' tests drive.
 
 use super::*;
+use crate::frame::MAX_FRAME_DEFAULT;
 use crate::handshake::{HandshakeError, Role};
 use crate::message::RejectReason;
 
