@@ -285,8 +285,18 @@ pub async fn drive(
             }
         }
         if let Some(hold) = sink.take_hold() {
-            // Whatever the answer (the node may be gone): go on with what is queued.
-            let _ = hold.await;
+            // Whatever the answer (the node may be gone): go on with what is queued. The
+            // wait is bounded by the link's own next deadline (core's timer: a ping, a
+            // request's timeout), so a node machine slow to answer never stalls the link
+            // past it; the proof then leaves on its own.
+            match pump.poll_timeout(conn) {
+                Some(d) => {
+                    let _ = tokio::time::timeout_at(clock.to_tokio(d), hold).await;
+                }
+                None => {
+                    let _ = hold.await;
+                }
+            }
             now = clock.now();
             for _ in 0..BATCH {
                 if conn.is_closed() || !conn.is_established() {
