@@ -34,6 +34,7 @@ use crate::lanes::{Assembly, BULK_MIN, Lanes, is_bulk_request};
 use crate::message::{Close, Hot, Message, Ping, Pong, RemoteError, Reply};
 use crate::seqmap::SeqMap;
 use crate::time::Instant;
+use smol_str::SmolStr;
 
 /// Identifies one of our requests on a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,7 +52,7 @@ pub enum Event {
         /// The peer's request id.
         id: u64,
         /// Class name.
-        class: String,
+        class: SmolStr,
         /// Payload.
         body: Bytes,
         /// How long the peer waits.

@@ -101,4 +101,6 @@ pub use conn::{ConnError, Connection, ConnectionConfig, Event, RequestError, Req
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME_DEFAULT};
 pub use handshake::{HandshakeError, Identity, PeerInfo, Role};
 pub use message::Message;
+/// A request's class name (inline when short: no allocation per request).
+pub use smol_str::SmolStr;
 pub use time::Instant;

@@ -7,6 +7,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 
 use crate::frame::HEADER_LEN;
 use crate::handshake::Role;
@@ -164,8 +165,9 @@ pub struct Request {
     pub id: u64,
     /// How long the sender waits, in milliseconds.
     pub timeout_ms: u32,
-    /// Job class (or built-in handler) name.
-    pub class: String,
+    /// Job class (or built-in handler) name: held inline when short (class names
+    /// usually are), so a request's name costs no allocation on either side.
+    pub class: SmolStr,
     /// Class-specific payload.
     pub body: Bytes,
 }
@@ -392,7 +394,7 @@ mod wire {
     pub(super) struct RequestRef<'a> {
         id: u64,
         timeout_ms: u32,
-        class: String,
+        class: &'a str,
         body: &'a [u8],
     }
 
@@ -415,7 +417,7 @@ mod wire {
                 MessageRef::Request(r) => Message::Request(Request {
                     id: r.id,
                     timeout_ms: r.timeout_ms,
-                    class: r.class,
+                    class: smol_str::SmolStr::new(r.class),
                     body: frame.slice_ref(r.body),
                 }),
                 MessageRef::Reply(r) => Message::Reply(Reply {
@@ -508,7 +510,7 @@ mod tests {
                 .prop_map(|(id, t, class, body)| Message::Request(Request {
                     id,
                     timeout_ms: t,
-                    class,
+                    class: class.into(),
                     body: body.into()
                 })),
             (

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use smol_str::SmolStr;
 
 use crate::conn::{Connection, RequestError, RequestId};
 use crate::membership::MemberInfo;
@@ -33,8 +34,8 @@ pub const WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
 pub enum Command<R> {
     /// Send a request; its outcome goes to `reply`.
     Request {
-        /// Class name.
-        class: String,
+        /// Class name (inline when short: no allocation per request).
+        class: SmolStr,
         /// Payload.
         body: Bytes,
         /// When the caller stops waiting: time spent queued for the link counts too.

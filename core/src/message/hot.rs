@@ -9,6 +9,7 @@
 //! to the generic decoder, so both paths agree on every input.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use smol_str::SmolStr;
 
 use super::{Message, Reply, Request};
 use crate::frame::HEADER_LEN;
@@ -123,7 +124,7 @@ impl Hot<'_> {
             } => Message::Request(Request {
                 id,
                 timeout_ms,
-                class: class.to_owned(),
+                class: SmolStr::new(class),
                 body: body.clone(),
             }),
             Hot::Reply { id, body } => Message::Reply(Reply {
@@ -172,7 +173,7 @@ pub(super) fn decode(frame: &Bytes) -> Option<Message> {
             let timeout_ms = u32::try_from(varint(b, &mut at, 5)?).ok()?;
             let n = varint(b, &mut at, 4)?;
             let class = std::str::from_utf8(take(b, &mut at, n)?).ok()?;
-            let class = class.to_owned();
+            let class = SmolStr::new(class);
             let n = varint(b, &mut at, 5)?;
             let start = at;
             take(b, &mut at, n)?;

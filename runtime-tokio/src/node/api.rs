@@ -16,7 +16,7 @@ impl<N: Net> Node<N> {
     ) -> Result<Bytes, RequestError> {
         let (tx, rx) = oneshot::channel();
         let cmd = Command::Request {
-            class: class.to_owned(),
+            class: class.into(),
             body,
             deadline: self.inner.clock.now() + timeout,
             reply: tx,
@@ -61,7 +61,7 @@ impl<N: Net> Node<N> {
         opts: RequestOptions,
     ) -> Result<C::Reply, RequestError> {
         let call = JobCall::Request {
-            class: class.to_owned(),
+            class: class.into(),
             body: encode_body(req)?,
         };
         let body = encode_body(&call)?;
@@ -92,7 +92,7 @@ impl<N: Net> Node<N> {
         timeout: Duration,
     ) -> Result<(u64, Option<C::Reply>), RequestError> {
         let call = JobCall::Task {
-            class: class.to_owned(),
+            class: class.into(),
             body: encode_body(spec)?,
             id,
         };
@@ -119,7 +119,7 @@ impl<N: Net> Node<N> {
         timeout: Duration,
     ) -> Result<C::Reply, RequestError> {
         let call = JobCall::Command {
-            class: class.to_owned(),
+            class: class.into(),
             task,
             body: encode_body(cmd)?,
         };

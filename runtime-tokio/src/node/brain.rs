@@ -144,7 +144,7 @@ impl<N: Net> Inner<N> {
                 let inner = self.clone();
                 let (reply, rx) = oneshot::channel();
                 let cmd = Command::Request {
-                    class,
+                    class: class.into(),
                     body,
                     deadline: self.clock.now() + timeout,
                     reply,
@@ -271,7 +271,7 @@ impl<N: Net> Inner<N> {
         let (class, body) = request.encode().ok()?;
         let (reply, _) = oneshot::channel();
         Some(Command::Request {
-            class: class.to_owned(),
+            class: class.into(),
             body,
             deadline: self.clock.now() + GATHER_TIMEOUT,
             reply,

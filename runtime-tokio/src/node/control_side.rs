@@ -21,7 +21,7 @@ impl<N: Net> Inner<N> {
         let (tx, rx) = oneshot::channel();
         commands
             .try_send(Command::Request {
-                class: class.to_owned(),
+                class: class.into(),
                 body,
                 deadline: self.clock.now() + timeout,
                 reply: tx,
@@ -49,7 +49,7 @@ impl<N: Net> Inner<N> {
             asks.spawn(async move {
                 let (tx, rx) = oneshot::channel();
                 let cmd = Command::Request {
-                    class: CLASS_LOCAL_NODES.to_owned(),
+                    class: CLASS_LOCAL_NODES.into(),
                     body: Bytes::new(),
                     deadline,
                     reply: tx,

@@ -87,7 +87,7 @@ impl<N: Net> Node<N> {
         };
         let req = RouteRequest {
             node: node.to_owned(),
-            class: class.to_owned(),
+            class: class.into(),
             body,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             hops,
@@ -212,7 +212,7 @@ impl<N: Net> Node<N> {
         let (reply_tx, reply_rx) = oneshot::channel();
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let _ = tx.try_send(Command::Request {
-            class: class.to_owned(),
+            class: class.into(),
             body,
             deadline: self.inner.clock.now() + left,
             reply: reply_tx,

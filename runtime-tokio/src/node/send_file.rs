@@ -208,7 +208,7 @@ impl<N: Net> Node<N> {
                 Carried::Exclusive(tx) => {
                     let (reply, rx) = oneshot::channel();
                     let cmd = Command::Request {
-                        class: CLASS_JOB.to_owned(),
+                        class: CLASS_JOB.into(),
                         body,
                         deadline: self.inner.clock.now() + timeout,
                         reply,
@@ -287,7 +287,7 @@ impl<N: Net> Inner<N> {
         let key: FileLinkKey = (req.node.clone(), rp.path, rp.total);
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Request {
-            class: req.class,
+            class: req.class.into(),
             body: req.body,
             deadline: self.clock.now() + timeout,
             reply,
