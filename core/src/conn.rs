@@ -154,6 +154,8 @@ pub struct Connection {
     stats: LinkStats,
     /// A keepalive was heard since storage was last given back (see `trim.rs`).
     trim_due: bool,
+    /// Frames in and out when storage was last given back at a keepalive (see `trim.rs`).
+    frames_at_trim: u64,
 }
 
 impl Connection {
@@ -190,6 +192,7 @@ impl Connection {
             incoming: SeqMap::new(),
             stats: LinkStats::default(),
             trim_due: false,
+            frames_at_trim: 0,
             config,
         };
         c.drain_handshake(now);
