@@ -138,9 +138,10 @@ pub trait EventSink: Send + 'static {
     fn on_event(&mut self, conn: &Connection, event: &Event);
 
     /// After the events of one input: a signal to wait for before writing, once, then
-    /// taking the commands queued by then (an accepted link's proof then leaves in one
-    /// write with what its node sends on a link up, such as a worker's `placed`
-    /// notice). `None` (the default): write at once.
+    /// taking the late answers and commands queued by then (an accepted link's proof
+    /// then leaves in one write with what its node sends on a link up, such as a
+    /// worker's `placed` notice; a worker's answer to it with its first status and
+    /// info). `None` (the default): write at once.
     fn take_hold(&mut self) -> Option<oneshot::Receiver<()>> {
         None
     }
@@ -298,6 +299,16 @@ pub async fn drive(
                 }
             }
             now = clock.now();
+            // The answers ready by then go first (a worker's answer to `placed`), then
+            // the commands (its first status and info), in one write.
+            if let Some(answers) = late.as_ref() {
+                for _ in 0..BATCH {
+                    match answers.pop() {
+                        Some((id, r)) => reply(&mut pump, conn, now, id, r),
+                        None => break,
+                    }
+                }
+            }
             for _ in 0..BATCH {
                 if conn.is_closed() || !conn.is_established() {
                     break;

@@ -7,6 +7,8 @@
 use super::*;
 use arc_swap::ArcSwap;
 use nkcluster_core::node::{Snapshot, SnapshotStamp};
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicUsize;
 
 /// What runs once an input's outputs are performed and the snapshot is published (an
 /// answer to whoever queued the input).
@@ -87,35 +89,89 @@ impl<N: Net> Inner<N> {
     /// Performs at once what the machine has decided so far (inside a job, when what
     /// comes next depends on it having happened).
     ///
-    /// Our own events in a row go to the forwarder together, so that the events of one
-    /// input (a worker's link up: its status, then its info report, described here at
-    /// once when the figures are at hand) leave in one batch, one write on the link
-    /// (issue 15 point 7). They go before any other output is performed: a class
-    /// callback run by one may send events of its own, which must come after them.
+    /// Our own events in a row are forwarded together, so that the events of one input
+    /// (a worker's link up: its status, then its info report, described here at once
+    /// when the figures are at hand) leave in one batch, one write on the link (issue 15
+    /// point 7). They go before any other output is performed: a class callback run by
+    /// one may send events of its own, which must come after them.
     pub(super) fn perform_now(self: &Arc<Self>, b: &mut NodeMachine<Pump>) {
         let mut own: Vec<EventMsg> = Vec::new();
-        let send = |own: &mut Vec<EventMsg>| {
-            for ev in own.drain(..) {
-                let _ = self.events_out.send(ev);
-            }
-        };
-        while let Some(o) = b.poll_output() {
+        // Outputs taken from the machine ahead of our events' own (see `forward_own`).
+        let mut queue: VecDeque<Output<Pump>> = VecDeque::new();
+        loop {
+            let Some(o) = queue.pop_front().or_else(|| b.poll_output()) else {
+                if own.is_empty() {
+                    break;
+                }
+                self.forward_own(b, &mut own, &mut queue);
+                continue;
+            };
             match o {
                 Output::OwnEvent(ev) => own.push(ev),
                 Output::ReportInfo => match self.figures_at_hand() {
                     Some(stats) => own.push(self.own_event(WireEvent::Info(b.node_info(stats)))),
                     None => {
-                        send(&mut own);
+                        self.forward_own(b, &mut own, &mut queue);
                         self.send_info();
                     }
                 },
                 o => {
-                    send(&mut own);
+                    self.forward_own(b, &mut own, &mut queue);
                     self.perform(o);
                 }
             }
         }
-        send(&mut own);
+    }
+
+    /// Sends our events `own` on their way (emptying it). When nothing of ours is on
+    /// the way already (the forwarder is idle), the machine takes them here, and what
+    /// they send goes on the links at once: no hops through the forwarder and back, and
+    /// a worker's first status and info reach its link in the job of its link up (then
+    /// they leave with the answers that link's first read asked for, see
+    /// [`LinkSink::take_hold`]). A send that finds a link's queue full waits in the
+    /// forwarder, with every send after it, so nothing is reordered. Outputs the
+    /// machine held before ours are moved to `queue`, to be performed in order.
+    fn forward_own(
+        self: &Arc<Self>,
+        b: &mut NodeMachine<Pump>,
+        own: &mut Vec<EventMsg>,
+        queue: &mut VecDeque<Output<Pump>>,
+    ) {
+        if own.is_empty() {
+            return;
+        }
+        if !self.events_out.idle() {
+            for ev in own.drain(..) {
+                self.events_out.send(ev);
+            }
+            return;
+        }
+        queue.extend(std::iter::from_fn(|| b.poll_output()));
+        let now = self.clock.now();
+        for ev in own.drain(..) {
+            b.handle_own_event(now, ev);
+        }
+        let mut waiting: Vec<(Pump, Command)> = Vec::new();
+        while let Some(o) = b.poll_output() {
+            match o {
+                Output::Notify { link, request } => {
+                    let Some(cmd) = self.notify_command(&request) else {
+                        continue;
+                    };
+                    if !waiting.is_empty() {
+                        waiting.push((link, cmd));
+                        continue;
+                    }
+                    if let Err(cmdq::TrySendError::Full(cmd)) = link.try_send(cmd) {
+                        waiting.push((link, cmd));
+                    }
+                }
+                o => self.perform(o),
+            }
+        }
+        if !waiting.is_empty() {
+            self.events_out.push(Forward::Send(waiting));
+        }
     }
 
     /// Performs one output of the machine.
@@ -200,9 +256,7 @@ impl<N: Net> Inner<N> {
                     event: ev.event,
                 });
             }
-            Output::OwnEvent(ev) => {
-                let _ = self.events_out.send(ev);
-            }
+            Output::OwnEvent(ev) => self.events_out.send(ev),
             Output::ReportInfo => self.send_info(),
             Output::ClusterEvent(item) => self.record_cluster_event(item),
             // Ended transfers: their `.part` files are closed and removed by the file
@@ -351,41 +405,119 @@ pub(super) async fn own_brain<N: Net>(
     }
 }
 
+/// What the forwarder takes, in order: one of our events, or sends to links that found
+/// the link's queue full when the owner made them ([`Inner::perform_now`]).
+#[allow(
+    clippy::large_enum_variant,
+    reason = "events went by value before; the sends are rare (a full link queue)"
+)]
+pub(super) enum Forward {
+    Event(EventMsg),
+    Send(Vec<(Pump, Command)>),
+}
+
+/// The way of our own events to the forwarder, and how many items it has not finished
+/// (queued, or being sent): while any are, newer events go the same way, in order.
+#[derive(Clone)]
+pub(super) struct OwnEvents {
+    tx: mpsc::UnboundedSender<Forward>,
+    unfinished: Arc<AtomicUsize>,
+}
+
+impl OwnEvents {
+    /// The way in, and the forwarder's end.
+    pub(super) fn new() -> (OwnEvents, mpsc::UnboundedReceiver<Forward>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let unfinished = Arc::new(AtomicUsize::new(0));
+        (OwnEvents { tx, unfinished }, rx)
+    }
+
+    /// Queues one of our events.
+    pub(super) fn send(&self, ev: EventMsg) {
+        self.push(Forward::Event(ev));
+    }
+
+    fn push(&self, item: Forward) {
+        self.unfinished.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(item).is_err() {
+            self.unfinished.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Nothing of ours is on its way.
+    fn idle(&self) -> bool {
+        self.unfinished.load(Ordering::SeqCst) == 0
+    }
+
+    /// `n` items are sent.
+    fn finished(&self, n: usize) {
+        self.unfinished.fetch_sub(n, Ordering::SeqCst);
+    }
+}
+
 /// Takes our events, in order, to the machine, which sends them to the control node
 /// holding our proxy (a control member hears its own). Sending waits for room on the
 /// link, so events are never reordered.
 pub(super) async fn forward_events<N: Net>(
     inner: Arc<Inner<N>>,
-    mut rx: mpsc::UnboundedReceiver<EventMsg>,
+    mut rx: mpsc::UnboundedReceiver<Forward>,
 ) {
-    while let Some(ev) = rx.recv().await {
-        let mut batch = vec![ev];
-        while batch.len() < JOBS_PER_TURN {
+    while let Some(first) = rx.recv().await {
+        let mut items = vec![first];
+        while items.len() < JOBS_PER_TURN {
             match rx.try_recv() {
-                Ok(ev) => batch.push(ev),
+                Ok(item) => items.push(item),
                 Err(_) => break,
             }
         }
-        // This job's outputs come back here (taken inside it, before the owner would
-        // perform them), so that sends to our proxy can wait for room in order.
-        let out = inner
-            .ask(move |b, now| {
-                for ev in batch {
-                    b.handle_own_event(now, ev);
-                }
-                std::iter::from_fn(|| b.poll_output()).collect::<Vec<_>>()
-            })
-            .await;
-        let Some(out) = out else { return };
-        for o in out {
-            match o {
-                Output::Notify { link, request } => {
-                    if let Some(cmd) = inner.notify_command(&request) {
+        let n = items.len();
+        let mut batch = Vec::new();
+        for item in items {
+            match item {
+                Forward::Event(ev) => batch.push(ev),
+                Forward::Send(sends) => {
+                    if !handle_own_events(&inner, std::mem::take(&mut batch)).await {
+                        return;
+                    }
+                    for (link, cmd) in sends {
                         let _ = link.send(cmd).await;
                     }
                 }
-                o => inner.perform(o),
             }
         }
+        if !handle_own_events(&inner, batch).await {
+            return;
+        }
+        inner.events_out.finished(n);
     }
+}
+
+/// Has the machine take `batch` (our events) and sends what they send, waiting for room
+/// on each link. `false`: the node is gone.
+async fn handle_own_events<N: Net>(inner: &Arc<Inner<N>>, batch: Vec<EventMsg>) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    // This job's outputs come back here (taken inside it, before the owner would
+    // perform them), so that sends to our proxy can wait for room in order.
+    let out = inner
+        .ask(move |b, now| {
+            for ev in batch {
+                b.handle_own_event(now, ev);
+            }
+            std::iter::from_fn(|| b.poll_output()).collect::<Vec<_>>()
+        })
+        .await;
+    let Some(out) = out else { return false };
+    for o in out {
+        match o {
+            Output::Notify { link, request } => {
+                if let Some(cmd) = inner.notify_command(&request) {
+                    let _ = link.send(cmd).await;
+                }
+            }
+            o => inner.perform(o),
+        }
+    }
+    true
 }

@@ -213,14 +213,31 @@ pub(super) struct LinkSink<N: Net> {
     rejected: bool,
     outcome: LinkOutcome,
     notify: Option<oneshot::Sender<Result<PeerSummary, ConnError>>>,
-    /// An accepted link's proof waits for this: the machine has taken the link up (see
+    /// The link is up: its next write waits for the machine (see
     /// [`EventSink::take_hold`]).
-    hold: Option<oneshot::Receiver<()>>,
+    hold_after_input: bool,
 }
 
 impl<N: Net> EventSink for LinkSink<N> {
+    /// Once the link is up: the link's next write waits until the machine has taken
+    /// every input of the read that brought the link up (the link up, and the requests
+    /// that came with it: a worker's `placed`), with what it sends at once on them. So
+    /// an accepted link's proof leaves with what the machine sends on a link up (a
+    /// worker's `placed`, a member's gossip), and a worker's answer to `placed` with its
+    /// first status and info (see [`Inner::perform_now`]), each in one write.
     fn take_hold(&mut self) -> Option<oneshot::Receiver<()>> {
-        self.hold.take()
+        if !std::mem::take(&mut self.hold_after_input) {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        // The machine's owner runs its jobs in the order they were queued: this one
+        // comes after the inputs above.
+        self.inner.submit(Box::new(move |_, _| {
+            Some(Box::new(move || {
+                let _ = tx.send(());
+            }) as Then)
+        }));
+        Some(rx)
     }
 
     fn on_event(&mut self, conn: &Connection, event: &Event) {
@@ -257,21 +274,8 @@ impl<N: Net> EventSink for LinkSink<N> {
                         let _ = n.send(Ok(summary));
                     }) as Then
                 });
-                // An accepted link: its proof leaves with what the machine sends at once
-                // on a link up (a worker's `placed`, a member's gossip), in one write.
-                let told: Option<Then> = if self.dialer {
-                    told
-                } else {
-                    let (tx, rx) = oneshot::channel();
-                    self.hold = Some(rx);
-                    Some(Box::new(move || {
-                        if let Some(told) = told {
-                            told();
-                        }
-                        let _ = tx.send(());
-                    }))
-                };
                 if let Some(handle) = self.commands.take() {
+                    self.hold_after_input = true;
                     let link = Link {
                         conn_id: self.conn_id,
                         summary,
@@ -470,7 +474,7 @@ pub(super) fn run_connection<N: Net>(
         listed,
         outcome: LinkOutcome::default(),
         notify,
-        hold: None,
+        hold_after_input: false,
     };
     let handler = NodeHandler {
         inner: inner.clone(),

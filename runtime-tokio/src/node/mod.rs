@@ -241,7 +241,7 @@ struct Inner<N: Net> {
     /// The bodies of running tasks, by id (the task table itself is the brain's).
     tasks: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
     /// Our events, in order, on their way to the brain (then to our proxy).
-    events_out: mpsc::UnboundedSender<EventMsg>,
+    events_out: brain::OwnEvents,
     /// Control side: events of the workers we serve.
     job_events: broadcast::Sender<NodeJobEvent>,
     /// The `.part` files of the transfers in progress (open between parts) and kept,

@@ -115,7 +115,7 @@ impl<N: Net> Node<N> {
         let mut keys = HashMap::new();
         keys.insert(config.password.clone(), key);
         let handlers = handlers.unwrap_or_else(|| Handlers::builtin(&config.node_id));
-        let (events_out, events_rx) = mpsc::unbounded_channel();
+        let (events_out, events_rx) = brain::OwnEvents::new();
         let mut machine = NodeMachine::new(NodeSettings {
             me: config.node_id.clone(),
             role: identity.role,

@@ -82,7 +82,7 @@ impl<N: Net> Inner<N> {
         );
         let out = self.events_out.clone();
         let events: nkcluster_core::jobs::EventSender = Arc::new(move |ev| {
-            let _ = out.send(ev);
+            out.send(ev);
         });
         match c.task(ids, events, body) {
             Ok((reply, run)) => {
@@ -429,7 +429,7 @@ impl<N: Net> Inner<N> {
 
     /// Queues a node-level event (class `nkcluster`) of ours for our proxy.
     pub(super) fn node_event(&self, event: WireEvent) {
-        let _ = self.events_out.send(self.own_event(event));
+        self.events_out.send(self.own_event(event));
     }
 
     /// A node-level event (class `nkcluster`) of ours.
