@@ -70,6 +70,7 @@ pub mod files;
 pub mod frame;
 pub mod handlers;
 pub mod handshake;
+pub mod info_report;
 pub mod jobs;
 pub mod keepalive;
 pub mod lanes;

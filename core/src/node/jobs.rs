@@ -203,4 +203,19 @@ impl<H: Clone> NodeMachine<H> {
             modules: self.modules.list(),
         }
     }
+
+    /// Our information report for the proxy (a link up, a status or metadata change),
+    /// with the shell's machine figures.
+    pub fn report_info(&mut self, stats: crate::cluster::Stats) -> NodeInfo {
+        let info = self.node_info(stats);
+        self.info_reports.sent(&info);
+        info
+    }
+
+    /// Our periodic information report, unless it says nothing new (see
+    /// [`crate::info_report`]).
+    pub fn periodic_info(&mut self, stats: crate::cluster::Stats) -> Option<NodeInfo> {
+        let info = self.node_info(stats);
+        self.info_reports.periodic(info)
+    }
 }

@@ -450,6 +450,8 @@ pub struct NodeMachine<H> {
     member_changes: u64,
     /// Describe cluster changes for the dashboard (see `follow`).
     follow: bool,
+    /// Our information reports: which periodic ones go.
+    info_reports: crate::info_report::InfoReports,
     out: VecDeque<Output<H>>,
 }
 
@@ -497,6 +499,7 @@ impl<H: Clone> NodeMachine<H> {
             live: Vec::new(),
             member_changes: 0,
             follow: false,
+            info_reports: Default::default(),
             out: VecDeque::new(),
             settings,
         }

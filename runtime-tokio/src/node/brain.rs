@@ -109,10 +109,10 @@ impl<N: Net> Inner<N> {
             match o {
                 Output::OwnEvent(ev) => own.push(ev),
                 Output::ReportInfo => match self.figures_at_hand() {
-                    Some(stats) => own.push(self.own_event(WireEvent::Info(b.node_info(stats)))),
+                    Some(stats) => own.push(self.own_event(WireEvent::Info(b.report_info(stats)))),
                     None => {
                         self.forward_own(b, &mut own, &mut queue);
-                        self.send_info();
+                        self.send_info(false);
                     }
                 },
                 o => {
@@ -257,7 +257,7 @@ impl<N: Net> Inner<N> {
                 });
             }
             Output::OwnEvent(ev) => self.events_out.send(ev),
-            Output::ReportInfo => self.send_info(),
+            Output::ReportInfo => self.send_info(false),
             Output::ClusterEvent(item) => self.record_cluster_event(item),
             // Ended transfers: their `.part` files are closed and removed by the file
             // writer, in order with the parts.

@@ -56,7 +56,8 @@ pub(super) async fn mesh_dial<N: Net>(inner: Arc<Inner<N>>, member: String, urls
 }
 
 /// Reports our information periodically (it also goes out on every status or metadata
-/// change, and when a control link comes up).
+/// change, and when a control link comes up); a periodic report that says nothing new
+/// is left out, up to one in `INFO_REFRESH` (see [`nkcluster_core::info_report`]).
 pub(super) async fn report_info<N: Net>(inner: Arc<Inner<N>>) {
     if inner.config.admin {
         return;
@@ -64,7 +65,7 @@ pub(super) async fn report_info<N: Net>(inner: Arc<Inner<N>>) {
     let mut stop = inner.shutdown.subscribe();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(INFO_EVERY) => inner.send_info(),
+            _ = tokio::time::sleep(INFO_EVERY) => inner.send_info(true),
             _ = stop.changed() => return,
         }
     }

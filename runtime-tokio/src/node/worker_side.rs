@@ -410,13 +410,23 @@ impl<N: Net> Inner<N> {
     /// than a second ago): then the report is queued at once, with no thread to wake
     /// (a worker's arrival at a control node, issue 15 point 7). The report is described
     /// and queued by the machine's owner, so it never overtakes a status change queued
-    /// after it (the proxy's book keeps the last).
-    pub(super) fn send_info(self: &Arc<Self>) {
+    /// after it (the proxy's book keeps the last). A `periodic` report that says nothing
+    /// new is left out (the machine decides: [`nkcluster_core::info_report`]).
+    pub(super) fn send_info(self: &Arc<Self>, periodic: bool) {
         let inner = self.clone();
         let report = move |stats: Option<Stats>| {
             let stats = stats.unwrap_or_else(|| inner.measure());
             let owner = inner.clone();
-            inner.tell(move |b, _| owner.node_event(WireEvent::Info(b.node_info(stats))));
+            inner.tell(move |b, _| {
+                let info = if periodic {
+                    b.periodic_info(stats)
+                } else {
+                    Some(b.report_info(stats))
+                };
+                if let Some(info) = info {
+                    owner.node_event(WireEvent::Info(info));
+                }
+            });
         };
         match self.figures_at_hand() {
             Some(stats) => report(Some(stats)),
