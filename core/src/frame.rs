@@ -226,15 +226,24 @@ impl FrameDecoder {
     }
 
     /// How many bytes the shell should make room for before its next read into a buffer
-    /// used with [`decode_buf`](Self::decode_buf): what the current frame still needs,
-    /// at least `min` and at most `max`. It never exceeds what the peer *sent* by more
-    /// than `max`, so a claimed length alone cannot make us allocate it.
+    /// used with [`decode_buf`](Self::decode_buf): what the current frame still needs
+    /// plus `min` for the start of the next one, at least `min` and at most `max`. It
+    /// never exceeds what the peer *sent* by more than `max`, so a claimed length alone
+    /// cannot make us allocate it.
+    ///
+    /// The `min` beyond the frame keeps a run of bulk chunks at one read each: the read
+    /// that ends a chunk also takes the next one's header and first bytes, so the buffer
+    /// never falls empty between them (an empty buffer means a small read into scratch
+    /// space for the next header, then another for the rest of the chunk).
     pub fn read_hint(&self, buf: &[u8], min: usize, max: usize) -> usize {
         if buf.len() < HEADER_LEN {
             return min;
         }
         let total = HEADER_LEN + header(buf).min(self.max) as usize;
-        total.saturating_sub(buf.len()).clamp(min, max)
+        total
+            .saturating_sub(buf.len())
+            .saturating_add(min)
+            .clamp(min, max)
     }
 
     /// Room to make in the read buffer before the next read, for a shell that keeps no
@@ -427,7 +436,7 @@ mod tests {
         assert_eq!(dec.read_room(&[], 4096, 1 << 18), 0);
         // A frame under way: what it still needs, within the bounds.
         assert_eq!(dec.read_room(&[0, 0], 4096, 1 << 18), 4096);
-        assert_eq!(dec.read_room(&[0, 0x01, 0, 0], 4096, 1 << 18), 65536);
+        assert_eq!(dec.read_room(&[0, 0x01, 0, 0], 4096, 1 << 18), 65536 + 4096);
         assert_eq!(dec.read_room(&[0, 0x80, 0, 0], 4096, 1 << 18), 1 << 18);
     }
 
@@ -437,11 +446,16 @@ mod tests {
         assert_eq!(dec.read_hint(&[], 4096, 1 << 18), 4096);
         // A header claiming 8 MiB: room for at most `max` more, never the claim.
         assert_eq!(dec.read_hint(&[0, 0x80, 0, 0], 4096, 1 << 18), 1 << 18);
-        // Near the end of a frame: just what is missing (but at least `min`).
-        assert_eq!(dec.read_hint(&[0, 0, 0, 10, 1, 2], 16, 1 << 18), 16);
+        // Near the end of a frame: what is missing, and `min` for the next one's start.
+        assert_eq!(dec.read_hint(&[0, 0, 0, 10, 1, 2], 16, 1 << 18), 8 + 16);
         let mut b = vec![0, 0, 0x10, 0];
         b.extend(vec![0; 4000]);
-        assert_eq!(dec.read_hint(&b, 16, 1 << 18), 4096 - 4000);
+        assert_eq!(dec.read_hint(&b, 16, 1 << 18), 4096 - 4000 + 16);
+        // A frame that arrived whole (the next header not yet): `min`.
+        let mut b = vec![0, 0, 0, 2, 7, 7];
+        assert_eq!(dec.read_hint(&b, 16, 1 << 18), 16);
+        b.push(0);
+        assert_eq!(dec.read_hint(&b, 16, 1 << 18), 16);
     }
 
     #[test]

@@ -23,7 +23,8 @@ use crate::linkio::{Incoming, LinkIo};
 
 /// Read buffer: none between frames (the transport reads into scratch space and keeps
 /// only what arrived, see [`Connection::read_room`]); while a frame is under way, room
-/// for what it still needs, between these bounds. An idle link holds no read buffer.
+/// for what it still needs and `READ_BUF_MIN` of the next, between these bounds (a run
+/// of bulk chunks takes one read each). An idle link holds no read buffer.
 const READ_BUF_MIN: usize = 4 * 1024;
 const READ_BUF_MAX: usize = 1024 * 1024;
 /// How long a closed connection may take to write its last bytes.
