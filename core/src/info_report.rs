@@ -41,8 +41,19 @@ impl InfoReports {
     }
 }
 
+/// A machine figure moves this much before a periodic report counts as new: CPU use,
+/// in percentage points.
+pub const CPU_STEP_PERCENT: f32 = 2.0;
+/// ... a load average, in runnable tasks.
+pub const LOAD_STEP: f64 = 0.1;
+/// ... memory or disk in use, in parts per thousand of the total.
+pub const USE_STEP_PERMILLE: u64 = 10;
+
 /// Whether `a` and `b` say the same but for what moves with the clock (the sampling
-/// time and the uptime).
+/// time and the uptime) and for machine figures that moved less than their step
+/// ([`CPU_STEP_PERCENT`], [`LOAD_STEP`], [`USE_STEP_PERMILLE`]): an idle real machine's
+/// figures jitter from one sample to the next, and a report of jitter tells the proxy
+/// nothing. The reference is the last report sent, so a slow drift adds up to a report.
 fn same_but_clock(a: &NodeInfo, b: &NodeInfo) -> bool {
     let (sa, sb) = (&a.stats, &b.stats);
     a.id == b.id
@@ -50,12 +61,27 @@ fn same_but_clock(a: &NodeInfo, b: &NodeInfo) -> bool {
         && a.listen == b.listen
         && a.meta == b.meta
         && a.modules == b.modules
-        && sa.cpu_percent == sb.cpu_percent
-        && sa.load_avg == sb.load_avg
+        && (sa.cpu_percent - sb.cpu_percent).abs() < CPU_STEP_PERCENT
+        && sa
+            .load_avg
+            .iter()
+            .zip(sb.load_avg)
+            .all(|(x, y)| (x - y).abs() < LOAD_STEP)
         && sa.mem_total == sb.mem_total
-        && sa.mem_used == sb.mem_used
-        && sa.disks == sb.disks
+        && use_close(sa.mem_total, sa.mem_used, sb.mem_used)
+        && sa.disks.len() == sb.disks.len()
+        && sa
+            .disks
+            .iter()
+            .zip(&sb.disks)
+            .all(|(x, y)| x.0 == y.0 && x.1 == y.1 && use_close(x.1, x.2, y.2))
         && sa.os == sb.os
+}
+
+/// Whether two figures of use out of `total` differ by less than [`USE_STEP_PERMILLE`]
+/// of it.
+fn use_close(total: u64, x: u64, y: u64) -> bool {
+    u128::from(x.abs_diff(y)) * 1000 < u128::from(total) * u128::from(USE_STEP_PERMILLE)
 }
 
 #[cfg(test)]
@@ -139,11 +165,13 @@ mod tests {
             |i| i.status = Status::Standby,
             |i| i.listen.clear(),
             |i| i.meta = "b".into(),
-            |i| i.stats.cpu_percent = 2.0,
+            |i| i.stats.cpu_percent = 3.5,
             |i| i.stats.load_avg[2] = 0.4,
             |i| i.stats.mem_total += 1,
-            |i| i.stats.mem_used += 1,
+            |i| i.stats.mem_used += (1 << 30) / 50,
             |i| i.stats.disks[0].2 -= 1,
+            |i| i.stats.disks[0].0 = "/data".into(),
+            |i| i.stats.disks.push(("/data".into(), 10, 5)),
             |i| i.stats.os = "linux 7".into(),
         ];
         for change in changes {
@@ -155,6 +183,30 @@ mod tests {
         later.stats.time_ms = 99_000;
         later.stats.uptime_s = 99;
         assert!(same_but_clock(&base, &later));
+    }
+
+    #[test]
+    fn figures_that_move_less_than_their_step_are_no_change() {
+        let base = info(0);
+        let mut jitter = base.clone();
+        jitter.stats.cpu_percent = 3.4; // 1.5 + 1.9 points
+        jitter.stats.load_avg = [0.19, 0.11, 0.39];
+        jitter.stats.mem_used += (1 << 30) / 200;
+        assert!(same_but_clock(&base, &jitter));
+        // A drift adds up against the last report sent.
+        let mut r = InfoReports::default();
+        r.sent(&base);
+        let steps: Vec<Option<NodeInfo>> = (1..=3u64)
+            .map(|k| {
+                let mut i = info(k * 10_000);
+                i.stats.cpu_percent = 1.5 + 0.9 * k as f32;
+                r.periodic(i)
+            })
+            .collect();
+        assert_eq!(
+            steps.iter().map(Option::is_some).collect::<Vec<_>>(),
+            [false, false, true]
+        );
     }
 
     #[test]
