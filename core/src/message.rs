@@ -336,8 +336,16 @@ impl Message {
         }
     }
 
+    /// Room made in `out` before a frame is encoded into it: a ping or a pong fits
+    /// whatever its numbers, so encoding one into an empty buffer (a link's output between wake-ups, see
+    /// `lanes.rs`) allocates once. The encoder grows the buffer a few bytes at a time,
+    /// which from empty took an allocation and two reallocations per pong, the only
+    /// output of a control node's idle link (issue 15, point 6).
+    pub const SMALL_FRAME: usize = 64;
+
     /// Appends a whole frame (length prefix and body) to `out`.
     pub fn encode_frame_into(&self, out: &mut BytesMut) {
+        out.reserve(Self::SMALL_FRAME);
         let start = out.len();
         out.put_u32(0);
         self.encode_into(out);
@@ -529,6 +537,28 @@ mod tests {
                 })),
             s.prop_map(|reason| Message::Close(Close { reason })),
         ]
+    }
+
+    #[test]
+    fn a_ping_or_a_pong_is_encoded_in_one_allocation() {
+        let max = u64::MAX;
+        for msg in [
+            Message::Ping(Ping {
+                seq: max,
+                wall_ns: max,
+            }),
+            Message::Pong(Pong {
+                seq: max,
+                echo_wall_ns: max,
+                wall_ns: max,
+            }),
+        ] {
+            let mut out = BytesMut::new();
+            msg.encode_frame_into(&mut out);
+            // The room made first, never grown: one allocation.
+            assert_eq!(out.capacity(), Message::SMALL_FRAME);
+            assert_eq!(Message::decode(&out[HEADER_LEN..]).ok(), Some(msg));
+        }
     }
 
     #[test]

@@ -77,6 +77,24 @@ const SCRATCH_READ: usize = 16 * 1024;
 /// Segments of the write queue handed to one vectored write at most.
 const WRITE_SEGMENTS: usize = 64;
 
+/// Segments a short write queue holds at most (an idle link's pong is one): its vectored
+/// write is given a list of that many, not [`WRITE_SEGMENTS`] to fill (a kilobyte).
+const FEW_SEGMENTS: usize = 4;
+
+/// One vectored write of the first `N` segments of `queue` at most.
+fn poll_write_segments<S: Stream, const N: usize>(
+    stream: &mut S,
+    cx: &mut Context<'_>,
+    queue: &VecDeque<Bytes>,
+) -> Poll<io::Result<usize>> {
+    let mut slices = [io::IoSlice::new(&[]); N];
+    let k = queue.len().min(N);
+    for (s, b) in slices.iter_mut().zip(queue.iter()) {
+        *s = io::IoSlice::new(b);
+    }
+    Pin::new(stream).poll_write_vectored(cx, &slices[..k])
+}
+
 /// Removes the first `n` bytes from the front of `queue` (`n` at most its length).
 fn advance(queue: &mut VecDeque<Bytes>, mut n: usize) {
     while n > 0 {
@@ -137,12 +155,11 @@ impl<S: Stream> LinkIo for StreamIo<S> {
             // One system call for as many segments as are queued (a frame's header and
             // its payload, control frames and the bulk chunk after them), not one each.
             while !queue.is_empty() {
-                let mut slices = [io::IoSlice::new(&[]); WRITE_SEGMENTS];
-                let k = queue.len().min(WRITE_SEGMENTS);
-                for (s, b) in slices.iter_mut().zip(queue.iter()) {
-                    *s = io::IoSlice::new(b);
-                }
-                let n = ready!(Pin::new(&mut self.0).poll_write_vectored(cx, &slices[..k]))?;
+                let n = ready!(if queue.len() <= FEW_SEGMENTS {
+                    poll_write_segments::<S, FEW_SEGMENTS>(&mut self.0, cx, queue)
+                } else {
+                    poll_write_segments::<S, WRITE_SEGMENTS>(&mut self.0, cx, queue)
+                })?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
