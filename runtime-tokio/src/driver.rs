@@ -340,7 +340,8 @@ pub async fn drive(
         // queue's and an unused queue of late answers (core decides when, see
         // `conn/trim.rs`; the answering end of an idle link has a timer wake-up only
         // once a minute).
-        if conn.release_idle_storage() {
+        let release = conn.release_idle_storage();
+        if release {
             pump.release_idle_storage();
             commands.shrink();
             if late
@@ -394,6 +395,11 @@ pub async fn drive(
                 let mut written = 0;
                 let r = io.poll_write_queue(cx, &mut wq, &mut written);
                 wq_bytes -= written;
+                // Written out on a link whose storage goes (core said so above): the
+                // ring goes now, not at the next turn (for an idle link, its next ping).
+                if release && wq.is_empty() {
+                    wq = VecDeque::new();
+                }
                 if written > 0 {
                     need_flush = true;
                     pump.meter().bytes_out(written);
