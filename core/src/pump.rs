@@ -319,22 +319,26 @@ impl<R> Pump<R> {
         !self.pending.is_empty()
     }
 
-    /// Gives back the storage of the empty maps and queue, when the connection did
-    /// ([`Connection::release_idle_storage`] returned `true`: a keepalive was heard).
+    /// Gives back the storage of the empty maps and queue, and the meter's remembered
+    /// classes, when the connection did ([`Connection::release_idle_storage`] returned
+    /// `true`: a keepalive was heard, or the link is light). The classes of requests in
+    /// flight stay counted: each holds its counters.
     pub fn release_idle_storage(&mut self) {
         self.pending.shrink();
         self.serving.shrink();
         if self.held.is_empty() {
             self.held = VecDeque::new();
         }
+        self.meter.release_classes();
     }
 
-    /// Bytes of storage held by the maps and queue (for tests).
+    /// Bytes of storage held by the maps, the queue and the meter's classes (for tests).
     #[must_use]
     pub fn storage_bytes(&self) -> usize {
         self.pending.capacity_bytes()
             + self.serving.capacity_bytes()
             + self.held.capacity() * size_of::<(Instant, Command<R>)>()
+            + self.meter.storage_bytes()
     }
 
     /// Whether the link should close now because it is idle: nobody can queue more
@@ -416,6 +420,39 @@ mod tests {
         );
         p.release_idle_storage();
         assert_eq!(p.storage_bytes(), 0);
+    }
+
+    #[test]
+    fn the_meters_classes_go_with_the_idle_storage_and_come_back_on_use() {
+        use crate::telemetry::{ClassCounters, Telemetry};
+        use crate::url::Transport;
+
+        let now = Instant::from_millis(10);
+        let telemetry = std::sync::Arc::new(Telemetry::new());
+        let mut p = Pump::<u32>::with_meter(Meter::new(telemetry.clone(), Transport::Tcp));
+        p.serving(now, 1, "info");
+        p.served(now, 1, Ok(()));
+        p.serving(now, 2, "status");
+        // Four remembered classes' room (a Vec's first allocation) and the two names.
+        let entry = size_of::<(String, std::sync::Arc<ClassCounters>)>();
+        assert_eq!(p.meter.storage_bytes(), 4 * entry + 4 + 6);
+        p.release_idle_storage();
+        assert_eq!(p.meter.storage_bytes(), 0);
+        // The request in flight is still counted under its class, once answered.
+        p.served(now, 2, Ok(()));
+        p.serving(now, 3, "info");
+        p.served(now, 3, Ok(()));
+        assert_eq!(p.meter.storage_bytes(), 4 * entry + 4);
+        let served: Vec<(String, u64)> = telemetry
+            .report()
+            .requests
+            .into_iter()
+            .map(|c| (c.class, c.count))
+            .collect();
+        assert_eq!(
+            served,
+            vec![("info".to_owned(), 2), ("status".to_owned(), 1)]
+        );
     }
 
     #[test]

@@ -514,6 +514,24 @@ impl Meter {
         c
     }
 
+    /// Forgets the classes it has seen and gives their storage back (an idle link's, see
+    /// [`Pump::release_idle_storage`](crate::pump::Pump::release_idle_storage)): the
+    /// next request of a class looks it up in the shared table again, once.
+    pub fn release_classes(&mut self) {
+        self.classes = Vec::new();
+    }
+
+    /// Bytes of storage held by the remembered classes (for tests).
+    #[must_use]
+    pub fn storage_bytes(&self) -> usize {
+        self.classes.capacity() * size_of::<(String, Arc<ClassCounters>)>()
+            + self
+                .classes
+                .iter()
+                .map(|(n, _)| n.capacity())
+                .sum::<usize>()
+    }
+
     /// `n` bytes arrived.
     pub fn bytes_in(&self, n: usize) {
         self.telemetry.bytes_in(self.transport, n);
