@@ -161,11 +161,6 @@ impl<L: LinkInfo + Clone> LinkTable<L> {
         self.links.get(peer)?.get(&conn_id)
     }
 
-    /// Connection `conn_id` of `peer`, to update what the shell keeps in it.
-    pub fn link_mut(&mut self, peer: &str, conn_id: u64) -> Option<&mut L> {
-        self.links.get_mut(peer)?.get_mut(&conn_id)
-    }
-
     /// Whether `peer` has a link.
     pub fn is_linked(&self, peer: &str) -> bool {
         self.links.contains_key(peer)

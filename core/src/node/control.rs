@@ -346,7 +346,7 @@ impl<H: Clone> NodeMachine<H> {
                     .workers
                     .info(id)
                     .map_or_else(|| s.meta.clone(), |i| i.meta.clone()),
-                rtt_us: Some(l.rtt_us).filter(|us| *us > 0),
+                rtt_us: l.rtt.us(),
                 last_seen_ms: None,
                 // A member's own answer carries its figures.
                 figures: if control { None } else { self.figures_of(id) },

@@ -197,9 +197,8 @@ impl<H: Clone> NodeMachine<H> {
 
     /// A ping round trip was measured on a link.
     pub fn handle_rtt(&mut self, peer: &str, conn_id: u64, rtt: Duration) {
-        let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
-        if let Some(l) = self.links.link_mut(peer, conn_id) {
-            l.rtt_us = us;
+        if let Some(l) = self.links.link(peer, conn_id) {
+            l.rtt.set(rtt);
         }
     }
 

@@ -29,6 +29,8 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::backoff::BackoffConfig;
@@ -165,10 +167,30 @@ pub struct Link<H> {
     pub summary: PeerSummary,
     /// IP address the link reached (to dial a peer announced on `all`).
     pub remote_ip: Option<IpAddr>,
-    /// Latest ping round trip, microseconds (0: none yet).
-    pub rtt_us: u64,
+    /// Latest ping round trip.
+    pub rtt: RoundTrip,
     /// The shell's handle.
     pub handle: H,
+}
+
+/// A link's latest ping round trip, shared by every copy of the link table, so that an
+/// update is made in place. The table is persistent: changing a link in it copies the
+/// link and the tree path above it, and a snapshot still holding the old path keeps both
+/// (about 350 bytes per link whose round trip was measured since the last snapshot).
+#[derive(Debug, Clone, Default)]
+pub struct RoundTrip(Arc<AtomicU64>);
+
+impl RoundTrip {
+    /// Records a measured round trip (at least 1 µs: a measured one is never none).
+    pub fn set(&self, rtt: Duration) {
+        let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.0.store(us, Relaxed);
+    }
+
+    /// The latest round trip, microseconds (`None`: none measured yet).
+    pub fn us(&self) -> Option<u64> {
+        Some(self.0.load(Relaxed)).filter(|us| *us > 0)
+    }
 }
 
 impl<H> LinkInfo for Link<H> {

@@ -280,7 +280,7 @@ impl<N: Net> EventSink for LinkSink<N> {
                         conn_id: self.conn_id,
                         summary,
                         remote_ip: self.remote_ip,
-                        rtt_us: 0,
+                        rtt: Default::default(),
                         handle,
                     };
                     let listed = self.listed;

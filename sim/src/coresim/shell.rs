@@ -74,7 +74,7 @@ impl World {
                     conn_id: id,
                     summary,
                     remote_ip: None,
-                    rtt_us: 0,
+                    rtt: Default::default(),
                     handle: id,
                 };
                 self.nodes[node].machine.handle_link_up(now, link, true);

@@ -84,7 +84,7 @@ fn link(conn_id: u64, summary: PeerSummary) -> Link<u64> {
         conn_id,
         summary,
         remote_ip: Some("10.0.0.9".parse().expect("ip")),
-        rtt_us: 0,
+        rtt: Default::default(),
         handle: conn_id,
     }
 }

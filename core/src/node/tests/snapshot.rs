@@ -45,9 +45,15 @@ fn a_snapshot_routes_as_the_machine_and_its_stamp_follows_every_change() {
 
     // A round trip changes nothing a snapshot holds that routing reads.
     let linked = c1.snapshot_stamp();
+    let published = c1.snapshot();
     c1.handle_rtt(&ours, 10, Duration::from_millis(3));
     drain(&mut c1);
     assert_eq!(c1.snapshot_stamp(), linked);
+    // Recorded in place: the snapshot published before shares the link (the table's
+    // path to it was not copied), and reads the new round trip.
+    let rtt_of = |s: &Snapshot<u64>| s.links().link(&ours, 10).and_then(|l| l.rtt.us());
+    assert_eq!(rtt_of(&published), Some(3_000));
+    assert_eq!(rtt_of(&c1.snapshot()), Some(3_000));
 
     // Its link lost while it listens: redialed, `not_connected` meanwhile.
     c1.handle_link_down(
