@@ -105,9 +105,15 @@ struct Worker<I> {
     classes: BTreeSet<String>,
     status: String,
     info: Option<I>,
-    /// Its link is gone since.
-    gone_since: Option<Instant>,
-    /// What its last link said (set when it goes).
+    /// Set while its link is gone. Boxed: most workers remembered are linked, and a
+    /// linked one's record should not keep room for it.
+    gone: Option<Box<Gone>>,
+}
+
+/// A worker's link is gone: since when, and what that link said.
+#[derive(Debug, Clone)]
+struct Gone {
+    since: Instant,
     seen: LastSeen,
 }
 
@@ -115,7 +121,9 @@ struct Worker<I> {
 #[derive(Debug)]
 pub struct Workers<I> {
     config: WorkersConfig,
-    workers: BTreeMap<String, Worker<I>>,
+    /// Each record boxed: the map's nodes keep room for up to eleven entries, and an
+    /// entry is then a pointer, not a whole record (with its information report).
+    workers: BTreeMap<String, Box<Worker<I>>>,
     /// The gone workers by the time their link ended (oldest first): forgetting and
     /// making room look at the front only.
     gone: BTreeSet<(Instant, String)>,
@@ -177,18 +185,16 @@ impl<I: Clone> Workers<I> {
                 _ => Vec::new(),
             };
         }
-        let w = self
-            .workers
-            .entry(worker.to_owned())
-            .or_insert_with(|| Worker {
+        let w = self.workers.entry(worker.to_owned()).or_insert_with(|| {
+            Box::new(Worker {
                 classes: BTreeSet::new(),
                 status: "ready".to_owned(),
                 info: None,
-                gone_since: None,
-                seen: LastSeen::default(),
-            });
-        if let Some(t) = w.gone_since.take() {
-            self.gone.remove(&(t, worker.to_owned()));
+                gone: None,
+            })
+        });
+        if let Some(g) = w.gone.take() {
+            self.gone.remove(&(g.since, worker.to_owned()));
             self.lost.remove_mut(worker);
             self.changes += 1;
         }
@@ -220,9 +226,8 @@ impl<I: Clone> Workers<I> {
         self.forget(now);
         match self.workers.get_mut(worker) {
             Some(w) => {
-                w.seen = seen;
-                if let Some(t) = w.gone_since.replace(now) {
-                    self.gone.remove(&(t, worker.to_owned()));
+                if let Some(g) = w.gone.replace(Box::new(Gone { since: now, seen })) {
+                    self.gone.remove(&(g.since, worker.to_owned()));
                 }
                 self.gone.insert((now, worker.to_owned()));
                 self.lost.insert_mut(worker.to_owned());
@@ -238,8 +243,8 @@ impl<I: Clone> Workers<I> {
     pub fn remove(&mut self, worker: &str) -> bool {
         match self.workers.remove(worker) {
             Some(w) => {
-                if let Some(t) = w.gone_since {
-                    self.gone.remove(&(t, worker.to_owned()));
+                if let Some(g) = &w.gone {
+                    self.gone.remove(&(g.since, worker.to_owned()));
                     self.lost.remove_mut(worker);
                     self.changes += 1;
                 }
@@ -251,9 +256,7 @@ impl<I: Clone> Workers<I> {
 
     /// Whether `worker` is remembered with its link gone.
     pub fn is_gone(&self, worker: &str) -> bool {
-        self.workers
-            .get(worker)
-            .is_some_and(|w| w.gone_since.is_some())
+        self.workers.get(worker).is_some_and(|w| w.gone.is_some())
     }
 
     /// The ids of the gone workers, as a persistent set: a copy costs O(1).
@@ -269,10 +272,11 @@ impl<I: Clone> Workers<I> {
     /// The gone workers still remembered, by id.
     pub fn gone(&self) -> impl Iterator<Item = GoneWorker<'_, I>> {
         self.workers.iter().filter_map(|(id, w)| {
+            let g = w.gone.as_deref()?;
             Some(GoneWorker {
                 id,
-                since: w.gone_since?,
-                seen: &w.seen,
+                since: g.since,
+                seen: &g.seen,
                 info: w.info.as_ref(),
             })
         })
@@ -306,7 +310,7 @@ impl<I: Clone> Workers<I> {
     pub fn statuses(&self) -> impl Iterator<Item = (&str, bool)> {
         self.workers
             .values()
-            .map(|w| (w.status.as_str(), w.gone_since.is_some()))
+            .map(|w| (w.status.as_str(), w.gone.is_some()))
     }
 
     /// Workers remembered now.
