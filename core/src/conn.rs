@@ -127,7 +127,8 @@ pub struct ConnectionParams {
 /// One connection's state machine. See the module docs for the driving protocol.
 #[derive(Debug)]
 pub struct Connection {
-    config: ConnectionConfig,
+    /// What it keeps of its [`ConnectionConfig`].
+    limits: Limits,
     side: Side,
     /// Our role (who pings depends on it, see [`crate::keepalive`]).
     role: Role,
@@ -193,7 +194,7 @@ impl Connection {
             stats: LinkStats::default(),
             trim_due: false,
             frames_at_trim: 0,
-            config,
+            limits: Limits::of(&config),
         };
         c.drain_handshake(now);
         c
@@ -255,7 +256,7 @@ impl Connection {
     /// and on message transports (frames arrive whole), else
     /// [`read_hint`](Self::read_hint).
     pub fn read_room(&self, buf: &[u8], min: usize, max: usize) -> usize {
-        if self.config.framing == Framing::Stream {
+        if self.limits.framing == Framing::Stream {
             self.decoder.read_room(buf, min, max)
         } else {
             0
@@ -268,7 +269,7 @@ impl Connection {
     /// on a hot path read into their own buffer and call
     /// [`handle_input_buf`](Self::handle_input_buf) instead).
     pub fn handle_input(&mut self, now: Instant, data: &[u8]) {
-        if self.is_closed() || self.config.framing != Framing::Stream {
+        if self.is_closed() || self.limits.framing != Framing::Stream {
             return;
         }
         let mut buf = core::mem::take(&mut self.inbuf);
@@ -283,7 +284,7 @@ impl Connection {
     /// Decodes every complete frame at the front of `buf` (stream framing), splitting
     /// them off without copying; an incomplete frame stays in `buf` for the next read.
     pub fn handle_input_buf(&mut self, now: Instant, buf: &mut BytesMut) {
-        if self.is_closed() || self.config.framing != Framing::Stream {
+        if self.is_closed() || self.limits.framing != Framing::Stream {
             return;
         }
         loop {
@@ -396,15 +397,15 @@ impl Connection {
         if !self.is_established() {
             return Err(RequestError::NotConnected);
         }
-        if self.pending.len() >= self.config.max_pending_requests {
+        if self.pending.len() >= self.limits.max_pending_requests as usize {
             return Err(RequestError::TooManyPending);
         }
         // Worst-case overhead of the envelope: variant, id, timeout, two lengths.
         let size = body.len() + class.len() + 32;
-        if size > self.config.max_frame as usize {
+        if size > self.limits.max_frame as usize {
             return Err(RequestError::PayloadTooLarge {
                 size,
-                max: self.config.max_frame,
+                max: self.limits.max_frame,
             });
         }
         let id = self.next_request_id;
@@ -436,7 +437,7 @@ impl Connection {
             return;
         }
         let result = match result {
-            Ok(b) if b.len() + 32 > self.config.max_frame as usize => Err(RemoteError::new(
+            Ok(b) if b.len() + 32 > self.limits.max_frame as usize => Err(RemoteError::new(
                 "payload_too_large",
                 format!("reply of {} bytes exceeds the frame maximum", b.len()),
             )),
@@ -463,7 +464,7 @@ impl Connection {
         }
         // A member record is small (id, two integers, status, a few URLs): keep the
         // encoded view well under the frame maximum.
-        let budget = self.config.max_frame as usize / 2;
+        let budget = self.limits.max_frame as usize / 2;
         let mut size = 0usize;
         view.retain(|m| {
             size += 64 + m.id.len() + m.listen.iter().map(|u| u.len() + 2).sum::<usize>();
@@ -632,7 +633,7 @@ impl Connection {
                 }
             }
             Message::Request(r) => {
-                if self.incoming.len() >= self.config.max_incoming_requests
+                if self.incoming.len() >= self.limits.max_incoming_requests as usize
                     || self.incoming.contains_key(&r.id)
                 {
                     let why = if self.incoming.contains_key(&r.id) {
@@ -669,7 +670,7 @@ impl Connection {
             },
             Message::Close(c) => self.fail(ConnError::PeerClosed(c.reason), false),
             Message::Gossip(v) => self.events.push_back(Event::Gossip(v)),
-            Message::Chunk(c) => match self.assembly.push(c, self.config.max_frame) {
+            Message::Chunk(c) => match self.assembly.push(c, self.limits.max_frame) {
                 Ok(None) => {}
                 Ok(Some(body)) => match Message::decode_bytes(&body) {
                     Ok(Message::Chunk(_)) => self.fail(
@@ -726,7 +727,7 @@ impl Connection {
     /// the peer has authenticated, the configured maximum after.
     fn sync_decoder(&mut self) {
         if self.is_established() {
-            self.decoder.set_max(self.config.max_frame);
+            self.decoder.set_max(self.limits.max_frame);
             self.decoder.set_sniff(false);
         }
     }
@@ -761,6 +762,7 @@ impl Connection {
 mod config;
 mod trim;
 
+use config::Limits;
 pub use config::{ConnectionConfig, Framing};
 
 #[cfg(test)]

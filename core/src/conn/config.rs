@@ -51,3 +51,32 @@ impl Default for ConnectionConfig {
         }
     }
 }
+
+/// What a running connection keeps of its [`ConnectionConfig`]: the framing and the
+/// limits it checks on frames and requests. The timers went to its keepalive and the
+/// handshake's settings to its handshake when it was made; keeping the whole config
+/// (112 bytes) would cost every link's task that much more for as long as it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Limits {
+    /// Maximum frame body, both directions.
+    pub max_frame: u32,
+    /// Transport framing.
+    pub framing: Framing,
+    /// Maximum of our requests awaiting a reply (a configured one beyond `u32::MAX` is
+    /// `u32::MAX`, more than a link's memory could hold anyway).
+    pub max_pending_requests: u32,
+    /// Maximum of the peer's requests we are still answering (the same).
+    pub max_incoming_requests: u32,
+}
+
+impl Limits {
+    pub(super) fn of(config: &ConnectionConfig) -> Self {
+        let cap = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Limits {
+            max_frame: config.max_frame,
+            framing: config.framing,
+            max_pending_requests: cap(config.max_pending_requests),
+            max_incoming_requests: cap(config.max_incoming_requests),
+        }
+    }
+}

@@ -188,8 +188,9 @@ pub(super) struct LinkExtras {
 pub(super) struct LinkOutcome {
     /// The handshake succeeded.
     pub(super) authenticated: bool,
-    /// Why the connection ended, if not by our own close.
-    pub(super) error: Option<ConnError>,
+    /// Why the connection ended, if not by our own close. Boxed: set once, at the end,
+    /// and the link's task keeps room for the outcome as long as it lives.
+    pub(super) error: Option<Box<ConnError>>,
 }
 
 pub(super) struct LinkSink<N: Net> {
@@ -205,8 +206,9 @@ pub(super) struct LinkSink<N: Net> {
     listed: bool,
     remote_ip: Option<IpAddr>,
     /// An accepted connection's slot among the unauthenticated ones (freed at
-    /// authentication, or when the connection ends).
-    admission: Option<AdmissionTicket>,
+    /// authentication, or when the connection ends). Boxed: an authenticated link's
+    /// task should not keep room for it.
+    admission: Option<Box<AdmissionTicket>>,
     /// See [`LinkExtras::expect`] (boxed: rare, and large).
     expect: Option<Box<(String, ClusterUrl)>>,
     /// The peer was not the one expected: closed, never listed.
@@ -306,7 +308,7 @@ impl<N: Net> EventSink for LinkSink<N> {
                 }
             }
             Event::Closed(err) => {
-                self.outcome.error = err.clone();
+                self.outcome.error = err.clone().map(Box::new);
                 if let Some(n) = self.notify.take() {
                     let e = err
                         .clone()
@@ -465,7 +467,7 @@ pub(super) fn run_connection<N: Net>(
         transport,
         conn_id,
         remote_ip: nkcluster_core::url::ip_of_remote(&remote),
-        admission,
+        admission: admission.map(Box::new),
         expect: expect.map(Box::new),
         rejected: false,
         remote,
@@ -599,5 +601,27 @@ pub(super) async fn accept_loop<N: Net>(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `f` returns.
+    fn returned_size<F, A, B, C, D, E, G, R>(_: F) -> usize
+    where
+        F: FnOnce(A, B, C, D, E, G) -> R,
+    {
+        size_of::<R>()
+    }
+
+    /// A link's task is its future and tokio's own 104 bytes (header, scheduler, id,
+    /// stage tag, trailer), allocated in steps of 128 bytes: the future stays within 16
+    /// steps (2,048 bytes), each byte past that costs every link 128 more.
+    #[test]
+    fn a_links_task_fits_sixteen_steps_of_128_bytes() {
+        let future = returned_size(run_connection::<crate::net::TokioNet>);
+        assert!(future + 104 <= 16 * 128, "link future {future} bytes");
     }
 }

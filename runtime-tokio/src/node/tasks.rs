@@ -340,7 +340,7 @@ async fn run_dialed<N: Net>(
     .await;
     // Our node id is linked from another live process: refused like a wrong password
     // (backoff grows, attempts count), with a line that says so.
-    if nkcluster_core::mesh::is_duplicate_refusal(outcome.error.as_ref()) {
+    if nkcluster_core::mesh::is_duplicate_refusal(outcome.error.as_deref()) {
         let id = &inner.config.node_id;
         error!(node = %id, url = %label, transport = transport_field(&label), code = nkcluster_core::mesh::DUPLICATE_NODE_ID,
                "node id {id} is already linked from another process; choose another node id or stop the other process");
