@@ -396,6 +396,16 @@ pub struct Ready {
     pub binding: Vec<u8>,
 }
 
+impl Ready {
+    /// Plain TCP: the stream itself, with nothing to set up (no handshake, no binding).
+    pub fn plain<S: Stream>(stream: S) -> Ready {
+        Ready {
+            io: Box::new(StreamIo(stream)),
+            binding: Vec::new(),
+        }
+    }
+}
+
 /// What an accepted WebSocket peer may send before it has authenticated: the upgrade
 /// request and a hello at the handshake's frame maximum.
 const PREAUTH_READ_BUDGET: usize = 64 * 1024 + nkcluster_core::conn::HANDSHAKE_MAX_FRAME as usize;
@@ -409,10 +419,7 @@ pub async fn accept<S: Stream>(
     max_frame: u32,
 ) -> Result<Ready, TransportError> {
     match transport {
-        Transport::Tcp => Ok(Ready {
-            io: Box::new(StreamIo(stream)),
-            binding: Vec::new(),
-        }),
+        Transport::Tcp => Ok(Ready::plain(stream)),
         Transport::Ws => {
             let (stream, budget) = ReadBudget::new(stream, PREAUTH_READ_BUDGET);
             Ok(Ready {
@@ -513,10 +520,7 @@ pub async fn dial<S: Stream>(
 ) -> Result<Ready, TransportError> {
     let host = url.host.to_string();
     match url.transport {
-        Transport::Tcp => Ok(Ready {
-            io: Box::new(StreamIo(stream)),
-            binding: Vec::new(),
-        }),
+        Transport::Tcp => Ok(Ready::plain(stream)),
         Transport::Ws => Ok(Ready {
             io: Box::new(WsIo::new(
                 ws_dial(stream, "ws", &host, url, max_frame).await?,

@@ -37,11 +37,26 @@ impl<N: Net> Inner<N> {
         });
     }
 
+    /// The client TLS configuration for dialing `url` (made at its first use, kept).
     pub(super) fn client_tls(
         &self,
         url: &ClusterUrl,
     ) -> Result<Arc<rustls::ClientConfig>, transport::TransportError> {
-        let opts = url.tls.over(&self.config.tls);
+        self.client_tls_for(url.tls.over(&self.config.tls))
+    }
+
+    /// Makes the client TLS configuration of the URLs that set no TLS option of their
+    /// own (the node's options) at the node's start, so that its first TLS link does
+    /// not wait for it (a provider, a verifier and a session cache; issue 15, point 7).
+    /// A failure (a CA file that does not read) is left for a dial to report.
+    pub(super) fn prepare_client_tls(&self) {
+        let _ = self.client_tls_for(TlsOptions::default().over(&self.config.tls));
+    }
+
+    fn client_tls_for(
+        &self,
+        opts: TlsOptions,
+    ) -> Result<Arc<rustls::ClientConfig>, transport::TransportError> {
         let k = format!("{opts:?}");
         if let Some(c) = lock(&self.client_tls).get(&k) {
             return Ok(c.clone());
@@ -92,13 +107,23 @@ impl<N: Net> Inner<N> {
                 ));
             }
         };
+        // Plain TCP has nothing to set up: no future, no deadline to arm.
+        if url.transport == Transport::Tcp {
+            return Ok((
+                format!("{}:{addr}", url.transport),
+                transport::Ready::plain(stream),
+            ));
+        }
         let limit = self.config.connection.handshake.timeout;
-        let setup = transport::dial(
+        // Boxed: the TLS and WebSocket handshakes' state is large; inline, it would make
+        // every caller's future (`Node::connect`'s) that large, and every move of it a
+        // copy of that much (issue 15, point 7).
+        let setup = Box::pin(transport::dial(
             stream,
             url,
             client.as_ref(),
             self.config.connection.max_frame,
-        );
+        ));
         let done = match tokio::time::timeout(limit, setup).await {
             Ok(Ok(r)) => return Ok((format!("{}:{addr}", url.transport), r)),
             Ok(Err(e)) => (e.code(), e.to_string()),
@@ -535,6 +560,24 @@ pub(super) async fn accept_loop<N: Net>(
                         continue;
                     }
                 };
+                if hold.is_none() && url.transport == Transport::Tcp {
+                    // Plain TCP has nothing to set up: the link's own task at once, with no
+                    // setup task before it (issue 15, point 7).
+                    let remote = format!("{}:{addr}", url.transport);
+                    let keys = inner.keys_for(None);
+                    tokio::spawn(run_connection(
+                        inner.clone(),
+                        transport::Ready::plain(stream),
+                        Side::Listener,
+                        keys,
+                        remote,
+                        LinkExtras {
+                            admission: Some(ticket),
+                            ..Default::default()
+                        },
+                    ));
+                    continue;
+                }
                 let inner = inner.clone();
                 let tls = tls.clone();
                 let path = url.path.clone();

@@ -192,6 +192,7 @@ impl<N: Net> Node<N> {
             telemetry: Arc::new(nkcluster_core::telemetry::Telemetry::new()),
             config,
         });
+        inner.prepare_client_tls();
         tokio::spawn(own_brain(Arc::downgrade(&inner), machine, jobs, clock));
         for (url, l, local, tls) in listeners {
             let label = format!("{}:{}", url.transport, local);
