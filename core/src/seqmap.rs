@@ -101,11 +101,21 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
         }
     }
 
+    /// Where `key` is. The ends are looked at first: a key leaving from the front (the
+    /// usual removal) or past the last (a new request id, looked up before its insert)
+    /// costs no binary search.
     fn position(&self, key: &K) -> Option<usize> {
-        match self.slots.front() {
-            Some((first, _)) if first == key => Some(0),
-            Some(_) => self.slots.binary_search_by(|(k, _)| k.cmp(key)).ok(),
-            None => None,
+        let (first, _) = self.slots.front()?;
+        match key.cmp(first) {
+            std::cmp::Ordering::Less => return None,
+            std::cmp::Ordering::Equal => return Some(0),
+            std::cmp::Ordering::Greater => {}
+        }
+        let last = self.slots.len() - 1;
+        match key.cmp(&self.slots[last].0) {
+            std::cmp::Ordering::Greater => None,
+            std::cmp::Ordering::Equal => Some(last),
+            std::cmp::Ordering::Less => self.slots.binary_search_by(|(k, _)| k.cmp(key)).ok(),
         }
     }
 
@@ -124,7 +134,12 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
     /// Removes and returns the value at `key`.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let i = self.position(key)?;
-        let v = self.slots[i].1.take()?;
+        let v = if i == 0 {
+            // The first slot is never a hole: it goes at once.
+            self.slots.pop_front()?.1?
+        } else {
+            self.slots[i].1.take()?
+        };
         self.live -= 1;
         self.tidy();
         Some(v)
@@ -245,6 +260,32 @@ mod tests {
         assert_eq!(m.pop_first(), Some((4, 40)));
         assert_eq!(m.pop_first(), None);
         assert!(m.is_empty());
+    }
+
+    #[test]
+    fn keys_before_the_first_or_past_the_last_are_absent_and_either_end_leaves() {
+        let mut m = SeqMap::new();
+        assert_eq!(m.get(&1), None);
+        for k in [10u64, 20, 30, 40] {
+            m.insert(k, k);
+        }
+        for absent in [0u64, 9, 15, 35, 41, u64::MAX] {
+            assert!(!m.contains_key(&absent), "{absent}");
+            assert_eq!(m.remove(&absent), None);
+        }
+        assert_eq!(
+            (m.get(&10), m.get(&40), m.get(&30)),
+            (Some(&10), Some(&40), Some(&30))
+        );
+        // The last leaves, then the first (popped at once), then one in the middle.
+        assert_eq!(m.remove(&40), Some(40));
+        assert_eq!(m.remove(&10), Some(10));
+        assert_eq!((m.len(), m.slots()), (2, 2));
+        assert_eq!(m.remove(&30), Some(30));
+        assert_eq!(m.remove(&30), None);
+        assert_eq!((m.len(), m.slots()), (1, 1));
+        assert_eq!(m.remove(&20), Some(20));
+        assert!(m.is_empty() && m.slots() == 0);
     }
 
     #[test]

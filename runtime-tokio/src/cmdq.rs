@@ -210,6 +210,40 @@ impl<T> Receiver<T> {
         self.take()
     }
 
+    /// Moves up to `max` queued values to the back of `into`, under one lock (a link
+    /// takes every command queued by its callers in one go, rather than one lock per
+    /// command that every caller contends on); how many it moved. When `into` is empty
+    /// and the whole queue fits, the two swap storage: nothing is copied under the lock.
+    pub fn try_recv_many(&mut self, into: &mut VecDeque<T>, max: usize) -> usize {
+        let mut s = self.shared.lock();
+        let n = s.queue.len().min(max);
+        if n == 0 {
+            return 0;
+        }
+        if into.is_empty() && n == s.queue.len() {
+            std::mem::swap(&mut s.queue, into);
+        } else {
+            into.extend(s.queue.drain(..n));
+        }
+        let waiting = std::mem::take(&mut s.tx_wakers);
+        drop(s);
+        // Room for `n`: every waiting sender tries again (those that lose wait again).
+        waiting.into_iter().for_each(Waker::wake);
+        n
+    }
+
+    /// Gives back the storage of an emptied `into` of
+    /// [`try_recv_many`](Self::try_recv_many), when the queue is empty and holds less: the
+    /// next commands do not regrow it.
+    pub fn give_back(&mut self, mut storage: VecDeque<T>) {
+        storage.clear();
+        let mut s = self.shared.lock();
+        if s.queue.is_empty() && s.queue.capacity() < storage.capacity() {
+            std::mem::swap(&mut s.queue, &mut storage);
+        }
+        drop(s);
+    }
+
     /// Gives the queue's storage back if it is empty (an idle link holds none).
     pub fn shrink(&mut self) {
         let mut s = self.shared.lock();
@@ -298,6 +332,43 @@ mod tests {
         assert_eq!(rx.try_recv(), Ok(2));
         rx.shrink();
         assert_eq!(tx.shared.lock().queue.capacity(), 0);
+    }
+
+    #[test]
+    fn values_are_taken_many_at_once_in_order_up_to_the_bound() {
+        let (tx, mut rx) = channel(8);
+        for v in 1..=5 {
+            tx.try_send(v).expect("room");
+        }
+        let mut got = VecDeque::new();
+        assert_eq!(rx.try_recv_many(&mut got, 3), 3);
+        assert_eq!(got, [1, 2, 3]);
+        // Appended after what is there.
+        assert_eq!(rx.try_recv_many(&mut got, 8), 2);
+        assert_eq!(got, [1, 2, 3, 4, 5]);
+        assert_eq!(rx.try_recv_many(&mut got, 8), 0);
+        // An empty `into` and a queue that fits: the storage is swapped, the queue left
+        // with `into`'s (here none).
+        let mut fresh = VecDeque::new();
+        tx.try_send(6).expect("room");
+        assert_eq!(rx.try_recv_many(&mut fresh, 8), 1);
+        assert_eq!(fresh, [6]);
+        assert_eq!(tx.shared.lock().queue.capacity(), 0);
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[tokio::test]
+    async fn values_taken_many_at_once_make_room_for_waiting_senders() {
+        let (tx, mut rx) = channel(2);
+        tx.try_send(1).expect("room");
+        tx.try_send(2).expect("room");
+        let sender = tokio::spawn(async move { tx.send(3).await });
+        tokio::task::yield_now().await;
+        let mut got = VecDeque::new();
+        assert_eq!(rx.try_recv_many(&mut got, 8), 2);
+        sender.await.expect("sender").expect("sent");
+        assert_eq!(rx.recv().await, Some(3));
+        assert_eq!(got, [1, 2]);
     }
 
     #[tokio::test]

@@ -516,16 +516,24 @@ pub async fn drive(
                     tokio::task::yield_now().await;
                 }
                 submit(&mut pump, conn, now, cmd);
-                // Every command already queued joins it, so they leave in one write.
-                for _ in 1..BATCH {
+                // Every command already queued joins it, so they leave in one write; they
+                // are taken in one go (one lock of the queue the callers contend on).
+                // (Not kept across a wait: the link's task stays as small; the queue's
+                // storage, swapped out, is given back to it.)
+                let mut taken = VecDeque::new();
+                if !conn.is_closed() {
+                    commands.try_recv_many(&mut taken, BATCH - 1);
+                }
+                while let Some(cmd) = taken.pop_front() {
                     if conn.is_closed() {
+                        // The rest go unsent, as if left in the queue: their callers hear
+                        // `connection_failed` when their reply slots are dropped.
+                        taken.clear();
                         break;
                     }
-                    match commands.try_recv() {
-                        Ok(cmd) => submit(&mut pump, conn, now, cmd),
-                        Err(_) => break,
-                    }
+                    submit(&mut pump, conn, now, cmd);
                 }
+                commands.give_back(taken);
             }
             Wake::Hold(cmd) => pump.hold(now, cmd),
             Wake::Unhold => pump.unhold(conn, now).into_iter().for_each(deliver),

@@ -8,7 +8,7 @@
 //! varints, UTF-8 class, payload ending the frame); anything else, errors included, goes
 //! to the generic decoder, so both paths agree on every input.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use smol_str::SmolStr;
 
 use super::{Message, Reply, Request};
@@ -43,13 +43,55 @@ pub enum Hot<'a> {
     },
 }
 
-fn put_varint(out: &mut BytesMut, mut v: u64) {
-    while v >= 0x80 {
-        out.put_u8((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.put_u8(v as u8);
+/// Most bytes of a varint.
+const VARINT_MAX: usize = 10;
+
+/// Bytes of `v` as a varint.
+fn varint_len(v: u64) -> usize {
+    // One byte per started group of 7 bits (at least one).
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
+
+/// A few small fields built on the stack, appended to the output in one copy (each
+/// `put_u8` of a `BytesMut` checks its room and moves its length).
+struct Small<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Small<N> {
+    fn new() -> Self {
+        Small {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn u32_be(&mut self, v: u32) {
+        self.buf[self.len..self.len + 4].copy_from_slice(&v.to_be_bytes());
+        self.len += 4;
+    }
+
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// The frame header (stream framing) and the variant, id and (requests) timeout.
+const LEAD: usize = HEADER_LEN + 1 + VARINT_MAX + 5 + 5;
 
 impl Hot<'_> {
     fn payload(&self) -> &Bytes {
@@ -58,29 +100,57 @@ impl Hot<'_> {
         }
     }
 
-    /// Everything before the payload, its length included.
-    fn head(&self, out: &mut BytesMut) {
+    /// The body's length: everything before the payload, then the payload.
+    fn body_len(&self) -> usize {
+        let payload = self.payload().len();
+        let head = match *self {
+            Hot::Request {
+                id,
+                timeout_ms,
+                class,
+                ..
+            } => {
+                1 + varint_len(id)
+                    + varint_len(u64::from(timeout_ms))
+                    + varint_len(class.len() as u64)
+                    + class.len()
+            }
+            Hot::Reply { id, .. } => 1 + varint_len(id) + 1,
+        };
+        head + varint_len(payload as u64) + payload
+    }
+
+    /// Appends everything before the payload, its length included, after `frame_len`
+    /// (the stream frame's length prefix) when there is one. `out` has room for it.
+    fn head(&self, frame_len: Option<u32>, out: &mut BytesMut) {
+        let mut lead = Small::<LEAD>::new();
+        if let Some(n) = frame_len {
+            lead.u32_be(n);
+        }
+        let payload = self.payload().len() as u64;
         match *self {
             Hot::Request {
                 id,
                 timeout_ms,
                 class,
-                body,
+                ..
             } => {
-                out.reserve(24 + class.len());
-                out.put_u8(REQUEST);
-                put_varint(out, id);
-                put_varint(out, u64::from(timeout_ms));
-                put_varint(out, class.len() as u64);
+                lead.byte(REQUEST);
+                lead.varint(id);
+                lead.varint(u64::from(timeout_ms));
+                lead.varint(class.len() as u64);
+                out.extend_from_slice(lead.bytes());
                 out.extend_from_slice(class.as_bytes());
-                put_varint(out, body.len() as u64);
+                let mut len = Small::<VARINT_MAX>::new();
+                len.varint(payload);
+                out.extend_from_slice(len.bytes());
             }
-            Hot::Reply { id, body } => {
-                out.reserve(24);
-                out.put_u8(REPLY);
-                put_varint(out, id);
-                out.put_u8(OK);
-                put_varint(out, body.len() as u64);
+            Hot::Reply { id, .. } => {
+                lead.byte(REPLY);
+                lead.varint(id);
+                lead.byte(OK);
+                lead.varint(payload);
+                out.extend_from_slice(lead.bytes());
             }
         }
     }
@@ -89,25 +159,26 @@ impl Hot<'_> {
     /// except a payload of at least [`Message::SPLIT_BODY_MIN`] bytes, returned to be
     /// written right after.
     pub fn encode_frame_split(&self, out: &mut BytesMut) -> Option<Bytes> {
-        let start = out.len();
-        out.put_u32(0);
-        self.head(out);
+        let total = self.body_len();
+        let frame_len = u32::try_from(total).unwrap_or(u32::MAX);
         let payload = self.payload();
         let split = payload.len() >= Message::SPLIT_BODY_MIN;
-        if !split {
+        let here = HEADER_LEN + total - if split { payload.len() } else { 0 };
+        out.reserve(here);
+        self.head(Some(frame_len), out);
+        if split {
+            Some(payload.clone())
+        } else {
             out.extend_from_slice(payload);
+            None
         }
-        let total = out.len() - start - HEADER_LEN + if split { payload.len() } else { 0 };
-        let total = u32::try_from(total).unwrap_or(u32::MAX);
-        out[start..start + HEADER_LEN].copy_from_slice(&total.to_be_bytes());
-        split.then(|| payload.clone())
     }
 
     /// [`Message::encode_body`] of the same message.
     #[must_use]
     pub fn encode_body(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(32 + self.payload().len());
-        self.head(&mut out);
+        let mut out = BytesMut::with_capacity(self.body_len());
+        self.head(None, &mut out);
         out.extend_from_slice(self.payload());
         out.freeze()
     }
