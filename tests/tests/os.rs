@@ -298,12 +298,11 @@ fn restarts_on_failure_are_counted_and_then_it_gives_up() {
         .filter(|l| l.contains("process restarted"))
         .count();
     assert_eq!(restarts, 3);
-    let exits = c
-        .worker
-        .lines()
-        .iter()
-        .filter(|l| l.contains("process exited") && l.contains("exit 1"))
-        .count();
+    // The last run's exit is logged after the third restart: wait for all four, then
+    // check there is no fifth.
+    let exited = |l: &str| l.contains("process exited") && l.contains("exit 1");
+    c.worker.wait_count(0, 4, "4 process exits", exited);
+    let exits = c.worker.lines().iter().filter(|l| exited(l)).count();
     assert_eq!(exits, 4, "the first run and 3 restarts");
 }
 
