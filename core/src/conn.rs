@@ -124,6 +124,19 @@ pub struct ConnectionParams {
     pub wall_origin_ns: u64,
 }
 
+/// Who the peer is, as far as the connection knows. Boxed: the connection lives in its
+/// link's task for the link's whole life, and an authenticated peer's record is needed only
+/// for logs and look-ups, not on the hot path (issue 15, point 6: bytes per idle link).
+#[derive(Debug)]
+enum KnownPeer {
+    /// No hello read yet.
+    Unknown,
+    /// The node id its hello claims, not authenticated (yet): for logs.
+    Claimed(Box<str>),
+    /// Authenticated.
+    Authenticated(Box<PeerInfo>),
+}
+
 /// One connection's state machine. See the module docs for the driving protocol.
 #[derive(Debug)]
 pub struct Connection {
@@ -134,8 +147,7 @@ pub struct Connection {
     role: Role,
     phase: Phase,
     decoder: FrameDecoder,
-    peer: Option<PeerInfo>,
-    claimed_peer: Option<String>,
+    peer: KnownPeer,
     /// Input of `handle_input` (shells that read into their own buffer skip it).
     inbuf: BytesMut,
     /// What leaves, in two lanes (see [`crate::lanes`]).
@@ -179,8 +191,7 @@ impl Connection {
             side: params.side,
             role: params.identity.role,
             phase: Phase::Handshaking(Box::new(hs)),
-            peer: None,
-            claimed_peer: None,
+            peer: KnownPeer::Unknown,
             inbuf: BytesMut::new(),
             lanes: Lanes::new(config.framing),
             assembly: Assembly::default(),
@@ -207,15 +218,19 @@ impl Connection {
 
     /// The authenticated peer, once known.
     pub fn peer(&self) -> Option<&PeerInfo> {
-        self.peer.as_ref()
+        match &self.peer {
+            KnownPeer::Authenticated(p) => Some(p),
+            KnownPeer::Unknown | KnownPeer::Claimed(_) => None,
+        }
     }
 
     /// The node id the peer claims (from its hello, authenticated or not); for logs.
     pub fn claimed_peer(&self) -> Option<&str> {
-        self.peer
-            .as_ref()
-            .map(|p| p.node_id.as_str())
-            .or(self.claimed_peer.as_deref())
+        match &self.peer {
+            KnownPeer::Authenticated(p) => Some(&p.node_id),
+            KnownPeer::Claimed(id) => Some(id),
+            KnownPeer::Unknown => None,
+        }
     }
 
     /// Whether requests may be sent.
@@ -695,8 +710,8 @@ impl Connection {
         let Phase::Handshaking(hs) = &mut self.phase else {
             return;
         };
-        if self.claimed_peer.is_none() {
-            self.claimed_peer = hs.claimed_peer().map(str::to_owned);
+        if let (KnownPeer::Unknown, Some(id)) = (&self.peer, hs.claimed_peer()) {
+            self.peer = KnownPeer::Claimed(id.into());
         }
         let mut bodies = Vec::new();
         while let Some(b) = hs.poll_transmit() {
@@ -715,7 +730,7 @@ impl Connection {
                     pings_every_interval(peer.version, self.side, self.role, peer.role);
                 self.keepalive.established(now, every_interval);
                 self.lanes.set_chunked(peer.version >= 2);
-                self.peer = Some(peer.clone());
+                self.peer = KnownPeer::Authenticated(Box::new(peer.clone()));
                 self.events.push_back(Event::Authenticated(peer));
             }
             // The handshake already queued its reject for the peer.

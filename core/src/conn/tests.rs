@@ -378,6 +378,23 @@ fn a_tls_answer_to_plain_bytes_says_which_transport_to_use() {
 }
 
 #[test]
+fn the_peer_is_named_by_its_claim_until_it_authenticates() {
+    let t0 = Instant::ZERO;
+    // A wrong password: the listener knows only the claimed id, for its logs.
+    let mut d = Connection::new(cfg(), params(Side::Dialer, "w1", "bad", 0), t0);
+    let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), t0);
+    assert_eq!((l.claimed_peer(), l.peer().is_none()), (None, true));
+    pump(&mut d, &mut l, t0);
+    assert_eq!((l.claimed_peer(), l.peer().is_none()), (Some("w1"), true));
+    // The right one: both ends know the authenticated peer.
+    let (d, l) = linked();
+    assert_eq!(l.peer().map(|p| p.node_id.as_str()), Some("w1"));
+    assert_eq!(l.claimed_peer(), Some("w1"));
+    assert_eq!(d.peer().map(|p| p.node_id.as_str()), Some("c1"));
+    assert_eq!(d.claimed_peer(), Some("c1"));
+}
+
+#[test]
 fn wrong_password_closes_both_sides_with_typed_errors() {
     let t0 = Instant::ZERO;
     let mut d = Connection::new(cfg(), params(Side::Dialer, "w1", "bad", 0), t0);
