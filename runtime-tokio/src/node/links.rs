@@ -525,6 +525,28 @@ pub(super) fn run_connection<N: Net>(
     }
 }
 
+/// Starts the task of a link we accepted, its transport up (`ticket`: its admission).
+fn spawn_accepted_link<N: Net>(
+    inner: Arc<Inner<N>>,
+    ready: transport::Ready,
+    remote: String,
+    ticket: AdmissionTicket,
+) {
+    let keys = inner.keys_for(None);
+    let extras = LinkExtras {
+        admission: Some(ticket),
+        ..Default::default()
+    };
+    tokio::spawn(run_connection(
+        inner,
+        ready,
+        Side::Listener,
+        keys,
+        remote,
+        extras,
+    ));
+}
+
 pub(super) async fn accept_loop<N: Net>(
     inner: Arc<Inner<N>>,
     listener: N::Listener,
@@ -564,18 +586,12 @@ pub(super) async fn accept_loop<N: Net>(
                     // Plain TCP has nothing to set up: the link's own task at once, with no
                     // setup task before it (issue 15, point 7).
                     let remote = format!("{}:{addr}", url.transport);
-                    let keys = inner.keys_for(None);
-                    tokio::spawn(run_connection(
+                    spawn_accepted_link(
                         inner.clone(),
                         transport::Ready::plain(stream),
-                        Side::Listener,
-                        keys,
                         remote,
-                        LinkExtras {
-                            admission: Some(ticket),
-                            ..Default::default()
-                        },
-                    ));
+                        ticket,
+                    );
                     continue;
                 }
                 let inner = inner.clone();
@@ -622,20 +638,9 @@ pub(super) async fn accept_loop<N: Net>(
                             return;
                         }
                     };
-                    let keys = inner.keys_for(None);
                     // The link in a task of its own: this one (and what it held for
                     // the setup) ends here.
-                    tokio::spawn(run_connection(
-                        inner,
-                        ready,
-                        Side::Listener,
-                        keys,
-                        remote,
-                        LinkExtras {
-                            admission: Some(ticket),
-                            ..Default::default()
-                        },
-                    ));
+                    spawn_accepted_link(inner, ready, remote, ticket);
                 });
             }
             Err(e) => {
