@@ -112,7 +112,7 @@ impl<N: Net> Inner<N> {
                     Some(stats) => own.push(self.own_event(WireEvent::Info(b.report_info(stats)))),
                     None => {
                         self.forward_own(b, &mut own, &mut queue);
-                        self.send_info(false);
+                        self.send_info();
                     }
                 },
                 o => {
@@ -257,7 +257,7 @@ impl<N: Net> Inner<N> {
                 });
             }
             Output::OwnEvent(ev) => self.events_out.send(ev),
-            Output::ReportInfo => self.send_info(false),
+            Output::ReportInfo => self.send_info(),
             Output::ClusterEvent(item) => self.record_cluster_event(item),
             // Ended transfers: their `.part` files are closed and removed by the file
             // writer, in order with the parts.

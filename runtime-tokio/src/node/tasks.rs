@@ -65,7 +65,7 @@ pub(super) async fn report_info<N: Net>(inner: Arc<Inner<N>>) {
     let mut stop = inner.shutdown.subscribe();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(INFO_EVERY) => inner.send_info(true),
+            _ = tokio::time::sleep(INFO_EVERY) => inner.send_periodic_info(),
             _ = stop.changed() => return,
         }
     }

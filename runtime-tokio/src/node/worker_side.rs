@@ -405,25 +405,34 @@ impl<N: Net> Inner<N> {
             .map(|(_, s)| s.clone())
     }
 
-    /// Reports our information to the control node holding our proxy. The figures are
-    /// measured on the blocking pool, unless they are at hand (fixed, or measured less
-    /// than a second ago): then the report is queued at once, with no thread to wake
-    /// (a worker's arrival at a control node, issue 15 point 7). The report is described
-    /// and queued by the machine's owner, so it never overtakes a status change queued
-    /// after it (the proxy's book keeps the last). A `periodic` report that says nothing
-    /// new is left out (the machine decides: [`nkcluster_core::info_report`]).
-    pub(super) fn send_info(self: &Arc<Self>, periodic: bool) {
+    /// Reports our information to the control node holding our proxy (a link up, a
+    /// status or metadata change). See [`Inner::send_info_with`].
+    pub(super) fn send_info(self: &Arc<Self>) {
+        self.send_info_with(|b, stats| Some(b.report_info(stats)));
+    }
+
+    /// Our periodic information report: left out when it says nothing new (the machine
+    /// decides: [`nkcluster_core::info_report`]).
+    pub(super) fn send_periodic_info(self: &Arc<Self>) {
+        self.send_info_with(NodeMachine::periodic_info);
+    }
+
+    /// Describes a report with `describe` and queues it for the control node holding
+    /// our proxy. The figures are measured on the blocking pool, unless they are at hand
+    /// (fixed, or measured less than a second ago): then the report is queued at once,
+    /// with no thread to wake (a worker's arrival at a control node, issue 15 point 7).
+    /// The report is described and queued by the machine's owner, so it never overtakes
+    /// a status change queued after it (the proxy's book keeps the last).
+    fn send_info_with(
+        self: &Arc<Self>,
+        describe: fn(&mut NodeMachine<Pump>, Stats) -> Option<NodeInfo>,
+    ) {
         let inner = self.clone();
         let report = move |stats: Option<Stats>| {
             let stats = stats.unwrap_or_else(|| inner.measure());
             let owner = inner.clone();
             inner.tell(move |b, _| {
-                let info = if periodic {
-                    b.periodic_info(stats)
-                } else {
-                    Some(b.report_info(stats))
-                };
-                if let Some(info) = info {
+                if let Some(info) = describe(b, stats) {
                     owner.node_event(WireEvent::Info(info));
                 }
             });
