@@ -31,7 +31,7 @@ use crate::frame::{FrameDecoder, FrameError};
 use crate::handshake::{Handshake, Identity, Outcome, PeerInfo, Role, Side};
 use crate::keepalive::{Due, Keepalive, pings_every_interval};
 use crate::lanes::{Assembly, BULK_MIN, Lanes, is_bulk_request};
-use crate::message::{Close, Hot, Message, Ping, Pong, RemoteError, Reply};
+use crate::message::{Close, Hot, HotFrame, Message, Ping, Pong, RemoteError, Reply};
 use crate::seqmap::SeqMap;
 use crate::time::Instant;
 use smol_str::SmolStr;
@@ -601,6 +601,28 @@ impl Connection {
         }
         self.keepalive.received(now);
         self.stats.frames_in += 1;
+        // A link's usual frames, a request or an `Ok` reply, are read straight into
+        // what they become (the generic decoder reads them alike, see `message::hot`).
+        let body = if matches!(self.phase, Phase::Established) {
+            match HotFrame::decode(body) {
+                Ok(HotFrame::Request {
+                    id,
+                    timeout_ms,
+                    class,
+                    body,
+                }) => {
+                    self.on_request(id, timeout_ms, class, body);
+                    return !self.is_closed();
+                }
+                Ok(HotFrame::Reply { id, body }) => {
+                    self.on_reply(id, Ok(body));
+                    return !self.is_closed();
+                }
+                Err(body) => body,
+            }
+        } else {
+            body
+        };
         let msg = match Message::decode_bytes(&body) {
             Ok(m) => m,
             Err(e) => {
@@ -647,42 +669,8 @@ impl Connection {
                     self.events.push_back(Event::RttMeasured(rtt));
                 }
             }
-            Message::Request(r) => {
-                if self.incoming.len() >= self.limits.max_incoming_requests as usize
-                    || self.incoming.contains_key(&r.id)
-                {
-                    let why = if self.incoming.contains_key(&r.id) {
-                        RemoteError::new(
-                            "duplicate_request",
-                            format!("request {} is already running", r.id),
-                        )
-                    } else {
-                        RemoteError::new("busy", "too many requests in flight")
-                    };
-                    self.send(&Message::Reply(Reply {
-                        id: r.id,
-                        result: Err(why),
-                    }));
-                    return;
-                }
-                self.incoming.insert(r.id, ());
-                self.events.push_back(Event::Request {
-                    id: r.id,
-                    class: r.class,
-                    body: r.body,
-                    timeout: Duration::from_millis(u64::from(r.timeout_ms)),
-                });
-            }
-            Message::Reply(r) => match self.pending.remove(&r.id) {
-                Some(deadline) => {
-                    self.deadlines.remove(&(deadline, r.id));
-                    self.events.push_back(Event::Reply {
-                        id: RequestId(r.id),
-                        result: r.result.map_err(RequestError::Remote),
-                    });
-                }
-                None => self.stats.late_replies += 1,
-            },
+            Message::Request(r) => self.on_request(r.id, r.timeout_ms, r.class, r.body),
+            Message::Reply(r) => self.on_reply(r.id, r.result),
             Message::Close(c) => self.fail(ConnError::PeerClosed(c.reason), false),
             Message::Gossip(v) => self.events.push_back(Event::Gossip(v)),
             Message::Chunk(c) => match self.assembly.push(c, self.limits.max_frame) {
@@ -775,6 +763,7 @@ impl Connection {
 }
 
 mod config;
+mod incoming;
 mod trim;
 
 use config::Limits;

@@ -233,12 +233,50 @@ fn take<'a>(b: &'a [u8], at: &mut usize, n: u64) -> Option<&'a [u8]> {
     Some(s)
 }
 
-/// A request or an `Ok` reply read from `frame`, its payload a slice of it; `None`:
-/// not one, or not in a form read here (the generic decoder decides).
-pub(super) fn decode(frame: &Bytes) -> Option<Message> {
-    let b = &frame[..];
+/// A request or an `Ok` reply read off a frame, owned: what a link's input needs of
+/// it, without the [`Message`] around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HotFrame {
+    /// `Message::Request`.
+    Request {
+        /// Request id.
+        id: u64,
+        /// How long the sender waits.
+        timeout_ms: u32,
+        /// Class name.
+        class: SmolStr,
+        /// Payload.
+        body: Bytes,
+    },
+    /// `Message::Reply` with an `Ok` payload.
+    Reply {
+        /// The request's id.
+        id: u64,
+        /// Payload.
+        body: Bytes,
+    },
+}
+
+/// What [`parse`] read: the fields before the payload and where the payload starts
+/// (it ends the frame).
+enum Parsed {
+    Request {
+        id: u64,
+        timeout_ms: u32,
+        class: SmolStr,
+        start: usize,
+    },
+    Reply {
+        id: u64,
+        start: usize,
+    },
+}
+
+/// Reads a request or an `Ok` reply in `b`; `None`: not one, or not in a form read
+/// here (the generic decoder decides).
+fn parse(b: &[u8]) -> Option<Parsed> {
     let mut at = 1;
-    let m = match *b.first()? {
+    let p = match *b.first()? {
         REQUEST => {
             let id = varint(b, &mut at, 9)?;
             let timeout_ms = u32::try_from(varint(b, &mut at, 5)?).ok()?;
@@ -248,12 +286,12 @@ pub(super) fn decode(frame: &Bytes) -> Option<Message> {
             let n = varint(b, &mut at, 5)?;
             let start = at;
             take(b, &mut at, n)?;
-            Message::Request(Request {
+            Parsed::Request {
                 id,
                 timeout_ms,
                 class,
-                body: frame.slice(start..at),
-            })
+                start,
+            }
         }
         REPLY => {
             let id = varint(b, &mut at, 9)?;
@@ -264,15 +302,68 @@ pub(super) fn decode(frame: &Bytes) -> Option<Message> {
             let n = varint(b, &mut at, 5)?;
             let start = at;
             take(b, &mut at, n)?;
-            Message::Reply(Reply {
-                id,
-                result: Ok(frame.slice(start..at)),
-            })
+            Parsed::Reply { id, start }
         }
         _ => return None,
     };
     // The payload is the last field: it must end the frame.
-    (at == b.len()).then_some(m)
+    (at == b.len()).then_some(p)
+}
+
+/// A request or an `Ok` reply read from `frame`, its payload a slice of it; `None`:
+/// not one, or not in a form read here (the generic decoder decides).
+pub(super) fn decode(frame: &Bytes) -> Option<Message> {
+    Some(match parse(frame)? {
+        Parsed::Request {
+            id,
+            timeout_ms,
+            class,
+            start,
+        } => Message::Request(Request {
+            id,
+            timeout_ms,
+            class,
+            body: frame.slice(start..),
+        }),
+        Parsed::Reply { id, start } => Message::Reply(Reply {
+            id,
+            result: Ok(frame.slice(start..)),
+        }),
+    })
+}
+
+impl HotFrame {
+    /// What [`Message::decode_bytes`] reads in `frame` when it is a request or an `Ok`
+    /// reply, the frame consumed: its payload is the frame itself, advanced past the
+    /// fields before it (no new handle on the buffer, no [`Message`] built and moved).
+    ///
+    /// # Errors
+    /// The frame itself when it is not read here (for [`Message::decode_bytes`]).
+    pub fn decode(mut frame: Bytes) -> Result<HotFrame, Bytes> {
+        let Some(p) = parse(&frame) else {
+            return Err(frame);
+        };
+        Ok(match p {
+            Parsed::Request {
+                id,
+                timeout_ms,
+                class,
+                start,
+            } => {
+                bytes::Buf::advance(&mut frame, start);
+                HotFrame::Request {
+                    id,
+                    timeout_ms,
+                    class,
+                    body: frame,
+                }
+            }
+            Parsed::Reply { id, start } => {
+                bytes::Buf::advance(&mut frame, start);
+                HotFrame::Reply { id, body: frame }
+            }
+        })
+    }
 }
 
 #[cfg(test)]
@@ -298,6 +389,8 @@ mod tests {
         let id = match hot {
             Hot::Request { id, .. } | Hot::Reply { id, .. } => id,
         };
+        let owned = HotFrame::decode(body.clone()).ok();
+        assert_eq!(owned.is_some(), decode(&body).is_some());
         match decode(&body) {
             Some(d) => assert_eq!(d, m),
             // Ids of ten varint bytes are the generic decoder's.
@@ -372,6 +465,34 @@ mod tests {
         assert_eq!(decode(&Bytes::from_static(&[3, 0, 0])), None);
     }
 
+    #[test]
+    fn the_owned_decoder_keeps_the_payload_in_the_frame_or_gives_the_frame_back() {
+        // Request 7, 1,000 ms, class "c", payload "ab".
+        let frame = Bytes::from_static(&[REQUEST, 7, 0xe8, 0x07, 1, b'c', 2, b'a', b'b']);
+        let Ok(HotFrame::Request {
+            id: 7,
+            timeout_ms: 1_000,
+            class,
+            body,
+        }) = HotFrame::decode(frame.clone())
+        else {
+            panic!("a request");
+        };
+        assert_eq!((class.as_str(), &body[..]), ("c", &b"ab"[..]));
+        // The payload is the frame's own bytes (no copy).
+        assert_eq!(body.as_ptr(), frame[7..].as_ptr());
+        assert_eq!(
+            HotFrame::decode(Bytes::from_static(&[REPLY, 9, OK, 1, b'z'])),
+            Ok(HotFrame::Reply {
+                id: 9,
+                body: Bytes::from_static(b"z")
+            })
+        );
+        // An error reply is the generic decoder's: the frame comes back whole.
+        let error = Bytes::from_static(&[REPLY, 1, 1, 0, 0]);
+        assert_eq!(HotFrame::decode(error.clone()), Err(error));
+    }
+
     proptest! {
         #[test]
         fn the_fast_decoder_agrees_with_the_generic_one(
@@ -384,6 +505,20 @@ mod tests {
             if let Some(m) = decode(&frame) {
                 prop_assert_eq!(Some(m), Message::decode(&frame).ok());
             }
+            // The owned decoder reads the same frames, or gives the frame back as it was.
+            let owned = match HotFrame::decode(frame.clone()) {
+                Ok(HotFrame::Request { id, timeout_ms, class, body }) => {
+                    Some(Message::Request(Request { id, timeout_ms, class, body }))
+                }
+                Ok(HotFrame::Reply { id, body }) => {
+                    Some(Message::Reply(Reply { id, result: Ok(body) }))
+                }
+                Err(back) => {
+                    prop_assert_eq!(&back, &frame);
+                    None
+                }
+            };
+            prop_assert_eq!(owned, decode(&frame));
         }
 
         #[test]
