@@ -29,7 +29,7 @@ use bytes::{Bytes, BytesMut};
 use crate::auth::Key;
 use crate::frame::{FrameDecoder, FrameError};
 use crate::handshake::{Handshake, Identity, Outcome, PeerInfo, Role, Side};
-use crate::keepalive::{Due, Keepalive, pings_every_interval};
+use crate::keepalive::{Due, Keepalive, pings_every_interval, sends_heartbeats};
 use crate::lanes::{Assembly, BULK_MIN, Lanes, is_bulk_request};
 use crate::message::{Close, Hot, HotFrame, Message, Ping, Pong, RemoteError, Reply};
 use crate::seqmap::SeqMap;
@@ -393,9 +393,13 @@ impl Connection {
                         result: Err(RequestError::Timeout),
                     });
                 }
-                if let Due::Ping(seq) = due {
-                    let wall_ns = self.wall(now);
-                    self.send(&Message::Ping(Ping { seq, wall_ns }));
+                match due {
+                    Due::Ping(seq) => {
+                        let wall_ns = self.wall(now);
+                        self.send(&Message::Ping(Ping { seq, wall_ns }));
+                    }
+                    Due::Heartbeat => self.send(&Message::Heartbeat),
+                    Due::Dead(_) | Due::Nothing => {}
                 }
             }
         }
@@ -653,6 +657,8 @@ impl Connection {
                     wall_ns,
                 }));
             }
+            // Liveness only: `on_frame` noted the input; nothing to answer.
+            Message::Heartbeat => self.trim_due = true,
             Message::Pong(p) => {
                 self.trim_due = true;
                 if let Some(rtt) = self.keepalive.pong(now, p.seq) {
@@ -716,7 +722,8 @@ impl Connection {
                 self.sync_decoder();
                 let every_interval =
                     pings_every_interval(peer.version, self.side, self.role, peer.role);
-                self.keepalive.established(now, every_interval);
+                let heartbeats = sends_heartbeats(peer.version, every_interval);
+                self.keepalive.established(now, every_interval, heartbeats);
                 self.lanes.set_chunked(peer.version >= 2);
                 self.peer = KnownPeer::Authenticated(Box::new(peer.clone()));
                 self.events.push_back(Event::Authenticated(peer));

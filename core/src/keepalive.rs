@@ -10,6 +10,18 @@
 //! round trip and clock offset stay fresh). The pinging end is the one that holds fewer
 //! links: a worker or an admin client rather than a control node (a control node
 //! serves thousands of workers), the dialer when both have the same role.
+//!
+//! From protocol 4 ([`HEARTBEAT_VERSION`]) the pinging end asks for an answer only when it
+//! needs one: while it heard from the peer recently enough that, if it asks only at its
+//! next ping, the answer still has half a ping interval (or more) before the idle timeout,
+//! it sends a [`Heartbeat`](crate::message::Message::Heartbeat) instead, which the peer
+//! does not answer, never two in a row (see [`Keepalive::due`]). With the defaults (ping every 5 s, idle
+//! timeout 15 s) an idle link's pinging end sends a ping and a heartbeat in turn, so the
+//! answering end (a control node) writes one pong every 10 s instead of every 5 s, and
+//! the pinging end hears it every 10 s: an answer may be 5 s late before the link dies
+//! (before: 10 s). Failure detection keeps its bound: either end declares the link dead
+//! after the idle timeout of silence, and the answering end still hears something every
+//! ping interval.
 
 use std::time::Duration;
 
@@ -21,6 +33,18 @@ pub const ONE_PINGER_VERSION: u16 = 3;
 
 /// The answering end pings every this many ping intervals.
 pub const RTT_REFRESH: u32 = 12;
+
+/// The first protocol version where the pinging end sends heartbeats, which need no
+/// answer, when it needs none (see the module docs).
+pub const HEARTBEAT_VERSION: u16 = 4;
+
+/// Whether we may send heartbeats on a link of protocol `version` where we ping every
+/// interval (`every_interval`, see [`pings_every_interval`]): the answering end's own
+/// pings (every [`RTT_REFRESH`] intervals) are there to measure, so they always ask.
+#[must_use]
+pub fn sends_heartbeats(version: u16, every_interval: bool) -> bool {
+    version >= HEARTBEAT_VERSION && every_interval
+}
 
 /// Whether we ping every interval on a link of protocol `version` where we are `side`
 /// with role `ours` and the peer has role `peer` (see the module docs).
@@ -43,6 +67,8 @@ pub enum Due {
     Dead(Duration),
     /// Send ping number `seq`.
     Ping(u64),
+    /// Send a heartbeat (it needs no answer).
+    Heartbeat,
     /// Nothing yet.
     Nothing,
 }
@@ -59,6 +85,10 @@ pub struct Keepalive {
     seq: u64,
     /// Our last ping not answered yet, and when it left.
     outstanding: Option<(u64, Instant)>,
+    /// We may send heartbeats instead of pings (see [`sends_heartbeats`]).
+    heartbeats: bool,
+    /// Our last keepalive was a heartbeat: the next one asks.
+    last_was_heartbeat: bool,
 }
 
 impl Keepalive {
@@ -73,12 +103,16 @@ impl Keepalive {
             next_ping: now + ping_interval,
             seq: 0,
             outstanding: None,
+            heartbeats: false,
+            last_was_heartbeat: false,
         }
     }
 
     /// The link is up at `now`: the first ping goes one interval later, then every
-    /// interval if `every_interval`, else every [`RTT_REFRESH`] intervals.
-    pub fn established(&mut self, now: Instant, every_interval: bool) {
+    /// interval if `every_interval`, else every [`RTT_REFRESH`] intervals; with
+    /// `heartbeats` (see [`sends_heartbeats`]) a ping that needs no answer is a heartbeat.
+    pub fn established(&mut self, now: Instant, every_interval: bool, heartbeats: bool) {
+        self.heartbeats = heartbeats;
         self.last_rx = now;
         self.next_ping = now + self.ping_interval;
         self.period = if every_interval {
@@ -101,6 +135,17 @@ impl Keepalive {
 
     /// At a timer wake-up: whether the link is dead, else whether a ping is due (then it
     /// is counted as sent at `now`).
+    ///
+    /// A heartbeat goes instead (when allowed, after the first ping, and never two in a
+    /// row) while the link can wait for our next ping to ask: `idle + ping interval + half
+    /// a ping interval < idle timeout`, so an answer asked for at the next ping has at
+    /// least half an interval before the idle timeout. The threshold sits half an interval
+    /// from the silences a steady link sees at its pings (multiples of the interval, less
+    /// a round trip), so timer jitter does not flip the choice. One heartbeat at most
+    /// between two asking pings keeps a steady link's silence at two intervals, so an
+    /// answer may be late by the idle timeout less two intervals (a long idle timeout
+    /// keeps most of its room for a slow answer); a run of heartbeats would save little
+    /// more than the first one does.
     pub fn due(&mut self, now: Instant) -> Due {
         let idle = now.saturating_duration_since(self.last_rx);
         if idle >= self.idle_timeout {
@@ -109,9 +154,15 @@ impl Keepalive {
         if now < self.next_ping {
             return Due::Nothing;
         }
+        self.next_ping = now + self.period;
+        let can_wait = idle + self.ping_interval + self.ping_interval / 2 < self.idle_timeout;
+        if self.heartbeats && self.seq > 0 && !self.last_was_heartbeat && can_wait {
+            self.last_was_heartbeat = true;
+            return Due::Heartbeat;
+        }
+        self.last_was_heartbeat = false;
         self.seq += 1;
         self.outstanding = Some((self.seq, now));
-        self.next_ping = now + self.period;
         Due::Ping(self.seq)
     }
 
@@ -181,7 +232,7 @@ mod tests {
     #[test]
     fn the_pinging_end_pings_every_interval_and_measures_each_pong() {
         let mut k = Keepalive::new(S, 3 * S, at(0));
-        k.established(at(100), true);
+        k.established(at(100), true, false);
         assert_eq!(k.deadline(), at(1100));
         assert_eq!(k.due(at(1000)), Due::Nothing);
         assert_eq!(k.due(at(1100)), Due::Ping(1));
@@ -198,7 +249,7 @@ mod tests {
     #[test]
     fn the_answering_end_pings_at_the_first_interval_then_every_refresh() {
         let mut k = Keepalive::new(S, 3 * S, at(0));
-        k.established(at(0), false);
+        k.established(at(0), false, false);
         // The peer's pings keep the link alive.
         k.received(at(900));
         assert_eq!(k.due(at(1000)), Due::Ping(1));
@@ -215,11 +266,74 @@ mod tests {
         assert_eq!(k.deadline(), at(15_900));
     }
 
+    /// The pinging end's sends over `secs` intervals of `ping` (in ms, from a link up at
+    /// 0) when every ping is answered at once: `P` a ping, `h` a heartbeat.
+    fn sends_with_answers(ping: u64, idle: u64, heartbeats: bool, secs: u64) -> String {
+        let ms = Duration::from_millis;
+        let mut k = Keepalive::new(ms(ping), ms(idle), at(0));
+        k.established(at(0), true, heartbeats);
+        let mut out = String::new();
+        for i in 1..=secs {
+            let now = at(i * ping);
+            assert_eq!(k.deadline(), now, "interval {i}");
+            match k.due(now) {
+                Due::Ping(seq) => {
+                    out.push('P');
+                    k.received(at(i * ping + 3));
+                    assert_eq!(k.pong(at(i * ping + 3), seq), Some(ms(3)));
+                }
+                Due::Heartbeat => out.push('h'),
+                other => panic!("interval {i}: {other:?}"),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn with_heartbeats_the_pinging_end_asks_only_when_the_idle_timeout_needs_it() {
+        // Defaults (5 s, 15 s): a ping, then a heartbeat, in turn; the first always asks.
+        assert_eq!(sends_with_answers(5000, 15_000, true, 8), "PhPhPhPh");
+        // Idle timeout 4 or 10 intervals: still one heartbeat at most between two pings.
+        assert_eq!(sends_with_answers(1000, 4000, true, 7), "PhPhPhP");
+        assert_eq!(sends_with_answers(1000, 10_000, true, 7), "PhPhPhP");
+        // Idle timeout 2 intervals (or a round trip that eats the half interval): every
+        // ping asks.
+        assert_eq!(sends_with_answers(1000, 2000, true, 4), "PPPP");
+        assert_eq!(sends_with_answers(1000, 2497, true, 4), "PPPP");
+        assert_eq!(sends_with_answers(1000, 2498, true, 4), "PhPh");
+        // Without heartbeats (an older peer, or the answering end): pings only.
+        assert_eq!(sends_with_answers(5000, 15_000, false, 4), "PPPP");
+    }
+
+    #[test]
+    fn with_heartbeats_any_input_counts_and_an_unanswered_ping_is_asked_again() {
+        let mut k = Keepalive::new(5 * S, 15 * S, at(0));
+        k.established(at(0), true, true);
+        assert_eq!(k.due(at(5000)), Due::Ping(1));
+        // No pong, but something else arrived at 6 s (a request): the ping at 10 s can
+        // wait.
+        k.received(at(6000));
+        assert_eq!(k.due(at(10_000)), Due::Heartbeat);
+        // Silence since 6 s: 9 s at the next ping, too long to wait another interval (and
+        // never two heartbeats in a row).
+        assert_eq!(k.due(at(15_000)), Due::Ping(2));
+        // Ping 1's late pong still measures nothing; ping 2's does.
+        k.received(at(16_000));
+        assert_eq!(k.pong(at(16_000), 1), None);
+        assert_eq!(k.pong(at(16_000), 2), Some(S));
+        assert_eq!(k.due(at(20_000)), Due::Heartbeat);
+        // No answer to the ping at 25 s: dead at 15 s of silence, as without heartbeats.
+        assert_eq!(k.due(at(25_000)), Due::Ping(3));
+        assert_eq!(k.deadline(), at(30_000));
+        assert_eq!(k.due(at(29_999)), Due::Nothing);
+        assert_eq!(k.due(at(31_000)), Due::Dead(15 * S));
+    }
+
     #[test]
     fn silence_for_the_idle_timeout_is_death_whoever_pings() {
         for every_interval in [true, false] {
             let mut k = Keepalive::new(S, 3 * S, at(0));
-            k.established(at(0), every_interval);
+            k.established(at(0), every_interval, false);
             k.received(at(500));
             assert_eq!(k.due(at(1000)), Due::Ping(1));
             assert_eq!(k.deadline(), at(if every_interval { 2000 } else { 3500 }));
@@ -338,6 +452,7 @@ mod link_tests {
 
     #[test]
     fn on_a_protocol_3_link_the_worker_pings_and_the_control_node_answers() {
+        // A protocol-4 worker with a protocol-3 control node: no heartbeats.
         let (mut d, mut l) = link(Role::Worker, Role::Control, 3);
         let seconds = run(&mut d, &mut l, 26);
         for (i, (from_d, from_l)) in seconds.iter().enumerate() {
@@ -355,6 +470,55 @@ mod link_tests {
             .filter(|e| matches!(e, Event::RttMeasured(_)))
             .count();
         assert_eq!(rtts, 3);
+    }
+
+    #[test]
+    fn on_a_protocol_4_link_the_control_node_answers_every_other_second() {
+        let (mut d, mut l) = link(Role::Worker, Role::Control, 4);
+        assert_eq!(d.peer().map(|p| p.version), Some(4));
+        let seconds = run(&mut d, &mut l, 26);
+        for (i, (from_d, from_l)) in seconds.iter().enumerate() {
+            let s = i + 1;
+            // The worker asks on odd seconds (its silence is then 2 s of the 3 s idle
+            // timeout), else sends a heartbeat; the control node pings at 1 s, then every
+            // 12 s, as on protocol 3.
+            let (want_d, want_l): (&[&str], &[&str]) = match s {
+                1 | 13 | 25 => (&["ping", "pong"], &["ping", "pong"]),
+                _ if s % 2 == 1 => (&["ping"], &["pong"]),
+                _ => (&["heartbeat"], &[]),
+            };
+            assert_eq!((&from_d[..], &from_l[..]), (want_d, want_l), "at {s} s");
+        }
+        assert!(d.is_established() && l.is_established());
+        // The worker measured a round trip at each of its 13 pings.
+        let rtts = std::iter::from_fn(|| d.poll_event())
+            .filter(|e| matches!(e, Event::RttMeasured(_)))
+            .count();
+        assert_eq!(rtts, 13);
+    }
+
+    #[test]
+    fn with_heartbeats_each_end_still_sees_a_silent_peer_die_at_the_idle_timeout() {
+        // The control node goes silent after its pong at 3 s: dead for the worker at 6 s.
+        let (mut d, mut l) = link(Role::Worker, Role::Control, 4);
+        let _ = run(&mut d, &mut l, 3);
+        for ms in [4000, 5000, 5999] {
+            d.handle_timeout(Instant::from_millis(ms));
+            assert!(d.is_established(), "at {ms} ms");
+        }
+        assert_eq!(d.poll_timeout(), Some(Instant::from_millis(6000)));
+        d.handle_timeout(Instant::from_millis(6000));
+        assert!(d.is_closed());
+        // The worker goes silent after its heartbeat at 4 s: dead for the control at 7 s.
+        let (mut d, mut l) = link(Role::Worker, Role::Control, 4);
+        let _ = run(&mut d, &mut l, 4);
+        for ms in [5000, 6000, 6999] {
+            l.handle_timeout(Instant::from_millis(ms));
+            assert!(l.is_established(), "at {ms} ms");
+        }
+        assert_eq!(l.poll_timeout(), Some(Instant::from_millis(7000)));
+        l.handle_timeout(Instant::from_millis(7000));
+        assert!(l.is_closed());
     }
 
     #[test]

@@ -17,8 +17,10 @@ pub use hot::{Hot, HotFrame};
 
 /// Newest protocol version this build speaks. 2: bulk messages in chunks
 /// ([`crate::lanes`]); 3: one end of a link pings every interval, the other answers
-/// ([`crate::keepalive`]). Older peers get the older behaviour.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// ([`crate::keepalive`]); 4: the pinging end sends a [`Message::Heartbeat`], which needs
+/// no answer, when it heard from the peer recently enough (see [`crate::keepalive`]).
+/// Older peers get the older behaviour.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Oldest protocol version this build still speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 
@@ -48,6 +50,10 @@ pub enum Message {
     /// `more: false`; put together they are the body of one message (never a chunk),
     /// handled as if it had arrived whole. See [`crate::lanes`].
     Chunk(Chunk),
+    /// Liveness only (protocol 4): the sender is alive and wants no answer. The pinging
+    /// end sends it instead of a [`Ping`] while it has heard from the peer recently enough
+    /// (see [`crate::keepalive`]).
+    Heartbeat,
 }
 
 /// A piece of a big message's body (see [`Message::Chunk`]).
@@ -366,6 +372,7 @@ impl Message {
             Message::Close(_) => "close",
             Message::Gossip(_) => "gossip",
             Message::Chunk(_) => "chunk",
+            Message::Heartbeat => "heartbeat",
         }
     }
 }
@@ -390,6 +397,7 @@ mod wire {
         Close(Close),
         Gossip(Vec<crate::membership::MemberInfo>),
         Chunk(#[serde(borrow)] ChunkRef<'a>),
+        Heartbeat,
     }
 
     #[derive(Deserialize)]
@@ -438,6 +446,7 @@ mod wire {
                     more: c.more,
                     data: frame.slice_ref(c.data),
                 }),
+                MessageRef::Heartbeat => Message::Heartbeat,
             }
         }
     }
@@ -536,7 +545,21 @@ mod tests {
                     }
                 })),
             s.prop_map(|reason| Message::Close(Close { reason })),
+            Just(Message::Heartbeat),
         ]
+    }
+
+    #[test]
+    fn a_heartbeat_is_one_byte_after_the_chunk_index() {
+        // Appended after `Chunk` (index 9): index 10, no fields.
+        let mut out = BytesMut::new();
+        Message::Heartbeat.encode_frame_into(&mut out);
+        assert_eq!(&out[..], &[0, 0, 0, 1, 10]);
+        assert_eq!(
+            Message::decode(&out[HEADER_LEN..]).ok(),
+            Some(Message::Heartbeat)
+        );
+        assert_eq!(Message::Heartbeat.kind(), "heartbeat");
     }
 
     #[test]
