@@ -330,10 +330,22 @@ impl Lanes {
     }
 }
 
+/// Allocations of assembled bodies an [`Assembly`] keeps, to take up again.
+pub const SPARES: usize = 3;
+
 /// Puts a chunked message together at the receiver.
+///
+/// The allocation of each body it hands out is kept (up to [`SPARES`] of them) and taken
+/// up again for a later message once every reader of that body has dropped it: a run of
+/// file parts is assembled into the same few buffers instead of a fresh allocation per
+/// part (fresh pages fault in, page by page, and go back to the system when the part
+/// is written; that churn cost the receiving link task more than the copy itself).
+/// [`release_idle_storage`](Self::release_idle_storage) gives them back.
 #[derive(Debug, Default)]
 pub struct Assembly {
     buf: BytesMut,
+    /// Bodies handed out (their allocations), oldest first.
+    spares: VecDeque<Bytes>,
 }
 
 impl Assembly {
@@ -351,17 +363,59 @@ impl Assembly {
         if !chunk.more && self.buf.is_empty() {
             return Ok(Some(chunk.data));
         }
+        if self.buf.is_empty() {
+            self.take_up_spare();
+        }
         self.buf.extend_from_slice(&chunk.data);
         if chunk.more {
             return Ok(None);
         }
-        Ok(Some(std::mem::take(&mut self.buf).freeze()))
+        let body = std::mem::take(&mut self.buf).freeze();
+        // A handle on the body's allocation: once it is the only one left, the
+        // allocation is taken up again.
+        if self.spares.len() == SPARES {
+            self.spares.pop_front();
+        }
+        self.spares.push_back(body.clone());
+        Ok(Some(body))
+    }
+
+    /// Starts the next body in the oldest kept allocation that nobody reads any more,
+    /// if there is one (its whole capacity, from its start).
+    fn take_up_spare(&mut self) {
+        for _ in 0..self.spares.len() {
+            let Some(spare) = self.spares.pop_front() else {
+                return;
+            };
+            match spare.try_into_mut() {
+                Ok(mut free) => {
+                    free.clear();
+                    self.buf = free;
+                    return;
+                }
+                Err(read) => self.spares.push_back(read),
+            }
+        }
     }
 
     /// Bytes held for a message under way.
     #[must_use]
     pub fn buffered(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Allocations kept for later bodies.
+    #[must_use]
+    pub fn spares(&self) -> usize {
+        self.spares.len()
+    }
+
+    /// Gives back the kept allocations, and the buffer when no message is under way.
+    pub fn release_idle_storage(&mut self) {
+        self.spares = VecDeque::new();
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
     }
 }
 

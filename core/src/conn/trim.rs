@@ -53,6 +53,7 @@ impl Connection {
             self.inbuf = BytesMut::new();
         }
         self.lanes.release_idle_storage();
+        self.assembly.release_idle_storage();
         true
     }
 

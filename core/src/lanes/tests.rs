@@ -374,3 +374,58 @@ fn a_files_short_last_part_stays_behind_the_big_part_before_it() {
         ["request3", "chunk+", "chunk+", "chunk.", "request2"]
     );
 }
+
+#[test]
+fn assembly_takes_up_a_body_allocation_again_once_its_readers_dropped_it() {
+    let mut a = Assembly::default();
+    let c = |more, byte: u8, n: usize| Chunk {
+        more,
+        data: Bytes::from(vec![byte; n]),
+    };
+    let message = |a: &mut Assembly, byte: u8| {
+        assert_eq!(a.push(c(true, byte, 300), 10_000), Ok(None));
+        let body = a
+            .push(c(false, byte, 200), 10_000)
+            .expect("fits")
+            .expect("whole");
+        assert_eq!(body.len(), 500);
+        assert!(body.iter().all(|&b| b == byte));
+        body
+    };
+    let first = message(&mut a, 1);
+    let at = first.as_ptr();
+    assert_eq!(a.spares(), 1);
+    // Still read (a slice of it held): the next body goes elsewhere.
+    let held = first.slice(10..20);
+    drop(first);
+    let second = message(&mut a, 2);
+    assert_ne!(second.as_ptr(), at);
+    assert_eq!(a.spares(), 2);
+    drop(held);
+    drop(second);
+    // Both free: the oldest is taken up first, the other stays kept.
+    let third = message(&mut a, 3);
+    assert_eq!(third.as_ptr(), at);
+    assert_eq!(a.spares(), 2);
+    // A lone last chunk passes through and keeps nothing.
+    let lone = c(false, 4, 10);
+    let p = lone.data.as_ptr();
+    assert_eq!(
+        a.push(lone, 10_000).expect("fits").map(|b| b.as_ptr()),
+        Some(p)
+    );
+    assert_eq!(a.spares(), 2);
+    // At most SPARES kept, the oldest dropped first.
+    let bodies: Vec<Bytes> = (0..SPARES as u8 + 1)
+        .map(|i| message(&mut a, 5 + i))
+        .collect();
+    assert_eq!(a.spares(), SPARES);
+    drop(bodies);
+    drop(third);
+    // Given back when the link is idle.
+    a.release_idle_storage();
+    assert_eq!((a.spares(), a.buffered()), (0, 0));
+    let again = message(&mut a, 9);
+    assert_eq!(a.spares(), 1);
+    drop(again);
+}
