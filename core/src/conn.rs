@@ -7,8 +7,8 @@
 //!    [`handle_frame`](Connection::handle_frame) (one message of a message transport),
 //!    [`handle_timeout`](Connection::handle_timeout),
 //!    [`handle_transport_closed`](Connection::handle_transport_closed), and the
-//!    application's [`request`](Connection::request), [`reply`](Connection::reply),
-//!    [`close`](Connection::close).
+//!    application's [`request`](Connection::request), [`notify`](Connection::notify),
+//!    [`reply`](Connection::reply), [`close`](Connection::close).
 //! 2. **Outputs**, drained after every input until `None`:
 //!    [`poll_transmit`](Connection::poll_transmit) (bytes to write, in order), then
 //!    [`poll_event`](Connection::poll_event).
@@ -64,6 +64,14 @@ pub enum Event {
         id: RequestId,
         /// The payload, or why there is none.
         result: Result<Bytes, RequestError>,
+    },
+    /// The peer sent a one-way notice ([`Connection::notify`]): handle it as a request
+    /// and answer nothing.
+    Notice {
+        /// Class name.
+        class: SmolStr,
+        /// Payload.
+        body: Bytes,
     },
     /// The peer sent its membership view (control links).
     Gossip(Vec<crate::membership::MemberInfo>),
@@ -679,6 +687,10 @@ impl Connection {
             Message::Reply(r) => self.on_reply(r.id, r.result),
             Message::Close(c) => self.fail(ConnError::PeerClosed(c.reason), false),
             Message::Gossip(v) => self.events.push_back(Event::Gossip(v)),
+            Message::Notice(n) => self.events.push_back(Event::Notice {
+                class: n.class,
+                body: n.body,
+            }),
             Message::Chunk(c) => match self.assembly.push(c, self.limits.max_frame) {
                 Ok(None) => {}
                 Ok(Some(body)) => match Message::decode_bytes(&body) {
@@ -771,10 +783,12 @@ impl Connection {
 
 mod config;
 mod incoming;
+mod notice;
 mod trim;
 
 use config::Limits;
 pub use config::{ConnectionConfig, Framing};
+pub use notice::Noticed;
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -19,8 +19,20 @@ pub use hot::{Hot, HotFrame};
 /// ([`crate::lanes`]); 3: one end of a link pings every interval, the other answers
 /// ([`crate::keepalive`]); 4: the pinging end sends a [`Message::Heartbeat`], which needs
 /// no answer, when it heard from the peer recently enough (see [`crate::keepalive`]).
-/// Older peers get the older behaviour.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// Older peers get the older behaviour. 5: one-way notices ([`Message::Notice`],
+/// [`NOTICE_VERSION`]).
+pub const PROTOCOL_VERSION: u16 = 5;
+
+/// First protocol version with one-way notices ([`Message::Notice`]): with an older
+/// peer a notice goes as a request whose answer nobody reads (the peer still writes
+/// it).
+pub const NOTICE_VERSION: u16 = 5;
+
+/// Whether a link that speaks `version` carries notices one way (no answer written).
+pub fn notices_one_way(version: u16) -> bool {
+    version >= NOTICE_VERSION
+}
+
 /// Oldest protocol version this build still speaks.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
 
@@ -54,6 +66,19 @@ pub enum Message {
     /// end sends it instead of a [`Ping`] while it has heard from the peer recently enough
     /// (see [`crate::keepalive`]).
     Heartbeat,
+    /// A one-way message to the peer's job layer (protocol 5, [`NOTICE_VERSION`]):
+    /// handled like a request, but nothing is answered (a worker's status and info
+    /// reports, a control node's `placed`).
+    Notice(Notice),
+}
+
+/// A one-way message (see [`Message::Notice`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Job class (or built-in handler) name.
+    pub class: SmolStr,
+    /// Class-specific payload.
+    pub body: Bytes,
 }
 
 /// A piece of a big message's body (see [`Message::Chunk`]).
@@ -373,6 +398,7 @@ impl Message {
             Message::Gossip(_) => "gossip",
             Message::Chunk(_) => "chunk",
             Message::Heartbeat => "heartbeat",
+            Message::Notice(_) => "notice",
         }
     }
 }
@@ -398,6 +424,13 @@ mod wire {
         Gossip(Vec<crate::membership::MemberInfo>),
         Chunk(#[serde(borrow)] ChunkRef<'a>),
         Heartbeat,
+        Notice(#[serde(borrow)] NoticeRef<'a>),
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct NoticeRef<'a> {
+        class: &'a str,
+        body: &'a [u8],
     }
 
     #[derive(Deserialize)]
@@ -447,6 +480,10 @@ mod wire {
                     data: frame.slice_ref(c.data),
                 }),
                 MessageRef::Heartbeat => Message::Heartbeat,
+                MessageRef::Notice(n) => Message::Notice(super::Notice {
+                    class: smol_str::SmolStr::new(n.class),
+                    body: frame.slice_ref(n.body),
+                }),
             }
         }
     }
@@ -546,6 +583,12 @@ mod tests {
                 })),
             s.prop_map(|reason| Message::Close(Close { reason })),
             Just(Message::Heartbeat),
+            (s, proptest::collection::vec(any::<u8>(), 0..100)).prop_map(|(class, body)| {
+                Message::Notice(Notice {
+                    class: class.into(),
+                    body: body.into(),
+                })
+            }),
         ]
     }
 

@@ -43,6 +43,17 @@ pub enum Command<R> {
         /// Where the outcome goes.
         reply: R,
     },
+    /// Tell the peer something and want no answer ([`Connection::notify`]: one way on
+    /// a link of protocol 5 or newer, else a request whose answer is dropped). Given up
+    /// once `deadline` passes while it waits for the link.
+    Notice {
+        /// Class name.
+        class: SmolStr,
+        /// Payload.
+        body: Bytes,
+        /// When it is no longer worth sending.
+        deadline: Instant,
+    },
     /// Send our membership view (control links).
     Gossip(Vec<MemberInfo>),
     /// Close in order because the peer's proxy moved to control node `to`: our pending
@@ -221,6 +232,20 @@ impl<R> Pump<R> {
                     Err(e) => Some(self.unsent(&class, since, now, (reply, Err(e)))),
                 }
             }
+            Command::Notice {
+                class,
+                body,
+                deadline,
+            } => {
+                let left = deadline.saturating_duration_since(now);
+                // Nobody waits for a notice: one too late, or that the link refuses,
+                // is dropped. Sent as a request (an older peer), its answer finds no
+                // caller here and is dropped too.
+                if !left.is_zero() {
+                    let _ = conn.notify(now, &class, body, left);
+                }
+                None
+            }
             Command::Gossip(view) => {
                 conn.send_gossip(view);
                 None
@@ -271,6 +296,8 @@ impl<R> Pump<R> {
                     class,
                     ..
                 } if deadline <= now => expired.push((since, class, reply)),
+                // A notice past its deadline is dropped (nobody waits for it).
+                Command::Notice { deadline, .. } if deadline <= now => {}
                 cmd => keep.push_back((since, cmd)),
             }
         }

@@ -121,6 +121,9 @@ impl Driver {
                     self.incoming.push(id);
                     assert!(self.incoming.len() <= 4, "over the incoming request limit");
                 }
+                Event::Notice { .. } => {
+                    assert!(self.authenticated, "notice event before auth");
+                }
                 Event::Reply { id, result } => {
                     let deadline = self.outstanding.remove(&id);
                     assert!(deadline.is_some(), "reply for {id:?}: unknown or repeated");

@@ -269,6 +269,14 @@ pub async fn drive(
                         reply(&mut pump, conn, now, id, r);
                     }
                 }
+                Event::Notice { class, body } => {
+                    // Handled as a request whose answer goes nowhere.
+                    let (peer, role) = conn
+                        .peer()
+                        .map_or(("", Role::Worker), |p| (p.node_id.as_str(), p.role));
+                    let quiet = Responder { to: None };
+                    let _ = handler.handle(peer, role, &class, body, quiet);
+                }
                 Event::Reply { id, result } => {
                     if let Some(outcome) = pump.answered(now, id, result) {
                         deliver(outcome);
@@ -568,7 +576,10 @@ pub async fn drive(
         if let Event::Closed(why) = &ev {
             io.closing(why.as_ref());
         }
-        if !matches!(ev, Event::Reply { .. } | Event::Request { .. }) {
+        if !matches!(
+            ev,
+            Event::Reply { .. } | Event::Request { .. } | Event::Notice { .. }
+        ) {
             sink.on_event(conn, &ev);
         }
     }

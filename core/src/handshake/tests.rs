@@ -270,8 +270,8 @@ fn version_without_overlap_is_rejected() {
         [1; 32],
         b"",
         HandshakeConfig {
-            version_min: 5,
-            version_max: 6,
+            version_min: 6,
+            version_max: 7,
             ..Default::default()
         },
         t0,
@@ -289,7 +289,7 @@ fn version_without_overlap_is_rejected() {
     assert!(matches!(
         l.poll_outcome(),
         Some(Outcome::Failed(HandshakeError::UnsupportedVersion {
-            theirs_min: 5,
+            theirs_min: 6,
             ..
         }))
     ));

@@ -320,15 +320,13 @@ impl<N: Net> Inner<N> {
         }
     }
 
-    /// A request nobody waits for, as a link command.
+    /// A notice to a peer (nobody waits for an answer), as a link command.
     pub(super) fn notify_command(&self, request: &ClusterRequest) -> Option<Command> {
         let (class, body) = request.encode().ok()?;
-        let (reply, _) = oneshot::channel();
-        Some(Command::Request {
+        Some(Command::Notice {
             class: class.into(),
             body,
             deadline: self.clock.now() + GATHER_TIMEOUT,
-            reply,
         })
     }
 }

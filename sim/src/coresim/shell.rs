@@ -91,6 +91,11 @@ impl World {
                     c.conn.reply(rid, answer);
                 }
             }
+            Event::Notice { class, body } => {
+                // Served as a request whose answer goes nowhere (no request id: a
+                // late answer under this one finds nothing to answer).
+                let _ = self.serve((id, u64::MAX), node, peer, &class, body);
+            }
             Event::Reply { id: rid, result } => {
                 let asked = c.asks.remove(&rid.0);
                 let (me, peer_node) = (&self.nodes[node].id, &self.nodes[c.peer_node].id);
