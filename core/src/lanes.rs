@@ -333,6 +333,10 @@ impl Lanes {
 /// Allocations of assembled bodies an [`Assembly`] keeps, to take up again.
 pub const SPARES: usize = 3;
 
+/// The bodies an [`Assembly`] handed out (their allocations), oldest first.
+#[derive(Debug, Default)]
+struct Spares(VecDeque<Bytes>);
+
 /// Puts a chunked message together at the receiver.
 ///
 /// The allocation of each body it hands out is kept (up to [`SPARES`] of them) and taken
@@ -344,8 +348,9 @@ pub const SPARES: usize = 3;
 #[derive(Debug, Default)]
 pub struct Assembly {
     buf: BytesMut,
-    /// Bodies handed out (their allocations), oldest first.
-    spares: VecDeque<Bytes>,
+    /// Bodies handed out (their allocations), oldest first; boxed, made at the first
+    /// chunked body, so a link that never assembles one keeps 8 bytes for it.
+    spares: Option<Box<Spares>>,
 }
 
 impl Assembly {
@@ -373,18 +378,22 @@ impl Assembly {
         let body = std::mem::take(&mut self.buf).freeze();
         // A handle on the body's allocation: once it is the only one left, the
         // allocation is taken up again.
-        if self.spares.len() == SPARES {
-            self.spares.pop_front();
+        let spares = &mut self.spares.get_or_insert_with(Box::default).0;
+        if spares.len() == SPARES {
+            spares.pop_front();
         }
-        self.spares.push_back(body.clone());
+        spares.push_back(body.clone());
         Ok(Some(body))
     }
 
     /// Starts the next body in the oldest kept allocation that nobody reads any more,
     /// if there is one (its whole capacity, from its start).
     fn take_up_spare(&mut self) {
-        for _ in 0..self.spares.len() {
-            let Some(spare) = self.spares.pop_front() else {
+        let Some(Spares(spares)) = self.spares.as_deref_mut() else {
+            return;
+        };
+        for _ in 0..spares.len() {
+            let Some(spare) = spares.pop_front() else {
                 return;
             };
             match spare.try_into_mut() {
@@ -393,7 +402,7 @@ impl Assembly {
                     self.buf = free;
                     return;
                 }
-                Err(read) => self.spares.push_back(read),
+                Err(read) => spares.push_back(read),
             }
         }
     }
@@ -407,12 +416,12 @@ impl Assembly {
     /// Allocations kept for later bodies.
     #[must_use]
     pub fn spares(&self) -> usize {
-        self.spares.len()
+        self.spares.as_ref().map_or(0, |s| s.0.len())
     }
 
     /// Gives back the kept allocations, and the buffer when no message is under way.
     pub fn release_idle_storage(&mut self) {
-        self.spares = VecDeque::new();
+        self.spares = None;
         if self.buf.is_empty() {
             self.buf = BytesMut::new();
         }
