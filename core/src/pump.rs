@@ -12,7 +12,6 @@
 //! its arrival to our answer, with the time the shell gives.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use smol_str::SmolStr;
@@ -20,7 +19,7 @@ use smol_str::SmolStr;
 use crate::conn::{Connection, RequestError, RequestId};
 use crate::membership::MemberInfo;
 use crate::seqmap::SeqMap;
-use crate::telemetry::{ClassCounters, Meter, ReqSide};
+use crate::telemetry::{Meter, ReqSide};
 use crate::time::Instant;
 
 /// Commands held at most while the transport is backed up (then callers wait, within
@@ -79,9 +78,10 @@ pub struct Pump<R> {
     pending: SeqMap<RequestId, Pending<R>>,
     /// With when each was taken (a request's time counts from there).
     held: VecDeque<(Instant, Command<R>)>,
-    /// The peer's requests we have not answered yet: their class and arrival (bounded by
-    /// the connection's limit on the peer's requests in flight).
-    serving: SeqMap<u64, (Arc<ClassCounters>, Instant)>,
+    /// The peer's requests answered later (not from inside the handler): their class
+    /// and arrival (bounded by the connection's limit on the peer's requests in
+    /// flight). A request answered at once is counted at once and never kept here.
+    serving: SeqMap<u64, (SmolStr, Instant)>,
     meter: Meter,
 }
 
@@ -89,7 +89,9 @@ pub struct Pump<R> {
 #[derive(Debug)]
 struct Pending<R> {
     reply: R,
-    class: Arc<ClassCounters>,
+    /// Its class's name: counted by name when the outcome is known (no counted
+    /// reference taken and dropped per request).
+    class: SmolStr,
     since: Instant,
 }
 
@@ -120,9 +122,11 @@ impl<R> Pump<R> {
         &self.meter
     }
 
-    /// Counts one of our requests that ended, and gives its outcome back.
+    /// Counts one of our requests that ended (taken at `since`, sent or not), and gives
+    /// its outcome back.
     fn sent_done(
-        class: &ClassCounters,
+        &mut self,
+        class: &str,
         since: Instant,
         now: Instant,
         outcome: Outcome<R>,
@@ -131,37 +135,39 @@ impl<R> Pump<R> {
             Ok(_) => Ok(()),
             Err(e) => Err(e.code()),
         };
-        class.count(ReqSide::Sent, result, now.saturating_duration_since(since));
+        self.meter.count(
+            class,
+            ReqSide::Sent,
+            result,
+            now.saturating_duration_since(since),
+        );
         outcome
     }
 
-    /// Counts one of our requests that ended before it was sent (taken at `since`).
-    fn unsent(
-        &mut self,
-        class: &str,
-        since: Instant,
-        now: Instant,
-        outcome: Outcome<R>,
-    ) -> Outcome<R> {
-        let c = self.meter.class(class);
-        Self::sent_done(&c, since, now, outcome)
+    /// The peer's request `id` of `class`, which arrived at `now`, is answered later
+    /// (counted then, see [`served`](Self::served)).
+    pub fn serving(&mut self, now: Instant, id: u64, class: SmolStr) {
+        self.serving.insert(id, (class, now));
     }
 
-    /// The peer's request `id` of `class` arrived (to count it when it is answered).
-    pub fn serving(&mut self, now: Instant, id: u64, class: &str) {
-        let c = self.meter.class(class);
-        self.serving.insert(id, (c, now));
-    }
-
-    /// We answer the peer's request `id`: `Ok` or an error code.
+    /// We answer the peer's request `id`, kept by [`serving`](Self::serving): `Ok` or
+    /// an error code.
     pub fn served(&mut self, now: Instant, id: u64, result: Result<(), &str>) {
-        if let Some((c, since)) = self.serving.remove(&id) {
-            c.count(
+        if let Some((class, since)) = self.serving.remove(&id) {
+            self.meter.count(
+                &class,
                 ReqSide::Served,
                 result,
                 now.saturating_duration_since(since),
             );
         }
+    }
+
+    /// We answer the peer's request of `class` in the turn it arrived (its handler
+    /// answered at once): counted now, with no time taken, and never kept.
+    pub fn served_at_once(&mut self, class: &str, result: Result<(), &str>) {
+        self.meter
+            .count(class, ReqSide::Served, result, std::time::Duration::ZERO);
     }
 
     /// Whether the driver takes new commands now: once authenticated, and unless the
@@ -214,11 +220,10 @@ impl<R> Pump<R> {
                 if left.is_zero() {
                     // Its whole time went waiting for the link.
                     let timeout = (reply, Err(RequestError::Timeout));
-                    return Some(self.unsent(&class, since, now, timeout));
+                    return Some(self.sent_done(&class, since, now, timeout));
                 }
                 match conn.request(now, &class, body, left) {
                     Ok(id) => {
-                        let class = self.meter.class(&class);
                         self.pending.insert(
                             id,
                             Pending {
@@ -229,7 +234,7 @@ impl<R> Pump<R> {
                         );
                         None
                     }
-                    Err(e) => Some(self.unsent(&class, since, now, (reply, Err(e)))),
+                    Err(e) => Some(self.sent_done(&class, since, now, (reply, Err(e)))),
                 }
             }
             Command::Notice {
@@ -303,7 +308,7 @@ impl<R> Pump<R> {
         }
         self.held = keep;
         for (since, class, reply) in expired {
-            out.push(self.unsent(&class, since, now, (reply, Err(RequestError::Timeout))));
+            out.push(self.sent_done(&class, since, now, (reply, Err(RequestError::Timeout))));
         }
         out
     }
@@ -317,7 +322,7 @@ impl<R> Pump<R> {
         result: Result<Bytes, RequestError>,
     ) -> Option<Outcome<R>> {
         let p = self.pending.remove(&id)?;
-        Some(Self::sent_done(&p.class, p.since, now, (p.reply, result)))
+        Some(self.sent_done(&p.class, p.since, now, (p.reply, result)))
     }
 
     /// When the driver must wake next: the connection's own timer or a held request's
@@ -348,8 +353,8 @@ impl<R> Pump<R> {
 
     /// Gives back the storage of the empty maps and queue, and the meter's remembered
     /// classes, when the connection did ([`Connection::release_idle_storage`] returned
-    /// `true`: a keepalive was heard, or the link is light). The classes of requests in
-    /// flight stay counted: each holds its counters.
+    /// `true`: a keepalive was heard, or the link is light). The requests in flight stay
+    /// counted: each keeps its class's name, looked up again when its outcome is known.
     pub fn release_idle_storage(&mut self) {
         self.pending.shrink();
         self.serving.shrink();
@@ -382,15 +387,16 @@ impl<R> Pump<R> {
         let lost = || Err(RequestError::ConnectionFailed);
         let mut out = Vec::with_capacity(self.pending.len() + self.held.len());
         for p in std::mem::take(&mut self.pending).into_values() {
-            out.push(Self::sent_done(&p.class, p.since, now, (p.reply, lost())));
+            out.push(self.sent_done(&p.class, p.since, now, (p.reply, lost())));
         }
         for (since, c) in std::mem::take(&mut self.held) {
             if let Command::Request { reply, class, .. } = c {
-                out.push(self.unsent(&class, since, now, (reply, lost())));
+                out.push(self.sent_done(&class, since, now, (reply, lost())));
             }
         }
-        for (_, (c, since)) in std::mem::take(&mut self.serving) {
-            c.count(
+        for (_, (class, since)) in std::mem::take(&mut self.serving) {
+            self.meter.count(
+                &class,
                 ReqSide::Served,
                 Err("connection_failed"),
                 now.saturating_duration_since(since),
@@ -433,7 +439,7 @@ mod tests {
         let (mut a, _b) = crate::conn::tests::linked();
         let now = Instant::from_millis(10);
         let mut p = Pump::<u32>::new();
-        p.serving(now, 1, "c");
+        p.serving(now, 1, "c".into());
         p.served(now, 1, Ok(()));
         p.hold(now, request(100, 1));
         assert_eq!(p.unhold(&mut a, now), vec![]);
@@ -457,19 +463,22 @@ mod tests {
         let now = Instant::from_millis(10);
         let telemetry = std::sync::Arc::new(Telemetry::new());
         let mut p = Pump::<u32>::with_meter(Meter::new(telemetry.clone(), Transport::Tcp));
-        p.serving(now, 1, "info");
+        p.serving(now, 1, "info".into());
         p.served(now, 1, Ok(()));
-        p.serving(now, 2, "status");
+        p.served_at_once("status", Ok(()));
+        p.serving(now, 2, "status".into());
         // Four remembered classes' room (a Vec's first allocation) and the two names.
         let entry = size_of::<(String, std::sync::Arc<ClassCounters>)>();
         assert_eq!(p.meter.storage_bytes(), 4 * entry + 4 + 6);
         p.release_idle_storage();
         assert_eq!(p.meter.storage_bytes(), 0);
-        // The request in flight is still counted under its class, once answered.
+        // The request in flight is still counted under its class, once answered (looked
+        // up again by its name).
         p.served(now, 2, Ok(()));
-        p.serving(now, 3, "info");
+        assert_eq!(p.meter.storage_bytes(), 4 * entry + 6);
+        p.serving(now, 3, "info".into());
         p.served(now, 3, Ok(()));
-        assert_eq!(p.meter.storage_bytes(), 4 * entry + 4);
+        assert_eq!(p.meter.storage_bytes(), 4 * entry + 6 + 4);
         let served: Vec<(String, u64)> = telemetry
             .report()
             .requests
@@ -478,7 +487,7 @@ mod tests {
             .collect();
         assert_eq!(
             served,
-            vec![("info".to_owned(), 2), ("status".to_owned(), 1)]
+            vec![("info".to_owned(), 2), ("status".to_owned(), 2)]
         );
     }
 
@@ -587,7 +596,7 @@ mod tests {
         let mut ids = Vec::new();
         while let Some(ev) = b.poll_event() {
             if let crate::conn::Event::Request { id, class, .. } = ev {
-                server.serving(t0, id, &class);
+                server.serving(t0, id, class);
                 ids.push(id);
             }
         }
@@ -597,6 +606,9 @@ mod tests {
         let refused = RemoteError::new("forbidden", "no");
         server.served(t1, 2, Err(refused.code.as_str()));
         b.reply(2, Err(refused));
+        // One answered in the turn it arrived: counted at once, with no time, never kept.
+        server.served_at_once("echo", Ok(()));
+        assert_eq!(server.serving.len(), 1);
         shuttle(&mut a, &mut b, t1);
         let mut outcomes = Vec::new();
         while let Some(ev) = a.poll_event() {
@@ -628,7 +640,7 @@ mod tests {
             vec![
                 rc("echo", ReqSide::Sent, "ok", 1),
                 rc("echo", ReqSide::Sent, "forbidden", 1),
-                rc("echo", ReqSide::Served, "ok", 1),
+                rc("echo", ReqSide::Served, "ok", 2),
                 rc("echo", ReqSide::Served, "forbidden", 1),
                 rc("held", ReqSide::Sent, "timeout", 1),
                 rc("slow", ReqSide::Sent, "connection_failed", 1),
@@ -644,7 +656,7 @@ mod tests {
             sums,
             vec![
                 ("echo", ReqSide::Sent, 2, 6_000),
-                ("echo", ReqSide::Served, 2, 6_000),
+                ("echo", ReqSide::Served, 3, 6_000),
                 ("held", ReqSide::Sent, 1, 6_000),
                 ("slow", ReqSide::Sent, 1, 20_000),
                 ("slow", ReqSide::Served, 1, 20_000),

@@ -514,6 +514,17 @@ impl Meter {
         c
     }
 
+    /// Counts one request of `class` that ended after `took` (see
+    /// [`ClassCounters::count`]), with no handle on the counters kept: a request in
+    /// flight keeps its class's name, not a counted reference, so none is taken and
+    /// dropped per request.
+    pub fn count(&mut self, class: &str, side: ReqSide, result: Result<(), &str>, took: Duration) {
+        match self.classes.iter().find(|(name, _)| name == class) {
+            Some((_, c)) => c.count(side, result, took),
+            None => self.class(class).count(side, result, took),
+        }
+    }
+
     /// Forgets the classes it has seen and gives their storage back (an idle link's, see
     /// [`Pump::release_idle_storage`](crate::pump::Pump::release_idle_storage)): the
     /// next request of a class looks it up in the shared table again, once.

@@ -264,9 +264,14 @@ pub async fn drive(
                     let (peer, role) = conn
                         .peer()
                         .map_or(("", Role::Worker), |p| (p.node_id.as_str(), p.role));
-                    pump.serving(now, id, &class);
-                    if let Answer::Now(r) = handler.handle(peer, role, &class, body, responder) {
-                        reply(&mut pump, conn, now, id, r);
+                    match handler.handle(peer, role, &class, body, responder) {
+                        // Counted at once: never kept in the pump's table.
+                        Answer::Now(r) => {
+                            pump.served_at_once(&class, outcome_code(&r));
+                            conn.reply(id, r);
+                        }
+                        // Kept (class, arrival) until its answer comes back.
+                        Answer::Later => pump.serving(now, id, class),
                     }
                 }
                 Event::Notice { class, body } => {
@@ -636,12 +641,13 @@ fn reply(
     id: u64,
     result: Result<Bytes, RemoteError>,
 ) {
-    pump.served(
-        now,
-        id,
-        result.as_ref().map(|_| ()).map_err(|e| e.code.as_str()),
-    );
+    pump.served(now, id, outcome_code(&result));
     conn.reply(id, result);
+}
+
+/// An answer's outcome as counted: `Ok` or its error code.
+fn outcome_code(result: &Result<Bytes, RemoteError>) -> Result<(), &str> {
+    result.as_ref().map(|_| ()).map_err(|e| e.code.as_str())
 }
 
 /// Hands one application command to the machine.
