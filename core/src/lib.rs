@@ -36,6 +36,7 @@
 //! - [`auth`]: password key derivation and transcript proofs.
 //! - [`admission`]: limits on connections that have not authenticated yet, and the
 //!   per-source backoff of failed handshakes.
+//! - [`descriptors`]: room in the descriptor table, made once by a listening node.
 //! - [`audit`]: what a request for the OS and Docker classes asks, for the audit log.
 //! - [`loglimit`]: refusal logs, one line per source per interval.
 //! - [`cluster`]: the cluster protocol above one link, as typed requests.
@@ -61,6 +62,7 @@ pub mod conn_error;
 pub mod connector;
 pub mod dashboard;
 pub mod data;
+pub mod descriptors;
 pub mod discovery;
 pub mod docker;
 pub mod error;

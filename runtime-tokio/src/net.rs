@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -58,6 +59,7 @@ impl Net for TokioNet {
     type Listener = tokio::net::TcpListener;
 
     async fn bind(&self, addr: SocketAddr) -> io::Result<Self::Listener> {
+        make_descriptor_room().await;
         tokio::net::TcpListener::bind(addr).await
     }
 
@@ -77,4 +79,29 @@ impl Net for TokioNet {
         let peer = s.peer_addr()?;
         Ok((s, peer))
     }
+}
+
+/// Makes room in the process's descriptor table for the links a listener will hold, once
+/// per process (see `nkcluster_core::descriptors`): the growth's wait for an RCU grace
+/// period happens here, on the blocking pool, before any link, instead of stalling the
+/// runtime's threads at every doubling of the table while links arrive.
+async fn make_descriptor_room() {
+    static MADE: AtomicBool = AtomicBool::new(false);
+    if MADE.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let grow = || {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        let Some(fd) = nkcluster_core::descriptors::room_descriptor(limit) else {
+            return;
+        };
+        let Ok(fd) = i32::try_from(fd) else {
+            return;
+        };
+        // The copy is closed at once; the table keeps its size.
+        if let Ok(file) = std::fs::File::open("/dev/null") {
+            let _ = rustix::io::fcntl_dupfd_cloexec(&file, fd);
+        }
+    };
+    let _ = tokio::task::spawn_blocking(grow).await;
 }
