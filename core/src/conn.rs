@@ -31,7 +31,7 @@ use crate::frame::{FrameDecoder, FrameError};
 use crate::handshake::{Handshake, Identity, Outcome, PeerInfo, Role, Side};
 use crate::keepalive::{Due, Keepalive, pings_every_interval, sends_heartbeats};
 use crate::lanes::{Assembly, BULK_MIN, Lanes, is_bulk_request};
-use crate::message::{Close, Hot, HotFrame, Message, Ping, Pong, RemoteError, Reply};
+use crate::message::{Close, Hot, HotFrame, LastClass, Message, Ping, Pong, RemoteError, Reply};
 use crate::seqmap::SeqMap;
 use crate::time::Instant;
 use smol_str::SmolStr;
@@ -172,6 +172,8 @@ pub struct Connection {
     deadlines: SeqMap<(Instant, u64), ()>,
     /// The peer's requests we have not answered.
     incoming: SeqMap<u64, ()>,
+    /// The class name of the peer's last request (see [`LastClass`]).
+    last_class: LastClass,
     stats: LinkStats,
     /// A keepalive was heard since storage was last given back (see `trim.rs`).
     trim_due: bool,
@@ -210,6 +212,7 @@ impl Connection {
             pending: SeqMap::new(),
             deadlines: SeqMap::new(),
             incoming: SeqMap::new(),
+            last_class: LastClass::default(),
             stats: LinkStats::default(),
             trim_due: false,
             frames_at_trim: 0,
@@ -616,7 +619,7 @@ impl Connection {
         // A link's usual frames, a request or an `Ok` reply, are read straight into
         // what they become (the generic decoder reads them alike, see `message::hot`).
         let body = if matches!(self.phase, Phase::Established) {
-            match HotFrame::decode(body) {
+            match HotFrame::decode_cached(body, &mut self.last_class) {
                 Ok(HotFrame::Request {
                     id,
                     timeout_ms,

@@ -13,7 +13,7 @@ use crate::frame::HEADER_LEN;
 use crate::handshake::Role;
 
 mod hot;
-pub use hot::{Hot, HotFrame};
+pub use hot::{Hot, HotFrame, LastClass};
 
 /// Newest protocol version this build speaks. 2: bulk messages in chunks
 /// ([`crate::lanes`]); 3: one end of a link pings every interval, the other answers

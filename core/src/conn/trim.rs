@@ -54,6 +54,7 @@ impl Connection {
         }
         self.lanes.release_idle_storage();
         self.assembly.release_idle_storage();
+        self.last_class.release();
         true
     }
 
@@ -67,6 +68,7 @@ impl Connection {
             + self.incoming.capacity_bytes()
             + self.inbuf.capacity()
             + self.lanes.capacity_bytes()
+            + self.last_class.storage_bytes()
     }
 }
 

@@ -272,17 +272,60 @@ enum Parsed {
     },
 }
 
-/// Reads a request or an `Ok` reply in `b`; `None`: not one, or not in a form read
-/// here (the generic decoder decides).
-fn parse(b: &[u8]) -> Option<Parsed> {
+/// The class name of the last request read on a link, kept so that the next request of
+/// the same class is read without checking its name's UTF-8 and copying it again (a
+/// link's requests mostly repeat a few classes; both cost more than comparing the
+/// bytes). Boxed: 8 bytes in the connection and no storage until a request arrives;
+/// given back with the link's idle storage ([`release`](Self::release)).
+#[derive(Debug, Default)]
+pub struct LastClass(Option<Box<SmolStr>>);
+
+impl LastClass {
+    /// `bytes` as a class name: the kept one when they are its bytes, else checked
+    /// (UTF-8) and kept in its place. `None`: not UTF-8.
+    pub fn read(&mut self, bytes: &[u8]) -> Option<SmolStr> {
+        if let Some(last) = &self.0
+            && last.as_bytes() == bytes
+        {
+            return Some(SmolStr::clone(last));
+        }
+        let class = SmolStr::new(std::str::from_utf8(bytes).ok()?);
+        match &mut self.0 {
+            Some(last) => **last = class.clone(),
+            None => self.0 = Some(Box::new(class.clone())),
+        }
+        Some(class)
+    }
+
+    /// Forgets the kept name and gives its storage back.
+    pub fn release(&mut self) {
+        self.0 = None;
+    }
+
+    /// Bytes of storage held (for tests).
+    #[must_use]
+    pub fn storage_bytes(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |s| size_of::<SmolStr>() + s.len())
+    }
+}
+
+/// A class name read without a [`LastClass`].
+fn read_class(bytes: &[u8]) -> Option<SmolStr> {
+    std::str::from_utf8(bytes).ok().map(SmolStr::new)
+}
+
+/// Reads a request or an `Ok` reply in `b`, its class name through `class_of`; `None`:
+/// not one, or not in a form read here (the generic decoder decides).
+fn parse(b: &[u8], class_of: impl FnOnce(&[u8]) -> Option<SmolStr>) -> Option<Parsed> {
     let mut at = 1;
     let p = match *b.first()? {
         REQUEST => {
             let id = varint(b, &mut at, 9)?;
             let timeout_ms = u32::try_from(varint(b, &mut at, 5)?).ok()?;
             let n = varint(b, &mut at, 4)?;
-            let class = std::str::from_utf8(take(b, &mut at, n)?).ok()?;
-            let class = SmolStr::new(class);
+            let class = class_of(take(b, &mut at, n)?)?;
             let n = varint(b, &mut at, 5)?;
             let start = at;
             take(b, &mut at, n)?;
@@ -313,7 +356,7 @@ fn parse(b: &[u8]) -> Option<Parsed> {
 /// A request or an `Ok` reply read from `frame`, its payload a slice of it; `None`:
 /// not one, or not in a form read here (the generic decoder decides).
 pub(super) fn decode(frame: &Bytes) -> Option<Message> {
-    Some(match parse(frame)? {
+    Some(match parse(frame, read_class)? {
         Parsed::Request {
             id,
             timeout_ms,
@@ -339,8 +382,24 @@ impl HotFrame {
     ///
     /// # Errors
     /// The frame itself when it is not read here (for [`Message::decode_bytes`]).
-    pub fn decode(mut frame: Bytes) -> Result<HotFrame, Bytes> {
-        let Some(p) = parse(&frame) else {
+    pub fn decode(frame: Bytes) -> Result<HotFrame, Bytes> {
+        Self::decode_with(frame, read_class)
+    }
+
+    /// [`decode`](Self::decode), a request's class name read through `last` (a link's
+    /// input: the same class as the last request costs a comparison).
+    ///
+    /// # Errors
+    /// The frame itself when it is not read here (for [`Message::decode_bytes`]).
+    pub fn decode_cached(frame: Bytes, last: &mut LastClass) -> Result<HotFrame, Bytes> {
+        Self::decode_with(frame, |b| last.read(b))
+    }
+
+    fn decode_with(
+        mut frame: Bytes,
+        class_of: impl FnOnce(&[u8]) -> Option<SmolStr>,
+    ) -> Result<HotFrame, Bytes> {
+        let Some(p) = parse(&frame, class_of) else {
             return Err(frame);
         };
         Ok(match p {
@@ -493,6 +552,49 @@ mod tests {
         assert_eq!(HotFrame::decode(error.clone()), Err(error));
     }
 
+    #[test]
+    fn a_kept_class_name_is_reused_for_the_same_bytes_and_replaced_by_others() {
+        let mut last = LastClass::default();
+        assert_eq!(last.storage_bytes(), 0);
+        assert_eq!(
+            last.read(b"nkcluster.echo").as_deref(),
+            Some("nkcluster.echo")
+        );
+        assert_eq!(last.storage_bytes(), size_of::<SmolStr>() + 14);
+        assert_eq!(
+            last.read(b"nkcluster.echo").as_deref(),
+            Some("nkcluster.echo")
+        );
+        // A name past the inline size: the same heap string, shared, while it repeats.
+        let long = "c".repeat(40);
+        let a = last.read(long.as_bytes()).expect("utf-8");
+        let b = last.read(long.as_bytes()).expect("utf-8");
+        assert_eq!((a.as_str(), a.as_ptr()), (long.as_str(), b.as_ptr()));
+        assert_eq!(last.storage_bytes(), size_of::<SmolStr>() + 40);
+        // Not UTF-8: refused, the kept one stays.
+        assert_eq!(last.read(&[0xff]), None);
+        assert_eq!(last.read(b"").as_deref(), Some(""));
+        assert_eq!(last.read(b"x").as_deref(), Some("x"));
+        last.release();
+        assert_eq!(last.storage_bytes(), 0);
+        // Through the decoder: the same request twice, then another class.
+        let req = |class: &[u8]| {
+            let mut b = vec![REQUEST, 7, 1, class.len() as u8];
+            b.extend_from_slice(class);
+            b.extend_from_slice(&[1, b'z']);
+            Bytes::from(b)
+        };
+        let class_of = |r| match r {
+            Ok(HotFrame::Request { class, .. }) => class,
+            r => panic!("a request: {r:?}"),
+        };
+        for c in ["echo", "echo", "info"] {
+            let got = class_of(HotFrame::decode_cached(req(c.as_bytes()), &mut last));
+            assert_eq!(got, c);
+        }
+        assert_eq!(last.storage_bytes(), size_of::<SmolStr>() + 4);
+    }
+
     proptest! {
         #[test]
         fn the_fast_decoder_agrees_with_the_generic_one(
@@ -518,7 +620,13 @@ mod tests {
                     None
                 }
             };
-            prop_assert_eq!(owned, decode(&frame));
+            prop_assert_eq!(&owned, &decode(&frame));
+            // And through a kept class name (empty, or kept from another frame) alike.
+            let mut last = LastClass::default();
+            for _ in 0..2 {
+                let cached = HotFrame::decode_cached(frame.clone(), &mut last).ok();
+                prop_assert_eq!(cached, HotFrame::decode(frame.clone()).ok());
+            }
         }
 
         #[test]
