@@ -20,7 +20,8 @@
 //!
 //! Run: `cargo bench -p nkcluster --bench scale` (`-- --quick` for N = 500). To profile
 //! the timed part of one transport alone: `mkfifo /tmp/ctl; NKCLUSTER_PERF_CTL=/tmp/ctl
-//! perf record --control fifo:/tmp/ctl -D -1 -e cpu-clock -g <bench binary> --only tcp`.
+//! perf record --control fifo:/tmp/ctl -D -1 -e cpu-clock -g <bench binary> --only tcp`
+//! (the baselines too: `--only raw`, `--only rustls`).
 
 mod common;
 
@@ -155,6 +156,7 @@ async fn tcp_rate(n: usize) -> f64 {
             });
         }
     });
+    perf_control("enable");
     let t = Instant::now();
     let done = in_parallel(n, |_| async move {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
@@ -165,6 +167,7 @@ async fn tcp_rate(n: usize) -> f64 {
     })
     .await;
     let rate = n as f64 / t.elapsed().as_secs_f64();
+    perf_control("disable");
     for r in done {
         r.expect("tcp connection");
     }
@@ -234,9 +237,11 @@ async fn rustls_rate(n: usize, resume: bool) -> f64 {
     };
     // The warm-up uses the last configuration (its session stays unused unless resuming).
     one(n - 1).await.expect("warm-up handshake");
+    perf_control("enable");
     let t = Instant::now();
     let done = in_parallel(n, one).await;
     let rate = n as f64 / t.elapsed().as_secs_f64();
+    perf_control("disable");
     for r in done {
         r.expect("rustls handshake");
     }
