@@ -203,9 +203,10 @@ pub struct Stats {
 }
 
 /// One part of a file sent to a node (`send_file`): small files go in one part, big
-/// ones in 1 MiB parts, in order. The last part carries the SHA-256 of the whole file,
-/// which the receiver checks before the file appears at `path`; a big file's sender,
-/// which hashed it up front, puts it on every part (its identity, for resuming).
+/// ones in 1 MiB parts, in order. The last part carries the digest of the whole file
+/// (SHA-256 in [`JobCall::SendFile`], BLAKE3 in [`JobCall::SendFileBlake3`]), which the
+/// receiver checks before the file appears at `path`; every other part of a big file
+/// carries the file's identity in that field (for resuming).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilePart {
     /// Destination path on the receiving node.
@@ -216,7 +217,8 @@ pub struct FilePart {
     pub total: u64,
     /// The bytes.
     pub data: Bytes,
-    /// SHA-256 of the whole file, on the last part.
+    /// The whole file's digest on the last part (of the request's hash); a big file's
+    /// identity on the others.
     pub sha256: Option<[u8; 32]>,
 }
 
@@ -287,6 +289,10 @@ pub enum JobCall {
     /// Where the transfer of a file is at (resuming a big file): replies the bytes
     /// confirmed so far, a `u64` (0: start from the beginning).
     FileStatus(FileQuery),
+    /// A part of a file whose content is checked with BLAKE3 instead of SHA-256: the
+    /// last part's `sha256` field carries the whole file's BLAKE3 digest (protocol 6,
+    /// see [`crate::file_send::digest`]).
+    SendFileBlake3(FilePart),
 }
 
 /// The identity of a big file's transfer, asked for its confirmed offset
@@ -398,9 +404,13 @@ impl ClusterRequest {
         body: &Bytes,
     ) -> Option<Result<ClusterRequest, ClusterDecodeError>> {
         if class == CLASS_JOB
-            && let Some(part) = crate::file_send::wire::decode_part(body)
+            && let Some((part, hash)) = crate::file_send::wire::decode_part(body)
         {
-            return Some(Ok(ClusterRequest::Job(JobCall::SendFile(part))));
+            let call = match hash {
+                crate::file_send::ContentHash::Sha256 => JobCall::SendFile(part),
+                crate::file_send::ContentHash::Blake3 => JobCall::SendFileBlake3(part),
+            };
+            return Some(Ok(ClusterRequest::Job(call)));
         }
         Self::decode(class, body)
     }

@@ -44,7 +44,10 @@ use std::time::Duration;
 
 use crate::cluster::FilePart;
 
+pub mod digest;
 pub mod wire;
+
+pub use digest::{BLAKE3_VERSION, ContentHash, ContentHasher, content_hash};
 
 /// The size of the parts files travel in.
 pub const PART: usize = 1024 * 1024;
@@ -109,8 +112,9 @@ pub struct RoutedPart {
     pub last: bool,
 }
 
-/// The transfer of a part routed `exclusive`: a big file's part carrying a SHA-256
-/// field (its identity, or the content hash on the last part); `None` for anything else
+/// The transfer of a part routed `exclusive` (a `SendFile` or `SendFileBlake3` part):
+/// a big file's part carrying a SHA-256 field (its identity, or the content hash on
+/// the last part); `None` for anything else
 /// (routed like any exclusive request). A file's connection is found by target, path
 /// and size: the last part's SHA-256 field differs from the others'.
 #[must_use]

@@ -20,8 +20,9 @@ pub use hot::{Hot, HotFrame, LastClass};
 /// ([`crate::keepalive`]); 4: the pinging end sends a [`Message::Heartbeat`], which needs
 /// no answer, when it heard from the peer recently enough (see [`crate::keepalive`]).
 /// Older peers get the older behaviour. 5: one-way notices ([`Message::Notice`],
-/// [`NOTICE_VERSION`]).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// [`NOTICE_VERSION`]). 6: a file sent to a node directly is checked with BLAKE3
+/// ([`crate::file_send::digest`], `JobCall::SendFileBlake3`).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// First protocol version with one-way notices ([`Message::Notice`]): with an older
 /// peer a notice goes as a request whose answer nobody reads (the peer still writes

@@ -28,12 +28,14 @@
 //! use std::time::Duration;
 //! use bytes::Bytes;
 //! use nkcluster_core::Instant;
+//! use nkcluster_core::file_send::ContentHash;
 //! use nkcluster_core::transfers::{FileOp, Part, Received, Transfers, TransfersConfig};
 //! use sha2::Digest;
 //! let mut t = Transfers::new(Path::new("/srv/files"), TransfersConfig::default());
 //! let data = Bytes::from_static(b"hello");
 //! let part = Part { path: "a.txt", offset: 0, total: 5, data: data.clone(),
-//!                   sha256: Some(sha2::Sha256::digest(&data).into()) };
+//!                   sha256: Some(sha2::Sha256::digest(&data).into()),
+//!                   hash: ContentHash::Sha256 };
 //! let out = t.handle_part(Instant::ZERO, "c1", part);
 //! assert_eq!(out.result, Ok(Received::Checking));
 //! assert_eq!(out.ops.len(), 3); // create a.txt.part, append, digest
@@ -58,6 +60,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
+use crate::file_send::ContentHash;
 use crate::files::{ForbiddenPath, resolve_under};
 use crate::time::Instant;
 
@@ -95,22 +98,26 @@ pub struct Part<'a> {
     pub total: u64,
     /// The bytes.
     pub data: Bytes,
-    /// SHA-256 of the whole file, on the last part; a sender that knows it up front
-    /// sends it on every part (the transfer's identity, for resuming).
+    /// The whole file's digest (of `hash`), on the last part; a big file's identity on
+    /// the others (for resuming).
     pub sha256: Option<[u8; 32]>,
+    /// The content hash the sender's request named.
+    pub hash: ContentHash,
 }
 
 /// A file-system operation for the shell, performed in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileOp {
     /// Create (or truncate) `tmp`, making its directories, and start its running
-    /// SHA-256 afresh; refuse it (report an I/O error) when its directory leads out of
-    /// the files directory through a link.
+    /// hash of kind `hash` afresh; refuse it (report an I/O error) when its directory
+    /// leads out of the files directory through a link.
     Create {
         /// The `.part` file.
         tmp: PathBuf,
+        /// The content hash of its transfer.
+        hash: ContentHash,
     },
-    /// Append `data` to `tmp` (and feed it to `tmp`'s running SHA-256).
+    /// Append `data` to `tmp` (and feed it to `tmp`'s running hash).
     Append {
         /// The `.part` file.
         tmp: PathBuf,
@@ -129,22 +136,26 @@ pub enum FileOp {
         /// The `.part` file.
         tmp: PathBuf,
     },
-    /// Close `tmp` and keep it on disk with its running SHA-256 (an interrupted
-    /// transfer kept for resuming).
+    /// Close `tmp` and keep it on disk with its running hash (an interrupted transfer
+    /// kept for resuming).
     Close {
         /// The `.part` file.
         tmp: PathBuf,
     },
-    /// Open the kept `tmp` again for appending at `len` (truncating anything past it),
-    /// its running SHA-256 that of its first `len` bytes (the one kept at `Close`, or
-    /// computed from the file); an I/O error when it is gone or shorter.
+    /// Open the kept (or open) `tmp` again for appending at `len` (truncating anything
+    /// past it), its running hash of kind `hash` that of its first `len` bytes (the one
+    /// kept, when of that kind and length, else computed from the file); an I/O error
+    /// when it is gone or shorter. Also sent for an open transfer whose next part names
+    /// another hash than the ones before (a new attempt by another sender version).
     Reopen {
         /// The `.part` file.
         tmp: PathBuf,
         /// Its confirmed length.
         len: u64,
+        /// The content hash from here on.
+        hash: ContentHash,
     },
-    /// Finish `tmp`'s running SHA-256 (every byte is written) and report it with
+    /// Finish `tmp`'s running hash (every byte is written) and report it with
     /// [`Transfers::handle_digest`]; `tmp` stays open until that decides.
     Digest {
         /// The `.part` file.
@@ -246,7 +257,9 @@ struct Open {
     last_activity: Instant,
     /// The whole file's SHA-256 sent with the first part (resumable when set).
     id: Option<[u8; 32]>,
-    /// Every byte is written: the SHA-256 the last part carried, which the shell's
+    /// The content hash the `.part` file is being hashed with (that of the parts).
+    hash: ContentHash,
+    /// Every byte is written: the digest the last part carried, which the shell's
     /// digest must equal.
     checking: Option<[u8; 32]>,
 }
@@ -386,7 +399,10 @@ impl Transfers {
             }
             // A restart of the same file replaces the one in progress (or kept).
             self.kept.forget(&target);
-            ops.push(FileOp::Create { tmp: tmp.clone() });
+            ops.push(FileOp::Create {
+                tmp: tmp.clone(),
+                hash: part.hash,
+            });
             self.open.insert(
                 target.clone(),
                 Open {
@@ -395,6 +411,7 @@ impl Transfers {
                     total: part.total,
                     last_activity: now,
                     id: part.sha256,
+                    hash: part.hash,
                     checking: None,
                 },
             );
@@ -417,6 +434,15 @@ impl Transfers {
                 path: part.path.to_owned(),
                 got: part.offset,
                 expected,
+            });
+        }
+        if t.hash != part.hash {
+            // A new attempt that hashes otherwise: the bytes so far are hashed again.
+            t.hash = part.hash;
+            ops.push(FileOp::Reopen {
+                tmp: tmp.clone(),
+                len: t.next,
+                hash: part.hash,
             });
         }
         t.next = end;
@@ -513,6 +539,7 @@ impl Transfers {
         ops.push(FileOp::Reopen {
             tmp: part_file(target),
             len: p.next,
+            hash: part.hash,
         });
         self.open.insert(
             target.to_path_buf(),
@@ -522,6 +549,7 @@ impl Transfers {
                 total: p.total,
                 last_activity: now,
                 id: Some(p.id),
+                hash: part.hash,
                 checking: None,
             },
         );

@@ -5,9 +5,10 @@
 //! 1. Small-request round trip (`nkcluster.echo`, 32 bytes) on an idle link: p50/p99.
 //! 2. The same while `send_file` pushes a 1 GiB file over the same link: p50/p99 and the
 //!    p99 ratio to (1).
-//! 3. `send_file` throughput (read, SHA-256, 1 MiB parts, write and check at the worker)
-//!    next to a raw copy (the same file through a plain TCP socket into a file), run
-//!    before and after it with the page cache flushed in between.
+//! 3. `send_file` throughput (read, hash: BLAKE3 from protocol 6, 1 MiB parts, write
+//!    and check at the worker) next to a raw copy (the same file through a plain TCP
+//!    socket into a file), run before and after it with the page cache flushed in
+//!    between.
 //!
 //! Run: `cargo bench -p nkcluster --bench jobs` (`-- --quick` for 128 MiB).
 

@@ -50,8 +50,9 @@ pub enum ShellWork {
     StopTask(u64),
     /// This node's information with fresh machine figures.
     GetInfo,
-    /// One part of a file for `files_dir`.
-    SendFile(FilePart),
+    /// One part of a file for `files_dir`, checked with the content hash its request
+    /// named.
+    SendFile(FilePart, crate::file_send::ContentHash),
     /// Where a file's transfer is at (after the parts before it, in arrival order).
     FileStatus(FileQuery),
     /// Route a request to another node.
@@ -257,7 +258,12 @@ impl<H: Clone> NodeMachine<H> {
             JobCall::Task { class, body, id } => ShellWork::StartTask { class, body, id },
             JobCall::StopTask(id) => ShellWork::StopTask(id),
             JobCall::GetInfo => ShellWork::GetInfo,
-            JobCall::SendFile(part) => ShellWork::SendFile(part),
+            JobCall::SendFile(part) => {
+                ShellWork::SendFile(part, crate::file_send::ContentHash::Sha256)
+            }
+            JobCall::SendFileBlake3(part) => {
+                ShellWork::SendFile(part, crate::file_send::ContentHash::Blake3)
+            }
             JobCall::FileStatus(q) => ShellWork::FileStatus(q),
             // Answered by handle_state_call above.
             call @ (JobCall::SetStatus(_)

@@ -132,6 +132,7 @@ impl<H: Clone> NodeMachine<H> {
             | JobCall::StopTask(_)
             | JobCall::GetInfo
             | JobCall::SendFile(_)
+            | JobCall::SendFileBlake3(_)
             | JobCall::FileStatus(_) => return None,
         })
     }

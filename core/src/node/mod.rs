@@ -140,6 +140,8 @@ pub struct PeerSummary {
     pub listen: Vec<String>,
     /// Peer metadata.
     pub meta: String,
+    /// The protocol version the link speaks.
+    pub version: u16,
 }
 
 impl PeerSummary {
@@ -153,6 +155,7 @@ impl PeerSummary {
             instance: peer.instance,
             listen: peer.listen.clone(),
             meta: peer.meta.clone(),
+            version: peer.version,
         }
     }
 }

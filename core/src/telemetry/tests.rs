@@ -147,6 +147,7 @@ fn handshakes_link_failures_bytes_and_files() {
     t.bytes_out(Transport::Wss, 7);
     let create = || FileOp::Create {
         tmp: "/f/a.part".into(),
+        hash: crate::file_send::ContentHash::Sha256,
     };
     let part = |ops, result| PartOutcome { ops, result };
     t.file_part(&part(vec![create()], Ok(Received::Part)), 1000);

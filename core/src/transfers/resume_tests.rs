@@ -18,6 +18,7 @@ fn part(path: &str, offset: u64) -> Part<'_> {
         total: WHOLE.len() as u64,
         data: Bytes::copy_from_slice(&WHOLE[o..o + 3]),
         sha256: Some(sha(WHOLE)),
+        hash: crate::file_send::ContentHash::Sha256,
     }
 }
 
@@ -85,7 +86,8 @@ fn an_abandoned_transfer_with_an_identity_is_kept_and_resumes_at_its_offset() {
             ops: vec![
                 FileOp::Reopen {
                     tmp: p("/f/x.part"),
-                    len: 6
+                    len: 6,
+                    hash: crate::file_send::ContentHash::Sha256,
                 },
                 FileOp::Append {
                     tmp: p("/f/x.part"),
@@ -141,7 +143,8 @@ fn released_transfers_without_an_identity_are_removed_and_a_fresh_start_replaces
     assert_eq!(
         out.ops[0],
         FileOp::Create {
-            tmp: p("/f/x.part")
+            tmp: p("/f/x.part"),
+            hash: crate::file_send::ContentHash::Sha256,
         }
     );
     assert_eq!((t.open(), t.kept()), (1, 0));
@@ -217,6 +220,7 @@ fn kept_transfers_are_bounded_in_count_and_bytes_and_expire() {
         total,
         data: Bytes::from(vec![7u8; 60]),
         sha256: Some([1; 32]),
+        hash: crate::file_send::ContentHash::Sha256,
     };
     let _ = t.handle_part(at(0), "c1", big("m", 0, 200));
     let _ = t.handle_part(at(0), "c1", big("n", 0, 200));
@@ -238,4 +242,68 @@ fn kept_transfers_are_bounded_in_count_and_bytes_and_expire() {
     let out = t.handle_part(at(3), "c1", big("n", 60, 200));
     assert_eq!(out.result, Err(TransferError::TooMany { max: 2 }));
     assert_eq!(t.kept(), 1);
+}
+
+#[test]
+fn a_transfer_resumed_with_another_content_hash_is_hashed_again_in_that_one() {
+    use crate::file_send::ContentHash;
+    let with = |offset, hash| {
+        let mut x = part("x", offset);
+        x.hash = hash;
+        x
+    };
+    // Started with SHA-256 (an older sender), kept, resumed with BLAKE3: reopened with
+    // BLAKE3 (the shell hashes the kept 6 bytes again), and the digest is BLAKE3's.
+    let mut t = new();
+    let id = sha(WHOLE);
+    let out = t.handle_part(at(0), "c1", with(0, ContentHash::Sha256));
+    assert_eq!(
+        out.ops[0],
+        FileOp::Create {
+            tmp: p("/f/x.part"),
+            hash: ContentHash::Sha256
+        }
+    );
+    let _ = t.release(at(1), Path::new("/f/x"));
+    assert_eq!(t.status(at(2), "x", 9, &id), Ok((3, vec![])));
+    let out = t.handle_part(at(2), "c2", with(3, ContentHash::Blake3));
+    assert_eq!(
+        out.ops[0],
+        FileOp::Reopen {
+            tmp: p("/f/x.part"),
+            len: 3,
+            hash: ContentHash::Blake3
+        }
+    );
+    assert_eq!((out.ops.len(), out.result), (2, Ok(Received::Part)));
+    let mut last = with(6, ContentHash::Blake3);
+    let blake = crate::file_send::ContentHasher::digest_of(ContentHash::Blake3, WHOLE);
+    last.sha256 = Some(blake);
+    let out = t.handle_part(at(2), "c2", last);
+    assert_eq!(out.ops.len(), 2, "append and digest: {:?}", out.ops);
+    assert_eq!(out.result, Ok(Received::Checking));
+    assert!(t.handle_digest("x", blake).result.is_ok());
+
+    // Still open (its link up) when a new attempt continues it with another hash: the
+    // hash changes before the append (Reopen at the confirmed length), once.
+    let mut t = new();
+    let _ = t.handle_part(at(0), "c1", with(0, ContentHash::Blake3));
+    let out = t.handle_part(at(0), "c1", with(3, ContentHash::Sha256));
+    assert_eq!(
+        out.ops,
+        [
+            FileOp::Reopen {
+                tmp: p("/f/x.part"),
+                len: 3,
+                hash: ContentHash::Sha256
+            },
+            FileOp::Append {
+                tmp: p("/f/x.part"),
+                data: Bytes::from_static(b"def")
+            }
+        ]
+    );
+    let out = t.handle_part(at(0), "c1", with(6, ContentHash::Sha256));
+    assert_eq!(out.ops.len(), 2, "no second reopen: {:?}", out.ops);
+    assert!(t.handle_digest("x", id).result.is_ok());
 }

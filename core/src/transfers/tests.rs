@@ -20,6 +20,7 @@ fn part<'a>(
         total,
         data: Bytes::from_static(data),
         sha256: last.map(sha),
+        hash: crate::file_send::ContentHash::Sha256,
     }
 }
 
@@ -47,7 +48,8 @@ fn parts_in_order_make_the_file_then_it_is_renamed() {
         PartOutcome {
             ops: vec![
                 FileOp::Create {
-                    tmp: p("/f/d/x.part")
+                    tmp: p("/f/d/x.part"),
+                    hash: crate::file_send::ContentHash::Sha256,
                 },
                 FileOp::Append {
                     tmp: p("/f/d/x.part"),
@@ -107,7 +109,8 @@ fn parts_in_order_make_the_file_then_it_is_renamed() {
         out.ops,
         [
             FileOp::Create {
-                tmp: p("/f/e.part")
+                tmp: p("/f/e.part"),
+                hash: crate::file_send::ContentHash::Sha256,
             },
             FileOp::Digest {
                 tmp: p("/f/e.part")
@@ -170,7 +173,8 @@ fn a_transfer_waiting_for_its_digest_takes_no_part_and_ends_like_any_other() {
         out.ops,
         [
             FileOp::Create {
-                tmp: p("/f/z.part")
+                tmp: p("/f/z.part"),
+                hash: crate::file_send::ContentHash::Sha256,
             },
             FileOp::Append {
                 tmp: p("/f/z.part"),
@@ -272,7 +276,8 @@ fn at_most_max_open_and_abandoned_transfers_expire() {
                 tmp: p("/f/a.part")
             },
             FileOp::Create {
-                tmp: p("/f/c.part")
+                tmp: p("/f/c.part"),
+                hash: crate::file_send::ContentHash::Sha256,
             },
             FileOp::Append {
                 tmp: p("/f/c.part"),
@@ -354,7 +359,8 @@ fn a_transfer_belongs_to_its_peer_and_ends_when_its_links_close() {
         out.ops[0],
         FileOp::Reopen {
             tmp: p("/f/big.part"),
-            len: 3
+            len: 3,
+            hash: crate::file_send::ContentHash::Sha256,
         }
     );
 }

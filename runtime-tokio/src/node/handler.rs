@@ -139,8 +139,8 @@ impl<N: Net> Inner<N> {
                 let stats = self.measure();
                 responder.reply(encode_answer(&b.node_info(stats)));
             }
-            ShellWork::SendFile(part) => {
-                self.write_file_part(peer, worker_side::FileWork::Part(part), responder);
+            ShellWork::SendFile(part, hash) => {
+                self.write_file_part(peer, worker_side::FileWork::Part(part, hash), responder);
             }
             ShellWork::FileStatus(q) => {
                 self.write_file_part(peer, worker_side::FileWork::Status(q), responder);

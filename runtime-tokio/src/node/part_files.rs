@@ -1,5 +1,6 @@
 //! The receiver's `.part` files as the file writer thread holds them: each with its
-//! running SHA-256, fed as the bytes are written (here, on the writer thread, never in
+//! running content hash (SHA-256 or BLAKE3, as its transfer's parts name), fed as the
+//! bytes are written (here, on the writer thread, never in
 //! the task that owns the node machine) and kept across a `Close` for a resume. It
 //! performs the core receiver's [`FileOp`]s in order; what they mean, and every
 //! decision (including whether a digest is the right one), is the core's
@@ -10,16 +11,16 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use nkcluster_core::error::ErrorCode;
+use nkcluster_core::file_send::{ContentHash, ContentHasher};
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::transfers::FileOp;
-use sha2::Digest;
 
 /// One `.part` file.
 struct PartFile {
     /// Open between parts; `None` while kept closed for a resume.
     file: Option<std::fs::File>,
-    /// The SHA-256 of the first `hashed` bytes.
-    hash: sha2::Sha256,
+    /// The content hash of the first `hashed` bytes.
+    hash: ContentHasher,
     hashed: u64,
 }
 
@@ -44,14 +45,14 @@ impl PartFiles {
         let mut digest = None;
         for op in ops {
             match op {
-                FileOp::Create { tmp } => {
+                FileOp::Create { tmp, hash } => {
                     check_dir(&tmp)?;
                     let f = std::fs::File::create(&tmp).map_err(|e| io_error(&tmp, e))?;
                     self.by_tmp.insert(
                         tmp,
                         PartFile {
                             file: Some(f),
-                            hash: sha2::Sha256::new(),
+                            hash: ContentHasher::new(hash),
                             hashed: 0,
                         },
                     );
@@ -67,7 +68,7 @@ impl PartFiles {
                 }
                 FileOp::Digest { tmp } => {
                     let pf = self.open_mut(&tmp)?;
-                    digest = Some(pf.hash.clone().finalize().into());
+                    digest = Some(pf.hash.digest());
                 }
                 FileOp::Rename { tmp, to } => {
                     self.by_tmp.remove(&tmp);
@@ -82,8 +83,8 @@ impl PartFiles {
                         pf.file = None;
                     }
                 }
-                FileOp::Reopen { tmp, len } => {
-                    let pf = reopen(&tmp, len, self.by_tmp.remove(&tmp))?;
+                FileOp::Reopen { tmp, len, hash } => {
+                    let pf = reopen(&tmp, len, hash, self.by_tmp.remove(&tmp))?;
                     self.by_tmp.insert(tmp, pf);
                 }
             }
@@ -101,8 +102,14 @@ fn not_open(tmp: &Path) -> RemoteError {
 }
 
 /// The kept `tmp` opened again at `len` bytes (anything past them cut), with the hash
-/// kept at its close when it covers exactly those bytes, else one computed from them.
-fn reopen(tmp: &Path, len: u64, kept: Option<PartFile>) -> Result<PartFile, RemoteError> {
+/// kept at its close when it is of kind `kind` and covers exactly those bytes, else one
+/// of that kind computed from them.
+fn reopen(
+    tmp: &Path,
+    len: u64,
+    kind: ContentHash,
+    kept: Option<PartFile>,
+) -> Result<PartFile, RemoteError> {
     let io = |e| io_error(tmp, e);
     let mut f = std::fs::OpenOptions::new()
         .read(true)
@@ -117,9 +124,9 @@ fn reopen(tmp: &Path, len: u64, kept: Option<PartFile>) -> Result<PartFile, Remo
     }
     f.set_len(len).map_err(io)?;
     let hash = match kept {
-        Some(k) if k.hashed == len => k.hash,
+        Some(k) if k.hashed == len && k.hash.kind() == kind => k.hash,
         _ => {
-            let mut hash = sha2::Sha256::new();
+            let mut hash = ContentHasher::new(kind);
             f.seek(SeekFrom::Start(0)).map_err(io)?;
             let mut buf = vec![0u8; 1 << 20];
             let mut left = len;
@@ -169,7 +176,11 @@ mod tests {
     use bytes::Bytes;
 
     fn sha(b: &[u8]) -> [u8; 32] {
-        sha2::Sha256::digest(b).into()
+        ContentHasher::digest_of(ContentHash::Sha256, b)
+    }
+
+    fn blake3(b: &[u8]) -> [u8; 32] {
+        ContentHasher::digest_of(ContentHash::Blake3, b)
     }
 
     #[test]
@@ -184,21 +195,40 @@ mod tests {
         };
         let digest = FileOp::Digest { tmp: tmp.clone() };
         let mut p = PartFiles::default();
-        let ops = vec![FileOp::Create { tmp: tmp.clone() }, append(b"abc")];
+        let ops = vec![
+            FileOp::Create {
+                tmp: tmp.clone(),
+                hash: ContentHash::Sha256,
+            },
+            append(b"abc"),
+        ];
         assert_eq!(p.perform(ops, ok), Ok(None));
         // Kept closed, reopened at its length: the kept hash goes on.
         let close = FileOp::Close { tmp: tmp.clone() };
-        let reopen = |len| FileOp::Reopen {
+        let reopen_as = |len, hash| FileOp::Reopen {
             tmp: tmp.clone(),
             len,
+            hash,
         };
+        let reopen = |len| reopen_as(len, ContentHash::Sha256);
         assert_eq!(p.perform(vec![close.clone(), reopen(3)], ok), Ok(None));
         let ops = vec![append(b"def"), digest.clone()];
         assert_eq!(p.perform(ops, ok), Ok(Some(sha(b"abcdef"))));
         // Reopened shorter than what was hashed: the hash is computed from the file.
-        let ops = vec![close, reopen(2), append(b"Z"), digest.clone()];
+        let ops = vec![close.clone(), reopen(2), append(b"Z"), digest.clone()];
         assert_eq!(p.perform(ops, ok), Ok(Some(sha(b"abZ"))));
         assert_eq!(std::fs::read(&tmp).expect("read"), b"abZ");
+        // Reopened at its length with the other hash (a resume by another sender
+        // version, kept closed or still open): hashed again from the file in that one.
+        let ops = vec![
+            close,
+            reopen_as(3, ContentHash::Blake3),
+            append(b"!"),
+            digest.clone(),
+        ];
+        assert_eq!(p.perform(ops, ok), Ok(Some(blake3(b"abZ!"))));
+        let ops = vec![reopen(4), append(b"?"), digest.clone()];
+        assert_eq!(p.perform(ops, ok), Ok(Some(sha(b"abZ!?"))));
         // Renamed: forgotten; a digest of it now is an error.
         let to = dir.join("x");
         let ops = vec![FileOp::Rename {

@@ -8,7 +8,7 @@
 use super::*;
 use nkcluster_core::cluster::FileQuery;
 use nkcluster_core::file_send::wire::PartBody;
-use nkcluster_core::file_send::{self, Carrier, PART, Retry};
+use nkcluster_core::file_send::{self, Carrier, ContentHash, ContentHasher, PART, Retry};
 
 /// Parts in flight at once.
 const WINDOW: usize = 2;
@@ -47,7 +47,8 @@ enum Carried {
 
 impl<N: Net> Node<N> {
     /// Sends the local file `local` to `node`, where it appears at `remote` once whole and
-    /// checked (SHA-256). Up to 4 KiB goes in one message; bigger files in 1 MiB parts,
+    /// checked (BLAKE3 when this node holds `node`'s link and it speaks protocol 6 or
+    /// later, SHA-256 otherwise: [`file_send::content_hash`]). Up to 4 KiB goes in one message; bigger files in 1 MiB parts,
     /// each its own request, so small messages on the link pass between them; big files
     /// (over [`file_send::BIG_FILE`]) go over an exclusive connection when possible and
     /// resume where an interrupted transfer stopped (see
@@ -178,6 +179,18 @@ impl<N: Net> Node<N> {
             Carrier::Main => Carried::Main,
         };
         report.exclusive = matches!(carried, Carried::Exclusive(_));
+        // The exclusive connection goes to the same node process as the main link: its
+        // version is the main link's.
+        let target_version = if plan.ask_router {
+            None
+        } else {
+            self.inner
+                .view()
+                .links()
+                .first(node)
+                .map(|l| l.summary.version)
+        };
+        let hash = file_send::content_hash(target_version);
         if identity.is_some() {
             info!(node = %self.inner.config.node_id, to = %node, path = %remote, total, offset,
                   exclusive = report.exclusive, "sending a big file");
@@ -188,6 +201,7 @@ impl<N: Net> Node<N> {
             total,
             offset,
             identity,
+            hash,
         );
         let mut in_flight = std::collections::VecDeque::new();
         loop {
@@ -277,7 +291,9 @@ impl<N: Net> Inner<N> {
         responder: Responder,
     ) -> Result<(), (RouteRequest, Responder)> {
         let routed = match decode_reply::<JobCall>(&req.body) {
-            Ok(JobCall::SendFile(part)) => file_send::routed_part(&part),
+            Ok(JobCall::SendFile(part) | JobCall::SendFileBlake3(part)) => {
+                file_send::routed_part(&part)
+            }
             _ => None,
         };
         let Some(rp) = routed else {
@@ -395,7 +411,7 @@ struct ReadPart {
 /// Reads the parts of `local` (`total` bytes) from `start` on a thread of its own (below
 /// the request path's CPU priority, see [`as_bulk_thread`](super::part_files::as_bulk_thread)),
 /// one ahead of the sender: each read straight into its request body (no copy) and hashed
-/// as read (a resumed attempt hashes the bytes before `start` first), sized and given
+/// as read with `hash` (a resumed attempt hashes the bytes before `start` first), sized and given
 /// its SHA-256 field as [`file_send`] decides (`id`: the file's identity, resumable
 /// files). The reading stops when the receiver is dropped.
 fn read_parts(
@@ -404,40 +420,40 @@ fn read_parts(
     total: u64,
     start: u64,
     id: Option<[u8; 32]>,
+    hash: ContentHash,
 ) -> mpsc::Receiver<std::io::Result<ReadPart>> {
     let (tx, rx) = mpsc::channel(1);
     let reader = std::thread::Builder::new().name("nk-file-reader".into());
     // A thread that fails to start drops `tx`: the sender sees the reader stop.
     let _ = reader.spawn(move || {
         super::part_files::as_bulk_thread();
-        use sha2::Digest;
         use std::io::{Read, Seek};
         let run = || -> std::io::Result<()> {
             let mut f = std::fs::File::open(&local)?;
-            let mut hash = sha2::Sha256::new();
+            let mut hasher = ContentHasher::new(hash);
             let mut buf = vec![0u8; if start > 0 { PART } else { 0 }];
             let mut left = start;
             while left > 0 {
                 let want = PART.min(usize::try_from(left).unwrap_or(PART));
                 f.read_exact(&mut buf[..want])?;
-                hash.update(&buf[..want]);
+                hasher.update(&buf[..want]);
                 left -= want as u64;
             }
             f.seek(std::io::SeekFrom::Start(start))?;
             let mut offset = start;
             loop {
                 let len = file_send::part_len(total, offset, start);
-                let mut part = PartBody::new(&remote, offset, total, len);
+                let mut part = PartBody::new(hash, &remote, offset, total, len);
                 f.read_exact(part.data_mut()).map_err(|e| match e.kind() {
                     std::io::ErrorKind::UnexpectedEof => {
                         std::io::Error::other("the file shrank while it was being sent")
                     }
                     _ => e,
                 })?;
-                hash.update(part.data());
+                hasher.update(part.data());
                 offset += len as u64;
                 let last = offset >= total;
-                let sha = file_send::part_sha256(id, last, || hash.clone().finalize().into());
+                let sha = file_send::part_sha256(id, last, || hasher.digest());
                 let body = part.finish(sha);
                 if tx.blocking_send(Ok(ReadPart { body, len, last })).is_err() || last {
                     return Ok(());

@@ -7,8 +7,8 @@ use nkcluster_core::transfers::{Part, PartOutcome, Received, TransferError};
 
 /// What the file writer thread handles, in arrival order.
 pub(super) enum FileWork {
-    /// A part to write.
-    Part(FilePart),
+    /// A part to write, of a file checked with that content hash.
+    Part(FilePart, nkcluster_core::file_send::ContentHash),
     /// Where a transfer is at (answered after the parts that came before).
     Status(FileQuery),
 }
@@ -143,7 +143,7 @@ impl<N: Net> Inner<N> {
                     match job {
                         WriterJob::Part(from, work, responder) => {
                             responder.reply(match work {
-                                FileWork::Part(part) => inner.receive_file(&from, part),
+                                FileWork::Part(part, hash) => inner.receive_file(&from, part, hash),
                                 FileWork::Status(q) => inner.file_status(&from, q),
                             });
                         }
@@ -266,6 +266,7 @@ impl<N: Net> Inner<N> {
         self: &Arc<Self>,
         from: &str,
         part: FilePart,
+        hash: nkcluster_core::file_send::ContentHash,
     ) -> Result<Bytes, RemoteError> {
         let sender = from.to_owned();
         let path = part.path.clone();
@@ -277,6 +278,7 @@ impl<N: Net> Inner<N> {
                 total: part.total,
                 data: part.data,
                 sha256: part.sha256,
+                hash,
             };
             b.handle_file_part(now, &sender, part_in)
         })?;

@@ -313,7 +313,7 @@ impl World {
             }
             ShellWork::Call { .. } => bad("a call"),
             ShellWork::Command { .. } => bad("a task command"),
-            ShellWork::SendFile(_) => bad("a file"),
+            ShellWork::SendFile(..) => bad("a file"),
             ShellWork::FileStatus(_) => bad("a file status"),
             ShellWork::Adopt(_) => bad("an adoption"),
             ShellWork::Nodes { .. } => bad("the node table"),

@@ -499,6 +499,7 @@ fn file_parts_become_file_operations_in_order() {
             total: 5,
             data: data.clone(),
             sha256: Some(sha),
+            hash: crate::file_send::ContentHash::Sha256,
         },
     );
     let to = std::path::PathBuf::from("/srv/files/a/b.txt");
@@ -506,7 +507,10 @@ fn file_parts_become_file_operations_in_order() {
     assert_eq!(
         out.ops,
         vec![
-            FileOp::Create { tmp: tmp.clone() },
+            FileOp::Create {
+                tmp: tmp.clone(),
+                hash: crate::file_send::ContentHash::Sha256
+            },
             FileOp::Append {
                 tmp: tmp.clone(),
                 data,
@@ -533,6 +537,7 @@ fn file_parts_become_file_operations_in_order() {
             total: 1,
             data: Bytes::from_static(b"x"),
             sha256: None,
+            hash: crate::file_send::ContentHash::Sha256,
         },
     );
     assert_eq!(refused.ops, vec![]);

@@ -125,6 +125,7 @@ fn a_peers_transfers_end_with_its_last_link_and_idle_ones_at_the_nodes_timer() {
         total: 9,
         data: Bytes::from_static(b"x"),
         sha256: None,
+        hash: crate::file_send::ContentHash::Sha256,
     };
     let tmp = |p: &str| FileOp::Remove {
         tmp: format!("/srv/files/{p}.part").into(),

@@ -76,6 +76,7 @@ fn peer(id: &str, role: Role, listen: &[&str]) -> PeerSummary {
         instance: 1,
         listen: listen.iter().map(|u| (*u).to_owned()).collect(),
         meta: String::new(),
+        version: crate::message::PROTOCOL_VERSION,
     }
 }
 
