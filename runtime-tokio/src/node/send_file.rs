@@ -444,13 +444,15 @@ fn read_parts(
             loop {
                 let len = file_send::part_len(total, offset, start);
                 let mut part = PartBody::new(hash, &remote, offset, total, len);
-                f.read_exact(part.data_mut()).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::UnexpectedEof => {
-                        std::io::Error::other("the file shrank while it was being sent")
-                    }
-                    _ => e,
-                })?;
-                hasher.update(part.data());
+                for slice in part.data_mut().chunks_mut(super::part_files::BULK_SYSCALL) {
+                    f.read_exact(slice).map_err(|e| match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => {
+                            std::io::Error::other("the file shrank while it was being sent")
+                        }
+                        _ => e,
+                    })?;
+                    hasher.update(slice);
+                }
                 offset += len as u64;
                 let last = offset >= total;
                 let sha = file_send::part_sha256(id, last, || hasher.digest());
