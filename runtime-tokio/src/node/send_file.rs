@@ -8,7 +8,7 @@
 use super::*;
 use nkcluster_core::cluster::FileQuery;
 use nkcluster_core::file_send::wire::PartBody;
-use nkcluster_core::file_send::{self, Carrier, ContentHash, ContentHasher, PART, Retry};
+use nkcluster_core::file_send::{self, Carrier, ContentHash, ContentHasher, Retry};
 
 /// Parts in flight at once.
 const WINDOW: usize = 2;
@@ -48,8 +48,8 @@ enum Carried {
 impl<N: Net> Node<N> {
     /// Sends the local file `local` to `node`, where it appears at `remote` once whole and
     /// checked (BLAKE3 when this node holds `node`'s link and it speaks protocol 6 or
-    /// later, SHA-256 otherwise: [`file_send::content_hash`]). Up to 4 KiB goes in one message; bigger files in 1 MiB parts,
-    /// each its own request, so small messages on the link pass between them; big files
+    /// later, SHA-256 otherwise: [`file_send::content_hash`]). Up to 4 KiB goes in one
+    /// message; bigger files in 1 MiB parts, each its own request, so small messages on the link pass between them; big files
     /// (over [`file_send::BIG_FILE`]) go over an exclusive connection when possible and
     /// resume where an interrupted transfer stopped (see
     /// [`send_file_with`](Self::send_file_with)). A failure is returned at once (no
@@ -410,10 +410,11 @@ struct ReadPart {
 
 /// Reads the parts of `local` (`total` bytes) from `start` on a thread of its own (below
 /// the request path's CPU priority, see [`as_bulk_thread`](super::part_files::as_bulk_thread)),
-/// one ahead of the sender: each read straight into its request body (no copy) and hashed
-/// as read with `hash` (a resumed attempt hashes the bytes before `start` first), sized and given
-/// its SHA-256 field as [`file_send`] decides (`id`: the file's identity, resumable
-/// files). The reading stops when the receiver is dropped.
+/// one ahead of the sender: each read straight into its request body (no copy), in
+/// slices of [`BULK_SYSCALL`](super::part_files::BULK_SYSCALL) each hashed with `hash` as
+/// read (a resumed attempt hashes the bytes before `start` first), sized and given its
+/// digest field as [`file_send`] decides (`id`: the file's identity, resumable files).
+/// The reading stops when the receiver is dropped.
 fn read_parts(
     local: std::path::PathBuf,
     remote: String,
@@ -431,10 +432,11 @@ fn read_parts(
         let run = || -> std::io::Result<()> {
             let mut f = std::fs::File::open(&local)?;
             let mut hasher = ContentHasher::new(hash);
-            let mut buf = vec![0u8; if start > 0 { PART } else { 0 }];
+            let slice = super::part_files::BULK_SYSCALL;
+            let mut buf = vec![0u8; if start > 0 { slice } else { 0 }];
             let mut left = start;
             while left > 0 {
-                let want = PART.min(usize::try_from(left).unwrap_or(PART));
+                let want = slice.min(usize::try_from(left).unwrap_or(slice));
                 f.read_exact(&mut buf[..want])?;
                 hasher.update(&buf[..want]);
                 left -= want as u64;
