@@ -787,11 +787,13 @@ impl Connection {
 mod config;
 mod incoming;
 mod notice;
+mod opening;
 mod trim;
 
 use config::Limits;
 pub use config::{ConnectionConfig, Framing};
 pub use notice::Noticed;
+pub use opening::{dialer_opening, opens_with_transport};
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -280,19 +280,7 @@ impl Handshake {
         config: HandshakeConfig,
         now: Instant,
     ) -> Self {
-        let hello = Message::Hello(Hello {
-            version_min: config.version_min,
-            version_max: config.version_max,
-            cluster: identity.cluster.clone(),
-            node_id: identity.node_id.clone(),
-            instance: identity.instance,
-            role: identity.role,
-            listen: identity.listen.clone(),
-            meta: identity.meta.clone(),
-            nonce,
-            partitions: identity.partitions,
-        })
-        .encode_body();
+        let hello = hello_body(identity, nonce, &config);
         let mut hs = Handshake {
             side,
             key,
@@ -596,6 +584,23 @@ impl Handshake {
     pub fn poll_outcome(&mut self) -> Option<Outcome> {
         self.outcome.take()
     }
+}
+
+/// The encoded body of our hello with `nonce` (both sides send the same form).
+pub(crate) fn hello_body(identity: &Identity, nonce: [u8; 32], config: &HandshakeConfig) -> Bytes {
+    Message::Hello(Hello {
+        version_min: config.version_min,
+        version_max: config.version_max,
+        cluster: identity.cluster.clone(),
+        node_id: identity.node_id.clone(),
+        instance: identity.instance,
+        role: identity.role,
+        listen: identity.listen.clone(),
+        meta: identity.meta.clone(),
+        nonce,
+        partitions: identity.partitions,
+    })
+    .encode_body()
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.

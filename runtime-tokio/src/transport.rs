@@ -394,6 +394,18 @@ pub struct Ready {
     pub io: Box<dyn LinkIo>,
     /// The channel binding (TLS exporter), empty without TLS.
     pub binding: Vec<u8>,
+    /// The dialer's opening that left with the transport's handshake, if one did: the
+    /// link's connection is made with its nonce and told it left (see
+    /// [`nkcluster_core::conn::dialer_opening`]).
+    pub opening: Option<Opening>,
+}
+
+/// A dialer's first bytes (its hello) and the nonce they carry.
+pub struct Opening {
+    /// The handshake nonce in the hello.
+    pub nonce: [u8; 32],
+    /// The framed hello.
+    pub bytes: bytes::Bytes,
 }
 
 impl Ready {
@@ -402,6 +414,7 @@ impl Ready {
         Ready {
             io: Box::new(StreamIo(stream)),
             binding: Vec::new(),
+            opening: None,
         }
     }
 }
@@ -428,6 +441,7 @@ pub async fn accept<S: Stream>(
                     budget,
                 )),
                 binding: Vec::new(),
+                opening: None,
             })
         }
         Transport::Tls | Transport::Wss => {
@@ -457,7 +471,11 @@ pub async fn accept<S: Stream>(
                     budget,
                 ))
             };
-            Ok(Ready { io, binding })
+            Ok(Ready {
+                io,
+                binding,
+                opening: None,
+            })
         }
     }
 }
@@ -511,12 +529,15 @@ async fn ws_accept<S: Stream>(
     .map_err(|e| TransportError::Ws(e.to_string()))
 }
 
-/// Completes the dialer side of `url`'s transport on a connected stream.
+/// Completes the dialer side of `url`'s transport on a connected stream. `opening`: the
+/// link's first bytes, sent with the TLS handshake's last flight (TLS only, see
+/// [`nkcluster_core::conn::opens_with_transport`]); they come back in [`Ready::opening`].
 pub async fn dial<S: Stream>(
     stream: S,
     url: &ClusterUrl,
     client: Option<&Arc<ClientConfig>>,
     max_frame: u32,
+    opening: Option<Opening>,
 ) -> Result<Ready, TransportError> {
     let host = url.host.to_string();
     match url.transport {
@@ -526,6 +547,7 @@ pub async fn dial<S: Stream>(
                 ws_dial(stream, "ws", &host, url, max_frame).await?,
             )),
             binding: Vec::new(),
+            opening: None,
         }),
         Transport::Tls | Transport::Wss => {
             let client = client.ok_or_else(|| TransportError::Config("no client tls".into()))?;
@@ -535,8 +557,17 @@ pub async fn dial<S: Stream>(
                     .to_owned(),
             )
             .map_err(|e| TransportError::Config(format!("server name {host}: {e}")))?;
+            // Written into the session before its handshake: rustls keeps it until the
+            // handshake is done (never as early data) and sends it with our `Finished`.
+            let opening = opening.filter(|_| url.transport == Transport::Tls);
+            let mut taken = true;
             let s = TlsConnector::from(client.clone())
-                .connect(name, stream)
+                .connect_with(name, stream, |c| {
+                    if let Some(o) = &opening {
+                        use std::io::Write;
+                        taken = c.writer().write_all(&o.bytes).is_ok();
+                    }
+                })
                 .await
                 .map_err(|e| {
                     TransportError::Tls(if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -553,12 +584,21 @@ pub async fn dial<S: Stream>(
                 EXPORTER_LABEL,
                 None,
             ))?;
+            if !taken {
+                return Err(TransportError::Tls(
+                    "the TLS session did not take the link's opening".into(),
+                ));
+            }
             let io: Box<dyn LinkIo> = if url.transport == Transport::Tls {
                 Box::new(StreamIo(s))
             } else {
                 Box::new(WsIo::new(ws_dial(s, "wss", &host, url, max_frame).await?))
             };
-            Ok(Ready { io, binding })
+            Ok(Ready {
+                io,
+                binding,
+                opening,
+            })
         }
     }
 }

@@ -115,6 +115,19 @@ impl<N: Net> Inner<N> {
             ));
         }
         let limit = self.config.connection.handshake.timeout;
+        // Our hello leaves with the TLS handshake's last flight: one write fewer.
+        let opening = nkcluster_core::conn::opens_with_transport(url.transport).then(|| {
+            let nonce = self.nonce();
+            transport::Opening {
+                nonce,
+                bytes: nkcluster_core::conn::dialer_opening(
+                    nkcluster_core::conn::Framing::Stream,
+                    &self.config.connection.handshake,
+                    &self.identity,
+                    nonce,
+                ),
+            }
+        });
         // Boxed: the TLS and WebSocket handshakes' state is large; inline, it would make
         // every caller's future (`Node::connect`'s) that large, and every move of it a
         // copy of that much (issue 15, point 7).
@@ -123,6 +136,7 @@ impl<N: Net> Inner<N> {
             url,
             client.as_ref(),
             self.config.connection.max_frame,
+            opening,
         ));
         let done = match tokio::time::timeout(limit, setup).await {
             Ok(Ok(r)) => return Ok((format!("{}:{addr}", url.transport), r)),
@@ -468,7 +482,10 @@ pub(super) fn run_connection<N: Net>(
         identity: inner.identity.clone(),
         key: keys.control,
         worker_key: keys.worker,
-        nonce: inner.nonce(),
+        nonce: ready
+            .opening
+            .as_ref()
+            .map_or_else(|| inner.nonce(), |o| o.nonce),
         channel_binding: ready.binding,
         wall_origin_ns: inner.clock.wall_origin_ns(),
     };
@@ -476,6 +493,9 @@ pub(super) fn run_connection<N: Net>(
     let mut config = inner.config.connection.clone();
     config.framing = io.framing();
     let mut conn = Connection::new(config, params, inner.clock.now());
+    if let Some(o) = ready.opening {
+        conn.opening_sent(&o.bytes);
+    }
     // An exclusive connection brings its own channel and is not listed as a peer link.
     let (listed, tx, mut rx) = match commands {
         Some((tx, rx)) => (false, tx, rx),
