@@ -159,7 +159,7 @@ impl fmt::Display for Host {
 }
 
 /// TLS parameters given in a URL; `None` means "not given, use the node's configuration".
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct TlsOptions {
     /// `tls_verify`: whether to verify the peer's certificate.
     pub verify: Option<bool>,

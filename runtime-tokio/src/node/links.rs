@@ -57,12 +57,12 @@ impl<N: Net> Inner<N> {
         &self,
         opts: TlsOptions,
     ) -> Result<Arc<rustls::ClientConfig>, transport::TransportError> {
-        let k = format!("{opts:?}");
-        if let Some(c) = lock(&self.client_tls).get(&k) {
+        // Keyed by the options themselves: a look-up per dial formats nothing.
+        if let Some(c) = lock(&self.client_tls).get(&opts) {
             return Ok(c.clone());
         }
         let c = transport::client_tls_with(&opts, &self.tls_crypto)?;
-        lock(&self.client_tls).insert(k, c.clone());
+        lock(&self.client_tls).insert(opts, c.clone());
         Ok(c)
     }
 

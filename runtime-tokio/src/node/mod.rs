@@ -235,7 +235,7 @@ struct Inner<N: Net> {
     handlers: Handlers,
     shutdown: watch::Sender<bool>,
     fatal: watch::Sender<Option<Fatal>>,
-    client_tls: Mutex<HashMap<String, Arc<rustls::ClientConfig>>>,
+    client_tls: Mutex<HashMap<TlsOptions, Arc<rustls::ClientConfig>>>,
     /// What every TLS setup of this node draws randomness and time from.
     tls_crypto: transport::TlsCrypto,
     /// The bodies of running tasks, by id (the task table itself is the brain's).
