@@ -41,12 +41,19 @@ pub const PACE: usize = CHUNK;
 const CHUNK_VARIANT: u8 = 9;
 /// `cluster::CLASS_JOB`'s `JobCall::SendFile` (see [`crate::file_send::wire`]).
 const SEND_FILE_VARIANT: u8 = 13;
+/// `cluster::CLASS_JOB`'s `JobCall::SendFileBlake3` (protocol 6).
+const SEND_FILE_BLAKE3_VARIANT: u8 = 15;
 
 /// Whether a request of `class` with `body` goes to the bulk lane: a file part, of any
-/// size (a file's short last part must not overtake the parts before it).
+/// size (a file's short last part must not overtake the parts before it), whichever
+/// digest checks its file.
 #[must_use]
 pub fn is_bulk_request(class: &str, body: &[u8]) -> bool {
-    class == crate::cluster::CLASS_JOB && body.first() == Some(&SEND_FILE_VARIANT)
+    class == crate::cluster::CLASS_JOB
+        && matches!(
+            body.first(),
+            Some(&(SEND_FILE_VARIANT | SEND_FILE_BLAKE3_VARIANT))
+        )
 }
 
 /// One bulk message: its body as a head (everything before the payload) and the

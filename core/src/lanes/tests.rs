@@ -224,28 +224,38 @@ fn chunk_frames_are_the_encoded_chunk_messages() {
 }
 
 #[test]
-fn file_parts_of_any_size_are_bulk_requests_other_requests_are_not() {
-    use crate::cluster::{CLASS_JOB, FilePart, JobCall, encode_body};
-    let part = |len: usize| {
-        encode_body(&JobCall::SendFile(FilePart {
-            path: "f".into(),
-            offset: 0,
-            total: len as u64,
-            data: Bytes::from(vec![0u8; len]),
-            sha256: None,
-        }))
-        .expect("encodes")
+fn file_parts_of_any_size_and_either_digest_are_bulk_requests_other_requests_are_not() {
+    use crate::cluster::{CLASS_JOB, FilePart, FileQuery, JobCall, encode_body};
+    let file_part = |len: usize| FilePart {
+        path: "f".into(),
+        offset: 0,
+        total: len as u64,
+        data: Bytes::from(vec![0u8; len]),
+        sha256: None,
     };
-    assert!(is_bulk_request(CLASS_JOB, &part(BULK_MIN)));
-    // A short (last) part too: the parts of a file keep their order.
-    assert!(is_bulk_request(CLASS_JOB, &part(17)));
-    assert!(!is_bulk_request("nkcluster.echo", &part(BULK_MIN)));
+    let sha256_part: fn(FilePart) -> JobCall = JobCall::SendFile;
+    let blake3_part: fn(FilePart) -> JobCall = JobCall::SendFileBlake3;
+    for variant in [sha256_part, blake3_part] {
+        let part = |len| encode_body(&variant(file_part(len))).expect("encodes");
+        assert!(is_bulk_request(CLASS_JOB, &part(BULK_MIN)));
+        // A short (last) part too: the parts of a file keep their order.
+        assert!(is_bulk_request(CLASS_JOB, &part(17)));
+        assert!(!is_bulk_request("nkcluster.echo", &part(BULK_MIN)));
+    }
     let put = encode_body(&JobCall::PutData(
         "k".into(),
         Bytes::from(vec![0u8; BULK_MIN]),
     ))
     .expect("encodes");
     assert!(!is_bulk_request(CLASS_JOB, &put));
+    // The variant between the two (asking where a transfer is at) is small: control.
+    let query = encode_body(&JobCall::FileStatus(FileQuery {
+        path: "f".into(),
+        total: 1,
+        sha256: [0; 32],
+    }))
+    .expect("encodes");
+    assert!(!is_bulk_request(CLASS_JOB, &query));
 }
 
 #[test]
