@@ -37,6 +37,41 @@ pub const BULK_MIN: usize = 32 * 1024;
 /// this (see [`Lanes::poll`]).
 pub const PACE: usize = CHUNK;
 
+/// A link task that read at least this many bytes at once gives its runtime thread up
+/// before it goes on (see [`turn_ends_after`]).
+pub const TURN_READ: usize = CHUNK / 2;
+
+/// What a link task just did, for [`turn_ends_after`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    /// Handed a bulk frame to the transport (at most [`CHUNK`] bytes of body).
+    BulkFrame,
+    /// Read this many bytes from the transport.
+    Read(usize),
+    /// Anything else (a command, a late answer, a timer, a small read's handling).
+    Other,
+}
+
+/// Whether a link task ends its turn on the runtime after `moved`, letting the
+/// runtime's thread run other tasks and poll for I/O before the task goes on.
+///
+/// A link moving a big transfer is always ready for more: the socket keeps taking
+/// chunks and keeps having bytes to read. Without a turn's end, one poll of the task
+/// wrote a whole 1 MiB file part (17 chunk writes, ~180 µs) or read and assembled one,
+/// while the tasks a small request goes through (its caller, the other end's link
+/// task, the reply's way back) waited: the runtime's thread polls for I/O and runs
+/// woken tasks only between polls, and the other thread was parked, never told. A
+/// turn ends after each bulk frame and each big read, so a small message waits behind
+/// at most one chunk's work on each hop.
+#[must_use]
+pub fn turn_ends_after(moved: Moved) -> bool {
+    match moved {
+        Moved::BulkFrame => true,
+        Moved::Read(n) => n >= TURN_READ,
+        Moved::Other => false,
+    }
+}
+
 /// `Message::Chunk`'s variant index (postcard: one varint byte).
 const CHUNK_VARIANT: u8 = 9;
 /// `cluster::CLASS_JOB`'s `JobCall::SendFile` (see [`crate::file_send::wire`]).

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use nkcluster_core::conn::{Connection, Event, RequestError};
 use nkcluster_core::handshake::Role;
-use nkcluster_core::lanes::PACE;
+use nkcluster_core::lanes::{Moved, PACE, turn_ends_after};
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::pump::{Accept, Outcome, Pump};
 use nkcluster_core::telemetry::Meter;
@@ -193,6 +193,9 @@ impl LateAnswers {
 }
 
 enum Wake {
+    /// The task's turn on the runtime is over (after bulk work, see
+    /// `nkcluster_core::lanes::turn_ends_after`); what it queued is written.
+    TurnOver,
     Late(u64, Result<Bytes, RemoteError>),
     /// A command taken while the transport is backed up: held, its deadline watched.
     Hold(Command),
@@ -242,6 +245,8 @@ pub async fn drive(
     let mut linger: Option<nkcluster_core::Instant> = None;
     // The deadline the sleep is armed for.
     let mut armed: Option<nkcluster_core::Instant> = None;
+    // The last wake-up's work ends the task's turn on the runtime (see `Wake::TurnOver`).
+    let mut turn_over = false;
     // Closed by us in order (not by an error): worth waiting for the peer's close.
     let mut orderly = false;
     // Late answers of handlers. Unbounded, but the core caps the peer's requests in
@@ -434,6 +439,9 @@ pub async fn drive(
                     Poll::Pending => {}
                 }
             }
+            if turn_over {
+                return Poll::Ready(Wake::TurnOver);
+            }
             if closed {
                 if pull {
                     return Poll::Ready(Wake::Pull);
@@ -485,6 +493,14 @@ pub async fn drive(
         .await;
 
         now = clock.now();
+        // The turn on the runtime ends after bulk work (see `turn_ends_after`), once
+        // what it queued is written.
+        turn_over = turn_ends_after(match &wake {
+            Wake::Pull => Moved::BulkFrame,
+            Wake::Read(Incoming::Bytes(n)) => Moved::Read(*n),
+            Wake::Read(Incoming::Frame(b)) => Moved::Read(b.len()),
+            _ => Moved::Other,
+        });
         match wake {
             Wake::Read(Incoming::Bytes(n)) => {
                 pump.meter().bytes_in(n);
@@ -500,6 +516,8 @@ pub async fn drive(
             // may still work, so the close frame or close_notify still goes out.
             Wake::ReadError(e) => conn.handle_transport_closed(now, &e),
             Wake::Flushed | Wake::Pull => {}
+            // Other tasks run, and the runtime polls for I/O, before this one goes on.
+            Wake::TurnOver => tokio::task::yield_now().await,
             Wake::Late(id, r) => {
                 reply(&mut pump, conn, now, id, r);
                 for _ in 1..BATCH {

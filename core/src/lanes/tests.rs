@@ -439,3 +439,16 @@ fn assembly_takes_up_a_body_allocation_again_once_its_readers_dropped_it() {
     assert_eq!(a.spares(), 1);
     drop(again);
 }
+
+#[test]
+fn a_link_task_ends_its_turn_after_each_bulk_frame_and_each_big_read() {
+    assert!(turn_ends_after(Moved::BulkFrame));
+    assert!(turn_ends_after(Moved::Read(TURN_READ)));
+    assert!(turn_ends_after(Moved::Read(CHUNK + 64)));
+    assert!(!turn_ends_after(Moved::Read(TURN_READ - 1)));
+    // A small request's frame, or a batch of 64 pipelined ones, goes on at once.
+    assert!(!turn_ends_after(Moved::Read(57)));
+    assert!(!turn_ends_after(Moved::Read(64 * 57)));
+    assert!(!turn_ends_after(Moved::Other));
+    assert_eq!(TURN_READ, 32 * 1024);
+}
