@@ -122,6 +122,15 @@ impl<R> Pump<R> {
         &self.meter
     }
 
+    /// Adds the requests counted since the last call to the node's shared counters
+    /// ([`Meter::publish`]). Counts of [`answered`](Self::answered) and of the peer's
+    /// requests are tallied, not published: the driver calls this before it hands those
+    /// outcomes to their callers and before it writes its answers, once for a run of
+    /// them. The other calls that return outcomes publish before they return.
+    pub fn publish_counts(&mut self) {
+        self.meter.publish();
+    }
+
     /// Counts one of our requests that ended (taken at `since`, sent or not), and gives
     /// its outcome back.
     fn sent_done(
@@ -198,7 +207,11 @@ impl<R> Pump<R> {
         now: Instant,
         cmd: Command<R>,
     ) -> Option<Outcome<R>> {
-        self.submit_taken(conn, now, now, cmd)
+        let done = self.submit_taken(conn, now, now, cmd);
+        if done.is_some() {
+            self.meter.publish();
+        }
+        done
     }
 
     /// [`submit`](Self::submit) of a command taken at `since`.
@@ -278,9 +291,12 @@ impl<R> Pump<R> {
     #[must_use]
     pub fn unhold(&mut self, conn: &mut Connection, now: Instant) -> Vec<Outcome<R>> {
         let held = std::mem::take(&mut self.held);
-        held.into_iter()
+        let done = held
+            .into_iter()
             .filter_map(|(since, cmd)| self.submit_taken(conn, since, now, cmd))
-            .collect()
+            .collect();
+        self.meter.publish();
+        done
     }
 
     /// Held requests whose deadline has passed end `timeout`. For the driver's timer
@@ -310,10 +326,12 @@ impl<R> Pump<R> {
         for (since, class, reply) in expired {
             out.push(self.sent_done(&class, since, now, (reply, Err(RequestError::Timeout))));
         }
+        self.meter.publish();
         out
     }
 
-    /// The peer's answer to request `id` (or the connection's `timeout`), for its caller.
+    /// The peer's answer to request `id` (or the connection's `timeout`), for its caller:
+    /// counted, not yet published (hand it over after [`publish_counts`](Self::publish_counts)).
     #[must_use]
     pub fn answered(
         &mut self,
@@ -402,6 +420,7 @@ impl<R> Pump<R> {
                 now.saturating_duration_since(since),
             );
         }
+        self.meter.publish();
         out
     }
 }
@@ -479,14 +498,22 @@ mod tests {
         p.serving(now, 3, "info".into());
         p.served(now, 3, Ok(()));
         assert_eq!(p.meter.storage_bytes(), 4 * entry + 6 + 4);
-        let served: Vec<(String, u64)> = telemetry
-            .report()
-            .requests
-            .into_iter()
-            .map(|c| (c.class, c.count))
-            .collect();
+        let served = || -> Vec<(String, u64)> {
+            telemetry
+                .report()
+                .requests
+                .into_iter()
+                .map(|c| (c.class, c.count))
+                .collect()
+        };
+        // The last one is tallied until the driver publishes.
         assert_eq!(
-            served,
+            served(),
+            vec![("info".to_owned(), 1), ("status".to_owned(), 2)]
+        );
+        p.publish_counts();
+        assert_eq!(
+            served(),
             vec![("info".to_owned(), 2), ("status".to_owned(), 2)]
         );
     }
@@ -689,6 +716,9 @@ mod tests {
             }
         }
         assert_eq!(answered, vec![(1, Ok(Bytes::new()))]);
+        // Handed over once published.
+        assert_eq!(telemetry.report().durations, vec![]);
+        p.publish_counts();
         let r = telemetry.report();
         assert_eq!(r.durations.len(), 1);
         assert_eq!(

@@ -44,6 +44,8 @@ const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
 pub const OUTCOMES: usize = KNOWN.len() + 2;
 /// Classes one link remembers itself; beyond them it asks the shared table every time.
 const LINK_CLASSES_MAX: usize = 2 * LABEL_VALUES_MAX;
+// A link's tally names its class, outcome and bucket with a byte each.
+const _: () = assert!(LINK_CLASSES_MAX <= 256 && OUTCOMES <= 256 && BUCKETS <= 256);
 
 /// Whether `value` may be a label value as it is (length and characters).
 pub fn label_ok(value: &str) -> bool {
@@ -134,6 +136,16 @@ fn zeros<const N: usize>() -> [AtomicU64; N] {
     std::array::from_fn(|_| AtomicU64::new(0))
 }
 
+/// A duration in whole microseconds (saturating).
+fn micros(took: Duration) -> u64 {
+    u64::try_from(took.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The histogram bucket of a duration of `us` microseconds.
+fn bucket_of(us: u64) -> usize {
+    LATENCY_BOUNDS_US.partition_point(|b| *b < us)
+}
+
 /// A latency histogram over [`LATENCY_BOUNDS_US`].
 #[derive(Debug)]
 pub struct Histogram {
@@ -153,10 +165,17 @@ impl Default for Histogram {
 impl Histogram {
     /// Counts one observation.
     pub fn observe(&self, took: Duration) {
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-        let i = LATENCY_BOUNDS_US.partition_point(|b| *b < us);
-        self.buckets[i].fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(us, Relaxed);
+        let us = micros(took);
+        self.add(bucket_of(us), 1, us);
+    }
+
+    /// Counts `n` observations of bucket `bucket` whose durations add up to `sum_us`.
+    fn add(&self, bucket: usize, n: u64, sum_us: u64) {
+        self.buckets[bucket].fetch_add(n, Relaxed);
+        // A request answered at once took no time: nothing to add.
+        if sum_us > 0 {
+            self.sum_us.fetch_add(sum_us, Relaxed);
+        }
     }
 
     /// What it counted so far.
@@ -218,9 +237,31 @@ impl Default for ClassCounters {
 impl ClassCounters {
     /// Counts one request of this class that ended after `took`.
     pub fn count(&self, side: ReqSide, result: Result<(), &str>, took: Duration) {
-        self.outcomes[side.index()][outcome_index(result)].fetch_add(1, Relaxed);
-        self.durations[side.index()].observe(took);
+        let us = micros(took);
+        self.add(side.index(), outcome_index(result), bucket_of(us), 1, us);
     }
+
+    /// Counts `n` requests of one side, outcome and duration bucket, whose durations add
+    /// up to `sum_us`.
+    fn add(&self, side: usize, outcome: usize, bucket: usize, n: u64, sum_us: u64) {
+        self.outcomes[side][outcome].fetch_add(n, Relaxed);
+        self.durations[side].add(bucket, n, sum_us);
+    }
+}
+
+/// Requests a link counted and has not yet added to the shared counters: all of one
+/// class (an index into the link's remembered classes), side, outcome and duration
+/// bucket, so that a run of alike requests (a pipelined link's) costs one addition per
+/// counter, not one per request (each an atomic read-modify-write on a counter the
+/// node's other links and its metrics share). 16 bytes; `n == 0`: none.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    sum_us: u64,
+    n: u32,
+    class: u8,
+    side: u8,
+    outcome: u8,
+    bucket: u8,
 }
 
 /// File transfers received, see [`Telemetry::file_started`] and the next ones.
@@ -480,6 +521,14 @@ pub struct Meter {
     /// Scanned in order: a link sees few classes (capped at [`LINK_CLASSES_MAX`]), and a
     /// scan comparing lengths first costs less per request than hashing the name.
     classes: Vec<(String, Arc<ClassCounters>)>,
+    /// Counted, not yet published (see [`Meter::publish`]).
+    tally: Tally,
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.publish();
+    }
 }
 
 impl Meter {
@@ -489,6 +538,7 @@ impl Meter {
             telemetry,
             transport,
             classes: Vec::new(),
+            tally: Tally::default(),
         }
     }
 
@@ -518,17 +568,75 @@ impl Meter {
     /// [`ClassCounters::count`]), with no handle on the counters kept: a request in
     /// flight keeps its class's name, not a counted reference, so none is taken and
     /// dropped per request.
+    ///
+    /// The count is tallied in the meter: it reaches the shared counters (what
+    /// [`Telemetry::report`] reads) at the next [`publish`](Self::publish), or before a
+    /// count of another class, side, outcome or duration bucket, or when the meter goes.
+    /// The link's driver publishes before it hands an outcome to a caller and before it
+    /// writes an answer, so nobody who heard of a request reads counts without it.
     pub fn count(&mut self, class: &str, side: ReqSide, result: Result<(), &str>, took: Duration) {
-        match self.classes.iter().find(|(name, _)| name == class) {
-            Some((_, c)) => c.count(side, result, took),
-            None => self.class(class).count(side, result, took),
+        let us = micros(took);
+        let (outcome, bucket) = (outcome_index(result), bucket_of(us));
+        let i = match self.classes.iter().position(|(name, _)| name == class) {
+            Some(i) => i,
+            None => {
+                let c = self.class(class);
+                match self.classes.last() {
+                    // Remembered now: tallied like the others.
+                    Some((name, _)) if name == class => self.classes.len() - 1,
+                    // Not remembered (the link saw too many classes): counted at once.
+                    _ => return c.add(side.index(), outcome, bucket, 1, us),
+                }
+            }
+        };
+        let key = Tally {
+            sum_us: 0,
+            n: 0,
+            // Below LINK_CLASSES_MAX, OUTCOMES and BUCKETS: each fits a byte.
+            class: i as u8,
+            side: side.index() as u8,
+            outcome: outcome as u8,
+            bucket: bucket as u8,
+        };
+        let t = &mut self.tally;
+        let alike = (t.class, t.side, t.outcome, t.bucket)
+            == (key.class, key.side, key.outcome, key.bucket);
+        if t.n > 0 && alike && t.n < u32::MAX {
+            t.n += 1;
+            t.sum_us = t.sum_us.saturating_add(us);
+            return;
+        }
+        self.publish();
+        self.tally = Tally {
+            sum_us: us,
+            n: 1,
+            ..key
+        };
+    }
+
+    /// Adds what was counted since the last publish to the shared counters.
+    pub fn publish(&mut self) {
+        if self.tally.n == 0 {
+            return;
+        }
+        let t = std::mem::take(&mut self.tally);
+        if let Some((_, c)) = self.classes.get(usize::from(t.class)) {
+            c.add(
+                usize::from(t.side),
+                usize::from(t.outcome),
+                usize::from(t.bucket),
+                u64::from(t.n),
+                t.sum_us,
+            );
         }
     }
 
     /// Forgets the classes it has seen and gives their storage back (an idle link's, see
     /// [`Pump::release_idle_storage`](crate::pump::Pump::release_idle_storage)): the
-    /// next request of a class looks it up in the shared table again, once.
+    /// next request of a class looks it up in the shared table again, once. What was
+    /// counted is published first.
     pub fn release_classes(&mut self) {
+        self.publish();
         self.classes = Vec::new();
     }
 

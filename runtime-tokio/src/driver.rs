@@ -15,7 +15,6 @@ use nkcluster_core::handshake::Role;
 use nkcluster_core::lanes::{Moved, PACE, turn_ends_after};
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::pump::{Accept, Outcome, Pump};
-use nkcluster_core::telemetry::Meter;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
@@ -213,12 +212,13 @@ enum Wake {
 }
 
 /// Runs the connection over `io` until it is closed and its last bytes are written;
-/// requests and bytes are counted with `meter`.
+/// `pump` keeps the callers waiting for our requests and counts requests and bytes with
+/// its meter.
 ///
 /// Commands wait until the handshake is done. When every command sender is gone the
 /// connection closes as soon as no request of ours is pending ("closed when idle").
 ///
-/// The transport, the machine and the command queue are borrowed: the caller's future
+/// The transport, the machine, the command queue and the pump are borrowed: the caller's future
 /// holds them once (an `async fn` keeps what it takes by value twice in its future, as
 /// an argument and as the local it moves into, for as long as the link lives).
 pub async fn drive(
@@ -228,11 +228,10 @@ pub async fn drive(
     commands: &mut crate::cmdq::Receiver<Command>,
     handler: &dyn RequestHandler,
     sink: &mut dyn EventSink,
-    meter: Meter,
-) {
     // Callers waiting for our requests, and commands held while the transport is backed
     // up (their deadlines keep running): the core's bookkeeping, and its counts.
-    let mut pump: Pump<Reply> = Pump::with_meter(meter);
+    pump: &mut Pump<Reply>,
+) {
     let mut now = clock.now();
     let mut wq: VecDeque<Bytes> = VecDeque::new();
     let mut wq_bytes = 0usize;
@@ -254,6 +253,10 @@ pub async fn drive(
     // Made at the first request and dropped at a timer wake-up when no answer is owed
     // (an idle link holds no channel).
     let mut late: Option<Arc<LateAnswers>> = None;
+    // The outcomes of one turn's replies, handed to their callers once their counts are
+    // published (one publish per run, see `Pump::publish_counts`). Kept across turns;
+    // given back with the link's idle storage.
+    let mut ready: Vec<Outcome<Reply>> = Vec::new();
 
     loop {
         // Drain the machine.
@@ -289,7 +292,7 @@ pub async fn drive(
                 }
                 Event::Reply { id, result } => {
                     if let Some(outcome) = pump.answered(now, id, result) {
-                        deliver(outcome);
+                        ready.push(outcome);
                     }
                 }
                 ev => {
@@ -304,6 +307,10 @@ pub async fn drive(
                 }
             }
         }
+        // The counts of this turn's replies and answers reach the node's counters before
+        // their callers hear them and before the answers are written.
+        pump.publish_counts();
+        ready.drain(..).for_each(deliver);
         if let Some(hold) = sink.take_hold() {
             // Whatever the answer (the node may be gone): go on with what is queued. The
             // wait is bounded by the link's own next deadline (core's timer: a ping, a
@@ -323,7 +330,7 @@ pub async fn drive(
             if let Some(answers) = late.as_ref() {
                 for _ in 0..BATCH {
                     match answers.pop() {
-                        Some((id, r)) => reply(&mut pump, conn, now, id, r),
+                        Some((id, r)) => reply(pump, conn, now, id, r),
                         None => break,
                     }
                 }
@@ -333,7 +340,7 @@ pub async fn drive(
                     break;
                 }
                 match commands.try_recv() {
-                    Ok(cmd) => submit(&mut pump, conn, now, cmd),
+                    Ok(cmd) => submit(pump, conn, now, cmd),
                     Err(_) => break,
                 }
             }
@@ -362,6 +369,7 @@ pub async fn drive(
         if release {
             pump.release_idle_storage();
             commands.shrink();
+            ready = Vec::new();
             if late
                 .as_ref()
                 .is_some_and(|a| Arc::strong_count(a) == 1 && a.is_empty())
@@ -519,10 +527,10 @@ pub async fn drive(
             // Other tasks run, and the runtime polls for I/O, before this one goes on.
             Wake::TurnOver => tokio::task::yield_now().await,
             Wake::Late(id, r) => {
-                reply(&mut pump, conn, now, id, r);
+                reply(pump, conn, now, id, r);
                 for _ in 1..BATCH {
                     match late.as_ref().and_then(|a| a.pop()) {
-                        Some((id, r)) => reply(&mut pump, conn, now, id, r),
+                        Some((id, r)) => reply(pump, conn, now, id, r),
                         None => break,
                     }
                 }
@@ -546,7 +554,7 @@ pub async fn drive(
                 if pump.gather() {
                     tokio::task::yield_now().await;
                 }
-                submit(&mut pump, conn, now, cmd);
+                submit(pump, conn, now, cmd);
                 // Every command already queued joins it, so they leave in one write; they
                 // are taken in one go (one lock of the queue the callers contend on).
                 // (Not kept across a wait: the link's task stays as small; the queue's
@@ -562,7 +570,7 @@ pub async fn drive(
                         taken.clear();
                         break;
                     }
-                    submit(&mut pump, conn, now, cmd);
+                    submit(pump, conn, now, cmd);
                 }
                 commands.give_back(taken);
             }
@@ -580,6 +588,7 @@ pub async fn drive(
                 // (a busy link would reallocate it all the time); the timer wakes an
                 // idle link anyway (its next ping).
                 commands.shrink();
+                ready = Vec::new();
                 // No answer owed and none queued: the channel goes until the next
                 // request. Not sooner: a busy link would make and free one per request
                 // (an allocation with a block of slots each time); the timer wakes an idle

@@ -207,3 +207,93 @@ fn handshakes_link_failures_bytes_and_files() {
     );
     assert!(r.requests.is_empty() && r.durations.is_empty());
 }
+
+#[test]
+fn a_links_alike_counts_are_tallied_and_published_in_one_addition() {
+    let t = Arc::new(Telemetry::new());
+    let mut m = Meter::new(t.clone(), Transport::Tcp);
+    let counts = |t: &Telemetry| -> Vec<(String, ReqSide, &'static str, u64)> {
+        t.report()
+            .requests
+            .into_iter()
+            .map(|r| (r.class, r.side, r.outcome, r.count))
+            .collect()
+    };
+    let sums = |t: &Telemetry| -> Vec<(String, ReqSide, u64, u64)> {
+        t.report()
+            .durations
+            .into_iter()
+            .map(|(c, s, h)| (c, s, h.count, h.sum_us))
+            .collect()
+    };
+    // Alike (class, side, outcome, bucket): tallied, nothing shared yet.
+    m.count("echo", ReqSide::Served, Ok(()), ms(0));
+    m.count("echo", ReqSide::Served, Ok(()), ms(0));
+    m.count("echo", ReqSide::Served, Ok(()), Duration::from_micros(40));
+    assert_eq!(counts(&t), vec![]);
+    // Another bucket publishes the run before it.
+    m.count("echo", ReqSide::Served, Ok(()), ms(1));
+    assert_eq!(
+        counts(&t),
+        vec![("echo".to_owned(), ReqSide::Served, "ok", 3)]
+    );
+    assert_eq!(sums(&t), vec![("echo".to_owned(), ReqSide::Served, 3, 40)]);
+    // Another outcome, side or class too.
+    m.count("echo", ReqSide::Served, Err("timeout"), ms(1));
+    m.count("echo", ReqSide::Sent, Err("timeout"), ms(1));
+    m.count("info", ReqSide::Sent, Err("timeout"), ms(1));
+    assert_eq!(
+        counts(&t),
+        vec![
+            ("echo".to_owned(), ReqSide::Sent, "timeout", 1),
+            ("echo".to_owned(), ReqSide::Served, "ok", 4),
+            ("echo".to_owned(), ReqSide::Served, "timeout", 1),
+        ]
+    );
+    m.publish();
+    m.publish();
+    assert_eq!(
+        counts(&t),
+        vec![
+            ("echo".to_owned(), ReqSide::Sent, "timeout", 1),
+            ("echo".to_owned(), ReqSide::Served, "ok", 4),
+            ("echo".to_owned(), ReqSide::Served, "timeout", 1),
+            ("info".to_owned(), ReqSide::Sent, "timeout", 1),
+        ]
+    );
+    assert_eq!(
+        sums(&t),
+        vec![
+            ("echo".to_owned(), ReqSide::Sent, 1, 1_000),
+            ("echo".to_owned(), ReqSide::Served, 5, 2_040),
+            ("info".to_owned(), ReqSide::Sent, 1, 1_000),
+        ]
+    );
+    // Forgetting the classes, and the meter going, publish what is tallied.
+    m.count("info", ReqSide::Sent, Ok(()), ms(2));
+    m.release_classes();
+    m.count("info", ReqSide::Sent, Ok(()), ms(2));
+    drop(m);
+    assert_eq!(
+        counts(&t)[3..],
+        [
+            ("info".to_owned(), ReqSide::Sent, "ok", 2),
+            ("info".to_owned(), ReqSide::Sent, "timeout", 1),
+        ]
+    );
+}
+
+#[test]
+fn a_class_the_link_cannot_remember_is_counted_at_once() {
+    let t = Arc::new(Telemetry::new());
+    let mut m = Meter::new(t.clone(), Transport::Tcp);
+    for i in 0..LINK_CLASSES_MAX {
+        m.count(&format!("c{i}"), ReqSide::Sent, Ok(()), ms(1));
+    }
+    m.publish();
+    let total = |t: &Telemetry| t.report().requests.iter().map(|r| r.count).sum::<u64>();
+    assert_eq!(total(&t), LINK_CLASSES_MAX as u64);
+    // Past the link's cap: not tallied, shared at once (as `other`: past the label cap).
+    m.count("late", ReqSide::Sent, Ok(()), ms(1));
+    assert_eq!(total(&t), LINK_CLASSES_MAX as u64 + 1);
+}

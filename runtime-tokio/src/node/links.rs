@@ -2,6 +2,7 @@
 //! keeping the table of authenticated peers as links come and go.
 
 use super::*;
+use nkcluster_core::pump::Pump;
 use nkcluster_core::telemetry::{LinkSide, Meter, transport_of_remote};
 
 impl<N: Net> Inner<N> {
@@ -506,7 +507,12 @@ pub(super) fn run_connection<N: Net>(
     };
     let conn_id = inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let transport = transport_of_remote(&remote);
-    let meter = Meter::new(inner.telemetry.clone(), transport.unwrap_or(Transport::Tcp));
+    // The link's bookkeeping, counting with its meter: made here and lent to the driver,
+    // so that the link's task holds it once.
+    let mut pump = Pump::with_meter(Meter::new(
+        inner.telemetry.clone(),
+        transport.unwrap_or(Transport::Tcp),
+    ));
     let mut sink = LinkSink {
         inner: inner.clone(),
         transport,
@@ -537,7 +543,7 @@ pub(super) fn run_connection<N: Net>(
             &mut rx,
             &handler,
             &mut sink,
-            meter,
+            &mut pump,
         )
         .await;
         inner.running.send_modify(|n| *n -= 1);
