@@ -349,9 +349,33 @@ impl Message {
 
     /// Encodes the message body alone.
     pub fn encode_body(&self) -> Bytes {
-        let mut out = BytesMut::new();
+        let mut out = BytesMut::with_capacity(self.size_hint());
         self.encode_into(&mut out);
         out.freeze()
+    }
+
+    /// Room for the encoded body, made before it is encoded: at least the whole body for
+    /// a handshake message (hello, proof, reject), a close or a notice (postcard writes a
+    /// length or a number as at most 10 bytes, a 32-byte array as 32),
+    /// [`SMALL_FRAME`](Self::SMALL_FRAME) for the others (a hint). The encoder grows the
+    /// buffer a few bytes at a time: from empty, a hello took an allocation and four
+    /// reallocations, a proof one and three, and a worker's first status and info
+    /// notices, from the 64 bytes of a small frame, two or three each, on every link
+    /// coming up (issue 15, point 7).
+    fn size_hint(&self) -> usize {
+        match self {
+            Message::Hello(h) => {
+                96 + h.cluster.len()
+                    + h.node_id.len()
+                    + h.meta.len()
+                    + h.listen.iter().map(|u| u.len() + 10).sum::<usize>()
+            }
+            Message::Proof(_) => 40,
+            Message::Reject(r) => 32 + r.detail.len() + r.theirs.as_ref().map_or(0, String::len),
+            Message::Close(c) => 16 + c.reason.len(),
+            Message::Notice(n) => 32 + n.class.len() + n.body.len(),
+            _ => Self::SMALL_FRAME,
+        }
     }
 
     /// Appends the encoded body to `out`.
@@ -377,7 +401,14 @@ impl Message {
 
     /// Appends a whole frame (length prefix and body) to `out`.
     pub fn encode_frame_into(&self, out: &mut BytesMut) {
-        out.reserve(Self::SMALL_FRAME);
+        // A small frame's room as before (a ping, a pong), a whole frame's for a bigger
+        // message whose size is known.
+        let hint = self.size_hint();
+        out.reserve(if hint > Self::SMALL_FRAME {
+            HEADER_LEN + hint
+        } else {
+            Self::SMALL_FRAME
+        });
         let start = out.len();
         out.put_u32(0);
         self.encode_into(out);
@@ -660,6 +691,14 @@ mod tests {
             m.encode_frame_into(&mut framed);
             prop_assert_eq!(&framed[HEADER_LEN..], &body[..]);
             prop_assert_eq!(u32::from_be_bytes([framed[0], framed[1], framed[2], framed[3]]) as usize, body.len());
+        }
+
+        #[test]
+        fn handshake_messages_encode_within_their_size_hint(m in arb_message()) {
+            if matches!(m, Message::Hello(_) | Message::Proof(_) | Message::Reject(_) | Message::Close(_) | Message::Notice(_)) {
+                let body = m.encode_body();
+                prop_assert!(body.len() <= m.size_hint(), "{} > {}", body.len(), m.size_hint());
+            }
         }
 
         #[test]
