@@ -138,20 +138,7 @@ mod tests {
             t0,
         );
         l.handle_input(t0, &opening);
-        loop {
-            let mut moved = false;
-            while let Some(x) = l.poll_transmit() {
-                d.handle_input(t0, &x);
-                moved = true;
-            }
-            while let Some(x) = d.poll_transmit() {
-                l.handle_input(t0, &x);
-                moved = true;
-            }
-            if !moved {
-                break;
-            }
-        }
+        crate::conn::tests::pump(&mut l, &mut d, t0);
         assert!(matches!(&events(&mut d)[..], [Event::Authenticated(p)] if p.node_id == "c1"));
         assert!(matches!(&events(&mut l)[..], [Event::Authenticated(p)] if p.node_id == "w1"));
     }
