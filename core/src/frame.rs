@@ -216,8 +216,11 @@ impl FrameDecoder {
             if buf.len() < total {
                 break;
             }
-            let mut frame = buf.split_to(total).freeze();
-            let body = frame.split_off(HEADER_LEN);
+            // The header is skipped, then the body split off: one new handle on the
+            // buffer per frame (a split of the whole frame, then of its body, took two
+            // and dropped one, each an atomic count on the shared buffer).
+            bytes::Buf::advance(buf, HEADER_LEN);
+            let body = buf.split_to(total - HEADER_LEN).freeze();
             if !on_frame(body) {
                 return Ok(());
             }
