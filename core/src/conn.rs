@@ -166,10 +166,8 @@ pub struct Connection {
     wall_origin_ns: u64,
     keepalive: Keepalive,
     next_request_id: u64,
-    /// Our requests in flight and their deadlines, by id.
-    pending: SeqMap<u64, Instant>,
-    /// The same, by deadline.
-    deadlines: SeqMap<(Instant, u64), ()>,
+    /// Our requests in flight, by id and by deadline.
+    pending: InFlight,
     /// The peer's requests we have not answered.
     incoming: SeqMap<u64, ()>,
     /// The class name of the peer's last request (see [`LastClass`]).
@@ -209,8 +207,7 @@ impl Connection {
             wall_origin_ns: params.wall_origin_ns,
             keepalive: Keepalive::new(config.ping_interval, config.idle_timeout, now),
             next_request_id: 1,
-            pending: SeqMap::new(),
-            deadlines: SeqMap::new(),
+            pending: InFlight::default(),
             incoming: SeqMap::new(),
             last_class: LastClass::default(),
             stats: LinkStats::default(),
@@ -379,7 +376,6 @@ impl Connection {
     /// refills; see [`crate::seqmap`]).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.pending.shrink();
-        self.deadlines.shrink();
         self.incoming.shrink();
         match &mut self.phase {
             Phase::Closed => {}
@@ -393,12 +389,7 @@ impl Connection {
                     self.fail(ConnError::IdleTimeout(idle), true);
                     return;
                 }
-                while let Some((&(deadline, id), _)) = self.deadlines.first() {
-                    if deadline > now {
-                        break;
-                    }
-                    self.deadlines.pop_first();
-                    self.pending.remove(&id);
+                while let Some(id) = self.pending.pop_due(now) {
                     self.events.push_back(Event::Reply {
                         id: RequestId(id),
                         result: Err(RequestError::Timeout),
@@ -442,7 +433,6 @@ impl Connection {
         self.next_request_id += 1;
         let deadline = now + timeout;
         self.pending.insert(id, deadline);
-        self.deadlines.insert((deadline, id), ());
         let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
         let msg = Hot::Request {
             id,
@@ -525,11 +515,11 @@ impl Connection {
         if self.is_closed() {
             return;
         }
-        let taken = core::mem::take(&mut self.pending);
+        let taken = self.pending.take_ids();
         // The planted bug (a feature for the simulator's tests only): the requests are
         // taken off the link but never ended.
         #[cfg(not(feature = "planted-bug"))]
-        for (id, _) in taken {
+        for id in taken {
             self.events.push_back(Event::Reply {
                 id: RequestId(id),
                 result: Err(pending.clone()),
@@ -584,11 +574,8 @@ impl Connection {
             Phase::Closed => None,
             Phase::Handshaking(hs) => hs.poll_timeout(),
             Phase::Established => {
-                let mut t = self.keepalive.deadline();
-                if let Some((&(d, _), _)) = self.deadlines.first() {
-                    t = t.min(d);
-                }
-                Some(t)
+                let t = self.keepalive.deadline();
+                Some(self.pending.next_deadline().map_or(t, |d| t.min(d)))
             }
         }
     }
@@ -772,9 +759,8 @@ impl Connection {
 
     fn finish(&mut self, error: Option<ConnError>) {
         self.phase = Phase::Closed;
-        self.deadlines.clear();
         self.incoming.clear();
-        for (id, _) in core::mem::take(&mut self.pending) {
+        for id in self.pending.take_ids() {
             self.events.push_back(Event::Reply {
                 id: RequestId(id),
                 result: Err(RequestError::ConnectionFailed),
@@ -786,12 +772,14 @@ impl Connection {
 
 mod config;
 mod incoming;
+mod inflight;
 mod notice;
 mod opening;
 mod trim;
 
 use config::Limits;
 pub use config::{ConnectionConfig, Framing};
+use inflight::InFlight;
 pub use notice::Noticed;
 pub use opening::{dialer_opening, opens_with_transport};
 

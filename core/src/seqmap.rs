@@ -101,6 +101,35 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
         }
     }
 
+    /// Inserts `value` at `key` unless `key` has one already (then `value` is given
+    /// back): a key past the last, the usual case, is a push with no lookup.
+    ///
+    /// # Errors
+    /// `value`, when `key` has a value.
+    pub fn try_insert(&mut self, key: K, value: V) -> Result<(), V> {
+        match self.slots.back() {
+            Some((last, _)) if *last >= key => {}
+            _ => {
+                self.slots.push_back((key, Some(value)));
+                self.live += 1;
+                return Ok(());
+            }
+        }
+        match self.slots.binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(i) if self.slots[i].1.is_some() => Err(value),
+            Ok(i) => {
+                self.slots[i].1 = Some(value);
+                self.live += 1;
+                Ok(())
+            }
+            Err(i) => {
+                self.slots.insert(i, (key, Some(value)));
+                self.live += 1;
+                Ok(())
+            }
+        }
+    }
+
     /// Where `key` is. The ends are looked at first: a key leaving from the front (the
     /// usual removal) or past the last (a new request id, looked up before its insert)
     /// costs no binary search.
@@ -149,6 +178,13 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
     #[must_use]
     pub fn first(&self) -> Option<(&K, &V)> {
         let (k, v) = self.slots.front()?;
+        Some((k, v.as_ref()?))
+    }
+
+    /// The entry with the largest key.
+    #[must_use]
+    pub fn last(&self) -> Option<(&K, &V)> {
+        let (k, v) = self.slots.back()?;
         Some((k, v.as_ref()?))
     }
 
@@ -239,6 +275,26 @@ mod tests {
 
     fn keys(m: &SeqMap<u64, u64>) -> Vec<u64> {
         m.iter().map(|(k, _)| *k).collect()
+    }
+
+    #[test]
+    fn try_insert_keeps_the_value_in_place_and_fills_holes() {
+        let mut m = SeqMap::new();
+        assert_eq!(m.last(), None);
+        assert_eq!(m.try_insert(1u64, 10u64), Ok(()));
+        assert_eq!(m.try_insert(3, 30), Ok(()));
+        assert_eq!(m.try_insert(5, 50), Ok(()));
+        assert_eq!(m.try_insert(3, 31), Err(31));
+        assert_eq!(m.get(&3), Some(&30));
+        // Out of order, into a gap and into a hole.
+        assert_eq!(m.try_insert(2, 20), Ok(()));
+        assert_eq!(m.remove(&3), Some(30));
+        assert_eq!(m.slots(), 4);
+        assert_eq!(m.try_insert(3, 32), Ok(()));
+        assert_eq!((m.len(), m.slots()), (4, 4));
+        assert_eq!(keys(&m), vec![1, 2, 3, 5]);
+        assert_eq!(m.last(), Some((&5, &50)));
+        assert_eq!(m.get(&3), Some(&32));
     }
 
     #[test]

@@ -14,9 +14,10 @@ impl Connection {
     /// The peer's request `id`: an event for the application, unless it is one too many
     /// or a duplicate (answered with an error at once).
     pub(super) fn on_request(&mut self, id: u64, timeout_ms: u32, class: SmolStr, body: Bytes) {
-        if self.incoming.len() >= self.limits.max_incoming_requests as usize
-            || self.incoming.contains_key(&id)
-        {
+        // Kept unless one too many or a duplicate (one lookup: a new id, past the last,
+        // is a push).
+        let full = self.incoming.len() >= self.limits.max_incoming_requests as usize;
+        if full || self.incoming.try_insert(id, ()).is_err() {
             let why = if self.incoming.contains_key(&id) {
                 RemoteError::new(
                     "duplicate_request",
@@ -31,7 +32,6 @@ impl Connection {
             }));
             return;
         }
-        self.incoming.insert(id, ());
         self.events.push_back(Event::Request {
             id,
             class,
@@ -42,9 +42,8 @@ impl Connection {
 
     /// The peer's answer to our request `id` (counted late when it is not pending).
     pub(super) fn on_reply(&mut self, id: u64, result: Result<Bytes, RemoteError>) {
-        match self.pending.remove(&id) {
-            Some(deadline) => {
-                self.deadlines.remove(&(deadline, id));
+        match self.pending.remove(id) {
+            Some(_) => {
                 self.events.push_back(Event::Reply {
                     id: RequestId(id),
                     result: result.map_err(RequestError::Remote),

@@ -47,7 +47,6 @@ impl Connection {
             self.events = Default::default();
         }
         self.pending.shrink();
-        self.deadlines.shrink();
         self.incoming.shrink();
         if self.inbuf.is_empty() {
             self.inbuf = BytesMut::new();
@@ -64,7 +63,6 @@ impl Connection {
     pub(crate) fn idle_storage(&self) -> usize {
         self.events.capacity() * size_of::<super::Event>()
             + self.pending.capacity_bytes()
-            + self.deadlines.capacity_bytes()
             + self.incoming.capacity_bytes()
             + self.inbuf.capacity()
             + self.lanes.capacity_bytes()
@@ -185,7 +183,7 @@ mod tests {
         assert!(d.release_idle_storage() && l.release_idle_storage());
         // Our request is still pending, the peer's still owed: their maps stay.
         assert_eq!(d.pending_requests(), 1);
-        assert!(d.pending.capacity_bytes() + d.deadlines.capacity_bytes() > 0);
+        assert!(d.pending.capacity_bytes() > 0);
         assert!(l.incoming.capacity_bytes() > 0);
         l.reply(id.0, Ok(Bytes::from_static(b"done")));
         pump(&mut d, &mut l, t);
