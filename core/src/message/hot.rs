@@ -85,10 +85,24 @@ impl<const N: usize> Small<N> {
         self.byte(v as u8);
     }
 
+    /// Appends `s`; `false` (nothing appended) when it does not fit.
+    fn slice(&mut self, s: &[u8]) -> bool {
+        let Some(to) = self.buf.get_mut(self.len..self.len + s.len()) else {
+            return false;
+        };
+        to.copy_from_slice(s);
+        self.len += s.len();
+        true
+    }
+
     fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }
+
+/// Frames up to this size (a request of a short class with a small payload, or its
+/// reply) are built whole on the stack and appended to the output in one copy.
+const STACK_FRAME: usize = 128;
 
 /// The frame header (stream framing) and the variant, id and (requests) timeout.
 const LEAD: usize = HEADER_LEN + 1 + VARINT_MAX + 5 + 5;
@@ -155,10 +169,59 @@ impl Hot<'_> {
         }
     }
 
+    /// The whole frame (stream framing) built on the stack when it fits
+    /// [`STACK_FRAME`]: its length prefix, then what [`head`](Self::head) writes, then
+    /// the payload.
+    fn small_frame(&self) -> Option<Small<STACK_FRAME>> {
+        let mut f = Small::<STACK_FRAME>::new();
+        // The length prefix, set once the body is written.
+        f.len = HEADER_LEN;
+        let payload = self.payload();
+        if payload.len() >= STACK_FRAME {
+            return None;
+        }
+        match *self {
+            Hot::Request {
+                id,
+                timeout_ms,
+                class,
+                ..
+            } => {
+                if class.len() >= STACK_FRAME {
+                    return None;
+                }
+                f.byte(REQUEST);
+                f.varint(id);
+                f.varint(u64::from(timeout_ms));
+                f.varint(class.len() as u64);
+                if !f.slice(class.as_bytes()) || f.len + VARINT_MAX > STACK_FRAME {
+                    return None;
+                }
+            }
+            Hot::Reply { id, .. } => {
+                f.byte(REPLY);
+                f.varint(id);
+                f.byte(OK);
+            }
+        }
+        f.varint(payload.len() as u64);
+        if !f.slice(payload) {
+            return None;
+        }
+        // Below STACK_FRAME: fits the prefix.
+        let body = (f.len - HEADER_LEN) as u32;
+        f.buf[..HEADER_LEN].copy_from_slice(&body.to_be_bytes());
+        Some(f)
+    }
+
     /// [`Message::encode_frame_split`] of the same message: the frame appended to `out`,
     /// except a payload of at least [`Message::SPLIT_BODY_MIN`] bytes, returned to be
     /// written right after.
     pub fn encode_frame_split(&self, out: &mut BytesMut) -> Option<Bytes> {
+        if let Some(f) = self.small_frame() {
+            out.extend_from_slice(f.bytes());
+            return None;
+        }
         let total = self.body_len();
         let frame_len = u32::try_from(total).unwrap_or(u32::MAX);
         let payload = self.payload();
@@ -459,9 +522,17 @@ mod tests {
 
     #[test]
     fn hand_encoding_is_postcards_at_every_varint_width() {
+        // Sizes around STACK_FRAME too: a frame built on the stack, one that just does
+        // not fit (a long class, a payload), and one built in place.
         for n in [
             0usize,
             1,
+            40,
+            50,
+            60,
+            90,
+            100,
+            110,
             127,
             128,
             16_383,
