@@ -163,14 +163,25 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
     /// Removes and returns the value at `key`.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let i = self.position(key)?;
+        // An end slot goes at once with the holes behind it (the ends are never holes);
+        // one inside leaves a hole.
         let v = if i == 0 {
-            // The first slot is never a hole: it goes at once.
-            self.slots.pop_front()?.1?
+            let v = self.slots.pop_front()?.1?;
+            while matches!(self.slots.front(), Some((_, None))) {
+                self.slots.pop_front();
+            }
+            v
+        } else if i + 1 == self.slots.len() {
+            let v = self.slots.pop_back()?.1?;
+            while matches!(self.slots.back(), Some((_, None))) {
+                self.slots.pop_back();
+            }
+            v
         } else {
             self.slots[i].1.take()?
         };
         self.live -= 1;
-        self.tidy();
+        self.squeeze();
         Some(v)
     }
 
@@ -192,7 +203,10 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
     pub fn pop_first(&mut self) -> Option<(K, V)> {
         let (k, v) = self.slots.pop_front()?;
         self.live -= 1;
-        self.tidy();
+        while matches!(self.slots.front(), Some((_, None))) {
+            self.slots.pop_front();
+        }
+        self.squeeze();
         // The first slot is never a hole.
         v.map(|v| (k, v))
     }
@@ -238,15 +252,9 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
         }
     }
 
-    /// Holes at the ends go; too many holes are squeezed out. The storage stays (see
+    /// Too many holes are squeezed out. The storage stays (see
     /// [`shrink`](Self::shrink)).
-    fn tidy(&mut self) {
-        while matches!(self.slots.front(), Some((_, None))) {
-            self.slots.pop_front();
-        }
-        while matches!(self.slots.back(), Some((_, None))) {
-            self.slots.pop_back();
-        }
+    fn squeeze(&mut self) {
         if self.live > 0 && self.slots.len() > 2 * self.live + SLACK {
             self.slots.retain(|(_, v)| v.is_some());
         }
