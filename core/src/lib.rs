@@ -96,6 +96,7 @@ pub mod status;
 pub mod table;
 pub mod telemetry;
 pub mod time;
+pub mod tls_tail;
 pub mod transfers;
 pub mod url;
 pub mod workers;

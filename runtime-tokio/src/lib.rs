@@ -46,5 +46,6 @@ pub mod linkio;
 pub mod net;
 pub mod node;
 pub mod os;
+pub mod tls_tail;
 pub mod transport;
 pub mod wasm;

@@ -446,8 +446,9 @@ pub async fn accept<S: Stream>(
         }
         Transport::Tls | Transport::Wss => {
             let tls = tls.ok_or_else(|| TransportError::Config("no server tls".into()))?;
-            let s = TlsAcceptor::from(tls.config.clone())
-                .accept(stream)
+            // The session tickets leave with our first write (see `tls_tail`).
+            let mut s = TlsAcceptor::from(tls.config.clone())
+                .accept(crate::tls_tail::TailHeld::new(stream))
                 .await
                 .map_err(|e| {
                     let text = e.to_string();
@@ -457,6 +458,7 @@ pub async fn accept<S: Stream>(
                         text
                     })
                 })?;
+            s.get_mut().0.handshake_done();
             let binding = export(s.get_ref().1.export_keying_material(
                 [0u8; 32],
                 EXPORTER_LABEL,
