@@ -142,6 +142,25 @@ impl Hot<'_> {
             lead.u32_be(n);
         }
         let payload = self.payload().len() as u64;
+        self.fields(&mut lead);
+        match *self {
+            Hot::Request { class, .. } => {
+                out.extend_from_slice(lead.bytes());
+                out.extend_from_slice(class.as_bytes());
+                let mut len = Small::<VARINT_MAX>::new();
+                len.varint(payload);
+                out.extend_from_slice(len.bytes());
+            }
+            Hot::Reply { .. } => {
+                lead.varint(payload);
+                out.extend_from_slice(lead.bytes());
+            }
+        }
+    }
+
+    /// Writes the fields before a request's class (variant, id, timeout, class length)
+    /// or before a reply's payload length (variant, id, `Ok`). `f` has room for them.
+    fn fields<const N: usize>(&self, f: &mut Small<N>) {
         match *self {
             Hot::Request {
                 id,
@@ -149,22 +168,15 @@ impl Hot<'_> {
                 class,
                 ..
             } => {
-                lead.byte(REQUEST);
-                lead.varint(id);
-                lead.varint(u64::from(timeout_ms));
-                lead.varint(class.len() as u64);
-                out.extend_from_slice(lead.bytes());
-                out.extend_from_slice(class.as_bytes());
-                let mut len = Small::<VARINT_MAX>::new();
-                len.varint(payload);
-                out.extend_from_slice(len.bytes());
+                f.byte(REQUEST);
+                f.varint(id);
+                f.varint(u64::from(timeout_ms));
+                f.varint(class.len() as u64);
             }
             Hot::Reply { id, .. } => {
-                lead.byte(REPLY);
-                lead.varint(id);
-                lead.byte(OK);
-                lead.varint(payload);
-                out.extend_from_slice(lead.bytes());
+                f.byte(REPLY);
+                f.varint(id);
+                f.byte(OK);
             }
         }
     }
@@ -180,29 +192,16 @@ impl Hot<'_> {
         if payload.len() >= STACK_FRAME {
             return None;
         }
-        match *self {
-            Hot::Request {
-                id,
-                timeout_ms,
-                class,
-                ..
-            } => {
-                if class.len() >= STACK_FRAME {
-                    return None;
-                }
-                f.byte(REQUEST);
-                f.varint(id);
-                f.varint(u64::from(timeout_ms));
-                f.varint(class.len() as u64);
-                if !f.slice(class.as_bytes()) || f.len + VARINT_MAX > STACK_FRAME {
-                    return None;
-                }
-            }
-            Hot::Reply { id, .. } => {
-                f.byte(REPLY);
-                f.varint(id);
-                f.byte(OK);
-            }
+        if let Hot::Request { class, .. } = *self
+            && class.len() >= STACK_FRAME
+        {
+            return None;
+        }
+        self.fields(&mut f);
+        if let Hot::Request { class, .. } = *self
+            && (!f.slice(class.as_bytes()) || f.len + VARINT_MAX > STACK_FRAME)
+        {
+            return None;
         }
         f.varint(payload.len() as u64);
         if !f.slice(payload) {
