@@ -36,7 +36,7 @@ const DRAIN_BYTES: usize = 4 * 1024 * 1024;
 const BATCH: usize = 256;
 
 /// Where a request's outcome goes.
-pub type Reply = oneshot::Sender<Result<Bytes, RequestError>>;
+pub type Reply = crate::reply::Sender<Result<Bytes, RequestError>>;
 
 /// What the application asks of a connection (see [`nkcluster_core::pump::Command`]).
 pub type Command = nkcluster_core::pump::Command<Reply>;

@@ -46,6 +46,7 @@ pub mod linkio;
 pub mod net;
 pub mod node;
 pub mod os;
+pub mod reply;
 pub mod tls_tail;
 pub mod transport;
 pub mod wasm;

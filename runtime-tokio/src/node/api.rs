@@ -14,7 +14,7 @@ impl<N: Net> Node<N> {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Bytes, RequestError> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = crate::reply::channel();
         let cmd = Command::Request {
             class: class.into(),
             body,

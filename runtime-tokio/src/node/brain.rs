@@ -198,7 +198,7 @@ impl<N: Net> Inner<N> {
                 timeout,
             } => {
                 let inner = self.clone();
-                let (reply, rx) = oneshot::channel();
+                let (reply, rx) = crate::reply::channel();
                 let cmd = Command::Request {
                     class: class.into(),
                     body,

@@ -12,13 +12,13 @@ impl<N: Net> Inner<N> {
         class: &str,
         body: Bytes,
         timeout: Duration,
-    ) -> Result<oneshot::Receiver<Result<Bytes, RequestError>>, RequestError> {
+    ) -> Result<crate::reply::Receiver<Result<Bytes, RequestError>>, RequestError> {
         let commands = self
             .view()
             .link_of(peer)
             .cloned()
             .ok_or(RequestError::NotConnected)?;
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = crate::reply::channel();
         commands
             .try_send(Command::Request {
                 class: class.into(),
@@ -47,7 +47,7 @@ impl<N: Net> Inner<N> {
         let deadline = self.clock.now() + GATHER_TIMEOUT;
         for (id, commands) in members {
             asks.spawn(async move {
-                let (tx, rx) = oneshot::channel();
+                let (tx, rx) = crate::reply::channel();
                 let cmd = Command::Request {
                     class: CLASS_LOCAL_NODES.into(),
                     body: Bytes::new(),

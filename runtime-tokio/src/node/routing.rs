@@ -209,7 +209,7 @@ impl<N: Net> Node<N> {
             }
             Exclusive::Failed(e) => return Err(e),
         };
-        let (reply_tx, reply_rx) = oneshot::channel();
+        let (reply_tx, reply_rx) = crate::reply::channel();
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let _ = tx.try_send(Command::Request {
             class: class.into(),

@@ -220,7 +220,7 @@ impl<N: Net> Node<N> {
                     self.route_enqueue(node, CLASS_JOB, body, timeout, 0, plan.ask_router)
                 }
                 Carried::Exclusive(tx) => {
-                    let (reply, rx) = oneshot::channel();
+                    let (reply, rx) = crate::reply::channel();
                     let cmd = Command::Request {
                         class: CLASS_JOB.into(),
                         body,
@@ -301,7 +301,7 @@ impl<N: Net> Inner<N> {
         };
         let timeout = Duration::from_millis(req.timeout_ms);
         let key: FileLinkKey = (req.node.clone(), rp.path, rp.total);
-        let (reply, rx) = oneshot::channel();
+        let (reply, rx) = crate::reply::channel();
         let cmd = Command::Request {
             class: req.class.into(),
             body: req.body,
