@@ -30,8 +30,9 @@ use crate::auth::Key;
 use crate::frame::{FrameDecoder, FrameError};
 use crate::handshake::{Handshake, Identity, Outcome, PeerInfo, Role, Side};
 use crate::keepalive::{Due, Keepalive, pings_every_interval, sends_heartbeats};
+use crate::lanes::credit::CREDIT_VERSION;
 use crate::lanes::{Assembly, BULK_MIN, Lanes, is_bulk_request};
-use crate::message::{Close, Hot, HotFrame, LastClass, Message, Ping, Pong, RemoteError, Reply};
+use crate::message::{Close, Hot, HotFrame, LastClass, Message, Ping, RemoteError, Reply};
 use crate::seqmap::SeqMap;
 use crate::time::Instant;
 use smol_str::SmolStr;
@@ -398,9 +399,9 @@ impl Connection {
                 match due {
                     Due::Ping(seq) => {
                         let wall_ns = self.wall(now);
-                        self.send(&Message::Ping(Ping { seq, wall_ns }));
+                        self.send_keepalive(&Message::Ping(Ping { seq, wall_ns }));
                     }
-                    Due::Heartbeat => self.send(&Message::Heartbeat),
+                    Due::Heartbeat => self.send_keepalive(&Message::Heartbeat),
                     Due::Dead(_) | Due::Nothing => {}
                 }
             }
@@ -555,10 +556,17 @@ impl Connection {
     }
 
     /// Whether bulk waits to be pulled with
-    /// [`poll_transmit_paced`](Self::poll_transmit_paced).
+    /// [`poll_transmit_paced`](Self::poll_transmit_paced) and may go now (with a peer of
+    /// protocol 7 its window may be full: the peer's next report, an input, opens it).
     #[must_use]
     pub fn has_bulk(&self) -> bool {
-        self.lanes.has_bulk()
+        self.lanes.bulk_ready()
+    }
+
+    /// The bulk lane's window and counts (see [`crate::lanes::credit`]).
+    #[must_use]
+    pub fn bulk_credit(&self) -> &crate::lanes::credit::BulkCredit {
+        self.lanes.credit()
     }
 
     /// Next event for the application.
@@ -589,6 +597,13 @@ impl Connection {
     fn send(&mut self, msg: &Message) {
         self.stats.frames_out += 1;
         self.lanes.control(msg);
+    }
+
+    /// Sends a keepalive, a pong or a report of bulk read: control lane, without
+    /// narrowing the bulk window (see [`crate::lanes::credit`]).
+    fn send_keepalive(&mut self, msg: &Message) {
+        self.stats.frames_out += 1;
+        self.lanes.keepalive(msg);
     }
 
     fn send_body(&mut self, body: Bytes) {
@@ -644,64 +659,6 @@ impl Connection {
         !self.is_closed()
     }
 
-    fn on_link_message(&mut self, now: Instant, msg: Message) {
-        match msg {
-            Message::Ping(p) => {
-                self.trim_due = true;
-                let wall_ns = self.wall(now);
-                self.send(&Message::Pong(Pong {
-                    seq: p.seq,
-                    echo_wall_ns: p.wall_ns,
-                    wall_ns,
-                }));
-            }
-            // Liveness only: `on_frame` noted the input; nothing to answer.
-            Message::Heartbeat => self.trim_due = true,
-            Message::Pong(p) => {
-                self.trim_due = true;
-                if let Some(rtt) = self.keepalive.pong(now, p.seq) {
-                    self.stats.rtt = Some(rtt);
-                    self.stats.srtt = Some(match self.stats.srtt {
-                        None => rtt,
-                        Some(s) => (s * 7 + rtt) / 8,
-                    });
-                    let half = i64::try_from(rtt.as_nanos() / 2).unwrap_or(i64::MAX);
-                    let mid = (p.echo_wall_ns as i128) + half as i128;
-                    let off = (p.wall_ns as i128) - mid;
-                    self.stats.clock_offset_ns =
-                        Some(off.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
-                    self.events.push_back(Event::RttMeasured(rtt));
-                }
-            }
-            Message::Request(r) => self.on_request(r.id, r.timeout_ms, r.class, r.body),
-            Message::Reply(r) => self.on_reply(r.id, r.result),
-            Message::Close(c) => self.fail(ConnError::PeerClosed(c.reason), false),
-            Message::Gossip(v) => self.events.push_back(Event::Gossip(v)),
-            Message::Notice(n) => self.events.push_back(Event::Notice {
-                class: n.class,
-                body: n.body,
-            }),
-            Message::Chunk(c) => match self.assembly.push(c, self.limits.max_frame) {
-                Ok(None) => {}
-                Ok(Some(body)) => match Message::decode_bytes(&body) {
-                    Ok(Message::Chunk(_)) => self.fail(
-                        ConnError::Protocol("a chunk inside a chunked message".into()),
-                        true,
-                    ),
-                    Ok(m) => self.on_link_message(now, m),
-                    Err(e) => self.fail(ConnError::Decode(e), true),
-                },
-                Err(e) => self.fail(ConnError::Frame(e), true),
-            },
-            m @ (Message::Hello(_) | Message::Proof(_) | Message::Reject(_)) => {
-                self.fail(
-                    ConnError::Protocol(format!("{} on an established link", m.kind())),
-                    true,
-                );
-            }
-        }
-    }
-
     fn drain_handshake(&mut self, now: Instant) {
         let Phase::Handshaking(hs) = &mut self.phase else {
             return;
@@ -727,6 +684,7 @@ impl Connection {
                 let heartbeats = sends_heartbeats(peer.version, every_interval);
                 self.keepalive.established(now, every_interval, heartbeats);
                 self.lanes.set_chunked(peer.version >= 2);
+                self.lanes.set_credited(peer.version >= CREDIT_VERSION);
                 self.peer = KnownPeer::Authenticated(Box::new(peer.clone()));
                 self.events.push_back(Event::Authenticated(peer));
             }
@@ -759,6 +717,8 @@ impl Connection {
 
     fn finish(&mut self, error: Option<ConnError>) {
         self.phase = Phase::Closed;
+        // No more reports will be read: what is left goes out unwindowed.
+        self.lanes.set_credited(false);
         self.incoming.clear();
         for id in self.pending.take_ids() {
             self.events.push_back(Event::Reply {

@@ -20,6 +20,11 @@
 //! peer a bulk message leaves whole (still after the control lane). Payloads are never
 //! copied on stream transports: a chunk's frame is its header followed by slices of
 //! the payload.
+//!
+//! With a peer speaking protocol 7 the bulk lane is also windowed by the peer's reports
+//! of what it has read ([`credit`]): every bulk message leaves in chunks, and a small
+//! message waits behind at most a window of unread bulk at the peer, not behind what
+//! the kernel's socket buffers hold.
 
 use std::collections::VecDeque;
 
@@ -28,6 +33,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::conn::Framing;
 use crate::frame::{FrameError, HEADER_LEN};
 use crate::message::{Chunk, Hot, Message};
+
+pub mod credit;
+use credit::{BulkCredit, CreditError};
 
 /// Most body bytes in one chunk.
 pub const CHUNK: usize = 64 * 1024;
@@ -132,6 +140,8 @@ pub struct Lanes {
     bulk_bytes: usize,
     /// The rest of the frame under way.
     cur: VecDeque<Bytes>,
+    /// The window of the bulk lane (protocol 7, see [`credit`]).
+    credit: BulkCredit,
 }
 
 impl Lanes {
@@ -146,7 +156,37 @@ impl Lanes {
             bulk: VecDeque::new(),
             bulk_bytes: 0,
             cur: VecDeque::new(),
+            credit: BulkCredit::default(),
         }
+    }
+
+    /// The peer reports the bulk it reads (protocol 7): the bulk lane is windowed, and
+    /// every bulk message leaves in chunks (the reports count chunk bytes). Off again
+    /// once the link is closed: what is left goes out unwindowed.
+    pub fn set_credited(&mut self, on: bool) {
+        self.credit.set_on(on);
+    }
+
+    /// The peer's report of the bulk bytes it read since its last report.
+    pub fn peer_read(&mut self, n: u64) -> Result<(), CreditError> {
+        self.credit.peer_read(n)
+    }
+
+    /// We handled a chunk of `n` body bytes (`last`: it ended its message): the report
+    /// of bulk read, when one is due, is queued (as a keepalive: it does not narrow our
+    /// window). Whether one was.
+    pub fn chunk_read(&mut self, n: usize, last: bool) -> bool {
+        let report = self.credit.chunk_read(n, last);
+        if let Some(read) = report {
+            self.keepalive(&Message::BulkRead(read));
+        }
+        report.is_some()
+    }
+
+    /// The bulk lane's window and counts.
+    #[must_use]
+    pub fn credit(&self) -> &BulkCredit {
+        &self.credit
     }
 
     /// The peer puts chunks together (protocol 2 or later).
@@ -159,6 +199,13 @@ impl Lanes {
     #[must_use]
     pub fn has_bulk(&self) -> bool {
         !self.bulk.is_empty()
+    }
+
+    /// Whether bulk is waiting and its window lets the next frame go now (else the
+    /// peer's next report opens it).
+    #[must_use]
+    pub fn bulk_ready(&self) -> bool {
+        !self.bulk.is_empty() && self.credit.allowance().is_some()
     }
 
     /// Body bytes waiting in the bulk lane.
@@ -200,8 +247,17 @@ impl Lanes {
             + self.bulk.capacity() * size_of::<Bulk>()
     }
 
-    /// Queues `msg` on the control lane.
+    /// Queues `msg` on the control lane; the bulk window narrows for a while (see
+    /// [`credit`]).
     pub fn control(&mut self, msg: &Message) {
+        self.credit.control_queued();
+        self.keepalive(msg);
+    }
+
+    /// Queues `msg` on the control lane without narrowing the bulk window: a
+    /// keepalive, a pong or a report of bulk read, which do not say that more control
+    /// traffic follows.
+    pub fn keepalive(&mut self, msg: &Message) {
         match self.framing {
             Framing::Stream => {
                 // A large payload is not copied: it follows its header as its own segment.
@@ -220,6 +276,7 @@ impl Lanes {
     /// Queues a request or an `Ok` reply on the control lane, encoded from its borrowed
     /// fields (the same bytes as [`control`](Self::control) of the owned message).
     pub fn control_hot(&mut self, msg: &Hot<'_>) {
+        self.credit.control_queued();
         match self.framing {
             Framing::Stream => {
                 if let Some(payload) = msg.encode_frame_split(&mut self.acc) {
@@ -234,7 +291,8 @@ impl Lanes {
         }
     }
 
-    /// Queues an encoded body on the control lane.
+    /// Queues an encoded body on the control lane (the handshake's messages: they do
+    /// not narrow the bulk window, there is no bulk yet).
     pub fn control_body(&mut self, body: Bytes) {
         match self.framing {
             Framing::Stream => crate::frame::encode_frame(&body, &mut self.acc),
@@ -276,7 +334,7 @@ impl Lanes {
     /// The next bytes to write (stream framing) or the next message (message framing):
     /// the rest of the frame under way, then the control lane, then one bulk frame, the
     /// latter only when `queued` (the bytes the shell holds unwritten) is under
-    /// [`PACE`]. `None`: nothing to write now.
+    /// [`PACE`] and the bulk window has room. `None`: nothing to write now.
     pub fn poll(&mut self, queued: usize) -> Option<Bytes> {
         if let Some(b) = self.cur.pop_front() {
             return Some(b);
@@ -290,7 +348,8 @@ impl Lanes {
         if queued >= PACE {
             return None;
         }
-        self.next_bulk_frame();
+        let allowance = self.credit.allowance()?;
+        self.next_bulk_frame(allowance);
         self.cur.pop_front()
     }
 
@@ -300,14 +359,16 @@ impl Lanes {
         }
     }
 
-    /// Moves the next frame of the bulk lane into `cur`.
-    fn next_bulk_frame(&mut self) {
+    /// Moves the next frame of the bulk lane, with at most `allowance` body bytes when
+    /// chunked, into `cur`.
+    fn next_bulk_frame(&mut self, allowance: usize) {
         let Some(b) = self.bulk.front_mut() else {
             return;
         };
         let len = b.len();
         let mut parts = Vec::with_capacity(2);
-        if b.sent == 0 && (!self.chunked || len <= CHUNK) {
+        let whole = !self.chunked || (len <= CHUNK && !self.credit.is_on());
+        if b.sent == 0 && whole {
             // Whole.
             b.slices(0, len, &mut parts);
             self.bulk.pop_front();
@@ -315,10 +376,11 @@ impl Lanes {
             self.frame(&[], &parts, len);
             return;
         }
-        let n = (len - b.sent).min(CHUNK);
+        let n = (len - b.sent).min(allowance);
         b.slices(b.sent, n, &mut parts);
         b.sent += n;
         self.bulk_bytes -= n;
+        self.credit.sent(n);
         let more = b.sent < len;
         if !more {
             self.bulk.pop_front();

@@ -21,8 +21,10 @@ pub use hot::{Hot, HotFrame, LastClass};
 /// no answer, when it heard from the peer recently enough (see [`crate::keepalive`]).
 /// Older peers get the older behaviour. 5: one-way notices ([`Message::Notice`],
 /// [`NOTICE_VERSION`]). 6: a file sent to a node directly is checked with BLAKE3
-/// ([`crate::file_send::digest`], `JobCall::SendFileBlake3`).
-pub const PROTOCOL_VERSION: u16 = 6;
+/// ([`crate::file_send::digest`], `JobCall::SendFileBlake3`). 7: the receiver of bulk
+/// reports what it has read ([`Message::BulkRead`]) and the sender windows its bulk lane
+/// by it ([`crate::lanes::credit`]).
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// First protocol version with one-way notices ([`Message::Notice`]): with an older
 /// peer a notice goes as a request whose answer nobody reads (the peer still writes
@@ -71,6 +73,10 @@ pub enum Message {
     /// handled like a request, but nothing is answered (a worker's status and info
     /// reports, a control node's `placed`).
     Notice(Notice),
+    /// The bulk body bytes (chunk data) the sender has read from this link since its
+    /// last such report (protocol 7): the peer windows its bulk lane by it (see
+    /// [`crate::lanes::credit`]).
+    BulkRead(u64),
 }
 
 /// A one-way message (see [`Message::Notice`]).
@@ -431,6 +437,7 @@ impl Message {
             Message::Chunk(_) => "chunk",
             Message::Heartbeat => "heartbeat",
             Message::Notice(_) => "notice",
+            Message::BulkRead(_) => "bulk_read",
         }
     }
 }
@@ -457,6 +464,7 @@ mod wire {
         Chunk(#[serde(borrow)] ChunkRef<'a>),
         Heartbeat,
         Notice(#[serde(borrow)] NoticeRef<'a>),
+        BulkRead(u64),
     }
 
     #[derive(Deserialize)]
@@ -516,6 +524,7 @@ mod wire {
                     class: smol_str::SmolStr::new(n.class),
                     body: frame.slice_ref(n.body),
                 }),
+                MessageRef::BulkRead(n) => Message::BulkRead(n),
             }
         }
     }
@@ -615,6 +624,7 @@ mod tests {
                 })),
             s.prop_map(|reason| Message::Close(Close { reason })),
             Just(Message::Heartbeat),
+            any::<u64>().prop_map(Message::BulkRead),
             (s, proptest::collection::vec(any::<u8>(), 0..100)).prop_map(|(class, body)| {
                 Message::Notice(Notice {
                     class: class.into(),
@@ -635,6 +645,19 @@ mod tests {
             Some(Message::Heartbeat)
         );
         assert_eq!(Message::Heartbeat.kind(), "heartbeat");
+    }
+
+    #[test]
+    fn a_bulk_read_report_is_index_12_and_a_varint() {
+        // Appended after `Notice` (index 11).
+        let mut out = BytesMut::new();
+        Message::BulkRead(300).encode_frame_into(&mut out);
+        assert_eq!(&out[..], &[0, 0, 0, 3, 12, 0xac, 0x02]);
+        assert_eq!(
+            Message::decode(&out[HEADER_LEN..]).ok(),
+            Some(Message::BulkRead(300))
+        );
+        assert_eq!(Message::BulkRead(0).kind(), "bulk_read");
     }
 
     #[test]

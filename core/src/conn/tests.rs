@@ -75,9 +75,21 @@ fn events(c: &mut Connection) -> Vec<Event> {
 
 /// Two connections that authenticated each other at time zero.
 pub(crate) fn linked() -> (Connection, Connection) {
+    linked_at(crate::message::PROTOCOL_VERSION)
+}
+
+/// A linked pair whose listener speaks protocol versions up to `version_max`.
+pub(crate) fn linked_at(version_max: u16) -> (Connection, Connection) {
     let t0 = Instant::ZERO;
     let mut d = Connection::new(cfg(), params(Side::Dialer, "w1", "pw", 0), t0);
-    let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), t0);
+    let l_cfg = ConnectionConfig {
+        handshake: crate::handshake::HandshakeConfig {
+            version_max,
+            ..cfg().handshake
+        },
+        ..cfg()
+    };
+    let mut l = Connection::new(l_cfg, params(Side::Listener, "c1", "pw", 0), t0);
     pump(&mut d, &mut l, t0);
     assert!(matches!(&events(&mut d)[..], [Event::Authenticated(p)] if p.node_id == "c1"));
     assert!(matches!(&events(&mut l)[..], [Event::Authenticated(p)] if p.node_id == "w1"));
