@@ -17,6 +17,12 @@
 //! of a transport with two baselines uses the better raw figure of each metric. Round
 //! trip means are also given against raw TCP.
 //!
+//! The variants run in alternated rounds (each round runs every variant of a transport
+//! once, back to back). A ratio (the p50 round trip, bulk MB/s, and so the targets) is
+//! the median of the rounds' ratios, each round printed for the targets: both figures of
+//! a round meet the same load, while two best-of-N figures may come from different
+//! moments.
+//!
 //! Bulk also reports CPU cost: the process's CPU time (every thread, user and kernel, both
 //! ends of the link) per GB moved, from Linux schedstat. On a busy machine MB/s swings
 //! with the CPU left over; CPU per GB shows what each stack costs regardless.
@@ -48,10 +54,12 @@ const IN_FLIGHT: usize = 8;
 const BULK_WARMUP: usize = 8 * CHUNK;
 /// Receive buffer of the raw stream copies (the driver's read buffer grows to this size).
 const RAW_READ_BUF: usize = 256 * 1024;
-/// Round trips run in this many interleaved rounds per variant, samples pooled.
+/// Round trips run in this many alternated rounds per variant: the table pools their
+/// samples, the WebSocket targets take the median round's ratio (see [`median_pair`]).
 const RTT_ROUNDS: usize = 5;
-/// Bulk runs this many interleaved rounds per variant; the best counts.
-const BULK_ROUNDS: usize = 5;
+/// Bulk runs this many alternated rounds per variant (`--quick`; a full run twice as
+/// many): the table shows each variant's best, the ratios are the median round's.
+const BULK_ROUNDS: usize = 7;
 
 /// The timed part of one bulk run.
 #[derive(Clone, Copy, Default)]
@@ -77,7 +85,12 @@ fn cpu_ns() -> u64 {
 struct Row {
     label: String,
     rtt: Lat,
+    /// The round trip's p50 in each round, in order.
+    rtt_p50s: Vec<Duration>,
+    /// Best bulk MB/s over the rounds.
     mbps: f64,
+    /// Bulk MB/s of each round, in order.
+    mbps_rounds: Vec<f64>,
     /// CPU ms per GB moved (all rounds), when measurable.
     cpu_ms_per_gb: Option<f64>,
 }
@@ -231,9 +244,11 @@ enum Variant {
     Nk,
 }
 
-/// Measures every variant of `kind`, interleaved round by round so that background load
-/// hits them alike: round-trip samples are pooled, bulk keeps each variant's best round.
-async fn measure(kind: Kind, tls: &Tls, n: usize, total: usize) -> Vec<Row> {
+/// Measures every variant of `kind`, alternated round by round so that background load
+/// hits them alike: each round runs every variant once, back to back, so a round is a
+/// pair (or triple) of figures taken under the same load. The round trips' samples are
+/// also pooled for the table; bulk keeps each round's figure and the best.
+async fn measure(kind: Kind, tls: &Tls, n: usize, total: usize, bulk_rounds: usize) -> Vec<Row> {
     let mut variants = vec![Variant::Raw];
     if matches!(kind, Kind::Ws | Kind::Wss) {
         variants.push(Variant::RawNkWsConfig);
@@ -241,6 +256,7 @@ async fn measure(kind: Kind, tls: &Tls, n: usize, total: usize) -> Vec<Row> {
     variants.push(Variant::Nk);
     let nk = NkPair::start(kind).await;
     let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
+    let mut p50s: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
     for _ in 0..RTT_ROUNDS {
         for (i, v) in variants.iter().enumerate() {
             let s = match v {
@@ -248,19 +264,29 @@ async fn measure(kind: Kind, tls: &Tls, n: usize, total: usize) -> Vec<Row> {
                 Variant::RawNkWsConfig => raw_rtt(kind, tls, n / RTT_ROUNDS, true).await,
                 Variant::Nk => nk.rtt(n / RTT_ROUNDS).await,
             };
+            p50s[i].push(stats(s.clone()).p50);
             samples[i].extend(s);
         }
     }
-    let mut best = vec![0f64; variants.len()];
+    let mut rounds: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut cpu = vec![0u64; variants.len()];
-    for _ in 0..BULK_ROUNDS {
+    for _ in 0..bulk_rounds {
         for (i, v) in variants.iter().enumerate() {
             let b = match v {
                 Variant::Raw => raw_bulk(kind, tls, total, false).await,
                 Variant::RawNkWsConfig => raw_bulk(kind, tls, total, true).await,
-                Variant::Nk => nk_bulk(&nk.w1, total).await,
+                // A new pair each round, as the raw rows open a new connection each
+                // round: where the runtime places a link's tasks stays for the link's
+                // life, and one pair for all rounds ran all of them at 1.3-2.1k MB/s in
+                // one run, 2.3-5.0k in the next.
+                Variant::Nk => {
+                    let pair = NkPair::start(kind).await;
+                    let b = nk_bulk(&pair.w1, total).await;
+                    pair.shutdown();
+                    b
+                }
             };
-            best[i] = best[i].max(total as f64 / b.secs / 1e6);
+            rounds[i].push(total as f64 / b.secs / 1e6);
             cpu[i] += b.cpu_ns;
         }
     }
@@ -268,19 +294,57 @@ async fn measure(kind: Kind, tls: &Tls, n: usize, total: usize) -> Vec<Row> {
     variants
         .iter()
         .zip(samples)
-        .zip(best)
+        .zip(p50s)
+        .zip(rounds)
         .zip(cpu)
-        .map(|(((v, s), mbps), cpu)| Row {
+        .map(|((((v, s), rtt_p50s), mbps_rounds), cpu)| Row {
             label: match v {
                 Variant::Raw => kind.raw_label().to_owned(),
                 Variant::RawNkWsConfig => format!("{}, nk ws cfg", kind.raw_label()),
                 Variant::Nk => "nkcluster".to_owned(),
             },
             rtt: stats(s),
-            mbps,
-            cpu_ms_per_gb: (cpu > 0).then(|| cpu as f64 / 1e6 / (BULK_ROUNDS * total) as f64 * 1e9),
+            rtt_p50s,
+            mbps: mbps_rounds.iter().copied().fold(0.0, f64::max),
+            mbps_rounds,
+            cpu_ms_per_gb: (cpu > 0).then(|| cpu as f64 / 1e6 / (bulk_rounds * total) as f64 * 1e9),
         })
         .collect()
+}
+
+/// The ratio `ours / theirs` of each alternated round, in order, and the median of
+/// them (the upper one of an even count). Both figures of a round met the same load; two
+/// best-of-N figures may come from different moments (the raw TCP copy alone swung
+/// between 2.9k and 5.0k MB/s from run to run, and such a ratio flipped between 0.68x
+/// and 1.87x).
+fn median_pair(ours: &[f64], theirs: &[f64]) -> (Vec<f64>, f64) {
+    let ratios: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a / b).collect();
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+    (ratios, median)
+}
+
+/// The round trips' p50 in seconds, round by round.
+fn secs(v: &[Duration]) -> Vec<f64> {
+    v.iter().map(Duration::as_secs_f64).collect()
+}
+
+/// Prints each round's figures and ratio for one paired target, and the median taken.
+fn print_pairs(what: &str, unit: &str, ours: &[f64], theirs: &[f64]) -> f64 {
+    let (ratios, median) = median_pair(ours, theirs);
+    let each: Vec<String> = ours
+        .iter()
+        .zip(theirs)
+        .zip(&ratios)
+        .map(|((a, b), r)| format!("{a:.1}/{b:.1} {r:.2}x"))
+        .collect();
+    println!(
+        "{what}, {} alternated rounds (ours/theirs {unit}, ratio): {} -> median {median:.2}x",
+        ratios.len(),
+        each.join(", ")
+    );
+    median
 }
 
 // ---------------------------------------------------------------------------------------
@@ -314,6 +378,7 @@ fn main() {
         .collect();
     let n = if quick { 1_000 } else { 10_000 };
     let total = if quick { 26 * CHUNK } else { 256 * CHUNK };
+    let bulk_rounds = if quick { BULK_ROUNDS } else { 2 * BULK_ROUNDS };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -326,7 +391,7 @@ fn main() {
             let tls = raw_tls();
             let mut out = Vec::new();
             for kind in kinds {
-                out.push((kind, measure(kind, &tls, n, total).await));
+                out.push((kind, measure(kind, &tls, n, total, bulk_rounds).await));
             }
             out
         })
@@ -339,13 +404,18 @@ fn main() {
         if quick { "quick" } else { "full" }
     );
     println!(
-        "round trip: {RTT_BODY}-byte body, {n} sequential in {RTT_ROUNDS} interleaved rounds (µs)"
+        "round trip: {RTT_BODY}-byte body, {n} sequential in {RTT_ROUNDS} alternated rounds (µs, \
+         samples pooled)"
     );
     println!(
-        "bulk: {} MiB in 1 MiB messages, best of {BULK_ROUNDS} interleaved rounds (MB/s = 10^6 \
+        "bulk: {} MiB in 1 MiB messages, best of {bulk_rounds} alternated rounds (MB/s = 10^6 \
          B/s); nkcluster: {IN_FLIGHT} requests in flight to an empty-reply handler; raw: \
          one-way copy",
         total / CHUNK
+    );
+    println!(
+        "ratio rows: rtt mean and p99 of the pooled samples; rtt p50 and bulk: the median of \
+         the rounds' ratios (each round runs the variants back to back)"
     );
     println!(
         "cpu ms/GB: CPU time of the whole process (all threads, user + kernel, both ends) \
@@ -377,19 +447,24 @@ fn main() {
         }
         let nk = &rows[rows.len() - 1];
         let raws = &rows[..rows.len() - 1];
+        // Per baseline: the median round's p50 ratio and bulk ratio.
+        let mut paired = Vec::new();
         for raw in raws {
             let cpu = match (nk.cpu_ms_per_gb, raw.cpu_ms_per_gb) {
                 (Some(a), Some(b)) => format!("{:.2}x", a / b),
                 _ => "-".to_owned(),
             };
+            let (_, rtt_p50) = median_pair(&secs(&nk.rtt_p50s), &secs(&raw.rtt_p50s));
+            let (_, bulk) = median_pair(&nk.mbps_rounds, &raw.mbps_rounds);
             println!(
                 "{name:<5} {:<LABEL$} {:>9} {:>9} {:>9} {:>10.2}x {cpu:>11}",
                 format!("ratio nk / {}", raw.label),
                 ratio(nk.rtt.mean, raw.rtt.mean),
-                ratio(nk.rtt.p50, raw.rtt.p50),
+                format!("{rtt_p50:.2}x"),
                 ratio(nk.rtt.p99, raw.rtt.p99),
-                nk.mbps / raw.mbps
+                bulk
             );
+            paired.push((rtt_p50, bulk));
         }
         if let Some(tcp) = raw_tcp_mean
             && *kind != Kind::Tcp
@@ -400,13 +475,11 @@ fn main() {
                 ratio(nk.rtt.mean, tcp)
             );
         }
-        // Against the best raw figure of each metric when there are two baselines. The
-        // round trip is judged by its p50: a mean is dominated by a few outliers on a
-        // shared machine (the p99 column shows the tail).
-        let best_rtt = raws.iter().map(|r| r.rtt.p50).min().expect("a raw row");
-        let best_mbps = raws.iter().map(|r| r.mbps).fold(0.0, f64::max);
-        let rtt_ok = nk.rtt.p50.as_secs_f64() <= 1.3 * best_rtt.as_secs_f64();
-        let bulk_ok = nk.mbps >= 0.8 * best_mbps;
+        // Against the better baseline of each metric when there are two (the worse ratio
+        // for us). The round trip is judged by its p50: a mean is dominated by a few
+        // outliers on a shared machine (the p99 column shows the tail).
+        let rtt_ok = paired.iter().all(|(r, _)| *r <= 1.3);
+        let bulk_ok = paired.iter().all(|(_, b)| *b >= 0.8);
         println!(
             "{name:<5} {:<LABEL$} {:>29} {:>11}",
             "target: rtt p50 <= 1.30x, bulk >= 0.80x",
@@ -417,28 +490,29 @@ fn main() {
     }
     println!("total time {:.1} s\n", started.elapsed().as_secs_f64());
     // Issue 15 targets: WebSocket round trips (p50) against raw tungstenite with the same
-    // configuration as nkcluster's, TCP bulk against a raw copy.
+    // configuration as nkcluster's, TCP bulk against a raw copy; each the median of the
+    // alternated rounds' ratios, every round printed.
     for (kind, rows) in &results {
         let nk = &rows[rows.len() - 1];
-        let p50 = |r: &Row| r.rtt.p50.as_secs_f64();
+        let us = |r: &Row| -> Vec<f64> { secs(&r.rtt_p50s).iter().map(|s| s * 1e6).collect() };
         match kind {
             Kind::Ws | Kind::Wss => {
                 let same_cfg = &rows[rows.len() - 2];
+                let what = format!("{} rtt p50, nk / {}", kind.name(), same_cfg.label);
+                let median = print_pairs(&what, "µs", &us(nk), &us(same_cfg));
                 target(
                     &format!("{}_rtt_vs_tungstenite", kind.name()),
-                    p50(nk) / p50(same_cfg),
+                    median,
                     Goal::AtMost(1.3),
                     "x",
                     2,
                 );
             }
-            Kind::Tcp => target(
-                "tcp_bulk_vs_raw",
-                nk.mbps / rows[0].mbps,
-                Goal::AtLeast(0.8),
-                "x",
-                2,
-            ),
+            Kind::Tcp => {
+                let what = format!("tcp bulk, nk / {}", rows[0].label);
+                let median = print_pairs(&what, "MB/s", &nk.mbps_rounds, &rows[0].mbps_rounds);
+                target("tcp_bulk_vs_raw", median, Goal::AtLeast(0.8), "x", 2);
+            }
             Kind::Tls => {}
         }
     }
