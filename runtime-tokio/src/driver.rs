@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
-use nkcluster_core::conn::{Connection, Event, RequestError};
+use nkcluster_core::conn::{Connection, Event};
 use nkcluster_core::handshake::Role;
 use nkcluster_core::lanes::{Moved, PACE, turn_ends_after};
 use nkcluster_core::message::RemoteError;
@@ -36,7 +36,7 @@ const DRAIN_BYTES: usize = 4 * 1024 * 1024;
 const BATCH: usize = 256;
 
 /// Where a request's outcome goes.
-pub type Reply = crate::reply::Sender<Result<Bytes, RequestError>>;
+pub type Reply = crate::reply::Sender;
 
 /// What the application asks of a connection (see [`nkcluster_core::pump::Command`]).
 pub type Command = nkcluster_core::pump::Command<Reply>;

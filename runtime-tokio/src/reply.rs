@@ -14,6 +14,12 @@
 //! A sender dropped without sending closes the slot: the receiver gets [`RecvError`]
 //! (for a request, the link's failure). A receiver dropped first makes
 //! [`Sender::send`] give the value back.
+//!
+//! Slots are reused: a receiver dropped once the sender is gone (its outcome taken, the
+//! usual end of a request) puts its emptied slot on its thread's free list (at most
+//! [`POOL_MAX`] slots, about 100 bytes each), where the thread's next [`channel`] takes
+//! it, so a request allocates and frees nothing for its reply. A slot in use anywhere
+//! else (a receiver dropped while its request is in flight) is freed as before.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,7 +27,21 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use std::cell::RefCell;
+
+use bytes::Bytes;
 use futures_util::task::AtomicWaker;
+use nkcluster_core::conn::RequestError;
+
+/// What a slot carries: a request's outcome.
+pub type Outcome = Result<Bytes, RequestError>;
+
+/// Emptied slots a thread keeps for its next requests.
+pub const POOL_MAX: usize = 64;
+
+thread_local! {
+    static POOL: RefCell<Vec<Arc<Slot>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Nothing sent yet.
 const EMPTY: u8 = 0;
@@ -30,21 +50,22 @@ const SENT: u8 = 1;
 /// The sender went without sending.
 const CLOSED: u8 = 2;
 
-struct Slot<T> {
+struct Slot {
     state: AtomicU8,
-    value: Mutex<Option<T>>,
+    value: Mutex<Option<Outcome>>,
     waker: AtomicWaker,
 }
 
 /// The filling end (the link's task keeps it with the request).
-pub struct Sender<T> {
+pub struct Sender {
     /// `None` once sent.
-    slot: Option<Arc<Slot<T>>>,
+    slot: Option<Arc<Slot>>,
 }
 
 /// The waiting end (the caller).
-pub struct Receiver<T> {
-    slot: Arc<Slot<T>>,
+pub struct Receiver {
+    /// `None` once dropped (taken to be reused or freed).
+    slot: Option<Arc<Slot>>,
 }
 
 /// The sender went without sending.
@@ -60,22 +81,28 @@ impl std::fmt::Display for RecvError {
 impl std::error::Error for RecvError {}
 
 /// A new slot's two ends.
-pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
-    let slot = Arc::new(Slot {
-        state: AtomicU8::new(EMPTY),
-        value: Mutex::new(None),
-        waker: AtomicWaker::new(),
-    });
+pub fn channel() -> (Sender, Receiver) {
+    let slot = POOL
+        .try_with(|p| p.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            Arc::new(Slot {
+                state: AtomicU8::new(EMPTY),
+                value: Mutex::new(None),
+                waker: AtomicWaker::new(),
+            })
+        });
     (
         Sender {
             slot: Some(slot.clone()),
         },
-        Receiver { slot },
+        Receiver { slot: Some(slot) },
     )
 }
 
-impl<T> Slot<T> {
-    fn value(&self) -> std::sync::MutexGuard<'_, Option<T>> {
+impl Slot {
+    fn value(&self) -> std::sync::MutexGuard<'_, Option<Outcome>> {
         // Every change is one store or take: a panic elsewhere leaves it whole.
         self.value.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -87,13 +114,13 @@ impl<T> Slot<T> {
     }
 }
 
-impl<T> Sender<T> {
+impl Sender {
     /// Fills the slot and wakes the receiver; the value comes back if the receiver is
     /// gone.
     ///
     /// # Errors
     /// `value`, when the receiver was dropped.
-    pub fn send(mut self, value: T) -> Result<(), T> {
+    pub fn send(mut self, value: Outcome) -> Result<(), Outcome> {
         let Some(slot) = self.slot.take() else {
             return Err(value);
         };
@@ -106,7 +133,7 @@ impl<T> Sender<T> {
     }
 }
 
-impl<T> Drop for Sender<T> {
+impl Drop for Sender {
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
             slot.finish(CLOSED);
@@ -114,7 +141,7 @@ impl<T> Drop for Sender<T> {
     }
 }
 
-impl<T> std::fmt::Debug for Sender<T> {
+impl std::fmt::Debug for Sender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("reply::Sender")
             .field("sent", &self.slot.is_none())
@@ -122,19 +149,47 @@ impl<T> std::fmt::Debug for Sender<T> {
     }
 }
 
-impl<T> std::fmt::Debug for Receiver<T> {
+impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("reply::Receiver")
-            .field("state", &self.slot.state.load(Ordering::Relaxed))
+            .field(
+                "state",
+                &self.slot.as_ref().map(|s| s.state.load(Ordering::Relaxed)),
+            )
             .finish()
     }
 }
 
-impl<T> Future for Receiver<T> {
-    type Output = Result<T, RecvError>;
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let Some(slot) = self.slot.take() else {
+            return;
+        };
+        // The sender is gone (it filled or closed the slot, and holds it no more): the
+        // slot is ours alone, emptied and put back for this thread's next request.
+        if Arc::strong_count(&slot) != 1 {
+            return;
+        }
+        slot.state.store(EMPTY, Ordering::Relaxed);
+        *slot.value() = None;
+        // A task registered after the wake (it then found the slot filled) is let go.
+        drop(slot.waker.take());
+        let _ = POOL.try_with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOL_MAX {
+                p.push(slot);
+            }
+        });
+    }
+}
+
+impl Future for Receiver {
+    type Output = Result<Outcome, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let slot = &self.slot;
+        let Some(slot) = self.slot.as_ref() else {
+            return Poll::Ready(Err(RecvError));
+        };
         if slot.state.load(Ordering::Acquire) == EMPTY {
             slot.waker.register(cx.waker());
             // Filled between the look and the registration: its wake may have missed us.
@@ -151,22 +206,30 @@ impl<T> Future for Receiver<T> {
 mod tests {
     use super::*;
 
+    fn ok(n: u8) -> Outcome {
+        Ok(Bytes::from(vec![n]))
+    }
+
+    fn pooled() -> usize {
+        POOL.with(|p| p.borrow().len())
+    }
+
     #[tokio::test]
     async fn a_value_sent_before_or_after_the_wait_arrives() {
-        let (tx, rx) = channel::<u32>();
-        assert_eq!(tx.send(7), Ok(()));
-        assert_eq!(rx.await, Ok(7));
+        let (tx, rx) = channel();
+        assert_eq!(tx.send(ok(7)), Ok(()));
+        assert_eq!(rx.await, Ok(ok(7)));
 
-        let (tx, rx) = channel::<u32>();
+        let (tx, rx) = channel();
         let waiting = tokio::spawn(rx);
         tokio::task::yield_now().await;
-        assert_eq!(tx.send(8), Ok(()));
-        assert_eq!(waiting.await.expect("task"), Ok(8));
+        assert_eq!(tx.send(ok(8)), Ok(()));
+        assert_eq!(waiting.await.expect("task"), Ok(ok(8)));
     }
 
     #[tokio::test]
     async fn a_sender_gone_without_sending_closes_the_slot() {
-        let (tx, rx) = channel::<u32>();
+        let (tx, rx) = channel();
         let waiting = tokio::spawn(rx);
         tokio::task::yield_now().await;
         drop(tx);
@@ -175,27 +238,67 @@ mod tests {
 
     #[test]
     fn a_receiver_gone_gives_the_value_back() {
-        let (tx, rx) = channel::<u32>();
+        let (tx, rx) = channel();
         drop(rx);
-        assert_eq!(tx.send(9), Err(9));
+        assert_eq!(tx.send(ok(9)), Err(ok(9)));
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_reused_once_both_ends_are_done_and_only_then() {
+        // A thread of its own (this test's runtime): its pool starts empty.
+        assert_eq!(pooled(), 0);
+        let (tx, rx) = channel();
+        let first = Arc::as_ptr(rx.slot.as_ref().expect("slot"));
+        assert_eq!(tx.send(ok(1)), Ok(()));
+        assert_eq!(rx.await, Ok(ok(1)));
+        assert_eq!(pooled(), 1);
+        // The next request takes it, empty.
+        let (tx, rx) = channel();
+        assert_eq!(Arc::as_ptr(rx.slot.as_ref().expect("slot")), first);
+        assert_eq!(pooled(), 0);
+        // Its caller stops waiting while the request is in flight: not reused.
+        drop(rx);
+        assert_eq!(pooled(), 0);
+        assert_eq!(tx.send(ok(2)), Err(ok(2)));
+        // A closed slot is reused too, and a filled one never read is emptied.
+        let (tx, rx) = channel();
+        drop(tx);
+        assert_eq!(rx.await, Err(RecvError));
+        let (tx, rx) = channel();
+        assert_eq!(tx.send(ok(3)), Ok(()));
+        drop(rx);
+        assert_eq!(pooled(), 1);
+        let (tx, rx) = channel();
+        drop(tx);
+        assert_eq!(rx.await, Err(RecvError));
+        // At most POOL_MAX are kept.
+        let ends: Vec<_> = (0..POOL_MAX + 3).map(|_| channel()).collect();
+        for (tx, rx) in ends {
+            drop(tx);
+            drop(rx);
+        }
+        assert_eq!(pooled(), POOL_MAX);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_value_arrives_across_threads() {
-        let mut waits = Vec::new();
-        let mut senders = Vec::new();
-        for i in 0..1000u32 {
-            let (tx, rx) = channel();
-            waits.push(tokio::spawn(rx));
-            senders.push((i, tx));
-        }
-        tokio::spawn(async move {
-            for (i, tx) in senders {
-                let _ = tx.send(i);
+        for _round in 0..3 {
+            let mut waits = Vec::new();
+            let mut senders = Vec::new();
+            for i in 0..1000u32 {
+                let (tx, rx) = channel();
+                waits.push(tokio::spawn(rx));
+                senders.push((i, tx));
             }
-        });
-        for (i, w) in waits.into_iter().enumerate() {
-            assert_eq!(w.await.expect("task"), Ok(i as u32));
+            tokio::spawn(async move {
+                for (i, tx) in senders {
+                    let _ = tx.send(Ok(Bytes::from(i.to_le_bytes().to_vec())));
+                }
+            });
+            for (i, w) in waits.into_iter().enumerate() {
+                let want = Bytes::from((i as u32).to_le_bytes().to_vec());
+                assert_eq!(w.await.expect("task"), Ok(Ok(want)));
+            }
         }
     }
 }

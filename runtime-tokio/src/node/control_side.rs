@@ -12,7 +12,7 @@ impl<N: Net> Inner<N> {
         class: &str,
         body: Bytes,
         timeout: Duration,
-    ) -> Result<crate::reply::Receiver<Result<Bytes, RequestError>>, RequestError> {
+    ) -> Result<crate::reply::Receiver, RequestError> {
         let commands = self
             .view()
             .link_of(peer)

@@ -153,10 +153,10 @@ enum Routed {
     /// Served by this node itself, answered later.
     Local(oneshot::Receiver<Result<Bytes, RemoteError>>),
     /// Queued on the target's own link.
-    Direct(Result<crate::reply::Receiver<Result<Bytes, RequestError>>, RequestError>),
+    Direct(Result<crate::reply::Receiver, RequestError>),
     /// Queued to a control node that routes it further.
     Forwarded {
-        rx: Result<crate::reply::Receiver<Result<Bytes, RequestError>>, RequestError>,
+        rx: Result<crate::reply::Receiver, RequestError>,
         body: Bytes,
         owner: String,
         fallback: bool,
@@ -166,7 +166,7 @@ enum Routed {
 /// Waits for a queued request's outcome, at most until `deadline` (a request still
 /// queued behind a backed-up link then ends `timeout`, like one that was sent).
 async fn wait_reply(
-    rx: Result<crate::reply::Receiver<Result<Bytes, RequestError>>, RequestError>,
+    rx: Result<crate::reply::Receiver, RequestError>,
     deadline: tokio::time::Instant,
 ) -> Result<Bytes, RequestError> {
     let rx = rx?;
