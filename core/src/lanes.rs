@@ -183,6 +183,11 @@ impl Lanes {
         report.is_some()
     }
 
+    /// The link's smoothed round trip, which widens the bulk window over long paths.
+    pub fn set_rtt(&mut self, srtt: std::time::Duration) {
+        self.credit.set_rtt(srtt);
+    }
+
     /// The bulk lane's window and counts.
     #[must_use]
     pub fn credit(&self) -> &BulkCredit {

@@ -31,10 +31,12 @@ impl Connection {
                 self.trim_due = true;
                 if let Some(rtt) = self.keepalive.pong(now, p.seq) {
                     self.stats.rtt = Some(rtt);
-                    self.stats.srtt = Some(match self.stats.srtt {
+                    let srtt = match self.stats.srtt {
                         None => rtt,
                         Some(s) => (s * 7 + rtt) / 8,
-                    });
+                    };
+                    self.stats.srtt = Some(srtt);
+                    self.lanes.set_rtt(srtt);
                     let half = i64::try_from(rtt.as_nanos() / 2).unwrap_or(i64::MAX);
                     let mid = (p.echo_wall_ns as i128) + half as i128;
                     let off = (p.wall_ns as i128) - mid;

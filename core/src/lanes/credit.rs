@@ -17,6 +17,12 @@
 //!   speed. A chunk is at most half the window, so one is always on its way while the
 //!   report of the one before comes back.
 //!
+//! Over a long path the window grows with the link's smoothed round trip (from its
+//! pings), so that it still holds what the path carries in one round trip at
+//! [`RATE_BUSY`] or [`RATE_QUIET`]: a fixed window would cap a transfer at window / RTT
+//! (64 KiB over a 50 ms path: 1.3 MB/s). Until a round trip is measured, and below 1 ms,
+//! the fixed windows hold.
+//!
 //! [`BulkCredit`] keeps both ends' counts. With an older peer (no reports) the window is off and bulk is paced by the shell's
 //! write queue alone, as before.
 
@@ -33,6 +39,17 @@ pub const WINDOW_QUIET: usize = 512 * 1024;
 
 /// Bulk bytes after a control message that still go under [`WINDOW_BUSY`].
 pub const BUSY_FOR: usize = 1024 * 1024;
+
+/// The rate (bytes per millisecond of round trip) the busy window allows over a long
+/// path: 100 MB/s.
+pub const RATE_BUSY: usize = 100_000;
+
+/// The rate (bytes per millisecond of round trip) the quiet window allows over a long
+/// path: 1 GB/s.
+pub const RATE_QUIET: usize = 1_000_000;
+
+/// The largest window, whatever the round trip.
+pub const WINDOW_MAX: usize = 64 << 20;
 
 /// A receiver reports once it has read this many bulk bytes since its last report.
 pub const REPORT_EVERY: usize = 16 * 1024;
@@ -70,6 +87,8 @@ pub struct BulkCredit {
     busy_left: u32,
     /// Bulk body bytes we read and have not reported.
     read_unreported: u32,
+    /// The link's smoothed round trip, whole milliseconds (0: under 1 ms or unknown).
+    rtt_ms: u16,
 }
 
 impl BulkCredit {
@@ -85,14 +104,20 @@ impl BulkCredit {
         self.on
     }
 
+    /// The link's smoothed round trip was measured (see the module docs).
+    pub fn set_rtt(&mut self, srtt: std::time::Duration) {
+        self.rtt_ms = u16::try_from(srtt.as_millis()).unwrap_or(u16::MAX);
+    }
+
     /// The window now.
     #[must_use]
     pub fn window(&self) -> usize {
-        if self.busy_left > 0 {
-            WINDOW_BUSY
+        let (fixed, rate) = if self.busy_left > 0 {
+            (WINDOW_BUSY, RATE_BUSY)
         } else {
-            WINDOW_QUIET
-        }
+            (WINDOW_QUIET, RATE_QUIET)
+        };
+        fixed.max(usize::from(self.rtt_ms) * rate).min(WINDOW_MAX)
     }
 
     /// Bulk bytes sent and not reported read.
@@ -224,6 +249,25 @@ mod tests {
         // Another control message narrows it again: nothing more goes while over it.
         c.control_queued();
         assert_eq!(c.allowance(), None);
+    }
+
+    #[test]
+    fn over_a_long_path_the_window_holds_a_round_trip_at_the_rate() {
+        use std::time::Duration;
+        let mut c = on();
+        c.set_rtt(Duration::from_micros(900));
+        assert_eq!(c.window(), WINDOW_QUIET);
+        c.set_rtt(Duration::from_millis(50));
+        assert_eq!(c.window(), 50_000_000);
+        c.control_queued();
+        assert_eq!(c.window(), 5_000_000);
+        assert_eq!(c.allowance(), Some(CHUNK));
+        c.set_rtt(Duration::from_millis(3));
+        assert_eq!(c.window(), WINDOW_BUSY.max(300_000));
+        c.set_rtt(Duration::from_secs(100_000));
+        assert_eq!(c.window(), WINDOW_MAX);
+        c.busy_left = 0;
+        assert_eq!(c.window(), WINDOW_MAX);
     }
 
     #[test]
