@@ -231,21 +231,29 @@ pub enum FeedItem {
 impl FeedItem {
     /// One line for people.
     pub fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The item's line for people (what [`FeedItem::text`] returns), written where asked: a
+/// log line that is not printed costs nothing.
+impl std::fmt::Display for FeedItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FeedItem::NodeUp {
                 node,
                 role,
                 transport,
-            } => format!("{node} ({role}) linked over {transport}"),
-            FeedItem::NodeDown { node, code: None } => format!("{node} unlinked"),
+            } => write!(f, "{node} ({role}) linked over {transport}"),
+            FeedItem::NodeDown { node, code: None } => write!(f, "{node} unlinked"),
             FeedItem::NodeDown {
                 node,
                 code: Some(code),
-            } => format!("{node} unlinked: {code}"),
-            FeedItem::StatusChanged { node, status } => format!("{node} is {status}"),
-            FeedItem::ProxyMoved { node, to } => format!("{node}'s proxy moved to {to}"),
-            FeedItem::MemberJoined { member } => format!("member {member} joined"),
-            FeedItem::MemberLeft { member, how } => format!("member {member} {how}"),
+            } => write!(f, "{node} unlinked: {code}"),
+            FeedItem::StatusChanged { node, status } => write!(f, "{node} is {status}"),
+            FeedItem::ProxyMoved { node, to } => write!(f, "{node}'s proxy moved to {to}"),
+            FeedItem::MemberJoined { member } => write!(f, "member {member} joined"),
+            FeedItem::MemberLeft { member, how } => write!(f, "member {member} {how}"),
         }
     }
 }
@@ -265,12 +273,26 @@ pub struct FeedEntry {
     pub item: FeedItem,
 }
 
-/// The latest feed entries, at most `keep` (the oldest go first).
+/// The latest feed entries, at most `keep` (the oldest go first). An item is kept as it
+/// came, numbered and stamped; its line for people is written when an entry is read
+/// ([`recent`](Self::recent)), not for every item pushed (most are never read).
 #[derive(Debug, Clone)]
 pub struct Feed {
     keep: usize,
-    entries: VecDeque<FeedEntry>,
+    entries: VecDeque<(u64, u64, FeedItem)>,
     next_seq: u64,
+}
+
+impl FeedEntry {
+    /// Item `item`, numbered `seq`, which happened at `at_ms`.
+    pub fn new(seq: u64, at_ms: u64, item: FeedItem) -> Self {
+        FeedEntry {
+            seq,
+            at_ms,
+            text: item.text(),
+            item,
+        }
+    }
 }
 
 impl Feed {
@@ -283,27 +305,30 @@ impl Feed {
         }
     }
 
-    /// Records `item`, which happened at `at_ms`, and returns its entry.
-    pub fn push(&mut self, at_ms: u64, item: FeedItem) -> FeedEntry {
-        let entry = FeedEntry {
-            seq: self.next_seq,
-            at_ms,
-            text: item.text(),
-            item,
-        };
+    /// The number the next item pushed gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Records `item`, which happened at `at_ms`; returns its number.
+    pub fn push(&mut self, at_ms: u64, item: FeedItem) -> u64 {
+        let seq = self.next_seq;
         self.next_seq += 1;
         if self.keep == 0 {
-            return entry;
+            return seq;
         }
         while self.entries.len() >= self.keep {
             self.entries.pop_front();
         }
-        self.entries.push_back(entry.clone());
-        entry
+        self.entries.push_back((seq, at_ms, item));
+        seq
     }
 
     /// The kept entries, oldest first.
     pub fn recent(&self) -> Vec<FeedEntry> {
-        self.entries.iter().cloned().collect()
+        self.entries
+            .iter()
+            .map(|(seq, at_ms, item)| FeedEntry::new(*seq, *at_ms, item.clone()))
+            .collect()
     }
 }

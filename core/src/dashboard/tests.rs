@@ -136,18 +136,37 @@ fn the_feed_numbers_entries_and_keeps_the_latest() {
             to: "c2".into(),
         },
     ];
-    let entries: Vec<FeedEntry> = items
+    assert_eq!(feed.next_seq(), 1);
+    let seqs: Vec<u64> = items
         .iter()
         .zip(1_000..)
         .map(|(item, at_ms)| feed.push(at_ms, item.clone()))
         .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(feed.next_seq(), 4);
     assert_eq!(
-        entries.iter().map(|e| (e.seq, e.at_ms)).collect::<Vec<_>>(),
-        [(1, 1_000), (2, 1_001), (3, 1_002)]
+        feed.recent(),
+        [
+            FeedEntry {
+                seq: 2,
+                at_ms: 1_001,
+                text: "w1 is standby".into(),
+                item: items[1].clone(),
+            },
+            FeedEntry {
+                seq: 3,
+                at_ms: 1_002,
+                text: "w1's proxy moved to c2".into(),
+                item: items[2].clone(),
+            },
+        ]
     );
-    assert_eq!(feed.recent(), entries[1..].to_vec());
+    assert_eq!(
+        FeedEntry::new(7, 9, items[0].clone()).text,
+        "member c2 joined"
+    );
     let mut none_kept = Feed::new(0);
-    assert_eq!(none_kept.push(5, items[0].clone()).seq, 1);
+    assert_eq!(none_kept.push(5, items[0].clone()), 1);
     assert_eq!(none_kept.recent(), vec![]);
 }
 

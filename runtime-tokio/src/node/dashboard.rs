@@ -35,13 +35,23 @@ impl Following {
 }
 
 impl<N: Net> Inner<N> {
-    /// A cluster change the machine described: kept and broadcast.
+    /// A cluster change the machine described: kept, and broadcast when someone listens
+    /// (its entry, with its line for people, is made for listeners only).
     pub(super) fn record_cluster_event(&self, item: FeedItem) {
         let at_ms = self.clock.wall_now_ns() / 1_000_000;
-        let entry = lock(&self.following.feed).push(at_ms, item);
-        debug!(node = %self.config.node_id, seq = entry.seq, "{}", entry.text);
-        // Nobody listening is fine.
-        let _ = self.following.live.send(entry);
+        let live = {
+            let mut feed = lock(&self.following.feed);
+            let seq = feed.next_seq();
+            debug!(node = %self.config.node_id, seq, "{item}");
+            let live = (self.following.live.receiver_count() > 0)
+                .then(|| FeedEntry::new(seq, at_ms, item.clone()));
+            feed.push(at_ms, item);
+            live
+        };
+        if let Some(entry) = live {
+            // A listener gone since is fine.
+            let _ = self.following.live.send(entry);
+        }
     }
 
     /// A view gathered (number `n`): what changed elsewhere since the newest one before
