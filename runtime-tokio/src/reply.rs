@@ -170,6 +170,12 @@ impl Drop for Receiver {
         if Arc::strong_count(&slot) != 1 {
             return;
         }
+        // `strong_count` reads the count relaxed: this fence orders everything the
+        // sender did to the slot (its value, its state, its wake) before the emptying
+        // below, as `Arc`'s own drop does before it frees (else, in the memory model, a
+        // slot never polled could be emptied before the sender's late stores land and go
+        // back to the pool filled).
+        std::sync::atomic::fence(Ordering::Acquire);
         slot.state.store(EMPTY, Ordering::Relaxed);
         *slot.value() = None;
         // A task registered after the wake (it then found the slot filled) is let go.
