@@ -284,6 +284,48 @@ fn a_links_alike_counts_are_tallied_and_published_in_one_addition() {
 }
 
 #[test]
+fn a_duration_is_in_the_bucket_its_bounds_say() {
+    for us in [
+        0,
+        1,
+        99,
+        100,
+        101,
+        250,
+        251,
+        9_999_999,
+        10_000_000,
+        10_000_001,
+        u64::MAX,
+    ] {
+        for b in 0..BUCKETS {
+            assert_eq!(in_bucket(b, us), bucket_of(us) == b, "{us} us, bucket {b}");
+        }
+    }
+    assert!(in_bucket(0, 100) && !in_bucket(0, 101) && in_bucket(1, 101));
+    assert!(in_bucket(BUCKETS - 1, 10_000_001) && !in_bucket(BUCKETS - 1, 10_000_000));
+}
+
+#[test]
+fn a_run_ends_at_a_bucket_bound() {
+    let t = Arc::new(Telemetry::new());
+    let mut m = Meter::new(t.clone(), Transport::Tcp);
+    let us = Duration::from_micros;
+    // 100 us is the first bucket's bound: 0, 100 alike; 101 is the next bucket; 100
+    // again starts a third run.
+    for d in [0, 100, 101, 250, 100] {
+        m.count("echo", ReqSide::Sent, Ok(()), us(d));
+    }
+    m.publish();
+    let r = t.report();
+    assert_eq!(r.durations.len(), 1);
+    let h = &r.durations[0].2;
+    assert_eq!((h.count, h.sum_us), (5, 551));
+    // Per bucket: <=100 us, <=250 us, <=500 us.
+    assert_eq!(h.buckets[..3], [3, 2, 0]);
+}
+
+#[test]
 fn a_class_the_link_cannot_remember_is_counted_at_once() {
     let t = Arc::new(Telemetry::new());
     let mut m = Meter::new(t.clone(), Transport::Tcp);
