@@ -37,6 +37,9 @@ pub enum Command<R> {
         class: SmolStr,
         /// Payload.
         body: Bytes,
+        /// When the caller asked: the request's duration (its metrics) counts from here,
+        /// time spent queued for the link included.
+        asked: Instant,
         /// When the caller stops waiting: time spent queued for the link counts too.
         deadline: Instant,
         /// Where the outcome goes.
@@ -226,9 +229,12 @@ impl<R> Pump<R> {
             Command::Request {
                 class,
                 body,
+                asked,
                 deadline,
                 reply,
             } => {
+                // Counted from the ask (a command taken late, or held, waited since then).
+                let since = since.min(asked);
                 let left = deadline.saturating_duration_since(now);
                 if left.is_zero() {
                     // Its whole time went waiting for the link.
@@ -312,11 +318,12 @@ impl<R> Pump<R> {
         for (since, cmd) in self.held.drain(..) {
             match cmd {
                 Command::Request {
+                    asked,
                     deadline,
                     reply,
                     class,
                     ..
-                } if deadline <= now => expired.push((since, class, reply)),
+                } if deadline <= now => expired.push((since.min(asked), class, reply)),
                 // A notice past its deadline is dropped (nobody waits for it).
                 Command::Notice { deadline, .. } if deadline <= now => {}
                 cmd => keep.push_back((since, cmd)),
@@ -408,8 +415,14 @@ impl<R> Pump<R> {
             out.push(self.sent_done(&p.class, p.since, now, (p.reply, lost())));
         }
         for (since, c) in std::mem::take(&mut self.held) {
-            if let Command::Request { reply, class, .. } = c {
-                out.push(self.sent_done(&class, since, now, (reply, lost())));
+            if let Command::Request {
+                reply,
+                class,
+                asked,
+                ..
+            } = c
+            {
+                out.push(self.sent_done(&class, since.min(asked), now, (reply, lost())));
             }
         }
         for (_, (class, since)) in std::mem::take(&mut self.serving) {
@@ -445,9 +458,11 @@ mod tests {
     use super::*;
 
     fn request(deadline_ms: u64, reply: u32) -> Command<u32> {
+        // Asked no earlier than taken (the tests below count from the take).
         Command::Request {
             class: "c".into(),
             body: Bytes::new(),
+            asked: Instant::from_millis(deadline_ms),
             deadline: Instant::from_millis(deadline_ms),
             reply,
         }
@@ -563,6 +578,7 @@ mod tests {
         let in_time = Command::Request {
             class: "c".into(),
             body: Bytes::new(),
+            asked: now,
             deadline: now + Duration::from_secs(1),
             reply: 8,
         };
@@ -601,6 +617,7 @@ mod tests {
         let req = |class: &str, reply| Command::Request {
             class: class.into(),
             body: Bytes::new(),
+            asked: t0,
             deadline: t0 + Duration::from_secs(1),
             reply,
         };
@@ -613,6 +630,7 @@ mod tests {
             Command::Request {
                 class: "held".into(),
                 body: Bytes::new(),
+                asked: t0,
                 deadline: t0,
                 reply: 4,
             },
@@ -692,7 +710,7 @@ mod tests {
     }
 
     #[test]
-    fn a_held_request_counts_from_when_the_link_took_it() {
+    fn a_held_request_counts_from_its_ask() {
         use crate::conn::tests::pump as shuttle;
         use crate::telemetry::Telemetry;
         use crate::url::Transport;
@@ -700,7 +718,16 @@ mod tests {
         let (mut a, mut b) = crate::conn::tests::linked();
         let telemetry = std::sync::Arc::new(Telemetry::new());
         let mut p = Pump::<u32>::with_meter(Meter::new(telemetry.clone(), Transport::Tls));
-        p.hold(Instant::from_millis(10), request(1_000, 1));
+        // Asked at 5 ms, taken by the link at 10 (held: the transport is backed up),
+        // sent at 15, answered at 20: it took the caller 15 ms.
+        let asked_at_5 = Command::Request {
+            class: "c".into(),
+            body: Bytes::new(),
+            asked: Instant::from_millis(5),
+            deadline: Instant::from_millis(1_000),
+            reply: 1,
+        };
+        p.hold(Instant::from_millis(10), asked_at_5);
         assert_eq!(p.unhold(&mut a, Instant::from_millis(15)), vec![]);
         shuttle(&mut a, &mut b, Instant::from_millis(15));
         while let Some(ev) = b.poll_event() {
@@ -723,7 +750,7 @@ mod tests {
         assert_eq!(r.durations.len(), 1);
         assert_eq!(
             (r.durations[0].2.count, r.durations[0].2.sum_us),
-            (1, 10_000)
+            (1, 15_000)
         );
     }
 }

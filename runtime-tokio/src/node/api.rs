@@ -15,10 +15,12 @@ impl<N: Net> Node<N> {
         timeout: Duration,
     ) -> Result<Bytes, RequestError> {
         let (tx, rx) = crate::reply::channel();
+        let asked = self.inner.clock.now();
         let cmd = Command::Request {
             class: class.into(),
             body,
-            deadline: self.inner.clock.now() + timeout,
+            asked,
+            deadline: asked + timeout,
             reply: tx,
         };
         // The timeout covers everything: once queued, the link ends the request at its

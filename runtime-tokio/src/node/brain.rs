@@ -199,10 +199,12 @@ impl<N: Net> Inner<N> {
             } => {
                 let inner = self.clone();
                 let (reply, rx) = crate::reply::channel();
+                let asked = self.clock.now();
                 let cmd = Command::Request {
                     class: class.into(),
                     body,
-                    deadline: self.clock.now() + timeout,
+                    asked,
+                    deadline: asked + timeout,
                     reply,
                 };
                 tokio::spawn(async move {

@@ -19,11 +19,13 @@ impl<N: Net> Inner<N> {
             .cloned()
             .ok_or(RequestError::NotConnected)?;
         let (tx, rx) = crate::reply::channel();
+        let asked = self.clock.now();
         commands
             .try_send(Command::Request {
                 class: class.into(),
                 body,
-                deadline: self.clock.now() + timeout,
+                asked,
+                deadline: asked + timeout,
                 reply: tx,
             })
             .map_err(|e| match e {
@@ -44,13 +46,15 @@ impl<N: Net> Inner<N> {
             return NodesReport::default();
         };
         let mut asks = tokio::task::JoinSet::new();
-        let deadline = self.clock.now() + GATHER_TIMEOUT;
+        let asked = self.clock.now();
+        let deadline = asked + GATHER_TIMEOUT;
         for (id, commands) in members {
             asks.spawn(async move {
                 let (tx, rx) = crate::reply::channel();
                 let cmd = Command::Request {
                     class: CLASS_LOCAL_NODES.into(),
                     body: Bytes::new(),
+                    asked,
                     deadline,
                     reply: tx,
                 };

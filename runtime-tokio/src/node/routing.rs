@@ -211,10 +211,12 @@ impl<N: Net> Node<N> {
         };
         let (reply_tx, reply_rx) = crate::reply::channel();
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let asked = self.inner.clock.now();
         let _ = tx.try_send(Command::Request {
             class: class.into(),
             body,
-            deadline: self.inner.clock.now() + left,
+            asked,
+            deadline: asked + left,
             reply: reply_tx,
         });
         // Our sender goes now: once this request is answered, the driver sees no more

@@ -221,10 +221,12 @@ impl<N: Net> Node<N> {
                 }
                 Carried::Exclusive(tx) => {
                     let (reply, rx) = crate::reply::channel();
+                    let asked = self.inner.clock.now();
                     let cmd = Command::Request {
                         class: CLASS_JOB.into(),
                         body,
-                        deadline: self.inner.clock.now() + timeout,
+                        asked,
+                        deadline: asked + timeout,
                         reply,
                     };
                     match tx.send(cmd).await {
@@ -302,10 +304,12 @@ impl<N: Net> Inner<N> {
         let timeout = Duration::from_millis(req.timeout_ms);
         let key: FileLinkKey = (req.node.clone(), rp.path, rp.total);
         let (reply, rx) = crate::reply::channel();
+        let asked = self.clock.now();
         let cmd = Command::Request {
             class: req.class.into(),
             body: req.body,
-            deadline: self.clock.now() + timeout,
+            asked,
+            deadline: asked + timeout,
             reply,
         };
         let tx = {
