@@ -172,15 +172,11 @@ impl Lanes {
         self.credit.peer_read(n)
     }
 
-    /// We handled a chunk of `n` body bytes (`last`: it ended its message): the report
-    /// of bulk read, when one is due, is queued (as a keepalive: it does not narrow our
-    /// window). Whether one was.
-    pub fn chunk_read(&mut self, n: usize, last: bool) -> bool {
-        let report = self.credit.chunk_read(n, last);
-        if let Some(read) = report {
-            self.keepalive(&Message::BulkRead(read));
-        }
-        report.is_some()
+    /// We handled a chunk of `n` body bytes (`last`: it ended its message): the bytes
+    /// to report read, when a report is due (sent as a keepalive: it does not narrow our
+    /// window).
+    pub fn chunk_read(&mut self, n: usize, last: bool) -> Option<u64> {
+        self.credit.chunk_read(n, last)
     }
 
     /// The link's smoothed round trip, which widens the bulk window over long paths.

@@ -54,8 +54,8 @@ impl Connection {
                 body: n.body,
             }),
             Message::Chunk(c) => {
-                if self.lanes.chunk_read(c.data.len(), !c.more) {
-                    self.stats.frames_out += 1;
+                if let Some(read) = self.lanes.chunk_read(c.data.len(), !c.more) {
+                    self.send_keepalive(&Message::BulkRead(read));
                 }
                 self.on_chunk(now, c);
             }
