@@ -191,6 +191,19 @@ impl LateAnswers {
     }
 }
 
+/// What the link's task does after a wake-up's work, once the wake-up itself is gone.
+enum After {
+    Nothing,
+    /// Its turn on the runtime is over: yield.
+    Yield,
+    /// A command was taken: the others already queued join it, after one turn of the
+    /// runtime if `gather` (requests of ours in flight: pipelining).
+    TakeQueued {
+        gather: bool,
+    },
+}
+
+/// What woke the link's task.
 enum Wake {
     /// The task's turn on the runtime is over (after bulk work, see
     /// `nkcluster_core::lanes::turn_ends_after`); what it queued is written.
@@ -411,154 +424,198 @@ pub async fn drive(
             armed = Some(d);
         }
 
-        let wake = poll_fn(|cx| {
-            // 1. Write as much as the transport takes, then flush. Room for the next
-            // bulk chunk is taken last (`pull`): reads, late answers and commands are
-            // looked at between any two chunks, so a small request or reply never waits
-            // for a run of bulk writes that the socket keeps accepting.
-            let mut pull = false;
-            if !wq.is_empty() {
-                let mut written = 0;
-                let r = io.poll_write_queue(cx, &mut wq, &mut written);
-                wq_bytes -= written;
-                // Written out on a link whose storage goes (core said so above): the
-                // ring goes now, not at the next turn (for an idle link, its next ping).
-                if release && wq.is_empty() {
-                    wq = VecDeque::new();
-                }
-                if written > 0 {
-                    need_flush = true;
-                    pump.meter().bytes_out(written);
-                }
-                if let Poll::Ready(Err(e)) = r {
-                    return Poll::Ready(Wake::IoError(e.to_string()));
-                }
-                pull = bulk_waits && wq_bytes < PACE;
-            }
-            if wq.is_empty() && need_flush {
-                match io.poll_flush(cx) {
-                    Poll::Ready(Ok(())) => {
-                        need_flush = false;
-                        if closed {
-                            return Poll::Ready(Wake::Flushed);
-                        }
+        // `wake` ends with this block, before the yields below: a value kept across two
+        // awaits is saved in the link's future beside every other state, and that
+        // future is what each link costs (`a_links_task_fits_fifteen_steps_of_128_bytes`).
+        let mut after = After::Nothing;
+        {
+            let wake = poll_fn(|cx| {
+                // 1. Write as much as the transport takes, then flush. Room for the next
+                // bulk chunk is taken last (`pull`): reads, late answers and commands are
+                // looked at between any two chunks, so a small request or reply never waits
+                // for a run of bulk writes that the socket keeps accepting.
+                let mut pull = false;
+                if !wq.is_empty() {
+                    let mut written = 0;
+                    let r = io.poll_write_queue(cx, &mut wq, &mut written);
+                    wq_bytes -= written;
+                    // Written out on a link whose storage goes (core said so above): the
+                    // ring goes now, not at the next turn (for an idle link, its next ping).
+                    if release && wq.is_empty() {
+                        wq = VecDeque::new();
                     }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Wake::IoError(e.to_string())),
+                    if written > 0 {
+                        need_flush = true;
+                        pump.meter().bytes_out(written);
+                    }
+                    if let Poll::Ready(Err(e)) = r {
+                        return Poll::Ready(Wake::IoError(e.to_string()));
+                    }
+                    pull = bulk_waits && wq_bytes < PACE;
+                }
+                if wq.is_empty() && need_flush {
+                    match io.poll_flush(cx) {
+                        Poll::Ready(Ok(())) => {
+                            need_flush = false;
+                            if closed {
+                                return Poll::Ready(Wake::Flushed);
+                            }
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Wake::IoError(e.to_string())),
+                        Poll::Pending => {}
+                    }
+                }
+                if turn_over {
+                    return Poll::Ready(Wake::TurnOver);
+                }
+                if closed {
+                    if pull {
+                        return Poll::Ready(Wake::Pull);
+                    }
+                    // Only the remaining writes matter now, until the linger deadline.
+                    return match sleep.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Wake::Timer),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+                // 2. Read.
+                match io.poll_read(cx, &mut rbuf) {
+                    Poll::Ready(Ok(inc)) => return Poll::Ready(Wake::Read(inc)),
+                    Poll::Ready(Err(e)) => {
+                        return Poll::Ready(Wake::ReadError(read_error_text(&e)));
+                    }
                     Poll::Pending => {}
                 }
-            }
-            if turn_over {
-                return Poll::Ready(Wake::TurnOver);
-            }
-            if closed {
+                // 3. Late answers, then commands: once authenticated, and unless the
+                // transport is backed up (then commands are held, up to a limit).
+                let accept = pump.accepts(established, wq_bytes + bulk_bytes);
+                if matches!(accept, Accept::Send | Accept::Unhold)
+                    && let Some(answers) = late.as_ref()
+                    && let Poll::Ready((id, r)) = answers.poll_pop(cx)
+                {
+                    return Poll::Ready(Wake::Late(id, r));
+                }
+                if accept == Accept::Unhold {
+                    return Poll::Ready(Wake::Unhold);
+                }
+                if commands_open && matches!(accept, Accept::Send | Accept::Hold) {
+                    match commands.poll_recv(cx) {
+                        Poll::Ready(Some(c)) if accept == Accept::Send => {
+                            return Poll::Ready(Wake::Command(c));
+                        }
+                        Poll::Ready(Some(c)) => return Poll::Ready(Wake::Hold(c)),
+                        Poll::Ready(None) => return Poll::Ready(Wake::CommandsClosed),
+                        Poll::Pending => {}
+                    }
+                }
+                // 4. The next bulk chunk, once nothing above was ready.
                 if pull {
                     return Poll::Ready(Wake::Pull);
                 }
-                // Only the remaining writes matter now, until the linger deadline.
-                return match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Wake::Timer),
-                    Poll::Pending => Poll::Pending,
-                };
-            }
-            // 2. Read.
-            match io.poll_read(cx, &mut rbuf) {
-                Poll::Ready(Ok(inc)) => return Poll::Ready(Wake::Read(inc)),
-                Poll::Ready(Err(e)) => return Poll::Ready(Wake::ReadError(read_error_text(&e))),
-                Poll::Pending => {}
-            }
-            // 3. Late answers, then commands: once authenticated, and unless the
-            // transport is backed up (then commands are held, up to a limit).
-            let accept = pump.accepts(established, wq_bytes + bulk_bytes);
-            if matches!(accept, Accept::Send | Accept::Unhold)
-                && let Some(answers) = late.as_ref()
-                && let Poll::Ready((id, r)) = answers.poll_pop(cx)
-            {
-                return Poll::Ready(Wake::Late(id, r));
-            }
-            if accept == Accept::Unhold {
-                return Poll::Ready(Wake::Unhold);
-            }
-            if commands_open && matches!(accept, Accept::Send | Accept::Hold) {
-                match commands.poll_recv(cx) {
-                    Poll::Ready(Some(c)) if accept == Accept::Send => {
-                        return Poll::Ready(Wake::Command(c));
-                    }
-                    Poll::Ready(Some(c)) => return Poll::Ready(Wake::Hold(c)),
-                    Poll::Ready(None) => return Poll::Ready(Wake::CommandsClosed),
-                    Poll::Pending => {}
+                // 5. Timer.
+                if deadline.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Timer);
                 }
-            }
-            // 4. The next bulk chunk, once nothing above was ready.
-            if pull {
-                return Poll::Ready(Wake::Pull);
-            }
-            // 5. Timer.
-            if deadline.is_some() && sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Wake::Timer);
-            }
-            Poll::Pending
-        })
-        .await;
+                Poll::Pending
+            })
+            .await;
 
-        now = clock.now();
-        // The turn on the runtime ends after bulk work (see `turn_ends_after`), once
-        // what it queued is written.
-        turn_over = turn_ends_after(match &wake {
-            Wake::Pull => Moved::BulkFrame,
-            Wake::Read(Incoming::Bytes(n)) => Moved::Read(*n),
-            Wake::Read(Incoming::Frame(b)) => Moved::Read(b.len()),
-            _ => Moved::Other,
-        });
-        match wake {
-            Wake::Read(Incoming::Bytes(n)) => {
-                pump.meter().bytes_in(n);
-                conn.handle_input_buf(now, &mut rbuf)
-            }
-            Wake::Read(Incoming::Frame(b)) => {
-                pump.meter().bytes_in(b.len());
-                conn.handle_frame_bytes(now, b)
-            }
-            Wake::Read(Incoming::Eof) => conn.handle_transport_closed(now, "eof"),
-            Wake::Read(Incoming::Oversized(n)) => conn.handle_oversized_frame(now, n),
-            // The read side failed (say, a text message on a websocket): the write side
-            // may still work, so the close frame or close_notify still goes out.
-            Wake::ReadError(e) => conn.handle_transport_closed(now, &e),
-            Wake::Flushed | Wake::Pull => {}
-            // Other tasks run, and the runtime polls for I/O, before this one goes on.
-            Wake::TurnOver => tokio::task::yield_now().await,
-            Wake::Late(id, r) => {
-                reply(pump, conn, now, id, r);
-                for _ in 1..BATCH {
-                    match late.as_ref().and_then(|a| a.pop()) {
-                        Some((id, r)) => reply(pump, conn, now, id, r),
-                        None => break,
+            now = clock.now();
+            // The turn on the runtime ends after bulk work (see `turn_ends_after`), once
+            // what it queued is written.
+            turn_over = turn_ends_after(match &wake {
+                Wake::Pull => Moved::BulkFrame,
+                Wake::Read(Incoming::Bytes(n)) => Moved::Read(*n),
+                Wake::Read(Incoming::Frame(b)) => Moved::Read(b.len()),
+                _ => Moved::Other,
+            });
+            match wake {
+                Wake::Read(Incoming::Bytes(n)) => {
+                    pump.meter().bytes_in(n);
+                    conn.handle_input_buf(now, &mut rbuf)
+                }
+                Wake::Read(Incoming::Frame(b)) => {
+                    pump.meter().bytes_in(b.len());
+                    conn.handle_frame_bytes(now, b)
+                }
+                Wake::Read(Incoming::Eof) => conn.handle_transport_closed(now, "eof"),
+                Wake::Read(Incoming::Oversized(n)) => conn.handle_oversized_frame(now, n),
+                // The read side failed (say, a text message on a websocket): the write side
+                // may still work, so the close frame or close_notify still goes out.
+                Wake::ReadError(e) => conn.handle_transport_closed(now, &e),
+                Wake::Flushed | Wake::Pull => {}
+                // Other tasks run, and the runtime polls for I/O, before this one goes on.
+                Wake::TurnOver => after = After::Yield,
+                Wake::Late(id, r) => {
+                    reply(pump, conn, now, id, r);
+                    for _ in 1..BATCH {
+                        match late.as_ref().and_then(|a| a.pop()) {
+                            Some((id, r)) => reply(pump, conn, now, id, r),
+                            None => break,
+                        }
+                    }
+                }
+                Wake::IoError(e) => {
+                    write_failed = true;
+                    need_flush = false;
+                    wq.clear();
+                    wq_bytes = 0;
+                    // The peer may have closed in order just before our write failed: what it
+                    // sent last (a leave notice, its close) may already be here. Read it first.
+                    read_what_is_there(io, conn, &mut rbuf, now);
+                    if !conn.is_closed() {
+                        conn.handle_transport_closed(now, &e);
+                    }
+                }
+                Wake::Command(cmd) => {
+                    // Pipelining: while requests of ours are in flight, one turn of the
+                    // runtime (below) lets the other callers running now queue theirs,
+                    // which leave in the same write as this one (a lone request does not
+                    // wait).
+                    let gather = pump.gather();
+                    submit(pump, conn, now, cmd);
+                    after = After::TakeQueued { gather };
+                }
+                Wake::Hold(cmd) => pump.hold(now, cmd),
+                Wake::Unhold => pump.unhold(conn, now).into_iter().for_each(deliver),
+                Wake::CommandsClosed => commands_open = false,
+                Wake::Timer if closed => {
+                    write_failed = true;
+                    break;
+                }
+                Wake::Timer => {
+                    pump.expire(now).into_iter().for_each(deliver);
+                    conn.handle_timeout(now);
+                    // The command queue's storage goes here rather than at each emptying
+                    // (a busy link would reallocate it all the time); the timer wakes an
+                    // idle link anyway (its next ping).
+                    commands.shrink();
+                    ready = Vec::new();
+                    // No answer owed and none queued: the channel goes until the next
+                    // request. Not sooner: a busy link would make and free one per request
+                    // (an allocation with a block of slots each time); the timer wakes an idle
+                    // link anyway (its next ping).
+                    if late
+                        .as_ref()
+                        .is_some_and(|a| Arc::strong_count(a) == 1 && a.is_empty())
+                    {
+                        late = None;
                     }
                 }
             }
-            Wake::IoError(e) => {
-                write_failed = true;
-                need_flush = false;
-                wq.clear();
-                wq_bytes = 0;
-                // The peer may have closed in order just before our write failed: what it
-                // sent last (a leave notice, its close) may already be here. Read it first.
-                read_what_is_there(io, conn, &mut rbuf, now);
-                if !conn.is_closed() {
-                    conn.handle_transport_closed(now, &e);
-                }
-            }
-            Wake::Command(cmd) => {
-                // Pipelining: one turn of the runtime lets the other callers running now
-                // queue theirs, which leave in the same write (a lone request does not
-                // wait).
-                if pump.gather() {
+        }
+        match after {
+            After::Nothing => {}
+            // Other tasks run, and the runtime polls for I/O, before this one goes on.
+            After::Yield => tokio::task::yield_now().await,
+            After::TakeQueued { gather } => {
+                if gather {
                     tokio::task::yield_now().await;
                 }
-                submit(pump, conn, now, cmd);
-                // Every command already queued joins it, so they leave in one write; they
-                // are taken in one go (one lock of the queue the callers contend on).
-                // (Not kept across a wait: the link's task stays as small; the queue's
-                // storage, swapped out, is given back to it.)
+                // Every command already queued joins the one just taken, so they leave
+                // in one write; they are taken in one go (one lock of the queue the
+                // callers contend on). (Not kept across a wait: the link's task stays as
+                // small; the queue's storage, swapped out, is given back to it.)
                 let mut taken = VecDeque::new();
                 if !conn.is_closed() {
                     commands.try_recv_many(&mut taken, BATCH - 1);
@@ -573,32 +630,6 @@ pub async fn drive(
                     submit(pump, conn, now, cmd);
                 }
                 commands.give_back(taken);
-            }
-            Wake::Hold(cmd) => pump.hold(now, cmd),
-            Wake::Unhold => pump.unhold(conn, now).into_iter().for_each(deliver),
-            Wake::CommandsClosed => commands_open = false,
-            Wake::Timer if closed => {
-                write_failed = true;
-                break;
-            }
-            Wake::Timer => {
-                pump.expire(now).into_iter().for_each(deliver);
-                conn.handle_timeout(now);
-                // The command queue's storage goes here rather than at each emptying
-                // (a busy link would reallocate it all the time); the timer wakes an
-                // idle link anyway (its next ping).
-                commands.shrink();
-                ready = Vec::new();
-                // No answer owed and none queued: the channel goes until the next
-                // request. Not sooner: a busy link would make and free one per request
-                // (an allocation with a block of slots each time); the timer wakes an idle
-                // link anyway (its next ping).
-                if late
-                    .as_ref()
-                    .is_some_and(|a| Arc::strong_count(a) == 1 && a.is_empty())
-                {
-                    late = None;
-                }
             }
         }
     }
