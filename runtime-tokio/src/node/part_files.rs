@@ -161,23 +161,44 @@ fn reopen(
 /// ~0.3 ms behind a 1 MiB write into the page cache).
 pub(super) const BULK_SYSCALL: usize = 128 * 1024;
 
-/// How much lower than the request path a thread doing a file's bulk CPU work runs
+/// How much lower than the request path a bulk thread runs where SCHED_IDLE is refused
 /// (Linux nice levels; 10 gives it about a tenth of the CPU share of a default thread
 /// when both want the CPU).
 const BULK_NICE: i32 = 10;
 
 /// Puts the calling thread below the request path's CPU priority: for threads that do
 /// a file's bulk work (reading and hashing a file being sent, writing and hashing one
-/// received). On a busy machine the link drivers and the node machine's task then go
-/// first, so a small message is not kept waiting for the CPU behind a file; an idle CPU
-/// still runs the bulk work at full speed. Linux keeps nice levels per thread; elsewhere
-/// (or when refused) nothing changes.
+/// received). On Linux the thread runs under SCHED_IDLE: it gets a CPU that nothing
+/// else wants, and a request-path thread (the link drivers, the node machine's task)
+/// that wakes up takes a CPU from it at once. That is what keeps a small message from
+/// waiting behind a file: the scheduler counts a CPU running only SCHED_IDLE threads as
+/// free when it places a waking thread, and such a thread is preempted by any other at
+/// its wake-up. At nice 10 (before), a waking runtime thread found both CPUs of a
+/// 2-core machine busy (one with a bulk thread) and queued behind the other runtime
+/// thread for up to a scheduler tick: small-request p99 during a quick `send_file` in
+/// the jobs bench 12-20x its idle p99, 1.4-3.1x under SCHED_IDLE (README, Benchmarks).
+/// The price: on a CPU that other threads keep busy, a file's bulk work gets only
+/// SCHED_IDLE's minimum share (about 0.3% of that CPU beside one busy default thread),
+/// so a transfer to or from a node whose CPUs are saturated slows down to what is left.
+/// An idle CPU still runs the bulk work at full speed. Where SCHED_IDLE is refused the
+/// thread goes to nice 10; elsewhere than Linux nothing changes.
 pub(super) fn as_bulk_thread() {
     #[cfg(target_os = "linux")]
     {
-        // `None`: the calling thread (Linux's PRIO_PROCESS with 0 names the caller's
-        // thread, not the whole process).
-        let _ = rustix::process::setpriority_process(None, BULK_NICE);
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id,
+        };
+        let idle = set_thread_priority_and_policy(
+            thread_native_id(),
+            ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        );
+        if idle.is_err() {
+            // `None`: the calling thread (Linux's PRIO_PROCESS with 0 names the caller's
+            // thread, not the whole process).
+            let _ = rustix::process::setpriority_process(None, BULK_NICE);
+        }
     }
 }
 
@@ -192,6 +213,25 @@ mod tests {
 
     fn blake3(b: &[u8]) -> [u8; 32] {
         ContentHasher::digest_of(ContentHash::Blake3, b)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_bulk_thread_runs_under_sched_idle_and_others_are_untouched() {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let before = thread_priority::thread_schedule_policy().expect("policy");
+        let bulk = std::thread::spawn(|| {
+            as_bulk_thread();
+            thread_priority::thread_schedule_policy().expect("policy")
+        })
+        .join()
+        .expect("bulk thread");
+        assert_eq!(bulk, idle);
+        // The spawning thread keeps its own policy (SCHED_IDLE is per thread).
+        let after = thread_priority::thread_schedule_policy().expect("policy");
+        assert_eq!(after, before);
+        assert_ne!(after, idle);
     }
 
     #[test]
