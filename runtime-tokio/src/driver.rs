@@ -3,19 +3,22 @@
 //! the loop only moves bytes, time and commands between the socket and the core.
 
 use std::collections::VecDeque;
-use std::future::poll_fn;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::task::AtomicWaker;
 use nkcluster_core::conn::{Connection, Event};
 use nkcluster_core::handshake::Role;
 use nkcluster_core::lanes::{Moved, PACE, turn_ends_after};
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::pump::{Accept, Outcome, Pump};
 use tokio::sync::oneshot;
+
+use crate::answers::LateAnswers;
+pub use crate::answers::{Answer, RequestHandler, Responder};
 
 use crate::clock::Clock;
 use crate::linkio::{Incoming, LinkIo};
@@ -28,6 +31,8 @@ const READ_BUF_MIN: usize = 4 * 1024;
 const READ_BUF_MAX: usize = 1024 * 1024;
 /// How long a closed connection may take to write its last bytes.
 const LINGER: Duration = Duration::from_secs(5);
+/// How long the transport's orderly shutdown (TLS close_notify, WebSocket close) may take.
+const SHUTDOWN_TIME: Duration = Duration::from_secs(5);
 /// After our close: how long, and how many bytes, we read and discard while waiting for
 /// the peer to close its side (see [`LinkIo::poll_drain`]).
 const DRAIN_TIME: Duration = Duration::from_secs(2);
@@ -41,97 +46,6 @@ pub type Reply = crate::reply::Sender;
 /// What the application asks of a connection (see [`nkcluster_core::pump::Command`]).
 pub type Command = nkcluster_core::pump::Command<Reply>;
 
-/// Answers the peer's requests. Quick handlers answer at once, inside the connection
-/// task, with [`Responder::now`]; others return [`Answer::Later`] and answer through the [`Responder`] from a task
-/// of their own, so a slow request never holds up the link.
-pub trait RequestHandler: Send + Sync + 'static {
-    /// Handles one request of `class` from the authenticated peer `peer` (its node id),
-    /// whose role is `role`.
-    fn handle(
-        &self,
-        peer: &str,
-        role: Role,
-        class: &str,
-        body: Bytes,
-        responder: Responder,
-    ) -> Answer;
-}
-
-/// A handler's answer.
-#[derive(Debug)]
-pub enum Answer {
-    /// The reply, now.
-    Now(Result<Bytes, RemoteError>),
-    /// The handler kept the [`Responder`] and will answer later.
-    Later,
-}
-
-/// Answers one request later, from any task. Dropping it unanswered answers
-/// `no_reply`, so the peer is never left waiting for its deadline.
-#[derive(Debug)]
-pub struct Responder {
-    to: Option<ReplyTo>,
-}
-
-#[derive(Debug)]
-enum ReplyTo {
-    /// A peer's request on a link.
-    Link { id: u64, late: Arc<LateAnswers> },
-    /// A request this node made to itself.
-    Local(oneshot::Sender<Result<Bytes, RemoteError>>),
-}
-
-impl Responder {
-    /// A responder for a request this node makes to itself, and where its answer goes.
-    pub fn local() -> (Responder, oneshot::Receiver<Result<Bytes, RemoteError>>) {
-        let (tx, rx) = oneshot::channel();
-        (
-            Responder {
-                to: Some(ReplyTo::Local(tx)),
-            },
-            rx,
-        )
-    }
-
-    /// Sends the reply (ignored if the connection is gone).
-    pub fn reply(mut self, result: Result<Bytes, RemoteError>) {
-        self.send(result);
-    }
-
-    /// Answers at once (from inside [`RequestHandler::handle`]): the answer goes back
-    /// with the returned [`Answer::Now`] and the responder is used up silently. Dropping
-    /// it instead would also queue a `no_reply` for the link (ignored there, the request
-    /// being answered), a wake-up of the link task for nothing on every request, which
-    /// on a multi-thread runtime wakes another worker.
-    pub fn now(mut self, result: Result<Bytes, RemoteError>) -> Answer {
-        self.to = None;
-        Answer::Now(result)
-    }
-
-    fn send(&mut self, result: Result<Bytes, RemoteError>) {
-        match self.to.take() {
-            Some(ReplyTo::Link { id, late }) => late.push(id, result),
-            Some(ReplyTo::Local(tx)) => {
-                let _ = tx.send(result);
-            }
-            None => {}
-        }
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        // Used up (answered, or `now`): nothing to say, and no error to build.
-        if self.to.is_none() {
-            return;
-        }
-        self.send(Err(RemoteError::new(
-            "no_reply",
-            "the handler ended without answering",
-        )));
-    }
-}
-
 /// Receives the connection's events that the driver does not consume itself.
 pub trait EventSink: Send + 'static {
     /// The handshake succeeded (or the link ended: `Event::Closed`).
@@ -144,50 +58,6 @@ pub trait EventSink: Send + 'static {
     /// info). `None` (the default): write at once.
     fn take_hold(&mut self) -> Option<oneshot::Receiver<()>> {
         None
-    }
-}
-
-/// Where handlers' late answers come back to the link's task (the [`Responder`]s hold
-/// it too): a queue with storage only while answers wait, and the task's waker. A tokio
-/// unbounded channel allocates a block of 32 slots when it is made (about 2.3 KiB with
-/// the channel), which a link that served one request kept until its next timer
-/// wake-up: for the answering end of an idle link, a minute later (issue 15, point 6).
-#[derive(Debug, Default)]
-struct LateAnswers {
-    queue: Mutex<VecDeque<(u64, Result<Bytes, RemoteError>)>>,
-    waker: AtomicWaker,
-}
-
-impl LateAnswers {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<(u64, Result<Bytes, RemoteError>)>> {
-        // Every change is one push or pop: a panic elsewhere leaves the queue whole.
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Queues an answer and wakes the link's task.
-    fn push(&self, id: u64, result: Result<Bytes, RemoteError>) {
-        self.lock().push_back((id, result));
-        self.waker.wake();
-    }
-
-    /// The next answer, if one is queued; the storage goes once the queue is empty.
-    fn pop(&self) -> Option<(u64, Result<Bytes, RemoteError>)> {
-        let mut q = self.lock();
-        let next = q.pop_front();
-        if q.is_empty() && q.capacity() > 0 {
-            *q = VecDeque::new();
-        }
-        next
-    }
-
-    /// The next answer, or `Pending` with the task's waker registered.
-    fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<(u64, Result<Bytes, RemoteError>)> {
-        self.waker.register(cx.waker());
-        self.pop().map_or(Poll::Pending, Poll::Ready)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.lock().is_empty()
     }
 }
 
@@ -279,9 +149,7 @@ pub async fn drive(
                     id, class, body, ..
                 } => {
                     let answers = late.get_or_insert_with(Default::default).clone();
-                    let responder = Responder {
-                        to: Some(ReplyTo::Link { id, late: answers }),
-                    };
+                    let responder = Responder::for_link(id, answers);
                     let (peer, role) = conn
                         .peer()
                         .map_or(("", Role::Worker), |p| (p.node_id.as_str(), p.role));
@@ -300,7 +168,7 @@ pub async fn drive(
                     let (peer, role) = conn
                         .peer()
                         .map_or(("", Role::Worker), |p| (p.node_id.as_str(), p.role));
-                    let quiet = Responder { to: None };
+                    let quiet = Responder::quiet();
                     let _ = handler.handle(peer, role, &class, body, quiet);
                 }
                 Event::Reply { id, result } => {
@@ -324,18 +192,24 @@ pub async fn drive(
         // their callers hear them and before the answers are written.
         pump.publish_counts();
         ready.drain(..).for_each(deliver);
-        if let Some(hold) = sink.take_hold() {
+        if let Some(mut hold) = sink.take_hold() {
             // Whatever the answer (the node may be gone): go on with what is queued. The
             // wait is bounded by the link's own next deadline (core's timer: a ping, a
             // request's timeout), so a node machine slow to answer never stalls the link
-            // past it; the proof then leaves on its own.
-            match pump.poll_timeout(conn) {
-                Some(d) => {
-                    let _ = tokio::time::timeout_at(clock.to_tokio(d), hold).await;
+            // past it; the proof then leaves on its own. The link's one timer bounds it
+            // (a second would be saved in the link's future: see the wait below).
+            if let Some(d) = pump.poll_timeout(conn) {
+                if armed != Some(d) {
+                    sleep.as_mut().reset(clock.to_tokio(d));
+                    armed = Some(d);
                 }
-                None => {
-                    let _ = hold.await;
-                }
+                poll_fn(|cx| match Pin::new(&mut hold).poll(cx) {
+                    Poll::Ready(_) => Poll::Ready(()),
+                    Poll::Pending => sleep.as_mut().poll(cx),
+                })
+                .await;
+            } else {
+                let _ = hold.await;
             }
             now = clock.now();
             // The answers ready by then go first (a worker's answer to `placed`), then
@@ -408,116 +282,136 @@ pub async fn drive(
         if wq.is_empty() && wq.capacity() > 0 {
             wq = VecDeque::new();
         }
-        let deadline = if closed {
-            // Last writes to a peer that does not read must not hold the task forever.
-            let d = *linger.get_or_insert_with(|| clock.now() + LINGER);
-            Some(d)
-        } else {
-            pump.poll_timeout(conn)
+        let timed = {
+            let deadline = if closed {
+                // Last writes to a peer that does not read must not hold the task forever.
+                let d = *linger.get_or_insert_with(|| clock.now() + LINGER);
+                Some(d)
+            } else {
+                pump.poll_timeout(conn)
+            };
+            // Re-arm only when the deadline moved: a reset touches the shared timer wheel,
+            // and the usual deadline (the next ping) stays put across many requests.
+            if let Some(d) = deadline
+                && armed != Some(d)
+            {
+                sleep.as_mut().reset(clock.to_tokio(d));
+                armed = Some(d);
+            }
+            deadline.is_some()
         };
-        // Re-arm only when the deadline moved: a reset touches the shared timer wheel,
-        // and the usual deadline (the next ping) stays put across many requests.
-        if let Some(d) = deadline
-            && armed != Some(d)
-        {
-            sleep.as_mut().reset(clock.to_tokio(d));
-            armed = Some(d);
-        }
 
         // `wake` ends with this block, before the yields below: a value kept across two
         // awaits is saved in the link's future beside every other state, and that
-        // future is what each link costs (`a_links_task_fits_fifteen_steps_of_128_bytes`).
+        // future is what each link costs (`a_links_task_fits_fourteen_steps_of_128_bytes`).
         let mut after = After::Nothing;
         {
-            let wake = poll_fn(|cx| {
-                // 1. Write as much as the transport takes, then flush. Room for the next
-                // bulk chunk is taken last (`pull`): reads, late answers and commands are
-                // looked at between any two chunks, so a small request or reply never waits
-                // for a run of bulk writes that the socket keeps accepting.
-                let mut pull = false;
-                if !wq.is_empty() {
-                    let mut written = 0;
-                    let r = io.poll_write_queue(cx, &mut wq, &mut written);
-                    wq_bytes -= written;
-                    // Written out on a link whose storage goes (core said so above): the
-                    // ring goes now, not at the next turn (for an idle link, its next ping).
-                    if release && wq.is_empty() {
-                        wq = VecDeque::new();
-                    }
-                    if written > 0 {
-                        need_flush = true;
-                        pump.meter().bytes_out(written);
-                    }
-                    if let Poll::Ready(Err(e)) = r {
-                        return Poll::Ready(Wake::IoError(e.to_string()));
-                    }
-                    pull = bulk_waits && wq_bytes < PACE;
-                }
-                if wq.is_empty() && need_flush {
-                    match io.poll_flush(cx) {
-                        Poll::Ready(Ok(())) => {
-                            need_flush = false;
-                            if closed {
-                                return Poll::Ready(Wake::Flushed);
-                            }
+            let wake = {
+                // The wait takes what it changes by reference and the rest by value (a
+                // reference to a local would keep that local in the link's future too).
+                let (io, pump, wq, wq_bytes, need_flush, rbuf, late, commands, mut sleep) = (
+                    &mut *io,
+                    &mut *pump,
+                    &mut wq,
+                    &mut wq_bytes,
+                    &mut need_flush,
+                    &mut rbuf,
+                    &late,
+                    &mut *commands,
+                    sleep.as_mut(),
+                );
+                poll_fn(move |cx| {
+                    // 1. Write as much as the transport takes, then flush. Room for the next
+                    // bulk chunk is taken last (`pull`): reads, late answers and commands are
+                    // looked at between any two chunks, so a small request or reply never waits
+                    // for a run of bulk writes that the socket keeps accepting.
+                    let mut pull = false;
+                    if !wq.is_empty() {
+                        let mut written = 0;
+                        let r = io.poll_write_queue(cx, wq, &mut written);
+                        *wq_bytes -= written;
+                        // Written out on a link whose storage goes (core said so above): the
+                        // ring goes now, not at the next turn (for an idle link, its next ping).
+                        if release && wq.is_empty() {
+                            *wq = VecDeque::new();
                         }
-                        Poll::Ready(Err(e)) => return Poll::Ready(Wake::IoError(e.to_string())),
+                        if written > 0 {
+                            *need_flush = true;
+                            pump.meter().bytes_out(written);
+                        }
+                        if let Poll::Ready(Err(e)) = r {
+                            return Poll::Ready(Wake::IoError(e.to_string()));
+                        }
+                        pull = bulk_waits && *wq_bytes < PACE;
+                    }
+                    if wq.is_empty() && *need_flush {
+                        match io.poll_flush(cx) {
+                            Poll::Ready(Ok(())) => {
+                                *need_flush = false;
+                                if closed {
+                                    return Poll::Ready(Wake::Flushed);
+                                }
+                            }
+                            Poll::Ready(Err(e)) => {
+                                return Poll::Ready(Wake::IoError(e.to_string()));
+                            }
+                            Poll::Pending => {}
+                        }
+                    }
+                    if turn_over {
+                        return Poll::Ready(Wake::TurnOver);
+                    }
+                    if closed {
+                        if pull {
+                            return Poll::Ready(Wake::Pull);
+                        }
+                        // Only the remaining writes matter now, until the linger deadline.
+                        return match sleep.as_mut().poll(cx) {
+                            Poll::Ready(()) => Poll::Ready(Wake::Timer),
+                            Poll::Pending => Poll::Pending,
+                        };
+                    }
+                    // 2. Read.
+                    match io.poll_read(cx, rbuf) {
+                        Poll::Ready(Ok(inc)) => return Poll::Ready(Wake::Read(inc)),
+                        Poll::Ready(Err(e)) => {
+                            return Poll::Ready(Wake::ReadError(read_error_text(&e)));
+                        }
                         Poll::Pending => {}
                     }
-                }
-                if turn_over {
-                    return Poll::Ready(Wake::TurnOver);
-                }
-                if closed {
+                    // 3. Late answers, then commands: once authenticated, and unless the
+                    // transport is backed up (then commands are held, up to a limit).
+                    let accept = pump.accepts(established, *wq_bytes + bulk_bytes);
+                    if matches!(accept, Accept::Send | Accept::Unhold)
+                        && let Some(answers) = late.as_ref()
+                        && let Poll::Ready((id, r)) = answers.poll_pop(cx)
+                    {
+                        return Poll::Ready(Wake::Late(id, r));
+                    }
+                    if accept == Accept::Unhold {
+                        return Poll::Ready(Wake::Unhold);
+                    }
+                    if commands_open && matches!(accept, Accept::Send | Accept::Hold) {
+                        match commands.poll_recv(cx) {
+                            Poll::Ready(Some(c)) if accept == Accept::Send => {
+                                return Poll::Ready(Wake::Command(c));
+                            }
+                            Poll::Ready(Some(c)) => return Poll::Ready(Wake::Hold(c)),
+                            Poll::Ready(None) => return Poll::Ready(Wake::CommandsClosed),
+                            Poll::Pending => {}
+                        }
+                    }
+                    // 4. The next bulk chunk, once nothing above was ready.
                     if pull {
                         return Poll::Ready(Wake::Pull);
                     }
-                    // Only the remaining writes matter now, until the linger deadline.
-                    return match sleep.as_mut().poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(Wake::Timer),
-                        Poll::Pending => Poll::Pending,
-                    };
-                }
-                // 2. Read.
-                match io.poll_read(cx, &mut rbuf) {
-                    Poll::Ready(Ok(inc)) => return Poll::Ready(Wake::Read(inc)),
-                    Poll::Ready(Err(e)) => {
-                        return Poll::Ready(Wake::ReadError(read_error_text(&e)));
+                    // 5. Timer.
+                    if timed && sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Timer);
                     }
-                    Poll::Pending => {}
-                }
-                // 3. Late answers, then commands: once authenticated, and unless the
-                // transport is backed up (then commands are held, up to a limit).
-                let accept = pump.accepts(established, wq_bytes + bulk_bytes);
-                if matches!(accept, Accept::Send | Accept::Unhold)
-                    && let Some(answers) = late.as_ref()
-                    && let Poll::Ready((id, r)) = answers.poll_pop(cx)
-                {
-                    return Poll::Ready(Wake::Late(id, r));
-                }
-                if accept == Accept::Unhold {
-                    return Poll::Ready(Wake::Unhold);
-                }
-                if commands_open && matches!(accept, Accept::Send | Accept::Hold) {
-                    match commands.poll_recv(cx) {
-                        Poll::Ready(Some(c)) if accept == Accept::Send => {
-                            return Poll::Ready(Wake::Command(c));
-                        }
-                        Poll::Ready(Some(c)) => return Poll::Ready(Wake::Hold(c)),
-                        Poll::Ready(None) => return Poll::Ready(Wake::CommandsClosed),
-                        Poll::Pending => {}
-                    }
-                }
-                // 4. The next bulk chunk, once nothing above was ready.
-                if pull {
-                    return Poll::Ready(Wake::Pull);
-                }
-                // 5. Timer.
-                if deadline.is_some() && sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Wake::Timer);
-                }
-                Poll::Pending
-            })
+                    Poll::Pending
+                })
+            }
             .await;
 
             now = clock.now();
@@ -646,32 +540,40 @@ pub async fn drive(
             sink.on_event(conn, &ev);
         }
     }
+    // The last waits are bounded by the link's one timer, re-armed (a timer of their own
+    // would be saved in the link's future beside it).
     if !write_failed {
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| io.poll_shutdown(cx))).await;
+        sleep
+            .as_mut()
+            .reset(tokio::time::Instant::now() + SHUTDOWN_TIME);
+        poll_fn(|cx| match io.poll_shutdown(cx) {
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending => sleep.as_mut().poll(cx),
+        })
+        .await;
     }
     if !write_failed && orderly {
         // Wait (briefly, boundedly) for the peer's side to close, so that closing the
         // socket with its input unread does not reset the connection under our last
         // messages. Not after a failure (a hung peer would hold us for nothing).
+        sleep
+            .as_mut()
+            .reset(tokio::time::Instant::now() + DRAIN_TIME);
         let mut drained = 0usize;
-        let _ = tokio::time::timeout(
-            DRAIN_TIME,
-            poll_fn(|cx| {
-                loop {
-                    match io.poll_drain(cx) {
-                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
-                        Poll::Ready(Ok(n)) => {
-                            drained += n;
-                            if drained > DRAIN_BYTES {
-                                return Poll::Ready(());
-                            }
+        poll_fn(|cx| {
+            loop {
+                match io.poll_drain(cx) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Ready(Ok(n)) => {
+                        drained += n;
+                        if drained > DRAIN_BYTES {
+                            return Poll::Ready(());
                         }
-                        Poll::Pending => return Poll::Pending,
                     }
+                    Poll::Pending => return sleep.as_mut().poll(cx),
                 }
-            }),
-        )
+            }
+        })
         .await;
     }
 }
@@ -740,42 +642,5 @@ fn read_what_is_there(
             Poll::Ready(Ok(Incoming::Oversized(n))) => conn.handle_oversized_frame(now, n),
             Poll::Ready(Ok(Incoming::Eof)) | Poll::Ready(Err(_)) | Poll::Pending => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn link_responder() -> (Responder, Arc<LateAnswers>) {
-        let late = Arc::new(LateAnswers::default());
-        let responder = Responder {
-            to: Some(ReplyTo::Link {
-                id: 7,
-                late: late.clone(),
-            }),
-        };
-        (responder, late)
-    }
-
-    #[test]
-    fn an_answer_given_now_queues_nothing_for_the_link() {
-        let (responder, late) = link_responder();
-        let answer = responder.now(Ok(Bytes::from_static(b"pong")));
-        assert!(matches!(answer, Answer::Now(Ok(b)) if b == Bytes::from_static(b"pong")));
-        // The queue's handle went with the responder: nothing was queued, nothing will be.
-        assert_eq!(Arc::strong_count(&late), 1);
-        assert!(late.pop().is_none());
-    }
-
-    #[test]
-    fn a_dropped_responder_answers_no_reply_through_the_link() {
-        let (responder, late) = link_responder();
-        drop(responder);
-        let (id, r) = late.pop().expect("queued");
-        assert_eq!(id, 7);
-        assert_eq!(r.expect_err("an error").code.as_str(), "no_reply");
-        // Emptied, it keeps no storage.
-        assert!(late.pop().is_none() && late.lock().capacity() == 0);
     }
 }

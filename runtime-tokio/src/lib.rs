@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod answers;
 pub mod cli;
 pub mod clock;
 pub mod cmdq;
