@@ -158,6 +158,17 @@ impl LateAnswers {
     pub(crate) fn is_empty(&self) -> bool {
         self.lock().is_empty()
     }
+
+    /// Drops the link's queue when no answer is owed (no responder holds it) and none
+    /// waits: it is made again at the next request.
+    pub(crate) fn drop_if_unused(late: &mut Option<Arc<LateAnswers>>) {
+        if late
+            .as_ref()
+            .is_some_and(|a| Arc::strong_count(a) == 1 && a.is_empty())
+        {
+            *late = None;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -189,5 +200,22 @@ mod tests {
         assert_eq!(r.expect_err("an error").code.as_str(), "no_reply");
         // Emptied, it keeps no storage.
         assert!(late.pop().is_none() && late.lock().capacity() == 0);
+    }
+
+    #[test]
+    fn the_late_queue_goes_only_when_no_answer_is_owed_or_waiting() {
+        let (responder, late) = link_responder();
+        let mut held = Some(late);
+        // A responder still holds it: an answer is owed.
+        LateAnswers::drop_if_unused(&mut held);
+        assert!(held.is_some());
+        // Answered (dropped: `no_reply` queued) and not yet taken: it waits.
+        drop(responder);
+        LateAnswers::drop_if_unused(&mut held);
+        assert!(held.as_ref().is_some_and(|l| !l.is_empty()));
+        // Taken: nothing owed, nothing waiting.
+        assert!(held.as_ref().and_then(|l| l.pop()).is_some());
+        LateAnswers::drop_if_unused(&mut held);
+        assert!(held.is_none());
     }
 }

@@ -257,12 +257,7 @@ pub async fn drive(
             pump.release_idle_storage();
             commands.shrink();
             ready = Vec::new();
-            if late
-                .as_ref()
-                .is_some_and(|a| Arc::strong_count(a) == 1 && a.is_empty())
-            {
-                late = None;
-            }
+            LateAnswers::drop_if_unused(&mut late);
         }
         let bulk_waits = conn.has_bulk();
         // Backpressure counts the bulk waiting in the machine too.
@@ -489,12 +484,7 @@ pub async fn drive(
                     // request. Not sooner: a busy link would make and free one per request
                     // (an allocation with a block of slots each time); the timer wakes an idle
                     // link anyway (its next ping).
-                    if late
-                        .as_ref()
-                        .is_some_and(|a| Arc::strong_count(a) == 1 && a.is_empty())
-                    {
-                        late = None;
-                    }
+                    LateAnswers::drop_if_unused(&mut late);
                 }
             }
         }
