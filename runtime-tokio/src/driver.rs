@@ -199,10 +199,7 @@ pub async fn drive(
             // past it; the proof then leaves on its own. The link's one timer bounds it
             // (a second would be saved in the link's future: see the wait below).
             if let Some(d) = pump.poll_timeout(conn) {
-                if armed != Some(d) {
-                    sleep.as_mut().reset(clock.to_tokio(d));
-                    armed = Some(d);
-                }
+                arm(sleep.as_mut(), &mut armed, clock, d);
                 poll_fn(|cx| match Pin::new(&mut hold).poll(cx) {
                     Poll::Ready(_) => Poll::Ready(()),
                     Poll::Pending => sleep.as_mut().poll(cx),
@@ -285,13 +282,8 @@ pub async fn drive(
             } else {
                 pump.poll_timeout(conn)
             };
-            // Re-arm only when the deadline moved: a reset touches the shared timer wheel,
-            // and the usual deadline (the next ping) stays put across many requests.
-            if let Some(d) = deadline
-                && armed != Some(d)
-            {
-                sleep.as_mut().reset(clock.to_tokio(d));
-                armed = Some(d);
+            if let Some(d) = deadline {
+                arm(sleep.as_mut(), &mut armed, clock, d);
             }
             deadline.is_some()
         };
@@ -565,6 +557,21 @@ pub async fn drive(
             }
         })
         .await;
+    }
+}
+
+/// Sets the link's timer to `d`, unless it is armed for `d` already (`armed`): a reset
+/// touches the shared timer wheel, and the usual deadline (the next ping) stays put
+/// across many requests.
+fn arm(
+    sleep: Pin<&mut tokio::time::Sleep>,
+    armed: &mut Option<nkcluster_core::Instant>,
+    clock: Clock,
+    d: nkcluster_core::Instant,
+) {
+    if *armed != Some(d) {
+        sleep.reset(clock.to_tokio(d));
+        *armed = Some(d);
     }
 }
 
