@@ -76,6 +76,7 @@ pub mod info_report;
 pub mod jobs;
 pub mod keepalive;
 pub mod lanes;
+pub mod link_end;
 pub mod links;
 pub mod loglimit;
 pub mod membership;

@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use nkcluster_core::conn::{Connection, Event};
 use nkcluster_core::handshake::Role;
 use nkcluster_core::lanes::{Moved, PACE, turn_ends_after};
+use nkcluster_core::link_end::{self, Drain, LastSteps};
 use nkcluster_core::message::RemoteError;
 use nkcluster_core::pump::{Accept, Outcome, Pump};
 use tokio::sync::oneshot;
@@ -29,14 +30,6 @@ use crate::linkio::{Incoming, LinkIo};
 /// of bulk chunks takes one read each). An idle link holds no read buffer.
 const READ_BUF_MIN: usize = 4 * 1024;
 const READ_BUF_MAX: usize = 1024 * 1024;
-/// How long a closed connection may take to write its last bytes.
-const LINGER: Duration = Duration::from_secs(5);
-/// How long the transport's orderly shutdown (TLS close_notify, WebSocket close) may take.
-const SHUTDOWN_TIME: Duration = Duration::from_secs(5);
-/// After our close: how long, and how many bytes, we read and discard while waiting for
-/// the peer to close its side (see [`LinkIo::poll_drain`]).
-const DRAIN_TIME: Duration = Duration::from_secs(2);
-const DRAIN_BYTES: usize = 4 * 1024 * 1024;
 /// Commands (or late answers) taken in one wake-up, so that they leave in one write.
 const BATCH: usize = 256;
 
@@ -277,7 +270,7 @@ pub async fn drive(
         let timed = {
             let deadline = if closed {
                 // Last writes to a peer that does not read must not hold the task forever.
-                let d = *linger.get_or_insert_with(|| clock.now() + LINGER);
+                let d = *linger.get_or_insert_with(|| link_end::linger_until(clock.now()));
                 Some(d)
             } else {
                 pump.poll_timeout(conn)
@@ -524,31 +517,30 @@ pub async fn drive(
     }
     // The last waits are bounded by the link's one timer, re-armed (a timer of their own
     // would be saved in the link's future beside it).
-    if !write_failed {
+    // The steps and their bounds are the core's (`link_end`).
+    let last = LastSteps::after(write_failed, orderly);
+    if last.shutdown {
         sleep
             .as_mut()
-            .reset(tokio::time::Instant::now() + SHUTDOWN_TIME);
+            .reset(tokio::time::Instant::now() + link_end::SHUTDOWN_TIME);
         poll_fn(|cx| match io.poll_shutdown(cx) {
             Poll::Ready(_) => Poll::Ready(()),
             Poll::Pending => sleep.as_mut().poll(cx),
         })
         .await;
     }
-    if !write_failed && orderly {
-        // Wait (briefly, boundedly) for the peer's side to close, so that closing the
-        // socket with its input unread does not reset the connection under our last
-        // messages. Not after a failure (a hung peer would hold us for nothing).
+    if last.drain {
+        // Wait for the peer's side to close (see `LinkIo::poll_drain`).
         sleep
             .as_mut()
-            .reset(tokio::time::Instant::now() + DRAIN_TIME);
-        let mut drained = 0usize;
+            .reset(tokio::time::Instant::now() + link_end::DRAIN_TIME);
+        let mut drained = Drain::default();
         poll_fn(|cx| {
             loop {
                 match io.poll_drain(cx) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
                     Poll::Ready(Ok(n)) => {
-                        drained += n;
-                        if drained > DRAIN_BYTES {
+                        if !drained.go_on_after(n) {
                             return Poll::Ready(());
                         }
                     }
