@@ -74,6 +74,16 @@ impl Net for TokioNet {
     }
 
     async fn connect(&self, host: &str, port: u16) -> io::Result<(Self::Stream, SocketAddr)> {
+        // An IP literal (what a node dials almost always, discovery having resolved any
+        // name) is the peer's address itself: no `getpeername` per link (issue 15,
+        // point 7). A name may resolve to several addresses: the socket says which
+        // one answered.
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            let peer = SocketAddr::new(ip, port);
+            let s = tokio::net::TcpStream::connect(peer).await?;
+            s.set_nodelay(true)?;
+            return Ok((s, peer));
+        }
         let s = tokio::net::TcpStream::connect((host, port)).await?;
         s.set_nodelay(true)?;
         let peer = s.peer_addr()?;
@@ -104,4 +114,28 @@ async fn make_descriptor_room() {
         }
     };
     let _ = tokio::task::spawn_blocking(grow).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dial to an IP literal reports that address (without asking the socket), a dial
+    /// to a name the address that answered; both are the listener's.
+    #[tokio::test]
+    async fn a_dial_reports_the_address_that_answered() {
+        let net = TokioNet;
+        let listener = net
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let at = net.local_addr(&listener).expect("local addr");
+        let (_s, peer) = net.connect("127.0.0.1", at.port()).await.expect("dial ip");
+        assert_eq!(peer, at);
+        let (_s, peer) = net
+            .connect("localhost", at.port())
+            .await
+            .expect("dial name");
+        assert_eq!(peer, at);
+    }
 }
