@@ -15,6 +15,7 @@
 //! - [`files`]: where received files may land (below `files_dir`).
 //! - [`transfers`]: the file-transfer receiver (parts, checksum, limits, expiry, resume).
 //! - [`file_send`]: the file-transfer sender's decisions (big files, link, resume, retry).
+//! - [`bulk_priority`]: how far below the request path a file's bulk threads run.
 //! - [`frame`]: the length-prefixed frame codec (maximum checked before any allocation).
 //! - [`message`]: the versioned protocol [`Message`](message::Message) enum (postcard).
 //! - [`url`]: `nkcluster://` URL lists; [`meta`]: node metadata tokens.
@@ -56,6 +57,7 @@ pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod backoff;
+pub mod bulk_priority;
 pub mod cluster;
 pub mod conn;
 pub mod conn_error;

@@ -9,6 +9,7 @@ use nkcluster_core::ConnectionConfig;
 use nkcluster_core::admission::AdmissionConfig;
 use nkcluster_core::auth::KEY_ITERATIONS;
 use nkcluster_core::backoff::BackoffConfig;
+use nkcluster_core::bulk_priority::BulkPriority;
 use nkcluster_core::meta::Meta;
 use nkcluster_core::url::{ClusterUrl, TlsOptions, parse_url_list};
 use serde::Deserialize;
@@ -71,6 +72,8 @@ pub struct NodeConfig {
     pub files_dir: std::path::PathBuf,
     /// A file transfer that receives nothing for this long ends.
     pub transfer_idle: Duration,
+    /// How far below the request path the threads doing a file's bulk work run.
+    pub bulk_priority: BulkPriority,
     /// Events a worker keeps while it has no control link (its tasks keep running);
     /// beyond it the oldest are dropped and their classes hear `events_lost`.
     pub event_buffer: usize,
@@ -106,6 +109,7 @@ impl NodeConfig {
             admission: AdmissionConfig::default(),
             files_dir: default_files_dir(),
             transfer_idle: nkcluster_core::transfers::TransfersConfig::default().idle_expiry,
+            bulk_priority: BulkPriority::default(),
             event_buffer: EVENT_BUFFER,
             modules: Default::default(),
             http: None,
@@ -205,6 +209,9 @@ pub struct RawOptions {
     pub files_dir: Option<String>,
     /// `transfer_idle_ms`: a file transfer idle this long ends (default 60000).
     pub transfer_idle_ms: Option<u64>,
+    /// `bulk_priority`: `idle` (default), `low` or `normal`: how far below the request
+    /// path a file's bulk threads run.
+    pub bulk_priority: Option<String>,
     /// `dns_server`: `IP:PORT` (or `IP`, port 53) of the one name server discovery asks.
     pub dns_server: Option<String>,
     /// `event_buffer`: events a worker keeps while it has no control link (0: none).
@@ -276,6 +283,7 @@ impl RawOptions {
             max_handshakes_per_source,
             files_dir,
             transfer_idle_ms,
+            bulk_priority,
             dns_server,
             event_buffer,
             key_iterations,
@@ -334,6 +342,9 @@ impl RawOptions {
         }
         if let Some(ms) = self.transfer_idle_ms {
             c.transfer_idle = Duration::from_millis(ms.max(1));
+        }
+        if let Some(v) = self.bulk_priority {
+            c.bulk_priority = v.parse().map_err(|e| invalid("bulk_priority", e))?;
         }
         if let Some(d) = self.files_dir {
             let d = std::path::PathBuf::from(d);
@@ -537,6 +548,48 @@ mod tests {
             too_many.build("n1").expect_err("too many").to_string(),
             "invalid event_buffer: 10000001 is more than 10000000"
         );
+    }
+
+    #[test]
+    fn bulk_priority_is_idle_low_or_normal() {
+        assert_eq!(
+            RawOptions::default()
+                .build("n1")
+                .expect("valid")
+                .bulk_priority,
+            BulkPriority::Idle
+        );
+        for (text, want) in [
+            ("idle", BulkPriority::Idle),
+            ("low", BulkPriority::Low),
+            ("normal", BulkPriority::Normal),
+        ] {
+            let file: RawOptions =
+                toml::from_str(&format!("bulk_priority = \"{text}\"\n")).expect("toml");
+            assert_eq!(file.build("n1").expect("valid").bulk_priority, want);
+        }
+        let bad = RawOptions {
+            bulk_priority: Some("high".into()),
+            ..Default::default()
+        };
+        let e = bad.build("n1").expect_err("not a priority");
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    option: "bulk_priority",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid bulk_priority: \"high\" is not idle, low or normal"
+        );
+        // A number is not a name: refused by the file's parser, naming the key.
+        let e = toml::from_str::<RawOptions>("bulk_priority = 10\n").expect_err("a number");
+        assert!(e.to_string().contains("bulk_priority"), "{e}");
     }
 
     #[test]

@@ -195,6 +195,19 @@ fn bad_values_name_their_option() {
         &[("NKCLUSTER_RING_SETTLE_MS", "70000")],
     );
     assert!(out.contains("invalid ring_settle_ms"), "{out}");
+    let out = config_error(
+        &["node", "--listen", listen, "--bulk-priority", "high"],
+        &[],
+    );
+    assert!(
+        out.contains("invalid bulk_priority: \"high\" is not idle, low or normal"),
+        "{out}"
+    );
+    let out = config_error(
+        &["node", "--listen", listen],
+        &[("NKCLUSTER_BULK_PRIORITY", "nice")],
+    );
+    assert!(out.contains("invalid bulk_priority"), "{out}");
     // From the environment too.
     let out = config_error(
         &["node", "--listen", listen],

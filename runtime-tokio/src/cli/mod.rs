@@ -323,6 +323,11 @@ pub struct NodeArgs {
     /// removed, its slot freed) [default: 60000].
     #[arg(long, env = "NKCLUSTER_TRANSFER_IDLE_MS")]
     pub transfer_idle_ms: Option<u64>,
+    /// How far below requests a file's bulk threads run: `idle` (SCHED_IDLE: requests
+    /// first, but a transfer nearly stops while the node's CPUs are busy), `low` (nice
+    /// 10: a transfer keeps a share of busy CPUs) or `normal` [default: idle].
+    #[arg(long, env = "NKCLUSTER_BULK_PRIORITY")]
+    pub bulk_priority: Option<String>,
     /// Events a worker keeps while it has no control link (its tasks keep running; on
     /// the next link they are sent, after `events_lost` for the oldest dropped beyond
     /// this) [default: 10000; 0: none kept].
@@ -377,6 +382,7 @@ impl NodeArgs {
             max_handshakes_per_source: self.max_handshakes_per_source,
             files_dir: self.files_dir.clone(),
             transfer_idle_ms: self.transfer_idle_ms,
+            bulk_priority: self.bulk_priority.clone(),
             dns_server: self.dns_server.clone(),
             event_buffer: self.event_buffer,
             key_iterations: self.key_iterations,

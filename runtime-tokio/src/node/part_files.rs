@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use nkcluster_core::bulk_priority::{BulkPriority, ThreadStep};
 use nkcluster_core::error::ErrorCode;
 use nkcluster_core::file_send::{ContentHash, ContentHasher};
 use nkcluster_core::message::RemoteError;
@@ -161,45 +162,57 @@ fn reopen(
 /// ~0.3 ms behind a 1 MiB write into the page cache).
 pub(super) const BULK_SYSCALL: usize = 128 * 1024;
 
-/// How much lower than the request path a bulk thread runs where SCHED_IDLE is refused
-/// (Linux nice levels; 10 gives it about a tenth of the CPU share of a default thread
-/// when both want the CPU).
-const BULK_NICE: i32 = 10;
+/// Puts the calling thread below the request path's CPU priority as the node's
+/// `bulk_priority` setting says: for threads that do a file's bulk work (reading and
+/// hashing a file being sent, writing and hashing one received). It performs the
+/// setting's [`steps`](BulkPriority::steps), the first the system accepts.
+///
+/// Under `idle` (the default) the thread runs under Linux's SCHED_IDLE: it gets a CPU
+/// that nothing else wants, and a request-path thread (the link drivers, the node
+/// machine's task) that wakes up takes a CPU from it at once. That is what keeps a small
+/// message from waiting behind a file: the scheduler counts a CPU running only
+/// SCHED_IDLE threads as free when it places a waking thread, and such a thread is
+/// preempted by any other at its wake-up. Under `low` (nice 10, the only behaviour
+/// before 2026-12-04), a waking runtime thread found both CPUs of a 2-core machine busy
+/// (one with a bulk thread) and queued behind the other runtime thread for up to a
+/// scheduler tick: small-request p99 during a quick `send_file` in the jobs bench 12-20x
+/// its idle p99, 1.4-3.1x under SCHED_IDLE (README, Benchmarks). The price of `idle`: on
+/// a CPU that other threads keep busy, a file's bulk work gets only SCHED_IDLE's minimum
+/// share (about 0.3% of that CPU beside one busy default thread), so a transfer to or
+/// from a node whose CPUs are saturated slows down to what is left; `low` keeps it about
+/// a tenth of a busy CPU. An idle CPU runs the bulk work at full speed under either.
+/// Elsewhere than Linux nothing changes.
+pub(super) fn as_bulk_thread(priority: BulkPriority) {
+    for step in priority.steps() {
+        if apply(*step) {
+            return;
+        }
+    }
+}
 
-/// Puts the calling thread below the request path's CPU priority: for threads that do
-/// a file's bulk work (reading and hashing a file being sent, writing and hashing one
-/// received). On Linux the thread runs under SCHED_IDLE: it gets a CPU that nothing
-/// else wants, and a request-path thread (the link drivers, the node machine's task)
-/// that wakes up takes a CPU from it at once. That is what keeps a small message from
-/// waiting behind a file: the scheduler counts a CPU running only SCHED_IDLE threads as
-/// free when it places a waking thread, and such a thread is preempted by any other at
-/// its wake-up. At nice 10 (before), a waking runtime thread found both CPUs of a
-/// 2-core machine busy (one with a bulk thread) and queued behind the other runtime
-/// thread for up to a scheduler tick: small-request p99 during a quick `send_file` in
-/// the jobs bench 12-20x its idle p99, 1.4-3.1x under SCHED_IDLE (README, Benchmarks).
-/// The price: on a CPU that other threads keep busy, a file's bulk work gets only
-/// SCHED_IDLE's minimum share (about 0.3% of that CPU beside one busy default thread),
-/// so a transfer to or from a node whose CPUs are saturated slows down to what is left.
-/// An idle CPU still runs the bulk work at full speed. Where SCHED_IDLE is refused the
-/// thread goes to nice 10; elsewhere than Linux nothing changes.
-pub(super) fn as_bulk_thread() {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::{
-            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-            set_thread_priority_and_policy, thread_native_id,
-        };
-        let idle = set_thread_priority_and_policy(
+/// Performs `step` on the calling thread; whether the system accepted it.
+#[cfg(target_os = "linux")]
+fn apply(step: ThreadStep) -> bool {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    match step {
+        ThreadStep::SchedIdle => set_thread_priority_and_policy(
             thread_native_id(),
             ThreadPriority::Min,
             ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-        );
-        if idle.is_err() {
-            // `None`: the calling thread (Linux's PRIO_PROCESS with 0 names the caller's
-            // thread, not the whole process).
-            let _ = rustix::process::setpriority_process(None, BULK_NICE);
-        }
+        )
+        .is_ok(),
+        // `None`: the calling thread (Linux's PRIO_PROCESS with 0 names the caller's
+        // thread, not the whole process).
+        ThreadStep::Nice(n) => rustix::process::setpriority_process(None, n).is_ok(),
     }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn apply(_: ThreadStep) -> bool {
+    true
 }
 
 #[cfg(test)]
@@ -215,23 +228,38 @@ mod tests {
         ContentHasher::digest_of(ContentHash::Blake3, b)
     }
 
+    /// A thread started under `priority`: its scheduling policy and nice level.
     #[cfg(target_os = "linux")]
-    #[test]
-    fn a_bulk_thread_runs_under_sched_idle_and_others_are_untouched() {
-        use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
-        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-        let before = thread_priority::thread_schedule_policy().expect("policy");
-        let bulk = std::thread::spawn(|| {
-            as_bulk_thread();
-            thread_priority::thread_schedule_policy().expect("policy")
+    fn bulk_thread_under(priority: BulkPriority) -> (thread_priority::ThreadSchedulePolicy, i32) {
+        std::thread::spawn(move || {
+            as_bulk_thread(priority);
+            scheduling_of_this_thread()
         })
         .join()
-        .expect("bulk thread");
-        assert_eq!(bulk, idle);
-        // The spawning thread keeps its own policy (SCHED_IDLE is per thread).
-        let after = thread_priority::thread_schedule_policy().expect("policy");
-        assert_eq!(after, before);
-        assert_ne!(after, idle);
+        .expect("bulk thread")
+    }
+
+    #[cfg(target_os = "linux")]
+    fn scheduling_of_this_thread() -> (thread_priority::ThreadSchedulePolicy, i32) {
+        let policy = thread_priority::thread_schedule_policy().expect("policy");
+        let nice = rustix::process::getpriority_process(None).expect("nice");
+        (policy, nice)
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_bulk_thread_runs_under_its_setting_s_policy_and_others_are_untouched() {
+        use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let other = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Other);
+        let before = scheduling_of_this_thread();
+        assert_eq!(before.0, other, "the test runs under the default policy");
+        assert!(before.1 < 10, "the test runs below nice 10: {}", before.1);
+        assert_eq!(bulk_thread_under(BulkPriority::Idle).0, idle);
+        assert_eq!(bulk_thread_under(BulkPriority::Low), (other, 10));
+        assert_eq!(bulk_thread_under(BulkPriority::Normal), before);
+        // The spawning thread keeps its own (both are per thread).
+        assert_eq!(scheduling_of_this_thread(), before);
     }
 
     #[test]

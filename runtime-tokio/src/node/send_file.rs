@@ -202,6 +202,7 @@ impl<N: Net> Node<N> {
             offset,
             identity,
             hash,
+            self.inner.config.bulk_priority,
         );
         let mut in_flight = std::collections::VecDeque::new();
         loop {
@@ -413,7 +414,8 @@ struct ReadPart {
 }
 
 /// Reads the parts of `local` (`total` bytes) from `start` on a thread of its own (below
-/// the request path's CPU priority, see [`as_bulk_thread`](super::part_files::as_bulk_thread)),
+/// the request path's CPU priority as `priority` says, see
+/// [`as_bulk_thread`](super::part_files::as_bulk_thread)),
 /// one ahead of the sender: each read straight into its request body (no copy), in
 /// slices of [`BULK_SYSCALL`](super::part_files::BULK_SYSCALL) each hashed with `hash` as
 /// read (a resumed attempt hashes the bytes before `start` first), sized and given its
@@ -426,12 +428,13 @@ fn read_parts(
     start: u64,
     id: Option<[u8; 32]>,
     hash: ContentHash,
+    priority: nkcluster_core::bulk_priority::BulkPriority,
 ) -> mpsc::Receiver<std::io::Result<ReadPart>> {
     let (tx, rx) = mpsc::channel(1);
     let reader = std::thread::Builder::new().name("nk-file-reader".into());
     // A thread that fails to start drops `tx`: the sender sees the reader stop.
     let _ = reader.spawn(move || {
-        super::part_files::as_bulk_thread();
+        super::part_files::as_bulk_thread(priority);
         use std::io::{Read, Seek};
         let run = || -> std::io::Result<()> {
             let mut f = std::fs::File::open(&local)?;

@@ -135,9 +135,10 @@ impl<N: Net> Inner<N> {
         w.get_or_insert_with(|| {
             let (tx, rx) = std::sync::mpsc::channel::<WriterJob>();
             let weak = Arc::downgrade(self);
+            let priority = self.config.bulk_priority;
             let writer = std::thread::Builder::new().name("nk-file-writer".into());
             let spawned = writer.spawn(move || {
-                super::part_files::as_bulk_thread();
+                super::part_files::as_bulk_thread(priority);
                 while let Ok(job) = rx.recv() {
                     let Some(inner) = weak.upgrade() else { return };
                     match job {
