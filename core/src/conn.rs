@@ -41,6 +41,9 @@ use smol_str::SmolStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
 
+/// The tag of a request sent without one ([`Connection::request`]).
+pub const NO_TAG: u32 = u32::MAX;
+
 pub use crate::conn_error::{ConnError, RequestError};
 
 /// What the connection tells the application.
@@ -63,6 +66,9 @@ pub enum Event {
     Reply {
         /// Which request.
         id: RequestId,
+        /// The tag it was sent with ([`Connection::request_tagged`]; [`NO_TAG`] for
+        /// [`Connection::request`]).
+        tag: u32,
         /// The payload, or why there is none.
         result: Result<Bytes, RequestError>,
     },
@@ -390,9 +396,10 @@ impl Connection {
                     self.fail(ConnError::IdleTimeout(idle), true);
                     return;
                 }
-                while let Some(id) = self.pending.pop_due(now) {
+                while let Some((id, tag)) = self.pending.pop_due(now) {
                     self.events.push_back(Event::Reply {
                         id: RequestId(id),
+                        tag,
                         result: Err(RequestError::Timeout),
                     });
                 }
@@ -416,6 +423,21 @@ impl Connection {
         body: Bytes,
         timeout: Duration,
     ) -> Result<RequestId, RequestError> {
+        self.request_tagged(now, class, body, timeout, NO_TAG)
+    }
+
+    /// [`request`](Self::request) with a `tag` of the caller's, handed back in the
+    /// request's [`Event::Reply`]: a caller that keeps its own record of each request
+    /// (the [`Pump`](crate::pump::Pump)'s callers) finds it by the tag, with no table
+    /// by id of its own beside the connection's.
+    pub fn request_tagged(
+        &mut self,
+        now: Instant,
+        class: &str,
+        body: Bytes,
+        timeout: Duration,
+        tag: u32,
+    ) -> Result<RequestId, RequestError> {
         if !self.is_established() {
             return Err(RequestError::NotConnected);
         }
@@ -433,7 +455,7 @@ impl Connection {
         let id = self.next_request_id;
         self.next_request_id += 1;
         let deadline = now + timeout;
-        self.pending.insert(id, deadline);
+        self.pending.insert(id, deadline, tag);
         let timeout_ms = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
         let msg = Hot::Request {
             id,
@@ -520,9 +542,10 @@ impl Connection {
         // The planted bug (a feature for the simulator's tests only): the requests are
         // taken off the link but never ended.
         #[cfg(not(feature = "planted-bug"))]
-        for id in taken {
+        for (id, tag) in taken {
             self.events.push_back(Event::Reply {
                 id: RequestId(id),
+                tag,
                 result: Err(pending.clone()),
             });
         }
@@ -720,9 +743,10 @@ impl Connection {
         // No more reports will be read: what is left goes out unwindowed.
         self.lanes.set_credited(false);
         self.incoming.clear();
-        for id in self.pending.take_ids() {
+        for (id, tag) in self.pending.take_ids() {
             self.events.push_back(Event::Reply {
                 id: RequestId(id),
+                tag,
                 result: Err(RequestError::ConnectionFailed),
             });
         }

@@ -19,8 +19,11 @@ use smol_str::SmolStr;
 use crate::conn::{Connection, RequestError, RequestId};
 use crate::membership::MemberInfo;
 use crate::seqmap::SeqMap;
+
+mod pending;
 use crate::telemetry::{Meter, ReqSide};
 use crate::time::Instant;
+use pending::{Pending, Table};
 
 /// Commands held at most while the transport is backed up (then callers wait, within
 /// their deadlines, to be queued).
@@ -77,8 +80,9 @@ pub type Outcome<R> = (R, Result<Bytes, RequestError>);
 /// The driver's bookkeeping for one link. See the module docs.
 #[derive(Debug)]
 pub struct Pump<R> {
-    /// Ordered, so that failing them all at the end wakes callers in a reproducible order.
-    pending: SeqMap<RequestId, Pending<R>>,
+    /// Our requests in flight, by the tag the connection hands back with each outcome
+    /// (see [`pending`]).
+    pending: Table<R>,
     /// With when each was taken (a request's time counts from there).
     held: VecDeque<(Instant, Command<R>)>,
     /// The peer's requests answered later (not from inside the handler): their class
@@ -86,16 +90,6 @@ pub struct Pump<R> {
     /// flight). A request answered at once is counted at once and never kept here.
     serving: SeqMap<u64, (SmolStr, Instant)>,
     meter: Meter,
-}
-
-/// One of our requests on the wire.
-#[derive(Debug)]
-struct Pending<R> {
-    reply: R,
-    /// Its class's name: counted by name when the outcome is known (no counted
-    /// reference taken and dropped per request).
-    class: SmolStr,
-    since: Instant,
 }
 
 impl<R> Default for Pump<R> {
@@ -113,7 +107,7 @@ impl<R> Pump<R> {
     /// Nothing queued or pending; counts go to `meter`.
     pub fn with_meter(meter: Meter) -> Self {
         Pump {
-            pending: SeqMap::new(),
+            pending: Table::default(),
             held: VecDeque::new(),
             serving: SeqMap::new(),
             meter,
@@ -241,16 +235,14 @@ impl<R> Pump<R> {
                     let timeout = (reply, Err(RequestError::Timeout));
                     return Some(self.sent_done(&class, since, now, timeout));
                 }
-                match conn.request(now, &class, body, left) {
-                    Ok(id) => {
-                        self.pending.insert(
+                match conn.request_tagged(now, &class, body, left, self.pending.next_tag()) {
+                    Ok(RequestId(id)) => {
+                        self.pending.insert(Pending {
                             id,
-                            Pending {
-                                reply,
-                                class,
-                                since,
-                            },
-                        );
+                            reply,
+                            class,
+                            since,
+                        });
                         None
                     }
                     Err(e) => Some(self.sent_done(&class, since, now, (reply, Err(e)))),
@@ -337,16 +329,20 @@ impl<R> Pump<R> {
         out
     }
 
-    /// The peer's answer to request `id` (or the connection's `timeout`), for its caller:
-    /// counted, not yet published (hand it over after [`publish_counts`](Self::publish_counts)).
+    /// The peer's answer to request `id` sent with `tag` (or the connection's
+    /// `timeout`, its failure), from [`Event::Reply`](crate::conn::Event::Reply), for its
+    /// caller: counted, not yet published (hand it over after
+    /// [`publish_counts`](Self::publish_counts)). `None` for a request not sent by the
+    /// pump (a notice sent as a request to an older peer).
     #[must_use]
     pub fn answered(
         &mut self,
         now: Instant,
         id: RequestId,
+        tag: u32,
         result: Result<Bytes, RequestError>,
     ) -> Option<Outcome<R>> {
-        let p = self.pending.remove(&id)?;
+        let p = self.pending.take(tag, id.0)?;
         Some(self.sent_done(&p.class, p.since, now, (p.reply, result)))
     }
 
@@ -411,7 +407,7 @@ impl<R> Pump<R> {
     pub fn finish(&mut self, now: Instant) -> Vec<Outcome<R>> {
         let lost = || Err(RequestError::ConnectionFailed);
         let mut out = Vec::with_capacity(self.pending.len() + self.held.len());
-        for p in std::mem::take(&mut self.pending).into_values() {
+        for p in self.pending.take_all() {
             out.push(self.sent_done(&p.class, p.since, now, (p.reply, lost())));
         }
         for (since, c) in std::mem::take(&mut self.held) {
@@ -657,10 +653,10 @@ mod tests {
         shuttle(&mut a, &mut b, t1);
         let mut outcomes = Vec::new();
         while let Some(ev) = a.poll_event() {
-            if let crate::conn::Event::Reply { id, result } = ev {
+            if let crate::conn::Event::Reply { id, tag, result } = ev {
                 outcomes.extend(
                     sender
-                        .answered(t1, id, result)
+                        .answered(t1, id, tag, result)
                         .map(|(r, res)| (r, res.is_ok())),
                 );
             }
@@ -738,8 +734,8 @@ mod tests {
         shuttle(&mut a, &mut b, Instant::from_millis(15));
         let mut answered = Vec::new();
         while let Some(ev) = a.poll_event() {
-            if let crate::conn::Event::Reply { id, result } = ev {
-                answered.extend(p.answered(Instant::from_millis(20), id, result));
+            if let crate::conn::Event::Reply { id, tag, result } = ev {
+                answered.extend(p.answered(Instant::from_millis(20), id, tag, result));
             }
         }
         assert_eq!(answered, vec![(1, Ok(Bytes::new()))]);

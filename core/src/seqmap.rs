@@ -59,12 +59,14 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
 
     /// Entries in the map.
     #[must_use]
+    #[inline]
     pub fn len(&self) -> usize {
         self.live
     }
 
     /// Whether the map has no entries.
     #[must_use]
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.live == 0
     }
@@ -76,15 +78,20 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
     }
 
     /// Inserts `value` at `key`; the value it replaces, if any.
+    #[inline]
     pub fn insert(&mut self, key: K, value: V) -> Option<V> {
-        match self.slots.back() {
-            Some((last, _)) if *last >= key => {}
-            _ => {
-                self.slots.push_back((key, Some(value)));
-                self.live += 1;
-                return None;
-            }
+        // The usual case, a key past the last, is a push (inlined in the caller); the
+        // rest is out of line.
+        if self.slots.back().is_none_or(|(last, _)| *last < key) {
+            self.slots.push_back((key, Some(value)));
+            self.live += 1;
+            return None;
         }
+        self.insert_in_place(key, value)
+    }
+
+    /// [`insert`](Self::insert) of a key at or before the last.
+    fn insert_in_place(&mut self, key: K, value: V) -> Option<V> {
         match self.slots.binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(i) => {
                 let old = self.slots[i].1.replace(value);
@@ -106,15 +113,18 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
     ///
     /// # Errors
     /// `value`, when `key` has a value.
+    #[inline]
     pub fn try_insert(&mut self, key: K, value: V) -> Result<(), V> {
-        match self.slots.back() {
-            Some((last, _)) if *last >= key => {}
-            _ => {
-                self.slots.push_back((key, Some(value)));
-                self.live += 1;
-                return Ok(());
-            }
+        if self.slots.back().is_none_or(|(last, _)| *last < key) {
+            self.slots.push_back((key, Some(value)));
+            self.live += 1;
+            return Ok(());
         }
+        self.try_insert_in_place(key, value)
+    }
+
+    /// [`try_insert`](Self::try_insert) of a key at or before the last.
+    fn try_insert_in_place(&mut self, key: K, value: V) -> Result<(), V> {
         match self.slots.binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(i) if self.slots[i].1.is_some() => Err(value),
             Ok(i) => {
@@ -161,7 +171,18 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
     }
 
     /// Removes and returns the value at `key`.
+    #[inline]
     pub fn remove(&mut self, key: &K) -> Option<V> {
+        // The usual case, the first entry leaving, is inlined in the caller; the rest
+        // is out of line.
+        if self.slots.front().is_some_and(|(first, _)| first == key) {
+            return self.pop_first().map(|(_, v)| v);
+        }
+        self.remove_inside(key)
+    }
+
+    /// [`remove`](Self::remove) of any entry but the first.
+    fn remove_inside(&mut self, key: &K) -> Option<V> {
         let i = self.position(key)?;
         // An end slot goes at once with the holes behind it (the ends are never holes);
         // one inside leaves a hole.
@@ -187,6 +208,7 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
 
     /// The entry with the smallest key.
     #[must_use]
+    #[inline]
     pub fn first(&self) -> Option<(&K, &V)> {
         let (k, v) = self.slots.front()?;
         Some((k, v.as_ref()?))
@@ -194,12 +216,14 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
 
     /// The entry with the largest key.
     #[must_use]
+    #[inline]
     pub fn last(&self) -> Option<(&K, &V)> {
         let (k, v) = self.slots.back()?;
         Some((k, v.as_ref()?))
     }
 
     /// Removes and returns the entry with the smallest key.
+    #[inline]
     pub fn pop_first(&mut self) -> Option<(K, V)> {
         let (k, v) = self.slots.pop_front()?;
         self.live -= 1;
@@ -254,6 +278,7 @@ impl<K: Ord + Copy, V> SeqMap<K, V> {
 
     /// Too many holes are squeezed out. The storage stays (see
     /// [`shrink`](Self::shrink)).
+    #[inline]
     fn squeeze(&mut self) {
         if self.live > 0 && self.slots.len() > 2 * self.live + SLACK {
             self.slots.retain(|(_, v)| v.is_some());

@@ -124,7 +124,7 @@ impl Driver {
                 Event::Notice { .. } => {
                     assert!(self.authenticated, "notice event before auth");
                 }
-                Event::Reply { id, result } => {
+                Event::Reply { id, result, .. } => {
                     let deadline = self.outstanding.remove(&id);
                     assert!(deadline.is_some(), "reply for {id:?}: unknown or repeated");
                     match result {

@@ -164,8 +164,8 @@ pub async fn drive(
                     let quiet = Responder::quiet();
                     let _ = handler.handle(peer, role, &class, body, quiet);
                 }
-                Event::Reply { id, result } => {
-                    if let Some(outcome) = pump.answered(now, id, result) {
+                Event::Reply { id, tag, result } => {
+                    if let Some(outcome) = pump.answered(now, id, tag, result) {
                         ready.push(outcome);
                     }
                 }

@@ -121,9 +121,10 @@ impl Connection {
     /// The peer's answer to our request `id` (counted late when it is not pending).
     pub(super) fn on_reply(&mut self, id: u64, result: Result<Bytes, RemoteError>) {
         match self.pending.remove(id) {
-            Some(_) => {
+            Some((_, tag)) => {
                 self.events.push_back(Event::Reply {
                     id: RequestId(id),
+                    tag,
                     result: result.map_err(RequestError::Remote),
                 });
             }

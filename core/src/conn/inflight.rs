@@ -16,6 +16,10 @@
 //! those in order; early: at least `early`'s first, which is earlier than every
 //! in-order request after it) and `early`'s first: requests time out in (deadline, id)
 //! order, exactly as with a map by deadline of every request.
+//!
+//! Each request also keeps the tag its sender gave it (see
+//! [`Connection::request_tagged`](super::Connection::request_tagged)), handed back with
+//! its outcome.
 
 use crate::seqmap::SeqMap;
 use crate::time::Instant;
@@ -23,8 +27,8 @@ use crate::time::Instant;
 /// Our requests in flight, by id and by deadline. See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    /// Every request in flight: its deadline, by id.
-    by_id: SeqMap<u64, Instant>,
+    /// Every request in flight: its deadline and tag, by id.
+    by_id: SeqMap<u64, (Instant, u32)>,
     /// The requests not in order, by deadline (then id).
     early: SeqMap<(Instant, u64), ()>,
     /// While `early` holds requests: at least every deadline in flight.
@@ -37,10 +41,10 @@ impl InFlight {
         self.by_id.len()
     }
 
-    /// Request `id` (above every id in flight: ids rise) with `deadline`.
-    pub(crate) fn insert(&mut self, id: u64, deadline: Instant) {
+    /// Request `id` (above every id in flight: ids rise) with `deadline` and `tag`.
+    pub(crate) fn insert(&mut self, id: u64, deadline: Instant, tag: u32) {
         let bound = if self.early.is_empty() {
-            self.by_id.last().map(|(_, d)| *d)
+            self.by_id.last().map(|(_, (d, _))| *d)
         } else {
             Some(self.bound)
         };
@@ -51,21 +55,22 @@ impl InFlight {
             }
             _ => self.bound = deadline,
         }
-        self.by_id.insert(id, deadline);
+        self.by_id.insert(id, (deadline, tag));
     }
 
-    /// Takes request `id` off (its reply came); its deadline, `None` if not in flight.
-    pub(crate) fn remove(&mut self, id: u64) -> Option<Instant> {
-        let deadline = self.by_id.remove(&id)?;
+    /// Takes request `id` off (its reply came); its deadline and tag, `None` if not in
+    /// flight.
+    pub(crate) fn remove(&mut self, id: u64) -> Option<(Instant, u32)> {
+        let (deadline, tag) = self.by_id.remove(&id)?;
         if !self.early.is_empty() {
             self.early.remove(&(deadline, id));
         }
-        Some(deadline)
+        Some((deadline, tag))
     }
 
     /// The earliest deadline and its request (the smallest id among equal deadlines).
     fn next(&self) -> Option<(Instant, u64)> {
-        let first = self.by_id.first().map(|(&id, &d)| (d, id));
+        let first = self.by_id.first().map(|(&id, &(d, _))| (d, id));
         let early = self.early.first().map(|(&k, _)| k);
         match (first, early) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -78,20 +83,21 @@ impl InFlight {
         self.next().map(|(d, _)| d)
     }
 
-    /// Takes off the request whose deadline is earliest if it is due at `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<u64> {
+    /// Takes off the request whose deadline is earliest if it is due at `now`: its id
+    /// and tag.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(u64, u32)> {
         let (deadline, id) = self.next()?;
         if deadline > now {
             return None;
         }
-        self.remove(id);
-        Some(id)
+        let (_, tag) = self.remove(id)?;
+        Some((id, tag))
     }
 
-    /// Takes every request off; their ids in order.
-    pub(crate) fn take_ids(&mut self) -> impl Iterator<Item = u64> + use<> {
+    /// Takes every request off; their ids and tags in id order.
+    pub(crate) fn take_ids(&mut self) -> impl Iterator<Item = (u64, u32)> + use<> {
         let taken = std::mem::take(self);
-        taken.by_id.into_iter().map(|(id, _)| id)
+        taken.by_id.into_iter().map(|(id, (_, tag))| (id, tag))
     }
 
     /// Gives back storage the maps no longer need (see [`SeqMap::shrink`]).
@@ -123,20 +129,20 @@ mod tests {
 
     /// Every request due at `now`, in the order they time out.
     fn due(f: &mut InFlight, now: u64) -> Vec<u64> {
-        std::iter::from_fn(|| f.pop_due(at(now))).collect()
+        std::iter::from_fn(|| f.pop_due(at(now)).map(|(id, _)| id)).collect()
     }
 
     #[test]
     fn requests_with_rising_deadlines_are_kept_once_and_time_out_in_order() {
         let mut f = InFlight::default();
         for id in 1..=4 {
-            f.insert(id, at(1000 + id));
+            f.insert(id, at(1000 + id), 0);
         }
         // Equal deadlines are in order too.
-        f.insert(5, at(1004));
+        f.insert(5, at(1004), 0);
         assert_eq!((f.len(), f.early_len()), (5, 0));
         assert_eq!(f.next_deadline(), Some(at(1001)));
-        assert_eq!(f.remove(2), Some(at(1002)));
+        assert_eq!(f.remove(2), Some((at(1002), 0)));
         assert_eq!(f.remove(2), None);
         assert_eq!(due(&mut f, 1000), Vec::<u64>::new());
         assert_eq!(due(&mut f, 1004), vec![1, 3, 4, 5]);
@@ -144,13 +150,24 @@ mod tests {
     }
 
     #[test]
+    fn each_request_gives_back_its_tag_however_it_ends() {
+        let mut f = InFlight::default();
+        f.insert(1, at(100), 7);
+        f.insert(2, at(50), 8);
+        f.insert(3, at(200), 9);
+        assert_eq!(f.pop_due(at(60)), Some((2, 8)));
+        assert_eq!(f.remove(1), Some((at(100), 7)));
+        assert_eq!(f.take_ids().collect::<Vec<_>>(), vec![(3, 9)]);
+    }
+
+    #[test]
     fn a_shorter_timeout_is_kept_by_deadline_and_times_out_first() {
         let mut f = InFlight::default();
-        f.insert(1, at(30_000));
-        f.insert(2, at(5_000));
-        f.insert(3, at(30_001));
+        f.insert(1, at(30_000), 0);
+        f.insert(2, at(5_000), 0);
+        f.insert(3, at(30_001), 0);
         // 4 is early against 1 and 3, though later than 2.
-        f.insert(4, at(6_000));
+        f.insert(4, at(6_000), 0);
         assert_eq!(f.early_len(), 2);
         assert_eq!(f.next_deadline(), Some(at(5_000)));
         assert_eq!(due(&mut f, 5_999), vec![2]);
@@ -158,20 +175,20 @@ mod tests {
         assert_eq!(due(&mut f, 30_000), vec![4, 1]);
         assert_eq!(f.early_len(), 0);
         assert_eq!(f.next_deadline(), Some(at(30_001)));
-        assert_eq!(f.take_ids().collect::<Vec<_>>(), vec![3]);
+        assert_eq!(f.take_ids().collect::<Vec<_>>(), vec![(3, 0)]);
         assert_eq!(f.len(), 0);
     }
 
     #[test]
     fn the_bound_stays_while_early_requests_wait() {
         let mut f = InFlight::default();
-        f.insert(1, at(30_000));
-        f.insert(2, at(10_000));
+        f.insert(1, at(30_000), 0);
+        f.insert(2, at(10_000), 0);
         // 1 is answered: the bound stays at its deadline while 2 waits, so 3 and 4 are
         // kept by deadline too, and time out in deadline order.
-        assert_eq!(f.remove(1), Some(at(30_000)));
-        f.insert(3, at(12_000));
-        f.insert(4, at(11_000));
+        assert_eq!(f.remove(1), Some((at(30_000), 0)));
+        f.insert(3, at(12_000), 0);
+        f.insert(4, at(11_000), 0);
         assert_eq!(f.early_len(), 3);
         assert_eq!(f.next_deadline(), Some(at(10_000)));
         assert_eq!(due(&mut f, 20_000), vec![2, 4, 3]);
@@ -181,9 +198,9 @@ mod tests {
     #[test]
     fn the_first_request_early_hides_no_later_in_order_deadline() {
         let mut f = InFlight::default();
-        f.insert(1, at(30_000));
-        f.insert(2, at(10_000));
-        f.insert(3, at(31_000));
+        f.insert(1, at(30_000), 0);
+        f.insert(2, at(10_000), 0);
+        f.insert(3, at(31_000), 0);
         // 1 answered: 2 (early) is first; 3 is due after it.
         f.remove(1);
         assert_eq!(f.next_deadline(), Some(at(10_000)));
@@ -192,8 +209,8 @@ mod tests {
         assert_eq!(f.next_deadline(), Some(at(31_000)));
         // Early emptied: the bound is the last deadline again, so 4 is early (before
         // 3's) and 5 in order.
-        f.insert(4, at(20_000));
-        f.insert(5, at(31_000));
+        f.insert(4, at(20_000), 0);
+        f.insert(5, at(31_000), 0);
         assert_eq!(f.early_len(), 1);
         assert_eq!(due(&mut f, 40_000), vec![4, 3, 5]);
     }
@@ -218,14 +235,14 @@ mod tests {
                 0..=5 => {
                     let timeouts = [100, 100, 100, 30, 500];
                     let d = at(now + timeouts[rand(5) as usize]);
-                    f.insert(next_id, d);
+                    f.insert(next_id, d, 0);
                     plain.insert((d, next_id), ());
                     next_id += 1;
                 }
                 6 | 7 => {
                     if next_id > 1 {
                         let id = 1 + rand(next_id - 1);
-                        let d = f.remove(id);
+                        let d = f.remove(id).map(|(d, _)| d);
                         assert_eq!(
                             d.is_some(),
                             d.is_some_and(|d| plain.remove(&(d, id)).is_some())

@@ -190,6 +190,7 @@ mod tests {
             d.poll_event(),
             Some(Event::Reply {
                 id: RequestId(1),
+                tag: crate::conn::NO_TAG,
                 result: Ok(Bytes::new())
             })
         );

@@ -121,6 +121,7 @@ fn request_reply_round_trip() {
         events(&mut d),
         [Event::Reply {
             id,
+            tag: NO_TAG,
             result: Ok(Bytes::from_static(b"hi!"))
         }]
     );
@@ -142,6 +143,7 @@ fn remote_error_reaches_the_caller() {
         events(&mut d),
         [Event::Reply {
             id,
+            tag: NO_TAG,
             result: Err(RequestError::Remote(RemoteError::new("unknown_class", "x")))
         }]
     );
@@ -164,6 +166,7 @@ fn request_past_its_deadline_ends_timeout_and_late_reply_is_dropped() {
         events(&mut d),
         [Event::Reply {
             id,
+            tag: NO_TAG,
             result: Err(RequestError::Timeout)
         }]
     );
@@ -189,10 +192,12 @@ fn transport_loss_fails_every_pending_request_then_closes() {
         [
             Event::Reply {
                 id: a,
+                tag: NO_TAG,
                 result: Err(RequestError::ConnectionFailed)
             },
             Event::Reply {
                 id: b,
+                tag: NO_TAG,
                 result: Err(RequestError::ConnectionFailed)
             },
             Event::Closed(Some(ConnError::TransportClosed("reset by peer".into()))),
@@ -219,6 +224,7 @@ fn a_handoff_close_ends_pending_requests_with_proxy_moved() {
         [
             Event::Reply {
                 id: a,
+                tag: NO_TAG,
                 result: Err(moved.clone())
             },
             Event::Closed(None),
@@ -289,6 +295,7 @@ fn silence_past_the_idle_timeout_kills_the_link() {
         [
             Event::Reply {
                 id,
+                tag: NO_TAG,
                 result: Err(RequestError::ConnectionFailed)
             },
             Event::Closed(Some(ConnError::IdleTimeout(Duration::from_secs(3)))),
@@ -457,6 +464,7 @@ fn incoming_request_limit_answers_busy() {
         events(&mut d),
         [Event::Reply {
             id: b,
+            tag: NO_TAG,
             result: Err(RequestError::Remote(RemoteError::new(
                 "busy",
                 "too many requests in flight"
@@ -479,6 +487,7 @@ fn orderly_close_reaches_the_peer() {
         [
             Event::Reply {
                 id,
+                tag: NO_TAG,
                 result: Err(RequestError::ConnectionFailed)
             },
             Event::Closed(Some(ConnError::PeerClosed("shutting down".into()))),
@@ -525,6 +534,7 @@ fn oversized_message_from_a_message_transport_is_a_frame_error() {
         [
             Event::Reply {
                 id,
+                tag: NO_TAG,
                 result: Err(RequestError::ConnectionFailed)
             },
             Event::Closed(Some(ConnError::Frame(FrameError::TooLarge {

@@ -191,6 +191,7 @@ mod tests {
             drain(&mut d),
             [Event::Reply {
                 id,
+                tag: crate::conn::NO_TAG,
                 result: Ok(Bytes::from_static(b"done"))
             }]
         );

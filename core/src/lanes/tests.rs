@@ -319,6 +319,7 @@ fn on_a_link_a_small_request_overtakes_a_big_reply_and_both_arrive_whole() {
         evs[1],
         Event::Reply {
             id: crate::conn::RequestId(1),
+            tag: crate::conn::NO_TAG,
             result: Ok(big)
         }
     );

@@ -96,7 +96,9 @@ impl World {
                 // late answer under this one finds nothing to answer).
                 let _ = self.serve((id, u64::MAX), node, peer, &class, body);
             }
-            Event::Reply { id: rid, result } => {
+            Event::Reply {
+                id: rid, result, ..
+            } => {
                 let asked = c.asks.remove(&rid.0);
                 let (me, peer_node) = (&self.nodes[node].id, &self.nodes[c.peer_node].id);
                 self.checks
