@@ -19,10 +19,10 @@ use smol_str::SmolStr;
 use crate::conn::{Connection, RequestError, RequestId};
 use crate::membership::MemberInfo;
 use crate::seqmap::SeqMap;
-
-mod pending;
 use crate::telemetry::{Meter, ReqSide};
 use crate::time::Instant;
+
+mod pending;
 use pending::{Pending, Table};
 
 /// Commands held at most while the transport is backed up (then callers wait, within
