@@ -235,6 +235,7 @@ impl<R> Pump<R> {
                     let timeout = (reply, Err(RequestError::Timeout));
                     return Some(self.sent_done(&class, since, now, timeout));
                 }
+                let bulk = crate::lanes::is_bulk_request(&class, &body);
                 match conn.request_tagged(now, &class, body, left, self.pending.next_tag()) {
                     Ok(RequestId(id)) => {
                         self.pending.insert(Pending {
@@ -242,6 +243,7 @@ impl<R> Pump<R> {
                             reply,
                             class,
                             since,
+                            bulk,
                         });
                         None
                     }
@@ -366,10 +368,13 @@ impl<R> Pump<R> {
 
     /// Whether a command just taken should wait one turn of the runtime before it is
     /// sent, so that the commands of other callers running now join it in one write:
-    /// only while requests of ours are in flight (pipelining); a lone request leaves at
-    /// once.
+    /// only while small requests of ours are in flight (pipelining); a lone request
+    /// leaves at once, and so does one that only has file parts in flight beside it
+    /// (bulk-lane requests, [`crate::lanes::is_bulk_request`]): a transfer keeps parts in
+    /// flight all along, and a turn of a runtime whose threads move its chunks was most
+    /// of what a small request waited for during it.
     pub fn gather(&self) -> bool {
-        !self.pending.is_empty()
+        self.pending.small() > 0
     }
 
     /// Gives back the storage of the empty maps and queue, and the meter's remembered
@@ -596,6 +601,42 @@ mod tests {
         assert!(!p.gather());
         assert!(p.idle_close(false, &a));
         assert!(!p.idle_close(true, &a));
+    }
+
+    #[test]
+    fn a_request_beside_file_parts_alone_leaves_at_once() {
+        use crate::cluster::{CLASS_JOB, FilePart, JobCall, encode_body};
+        let (mut a, _b) = crate::conn::tests::linked();
+        let now = Instant::from_millis(10);
+        let mut p = Pump::<u32>::new();
+        let part = encode_body(&JobCall::SendFileBlake3(FilePart {
+            path: "f".into(),
+            offset: 0,
+            total: 100,
+            data: Bytes::from(vec![0u8; 100]),
+            sha256: None,
+        }))
+        .expect("encodes");
+        let req = |class: &str, body: Bytes, reply| Command::Request {
+            class: class.into(),
+            body,
+            asked: now,
+            deadline: now + Duration::from_secs(1),
+            reply,
+        };
+        assert_eq!(p.submit(&mut a, now, req(CLASS_JOB, part.clone(), 1)), None);
+        assert_eq!(p.submit(&mut a, now, req(CLASS_JOB, part, 2)), None);
+        assert!(!p.gather(), "only file parts in flight");
+        assert_eq!(p.submit(&mut a, now, req("c", Bytes::new(), 3)), None);
+        assert!(p.gather(), "a small request in flight");
+        assert_eq!(
+            p.finish(now)
+                .into_iter()
+                .map(|(r, _)| r)
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert!(!p.gather());
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub(super) struct Pending<R> {
     /// reference taken and dropped per request).
     pub(super) class: SmolStr,
     pub(super) since: Instant,
+    /// It went on the bulk lane (a file part, [`crate::lanes::is_bulk_request`]).
+    pub(super) bulk: bool,
 }
 
 /// Our requests in flight, by tag. See the module docs.
@@ -33,6 +35,8 @@ pub(super) struct Table<R> {
     /// Free slots, the last freed last.
     free: Vec<u32>,
     live: usize,
+    /// Of them, on the bulk lane.
+    bulk: usize,
 }
 
 impl<R> Default for Table<R> {
@@ -41,6 +45,7 @@ impl<R> Default for Table<R> {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            bulk: 0,
         }
     }
 }
@@ -55,6 +60,11 @@ impl<R> Table<R> {
         self.live == 0
     }
 
+    /// Requests in flight that are not on the bulk lane.
+    pub(super) fn small(&self) -> usize {
+        self.live - self.bulk
+    }
+
     /// The tag the next [`insert`](Self::insert) gives.
     pub(super) fn next_tag(&self) -> u32 {
         match self.free.last() {
@@ -66,6 +76,7 @@ impl<R> Table<R> {
     /// Keeps `p`; its tag ([`next_tag`](Self::next_tag)).
     pub(super) fn insert(&mut self, p: Pending<R>) -> u32 {
         self.live += 1;
+        self.bulk += usize::from(p.bulk);
         match self.free.pop() {
             Some(t) => {
                 self.slots[t as usize] = Some(p);
@@ -85,10 +96,11 @@ impl<R> Table<R> {
         if slot.as_ref()?.id != id {
             return None;
         }
-        let p = slot.take();
+        let p = slot.take()?;
         self.free.push(tag);
         self.live -= 1;
-        p
+        self.bulk -= usize::from(p.bulk);
+        Some(p)
     }
 
     /// Takes every request; in id order (the order they were sent).
@@ -123,7 +135,29 @@ mod tests {
             reply: id * 10,
             class: "c".into(),
             since: Instant::ZERO,
+            bulk: false,
         }
+    }
+
+    #[test]
+    fn requests_on_the_bulk_lane_are_told_apart_from_small_ones() {
+        let mut t = Table::default();
+        let bulk = |id| Pending {
+            bulk: true,
+            ..pending(id)
+        };
+        assert_eq!((t.insert(bulk(1)), t.insert(pending(2))), (0, 1));
+        assert_eq!(t.insert(bulk(3)), 2);
+        assert_eq!((t.len(), t.small()), (3, 1));
+        assert!(t.take(1, 2).is_some());
+        assert_eq!((t.len(), t.small()), (2, 0));
+        assert!(t.take(0, 1).is_some());
+        assert!(t.take(0, 1).is_none(), "taken once: counted once");
+        assert_eq!((t.len(), t.small()), (1, 0));
+        assert_eq!(t.insert(pending(4)), 0);
+        assert_eq!((t.len(), t.small()), (2, 1));
+        assert_eq!(t.take_all().len(), 2);
+        assert_eq!((t.len(), t.small()), (0, 0));
     }
 
     fn replies(v: Vec<Pending<u64>>) -> Vec<u64> {
