@@ -594,6 +594,7 @@ impl Connection {
 
     /// Next event for the application.
     #[must_use]
+    #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

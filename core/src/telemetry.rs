@@ -58,6 +58,7 @@ pub fn label_ok(value: &str) -> bool {
 
 /// The outcome of a request or a handshake as an index: `ok`, a known error code, or
 /// `other`.
+#[inline]
 pub fn outcome_index(result: Result<(), &str>) -> usize {
     match result {
         Ok(()) => 0,
@@ -137,6 +138,7 @@ fn zeros<const N: usize>() -> [AtomicU64; N] {
 }
 
 /// A duration in whole microseconds (saturating).
+#[inline]
 fn micros(took: Duration) -> u64 {
     u64::try_from(took.as_micros()).unwrap_or(u64::MAX)
 }
@@ -148,6 +150,7 @@ fn bucket_of(us: u64) -> usize {
 
 /// Whether a duration of `us` microseconds falls in `bucket` (`bucket_of(us) == bucket`,
 /// with two comparisons instead of a search).
+#[inline]
 fn in_bucket(bucket: usize, us: u64) -> bool {
     let above_lower = bucket == 0 || LATENCY_BOUNDS_US.get(bucket - 1).is_some_and(|b| *b < us);
     above_lower && LATENCY_BOUNDS_US.get(bucket).is_none_or(|b| us <= *b)
@@ -581,6 +584,10 @@ impl Meter {
     /// count of another class, side, outcome or duration bucket, or when the meter goes.
     /// The link's driver publishes before it hands an outcome to a caller and before it
     /// writes an answer, so nobody who heard of a request reads counts without it.
+    ///
+    /// Inlined into the link's driver (another crate): the usual count is a few
+    /// comparisons there, and only another kind of count calls out.
+    #[inline(always)]
     pub fn count(&mut self, class: &str, side: ReqSide, result: Result<(), &str>, took: Duration) {
         let us = micros(took);
         // The usual case: alike the run being tallied (a pipelined link's). Its bucket
@@ -600,6 +607,13 @@ impl Meter {
             t.sum_us = t.sum_us.saturating_add(us);
             return;
         }
+        self.count_other(class, side, result, us);
+    }
+
+    /// [`count`](Self::count) of a request unlike the run being tallied (`us`: its
+    /// duration in microseconds).
+    #[inline(never)]
+    fn count_other(&mut self, class: &str, side: ReqSide, result: Result<(), &str>, us: u64) {
         let (outcome, bucket) = (outcome_index(result), bucket_of(us));
         let i = match self.classes.iter().position(|(name, _)| name == class) {
             Some(i) => i,
