@@ -78,11 +78,15 @@ impl<const N: usize> Small<N> {
     }
 
     fn varint(&mut self, mut v: u64) {
+        // The length in a local: stored once, not after every byte.
+        let mut len = self.len;
         while v >= 0x80 {
-            self.byte((v as u8) | 0x80);
+            self.buf[len] = (v as u8) | 0x80;
+            len += 1;
             v >>= 7;
         }
-        self.byte(v as u8);
+        self.buf[len] = v as u8;
+        self.len = len + 1;
     }
 
     /// Appends `s`; `false` (nothing appended) when it does not fit.
@@ -160,6 +164,7 @@ impl Hot<'_> {
 
     /// Writes the fields before a request's class (variant, id, timeout, class length)
     /// or before a reply's payload length (variant, id, `Ok`). `f` has room for them.
+    #[inline(always)]
     fn fields<const N: usize>(&self, f: &mut Small<N>) {
         match *self {
             Hot::Request {
@@ -181,43 +186,45 @@ impl Hot<'_> {
         }
     }
 
-    /// The whole frame (stream framing) built on the stack when it fits
-    /// [`STACK_FRAME`]: its length prefix, then what [`head`](Self::head) writes, then
-    /// the payload.
-    fn small_frame(&self) -> Option<Small<STACK_FRAME>> {
-        let mut f = Small::<STACK_FRAME>::new();
+    /// The whole frame (stream framing) built in `f` (empty, on the caller's stack)
+    /// when it fits [`STACK_FRAME`]: its length prefix, then what [`head`](Self::head)
+    /// writes, then the payload. `false`: it does not fit (what `f` holds then is
+    /// meaningless). Filled in place: returned by value, the buffer was copied twice.
+    #[inline]
+    fn small_frame(&self, f: &mut Small<STACK_FRAME>) -> bool {
         // The length prefix, set once the body is written.
         f.len = HEADER_LEN;
         let payload = self.payload();
         if payload.len() >= STACK_FRAME {
-            return None;
+            return false;
         }
         if let Hot::Request { class, .. } = *self
             && class.len() >= STACK_FRAME
         {
-            return None;
+            return false;
         }
-        self.fields(&mut f);
+        self.fields(f);
         if let Hot::Request { class, .. } = *self
             && (!f.slice(class.as_bytes()) || f.len + VARINT_MAX > STACK_FRAME)
         {
-            return None;
+            return false;
         }
         f.varint(payload.len() as u64);
         if !f.slice(payload) {
-            return None;
+            return false;
         }
         // Below STACK_FRAME: fits the prefix.
         let body = (f.len - HEADER_LEN) as u32;
         f.buf[..HEADER_LEN].copy_from_slice(&body.to_be_bytes());
-        Some(f)
+        true
     }
 
     /// [`Message::encode_frame_split`] of the same message: the frame appended to `out`,
     /// except a payload of at least [`Message::SPLIT_BODY_MIN`] bytes, returned to be
     /// written right after.
     pub fn encode_frame_split(&self, out: &mut BytesMut) -> Option<Bytes> {
-        if let Some(f) = self.small_frame() {
+        let mut f = Small::<STACK_FRAME>::new();
+        if self.small_frame(&mut f) {
             out.extend_from_slice(f.bytes());
             return None;
         }
