@@ -209,6 +209,34 @@ impl FrameDecoder {
         if let Some(e) = &self.poisoned {
             return Err(e.clone());
         }
+        // The run of whole frames of allowed lengths at the front is split off the
+        // buffer at once, then each frame off the run: a frozen `Bytes` is split for
+        // less than a `BytesMut` (one new handle per frame either way).
+        let run = self.whole_frames(buf);
+        if run > 0 {
+            let mut run = if run == buf.len() {
+                std::mem::take(buf).freeze()
+            } else {
+                buf.split_to(run).freeze()
+            };
+            while !run.is_empty() {
+                let len = header(&run) as usize;
+                bytes::Buf::advance(&mut run, HEADER_LEN);
+                let body = run.split_to(len);
+                if !on_frame(body) {
+                    // What was not handed out goes back in front of the rest (a
+                    // copy, rare: the end of a handshake, a connection closing).
+                    if !run.is_empty() {
+                        let mut back = BytesMut::with_capacity(run.len() + buf.len());
+                        back.extend_from_slice(&run);
+                        back.extend_from_slice(buf);
+                        *buf = back;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        // A frame under way, or one whose length is refused (its error).
         while buf.len() >= HEADER_LEN {
             let len = header(buf);
             self.check_len(len)?;
@@ -216,9 +244,6 @@ impl FrameDecoder {
             if buf.len() < total {
                 break;
             }
-            // The header is skipped, then the body split off: one new handle on the
-            // buffer per frame (a split of the whole frame, then of its body, took two
-            // and dropped one, each an atomic count on the shared buffer).
             bytes::Buf::advance(buf, HEADER_LEN);
             let body = buf.split_to(total - HEADER_LEN).freeze();
             if !on_frame(body) {
@@ -226,6 +251,23 @@ impl FrameDecoder {
             }
         }
         Ok(())
+    }
+
+    /// Bytes at the front of `buf` taken by whole frames whose lengths are allowed.
+    fn whole_frames(&self, buf: &[u8]) -> usize {
+        let mut end = 0;
+        while let Some(h) = buf.get(end..end + HEADER_LEN) {
+            let len = header(h);
+            if len > self.max {
+                break;
+            }
+            let total = HEADER_LEN + len as usize;
+            if buf.len() - end < total {
+                break;
+            }
+            end += total;
+        }
+        end
     }
 
     /// How many bytes the shell should make room for before its next read into a buffer
@@ -479,6 +521,36 @@ mod tests {
         assert_eq!(got[0].as_ptr() as usize, base + HEADER_LEN, "no copy");
         assert_eq!(&got[1][..], b"x");
         assert_eq!(&buf[..], &[0, 0, 0]);
+    }
+
+    #[test]
+    fn frames_left_unread_stay_in_the_buffer_in_order() {
+        let mut dec = FrameDecoder::new(1 << 20);
+        let mut buf = BytesMut::new();
+        for f in [&b"one"[..], b"two", b"three"] {
+            encode_frame(f, &mut buf);
+        }
+        buf.extend_from_slice(&[0, 0, 0, 9, 1]);
+        let whole = buf.to_vec();
+        let mut got = Vec::new();
+        dec.decode_buf(&mut buf, |f| {
+            got.push(f);
+            false
+        })
+        .expect("valid");
+        assert_eq!(got, vec![Bytes::from_static(b"one")]);
+        assert_eq!(&buf[..], &whole[HEADER_LEN + 3..]);
+        let mut rest = Vec::new();
+        dec.decode_buf(&mut buf, |f| {
+            rest.push(f);
+            true
+        })
+        .expect("valid");
+        assert_eq!(
+            rest,
+            vec![Bytes::from_static(b"two"), Bytes::from_static(b"three")]
+        );
+        assert_eq!(&buf[..], &[0, 0, 0, 9, 1]);
     }
 
     #[test]
