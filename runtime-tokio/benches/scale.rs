@@ -25,7 +25,7 @@
 
 mod common;
 
-use common::{Goal, target};
+use common::{Goal, perf_control, target};
 use std::time::{Duration, Instant};
 
 use nkcluster::config::NodeConfig;
@@ -122,19 +122,6 @@ async fn run(transport: &str, n: usize) -> (f64, f64, f64) {
     }
     control.shutdown();
     (n as f64 / secs, per_link, per_link / 2.0)
-}
-
-/// Profiles the timed part alone: with `NKCLUSTER_PERF_CTL` naming the control FIFO of
-/// `perf record --control fifo:<ctl> -D -1 ...`, sends it `cmd` (`enable`, `disable`).
-fn perf_control(cmd: &str) {
-    if let Some(path) = std::env::var_os("NKCLUSTER_PERF_CTL") {
-        use std::io::Write;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .expect("perf control FIFO");
-        writeln!(f, "{cmd}").expect("perf control");
-    }
 }
 
 /// `n` plain TCP connections (64 at a time) on loopback; each counts once the server has

@@ -44,6 +44,19 @@ pub fn process_cpu() -> Duration {
     }
 }
 
+/// Profiles the timed part alone: with `NKCLUSTER_PERF_CTL` naming the control FIFO of
+/// `perf record --control fifo:<ctl> -D -1 ...`, sends it `cmd` (`enable`, `disable`).
+pub fn perf_control(cmd: &str) {
+    if let Some(path) = std::env::var_os("NKCLUSTER_PERF_CTL") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .expect("perf control FIFO");
+        writeln!(f, "{cmd}").expect("perf control");
+    }
+}
+
 /// Which way a target goes.
 #[derive(Clone, Copy)]
 pub enum Goal {

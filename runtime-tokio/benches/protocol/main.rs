@@ -111,6 +111,30 @@ async fn measure(n: usize, pn: usize) -> Vec<Row> {
     ]
 }
 
+/// The profiled part of `--profile`: a warm-up, then `n` requests (pipelined, or one at a
+/// time with `seq`) between the perf control's enable and disable.
+async fn profile_run<E: drive::Echo + Clone>(client: E, n: usize, seq: bool, body: &Bytes) -> Pipe {
+    let mut one = client.clone();
+    pipelined(&client, WINDOW * 10, body).await;
+    sequential(&mut one, 1_000, body).await;
+    common::perf_control("enable");
+    let p = if seq {
+        let n = n / 4;
+        let cpu = common::process_cpu();
+        let t = Instant::now();
+        sequential(&mut one, n, body).await;
+        Pipe {
+            requests: n,
+            wall: t.elapsed(),
+            cpu: common::process_cpu().saturating_sub(cpu),
+        }
+    } else {
+        pipelined(&client, n, body).await
+    };
+    common::perf_control("disable");
+    p
+}
+
 fn runtime(flavour: &str) -> tokio::runtime::Runtime {
     if flavour == "current_thread" {
         tokio::runtime::Builder::new_current_thread()
@@ -171,26 +195,26 @@ fn main() {
         stability::run(runs, if quick { 2_000 } else { 20_000 });
         return;
     }
-    // `--profile nk|mux ct|mt`: that pipelined path alone, for a profiler (callgrind,
-    // perf, strace -c) to see nothing else.
+    // `--profile nk|mux ct|mt [seq]`: that path alone, pipelined (or sequential round
+    // trips with `seq`), for a profiler (callgrind, perf, strace -c) to see nothing else.
+    // With NKCLUSTER_PERF_CTL set, only the measured part is profiled.
     if let Some(i) = args.iter().position(|a| a == "--profile") {
         let what = args.get(i + 1).map_or("nk", String::as_str).to_owned();
         let flavour = match args.get(i + 2).map(String::as_str) {
             Some("ct") => "current_thread",
             _ => "multi_thread(2)",
         };
+        let seq = args.get(i + 3).is_some_and(|a| a == "seq");
         let pn = if quick { 64_000 } else { 320_000 };
         let p = runtime(flavour).block_on(async move {
             tokio::spawn(async move {
                 let body = Bytes::from(vec![7u8; 32]);
                 if what == "mux" {
                     let mux = raw::Mux::start().await;
-                    pipelined(&mux, WINDOW * 10, &body).await;
-                    pipelined(&mux, pn, &body).await
+                    profile_run(mux, pn, seq, &body).await
                 } else {
                     let nk = nk::Nk::start().await;
-                    pipelined(&nk, WINDOW * 10, &body).await;
-                    let p = pipelined(&nk, pn, &body).await;
+                    let p = profile_run(nk.clone(), pn, seq, &body).await;
                     nk.shutdown();
                     p
                 }
@@ -199,7 +223,8 @@ fn main() {
             .expect("profile task")
         });
         println!(
-            "{flavour}: {:.0} req/s, {:.2} CPU µs/req",
+            "{flavour}{}: {:.0} req/s, {:.2} CPU µs/req",
+            if seq { " sequential" } else { "" },
             p.per_sec(),
             p.cpu_us()
         );
