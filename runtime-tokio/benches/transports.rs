@@ -52,8 +52,9 @@ const CHUNK: usize = 1 << 20;
 const IN_FLIGHT: usize = 8;
 /// Untimed bytes sent before each bulk measurement.
 const BULK_WARMUP: usize = 8 * CHUNK;
-/// Receive buffer of the raw stream copies (the driver's read buffer grows to this size).
-const RAW_READ_BUF: usize = 256 * 1024;
+/// Receive buffer of the raw stream copies: the size the driver's read buffer grows to
+/// (`READ_BUF_MAX` in `driver.rs`).
+const RAW_READ_BUF: usize = 1024 * 1024;
 /// Round trips run in this many alternated rounds per variant: the table pools their
 /// samples, the WebSocket targets take the median round's ratio (see [`median_pair`]).
 const RTT_ROUNDS: usize = 5;
