@@ -94,6 +94,7 @@ pub mod pump;
 pub mod ring;
 pub mod routing;
 pub mod seqmap;
+pub mod short_eq;
 pub mod slots;
 pub mod status;
 pub mod table;

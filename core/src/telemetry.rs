@@ -601,7 +601,7 @@ impl Meter {
             && self
                 .classes
                 .get(usize::from(t.class))
-                .is_some_and(|(name, _)| name == class)
+                .is_some_and(|(name, _)| crate::short_eq::same(name.as_bytes(), class.as_bytes()))
         {
             t.n += 1;
             t.sum_us = t.sum_us.saturating_add(us);

@@ -354,7 +354,7 @@ impl LastClass {
     /// (UTF-8) and kept in its place. `None`: not UTF-8.
     pub fn read(&mut self, bytes: &[u8]) -> Option<SmolStr> {
         if let Some(last) = &self.0
-            && last.as_bytes() == bytes
+            && crate::short_eq::same(last.as_bytes(), bytes)
         {
             return Some(SmolStr::clone(last));
         }
