@@ -475,10 +475,28 @@ impl Connection {
     /// Answers the peer's request `id` (from [`Event::Request`]). Unknown ids (already
     /// answered, or from before a reconnect) are ignored; an oversized payload is replaced
     /// by a `payload_too_large` error so the peer is not left waiting.
+    ///
+    /// Inlined into the shell's driver (another crate): the usual answer, a small `Ok`
+    /// payload, is queued there; anything else goes through `reply_rest`.
+    #[inline]
     pub fn reply(&mut self, id: u64, result: Result<Bytes, RemoteError>) {
         if !self.is_established() || self.incoming.remove(&id).is_none() {
             return;
         }
+        match result {
+            Ok(body)
+                if body.len() < BULK_MIN && body.len() + 32 <= self.limits.max_frame as usize =>
+            {
+                self.stats.frames_out += 1;
+                self.lanes.control_hot(&Hot::Reply { id, body: &body });
+            }
+            result => self.reply_rest(id, result),
+        }
+    }
+
+    /// [`reply`](Self::reply) of the peer's request `id` (known, now answered) with
+    /// anything but a small `Ok` payload.
+    fn reply_rest(&mut self, id: u64, result: Result<Bytes, RemoteError>) {
         let result = match result {
             Ok(b) if b.len() + 32 > self.limits.max_frame as usize => Err(RemoteError::new(
                 "payload_too_large",

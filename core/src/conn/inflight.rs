@@ -42,6 +42,7 @@ impl InFlight {
     }
 
     /// Request `id` (above every id in flight: ids rise) with `deadline` and `tag`.
+    #[inline]
     pub(crate) fn insert(&mut self, id: u64, deadline: Instant, tag: u32) {
         let bound = if self.early.is_empty() {
             self.by_id.last().map(|(_, (d, _))| *d)
@@ -60,6 +61,7 @@ impl InFlight {
 
     /// Takes request `id` off (its reply came); its deadline and tag, `None` if not in
     /// flight.
+    #[inline]
     pub(crate) fn remove(&mut self, id: u64) -> Option<(Instant, u32)> {
         let (deadline, tag) = self.by_id.remove(&id)?;
         if !self.early.is_empty() {
