@@ -130,6 +130,7 @@ impl<R> Pump<R> {
 
     /// Counts one of our requests that ended (taken at `since`, sent or not), and gives
     /// its outcome back.
+    #[inline]
     fn sent_done(
         &mut self,
         class: &str,
@@ -171,6 +172,7 @@ impl<R> Pump<R> {
 
     /// We answer the peer's request of `class` in the turn it arrived (its handler
     /// answered at once): counted now, with no time taken, and never kept.
+    #[inline]
     pub fn served_at_once(&mut self, class: &str, result: Result<(), &str>) {
         self.meter
             .count(class, ReqSide::Served, result, std::time::Duration::ZERO);
@@ -337,6 +339,7 @@ impl<R> Pump<R> {
     /// [`publish_counts`](Self::publish_counts)). `None` for a request not sent by the
     /// pump (a notice sent as a request to an older peer).
     #[must_use]
+    #[inline]
     pub fn answered(
         &mut self,
         now: Instant,

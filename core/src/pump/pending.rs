@@ -74,6 +74,7 @@ impl<R> Table<R> {
     }
 
     /// Keeps `p`; its tag ([`next_tag`](Self::next_tag)).
+    #[inline]
     pub(super) fn insert(&mut self, p: Pending<R>) -> u32 {
         self.live += 1;
         self.bulk += usize::from(p.bulk);
@@ -91,6 +92,7 @@ impl<R> Table<R> {
 
     /// Takes request `id` kept under `tag`; `None` when no such request is kept there
     /// (a request sent without a tag, such as a notice to an older peer).
+    #[inline]
     pub(super) fn take(&mut self, tag: u32, id: u64) -> Option<Pending<R>> {
         let slot = self.slots.get_mut(tag as usize)?;
         if slot.as_ref()?.id != id {
