@@ -263,8 +263,10 @@ pub async fn drive(
             rbuf = BytesMut::new();
         }
         rbuf.reserve(conn.read_room(&rbuf, READ_BUF_MIN, READ_BUF_MAX));
-        // The write queue's ring is given back too once empty.
-        if wq.is_empty() && wq.capacity() > 0 {
+        // The write queue's ring is given back with the link's other storage (core's
+        // call, above), not at each emptying: a busy link would free and make it again
+        // at every write.
+        if release && wq.is_empty() && wq.capacity() > 0 {
             wq = VecDeque::new();
         }
         let timed = {
