@@ -165,13 +165,19 @@ async fn tcp_rate(n: usize) -> f64 {
 /// configuration; each counts once the server has accepted and the client has read the
 /// server's first byte (done at both ends). Returns handshakes per second.
 ///
+/// With `messages`, each connection instead carries, after the handshake, the five
+/// messages a worker's link opens with, at their sizes ([`LINK_OPENING`]: the two hellos,
+/// the two proofs, the worker's first reports), each waited for before the next is
+/// written, with no nkcluster code: the floor of any link setup that authenticates in
+/// two round trips on top of TLS, for reference.
+///
 /// Like for like with the nkcluster rows, where `n` distinct workers link once each and
 /// each worker has its own client configuration (so its own, empty, session cache: every
 /// link is a full handshake), each connection here has a client configuration of its
 /// own, made before the timed part, unless `resume`: then one configuration serves every
 /// connection and most of them resume a session the server ticketed before (no
 /// certificate signature or verification); that row is shown for reference only.
-async fn rustls_rate(n: usize, resume: bool) -> f64 {
+async fn rustls_rate(n: usize, resume: bool, messages: bool) -> f64 {
     use nkcluster_core::url::TlsOptions;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = nkcluster::transport::server_tls(&TlsOptions::default(), "bench")
@@ -191,8 +197,12 @@ async fn rustls_rate(n: usize, resume: bool) -> f64 {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 if let Ok(mut s) = acceptor.accept(s).await {
-                    let _ = s.write_all(b"k").await;
-                    let _ = s.flush().await;
+                    if messages {
+                        let _ = opening(&mut s, false).await;
+                    } else {
+                        let _ = s.write_all(b"k").await;
+                        let _ = s.flush().await;
+                    }
                     let mut end = [0u8; 1];
                     let _ = s.read(&mut end).await;
                 }
@@ -217,8 +227,12 @@ async fn rustls_rate(n: usize, resume: bool) -> f64 {
             s.set_nodelay(true)?;
             let name = rustls_pki_types::ServerName::try_from("127.0.0.1").expect("name");
             let mut s = connector.connect(name, s).await?;
-            let mut first = [0u8; 1];
-            s.read_exact(&mut first).await?;
+            if messages {
+                opening(&mut s, true).await?;
+            } else {
+                let mut first = [0u8; 1];
+                s.read_exact(&mut first).await?;
+            }
             std::io::Result::Ok(())
         }
     };
@@ -233,6 +247,37 @@ async fn rustls_rate(n: usize, resume: bool) -> f64 {
         r.expect("rustls handshake");
     }
     rate
+}
+
+/// The messages a worker's TLS link opens with, in order, and their sizes as framed on
+/// the wire (measured with strace on the tcp row): the worker's hello, the control's
+/// hello, the worker's proof, the control's proof with its `placed` notice, the
+/// worker's first status and information reports. `true`: the worker (dialer) sends it.
+const LINK_OPENING: [(bool, usize); 5] = [
+    (true, 67),
+    (false, 108),
+    (true, 37),
+    (false, 60),
+    (true, 148),
+];
+
+/// Plays [`LINK_OPENING`] on `s` as the dialer (`dialer`) or the listener: writes its
+/// own messages, reads the peer's whole, in order.
+async fn opening<S>(s: &mut S, dialer: bool) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [7u8; 256];
+    for (by_dialer, len) in LINK_OPENING {
+        if by_dialer == dialer {
+            s.write_all(&buf[..len]).await?;
+            s.flush().await?;
+        } else {
+            s.read_exact(&mut buf[..len]).await?;
+        }
+    }
+    Ok(())
 }
 
 fn control_conn() -> nkcluster_core::ConnectionConfig {
@@ -291,16 +336,24 @@ fn main() {
         // The TLS target is a ratio of two rows: they run side by side, in alternated
         // pairs, and the pair with the median ratio is taken (one pair read anywhere from
         // 0.65x to 0.95x on a busy machine, as the two runs met different load).
-        let mut pairs: Vec<(f64, f64)> = (0..TLS_PAIRS)
+        // Each round also runs the rustls_msgs row (reference only, not a target): the
+        // same handshake carrying the link's five opening messages with no nkcluster code.
+        let rounds: Vec<(f64, f64, f64)> = (0..TLS_PAIRS)
             .map(|_| {
                 let tls = run_row("tls").first().copied().unwrap_or(f64::NAN);
                 let rustls = run_row("rustls").first().copied().unwrap_or(f64::NAN);
-                (tls, rustls)
+                let msgs = run_row("rustls_msgs").first().copied().unwrap_or(f64::NAN);
+                (tls, rustls, msgs)
             })
             .collect();
+        let mut pairs: Vec<(f64, f64)> = rounds.iter().map(|&(t, r, _)| (t, r)).collect();
         let ratios: Vec<String> = pairs.iter().map(|(t, r)| format!("{:.2}", t / r)).collect();
         pairs.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
         let (tls, rustls) = pairs[TLS_PAIRS / 2];
+        let mut floor: Vec<f64> = rounds.iter().map(|&(_, r, m)| m / r).collect();
+        let mut over_floor: Vec<f64> = rounds.iter().map(|&(t, _, m)| t / m).collect();
+        floor.sort_by(f64::total_cmp);
+        over_floor.sort_by(f64::total_cmp);
         let fig = |name: &str, col: usize| {
             figures
                 .iter()
@@ -312,6 +365,12 @@ fn main() {
             "tls / rustls, {TLS_PAIRS} alternated pairs: {} (the median taken)",
             ratios.join(" / ")
         );
+        println!(
+            "reference, medians of the same rounds: rustls_msgs / rustls {:.2}x (the floor of \
+             two round trips of authentication on top of TLS), tls / rustls_msgs {:.2}x",
+            floor[TLS_PAIRS / 2],
+            over_floor[TLS_PAIRS / 2]
+        );
         println!();
         println!(
             "tls row: a full TLS 1.3 handshake (each worker has its own client configuration) \
@@ -322,7 +381,10 @@ fn main() {
         println!(
             "rustls row: the same full TLS 1.3 handshake (same configurations, a client \
              configuration per connection), then one byte each way; rustls_resumed: one \
-             client configuration for all (sessions resumed), for reference"
+             client configuration for all (sessions resumed), for reference; rustls_msgs: \
+             the rustls row's handshake, then the five messages a worker's link opens with \
+             (hello each way, proof each way, the first reports; nkcluster's sizes, each \
+             written once the one before it is read), no nkcluster code"
         );
         target(
             "handshakes_per_s_tcp",
@@ -348,13 +410,14 @@ fn main() {
         .build()
         .expect("runtime");
     let t = only.as_str();
-    if t == "rustls" || t == "rustls_resumed" || t == "raw" {
+    if t == "rustls" || t == "rustls_resumed" || t == "rustls_msgs" || t == "raw" {
         let rate = rt.block_on(async {
             if t == "raw" {
                 tokio::spawn(tcp_rate(n)).await.expect("raw run")
             } else {
                 let resume = t == "rustls_resumed";
-                tokio::spawn(rustls_rate(n, resume))
+                let messages = t == "rustls_msgs";
+                tokio::spawn(rustls_rate(n, resume, messages))
                     .await
                     .expect("rustls run")
             }
