@@ -713,6 +713,7 @@ impl Connection {
             bodies.push(b);
         }
         let outcome = hs.poll_outcome();
+        let round_trip = hs.round_trip();
         for b in bodies {
             self.send_body(b);
         }
@@ -729,6 +730,9 @@ impl Connection {
                 self.lanes.set_credited(peer.version >= CREDIT_VERSION);
                 self.peer = KnownPeer::Authenticated(Box::new(peer.clone()));
                 self.events.push_back(Event::Authenticated(peer));
+                if let Some(rtt) = round_trip {
+                    self.round_trip_measured(rtt);
+                }
             }
             // The handshake already queued its reject for the peer.
             Some(Outcome::Failed(e)) => self.finish(Some(ConnError::Handshake(e))),

@@ -24,6 +24,13 @@
 //! exporter value is the channel binding, so a man in the middle that terminates TLS on
 //! both sides computes a different `T` and cannot produce either proof.
 //!
+//! **A first round trip.** Each side times the exchange that ends its wait: the
+//! listener from its hello to the dialer's proof, the dialer from its proof to the
+//! listener's proof (each answered at once by a peer that accepts). The connection takes
+//! it as the link's first round-trip sample ([`Handshake::round_trip`]), so the link
+//! knows its round trip from the start rather than from its first ping, which the end
+//! that does not ping every interval sends one interval later.
+//!
 //! Failures are typed ([`HandshakeError`]); the failing side tells the peer with a
 //! [`Reject`] before closing. A listener that receives a wrong proof waits
 //! `reject_delay` before answering, which slows password guessing.
@@ -266,6 +273,11 @@ pub struct Handshake {
     transmit: VecDeque<Bytes>,
     outcome: Option<Outcome>,
     claimed_peer: Option<String>,
+    /// When we sent the message whose answer ends our wait (listener: its hello;
+    /// dialer: its proof).
+    asked_at: Option<Instant>,
+    /// From `asked_at` to that answer, once it came and verified.
+    round_trip: Option<Duration>,
 }
 
 impl Handshake {
@@ -297,6 +309,8 @@ impl Handshake {
             transmit: VecDeque::new(),
             outcome: None,
             claimed_peer: None,
+            asked_at: None,
+            round_trip: None,
         };
         if side == Side::Dialer {
             hs.transcript.absorb(&hello);
@@ -333,6 +347,13 @@ impl Handshake {
         self.claimed_peer.as_deref()
     }
 
+    /// The round trip of the exchange that authenticated the peer (see the module docs):
+    /// `None` until then, and on a failed handshake.
+    #[must_use]
+    pub fn round_trip(&self) -> Option<Duration> {
+        self.round_trip
+    }
+
     /// Whether the handshake has ended (either way).
     pub fn is_finished(&self) -> bool {
         matches!(self.state, State::Done | State::Failed)
@@ -352,7 +373,7 @@ impl Handshake {
                 self.fail_silently(error);
                 State::Failed
             }
-            (State::AwaitHello, Message::Hello(h)) => self.on_hello(body, h),
+            (State::AwaitHello, Message::Hello(h)) => self.on_hello(now, body, h),
             (State::AwaitProof { peer, digest }, Message::Proof(p)) => {
                 self.on_proof(now, peer, digest, p)
             }
@@ -379,7 +400,7 @@ impl Handshake {
         };
     }
 
-    fn on_hello(&mut self, body: &[u8], h: Hello) -> State {
+    fn on_hello(&mut self, now: Instant, body: &[u8], h: Hello) -> State {
         self.claimed_peer = Some(prefix_at_char_boundary(&h.node_id, MAX_NAME_LEN).to_owned());
         if let Err(e) = check_hello(&h) {
             self.fail(RejectReason::Protocol, e);
@@ -436,6 +457,7 @@ impl Handshake {
                 self.transcript.absorb(&self.our_hello);
                 self.transcript.absorb(&self.channel_binding);
                 self.transmit.push_back(self.our_hello.clone());
+                self.asked_at = Some(now);
                 let digest = self.transcript.digest();
                 State::AwaitProof { peer, digest }
             }
@@ -446,6 +468,7 @@ impl Handshake {
                 let mac = self.key_with(peer.role).prove(DIALER_LABEL, &digest);
                 self.transmit
                     .push_back(Message::Proof(Proof { mac }).encode_body());
+                self.asked_at = Some(now);
                 State::AwaitProof { peer, digest }
             }
         }
@@ -473,6 +496,7 @@ impl Handshake {
             self.transmit
                 .push_back(Message::Proof(Proof { mac }).encode_body());
         }
+        self.round_trip = self.asked_at.map(|t| now.saturating_duration_since(t));
         self.outcome = Some(Outcome::Authenticated(peer));
         State::Done
     }

@@ -6,8 +6,8 @@
 //! ([`ONE_PINGER_VERSION`]) one end pings every interval and the other answers, which
 //! keeps the answering end's input as frequent as the pinging end's, so failure
 //! detection takes as long as before; the answering end pings only once at the first
-//! interval (a round trip to show at once) and then every [`RTT_REFRESH`] intervals (its
-//! round trip and clock offset stay fresh). The pinging end is the one that holds fewer
+//! interval (its clock offset; its first round trip comes from the handshake) and then
+//! every [`RTT_REFRESH`] intervals (its round trip and clock offset stay fresh). The pinging end is the one that holds fewer
 //! links: a worker or an admin client rather than a control node (a control node
 //! serves thousands of workers), the dialer when both have the same role.
 //!
@@ -465,11 +465,12 @@ mod link_tests {
             assert_eq!((&from_d[..], &from_l[..]), (want_d, want_l), "at {s} s");
         }
         assert!(d.is_established() && l.is_established());
-        // The control node measured round trips at its own pings only.
+        // The control node measured round trips at the handshake and at its own pings
+        // only.
         let rtts = std::iter::from_fn(|| l.poll_event())
             .filter(|e| matches!(e, Event::RttMeasured(_)))
             .count();
-        assert_eq!(rtts, 3);
+        assert_eq!(rtts, 1 + 3);
     }
 
     #[test]
@@ -490,11 +491,11 @@ mod link_tests {
             assert_eq!((&from_d[..], &from_l[..]), (want_d, want_l), "at {s} s");
         }
         assert!(d.is_established() && l.is_established());
-        // The worker measured a round trip at each of its 13 pings.
+        // The worker measured a round trip at the handshake and at each of its 13 pings.
         let rtts = std::iter::from_fn(|| d.poll_event())
             .filter(|e| matches!(e, Event::RttMeasured(_)))
             .count();
-        assert_eq!(rtts, 13);
+        assert_eq!(rtts, 1 + 13);
     }
 
     #[test]

@@ -14,6 +14,20 @@ use crate::message::{Chunk, Message, Pong, RemoteError, Reply};
 use crate::time::Instant;
 
 impl Connection {
+    /// A round trip measured (a ping's answer, or the handshake's last exchange): the
+    /// latest sample, the smoothed round trip (7/8 old + 1/8 new; the first sample
+    /// alone), the bulk window that follows it, and an event.
+    pub(super) fn round_trip_measured(&mut self, rtt: Duration) {
+        self.stats.rtt = Some(rtt);
+        let srtt = match self.stats.srtt {
+            None => rtt,
+            Some(s) => (s * 7 + rtt) / 8,
+        };
+        self.stats.srtt = Some(srtt);
+        self.lanes.set_rtt(srtt);
+        self.events.push_back(Event::RttMeasured(rtt));
+    }
+
     pub(super) fn on_link_message(&mut self, now: Instant, msg: Message) {
         match msg {
             Message::Ping(p) => {
@@ -30,19 +44,12 @@ impl Connection {
             Message::Pong(p) => {
                 self.trim_due = true;
                 if let Some(rtt) = self.keepalive.pong(now, p.seq) {
-                    self.stats.rtt = Some(rtt);
-                    let srtt = match self.stats.srtt {
-                        None => rtt,
-                        Some(s) => (s * 7 + rtt) / 8,
-                    };
-                    self.stats.srtt = Some(srtt);
-                    self.lanes.set_rtt(srtt);
                     let half = i64::try_from(rtt.as_nanos() / 2).unwrap_or(i64::MAX);
                     let mid = (p.echo_wall_ns as i128) + half as i128;
                     let off = (p.wall_ns as i128) - mid;
                     self.stats.clock_offset_ns =
                         Some(off.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
-                    self.events.push_back(Event::RttMeasured(rtt));
+                    self.round_trip_measured(rtt);
                 }
             }
             Message::Request(r) => self.on_request(r.id, r.timeout_ms, r.class, r.body),

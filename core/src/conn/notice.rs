@@ -130,8 +130,11 @@ mod tests {
         let mut d = conn(Side::Dialer, PROTOCOL_VERSION);
         let mut l = conn(Side::Listener, l_version);
         exchange(&mut d, &mut l);
-        assert!(matches!(d.poll_event(), Some(Event::Authenticated(_))));
-        assert!(matches!(l.poll_event(), Some(Event::Authenticated(_))));
+        for c in [&mut d, &mut l] {
+            assert!(matches!(c.poll_event(), Some(Event::Authenticated(_))));
+            // The handshake's round trip (no time passes here).
+            assert_eq!(c.poll_event(), Some(Event::RttMeasured(Duration::ZERO)));
+        }
         (d, l)
     }
 

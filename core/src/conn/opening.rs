@@ -139,8 +139,10 @@ mod tests {
         );
         l.handle_input(t0, &opening);
         crate::conn::tests::pump(&mut l, &mut d, t0);
-        assert!(matches!(&events(&mut d)[..], [Event::Authenticated(p)] if p.node_id == "c1"));
-        assert!(matches!(&events(&mut l)[..], [Event::Authenticated(p)] if p.node_id == "w1"));
+        assert!(matches!(&events(&mut d)[..],
+            [Event::Authenticated(p), Event::RttMeasured(_)] if p.node_id == "c1"));
+        assert!(matches!(&events(&mut l)[..],
+            [Event::Authenticated(p), Event::RttMeasured(_)] if p.node_id == "w1"));
     }
 
     #[test]

@@ -91,8 +91,12 @@ pub(crate) fn linked_at(version_max: u16) -> (Connection, Connection) {
     };
     let mut l = Connection::new(l_cfg, params(Side::Listener, "c1", "pw", 0), t0);
     pump(&mut d, &mut l, t0);
-    assert!(matches!(&events(&mut d)[..], [Event::Authenticated(p)] if p.node_id == "c1"));
-    assert!(matches!(&events(&mut l)[..], [Event::Authenticated(p)] if p.node_id == "w1"));
+    // The handshake's last exchange is each end's first round-trip sample (zero here: no
+    // time passes).
+    assert!(matches!(&events(&mut d)[..],
+        [Event::Authenticated(p), Event::RttMeasured(Duration::ZERO)] if p.node_id == "c1"));
+    assert!(matches!(&events(&mut l)[..],
+        [Event::Authenticated(p), Event::RttMeasured(Duration::ZERO)] if p.node_id == "w1"));
     (d, l)
 }
 
@@ -553,4 +557,37 @@ fn oversized_request_is_refused_locally() {
         d.request(Instant::ZERO, "a", small.into(), Duration::from_secs(1)),
         Err(RequestError::PayloadTooLarge { .. })
     ));
+}
+
+#[test]
+fn over_a_long_path_each_end_knows_its_round_trip_and_window_at_link_up() {
+    // 20 ms each way: every hop of the handshake takes that long.
+    let one_way = Duration::from_millis(20);
+    let mut d = Connection::new(cfg(), params(Side::Dialer, "w1", "pw", 0), Instant::ZERO);
+    let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), Instant::ZERO);
+    let mut now = Instant::ZERO;
+    loop {
+        let from_d: Vec<Bytes> = std::iter::from_fn(|| d.poll_transmit()).collect();
+        let from_l: Vec<Bytes> = std::iter::from_fn(|| l.poll_transmit()).collect();
+        if from_d.is_empty() && from_l.is_empty() {
+            break;
+        }
+        now = now + one_way;
+        from_d.iter().for_each(|x| l.handle_input(now, x));
+        from_l.iter().for_each(|x| d.handle_input(now, x));
+    }
+    let rtt = Duration::from_millis(40);
+    for c in [&mut d, &mut l] {
+        assert!(c.is_established());
+        assert_eq!((c.stats().rtt, c.stats().srtt), (Some(rtt), Some(rtt)));
+        assert!(
+            matches!(&events(c)[..], [Event::Authenticated(_), Event::RttMeasured(r)] if *r == rtt)
+        );
+        // No ping yet, and the bulk window already holds 40 ms at 1 GB/s (quiet), where
+        // the fixed 512 KiB would hold 13 MB/s.
+        assert_eq!(
+            c.bulk_credit().window(),
+            40 * crate::lanes::credit::RATE_QUIET
+        );
+    }
 }

@@ -544,3 +544,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn each_side_times_the_exchange_that_ends_its_wait() {
+    let (mut d, mut l) = pair("pw", "pw", "c", "c", (b"", b""));
+    let at = |ms: u64| Instant::ZERO + Duration::from_millis(ms);
+    // The dialer's hello reaches the listener at 10 ms; its hello goes back then.
+    let hello_d = d.poll_transmit().expect("dialer hello");
+    l.handle_message(at(10), &hello_d, Message::decode(&hello_d).expect("valid"));
+    let hello_l = l.poll_transmit().expect("listener hello");
+    // It reaches the dialer at 25 ms; the dialer's proof leaves then.
+    d.handle_message(at(25), &hello_l, Message::decode(&hello_l).expect("valid"));
+    let proof_d = d.poll_transmit().expect("dialer proof");
+    assert_eq!((d.round_trip(), l.round_trip()), (None, None));
+    // At 42 ms the listener reads it: 32 ms since its hello left.
+    l.handle_message(at(42), &proof_d, Message::decode(&proof_d).expect("valid"));
+    let proof_l = l.poll_transmit().expect("listener proof");
+    assert_eq!(l.round_trip(), Some(Duration::from_millis(32)));
+    // At 61 ms the dialer reads the listener's: 36 ms since its proof left.
+    d.handle_message(at(61), &proof_l, Message::decode(&proof_l).expect("valid"));
+    assert_eq!(d.round_trip(), Some(Duration::from_millis(36)));
+    assert!(matches!(d.poll_outcome(), Some(Outcome::Authenticated(_))));
+    assert!(matches!(l.poll_outcome(), Some(Outcome::Authenticated(_))));
+}
+
+#[test]
+fn a_failed_proof_times_nothing() {
+    let (mut d, mut l) = pair("pw", "other", "c", "c", (b"", b""));
+    let at = |ms: u64| Instant::ZERO + Duration::from_millis(ms);
+    run(&mut d, &mut l, at(5));
+    // The listener delays its reject; neither side authenticated anyone.
+    assert_eq!((d.round_trip(), l.round_trip()), (None, None));
+    l.handle_timeout(at(5) + HandshakeConfig::default().reject_delay);
+    run(
+        &mut d,
+        &mut l,
+        at(5) + HandshakeConfig::default().reject_delay,
+    );
+    assert_eq!((d.round_trip(), l.round_trip()), (None, None));
+}

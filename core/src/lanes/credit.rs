@@ -17,8 +17,8 @@
 //!   speed. A chunk is at most half the window, so one is always on its way while the
 //!   report of the one before comes back.
 //!
-//! Over a long path the window grows with the link's smoothed round trip (from its
-//! pings), so that it still holds what the path carries in one round trip at
+//! Over a long path the window grows with the link's smoothed round trip (first from
+//! the handshake's last exchange, then from its pings), so that it still holds what the path carries in one round trip at
 //! [`RATE_BUSY`] or [`RATE_QUIET`]: a fixed window would cap a transfer at window / RTT
 //! (64 KiB over a 50 ms path: 1.3 MB/s). Until a round trip is measured, and below 1 ms,
 //! the fixed windows hold.
