@@ -581,35 +581,6 @@ impl Connection {
         self.lanes.poll(0)
     }
 
-    /// Like [`poll_transmit`](Self::poll_transmit), for a shell that holds `queued`
-    /// bytes it has not written yet: the control lane goes at once, the next bulk frame
-    /// only while `queued` is under [`crate::lanes::PACE`]. Call it again as the
-    /// transport takes bytes while [`has_bulk`](Self::has_bulk).
-    #[must_use]
-    pub fn poll_transmit_paced(&mut self, queued: usize) -> Option<Bytes> {
-        self.lanes.poll(queued)
-    }
-
-    /// Bytes waiting in the bulk lane (not handed out yet).
-    #[must_use]
-    pub fn bulk_bytes(&self) -> usize {
-        self.lanes.bulk_bytes()
-    }
-
-    /// Whether bulk waits to be pulled with
-    /// [`poll_transmit_paced`](Self::poll_transmit_paced) and may go now (with a peer of
-    /// protocol 7 its window may be full: the peer's next report, an input, opens it).
-    #[must_use]
-    pub fn has_bulk(&self) -> bool {
-        self.lanes.bulk_ready()
-    }
-
-    /// The bulk lane's window and counts (see [`crate::lanes::credit`]).
-    #[must_use]
-    pub fn bulk_credit(&self) -> &crate::lanes::credit::BulkCredit {
-        self.lanes.credit()
-    }
-
     /// Next event for the application.
     #[must_use]
     #[inline]
@@ -782,6 +753,7 @@ mod incoming;
 mod inflight;
 mod notice;
 mod opening;
+mod output;
 mod trim;
 
 use config::Limits;

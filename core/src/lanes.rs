@@ -25,6 +25,11 @@
 //! of what it has read ([`credit`]): every bulk message leaves in chunks, and a small
 //! message waits behind at most a window of unread bulk at the peer, not behind what
 //! the kernel's socket buffers hold.
+//!
+//! Over such a link with a short round trip, the bulk lane also takes turns with our
+//! small requests ([`turns`]): while one is in flight or was just answered, bulk leaves
+//! only as one small chunk behind each write of small requests, so that a small
+//! request never finds the links' threads busy with a run of chunks.
 
 use std::collections::VecDeque;
 
@@ -33,9 +38,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::conn::Framing;
 use crate::frame::{FrameError, HEADER_LEN};
 use crate::message::{Chunk, Hot, Message};
+use crate::time::Instant;
 
 pub mod credit;
 use credit::{BulkCredit, CreditError};
+pub mod turns;
+use turns::{SmallTraffic, Turns};
 
 /// Most body bytes in one chunk.
 pub const CHUNK: usize = 64 * 1024;
@@ -142,6 +150,8 @@ pub struct Lanes {
     cur: VecDeque<Bytes>,
     /// The window of the bulk lane (protocol 7, see [`credit`]).
     credit: BulkCredit,
+    /// The bulk lane's turns beside our small requests (see [`turns`]).
+    turns: Turns,
 }
 
 impl Lanes {
@@ -157,6 +167,7 @@ impl Lanes {
             bulk_bytes: 0,
             cur: VecDeque::new(),
             credit: BulkCredit::default(),
+            turns: Turns::default(),
         }
     }
 
@@ -177,6 +188,22 @@ impl Lanes {
     /// window).
     pub fn chunk_read(&mut self, n: usize, last: bool) -> Option<u64> {
         self.credit.chunk_read(n, last)
+    }
+
+    /// Our small requests at `now` (see [`turns`]).
+    #[inline]
+    pub fn note_small(&mut self, now: Instant, t: SmallTraffic) {
+        self.turns.note(now, t);
+    }
+
+    /// When the turns let bulk that waits go, as of `now`, if they hold it back (see
+    /// [`turns`]).
+    #[must_use]
+    pub fn turn_deadline(&self, now: Instant) -> Option<Instant> {
+        if self.bulk.is_empty() || !self.turns_apply() {
+            return None;
+        }
+        self.turns.deadline(now)
     }
 
     /// The link's smoothed round trip, which widens the bulk window over long paths.
@@ -206,7 +233,7 @@ impl Lanes {
     /// peer's next report opens it).
     #[must_use]
     pub fn bulk_ready(&self) -> bool {
-        !self.bulk.is_empty() && self.credit.allowance().is_some()
+        !self.bulk.is_empty() && self.credit.allowance().is_some() && self.turn_limit().is_some()
     }
 
     /// Body bytes waiting in the bulk lane.
@@ -346,12 +373,29 @@ impl Lanes {
         if !self.acc.is_empty() {
             return Some(self.acc.split().freeze());
         }
-        if queued >= PACE {
+        if queued >= PACE || self.bulk.is_empty() {
             return None;
         }
-        let allowance = self.credit.allowance()?;
+        let allowance = self.credit.allowance()?.min(self.turn_limit()?);
         self.next_bulk_frame(allowance);
+        self.turns.took();
         self.cur.pop_front()
+    }
+
+    /// The turns' limit on the next bulk frame, where they apply (a closed link's last
+    /// bulk goes as it may).
+    fn turn_limit(&self) -> Option<usize> {
+        if self.turns_apply() {
+            self.turns.limit()
+        } else {
+            Some(CHUNK)
+        }
+    }
+
+    /// Whether the bulk lane takes turns with our small requests: windowed (protocol 7,
+    /// and not closed) over a short path (see [`turns`]).
+    fn turns_apply(&self) -> bool {
+        self.credit.is_on() && self.credit.short_path()
     }
 
     fn flush_acc(&mut self) {

@@ -191,7 +191,7 @@ pub async fn drive(
             // request's timeout), so a node machine slow to answer never stalls the link
             // past it; the proof then leaves on its own. The link's one timer bounds it
             // (a second would be saved in the link's future: see the wait below).
-            if let Some(d) = pump.poll_timeout(conn) {
+            if let Some(d) = pump.poll_timeout(conn, now) {
                 arm(sleep.as_mut(), &mut armed, clock, d);
                 poll_fn(|cx| match Pin::new(&mut hold).poll(cx) {
                     Poll::Ready(_) => Poll::Ready(()),
@@ -228,7 +228,9 @@ pub async fn drive(
             continue;
         }
         // The control lane at once, bulk as the transport takes it (a closed
-        // connection writes everything it has left).
+        // connection writes everything it has left), taking turns with our small
+        // requests.
+        conn.note_small(now, pump.small_traffic());
         loop {
             let queued = if conn.is_closed() { 0 } else { wq_bytes };
             let Some(b) = conn.poll_transmit_paced(queued) else {
@@ -275,7 +277,7 @@ pub async fn drive(
                 let d = *linger.get_or_insert_with(|| link_end::linger_until(clock.now()));
                 Some(d)
             } else {
-                pump.poll_timeout(conn)
+                pump.poll_timeout(conn, now)
             };
             if let Some(d) = deadline {
                 arm(sleep.as_mut(), &mut armed, clock, d);

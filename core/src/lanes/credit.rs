@@ -120,6 +120,14 @@ impl BulkCredit {
         fixed.max(usize::from(self.rtt_ms) * rate).min(WINDOW_MAX)
     }
 
+    /// Whether the link's round trip is under a millisecond (or not measured yet): the
+    /// fixed windows hold, and the bulk lane takes turns with small requests (see
+    /// [`crate::lanes::turns`]).
+    #[must_use]
+    pub fn short_path(&self) -> bool {
+        self.rtt_ms == 0
+    }
+
     /// Bulk bytes sent and not reported read.
     #[must_use]
     pub fn unreported(&self) -> u64 {

@@ -460,3 +460,76 @@ fn a_link_task_ends_its_turn_after_each_bulk_frame_and_each_big_read() {
 }
 
 mod credited;
+
+#[test]
+fn beside_our_small_requests_bulk_takes_one_small_turn_per_request() {
+    use crate::time::Instant;
+    use std::time::Duration;
+    use turns::{HOLD, SMALL_CHUNK, SmallTraffic};
+    let t = Instant::from_millis(3);
+    let small = |in_flight, sent, answered| SmallTraffic {
+        in_flight,
+        sent,
+        answered,
+    };
+    let mut l = Lanes::new(Framing::Stream);
+    l.set_chunked(true);
+    l.set_credited(true);
+    l.bulk(&reply(1, 200_000));
+    // A small request of ours queued: it leaves first, one small chunk right behind it.
+    l.note_small(t, small(true, true, false));
+    l.control(&ping(1));
+    let out = frames(&drain(&mut l, 0));
+    assert_eq!(names(&out), ["ping1", "chunk+"]);
+    assert_eq!(credited::chunk_sizes(&out), [SMALL_CHUNK]);
+    assert!(!l.bulk_ready());
+    assert_eq!(l.turn_deadline(t), None);
+    // Answered: the gap until the caller's next request stays empty for HOLD.
+    let answered = t + Duration::from_micros(20);
+    l.note_small(answered, small(false, false, true));
+    assert!(drain(&mut l, 0).is_empty());
+    assert_eq!(l.turn_deadline(answered), Some(answered + HOLD));
+    // Then bulk goes by its (busy) window alone.
+    l.note_small(answered + HOLD, small(false, false, false));
+    assert!(l.bulk_ready());
+    assert_eq!(l.turn_deadline(answered + HOLD), None);
+    let out = frames(&drain(&mut l, 0));
+    assert_eq!(
+        credited::chunk_sizes(&out),
+        [WINDOW_BUSY / 2, WINDOW_BUSY / 2 - SMALL_CHUNK]
+    );
+}
+
+#[test]
+fn turns_do_not_apply_over_a_long_path_or_to_a_closed_links_last_bulk() {
+    use crate::time::Instant;
+    use turns::SmallTraffic;
+    let t = Instant::from_millis(3);
+    let in_flight = SmallTraffic {
+        in_flight: true,
+        sent: true,
+        answered: false,
+    };
+    let mut l = Lanes::new(Framing::Stream);
+    l.set_chunked(true);
+    l.set_credited(true);
+    l.set_rtt(std::time::Duration::from_millis(2));
+    l.bulk(&reply(1, 200_000));
+    l.note_small(t, in_flight);
+    l.keepalive(&ping(1));
+    let sizes = credited::chunk_sizes(&frames(&drain(&mut l, 0)));
+    assert_eq!((sizes.len(), &sizes[..3]), (4, &[CHUNK; 3][..]));
+    assert_eq!(l.turn_deadline(t), None);
+    // Unwindowed (closed), a short path: whole chunks, in flight or not.
+    let mut l = Lanes::new(Framing::Stream);
+    l.set_chunked(true);
+    l.bulk(&reply(1, 100_000));
+    l.note_small(t, in_flight);
+    let sizes = credited::chunk_sizes(&frames(&drain(&mut l, 0)));
+    assert_eq!((sizes.len(), sizes[0]), (2, CHUNK));
+}
+
+#[test]
+fn the_lanes_keep_their_size_with_the_turns() {
+    assert_eq!(size_of::<Lanes>(), 160);
+}

@@ -34,9 +34,15 @@ pub(super) struct Table<R> {
     slots: Vec<Option<Pending<R>>>,
     /// Free slots, the last freed last.
     free: Vec<u32>,
-    live: usize,
+    /// Requests in flight (the connection caps them far below `u32::MAX`).
+    live: u32,
     /// Of them, on the bulk lane.
-    bulk: usize,
+    bulk: u32,
+    /// A small request (not on the bulk lane) was inserted since the last
+    /// [`small_seen`](Self::small_seen).
+    small_sent: bool,
+    /// A small request was taken (answered) since then.
+    small_done: bool,
 }
 
 impl<R> Default for Table<R> {
@@ -46,6 +52,8 @@ impl<R> Default for Table<R> {
             free: Vec::new(),
             live: 0,
             bulk: 0,
+            small_sent: false,
+            small_done: false,
         }
     }
 }
@@ -53,7 +61,7 @@ impl<R> Default for Table<R> {
 impl<R> Table<R> {
     /// Requests in flight.
     pub(super) fn len(&self) -> usize {
-        self.live
+        self.live as usize
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -62,7 +70,15 @@ impl<R> Table<R> {
 
     /// Requests in flight that are not on the bulk lane.
     pub(super) fn small(&self) -> usize {
-        self.live - self.bulk
+        (self.live - self.bulk) as usize
+    }
+
+    /// Whether a small request was inserted, and whether one was taken, since the
+    /// last call.
+    pub(super) fn small_seen(&mut self) -> (bool, bool) {
+        let seen = (self.small_sent, self.small_done);
+        (self.small_sent, self.small_done) = (false, false);
+        seen
     }
 
     /// The tag the next [`insert`](Self::insert) gives.
@@ -77,7 +93,8 @@ impl<R> Table<R> {
     #[inline]
     pub(super) fn insert(&mut self, p: Pending<R>) -> u32 {
         self.live += 1;
-        self.bulk += usize::from(p.bulk);
+        self.bulk += u32::from(p.bulk);
+        self.small_sent |= !p.bulk;
         match self.free.pop() {
             Some(t) => {
                 self.slots[t as usize] = Some(p);
@@ -101,7 +118,8 @@ impl<R> Table<R> {
         let p = slot.take()?;
         self.free.push(tag);
         self.live -= 1;
-        self.bulk -= usize::from(p.bulk);
+        self.bulk -= u32::from(p.bulk);
+        self.small_done |= !p.bulk;
         Some(p)
     }
 
@@ -116,7 +134,11 @@ impl<R> Table<R> {
     /// is its tag).
     pub(super) fn shrink(&mut self) {
         if self.live == 0 && (self.slots.capacity() > 0 || self.free.capacity() > 0) {
-            *self = Self::default();
+            *self = Table {
+                small_sent: self.small_sent,
+                small_done: self.small_done,
+                ..Self::default()
+            };
         }
     }
 
@@ -158,6 +180,20 @@ mod tests {
         assert_eq!((t.len(), t.small()), (1, 0));
         assert_eq!(t.insert(pending(4)), 0);
         assert_eq!((t.len(), t.small()), (2, 1));
+        // Small ones seen sent and answered (taken), once; file parts not.
+        assert_eq!(t.small_seen(), (true, true));
+        assert_eq!(t.small_seen(), (false, false));
+        assert!(t.take(2, 3).is_some());
+        t.insert(bulk(5));
+        assert_eq!(t.small_seen(), (false, false));
+        assert!(t.take(0, 4).is_some() && t.take(2, 5).is_some());
+        t.insert(pending(6));
+        // Kept when the storage goes.
+        assert!(t.take(2, 6).is_some());
+        t.shrink();
+        assert_eq!((t.small_seen(), t.capacity_bytes()), ((true, true), 0));
+        t.insert(bulk(7));
+        t.insert(pending(8));
         assert_eq!(t.take_all().len(), 2);
         assert_eq!((t.len(), t.small()), (0, 0));
     }

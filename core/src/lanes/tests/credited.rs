@@ -43,7 +43,7 @@ fn written(c: &mut Connection) -> Vec<Message> {
     frames(&wire)
 }
 
-fn chunk_sizes(msgs: &[Message]) -> Vec<usize> {
+pub(super) fn chunk_sizes(msgs: &[Message]) -> Vec<usize> {
     msgs.iter()
         .filter_map(|m| match m {
             Message::Chunk(c) => Some(c.data.len()),
