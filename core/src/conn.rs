@@ -702,7 +702,7 @@ impl Connection {
                 self.peer = KnownPeer::Authenticated(Box::new(peer.clone()));
                 self.events.push_back(Event::Authenticated(peer));
                 if let Some(rtt) = round_trip {
-                    self.round_trip_measured(rtt);
+                    self.round_trip_measured(rtt, true);
                 }
             }
             // The handshake already queued its reject for the peer.

@@ -29,8 +29,7 @@
 //! listener's proof (each answered at once by a peer that accepts). The connection takes
 //! it as the link's first round-trip sample ([`Handshake::round_trip`]), so the link
 //! knows its round trip from the start rather than from its first ping, which the end
-//! that does not ping every interval sends only [`crate::keepalive::RTT_REFRESH`]
-//! intervals later.
+//! that does not ping every interval sends one interval later.
 //!
 //! Failures are typed ([`HandshakeError`]); the failing side tells the peer with a
 //! [`Reject`] before closing. A listener that receives a wrong proof waits

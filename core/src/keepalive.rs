@@ -5,11 +5,10 @@
 //! three times per interval (its ping, the peer's ping, its pong). From protocol 3
 //! ([`ONE_PINGER_VERSION`]) one end pings every interval and the other answers, which
 //! keeps the answering end's input as frequent as the pinging end's, so failure
-//! detection takes as long as before; the answering end pings only every
-//! [`RTT_REFRESH`] intervals (its round trip and clock offset stay fresh; its first round
-//! trip comes from the handshake, see [`crate::handshake`], so it no longer pings at the
-//! first interval too). This is each end's own schedule: a peer answers whatever pings
-//! it gets, so it needs no new protocol version. The pinging end is the one that holds fewer
+//! detection takes as long as before; the answering end pings only once at the first
+//! interval (its clock offset, and a round trip measured on a quiet link that replaces
+//! the handshake's provisional one) and then every [`RTT_REFRESH`] intervals (its round
+//! trip and clock offset stay fresh). The pinging end is the one that holds fewer
 //! links: a worker or an admin client rather than a control node (a control node
 //! serves thousands of workers), the dialer when both have the same role.
 //!
@@ -91,6 +90,8 @@ pub struct Keepalive {
     heartbeats: bool,
     /// Our last keepalive was a heartbeat: the next one asks.
     last_was_heartbeat: bool,
+    /// A ping of ours was answered (see [`answered_before`](Self::answered_before)).
+    answered: bool,
 }
 
 impl Keepalive {
@@ -107,22 +108,22 @@ impl Keepalive {
             outstanding: None,
             heartbeats: false,
             last_was_heartbeat: false,
+            answered: false,
         }
     }
 
-    /// The link is up at `now`: we ping every interval if `every_interval`, else every
-    /// [`RTT_REFRESH`] intervals, the first one period after `now` (the link's first round
-    /// trip came with its handshake); with `heartbeats` (see [`sends_heartbeats`]) a ping
-    /// that needs no answer is a heartbeat.
+    /// The link is up at `now`: the first ping goes one interval later, then every
+    /// interval if `every_interval`, else every [`RTT_REFRESH`] intervals; with
+    /// `heartbeats` (see [`sends_heartbeats`]) a ping that needs no answer is a heartbeat.
     pub fn established(&mut self, now: Instant, every_interval: bool, heartbeats: bool) {
         self.heartbeats = heartbeats;
         self.last_rx = now;
+        self.next_ping = now + self.ping_interval;
         self.period = if every_interval {
             self.ping_interval
         } else {
             self.ping_interval.saturating_mul(RTT_REFRESH)
         };
-        self.next_ping = now + self.period;
     }
 
     /// Something arrived at `now`.
@@ -174,10 +175,19 @@ impl Keepalive {
         match self.outstanding {
             Some((s, sent)) if s == seq => {
                 self.outstanding = None;
+                self.answered = true;
                 Some(now.saturating_duration_since(sent))
             }
             _ => None,
         }
+    }
+
+    /// Whether a ping of ours was answered before: the first answer's round trip is the
+    /// link's first measured on a quiet link (the handshake's may have waited behind a
+    /// crowd of arrivals), so it replaces the smoothed round trip instead of joining it.
+    #[must_use]
+    pub fn answered_before(&self) -> bool {
+        self.answered
     }
 }
 
@@ -250,29 +260,23 @@ mod tests {
     }
 
     #[test]
-    fn the_answering_end_pings_every_refresh_from_link_up() {
+    fn the_answering_end_pings_at_the_first_interval_then_every_refresh() {
         let mut k = Keepalive::new(S, 3 * S, at(0));
         k.established(at(0), false, false);
-        // The peer's pings keep the link alive; meanwhile only the idle deadline wakes
-        // us, and it moves with every ping of the peer.
-        for s in 1..=11 {
+        // The peer's pings keep the link alive.
+        k.received(at(900));
+        assert_eq!(k.due(at(1000)), Due::Ping(1));
+        // Next ping twelve intervals later; meanwhile only the idle deadline wakes us,
+        // and it moves with every ping of the peer.
+        assert_eq!(k.deadline(), at(3900));
+        for s in 2..=10 {
             k.received(at(s * 1000 - 100));
-            let idle_deadline = at(s * 1000 + 2900);
-            assert_eq!(k.deadline(), idle_deadline.min(at(12_000)), "at {s} s");
-            assert_eq!(k.due(at(s * 1000)), Due::Nothing, "at {s} s");
+            assert_eq!(k.deadline(), at(s * 1000 + 2900), "at {s} s");
         }
-        k.received(at(11_900));
-        // Our first ping: twelve intervals after link-up (the handshake measured the
-        // link's first round trip), then every twelve.
-        assert_eq!(k.deadline(), at(12_000));
-        assert_eq!(k.due(at(12_000)), Due::Ping(1));
         k.received(at(12_900));
+        assert_eq!(k.deadline(), at(13_000));
+        assert_eq!(k.due(at(13_000)), Due::Ping(2));
         assert_eq!(k.deadline(), at(15_900));
-        for s in 13..=23 {
-            k.received(at(s * 1000 + 900));
-        }
-        assert_eq!(k.deadline(), at(24_000));
-        assert_eq!(k.due(at(24_000)), Due::Ping(2));
     }
 
     /// The pinging end's sends over `secs` intervals of `ping` (in ms, from a link up at
@@ -344,14 +348,7 @@ mod tests {
             let mut k = Keepalive::new(S, 3 * S, at(0));
             k.established(at(0), every_interval, false);
             k.received(at(500));
-            assert_eq!(
-                k.due(at(1000)),
-                if every_interval {
-                    Due::Ping(1)
-                } else {
-                    Due::Nothing
-                }
-            );
+            assert_eq!(k.due(at(1000)), Due::Ping(1));
             assert_eq!(k.deadline(), at(if every_interval { 2000 } else { 3500 }));
             assert_eq!(
                 k.due(at(3499)),
@@ -473,9 +470,9 @@ mod link_tests {
         let seconds = run(&mut d, &mut l, 26);
         for (i, (from_d, from_l)) in seconds.iter().enumerate() {
             let s = i + 1;
-            // The control node's own pings: every 12 s from link-up.
+            // The control node's own pings: at 1 s, then every 12 s.
             let (want_d, want_l): (&[&str], &[&str]) = match s {
-                12 | 24 => (&["ping", "pong"], &["ping", "pong"]),
+                1 | 13 | 25 => (&["ping", "pong"], &["ping", "pong"]),
                 _ => (&["ping"], &["pong"]),
             };
             assert_eq!((&from_d[..], &from_l[..]), (want_d, want_l), "at {s} s");
@@ -486,7 +483,7 @@ mod link_tests {
         let rtts = std::iter::from_fn(|| l.poll_event())
             .filter(|e| matches!(e, Event::RttMeasured(_)))
             .count();
-        assert_eq!(rtts, 1 + 2);
+        assert_eq!(rtts, 1 + 3);
     }
 
     #[test]
@@ -497,10 +494,10 @@ mod link_tests {
         for (i, (from_d, from_l)) in seconds.iter().enumerate() {
             let s = i + 1;
             // The worker asks on odd seconds (its silence is then 2 s of the 3 s idle
-            // timeout), else sends a heartbeat; the control node pings every 12 s from
-            // link-up, as on protocol 3.
+            // timeout), else sends a heartbeat; the control node pings at 1 s, then every
+            // 12 s, as on protocol 3.
             let (want_d, want_l): (&[&str], &[&str]) = match s {
-                12 | 24 => (&["heartbeat", "pong"], &["ping"]),
+                1 | 13 | 25 => (&["ping", "pong"], &["ping", "pong"]),
                 _ if s % 2 == 1 => (&["ping"], &["pong"]),
                 _ => (&["heartbeat"], &[]),
             };
@@ -545,7 +542,7 @@ mod link_tests {
         assert_eq!(
             seconds,
             [
-                (vec!["pong"], vec!["ping"]),
+                (vec!["ping", "pong"], vec!["ping", "pong"]),
                 (vec!["pong"], vec!["ping"]),
                 (vec!["pong"], vec!["ping"]),
             ]

@@ -51,7 +51,7 @@ fn a_member_that_does_not_answer_is_named_and_round_trips_are_shown() {
     w1.wait_line("w1 linked", |l| l.contains("link up"));
     c1.wait_line_after(0, "c1 sees c2", member_up("c2"));
     c1.wait_line_after(0, "c1 sees c3", member_up("c3"));
-    // Round trips appear once the links' handshakes are done.
+    // Round trips appear once the first pings have come back.
     let until = Instant::now() + Duration::from_secs(30);
     let rows = loop {
         let out = admin(p1, &["nodes", "--json"]);

@@ -15,13 +15,17 @@ use crate::time::Instant;
 
 impl Connection {
     /// A round trip measured (a ping's answer, or the handshake's last exchange): the
-    /// latest sample, the smoothed round trip (7/8 old + 1/8 new; the first sample
-    /// alone), the bulk window that follows it, and an event.
-    pub(super) fn round_trip_measured(&mut self, rtt: Duration) {
+    /// latest sample, the smoothed round trip (7/8 old + 1/8 new; the sample alone if
+    /// `restart`), the bulk window that follows it, and an event. The handshake's sample
+    /// and the first ping's answer restart the smoothing: the handshake's is provisional
+    /// (on a busy start it may include the wait behind other links' arrivals), and one
+    /// sample that is too long, smoothed 1/8 at a time with one ping per interval, would
+    /// hold the link's window and its pacing rules (see [`crate::lanes`]) for minutes.
+    pub(super) fn round_trip_measured(&mut self, rtt: Duration, restart: bool) {
         self.stats.rtt = Some(rtt);
         let srtt = match self.stats.srtt {
-            None => rtt,
-            Some(s) => (s * 7 + rtt) / 8,
+            Some(s) if !restart => (s * 7 + rtt) / 8,
+            _ => rtt,
         };
         self.stats.srtt = Some(srtt);
         self.lanes.set_rtt(srtt);
@@ -43,13 +47,14 @@ impl Connection {
             Message::Heartbeat => self.trim_due = true,
             Message::Pong(p) => {
                 self.trim_due = true;
+                let first = !self.keepalive.answered_before();
                 if let Some(rtt) = self.keepalive.pong(now, p.seq) {
                     let half = i64::try_from(rtt.as_nanos() / 2).unwrap_or(i64::MAX);
                     let mid = (p.echo_wall_ns as i128) + half as i128;
                     let off = (p.wall_ns as i128) - mid;
                     self.stats.clock_offset_ns =
                         Some(off.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
-                    self.round_trip_measured(rtt);
+                    self.round_trip_measured(rtt, first);
                 }
             }
             Message::Request(r) => self.on_request(r.id, r.timeout_ms, r.class, r.body),

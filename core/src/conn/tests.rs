@@ -559,26 +559,41 @@ fn oversized_request_is_refused_locally() {
     ));
 }
 
-#[test]
-fn over_a_long_path_each_end_knows_its_round_trip_and_window_at_link_up() {
-    // 20 ms each way: every hop of the handshake takes that long.
-    let one_way = Duration::from_millis(20);
-    let mut d = Connection::new(cfg(), params(Side::Dialer, "w1", "pw", 0), Instant::ZERO);
-    let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), Instant::ZERO);
-    let mut now = Instant::ZERO;
+/// Delivers what each end sends to the other `one_way` later, from `now`, until both are
+/// quiet; returns the time of the last delivery.
+fn exchange_over(
+    d: &mut Connection,
+    l: &mut Connection,
+    mut now: Instant,
+    one_way: Duration,
+) -> Instant {
     loop {
         let from_d: Vec<Bytes> = std::iter::from_fn(|| d.poll_transmit()).collect();
         let from_l: Vec<Bytes> = std::iter::from_fn(|| l.poll_transmit()).collect();
         if from_d.is_empty() && from_l.is_empty() {
-            break;
+            return now;
         }
         now = now + one_way;
         from_d.iter().for_each(|x| l.handle_input(now, x));
         from_l.iter().for_each(|x| d.handle_input(now, x));
     }
+}
+
+/// A pair linked at time zero over a path of `one_way` each way; the time they linked.
+fn linked_over(one_way: Duration) -> (Connection, Connection, Instant) {
+    let mut d = Connection::new(cfg(), params(Side::Dialer, "w1", "pw", 0), Instant::ZERO);
+    let mut l = Connection::new(cfg(), params(Side::Listener, "c1", "pw", 0), Instant::ZERO);
+    let now = exchange_over(&mut d, &mut l, Instant::ZERO, one_way);
+    assert!(d.is_established() && l.is_established());
+    (d, l, now)
+}
+
+#[test]
+fn over_a_long_path_each_end_knows_its_round_trip_and_window_at_link_up() {
+    // 20 ms each way: every hop of the handshake takes that long.
+    let (mut d, mut l, _) = linked_over(Duration::from_millis(20));
     let rtt = Duration::from_millis(40);
     for c in [&mut d, &mut l] {
-        assert!(c.is_established());
         assert_eq!((c.stats().rtt, c.stats().srtt), (Some(rtt), Some(rtt)));
         assert!(
             matches!(&events(c)[..], [Event::Authenticated(_), Event::RttMeasured(r)] if *r == rtt)
@@ -590,4 +605,36 @@ fn over_a_long_path_each_end_knows_its_round_trip_and_window_at_link_up() {
             40 * crate::lanes::credit::RATE_QUIET
         );
     }
+}
+
+#[test]
+fn the_first_pings_answer_replaces_the_handshakes_round_trip_and_later_ones_are_smoothed() {
+    // A handshake that waited (3 ms each way: say, behind a crowd of arrivals).
+    let (mut d, mut l, up) = linked_over(Duration::from_millis(3));
+    for c in [&d, &l] {
+        assert_eq!(c.stats().srtt, Some(Duration::from_millis(6)));
+    }
+    // One interval later both ends ping (the worker every interval, the control node at
+    // its first); on the quiet path each answer takes 100 µs.
+    let ping_at = up + Duration::from_secs(1);
+    d.handle_timeout(ping_at);
+    l.handle_timeout(ping_at);
+    exchange_over(&mut d, &mut l, ping_at, Duration::from_micros(50));
+    for c in [&d, &l] {
+        let quiet = Duration::from_micros(100);
+        // Not 6 ms * 7/8 + 100 µs / 8: the first answer starts the smoothing over.
+        assert_eq!((c.stats().rtt, c.stats().srtt), (Some(quiet), Some(quiet)));
+        // Under 1 ms: the fixed window again.
+        assert_eq!(c.bulk_credit().window(), crate::lanes::credit::WINDOW_QUIET);
+    }
+    // The worker's next answer (900 µs; it sends a heartbeat, which needs none, at the
+    // interval between) is smoothed in.
+    for i in 1..=2 {
+        let next = ping_at + Duration::from_secs(i);
+        d.handle_timeout(next);
+        l.handle_timeout(next);
+        exchange_over(&mut d, &mut l, next, Duration::from_micros(450));
+    }
+    assert_eq!(d.stats().rtt, Some(Duration::from_micros(900)));
+    assert_eq!(d.stats().srtt, Some(Duration::from_micros(200)));
 }
