@@ -8,11 +8,18 @@
 //!   nkcluster's own WebSocket configuration.
 //!
 //! Every run prints its ratios; the target lines judge the worst run of each.
+//!
+//! A run's ratio is the median, over its [`SLICES`] interleaved slices, of each nkcluster
+//! slice's p50 over the p50 of the raw slice just before it: this machine's speed drifts
+//! by a fifth or more within a second (two vCPUs whose host cores are shared), and a
+//! ratio of p50s pooled over the run compares two mixtures of fast and slow periods,
+//! which flips it by up to 1.7x in either direction when the halves of a run fall in
+//! different periods (seen with two halves: 1.00x to 1.72x in one set of ten runs).
 
 use std::time::Duration;
 
 use crate::common::stacks::{Kind, NkPair, Tls, raw_rtt, raw_tls};
-use crate::common::{Goal, context_switches, stats, target};
+use crate::common::{Goal, context_switches, process_cpu, stats, target};
 use crate::runtime;
 
 /// One path's sequential round trips: p50 and context switches per round trip.
@@ -20,6 +27,8 @@ use crate::runtime;
 struct Side {
     p50: Duration,
     cs: f64,
+    /// CPU time of the whole process per round trip (both ends, every thread).
+    cpu: Duration,
 }
 
 /// nkcluster and its baseline in one run.
@@ -27,22 +36,26 @@ struct Side {
 struct Pair {
     raw: Side,
     nk: Side,
+    /// The median of the slices' ratios (see the module docs).
+    ratio: f64,
 }
 
 impl Pair {
     fn ratio(&self) -> f64 {
-        self.nk.p50.as_secs_f64() / self.raw.p50.as_secs_f64()
+        self.ratio
     }
 }
 
-/// Halves of each path, interleaved (raw, nk, raw, nk) so that load drift hits both.
-const HALVES: usize = 2;
+/// Slices of each path, interleaved (raw, nk, raw, nk, ...) so that the machine's speed
+/// drift hits both alike.
+const SLICES: usize = 10;
 
-fn side(samples: Vec<Duration>, switches: u64) -> Side {
+fn side(samples: Vec<Duration>, switches: u64, cpu: Duration) -> Side {
     let n = samples.len() as f64;
     Side {
         p50: stats(samples).p50,
         cs: switches as f64 / n,
+        cpu: cpu.div_f64(n),
     }
 }
 
@@ -51,18 +64,28 @@ async fn measure(kind: Kind, tls: &Tls, n: usize) -> Pair {
     let nk = NkPair::start(kind).await;
     let (mut raw, mut ours) = (Vec::new(), Vec::new());
     let (mut raw_cs, mut nk_cs) = (0, 0);
-    for _ in 0..HALVES {
-        let cs = context_switches();
-        raw.extend(raw_rtt(kind, tls, n / HALVES, true).await);
+    let (mut raw_cpu, mut nk_cpu) = (Duration::ZERO, Duration::ZERO);
+    let mut ratios = Vec::with_capacity(SLICES);
+    for _ in 0..SLICES {
+        let (cs, cpu) = (context_switches(), process_cpu());
+        let raw_slice = raw_rtt(kind, tls, n / SLICES, true).await;
         raw_cs += context_switches().saturating_sub(cs);
-        let cs = context_switches();
-        ours.extend(nk.rtt(n / HALVES).await);
+        raw_cpu += process_cpu().saturating_sub(cpu);
+        let (cs, cpu) = (context_switches(), process_cpu());
+        let nk_slice = nk.rtt(n / SLICES).await;
         nk_cs += context_switches().saturating_sub(cs);
+        nk_cpu += process_cpu().saturating_sub(cpu);
+        let (r, k) = (stats(raw_slice.clone()).p50, stats(nk_slice.clone()).p50);
+        ratios.push(k.as_secs_f64() / r.as_secs_f64());
+        raw.extend(raw_slice);
+        ours.extend(nk_slice);
     }
     nk.shutdown();
+    ratios.sort_by(f64::total_cmp);
     Pair {
-        raw: side(raw, raw_cs),
-        nk: side(ours, nk_cs),
+        raw: side(raw, raw_cs, raw_cpu),
+        nk: side(ours, nk_cs, nk_cpu),
+        ratio: ratios[SLICES / 2],
     }
 }
 
@@ -79,7 +102,8 @@ pub fn run(runs: usize, n: usize) {
     println!(
         "round-trip stability: {runs} runs, {n} sequential round trips per path and run \
          (32-byte body), fresh runtime, connections and nodes per path and run; \
-         p50 µs raw/nk, ratio nk/raw, context switches per round trip raw/nk"
+         p50 µs raw/nk (pooled), ratio nk/raw (the median of {SLICES} interleaved slices' ratios), \
+         context switches and process CPU µs (every thread, warm-up included) per round trip raw/nk"
     );
     for (name, flavour, kind) in PATHS {
         println!(
@@ -103,7 +127,7 @@ pub fn run(runs: usize, n: usize) {
                     .expect("stability task")
             });
             line += &format!(
-                " | {} {} {:.1}/{:.1} {:.2}x cs {:.2}/{:.2}",
+                " | {} {} {:.1}/{:.1} {:.2}x cs {:.2}/{:.2} cpu {:.1}/{:.1}",
                 if flavour.starts_with("multi") {
                     "mt"
                 } else {
@@ -114,7 +138,9 @@ pub fn run(runs: usize, n: usize) {
                 p.nk.p50.as_secs_f64() * 1e6,
                 p.ratio(),
                 p.raw.cs,
-                p.nk.cs
+                p.nk.cs,
+                p.raw.cpu.as_secs_f64() * 1e6,
+                p.nk.cpu.as_secs_f64() * 1e6
             );
             pairs.push(p);
         }
