@@ -59,8 +59,9 @@ enum After {
     Nothing,
     /// Its turn on the runtime is over: yield.
     Yield,
-    /// A command was taken: the others already queued join it, after one turn of the
-    /// runtime if `gather` (requests of ours in flight: pipelining).
+    /// A command was taken: the others already queued join it, and if `gather`
+    /// (requests of ours in flight: pipelining) those queued during one turn of the
+    /// runtime.
     TakeQueued {
         gather: bool,
     },
@@ -482,27 +483,15 @@ pub async fn drive(
             // Other tasks run, and the runtime polls for I/O, before this one goes on.
             After::Yield => tokio::task::yield_now().await,
             After::TakeQueued { gather } => {
-                if gather {
-                    tokio::task::yield_now().await;
-                }
                 // Every command already queued joins the one just taken, so they leave
                 // in one write; they are taken in one go (one lock of the queue the
-                // callers contend on). (Not kept across a wait: the link's task stays as
-                // small; the queue's storage, swapped out, is given back to it.)
-                let mut taken = VecDeque::new();
-                if !conn.is_closed() {
-                    commands.try_recv_many(&mut taken, BATCH - 1);
+                // callers contend on), and again after the turn waited for. (Not kept
+                // across the wait: the link's task stays as small.)
+                let left = BATCH - 1 - take_queued(pump, conn, now, commands, BATCH - 1);
+                if gather && left > 0 && !conn.is_closed() {
+                    yield_to_queued().await;
+                    take_queued(pump, conn, now, commands, left);
                 }
-                while let Some(cmd) = taken.pop_front() {
-                    if conn.is_closed() {
-                        // The rest go unsent, as if left in the queue: their callers hear
-                        // `connection_failed` when their reply slots are dropped.
-                        taken.clear();
-                        break;
-                    }
-                    submit(pump, conn, now, cmd);
-                }
-                commands.give_back(taken);
             }
         }
     }
@@ -613,6 +602,51 @@ fn submit(
     if let Some(outcome) = pump.submit(conn, now, cmd) {
         deliver(outcome);
     }
+}
+
+/// Submits the commands queued now, at most `max`, taken in one go; how many were taken.
+/// Once the connection is closed the rest go unsent, as if left in the queue: their
+/// callers hear `connection_failed` when their reply slots are dropped. The queue's
+/// storage, swapped out when all of it is taken, is given back to it.
+fn take_queued(
+    pump: &mut Pump<Reply>,
+    conn: &mut Connection,
+    now: nkcluster_core::Instant,
+    commands: &mut crate::cmdq::Receiver<Command>,
+    max: usize,
+) -> usize {
+    let mut taken = VecDeque::new();
+    if conn.is_closed() {
+        return 0;
+    }
+    let n = commands.try_recv_many(&mut taken, max);
+    while let Some(cmd) = taken.pop_front() {
+        if conn.is_closed() {
+            taken.clear();
+            break;
+        }
+        submit(pump, conn, now, cmd);
+    }
+    commands.give_back(taken);
+    n
+}
+
+/// One turn of the runtime for the callers already woken: the link's task wakes itself
+/// and goes behind them in its worker's queue. (`tokio::task::yield_now` defers its
+/// wake-up until the worker has nothing else to run, which on the multi-thread runtime
+/// also wakes another worker to look for work: a futex wake per gathering.)
+async fn yield_to_queued() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
 }
 
 /// Feeds the machine whatever input is already readable, without waiting.
