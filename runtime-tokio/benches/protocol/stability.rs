@@ -15,6 +15,15 @@
 //! ratio of p50s pooled over the run compares two mixtures of fast and slow periods,
 //! which flips it by up to 1.7x in either direction when the halves of a run fall in
 //! different periods (seen with two halves: 1.00x to 1.72x in one set of ten runs).
+//!
+//! What is left on the 2-worker runtime: the two vCPUs differ in speed by up to 1.5x for
+//! tens of milliseconds at a time (the host shares their cores), and a pair of tasks runs
+//! on one worker, which one changing now and then (the raw pair is new in each slice).
+//! In some runs the slices alternate (raw/nk p50 12.9/9.8 µs, then 8.1/13.7, ...: slice
+//! ratios 1.66, 0.90, 1.53, 0.89, ...), and the median falls on the high side (1.49x
+//! where the pooled p50s read 1.15x). The geometric mean of the slices' ratios cancels
+//! that but is noisier on the other paths (ws worst-of-ten 1.32-1.36x where the median
+//! read 1.26-1.31x): the median is kept.
 
 use std::time::Duration;
 
