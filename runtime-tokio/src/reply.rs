@@ -7,7 +7,9 @@
 //! runtime's cooperative budget (a thread-local read and a restore guard at every poll
 //! of the receiver). Here the slot is a state word, a mutex-guarded value and an
 //! [`AtomicWaker`]: the receiver's first poll registers its task, the sender stores the
-//! value, marks the slot and wakes that task, the receiver's next poll takes the value.
+//! value, marks the slot and wakes that task, the receiver's next poll takes the value
+//! (once the sender is gone, the slot is the receiver's alone: no lock, no atomic but
+//! the count's check).
 //! The receiver does not count against tokio's budget: it is ready only once the link
 //! answered, which takes a wake-up of its own.
 //!
@@ -24,7 +26,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use std::cell::RefCell;
@@ -162,40 +164,70 @@ impl std::fmt::Debug for Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        let Some(slot) = self.slot.take() else {
+        let Some(mut slot) = self.slot.take() else {
             return;
         };
-        // The sender is gone (it filled or closed the slot, and holds it no more): the
-        // slot is ours alone, emptied and put back for this thread's next request.
-        if Arc::strong_count(&slot) != 1 {
-            return;
+        // The sender is gone (it filled or closed the slot, and holds it no more), the
+        // usual end of a request: the slot is ours alone, emptied and put back for this
+        // thread's next request. Otherwise (dropped while the request is in flight) it
+        // is let go.
+        if let Some(s) = Arc::get_mut(&mut slot) {
+            s.empty();
+            pool(slot);
         }
-        // `strong_count` reads the count relaxed: this fence orders everything the
-        // sender did to the slot (its value, its state, its wake) before the emptying
-        // below, as `Arc`'s own drop does before it frees (else, in the memory model, a
-        // slot never polled could be emptied before the sender's late stores land and go
-        // back to the pool filled).
-        std::sync::atomic::fence(Ordering::Acquire);
-        slot.state.store(EMPTY, Ordering::Relaxed);
-        *slot.value() = None;
-        // A task registered after the wake (it then found the slot filled) is let go.
-        drop(slot.waker.take());
-        let _ = POOL.try_with(|p| {
-            let mut p = p.borrow_mut();
-            if p.len() < POOL_MAX {
-                p.push(slot);
-            }
-        });
     }
+}
+
+impl Slot {
+    /// Empties a slot that is ours alone, for reuse: its value (if not taken), its
+    /// state, a task registered after the wake (it then found the slot filled).
+    ///
+    /// `Arc::get_mut` found it unique with an acquiring read of its count, as `Arc`'s
+    /// own drop does before it frees: everything the sender did to the slot (its value,
+    /// its state, its wake) comes before the emptying, and a slot never polled cannot
+    /// go back to the pool filled. No lock is taken: the slot is ours alone.
+    fn empty(&mut self) -> Option<Outcome> {
+        *self.state.get_mut() = EMPTY;
+        self.waker = AtomicWaker::new();
+        self.value
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Puts an emptied slot that is ours alone on this thread's free list (at most
+/// [`POOL_MAX`]).
+fn pool(slot: Arc<Slot>) {
+    let _ = POOL.try_with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL_MAX {
+            p.push(slot);
+        }
+    });
 }
 
 impl Future for Receiver {
     type Output = Result<Outcome, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(slot) = self.slot.as_ref() else {
+        let this = self.get_mut();
+        let Some(slot) = this.slot.as_mut() else {
             return Poll::Ready(Err(RecvError));
         };
+        // The sender is gone (the usual case once woken): the value, if it sent one,
+        // is ours alone, taken without the lock, and the slot goes back to the pool at
+        // once. (The count is read first: a plain load, where `get_mut` would lock it
+        // for a moment at the first poll, while the sender is still there.)
+        if Arc::strong_count(slot) == 1
+            && let Some(s) = Arc::get_mut(slot)
+        {
+            let value = s.empty();
+            if let Some(slot) = this.slot.take() {
+                pool(slot);
+            }
+            return Poll::Ready(value.ok_or(RecvError));
+        }
         if slot.state.load(Ordering::Acquire) == EMPTY {
             slot.waker.register(cx.waker());
             // Filled between the look and the registration: its wake may have missed us.
