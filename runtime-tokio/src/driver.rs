@@ -627,7 +627,10 @@ fn take_queued(
         }
         submit(pump, conn, now, cmd);
     }
-    commands.give_back(taken);
+    // Nothing taken, no storage swapped out: nothing to give back (no second lock).
+    if taken.capacity() > 0 {
+        commands.give_back(taken);
+    }
     n
 }
 
