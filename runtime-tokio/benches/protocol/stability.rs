@@ -49,12 +49,6 @@ struct Pair {
     ratio: f64,
 }
 
-impl Pair {
-    fn ratio(&self) -> f64 {
-        self.ratio
-    }
-}
-
 /// Slices of each path, interleaved (raw, nk, raw, nk, ...) so that the machine's speed
 /// drift hits both alike.
 const SLICES: usize = 10;
@@ -145,7 +139,7 @@ pub fn run(runs: usize, n: usize) {
                 kind.name(),
                 p.raw.p50.as_secs_f64() * 1e6,
                 p.nk.p50.as_secs_f64() * 1e6,
-                p.ratio(),
+                p.ratio,
                 p.raw.cs,
                 p.nk.cs,
                 p.raw.cpu.as_secs_f64() * 1e6,
@@ -158,7 +152,7 @@ pub fn run(runs: usize, n: usize) {
     }
     println!();
     for (k, (name, _, _)) in PATHS.iter().enumerate() {
-        let mut r: Vec<f64> = all.iter().map(|p| p[k].ratio()).collect();
+        let mut r: Vec<f64> = all.iter().map(|p| p[k].ratio).collect();
         r.sort_by(f64::total_cmp);
         println!(
             "{name:<28} min {:.2}x median {:.2}x max {:.2}x",
@@ -169,7 +163,7 @@ pub fn run(runs: usize, n: usize) {
     }
     println!();
     for (k, (name, _, _)) in PATHS.iter().enumerate() {
-        let worst = all.iter().map(|p| p[k].ratio()).fold(0.0, f64::max);
+        let worst = all.iter().map(|p| p[k].ratio).fold(0.0, f64::max);
         target(
             &format!("{name}_worst_of_{runs}"),
             worst,
