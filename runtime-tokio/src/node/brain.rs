@@ -251,7 +251,7 @@ impl<N: Net> Inner<N> {
                 }
             }
             Output::JobEvent(ev) => {
-                let _ = self.job_events.send(NodeJobEvent {
+                self.job_events.send(NodeJobEvent {
                     node: ev.node,
                     class: ev.class,
                     task: ev.task,

@@ -16,7 +16,7 @@ const FEED_QUEUE: usize = 256;
 /// the next one is compared with).
 pub(super) struct Following {
     feed: Mutex<Feed>,
-    live: broadcast::Sender<FeedEntry>,
+    live: super::event_feed::LazyBroadcast<FeedEntry>,
     /// Views gathered so far (numbers them in the order they were started).
     views: AtomicU64,
     /// The newest view gathered, and its number.
@@ -27,7 +27,7 @@ impl Following {
     pub(super) fn new() -> Self {
         Following {
             feed: Mutex::new(Feed::new(FEED_KEEP)),
-            live: broadcast::channel(FEED_QUEUE).0,
+            live: super::event_feed::LazyBroadcast::new(FEED_QUEUE),
             views: AtomicU64::new(0),
             last_view: Mutex::new(None),
         }
@@ -43,14 +43,17 @@ impl<N: Net> Inner<N> {
             let mut feed = lock(&self.following.feed);
             let seq = feed.next_seq();
             debug!(node = %self.config.node_id, seq, "{item}");
-            let live = (self.following.live.receiver_count() > 0)
+            let live = self
+                .following
+                .live
+                .has_receivers()
                 .then(|| FeedEntry::new(seq, at_ms, item.clone()));
             feed.push(at_ms, item);
             live
         };
         if let Some(entry) = live {
             // A listener gone since is fine.
-            let _ = self.following.live.send(entry);
+            self.following.live.send(entry);
         }
     }
 

@@ -60,6 +60,7 @@ mod brain;
 mod code;
 mod control_side;
 mod dashboard;
+mod event_feed;
 mod handler;
 mod lifecycle;
 mod links;
@@ -231,7 +232,7 @@ struct Inner<N: Net> {
     /// see [`nkcluster_core::node`]), and its published snapshot.
     brain: Brain,
     next_conn_id: AtomicU64,
-    events: broadcast::Sender<NodeEvent>,
+    events: event_feed::LazyBroadcast<NodeEvent>,
     handlers: Handlers,
     shutdown: watch::Sender<bool>,
     fatal: watch::Sender<Option<Fatal>>,
@@ -243,7 +244,7 @@ struct Inner<N: Net> {
     /// Our events, in order, on their way to the brain (then to our proxy).
     events_out: brain::OwnEvents,
     /// Control side: events of the workers we serve.
-    job_events: broadcast::Sender<NodeJobEvent>,
+    job_events: event_feed::LazyBroadcast<NodeJobEvent>,
     /// The `.part` files of the transfers in progress (open between parts) and kept,
     /// with their running hashes.
     part_files: Mutex<part_files::PartFiles>,

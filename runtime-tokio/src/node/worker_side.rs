@@ -18,7 +18,7 @@ type StepOutcome = Result<Received, TransferError>;
 
 impl<N: Net> Inner<N> {
     pub(super) fn emit(&self, e: NodeEvent) {
-        let _ = self.events.send(e);
+        self.events.send(e);
     }
 
     pub(super) fn random_u64(&self) -> u64 {
