@@ -14,14 +14,15 @@
 //! Beside them, the same number of plain TCP connections (the server writes one byte, the
 //! client reads it) and of plain rustls handshakes (nkcluster's own TLS configuration,
 //! tokio-rustls, no nkcluster handshake on top; full handshakes, as each distinct worker's
-//! first link is, with sessions resumed in a reference row): the baselines of the TCP and
-//! TLS rates; the run ends with what the TLS row holds beyond rustls, and the issue-15
-//! target lines.
+//! first link is, with sessions resumed in a reference row; kept open until the timed
+//! part ends, as the links are, with a reference row that closes each one): the
+//! baselines of the TCP and TLS rates; the run ends with what the TLS row holds beyond
+//! rustls, and the issue-15 target lines.
 //!
 //! Run: `cargo bench -p nkcluster --bench scale` (`-- --quick` for N = 500). To profile
 //! the timed part of one transport alone: `mkfifo /tmp/ctl; NKCLUSTER_PERF_CTL=/tmp/ctl
 //! perf record --control fifo:/tmp/ctl -D -1 -e cpu-clock -g <bench binary> --only tcp`
-//! (the baselines too: `--only raw`, `--only rustls`).
+//! (the baselines too: `--only raw`, `--only rustls`, `--only rustls_closing`).
 
 mod common;
 
@@ -177,7 +178,16 @@ async fn tcp_rate(n: usize) -> f64 {
 /// own, made before the timed part, unless `resume`: then one configuration serves every
 /// connection and most of them resume a session the server ticketed before (no
 /// certificate signature or verification); that row is shown for reference only.
-async fn rustls_rate(n: usize, resume: bool, messages: bool) -> f64 {
+///
+/// With `keep`, every connection stays open at both ends until the timed part has
+/// ended, as the nkcluster rows' links do (they stay up for the memory reading): the
+/// process then holds `n` live TLS connections, and its memory grows with them (fresh
+/// heap pages, their page faults) as it does under the nkcluster rows. Without it, each
+/// connection closes once counted, and the next reuses the memory it gave back (the
+/// baseline before 2026-12-05, kept as a reference row: 14-15% faster than the same
+/// handshakes kept, on this 2-core machine). Returns handshakes per second and, with
+/// `keep`, the process's RSS growth per kept connection (both ends), in KiB.
+async fn rustls_rate(n: usize, resume: bool, messages: bool, keep: bool) -> (f64, f64) {
     use nkcluster_core::url::TlsOptions;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = nkcluster::transport::server_tls(&TlsOptions::default(), "bench")
@@ -233,20 +243,25 @@ async fn rustls_rate(n: usize, resume: bool, messages: bool) -> f64 {
                 let mut first = [0u8; 1];
                 s.read_exact(&mut first).await?;
             }
-            std::io::Result::Ok(())
+            // Held, the server's end stays too: it waits for the client's close.
+            std::io::Result::Ok(keep.then_some(s))
         }
     };
     // The warm-up uses the last configuration (its session stays unused unless resuming).
-    one(n - 1).await.expect("warm-up handshake");
+    drop(one(n - 1).await.expect("warm-up handshake"));
+    let rss_before = rss_kib();
     perf_control("enable");
     let t = Instant::now();
     let done = in_parallel(n, one).await;
     let rate = n as f64 / t.elapsed().as_secs_f64();
     perf_control("disable");
-    for r in done {
-        r.expect("rustls handshake");
-    }
-    rate
+    let per_link = (rss_kib().saturating_sub(rss_before)) as f64 / n as f64;
+    let kept: Vec<_> = done
+        .into_iter()
+        .map(|r| r.expect("rustls handshake"))
+        .collect();
+    drop(kept);
+    (rate, if keep { per_link } else { f64::NAN })
 }
 
 /// The messages a worker's TLS link opens with, in order, and their sizes as framed on
@@ -336,24 +351,26 @@ fn main() {
         // The TLS target is a ratio of two rows: they run side by side, in alternated
         // pairs, and the pair with the median ratio is taken (one pair read anywhere from
         // 0.65x to 0.95x on a busy machine, as the two runs met different load).
-        // Each round also runs the rustls_msgs row (reference only, not a target): the
-        // same handshake carrying the link's five opening messages with no nkcluster code.
-        let rounds: Vec<(f64, f64, f64)> = (0..TLS_PAIRS)
+        // Each round also runs two reference rows (not targets): rustls_msgs, the same
+        // handshake carrying the link's five opening messages with no nkcluster code, and
+        // rustls_closing, the rustls row with each connection closed once counted (the
+        // target's baseline until 2026-12-05).
+        let rounds: Vec<[f64; 4]> = (0..TLS_PAIRS)
             .map(|_| {
-                let tls = run_row("tls").first().copied().unwrap_or(f64::NAN);
-                let rustls = run_row("rustls").first().copied().unwrap_or(f64::NAN);
-                let msgs = run_row("rustls_msgs").first().copied().unwrap_or(f64::NAN);
-                (tls, rustls, msgs)
+                ["tls", "rustls", "rustls_msgs", "rustls_closing"]
+                    .map(|t| run_row(t).first().copied().unwrap_or(f64::NAN))
             })
             .collect();
-        let mut pairs: Vec<(f64, f64)> = rounds.iter().map(|&(t, r, _)| (t, r)).collect();
+        let mut pairs: Vec<(f64, f64)> = rounds.iter().map(|r| (r[0], r[1])).collect();
         let ratios: Vec<String> = pairs.iter().map(|(t, r)| format!("{:.2}", t / r)).collect();
         pairs.sort_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
         let (tls, rustls) = pairs[TLS_PAIRS / 2];
-        let mut floor: Vec<f64> = rounds.iter().map(|&(_, r, m)| m / r).collect();
-        let mut over_floor: Vec<f64> = rounds.iter().map(|&(t, _, m)| t / m).collect();
-        floor.sort_by(f64::total_cmp);
-        over_floor.sort_by(f64::total_cmp);
+        // The median over the rounds of one ratio of two rows.
+        let median_of = |top: usize, bottom: usize| {
+            let mut v: Vec<f64> = rounds.iter().map(|r| r[top] / r[bottom]).collect();
+            v.sort_by(f64::total_cmp);
+            v[TLS_PAIRS / 2]
+        };
         let fig = |name: &str, col: usize| {
             figures
                 .iter()
@@ -367,9 +384,13 @@ fn main() {
         );
         println!(
             "reference, medians of the same rounds: rustls_msgs / rustls {:.2}x (the floor of \
-             two round trips of authentication on top of TLS), tls / rustls_msgs {:.2}x",
-            floor[TLS_PAIRS / 2],
-            over_floor[TLS_PAIRS / 2]
+             two round trips of authentication on top of TLS), tls / rustls_msgs {:.2}x; \
+             rustls / rustls_closing {:.2}x (what keeping the connections costs), \
+             tls / rustls_closing {:.2}x",
+            median_of(2, 1),
+            median_of(0, 2),
+            median_of(1, 3),
+            median_of(0, 3)
         );
         println!();
         println!(
@@ -380,11 +401,15 @@ fn main() {
         );
         println!(
             "rustls row: the same full TLS 1.3 handshake (same configurations, a client \
-             configuration per connection), then one byte each way; rustls_resumed: one \
-             client configuration for all (sessions resumed), for reference; rustls_msgs: \
-             the rustls row's handshake, then the five messages a worker's link opens with \
-             (hello each way, proof each way, the first reports; nkcluster's sizes, each \
-             written once the one before it is read), no nkcluster code"
+             configuration per connection), then one byte each way, every connection kept \
+             open at both ends until the timed part ends, as the tls row's links stay up \
+             (its KiB column: RSS growth per connection); rustls_closing: the same, each \
+             connection closed once counted (its memory reused by the next); \
+             rustls_resumed: one client configuration for all (sessions resumed), for \
+             reference; rustls_msgs: the rustls row's handshake, then the five messages a \
+             worker's link opens with (hello each way, proof each way, the first reports; \
+             nkcluster's sizes, each written once the one before it is read), no \
+             nkcluster code"
         );
         target(
             "handshakes_per_s_tcp",
@@ -410,19 +435,27 @@ fn main() {
         .build()
         .expect("runtime");
     let t = only.as_str();
-    if t == "rustls" || t == "rustls_resumed" || t == "rustls_msgs" || t == "raw" {
-        let rate = rt.block_on(async {
-            if t == "raw" {
-                tokio::spawn(tcp_rate(n)).await.expect("raw run")
-            } else {
-                let resume = t == "rustls_resumed";
-                let messages = t == "rustls_msgs";
-                tokio::spawn(rustls_rate(n, resume, messages))
-                    .await
-                    .expect("rustls run")
+    if t == "raw" || t.starts_with("rustls") {
+        let (rate, kib) = rt.block_on(async {
+            let t = t.to_owned();
+            match t.as_str() {
+                "raw" => (tokio::spawn(tcp_rate(n)).await.expect("raw run"), f64::NAN),
+                "rustls" | "rustls_resumed" | "rustls_msgs" | "rustls_closing" => {
+                    let resume = t == "rustls_resumed";
+                    let messages = t == "rustls_msgs";
+                    let keep = t != "rustls_closing";
+                    tokio::spawn(rustls_rate(n, resume, messages, keep))
+                        .await
+                        .expect("rustls run")
+                }
+                _ => panic!("unknown row {t}"),
             }
         });
-        println!("{t:<6} {rate:>16.0} {:>22} {:>22}", "-", "-");
+        if kib.is_nan() {
+            println!("{t:<6} {rate:>16.0} {:>22} {:>22}", "-", "-");
+        } else {
+            println!("{t:<6} {rate:>16.0} {kib:>22.1} {:>22.1}", kib / 2.0);
+        }
         return;
     }
     let (rate, both, one) = rt.block_on(async {
