@@ -68,6 +68,7 @@ impl PartFiles {
                     for slice in data.chunks(BULK_SYSCALL) {
                         f.write_all(slice).map_err(|e| io_error(&tmp, e))?;
                         pf.hash.update(slice);
+                        between_slices();
                     }
                     pf.hashed += data.len() as u64;
                 }
@@ -161,6 +162,26 @@ fn reopen(
 /// system call without giving the CPU up (a request-path thread woken on this CPU waited
 /// ~0.3 ms behind a 1 MiB write into the page cache).
 pub(super) const BULK_SYSCALL: usize = 128 * 1024;
+
+/// What a bulk thread does after each slice of [`BULK_SYSCALL`] bytes it read or wrote
+/// and hashed: it offers its CPU to any other thread that is ready to run there
+/// (`sched_yield`; with none, the call returns at once).
+///
+/// Why: SCHED_IDLE (see [`as_bulk_thread`]) keeps a bulk thread off a CPU that a
+/// request-path thread wants only when that thread *wakes*: the scheduler then preempts
+/// the bulk thread at once. A runtime thread can also be woken while it is still going
+/// to sleep (woken in `epoll_wait` before it blocked): it then stays queued, never
+/// wakes, and Linux's EEVDF scheduler may pick the bulk thread before it and let it run
+/// to the end of its slice or its next block. Seen with `perf sched` timelines of the
+/// jobs bench's slowest small requests during a transfer: the worker thread switched
+/// out still runnable, the file reader (or writer) running on for 650-800 µs (a whole
+/// 1 MiB part, read or written and hashed) while the other CPU sat idle, then the
+/// request answered within microseconds of the bulk thread's block. A yield after each
+/// slice bounds that wait by one slice's work (~60-130 µs here); EEVDF's yield moves
+/// the yielding thread's deadline a slice later, so a queued runtime thread goes first.
+pub(super) fn between_slices() {
+    std::thread::yield_now();
+}
 
 /// Puts the calling thread below the request path's CPU priority as the node's
 /// `bulk_priority` setting says: for threads that do a file's bulk work (reading and

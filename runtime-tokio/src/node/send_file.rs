@@ -447,6 +447,7 @@ fn read_parts(
                 f.read_exact(&mut buf[..want])?;
                 hasher.update(&buf[..want]);
                 left -= want as u64;
+                super::part_files::between_slices();
             }
             f.seek(std::io::SeekFrom::Start(start))?;
             let mut offset = start;
@@ -461,6 +462,7 @@ fn read_parts(
                         _ => e,
                     })?;
                     hasher.update(slice);
+                    super::part_files::between_slices();
                 }
                 offset += len as u64;
                 let last = offset >= total;
