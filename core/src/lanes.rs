@@ -313,8 +313,13 @@ impl Lanes {
                 }
             }
             Framing::Messages => {
+                // Encoded in the lanes' buffer and split off: the buffer is taken back
+                // in place once the transport has copied the message out (a WebSocket
+                // frames it into its own buffer), so a request or reply costs no
+                // allocation of its own.
                 self.flush_acc();
-                self.control.push_back(msg.encode_body());
+                msg.encode_body_into(&mut self.acc);
+                self.control.push_back(self.acc.split().freeze());
             }
         }
     }

@@ -247,9 +247,16 @@ impl Hot<'_> {
     #[must_use]
     pub fn encode_body(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(self.body_len());
-        self.head(None, &mut out);
-        out.extend_from_slice(self.payload());
+        self.encode_body_into(&mut out);
         out.freeze()
+    }
+
+    /// [`encode_body`](Self::encode_body) appended to `out` (a buffer reused from one
+    /// message to the next costs no allocation per message).
+    pub fn encode_body_into(&self, out: &mut BytesMut) {
+        out.reserve(self.body_len());
+        self.head(None, out);
+        out.extend_from_slice(self.payload());
     }
 
     /// The same message, owned.
