@@ -184,8 +184,8 @@ async fn tcp_rate(n: usize) -> f64 {
 /// process then holds `n` live TLS connections, and its memory grows with them (fresh
 /// heap pages, their page faults) as it does under the nkcluster rows. Without it, each
 /// connection closes once counted, and the next reuses the memory it gave back (the
-/// baseline before 2026-12-05, kept as a reference row: 14-15% faster than the same
-/// handshakes kept, on this 2-core machine). Returns handshakes per second and, with
+/// baseline before 2026-12-05, kept as a reference row: 9-16% faster than the same
+/// handshakes kept in quick runs on this 2-core machine). Returns handshakes per second and, with
 /// `keep`, the process's RSS growth per kept connection (both ends), in KiB.
 async fn rustls_rate(n: usize, resume: bool, messages: bool, keep: bool) -> (f64, f64) {
     use nkcluster_core::url::TlsOptions;
