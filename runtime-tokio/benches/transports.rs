@@ -36,7 +36,7 @@ mod common;
 use common::stacks::{
     Kind, NkPair, RTT_BODY, TIMEOUT, Tls, raw_rtt, raw_tls, tcp_pair, tls_pair, ws_pair,
 };
-use common::{Goal, Lat, stats, target};
+use common::{Goal, Lat, perf_control, stats, target};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -99,6 +99,17 @@ struct Row {
 // ---------------------------------------------------------------------------------------
 // Raw stacks.
 
+/// `NKCLUSTER_PERF_CTL` profiles one part of the run alone, as `NKCLUSTER_PERF_PART`
+/// names it: `nk-bulk` (the default) or `raw-bulk`, the timed bulk transfers of ours or
+/// of the raw stacks; `nk-rtt` or `raw-rtt`, the round trips of ours or of the raw
+/// stacks (with our WebSocket configuration, on ws and wss).
+fn perf_control_part(cmd: &str, part: &str) {
+    let profiled = std::env::var("NKCLUSTER_PERF_PART").unwrap_or_else(|_| "nk-bulk".to_owned());
+    if profiled == part {
+        perf_control(cmd);
+    }
+}
+
 /// One-way copy in `CHUNK` writes; the receiver acknowledges the warm-up and the end with
 /// one byte each. Returns the timed part.
 async fn stream_bulk<C: Stream, S: Stream>(mut c: C, mut s: S, total: usize) -> Bulk {
@@ -120,6 +131,9 @@ async fn stream_bulk<C: Stream, S: Stream>(mut c: C, mut s: S, total: usize) -> 
     let mut ack = [0u8; 1];
     let mut out = Bulk::default();
     for (timed, phase) in [(false, BULK_WARMUP), (true, total)] {
+        if timed {
+            perf_control_part("enable", "raw-bulk");
+        }
         let (t, c0) = (Instant::now(), cpu_ns());
         for _ in 0..phase / CHUNK {
             c.write_all(&chunk).await.expect("write");
@@ -127,6 +141,7 @@ async fn stream_bulk<C: Stream, S: Stream>(mut c: C, mut s: S, total: usize) -> 
         c.flush().await.expect("flush");
         c.read_exact(&mut ack).await.expect("ack");
         if timed {
+            perf_control_part("disable", "raw-bulk");
             out = Bulk {
                 secs: t.elapsed().as_secs_f64(),
                 cpu_ns: cpu_ns().saturating_sub(c0),
@@ -161,6 +176,9 @@ async fn ws_bulk<C: Stream, S: Stream>(
     let chunk = Bytes::from(vec![0x5au8; CHUNK]);
     let mut out = Bulk::default();
     for (timed, phase) in [(false, BULK_WARMUP), (true, total)] {
+        if timed {
+            perf_control_part("enable", "raw-bulk");
+        }
         let (t, c0) = (Instant::now(), cpu_ns());
         for _ in 0..phase / CHUNK {
             c.feed(WsMessage::Binary(chunk.clone()))
@@ -173,6 +191,7 @@ async fn ws_bulk<C: Stream, S: Stream>(
             other => panic!("unexpected {other:?}"),
         }
         if timed {
+            perf_control_part("disable", "raw-bulk");
             out = Bulk {
                 secs: t.elapsed().as_secs_f64(),
                 cpu_ns: cpu_ns().saturating_sub(c0),
@@ -215,6 +234,9 @@ async fn nk_bulk(w1: &Node<TokioNet>, total: usize) -> Bulk {
     let mut out = Bulk::default();
     for (timed, phase) in [(false, BULK_WARMUP), (true, total)] {
         let count = phase / CHUNK;
+        if timed {
+            perf_control_part("enable", "nk-bulk");
+        }
         let (t, c0) = (Instant::now(), cpu_ns());
         let mut set = JoinSet::new();
         let mut sent = 0;
@@ -229,6 +251,7 @@ async fn nk_bulk(w1: &Node<TokioNet>, total: usize) -> Bulk {
             assert!(r.expect("sink reply").is_empty());
         }
         if timed {
+            perf_control_part("disable", "nk-bulk");
             out = Bulk {
                 secs: t.elapsed().as_secs_f64(),
                 cpu_ns: cpu_ns().saturating_sub(c0),
@@ -260,11 +283,19 @@ async fn measure(kind: Kind, tls: &Tls, n: usize, total: usize, bulk_rounds: usi
     let mut p50s: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
     for _ in 0..RTT_ROUNDS {
         for (i, v) in variants.iter().enumerate() {
+            let part = match v {
+                Variant::Nk => "nk-rtt",
+                Variant::RawNkWsConfig => "raw-rtt",
+                Variant::Raw if !matches!(kind, Kind::Ws | Kind::Wss) => "raw-rtt",
+                Variant::Raw => "",
+            };
+            perf_control_part("enable", part);
             let s = match v {
                 Variant::Raw => raw_rtt(kind, tls, n / RTT_ROUNDS, false).await,
                 Variant::RawNkWsConfig => raw_rtt(kind, tls, n / RTT_ROUNDS, true).await,
                 Variant::Nk => nk.rtt(n / RTT_ROUNDS).await,
             };
+            perf_control_part("disable", part);
             p50s[i].push(stats(s.clone()).p50);
             samples[i].extend(s);
         }

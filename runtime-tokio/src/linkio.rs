@@ -5,12 +5,13 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Wake, Waker, ready};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use futures_util::{Sink, Stream as _};
 use nkcluster_core::conn::{ConnError, Framing};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -214,25 +215,68 @@ pub struct WsIo<S> {
     close: Option<CloseFrame>,
     /// The read budget of the stream under the WebSocket, lifted at authentication.
     budget: Option<Budget>,
+    /// Whether the socket may have input since tungstenite last found none.
+    readable: Arc<ReadReadiness>,
+    /// `readable` as the waker tungstenite registers for the socket's read side.
+    read_waker: Waker,
+}
+
+/// Whether a WebSocket's socket may have input: set when the socket wakes its read side
+/// (or at the start), cleared when tungstenite finds nothing to read. tungstenite fills
+/// its whole read buffer with zeros before every read attempt (8 KiB on ws links), and
+/// the link's task polls for input at each of its wake-ups (commands, replies to
+/// deliver, flushes): three or four a round trip where input arrives once. With the
+/// flag, a wake-up that is not the socket's tries no read.
+struct ReadReadiness {
+    ready: AtomicBool,
+    /// The link's task, woken with the flag set.
+    task: AtomicWaker,
+}
+
+impl Wake for ReadReadiness {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+/// A WebSocket's read readiness, ready at first (input may precede the first poll).
+fn read_readiness() -> (Arc<ReadReadiness>, Waker) {
+    let r = Arc::new(ReadReadiness {
+        ready: AtomicBool::new(true),
+        task: AtomicWaker::new(),
+    });
+    let w = Waker::from(r.clone());
+    (r, w)
 }
 
 impl<S> WsIo<S> {
     /// Wraps an upgraded WebSocket.
     pub fn new(ws: WebSocketStream<S>) -> Self {
+        let (readable, read_waker) = read_readiness();
         WsIo {
             ws,
             close: None,
             budget: None,
+            readable,
+            read_waker,
         }
     }
 
     /// Wraps an upgraded WebSocket whose stream reads under `budget` (see [`ReadBudget`])
     /// until the peer authenticates.
     pub fn with_budget(ws: WebSocketStream<S>, budget: Budget) -> Self {
+        let (readable, read_waker) = read_readiness();
         WsIo {
             ws,
             close: None,
             budget: Some(budget),
+            readable,
+            read_waker,
         }
     }
 }
@@ -334,8 +378,21 @@ impl<S: Stream> LinkIo for WsIo<S> {
         cx: &mut Context<'_>,
         _buf: &mut BytesMut,
     ) -> Poll<io::Result<Incoming>> {
+        // Registered before the flag is read: a wake in between finds this task.
+        self.readable.task.register(cx.waker());
+        if !self.readable.ready.swap(false, Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        let mut read_cx = Context::from_waker(&self.read_waker);
         loop {
-            match ready!(Pin::new(&mut self.ws).poll_next(cx)) {
+            let next = Pin::new(&mut self.ws).poll_next(&mut read_cx);
+            let Poll::Ready(next) = next else {
+                // Nothing to read: the socket wakes `read_waker` when there is.
+                return Poll::Pending;
+            };
+            // A message came: more may be buffered behind it.
+            self.readable.ready.store(true, Ordering::Relaxed);
+            match next {
                 None => return Poll::Ready(Ok(Incoming::Eof)),
                 Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(
                     CapacityError::MessageTooLong { size, .. },
@@ -432,6 +489,106 @@ impl<S: Stream> LinkIo for WsIo<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    /// A stream that counts the reads asked of it.
+    struct CountingReads {
+        inner: tokio::io::DuplexStream,
+        reads: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for CountingReads {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for CountingReads {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.inner).poll_write(cx, data)
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Counts its wakes.
+    struct CountingWaker(AtomicUsize);
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_websocket_reads_only_after_its_socket_woke_the_read_side() {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let reads = Arc::new(AtomicUsize::new(0));
+        let stream = CountingReads {
+            inner: ours,
+            reads: reads.clone(),
+        };
+        let mut io = WsIo::new(WebSocketStream::from_raw_socket(stream, Role::Client, None).await);
+        let mut peer = WebSocketStream::from_raw_socket(theirs, Role::Server, None).await;
+        let task = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut buf = BytesMut::new();
+
+        // The first poll tries a read (input may already be there): nothing yet.
+        assert!(io.poll_read(&mut cx, &mut buf).is_pending());
+        assert_eq!(reads.load(Ordering::Relaxed), 1);
+        // Woken by something else (a command, a flush): no read is tried.
+        for _ in 0..3 {
+            assert!(io.poll_read(&mut cx, &mut buf).is_pending());
+        }
+        assert_eq!(reads.load(Ordering::Relaxed), 1);
+        assert_eq!(task.0.load(Ordering::Relaxed), 0);
+
+        // Two messages arrive: the socket wakes the link's task, both are read, and the
+        // read after them finds nothing and waits again.
+        futures_util::SinkExt::send(&mut peer, WsMessage::Binary(Bytes::from_static(b"one")))
+            .await
+            .expect("send");
+        futures_util::SinkExt::send(&mut peer, WsMessage::Binary(Bytes::from_static(b"two")))
+            .await
+            .expect("send");
+        assert_eq!(task.0.load(Ordering::Relaxed), 1);
+        for want in [&b"one"[..], b"two"] {
+            match io.poll_read(&mut cx, &mut buf) {
+                Poll::Ready(Ok(Incoming::Frame(b))) => assert_eq!(&b[..], want),
+                other => panic!("expected a frame, got {other:?}"),
+            }
+        }
+        assert!(io.poll_read(&mut cx, &mut buf).is_pending());
+        let after = reads.load(Ordering::Relaxed);
+        assert!(io.poll_read(&mut cx, &mut buf).is_pending());
+        assert_eq!(reads.load(Ordering::Relaxed), after);
+
+        // The peer closes: the socket wakes the task again and the end is read.
+        drop(peer);
+        assert_eq!(task.0.load(Ordering::Relaxed), 2);
+        match io.poll_read(&mut cx, &mut buf) {
+            Poll::Ready(Ok(Incoming::Eof)) | Poll::Ready(Err(_)) => {}
+            other => panic!("expected the end, got {other:?}"),
+        }
+    }
 
     #[test]
     fn advancing_drops_written_segments_and_cuts_the_first_unwritten() {
