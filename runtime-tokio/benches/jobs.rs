@@ -100,6 +100,22 @@ async fn raw_copy(src: &std::path::Path, dst: &std::path::Path) -> Duration {
     t.elapsed()
 }
 
+/// The upper quantiles of `samples` (p90 to p99.9), in µs, for the table: where the
+/// p99 sits in the tail (a few slow requests, or a shifted distribution).
+fn tail_quantiles(samples: &[Duration]) -> String {
+    let mut v = samples.to_vec();
+    v.sort();
+    let at = |q: f64| {
+        let i = ((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1));
+        v.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
+    };
+    [0.90, 0.95, 0.98, 0.99, 0.995, 0.999]
+        .iter()
+        .map(|&q| format!("p{} {:.1}", q * 100.0, at(q)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let size: usize = if quick { 128 << 20 } else { 1 << 30 };
@@ -182,6 +198,7 @@ fn main() {
         .await;
         let took = transfer.await.expect("transfer");
         let busy = common::stats(busy_samples.clone());
+        let busy_tail = tail_quantiles(&busy_samples);
         let _ = std::fs::remove_file(&dst);
 
         // 3. Raw copy, send_file alone, raw copy again (the page cache flushed before
@@ -230,6 +247,7 @@ fn main() {
             busy.p99.as_secs_f64() * 1e6,
             busy_samples.len()
         );
+        println!("  its tail (µs): {busy_tail}");
         println!(
             "p99 ratio busy / idle        {:.1}x",
             busy.p99.as_secs_f64() / idle.p99.as_secs_f64()
