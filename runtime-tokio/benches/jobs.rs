@@ -117,6 +117,7 @@ fn tail_quantiles(samples: &[Duration]) -> String {
 }
 
 fn main() {
+    let machine = common::machine::wake_up_line("before");
     let quick = std::env::args().any(|a| a == "--quick");
     let size: usize = if quick { 128 << 20 } else { 1 << 30 };
     let dir = std::env::temp_dir().join(format!("nkcluster-bench-jobs-{}", std::process::id()));
@@ -230,6 +231,8 @@ fn main() {
 
         let mib = size as f64 / (1 << 20) as f64;
         let rate = |d: Duration| mib / d.as_secs_f64();
+        println!("{machine}");
+        println!("{}", common::machine::wake_up_line("after"));
         println!("small requests (32 B echo), loopback, multi_thread(2)");
         println!("                                 mean        p50        p99   samples");
         println!(

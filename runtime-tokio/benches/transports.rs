@@ -393,6 +393,7 @@ fn ratio(a: Duration, b: Duration) -> String {
 }
 
 fn main() {
+    let machine = common::machine::wake_up_line("before");
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only tls,wss`: a subset of the transports (for profiling one of them).
@@ -435,6 +436,8 @@ fn main() {
         "nkcluster transport bench ({}): loopback, tokio multi_thread(2), every client a task",
         if quick { "quick" } else { "full" }
     );
+    println!("{machine}");
+    println!("{}", common::machine::wake_up_line("after"));
     println!(
         "round trip: {RTT_BODY}-byte body, {n} sequential in {RTT_ROUNDS} alternated rounds (µs, \
          samples pooled)"

@@ -1,8 +1,9 @@
-//! Helpers shared by the bench binaries: latency summaries, the process's CPU time, and
-//! the closing `target <name> <measured> <goal> ok|miss` lines of issue 15.
+//! Helpers shared by the bench binaries: latency summaries, the process's CPU time, the
+//! machine's thread wake-up cost, and the closing `target <name> <measured> <goal> ok|miss` lines of issue 15.
 // Each bench binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+pub mod machine;
 pub mod stacks;
 
 use std::time::Duration;

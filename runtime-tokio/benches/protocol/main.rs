@@ -230,11 +230,13 @@ fn main() {
         );
         return;
     }
+    let machine = common::machine::wake_up_line("before");
     let started = Instant::now();
     println!(
         "nkcluster protocol bench ({})",
         if quick { "quick" } else { "full" }
     );
+    println!("{machine}");
     println!("\n{:<42} {:>16}", "decode", "throughput");
     for (k, v) in decode::bench_decode(quick) {
         println!("{k:<42} {v:>16}");
