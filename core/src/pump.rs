@@ -374,17 +374,6 @@ impl<R> Pump<R> {
         }
     }
 
-    /// Whether a command just taken should wait one turn of the runtime before it is
-    /// sent, so that the commands of other callers running now join it in one write:
-    /// only while small requests of ours are in flight (pipelining); a lone request
-    /// leaves at once, and so does one that only has file parts in flight beside it
-    /// (bulk-lane requests, [`crate::lanes::is_bulk_request`]): a transfer keeps parts in
-    /// flight all along, and a turn of a runtime whose threads move its chunks was most
-    /// of what a small request waited for during it.
-    pub fn gather(&self) -> bool {
-        self.pending.small() > 0
-    }
-
     /// Our small requests (not on the bulk lane) since the last call: whether one is in
     /// flight, whether one was sent and whether one was answered, for the bulk lane's
     /// turns ([`crate::lanes::turns`]).

@@ -59,12 +59,8 @@ enum After {
     Nothing,
     /// Its turn on the runtime is over: yield.
     Yield,
-    /// A command was taken: the others already queued join it, and if `gather`
-    /// (requests of ours in flight: pipelining) those queued during one turn of the
-    /// runtime.
-    TakeQueued {
-        gather: bool,
-    },
+    /// A command was taken: the others already queued join it.
+    TakeQueued,
 }
 
 /// What woke the link's task.
@@ -447,13 +443,8 @@ pub async fn drive(
                     }
                 }
                 Wake::Command(cmd) => {
-                    // Pipelining: while requests of ours are in flight, one turn of the
-                    // runtime (below) lets the other callers running now queue theirs,
-                    // which leave in the same write as this one (a lone request does not
-                    // wait).
-                    let gather = pump.gather();
                     submit(pump, conn, now, cmd);
-                    after = After::TakeQueued { gather };
+                    after = After::TakeQueued;
                 }
                 Wake::Hold(cmd) => pump.hold(now, cmd),
                 Wake::Unhold => pump.unhold(conn, now).into_iter().for_each(deliver),
@@ -482,16 +473,18 @@ pub async fn drive(
             After::Nothing => {}
             // Other tasks run, and the runtime polls for I/O, before this one goes on.
             After::Yield => tokio::task::yield_now().await,
-            After::TakeQueued { gather } => {
+            After::TakeQueued => {
                 // Every command already queued joins the one just taken, so they leave
                 // in one write; they are taken in one go (one lock of the queue the
-                // callers contend on), and again after the turn waited for. (Not kept
-                // across the wait: the link's task stays as small.)
-                let left = BATCH - 1 - take_queued(pump, conn, now, commands, BATCH - 1);
-                if gather && left > 0 && !conn.is_closed() {
-                    yield_to_queued().await;
-                    take_queued(pump, conn, now, commands, left);
-                }
+                // callers contend on). The link does not wait for more: a turn of the
+                // runtime for the callers still running (a self-wake, so that they queue
+                // theirs first) wakes the other worker on the multi-thread runtime at
+                // every turn; on a machine where waking a thread on the other CPU costs
+                // 15-35 µs that made pipelined requests slower and dearer (`protocol
+                // --profile nk mt`: futex calls 13k -> 2-3k, context switches 14k ->
+                // 2-3.5k, 460-650k -> 570k-1.02M req/s), and on the current-thread
+                // runtime the callers run before the link anyway.
+                take_queued(pump, conn, now, commands, BATCH - 1);
             }
         }
     }
@@ -632,24 +625,6 @@ fn take_queued(
         commands.give_back(taken);
     }
     n
-}
-
-/// One turn of the runtime for the callers already woken: the link's task wakes itself
-/// and goes behind them in its worker's queue. (`tokio::task::yield_now` defers its
-/// wake-up until the worker has nothing else to run, which on the multi-thread runtime
-/// also wakes another worker to look for work: a futex wake per gathering.)
-async fn yield_to_queued() {
-    let mut yielded = false;
-    poll_fn(|cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-    .await;
 }
 
 /// Feeds the machine whatever input is already readable, without waiting.

@@ -127,11 +127,7 @@ fn a_request_whose_time_went_waiting_ends_timeout_without_being_sent() {
         deadline: now + Duration::from_secs(1),
         reply: 8,
     };
-    // A lone request leaves at once; once one is in flight, the next waits a turn
-    // for the other callers' (pipelining).
-    assert!(!p.gather());
     assert_eq!(p.submit(&mut a, now, in_time), None);
-    assert!(p.gather());
     assert!(!p.idle_close(false, &a), "a request of ours is pending");
     assert_eq!(
         p.poll_timeout(&a, Instant::ZERO)
@@ -142,13 +138,12 @@ fn a_request_whose_time_went_waiting_ends_timeout_without_being_sent() {
         p.finish(now),
         vec![(8, Err(RequestError::ConnectionFailed))]
     );
-    assert!(!p.gather());
     assert!(p.idle_close(false, &a));
     assert!(!p.idle_close(true, &a));
 }
 
 #[test]
-fn a_request_beside_file_parts_alone_leaves_at_once() {
+fn file_parts_in_flight_are_not_small_traffic() {
     use crate::cluster::{CLASS_JOB, FilePart, JobCall, encode_body};
     let (mut a, _b) = crate::conn::tests::linked();
     let now = Instant::from_millis(10);
@@ -170,11 +165,9 @@ fn a_request_beside_file_parts_alone_leaves_at_once() {
     };
     assert_eq!(p.submit(&mut a, now, req(CLASS_JOB, part.clone(), 1)), None);
     assert_eq!(p.submit(&mut a, now, req(CLASS_JOB, part, 2)), None);
-    assert!(!p.gather(), "only file parts in flight");
     let none = crate::lanes::turns::SmallTraffic::default();
     assert_eq!(p.small_traffic(), none);
     assert_eq!(p.submit(&mut a, now, req("c", Bytes::new(), 3)), None);
-    assert!(p.gather(), "a small request in flight");
     let sent = crate::lanes::turns::SmallTraffic {
         in_flight: true,
         sent: true,
@@ -193,7 +186,6 @@ fn a_request_beside_file_parts_alone_leaves_at_once() {
             .collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
-    assert!(!p.gather());
 }
 
 #[test]
