@@ -597,7 +597,7 @@ fn submit(
     }
 }
 
-/// Submits the commands queued now, at most `max`, taken in one go; how many were taken.
+/// Submits the commands queued now, at most `max`, taken in one go.
 /// Once the connection is closed the rest go unsent, as if left in the queue: their
 /// callers hear `connection_failed` when their reply slots are dropped. The queue's
 /// storage, swapped out when all of it is taken, is given back to it.
@@ -607,12 +607,12 @@ fn take_queued(
     now: nkcluster_core::Instant,
     commands: &mut crate::cmdq::Receiver<Command>,
     max: usize,
-) -> usize {
+) {
     let mut taken = VecDeque::new();
     if conn.is_closed() {
-        return 0;
+        return;
     }
-    let n = commands.try_recv_many(&mut taken, max);
+    commands.try_recv_many(&mut taken, max);
     while let Some(cmd) = taken.pop_front() {
         if conn.is_closed() {
             taken.clear();
@@ -624,7 +624,6 @@ fn take_queued(
     if taken.capacity() > 0 {
         commands.give_back(taken);
     }
-    n
 }
 
 /// Feeds the machine whatever input is already readable, without waiting.

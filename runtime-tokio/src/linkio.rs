@@ -489,7 +489,6 @@ impl<S: Stream> LinkIo for WsIo<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
     use tokio_tungstenite::tungstenite::protocol::Role;
 
     /// A stream that counts the reads asked of it.
