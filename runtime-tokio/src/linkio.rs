@@ -491,9 +491,10 @@ mod tests {
     use super::*;
     use tokio_tungstenite::tungstenite::protocol::Role;
 
-    /// A stream that counts the reads asked of it.
+    /// The read half of a stream, counting the reads asked of it (joined with the write
+    /// half by `tokio::io::join`).
     struct CountingReads {
-        inner: tokio::io::DuplexStream,
+        inner: tokio::io::ReadHalf<tokio::io::DuplexStream>,
         reads: Arc<AtomicUsize>,
     }
 
@@ -505,24 +506,6 @@ mod tests {
         ) -> Poll<io::Result<()>> {
             self.reads.fetch_add(1, Ordering::Relaxed);
             Pin::new(&mut self.inner).poll_read(cx, buf)
-        }
-    }
-
-    impl AsyncWrite for CountingReads {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            data: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            Pin::new(&mut self.inner).poll_write(cx, data)
-        }
-
-        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.inner).poll_flush(cx)
-        }
-
-        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Pin::new(&mut self.inner).poll_shutdown(cx)
         }
     }
 
@@ -539,10 +522,12 @@ mod tests {
     async fn a_websocket_reads_only_after_its_socket_woke_the_read_side() {
         let (ours, theirs) = tokio::io::duplex(64 * 1024);
         let reads = Arc::new(AtomicUsize::new(0));
-        let stream = CountingReads {
-            inner: ours,
+        let (read_half, write_half) = tokio::io::split(ours);
+        let counted = CountingReads {
+            inner: read_half,
             reads: reads.clone(),
         };
+        let stream = tokio::io::join(counted, write_half);
         let mut io = WsIo::new(WebSocketStream::from_raw_socket(stream, Role::Client, None).await);
         let mut peer = WebSocketStream::from_raw_socket(theirs, Role::Server, None).await;
         let task = Arc::new(CountingWaker(AtomicUsize::new(0)));
