@@ -75,6 +75,27 @@ pub enum Command<R> {
     },
 }
 
+impl<R> Command<R> {
+    /// When the command stops being worth sending: a request's or a notice's deadline
+    /// (the others have none). A link's command queue keeps the earliest of its
+    /// commands' (see [`Pump::expire_queued`]).
+    #[must_use]
+    #[inline]
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            Command::Request { deadline, .. } | Command::Notice { deadline, .. } => Some(*deadline),
+            Command::Gossip(_) | Command::Handoff { .. } | Command::Close { .. } => None,
+        }
+    }
+
+    /// Whether the command's time is up at `now` (its deadline reached): a request
+    /// then ends `timeout` without being sent, a notice is dropped.
+    #[must_use]
+    pub fn is_due(&self, now: Instant) -> bool {
+        self.deadline().is_some_and(|d| d <= now)
+    }
+}
+
 /// A caller and the outcome it gets.
 pub type Outcome<R> = (R, Result<Bytes, RequestError>);
 
@@ -334,6 +355,29 @@ impl<R> Pump<R> {
         out
     }
 
+    /// A command whose time is up ([`Command::is_due`]) while it still waits in the
+    /// caller's queue, where the driver left it (it takes none while the transport is
+    /// backed up and the held commands are [`HELD_MAX`], or before the handshake ends:
+    /// [`Accept::Wait`]): a request ends `timeout`, counted from its ask; a notice is
+    /// dropped (`None`). Without this a request queued behind held ones with later
+    /// deadlines, or behind a slow handshake, would wait for them and not for its own.
+    #[must_use]
+    pub fn expire_queued(&mut self, now: Instant, cmd: Command<R>) -> Option<Outcome<R>> {
+        match cmd {
+            Command::Request {
+                class,
+                asked,
+                reply,
+                ..
+            } => {
+                let done = self.sent_done(&class, asked, now, (reply, Err(RequestError::Timeout)));
+                self.meter.publish();
+                Some(done)
+            }
+            _ => None,
+        }
+    }
+
     /// The peer's answer to request `id` sent with `tag` (or the connection's
     /// `timeout`, its failure), from [`Event::Reply`](crate::conn::Event::Reply), for its
     /// caller: counted, not yet published (hand it over after
@@ -353,9 +397,17 @@ impl<R> Pump<R> {
     }
 
     /// When the driver must wake next, as of `now`: the connection's own timer (its
-    /// bulk lane's turns included) or a held request's deadline.
+    /// bulk lane's turns included), a held request's deadline, or `queued`: the earliest
+    /// deadline among the commands left in the caller's queue, which counts only while
+    /// the driver takes none ([`Accept::watches_queue`]; then what is due there ends at
+    /// that wake-up, see [`expire_queued`](Self::expire_queued)).
     #[must_use]
-    pub fn poll_timeout(&self, conn: &Connection, now: Instant) -> Option<Instant> {
+    pub fn poll_timeout(
+        &self,
+        conn: &Connection,
+        now: Instant,
+        queued: Option<Instant>,
+    ) -> Option<Instant> {
         let held = self
             .held
             .iter()
@@ -363,6 +415,7 @@ impl<R> Pump<R> {
                 Command::Request { deadline, .. } => Some(*deadline),
                 _ => None,
             })
+            .chain(queued)
             .min();
         let conn_t = match (conn.poll_timeout(), conn.turn_deadline(now)) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -461,6 +514,16 @@ pub enum Accept {
     Hold,
     /// Leave them queued (not authenticated yet, or the held queue is full).
     Wait,
+}
+
+impl Accept {
+    /// Whether the driver watches the deadlines of the commands it leaves queued: while
+    /// it takes none ([`Accept::Wait`]). Otherwise it takes them as they come and
+    /// watches them held or sent.
+    #[must_use]
+    pub fn watches_queue(self) -> bool {
+        self == Accept::Wait
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,11 @@
 //! Senders that find it full wait for room ([`Sender::send`]) or are told so
 //! ([`Sender::try_send`]); when the receiver goes, senders are told the channel is
 //! closed; when every sender goes, the receiver drains what is queued, then sees the end.
+//!
+//! The queue also keeps the earliest deadline among its values ([`Expiring`]): a link
+//! that takes no commands for a while (backed up, or still in its handshake) wakes when
+//! the first queued one is due and ends it there ([`Receiver::poll_due`],
+//! [`Receiver::take_due`]), instead of leaving its caller to wait for the link.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -18,8 +23,27 @@ use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use nkcluster_core::Instant;
+
+/// A queued value's deadline: when it stops being worth sending.
+pub trait Expiring {
+    /// Its deadline, if it has one.
+    fn deadline(&self) -> Option<Instant>;
+    /// Whether its time is up at `now`.
+    fn is_due(&self, now: Instant) -> bool;
+}
+
 struct State<T> {
     queue: VecDeque<T>,
+    /// The earliest deadline among the values queued since [`Receiver::take_due`] last
+    /// looked at all of them: never later than the earliest queued now (the values
+    /// taken since may have held it), so a wake-up at it is never late, at worst early.
+    earliest: Option<Instant>,
+    /// The receiver takes nothing for now and wants to hear only of a value due before
+    /// `earliest` ([`Receiver::poll_due`]), not of every one.
+    watching_due: bool,
+    /// What [`Receiver::earliest`] last told the receiver.
+    told: Option<Instant>,
     /// The receiver, waiting for a command (or for the last sender to go).
     rx_waker: Option<Waker>,
     /// Senders waiting for room.
@@ -80,6 +104,9 @@ pub fn channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
         cap: cap.max(1),
         state: Mutex::new(State {
             queue: VecDeque::new(),
+            earliest: None,
+            watching_due: false,
+            told: None,
             rx_waker: None,
             tx_wakers: Vec::new(),
             senders: 1,
@@ -94,7 +121,7 @@ pub fn channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
     )
 }
 
-impl<T> Sender<T> {
+impl<T: Expiring> Sender<T> {
     /// Queues `value` now, or says why not.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         let mut s = self.shared.lock();
@@ -104,8 +131,19 @@ impl<T> Sender<T> {
         if s.queue.len() >= self.shared.cap {
             return Err(TrySendError::Full(value));
         }
+        let sooner = match value.deadline() {
+            Some(d) if s.earliest.is_none_or(|e| d < e) => {
+                s.earliest = Some(d);
+                true
+            }
+            _ => false,
+        };
         s.queue.push_back(value);
-        let waker = s.rx_waker.take();
+        let waker = if s.watching_due && !sooner {
+            None
+        } else {
+            s.rx_waker.take()
+        };
         drop(s);
         if let Some(w) = waker {
             w.wake();
@@ -138,7 +176,9 @@ impl<T> Sender<T> {
         })
         .await
     }
+}
 
+impl<T> Sender<T> {
     /// Whether both are senders of the same channel.
     pub fn same_channel(&self, other: &Sender<T>) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
@@ -181,6 +221,63 @@ impl<T> fmt::Debug for Sender<T> {
     }
 }
 
+impl<T: Expiring> Receiver<T> {
+    /// For a receiver that takes nothing for now: ready when a value due sooner than
+    /// every one queued when it last asked for the [`earliest`](Self::earliest) deadline
+    /// came since (its timer is armed for a later one). Otherwise it waits, woken by a
+    /// value queued later only if that value is due before every one already queued
+    /// (not by each value, as [`poll_recv`](Self::poll_recv) is).
+    pub fn poll_due(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.shared.lock();
+        if s.earliest.is_some_and(|e| s.told.is_none_or(|t| e < t)) {
+            return Poll::Ready(());
+        }
+        s.watching_due = true;
+        if !s.rx_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            s.rx_waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// The earliest deadline among the queued values, or one earlier (see
+    /// [`take_due`](Self::take_due)).
+    pub fn earliest(&mut self) -> Option<Instant> {
+        let mut s = self.shared.lock();
+        s.told = s.earliest;
+        s.told
+    }
+
+    /// Takes out the values whose time is up at `now` ([`Expiring::is_due`]), the others
+    /// kept in order; only when the earliest deadline known has come (else nothing is
+    /// looked at). The queue's earliest deadline is then exact again.
+    pub fn take_due(&mut self, now: Instant) -> Vec<T> {
+        let mut s = self.shared.lock();
+        if s.earliest.is_none_or(|e| e > now) {
+            return Vec::new();
+        }
+        let mut due = Vec::new();
+        let mut kept = VecDeque::with_capacity(s.queue.len());
+        for v in s.queue.drain(..) {
+            if v.is_due(now) {
+                due.push(v);
+            } else {
+                kept.push_back(v);
+            }
+        }
+        s.earliest = kept.iter().filter_map(Expiring::deadline).min();
+        s.queue = kept;
+        let waiting = if due.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut s.tx_wakers)
+        };
+        drop(s);
+        // Room for what was taken: every waiting sender tries again.
+        waiting.into_iter().for_each(Waker::wake);
+        due
+    }
+}
+
 impl<T> Receiver<T> {
     /// The next value, or `None` once every sender is gone and the queue is empty.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
@@ -189,6 +286,7 @@ impl<T> Receiver<T> {
             Err(TryRecvError::Disconnected) => Poll::Ready(None),
             Err(TryRecvError::Empty) => {
                 let mut s = self.shared.lock();
+                s.watching_due = false;
                 // A value (or the last sender's drop) may have come since `take`.
                 if !s.queue.is_empty() || s.senders == 0 {
                     cx.waker().wake_by_ref();
@@ -291,6 +389,95 @@ impl<T> fmt::Debug for Receiver<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A test value is its own deadline, in milliseconds.
+    impl Expiring for i32 {
+        fn deadline(&self) -> Option<Instant> {
+            u64::try_from(*self).ok().map(Instant::from_millis)
+        }
+
+        fn is_due(&self, now: Instant) -> bool {
+            self.deadline().is_some_and(|d| d <= now)
+        }
+    }
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    /// Counts its wake-ups.
+    struct Counting(AtomicUsize);
+
+    impl std::task::Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn due_values_are_taken_out_in_place_and_the_earliest_deadline_is_kept() {
+        let (tx, mut rx) = channel(8);
+        for v in [500, 100, 300, 200] {
+            tx.try_send(v).expect("room");
+        }
+        assert_eq!(rx.earliest(), Some(ms(100)));
+        assert_eq!(rx.take_due(ms(99)), Vec::<i32>::new());
+        assert_eq!(rx.take_due(ms(150)), vec![100]);
+        assert_eq!(rx.earliest(), Some(ms(200)), "exact again after a look");
+        // Taking the earliest leaves it known (early, never late) until the next look.
+        assert_eq!(rx.try_recv(), Ok(500));
+        assert_eq!(rx.try_recv(), Ok(300));
+        assert_eq!(rx.earliest(), Some(ms(200)));
+        assert_eq!(rx.take_due(ms(250)), vec![200]);
+        assert_eq!(rx.earliest(), None);
+        // A value without a deadline is never due.
+        tx.try_send(-1).expect("room");
+        assert_eq!(rx.earliest(), None);
+        assert_eq!(rx.take_due(ms(u64::MAX / 2_000_000)), Vec::<i32>::new());
+        assert_eq!(rx.try_recv(), Ok(-1));
+    }
+
+    #[test]
+    fn a_receiver_watching_for_due_values_is_woken_only_by_a_sooner_one() {
+        let (tx, mut rx) = channel(8);
+        let count = Arc::new(Counting(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let woken = || count.0.load(Ordering::SeqCst);
+        // Nothing told yet: a queued deadline is news.
+        tx.try_send(400).expect("room");
+        assert_eq!(rx.poll_due(&mut cx), Poll::Ready(()));
+        // Told (its timer armed for 400 at the latest): no news until something sooner.
+        assert_eq!(rx.earliest(), Some(ms(400)));
+        assert_eq!(rx.poll_due(&mut cx), Poll::Pending);
+        tx.try_send(500).expect("room");
+        assert_eq!(woken(), 0, "due later than what is queued");
+        tx.try_send(200).expect("room");
+        assert_eq!(woken(), 1, "due sooner");
+        assert_eq!(rx.poll_due(&mut cx), Poll::Ready(()));
+        assert_eq!(rx.earliest(), Some(ms(200)));
+        assert_eq!(rx.poll_due(&mut cx), Poll::Pending);
+        // Taking values again: every value wakes the receiver.
+        let mut got = VecDeque::new();
+        rx.try_recv_many(&mut got, 8);
+        assert_eq!(rx.poll_recv(&mut cx), Poll::Pending);
+        tx.try_send(900).expect("room");
+        assert_eq!(woken(), 2);
+    }
+
+    #[tokio::test]
+    async fn due_values_taken_out_make_room_for_waiting_senders() {
+        let (tx, mut rx) = channel(2);
+        tx.try_send(100).expect("room");
+        tx.try_send(900).expect("room");
+        let sender = tokio::spawn(async move { tx.send(800).await });
+        tokio::task::yield_now().await;
+        assert_eq!(rx.take_due(ms(100)), vec![100]);
+        sender.await.expect("sender").expect("sent");
+        assert_eq!(rx.try_recv(), Ok(900));
+        assert_eq!(rx.try_recv(), Ok(800));
+    }
 
     #[test]
     fn values_come_out_in_order_and_the_end_follows_the_last_sender() {

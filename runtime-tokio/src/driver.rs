@@ -39,6 +39,16 @@ pub type Reply = crate::reply::Sender;
 /// What the application asks of a connection (see [`nkcluster_core::pump::Command`]).
 pub type Command = nkcluster_core::pump::Command<Reply>;
 
+impl crate::cmdq::Expiring for Command {
+    fn deadline(&self) -> Option<nkcluster_core::Instant> {
+        nkcluster_core::pump::Command::deadline(self)
+    }
+
+    fn is_due(&self, now: nkcluster_core::Instant) -> bool {
+        nkcluster_core::pump::Command::is_due(self, now)
+    }
+}
+
 /// Receives the connection's events that the driver does not consume itself.
 pub trait EventSink: Send + 'static {
     /// The handshake succeeded (or the link ended: `Event::Closed`).
@@ -79,6 +89,9 @@ enum Wake {
     Command(Command),
     CommandsClosed,
     Timer,
+    /// A command due sooner than the ones the timer was armed for came to the queue:
+    /// re-armed for it.
+    Due,
     Flushed,
     /// The transport took what was queued: the next bulk chunk may go.
     Pull,
@@ -188,7 +201,7 @@ pub async fn drive(
             // request's timeout), so a node machine slow to answer never stalls the link
             // past it; the proof then leaves on its own. The link's one timer bounds it
             // (a second would be saved in the link's future: see the wait below).
-            if let Some(d) = pump.poll_timeout(conn, now) {
+            if let Some(d) = pump.poll_timeout(conn, now, None) {
                 arm(sleep.as_mut(), &mut armed, clock, d);
                 poll_fn(|cx| match Pin::new(&mut hold).poll(cx) {
                     Poll::Ready(_) => Poll::Ready(()),
@@ -274,7 +287,12 @@ pub async fn drive(
                 let d = *linger.get_or_insert_with(|| link_end::linger_until(clock.now()));
                 Some(d)
             } else {
-                pump.poll_timeout(conn, now)
+                // While the link takes no commands, the earliest deadline among those
+                // left queued counts too (they end there, `Wake::Timer`).
+                let watching = pump
+                    .accepts(established, wq_bytes + bulk_bytes)
+                    .watches_queue();
+                pump.poll_timeout(conn, now, commands.earliest().filter(|_| watching))
             };
             if let Some(d) = deadline {
                 arm(sleep.as_mut(), &mut armed, clock, d);
@@ -372,6 +390,9 @@ pub async fn drive(
                     if accept == Accept::Unhold {
                         return Poll::Ready(Wake::Unhold);
                     }
+                    if accept.watches_queue() && commands.poll_due(cx).is_ready() {
+                        return Poll::Ready(Wake::Due);
+                    }
                     if commands_open && matches!(accept, Accept::Send | Accept::Hold) {
                         match commands.poll_recv(cx) {
                             Poll::Ready(Some(c)) if accept == Accept::Send => {
@@ -418,7 +439,7 @@ pub async fn drive(
                 // The read side failed (say, a text message on a websocket): the write side
                 // may still work, so the close frame or close_notify still goes out.
                 Wake::ReadError(e) => conn.handle_transport_closed(now, &e),
-                Wake::Flushed | Wake::Pull => {}
+                Wake::Flushed | Wake::Pull | Wake::Due => {}
                 // Other tasks run, and the runtime polls for I/O, before this one goes on.
                 Wake::TurnOver => after = After::Yield,
                 Wake::Late(id, r) => {
@@ -455,6 +476,10 @@ pub async fn drive(
                 }
                 Wake::Timer => {
                     pump.expire(now).into_iter().for_each(deliver);
+                    // Commands whose time went waiting in the queue (the link took none).
+                    for cmd in commands.take_due(now) {
+                        pump.expire_queued(now, cmd).into_iter().for_each(deliver);
+                    }
                     conn.handle_timeout(now);
                     // The command queue's storage goes here rather than at each emptying
                     // (a busy link would reallocate it all the time); the timer wakes an

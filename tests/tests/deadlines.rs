@@ -9,7 +9,7 @@ use bytes::Bytes;
 use nkcluster::node::NodeEvent;
 use nkcluster_core::RequestError;
 use nkcluster_core::url::{Transport, parse_url_list};
-use nkcluster_tests::inproc::{Relay, config, port_of, start, wait_event};
+use nkcluster_tests::inproc::{Relay, TestNode, config, port_of, start, wait_event};
 
 /// Waits (with the suite's deadline) until `node` has a link to `peer`.
 async fn wait_linked(node: &nkcluster_tests::inproc::TestNode, peer: &str) {
@@ -22,9 +22,9 @@ async fn wait_linked(node: &nkcluster_tests::inproc::TestNode, peer: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backed_up_link_costs_a_caller_its_timeout_not_more() {
-    // A long idle timeout: only the request's own deadline can end it.
+/// Control node c1 and worker w1 linked through a relay (to pause), both with a long
+/// idle timeout: only a request's own deadline can end it.
+async fn linked_through_a_relay() -> (TestNode, TestNode, Relay) {
     let mut c = config("c1", true, "nkcluster://127.0.0.1:0;transport=tcp");
     c.connection.idle_timeout = Duration::from_secs(120);
     let c1 = start(c).await;
@@ -39,6 +39,12 @@ async fn a_backed_up_link_costs_a_caller_its_timeout_not_more() {
     .expect("url");
     let w1 = start(w).await;
     wait_linked(&w1, "c1").await;
+    (c1, w1, relay)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backed_up_link_costs_a_caller_its_timeout_not_more() {
+    let (c1, w1, relay) = linked_through_a_relay().await;
     // c1 stops reading: w1's socket, then its output queue, back up, and its link stops
     // taking requests. Far more than fits is asked for, each 1 MiB.
     relay.pause();
@@ -83,6 +89,61 @@ async fn a_backed_up_link_costs_a_caller_its_timeout_not_more() {
         t.elapsed()
     );
     relay.cut();
+    w1.shutdown();
+    c1.shutdown();
+}
+
+/// A link that is backed up and holds as many requests as it may takes no more: the
+/// next ones wait in its queue. One of them due long before the held ones still ends at
+/// its own deadline, not at theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_queued_behind_held_ones_due_later_ends_at_its_own_deadline() {
+    let (c1, w1, relay) = linked_through_a_relay().await;
+    relay.pause();
+    // What the socket and the link's output take, the link's held requests
+    // (`HELD_MAX`, 1,024) and a few hundred more left in its queue (room for 1,024):
+    // every one due in a minute.
+    let big = Bytes::from(vec![7u8; 1 << 20]);
+    let mut flood = Vec::new();
+    for _ in 0..1400 {
+        let (w1, big) = (w1.clone(), big.clone());
+        flood.push(tokio::spawn(async move {
+            w1.request("c1", "nkcluster.echo", big, Duration::from_secs(60))
+                .await
+        }));
+    }
+    // Short requests one after the other: the first may still find room among the held
+    // ones (the link takes the flood within milliseconds); the next ones wait in the
+    // queue behind the flood, and each still ends at its own deadline.
+    for _ in 0..4 {
+        let t = Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(20),
+            w1.request(
+                "c1",
+                "nkcluster.echo",
+                Bytes::new(),
+                Duration::from_millis(300),
+            ),
+        )
+        .await
+        .expect("a queued request waited for the held ones' deadline");
+        assert_eq!(r, Err(RequestError::Timeout));
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "a 300 ms request took {took:?}"
+        );
+    }
+    // The link dies: every request of the flood ends, none left waiting.
+    relay.cut();
+    for f in flood {
+        let r = tokio::time::timeout(Duration::from_secs(20), f)
+            .await
+            .expect("a request outlived its link")
+            .expect("task");
+        assert_eq!(r, Err(RequestError::ConnectionFailed));
+    }
     w1.shutdown();
     c1.shutdown();
 }

@@ -114,6 +114,85 @@ fn held_requests_end_timeout_at_their_deadline_and_the_rest_connection_failed() 
 }
 
 #[test]
+fn commands_left_queued_end_at_their_own_deadline_while_the_driver_takes_none() {
+    let (a, _b) = crate::conn::tests::linked();
+    let mut p = Pump::<u32>::new();
+    // The held queue full of requests due at 60 s: the driver takes no more.
+    for i in 0..HELD_MAX {
+        p.hold(Instant::ZERO, request(60_000, i as u32));
+    }
+    let accept = p.accepts(true, WRITE_HIGH_WATER);
+    assert!(accept.watches_queue());
+    assert!(!Accept::Send.watches_queue() && !Accept::Hold.watches_queue());
+    assert!(!Accept::Unhold.watches_queue());
+    // A request queued behind them, due at 300 ms: the driver wakes for it, not at 60 s.
+    let queued = Command::Request {
+        class: "c".into(),
+        body: Bytes::new(),
+        asked: Instant::from_millis(100),
+        deadline: Instant::from_millis(300),
+        reply: 9_999,
+    };
+    assert_eq!(queued.deadline(), Some(Instant::from_millis(300)));
+    let wake = p.poll_timeout(&a, Instant::from_millis(100), queued.deadline());
+    assert_eq!(wake, Some(Instant::from_millis(300)));
+    assert!(!queued.is_due(Instant::from_millis(299)));
+    assert!(queued.is_due(Instant::from_millis(300)));
+    // Its time is up: `timeout`, and the held ones stay.
+    assert_eq!(
+        p.expire_queued(Instant::from_millis(300), queued),
+        Some((9_999, Err(RequestError::Timeout)))
+    );
+    assert_eq!(p.held.len(), HELD_MAX);
+    // A notice is dropped; the other commands have no deadline and never fall due.
+    let notice = Command::Notice {
+        class: "n".into(),
+        body: Bytes::new(),
+        deadline: Instant::from_millis(5),
+    };
+    assert!(notice.is_due(Instant::from_millis(5)));
+    assert_eq!(p.expire_queued(Instant::from_millis(5), notice), None);
+    let gossip = Command::<u32>::Gossip(Vec::new());
+    assert_eq!(gossip.deadline(), None);
+    assert!(!gossip.is_due(Instant::from_millis(u64::MAX / 2_000_000)));
+    let close = Command::<u32>::Close {
+        reason: "bye".into(),
+    };
+    assert!(!close.is_due(Instant::from_millis(1)));
+}
+
+#[test]
+fn a_request_expired_in_the_callers_queue_counts_from_its_ask() {
+    use crate::telemetry::Telemetry;
+    use crate::url::Transport;
+
+    let telemetry = std::sync::Arc::new(Telemetry::new());
+    let mut p = Pump::<u32>::with_meter(Meter::new(telemetry.clone(), Transport::Tcp));
+    let queued = Command::Request {
+        class: "q".into(),
+        body: Bytes::new(),
+        asked: Instant::from_millis(100),
+        deadline: Instant::from_millis(400),
+        reply: 1,
+    };
+    let done = p.expire_queued(Instant::from_millis(400), queued);
+    assert_eq!(done, Some((1, Err(RequestError::Timeout))));
+    // Published at once (no turn of the driver publishes it later).
+    let r = telemetry.report();
+    assert_eq!(
+        r.requests
+            .iter()
+            .map(|c| (c.class.as_str(), c.count))
+            .collect::<Vec<_>>(),
+        vec![("q", 1)]
+    );
+    assert_eq!(
+        (r.durations[0].2.count, r.durations[0].2.sum_us),
+        (1, 300_000)
+    );
+}
+
+#[test]
 fn a_request_whose_time_went_waiting_ends_timeout_without_being_sent() {
     let (mut a, _b) = crate::conn::tests::linked();
     let now = Instant::from_millis(10);
@@ -130,7 +209,7 @@ fn a_request_whose_time_went_waiting_ends_timeout_without_being_sent() {
     assert_eq!(p.submit(&mut a, now, in_time), None);
     assert!(!p.idle_close(false, &a), "a request of ours is pending");
     assert_eq!(
-        p.poll_timeout(&a, Instant::ZERO)
+        p.poll_timeout(&a, Instant::ZERO, None)
             .map(|t| t <= now + Duration::from_secs(1)),
         Some(true)
     );

@@ -24,7 +24,8 @@ impl<N: Net> Node<N> {
             reply: tx,
         };
         // The timeout covers everything: once queued, the link ends the request at its
-        // deadline (held or sent); a full queue is waited for within the deadline only.
+        // deadline (left in its queue, held or sent); a full queue is waited for within
+        // the deadline only.
         // The link's sender is used in place: a clone (and its drop) locks the queue that
         // every caller of the link contends on. Cloned only to wait for room.
         let full = {
