@@ -240,7 +240,8 @@ impl<T: Expiring> Receiver<T> {
     }
 
     /// The earliest deadline among the queued values, or one earlier (see
-    /// [`take_due`](Self::take_due)).
+    /// [`take_due`](Self::take_due)); remembered as told, so that
+    /// [`poll_due`](Self::poll_due) waits for one sooner than it.
     pub fn earliest(&mut self) -> Option<Instant> {
         let mut s = self.shared.lock();
         s.told = s.earliest;

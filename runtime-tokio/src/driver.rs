@@ -292,7 +292,9 @@ pub async fn drive(
                 let watching = pump
                     .accepts(established, wq_bytes + bulk_bytes)
                     .watches_queue();
-                pump.poll_timeout(conn, now, commands.earliest().filter(|_| watching))
+                // (The queue's lock only then: callers contend on it.)
+                let queued = if watching { commands.earliest() } else { None };
+                pump.poll_timeout(conn, now, queued)
             };
             if let Some(d) = deadline {
                 arm(sleep.as_mut(), &mut armed, clock, d);

@@ -42,21 +42,28 @@ async fn linked_through_a_relay() -> (TestNode, TestNode, Relay) {
     (c1, w1, relay)
 }
 
+/// `n` requests of 1 MiB each from `w1` to c1 with `timeout`, each in a task of its own.
+fn flood(
+    w1: &TestNode,
+    n: usize,
+    timeout: Duration,
+) -> Vec<tokio::task::JoinHandle<Result<Bytes, RequestError>>> {
+    let big = Bytes::from(vec![7u8; 1 << 20]);
+    (0..n)
+        .map(|_| {
+            let (w1, big) = (w1.clone(), big.clone());
+            tokio::spawn(async move { w1.request("c1", "nkcluster.echo", big, timeout).await })
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backed_up_link_costs_a_caller_its_timeout_not_more() {
     let (c1, w1, relay) = linked_through_a_relay().await;
     // c1 stops reading: w1's socket, then its output queue, back up, and its link stops
     // taking requests. Far more than fits is asked for, each 1 MiB.
     relay.pause();
-    let big = Bytes::from(vec![7u8; 1 << 20]);
-    let mut flood = Vec::new();
-    for _ in 0..1500 {
-        let (w1, big) = (w1.clone(), big.clone());
-        flood.push(tokio::spawn(async move {
-            w1.request("c1", "nkcluster.echo", big, Duration::from_secs(2))
-                .await
-        }));
-    }
+    let flood = flood(&w1, 1500, Duration::from_secs(2));
     // Every one of them ends at its deadline, whether it was sent, queued in the link or
     // still waiting to be queued.
     let started = Instant::now();
@@ -103,15 +110,7 @@ async fn a_request_queued_behind_held_ones_due_later_ends_at_its_own_deadline() 
     // What the socket and the link's output take, the link's held requests
     // (`HELD_MAX`, 1,024) and a few hundred more left in its queue (room for 1,024):
     // every one due in a minute.
-    let big = Bytes::from(vec![7u8; 1 << 20]);
-    let mut flood = Vec::new();
-    for _ in 0..1400 {
-        let (w1, big) = (w1.clone(), big.clone());
-        flood.push(tokio::spawn(async move {
-            w1.request("c1", "nkcluster.echo", big, Duration::from_secs(60))
-                .await
-        }));
-    }
+    let flood = flood(&w1, 1400, Duration::from_secs(60));
     // Short requests one after the other: the first may still find room among the held
     // ones (the link takes the flood within milliseconds); the next ones wait in the
     // queue behind the flood, and each still ends at its own deadline.
